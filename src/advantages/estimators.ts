@@ -1,0 +1,35 @@
+import { moments } from "../stats.js";
+import type { AdvantageOptions } from "./options.js";
+
+export interface EstimatorContext {
+  readonly options: AdvantageOptions;
+  /** Std over the whole batch's rewards; NaN unless options.stdScope is "batch". */
+  readonly batchStd: number;
+}
+
+/** Maps the rewards of one group (in input order) to one advantage each. */
+export type AdvantageEstimator = (rewards: Float64Array, context: EstimatorContext) => Float64Array;
+
+/** GRPO: A = (r − mean) / (std + ε), or r − mean without std scaling. */
+export const grpo: AdvantageEstimator = (rewards, { options, batchStd }) => {
+  const singleton = rewards.length === 1;
+  const { mean, std } = moments(rewards, options);
+  // verl treats a singleton as mean 0, std 1; TRL centres it on itself, which gives 0.
+  const center = singleton ? (options.singleton === "raw" ? 0 : rewards[0]!) : mean;
+  let scale = 1;
+  if (options.scaleByStd) {
+    if (options.stdScope === "batch") scale = batchStd + options.epsilon;
+    else if (!singleton) scale = std + options.epsilon;
+    else scale = options.singletonScaleFloat32 ? Math.fround(1 + options.epsilon) : 1 + options.epsilon;
+  }
+  return rewards.map((r) => (r - center) / scale);
+};
+
+/** RLOO: A_i = r_i − mean of the others = (r_i − mean)·n/(n−1). */
+export const rloo: AdvantageEstimator = (rewards, { options }) => {
+  if (rewards.length === 1) return Float64Array.of(options.singleton === "raw" ? rewards[0]! : 0);
+  const { count, mean } = moments(rewards, options);
+  const factor = count / (count - 1);
+  // Written as verl writes it, so the rounding matches: r·n/(n−1) − mean·n/(n−1).
+  return rewards.map((r) => r * factor - mean * factor);
+};

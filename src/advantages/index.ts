@@ -1,0 +1,67 @@
+import { z } from "zod";
+import { GrpoRocError, invalid, parseOrThrow } from "../errors.js";
+import { groupBy, type GroupId } from "../groups.js";
+import { finiteFloat64, isArrayLike, numericArraySchema, type NumericArray } from "../numeric.js";
+import { moments } from "../stats.js";
+import { grpo, rloo, type AdvantageEstimator } from "./estimators.js";
+import { advantageOptionsSchema, type AdvantageOptions, type AdvantageOptionsInput } from "./options.js";
+
+export { advantagePresets, advantageOptionsSchema } from "./options.js";
+export type { AdvantageOptions, AdvantageOptionsInput } from "./options.js";
+export type { AdvantageEstimator, EstimatorContext } from "./estimators.js";
+export { broadcastToTokens } from "./broadcast.js";
+
+const estimators = new Map<string, AdvantageEstimator>([
+  ["grpo", grpo],
+  ["rloo", rloo],
+]);
+
+/** Adds an advantage estimator, selectable by `options.estimator`. */
+export function registerAdvantageEstimator(name: string, estimator: AdvantageEstimator): void {
+  if (estimators.has(name)) throw new GrpoRocError(`advantage estimator "${name}" is already registered`);
+  estimators.set(name, estimator);
+}
+
+export function advantageEstimatorNames(): string[] {
+  return [...estimators.keys()];
+}
+
+export function resolveAdvantageOptions(options: AdvantageOptionsInput = {}): AdvantageOptions {
+  return parseOrThrow(advantageOptionsSchema, options, "options");
+}
+
+/**
+ * Group-relative advantages: one per rollout, computed within each group of `groupIds` (any order, any sizes).
+ * Defaults reproduce verl's GRPO; see `advantagePresets` for TRL, Dr. GRPO and RLOO.
+ */
+export function advantages(
+  rewards: NumericArray,
+  groupIds: ArrayLike<GroupId>,
+  options: AdvantageOptionsInput = {},
+): Float64Array {
+  parseOrThrow(numericArraySchema, rewards, "rewards");
+  parseOrThrow(z.custom<ArrayLike<GroupId>>(isArrayLike, { message: "expected an array" }), groupIds, "groupIds");
+  const resolved = resolveAdvantageOptions(options);
+  const estimator = estimators.get(resolved.estimator);
+  if (estimator === undefined) {
+    throw invalid("options.estimator", `unknown estimator "${resolved.estimator}"; registered: ${advantageEstimatorNames().join(", ")}`);
+  }
+  if (rewards.length !== groupIds.length) {
+    throw invalid("groupIds", `has ${groupIds.length} entries but rewards has ${rewards.length}`);
+  }
+  const values = finiteFloat64(rewards, "rewards", resolved.missingRewards === "ignore");
+  // TRL: the std of a one-rollout batch is 0.
+  const batchStd = resolved.stdScope !== "batch" ? NaN : values.length > 1 ? moments(values, resolved).std : 0;
+  const out = new Float64Array(values.length);
+  for (const { members } of groupBy(groupIds)) {
+    const groupRewards = new Float64Array(members.length);
+    for (let k = 0; k < members.length; k++) groupRewards[k] = values[members[k]!]!;
+    const groupAdvantages = estimator(groupRewards, { options: resolved, batchStd });
+    for (let k = 0; k < members.length; k++) out[members[k]!] = groupAdvantages[k]!;
+  }
+  if (resolved.missingRewards === "ignore") {
+    // TRL's nan_to_num: unscorable rollouts, and groups without enough scored ones, carry no signal.
+    for (let i = 0; i < out.length; i++) if (Number.isNaN(out[i])) out[i] = 0;
+  }
+  return out;
+}

@@ -1,0 +1,72 @@
+import { z } from "zod";
+
+export const advantageOptionsSchema = z.object({
+  /** Registered estimator name: "grpo" (group mean/std) or "rloo" (leave-one-out baseline), or one you registered. */
+  estimator: z.string().default("grpo"),
+  /** GRPO: divide by std + epsilon. false gives Dr. GRPO (verl norm_adv_by_std_in_grpo=False, TRL scale_rewards="none"). */
+  scaleByStd: z.boolean().default(true),
+  /** GRPO: the std of the group, or of the whole batch (TRL scale_rewards="batch"; the mean stays per group). */
+  stdScope: z.enum(["group", "batch"]).default("group"),
+  /** Added to the std, not the variance: verl 1e-6, TRL 1e-4. */
+  epsilon: z.number().nonnegative().default(1e-6),
+  /** Bessel-corrected std (N−1), as both verl and TRL use. */
+  unbiasedStd: z.boolean().default(true),
+  /**
+   * A group of one: "raw" keeps its reward uncentred (verl GRPO: mean 0, std 1, so A = r/(1+ε); verl RLOO: A = r);
+   * "zero" gives 0 (TRL; verl's vectorised RLOO).
+   */
+  singleton: z.enum(["raw", "zero"]).default("raw"),
+  /** NaN rewards: "error" rejects them; "ignore" leaves them out of the statistics and gives them A = 0 (TRL's None rewards). */
+  missingRewards: z.enum(["error", "ignore"]).default("error"),
+  /** Reproduce TRL bit for bit: its nanstd computes n/(n−1) in float32. */
+  besselFactorFloat32: z.boolean().default(false),
+  /** Reproduce verl bit for bit: a singleton's unit std + ε is computed in float32 (1.0000009536743164). */
+  singletonScaleFloat32: z.boolean().default(true),
+});
+
+export type AdvantageOptions = z.output<typeof advantageOptionsSchema>;
+export type AdvantageOptionsInput = z.input<typeof advantageOptionsSchema>;
+
+const verl = {
+  estimator: "grpo",
+  scaleByStd: true,
+  stdScope: "group",
+  epsilon: 1e-6,
+  unbiasedStd: true,
+  singleton: "raw",
+  missingRewards: "error",
+  besselFactorFloat32: false,
+  singletonScaleFloat32: true,
+} as const satisfies AdvantageOptions;
+
+const trl = {
+  estimator: "grpo",
+  scaleByStd: true,
+  stdScope: "group",
+  epsilon: 1e-4,
+  unbiasedStd: true,
+  singleton: "zero",
+  missingRewards: "ignore",
+  besselFactorFloat32: true,
+  singletonScaleFloat32: false,
+} as const satisfies AdvantageOptions;
+
+/**
+ * Plain option objects that reproduce each peer. The default is `verl`, which is also what rStar2-Agent's released
+ * code uses (verl's compute_grpo_outcome_advantage: unbiased std + 1e-6).
+ */
+export const advantagePresets = {
+  verl,
+  /** verl with norm_adv_by_std_in_grpo=False: Dr. GRPO, A = r − mean. */
+  verlNoStd: { ...verl, scaleByStd: false },
+  /** verl compute_rloo_outcome_advantage: a singleton keeps its raw score. */
+  verlRloo: { ...verl, estimator: "rloo" },
+  /** verl compute_rloo_vectorized_outcome_advantage: a singleton gets 0. */
+  verlRlooVectorized: { ...verl, estimator: "rloo", singleton: "zero" },
+  /** TRL GRPOTrainer, scale_rewards="group" (the default). */
+  trl,
+  /** TRL scale_rewards="batch": group mean, batch std. */
+  trlBatch: { ...trl, stdScope: "batch" },
+  /** TRL scale_rewards="none": Dr. GRPO. */
+  trlNoStd: { ...trl, scaleByStd: false },
+} as const satisfies Record<string, AdvantageOptions>;

@@ -1,0 +1,35 @@
+import {
+  advantageEstimatorNames,
+  advantagePresets,
+  advantages,
+  broadcastToTokens,
+  registerAdvantageEstimator,
+} from "./advantages/index.js";
+import { rocPipeline } from "./pipeline.js";
+import { paperCounts, parseTranscript, penalties, referenceCounts, resampleOnCorrect, rocPresets } from "./roc/index.js";
+
+export * from "./advantages/index.js";
+export * from "./roc/index.js";
+export { rocPipeline } from "./pipeline.js";
+export type { PipelineOptions, PipelineResult } from "./pipeline.js";
+export { GrpoRocError, ValidationError } from "./errors.js";
+export type { ValidationIssue } from "./errors.js";
+export type { GroupId } from "./groups.js";
+export type { Matrix, MatrixInput } from "./tensor.js";
+export type { NumericArray } from "./numeric.js";
+
+/** Everything in one namespace: `import { grpoRoc } from "grpo-roc"`. */
+export const grpoRoc = {
+  advantages,
+  advantagePresets,
+  registerAdvantageEstimator,
+  advantageEstimatorNames,
+  broadcastToTokens,
+  resampleOnCorrect,
+  rocPresets,
+  penalties,
+  parseTranscript,
+  paperCounts,
+  referenceCounts,
+  rocPipeline,
+} as const;

@@ -1,0 +1,10 @@
+export { resampleOnCorrect, resolveRocOptions } from "./resample.js";
+export type { DropReason, GroupReason, PenaltySummary, RocGroupReport, RocMetrics, RocResult } from "./resample.js";
+export { rocOptionsSchema, rocPresets, rolloutSchema, rolloutsSchema, toolCallSchema } from "./schema.js";
+export type { PenaltyFunction, RocOptions, RocOptionsInput, Rollout } from "./schema.js";
+export { penalties, TOOL_FAILURES, TOOL_OUTCOMES } from "./penalties.js";
+export type { Penalties, PenaltyOptions, Quality, ToolFailure, ToolOutcome, ToolOutcomeCounts } from "./penalties.js";
+export { parseTranscript } from "./transcript.js";
+export type { ParsedTranscript, TranscriptDialect } from "./transcript.js";
+export { paperCounts, referenceCounts } from "./select.js";
+export type { ClassCounts } from "./select.js";

@@ -1,0 +1,54 @@
+/** How one tool call ended. Every kind but "ok" is a failure, and by default each counts as a tool error. */
+export const TOOL_OUTCOMES = ["ok", "parse_error", "execution_error", "timeout"] as const;
+export type ToolOutcome = (typeof TOOL_OUTCOMES)[number];
+export const TOOL_FAILURES = ["parse_error", "execution_error", "timeout"] as const;
+export type ToolFailure = (typeof TOOL_FAILURES)[number];
+
+export type ToolOutcomeCounts = Record<ToolOutcome, number>;
+
+/** What RoC needs to know about a rollout's quality, however it was obtained (structured record or transcript). */
+export interface Quality {
+  readonly toolOutcomes: ToolOutcomeCounts;
+  /** Answers given (closed answer tags, or the trainer's own count). */
+  readonly answers: number;
+  /** Assistant turns. */
+  readonly turns: number;
+  /** false when the answer markup is malformed (unbalanced tags, no turn found): p_format is then 1. */
+  readonly formatOk: boolean;
+}
+
+export interface PenaltyOptions {
+  /** Which failure kinds count as tool errors in p_err. */
+  readonly failureKinds: readonly ToolFailure[];
+  /** p_total = error·p_err + format·p_format. rStar2-Agent's roc_error_ratio / roc_answer_format switch each to 0 or 1. */
+  readonly penaltyWeights: { readonly error: number; readonly format: number };
+  /** p_err of a rollout that made no tool call: 0.5, neither rewarded nor ideal. */
+  readonly noToolCallPenalty: number;
+}
+
+export interface Penalties {
+  readonly pErr: number;
+  readonly pFormat: number;
+  readonly pTotal: number;
+  readonly toolCalls: number;
+  readonly failedToolCalls: number;
+}
+
+export function emptyOutcomeCounts(): ToolOutcomeCounts {
+  return { ok: 0, parse_error: 0, execution_error: 0, timeout: 0 };
+}
+
+/** p_err = failed calls / all calls (0.5 with none); p_format = 1 without an answer, else min(1, (answers − 1)/turns). */
+export function penalties(quality: Quality, options: PenaltyOptions): Penalties {
+  const counts = quality.toolOutcomes;
+  const toolCalls = counts.ok + counts.parse_error + counts.execution_error + counts.timeout;
+  let failedToolCalls = 0;
+  for (const kind of options.failureKinds) failedToolCalls += counts[kind];
+  const pErr = toolCalls === 0 ? options.noToolCallPenalty : failedToolCalls / toolCalls;
+  const pFormat =
+    !quality.formatOk || quality.answers === 0 || quality.turns === 0
+      ? 1
+      : Math.min(1, (quality.answers - 1) / quality.turns);
+  const pTotal = options.penaltyWeights.error * pErr + options.penaltyWeights.format * pFormat;
+  return { pErr, pFormat, pTotal, toolCalls, failedToolCalls };
+}

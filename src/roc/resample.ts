@@ -1,0 +1,299 @@
+import seedrandom from "seedrandom";
+import { GrpoRocError, invalid, parseOrThrow } from "../errors.js";
+import { groupBy, groupKey, type GroupId } from "../groups.js";
+import { emptyOutcomeCounts, penalties, type Quality } from "./penalties.js";
+import { rewardOf, rocOptionsSchema, rolloutsSchema, type RocOptions, type RocOptionsInput, type Rollout } from "./schema.js";
+import { lowestPenalties, paperCounts, referenceCounts, weightedSample, type ClassCounts } from "./select.js";
+import { parseTranscript } from "./transcript.js";
+
+/** Why a group was not downsampled, or why a rollout was left out. */
+export type GroupReason = "equal-rewards" | "undersized" | "exact-size" | "below-minimums";
+export type DropReason = "equal-rewards" | "undersized" | "not-selected";
+
+export interface RocGroupReport {
+  readonly id: GroupId;
+  readonly size: number;
+  readonly positives: number;
+  readonly negatives: number;
+  /** "resampled": G of N chosen; "kept-whole": every rollout kept; "dropped": none kept. */
+  readonly status: "resampled" | "kept-whole" | "dropped";
+  /** Set unless the group was resampled. */
+  readonly reason?: GroupReason;
+  readonly keptPositives: number;
+  readonly keptNegatives: number;
+}
+
+export interface PenaltySummary {
+  readonly count: number;
+  /** Means over the rollouts that have built-in penalties; null when there are none. */
+  readonly meanPErr: number | null;
+  readonly meanPFormat: number | null;
+  /** Failed tool calls / all tool calls over these rollouts; null when they made no call. */
+  readonly toolErrorRatio: number | null;
+}
+
+export interface RocMetrics {
+  readonly groups: {
+    readonly in: number;
+    readonly resampled: number;
+    readonly keptWhole: number;
+    readonly droppedEqualRewards: number;
+    readonly droppedUndersized: number;
+  };
+  readonly rollouts: { readonly in: number; readonly kept: number; readonly dropped: number };
+  /** Positives and negatives of the groups that reached selection (not dropped before it), and how many were kept. */
+  readonly positives: { readonly seen: number; readonly kept: number };
+  readonly negatives: { readonly seen: number; readonly kept: number };
+  readonly keptPositives: PenaltySummary;
+  /** Positives that selection left out: what RoC filtered away. */
+  readonly droppedPositives: PenaltySummary;
+  /** Every correct rollout of the input, dropped groups included: the paper's "tool errors inside correct trajectories". */
+  readonly allPositives: PenaltySummary;
+}
+
+export interface RocResult {
+  /** Indices into the input of the rollouts to train on, ascending. */
+  readonly kept: Int32Array;
+  /** Every other rollout with the reason, ascending by index. No rollout is in both lists; none is in neither. */
+  readonly dropped: ReadonlyArray<{ readonly index: number; readonly reason: DropReason }>;
+  readonly groups: readonly RocGroupReport[];
+  /** Per rollout; NaN where none was computed (no quality inputs, or p_total from your penalty function). */
+  readonly penalties: { readonly pErr: Float64Array; readonly pFormat: Float64Array; readonly pTotal: Float64Array };
+  readonly metrics: RocMetrics;
+}
+
+export function resolveRocOptions(options: RocOptionsInput): RocOptions {
+  return parseOrThrow(rocOptionsSchema, options, "options");
+}
+
+/** Resample-on-Correct: per group keep G of N, all kinds of failures but only the cleanest successes. */
+export function resampleOnCorrect(rollouts: readonly Rollout[], options: RocOptionsInput): RocResult {
+  parseOrThrow(rolloutsSchema, rollouts, "rollouts");
+  const resolved = resolveRocOptions(options);
+  if (rollouts.length === 0) throw invalid("rollouts", "is empty: nothing to resample");
+
+  const rewards = rollouts.map(rewardOf);
+  const positive = rollouts.map((rollout, i) => rollout.correct ?? rewards[i]! > 0);
+  const scored = scoreRollouts(rollouts, positive, resolved);
+
+  const keptMask = new Uint8Array(rollouts.length);
+  const dropReasons: (DropReason | undefined)[] = new Array(rollouts.length);
+  const reports: RocGroupReport[] = [];
+  const undersized = resolved.undersized ?? (resolved.mode === "paper" ? "keep" : "drop");
+  const draws = new Float64Array(rollouts.length);
+
+  for (const { id, members: memberArray } of groupBy(rollouts.map((r) => r.groupId), "rollouts[].groupId")) {
+    const members = Array.from(memberArray);
+    const positives = members.filter((i) => positive[i]);
+    const negatives = members.filter((i) => !positive[i]);
+    const report = (status: RocGroupReport["status"], chosen: readonly number[], reason?: GroupReason): void => {
+      for (const i of chosen) keptMask[i] = 1;
+      const droppedReason: DropReason = status === "dropped" ? (reason as DropReason) : "not-selected";
+      for (const i of members) if (!keptMask[i]) dropReasons[i] = droppedReason;
+      const keptPositives = chosen.filter((i) => positive[i]).length;
+      reports.push({
+        id,
+        size: members.length,
+        positives: positives.length,
+        negatives: negatives.length,
+        status,
+        ...(reason === undefined ? {} : { reason }),
+        keptPositives,
+        keptNegatives: chosen.length - keptPositives,
+      });
+    };
+
+    const G = resolved.keepPerGroup;
+    if (resolved.filterEqualRewards && members.every((i) => rewards[i] === rewards[members[0]!])) {
+      report("dropped", [], "equal-rewards");
+    } else if (members.length < G) {
+      if (undersized === "error") {
+        throw invalid(`rollouts[${members[0]}].groupId`, `group ${JSON.stringify(id)} has ${members.length} rollouts, fewer than keepPerGroup = ${G}`);
+      }
+      if (undersized === "keep") report("kept-whole", members, "undersized");
+      else report("dropped", [], "undersized");
+    } else if (members.length === G) {
+      report("kept-whole", members, "exact-size");
+    } else {
+      const n = { positives: positives.length, negatives: negatives.length };
+      const counts = resolved.mode === "paper" ? paperCounts(n, G) : referenceCounts(n, G, resolved);
+      if (counts === undefined) {
+        report("kept-whole", members, "below-minimums");
+      } else {
+        requirePenalties(positives, scored.pTotal);
+        report("resampled", select(resolved, id, members, positives, negatives, counts, rollouts, scored.pTotal, draws));
+      }
+    }
+  }
+
+  const kept: number[] = [];
+  const dropped: { index: number; reason: DropReason }[] = [];
+  keptMask.forEach((isKept, index) => {
+    if (isKept) kept.push(index);
+    else dropped.push({ index, reason: dropReasons[index]! });
+  });
+  return {
+    kept: Int32Array.from(kept),
+    dropped,
+    groups: reports,
+    penalties: { pErr: scored.pErr, pFormat: scored.pFormat, pTotal: scored.pTotal },
+    metrics: summarize(reports, dropReasons, positive, scored),
+  };
+}
+
+function select(
+  options: RocOptions,
+  id: GroupId,
+  members: readonly number[],
+  positives: readonly number[],
+  negatives: readonly number[],
+  counts: ClassCounts,
+  rollouts: readonly Rollout[],
+  pTotal: Float64Array,
+  draws: Float64Array,
+): number[] {
+  if (options.mode === "reference") {
+    const chosen = [...lowestPenalties(positives, pTotal, counts.positives), ...negatives.slice(0, counts.negatives)];
+    if (chosen.length !== options.keepPerGroup) {
+      // The released code asserts here; so do we, rather than return a group of the wrong size.
+      throw new GrpoRocError(
+        `group ${JSON.stringify(id)}: the reference counts ask for ${counts.positives} positives and ${counts.negatives} negatives, ` +
+          `but it has ${positives.length} and ${negatives.length}; lower minPositives / minNegatives`,
+      );
+    }
+    return chosen;
+  }
+  drawUniforms(draws, options.seed!, id, members, rollouts);
+  return [
+    ...weightedSample(positives, pTotal, draws, counts.positives),
+    ...weightedSample(negatives, undefined, draws, counts.negatives),
+  ];
+}
+
+/**
+ * One draw in (0, 1] per member, written into `draws` at its input index. Each group has its own stream, so
+ * reordering groups changes nothing; a rollout with an `id` has its own stream, so reordering within a group
+ * changes nothing either.
+ */
+function drawUniforms(draws: Float64Array, seed: string | number, id: GroupId, members: readonly number[], rollouts: readonly Rollout[]): void {
+  const groupSeed = `${seed}\u0000${groupKey(id)}`;
+  const groupStream = seedrandom.alea(groupSeed);
+  for (const i of members) {
+    const ownId = rollouts[i]!.id;
+    const u = ownId === undefined ? groupStream() : seedrandom.alea(`${groupSeed}\u0000${typeof ownId}:${ownId}`)();
+    draws[i] = 1 - u;
+  }
+}
+
+interface Scored {
+  readonly pErr: Float64Array;
+  readonly pFormat: Float64Array;
+  readonly pTotal: Float64Array;
+  readonly toolCalls: Float64Array;
+  readonly failedToolCalls: Float64Array;
+}
+
+function scoreRollouts(rollouts: readonly Rollout[], positive: readonly boolean[], options: RocOptions): Scored {
+  const n = rollouts.length;
+  const scored: Scored = {
+    pErr: new Float64Array(n).fill(NaN),
+    pFormat: new Float64Array(n).fill(NaN),
+    pTotal: new Float64Array(n).fill(NaN),
+    toolCalls: new Float64Array(n),
+    failedToolCalls: new Float64Array(n),
+  };
+  rollouts.forEach((rollout, i) => {
+    const quality = qualityOf(rollout, options);
+    if (quality !== undefined) {
+      const p = penalties(quality, options);
+      scored.pErr[i] = p.pErr;
+      scored.pFormat[i] = p.pFormat;
+      scored.pTotal[i] = p.pTotal;
+      scored.toolCalls[i] = p.toolCalls;
+      scored.failedToolCalls[i] = p.failedToolCalls;
+    }
+    if (options.penalty !== undefined && positive[i]) {
+      const value = options.penalty(rollout, i);
+      if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+        throw invalid(`options.penalty(rollouts[${i}])`, `must return a finite number ≥ 0, returned ${String(value)}`);
+      }
+      scored.pTotal[i] = value;
+    }
+  });
+  return scored;
+}
+
+function qualityOf(rollout: Rollout, options: RocOptions): Quality | undefined {
+  if (rollout.transcript !== undefined) return parseTranscript(rollout.transcript, options.transcriptDialect);
+  if (rollout.toolCalls === undefined) return undefined;
+  const toolOutcomes = emptyOutcomeCounts();
+  for (const call of rollout.toolCalls) toolOutcomes[call.outcome]++;
+  return { toolOutcomes, answers: rollout.answers!, turns: rollout.turns!, formatOk: rollout.formatOk ?? true };
+}
+
+function requirePenalties(positives: readonly number[], pTotal: Float64Array): void {
+  for (const i of positives) {
+    if (Number.isNaN(pTotal[i])) {
+      throw invalid(
+        `rollouts[${i}]`,
+        "a correct rollout of a group that is downsampled needs quality inputs: a transcript, or toolCalls + answers + turns (or pass options.penalty)",
+      );
+    }
+  }
+}
+
+function summarize(
+  reports: readonly RocGroupReport[],
+  dropReasons: readonly (DropReason | undefined)[],
+  positive: readonly boolean[],
+  scored: Scored,
+): RocMetrics {
+  const total = positive.length;
+  const countGroups = (status: RocGroupReport["status"], reason?: GroupReason) =>
+    reports.filter((g) => g.status === status && (reason === undefined || g.reason === reason)).length;
+  const selected = reports.filter((g) => g.status !== "dropped");
+  const sum = (pick: (g: RocGroupReport) => number) => selected.reduce((acc, g) => acc + pick(g), 0);
+  const dropped = dropReasons.filter((reason) => reason !== undefined).length;
+  const positivesWhere = (pick: (reason: DropReason | undefined) => boolean) => {
+    const indices: number[] = [];
+    for (let i = 0; i < total; i++) if (positive[i] && pick(dropReasons[i])) indices.push(i);
+    return summarizePenalties(indices, scored);
+  };
+  return {
+    groups: {
+      in: reports.length,
+      resampled: countGroups("resampled"),
+      keptWhole: countGroups("kept-whole"),
+      droppedEqualRewards: countGroups("dropped", "equal-rewards"),
+      droppedUndersized: countGroups("dropped", "undersized"),
+    },
+    rollouts: { in: total, kept: total - dropped, dropped },
+    positives: { seen: sum((g) => g.positives), kept: sum((g) => g.keptPositives) },
+    negatives: { seen: sum((g) => g.negatives), kept: sum((g) => g.keptNegatives) },
+    keptPositives: positivesWhere((reason) => reason === undefined),
+    droppedPositives: positivesWhere((reason) => reason === "not-selected"),
+    allPositives: positivesWhere(() => true),
+  };
+}
+
+function summarizePenalties(indices: readonly number[], scored: Scored): PenaltySummary {
+  let withPenalties = 0;
+  let pErr = 0;
+  let pFormat = 0;
+  let calls = 0;
+  let failed = 0;
+  for (const i of indices) {
+    if (Number.isNaN(scored.pErr[i])) continue;
+    withPenalties++;
+    pErr += scored.pErr[i]!;
+    pFormat += scored.pFormat[i]!;
+    calls += scored.toolCalls[i]!;
+    failed += scored.failedToolCalls[i]!;
+  }
+  return {
+    count: indices.length,
+    meanPErr: withPenalties === 0 ? null : pErr / withPenalties,
+    meanPFormat: withPenalties === 0 ? null : pFormat / withPenalties,
+    toolErrorRatio: calls === 0 ? null : failed / calls,
+  };
+}

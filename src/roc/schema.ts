@@ -1,0 +1,108 @@
+import { z } from "zod";
+import { groupIdSchema } from "../groups.js";
+import { TOOL_FAILURES, TOOL_OUTCOMES } from "./penalties.js";
+
+export const toolCallSchema = z.looseObject({
+  outcome: z.enum(TOOL_OUTCOMES, { error: `outcome must be one of ${TOOL_OUTCOMES.join(", ")}` }),
+});
+
+const count = z.number().int().nonnegative();
+
+/**
+ * One rollout as RoC sees it. Quality inputs are either structured (toolCalls + answers + turns, optionally formatOk)
+ * or a raw `transcript`; they are needed for the positives of groups that are downsampled.
+ */
+export const rolloutSchema = z
+  .looseObject({
+    /** Optional stable identity: in paper mode it makes each rollout's random draw independent of its position. */
+    id: z.union([z.string(), z.number()]).optional(),
+    groupId: groupIdSchema,
+    /** The scalar reward; advantages are computed from it. */
+    reward: z.number().optional(),
+    /** Whether the answer is right; defaults to reward > 0. */
+    correct: z.boolean().optional(),
+    toolCalls: z.array(toolCallSchema).optional(),
+    answers: count.optional(),
+    turns: count.optional(),
+    formatOk: z.boolean().optional(),
+    transcript: z.string().optional(),
+  })
+  .superRefine((rollout, ctx) => {
+    if (rollout.reward === undefined && rollout.correct === undefined) {
+      ctx.addIssue({ code: "custom", path: ["reward"], message: "give a reward, a correct flag, or both" });
+    }
+    const structured = [rollout.toolCalls, rollout.answers, rollout.turns].filter((field) => field !== undefined).length;
+    if (structured > 0 && structured < 3) {
+      ctx.addIssue({ code: "custom", path: [], message: "structured quality inputs need toolCalls, answers and turns together" });
+    }
+    if (structured > 0 && rollout.transcript !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["transcript"], message: "give either a transcript or structured quality inputs, not both" });
+    }
+    if (rollout.answers !== undefined && rollout.answers > 0 && rollout.turns === 0) {
+      ctx.addIssue({ code: "custom", path: ["turns"], message: "a rollout that answered has at least one turn" });
+    }
+  });
+
+export type Rollout = z.input<typeof rolloutSchema>;
+
+export const rolloutsSchema = z.array(rolloutSchema);
+
+/** The reward advantages are computed from: the given reward, else 1 for correct and 0 for wrong. */
+export function rewardOf(rollout: Rollout): number {
+  return rollout.reward ?? (rollout.correct ? 1 : 0);
+}
+
+export type PenaltyFunction = (rollout: Rollout, index: number) => number;
+
+export const rocOptionsSchema = z
+  .object({
+    /** G: rollouts kept per group (the paper samples 2G = 32 and keeps G = 16). */
+    keepPerGroup: z.number().int().min(1),
+    mode: z.enum(["paper", "reference"]).default("paper"),
+    /** Required in paper mode; pass the training step so each step draws afresh and reruns are identical. */
+    seed: z.union([z.string(), z.number()]).optional(),
+    /** Drop groups whose rewards are all equal (they carry no signal) before RoC; reported per group. */
+    filterEqualRewards: z.boolean().default(true),
+    /** Groups with fewer than G rollouts. Default: "keep" in paper mode, "drop" in reference mode (the released code skips them). */
+    undersized: z.enum(["keep", "drop", "error"]).optional(),
+    /** Reference mode: floors on the kept negatives and positives. */
+    minNegatives: count.default(2),
+    minPositives: count.default(2),
+    failureKinds: z.array(z.enum(TOOL_FAILURES)).default([...TOOL_FAILURES]),
+    penaltyWeights: z
+      .object({ error: z.number().nonnegative().default(1), format: z.number().nonnegative().default(1) })
+      .default({ error: 1, format: 1 }),
+    noToolCallPenalty: z.number().nonnegative().default(0.5),
+    transcriptDialect: z.enum(["strict", "reference"]).default("strict"),
+    /** Your own p_total for a rollout (finite, ≥ 0); replaces the built-in penalties. */
+    penalty: z.custom<PenaltyFunction>((value) => typeof value === "function", { message: "expected a function" }).optional(),
+  })
+  .superRefine((options, ctx) => {
+    if (options.mode === "paper" && options.seed === undefined) {
+      ctx.addIssue({ code: "custom", path: ["seed"], message: "paper mode samples at random: pass a seed (e.g. the training step)" });
+    }
+    if (options.mode === "reference" && options.minNegatives + options.minPositives > options.keepPerGroup) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["minNegatives"],
+        message: `minNegatives + minPositives (${options.minNegatives + options.minPositives}) exceeds keepPerGroup (${options.keepPerGroup})`,
+      });
+    }
+  });
+
+export type RocOptions = z.output<typeof rocOptionsSchema>;
+export type RocOptionsInput = z.input<typeof rocOptionsSchema>;
+
+/** The two readings of the algorithm as plain options (add keepPerGroup, and a seed in paper mode). */
+export const rocPresets = {
+  /** The paper: positives sampled ∝ 1/p_total, negatives uniformly, proportions kept with a floor. */
+  paper: { mode: "paper", filterEqualRewards: true, transcriptDialect: "strict" },
+  /** rStar2-Agent's released code: top-k positives, first negatives, rounding and floors of 2, its transcript heuristics. */
+  reference: {
+    mode: "reference",
+    filterEqualRewards: true,
+    transcriptDialect: "reference",
+    minNegatives: 2,
+    minPositives: 2,
+  },
+} as const satisfies Record<string, Partial<RocOptionsInput>>;

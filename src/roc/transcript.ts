@@ -1,0 +1,98 @@
+import { emptyOutcomeCounts, type Quality, type ToolOutcome } from "./penalties.js";
+
+/**
+ * "reference": rStar2-Agent's released heuristics, bit for bit: a tool response is a failure when its text contains
+ * "error" (any case), and the first assistant turn, whose header belongs to the prompt, is not counted.
+ * "strict": reads the sandbox's verdict (success, failure with a reason, undecodable call), so timeouts and parse
+ * failures count and a successful run that prints "error" does not; every assistant turn is counted.
+ */
+export type TranscriptDialect = "strict" | "reference";
+
+export interface ParsedTranscript extends Quality {
+  /** Strict dialect: tool responses in no known shape, classified by the word "error" instead. */
+  readonly unrecognizedResponses: number;
+  /** Tool calls left without a response (a transcript cut at the length limit). */
+  readonly unansweredCalls: number;
+}
+
+const TOOL_CALL = ["<tool_call>", "</tool_call>"] as const;
+const TOOL_RESPONSE = ["<tool_response>", "</tool_response>"] as const;
+const ANSWER = ["<answer>", "</answer>"] as const;
+const ASSISTANT_TURN = ["<|im_start|>assistant", "<|im_end|>"] as const;
+
+/** Reads tool outcomes, answers and turns from a Hermes / rStar2-Agent style response transcript. */
+export function parseTranscript(text: string, dialect: TranscriptDialect = "strict"): ParsedTranscript {
+  const toolOutcomes = emptyOutcomeCounts();
+  let unrecognizedResponses = 0;
+  let responses = 0;
+  forEachBlock(text, TOOL_RESPONSE, (start, end) => {
+    responses++;
+    const body = text.slice(start, end);
+    let outcome = dialect === "strict" ? sandboxVerdict(body) : undefined;
+    if (outcome === undefined) {
+      if (dialect === "strict") unrecognizedResponses++;
+      outcome = mentionsError(body) ? "execution_error" : "ok";
+    }
+    toolOutcomes[outcome]++;
+  });
+  const calls = countBlocks(text, TOOL_CALL);
+
+  const answers = countBlocks(text, ANSWER);
+  const tagsBalanced = countOccurrences(text, ANSWER[0]) === answers && countOccurrences(text, ANSWER[1]) === answers;
+  let turns: number;
+  let formatOk: boolean;
+  if (dialect === "reference") {
+    turns = countBlocks(text, ASSISTANT_TURN);
+    formatOk = tagsBalanced && turns > 0;
+  } else {
+    // The response opens inside the first assistant turn unless it carries that turn's header itself.
+    turns = countOccurrences(text, ASSISTANT_TURN[0]) + (text.startsWith(ASSISTANT_TURN[0]) ? 0 : 1);
+    formatOk = tagsBalanced;
+  }
+  return {
+    toolOutcomes,
+    answers,
+    turns,
+    formatOk,
+    unrecognizedResponses,
+    unansweredCalls: Math.max(0, calls - responses),
+  };
+}
+
+/** The rStar2-Agent sandbox's own wording for each outcome; undefined when the text is in none of them. */
+function sandboxVerdict(body: string): ToolOutcome | undefined {
+  const text = body.trimStart();
+  if (text.startsWith("Tool call success")) return "ok";
+  if (text.startsWith("Tool call failure")) return /^reason:[^\n]*timeout/im.test(text) ? "timeout" : "execution_error";
+  if (text.startsWith("Failed to decode tool call") || text.startsWith("Error when executing tool")) return "parse_error";
+  return undefined;
+}
+
+function mentionsError(body: string): boolean {
+  return body.toLowerCase().includes("error");
+}
+
+/** Calls `visit` with the content span of each non-overlapping open…close block, like the regex `open.*?close`. */
+function forEachBlock(text: string, [open, close]: readonly [string, string], visit: (start: number, end: number) => void): void {
+  let from = 0;
+  for (;;) {
+    const start = text.indexOf(open, from);
+    if (start < 0) return;
+    const end = text.indexOf(close, start + open.length);
+    if (end < 0) return;
+    visit(start + open.length, end);
+    from = end + close.length;
+  }
+}
+
+function countBlocks(text: string, tags: readonly [string, string]): number {
+  let count = 0;
+  forEachBlock(text, tags, () => count++);
+  return count;
+}
+
+function countOccurrences(text: string, needle: string): number {
+  let count = 0;
+  for (let at = text.indexOf(needle); at >= 0; at = text.indexOf(needle, at + needle.length)) count++;
+  return count;
+}

@@ -1,0 +1,48 @@
+import { z } from "zod";
+import { invalid, parseOrThrow } from "./errors.js";
+import { isArrayLike, type NumericArray } from "./numeric.js";
+
+/** A row-major [rows, cols] matrix: nested arrays, or flat data with its shape. */
+export type MatrixInput = readonly NumericArray[] | { readonly data: NumericArray; readonly shape: readonly [number, number] };
+
+export interface Matrix<D extends NumericArray = NumericArray> {
+  readonly data: D;
+  readonly shape: readonly [rows: number, cols: number];
+}
+
+const flatMatrixSchema = z.object({
+  data: z.custom<NumericArray>(isArrayLike, { message: "expected an array or a typed array" }),
+  shape: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
+});
+
+/** Normalises a matrix input to flat row-major data; ragged rows and shape mismatches are errors. */
+export function toMatrix(input: MatrixInput, name: string): Matrix {
+  if (Array.isArray(input)) {
+    const rows = input.length;
+    const cols = rows === 0 ? 0 : (input[0] as NumericArray).length;
+    const data = new Float64Array(rows * cols);
+    for (let r = 0; r < rows; r++) {
+      const row = input[r] as NumericArray;
+      if (!isArrayLike(row)) throw invalid(`${name}[${r}]`, "expected an array (a row of the matrix)");
+      if (row.length !== cols) throw invalid(`${name}[${r}]`, `ragged rows: has ${row.length} entries, row 0 has ${cols}`);
+      for (let c = 0; c < cols; c++) data[r * cols + c] = row[c]!;
+    }
+    return { data, shape: [rows, cols] };
+  }
+  const { data, shape } = parseOrThrow(flatMatrixSchema, input, name);
+  if (data.length !== shape[0] * shape[1]) {
+    throw invalid(`${name}.data`, `has ${data.length} entries but shape [${shape[0]}, ${shape[1]}] needs ${shape[0] * shape[1]}`);
+  }
+  return { data, shape: [shape[0], shape[1]] };
+}
+
+/** Checks that every entry of a mask is 0 or 1. */
+export function assertBinaryMask(mask: Matrix, name: string): void {
+  const [, cols] = mask.shape;
+  for (let i = 0; i < mask.data.length; i++) {
+    const v = mask.data[i];
+    if (v !== 0 && v !== 1) {
+      throw invalid(`${name}[${Math.floor(i / cols)}][${i % cols}]`, `mask entries must be 0 or 1, received ${v}`);
+    }
+  }
+}
