@@ -1,0 +1,39 @@
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+
+// These tests exercise the built package (dist/) the way users load it: `npm test` builds first.
+const root = fileURLToPath(new URL("..", import.meta.url));
+const run = (args: string[]) => execFileSync(process.execPath, args, { cwd: root, encoding: "utf8" });
+
+const probe = `
+  const names = ["advantages", "resampleOnCorrect", "rocPipeline", "parseTranscript", "penalties", "broadcastToTokens"];
+  const missing = names.filter((n) => typeof pkg[n] !== "function" || pkg.grpoRoc[n] !== pkg[n]);
+  const adv = Array.from(pkg.grpoRoc.advantages([1, 0, 0, 1], ["a", "a", "b", "b"]));
+  console.log(JSON.stringify({ missing, adv }));
+`;
+
+describe("the package as users install it", () => {
+  it("is built", () => {
+    expect(existsSync(`${root}/dist/index.js`) && existsSync(`${root}/dist/index.cjs`)).toBe(true);
+  });
+
+  it("loads from CommonJS with require('grpo-roc')", () => {
+    const out = JSON.parse(run(["-e", `const pkg = require("grpo-roc"); ${probe}`]));
+    expect(out.missing).toEqual([]);
+    expect(out.adv[0]).toBeCloseTo(0.7071, 4);
+  });
+
+  it("loads from ESM with import", () => {
+    const out = JSON.parse(run(["--input-type=module", "-e", `import * as pkg from "grpo-roc"; ${probe}`]));
+    expect(out.missing).toEqual([]);
+    expect(out.adv[1]).toBeCloseTo(-0.7071, 4);
+  });
+
+  it("ships types that resolve under node16 resolution for both import and require", () => {
+    const tsc = fileURLToPath(new URL("../node_modules/typescript/bin/tsc", import.meta.url));
+    const project = fileURLToPath(new URL("./fixtures/tsconfig.json", import.meta.url));
+    expect(() => run([tsc, "-p", project])).not.toThrow();
+  });
+});

@@ -1,0 +1,41 @@
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const readme = readFileSync(join(root, "README.md"), "utf8");
+
+/** The first ```ts block after a heading. */
+function codeBlockAfter(heading: string): string {
+  const section = readme.slice(readme.indexOf(heading));
+  const match = /```ts\n([\s\S]*?)```/.exec(section);
+  if (!match) throw new Error(`no ts block after ${heading}`);
+  return match[1]!;
+}
+
+describe("README", () => {
+  it("quick start runs against the built package and prints what its comments say", () => {
+    // Written inside the repository so that "grpo-roc" resolves to this package by self-reference.
+    mkdirSync(join(root, "out"), { recursive: true });
+    const dir = mkdtempSync(join(root, "out", "readme-"));
+    const file = join(dir, "quickstart.mts");
+    writeFileSync(file, codeBlockAfter("## Quick start"));
+    const tsx = join(root, "node_modules", "tsx", "dist", "cli.mjs");
+    const lines = execFileSync(process.execPath, [tsx, file], { cwd: root, encoding: "utf8" }).trim().split("\n");
+    const kept = JSON.parse(lines[0]!.replace(/\s/g, "")) as number[];
+    expect([[0, 2], [0, 3]]).toContainEqual(kept);
+    const advantages = JSON.parse(lines[1]!.replace(/\s/g, "")) as number[];
+    expect(advantages[0]).toBeCloseTo(Math.SQRT1_2, 4);
+    expect(advantages[1]).toBeCloseTo(-Math.SQRT1_2, 4);
+    expect(lines[2]).toBe("0");
+  });
+
+  it("names the test command that CI runs", () => {
+    const ci = readFileSync(join(root, ".ci", "run"), "utf8");
+    expect(readme).toContain("npm test");
+    expect(ci).toMatch(/^npm test$/m);
+  });
+});
