@@ -1,4 +1,6 @@
+import { z } from "zod";
 import { advantages, type AdvantageOptionsInput } from "./advantages/index.js";
+import { parseOrThrow } from "./errors.js";
 import { resampleOnCorrect, type RocResult } from "./roc/resample.js";
 import { rewardOf, type RocOptionsInput, type Rollout } from "./roc/schema.js";
 
@@ -17,6 +19,8 @@ export interface PipelineResult {
 
 /** One training step's selection: RoC first, then advantages over the kept rollouts only (spec §1). */
 export function rocPipeline(rollouts: readonly Rollout[], options: PipelineOptions): PipelineResult {
+  // Each part is validated where it is used; here only that both parts are where they belong.
+  parseOrThrow(z.object({ roc: z.looseObject({}), advantages: z.looseObject({}).optional() }), options, "options");
   const roc = resampleOnCorrect(rollouts, options.roc);
   const keptRollouts = Array.from(roc.kept, (i) => rollouts[i]!);
   return {

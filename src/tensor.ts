@@ -19,15 +19,20 @@ const flatMatrixSchema = z.object({
 export function toMatrix(input: MatrixInput, name: string): Matrix {
   if (Array.isArray(input)) {
     const rows = input.length;
-    const cols = rows === 0 ? 0 : (input[0] as NumericArray).length;
-    const data = new Float64Array(rows * cols);
+    const data: number[] = [];
+    let cols = 0;
     for (let r = 0; r < rows; r++) {
-      const row = input[r] as NumericArray;
+      const row = input[r] as unknown;
       if (!isArrayLike(row)) throw invalid(`${name}[${r}]`, "expected an array (a row of the matrix)");
+      if (r === 0) cols = row.length;
       if (row.length !== cols) throw invalid(`${name}[${r}]`, `ragged rows: has ${row.length} entries, row 0 has ${cols}`);
-      for (let c = 0; c < cols; c++) data[r * cols + c] = row[c]!;
+      for (let c = 0; c < cols; c++) {
+        const v = row[c];
+        if (typeof v !== "number") throw invalid(`${name}[${r}][${c}]`, `expected a number, received ${v === null ? "null" : typeof v}`);
+        data.push(v);
+      }
     }
-    return { data, shape: [rows, cols] };
+    return { data: Float64Array.from(data), shape: [rows, cols] };
   }
   const { data, shape } = parseOrThrow(flatMatrixSchema, input, name);
   if (data.length !== shape[0] * shape[1]) {

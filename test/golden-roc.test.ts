@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseTranscript, penalties, resampleOnCorrect, rocPresets, TOOL_FAILURES } from "../src/index.js";
+import { paperCounts, parseTranscript, penalties, referenceCounts, resampleOnCorrect, rocPresets } from "../src/index.js";
 import { loadGolden } from "./helpers/golden.js";
 
 interface PenaltyMeta {
@@ -38,11 +38,10 @@ const penaltyCases = golden.penalty_case.inputs.response_text.map((text, i) => (
   pFormat: golden.penalty_case.outputs.p_format[i]!,
   pTotal: golden.penalty_case.outputs.p_total[i]!,
 }));
-const allFailures = { failureKinds: TOOL_FAILURES, penaltyWeights: { error: 1, format: 1 }, noToolCallPenalty: 0.5 };
 
 describe("reference dialect reproduces rStar2-Agent's penalties bit for bit (penalty_case)", () => {
   it.each(penaltyCases.map((c, i) => [i, c] as const))("transcript %i", (_i, c) => {
-    const p = penalties(parseTranscript(c.text, "reference"), allFailures);
+    const p = penalties(parseTranscript(c.text, "reference"));
     expect(p.pErr).toBe(c.pErr);
     expect(p.pFormat).toBe(c.pFormat);
     expect(p.pTotal).toBe(c.pTotal);
@@ -84,10 +83,10 @@ describe("strict dialect classifies the three failure modes (penalty_case meta)"
     const timeoutOnly = penaltyCases.find((c) => c.meta.kinds.includes("timeout") && c.meta.kinds.every((k) => k === "ok" || k === "timeout"));
     expect(falsePositive, "a transcript whose only 'error' is printed by a successful run").toBeDefined();
     expect(timeoutOnly, "a transcript whose only failures are timeouts").toBeDefined();
-    expect(penalties(parseTranscript(falsePositive!.text, "reference"), allFailures).pErr).toBeGreaterThan(0);
-    expect(penalties(parseTranscript(falsePositive!.text, "strict"), allFailures).pErr).toBe(0);
-    expect(penalties(parseTranscript(timeoutOnly!.text, "reference"), allFailures).pErr).toBe(0);
-    expect(penalties(parseTranscript(timeoutOnly!.text, "strict"), allFailures).pErr).toBeGreaterThan(0);
+    expect(penalties(parseTranscript(falsePositive!.text, "reference")).pErr).toBeGreaterThan(0);
+    expect(penalties(parseTranscript(falsePositive!.text, "strict")).pErr).toBe(0);
+    expect(penalties(parseTranscript(timeoutOnly!.text, "reference")).pErr).toBe(0);
+    expect(penalties(parseTranscript(timeoutOnly!.text, "strict")).pErr).toBeGreaterThan(0);
   });
 });
 
@@ -98,6 +97,8 @@ describe("reference mode selects exactly what rStar2-Agent selects (selection_ca
     const rollouts = c.inputs.rewards.map((reward, i) => ({ groupId: "uid", reward, transcript: c.inputs.response_text[i]! }));
     const result = resampleOnCorrect(rollouts, {
       ...rocPresets.reference,
+      // roc.py itself does not filter equal-reward groups (verl does that before it); compare the function alone.
+      filterEqualRewards: false,
       keepPerGroup: c.config.down_sample_to_n,
       minNegatives: c.config.min_zero_reward_trace_num,
       minPositives: c.config.min_non_zero_reward_trace_num,
@@ -106,5 +107,17 @@ describe("reference mode selects exactly what rStar2-Agent selects (selection_ca
     expect(Array.from(result.kept)).toEqual(c.outputs.kept_indices);
     expect(result.groups[0]!.keptPositives).toBe(c.outputs.n_kept_pos);
     expect(result.groups[0]!.keptNegatives).toBe(c.outputs.n_kept_neg);
+  });
+});
+
+describe("the spec's worked counts for N = 32 → G = 16", () => {
+  it.each([
+    [2, { positives: 1, negatives: 15 }, { positives: 2, negatives: 14 }],
+    [9, { positives: 5, negatives: 11 }, { positives: 4, negatives: 12 }],
+    [31, { positives: 16, negatives: 0 }, { positives: 15, negatives: 1 }],
+  ])("%i correct of 32", (correct, paper, reference) => {
+    const n = { positives: correct, negatives: 32 - correct };
+    expect(paperCounts(n, 16)).toEqual(paper);
+    expect(referenceCounts(n, 16, { minNegatives: 2, minPositives: 2 })).toEqual(reference);
   });
 });

@@ -26,6 +26,13 @@ export interface PenaltyOptions {
   readonly noToolCallPenalty: number;
 }
 
+/** rStar2-Agent's scoring: every failure kind counts, p_total = p_err + p_format, p_err 0.5 without a tool call. */
+export const DEFAULT_PENALTY_OPTIONS: PenaltyOptions = {
+  failureKinds: TOOL_FAILURES,
+  penaltyWeights: { error: 1, format: 1 },
+  noToolCallPenalty: 0.5,
+};
+
 export interface Penalties {
   readonly pErr: number;
   readonly pFormat: number;
@@ -39,7 +46,7 @@ export function emptyOutcomeCounts(): ToolOutcomeCounts {
 }
 
 /** p_err = failed calls / all calls (0.5 with none); p_format = 1 without an answer, else min(1, (answers − 1)/turns). */
-export function penalties(quality: Quality, options: PenaltyOptions): Penalties {
+export function penalties(quality: Quality, options: PenaltyOptions = DEFAULT_PENALTY_OPTIONS): Penalties {
   const counts = quality.toolOutcomes;
   const toolCalls = counts.ok + counts.parse_error + counts.execution_error + counts.timeout;
   let failedToolCalls = 0;

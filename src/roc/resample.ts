@@ -7,7 +7,7 @@ import { lowestPenalties, paperCounts, referenceCounts, weightedSample, type Cla
 import { parseTranscript } from "./transcript.js";
 
 /** Why a group was not downsampled, or why a rollout was left out. */
-export type GroupReason = "equal-rewards" | "undersized" | "exact-size" | "below-minimums";
+export type GroupReason = "equal-rewards" | "undersized" | "exact-size";
 export type DropReason = "equal-rewards" | "undersized" | "not-selected";
 
 export interface RocGroupReport {
@@ -117,12 +117,8 @@ export function resampleOnCorrect(rollouts: readonly Rollout[], options: RocOpti
     } else {
       const n = { positives: positives.length, negatives: negatives.length };
       const counts = resolved.mode === "paper" ? paperCounts(n, G) : referenceCounts(n, G, resolved);
-      if (counts === undefined) {
-        report("kept-whole", members, "below-minimums");
-      } else {
-        requirePenalties(positives, scored.pTotal);
-        report("resampled", select(resolved, id, members, positives, negatives, counts, rollouts, scored.pTotal, draws));
-      }
+      requirePenalties(positives, scored.pTotal);
+      report("resampled", select(resolved, id, members, positives, negatives, counts, rollouts, scored.pTotal, draws));
     }
   }
 
@@ -157,8 +153,9 @@ function select(
     if (chosen.length !== options.keepPerGroup) {
       // The released code asserts here; so do we, rather than return a group of the wrong size.
       throw new GrpoRocError(
-        `group ${JSON.stringify(id)}: the reference counts ask for ${counts.positives} positives and ${counts.negatives} negatives, ` +
-          `but it has ${positives.length} and ${negatives.length}; lower minPositives / minNegatives`,
+        `group ${JSON.stringify(id)}: rStar2-Agent's counts ask for ${counts.positives} positives + ${counts.negatives} negatives ` +
+          `of ${positives.length} + ${negatives.length}, which is not keepPerGroup = ${options.keepPerGroup} (Python rounding ` +
+          `half to even can overshoot with an odd keepPerGroup); the released code asserts here. Use paper mode, or sizes whose rounded counts add up`,
       );
     }
     return chosen;
@@ -171,18 +168,31 @@ function select(
 }
 
 /**
- * One draw in (0, 1] per member, written into `draws` at its input index. Each group has its own stream, so
- * reordering groups changes nothing; a rollout with an `id` has its own stream, so reordering within a group
- * changes nothing either.
+ * One draw in (0, 1] per member, written into `draws` at its input index, from one stream per group, so reordering
+ * groups changes nothing. When every member carries an `id`, draws are dealt in id order, so reordering rollouts
+ * within the group changes nothing either.
  */
 function drawUniforms(draws: Float64Array, seed: string | number, id: GroupId, members: readonly number[], rollouts: readonly Rollout[]): void {
-  const groupSeed = `${seed}\u0000${groupKey(id)}`;
-  const groupStream = seedrandom.alea(groupSeed);
-  for (const i of members) {
-    const ownId = rollouts[i]!.id;
-    const u = ownId === undefined ? groupStream() : seedrandom.alea(`${groupSeed}\u0000${typeof ownId}:${ownId}`)();
-    draws[i] = 1 - u;
+  // seedrandom's default ARC4 generator: keys that differ in one character still give unrelated streams.
+  const stream = seedrandom(`${seed}\u0000${groupKey(id)}`);
+  for (const i of drawOrder(members, rollouts)) draws[i] = 1 - stream();
+}
+
+function drawOrder(members: readonly number[], rollouts: readonly Rollout[]): readonly number[] {
+  const keyed = members.filter((i) => rollouts[i]!.id !== undefined);
+  if (keyed.length === 0) return members;
+  if (keyed.length < members.length) {
+    const missing = members.find((i) => rollouts[i]!.id === undefined)!;
+    throw invalid(`rollouts[${missing}].id`, "give an id to every rollout of a group, or to none");
   }
+  const keyOf = (i: number) => `${typeof rollouts[i]!.id}:${rollouts[i]!.id}`;
+  const ordered = [...members].sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0));
+  for (let k = 1; k < ordered.length; k++) {
+    if (keyOf(ordered[k]!) === keyOf(ordered[k - 1]!)) {
+      throw invalid(`rollouts[${Math.max(ordered[k]!, ordered[k - 1]!)}].id`, `duplicate id ${JSON.stringify(rollouts[ordered[k]!]!.id)} in its group`);
+    }
+  }
+  return ordered;
 }
 
 interface Scored {
@@ -215,7 +225,8 @@ function scoreRollouts(rollouts: readonly Rollout[], positive: readonly boolean[
     if (options.penalty !== undefined && positive[i]) {
       const value = options.penalty(rollout, i);
       if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
-        throw invalid(`options.penalty(rollouts[${i}])`, `must return a finite number ≥ 0, returned ${String(value)}`);
+        const shown = typeof value === "number" ? String(value) : `${JSON.stringify(value)} (${typeof value})`;
+        throw invalid(`options.penalty(rollouts[${i}])`, `must return a finite number ≥ 0, returned ${shown}`);
       }
       scored.pTotal[i] = value;
     }

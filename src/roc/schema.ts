@@ -35,6 +35,9 @@ export const rolloutSchema = z
     if (structured > 0 && structured < 3) {
       ctx.addIssue({ code: "custom", path: [], message: "structured quality inputs need toolCalls, answers and turns together" });
     }
+    if (structured === 0 && rollout.formatOk !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["formatOk"], message: "formatOk belongs with the structured inputs (toolCalls, answers, turns)" });
+    }
     if (structured > 0 && rollout.transcript !== undefined) {
       ctx.addIssue({ code: "custom", path: ["transcript"], message: "give either a transcript or structured quality inputs, not both" });
     }

@@ -14,17 +14,17 @@ export function paperCounts(n: ClassCounts, keep: number): ClassCounts {
 
 /**
  * rStar2-Agent's released code: Python-rounded proportions, then floors of minNegatives / minPositives per class.
- * Returns undefined when both rounded counts fall below their floors: that code then keeps the whole group.
+ * That code also keeps a group whole when both rounded counts fall below their floors; it never happens, since the
+ * rounded counts add up to at least G − 1 and the floors to at most G (both codes check that), so it is not here.
  */
 export function referenceCounts(
   n: ClassCounts,
   keep: number,
   minimums: { readonly minNegatives: number; readonly minPositives: number },
-): ClassCounts | undefined {
+): ClassCounts {
   const size = n.positives + n.negatives;
   let negatives = roundHalfEven((n.negatives * keep) / size);
   let positives = roundHalfEven((n.positives * keep) / size);
-  if (negatives < minimums.minNegatives && positives < minimums.minPositives) return undefined;
   const negativeFloor = Math.min(minimums.minNegatives, n.negatives);
   if (negatives <= negativeFloor) {
     negatives = negativeFloor;
