@@ -5,11 +5,15 @@ import {
   broadcastToTokens,
   registerAdvantageEstimator,
 } from "./advantages/index.js";
+import { tokenLogProbs, tokenLogProbsBackward } from "./logprobs/index.js";
+import { batchNormalizer, lossPresets, policyLoss, registerPolicyObjective } from "./loss/index.js";
 import { rocPipeline } from "./pipeline.js";
 import { paperCounts, parseTranscript, penalties, referenceCounts, resampleOnCorrect, rocPresets } from "./roc/index.js";
 
 export * from "./advantages/index.js";
 export * from "./roc/index.js";
+export * from "./loss/index.js";
+export * from "./logprobs/index.js";
 export { rocPipeline } from "./pipeline.js";
 export type { PipelineOptions, PipelineResult } from "./pipeline.js";
 export { GrpoRocError, ValidationError } from "./errors.js";
@@ -32,4 +36,10 @@ export const grpoRoc = {
   paperCounts,
   referenceCounts,
   rocPipeline,
+  policyLoss,
+  lossPresets,
+  batchNormalizer,
+  registerPolicyObjective,
+  tokenLogProbs,
+  tokenLogProbsBackward,
 } as const;

@@ -1,0 +1,227 @@
+import { z } from "zod";
+import { invalid, parseOrThrow } from "../errors.js";
+import { assertBinaryMask, toMatrix, type Matrix, type MatrixInput } from "../tensor.js";
+
+/** Logits [B, T, V], row-major: flat data with its shape, or nested arrays. */
+export type LogitsInput =
+  | { readonly data: Float32Array | Float64Array | readonly number[]; readonly shape: readonly [number, number, number] }
+  | readonly (readonly (readonly number[])[])[];
+
+export interface TokenLogProbsOptions {
+  /** The logits are divided by it first (sampling temperature). */
+  readonly temperature?: number;
+  /** Also compute the entropy of each position's distribution. */
+  readonly entropy?: boolean;
+  /** [B, T] 0/1: positions with 0 are skipped (logp 0, gradient 0), so their tokens and logits are never read. */
+  readonly mask?: MatrixInput;
+}
+
+export interface TokenLogProbs {
+  /** log softmax(logits / temperature)[token], [B, T]. */
+  readonly logp: Float64Array;
+  /** Entropy per position, [B, T], when asked for. */
+  readonly entropy?: Float64Array;
+  /** logsumexp(logits / temperature) per position: what the backward pass needs, O(B·T). */
+  readonly logSumExp: Float64Array;
+  readonly shape: readonly [number, number];
+}
+
+export interface TokenLogProbsBackwardOptions extends TokenLogProbsOptions {
+  /** ∂L/∂logp, [B, T]. */
+  readonly gradLogp: MatrixInput;
+  /** ∂L/∂entropy, [B, T], when the loss has an entropy term. */
+  readonly gradEntropy?: MatrixInput;
+  /** The forward result, to skip recomputing logsumexp (and entropy). */
+  readonly saved?: TokenLogProbs;
+}
+
+/** The vocabulary is read in chunks this long: a running max and sum merge them (online logsumexp). */
+const VOCAB_CHUNK = 4096;
+
+const optionsSchema = z.object({
+  temperature: z.number().positive().default(1),
+  entropy: z.boolean().default(false),
+});
+
+interface Logits {
+  readonly data: ArrayLike<number>;
+  readonly rows: number;
+  readonly cols: number;
+  readonly vocab: number;
+}
+
+/**
+ * Log-probabilities of the sampled tokens: logit[token] − logsumexp(logits), in float64 with the running-max
+ * trick, streaming the vocabulary in chunks; beyond the outputs it keeps O(1) per position, never [B, T, V].
+ * −Infinity logits (masked vocabulary) are fine; NaN or +Infinity at a selected position is an error.
+ */
+export function tokenLogProbs(logits: LogitsInput, tokens: MatrixInput, options: TokenLogProbsOptions = {}): TokenLogProbs {
+  const { temperature, entropy: withEntropy } = parseOrThrow(optionsSchema, options, "options");
+  const l = readLogits(logits);
+  const { ids, mask } = readTokens(tokens, options.mask, l);
+  const positions = l.rows * l.cols;
+  const logp = new Float64Array(positions);
+  const logSumExp = new Float64Array(positions);
+  const entropy = withEntropy ? new Float64Array(positions) : undefined;
+  const stats = { logSumExp: 0, entropy: 0 };
+  for (let i = 0; i < positions; i++) {
+    if (mask !== undefined && mask[i] === 0) continue;
+    rowStatistics(l, i, 1 / temperature, withEntropy, stats);
+    logSumExp[i] = stats.logSumExp;
+    logp[i] = l.data[i * l.vocab + ids[i]!]! / temperature - stats.logSumExp;
+    if (entropy !== undefined) entropy[i] = stats.entropy;
+  }
+  return { logp, ...(entropy !== undefined ? { entropy } : {}), logSumExp, shape: [l.rows, l.cols] };
+}
+
+/**
+ * ∂L/∂logits from ∂L/∂logp (and ∂L/∂entropy): g·(onehot − softmax) + h·(−p·(z − lse + H)), divided by the
+ * temperature. Returns a gradient of the logits' own precision (Float32Array for float32 logits).
+ */
+export function tokenLogProbsBackward(
+  logits: LogitsInput,
+  tokens: MatrixInput,
+  options: TokenLogProbsBackwardOptions,
+): { readonly data: Float32Array | Float64Array; readonly shape: readonly [number, number, number] } {
+  const { temperature } = parseOrThrow(optionsSchema, options, "options");
+  const l = readLogits(logits);
+  const { ids, mask } = readTokens(tokens, options.mask, l);
+  const gradLogp = positional(options.gradLogp, "options.gradLogp", l);
+  const gradEntropy = options.gradEntropy === undefined ? undefined : positional(options.gradEntropy, "options.gradEntropy", l);
+  const saved = options.saved;
+  if (saved !== undefined && (saved.shape[0] !== l.rows || saved.shape[1] !== l.cols)) {
+    throw invalid("options.saved", `is for shape [${saved.shape.join(", ")}], logits are [${l.rows}, ${l.cols}, …]`);
+  }
+  if (gradEntropy !== undefined && saved !== undefined && saved.entropy === undefined) {
+    throw invalid("options.saved", "has no entropy: run the forward pass with { entropy: true } or leave `saved` out");
+  }
+  const size = l.rows * l.cols * l.vocab;
+  const out = l.data instanceof Float32Array ? new Float32Array(size) : new Float64Array(size);
+  const inverseTemperature = 1 / temperature;
+  const stats = { logSumExp: 0, entropy: 0 };
+  for (let i = 0; i < l.rows * l.cols; i++) {
+    if (mask !== undefined && mask[i] === 0) continue;
+    const g = gradLogp[i]!;
+    const h = gradEntropy === undefined ? 0 : gradEntropy[i]!;
+    if (g === 0 && h === 0) continue;
+    if (!Number.isFinite(g) || !Number.isFinite(h)) {
+      throw invalid(`options.grad${Number.isFinite(g) ? "Entropy" : "Logp"}[${Math.floor(i / l.cols)}][${i % l.cols}]`, "must be finite");
+    }
+    if (saved !== undefined) {
+      stats.logSumExp = saved.logSumExp[i]!;
+      stats.entropy = saved.entropy?.[i] ?? 0;
+    } else {
+      rowStatistics(l, i, inverseTemperature, h !== 0, stats);
+    }
+    const { logSumExp: lse, entropy: H } = stats;
+    const offset = i * l.vocab;
+    for (let v = 0; v < l.vocab; v++) {
+      const z = l.data[offset + v]! * inverseTemperature;
+      const p = Math.exp(z - lse);
+      // p = 0 for −Infinity logits, whose entropy term would be 0·∞.
+      const entropyTerm = h === 0 || p === 0 ? 0 : -h * p * (z - lse + H);
+      out[offset + v] = (-g * p + entropyTerm) * inverseTemperature;
+    }
+    out[offset + ids[i]!] += g * inverseTemperature;
+  }
+  return { data: out, shape: [l.rows, l.cols, l.vocab] };
+}
+
+/** logsumexp and entropy of position i's distribution, one streamed pass over its vocabulary in chunks. */
+function rowStatistics(l: Logits, i: number, inverseTemperature: number, withEntropy: boolean, out: { logSumExp: number; entropy: number }): void {
+  const data = l.data;
+  const offset = i * l.vocab;
+  let max = -Infinity;
+  let sum = 0;
+  // Σ e^(z − max)·z, for the entropy H = lse − Σ p·z.
+  let weighted = 0;
+  for (let start = 0; start < l.vocab; start += VOCAB_CHUNK) {
+    const end = Math.min(l.vocab, start + VOCAB_CHUNK);
+    let chunkMax = -Infinity;
+    for (let v = start; v < end; v++) {
+      const z = data[offset + v]! * inverseTemperature;
+      if (z > chunkMax || z !== z) chunkMax = z;
+    }
+    if (chunkMax === -Infinity) continue;
+    if (chunkMax > max || chunkMax !== chunkMax) {
+      const rescale = Math.exp(max - chunkMax);
+      sum *= rescale;
+      weighted *= rescale;
+      max = chunkMax;
+    }
+    for (let v = start; v < end; v++) {
+      const z = data[offset + v]! * inverseTemperature;
+      const e = Math.exp(z - max);
+      sum += e;
+      if (withEntropy && e > 0) weighted += e * z;
+    }
+  }
+  const logSumExp = max + Math.log(sum);
+  if (!Number.isFinite(logSumExp)) {
+    const where = `logits[${Math.floor(i / l.cols)}][${i % l.cols}]`;
+    throw invalid(where, max === -Infinity ? "every logit is −Infinity: no token has probability" : "holds NaN or +Infinity");
+  }
+  out.logSumExp = logSumExp;
+  out.entropy = withEntropy ? logSumExp - weighted / sum : 0;
+}
+
+function readLogits(input: LogitsInput): Logits {
+  if (Array.isArray(input)) {
+    const rows = input.length;
+    const cols = rows === 0 ? 0 : (input[0] as readonly unknown[]).length;
+    const vocab = cols === 0 ? 0 : ((input[0] as readonly (readonly unknown[])[])[0] ?? []).length;
+    const data = new Float64Array(rows * cols * vocab);
+    input.forEach((row: readonly (readonly number[])[], b: number) => {
+      if (!Array.isArray(row) || row.length !== cols) throw invalid(`logits[${b}]`, `expected ${cols} positions`);
+      row.forEach((position, t) => {
+        if (!Array.isArray(position) || position.length !== vocab) throw invalid(`logits[${b}][${t}]`, `expected ${vocab} logits`);
+        position.forEach((value, v) => {
+          if (typeof value !== "number") throw invalid(`logits[${b}][${t}][${v}]`, "expected a number");
+          data[(b * cols + t) * vocab + v] = value;
+        });
+      });
+    });
+    return { data, rows, cols, vocab };
+  }
+  const parsed = parseOrThrow(
+    z.object({
+      data: z.custom<ArrayLike<number>>((d) => d instanceof Float32Array || d instanceof Float64Array || Array.isArray(d), {
+        message: "expected a Float32Array, a Float64Array or an array",
+      }),
+      shape: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative(), z.number().int().positive()]),
+    }),
+    input,
+    "logits",
+  );
+  const [rows, cols, vocab] = parsed.shape;
+  if (parsed.data.length !== rows * cols * vocab) {
+    throw invalid("logits.data", `has ${parsed.data.length} entries but shape [${rows}, ${cols}, ${vocab}] needs ${rows * cols * vocab}`);
+  }
+  return { data: parsed.data, rows, cols, vocab };
+}
+
+function readTokens(tokens: MatrixInput, maskInput: MatrixInput | undefined, l: Logits): { ids: ArrayLike<number>; mask?: ArrayLike<number> } {
+  const ids = positionalMatrix(tokens, "tokens", l);
+  const mask = maskInput === undefined ? undefined : positionalMatrix(maskInput, "options.mask", l);
+  if (mask !== undefined) assertBinaryMask(mask, "options.mask");
+  for (let i = 0; i < ids.data.length; i++) {
+    if (mask !== undefined && mask.data[i] === 0) continue;
+    const id = ids.data[i]!;
+    if (!Number.isInteger(id) || id < 0 || id >= l.vocab) {
+      throw invalid(`tokens[${Math.floor(i / l.cols)}][${i % l.cols}]`, `token id ${id} is not an integer in [0, ${l.vocab})`);
+    }
+  }
+  return { ids: ids.data, ...(mask !== undefined ? { mask: mask.data } : {}) };
+}
+
+function positionalMatrix(input: MatrixInput, name: string, l: Logits): Matrix {
+  const matrix = toMatrix(input, name);
+  if (matrix.shape[0] !== l.rows || matrix.shape[1] !== l.cols) {
+    throw invalid(name, `has shape [${matrix.shape.join(", ")}] but logits are [${l.rows}, ${l.cols}, ${l.vocab}]`);
+  }
+  return matrix;
+}
+
+function positional(input: MatrixInput, name: string, l: Logits): ArrayLike<number> {
+  return positionalMatrix(input, name, l).data;
+}

@@ -1,0 +1,8 @@
+export { policyLoss, policyObjectiveNames, registerPolicyObjective, resolvePolicyLossOptions } from "./policy-loss.js";
+export type { PolicyLossInputs, PolicyLossMetrics, PolicyLossResult } from "./policy-loss.js";
+export { AGGREGATIONS, KL_KINDS, lossPresets, normalizerSchema, policyLossOptionsSchema } from "./options.js";
+export type { Aggregation, KlKind, Normalizer, NormalizerInput, PolicyLossOptions, PolicyLossOptionsInput } from "./options.js";
+export type { PolicyObjective, TokenLoss, TokenTerms } from "./objectives.js";
+export { batchNormalizer } from "./aggregation.js";
+export { klPenalty } from "./kl.js";
+export type { KlValue } from "./kl.js";

@@ -1,0 +1,304 @@
+import { GrpoRocError, invalid, parseOrThrow } from "../errors.js";
+import { isArrayLike, numericArraySchema, type NumericArray } from "../numeric.js";
+import { assertBinaryMask, toMatrix, type Matrix, type MatrixInput } from "../tensor.js";
+import { rowWeights } from "./aggregation.js";
+import { klPenalty, type KlValue } from "./kl.js";
+import {
+  clipObjective,
+  cispoObjective,
+  reinforceObjective,
+  sapoObjective,
+  type PolicyObjective,
+  type TokenLoss,
+  type TokenTerms,
+} from "./objectives.js";
+import { policyLossOptionsSchema, type PolicyLossOptions, type PolicyLossOptionsInput } from "./options.js";
+
+export interface PolicyLossInputs {
+  /** log π(token) under the policy being trained, [B, T]: the gradient is taken with respect to it. */
+  readonly logp: MatrixInput;
+  /** log π_old(token) under the policy that sampled, [B, T]; omitted: on-policy (ratio 1, as TRL does). */
+  readonly oldLogp?: MatrixInput;
+  /** One per rollout [B], or one per token [B, T]. */
+  readonly advantages: NumericArray | MatrixInput;
+  /** 1 for tokens the model wrote, 0 for padding and tool output, [B, T]; omitted: every token counts. */
+  readonly mask?: MatrixInput;
+  /** log π_ref(token), [B, T]: needed when options.kl is set. */
+  readonly refLogp?: MatrixInput;
+  /** Per-token importance weights (e.g. rollout correction), multiplying the policy term, [B, T]. */
+  readonly importanceWeights?: MatrixInput;
+  /** Per-token entropy of the policy, [B, T]: needed when options.entropyCoef > 0. */
+  readonly entropy?: MatrixInput;
+}
+
+export interface PolicyLossMetrics {
+  /** Valid tokens and non-empty rows of this call. */
+  readonly tokens: number;
+  readonly sequences: number;
+  /** Share of valid tokens where the clipped branch is the larger loss (verl's pg_clipfrac). */
+  readonly clipFraction: number;
+  /** Share where ρ < 1 − ε_low with A < 0, and ρ > 1 + ε_high with A > 0 (TRL's clip_ratio/low_mean, high_mean). */
+  readonly clipFractionLow: number;
+  readonly clipFractionHigh: number;
+  /** Share where the dual clip binds (verl's pg_clipfrac_lower). */
+  readonly dualClipFraction: number;
+  /** Mean of log π_old − log π over valid tokens (verl's ppo_kl; clamped like the ratio at token level). */
+  readonly approxKl: number;
+  readonly ratioMin: number;
+  readonly ratioMean: number;
+  readonly ratioMax: number;
+  /** Mean KL estimate and mean entropy over valid tokens, when computed. */
+  readonly kl?: number;
+  readonly entropy?: number;
+}
+
+export interface PolicyLossResult {
+  /** The loss to minimise, −J. */
+  readonly loss: number;
+  /** ∂loss/∂logp, [B, T] row-major; 0 where the mask is 0. */
+  readonly grad: Float64Array;
+  /** ∂loss/∂entropy when an entropy bonus is used, for tokenLogProbsBackward. */
+  readonly gradEntropy?: Float64Array;
+  /** The policy term per token (after importance weights, before aggregation); 0 where the mask is 0. */
+  readonly perTokenLoss: Float64Array;
+  /** The KL term per token (before its coefficient), when options.kl is set. */
+  readonly perTokenKl?: Float64Array;
+  readonly shape: readonly [number, number];
+  readonly metrics: PolicyLossMetrics;
+}
+
+const objectives = new Map<string, PolicyObjective>([
+  ["clip", clipObjective],
+  ["cispo", cispoObjective],
+  ["sapo", sapoObjective],
+  ["reinforce", reinforceObjective],
+]);
+
+/** Adds a per-token policy objective, selectable by `options.objective`. */
+export function registerPolicyObjective(name: string, objective: PolicyObjective): void {
+  if (objectives.has(name)) throw new GrpoRocError(`policy objective "${name}" is already registered`);
+  objectives.set(name, objective);
+}
+
+export function policyObjectiveNames(): string[] {
+  return [...objectives.keys()];
+}
+
+export function resolvePolicyLossOptions(options: PolicyLossOptionsInput = {}): PolicyLossOptions {
+  return parseOrThrow(policyLossOptionsSchema, options, "options");
+}
+
+/**
+ * The clipped policy loss and its gradient with respect to logp (spec §4): per-token objective, optional KL to a
+ * reference and entropy bonus, aggregated so that micro-batches given the whole batch's `normalizer` sum to the
+ * whole batch's loss and gradient.
+ */
+export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsInput = {}): PolicyLossResult {
+  const o = resolvePolicyLossOptions(options);
+  const objective = objectives.get(o.objective);
+  if (objective === undefined) {
+    throw invalid("options.objective", `unknown objective "${o.objective}"; registered: ${policyObjectiveNames().join(", ")}`);
+  }
+  const t = readInputs(inputs, o);
+  const [rows, cols] = t.shape;
+  const weights = rowWeights(t.rowTokens, cols, o.aggregation, o.normalizer);
+  const entropyWeights = o.entropyCoef > 0 ? rowWeights(t.rowTokens, cols, o.entropyAggregation ?? o.aggregation, o.normalizer) : undefined;
+  const [clampLow, clampHigh] = o.logRatioClamp ?? [-Infinity, Infinity];
+  const sequenceLevel = o.ratioLevel === "sequence";
+
+  const size = rows * cols;
+  const grad = new Float64Array(size);
+  const perTokenLoss = new Float64Array(size);
+  const perTokenKl = o.kl !== null ? new Float64Array(size) : undefined;
+  const gradEntropy = entropyWeights !== undefined ? new Float64Array(size) : undefined;
+  const terms: TokenTerms = { logp: 0, logRatio: 0, ratio: 1, advantage: 0 };
+  const out: TokenLoss = { loss: 0, dLogRatio: 0, dLogp: 0, clipped: false, dualClipped: false, lowClipped: false, highClipped: false };
+  const klOut: KlValue = { value: 0, dLogp: 0 };
+  const m = { tokens: 0, sequences: 0, clipped: 0, low: 0, high: 0, dual: 0, approxKl: 0, ratioMin: Infinity, ratioSum: 0, ratioMax: -Infinity, kl: 0, entropy: 0 };
+  let loss = 0;
+
+  for (let b = 0; b < rows; b++) {
+    const count = t.rowTokens[b]!;
+    if (count === 0) continue;
+    m.sequences++;
+    const w = weights[b]!;
+    const rowStart = b * cols;
+    let sequenceLogRatio = 0;
+    if (sequenceLevel) {
+      for (let k = rowStart; k < rowStart + cols; k++) if (t.mask[k] === 1) sequenceLogRatio += t.logp[k]! - t.oldLogp[k]!;
+      sequenceLogRatio /= count;
+    }
+    // Sequence-level, importance-corrected KL: Σ_t w·coef·kl_t·ρ_b, whose gradient reaches every token of the row.
+    let correctedKlOfRow = 0;
+    for (let i = rowStart; i < rowStart + cols; i++) {
+      if (t.mask[i] === 0) continue;
+      const logp = t.logp[i]!;
+      const tokenLogRatio = logp - t.oldLogp[i]!;
+      const rawLogRatio = sequenceLevel ? sequenceLogRatio : tokenLogRatio;
+      const inside = rawLogRatio >= clampLow && rawLogRatio <= clampHigh;
+      const logRatio = inside ? rawLogRatio : rawLogRatio < clampLow ? clampLow : clampHigh;
+      const ratio = Math.exp(logRatio);
+      terms.logp = logp;
+      terms.logRatio = logRatio;
+      terms.ratio = ratio;
+      terms.advantage = t.advantages[t.perTokenAdvantages ? i : b]!;
+      objective(terms, o, out);
+      const importance = t.importanceWeights === undefined ? 1 : t.importanceWeights[i]!;
+      const tokenLoss = out.loss * importance;
+      perTokenLoss[i] = tokenLoss;
+      loss += w * tokenLoss;
+      grad[i] = w * importance * ((inside ? out.dLogRatio : 0) + out.dLogp);
+
+      if (o.kl !== null) {
+        klPenalty(o.kl.kind, o.kl.clamp, logp, t.refLogp![i]!, klOut);
+        let value = klOut.value;
+        let slope = klOut.dLogp;
+        if (o.kl.importanceCorrected) {
+          // TRL multiplies the KL by the ratio without detaching it, so the ratio's own gradient comes along.
+          if (sequenceLevel) {
+            if (inside) correctedKlOfRow += w * o.kl.coef * value * ratio;
+            slope *= ratio;
+          } else {
+            slope = slope * ratio + (inside ? value * ratio : 0);
+          }
+          value *= ratio;
+        }
+        perTokenKl![i] = value;
+        loss += w * o.kl.coef * value;
+        grad[i] += w * o.kl.coef * slope;
+        m.kl += value;
+      }
+      if (entropyWeights !== undefined) {
+        const bonus = entropyWeights[b]! * o.entropyCoef;
+        loss -= bonus * t.entropy![i]!;
+        gradEntropy![i] = -bonus;
+      }
+      if (t.entropy !== undefined) m.entropy += t.entropy[i]!;
+
+      m.tokens++;
+      if (out.clipped) m.clipped++;
+      if (out.lowClipped) m.low++;
+      if (out.highClipped) m.high++;
+      if (out.dualClipped) m.dual++;
+      m.approxKl -= sequenceLevel ? tokenLogRatio : logRatio;
+      if (ratio < m.ratioMin) m.ratioMin = ratio;
+      if (ratio > m.ratioMax) m.ratioMax = ratio;
+      m.ratioSum += ratio;
+    }
+    if (correctedKlOfRow !== 0) {
+      for (let i = rowStart; i < rowStart + cols; i++) if (t.mask[i] === 1) grad[i] += correctedKlOfRow / count;
+    }
+  }
+
+  const mean = (sum: number) => (m.tokens === 0 ? 0 : sum / m.tokens);
+  const metrics: PolicyLossMetrics = {
+    tokens: m.tokens,
+    sequences: m.sequences,
+    clipFraction: mean(m.clipped),
+    clipFractionLow: mean(m.low),
+    clipFractionHigh: mean(m.high),
+    dualClipFraction: mean(m.dual),
+    approxKl: mean(m.approxKl),
+    ratioMin: m.tokens === 0 ? 0 : m.ratioMin,
+    ratioMean: mean(m.ratioSum),
+    ratioMax: m.tokens === 0 ? 0 : m.ratioMax,
+    ...(o.kl !== null ? { kl: mean(m.kl) } : {}),
+    ...(t.entropy !== undefined ? { entropy: mean(m.entropy) } : {}),
+  };
+  return {
+    loss,
+    grad,
+    ...(gradEntropy !== undefined ? { gradEntropy } : {}),
+    perTokenLoss,
+    ...(perTokenKl !== undefined ? { perTokenKl } : {}),
+    shape: t.shape,
+    metrics,
+  };
+}
+
+interface Inputs {
+  readonly shape: readonly [number, number];
+  readonly logp: NumericArray;
+  readonly oldLogp: NumericArray;
+  readonly mask: NumericArray;
+  readonly rowTokens: Int32Array;
+  readonly advantages: NumericArray;
+  readonly perTokenAdvantages: boolean;
+  readonly refLogp?: NumericArray;
+  readonly importanceWeights?: NumericArray;
+  readonly entropy?: NumericArray;
+}
+
+/** Shapes must agree; every value that enters the loss (mask 1) must be finite; masked values are never read. */
+function readInputs(inputs: PolicyLossInputs, o: PolicyLossOptions): Inputs {
+  if (typeof inputs !== "object" || inputs === null) throw invalid("inputs", "expected an object with logp, advantages, …");
+  const logp = toMatrix(inputs.logp, "inputs.logp");
+  const shape = logp.shape;
+  const [rows, cols] = shape;
+  const sameShape = (input: MatrixInput | undefined, name: string): Matrix | undefined => {
+    if (input === undefined) return undefined;
+    const matrix = toMatrix(input, `inputs.${name}`);
+    if (matrix.shape[0] !== rows || matrix.shape[1] !== cols) {
+      throw invalid(`inputs.${name}`, `has shape [${matrix.shape.join(", ")}] but logp has [${rows}, ${cols}]`);
+    }
+    return matrix;
+  };
+  const mask = sameShape(inputs.mask, "mask") ?? { data: new Uint8Array(rows * cols).fill(1), shape };
+  assertBinaryMask(mask, "inputs.mask");
+  const oldLogp = sameShape(inputs.oldLogp, "oldLogp") ?? logp;
+  const refLogp = sameShape(inputs.refLogp, "refLogp");
+  const importanceWeights = sameShape(inputs.importanceWeights, "importanceWeights");
+  const entropy = sameShape(inputs.entropy, "entropy");
+  if (o.kl !== null && refLogp === undefined) throw invalid("inputs.refLogp", "options.kl is set: give the reference policy's log-probs");
+  if (o.entropyCoef > 0 && entropy === undefined) throw invalid("inputs.entropy", "options.entropyCoef > 0: give the policy's per-token entropy");
+
+  const perTokenAdvantages = isMatrixInput(inputs.advantages);
+  const advantages = perTokenAdvantages
+    ? sameShape(inputs.advantages as MatrixInput, "advantages")!.data
+    : parseOrThrow(numericArraySchema, inputs.advantages, "inputs.advantages");
+  if (!perTokenAdvantages && advantages.length !== rows) {
+    throw invalid("inputs.advantages", `has ${advantages.length} entries, one per rollout, but logp has ${rows} rows`);
+  }
+
+  const rowTokens = new Int32Array(rows);
+  const checked: [string, Matrix | undefined][] = [
+    ["logp", logp],
+    ["oldLogp", oldLogp],
+    ["refLogp", refLogp],
+    ["importanceWeights", importanceWeights],
+    ["entropy", entropy],
+  ];
+  for (let b = 0; b < rows; b++) {
+    for (let c = 0; c < cols; c++) {
+      const i = b * cols + c;
+      if (mask.data[i] === 0) continue;
+      rowTokens[b]++;
+      for (const [name, matrix] of checked) {
+        if (matrix !== undefined && !Number.isFinite(matrix.data[i])) {
+          throw invalid(`inputs.${name}[${b}][${c}]`, `is ${matrix.data[i]} at a position the mask selects; only masked positions may hold non-finite values`);
+        }
+      }
+      const a = advantages[perTokenAdvantages ? i : b];
+      if (!Number.isFinite(a)) {
+        throw invalid(perTokenAdvantages ? `inputs.advantages[${b}][${c}]` : `inputs.advantages[${b}]`, `is ${a}; advantages must be finite`);
+      }
+    }
+  }
+  return {
+    shape,
+    logp: logp.data,
+    oldLogp: oldLogp.data,
+    mask: mask.data,
+    rowTokens,
+    advantages,
+    perTokenAdvantages,
+    ...(refLogp !== undefined ? { refLogp: refLogp.data } : {}),
+    ...(importanceWeights !== undefined ? { importanceWeights: importanceWeights.data } : {}),
+    ...(entropy !== undefined ? { entropy: entropy.data } : {}),
+  };
+}
+
+function isMatrixInput(value: unknown): value is MatrixInput {
+  if (typeof value === "object" && value !== null && "shape" in value) return true;
+  return Array.isArray(value) && value.length > 0 && isArrayLike(value[0]);
+}
