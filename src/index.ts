@@ -6,7 +6,7 @@ import {
   registerAdvantageEstimator,
 } from "./advantages/index.js";
 import { tokenLogProbs, tokenLogProbsBackward } from "./logprobs/index.js";
-import { batchNormalizer, lossPresets, policyLoss, registerPolicyObjective } from "./loss/index.js";
+import { aggregate, batchNormalizer, lossPresets, policyLoss, registerPolicyObjective } from "./loss/index.js";
 import { rocPipeline } from "./pipeline.js";
 import { paperCounts, parseTranscript, penalties, referenceCounts, resampleOnCorrect, rocPresets } from "./roc/index.js";
 
@@ -39,6 +39,7 @@ export const grpoRoc = {
   policyLoss,
   lossPresets,
   batchNormalizer,
+  aggregate,
   registerPolicyObjective,
   tokenLogProbs,
   tokenLogProbsBackward,

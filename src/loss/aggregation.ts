@@ -1,4 +1,7 @@
-import type { Aggregation, Normalizer } from "./options.js";
+import { z } from "zod";
+import { invalid, parseOrThrow } from "../errors.js";
+import { assertBinaryMask, toMatrix, type MatrixInput } from "../tensor.js";
+import { AGGREGATIONS, normalizerSchema, type Aggregation, type Normalizer, type NormalizerInput } from "./options.js";
 
 /**
  * Every aggregation here is linear in the per-token losses: loss = Σ_b w_b · Σ_t mask[b, t] · ℓ[b, t]. Returns the
@@ -57,15 +60,57 @@ function safe(weight: number): number {
 }
 
 /** The whole batch's counts from its mask [B, T], to pass as `normalizer` to each of its micro-batches. */
-export function batchNormalizer(mask: ArrayLike<number>, shape: readonly [number, number]): { tokens: number; sequences: number; length: number } {
-  const [rows, cols] = shape;
+export function batchNormalizer(maskInput: MatrixInput): { tokens: number; sequences: number; length: number } {
+  const mask = toMatrix(maskInput, "mask");
+  assertBinaryMask(mask, "mask");
+  const [rows, cols] = mask.shape;
   let tokens = 0;
   let sequences = 0;
   for (let b = 0; b < rows; b++) {
     let count = 0;
-    for (let t = 0; t < cols; t++) count += mask[b * cols + t]!;
+    for (let t = 0; t < cols; t++) count += mask.data[b * cols + t]!;
     tokens += count;
     if (count > 0) sequences++;
   }
   return { tokens, sequences, length: cols };
+}
+
+const aggregateOptionsSchema = z.object({
+  aggregation: z.enum(AGGREGATIONS).default("token-mean"),
+  normalizer: normalizerSchema,
+});
+
+/**
+ * Aggregates any per-token quantity [B, T] the way the loss does (to log entropy, or add a term of your own):
+ * the value and its gradient with respect to each entry (0 where the mask is 0; masked entries are never read).
+ */
+export function aggregate(
+  values: MatrixInput,
+  options: { readonly mask?: MatrixInput; readonly aggregation?: Aggregation; readonly normalizer?: NormalizerInput } = {},
+): { readonly value: number; readonly grad: Float64Array } {
+  const { aggregation, normalizer } = parseOrThrow(aggregateOptionsSchema, { aggregation: options.aggregation, normalizer: options.normalizer }, "options");
+  const v = toMatrix(values, "values");
+  const [rows, cols] = v.shape;
+  const mask = options.mask === undefined ? undefined : toMatrix(options.mask, "options.mask");
+  if (mask !== undefined) {
+    if (mask.shape[0] !== rows || mask.shape[1] !== cols) throw invalid("options.mask", `has shape [${mask.shape.join(", ")}] but values have [${rows}, ${cols}]`);
+    assertBinaryMask(mask, "options.mask");
+  }
+  const selected = (i: number) => mask === undefined || mask.data[i] === 1;
+  const rowTokens = new Int32Array(rows);
+  for (let i = 0; i < rows * cols; i++) {
+    if (!selected(i)) continue;
+    if (!Number.isFinite(v.data[i])) throw invalid(`values[${Math.floor(i / cols)}][${i % cols}]`, `is ${v.data[i]} at a position the mask selects`);
+    rowTokens[Math.floor(i / cols)]++;
+  }
+  const weights = rowWeights(rowTokens, cols, aggregation, normalizer);
+  const grad = new Float64Array(rows * cols);
+  let value = 0;
+  for (let i = 0; i < rows * cols; i++) {
+    if (!selected(i)) continue;
+    const w = weights[Math.floor(i / cols)]!;
+    value += w * v.data[i]!;
+    grad[i] = w;
+  }
+  return { value, grad };
 }

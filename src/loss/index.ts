@@ -3,6 +3,6 @@ export type { PolicyLossInputs, PolicyLossMetrics, PolicyLossResult } from "./po
 export { AGGREGATIONS, KL_KINDS, lossPresets, normalizerSchema, policyLossOptionsSchema } from "./options.js";
 export type { Aggregation, KlKind, Normalizer, NormalizerInput, PolicyLossOptions, PolicyLossOptionsInput } from "./options.js";
 export type { PolicyObjective, TokenLoss, TokenTerms } from "./objectives.js";
-export { batchNormalizer } from "./aggregation.js";
+export { aggregate, batchNormalizer } from "./aggregation.js";
 export { klPenalty } from "./kl.js";
 export type { KlValue } from "./kl.js";

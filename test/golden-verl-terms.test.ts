@@ -1,0 +1,142 @@
+import { describe, expect, it } from "vitest";
+import { aggregate, klPenalty, tokenLogProbs, tokenLogProbsBackward, type KlKind } from "../src/index.js";
+import { expectAllClose, FLOAT64_TOLERANCE, loadGolden, type Tolerance } from "./helpers/golden.js";
+import { matrix } from "./helpers/matrices.js";
+
+const GRADIENT_TOLERANCE: Tolerance = { rtol: 1e-10, atol: 1e-12 };
+type Mode = "token-mean" | "seq-mean-token-sum" | "seq-mean-token-mean" | "seq-mean-token-sum-norm";
+
+describe("verl agg_loss (verl_agg_loss.json)", () => {
+  const cases = loadGolden("verl_agg_loss.json").cases.filter((c) => c.function === "agg_loss");
+  const normalizerOf = (h: Record<string, unknown>) => ({
+    ...(h.batch_num_tokens !== undefined ? { tokens: h.batch_num_tokens as number } : {}),
+    ...(h.global_batch_size !== undefined ? { sequences: h.global_batch_size as number } : {}),
+    ...(h.loss_scale_factor !== undefined ? { length: h.loss_scale_factor as number } : {}),
+    ...(h.dp_size !== undefined ? { dpSize: h.dp_size as number } : {}),
+  });
+
+  it.each(cases.filter((c) => !c.edge_case).map((c) => [c.id, c] as const))("%s", (_id, c) => {
+    const inputs = c.inputs as { loss_mat: number[][]; loss_mask: number[][] };
+    const result = aggregate(matrix(inputs.loss_mat), {
+      mask: matrix(inputs.loss_mask),
+      aggregation: c.hyperparameters.loss_agg_mode as Mode,
+      normalizer: normalizerOf(c.hyperparameters),
+    });
+    expectAllClose([result.value], [c.outputs.loss as number], FLOAT64_TOLERANCE, "loss");
+    expectAllClose(result.grad, (c.outputs.grad_loss_mat as number[][]).flat(), GRADIENT_TOLERANCE, "grad_loss_mat");
+  });
+
+  // verl's edge cases give NaN; grpo-roc's documented behaviour differs on purpose (see README, "Bad input").
+  it("non-finite values at masked positions never leak (verl propagates NaN in the seq-mean modes)", () => {
+    const c = cases.find((k) => k.id.startsWith("verl.agg.nonfinite_in_padding"))!;
+    const inputs = c.inputs as { loss_mat: number[][]; loss_mask: number[][] };
+    const finiteOnly = inputs.loss_mat.map((row, b) => row.map((v, t) => (inputs.loss_mask[b]![t] ? v : 0)));
+    const withGarbage = aggregate(matrix(inputs.loss_mat), { mask: matrix(inputs.loss_mask), aggregation: "seq-mean-token-sum-norm" });
+    const clean = aggregate(matrix(finiteOnly), { mask: matrix(inputs.loss_mask), aggregation: "seq-mean-token-sum-norm" });
+    expect(inputs.loss_mat.flat().some((v) => !Number.isFinite(v))).toBe(true);
+    expect(Number.isFinite(withGarbage.value)).toBe(true);
+    expect(withGarbage.value).toBe(clean.value);
+  });
+
+  it("a mask that selects nothing gives 0 and a zero gradient in every mode (verl: 0/0 = NaN)", () => {
+    for (const mode of ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm", "grpo", "bnpo", "dr_grpo", "dapo"] as const) {
+      const result = aggregate(matrix([[1, 2, 3], [4, 5, 6]]), { mask: matrix([[0, 0, 0], [0, 0, 0]]), aggregation: mode });
+      expect(result.value, mode).toBe(0);
+      expect(Array.from(result.grad).every((g) => g === 0), mode).toBe(true);
+    }
+  });
+});
+
+describe("verl kl_penalty and KL loss (verl_kl.json)", () => {
+  const aliases: Record<string, KlKind> = { kl: "k1", k1: "k1", abs: "abs", mse: "k2", k2: "k2", low_var_kl: "k3", k3: "k3" };
+  const cases = loadGolden("verl_kl.json").cases.filter((c) => c.function === "kl_penalty" && !("error" in c.outputs));
+  it("covers abs, mse/k2, low_var_kl/k3", () => expect(cases.length).toBeGreaterThanOrEqual(5));
+
+  it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
+    const inputs = c.inputs as { logprob: number[][]; ref_logprob: number[][]; response_mask: number[][] };
+    const kind = aliases[c.hyperparameters.kl_penalty as string]!;
+    const value = { value: 0, dLogp: 0 };
+    const kld: number[] = [];
+    const slope: number[] = [];
+    inputs.logprob.flat().forEach((lp, i) => {
+      klPenalty(kind, true, lp, inputs.ref_logprob.flat()[i]!, value);
+      kld.push(value.value);
+      slope.push(value.dLogp);
+    });
+    expectAllClose(kld, (c.outputs.kld as number[][]).flat(), FLOAT64_TOLERANCE, "kld");
+    expectAllClose(slope, (c.outputs.grad_logprob as number[][]).flat(), GRADIENT_TOLERANCE, "grad_logprob");
+    for (const mode of ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"] as const) {
+      const loss = aggregate({ data: Float64Array.from(kld), shape: [inputs.logprob.length, inputs.logprob[0]!.length] }, { mask: matrix(inputs.response_mask), aggregation: mode });
+      expectAllClose([loss.value], [c.outputs[`kl_loss[${mode}]`] as number], FLOAT64_TOLERANCE, `kl_loss[${mode}]`);
+      const grad = loss.grad.map((w, i) => w * slope[i]!);
+      expectAllClose(grad, (c.outputs[`grad_kl_loss[${mode}]`] as number[][]).flat(), GRADIENT_TOLERANCE, `grad_kl_loss[${mode}]`);
+    }
+  });
+});
+
+describe("verl entropy and log-probs from logits (verl_entropy.json)", () => {
+  const cases = loadGolden("verl_entropy.json").cases;
+  const byFunction = (f: string) => cases.filter((c) => c.function === f && !c.edge_case);
+
+  it.each(byFunction("compute_entropy_loss").map((c) => [c.id, c] as const))("%s", (_id, c) => {
+    const inputs = c.inputs as { logits: number[][][]; response_mask: number[][] };
+    const tokens = inputs.response_mask.map((row) => row.map(() => 0));
+    const forward = tokenLogProbs(inputs.logits, tokens, { entropy: true });
+    const loss = aggregate({ data: forward.entropy!, shape: forward.shape }, { mask: matrix(inputs.response_mask), aggregation: c.hyperparameters.loss_agg_mode as Mode });
+    expectAllClose([loss.value], [c.outputs.entropy_loss as number], FLOAT64_TOLERANCE, "entropy_loss");
+    const grad = tokenLogProbsBackward(inputs.logits, tokens, {
+      gradLogp: { data: new Float64Array(loss.grad.length), shape: forward.shape },
+      gradEntropy: { data: loss.grad, shape: forward.shape },
+    });
+    expectAllClose(grad.data, (c.outputs.grad_logits as number[][][]).flat(2), GRADIENT_TOLERANCE, "grad_logits");
+  });
+
+  it.each(byFunction("logprobs_from_logits_v2").map((c) => [c.id, c] as const))("%s", (_id, c) => {
+    const inputs = c.inputs as { logits: number[][][]; labels: number[][] };
+    const forward = tokenLogProbs(inputs.logits, matrix(inputs.labels));
+    expectAllClose(forward.logp, (c.outputs.log_prob as number[][]).flat(), FLOAT64_TOLERANCE, "log_prob");
+    const ones = { data: new Float64Array(forward.logp.length).fill(1), shape: forward.shape };
+    const grad = tokenLogProbsBackward(inputs.logits, matrix(inputs.labels), { gradLogp: ones });
+    expectAllClose(grad.data, (c.outputs.grad_logits_of_sum as number[][][]).flat(2), GRADIENT_TOLERANCE, "grad_logits_of_sum");
+  });
+
+  it("−Infinity logits work: entropy equals that of the distribution without them (verl gives NaN)", () => {
+    const c = cases.find((k) => k.function === "entropy_from_logits" && k.edge_case)!;
+    const logits = (c.inputs as { logits: number[][][] }).logits;
+    const tokens = logits.map((row) => row.map((position) => position.findIndex((v) => v !== -Infinity)));
+    const forward = tokenLogProbs(logits, tokens, { entropy: true });
+    const flat = logits.flat();
+    expect(flat.some((position) => position.includes(-Infinity))).toBe(true);
+    flat.forEach((position, i) => {
+      const finite = position.filter((v) => v !== -Infinity);
+      const reduced = tokenLogProbs([[finite]], [[0]], { entropy: true });
+      expect(forward.entropy![i]).toBeCloseTo(reduced.entropy![0]!, 12);
+      expect(Number.isFinite(forward.entropy![i])).toBe(true);
+    });
+  });
+});
+
+describe("TRL entropy and selective_log_softmax (trl_entropy.json)", () => {
+  const cases = loadGolden("trl_entropy.json").cases;
+
+  it.each(cases.filter((c) => c.function === "entropy_from_logits").map((c) => [c.id, c] as const))("%s", (_id, c) => {
+    const logits = (c.inputs as { logits: number[][][] }).logits;
+    const tokens = logits.map((row) => row.map(() => 0));
+    const forward = tokenLogProbs(logits, tokens, { entropy: true });
+    expectAllClose(forward.entropy!, (c.outputs.entropy as number[][]).flat(), FLOAT64_TOLERANCE, "entropy");
+    const grad = tokenLogProbsBackward(logits, tokens, {
+      gradLogp: { data: new Float64Array(forward.logp.length), shape: forward.shape },
+      gradEntropy: { data: new Float64Array(forward.logp.length).fill(1), shape: forward.shape },
+    });
+    expectAllClose(grad.data, (c.outputs.grad_logits_of_sum as number[][][]).flat(2), GRADIENT_TOLERANCE, "grad_logits_of_sum");
+  });
+
+  it.each(cases.filter((c) => c.function === "selective_log_softmax").map((c) => [c.id, c] as const))("%s", (_id, c) => {
+    const inputs = c.inputs as { logits: number[][][]; index: number[][] };
+    const forward = tokenLogProbs(inputs.logits, matrix(inputs.index));
+    expectAllClose(forward.logp, (c.outputs.log_prob as number[][]).flat(), FLOAT64_TOLERANCE, "log_prob");
+    const ones = { data: new Float64Array(forward.logp.length).fill(1), shape: forward.shape };
+    const grad = tokenLogProbsBackward(inputs.logits, matrix(inputs.index), { gradLogp: ones });
+    expectAllClose(grad.data, (c.outputs.grad_logits_of_sum as number[][][]).flat(2), GRADIENT_TOLERANCE, "grad_logits_of_sum");
+  });
+});
