@@ -261,27 +261,20 @@ function readInputs(inputs: PolicyLossInputs, o: PolicyLossOptions): Inputs {
   }
 
   const rowTokens = new Int32Array(rows);
-  const checked: [string, Matrix | undefined][] = [
+  for (let i = 0; i < rows * cols; i++) if (mask.data[i] === 1) rowTokens[Math.floor(i / cols)]++;
+  const named: [string, Matrix | undefined][] = [
     ["logp", logp],
     ["oldLogp", oldLogp],
     ["refLogp", refLogp],
     ["importanceWeights", importanceWeights],
     ["entropy", entropy],
   ];
-  for (let b = 0; b < rows; b++) {
-    for (let c = 0; c < cols; c++) {
-      const i = b * cols + c;
-      if (mask.data[i] === 0) continue;
-      rowTokens[b]++;
-      for (const [name, matrix] of checked) {
-        if (matrix !== undefined && !Number.isFinite(matrix.data[i])) {
-          throw invalid(`inputs.${name}[${b}][${c}]`, `is ${matrix.data[i]} at a position the mask selects; only masked positions may hold non-finite values`);
-        }
-      }
-      const a = advantages[perTokenAdvantages ? i : b];
-      if (!Number.isFinite(a)) {
-        throw invalid(perTokenAdvantages ? `inputs.advantages[${b}][${c}]` : `inputs.advantages[${b}]`, `is ${a}; advantages must be finite`);
-      }
+  for (const [name, matrix] of named) if (matrix !== undefined) requireFiniteWhereSelected(matrix.data, mask.data, cols, `inputs.${name}`);
+  if (perTokenAdvantages) {
+    requireFiniteWhereSelected(advantages, mask.data, cols, "inputs.advantages");
+  } else {
+    for (let b = 0; b < rows; b++) {
+      if (rowTokens[b]! > 0 && !Number.isFinite(advantages[b])) throw invalid(`inputs.advantages[${b}]`, `is ${advantages[b]}; advantages must be finite`);
     }
   }
   return {
@@ -296,6 +289,14 @@ function readInputs(inputs: PolicyLossInputs, o: PolicyLossOptions): Inputs {
     ...(importanceWeights !== undefined ? { importanceWeights: importanceWeights.data } : {}),
     ...(entropy !== undefined ? { entropy: entropy.data } : {}),
   };
+}
+
+function requireFiniteWhereSelected(values: NumericArray, mask: NumericArray, cols: number, name: string): void {
+  for (let i = 0; i < values.length; i++) {
+    if (mask[i] === 1 && !Number.isFinite(values[i])) {
+      throw invalid(`${name}[${Math.floor(i / cols)}][${i % cols}]`, `is ${values[i]} at a position the mask selects; only masked positions may hold non-finite values`);
+    }
+  }
 }
 
 function isMatrixInput(value: unknown): value is MatrixInput {
