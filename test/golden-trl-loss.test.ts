@@ -48,7 +48,7 @@ function optionsFor(h: TrlHyper, numItems: number | undefined): PolicyLossOption
     ...lossPresets.trl,
     ...objective,
     ratioLevel: h.importance_sampling_level,
-    aggregation: tokenCount ? "dapo" : h.loss_type === "sapo" ? "grpo" : h.loss_type,
+    aggregation: h.loss_type === "dapo" || h.loss_type === "cispo" ? "dapo" : h.loss_type === "sapo" ? "grpo" : h.loss_type,
     entropyAggregation: tokenCount ? "dapo" : "bnpo",
     normalizer: {
       ...(numItems !== undefined ? { tokens: numItems } : {}),
