@@ -49,9 +49,9 @@ function tokenWeight(
       return () => 1 / length;
     case "grpo":
       // TRL counts empty rows in the mean over sequences.
-      return (count) => 1 / (count * (normalizer.sequences ?? local.rows) * steps);
+      return (count) => 1 / (count * (normalizer.rows ?? local.rows) * steps);
     case "dr_grpo":
-      return () => 1 / ((normalizer.sequences ?? local.rows) * length * steps);
+      return () => 1 / ((normalizer.rows ?? local.rows) * length * steps);
   }
 }
 
@@ -59,8 +59,11 @@ function safe(weight: number): number {
   return Number.isFinite(weight) ? weight : 0;
 }
 
-/** The whole batch's counts from its mask [B, T], to pass as `normalizer` to each of its micro-batches. */
-export function batchNormalizer(maskInput: MatrixInput): { tokens: number; sequences: number; length: number } {
+/**
+ * The whole batch's counts from its mask [B, T]: pass the result as `normalizer` to each of its micro-batches and
+ * their losses and gradients sum to the whole batch's, in every aggregation mode.
+ */
+export function batchNormalizer(maskInput: MatrixInput): { tokens: number; sequences: number; rows: number; length: number } {
   const mask = toMatrix(maskInput, "mask");
   assertBinaryMask(mask, "mask");
   const [rows, cols] = mask.shape;
@@ -72,7 +75,7 @@ export function batchNormalizer(maskInput: MatrixInput): { tokens: number; seque
     tokens += count;
     if (count > 0) sequences++;
   }
-  return { tokens, sequences, length: cols };
+  return { tokens, sequences, rows, length: cols };
 }
 
 const aggregateOptionsSchema = z.object({

@@ -30,8 +30,10 @@ export const normalizerSchema = z
   .object({
     /** Valid tokens of the whole batch (token-mean, bnpo; dapo's num_items_in_batch). */
     tokens: positiveCount.optional(),
-    /** Sequences of the whole batch (seq-mean-* count non-empty ones, as verl does; grpo and dr_grpo count all). */
+    /** Non-empty rows of the whole batch, for verl's seq-mean-* modes (verl's global_batch_size). */
     sequences: positiveCount.optional(),
+    /** All rows of the whole batch, empty ones included, for TRL's grpo and dr_grpo. */
+    rows: positiveCount.optional(),
     /** Fixed length divisor: seq-mean-token-sum-norm's loss_scale_factor (default T), dr_grpo's max_completion_length (default T). */
     length: positiveCount.optional(),
     /** verl's dp_size: multiplies every mode but seq-mean-token-sum-norm. */
