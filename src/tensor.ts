@@ -44,8 +44,9 @@ export function toMatrix(input: MatrixInput, name: string): Matrix {
 /** Checks that every entry of a mask is 0 or 1. */
 export function assertBinaryMask(mask: Matrix, name: string): void {
   const [, cols] = mask.shape;
-  for (let i = 0; i < mask.data.length; i++) {
-    const v = mask.data[i];
+  const data = mask.data;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
     if (v !== 0 && v !== 1) {
       throw invalid(`${name}[${Math.floor(i / cols)}][${i % cols}]`, `mask entries must be 0 or 1, received ${v}`);
     }

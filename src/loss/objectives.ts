@@ -27,20 +27,29 @@ export interface TokenLoss {
   highClipped: boolean;
 }
 
-/** A per-token policy objective: the loss to minimise for one token and its local derivatives. */
-export type PolicyObjective = (token: TokenTerms, options: PolicyLossOptions, out: TokenLoss) => void;
+/** A per-token kernel: the loss to minimise for one token and its local derivatives. */
+export type TokenKernel = (token: TokenTerms, out: TokenLoss) => void;
+
+/**
+ * A policy objective builds its per-token kernel once per call from the options, so constants such as the clip
+ * bounds are read from the options once, not once per token.
+ */
+export type PolicyObjective = (options: PolicyLossOptions) => TokenKernel;
 
 /**
  * PPO / GRPO / DAPO / GSPO: max(−A·ρ, −A·clip(ρ, 1 − ε_low, 1 + ε_high)), with TRL's δ capping the unclipped ratio
  * and verl's dual clip bounding the loss at −A·c for negative advantages.
  */
-export const clipObjective: PolicyObjective = (token, options, out) => {
-  const { advantage: a, ratio } = token;
+export const clipObjective: PolicyObjective = (options) => {
   const low = 1 - options.clipLow;
   const high = 1 + options.clipHigh;
+  const delta = options.delta ?? Infinity;
+  const dualClip = options.dualClip;
+  return (token, out) => {
+  const { advantage: a, ratio } = token;
   const clippedRatio = ratio < low ? low : ratio > high ? high : ratio;
-  const capped = options.delta !== null && ratio > options.delta;
-  const unclippedRatio = capped ? options.delta! : ratio;
+  const capped = ratio > delta;
+  const unclippedRatio = capped ? delta : ratio;
   const unclipped = -a * unclippedRatio;
   const clipped = -a * clippedRatio;
   // At a tie the two branches have equal value and, inside the clip range, equal slope: either branch is exact.
@@ -54,8 +63,8 @@ export const clipObjective: PolicyObjective = (token, options, out) => {
   out.dLogp = 0;
   out.clipped = clipped > unclipped;
   out.dualClipped = false;
-  if (options.dualClip !== null && a < 0) {
-    const bound = -a * options.dualClip;
+  if (dualClip !== null && a < 0) {
+    const bound = -a * dualClip;
     if (out.loss > bound) {
       out.loss = bound;
       out.dLogRatio = 0;
@@ -64,12 +73,14 @@ export const clipObjective: PolicyObjective = (token, options, out) => {
   }
   out.lowClipped = unclippedRatio < low && a < 0;
   out.highClipped = unclippedRatio > high && a > 0;
+  };
 };
 
 /** CISPO: −sg(clip(ρ)) · A · log π. The clipped ratio only weighs the REINFORCE gradient. */
-export const cispoObjective: PolicyObjective = (token, options, out) => {
+export const cispoObjective: PolicyObjective = (options) => {
   const low = 1 - options.clipLow;
   const high = 1 + options.clipHigh;
+  return (token, out) => {
   const weight = token.ratio < low ? low : token.ratio > high ? high : token.ratio;
   out.loss = -weight * token.advantage * token.logp;
   out.dLogRatio = 0;
@@ -78,12 +89,15 @@ export const cispoObjective: PolicyObjective = (token, options, out) => {
   out.dualClipped = false;
   out.lowClipped = token.ratio < low && token.advantage < 0;
   out.highClipped = token.ratio > high && token.advantage > 0;
+  };
 };
 
 /** SAPO: a smooth gate instead of a hard clip, −A · σ(τ(ρ − 1)) · 4/τ, τ by the sign of A. */
-export const sapoObjective: PolicyObjective = (token, options, out) => {
+export const sapoObjective: PolicyObjective = (options) => {
+  const { positive, negative } = options.sapoTemperature;
+  return (token, out) => {
   const a = token.advantage;
-  const tau = a > 0 ? options.sapoTemperature.positive : options.sapoTemperature.negative;
+  const tau = a > 0 ? positive : negative;
   const sigma = 1 / (1 + Math.exp(-tau * (token.ratio - 1)));
   out.loss = (-a * sigma * 4) / tau;
   out.dLogRatio = -a * 4 * sigma * (1 - sigma) * token.ratio;
@@ -92,10 +106,11 @@ export const sapoObjective: PolicyObjective = (token, options, out) => {
   out.dualClipped = false;
   out.lowClipped = false;
   out.highClipped = false;
+  };
 };
 
 /** REINFORCE / GPG: −A · log π, no ratio. */
-export const reinforceObjective: PolicyObjective = (token, _options, out) => {
+export const reinforceObjective: PolicyObjective = () => (token, out) => {
   out.loss = -token.advantage * token.logp;
   out.dLogRatio = 0;
   out.dLogp = -token.advantage;

@@ -95,10 +95,11 @@ export function resolvePolicyLossOptions(options: PolicyLossOptionsInput = {}): 
  */
 export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsInput = {}): PolicyLossResult {
   const o = resolvePolicyLossOptions(options);
-  const objective = objectives.get(o.objective);
-  if (objective === undefined) {
+  const makeKernel = objectives.get(o.objective);
+  if (makeKernel === undefined) {
     throw invalid("options.objective", `unknown objective "${o.objective}"; registered: ${policyObjectiveNames().join(", ")}`);
   }
+  const kernel = makeKernel(o);
   const t = readInputs(inputs, o);
   const [rows, cols] = t.shape;
   const weights = rowWeights(t.rowTokens, cols, o.aggregation, o.normalizer);
@@ -114,26 +115,33 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsI
   const terms: TokenTerms = { logp: 0, logRatio: 0, ratio: 1, advantage: 0 };
   const out: TokenLoss = { loss: 0, dLogRatio: 0, dLogp: 0, clipped: false, dualClipped: false, lowClipped: false, highClipped: false };
   const klOut: KlValue = { value: 0, dLogp: 0 };
-  const m = { tokens: 0, sequences: 0, clipped: 0, low: 0, high: 0, dual: 0, approxKl: 0, ratioMin: Infinity, ratioSum: 0, ratioMax: -Infinity, kl: 0, entropy: 0 };
+  // The hot loop reads plain locals: property loads per token would cost as much as the arithmetic.
+  const { logp: logps, oldLogp: oldLogps, mask, advantages, perTokenAdvantages, refLogp, importanceWeights, entropy } = t;
+  const kl = o.kl;
+  let tokens = 0, sequences = 0, clippedCount = 0, lowCount = 0, highCount = 0, dualCount = 0;
+  let approxKl = 0, ratioMin = Infinity, ratioSum = 0, ratioMax = -Infinity, klSum = 0, entropySum = 0;
   let loss = 0;
 
   for (let b = 0; b < rows; b++) {
     const count = t.rowTokens[b]!;
     if (count === 0) continue;
-    m.sequences++;
+    sequences++;
     const w = weights[b]!;
     const rowStart = b * cols;
+    const rowEnd = rowStart + cols;
     let sequenceLogRatio = 0;
     if (sequenceLevel) {
-      for (let k = rowStart; k < rowStart + cols; k++) if (t.mask[k] === 1) sequenceLogRatio += t.logp[k]! - t.oldLogp[k]!;
+      for (let k = rowStart; k < rowEnd; k++) if (mask[k] === 1) sequenceLogRatio += logps[k]! - oldLogps[k]!;
       sequenceLogRatio /= count;
     }
     // Sequence-level, importance-corrected KL: Σ_t w·coef·kl_t·ρ_b, whose gradient reaches every token of the row.
     let correctedKlOfRow = 0;
-    for (let i = rowStart; i < rowStart + cols; i++) {
-      if (t.mask[i] === 0) continue;
-      const logp = t.logp[i]!;
-      const tokenLogRatio = logp - t.oldLogp[i]!;
+    for (let i = rowStart; i < rowEnd; i++) {
+      if (mask[i] !== 1) continue;
+      const logp = logps[i]!;
+      const tokenLogRatio = logp - oldLogps[i]!;
+      // x − x is 0 for every finite x and NaN otherwise: one test covers both inputs.
+      if (tokenLogRatio - tokenLogRatio !== 0) throw nonFinite(logps, oldLogps, i, cols);
       const rawLogRatio = sequenceLevel ? sequenceLogRatio : tokenLogRatio;
       const inside = rawLogRatio >= clampLow && rawLogRatio <= clampHigh;
       const logRatio = inside ? rawLogRatio : rawLogRatio < clampLow ? clampLow : clampHigh;
@@ -141,22 +149,22 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsI
       terms.logp = logp;
       terms.logRatio = logRatio;
       terms.ratio = ratio;
-      terms.advantage = t.advantages[t.perTokenAdvantages ? i : b]!;
-      objective(terms, o, out);
-      const importance = t.importanceWeights === undefined ? 1 : t.importanceWeights[i]!;
+      terms.advantage = advantages[perTokenAdvantages ? i : b]!;
+      kernel(terms, out);
+      const importance = importanceWeights === undefined ? 1 : importanceWeights[i]!;
       const tokenLoss = out.loss * importance;
       perTokenLoss[i] = tokenLoss;
       loss += w * tokenLoss;
       grad[i] = w * importance * ((inside ? out.dLogRatio : 0) + out.dLogp);
 
-      if (o.kl !== null) {
-        klPenalty(o.kl.kind, o.kl.clamp, logp, t.refLogp![i]!, klOut);
+      if (kl !== null) {
+        klPenalty(kl.kind, kl.clamp, logp, refLogp![i]!, klOut);
         let value = klOut.value;
         let slope = klOut.dLogp;
-        if (o.kl.importanceCorrected) {
+        if (kl.importanceCorrected) {
           // TRL multiplies the KL by the ratio without detaching it, so the ratio's own gradient comes along.
           if (sequenceLevel) {
-            if (inside) correctedKlOfRow += w * o.kl.coef * value * ratio;
+            if (inside) correctedKlOfRow += w * kl.coef * value * ratio;
             slope *= ratio;
           } else {
             slope = slope * ratio + (inside ? value * ratio : 0);
@@ -164,46 +172,48 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsI
           value *= ratio;
         }
         perTokenKl![i] = value;
-        loss += w * o.kl.coef * value;
-        grad[i] += w * o.kl.coef * slope;
-        m.kl += value;
+        loss += w * kl.coef * value;
+        grad[i] += w * kl.coef * slope;
+        klSum += value;
       }
-      if (entropyWeights !== undefined) {
-        const bonus = entropyWeights[b]! * o.entropyCoef;
-        loss -= bonus * t.entropy![i]!;
-        gradEntropy![i] = -bonus;
+      if (entropy !== undefined) {
+        if (entropyWeights !== undefined) {
+          const bonus = entropyWeights[b]! * o.entropyCoef;
+          loss -= bonus * entropy[i]!;
+          gradEntropy![i] = -bonus;
+        }
+        entropySum += entropy[i]!;
       }
-      if (t.entropy !== undefined) m.entropy += t.entropy[i]!;
 
-      m.tokens++;
-      if (out.clipped) m.clipped++;
-      if (out.lowClipped) m.low++;
-      if (out.highClipped) m.high++;
-      if (out.dualClipped) m.dual++;
-      m.approxKl -= sequenceLevel ? tokenLogRatio : logRatio;
-      if (ratio < m.ratioMin) m.ratioMin = ratio;
-      if (ratio > m.ratioMax) m.ratioMax = ratio;
-      m.ratioSum += ratio;
+      tokens++;
+      if (out.clipped) clippedCount++;
+      if (out.lowClipped) lowCount++;
+      if (out.highClipped) highCount++;
+      if (out.dualClipped) dualCount++;
+      approxKl -= sequenceLevel ? tokenLogRatio : logRatio;
+      if (ratio < ratioMin) ratioMin = ratio;
+      if (ratio > ratioMax) ratioMax = ratio;
+      ratioSum += ratio;
     }
     if (correctedKlOfRow !== 0) {
-      for (let i = rowStart; i < rowStart + cols; i++) if (t.mask[i] === 1) grad[i] += correctedKlOfRow / count;
+      for (let i = rowStart; i < rowEnd; i++) if (mask[i] === 1) grad[i] += correctedKlOfRow / count;
     }
   }
 
-  const mean = (sum: number) => (m.tokens === 0 ? 0 : sum / m.tokens);
+  const mean = (sum: number) => (tokens === 0 ? 0 : sum / tokens);
   const metrics: PolicyLossMetrics = {
-    tokens: m.tokens,
-    sequences: m.sequences,
-    clipFraction: mean(m.clipped),
-    clipFractionLow: mean(m.low),
-    clipFractionHigh: mean(m.high),
-    dualClipFraction: mean(m.dual),
-    approxKl: mean(m.approxKl),
-    ratioMin: m.tokens === 0 ? 0 : m.ratioMin,
-    ratioMean: mean(m.ratioSum),
-    ratioMax: m.tokens === 0 ? 0 : m.ratioMax,
-    ...(o.kl !== null ? { kl: mean(m.kl) } : {}),
-    ...(t.entropy !== undefined ? { entropy: mean(m.entropy) } : {}),
+    tokens,
+    sequences,
+    clipFraction: mean(clippedCount),
+    clipFractionLow: mean(lowCount),
+    clipFractionHigh: mean(highCount),
+    dualClipFraction: mean(dualCount),
+    approxKl: mean(approxKl),
+    ratioMin: tokens === 0 ? 0 : ratioMin,
+    ratioMean: mean(ratioSum),
+    ratioMax: tokens === 0 ? 0 : ratioMax,
+    ...(kl !== null ? { kl: mean(klSum) } : {}),
+    ...(entropy !== undefined ? { entropy: mean(entropySum) } : {}),
   };
   return {
     loss,
@@ -261,17 +271,21 @@ function readInputs(inputs: PolicyLossInputs, o: PolicyLossOptions): Inputs {
   }
 
   const rowTokens = new Int32Array(rows);
-  for (let i = 0; i < rows * cols; i++) if (mask.data[i] === 1) rowTokens[Math.floor(i / cols)]++;
-  const named: [string, Matrix | undefined][] = [
-    ["logp", logp],
-    ["oldLogp", oldLogp],
+  const maskData = mask.data;
+  for (let b = 0; b < rows; b++) {
+    let count = 0;
+    for (let i = b * cols; i < (b + 1) * cols; i++) count += maskData[i]!;
+    rowTokens[b] = count;
+  }
+  // logp and oldLogp are checked as the loss reads them (see policyLoss); the optional inputs here.
+  const optional: [string, Matrix | undefined][] = [
     ["refLogp", refLogp],
     ["importanceWeights", importanceWeights],
     ["entropy", entropy],
   ];
-  for (const [name, matrix] of named) if (matrix !== undefined) requireFiniteWhereSelected(matrix.data, mask.data, cols, `inputs.${name}`);
+  for (const [name, matrix] of optional) if (matrix !== undefined) requireFiniteWhereSelected(matrix.data, maskData, cols, `inputs.${name}`);
   if (perTokenAdvantages) {
-    requireFiniteWhereSelected(advantages, mask.data, cols, "inputs.advantages");
+    requireFiniteWhereSelected(advantages, maskData, cols, "inputs.advantages");
   } else {
     for (let b = 0; b < rows; b++) {
       if (rowTokens[b]! > 0 && !Number.isFinite(advantages[b])) throw invalid(`inputs.advantages[${b}]`, `is ${advantages[b]}; advantages must be finite`);
@@ -289,6 +303,11 @@ function readInputs(inputs: PolicyLossInputs, o: PolicyLossOptions): Inputs {
     ...(importanceWeights !== undefined ? { importanceWeights: importanceWeights.data } : {}),
     ...(entropy !== undefined ? { entropy: entropy.data } : {}),
   };
+}
+
+function nonFinite(logps: NumericArray, oldLogps: NumericArray, i: number, cols: number): Error {
+  const [name, value] = Number.isFinite(logps[i]) ? ["oldLogp", oldLogps[i]] : ["logp", logps[i]];
+  return invalid(`inputs.${name}[${Math.floor(i / cols)}][${i % cols}]`, `is ${value} at a position the mask selects; only masked positions may hold non-finite values`);
 }
 
 function requireFiniteWhereSelected(values: NumericArray, mask: NumericArray, cols: number, name: string): void {
