@@ -21,8 +21,10 @@ export interface TokenLogProbs {
   readonly logp: Float64Array;
   /** Entropy per position, [B, T], when asked for. */
   readonly entropy?: Float64Array;
-  /** logsumexp(logits / temperature) per position: what the backward pass needs, O(B·T). */
+  /** logsumexp(logits / temperature) per position, NaN where the mask skipped it: what the backward pass needs. */
   readonly logSumExp: Float64Array;
+  /** The temperature these were computed at, so the backward pass can refuse a mismatched `saved`. */
+  readonly temperature: number;
   readonly shape: readonly [number, number];
 }
 
@@ -61,7 +63,7 @@ export function tokenLogProbs(logits: LogitsInput, tokens: MatrixInput, options:
   const { ids, mask } = readTokens(tokens, options.mask, l);
   const positions = l.rows * l.cols;
   const logp = new Float64Array(positions);
-  const logSumExp = new Float64Array(positions);
+  const logSumExp = new Float64Array(positions).fill(NaN);
   const entropy = withEntropy ? new Float64Array(positions) : undefined;
   const stats = { logSumExp: 0, entropy: 0 };
   for (let i = 0; i < positions; i++) {
@@ -71,7 +73,7 @@ export function tokenLogProbs(logits: LogitsInput, tokens: MatrixInput, options:
     logp[i] = l.data[i * l.vocab + ids[i]!]! / temperature - stats.logSumExp;
     if (entropy !== undefined) entropy[i] = stats.entropy;
   }
-  return { logp, ...(entropy !== undefined ? { entropy } : {}), logSumExp, shape: [l.rows, l.cols] };
+  return { logp, ...(entropy !== undefined ? { entropy } : {}), logSumExp, temperature, shape: [l.rows, l.cols] };
 }
 
 /**
@@ -92,6 +94,9 @@ export function tokenLogProbsBackward(
   if (saved !== undefined && (saved.shape[0] !== l.rows || saved.shape[1] !== l.cols)) {
     throw invalid("options.saved", `is for shape [${saved.shape.join(", ")}], logits are [${l.rows}, ${l.cols}, …]`);
   }
+  if (saved !== undefined && saved.temperature !== temperature) {
+    throw invalid("options.saved", `was computed at temperature ${saved.temperature}, this pass is at ${temperature}`);
+  }
   if (gradEntropy !== undefined && saved !== undefined && saved.entropy === undefined) {
     throw invalid("options.saved", "has no entropy: run the forward pass with { entropy: true } or leave `saved` out");
   }
@@ -110,6 +115,9 @@ export function tokenLogProbsBackward(
     if (saved !== undefined) {
       stats.logSumExp = saved.logSumExp[i]!;
       stats.entropy = saved.entropy?.[i] ?? 0;
+      if (Number.isNaN(stats.logSumExp)) {
+        throw invalid("options.saved", `skipped position [${Math.floor(i / l.cols)}][${i % l.cols}] (its forward mask was 0), which this pass needs`);
+      }
     } else {
       rowStatistics(l, i, inverseTemperature, h !== 0, stats);
     }
@@ -168,8 +176,12 @@ function rowStatistics(l: Logits, i: number, inverseTemperature: number, withEnt
 function readLogits(input: LogitsInput): Logits {
   if (Array.isArray(input)) {
     const rows = input.length;
-    const cols = rows === 0 ? 0 : (input[0] as readonly unknown[]).length;
-    const vocab = cols === 0 ? 0 : ((input[0] as readonly (readonly unknown[])[])[0] ?? []).length;
+    const first = input[0] as unknown;
+    if (rows > 0 && !(Array.isArray(first) && first.every(Array.isArray))) {
+      throw invalid("logits[0]", "expected nested arrays [B][T][V] (or { data, shape })");
+    }
+    const cols = rows === 0 ? 0 : (first as readonly unknown[]).length;
+    const vocab = cols === 0 ? 0 : ((first as readonly (readonly unknown[])[])[0] ?? []).length;
     const data = new Float64Array(rows * cols * vocab);
     input.forEach((row: readonly (readonly number[])[], b: number) => {
       if (!Array.isArray(row) || row.length !== cols) throw invalid(`logits[${b}]`, `expected ${cols} positions`);

@@ -20,7 +20,7 @@ export const KL_KINDS = ["k1", "abs", "k2", "k3"] as const;
 export type KlKind = (typeof KL_KINDS)[number];
 const KL_ALIASES: Record<string, KlKind> = { kl: "k1", mse: "k2", low_var_kl: "k3" };
 
-const positiveCount = z.number().positive();
+const count = z.number().nonnegative();
 
 /**
  * The whole batch's counts, for gradient accumulation and data parallelism: pass the same normaliser to every
@@ -29,17 +29,17 @@ const positiveCount = z.number().positive();
 export const normalizerSchema = z
   .object({
     /** Valid tokens of the whole batch (token-mean, bnpo; dapo's num_items_in_batch). */
-    tokens: positiveCount.optional(),
+    tokens: count.optional(),
     /** Non-empty rows of the whole batch, for verl's seq-mean-* modes (verl's global_batch_size). */
-    sequences: positiveCount.optional(),
+    sequences: count.optional(),
     /** All rows of the whole batch, empty ones included, for TRL's grpo and dr_grpo. */
-    rows: positiveCount.optional(),
+    rows: count.optional(),
     /** Fixed length divisor: seq-mean-token-sum-norm's loss_scale_factor (default T), dr_grpo's max_completion_length (default T). */
-    length: positiveCount.optional(),
+    length: z.number().positive().optional(),
     /** verl's dp_size: multiplies every mode but seq-mean-token-sum-norm. */
-    dpSize: positiveCount.default(1),
+    dpSize: z.number().positive().default(1),
     /** TRL's gradient accumulation steps: divides grpo, bnpo and dr_grpo (not dapo, whose count already spans them). */
-    gradientAccumulationSteps: positiveCount.default(1),
+    gradientAccumulationSteps: z.number().positive().default(1),
   })
   .default({ dpSize: 1, gradientAccumulationSteps: 1 });
 export type Normalizer = z.output<typeof normalizerSchema>;
@@ -66,8 +66,12 @@ export const policyLossOptionsSchema = z
   .object({
     /** A registered per-token objective: "clip" (PPO/GRPO/DAPO/GSPO), "cispo", "sapo", "reinforce". */
     objective: z.string().default("clip"),
-    /** "token" ratios, or "sequence": one ratio per rollout, exp(mean log-ratio) (GSPO). */
-    ratioLevel: z.enum(["token", "sequence"]).default("token"),
+    /**
+     * "token" ratios; "sequence": one ratio per rollout, ρ_b = exp(mean log-ratio), differentiated as it stands
+     * (GSPO, TRL importance_sampling_level="sequence"); "sequence-token": GSPO-token, the same value with each
+     * token's gradient kept to itself (verl's gspo). The two agree when advantages and weights are constant per row.
+     */
+    ratioLevel: z.enum(["token", "sequence", "sequence-token"]).default("token"),
     /** ε_low and ε_high: the ratio is clipped to [1 − clipLow, 1 + clipHigh]. */
     clipLow: z.number().nonnegative().default(0.2),
     clipHigh: z.number().nonnegative().default(0.28),
@@ -88,7 +92,7 @@ export const policyLossOptionsSchema = z
     sapoTemperature: z.object({ positive: z.number().positive(), negative: z.number().positive() }).default({ positive: 1, negative: 1.05 }),
   })
   .superRefine((options, ctx) => {
-    if (options.ratioLevel === "sequence" && options.objective !== "clip") {
+    if (options.ratioLevel !== "token" && options.objective !== "clip") {
       ctx.addIssue({ code: "custom", path: ["ratioLevel"], message: `sequence-level ratios need the "clip" objective, not "${options.objective}"` });
     }
     if (options.clipLow > 1) ctx.addIssue({ code: "custom", path: ["clipLow"], message: "must be at most 1 (the lower bound 1 − clipLow is a ratio ≥ 0)" });
@@ -131,7 +135,7 @@ export const lossPresets = {
   reference: { ...verl, clipHigh: 0.28 },
   verl,
   /** verl's GSPO loss mode: sequence ratio, no ±20 clamp but log-ratio ≤ 10, no dual clip, seq-mean-token-mean always. */
-  verlGspo: { ...verl, ratioLevel: "sequence", dualClip: null, logRatioClamp: [-Infinity, 10], aggregation: "seq-mean-token-mean" },
+  verlGspo: { ...verl, ratioLevel: "sequence-token", dualClip: null, logRatioClamp: [-Infinity, 10], aggregation: "seq-mean-token-mean" },
   /** TRL GRPOConfig defaults: loss_type "dapo", epsilon 0.2 both sides, beta 0, no clamp, no dual clip. */
   trl: {
     objective: "clip",

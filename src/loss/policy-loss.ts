@@ -105,7 +105,10 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsI
   const weights = rowWeights(t.rowTokens, cols, o.aggregation, o.normalizer);
   const entropyWeights = o.entropyCoef > 0 ? rowWeights(t.rowTokens, cols, o.entropyAggregation ?? o.aggregation, o.normalizer) : undefined;
   const [clampLow, clampHigh] = o.logRatioClamp ?? [-Infinity, Infinity];
-  const sequenceLevel = o.ratioLevel === "sequence";
+  const sequenceLevel = o.ratioLevel !== "token";
+  // "sequence": the gradient of the returned loss, through ρ_b to every token of the row (GSPO, TRL).
+  // "sequence-token": GSPO-token, ρ_bt = sg(ρ_b)·π_t/sg(π_t), whose gradient stays with each token (verl).
+  const throughRow = o.ratioLevel === "sequence";
 
   const size = rows * cols;
   const grad = new Float64Array(size);
@@ -134,8 +137,8 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsI
       for (let k = rowStart; k < rowEnd; k++) if (mask[k] === 1) sequenceLogRatio += logps[k]! - oldLogps[k]!;
       sequenceLogRatio /= count;
     }
-    // Sequence-level, importance-corrected KL: Σ_t w·coef·kl_t·ρ_b, whose gradient reaches every token of the row.
-    let correctedKlOfRow = 0;
+    // ∂loss/∂log ρ_b summed over the row, for gradients that reach every token of the row through ρ_b.
+    let rowLogRatioGrad = 0;
     for (let i = rowStart; i < rowEnd; i++) {
       if (mask[i] !== 1) continue;
       const logp = logps[i]!;
@@ -155,7 +158,9 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsI
       const tokenLoss = out.loss * importance;
       perTokenLoss[i] = tokenLoss;
       loss += w * tokenLoss;
-      grad[i] = w * importance * ((inside ? out.dLogRatio : 0) + out.dLogp);
+      const viaRatio = inside ? w * importance * out.dLogRatio : 0;
+      if (throughRow) rowLogRatioGrad += viaRatio;
+      grad[i] = (throughRow ? 0 : viaRatio) + w * importance * out.dLogp;
 
       if (kl !== null) {
         klPenalty(kl.kind, kl.clamp, logp, refLogp![i]!, klOut);
@@ -164,7 +169,7 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsI
         if (kl.importanceCorrected) {
           // TRL multiplies the KL by the ratio without detaching it, so the ratio's own gradient comes along.
           if (sequenceLevel) {
-            if (inside) correctedKlOfRow += w * kl.coef * value * ratio;
+            if (inside) rowLogRatioGrad += w * kl.coef * value * ratio;
             slope *= ratio;
           } else {
             slope = slope * ratio + (inside ? value * ratio : 0);
@@ -195,8 +200,9 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsI
       if (ratio > ratioMax) ratioMax = ratio;
       ratioSum += ratio;
     }
-    if (correctedKlOfRow !== 0) {
-      for (let i = rowStart; i < rowEnd; i++) if (mask[i] === 1) grad[i] += correctedKlOfRow / count;
+    if (rowLogRatioGrad !== 0) {
+      // log ρ_b is the mean of the row's log-ratios: each valid token gets 1/count of it.
+      for (let i = rowStart; i < rowEnd; i++) if (mask[i] === 1) grad[i] += rowLogRatioGrad / count;
     }
   }
 
