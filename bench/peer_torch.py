@@ -6,7 +6,7 @@ tokenLogProbs / tokenLogProbsBackward, the way verl computes them, on CPU.
   with agg_loss "token-mean", then .backward() for the gradient with respect to log_prob. Inputs come from the
   bench (binary files), so both sides see the same values; advantages are expanded to [B, T] as verl holds them.
 - Token log-probs: log_softmax(logits, -1).gather(-1, tokens) forward (under no_grad, as for old/ref log-probs)
-  and forward + backward (grad enabled, .backward(grad_logp)). The 524 MB logits come from torch's own RNG
+  and forward + backward (grad enabled, .backward(grad_logp)); the config can leave forward + backward out. The 524 MB logits come from torch's own RNG
   (randn * 3, seed 0), not the bench's generator: timing does not depend on the values. Tokens and grad_logp
   follow the same closed formulas as the bench, so those are identical.
 
@@ -243,6 +243,13 @@ def logprob_sections(spec, sampler):
         fwd_timing, logp = timed(forward, spec["warmup"], spec["runs"])
     del logp
 
+    result = {
+        "generate_s": generate_s,
+        "logits_mb": logits_mb,
+        "forward": {"timing": fwd_timing, "memory": fwd_section.figures},
+    }
+    if not spec.get("forwardBackward", True):
+        return result
     logits.requires_grad_(True)
 
     def forward_backward():
@@ -256,16 +263,11 @@ def logprob_sections(spec, sampler):
 
     with Section(sampler) as bwd_section:
         bwd_timing, grad = timed(forward_backward, spec["warmup"], spec["runs"], between=drop)
-    grad_mb = grad.numel() * grad.element_size() / MB
+    result["grad_mb"] = grad.numel() * grad.element_size() / MB
     del grad
     logits.grad = None
-    return {
-        "generate_s": generate_s,
-        "logits_mb": logits_mb,
-        "grad_mb": grad_mb,
-        "forward": {"timing": fwd_timing, "memory": fwd_section.figures},
-        "forward_backward": {"timing": bwd_timing, "memory": bwd_section.figures},
-    }
+    result["forward_backward"] = {"timing": bwd_timing, "memory": bwd_section.figures}
+    return result
 
 
 def main():

@@ -9,6 +9,7 @@ import {
   reinforceObjective,
   sapoObjective,
   type PolicyObjective,
+  type TokenKernel,
   type TokenLoss,
   type TokenTerms,
 } from "./objectives.js";
@@ -48,8 +49,8 @@ export interface PolicyLossMetrics {
   readonly ratioMean: number;
   readonly ratioMax: number;
   /** Mean KL estimate and mean entropy over valid tokens, when computed. */
-  readonly kl?: number;
-  readonly entropy?: number;
+  readonly kl: number | undefined;
+  readonly entropy: number | undefined;
 }
 
 export interface PolicyLossResult {
@@ -58,11 +59,11 @@ export interface PolicyLossResult {
   /** ∂loss/∂logp, [B, T] row-major; 0 where the mask is 0. */
   readonly grad: Float64Array;
   /** ∂loss/∂entropy when an entropy bonus is used, for tokenLogProbsBackward. */
-  readonly gradEntropy?: Float64Array;
+  readonly gradEntropy: Float64Array | undefined;
   /** The policy term per token (after importance weights, before aggregation); 0 where the mask is 0. */
   readonly perTokenLoss: Float64Array;
   /** The KL term per token (before its coefficient), when options.kl is set. */
-  readonly perTokenKl?: Float64Array;
+  readonly perTokenKl: Float64Array | undefined;
   readonly shape: readonly [number, number];
   readonly metrics: PolicyLossMetrics;
 }
@@ -104,27 +105,63 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsI
   const [rows, cols] = t.shape;
   const weights = rowWeights(t.rowTokens, cols, o.aggregation, o.normalizer);
   const entropyWeights = o.entropyCoef > 0 ? rowWeights(t.rowTokens, cols, o.entropyAggregation ?? o.aggregation, o.normalizer) : undefined;
-  const [clampLow, clampHigh] = o.logRatioClamp ?? [-Infinity, Infinity];
-  const sequenceLevel = o.ratioLevel !== "token";
-  // "sequence": the gradient of the returned loss, through ρ_b to every token of the row (GSPO, TRL).
-  // "sequence-token": GSPO-token, ρ_bt = sg(ρ_b)·π_t/sg(π_t), whose gradient stays with each token (verl).
-  const throughRow = o.ratioLevel === "sequence";
-
   const size = rows * cols;
   const grad = new Float64Array(size);
   const perTokenLoss = new Float64Array(size);
   const perTokenKl = o.kl !== null ? new Float64Array(size) : undefined;
   const gradEntropy = entropyWeights !== undefined ? new Float64Array(size) : undefined;
+  const sums = accumulate(t, o, kernel, weights, entropyWeights, { grad, perTokenLoss, perTokenKl, gradEntropy });
+  const { tokens } = sums;
+  const mean = (sum: number) => (tokens === 0 ? 0 : sum / tokens);
+  // Fixed shapes (optional fields present as undefined) keep callers' property accesses monomorphic.
+  const metrics: PolicyLossMetrics = {
+    tokens,
+    sequences: sums.sequences,
+    clipFraction: mean(sums.clipped),
+    clipFractionLow: mean(sums.low),
+    clipFractionHigh: mean(sums.high),
+    dualClipFraction: mean(sums.dual),
+    approxKl: mean(sums.approxKl),
+    ratioMin: tokens === 0 ? 0 : sums.ratioMin,
+    ratioMean: mean(sums.ratioSum),
+    ratioMax: tokens === 0 ? 0 : sums.ratioMax,
+    kl: o.kl !== null ? mean(sums.klSum) : undefined,
+    entropy: t.entropy !== undefined ? mean(sums.entropySum) : undefined,
+  };
+  return { loss: sums.loss, grad, gradEntropy, perTokenLoss, perTokenKl, shape: t.shape, metrics };
+}
+
+interface Outputs {
+  readonly grad: Float64Array;
+  readonly perTokenLoss: Float64Array;
+  readonly perTokenKl: Float64Array | undefined;
+  readonly gradEntropy: Float64Array | undefined;
+}
+
+/** The hot loop, in a function of its own so that its optimised code does not depend on the caller's. */
+function accumulate(
+  t: Inputs,
+  o: PolicyLossOptions,
+  kernel: TokenKernel,
+  weights: Float64Array,
+  entropyWeights: Float64Array | undefined,
+  { grad, perTokenLoss, perTokenKl, gradEntropy }: Outputs,
+) {
+  const [rows, cols] = t.shape;
+  const [clampLow, clampHigh] = o.logRatioClamp ?? [-Infinity, Infinity];
+  const sequenceLevel = o.ratioLevel !== "token";
+  // "sequence": the gradient of the returned loss, through ρ_b to every token of the row (GSPO, TRL).
+  // "sequence-token": GSPO-token, ρ_bt = sg(ρ_b)·π_t/sg(π_t), whose gradient stays with each token (verl).
+  const throughRow = o.ratioLevel === "sequence";
   const terms: TokenTerms = { logp: 0, logRatio: 0, ratio: 1, advantage: 0 };
   const out: TokenLoss = { loss: 0, dLogRatio: 0, dLogp: 0, clipped: false, dualClipped: false, lowClipped: false, highClipped: false };
   const klOut: KlValue = { value: 0, dLogp: 0 };
-  // The hot loop reads plain locals: property loads per token would cost as much as the arithmetic.
+  // The loop reads plain locals: property loads per token would cost as much as the arithmetic.
   const { logp: logps, oldLogp: oldLogps, mask, advantages, perTokenAdvantages, refLogp, importanceWeights, entropy } = t;
   const kl = o.kl;
-  let tokens = 0, sequences = 0, clippedCount = 0, lowCount = 0, highCount = 0, dualCount = 0;
+  let tokens = 0, sequences = 0, clipped = 0, low = 0, high = 0, dual = 0;
   let approxKl = 0, ratioMin = Infinity, ratioSum = 0, ratioMax = -Infinity, klSum = 0, entropySum = 0;
   let loss = 0;
-
   for (let b = 0; b < rows; b++) {
     const count = t.rowTokens[b]!;
     if (count === 0) continue;
@@ -191,10 +228,10 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsI
       }
 
       tokens++;
-      if (out.clipped) clippedCount++;
-      if (out.lowClipped) lowCount++;
-      if (out.highClipped) highCount++;
-      if (out.dualClipped) dualCount++;
+      if (out.clipped) clipped++;
+      if (out.lowClipped) low++;
+      if (out.highClipped) high++;
+      if (out.dualClipped) dual++;
       approxKl -= sequenceLevel ? tokenLogRatio : logRatio;
       if (ratio < ratioMin) ratioMin = ratio;
       if (ratio > ratioMax) ratioMax = ratio;
@@ -205,31 +242,7 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsI
       for (let i = rowStart; i < rowEnd; i++) if (mask[i] === 1) grad[i] += rowLogRatioGrad / count;
     }
   }
-
-  const mean = (sum: number) => (tokens === 0 ? 0 : sum / tokens);
-  const metrics: PolicyLossMetrics = {
-    tokens,
-    sequences,
-    clipFraction: mean(clippedCount),
-    clipFractionLow: mean(lowCount),
-    clipFractionHigh: mean(highCount),
-    dualClipFraction: mean(dualCount),
-    approxKl: mean(approxKl),
-    ratioMin: tokens === 0 ? 0 : ratioMin,
-    ratioMean: mean(ratioSum),
-    ratioMax: tokens === 0 ? 0 : ratioMax,
-    ...(kl !== null ? { kl: mean(klSum) } : {}),
-    ...(entropy !== undefined ? { entropy: mean(entropySum) } : {}),
-  };
-  return {
-    loss,
-    grad,
-    ...(gradEntropy !== undefined ? { gradEntropy } : {}),
-    perTokenLoss,
-    ...(perTokenKl !== undefined ? { perTokenKl } : {}),
-    shape: t.shape,
-    metrics,
-  };
+  return { loss, tokens, sequences, clipped, low, high, dual, approxKl, ratioMin, ratioSum, ratioMax, klSum, entropySum };
 }
 
 interface Inputs {

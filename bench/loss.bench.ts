@@ -1,0 +1,775 @@
+/**
+ * Benchmark of the reference backend of the policy loss and the token log-probs, beside PyTorch on CPU
+ * (bench/peer_torch.py, run in the same bench with Debian's /usr/bin/python3 and its python3-torch):
+ *
+ * - `policyLoss` + gradient with the `reference` preset (verl's vanilla loss with clip-higher: clip 0.2/0.28, dual
+ *   clip 3, log-ratio clamp ±20, token-mean) for B=64, T=1024 and B=512, T=8192, float64 and float32 inputs;
+ *   the peer runs verl's compute_policy_loss_vanilla + agg_loss and .backward() on the same values.
+ * - `tokenLogProbs` forward, and forward + `tokenLogProbsBackward` (with `saved`), for logits [8, 512, 32000]
+ *   float32 (524 MB); the peer runs log_softmax(logits, -1).gather(...) forward and forward + backward.
+ *
+ * The peer runs twice: with glibc malloc as it comes (the headline figures), and with malloc told to keep freed
+ * memory (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_), because every tensor of 32 MiB or more otherwise comes
+ * from fresh mmap'd pages and first-touch page faults are expensive on this VM.
+ *
+ * Run with `npm run bench:loss` (`tsx bench/loss.bench.ts`). It prints figures and writes them to
+ * out/bench-loss.json; it asserts nothing about timing. Inputs are generated from fixed seeds.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import v8 from "node:v8";
+import vm from "node:vm";
+import { Worker } from "node:worker_threads";
+import { lossPresets, policyLoss, tokenLogProbs, tokenLogProbsBackward, type PolicyLossResult } from "../src/index.js";
+
+/** Small calls need many warm-up calls: V8 reaches steady TurboFan code after ~20 calls of the 64×1024 case. */
+const LOSS_CASES = [
+  { name: "B64_T1024", rows: 64, cols: 1024, warmup: 40, runs: 50 },
+  { name: "B512_T8192", rows: 512, cols: 8192, warmup: 2, runs: 7 },
+] as const;
+const DTYPES = ["float64", "float32"] as const;
+type Dtype = (typeof DTYPES)[number];
+/** [B, T, V] logits; a pass over them takes seconds, so one warm-up and three timed runs. */
+const LOGITS = { shape: [8, 512, 32000] as const, scale: 3, warmup: 1, runs: 3 } as const;
+/** A small case both sides compute from the same logits, to check that they agree. */
+const LOGITS_CHECK = [2, 16, 1000] as const;
+/** Extra JS-only figure: the small loss with a full GC before every call. */
+const GC_CASE = { warmup: 5, runs: 20 } as const;
+const TORCH_THREADS = 2;
+const PYTHON = "/usr/bin/python3";
+/** glibc malloc keeping freed memory for reuse instead of unmapping it (the peer's second run). */
+const TUNED_MALLOC = { MALLOC_MMAP_THRESHOLD_: "4294967296", MALLOC_TRIM_THRESHOLD_: "4294967296" } as const;
+const PRESET = lossPresets.reference;
+const MiB = 2 ** 20;
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const PEER_SCRIPT = fileURLToPath(new URL("./peer_torch.py", import.meta.url));
+const OUT_FILE = path.join(ROOT, "out", "bench-loss.json");
+
+function progress(message: string): void {
+  process.stderr.write(`[bench:loss] ${message}\n`);
+}
+
+// ── deterministic inputs ─────────────────────────────────────────────────────────────────────────────────────
+
+/** Marsaglia's xorshift32: fast, deterministic, plenty for benchmark inputs. */
+class XorShift32 {
+  private state: number;
+
+  constructor(seed: number) {
+    this.state = seed >>> 0 || 0x9e3779b9;
+  }
+
+  nextUint32(): number {
+    let x = this.state;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.state = x >>> 0;
+    return this.state;
+  }
+
+  /** Uniform in (0, 1). */
+  uniform(): number {
+    return (this.nextUint32() + 0.5) / 2 ** 32;
+  }
+
+  normal(): number {
+    return Math.sqrt(-2 * Math.log(this.uniform())) * Math.cos(2 * Math.PI * this.uniform());
+  }
+}
+
+interface LossInputs {
+  readonly rows: number;
+  readonly cols: number;
+  readonly logp: Float64Array;
+  readonly oldLogp: Float64Array;
+  readonly advantages: Float64Array;
+  /** 0/1; the loss gets it in the benchmarked dtype, the peer as bytes. */
+  readonly mask: Uint8Array;
+}
+
+/**
+ * A GRPO micro-batch: each row is one rollout with advantage ±1, its valid tokens first and 0-20% padding at the
+ * end (10% on average). log π_old is a sampled token's log-prob (mostly near 0); the log-ratio is N(0, 0.05) for
+ * 97% of tokens and ±U(0.5, 25) for 3%, so the clip, the dual clip and the ±20 clamp all bind somewhere.
+ */
+function lossInputs(rows: number, cols: number, seed: number): LossInputs {
+  const rng = new XorShift32(seed);
+  const size = rows * cols;
+  const logp = new Float64Array(size);
+  const oldLogp = new Float64Array(size);
+  const mask = new Uint8Array(size);
+  const advantages = new Float64Array(rows);
+  for (let b = 0; b < rows; b++) {
+    advantages[b] = rng.uniform() < 0.5 ? 1 : -1;
+    const length = cols - Math.floor(rng.uniform() * 0.2 * cols);
+    for (let t = 0; t < length; t++) {
+      const i = b * cols + t;
+      const old = 0.7 * Math.log(rng.uniform());
+      const large = rng.uniform() < 0.03;
+      const logRatio = large ? (rng.uniform() < 0.5 ? -1 : 1) * (0.5 + 24.5 * rng.uniform()) : 0.05 * rng.normal();
+      oldLogp[i] = old;
+      logp[i] = old + logRatio;
+      mask[i] = 1;
+    }
+  }
+  return { rows, cols, logp, oldLogp, advantages, mask };
+}
+
+/** The inputs as the benchmarked call receives them: every array in the one dtype. */
+function asDtype(inputs: LossInputs, dtype: Dtype) {
+  const cast = (values: ArrayLike<number>) => (dtype === "float64" ? Float64Array.from(values) : Float32Array.from(values));
+  const shape = [inputs.rows, inputs.cols] as const;
+  return {
+    logp: { data: cast(inputs.logp), shape },
+    oldLogp: { data: cast(inputs.oldLogp), shape },
+    advantages: cast(inputs.advantages),
+    mask: { data: cast(inputs.mask), shape },
+  };
+}
+
+/** Peer input: logp f64 [B·T], oldLogp f64 [B·T], advantages f64 [B], mask u8 [B·T], little-endian. */
+function writeLossInputs(file: string, inputs: LossInputs): void {
+  const bytes = (array: Float64Array | Uint8Array) => Buffer.from(array.buffer, array.byteOffset, array.byteLength);
+  writeFileSync(file, Buffer.concat([bytes(inputs.logp), bytes(inputs.oldLogp), bytes(inputs.advantages), bytes(inputs.mask)]));
+}
+
+/**
+ * ~N(0, scale²) logits, fast: the sum of four 16-bit uniforms (two xorshift32 draws) is close to normal (bounded at
+ * ±3.46σ). About 1 s for 131M values.
+ */
+function fillLogits(data: Float32Array, scale: number, seed: number): void {
+  let x = seed >>> 0 || 0x9e3779b9;
+  const mean = 4 * 32767.5;
+  const factor = scale / (65536 / Math.sqrt(3));
+  for (let i = 0; i < data.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    const a = x >>> 0;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    const b = x >>> 0;
+    data[i] = ((a & 0xffff) + (a >>> 16) + (b & 0xffff) + (b >>> 16) - mean) * factor;
+  }
+}
+
+/** Position i's token, (i · 2654435761) mod V: the peer uses the same formula, so both read the same tokens. */
+function formulaTokens(rows: number, cols: number, vocab: number): { data: Int32Array; shape: readonly [number, number] } {
+  const data = new Int32Array(rows * cols);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) % vocab;
+  return { data, shape: [rows, cols] };
+}
+
+/** ∂L/∂logp at position i, ((i mod 7) − 2.5) / (B·T) rounded to float32: nonzero everywhere, the peer's values. */
+function formulaGradLogp(rows: number, cols: number): { data: Float64Array; shape: readonly [number, number] } {
+  const data = new Float64Array(rows * cols);
+  for (let i = 0; i < data.length; i++) data[i] = Math.fround(((i % 7) - 2.5) / (rows * cols));
+  return { data, shape: [rows, cols] };
+}
+
+// ── measuring ────────────────────────────────────────────────────────────────────────────────────────────────
+
+/** global.gc without --expose-gc on the command line. */
+const gc = (() => {
+  v8.setFlagsFromString("--expose-gc");
+  return vm.runInNewContext("gc") as () => void;
+})();
+
+function statusKiB(field: "VmRSS" | "VmHWM"): number {
+  const line = readFileSync("/proc/self/status", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith(`${field}:`));
+  return line === undefined ? 0 : Number.parseInt(line.split(/\s+/)[1]!, 10);
+}
+
+/** Resets the kernel's RSS high-water mark (VmHWM) to the current RSS; false where that is not allowed. */
+function resetHighWaterMark(): boolean {
+  try {
+    writeFileSync("/proc/self/clear_refs", "5");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** CPU time of the whole machine (all of /proc/stat's "cpu" line), to tell how busy it was apart from us. */
+function machineCpuTicks(): { busy: number; total: number } {
+  const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  const total = fields.reduce((sum, v) => sum + v, 0);
+  return { busy: total - idle, total };
+}
+
+/**
+ * The benchmarked calls are synchronous, so no timer on this thread fires during them: a worker samples the
+ * process's RSS every 2 ms into shared memory. The kernel's high-water mark is the exact figure; the sampled peak
+ * is a cross-check. arrayBuffers is this thread's own counter, so it is read at call boundaries.
+ */
+class MemoryProbe {
+  private readonly shared = new Int32Array(new SharedArrayBuffer(8));
+  private readonly worker: Worker;
+  private arrayBuffersPeak = 0;
+
+  constructor() {
+    this.worker = new Worker(
+      `const { workerData } = require("node:worker_threads");
+       const peak = new Int32Array(workerData);
+       setInterval(() => {
+         const kib = Math.round(process.memoryUsage.rss() / 1024);
+         if (kib > Atomics.load(peak, 0)) Atomics.store(peak, 0, kib);
+         Atomics.add(peak, 1, 1);
+       }, 2);`,
+      { eval: true, workerData: this.shared.buffer },
+    );
+    this.worker.unref();
+  }
+
+  /** Starts a section: returns the RSS it starts from. */
+  start(): { baselineMiB: number; hwmReset: boolean; samplesAtStart: number } {
+    const baselineMiB = statusKiB("VmRSS") / 1024;
+    const hwmReset = resetHighWaterMark();
+    Atomics.store(this.shared, 0, 0);
+    this.arrayBuffersPeak = 0;
+    this.sampleArrayBuffers();
+    return { baselineMiB, hwmReset, samplesAtStart: Atomics.load(this.shared, 1) };
+  }
+
+  sampleArrayBuffers(): void {
+    this.arrayBuffersPeak = Math.max(this.arrayBuffersPeak, process.memoryUsage().arrayBuffers);
+  }
+
+  end(started: ReturnType<MemoryProbe["start"]>): MemoryFigures {
+    const sampled = Atomics.load(this.shared, 0) / 1024;
+    const hwm = started.hwmReset ? statusKiB("VmHWM") / 1024 : 0;
+    return {
+      baselineRssMiB: started.baselineMiB,
+      peakRssMiB: Math.max(hwm, sampled, statusKiB("VmRSS") / 1024),
+      sampledPeakRssMiB: sampled,
+      samples: Atomics.load(this.shared, 1) - started.samplesAtStart,
+      arrayBuffersPeakMiB: this.arrayBuffersPeak / MiB,
+      method: started.hwmReset ? "VmHWM after clear_refs" : "sampling every 2 ms",
+    };
+  }
+
+  async stop(): Promise<void> {
+    await this.worker.terminate();
+  }
+}
+
+interface MemoryFigures {
+  /** RSS at the start of the section (inputs already allocated). */
+  readonly baselineRssMiB: number;
+  readonly peakRssMiB: number;
+  readonly sampledPeakRssMiB: number;
+  readonly samples: number;
+  /** Highest process.memoryUsage().arrayBuffers seen before and after each call. */
+  readonly arrayBuffersPeakMiB: number;
+  readonly method: string;
+}
+
+interface Timing {
+  readonly medianMs: number;
+  readonly minMs: number;
+  readonly runs: number;
+  readonly samplesMs: number[];
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/**
+ * Median and best wall time of `runs` calls after `warmup` calls, with the memory of the whole section. With
+ * `gcBetween`, each result but the last is dropped and a full GC runs before each call (outside the timing), so a
+ * peak is one call's own; the loss runs without it (see README: a full GC deoptimizes policyLoss).
+ */
+function measure<T>(probe: MemoryProbe, fn: () => T, warmup: number, runs: number, gcBetween: boolean): { timing: Timing; memory: MemoryFigures; result: T } {
+  gc();
+  const started = probe.start();
+  const samples: number[] = [];
+  let result: T | undefined;
+  for (let i = 0; i < warmup + runs; i++) {
+    if (gcBetween) {
+      result = undefined;
+      gc();
+    }
+    probe.sampleArrayBuffers();
+    const start = performance.now();
+    result = fn();
+    const elapsed = performance.now() - start;
+    probe.sampleArrayBuffers();
+    if (i >= warmup) samples.push(elapsed);
+  }
+  const memory = probe.end(started);
+  return { timing: { medianMs: median(samples), minMs: Math.min(...samples), runs, samplesMs: samples }, memory, result: result! };
+}
+
+// ── the PyTorch peer ─────────────────────────────────────────────────────────────────────────────────────────
+
+interface PeerTiming {
+  readonly median_ms: number;
+  readonly min_ms: number;
+  readonly runs: number;
+  readonly samples_ms: number[];
+}
+
+interface PeerMemory {
+  readonly baseline_rss_mb: number;
+  readonly peak_rss_mb: number;
+  readonly sampled_peak_rss_mb: number;
+  readonly method: string;
+}
+
+interface PeerSection {
+  readonly timing: PeerTiming;
+  readonly memory: PeerMemory;
+}
+
+/** What bench/peer_torch.py prints. */
+interface PeerReport {
+  readonly python: string;
+  readonly torch: string;
+  readonly threads: number;
+  readonly ru_maxrss_mb: number;
+  readonly loss: Record<string, PeerSection & { readonly loss: number; readonly metrics: Record<string, number>; readonly grad_file: string }>;
+  readonly logprobAgreement: { readonly logp_file: string; readonly grad_file: string };
+  readonly logprobs: {
+    readonly generate_s: number;
+    readonly logits_mb: number;
+    readonly grad_mb?: number;
+    readonly forward: PeerSection;
+    /** Absent when the config leaves it out. */
+    readonly forward_backward?: PeerSection;
+  };
+}
+
+type PeerOutcome =
+  | { readonly ran: true; readonly report: PeerReport; readonly wallS: number; readonly machineBusy: number }
+  | { readonly ran: false; readonly reason: string };
+
+/** Runs the peer with the malloc settings given (none: glibc's defaults, whatever the bench was started with). */
+function runPeer(config: object, dir: string, malloc: Readonly<Record<string, string>>): PeerOutcome {
+  mkdirSync(dir, { recursive: true });
+  const configFile = path.join(dir, "config.json");
+  writeFileSync(configFile, JSON.stringify({ ...config, outDir: dir }));
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("MALLOC_") && key !== "GLIBC_TUNABLES"));
+  const cpuBefore = machineCpuTicks();
+  const start = performance.now();
+  const child = spawnSync(PYTHON, [PEER_SCRIPT, configFile], { encoding: "utf8", maxBuffer: 64 * MiB, timeout: 240_000, env: { ...env, ...malloc } });
+  const wallS = (performance.now() - start) / 1000;
+  const cpuAfter = machineCpuTicks();
+  if (child.error !== undefined) return { ran: false, reason: `${PYTHON} could not run: ${child.error.message}` };
+  if (child.status !== 0) {
+    const stderr = child.stderr.trim();
+    const hint = stderr.includes("No module named 'torch'") ? " (install PyTorch: apt-get install python3-torch)" : "";
+    return { ran: false, reason: `${PYTHON} exited with ${child.status ?? child.signal}${hint}: ${stderr.slice(-500)}` };
+  }
+  try {
+    const machineBusy = (cpuAfter.busy - cpuBefore.busy) / Math.max(1, cpuAfter.total - cpuBefore.total);
+    return { ran: true, report: JSON.parse(child.stdout) as PeerReport, wallS, machineBusy };
+  } catch (error) {
+    return { ran: false, reason: `unreadable peer output (${(error as Error).message}): ${child.stdout.slice(0, 200)}` };
+  }
+}
+
+function readFloat64(file: string): Float64Array {
+  const buffer = readFileSync(file);
+  return new Float64Array(buffer.buffer, buffer.byteOffset, buffer.byteLength / 8);
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): { maxAbsDiff: number; maxAbs: number } {
+  if (a.length !== b.length) throw new Error(`lengths differ: ${a.length} vs ${b.length}`);
+  let diff = 0;
+  let maxAbs = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+    maxAbs = Math.max(maxAbs, Math.abs(a[i]!));
+  }
+  return { maxAbsDiff: diff, maxAbs };
+}
+
+interface LossAgreement {
+  readonly jsLoss: number;
+  readonly torchLoss: number;
+  readonly lossAbsDiff: number;
+  readonly lossRelDiff: number;
+  readonly gradMaxAbsDiff: number;
+  /** The largest |gradient| entry, to read the difference against. */
+  readonly gradMaxAbs: number;
+  /** verl's metrics beside the library's. */
+  readonly clipFraction: readonly [number, number];
+  readonly dualClipFraction: readonly [number, number];
+  readonly approxKl: readonly [number, number];
+}
+
+// ── report ───────────────────────────────────────────────────────────────────────────────────────────────────
+
+interface Row {
+  readonly name: string;
+  /** Key of the peer's section. */
+  readonly key: string;
+  readonly js: Timing;
+  readonly jsMemory: MemoryFigures;
+  /** Bytes of buffers the work must hold beyond its inputs (the logits' gradient), left out of "extra". */
+  readonly expectedBytes: number;
+  peer?: PeerSection;
+  peerTuned?: PeerSection;
+}
+
+function extraMiB(peak: number, baseline: number, expectedBytes: number): number {
+  return peak - baseline - expectedBytes / MiB;
+}
+
+function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((header, c) => Math.max(header.length, ...rows.map((row) => row[c]!.length)));
+  const line = (cells: readonly string[]) => cells.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join(" | ");
+  return [line(headers), widths.map((w) => "-".repeat(w)).join("-|-"), ...rows.map(line)].join("\n");
+}
+
+function ms(value: number): string {
+  return value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2);
+}
+
+function ratio(js: number, torch: number | undefined): string {
+  return torch === undefined ? "-" : `${(js / torch).toFixed(2)}x`;
+}
+
+function memoryCell(peak: number, baseline: number, expectedBytes: number): string {
+  return `${peak.toFixed(0)} (+${Math.max(0, extraMiB(peak, baseline, expectedBytes)).toFixed(0)})`;
+}
+
+function resultTable(rows: readonly Row[]): string {
+  return table(
+    [
+      "benchmark",
+      "JS median ms",
+      "torch median ms",
+      "JS/torch time",
+      "peak RSS MiB (+extra) JS / torch",
+      "JS / torch best ms",
+      "torch* median ms",
+      "JS/torch*",
+    ],
+    rows.map((row) => [
+      row.name,
+      ms(row.js.medianMs),
+      row.peer === undefined ? "-" : ms(row.peer.timing.median_ms),
+      ratio(row.js.medianMs, row.peer?.timing.median_ms),
+      `${memoryCell(row.jsMemory.peakRssMiB, row.jsMemory.baselineRssMiB, row.expectedBytes)} / ` +
+        (row.peer === undefined ? "-" : memoryCell(row.peer.memory.peak_rss_mb, row.peer.memory.baseline_rss_mb, row.expectedBytes)),
+      `${ms(row.js.minMs)} / ${row.peer === undefined ? "-" : ms(row.peer.timing.min_ms)}`,
+      row.peerTuned === undefined ? "-" : ms(row.peerTuned.timing.median_ms),
+      ratio(row.js.medianMs, row.peerTuned?.timing.median_ms),
+    ]),
+  );
+}
+
+// ── main ─────────────────────────────────────────────────────────────────────────────────────────────────────
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "grpo-roc-bench-loss-"));
+  const probe = new MemoryProbe();
+  try {
+    run(dir, probe);
+  } finally {
+    await probe.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function run(dir: string, probe: MemoryProbe): void {
+  const wallStart = performance.now();
+  const cpuStart = machineCpuTicks();
+  const rows: Row[] = [];
+  const jsLoss = new Map<string, { loss: number; grad: Float64Array; metrics: PolicyLossResult["metrics"] }>();
+  const peerCases: object[] = [];
+  let gcCase: { timing: Timing; memory: MemoryFigures } | undefined;
+
+  // 1. policyLoss + gradient.
+  for (const [index, c] of LOSS_CASES.entries()) {
+    progress(`policy loss ${c.rows}x${c.cols}: generating inputs`);
+    const inputs = lossInputs(c.rows, c.cols, 0x5eed + index);
+    const file = path.join(dir, `loss_${c.name}.bin`);
+    writeLossInputs(file, inputs);
+    peerCases.push({ name: c.name, rows: c.rows, cols: c.cols, warmup: c.warmup, runs: c.runs, file });
+    for (const dtype of DTYPES) {
+      progress(`policy loss ${c.rows}x${c.cols} ${dtype}`);
+      const typed = asDtype(inputs, dtype);
+      const measured = measure(probe, () => policyLoss(typed, PRESET), c.warmup, c.runs, false);
+      const key = `${c.name}_${dtype}`;
+      jsLoss.set(key, { loss: measured.result.loss, grad: measured.result.grad, metrics: measured.result.metrics });
+      rows.push({ name: `policyLoss+grad B=${c.rows} T=${c.cols} ${dtype}`, key, js: measured.timing, jsMemory: measured.memory, expectedBytes: 0 });
+      if (index === 0 && dtype === "float64") {
+        progress(`policy loss ${c.rows}x${c.cols} ${dtype}, full GC before each call`);
+        const withGc = measure(probe, () => policyLoss(typed, PRESET), GC_CASE.warmup, GC_CASE.runs, true);
+        gcCase = { timing: withGc.timing, memory: withGc.memory };
+      }
+    }
+  }
+  gc();
+
+  // 2. token log-probs over [8, 512, 32000] float32 logits.
+  const [B, T, V] = LOGITS.shape;
+  const checkShape = [LOGITS_CHECK[0], LOGITS_CHECK[1], LOGITS_CHECK[2]] as const;
+  const check = { data: new Float32Array(checkShape[0] * checkShape[1] * checkShape[2]), shape: checkShape };
+  fillLogits(check.data, LOGITS.scale, 0xc0ffee);
+  const checkFile = path.join(dir, "logits_check.f32");
+  writeFileSync(checkFile, Buffer.from(check.data.buffer));
+  const checkTokens = formulaTokens(checkShape[0], checkShape[1], checkShape[2]);
+  const checkForward = tokenLogProbs(check, checkTokens);
+  const checkBackward = tokenLogProbsBackward(check, checkTokens, { gradLogp: formulaGradLogp(checkShape[0], checkShape[1]), saved: checkForward });
+
+  progress(`token log-probs: generating [${B}, ${T}, ${V}] float32 logits`);
+  const fillStart = performance.now();
+  const logits: { data: Float32Array; readonly shape: readonly [number, number, number] } = { data: new Float32Array(B * T * V), shape: [B, T, V] };
+  fillLogits(logits.data, LOGITS.scale, 0x10915);
+  const fillS = (performance.now() - fillStart) / 1000;
+  const logitsBytes = logits.data.byteLength;
+  const tokens = formulaTokens(B, T, V);
+  const gradLogp = formulaGradLogp(B, T);
+
+  progress("token log-probs: forward");
+  const forward = measure(probe, () => tokenLogProbs(logits, tokens), LOGITS.warmup, LOGITS.runs, true);
+  rows.push({ name: `tokenLogProbs fwd [${B},${T},${V}] float32`, key: "forward", js: forward.timing, jsMemory: forward.memory, expectedBytes: 0 });
+
+  progress("token log-probs: forward + backward");
+  const forwardBackward = measure(
+    probe,
+    () => {
+      const saved = tokenLogProbs(logits, tokens);
+      const grad = tokenLogProbsBackward(logits, tokens, { gradLogp, saved });
+      return { dtype: grad.data instanceof Float32Array ? "float32" : "float64", bytes: grad.data.byteLength };
+    },
+    LOGITS.warmup,
+    LOGITS.runs,
+    true,
+  );
+  rows.push({
+    name: `tokenLogProbs fwd+bwd [${B},${T},${V}] float32`,
+    key: "forward_backward",
+    js: forwardBackward.timing,
+    jsMemory: forwardBackward.memory,
+    expectedBytes: forwardBackward.result.bytes,
+  });
+  // Drop the 524 MB logits before the peer starts, so the two processes' peaks do not add up.
+  logits.data = new Float32Array(0);
+  gc();
+  const jsWallS = (performance.now() - wallStart) / 1000;
+  const cpuJs = machineCpuTicks();
+
+  // 3. the peer: the same shapes, dtypes and loss inputs; malloc as it comes, then tuned.
+  const peerConfig = {
+    threads: TORCH_THREADS,
+    loss: { cases: peerCases, dtypes: DTYPES, options: PRESET },
+    logprobs: { shape: LOGITS.shape, scale: LOGITS.scale, warmup: LOGITS.warmup, runs: LOGITS.runs, agreement: { shape: LOGITS_CHECK, file: checkFile } },
+  };
+  progress(`PyTorch peer (${PYTHON} ${path.relative(ROOT, PEER_SCRIPT)}, ${TORCH_THREADS} threads), glibc malloc defaults`);
+  const peer = runPeer(peerConfig, path.join(dir, "peer-default"), {});
+  progress("PyTorch peer again, malloc keeping freed memory");
+  // Forward + backward is left out of this run: with freed memory kept, torch's heap grew to ~4.9 GB over it and its
+  // times ranged from 0.2 to 3.2 s, so it gives no steady figure and would take the bench near its memory budget.
+  const tunedConfig = { ...peerConfig, logprobs: { ...peerConfig.logprobs, forwardBackward: false } };
+  const peerTuned = peer.ran ? runPeer(tunedConfig, path.join(dir, "peer-tuned"), TUNED_MALLOC) : peer;
+
+  const agreements: Record<string, LossAgreement> = {};
+  let logprobAgreement: { logpMaxAbsDiff: number; gradMaxAbsDiff: number; gradMaxAbs: number } | undefined;
+  if (peer.ran) {
+    for (const row of rows) {
+      const section = row.key in peer.report.loss ? peer.report.loss[row.key] : undefined;
+      if (section !== undefined) {
+        row.peer = section;
+        const js = jsLoss.get(row.key)!;
+        const grad = maxAbsDiff(js.grad, readFloat64(section.grad_file));
+        const lossAbsDiff = Math.abs(js.loss - section.loss);
+        agreements[row.key] = {
+          jsLoss: js.loss,
+          torchLoss: section.loss,
+          lossAbsDiff,
+          lossRelDiff: lossAbsDiff / Math.abs(section.loss),
+          gradMaxAbsDiff: grad.maxAbsDiff,
+          gradMaxAbs: grad.maxAbs,
+          clipFraction: [js.metrics.clipFraction, section.metrics["pg_clipfrac"]!],
+          dualClipFraction: [js.metrics.dualClipFraction, section.metrics["pg_clipfrac_lower"]!],
+          approxKl: [js.metrics.approxKl, section.metrics["ppo_kl"]!],
+        };
+      }
+    }
+    rows.find((row) => row.key === "forward")!.peer = peer.report.logprobs.forward;
+    const forwardBackwardPeer = peer.report.logprobs.forward_backward;
+    if (forwardBackwardPeer !== undefined) rows.find((row) => row.key === "forward_backward")!.peer = forwardBackwardPeer;
+    const logp = maxAbsDiff(checkForward.logp, readFloat64(peer.report.logprobAgreement.logp_file));
+    const grad = maxAbsDiff(checkBackward.data, readFloat64(peer.report.logprobAgreement.grad_file));
+    logprobAgreement = { logpMaxAbsDiff: logp.maxAbsDiff, gradMaxAbsDiff: grad.maxAbsDiff, gradMaxAbs: grad.maxAbs };
+  }
+  if (peerTuned.ran) {
+    const tuned = peerTuned.report;
+    for (const row of rows) {
+      if (row.key in tuned.loss) row.peerTuned = tuned.loss[row.key];
+    }
+    rows.find((row) => row.key === "forward")!.peerTuned = tuned.logprobs.forward;
+    const tunedForwardBackward = tuned.logprobs.forward_backward;
+    if (tunedForwardBackward !== undefined) rows.find((row) => row.key === "forward_backward")!.peerTuned = tunedForwardBackward;
+  }
+  const cpuEnd = machineCpuTicks();
+  const busyShare = (a: { busy: number; total: number }, b: { busy: number; total: number }) => (b.busy - a.busy) / Math.max(1, b.total - a.total);
+
+  // ── print ──
+  const cpus = os.cpus().length;
+  console.log(`\nPolicy loss + token log-probs benchmark: node ${process.version}, ${cpus} x ${os.cpus()[0]?.model ?? "unknown CPU"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`);
+  console.log(
+    `JS: one thread, no GC forced between loss calls; loss median of ${LOSS_CASES.map((c) => c.runs).join(" / ")} runs ` +
+      `(B=${LOSS_CASES.map((c) => c.rows).join(" / ")}) after ${LOSS_CASES.map((c) => c.warmup).join(" / ")} warm-up calls; ` +
+      `log-probs median of ${LOGITS.runs} after ${LOGITS.warmup}, a full GC before each (outside the timing).`,
+  );
+  if (peer.ran) {
+    const r = peer.report;
+    console.log(
+      `peer: PyTorch ${r.torch} on CPU, torch.set_num_threads(${TORCH_THREADS}) -> ${r.threads} threads, Python ${r.python}, ` +
+        `same run counts; wall ${peer.wallS.toFixed(0)} s` + (peerTuned.ran ? ` + ${peerTuned.wallS.toFixed(0)} s (torch*)` : ""),
+    );
+  } else {
+    console.log(`peer not run: ${peer.reason}`);
+  }
+  if (!peerTuned.ran && peer.ran) console.log(`torch* not run: ${peerTuned.reason}`);
+  console.log(
+    `loss preset "reference": clip ${PRESET.clipLow}/${PRESET.clipHigh}, dual clip ${PRESET.dualClip}, log-ratio clamp ±${PRESET.logRatioClamp[1]}, ${PRESET.aggregation}\n`,
+  );
+  console.log(resultTable(rows));
+  console.log(
+    "\ntorch*: the same peer with glibc malloc keeping freed memory (" +
+      Object.entries(TUNED_MALLOC).map(([k, v]) => `${k}=${v}`).join(" ") +
+      "): without it every tensor of 32 MiB or more is fresh mmap'd memory, and first-touch page faults are expensive here. " +
+      "Not run for fwd+bwd (its heap grew to ~4.9 GB and its times were unsteady).",
+  );
+  console.log(
+    "peak RSS: the process's high-water mark during the section (VmHWM reset through /proc/self/clear_refs), MiB; (+extra): its rise " +
+      "over the RSS at the section's start (inputs already in memory), less the logits' gradient itself for fwd+bwd " +
+      `(${(forwardBackward.result.bytes / MiB).toFixed(0)} MiB). Node's and Python's base RSS differ: compare the extras.`,
+  );
+  console.log(
+    `log-probs inputs: torch's logits are torch.randn*${LOGITS.scale} (seed 0), the bench's a xorshift sum of uniforms of the same spread: ` +
+      "same shape, dtype, tokens and upstream gradient, different logit values (timing does not depend on them). Loss inputs are identical.",
+  );
+  if (gcCase !== undefined) {
+    const steady = rows[0]!.js;
+    console.log(
+      `JS policyLoss B=${LOSS_CASES[0].rows} T=${LOSS_CASES[0].cols} float64 with a full GC before each call: median ${ms(gcCase.timing.medianMs)} ms ` +
+        `(best ${ms(gcCase.timing.minMs)}), ${(gcCase.timing.medianMs / steady.medianMs).toFixed(1)}x the steady figure above.`,
+    );
+  }
+  if (peer.ran) {
+    console.log("\nagreement, JS vs torch (same inputs; torch float32 computes in float32, the library in float64):");
+    for (const [key, a] of Object.entries(agreements)) {
+      console.log(
+        `  policy loss ${key}: loss ${a.jsLoss.toPrecision(10)} vs ${a.torchLoss.toPrecision(10)} (rel diff ${a.lossRelDiff.toExponential(1)}); ` +
+          `grad max |diff| ${a.gradMaxAbsDiff.toExponential(1)} (max |grad| ${a.gradMaxAbs.toExponential(1)}); ` +
+          `clipfrac ${a.clipFraction[0].toFixed(4)}/${a.clipFraction[1].toFixed(4)}, dual ${a.dualClipFraction[0].toFixed(4)}/${a.dualClipFraction[1].toFixed(4)}`,
+      );
+    }
+    if (logprobAgreement !== undefined) {
+      console.log(
+        `  token log-probs [${LOGITS_CHECK.join(",")}] float32, same logits: logp max |diff| ${logprobAgreement.logpMaxAbsDiff.toExponential(1)}, ` +
+          `grad max |diff| ${logprobAgreement.gradMaxAbsDiff.toExponential(1)} (max |grad| ${logprobAgreement.gradMaxAbs.toExponential(1)})`,
+      );
+    }
+    const lossRows = rows.filter((row) => row.key in agreements);
+    const verdict = (which: "peer" | "peerTuned") => {
+      const compared = lossRows.filter((row) => row[which] !== undefined);
+      const met = compared.filter((row) => row.js.medianMs <= row[which]!.timing.median_ms);
+      return `${met.length === compared.length && compared.length > 0 ? "MET" : "NOT MET"} (${met.length} of ${compared.length} cases at or under torch's median)`;
+    };
+    console.log(`\ntarget "policy loss not slower than PyTorch on CPU": vs torch ${verdict("peer")}; vs torch* ${peerTuned.ran ? verdict("peerTuned") : "-"}`);
+  }
+  const perSecond = (count: number, timing: Timing) => ((count / timing.medianMs) * 1e3) / 1e6;
+  console.log(
+    `JS throughput: loss ${rows
+      .filter((row) => row.key.startsWith("B"))
+      .map((row) => {
+        const c = LOSS_CASES.find((lc) => row.key.startsWith(lc.name))!;
+        return `${perSecond(c.rows * c.cols, row.js).toFixed(1)}M`;
+      })
+      .join(" / ")} tokens/s; log-probs ${perSecond(B * T * V, forward.timing).toFixed(0)}M logits/s forward, ` +
+      `${perSecond(B * T * V, forwardBackward.timing).toFixed(0)}M logits/s forward+backward`,
+  );
+  const busyJs = busyShare(cpuStart, cpuJs);
+  const busyPeer = busyShare(cpuJs, cpuEnd);
+  console.log(
+    `machine CPU busy (all processes, /proc/stat): ${(busyJs * 100).toFixed(0)}% of ${cpus} CPUs during the JS part (${jsWallS.toFixed(0)} s; ` +
+      `this bench alone would be ~${(100 / cpus).toFixed(0)}%), ${(busyPeer * 100).toFixed(0)}% during the peer. Logits fill ${fillS.toFixed(1)} s.`,
+  );
+
+  writeFigures({
+    generatedAt: new Date().toISOString(),
+    environment: {
+      node: process.version,
+      platform: `${process.platform}-${process.arch}`,
+      cpus,
+      cpu: os.cpus()[0]?.model,
+      totalMemGiB: os.totalmem() / 2 ** 30,
+      jsThreads: 1,
+      torchThreads: TORCH_THREADS,
+      nodeMallocEnv: Object.fromEntries(Object.entries(process.env).filter(([key]) => key.startsWith("MALLOC_") || key === "GLIBC_TUNABLES")),
+      tunedMalloc: TUNED_MALLOC,
+      machineCpuBusy: { jsPart: busyJs, peer: busyPeer },
+    },
+    workload: {
+      lossPreset: PRESET,
+      lossCases: LOSS_CASES,
+      dtypes: DTYPES,
+      logits: { ...LOGITS, bytes: logitsBytes, fillS },
+      inputs:
+        "loss: per-rollout advantages ±1, 0-20% padding at row ends (mask 0), log-ratio N(0,0.05) for 97% of tokens and ±U(0.5,25) for 3%; " +
+        "identical on both sides. logits: JS xorshift sum of four uniforms, torch randn, both scale 3; tokens (i*2654435761) mod V and " +
+        "grad_logp ((i mod 7) - 2.5)/(B*T) on both sides.",
+    },
+    results: rows.map((row) => ({
+      name: row.name,
+      js: { ...row.js, memory: row.jsMemory, extraMiB: extraMiB(row.jsMemory.peakRssMiB, row.jsMemory.baselineRssMiB, row.expectedBytes) },
+      ...(row.peer && {
+        torch: {
+          ...row.peer.timing,
+          memory: row.peer.memory,
+          extraMiB: extraMiB(row.peer.memory.peak_rss_mb, row.peer.memory.baseline_rss_mb, row.expectedBytes),
+        },
+        jsOverTorch: row.js.medianMs / row.peer.timing.median_ms,
+      }),
+      ...(row.peerTuned && {
+        torchTunedMalloc: { ...row.peerTuned.timing, memory: row.peerTuned.memory },
+        jsOverTorchTunedMalloc: row.js.medianMs / row.peerTuned.timing.median_ms,
+      }),
+    })),
+    jsPolicyLossWithGcBeforeEachCall: gcCase,
+    jsLossMetrics: Object.fromEntries([...jsLoss].map(([key, result]) => [key, result.metrics])),
+    peer: peer.ran
+      ? {
+          python: peer.report.python,
+          torch: peer.report.torch,
+          threads: peer.report.threads,
+          wallS: peer.wallS,
+          ruMaxRssMiB: peer.report.ru_maxrss_mb,
+          logitsGenerateS: peer.report.logprobs.generate_s,
+          agreement: { loss: agreements, logprobs: logprobAgreement },
+        }
+      : { notRun: peer.reason },
+    peerTunedMalloc: peerTuned.ran ? { wallS: peerTuned.wallS, ruMaxRssMiB: peerTuned.report.ru_maxrss_mb } : { notRun: peerTuned.reason },
+    jsMaxRssMiB: process.resourceUsage().maxRSS / 1024,
+  });
+  progress(`done in ${((performance.now() - wallStart) / 1000).toFixed(0)} s`);
+}
+
+function writeFigures(figures: object): void {
+  mkdirSync(path.dirname(OUT_FILE), { recursive: true });
+  writeFileSync(OUT_FILE, `${JSON.stringify(figures, null, 2)}\n`);
+  console.log(`\nfigures written to ${path.relative(ROOT, OUT_FILE)}`);
+}
+
+await main();
