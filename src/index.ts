@@ -14,6 +14,7 @@ export * from "./advantages/index.js";
 export * from "./roc/index.js";
 export * from "./loss/index.js";
 export * from "./logprobs/index.js";
+export * from "./backends/index.js";
 export { rocPipeline } from "./pipeline.js";
 export type { PipelineOptions, PipelineResult } from "./pipeline.js";
 export { GrpoRocError, ValidationError } from "./errors.js";

@@ -45,7 +45,7 @@ const optionsSchema = z.object({
   entropy: z.boolean().default(false),
 });
 
-interface Logits {
+export interface Logits {
   readonly data: ArrayLike<number>;
   readonly rows: number;
   readonly cols: number;
@@ -165,15 +165,18 @@ function rowStatistics(l: Logits, i: number, inverseTemperature: number, withEnt
     }
   }
   const logSumExp = max + Math.log(sum);
-  if (!Number.isFinite(logSumExp)) {
-    const where = `logits[${Math.floor(i / l.cols)}][${i % l.cols}]`;
-    throw invalid(where, max === -Infinity ? "every logit is −Infinity: no token has probability" : "holds NaN or +Infinity");
-  }
+  if (!Number.isFinite(logSumExp)) throw badLogits(i, l.cols, logSumExp);
   out.logSumExp = logSumExp;
   out.entropy = withEntropy ? logSumExp - weighted / sum : 0;
 }
 
-function readLogits(input: LogitsInput): Logits {
+/** The error for position i whose logsumexp is not finite: all −Infinity, or NaN / +Infinity among its logits. */
+export function badLogits(i: number, cols: number, logSumExp: number) {
+  const where = `logits[${Math.floor(i / cols)}][${i % cols}]`;
+  return invalid(where, logSumExp === -Infinity ? "every logit is −Infinity: no token has probability" : "holds NaN or +Infinity");
+}
+
+export function readLogits(input: LogitsInput): Logits {
   if (Array.isArray(input)) {
     const rows = input.length;
     const first = input[0] as unknown;
@@ -212,7 +215,7 @@ function readLogits(input: LogitsInput): Logits {
   return { data: parsed.data, rows, cols, vocab };
 }
 
-function readTokens(tokens: MatrixInput, maskInput: MatrixInput | undefined, l: Logits): { ids: ArrayLike<number>; mask?: ArrayLike<number> } {
+export function readTokens(tokens: MatrixInput, maskInput: MatrixInput | undefined, l: Logits): { ids: ArrayLike<number>; mask?: ArrayLike<number> } {
   const ids = positionalMatrix(tokens, "tokens", l);
   const mask = maskInput === undefined ? undefined : positionalMatrix(maskInput, "options.mask", l);
   if (mask !== undefined) assertBinaryMask(mask, "options.mask");
@@ -234,6 +237,6 @@ function positionalMatrix(input: MatrixInput, name: string, l: Logits): Matrix {
   return matrix;
 }
 
-function positional(input: MatrixInput, name: string, l: Logits): ArrayLike<number> {
+export function positional(input: MatrixInput, name: string, l: Logits): ArrayLike<number> {
   return positionalMatrix(input, name, l).data;
 }

@@ -245,7 +245,8 @@ function accumulate(
   return { loss, tokens, sequences, clipped, low, high, dual, approxKl, ratioMin, ratioSum, ratioMax, klSum, entropySum };
 }
 
-interface Inputs {
+/** Validated policy-loss inputs as flat arrays; shared with the other backends so they validate alike. */
+export interface Inputs {
   readonly shape: readonly [number, number];
   readonly logp: NumericArray;
   readonly oldLogp: NumericArray;
@@ -259,7 +260,7 @@ interface Inputs {
 }
 
 /** Shapes must agree; every value that enters the loss (mask 1) must be finite; masked values are never read. */
-function readInputs(inputs: PolicyLossInputs, o: PolicyLossOptions): Inputs {
+export function readInputs(inputs: PolicyLossInputs, o: PolicyLossOptions): Inputs {
   if (typeof inputs !== "object" || inputs === null) throw invalid("inputs", "expected an object with logp, advantages, …");
   const logp = toMatrix(inputs.logp, "inputs.logp");
   const shape = logp.shape;

@@ -1,0 +1,30 @@
+import { GrpoRocError, invalid } from "../errors.js";
+import { referenceBackend } from "./reference.js";
+import type { Backend, BackendInfo } from "./types.js";
+
+const backends = new Map<string, Backend>([[referenceBackend.name, referenceBackend]]);
+let defaultName = "reference";
+
+/** Adds a backend (replacing none: names are unique). */
+export function registerBackend(backend: Backend): void {
+  if (backends.has(backend.name)) throw new GrpoRocError(`backend "${backend.name}" is already registered`);
+  backends.set(backend.name, backend);
+}
+
+export function getBackend(name: string = defaultName): Backend {
+  const backend = backends.get(name);
+  if (backend === undefined) throw invalid("backend", `unknown backend "${name}"; registered: ${[...backends.keys()].join(", ")}`);
+  return backend;
+}
+
+/** Makes `name` the backend that `getBackend()` returns; it must be available here. */
+export async function setDefaultBackend(name: string): Promise<void> {
+  const info = await getBackend(name).probe();
+  if (!info.available) throw new GrpoRocError(`backend "${name}" is not available here: ${info.reason}`);
+  defaultName = name;
+}
+
+/** Every registered backend with its availability on this machine. */
+export async function listBackends(): Promise<BackendInfo[]> {
+  return Promise.all([...backends.values()].map((backend) => backend.probe()));
+}

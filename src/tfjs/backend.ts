@@ -1,0 +1,169 @@
+import * as tf from "@tensorflow/tfjs";
+import type { Backend, BackendInfo } from "../backends/index.js";
+import { badLogits, positional, readLogits, readTokens } from "../logprobs/token-logprobs.js";
+import { readInputs, resolvePolicyLossOptions, type PolicyLossMetrics, type PolicyLossResult } from "../loss/policy-loss.js";
+import { policyLossTensors } from "./loss.js";
+import { tokenStatistics, tokenStatisticsBackward } from "./logprobs.js";
+
+/** Logits are moved to the device in chunks of at most this many bytes (and below the device's binding limit). */
+const CHUNK_BYTES = 64 * 2 ** 20;
+
+/** The largest storage buffer the active tfjs backend can bind (WebGPU reports it; the CPU ones have none). */
+export function maxBindingBytes(): number {
+  const backend = tf.backend() as unknown as { device?: { limits?: { maxStorageBufferBindingSize?: number } } };
+  return backend.device?.limits?.maxStorageBufferBindingSize ?? Infinity;
+}
+
+const f32 = (data: ArrayLike<number>) => (data instanceof Float32Array ? data : Float32Array.from(data));
+
+/**
+ * grpo-roc's kernels on TensorFlow.js, with whatever tfjs backend is active (cpu, wasm, webgpu): typed arrays in,
+ * tensors on the device, typed arrays out. Inputs are validated exactly as the reference backend validates them;
+ * the math runs in float32.
+ */
+export const tfjsBackend: Backend = {
+  name: "tfjs",
+  async probe(): Promise<BackendInfo> {
+    await tf.ready();
+    const active = tf.getBackend();
+    return {
+      name: "tfjs",
+      available: active !== undefined,
+      reason: active === undefined ? "no tfjs backend could be initialised" : `TensorFlow.js, "${active}" backend, float32`,
+      dtypes: ["float32"],
+      maxBindingBytes: maxBindingBytes(),
+    };
+  },
+
+  async policyLoss(inputs, options = {}): Promise<PolicyLossResult> {
+    const o = resolvePolicyLossOptions(options);
+    const t = readInputs(inputs, o);
+    const [rows, cols] = t.shape;
+    const tensor = (data: ArrayLike<number> | undefined) => (data === undefined ? undefined : tf.tensor2d(f32(data), [rows, cols]));
+    // tidy keeps the tensors returned (nested in the result object) and frees every intermediate.
+    const result = tf.tidy(() =>
+      (policyLossTensors(
+        {
+          logp: tensor(t.logp)!,
+          oldLogp: tensor(t.oldLogp),
+          advantages: t.perTokenAdvantages ? tensor(t.advantages)! : tf.tensor1d(f32(t.advantages)),
+          mask: tensor(t.mask),
+          refLogp: tensor(t.refLogp),
+          importanceWeights: tensor(t.importanceWeights),
+          entropy: tensor(t.entropy),
+        },
+        o,
+      ) as unknown as tf.TensorContainer),
+    ) as unknown as ReturnType<typeof policyLossTensors>;
+    try {
+      const read = async (x: tf.Tensor | undefined) => (x === undefined ? undefined : Float64Array.from(await x.data()));
+      const scalar = async (x: tf.Tensor | undefined) => (x === undefined ? undefined : (await x.data())[0]!);
+      const c = result.counts;
+      const tokens = (await scalar(c.tokens))!;
+      const mean = async (x: tf.Tensor | undefined) => (x === undefined ? undefined : tokens === 0 ? 0 : (await scalar(x))! / tokens);
+      const metrics: PolicyLossMetrics = {
+        tokens,
+        sequences: (await scalar(c.sequences))!,
+        clipFraction: (await mean(c.clipped))!,
+        clipFractionLow: (await mean(c.low))!,
+        clipFractionHigh: (await mean(c.high))!,
+        dualClipFraction: (await mean(c.dual))!,
+        approxKl: (await mean(c.approxKl))!,
+        ratioMin: tokens === 0 ? 0 : (await scalar(c.ratioMin))!,
+        ratioMean: (await mean(c.ratioSum))!,
+        ratioMax: tokens === 0 ? 0 : (await scalar(c.ratioMax))!,
+        kl: await mean(c.klSum),
+        entropy: await mean(c.entropySum),
+      };
+      return {
+        loss: (await scalar(result.loss))!,
+        grad: (await read(result.grad))!,
+        gradEntropy: await read(result.gradEntropy),
+        perTokenLoss: (await read(result.perTokenLoss))!,
+        perTokenKl: await read(result.perTokenKl),
+        shape: t.shape,
+        metrics,
+      };
+    } finally {
+      tf.dispose(result as unknown as tf.TensorContainer);
+    }
+  },
+
+  async tokenLogProbs(logitsInput, tokensInput, options = {}) {
+    const temperature = options.temperature ?? 1;
+    const l = readLogits(logitsInput);
+    const { ids, mask } = readTokens(tokensInput, options.mask, l);
+    const positions = l.rows * l.cols;
+    const logp = new Float64Array(positions);
+    const logSumExp = new Float64Array(positions).fill(NaN);
+    const entropy = options.entropy ? new Float64Array(positions) : undefined;
+    for (const [start, end] of chunks(positions, l.vocab)) {
+      const stats = tf.tidy(() => tokenStatistics(logitsChunk(l, start, end), tokensChunk(ids, mask, start, end), temperature));
+      try {
+        const [lp, lse, h] = await Promise.all([stats.logp.data(), stats.logSumExp.data(), stats.entropy.data()]);
+        for (let k = 0; k < end - start; k++) {
+          const i = start + k;
+          if (mask !== undefined && mask[i] === 0) continue;
+          if (!Number.isFinite(lse[k])) throw badLogits(i, l.cols, lse[k]!);
+          logp[i] = lp[k]!;
+          logSumExp[i] = lse[k]!;
+          if (entropy !== undefined) entropy[i] = h[k]!;
+        }
+      } finally {
+        tf.dispose([stats.logp, stats.logSumExp, stats.entropy]);
+      }
+    }
+    return { logp, ...(entropy !== undefined ? { entropy } : {}), logSumExp, temperature, shape: [l.rows, l.cols] as const };
+  },
+
+  async tokenLogProbsBackward(logitsInput, tokensInput, options) {
+    const temperature = options.temperature ?? 1;
+    const l = readLogits(logitsInput);
+    const { ids, mask } = readTokens(tokensInput, options.mask, l);
+    const gradLogp = positional(options.gradLogp, "options.gradLogp", l);
+    const gradEntropy = options.gradEntropy === undefined ? undefined : positional(options.gradEntropy, "options.gradEntropy", l);
+    const positions = l.rows * l.cols;
+    const out = l.data instanceof Float64Array ? new Float64Array(positions * l.vocab) : new Float32Array(positions * l.vocab);
+    const selectedOnly = (values: ArrayLike<number>, start: number, end: number) => {
+      const chunk = new Float32Array(end - start);
+      for (let k = 0; k < chunk.length; k++) chunk[k] = mask !== undefined && mask[start + k] === 0 ? 0 : values[start + k]!;
+      return chunk;
+    };
+    for (const [start, end] of chunks(positions, l.vocab)) {
+      const grad = tf.tidy(() => {
+        const logits = logitsChunk(l, start, end);
+        const tokens = tokensChunk(ids, mask, start, end);
+        const stats = tokenStatistics(logits, tokens, temperature);
+        const g = tf.tensor1d(selectedOnly(gradLogp, start, end));
+        const h = gradEntropy === undefined ? undefined : tf.tensor1d(selectedOnly(gradEntropy, start, end));
+        return tokenStatisticsBackward(logits, tokens, temperature, stats, g, h);
+      });
+      try {
+        out.set(await grad.data(), start * l.vocab);
+      } finally {
+        grad.dispose();
+      }
+    }
+    return { data: out, shape: [l.rows, l.cols, l.vocab] as const };
+  },
+};
+
+/** Position ranges whose logits fit one device buffer (and one transfer of at most CHUNK_BYTES). */
+function* chunks(positions: number, vocab: number): Generator<[number, number]> {
+  const limit = Math.min(CHUNK_BYTES, maxBindingBytes());
+  const perChunk = Math.max(1, Math.floor(limit / (vocab * 4)));
+  for (let start = 0; start < positions; start += perChunk) yield [start, Math.min(positions, start + perChunk)];
+}
+
+function logitsChunk(l: ReturnType<typeof readLogits>, start: number, end: number): tf.Tensor2D {
+  const data = l.data as Float32Array | Float64Array | number[];
+  const slice = ArrayBuffer.isView(data) ? (data as Float32Array | Float64Array).subarray(start * l.vocab, end * l.vocab) : data.slice(start * l.vocab, end * l.vocab);
+  return tf.tensor2d(f32(slice), [end - start, l.vocab]);
+}
+
+/** Masked positions may hold any token id (padding): they are read as 0 and their results discarded. */
+function tokensChunk(ids: ArrayLike<number>, mask: ArrayLike<number> | undefined, start: number, end: number): tf.Tensor1D {
+  const chunk = new Int32Array(end - start);
+  for (let k = 0; k < chunk.length; k++) chunk[k] = mask !== undefined && mask[start + k] === 0 ? 0 : ids[start + k]!;
+  return tf.tensor1d(chunk, "int32");
+}

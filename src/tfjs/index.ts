@@ -1,0 +1,9 @@
+/**
+ * grpo-roc on TensorFlow.js: `import { tfjsBackend, policyLossTf, tokenLogProbsTf, trainStep } from "grpo-roc/tfjs"`.
+ * A separate entry point, so that the core package never loads tfjs.
+ */
+export { tfjsBackend, maxBindingBytes } from "./backend.js";
+export { policyLossTensors } from "./loss.js";
+export type { PolicyLossTensorResult, PolicyLossTensors } from "./loss.js";
+export { tokenLogProbsTf, tokenStatistics, tokenStatisticsBackward } from "./logprobs.js";
+export type { TokenLogProbsTensorOptions } from "./logprobs.js";
