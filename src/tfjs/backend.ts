@@ -3,16 +3,11 @@ import type { Backend, BackendInfo } from "../backends/index.js";
 import { badLogits, positional, readLogits, readTokens } from "../logprobs/token-logprobs.js";
 import { readInputs, resolvePolicyLossOptions, type PolicyLossMetrics, type PolicyLossResult } from "../loss/policy-loss.js";
 import { policyLossTensors } from "./loss.js";
+import { maxBindingBytes } from "./device.js";
 import { tokenStatistics, tokenStatisticsBackward } from "./logprobs.js";
 
 /** Logits are moved to the device in chunks of at most this many bytes (and below the device's binding limit). */
 const CHUNK_BYTES = 64 * 2 ** 20;
-
-/** The largest storage buffer the active tfjs backend can bind (WebGPU reports it; the CPU ones have none). */
-export function maxBindingBytes(): number {
-  const backend = tf.backend() as unknown as { device?: { limits?: { maxStorageBufferBindingSize?: number } } };
-  return backend.device?.limits?.maxStorageBufferBindingSize ?? Infinity;
-}
 
 const f32 = (data: ArrayLike<number>) => (data instanceof Float32Array ? data : Float32Array.from(data));
 

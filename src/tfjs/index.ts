@@ -2,7 +2,8 @@
  * grpo-roc on TensorFlow.js: `import { tfjsBackend, policyLossTf, tokenLogProbsTf, trainStep } from "grpo-roc/tfjs"`.
  * A separate entry point, so that the core package never loads tfjs.
  */
-export { tfjsBackend, maxBindingBytes } from "./backend.js";
+export { tfjsBackend } from "./backend.js";
+export { maxBindingBytes, requireBindable } from "./device.js";
 export { policyLossTensors } from "./loss.js";
 export type { PolicyLossTensorResult, PolicyLossTensors } from "./loss.js";
 export { tokenLogProbsTf, tokenStatistics, tokenStatisticsBackward } from "./logprobs.js";

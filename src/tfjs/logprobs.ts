@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { invalid } from "../errors.js";
+import { requireBindable } from "./device.js";
 
 export interface TokenLogProbsTensorOptions {
   readonly temperature?: number;
@@ -56,18 +57,6 @@ export function tokenStatisticsBackward(
   return (temperature === 1 ? out : tf.div(out, temperature)) as tf.Tensor2D;
 }
 
-/** Throws a clear error when a tensor is larger than one binding of the active device may be. */
-export function requireBindable(tensor: tf.Tensor, name: string, maxBindingBytes: number): void {
-  const bytes = tensor.size * 4;
-  if (bytes > maxBindingBytes) {
-    throw invalid(
-      name,
-      `is ${(bytes / 2 ** 20).toFixed(1)} MiB, over the ${(maxBindingBytes / 2 ** 20).toFixed(0)} MiB one buffer may bind on the ` +
-        `"${tf.getBackend()}" backend: split the batch into micro-batches (with a global normalizer), or use the typed-array kernels, which chunk`,
-    );
-  }
-}
-
 /**
  * Differentiable token log-probs for tfjs training: logits [B, T, V] → logp [B, T], and with `entropy` the
  * stacked [2, B, T] of logp and entropy. The gradient into the logits is the analytic one.
@@ -77,6 +66,8 @@ export function tokenLogProbsTf(logits: tf.Tensor3D, tokens: tf.Tensor2D, option
   if (tokens.shape[0] !== rows || tokens.shape[1] !== cols) {
     throw invalid("tokens", `has shape [${tokens.shape.join(", ")}] but logits are [${rows}, ${cols}, ${vocab}]`);
   }
+  // The device cannot read a tensor larger than one binding: say so instead of returning zeros.
+  requireBindable(logits, "logits");
   const temperature = options.temperature ?? 1;
   const flatTokens = tf.reshape(tokens, [rows * cols]) as tf.Tensor1D;
   const op = tf.customGrad((x, saveArg) => {
