@@ -17,28 +17,8 @@ import {
   type RocOptionsInput,
   type Rollout,
 } from "../src/index.js";
+import { expectValidationError, thrown } from "./helpers/errors.js";
 
-function thrown(run: () => unknown): unknown {
-  try {
-    run();
-  } catch (error) {
-    return error;
-  }
-  return expect.fail("expected a throw, but the call returned");
-}
-
-/** Asserts a ValidationError (hence a GrpoRocError) with an issue at `path`, and that the message names it. */
-function expectValidationError(run: () => unknown, path: string, message?: RegExp): ValidationError {
-  const error = thrown(run);
-  expect(error).toBeInstanceOf(ValidationError);
-  expect(error).toBeInstanceOf(GrpoRocError);
-  const validation = error as ValidationError;
-  expect(validation.name).toBe("ValidationError");
-  expect(validation.issues.map((issue) => issue.path)).toContain(path);
-  expect(validation.message).toContain(`${path}: `);
-  if (message !== undefined) expect(validation.message).toMatch(message);
-  return validation;
-}
 
 const clean = { toolCalls: [{ outcome: "ok" }], answers: 1, turns: 1 } satisfies Partial<Rollout>;
 /** A valid group of `n` rollouts (alternating right / wrong) with structured quality inputs. */

@@ -15,27 +15,8 @@ import {
   type PolicyLossOptionsInput,
   type PolicyLossResult,
 } from "../src/index.js";
+import { expectValidationError, thrown } from "./helpers/errors.js";
 
-function thrown(run: () => unknown): unknown {
-  try {
-    run();
-  } catch (error) {
-    return error;
-  }
-  return expect.fail("expected a throw, but the call returned");
-}
-
-/** Asserts a ValidationError with an issue at exactly `path`, named in the message too. */
-function expectValidationError(run: () => unknown, path: string, message?: RegExp): ValidationError {
-  const error = thrown(run);
-  expect(error).toBeInstanceOf(ValidationError);
-  expect(error).toBeInstanceOf(GrpoRocError);
-  const validation = error as ValidationError;
-  expect(validation.issues.map((issue) => issue.path)).toContain(path);
-  expect(validation.message).toContain(`${path}: `);
-  if (message !== undefined) expect(validation.message).toMatch(message);
-  return validation;
-}
 
 /** A valid 2×3 batch with every optional input. */
 type Fields = "logp" | "oldLogp" | "mask" | "refLogp" | "importanceWeights" | "entropy";
