@@ -6,7 +6,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
-  GrpoRocError,
   policyLoss,
   tokenLogProbs,
   tokenLogProbsBackward,
@@ -15,7 +14,7 @@ import {
   type PolicyLossOptionsInput,
   type PolicyLossResult,
 } from "../src/index.js";
-import { expectValidationError, thrown } from "./helpers/errors.js";
+import { expectValidationError } from "./helpers/errors.js";
 
 
 /** A valid 2×3 batch with every optional input. */
