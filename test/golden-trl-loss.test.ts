@@ -1,108 +1,29 @@
 import { describe, expect, it } from "vitest";
+import { policyLoss, tokenLogProbs, tokenLogProbsBackward, type PolicyLossResult } from "../src/index.js";
+import { expectAllClose, FLOAT64_TOLERANCE, loadGolden, type Tolerance } from "./helpers/golden.js";
 import {
-  lossPresets,
-  policyLoss,
-  tokenLogProbs,
-  tokenLogProbsBackward,
-  type PolicyLossInputs,
-  type PolicyLossOptionsInput,
-  type PolicyLossResult,
-} from "../src/index.js";
-import { expectAllClose, FLOAT64_TOLERANCE, loadGolden, type GoldenCase, type Tolerance } from "./helpers/golden.js";
+  isSupportedTrlCase as supported,
+  trlInputsFor as inputsFor,
+  trlLossDefaults as lossDefaults,
+  trlMappedMetrics,
+  trlOptionsFor as optionsFor,
+  type TrlHyper,
+} from "./helpers/golden-loss.js";
 import { matrix, selected } from "./helpers/matrices.js";
 
 const GRADIENT_TOLERANCE: Tolerance = { rtol: 1e-10, atol: 1e-12 };
 /** TRL computes its clip metrics in float32: the golden README's tolerance for float32 effects. */
 const FLOAT32_TOLERANCE: Tolerance = { rtol: 1e-6, atol: 1e-7 };
 
-interface TrlHyper {
-  loss_type: "grpo" | "bnpo" | "dr_grpo" | "dapo" | "cispo" | "sapo";
-  epsilon: number;
-  epsilon_high: number;
-  beta: number;
-  importance_sampling_level: "token" | "sequence";
-  max_completion_length: number;
-  delta: number | null;
-  use_bias_correction_kl: boolean;
-  entropy_coef: number;
-  current_gradient_accumulation_steps: number;
-  sapo_temperature_pos: number;
-  sapo_temperature_neg: number;
-  top_entropy_quantile: number;
-  off_policy_mask_threshold: number | null;
-  temperature?: number;
-}
-
-/** TRL's GRPOConfig as grpo-roc options (`numItems` is num_items_in_batch when the case passes one). */
-function optionsFor(h: TrlHyper, numItems: number | undefined): PolicyLossOptionsInput {
-  const tokenCount = h.loss_type === "dapo" || h.loss_type === "cispo";
-  const objective =
-    h.loss_type === "cispo"
-      ? // TRL's CISPO caps the ratio at epsilon_high itself, with no lower bound.
-        { objective: "cispo", clipLow: 1, clipHigh: h.epsilon_high - 1 }
-      : h.loss_type === "sapo"
-        ? // TRL builds its per-token temperatures as a float32 tensor: 1.05 is 1.0499999523 there.
-          { objective: "sapo", sapoTemperature: { positive: Math.fround(h.sapo_temperature_pos), negative: Math.fround(h.sapo_temperature_neg) } }
-        : { objective: "clip", clipLow: h.epsilon, clipHigh: h.epsilon_high, delta: h.delta };
-  return {
-    ...lossPresets.trl,
-    ...objective,
-    ratioLevel: h.importance_sampling_level,
-    aggregation: h.loss_type === "dapo" || h.loss_type === "cispo" ? "dapo" : h.loss_type === "sapo" ? "grpo" : h.loss_type,
-    entropyAggregation: tokenCount ? "dapo" : "bnpo",
-    normalizer: {
-      ...(numItems !== undefined ? { tokens: numItems } : {}),
-      length: h.max_completion_length,
-      gradientAccumulationSteps: h.current_gradient_accumulation_steps,
-    },
-    kl: h.beta > 0 ? { kind: "k3", coef: h.beta, clamp: false, importanceCorrected: h.use_bias_correction_kl } : null,
-    entropyCoef: h.entropy_coef,
-  };
-}
-
-function inputsFor(c: GoldenCase, logp?: Float64Array, entropy?: Float64Array): PolicyLossInputs {
-  const i = c.inputs as Record<string, number[][] | number[]>;
-  const mask = i.completion_mask as number[][];
-  const shape: [number, number] = [mask.length, mask[0]!.length];
-  const advantages = i.advantages!;
-  return {
-    logp: logp !== undefined ? { data: logp, shape } : matrix(i.per_token_logps as number[][]),
-    ...(i.old_per_token_logps ? { oldLogp: matrix(i.old_per_token_logps as number[][]) } : {}),
-    ...(i.ref_per_token_logps ? { refLogp: matrix(i.ref_per_token_logps as number[][]) } : {}),
-    advantages: Array.isArray(advantages[0]) ? matrix(advantages as number[][]) : (advantages as number[]),
-    mask: matrix(mask),
-    ...(entropy !== undefined ? { entropy: { data: entropy, shape } } : i.entropies ? { entropy: matrix(i.entropies as number[][]) } : {}),
-  };
-}
-
 /** TRL metric → grpo-roc metric. low_min / high_max (per-row extremes) have no counterpart and are not compared. */
 function compareMetrics(result: PolicyLossResult, metrics: Record<string, number>, h: TrlHyper): void {
-  const tokenLevel = h.importance_sampling_level === "token";
-  const m = result.metrics;
-  const mapped: Record<string, [number, Tolerance] | undefined> = {
-    kl: m.kl === undefined ? undefined : [m.kl, FLOAT64_TOLERANCE],
-    entropy: [m.entropy ?? 0, FLOAT64_TOLERANCE],
-    // Sequence level, TRL averages its clip flags over rows rather than tokens.
-    ...(tokenLevel && h.loss_type !== "cispo" && h.loss_type !== "sapo"
-      ? {
-          "clip_ratio/low_mean": [m.clipFractionLow, FLOAT32_TOLERANCE],
-          "clip_ratio/high_mean": [m.clipFractionHigh, FLOAT32_TOLERANCE],
-          "clip_ratio/region_mean": [m.clipFractionLow + m.clipFractionHigh, FLOAT32_TOLERANCE],
-        }
-      : {}),
-    // TRL counts ρ > cap with A > 0.
-    ...(h.loss_type === "cispo" ? { cispo_clip_ratio: [m.clipFractionHigh, FLOAT32_TOLERANCE] } : {}),
-  } as Record<string, [number, Tolerance] | undefined>;
+  const mapped = trlMappedMetrics(result, h);
   for (const [name, value] of Object.entries(metrics)) {
     const ours = mapped[name];
-    if (ours !== undefined) expectAllClose([ours[0]], [value], ours[1], `metric ${name}`);
+    if (ours !== undefined) expectAllClose([ours.value], [value], ours.float32 ? FLOAT32_TOLERANCE : FLOAT64_TOLERANCE, `metric ${name}`);
   }
 }
 
-const supported = (c: GoldenCase) => {
-  const h = c.hyperparameters as unknown as TrlHyper;
-  return ["grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo"].includes(h.loss_type) && h.top_entropy_quantile === 1 && h.off_policy_mask_threshold === null;
-};
 const file = loadGolden("trl_policy_loss.json");
 
 describe("TRL GRPOTrainer._compute_loss (trl_policy_loss.json)", () => {
@@ -170,21 +91,3 @@ describe("TRL per-token k3 KL without clamps (trl_kl.json)", () => {
     expectAllClose([result.metrics.kl!], [out.metric_kl], FLOAT64_TOLERANCE, "metric kl");
   });
 });
-
-/** trl_kl.json lists only the hyperparameters it sets; the rest are GRPOConfig's defaults. */
-const lossDefaults: TrlHyper = {
-  loss_type: "grpo",
-  epsilon: 0.2,
-  epsilon_high: 0.2,
-  beta: 0,
-  importance_sampling_level: "token",
-  max_completion_length: 256,
-  delta: null,
-  use_bias_correction_kl: false,
-  entropy_coef: 0,
-  current_gradient_accumulation_steps: 1,
-  sapo_temperature_pos: 1,
-  sapo_temperature_neg: 1.05,
-  top_entropy_quantile: 1,
-  off_policy_mask_threshold: null,
-};

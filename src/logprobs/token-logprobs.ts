@@ -85,21 +85,7 @@ export function tokenLogProbsBackward(
   tokens: MatrixInput,
   options: TokenLogProbsBackwardOptions,
 ): { readonly data: Float32Array | Float64Array; readonly shape: readonly [number, number, number] } {
-  const { temperature } = parseOrThrow(optionsSchema, options, "options");
-  const l = readLogits(logits);
-  const { ids, mask } = readTokens(tokens, options.mask, l);
-  const gradLogp = positional(options.gradLogp, "options.gradLogp", l);
-  const gradEntropy = options.gradEntropy === undefined ? undefined : positional(options.gradEntropy, "options.gradEntropy", l);
-  const saved = options.saved;
-  if (saved !== undefined && (saved.shape[0] !== l.rows || saved.shape[1] !== l.cols)) {
-    throw invalid("options.saved", `is for shape [${saved.shape.join(", ")}], logits are [${l.rows}, ${l.cols}, …]`);
-  }
-  if (saved !== undefined && saved.temperature !== temperature) {
-    throw invalid("options.saved", `was computed at temperature ${saved.temperature}, this pass is at ${temperature}`);
-  }
-  if (gradEntropy !== undefined && saved !== undefined && saved.entropy === undefined) {
-    throw invalid("options.saved", "has no entropy: run the forward pass with { entropy: true } or leave `saved` out");
-  }
+  const { l, ids, mask, gradLogp, gradEntropy, temperature, saved } = readBackwardInputs(logits, tokens, options);
   const size = l.rows * l.cols * l.vocab;
   const out = l.data instanceof Float32Array ? new Float32Array(size) : new Float64Array(size);
   const inverseTemperature = 1 / temperature;
@@ -109,9 +95,6 @@ export function tokenLogProbsBackward(
     const g = gradLogp[i]!;
     const h = gradEntropy === undefined ? 0 : gradEntropy[i]!;
     if (g === 0 && h === 0) continue;
-    if (!Number.isFinite(g) || !Number.isFinite(h)) {
-      throw invalid(`options.grad${Number.isFinite(g) ? "Entropy" : "Logp"}[${Math.floor(i / l.cols)}][${i % l.cols}]`, "must be finite");
-    }
     if (saved !== undefined) {
       stats.logSumExp = saved.logSumExp[i]!;
       stats.entropy = saved.entropy?.[i] ?? 0;
@@ -133,6 +116,42 @@ export function tokenLogProbsBackward(
     out[offset + ids[i]!] += g * inverseTemperature;
   }
   return { data: out, shape: [l.rows, l.cols, l.vocab] };
+}
+
+/**
+ * The backward pass's inputs, validated as every backend validates them: shapes, token ids, temperature, that
+ * ∂L/∂logp and ∂L/∂entropy are finite where the mask selects, and that `saved` belongs to this pass.
+ */
+export function readBackwardInputs(logits: LogitsInput, tokens: MatrixInput, options: TokenLogProbsBackwardOptions) {
+  const { temperature } = parseOrThrow(optionsSchema, options, "options");
+  const l = readLogits(logits);
+  const { ids, mask } = readTokens(tokens, options.mask, l);
+  const gradLogp = positional(options.gradLogp, "options.gradLogp", l);
+  const gradEntropy = options.gradEntropy === undefined ? undefined : positional(options.gradEntropy, "options.gradEntropy", l);
+  for (const [name, values] of [["gradLogp", gradLogp], ["gradEntropy", gradEntropy]] as const) {
+    if (values === undefined) continue;
+    for (let i = 0; i < values.length; i++) {
+      if ((mask === undefined || mask[i] === 1) && !Number.isFinite(values[i])) {
+        throw invalid(`options.${name}[${Math.floor(i / l.cols)}][${i % l.cols}]`, `is ${values[i]}; must be finite where the mask selects`);
+      }
+    }
+  }
+  const saved = options.saved;
+  if (saved !== undefined && (saved.shape[0] !== l.rows || saved.shape[1] !== l.cols)) {
+    throw invalid("options.saved", `is for shape [${saved.shape.join(", ")}], logits are [${l.rows}, ${l.cols}, …]`);
+  }
+  if (saved !== undefined && saved.temperature !== temperature) {
+    throw invalid("options.saved", `was computed at temperature ${saved.temperature}, this pass is at ${temperature}`);
+  }
+  if (gradEntropy !== undefined && saved !== undefined && saved.entropy === undefined) {
+    throw invalid("options.saved", "has no entropy: run the forward pass with { entropy: true } or leave `saved` out");
+  }
+  return { l, ids, mask, gradLogp, gradEntropy, temperature, saved };
+}
+
+/** The forward pass's options, validated. */
+export function readForwardOptions(options: TokenLogProbsOptions): { temperature: number; entropy: boolean } {
+  return parseOrThrow(optionsSchema, options, "options");
 }
 
 /** logsumexp and entropy of position i's distribution, one streamed pass over its vocabulary in chunks. */

@@ -325,6 +325,16 @@ export function readInputs(inputs: PolicyLossInputs, o: PolicyLossOptions): Inpu
   };
 }
 
+/** The check the reference does in its hot loop, as a pass of its own for backends that compute elsewhere. */
+export function requireFiniteLogps(t: Inputs): void {
+  const [, cols] = t.shape;
+  for (let i = 0; i < t.mask.length; i++) {
+    if (t.mask[i] !== 1) continue;
+    const logRatio = t.logp[i]! - t.oldLogp[i]!;
+    if (logRatio - logRatio !== 0) throw nonFinite(t.logp, t.oldLogp, i, cols);
+  }
+}
+
 function nonFinite(logps: NumericArray, oldLogps: NumericArray, i: number, cols: number): Error {
   const [name, value] = Number.isFinite(logps[i]) ? ["oldLogp", oldLogps[i]] : ["logp", logps[i]];
   return invalid(`inputs.${name}[${Math.floor(i / cols)}][${i % cols}]`, `is ${value} at a position the mask selects; only masked positions may hold non-finite values`);

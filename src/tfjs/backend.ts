@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Backend, BackendInfo } from "../backends/index.js";
-import { badLogits, positional, readLogits, readTokens } from "../logprobs/token-logprobs.js";
-import { readInputs, resolvePolicyLossOptions, type PolicyLossMetrics, type PolicyLossResult } from "../loss/policy-loss.js";
+import { badLogits, readBackwardInputs, readForwardOptions, readLogits, readTokens } from "../logprobs/token-logprobs.js";
+import { readInputs, requireFiniteLogps, resolvePolicyLossOptions, type PolicyLossMetrics, type PolicyLossResult } from "../loss/policy-loss.js";
 import { policyLossTensors } from "./loss.js";
 import { maxBindingBytes } from "./device.js";
 import { tokenStatistics, tokenStatisticsBackward } from "./logprobs.js";
@@ -33,6 +33,7 @@ export const tfjsBackend: Backend = {
   async policyLoss(inputs, options = {}): Promise<PolicyLossResult> {
     const o = resolvePolicyLossOptions(options);
     const t = readInputs(inputs, o);
+    requireFiniteLogps(t);
     const [rows, cols] = t.shape;
     const tensor = (data: ArrayLike<number> | undefined) => (data === undefined ? undefined : tf.tensor2d(f32(data), [rows, cols]));
     // tidy keeps the tensors returned (nested in the result object) and frees every intermediate.
@@ -85,20 +86,21 @@ export const tfjsBackend: Backend = {
   },
 
   async tokenLogProbs(logitsInput, tokensInput, options = {}) {
-    const temperature = options.temperature ?? 1;
+    const { temperature } = readForwardOptions(options);
     const l = readLogits(logitsInput);
     const { ids, mask } = readTokens(tokensInput, options.mask, l);
+    const skipped = (i: number) => mask !== undefined && mask[i] === 0;
     const positions = l.rows * l.cols;
     const logp = new Float64Array(positions);
     const logSumExp = new Float64Array(positions).fill(NaN);
     const entropy = options.entropy ? new Float64Array(positions) : undefined;
     for (const [start, end] of chunks(positions, l.vocab)) {
-      const stats = tf.tidy(() => tokenStatistics(logitsChunk(l, start, end), tokensChunk(ids, mask, start, end), temperature));
+      const stats = tf.tidy(() => tokenStatistics(logitsChunk(l, start, end, skipped), tokensChunk(ids, skipped, start, end), temperature));
       try {
         const [lp, lse, h] = await Promise.all([stats.logp.data(), stats.logSumExp.data(), stats.entropy.data()]);
         for (let k = 0; k < end - start; k++) {
           const i = start + k;
-          if (mask !== undefined && mask[i] === 0) continue;
+          if (skipped(i)) continue;
           if (!Number.isFinite(lse[k])) throw badLogits(i, l.cols, lse[k]!);
           logp[i] = lp[k]!;
           logSumExp[i] = lse[k]!;
@@ -112,31 +114,33 @@ export const tfjsBackend: Backend = {
   },
 
   async tokenLogProbsBackward(logitsInput, tokensInput, options) {
-    const temperature = options.temperature ?? 1;
-    const l = readLogits(logitsInput);
-    const { ids, mask } = readTokens(tokensInput, options.mask, l);
-    const gradLogp = positional(options.gradLogp, "options.gradLogp", l);
-    const gradEntropy = options.gradEntropy === undefined ? undefined : positional(options.gradEntropy, "options.gradEntropy", l);
+    // `saved` is validated like the reference's, but not used: the device recomputes the statistics per chunk.
+    const { l, ids, mask, gradLogp, gradEntropy, temperature } = readBackwardInputs(logitsInput, tokensInput, options);
+    // As in the reference, a position is not read when the mask skips it or nothing flows back into it.
+    const skipped = (i: number) => (mask !== undefined && mask[i] === 0) || (gradLogp[i] === 0 && (gradEntropy === undefined || gradEntropy[i] === 0));
     const positions = l.rows * l.cols;
     const out = l.data instanceof Float64Array ? new Float64Array(positions * l.vocab) : new Float32Array(positions * l.vocab);
-    const selectedOnly = (values: ArrayLike<number>, start: number, end: number) => {
+    const upstream = (values: ArrayLike<number>, start: number, end: number) => {
       const chunk = new Float32Array(end - start);
-      for (let k = 0; k < chunk.length; k++) chunk[k] = mask !== undefined && mask[start + k] === 0 ? 0 : values[start + k]!;
-      return chunk;
+      for (let k = 0; k < chunk.length; k++) chunk[k] = skipped(start + k) ? 0 : values[start + k]!;
+      return tf.tensor1d(chunk);
     };
     for (const [start, end] of chunks(positions, l.vocab)) {
-      const grad = tf.tidy(() => {
-        const logits = logitsChunk(l, start, end);
-        const tokens = tokensChunk(ids, mask, start, end);
+      const [grad, logSumExp] = tf.tidy(() => {
+        const logits = logitsChunk(l, start, end, skipped);
+        const tokens = tokensChunk(ids, skipped, start, end);
         const stats = tokenStatistics(logits, tokens, temperature);
-        const g = tf.tensor1d(selectedOnly(gradLogp, start, end));
-        const h = gradEntropy === undefined ? undefined : tf.tensor1d(selectedOnly(gradEntropy, start, end));
-        return tokenStatisticsBackward(logits, tokens, temperature, stats, g, h);
+        const h = gradEntropy === undefined ? undefined : upstream(gradEntropy, start, end);
+        return [tokenStatisticsBackward(logits, tokens, temperature, stats, upstream(gradLogp, start, end), h), stats.logSumExp];
       });
       try {
+        const lse = await logSumExp.data();
+        for (let k = 0; k < end - start; k++) if (!skipped(start + k) && !Number.isFinite(lse[k])) throw badLogits(start + k, l.cols, lse[k]!);
         out.set(await grad.data(), start * l.vocab);
+        // Skipped positions get exactly 0, as in the reference (the device's −g·p would be −0 there).
+        for (let k = 0; k < end - start; k++) if (skipped(start + k)) out.fill(0, (start + k) * l.vocab, (start + k + 1) * l.vocab);
       } finally {
-        grad.dispose();
+        tf.dispose([grad, logSumExp]);
       }
     }
     return { data: out, shape: [l.rows, l.cols, l.vocab] as const };
@@ -150,15 +154,22 @@ function* chunks(positions: number, vocab: number): Generator<[number, number]> 
   for (let start = 0; start < positions; start += perChunk) yield [start, Math.min(positions, start + perChunk)];
 }
 
-function logitsChunk(l: ReturnType<typeof readLogits>, start: number, end: number): tf.Tensor2D {
-  const data = l.data as Float32Array | Float64Array | number[];
-  const slice = ArrayBuffer.isView(data) ? (data as Float32Array | Float64Array).subarray(start * l.vocab, end * l.vocab) : data.slice(start * l.vocab, end * l.vocab);
-  return tf.tensor2d(f32(slice), [end - start, l.vocab]);
+/** A chunk of logits on the device; skipped positions are sent as zeros, so whatever they hold is never read. */
+function logitsChunk(l: ReturnType<typeof readLogits>, start: number, end: number, skipped: (i: number) => boolean): tf.Tensor2D {
+  const chunk = new Float32Array((end - start) * l.vocab);
+  for (let k = 0; k < end - start; k++) {
+    if (skipped(start + k)) continue;
+    const from = (start + k) * l.vocab;
+    const row = l.data as ArrayLike<number>;
+    if (ArrayBuffer.isView(row)) chunk.set((row as Float32Array | Float64Array).subarray(from, from + l.vocab), k * l.vocab);
+    else for (let v = 0; v < l.vocab; v++) chunk[k * l.vocab + v] = row[from + v]!;
+  }
+  return tf.tensor2d(chunk, [end - start, l.vocab]);
 }
 
-/** Masked positions may hold any token id (padding): they are read as 0 and their results discarded. */
-function tokensChunk(ids: ArrayLike<number>, mask: ArrayLike<number> | undefined, start: number, end: number): tf.Tensor1D {
+/** Skipped positions may hold any token id (padding): they are sent as 0 and their results discarded. */
+function tokensChunk(ids: ArrayLike<number>, skipped: (i: number) => boolean, start: number, end: number): tf.Tensor1D {
   const chunk = new Int32Array(end - start);
-  for (let k = 0; k < chunk.length; k++) chunk[k] = mask !== undefined && mask[start + k] === 0 ? 0 : ids[start + k]!;
+  for (let k = 0; k < chunk.length; k++) chunk[k] = skipped(start + k) ? 0 : ids[start + k]!;
   return tf.tensor1d(chunk, "int32");
 }

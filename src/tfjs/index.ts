@@ -8,3 +8,8 @@ export { policyLossTensors } from "./loss.js";
 export type { PolicyLossTensorResult, PolicyLossTensors } from "./loss.js";
 export { tokenLogProbsTf, tokenStatistics, tokenStatisticsBackward } from "./logprobs.js";
 export type { TokenLogProbsTensorOptions } from "./logprobs.js";
+export { policyLossTf, readPolicyLossMetrics } from "./differentiable.js";
+export type { PolicyLossCounts, PolicyLossTfHooks } from "./differentiable.js";
+export { packTrainBatch, trainStep, validateTrainBatch } from "./train.js";
+export type { TrainBatch, TrainRollout, TrainStepOptions, TrainStepResult } from "./train.js";
+export { assertNoDeviceErrors, releaseWebGpu, useTfjsBackend, WebGpuDeviceError, type TfjsBackendName, type TfjsBackendStatus } from "./setup.js";

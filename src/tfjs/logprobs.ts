@@ -69,22 +69,23 @@ export function tokenLogProbsTf(logits: tf.Tensor3D, tokens: tf.Tensor2D, option
   // The device cannot read a tensor larger than one binding: say so instead of returning zeros.
   requireBindable(logits, "logits");
   const temperature = options.temperature ?? 1;
-  const flatTokens = tf.reshape(tokens, [rows * cols]) as tf.Tensor1D;
   const op = tf.customGrad((x, saveArg) => {
     const save = saveArg as tf.GradSaveFunc;
+    // Made (and saved for the backward pass) inside the op: tfjs frees it with the op's scope, or with the tape.
+    const flatTokens = tf.reshape(tokens, [rows * cols]) as tf.Tensor1D;
     const flatLogits = tf.reshape(x as tf.Tensor3D, [rows * cols, vocab]) as tf.Tensor2D;
     const stats = tokenStatistics(flatLogits, flatTokens, temperature);
-    save([flatLogits, stats.logSumExp, stats.entropy]);
+    save([flatLogits, stats.logSumExp, stats.entropy, flatTokens]);
     const value = options.entropy
       ? tf.reshape(tf.stack([stats.logp, stats.entropy]), [2, rows, cols])
       : tf.reshape(stats.logp, [rows, cols]);
     return {
       value,
-      gradFunc: (dy, [savedLogits, logSumExp, entropy]) => {
+      gradFunc: (dy, [savedLogits, logSumExp, entropy, savedTokens]) => {
         const upstream = dy as tf.Tensor;
         const gradLogp = tf.reshape(options.entropy ? tf.slice(upstream, [0, 0, 0], [1, rows, cols]) : upstream, [rows * cols]) as tf.Tensor1D;
         const gradEntropy = options.entropy ? (tf.reshape(tf.slice(upstream, [1, 0, 0], [1, rows, cols]), [rows * cols]) as tf.Tensor1D) : undefined;
-        const grad = tokenStatisticsBackward(savedLogits as tf.Tensor2D, flatTokens, temperature, { logSumExp: logSumExp as tf.Tensor1D, entropy: entropy as tf.Tensor1D }, gradLogp, gradEntropy);
+        const grad = tokenStatisticsBackward(savedLogits as tf.Tensor2D, savedTokens as tf.Tensor1D, temperature, { logSumExp: logSumExp as tf.Tensor1D, entropy: entropy as tf.Tensor1D }, gradLogp, gradEntropy);
         return tf.reshape(grad, [rows, cols, vocab]);
       },
     };

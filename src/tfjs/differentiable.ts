@@ -1,0 +1,114 @@
+import * as tf from "@tensorflow/tfjs";
+import { resolvePolicyLossOptions, type PolicyLossMetrics, type PolicyLossOptionsInput } from "../loss/index.js";
+import { policyLossTensors, type PolicyLossTensorResult, type PolicyLossTensors } from "./loss.js";
+
+/** The metric sums of one policy-loss pass, as scalars on the device (see PolicyLossTensorResult.counts). */
+export type PolicyLossCounts = PolicyLossTensorResult["counts"];
+
+export interface PolicyLossTfHooks {
+  /**
+   * Receives the metric sums of the forward pass. They are `tf.keep`-ed, so they outlive the tidy scopes of
+   * tf.variableGrads / optimizer.minimize: the receiver owns them and must dispose them, e.g. with
+   * `readPolicyLossMetrics`, which reads and disposes them.
+   */
+  readonly onCounts?: (counts: PolicyLossCounts) => void;
+}
+
+/**
+ * The policy loss as a differentiable tfjs op: the scalar loss of `policyLossTensors`, whose gradient with respect
+ * to `logp` (and `entropy`, when given) is the analytic one, dy·grad (and dy·gradEntropy), not tfjs autodiff through
+ * the clip branches. Every other input (oldLogp, advantages, mask, refLogp, importanceWeights) is a constant:
+ * no gradient flows into it, even when it was computed from variables.
+ *
+ * Use it inside tf.variableGrads, tf.grad or optimizer.minimize, after `tokenLogProbsTf`:
+ *
+ * ```ts
+ * const loss = optimizer.minimize(() => {
+ *   const [logp, entropy] = tf.unstack(tokenLogProbsTf(model(ids), targets, { entropy: true }));
+ *   return policyLossTf({ logp, entropy, oldLogp, advantages, mask }, lossPresets.paper);
+ * }, true);
+ * ```
+ *
+ * The forward pass and the gradient are computed together (the gradient is a few elementwise ops more); both are
+ * freed with the tape. Called outside a gradient scope it returns the loss and keeps nothing.
+ */
+export function policyLossTf(inputs: PolicyLossTensors, options: PolicyLossOptionsInput = {}, hooks: PolicyLossTfHooks = {}): tf.Scalar {
+  // Options are validated here, once, so that a bad option throws before anything is recorded on a tape.
+  const resolved = resolvePolicyLossOptions(options);
+  const withEntropy = inputs.entropy !== undefined;
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    const logp = args[0] as tf.Tensor2D;
+    const entropy = withEntropy ? (args[1] as tf.Tensor2D) : undefined;
+    const result = policyLossTensors({ ...inputs, logp, entropy }, resolved);
+    // The gradient is part of the forward result: save it (tfjs keeps a clone until the backward pass is done).
+    save(result.gradEntropy === undefined ? [result.grad] : [result.grad, result.gradEntropy]);
+    if (hooks.onCounts !== undefined) hooks.onCounts(keepCounts(result.counts));
+    return {
+      value: result.loss,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const gradLogp = tf.mul(dy, saved[0]!);
+        if (entropy === undefined) return [gradLogp];
+        // No entropy bonus: the entropy only fed the metric, its gradient is 0.
+        const gradEntropy = saved[1] === undefined ? tf.zerosLike(entropy) : tf.mul(dy, saved[1]);
+        return [gradLogp, gradEntropy];
+      },
+    };
+  });
+  return (withEntropy ? op(inputs.logp, inputs.entropy!) : op(inputs.logp)) as tf.Scalar;
+}
+
+function keepCounts(counts: PolicyLossCounts): PolicyLossCounts {
+  for (const value of Object.values(counts)) if (value !== undefined) tf.keep(value);
+  return counts;
+}
+
+/** The names of PolicyLossCounts, in the order readPolicyLossMetrics reads them. */
+const COUNT_NAMES = ["tokens", "sequences", "clipped", "low", "high", "dual", "approxKl", "ratioMin", "ratioSum", "ratioMax", "klSum", "entropySum"] as const;
+
+/**
+ * The reference backend's PolicyLossMetrics from the metric sums of a tfjs pass: one read from the device for all
+ * of them. Disposes `counts`, and also the `extra` scalars, whose values come back in `extra` order.
+ */
+export async function readPolicyLossMetrics(counts: PolicyLossCounts, extra: readonly tf.Scalar[] = []): Promise<{ metrics: PolicyLossMetrics; extra: number[] }> {
+  const present = COUNT_NAMES.filter((name) => counts[name] !== undefined);
+  const scalars = [...present.map((name) => counts[name]!), ...extra];
+  try {
+    const values = scalars.length === 0 ? new Float32Array(0) : await readScalars(scalars);
+    const get = (name: (typeof COUNT_NAMES)[number]) => {
+      const index = present.indexOf(name);
+      return index < 0 ? undefined : values[index]!;
+    };
+    const tokens = get("tokens")!;
+    const mean = (name: (typeof COUNT_NAMES)[number]) => {
+      const sum = get(name);
+      return sum === undefined ? undefined : tokens === 0 ? 0 : sum / tokens;
+    };
+    const metrics: PolicyLossMetrics = {
+      tokens,
+      sequences: get("sequences")!,
+      clipFraction: mean("clipped")!,
+      clipFractionLow: mean("low")!,
+      clipFractionHigh: mean("high")!,
+      dualClipFraction: mean("dual")!,
+      approxKl: mean("approxKl")!,
+      ratioMin: tokens === 0 ? 0 : get("ratioMin")!,
+      ratioMean: mean("ratioSum")!,
+      ratioMax: tokens === 0 ? 0 : get("ratioMax")!,
+      kl: mean("klSum"),
+      entropy: mean("entropySum"),
+    };
+    return { metrics, extra: Array.from(values.subarray(present.length)) };
+  } finally {
+    tf.dispose(scalars);
+  }
+}
+
+async function readScalars(scalars: readonly tf.Scalar[]): Promise<Float32Array> {
+  const stacked = tf.tidy(() => tf.stack(scalars.map((s) => tf.cast(tf.reshape(s, []), "float32"))));
+  try {
+    return (await stacked.data()) as Float32Array;
+  } finally {
+    stacked.dispose();
+  }
+}

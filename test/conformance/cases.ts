@@ -1,0 +1,259 @@
+/**
+ * Random inputs for the conformance suite, from a seeded generator: case k is the same on every backend and
+ * every run. Policy-loss cases keep every log-ratio and KL argument KINK_MARGIN away from the loss's kinks.
+ */
+import seedrandom from "seedrandom";
+import {
+  AGGREGATIONS,
+  KL_KINDS,
+  type Aggregation,
+  type KlKind,
+  type PolicyLossInputs,
+  type PolicyLossOptionsInput,
+} from "../../src/index.js";
+import { KINK_MARGIN } from "./tolerances.js";
+
+export type Rng = () => number;
+export const rngFor = (seed: string): Rng => seedrandom(seed);
+const uniform = (rng: Rng, lo: number, hi: number) => lo + (hi - lo) * rng();
+const integer = (rng: Rng, lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
+const pick = <T>(rng: Rng, values: readonly T[]): T => values[Math.floor(rng() * values.length)]!;
+/** Standard normal (Box–Muller). */
+export const normal = (rng: Rng) => Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
+
+export type Objective = "clip" | "cispo" | "sapo" | "reinforce";
+export const OBJECTIVES: readonly Objective[] = ["clip", "cispo", "sapo", "reinforce"];
+
+/** A policy-loss batch as flat float64 arrays, [B, T] row-major. */
+export interface LossBatch {
+  readonly B: number;
+  readonly T: number;
+  readonly logp: Float64Array;
+  /** Undefined: on-policy (oldLogp omitted). */
+  readonly oldLogp: Float64Array | undefined;
+  readonly mask: Float64Array;
+  /** [B], or [B·T] when perTokenAdvantages. */
+  readonly advantages: Float64Array;
+  readonly perTokenAdvantages: boolean;
+  readonly refLogp: Float64Array;
+  readonly importanceWeights: Float64Array | undefined;
+  readonly entropy: Float64Array;
+}
+
+export interface LossCase {
+  readonly title: string;
+  readonly batch: LossBatch;
+  readonly inputs: PolicyLossInputs;
+  readonly options: PolicyLossOptionsInput;
+}
+
+export interface LossShape {
+  readonly objective: Objective;
+  readonly ratioLevel: "token" | "sequence" | "sequence-token";
+  readonly aggregation: Aggregation;
+  /** null: no KL; undefined: drawn at random. */
+  readonly kl?: { kind: KlKind; clamp: boolean; importanceCorrected: boolean } | null;
+  readonly entropyCoef?: number;
+  /** Row-constant advantages and importance weights (finite differences at sequence level need them). */
+  readonly rowConstant?: boolean;
+  readonly onPolicy?: boolean;
+}
+
+export function drawBatch(rng: Rng, shape: { B?: number; T?: number; rowConstant: boolean; onPolicy?: boolean }): LossBatch {
+  const B = shape.B ?? integer(rng, 1, 5);
+  const T = shape.T ?? integer(rng, 1, 7);
+  const n = B * T;
+  const logp = Float64Array.from({ length: n }, () => uniform(rng, -6, -0.01));
+  const onPolicy = shape.onPolicy ?? rng() < 0.15;
+  const oldLogp = onPolicy ? undefined : logp.map((v) => v - uniform(rng, -1.5, 1.5));
+  const mask = Float64Array.from({ length: n }, () => (rng() < 0.8 ? 1 : 0));
+  // Some row always has a token; sometimes one row is empty.
+  mask[integer(rng, 0, B - 1) * T + integer(rng, 0, T - 1)] = 1;
+  if (B > 1 && rng() < 0.3) {
+    const empty = integer(rng, 0, B - 1);
+    if (mask.some((m, i) => m === 1 && Math.floor(i / T) !== empty)) mask.fill(0, empty * T, (empty + 1) * T);
+  }
+  const perTokenAdvantages = !shape.rowConstant && rng() < 0.5;
+  const rowAdvantages = Float64Array.from({ length: B }, () => uniform(rng, -2, 2));
+  const advantages = perTokenAdvantages ? Float64Array.from({ length: n }, () => uniform(rng, -2, 2)) : rowAdvantages;
+  const importance = rng() < 0.4 ? Float64Array.from({ length: shape.rowConstant ? B : n }, () => uniform(rng, 0.2, 2)) : undefined;
+  const importanceWeights = importance === undefined ? undefined : shape.rowConstant ? Float64Array.from({ length: n }, (_, i) => importance[Math.floor(i / T)]!) : importance;
+  const refLogp = logp.map((v) => v + uniform(rng, -2.5, 2.5));
+  const entropy = Float64Array.from({ length: n }, () => uniform(rng, 0, 3));
+  return { B, T, logp, oldLogp, mask, advantages, perTokenAdvantages, refLogp, importanceWeights, entropy };
+}
+
+/** The batch as PolicyLossInputs; `dirtyMasked` puts NaN / ±Infinity where the mask is 0 (never read). */
+export function inputsOf(batch: LossBatch, overrides: { logp?: Float64Array; oldLogp?: Float64Array; entropy?: Float64Array } = {}, dirtyMasked = false): PolicyLossInputs {
+  const shape: [number, number] = [batch.B, batch.T];
+  const dirty = (values: Float64Array) => {
+    if (!dirtyMasked) return values;
+    const out = values.slice();
+    for (let i = 0; i < out.length; i++) if (batch.mask[i] === 0) out[i] = [NaN, Infinity, -Infinity][i % 3]!;
+    return out;
+  };
+  const m = (values: Float64Array) => ({ data: dirty(values), shape });
+  const oldLogp = overrides.oldLogp ?? batch.oldLogp;
+  return {
+    logp: m(overrides.logp ?? batch.logp),
+    ...(oldLogp !== undefined ? { oldLogp: m(oldLogp) } : {}),
+    mask: { data: batch.mask, shape },
+    advantages: batch.perTokenAdvantages ? m(batch.advantages) : batch.advantages,
+    refLogp: m(batch.refLogp),
+    ...(batch.importanceWeights !== undefined ? { importanceWeights: m(batch.importanceWeights) } : {}),
+    entropy: m(overrides.entropy ?? batch.entropy),
+  };
+}
+
+function drawOptions(rng: Rng, s: LossShape): PolicyLossOptionsInput {
+  const kl =
+    s.kl === undefined
+      ? rng() < 0.6
+        ? { kind: pick(rng, KL_KINDS), coef: uniform(rng, 0.01, 0.5), clamp: rng() < 0.5, importanceCorrected: rng() < 0.3 }
+        : null
+      : s.kl === null
+        ? null
+        : { ...s.kl, coef: uniform(rng, 0.01, 0.5) };
+  return {
+    objective: s.objective,
+    ratioLevel: s.ratioLevel,
+    aggregation: s.aggregation,
+    clipLow: uniform(rng, 0.05, 0.4),
+    clipHigh: uniform(rng, 0.05, 0.4),
+    dualClip: rng() < 0.5 ? uniform(rng, 1.5, 3) : null,
+    delta: rng() < 0.3 ? uniform(rng, 1.3, 3) : null,
+    logRatioClamp: rng() < 0.4 ? [uniform(rng, -1.4, -0.3), uniform(rng, 0.3, 1.4)] : null,
+    kl,
+    entropyCoef: s.entropyCoef ?? pick(rng, [0, 0, 0.01, 0.3]),
+    entropyAggregation: pick(rng, AGGREGATIONS),
+    sapoTemperature: { positive: uniform(rng, 0.5, 2), negative: uniform(rng, 0.5, 2) },
+    ...(rng() < 0.3 ? { normalizer: { dpSize: pick(rng, [1, 2]), gradientAccumulationSteps: pick(rng, [1, 3]), length: pick(rng, [8, 16]) } } : {}),
+  };
+}
+
+/** Random case k: objectives, ratio levels and aggregations cycle with k, the rest is drawn. */
+export function randomLossCase(k: number): LossCase {
+  const objective = OBJECTIVES[k % OBJECTIVES.length]!;
+  const ratioLevel = objective === "clip" ? (["token", "sequence", "sequence-token"] as const)[Math.floor(k / OBJECTIVES.length) % 3]! : "token";
+  const aggregation = AGGREGATIONS[(k * 3) % AGGREGATIONS.length]!;
+  return drawLossCase(`loss-${k}`, { objective, ratioLevel, aggregation });
+}
+
+export function drawLossCase(seed: string, shape: LossShape, size: { B?: number; T?: number } = {}): LossCase {
+  const rng = rngFor(`grpo-roc conformance ${seed}`);
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    const batch = drawBatch(rng, { ...size, rowConstant: shape.rowConstant ?? false, ...(shape.onPolicy !== undefined ? { onPolicy: shape.onPolicy } : {}) });
+    const options = drawOptions(rng, shape);
+    if (!awayFromKinks(batch, options)) continue;
+    const kl = options.kl ? `, KL ${options.kl.kind}${options.kl.importanceCorrected ? "·ρ" : ""}` : "";
+    const title = `${shape.objective}, ${shape.ratioLevel} ratio, ${shape.aggregation}${kl}${options.entropyCoef ? ", entropy bonus" : ""}, [${batch.B}, ${batch.T}]`;
+    return { title, batch, inputs: inputsOf(batch, {}, attempt % 2 === 1), options };
+  }
+  throw new Error(`no kink-free case for ${seed}`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Kinks (as in test/loss-gradients.test.ts)
+
+/** The two roots of e^x − x − 1 = 10, where verl's k3 value clamp starts to bind. */
+const K3_VALUE_KINKS = [bisect(-20, 0), bisect(0, 20)];
+function bisect(lo: number, hi: number): number {
+  const f = (x: number) => Math.exp(x) - x - 1 - 10;
+  const sign = Math.sign(f(lo));
+  for (let k = 0; k < 200; k++) {
+    const mid = (lo + hi) / 2;
+    if (Math.sign(f(mid)) === sign) lo = mid;
+    else hi = mid;
+  }
+  return (lo + hi) / 2;
+}
+
+function objectiveLogRatios(batch: LossBatch, sequenceLevel: boolean): number[] {
+  const out: number[] = [];
+  for (let b = 0; b < batch.B; b++) {
+    const row: number[] = [];
+    for (let t = 0; t < batch.T; t++) {
+      const i = b * batch.T + t;
+      if (batch.mask[i] === 1) row.push(batch.oldLogp === undefined ? 0 : batch.logp[i]! - batch.oldLogp[i]!);
+    }
+    if (sequenceLevel && row.length > 0) {
+      const mean = row.reduce((s, v) => s + v, 0) / row.length;
+      out.push(...row.map(() => mean), ...row);
+    } else out.push(...row);
+  }
+  return out;
+}
+
+function ratioKinks(o: PolicyLossOptionsInput): number[] {
+  const clipLow = o.clipLow ?? 0.2;
+  const kinks = [Math.log(1 + (o.clipHigh ?? 0.28))];
+  if (clipLow < 1) kinks.push(Math.log(1 - clipLow));
+  if (o.delta != null) kinks.push(Math.log(o.delta));
+  if (o.dualClip != null) kinks.push(Math.log(o.dualClip));
+  if (o.logRatioClamp != null) kinks.push(...o.logRatioClamp.filter(Number.isFinite));
+  return kinks;
+}
+
+function klKinks(kind: string, clamp: boolean): number[] {
+  if (kind === "abs") return [0];
+  if (kind === "k3" && clamp) return [-20, 20, ...K3_VALUE_KINKS];
+  return [];
+}
+
+const nearAny = (values: readonly number[], kinks: readonly number[]) => values.some((v) => kinks.some((k) => Math.abs(v - k) < KINK_MARGIN));
+
+export function awayFromKinks(batch: LossBatch, o: PolicyLossOptionsInput): boolean {
+  if (nearAny(objectiveLogRatios(batch, (o.ratioLevel ?? "token") !== "token"), ratioKinks(o))) return false;
+  if (o.kl != null) {
+    const xs: number[] = [];
+    for (let i = 0; i < batch.mask.length; i++) if (batch.mask[i] === 1) xs.push(batch.refLogp[i]! - batch.logp[i]!);
+    if (nearAny(xs, klKinks(String(o.kl.kind), o.kl.clamp ?? true))) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Token log-probs
+
+export interface LogProbCase {
+  readonly title: string;
+  readonly logits: { data: Float32Array | Float64Array; shape: [number, number, number] };
+  readonly tokens: { data: Float64Array; shape: [number, number] };
+  readonly mask: { data: Float64Array; shape: [number, number] } | undefined;
+  readonly temperature: number;
+  readonly entropy: boolean;
+  readonly gradLogp: { data: Float64Array; shape: [number, number] };
+  readonly gradEntropy: { data: Float64Array; shape: [number, number] } | undefined;
+}
+
+export function randomLogProbCase(k: number): LogProbCase {
+  const rng = rngFor(`grpo-roc conformance logprobs-${k}`);
+  const B = integer(rng, 1, 3);
+  const T = integer(rng, 1, 6);
+  const V = [5, 33, 257, 1000][k % 4]!;
+  const n = B * T;
+  const sigma = pick(rng, [1, 4]);
+  const float32 = k % 2 === 0;
+  const data = (float32 ? new Float32Array(n * V) : new Float64Array(n * V)).map(() => sigma * normal(rng));
+  // A masked vocabulary at some positions: −Infinity logits (never all of them).
+  const withMaskedVocabulary = rng() < 0.5;
+  if (withMaskedVocabulary) for (let i = 0; i < n * V; i++) if (i % V !== 0 && rng() < 0.2) data[i] = -Infinity;
+  const tokens = Float64Array.from({ length: n }, () => integer(rng, 0, V - 1));
+  const masked = rng() < 0.5;
+  const mask = masked ? Float64Array.from({ length: n }, (_, i) => (i === 0 || rng() < 0.75 ? 1 : 0)) : undefined;
+  // Padding tokens at masked positions may be anything: they are never read.
+  if (mask !== undefined) for (let i = 0; i < n; i++) if (mask[i] === 0) tokens[i] = -1;
+  const temperature = pick(rng, [1, 0.7, 1.5]);
+  const entropy = rng() < 0.6;
+  const shape: [number, number] = [B, T];
+  return {
+    title: `[${B}, ${T}, ${V}] ${float32 ? "float32" : "float64"} logits, σ ${sigma}${withMaskedVocabulary ? ", −Infinity logits" : ""}${masked ? ", masked positions" : ""}, τ ${temperature}${entropy ? ", entropy" : ""}`,
+    logits: { data, shape: [B, T, V] },
+    tokens: { data: tokens, shape },
+    mask: mask === undefined ? undefined : { data: mask, shape },
+    temperature,
+    entropy,
+    gradLogp: { data: Float64Array.from({ length: n }, () => uniform(rng, -1, 1)), shape },
+    gradEntropy: entropy ? { data: Float64Array.from({ length: n }, () => uniform(rng, -0.5, 0.5)), shape } : undefined,
+  };
+}
