@@ -35,6 +35,7 @@ import {
   type PolicyLossInputs,
   type PolicyLossOptionsInput,
 } from "../src/index.js";
+import { K3_VALUE_KINKS } from "./helpers/kinks.js";
 
 const H = 1e-6;
 const KINK_MARGIN = 10 * H;
@@ -136,18 +137,6 @@ function inputsOf(batch: Batch, logp: Float64Array = batch.logp, oldLogp = batch
 // ---------------------------------------------------------------------------------------------------------------
 // Kinks
 
-/** The two roots of e^x − x − 1 = 10 (where verl's k3 value clamp starts to bind), by bisection. */
-const K3_VALUE_KINKS = [bisect(-20, 0), bisect(0, 20)];
-function bisect(lo: number, hi: number): number {
-  const f = (x: number) => Math.exp(x) - x - 1 - 10;
-  const sign = Math.sign(f(lo));
-  for (let k = 0; k < 200; k++) {
-    const mid = (lo + hi) / 2;
-    if (Math.sign(f(mid)) === sign) lo = mid;
-    else hi = mid;
-  }
-  return (lo + hi) / 2;
-}
 
 /** The log-ratio each valid token's objective sees: its own, or its row's mean (sequence level), before clamping. */
 function objectiveLogRatios(batch: Batch, sequenceLevel: boolean): number[] {

@@ -12,6 +12,7 @@ import {
   type PolicyLossOptionsInput,
 } from "../../src/index.js";
 import { KINK_MARGIN } from "./tolerances.js";
+import { K3_VALUE_KINKS } from "../helpers/kinks.js";
 
 export type Rng = () => number;
 export const rngFor = (seed: string): Rng => seedrandom(seed);
@@ -155,18 +156,6 @@ export function drawLossCase(seed: string, shape: LossShape, size: { B?: number;
 // ---------------------------------------------------------------------------------------------------------------
 // Kinks (as in test/loss-gradients.test.ts)
 
-/** The two roots of e^x − x − 1 = 10, where verl's k3 value clamp starts to bind. */
-const K3_VALUE_KINKS = [bisect(-20, 0), bisect(0, 20)];
-function bisect(lo: number, hi: number): number {
-  const f = (x: number) => Math.exp(x) - x - 1 - 10;
-  const sign = Math.sign(f(lo));
-  for (let k = 0; k < 200; k++) {
-    const mid = (lo + hi) / 2;
-    if (Math.sign(f(mid)) === sign) lo = mid;
-    else hi = mid;
-  }
-  return (lo + hi) / 2;
-}
 
 function objectiveLogRatios(batch: LossBatch, sequenceLevel: boolean): number[] {
   const out: number[] = [];
