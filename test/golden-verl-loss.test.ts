@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { policyLoss, tokenLogProbs, tokenLogProbsBackward } from "../src/index.js";
 import { expectAllClose, FLOAT64_TOLERANCE, loadGolden, type GoldenCase, type Tolerance } from "./helpers/golden.js";
-import { verlActorStepInputs, verlActorStepOptions, verlInputsFor, verlMetricFor as metricFor, verlOptionsFor as optionsFor, type VerlActorHyper, type VerlHyper as Hyper } from "./helpers/golden-loss.js";
+import { verlActorStepInputs, verlActorStepOptions, verlInputsFor, verlMetricFor as metricFor, verlOptionsFor as optionsFor, type VerlActorHyper, type VerlActorStepOutputs, type VerlHyper as Hyper } from "./helpers/golden-loss.js";
 import { matrix, selected } from "./helpers/matrices.js";
 
 /** Gradients come from autograd in float64: the golden README's suggested tolerance for them. */
@@ -46,15 +46,7 @@ describe("verl actor step from logits: log-probs, entropy bonus, KL loss, gradie
       gradEntropy: { data: result.gradEntropy!, shape: result.shape },
       saved: forward,
     });
-    const out = c.outputs as {
-      log_prob: number[][];
-      entropy: number[][];
-      kld: number[][];
-      policy_loss: number;
-      grad_log_prob: number[][];
-      grad_logits: number[][][];
-      pg_metrics: Record<string, number>;
-    };
+    const out = c.outputs as unknown as VerlActorStepOutputs;
     expectAllClose(forward.logp, out.log_prob.flat(), FLOAT64_TOLERANCE, "log_prob");
     expectAllClose(forward.entropy!, out.entropy.flat(), FLOAT64_TOLERANCE, "entropy");
     expectAllClose(selected(result.perTokenKl!, mask), selected(out.kld.flat(), mask), FLOAT64_TOLERANCE, "kld");

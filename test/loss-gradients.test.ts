@@ -35,7 +35,7 @@ import {
   type PolicyLossInputs,
   type PolicyLossOptionsInput,
 } from "../src/index.js";
-import { K3_VALUE_KINKS } from "./helpers/kinks.js";
+import { klKinks, nearAny, ratioKinks } from "./helpers/kinks.js";
 
 const H = 1e-6;
 const KINK_MARGIN = 10 * H;
@@ -155,31 +155,14 @@ function objectiveLogRatios(batch: Batch, sequenceLevel: boolean): number[] {
   return out;
 }
 
-function ratioKinks(o: PolicyLossOptionsInput): number[] {
-  const clipLow = o.clipLow ?? 0.2;
-  const kinks = [Math.log(1 + (o.clipHigh ?? 0.28))];
-  if (clipLow < 1) kinks.push(Math.log(1 - clipLow));
-  if (o.delta != null) kinks.push(Math.log(o.delta));
-  if (o.dualClip != null) kinks.push(Math.log(o.dualClip));
-  if (o.logRatioClamp != null) kinks.push(...o.logRatioClamp.filter(Number.isFinite));
-  return kinks;
-}
-
-function klKinks(kind: KlKind, clamp: boolean): number[] {
-  if (kind === "abs") return [0];
-  if (kind === "k3" && clamp) return [-20, 20, ...K3_VALUE_KINKS];
-  return [];
-}
-
-const nearAny = (values: readonly number[], kinks: readonly number[]) => values.some((v) => kinks.some((k) => Math.abs(v - k) < KINK_MARGIN));
 
 /** Rejects samples where a finite difference of step H could cross a kink of the loss. */
 function awayFromKinks(batch: Batch, o: PolicyLossOptionsInput): boolean {
-  if (nearAny(objectiveLogRatios(batch, o.ratioLevel === "sequence"), ratioKinks(o))) return false;
+  if (nearAny(objectiveLogRatios(batch, o.ratioLevel === "sequence"), ratioKinks(o), KINK_MARGIN)) return false;
   if (o.kl != null) {
     const xs: number[] = [];
     for (let i = 0; i < batch.mask.length; i++) if (batch.mask[i] === 1) xs.push(batch.refLogp[i]! - batch.logp[i]!);
-    if (nearAny(xs, klKinks(o.kl.kind as KlKind, o.kl.clamp ?? true))) return false;
+    if (nearAny(xs, klKinks(o.kl.kind as KlKind, o.kl.clamp ?? true), KINK_MARGIN)) return false;
   }
   return true;
 }

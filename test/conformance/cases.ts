@@ -12,7 +12,7 @@ import {
   type PolicyLossOptionsInput,
 } from "../../src/index.js";
 import { KINK_MARGIN } from "./tolerances.js";
-import { K3_VALUE_KINKS } from "../helpers/kinks.js";
+import { klKinks, nearAny, ratioKinks } from "../helpers/kinks.js";
 
 export type Rng = () => number;
 export const rngFor = (seed: string): Rng => seedrandom(seed);
@@ -173,30 +173,13 @@ function objectiveLogRatios(batch: LossBatch, sequenceLevel: boolean): number[] 
   return out;
 }
 
-function ratioKinks(o: PolicyLossOptionsInput): number[] {
-  const clipLow = o.clipLow ?? 0.2;
-  const kinks = [Math.log(1 + (o.clipHigh ?? 0.28))];
-  if (clipLow < 1) kinks.push(Math.log(1 - clipLow));
-  if (o.delta != null) kinks.push(Math.log(o.delta));
-  if (o.dualClip != null) kinks.push(Math.log(o.dualClip));
-  if (o.logRatioClamp != null) kinks.push(...o.logRatioClamp.filter(Number.isFinite));
-  return kinks;
-}
-
-function klKinks(kind: string, clamp: boolean): number[] {
-  if (kind === "abs") return [0];
-  if (kind === "k3" && clamp) return [-20, 20, ...K3_VALUE_KINKS];
-  return [];
-}
-
-const nearAny = (values: readonly number[], kinks: readonly number[]) => values.some((v) => kinks.some((k) => Math.abs(v - k) < KINK_MARGIN));
 
 export function awayFromKinks(batch: LossBatch, o: PolicyLossOptionsInput): boolean {
-  if (nearAny(objectiveLogRatios(batch, (o.ratioLevel ?? "token") !== "token"), ratioKinks(o))) return false;
+  if (nearAny(objectiveLogRatios(batch, (o.ratioLevel ?? "token") !== "token"), ratioKinks(o), KINK_MARGIN)) return false;
   if (o.kl != null) {
     const xs: number[] = [];
     for (let i = 0; i < batch.mask.length; i++) if (batch.mask[i] === 1) xs.push(batch.refLogp[i]! - batch.logp[i]!);
-    if (nearAny(xs, klKinks(String(o.kl.kind), o.kl.clamp ?? true))) return false;
+    if (nearAny(xs, klKinks(String(o.kl.kind), o.kl.clamp ?? true), KINK_MARGIN)) return false;
   }
   return true;
 }

@@ -42,6 +42,7 @@ import {
   type TrlHyper,
   type VerlActorHyper,
   type VerlHyper,
+  type VerlActorStepOutputs,
 } from "../helpers/golden-loss.js";
 import { matrix, selected } from "../helpers/matrices.js";
 import { drawLossCase, inputsOf, randomLogProbCase, randomLossCase, type LogProbCase, type LossCase, type Objective } from "./cases.js";
@@ -173,15 +174,7 @@ function goldenCases(t: Target): void {
         gradEntropy: flat(result.gradEntropy!, result.shape),
         saved: forward,
       });
-      const out = c.outputs as {
-        log_prob: number[][];
-        entropy: number[][];
-        kld: number[][];
-        policy_loss: number;
-        grad_log_prob: number[][];
-        grad_logits: number[][][];
-        pg_metrics: Record<string, number>;
-      };
+      const out = c.outputs as unknown as VerlActorStepOutputs;
       expectClose(forward.logp, out.log_prob.flat(), tolerance(d, "value", logProbScale(refForward.logSumExp, refForward.logp)), "log_prob");
       expectClose(forward.entropy!, out.entropy.flat(), tolerance(d, "value", logProbScale(refForward.logSumExp, refForward.entropy!)), "entropy");
       const kl = klScale(ref, refInputs, options);

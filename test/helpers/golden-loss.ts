@@ -200,3 +200,14 @@ export const trlLossDefaults: TrlHyper = {
   top_entropy_quantile: 1,
   off_policy_mask_threshold: null,
 };
+
+/** The outputs of a verl actor-step case (verl_policy_loss.json, `verl.pl.actor_step.*`). */
+export interface VerlActorStepOutputs {
+  log_prob: number[][];
+  entropy: number[][];
+  kld: number[][];
+  policy_loss: number;
+  grad_log_prob: number[][];
+  grad_logits: number[][][];
+  pg_metrics: Record<string, number>;
+}
