@@ -7,6 +7,7 @@ import {
 } from "./advantages/index.js";
 import { tokenLogProbs, tokenLogProbsBackward } from "./logprobs/index.js";
 import { aggregate, batchNormalizer, lossPresets, policyLoss, registerPolicyObjective } from "./loss/index.js";
+import { policyLossFromLogits } from "./logits-loss.js";
 import { rocPipeline } from "./pipeline.js";
 import { paperCounts, parseTranscript, penalties, referenceCounts, resampleOnCorrect, rocPresets } from "./roc/index.js";
 
@@ -15,6 +16,8 @@ export * from "./roc/index.js";
 export * from "./loss/index.js";
 export * from "./logprobs/index.js";
 export * from "./backends/index.js";
+export { composedPolicyLossFromLogits, policyLossFromLogits } from "./logits-loss.js";
+export type { LogitsPolicyLossInputs, LogitsPolicyLossOptions, LogitsPolicyLossResult } from "./logits-loss.js";
 export { rocPipeline } from "./pipeline.js";
 export type { PipelineOptions, PipelineResult } from "./pipeline.js";
 export { GrpoRocError, ValidationError } from "./errors.js";
@@ -44,4 +47,5 @@ export const grpoRoc = {
   registerPolicyObjective,
   tokenLogProbs,
   tokenLogProbsBackward,
+  policyLossFromLogits,
 } as const;

@@ -1,4 +1,5 @@
 import { tokenLogProbs, tokenLogProbsBackward } from "../logprobs/index.js";
+import { policyLossFromLogits } from "../logits-loss.js";
 import { policyLoss } from "../loss/index.js";
 import type { Backend } from "./types.js";
 
@@ -15,4 +16,5 @@ export const referenceBackend: Backend = {
   policyLoss: async (inputs, options) => policyLoss(inputs, options),
   tokenLogProbs: async (logits, tokens, options) => tokenLogProbs(logits, tokens, options),
   tokenLogProbsBackward: async (logits, tokens, options) => tokenLogProbsBackward(logits, tokens, options),
+  policyLossFromLogits: async (inputs, options) => policyLossFromLogits(inputs, options),
 };

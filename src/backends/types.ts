@@ -1,3 +1,4 @@
+import type { LogitsPolicyLossInputs, LogitsPolicyLossOptions, LogitsPolicyLossResult } from "../logits-loss.js";
 import type { LogitsInput, TokenLogProbs, TokenLogProbsBackwardOptions, TokenLogProbsOptions } from "../logprobs/index.js";
 import type { PolicyLossInputs, PolicyLossOptionsInput, PolicyLossResult } from "../loss/index.js";
 import type { MatrixInput } from "../tensor.js";
@@ -29,6 +30,11 @@ export interface Kernels {
     tokens: MatrixInput,
     options: TokenLogProbsBackwardOptions,
   ): Promise<{ readonly data: Float32Array | Float64Array; readonly shape: readonly [number, number, number] }>;
+  /**
+   * The policy loss from the logits and its gradient into them (log-probs → loss → backward); a device backend
+   * fuses it, reading the logits twice and writing their gradient once.
+   */
+  policyLossFromLogits(inputs: LogitsPolicyLossInputs, options?: LogitsPolicyLossOptions): Promise<LogitsPolicyLossResult>;
 }
 
 export interface Backend extends Kernels {

@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Backend, BackendInfo } from "../backends/index.js";
+import { composedPolicyLossFromLogits } from "../logits-loss.js";
 import { badLogits, readBackwardInputs, readForwardOptions, readLogits, readTokens } from "../logprobs/token-logprobs.js";
 import { readInputs, requireFiniteLogps, resolvePolicyLossOptions, type PolicyLossMetrics, type PolicyLossResult } from "../loss/policy-loss.js";
 import { policyLossTensors } from "./loss.js";
@@ -144,6 +145,10 @@ export const tfjsBackend: Backend = {
       }
     }
     return { data: out, shape: [l.rows, l.cols, l.vocab] as const };
+  },
+
+  policyLossFromLogits(inputs, options) {
+    return composedPolicyLossFromLogits(tfjsBackend, inputs, options);
   },
 };
 
