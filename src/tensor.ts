@@ -41,14 +41,24 @@ export function toMatrix(input: MatrixInput, name: string): Matrix {
   return { data, shape: [shape[0], shape[1]] };
 }
 
+/** The number of selected (1) entries in each row of a mask, checking that every entry is 0 or 1. */
+export function countRowTokens(mask: Matrix, name: string): Int32Array {
+  const [rows, cols] = mask.shape;
+  const data = mask.data;
+  const counts = new Int32Array(rows);
+  for (let b = 0; b < rows; b++) {
+    let count = 0;
+    for (let i = b * cols; i < (b + 1) * cols; i++) {
+      const v = data[i];
+      if (v === 1) count++;
+      else if (v !== 0) throw invalid(`${name}[${b}][${i - b * cols}]`, `mask entries must be 0 or 1, received ${v}`);
+    }
+    counts[b] = count;
+  }
+  return counts;
+}
+
 /** Checks that every entry of a mask is 0 or 1. */
 export function assertBinaryMask(mask: Matrix, name: string): void {
-  const [, cols] = mask.shape;
-  const data = mask.data;
-  for (let i = 0; i < data.length; i++) {
-    const v = data[i];
-    if (v !== 0 && v !== 1) {
-      throw invalid(`${name}[${Math.floor(i / cols)}][${i % cols}]`, `mask entries must be 0 or 1, received ${v}`);
-    }
-  }
+  countRowTokens(mask, name);
 }

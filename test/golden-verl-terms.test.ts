@@ -55,11 +55,10 @@ describe("verl kl_penalty and KL loss (verl_kl.json)", () => {
   it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
     const inputs = c.inputs as { logprob: number[][]; ref_logprob: number[][]; response_mask: number[][] };
     const kind = aliases[c.hyperparameters.kl_penalty as string]!;
-    const value = { value: 0, dLogp: 0 };
     const kld: number[] = [];
     const slope: number[] = [];
     inputs.logprob.flat().forEach((lp, i) => {
-      klPenalty(kind, true, lp, inputs.ref_logprob.flat()[i]!, value);
+      const value = klPenalty(kind, true, lp, inputs.ref_logprob.flat()[i]!);
       kld.push(value.value);
       slope.push(value.dLogp);
     });

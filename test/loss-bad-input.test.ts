@@ -437,3 +437,32 @@ describe("nested logits that are not [B][T][V] arrays", () => {
     expect(error.message).not.toMatch(/undefined/);
   });
 });
+
+describe("policyLoss: caller-owned output buffers (into)", () => {
+  const size = 6;
+  it.each([
+    ["a plain array", { grad: new Array(size).fill(0) }, "into.grad", "Float64Array"],
+    ["a Float32Array", { perTokenLoss: new Float32Array(size) }, "into.perTokenLoss", "Float64Array"],
+    ["the wrong length", { grad: new Float64Array(size - 1) }, "into.grad", "needs 6"],
+    ["one buffer for two outputs", (() => { const b = new Float64Array(size); return { grad: b, perTokenLoss: b }; })(), "into.perTokenLoss", "into.grad"],
+    ["overlapping views of one buffer", (() => { const b = new Float64Array(2 * size - 1); return { grad: b.subarray(0, size), perTokenLoss: b.subarray(size - 1) }; })(), "into.perTokenLoss", "into.grad"],
+  ])("%s is rejected at its field", (_label, into, path, says) => {
+    expectValidationError(() => policyLoss(base(), {}, into as never), path, new RegExp(says));
+  });
+
+  it("a buffer that shares memory with an input is rejected, naming the input (the loss reads inputs as it writes)", () => {
+    const logp = Float64Array.from(base().logp.flat());
+    expectValidationError(
+      () => policyLoss({ ...base(), logp: { data: logp, shape: [2, 3] } }, {}, { grad: logp }),
+      "into.grad",
+      /inputs\.logp/,
+    );
+  });
+
+  it("a buffer for an output the options do not produce is left alone, and the result has no such output", () => {
+    const perTokenKl = new Float64Array(size).fill(7);
+    const result = policyLoss(base(), {}, { perTokenKl });
+    expect(result.perTokenKl).toBeUndefined();
+    expect(Array.from(perTokenKl)).toEqual(new Array(size).fill(7));
+  });
+});

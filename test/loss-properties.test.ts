@@ -496,3 +496,40 @@ describe("(c) tokenLogProbs", () => {
     );
   });
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// (d) caller-owned output buffers
+
+describe("(d) policyLoss into caller-owned buffers", () => {
+  it("buffers full of stale values give bit for bit the result of fresh outputs, and are the arrays returned", () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom("token", "sequence").chain((level) =>
+          fc.record({ options: optionsArb("token-mean", level as "token" | "sequence"), batch: batchArb(5, level === "sequence"), stale: real(-1e3, 1e3) }),
+        ),
+        ({ options, batch, stale }) => {
+          const inputs = inputsOf(batch);
+          const fresh = policyLoss(inputs, options);
+          const size = batch.rows.length * batch.T;
+          const into = {
+            grad: new Float64Array(size).fill(stale),
+            perTokenLoss: new Float64Array(size).fill(NaN),
+            perTokenKl: new Float64Array(size).fill(stale),
+            gradEntropy: new Float64Array(size).fill(-stale),
+          };
+          const reused = policyLoss(inputs, options, into);
+          expect(reused.grad).toBe(into.grad);
+          expect(reused.perTokenLoss).toBe(into.perTokenLoss);
+          if (fresh.perTokenKl) expect(reused.perTokenKl).toBe(into.perTokenKl);
+          if (fresh.gradEntropy) expect(reused.gradEntropy).toBe(into.gradEntropy);
+          expect(reused.loss).toBe(fresh.loss);
+          expect(reused.metrics).toEqual(fresh.metrics);
+          for (const key of ["grad", "perTokenLoss", "perTokenKl", "gradEntropy"] as const) {
+            expect(Array.from(reused[key] ?? []), key).toEqual(Array.from(fresh[key] ?? []));
+          }
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+});

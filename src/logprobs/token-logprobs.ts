@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { invalid, parseOrThrow } from "../errors.js";
+import { exp } from "../numeric.js";
 import { assertBinaryMask, toMatrix, type Matrix, type MatrixInput } from "../tensor.js";
 
 /** Logits [B, T, V], row-major: flat data with its shape, or nested arrays. */
@@ -108,7 +109,7 @@ export function tokenLogProbsBackward(
     const offset = i * l.vocab;
     for (let v = 0; v < l.vocab; v++) {
       const z = l.data[offset + v]! * inverseTemperature;
-      const p = Math.exp(z - lse);
+      const p = exp(z - lse);
       // p = 0 for −Infinity logits, whose entropy term would be 0·∞.
       const entropyTerm = h === 0 || p === 0 ? 0 : -h * p * (z - lse + H);
       out[offset + v] = (-g * p + entropyTerm) * inverseTemperature;
@@ -178,7 +179,7 @@ function rowStatistics(l: Logits, i: number, inverseTemperature: number, withEnt
     }
     for (let v = start; v < end; v++) {
       const z = data[offset + v]! * inverseTemperature;
-      const e = Math.exp(z - max);
+      const e = exp(z - max);
       sum += e;
       if (withEntropy && e > 0) weighted += e * z;
     }

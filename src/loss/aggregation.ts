@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { invalid, parseOrThrow } from "../errors.js";
-import { assertBinaryMask, toMatrix, type MatrixInput } from "../tensor.js";
+import { assertBinaryMask, countRowTokens, toMatrix, type MatrixInput } from "../tensor.js";
 import { AGGREGATIONS, normalizerSchema, type Aggregation, type Normalizer, type NormalizerInput } from "./options.js";
 
 /**
@@ -65,13 +65,10 @@ function safe(weight: number): number {
  */
 export function batchNormalizer(maskInput: MatrixInput): { tokens: number; sequences: number; rows: number; length: number } {
   const mask = toMatrix(maskInput, "mask");
-  assertBinaryMask(mask, "mask");
   const [rows, cols] = mask.shape;
   let tokens = 0;
   let sequences = 0;
-  for (let b = 0; b < rows; b++) {
-    let count = 0;
-    for (let t = 0; t < cols; t++) count += mask.data[b * cols + t]!;
+  for (const count of countRowTokens(mask, "mask")) {
     tokens += count;
     if (count > 0) sequences++;
   }

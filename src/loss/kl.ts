@@ -1,27 +1,21 @@
 import type { KlKind } from "./options.js";
 
 export interface KlValue {
-  value: number;
+  readonly value: number;
   /** ∂value/∂logp. */
-  dLogp: number;
+  readonly dLogp: number;
 }
 
 /** Per-token KL estimators of log π − log π_ref (Schulman's k1, k2, k3, and |k1|), with verl's optional clamps. */
-export function klPenalty(kind: KlKind, clamp: boolean, logp: number, refLogp: number, out: KlValue): void {
+export function klPenalty(kind: KlKind, clamp: boolean, logp: number, refLogp: number): KlValue {
   const diff = logp - refLogp;
   switch (kind) {
     case "k1":
-      out.value = diff;
-      out.dLogp = 1;
-      return;
+      return { value: diff, dLogp: 1 };
     case "abs":
-      out.value = Math.abs(diff);
-      out.dLogp = Math.sign(diff);
-      return;
+      return { value: Math.abs(diff), dLogp: Math.sign(diff) };
     case "k2":
-      out.value = 0.5 * diff * diff;
-      out.dLogp = diff;
-      return;
+      return { value: 0.5 * diff * diff, dLogp: diff };
     case "k3": {
       // x = log(π_ref/π); k3 = e^x − x − 1 ≥ 0, low variance, unbiased.
       let x = -diff;
@@ -37,9 +31,7 @@ export function klPenalty(kind: KlKind, clamp: boolean, logp: number, refLogp: n
         value = value < -10 ? -10 : 10;
         slope = 0;
       }
-      out.value = value;
-      out.dLogp = slope;
-      return;
+      return { value, dLogp: slope };
     }
   }
 }

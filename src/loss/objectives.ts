@@ -3,32 +3,35 @@ import type { PolicyLossOptions } from "./options.js";
 /** One valid token, as every objective sees it. */
 export interface TokenTerms {
   /** log π(token), the quantity the gradient is taken with respect to. */
-  logp: number;
+  readonly logp: number;
   /** The (possibly clamped) log-ratio the objective uses: the token's own, or its sequence's (GSPO). */
-  logRatio: number;
+  readonly logRatio: number;
   /** exp(logRatio). */
-  ratio: number;
-  advantage: number;
+  readonly ratio: number;
+  readonly advantage: number;
 }
 
-/** What an objective writes for one token; reused across tokens, so objectives must set every field. */
+/** What an objective gives for one token. */
 export interface TokenLoss {
-  loss: number;
+  readonly loss: number;
   /** ∂loss/∂logRatio: the driver chains it to logp (zero where the clamp binds). */
-  dLogRatio: number;
+  readonly dLogRatio: number;
   /** ∂loss/∂logp through logp itself (CISPO, REINFORCE), not through the ratio. */
-  dLogp: number;
+  readonly dLogp: number;
   /** verl's pg_clipfrac event: the clipped branch is the larger loss. */
-  clipped: boolean;
+  readonly clipped: boolean;
   /** verl's pg_clipfrac_lower event: the dual clip binds. */
-  dualClipped: boolean;
+  readonly dualClipped: boolean;
   /** TRL's clip_ratio/low_mean and high_mean events. */
-  lowClipped: boolean;
-  highClipped: boolean;
+  readonly lowClipped: boolean;
+  readonly highClipped: boolean;
 }
 
-/** A per-token kernel: the loss to minimise for one token and its local derivatives. */
-export type TokenKernel = (token: TokenTerms, out: TokenLoss) => void;
+/**
+ * A per-token kernel: the loss to minimise for one token and its local derivatives, as a pure function. The driver
+ * calls it with a fresh object literal and reads the result at once, so V8 inlines it and never allocates either.
+ */
+export type TokenKernel = (token: TokenTerms) => TokenLoss;
 
 /**
  * A policy objective builds its per-token kernel once per call from the options, so constants such as the clip
@@ -44,35 +47,32 @@ export const clipObjective: PolicyObjective = (options) => {
   const low = 1 - options.clipLow;
   const high = 1 + options.clipHigh;
   const delta = options.delta ?? Infinity;
-  const dualClip = options.dualClip;
-  return (token, out) => {
-  const { advantage: a, ratio } = token;
-  const clippedRatio = ratio < low ? low : ratio > high ? high : ratio;
-  const capped = ratio > delta;
-  const unclippedRatio = capped ? delta : ratio;
-  const unclipped = -a * unclippedRatio;
-  const clipped = -a * clippedRatio;
-  // At a tie the two branches have equal value and, inside the clip range, equal slope: either branch is exact.
-  if (unclipped >= clipped) {
-    out.loss = unclipped;
-    out.dLogRatio = capped ? 0 : -a * ratio;
-  } else {
-    out.loss = clipped;
-    out.dLogRatio = clippedRatio === ratio ? -a * ratio : 0;
-  }
-  out.dLogp = 0;
-  out.clipped = clipped > unclipped;
-  out.dualClipped = false;
-  if (dualClip !== null && a < 0) {
-    const bound = -a * dualClip;
-    if (out.loss > bound) {
-      out.loss = bound;
-      out.dLogRatio = 0;
-      out.dualClipped = true;
+  const dualClip = options.dualClip ?? Infinity;
+  return ({ advantage: a, ratio }) => {
+    const clippedRatio = ratio < low ? low : ratio > high ? high : ratio;
+    const capped = ratio > delta;
+    const unclippedRatio = capped ? delta : ratio;
+    const unclipped = -a * unclippedRatio;
+    const clipped = -a * clippedRatio;
+    // At a tie the two branches have equal value and, inside the clip range, equal slope: either branch is exact.
+    const clippedBranch = clipped > unclipped;
+    let loss = clippedBranch ? clipped : unclipped;
+    let dLogRatio = (clippedBranch ? clippedRatio === ratio : !capped) ? -a * ratio : 0;
+    // The dual clip bounds the loss of a negative advantage at −A·c (c = ∞ without it).
+    const dualClipped = a < 0 && loss > -a * dualClip;
+    if (dualClipped) {
+      loss = -a * dualClip;
+      dLogRatio = 0;
     }
-  }
-  out.lowClipped = unclippedRatio < low && a < 0;
-  out.highClipped = unclippedRatio > high && a > 0;
+    return {
+      loss,
+      dLogRatio,
+      dLogp: 0,
+      clipped: clippedBranch,
+      dualClipped,
+      lowClipped: unclippedRatio < low && a < 0,
+      highClipped: unclippedRatio > high && a > 0,
+    };
   };
 };
 
@@ -80,42 +80,33 @@ export const clipObjective: PolicyObjective = (options) => {
 export const cispoObjective: PolicyObjective = (options) => {
   const low = 1 - options.clipLow;
   const high = 1 + options.clipHigh;
-  return (token, out) => {
-  const weight = token.ratio < low ? low : token.ratio > high ? high : token.ratio;
-  out.loss = -weight * token.advantage * token.logp;
-  out.dLogRatio = 0;
-  out.dLogp = -weight * token.advantage;
-  out.clipped = weight !== token.ratio;
-  out.dualClipped = false;
-  out.lowClipped = token.ratio < low && token.advantage < 0;
-  out.highClipped = token.ratio > high && token.advantage > 0;
+  return ({ advantage: a, ratio, logp }) => {
+    const weight = ratio < low ? low : ratio > high ? high : ratio;
+    return {
+      loss: -weight * a * logp,
+      dLogRatio: 0,
+      dLogp: -weight * a,
+      clipped: weight !== ratio,
+      dualClipped: false,
+      lowClipped: ratio < low && a < 0,
+      highClipped: ratio > high && a > 0,
+    };
   };
 };
 
 /** SAPO: a smooth gate instead of a hard clip, −A · σ(τ(ρ − 1)) · 4/τ, τ by the sign of A. */
 export const sapoObjective: PolicyObjective = (options) => {
   const { positive, negative } = options.sapoTemperature;
-  return (token, out) => {
-  const a = token.advantage;
-  const tau = a > 0 ? positive : negative;
-  const sigma = 1 / (1 + Math.exp(-tau * (token.ratio - 1)));
-  out.loss = (-a * sigma * 4) / tau;
-  out.dLogRatio = -a * 4 * sigma * (1 - sigma) * token.ratio;
-  out.dLogp = 0;
-  out.clipped = false;
-  out.dualClipped = false;
-  out.lowClipped = false;
-  out.highClipped = false;
+  return ({ advantage: a, ratio }) => {
+    const tau = a > 0 ? positive : negative;
+    const sigma = 1 / (1 + Math.exp(-tau * (ratio - 1)));
+    const loss = (-a * sigma * 4) / tau;
+    const dLogRatio = -a * 4 * sigma * (1 - sigma) * ratio;
+    return { loss, dLogRatio, dLogp: 0, clipped: false, dualClipped: false, lowClipped: false, highClipped: false };
   };
 };
 
 /** REINFORCE / GPG: −A · log π, no ratio. */
-export const reinforceObjective: PolicyObjective = () => (token, out) => {
-  out.loss = -token.advantage * token.logp;
-  out.dLogRatio = 0;
-  out.dLogp = -token.advantage;
-  out.clipped = false;
-  out.dualClipped = false;
-  out.lowClipped = false;
-  out.highClipped = false;
-};
+export const reinforceObjective: PolicyObjective =
+  () =>
+  ({ advantage: a, logp }) => ({ loss: -a * logp, dLogRatio: 0, dLogp: -a, clipped: false, dualClipped: false, lowClipped: false, highClipped: false });

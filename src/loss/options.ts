@@ -60,6 +60,8 @@ const bound = z.custom<number>((value) => typeof value === "number" && !Number.i
 
 const logRatioClampSchema = z
   .tuple([bound, bound])
+  // Readonly, so that `as const` presets (readonly tuples) satisfy the input type.
+  .readonly()
   .refine(([low, high]) => low < high, { message: "clamp bounds must be [low, high] with low < high" });
 
 export const policyLossOptionsSchema = z

@@ -1,18 +1,9 @@
 import { GrpoRocError, invalid, parseOrThrow } from "../errors.js";
 import { isArrayLike, numericArraySchema, type NumericArray } from "../numeric.js";
-import { assertBinaryMask, toMatrix, type Matrix, type MatrixInput } from "../tensor.js";
+import { countRowTokens, toMatrix, type Matrix, type MatrixInput } from "../tensor.js";
 import { rowWeights } from "./aggregation.js";
-import { klPenalty, type KlValue } from "./kl.js";
-import {
-  clipObjective,
-  cispoObjective,
-  reinforceObjective,
-  sapoObjective,
-  type PolicyObjective,
-  type TokenKernel,
-  type TokenLoss,
-  type TokenTerms,
-} from "./objectives.js";
+import { klPenalty } from "./kl.js";
+import { clipObjective, cispoObjective, reinforceObjective, sapoObjective, type PolicyObjective, type TokenKernel } from "./objectives.js";
 import { policyLossOptionsSchema, type PolicyLossOptions, type PolicyLossOptionsInput } from "./options.js";
 
 export interface PolicyLossInputs {
@@ -68,6 +59,18 @@ export interface PolicyLossResult {
   readonly metrics: PolicyLossMetrics;
 }
 
+/**
+ * Caller-owned output buffers, each a Float64Array of B·T entries. Each one given is overwritten completely (0 where
+ * the mask is 0) and returned as the result's array, so a training loop that passes the same buffers every step
+ * writes into warm memory instead of fresh pages. A buffer for an output the options do not produce is left alone.
+ */
+export interface PolicyLossBuffers {
+  readonly grad?: Float64Array;
+  readonly perTokenLoss?: Float64Array;
+  readonly perTokenKl?: Float64Array;
+  readonly gradEntropy?: Float64Array;
+}
+
 const objectives = new Map<string, PolicyObjective>([
   ["clip", clipObjective],
   ["cispo", cispoObjective],
@@ -79,6 +82,31 @@ const objectives = new Map<string, PolicyObjective>([
 export function registerPolicyObjective(name: string, objective: PolicyObjective): void {
   if (objectives.has(name)) throw new GrpoRocError(`policy objective "${name}" is already registered`);
   objectives.set(name, objective);
+}
+
+/**
+ * One kernel per objective and option values, built once. V8 inlines the kernel into the hot loop, with its result
+ * object kept in registers, only while the loop keeps seeing the same function: a closure built afresh on every
+ * call made the loss about twice as slow (and allocate per token). The normaliser is left out of the key: it only
+ * sets the aggregation weights, and it changes with every micro-batch.
+ */
+const kernels = new Map<string, TokenKernel>();
+const KERNEL_CACHE_SIZE = 64;
+
+function kernelFor(o: PolicyLossOptions): TokenKernel {
+  const { normalizer: _normalizer, ...rest } = o;
+  const key = JSON.stringify(rest, (_name, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? String(value) : value));
+  let kernel = kernels.get(key);
+  if (kernel === undefined) {
+    const makeKernel = objectives.get(o.objective);
+    if (makeKernel === undefined) {
+      throw invalid("options.objective", `unknown objective "${o.objective}"; registered: ${policyObjectiveNames().join(", ")}`);
+    }
+    if (kernels.size >= KERNEL_CACHE_SIZE) kernels.clear();
+    kernel = makeKernel(o);
+    kernels.set(key, kernel);
+  }
+  return kernel;
 }
 
 export function policyObjectiveNames(): string[] {
@@ -94,23 +122,15 @@ export function resolvePolicyLossOptions(options: PolicyLossOptionsInput = {}): 
  * reference and entropy bonus, aggregated so that micro-batches given the whole batch's `normalizer` sum to the
  * whole batch's loss and gradient.
  */
-export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsInput = {}): PolicyLossResult {
+export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsInput = {}, into: PolicyLossBuffers = {}): PolicyLossResult {
   const o = resolvePolicyLossOptions(options);
-  const makeKernel = objectives.get(o.objective);
-  if (makeKernel === undefined) {
-    throw invalid("options.objective", `unknown objective "${o.objective}"; registered: ${policyObjectiveNames().join(", ")}`);
-  }
-  const kernel = makeKernel(o);
+  const kernel = kernelFor(o);
   const t = readInputs(inputs, o);
   const [rows, cols] = t.shape;
   const weights = rowWeights(t.rowTokens, cols, o.aggregation, o.normalizer);
   const entropyWeights = o.entropyCoef > 0 ? rowWeights(t.rowTokens, cols, o.entropyAggregation ?? o.aggregation, o.normalizer) : undefined;
-  const size = rows * cols;
-  const grad = new Float64Array(size);
-  const perTokenLoss = new Float64Array(size);
-  const perTokenKl = o.kl !== null ? new Float64Array(size) : undefined;
-  const gradEntropy = entropyWeights !== undefined ? new Float64Array(size) : undefined;
-  const sums = accumulate(t, o, kernel, weights, entropyWeights, { grad, perTokenLoss, perTokenKl, gradEntropy });
+  const outputs = outputBuffers(into, t, { perTokenKl: o.kl !== null, gradEntropy: entropyWeights !== undefined });
+  const sums = accumulate(t, o, kernel, weights, entropyWeights, outputs);
   const { tokens } = sums;
   const mean = (sum: number) => (tokens === 0 ? 0 : sum / tokens);
   // Fixed shapes (optional fields present as undefined) keep callers' property accesses monomorphic.
@@ -128,6 +148,7 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsI
     kl: o.kl !== null ? mean(sums.klSum) : undefined,
     entropy: t.entropy !== undefined ? mean(sums.entropySum) : undefined,
   };
+  const { grad, perTokenLoss, perTokenKl, gradEntropy } = outputs;
   return { loss: sums.loss, grad, gradEntropy, perTokenLoss, perTokenKl, shape: t.shape, metrics };
 }
 
@@ -136,6 +157,34 @@ interface Outputs {
   readonly perTokenLoss: Float64Array;
   readonly perTokenKl: Float64Array | undefined;
   readonly gradEntropy: Float64Array | undefined;
+}
+
+/** The arrays the loss writes: the caller's buffers, cleared and checked, or fresh zeroed ones. */
+function outputBuffers(into: PolicyLossBuffers, t: Inputs, needed: { perTokenKl: boolean; gradEntropy: boolean }): Outputs {
+  if (typeof into !== "object" || into === null) throw invalid("into", "expected an object of Float64Array buffers ({ grad, perTokenLoss, … })");
+  const size = t.shape[0] * t.shape[1];
+  const taken: [string, ArrayBufferView][] = [];
+  for (const [name, input] of Object.entries(t)) if (ArrayBuffer.isView(input)) taken.push([`inputs.${name}`, input]);
+  const buffer = (name: keyof PolicyLossBuffers): Float64Array => {
+    const given = into[name];
+    if (given === undefined) return new Float64Array(size);
+    if (!(given instanceof Float64Array)) throw invalid(`into.${name}`, "expected a Float64Array");
+    if (given.length !== size) throw invalid(`into.${name}`, `has ${given.length} entries but the loss needs ${size} (B·T)`);
+    const clash = taken.find(([, other]) => overlaps(given, other));
+    if (clash !== undefined) throw invalid(`into.${name}`, `shares memory with ${clash[0]}; every output needs a buffer of its own`);
+    taken.push([`into.${name}`, given]);
+    return given.fill(0);
+  };
+  return {
+    grad: buffer("grad"),
+    perTokenLoss: buffer("perTokenLoss"),
+    perTokenKl: needed.perTokenKl ? buffer("perTokenKl") : undefined,
+    gradEntropy: needed.gradEntropy ? buffer("gradEntropy") : undefined,
+  };
+}
+
+function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
 
 /** The hot loop, in a function of its own so that its optimised code does not depend on the caller's. */
@@ -148,14 +197,14 @@ function accumulate(
   { grad, perTokenLoss, perTokenKl, gradEntropy }: Outputs,
 ) {
   const [rows, cols] = t.shape;
-  const [clampLow, clampHigh] = o.logRatioClamp ?? [-Infinity, Infinity];
+  // The options' clamp is a frozen array, whose entries V8 hands out boxed; a boxed bound in the clamp's select below
+  // made it box every token's log-ratio too (an allocation per token). One subtraction here unboxes them for good.
+  const clampLow = o.logRatioClamp === null ? -Infinity : o.logRatioClamp[0] - 0;
+  const clampHigh = o.logRatioClamp === null ? Infinity : o.logRatioClamp[1] - 0;
   const sequenceLevel = o.ratioLevel !== "token";
   // "sequence": the gradient of the returned loss, through ρ_b to every token of the row (GSPO, TRL).
   // "sequence-token": GSPO-token, ρ_bt = sg(ρ_b)·π_t/sg(π_t), whose gradient stays with each token (verl).
   const throughRow = o.ratioLevel === "sequence";
-  const terms: TokenTerms = { logp: 0, logRatio: 0, ratio: 1, advantage: 0 };
-  const out: TokenLoss = { loss: 0, dLogRatio: 0, dLogp: 0, clipped: false, dualClipped: false, lowClipped: false, highClipped: false };
-  const klOut: KlValue = { value: 0, dLogp: 0 };
   // The loop reads plain locals: property loads per token would cost as much as the arithmetic.
   const { logp: logps, oldLogp: oldLogps, mask, advantages, perTokenAdvantages, refLogp, importanceWeights, entropy } = t;
   const kl = o.kl;
@@ -186,11 +235,7 @@ function accumulate(
       const inside = rawLogRatio >= clampLow && rawLogRatio <= clampHigh;
       const logRatio = inside ? rawLogRatio : rawLogRatio < clampLow ? clampLow : clampHigh;
       const ratio = Math.exp(logRatio);
-      terms.logp = logp;
-      terms.logRatio = logRatio;
-      terms.ratio = ratio;
-      terms.advantage = advantages[perTokenAdvantages ? i : b]!;
-      kernel(terms, out);
+      const out = kernel({ logp, logRatio, ratio, advantage: advantages[perTokenAdvantages ? i : b]! });
       const importance = importanceWeights === undefined ? 1 : importanceWeights[i]!;
       const tokenLoss = out.loss * importance;
       perTokenLoss[i] = tokenLoss;
@@ -200,9 +245,7 @@ function accumulate(
       grad[i] = (throughRow ? 0 : viaRatio) + w * importance * out.dLogp;
 
       if (kl !== null) {
-        klPenalty(kl.kind, kl.clamp, logp, refLogp![i]!, klOut);
-        let value = klOut.value;
-        let slope = klOut.dLogp;
+        let { value, dLogp: slope } = klPenalty(kl.kind, kl.clamp, logp, refLogp![i]!);
         if (kl.importanceCorrected) {
           // TRL multiplies the KL by the ratio without detaching it, so the ratio's own gradient comes along.
           if (sequenceLevel) {
@@ -274,7 +317,6 @@ export function readInputs(inputs: PolicyLossInputs, o: PolicyLossOptions): Inpu
     return matrix;
   };
   const mask = sameShape(inputs.mask, "mask") ?? { data: new Uint8Array(rows * cols).fill(1), shape };
-  assertBinaryMask(mask, "inputs.mask");
   const oldLogp = sameShape(inputs.oldLogp, "oldLogp") ?? logp;
   const refLogp = sameShape(inputs.refLogp, "refLogp");
   const importanceWeights = sameShape(inputs.importanceWeights, "importanceWeights");
@@ -290,13 +332,8 @@ export function readInputs(inputs: PolicyLossInputs, o: PolicyLossOptions): Inpu
     throw invalid("inputs.advantages", `has ${advantages.length} entries, one per rollout, but logp has ${rows} rows`);
   }
 
-  const rowTokens = new Int32Array(rows);
+  const rowTokens = countRowTokens(mask, "inputs.mask");
   const maskData = mask.data;
-  for (let b = 0; b < rows; b++) {
-    let count = 0;
-    for (let i = b * cols; i < (b + 1) * cols; i++) count += maskData[i]!;
-    rowTokens[b] = count;
-  }
   // logp and oldLogp are checked as the loss reads them (see policyLoss); the optional inputs here.
   const optional: [string, Matrix | undefined][] = [
     ["refLogp", refLogp],
