@@ -31,6 +31,29 @@ describe("the package as users install it", () => {
     expect(out.adv[1]).toBeCloseTo(-0.7071, 4);
   });
 
+  // Each entry point loads on its own from both module systems, without starting anything (no device, no addon call).
+  it.each([
+    ["tfjs", "tfjsBackend"],
+    ["webgpu", "createWebGpuBackend"],
+    ["cuda", "createCudaBackend"],
+  ])("grpo-roc/%s loads from ESM and from CommonJS", (entry, name) => {
+    const check = `console.log(JSON.stringify([typeof pkg.${name}, Object.keys(pkg).length]))`;
+    const fromEsm = JSON.parse(run(["--input-type=module", "-e", `import * as pkg from "grpo-roc/${entry}"; ${check}`]));
+    const fromCjs = JSON.parse(run(["-e", `const pkg = require("grpo-roc/${entry}"); ${check}`]));
+    expect(fromEsm[0]).not.toBe("undefined");
+    expect(fromCjs).toEqual(fromEsm);
+  });
+
+  it("the entry points share one copy of each class, in CommonJS as in ESM: instanceof holds across them", () => {
+    const check = (load: string) =>
+      `${load}; const e = new webgpu.WebGpuDeviceError(["lost"]);
+       console.log(JSON.stringify([e instanceof core.GrpoRocError, webgpu.WebGpuDeviceError === tfjs.WebGpuDeviceError]));`;
+    const cjs = check(`const core = require("grpo-roc"), webgpu = require("grpo-roc/webgpu"), tfjs = require("grpo-roc/tfjs")`);
+    const esm = check(`const [core, webgpu, tfjs] = await Promise.all(["grpo-roc", "grpo-roc/webgpu", "grpo-roc/tfjs"].map((m) => import(m)))`);
+    expect(JSON.parse(run(["-e", cjs]))).toEqual([true, true]);
+    expect(JSON.parse(run(["--input-type=module", "-e", esm]))).toEqual([true, true]);
+  });
+
   it("ships types that resolve under node16 resolution for both import and require", () => {
     const tsc = fileURLToPath(new URL("../node_modules/typescript/bin/tsc", import.meta.url));
     const project = fileURLToPath(new URL("./fixtures/tsconfig.json", import.meta.url));

@@ -2,10 +2,22 @@ import { z } from "zod";
 import { invalid, parseOrThrow } from "../errors.js";
 import { exp } from "../numeric.js";
 import { assertBinaryMask, toMatrix, type Matrix, type MatrixInput } from "../tensor.js";
+import { bfloat16ToFloat32, roundToBfloat16InPlace } from "./bfloat16.js";
 
-/** Logits [B, T, V], row-major: flat data with its shape, or nested arrays. */
+/**
+ * bfloat16 logits [B, T, V]: the raw bits (the upper half of each float32) in a Uint16Array. The CUDA backend
+ * reads them as they are; the CPU backends widen them to float32 (exactly) and compute on that.
+ */
+export interface Bfloat16Logits {
+  readonly data: Uint16Array;
+  readonly shape: readonly [number, number, number];
+  readonly dtype: "bfloat16";
+}
+
+/** Logits [B, T, V], row-major: flat data with its shape (float64, float32 or bfloat16 bits), or nested arrays. */
 export type LogitsInput =
   | { readonly data: Float32Array | Float64Array | readonly number[]; readonly shape: readonly [number, number, number] }
+  | Bfloat16Logits
   | readonly (readonly (readonly number[])[])[];
 
 export interface TokenLogProbsOptions {
@@ -51,6 +63,8 @@ export interface Logits {
   readonly rows: number;
   readonly cols: number;
   readonly vocab: number;
+  /** The bits, when the logits came as bfloat16 (`data` then holds them widened to float32). */
+  readonly bfloat16?: Uint16Array;
 }
 
 /**
@@ -79,7 +93,9 @@ export function tokenLogProbs(logits: LogitsInput, tokens: MatrixInput, options:
 
 /**
  * ∂L/∂logits from ∂L/∂logp (and ∂L/∂entropy): g·(onehot − softmax) + h·(−p·(z − lse + H)), divided by the
- * temperature. Returns a gradient of the logits' own precision (Float32Array for float32 logits).
+ * temperature. Returns a gradient of the logits' own precision: a Float64Array for float64 logits, a Float32Array
+ * for float32 logits, and for bfloat16 logits a Float32Array whose entries are rounded to bfloat16 (JavaScript has
+ * no bfloat16 array; `float32ToBfloat16` gives the bits).
  */
 export function tokenLogProbsBackward(
   logits: LogitsInput,
@@ -116,6 +132,7 @@ export function tokenLogProbsBackward(
     }
     out[offset + ids[i]!] += g * inverseTemperature;
   }
+  if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
   return { data: out, shape: [l.rows, l.cols, l.vocab] };
 }
 
@@ -125,7 +142,11 @@ export function tokenLogProbsBackward(
  */
 export function readBackwardInputs(logits: LogitsInput, tokens: MatrixInput, options: TokenLogProbsBackwardOptions) {
   const { temperature } = parseOrThrow(optionsSchema, options, "options");
-  const l = readLogits(logits);
+  return readBackwardInputsOf(readLogits(logits), temperature, tokens, options);
+}
+
+/** readBackwardInputs for logits a backend has read itself (bfloat16 bits it keeps as they are), in the same order. */
+export function readBackwardInputsOf(l: Logits, temperature: number, tokens: MatrixInput, options: TokenLogProbsBackwardOptions) {
   const { ids, mask } = readTokens(tokens, options.mask, l);
   const gradLogp = positional(options.gradLogp, "options.gradLogp", l);
   const gradEntropy = options.gradEntropy === undefined ? undefined : positional(options.gradEntropy, "options.gradEntropy", l);
@@ -197,6 +218,10 @@ export function badLogits(i: number, cols: number, logSumExp: number) {
 }
 
 export function readLogits(input: LogitsInput): Logits {
+  if (isBfloat16Logits(input)) {
+    const l = readBfloat16Logits(input);
+    return { data: bfloat16ToFloat32(l.bfloat16), rows: l.rows, cols: l.cols, vocab: l.vocab, bfloat16: l.bfloat16 };
+  }
   if (Array.isArray(input)) {
     const rows = input.length;
     const first = input[0] as unknown;
@@ -233,6 +258,29 @@ export function readLogits(input: LogitsInput): Logits {
     throw invalid("logits.data", `has ${parsed.data.length} entries but shape [${rows}, ${cols}, ${vocab}] needs ${rows * cols * vocab}`);
   }
   return { data: parsed.data, rows, cols, vocab };
+}
+
+/** Has a `dtype` field: bfloat16 logits (or a dtype this package does not know, which readBfloat16Logits rejects). */
+export function isBfloat16Logits(input: LogitsInput): input is Bfloat16Logits {
+  return typeof input === "object" && input !== null && !Array.isArray(input) && "dtype" in input && (input as { dtype?: unknown }).dtype !== undefined;
+}
+
+/** bfloat16 logits validated without widening them: their bits and shape (`data` is left empty). */
+export function readBfloat16Logits(input: Bfloat16Logits): Logits & { readonly bfloat16: Uint16Array } {
+  const parsed = parseOrThrow(
+    z.object({
+      dtype: z.literal("bfloat16", { message: 'the only dtype logits may declare is "bfloat16" (leave it out for float32 / float64 data)' }),
+      data: z.custom<Uint16Array>((d) => d instanceof Uint16Array, { message: "bfloat16 logits are their bits in a Uint16Array" }),
+      shape: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative(), z.number().int().positive()]),
+    }),
+    input,
+    "logits",
+  );
+  const [rows, cols, vocab] = parsed.shape;
+  if (parsed.data.length !== rows * cols * vocab) {
+    throw invalid("logits.data", `has ${parsed.data.length} entries but shape [${rows}, ${cols}, ${vocab}] needs ${rows * cols * vocab}`);
+  }
+  return { data: [], rows, cols, vocab, bfloat16: parsed.data };
 }
 
 export function readTokens(tokens: MatrixInput, maskInput: MatrixInput | undefined, l: Logits): { ids: ArrayLike<number>; mask?: ArrayLike<number> } {

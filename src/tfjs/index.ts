@@ -13,3 +13,4 @@ export type { PolicyLossCounts, PolicyLossTfHooks } from "./differentiable.js";
 export { packTrainBatch, trainStep, validateTrainBatch } from "./train.js";
 export type { TrainBatch, TrainRollout, TrainStepOptions, TrainStepResult } from "./train.js";
 export { assertNoDeviceErrors, releaseWebGpu, useTfjsBackend, WebGpuDeviceError, type TfjsBackendName, type TfjsBackendStatus } from "./setup.js";
+export { KERNELS_ENV, releaseWgslKernels, tfjsKernelPath, wgslBufferStats, type TfjsKernels } from "./wgsl.js";

@@ -1,9 +1,17 @@
 import * as tf from "@tensorflow/tfjs";
 import { invalid } from "../errors.js";
 import { requireBindable } from "./device.js";
+import { tfjsKernelPath, wgslBackward, wgslForward, wgslRefusal, type TfjsKernels, type WgslForward } from "./wgsl.js";
 
 export interface TokenLogProbsTensorOptions {
   readonly temperature?: number;
+  /**
+   * Which kernels run over the logits: "auto" (default, or $GRPO_ROC_TFJS_KERNELS): grpo-roc's WGSL kernels when
+   * the active tfjs backend is webgpu — on tfjs's own device, binding the logits tensor's buffer in place, the
+   * gradient written into a new tfjs tensor — and tfjs ops otherwise; "tfjs": tfjs ops always (to compare);
+   * "wgsl": the WGSL kernels, or an error when the active backend is not webgpu.
+   */
+  readonly kernels?: TfjsKernels;
 }
 
 /** log softmax(logits/τ)[token], entropy and logsumexp, for logits [N, V] and tokens [N] (int32). */
@@ -69,6 +77,11 @@ export function tokenLogProbsTf(logits: tf.Tensor3D, tokens: tf.Tensor2D, option
   // The device cannot read a tensor larger than one binding: say so instead of returning zeros.
   requireBindable(logits, "logits");
   const temperature = options.temperature ?? 1;
+  if (tfjsKernelPath(options.kernels) === "wgsl") {
+    const refusal = wgslRefusal(logits);
+    if (refusal === undefined) return tokenLogProbsWgsl(logits, tokens, temperature, options.entropy === true);
+    if (options.kernels === "wgsl") throw invalid("logits", `the WGSL kernels cannot read them: ${refusal}`);
+  }
   const op = tf.customGrad((x, saveArg) => {
     const save = saveArg as tf.GradSaveFunc;
     // Made (and saved for the backward pass) inside the op: tfjs frees it with the op's scope, or with the tape.
@@ -82,11 +95,48 @@ export function tokenLogProbsTf(logits: tf.Tensor3D, tokens: tf.Tensor2D, option
     return {
       value,
       gradFunc: (dy, [savedLogits, logSumExp, entropy, savedTokens]) => {
-        const upstream = dy as tf.Tensor;
-        const gradLogp = tf.reshape(options.entropy ? tf.slice(upstream, [0, 0, 0], [1, rows, cols]) : upstream, [rows * cols]) as tf.Tensor1D;
-        const gradEntropy = options.entropy ? (tf.reshape(tf.slice(upstream, [1, 0, 0], [1, rows, cols]), [rows * cols]) as tf.Tensor1D) : undefined;
+        const { gradLogp, gradEntropy } = splitUpstream(dy as tf.Tensor, rows, cols, options.entropy === true);
         const grad = tokenStatisticsBackward(savedLogits as tf.Tensor2D, savedTokens as tf.Tensor1D, temperature, { logSumExp: logSumExp as tf.Tensor1D, entropy: entropy as tf.Tensor1D }, gradLogp, gradEntropy);
         return tf.reshape(grad, [rows, cols, vocab]);
+      },
+    };
+  });
+  return op(logits);
+}
+
+/** ∂L/∂logp and ∂L/∂entropy, [B·T] each, from the upstream gradient of the op's output ([B, T] or [2, B, T]). */
+function splitUpstream(dy: tf.Tensor, rows: number, cols: number, withEntropy: boolean): { gradLogp: tf.Tensor1D; gradEntropy: tf.Tensor1D | undefined } {
+  const gradLogp = tf.reshape(withEntropy ? tf.slice(dy, [0, 0, 0], [1, rows, cols]) : dy, [rows * cols]) as tf.Tensor1D;
+  const gradEntropy = withEntropy ? (tf.reshape(tf.slice(dy, [1, 0, 0], [1, rows, cols]), [rows * cols]) as tf.Tensor1D) : undefined;
+  return { gradLogp, gradEntropy };
+}
+
+/**
+ * tokenLogProbsTf on grpo-roc's WGSL kernels (./wgsl.ts): one kernel pass over the logits forward, one backward,
+ * both on the webgpu backend's device and buffers. The same outputs and analytic gradient as the tfjs-ops path;
+ * positions whose statistics are invalid (NaN or +Infinity among the logits, all −Infinity, or a token id outside
+ * the vocabulary) come out NaN rather than as numbers.
+ */
+function tokenLogProbsWgsl(logits: tf.Tensor3D, tokens: tf.Tensor2D, temperature: number, withEntropy: boolean): tf.Tensor {
+  const [rows, cols] = logits.shape;
+  const n = rows * cols;
+  const op = tf.customGrad((x, saveArg) => {
+    const save = saveArg as tf.GradSaveFunc;
+    const input = x as tf.Tensor3D;
+    const forward = wgslForward(input, tokens, temperature);
+    save(forward.valid === undefined ? [input, forward.stats, forward.tokens] : [input, forward.stats, forward.tokens, forward.valid]);
+    const column = (k: number) => tf.reshape(tf.slice(forward.stats, [0, k], [n, 1]), [n]);
+    let invalidAt = tf.notEqual(column(3), 0);
+    if (forward.valid !== undefined) invalidAt = tf.logicalOr(invalidAt, tf.logicalNot(forward.valid));
+    const nan = tf.fill([n], NaN);
+    const logp = tf.where(invalidAt, nan, column(1));
+    const value = withEntropy ? tf.reshape(tf.stack([logp, tf.where(invalidAt, nan, column(2))]), [2, rows, cols]) : tf.reshape(logp, [rows, cols]);
+    return {
+      value,
+      gradFunc: (dy, saved) => {
+        const [savedLogits, stats, savedTokens, valid] = saved as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D | undefined];
+        const { gradLogp, gradEntropy } = splitUpstream(dy as tf.Tensor, rows, cols, withEntropy);
+        return wgslBackward(savedLogits, { stats, tokens: savedTokens, valid } satisfies WgslForward, temperature, gradLogp, gradEntropy);
       },
     };
   });

@@ -7,7 +7,14 @@
  * them (and stays loadable where they are absent, or in a bundle for the browser).
  */
 import * as tf from "@tensorflow/tfjs";
-import { GrpoRocError } from "../errors.js";
+import { messageOf, WebGpuDeviceError } from "../webgpu/errors.js";
+import type { GpuRoot } from "../webgpu/gpu.js";
+import { acquireDawn, releaseDawn } from "../webgpu/node.js";
+import { clearDeviceErrors, hasPendingDeviceErrors, raisePendingDeviceErrors, recordDeviceErrors, settleDeviceChecks } from "./device-errors.js";
+import { releaseWgslKernels } from "./wgsl.js";
+
+/** One class for the whole package: grpo-roc/webgpu's. */
+export { WebGpuDeviceError };
 
 export type TfjsBackendName = "cpu" | "wasm" | "webgpu";
 
@@ -19,25 +26,11 @@ export interface TfjsBackendStatus {
   readonly reason: string;
 }
 
-/** Errors the WebGPU device reported on its own (validation, out-of-memory, device lost), as one exception. */
-export class WebGpuDeviceError extends GrpoRocError {
-  override name = "WebGpuDeviceError";
-  readonly errors: readonly string[];
-
-  constructor(errors: readonly string[]) {
-    const shown = errors.slice(0, 3).map((e) => `  - ${e.split("\n")[0]}`);
-    if (errors.length > shown.length) shown.push(`  … and ${errors.length - shown.length} more`);
-    super(`the WebGPU device reported ${errors.length} error(s); results computed since the last check are not valid:\n${shown.join("\n")}`);
-    this.errors = errors;
-  }
-}
+/** The name this module holds the process's dawn.node root under (src/webgpu/node.ts). */
+const DAWN_HOLDER = "grpo-roc/tfjs";
 
 // -------------------------------------------------------------------------------------------------------------
 // The structural types this module uses; not @webgpu/types, so that the published declarations need no GPU types.
-
-interface GpuLike {
-  requestAdapter(options?: object): Promise<AdapterLike | null>;
-}
 
 interface AdapterLike {
   readonly info?: { readonly vendor?: string; readonly architecture?: string; readonly device?: string; readonly description?: string };
@@ -61,16 +54,14 @@ interface WebGpuTfBackend {
 type BackendFactory = NonNullable<ReturnType<typeof tf.findBackendFactory>>;
 
 // -------------------------------------------------------------------------------------------------------------
-// Module state. `gpu` is the object `create()` of the `webgpu` package returned: dawn.node crashes the process
-// (SIGSEGV, exit 139) when that object is garbage-collected while a device made from it lives, so a module-level
-// reference keeps it alive until releaseWebGpu() has destroyed the device.
+// Module state. The dawn.node root itself is held by src/webgpu/node.ts (one per process, shared with
+// grpo-roc/webgpu): this module holds a claim on it from a successful useTfjsBackend("webgpu") until
+// releaseWebGpu(), which destroys the device first (dawn.node crashes when the root goes while a device lives).
 
-let gpu: GpuLike | undefined;
+let heldDawn = false;
 let device: DeviceLike | undefined;
 /** tfjs-backend-webgpu's factory, kept across releaseWebGpu() (which unregisters it) for the next useTfjsBackend. */
 let webgpuFactory: BackendFactory | undefined;
-/** Device errors not yet turned into an exception. */
-const pendingErrors: string[] = [];
 let wasmPathsSet = false;
 
 /**
@@ -134,30 +125,30 @@ async function useWebGpu(): Promise<TfjsBackendStatus> {
     const status = await activate("webgpu", describeDevice());
     return status;
   }
-  // Mesa's Vulkan drivers (lavapipe here) want a per-user runtime folder; without XDG_RUNTIME_DIR they log errors
-  // and some setups fail to create the device. A private temporary folder is enough.
-  if (typeof process !== "undefined" && !process.env.XDG_RUNTIME_DIR) {
-    const [{ mkdtempSync }, { tmpdir }, { join }] = await Promise.all([import("node:fs"), import("node:os"), import("node:path")]);
-    process.env.XDG_RUNTIME_DIR = mkdtempSync(join(tmpdir(), "grpo-roc-xdg-"));
-  }
-  let webgpu: { create(options: string[]): GpuLike; globals: object };
+  // acquireDawn also sets XDG_RUNTIME_DIR (Mesa's Vulkan drivers want one) and installs the WebGPU globals a browser
+  // has (GPUBufferUsage, GPUMapMode, GPUShaderStage…), which tfjs-backend-webgpu uses.
+  const dawn = await acquireDawn(DAWN_HOLDER);
+  if (!dawn.ok) return { name: "webgpu", available: false, reason: dawn.reason };
+  heldDawn = true;
+  let status: TfjsBackendStatus | undefined;
   try {
-    webgpu = (await import(/* @vite-ignore */ "webgpu")) as unknown as typeof webgpu;
-  } catch (error) {
-    return { name: "webgpu", available: false, reason: `the "webgpu" package (dawn.node) cannot be imported (npm i webgpu): ${messageOf(error)}` };
+    const adapter: AdapterLike | null = await dawn.root.requestAdapter();
+    status =
+      adapter === null
+        ? {
+            name: "webgpu",
+            available: false,
+            reason: "no WebGPU adapter: Dawn found no usable Vulkan driver (on Debian 12 install mesa-vulkan-drivers from bookworm-backports; its own Mesa 22 lavapipe is rejected)",
+          }
+        : await startTfjsWebGpu(dawn.root, adapter);
+    return status;
+  } finally {
+    // Nothing runs on a device: let go of dawn.node again, so that a failed setup does not keep Node alive.
+    if (status?.available !== true && device === undefined) releaseDawnClaim();
   }
-  // tfjs-backend-webgpu uses the WebGPU globals a browser has (GPUBufferUsage, GPUMapMode, GPUShaderStage…).
-  Object.assign(globalThis, webgpu.globals);
-  const root = gpu ?? webgpu.create([]);
-  const adapter = await root.requestAdapter();
-  if (adapter === null) {
-    return {
-      name: "webgpu",
-      available: false,
-      reason: "no WebGPU adapter: Dawn found no usable Vulkan driver (on Debian 12 install mesa-vulkan-drivers from bookworm-backports; its own Mesa 22 lavapipe is rejected)",
-    };
-  }
-  gpu = root;
+}
+
+async function startTfjsWebGpu(root: GpuRoot, adapter: AdapterLike): Promise<TfjsBackendStatus> {
   // tfjs-backend-webgpu registers its backend at import time only if navigator.gpu exists then, and its factory
   // asks navigator.gpu for the adapter: give Node a navigator with this gpu before importing it.
   setNavigatorGpu(root);
@@ -179,22 +170,29 @@ async function useWebGpu(): Promise<TfjsBackendStatus> {
   return { ...status, reason: describeDevice(adapter) };
 }
 
+function releaseDawnClaim(): void {
+  if (heldDawn) releaseDawn(DAWN_HOLDER);
+  heldDawn = false;
+}
+
 /**
  * A device reports validation errors, out-of-memory and loss through events, not exceptions: a kernel that binds
  * a buffer over maxStorageBufferBindingSize is skipped and its output reads back as zeros, with nothing thrown.
- * Every such event is recorded here; reading a tensor back (tensor.data(), dataSync) throws a WebGpuDeviceError
- * when any was recorded, and assertNoDeviceErrors() checks explicitly.
+ * Every such event is recorded (./device-errors.ts), as are the errors grpo-roc's own kernels on this device
+ * caught in their error scopes (./wgsl.ts); reading a tensor back (tensor.data(), dataSync) throws a
+ * WebGpuDeviceError when any was recorded, and assertNoDeviceErrors() checks explicitly.
  */
 function watchDevice(backend: WebGpuTfBackend): void {
   device = backend.device;
-  pendingErrors.length = 0;
+  clearDeviceErrors();
   device.addEventListener("uncapturederror", (event) => {
-    pendingErrors.push(event.error?.message ?? String(event.error));
+    recordDeviceErrors([event.error?.message ?? String(event.error)]);
   });
   const watched = device;
   void watched.lost.then((info) => {
-    // Destroyed on purpose by releaseWebGpu: not an error.
-    if (info.reason !== "destroyed" && device === watched) pendingErrors.push(`device lost: ${info.message ?? info.reason ?? "unknown reason"}`);
+    // releaseWebGpu() forgets the device before destroying it: that is not an error. Any other loss is, even a
+    // destroy() by someone else: every later kernel on it is skipped, and its outputs would read as zeros.
+    if (device === watched) recordDeviceErrors([`device lost: ${info.message || info.reason || "unknown reason"}`]);
   });
   // Every read of a tensor's values goes through the backend's read (tensor.data()) or readSync (dataSync). The
   // read submits the queued commands, so once it completes the device has reported what went wrong with them:
@@ -211,28 +209,24 @@ function watchDevice(backend: WebGpuTfBackend): void {
     } catch (error) {
       failure = error;
     }
-    if (pendingErrors.length > 0) await settle(watched);
-    raisePending();
+    await settleDeviceChecks();
+    if (hasPendingDeviceErrors() || failure !== undefined) await settle(watched);
+    raisePendingDeviceErrors();
     if (failure !== undefined) throw failure;
     return values;
   };
   backend.readSync = (dataId) => {
     const values = readSync(dataId);
-    raisePending();
+    raisePendingDeviceErrors();
     return values;
   };
 }
 
 /** Waits for the device's submitted work, then one turn of the event loop, for its error events to arrive. */
 async function settle(watched: DeviceLike): Promise<void> {
-  await watched.queue.onSubmittedWorkDone();
+  // On a lost device onSubmittedWorkDone may never resolve, or reject: the loss itself is what gets reported.
+  await Promise.race([watched.queue.onSubmittedWorkDone().catch(() => undefined), watched.lost.then(() => undefined)]);
   await new Promise<void>((resolve) => setTimeout(resolve, 0));
-}
-
-function raisePending(): void {
-  if (pendingErrors.length === 0) return;
-  const errors = pendingErrors.splice(0);
-  throw new WebGpuDeviceError(errors);
 }
 
 /**
@@ -240,18 +234,21 @@ function raisePending(): void {
  * since the last check (then clears them). Resolves at once when no WebGPU device is in use.
  */
 export async function assertNoDeviceErrors(): Promise<void> {
+  await settleDeviceChecks();
   if (device !== undefined) await settle(device);
-  raisePending();
+  raisePendingDeviceErrors();
 }
 
 /**
- * Destroys the WebGPU device and drops the references this module holds (the `webgpu` root object included), so
- * that Node can exit: a live dawn.node instance keeps the event loop alive. If webgpu was the active tfjs backend,
- * cpu becomes the active one. useTfjsBackend("webgpu") may be called again afterwards. Tensors on the device are
- * lost.
+ * Destroys the WebGPU device and lets go of dawn.node (src/webgpu/node.ts drops its root when nobody else holds it),
+ * so that Node can exit: a live dawn.node instance keeps the event loop alive. If webgpu was the active tfjs
+ * backend, cpu becomes the active one. useTfjsBackend("webgpu") may be called again afterwards. Tensors on the
+ * device are lost.
  */
 export async function releaseWebGpu(): Promise<void> {
   if (tf.getBackend() === "webgpu") await tf.setBackend("cpu");
+  // grpo-roc's own buffers on the device (./wgsl.ts), before the device goes.
+  releaseWgslKernels();
   if (tf.findBackendFactory("webgpu") !== null) {
     webgpuFactory = tf.findBackendFactory("webgpu") ?? webgpuFactory;
     // Disposes the tfjs backend (its buffers) and unregisters it, so that tfjs does not pick it (priority 3) again.
@@ -259,15 +256,16 @@ export async function releaseWebGpu(): Promise<void> {
   }
   const destroyed = device;
   device = undefined;
-  pendingErrors.length = 0;
+  await settleDeviceChecks();
+  clearDeviceErrors();
   destroyed?.destroy();
   // The device is gone: dropping the root is now safe, and lets the process exit.
-  gpu = undefined;
+  releaseDawnClaim();
   const nav = (globalThis as { navigator?: { gpu?: unknown } }).navigator;
   if (nav !== undefined && "gpu" in nav) delete nav.gpu;
 }
 
-function setNavigatorGpu(root: GpuLike): void {
+function setNavigatorGpu(root: GpuRoot): void {
   const g = globalThis as { navigator?: object };
   if (g.navigator !== undefined) {
     // Node ≥ 21 has a navigator of its own (a getter on globalThis): add gpu to it rather than replace it.
@@ -295,8 +293,4 @@ async function packageDistFolder(name: string): Promise<string | undefined> {
   } catch {
     return undefined;
   }
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

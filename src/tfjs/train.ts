@@ -5,6 +5,7 @@ import { policyLossOptionsSchema, resolvePolicyLossOptions, type PolicyLossMetri
 import { isArrayLike, type NumericArray } from "../numeric.js";
 import { policyLossTf, readPolicyLossMetrics, type PolicyLossCounts } from "./differentiable.js";
 import { tokenLogProbsTf } from "./logprobs.js";
+import type { TfjsKernels } from "./wgsl.js";
 
 /**
  * One GRPO-RoC training batch: the rollouts rocPipeline kept, as a right-padded [B, L] matrix (flat, row-major).
@@ -60,6 +61,11 @@ export interface TrainStepOptions {
   readonly vocabSize?: number;
   /** Compute the policy's entropy for the metric even without an entropy bonus (costs the entropy's backward terms). */
   readonly entropy?: boolean;
+  /**
+   * The kernels over the logits (tokenLogProbsTf's `kernels`): "auto" (default, or $GRPO_ROC_TFJS_KERNELS) runs
+   * grpo-roc's WGSL kernels on the webgpu backend's device and buffers, tfjs ops elsewhere; "tfjs" forces tfjs ops.
+   */
+  readonly kernels?: TfjsKernels;
 }
 
 export interface TrainStepResult {
@@ -99,6 +105,7 @@ const trainStepOptionsSchema = z.object({
   maxGradNorm: z.number().positive().optional(),
   vocabSize: z.number().int().positive().optional(),
   entropy: z.boolean().optional(),
+  kernels: z.enum(["auto", "wgsl", "tfjs"]).optional(),
 });
 
 /** A validated batch, shifted to the predicted positions: column t of each array is about token t + 1. */
@@ -318,7 +325,7 @@ export async function trainStep(options: TrainStepOptions): Promise<TrainStepRes
     ({ value, grads } = gradientsOrCleanUp(() => {
       const logits = options.model(inputIds);
       checkLogits(logits, rows, length, parsed.vocabSize, batch.maxToken);
-      const out = tokenLogProbsTf(logits, targets, { temperature, entropy: withEntropy });
+      const out = tokenLogProbsTf(logits, targets, { temperature, entropy: withEntropy, ...(parsed.kernels !== undefined ? { kernels: parsed.kernels } : {}) });
       const [logp, entropy] = withEntropy ? (tf.unstack(out) as [tf.Tensor2D, tf.Tensor2D]) : [out as tf.Tensor2D, undefined];
       return policyLossTf({ ...lossInputs, logp, entropy }, lossOptions, { onCounts: (c) => (counts = c) });
     }, parsed.variables));

@@ -1,0 +1,412 @@
+// The per-element and per-token math of the CUDA kernels, as __host__ __device__ functions: the kernels call
+// them on the GPU, and the host executor (engine.cu, "hostReference") calls the very same functions on the CPU,
+// thread by emulated thread, so that CI machines without a GPU check this code against the TypeScript reference.
+// Only the launch wrappers, the warp shuffles and the memory transfers are left that a CPU cannot run.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#ifdef __CUDACC__
+#include <vector_types.h>
+#define GR_HD __host__ __device__ __forceinline__
+#define GR_UNROLL _Pragma("unroll")
+#else
+#define GR_UNROLL
+#define GR_HD inline
+struct alignas(16) uint4 {
+  unsigned int x, y, z, w;
+};
+#endif
+
+namespace grpo {
+
+// ---------------------------------------------------------------------------------------------------------------
+// bfloat16: the upper 16 bits of a float32. Widening is exact; narrowing rounds to nearest, ties to even.
+
+GR_HD float bits_to_float(uint32_t u) {
+#ifdef __CUDA_ARCH__
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+#endif
+}
+
+GR_HD uint32_t float_to_bits(float f) {
+#ifdef __CUDA_ARCH__
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+#endif
+}
+
+GR_HD float bf16_to_float(uint16_t b) { return bits_to_float(static_cast<uint32_t>(b) << 16); }
+
+GR_HD uint16_t float_to_bf16(float f) {
+  uint32_t u = float_to_bits(f);
+  // NaN: a quiet NaN of the same sign (adding the rounding bias could carry a NaN's payload into +-Infinity).
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>(((u >> 16) & 0x8000u) | 0x7fc0u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+/** Logits are float32 (float) or bfloat16 (uint16_t bits); every kernel computes in float32. */
+GR_HD float to_float(float x) { return x; }
+GR_HD float to_float(uint16_t x) { return bf16_to_float(x); }
+GR_HD void store(float* out, float x) { *out = x; }
+GR_HD void store(uint16_t* out, float x) { *out = float_to_bf16(x); }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Online logsumexp with entropy: the running max m, s = sum e^(z - m) and w = sum e^(z - m) (z - m), so that
+// lse = m + log s and H = lse - sum p z = log s - w / s. Keeping w relative to m avoids the cancellation of
+// lse - sum p z when the logits are large. A NaN or +Infinity logit makes the state bad (s = NaN): the row's
+// logsumexp is then NaN, as the reference reports it ("holds NaN or +Infinity"); a row of -Infinity only is
+// empty (m = -Infinity) and gives lse = -Infinity ("every logit is -Infinity").
+
+struct Stats {
+  float m;
+  float s;
+  float w;
+};
+
+GR_HD Stats stats_empty() { return Stats{-INFINITY, 0.f, 0.f}; }
+
+GR_HD bool stats_bad(const Stats& a) { return a.s != a.s; }
+
+GR_HD void stats_add(Stats& a, float z) {
+  if (z != z || z == INFINITY) {
+    a.s = NAN;
+    return;
+  }
+  if (z == -INFINITY) return;
+  if (z > a.m) {
+    if (a.m == -INFINITY) {
+      a.s = stats_bad(a) ? a.s : 1.f;
+      a.w = 0.f;
+    } else {
+      const float d = a.m - z;
+      const float r = expf(d);
+      a.w = r * (a.w + d * a.s);
+      a.s = a.s * r + 1.f;
+    }
+    a.m = z;
+  } else {
+    const float d = z - a.m;
+    const float e = expf(d);
+    a.s += e;
+    a.w += e * d;
+  }
+}
+
+/** Symmetric in its arguments, bit for bit, so that both lanes of a butterfly exchange hold the same state. */
+GR_HD Stats stats_merge(const Stats& a, const Stats& b) {
+  if (stats_bad(a) || stats_bad(b)) return Stats{0.f, NAN, 0.f};
+  if (a.m == -INFINITY) return b;
+  if (b.m == -INFINITY) return a;
+  const float m = a.m > b.m ? a.m : b.m;
+  const float da = a.m - m;
+  const float db = b.m - m;
+  const float ra = expf(da);
+  const float rb = expf(db);
+  return Stats{m, a.s * ra + b.s * rb, ra * (a.w + da * a.s) + rb * (b.w + db * b.s)};
+}
+
+GR_HD void stats_finish(const Stats& a, float& lse, float& entropy) {
+  if (stats_bad(a)) {
+    lse = NAN;
+    entropy = NAN;
+    return;
+  }
+  if (a.m == -INFINITY) {
+    lse = -INFINITY;
+    entropy = NAN;
+    return;
+  }
+  const float log_s = logf(a.s);
+  lse = a.m + log_s;
+  entropy = log_s - a.w / a.s;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// How a block's threads split one row of the vocabulary: a scalar head up to the first 16-byte boundary, 16-byte
+// vectors (4 float32 or 8 bfloat16 logits) strided over the threads, and a scalar tail. Rows of any length and
+// alignment work; the vectors make the loads coalesce into 16-byte transactions.
+
+template <typename T>
+struct Partition {
+  static constexpr int kVec = 16 / sizeof(T);
+  int64_t head;
+  int64_t vectors;
+  int64_t tail_start;
+};
+
+template <typename T>
+GR_HD Partition<T> partition(const T* row, int64_t vocab) {
+  Partition<T> p;
+  const uint64_t misalignment = reinterpret_cast<uint64_t>(row) % 16;
+  int64_t head = misalignment == 0 ? 0 : static_cast<int64_t>((16 - misalignment) / sizeof(T));
+  if (head > vocab) head = vocab;
+  p.head = head;
+  p.vectors = (vocab - head) / Partition<T>::kVec;
+  p.tail_start = head + p.vectors * Partition<T>::kVec;
+  return p;
+}
+
+template <typename T>
+union Vec {
+  uint4 raw;
+  T e[16 / sizeof(T)];
+};
+
+/** One thread's share of a row's statistics (thread t of n), in the order the GPU thread visits it. */
+template <typename T>
+GR_HD Stats thread_stats(const T* row, int64_t vocab, float inv_t, int t, int n) {
+  Stats s = stats_empty();
+  const Partition<T> p = partition(row, vocab);
+  for (int64_t v = t; v < p.head; v += n) stats_add(s, to_float(row[v]) * inv_t);
+  const uint4* vectors = reinterpret_cast<const uint4*>(row + p.head);
+  for (int64_t k = t; k < p.vectors; k += n) {
+    Vec<T> q;
+    q.raw = vectors[k];
+GR_UNROLL
+    for (int j = 0; j < Partition<T>::kVec; ++j) stats_add(s, to_float(q.e[j]) * inv_t);
+  }
+  for (int64_t v = p.tail_start + t; v < vocab; v += n) stats_add(s, to_float(row[v]) * inv_t);
+  return s;
+}
+
+/**
+ * dL/dz_v of L = g logp + h H, divided by the temperature: (g (1[v = token] - p) - h p (z - lse + H)) / tau. The
+ * same expression, in the same order, as tokenLogProbsBackward of the reference.
+ */
+GR_HD float grad_element(float z, bool is_token, float lse, float entropy, float g, float h, float inv_t) {
+  const float p = expf(z - lse);
+  // p = 0 for -Infinity logits, whose entropy term would be 0 * Infinity.
+  const float entropy_term = (h == 0.f || p == 0.f) ? 0.f : -h * p * (z - lse + entropy);
+  float out = (-g * p + entropy_term) * inv_t;
+  if (is_token) out += g * inv_t;
+  return out;
+}
+
+/** One thread's share of a row's gradient; `out` must have the same alignment modulo 16 as `row`. */
+template <typename T>
+GR_HD void thread_grad(const T* row, T* out, int64_t vocab, int64_t token, float lse, float entropy, float g, float h,
+                       float inv_t, int t, int n) {
+  const Partition<T> p = partition(row, vocab);
+  for (int64_t v = t; v < p.head; v += n) store(out + v, grad_element(to_float(row[v]) * inv_t, v == token, lse, entropy, g, h, inv_t));
+  const uint4* vectors = reinterpret_cast<const uint4*>(row + p.head);
+  uint4* out_vectors = reinterpret_cast<uint4*>(out + p.head);
+  for (int64_t k = t; k < p.vectors; k += n) {
+    Vec<T> q;
+    Vec<T> r;
+    q.raw = vectors[k];
+    const int64_t base = p.head + k * Partition<T>::kVec;
+GR_UNROLL
+    for (int j = 0; j < Partition<T>::kVec; ++j) {
+      store(&r.e[j], grad_element(to_float(q.e[j]) * inv_t, base + j == token, lse, entropy, g, h, inv_t));
+    }
+    out_vectors[k] = r.raw;
+  }
+  for (int64_t v = p.tail_start + t; v < vocab; v += n) {
+    store(out + v, grad_element(to_float(row[v]) * inv_t, v == token, lse, entropy, g, h, inv_t));
+  }
+}
+
+/** The fallback when the gradient's alignment differs from the logits' (scalar loads and stores). */
+template <typename T>
+GR_HD void thread_grad_scalar(const T* row, T* out, int64_t vocab, int64_t token, float lse, float entropy, float g,
+                              float h, float inv_t, int t, int n) {
+  for (int64_t v = t; v < vocab; v += n) store(out + v, grad_element(to_float(row[v]) * inv_t, v == token, lse, entropy, g, h, inv_t));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The policy loss per token, in float64: src/loss/policy-loss.ts (accumulate), objectives.ts and kl.ts, line for
+// line, so that the device's per-token results equal the reference's up to the rounding of exp.
+
+enum Objective { kClip = 0, kCispo = 1, kSapo = 2, kReinforce = 3 };
+enum RatioLevel { kToken = 0, kSequence = 1, kSequenceToken = 2 };
+enum KlKind { kNoKl = -1, kK1 = 0, kAbs = 1, kK2 = 2, kK3 = 3 };
+enum Flags : uint8_t { kClipped = 1, kDualClipped = 2, kLowClipped = 4, kHighClipped = 8 };
+
+struct LossConfig {
+  int objective;
+  int ratio_level;
+  /** 1 - clipLow and 1 + clipHigh. */
+  double low;
+  double high;
+  /** TRL's delta; +Infinity when off. */
+  double delta;
+  int has_dual_clip;
+  double dual_clip;
+  /** The log-ratio clamp; +-Infinity when off. */
+  double clamp_low;
+  double clamp_high;
+  int kl_kind;
+  int kl_clamp;
+  int kl_importance;
+  double kl_coef;
+  /** entropyCoef > 0: the bonus term and its gradient dloss/dentropy. */
+  int entropy_bonus;
+  double entropy_coef;
+  double sapo_positive;
+  double sapo_negative;
+};
+
+struct TokenResult {
+  /** The policy term after the importance weight (perTokenLoss). */
+  double loss;
+  /** dloss/dlogp of this token, without the part that reaches it through its row's sequence ratio. */
+  double grad;
+  /** This token's share of dloss/dlog(rho_b), spread over the row afterwards. */
+  double row_grad;
+  double kl;
+  double grad_entropy;
+  double ratio;
+  /** What approxKl subtracts: the token's log-ratio (clamped at token level). */
+  double approx;
+  uint8_t flags;
+};
+
+GR_HD void token_objective(const LossConfig& c, double logp, double ratio, double a, double& loss, double& d_log_ratio,
+                           double& d_logp, uint8_t& flags) {
+  flags = 0;
+  switch (c.objective) {
+    case kClip: {
+      const double clipped_ratio = ratio < c.low ? c.low : ratio > c.high ? c.high : ratio;
+      const bool capped = ratio > c.delta;
+      const double unclipped_ratio = capped ? c.delta : ratio;
+      const double unclipped = -a * unclipped_ratio;
+      const double clipped = -a * clipped_ratio;
+      if (unclipped >= clipped) {
+        loss = unclipped;
+        d_log_ratio = capped ? 0.0 : -a * ratio;
+      } else {
+        loss = clipped;
+        d_log_ratio = clipped_ratio == ratio ? -a * ratio : 0.0;
+      }
+      d_logp = 0.0;
+      if (clipped > unclipped) flags |= kClipped;
+      if (c.has_dual_clip && a < 0) {
+        const double bound = -a * c.dual_clip;
+        if (loss > bound) {
+          loss = bound;
+          d_log_ratio = 0.0;
+          flags |= kDualClipped;
+        }
+      }
+      if (unclipped_ratio < c.low && a < 0) flags |= kLowClipped;
+      if (unclipped_ratio > c.high && a > 0) flags |= kHighClipped;
+      return;
+    }
+    case kCispo: {
+      const double weight = ratio < c.low ? c.low : ratio > c.high ? c.high : ratio;
+      loss = -weight * a * logp;
+      d_log_ratio = 0.0;
+      d_logp = -weight * a;
+      if (weight != ratio) flags |= kClipped;
+      if (ratio < c.low && a < 0) flags |= kLowClipped;
+      if (ratio > c.high && a > 0) flags |= kHighClipped;
+      return;
+    }
+    case kSapo: {
+      const double tau = a > 0 ? c.sapo_positive : c.sapo_negative;
+      const double sigma = 1.0 / (1.0 + exp(-tau * (ratio - 1.0)));
+      loss = (-a * sigma * 4.0) / tau;
+      d_log_ratio = -a * 4.0 * sigma * (1.0 - sigma) * ratio;
+      d_logp = 0.0;
+      return;
+    }
+    default:
+      loss = -a * logp;
+      d_log_ratio = 0.0;
+      d_logp = -a;
+      return;
+  }
+}
+
+GR_HD void kl_penalty(int kind, int clamp, double logp, double ref, double& value, double& d_logp) {
+  const double diff = logp - ref;
+  switch (kind) {
+    case kK1:
+      value = diff;
+      d_logp = 1.0;
+      return;
+    case kAbs:
+      value = fabs(diff);
+      d_logp = diff > 0 ? 1.0 : diff < 0 ? -1.0 : diff;
+      return;
+    case kK2:
+      value = 0.5 * diff * diff;
+      d_logp = diff;
+      return;
+    default: {
+      double x = -diff;
+      double x_slope = -1.0;
+      if (clamp && (x < -20 || x > 20)) {
+        x = x < -20 ? -20.0 : 20.0;
+        x_slope = 0.0;
+      }
+      const double ex = exp(x);
+      double v = ex - x - 1.0;
+      double slope = (ex - 1.0) * x_slope;
+      if (clamp && (v < -10 || v > 10)) {
+        v = v < -10 ? -10.0 : 10.0;
+        slope = 0.0;
+      }
+      value = v;
+      d_logp = slope;
+      return;
+    }
+  }
+}
+
+/**
+ * One valid token: `sequence_log_ratio` is its row's mean log-ratio (sequence levels), `w` and `ew` its row's
+ * aggregation weights for the policy term and the entropy bonus.
+ */
+GR_HD void token_loss(const LossConfig& c, double logp, double old_logp, double sequence_log_ratio, double advantage,
+                      double ref_logp, double importance, double entropy, double w, double ew, TokenResult& r) {
+  (void)entropy;
+  const bool sequence_level = c.ratio_level != kToken;
+  const bool through_row = c.ratio_level == kSequence;
+  const double token_log_ratio = logp - old_logp;
+  const double raw = sequence_level ? sequence_log_ratio : token_log_ratio;
+  const bool inside = raw >= c.clamp_low && raw <= c.clamp_high;
+  const double log_ratio = inside ? raw : raw < c.clamp_low ? c.clamp_low : c.clamp_high;
+  const double ratio = exp(log_ratio);
+  double loss, d_log_ratio, d_logp;
+  uint8_t flags;
+  token_objective(c, logp, ratio, advantage, loss, d_log_ratio, d_logp, flags);
+  r.loss = loss * importance;
+  const double via_ratio = inside ? w * importance * d_log_ratio : 0.0;
+  r.row_grad = through_row ? via_ratio : 0.0;
+  r.grad = (through_row ? 0.0 : via_ratio) + w * importance * d_logp;
+  r.kl = 0.0;
+  if (c.kl_kind != kNoKl) {
+    double value, slope;
+    kl_penalty(c.kl_kind, c.kl_clamp, logp, ref_logp, value, slope);
+    if (c.kl_importance) {
+      // TRL multiplies the KL by the ratio without detaching it, so the ratio's own gradient comes along.
+      if (sequence_level) {
+        if (inside) r.row_grad += w * c.kl_coef * value * ratio;
+        slope *= ratio;
+      } else {
+        slope = slope * ratio + (inside ? value * ratio : 0.0);
+      }
+      value *= ratio;
+    }
+    r.kl = value;
+    r.grad += w * c.kl_coef * slope;
+  }
+  r.grad_entropy = c.entropy_bonus ? -(ew * c.entropy_coef) : 0.0;
+  r.ratio = ratio;
+  r.approx = sequence_level ? token_log_ratio : log_ratio;
+  r.flags = flags;
+}
+
+}  // namespace grpo
