@@ -11,8 +11,18 @@ export default defineConfig([
     splitting: true,
     dts: true,
     sourcemap: true,
-    clean: true,
+    // The CLI build below runs beside this one: its output must survive this clean.
+    clean: ["!cli.js", "!cli.js.map"],
     target: "node20",
     treeshake: true,
-  }
+  },
+  {
+    // The `grpo-roc` bin: ESM only, no types. The source's #! line is kept, and tsup makes the file executable.
+    entry: { cli: "src/cli/main.ts" },
+    format: ["esm"],
+    dts: false,
+    sourcemap: true,
+    clean: false,
+    target: "node20",
+  },
 ]);

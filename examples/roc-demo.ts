@@ -1,7 +1,7 @@
 /**
  * Resample-on-Correct on synthetic rStar2-style transcripts: 64 prompts × 32 rollouts, kept 16 per prompt.
  * Shows which rollouts each mode keeps, and that the correct ones kept use the tool more cleanly than the
- * correct ones dropped. Run: npm run demo
+ * correct ones dropped. Run: npm run demo:transcripts (`npm run demo` is the RL run of examples/demo/).
  */
 import seedrandom from "seedrandom";
 import { rocPipeline, rocPresets, type Rollout } from "../src/index.js";

@@ -17,10 +17,12 @@ export interface PipelineResult {
   readonly roc: RocResult;
 }
 
+/** Each part is validated where it is used; here only that both parts are where they belong. */
+const pipelineOptionsSchema = z.object({ roc: z.looseObject({}), advantages: z.looseObject({}).optional() });
+
 /** One training step's selection: RoC first, then advantages over the kept rollouts only (spec §1). */
 export function rocPipeline(rollouts: readonly Rollout[], options: PipelineOptions): PipelineResult {
-  // Each part is validated where it is used; here only that both parts are where they belong.
-  parseOrThrow(z.object({ roc: z.looseObject({}), advantages: z.looseObject({}).optional() }), options, "options");
+  parseOrThrow(pipelineOptionsSchema, options, "options");
   const roc = resampleOnCorrect(rollouts, options.roc);
   const keptRollouts = Array.from(roc.kept, (i) => rollouts[i]!);
   return {

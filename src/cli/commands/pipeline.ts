@@ -1,0 +1,49 @@
+import { rocPipeline } from "../../pipeline.js";
+import { resampleOnCorrect } from "../../roc/resample.js";
+import { rewardOf } from "../../roc/schema.js";
+import type { CommandSpec } from "../args.js";
+import { advantageOptionsFrom, advantageSection, groupingSection, ioSection, penaltySection, rocOptionsFrom, rocSection } from "../options.js";
+import { AdvantagePlan } from "./advantage-plan.js";
+import { rocRecords } from "./roc-records.js";
+import type { CommandDefinition, Member } from "./types.js";
+
+const spec: CommandSpec = {
+  name: "pipeline",
+  summary: "One training step's selection: Resample-on-Correct per group, then advantages over the kept rollouts only.",
+  description: [
+    "The records of resample, with the advantage on each kept one: line, id, groupId, dropped, [reasonCode, reason], correct, reward, pErr, pFormat, pTotal, and advantage when kept. --kept-only writes what a trainer trains on.",
+    "Input contract: the rollouts of one group are contiguous lines; memory is bounded by the largest group (plus a few hundred bytes a closed group, to catch an id that comes back; none under --repeated-groups separate). Each group gets the library's rocPipeline result for that group, which is what it gives inside the whole input.",
+  ],
+  sections: [rocSection, advantageSection, penaltySection, groupingSection, ioSection],
+  examples: [
+    "grpo-roc pipeline --keep 16 --seed $STEP --kept-only rollouts.jsonl > batch.jsonl",
+    "grpo-roc pipeline --keep 16 --mode reference --preset verl --summary step.json -o batch.jsonl rollouts.jsonl",
+  ],
+};
+
+export const pipelineCommand: CommandDefinition = {
+  spec,
+  create(values) {
+    const roc = rocOptionsFrom(values);
+    const plan = new AdvantagePlan(advantageOptionsFrom(values));
+    return {
+      kind: "group",
+      processGroup(members, tally) {
+        const result = rocPipeline(members.map((m) => m.rollout), { roc, advantages: plan.library });
+        const values = plan.finish(result.advantages);
+        const position = new Map<number, number>(Array.from(result.kept, (index, k) => [index, k]));
+        return rocRecords(members, result.roc, roc, tally, (k) => values[position.get(k)!]!);
+      },
+      ...(plan.needsBatch
+        ? {
+            batch: {
+              // The batch of the advantages is the kept rollouts: RoC is deterministic, so the first pass sees the same.
+              collect: (members: readonly Member[]) =>
+                Array.from(resampleOnCorrect(members.map((m) => m.rollout), roc).kept, (index) => rewardOf(members[index]!.rollout)),
+              setRewards: (rewards: Float64Array) => plan.setBatchRewards(rewards),
+            },
+          }
+        : {}),
+    };
+  },
+};

@@ -1,0 +1,46 @@
+import type { Rollout } from "../../roc/schema.js";
+import type { CommandSpec, Values } from "../args.js";
+import type { Tally } from "../summary.js";
+
+export interface Member {
+  readonly line: number;
+  readonly rollout: Rollout;
+}
+
+/** One output line. `dropped` decides whether --kept-only writes it. */
+export interface OutputRecord {
+  readonly dropped: boolean;
+  readonly record: Record<string, unknown>;
+}
+
+/** A command that needs nothing but the line itself. */
+export interface LineCommand {
+  readonly kind: "line";
+  processLine(member: Member, tally: Tally): OutputRecord;
+}
+
+/**
+ * A command over complete groups. `processGroup` returns one record per member, in order, and updates the tally
+ * only once it cannot fail; it throws the library's errors, which the driver turns into line numbers.
+ */
+export interface GroupCommand {
+  readonly kind: "group";
+  processGroup(members: readonly Member[], tally: Tally): OutputRecord[];
+  /** Set when an advantage needs the std of the whole batch: a first pass collects the rewards that enter it. */
+  readonly batch?: {
+    collect(members: readonly Member[]): readonly number[];
+    setRewards(rewards: Float64Array): void;
+  };
+}
+
+export type Command = LineCommand | GroupCommand;
+
+export interface CommandDefinition {
+  readonly spec: CommandSpec;
+  create(values: Values): Command;
+}
+
+/** The fields every record starts with: where it came from. */
+export function identity(member: Member): { line: number; id: string | number | null; groupId: string | number } {
+  return { line: member.line, id: member.rollout.id ?? null, groupId: member.rollout.groupId };
+}
