@@ -3,7 +3,7 @@
  * LossConfig (native/src/grpo_math.h), and the loss and metrics summed on the host from the per-token terms, in
  * the reference's order (src/loss/policy-loss.ts), so that only the per-token arithmetic differs.
  */
-import type { Inputs, PolicyLossMetrics, PolicyLossResult } from "../loss/policy-loss.js";
+import { lossMetrics, type Inputs, type PolicyLossResult } from "../loss/policy-loss.js";
 import type { PolicyLossOptions } from "../loss/options.js";
 
 const OBJECTIVES: Record<string, number> = { clip: 0, cispo: 1, sapo: 2, reinforce: 3 };
@@ -90,21 +90,8 @@ export function assembleLoss(
       ratioSum += ratio;
     }
   }
-  const mean = (sum: number) => (tokens === 0 ? 0 : sum / tokens);
-  const metrics: PolicyLossMetrics = {
-    tokens,
-    sequences,
-    clipFraction: mean(clipped),
-    clipFractionLow: mean(low),
-    clipFractionHigh: mean(high),
-    dualClipFraction: mean(dual),
-    approxKl: mean(approxKl),
-    ratioMin: tokens === 0 ? 0 : ratioMin,
-    ratioMean: mean(ratioSum),
-    ratioMax: tokens === 0 ? 0 : ratioMax,
-    kl: o.kl !== null ? mean(klSum) : undefined,
-    entropy: entropy !== undefined ? mean(entropySum) : undefined,
-  };
+  const metrics = lossMetrics({ tokens, sequences, clipped, low, high, dual, approxKl, ratioMin, ratioSum, ratioMax, klSum, entropySum }, o.kl !== null, entropy !== undefined);
+
   return {
     loss,
     grad: out.grad,

@@ -131,10 +131,33 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsI
   const entropyWeights = o.entropyCoef > 0 ? rowWeights(t.rowTokens, cols, o.entropyAggregation ?? o.aggregation, o.normalizer) : undefined;
   const outputs = outputBuffers(into, t, { perTokenKl: o.kl !== null, gradEntropy: entropyWeights !== undefined });
   const sums = accumulate(t, o, kernel, weights, entropyWeights, outputs);
+  const metrics = lossMetrics(sums, o.kl !== null, t.entropy !== undefined);
+  const { grad, perTokenLoss, perTokenKl, gradEntropy } = outputs;
+  return { loss: sums.loss, grad, gradEntropy, perTokenLoss, perTokenKl, shape: t.shape, metrics };
+}
+
+/** What a backend sums over the valid tokens of a call, to report the metrics. */
+export interface MetricSums {
+  readonly tokens: number;
+  readonly sequences: number;
+  readonly clipped: number;
+  readonly low: number;
+  readonly high: number;
+  readonly dual: number;
+  readonly approxKl: number;
+  readonly ratioMin: number;
+  readonly ratioSum: number;
+  readonly ratioMax: number;
+  readonly klSum: number;
+  readonly entropySum: number;
+}
+
+/** The metrics from their sums, as every backend reports them (means over valid tokens; all 0 without any). */
+export function lossMetrics(sums: MetricSums, withKl: boolean, withEntropy: boolean): PolicyLossMetrics {
   const { tokens } = sums;
   const mean = (sum: number) => (tokens === 0 ? 0 : sum / tokens);
   // Fixed shapes (optional fields present as undefined) keep callers' property accesses monomorphic.
-  const metrics: PolicyLossMetrics = {
+  return {
     tokens,
     sequences: sums.sequences,
     clipFraction: mean(sums.clipped),
@@ -145,11 +168,9 @@ export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsI
     ratioMin: tokens === 0 ? 0 : sums.ratioMin,
     ratioMean: mean(sums.ratioSum),
     ratioMax: tokens === 0 ? 0 : sums.ratioMax,
-    kl: o.kl !== null ? mean(sums.klSum) : undefined,
-    entropy: t.entropy !== undefined ? mean(sums.entropySum) : undefined,
+    kl: withKl ? mean(sums.klSum) : undefined,
+    entropy: withEntropy ? mean(sums.entropySum) : undefined,
   };
-  const { grad, perTokenLoss, perTokenKl, gradEntropy } = outputs;
-  return { loss: sums.loss, grad, gradEntropy, perTokenLoss, perTokenKl, shape: t.shape, metrics };
 }
 
 interface Outputs {

@@ -6,7 +6,7 @@
 import { GrpoRocError } from "../errors.js";
 import { rowWeights } from "../loss/aggregation.js";
 import type { PolicyLossOptions } from "../loss/options.js";
-import type { Inputs, PolicyLossMetrics, PolicyLossResult } from "../loss/policy-loss.js";
+import { lossMetrics, type Inputs, type PolicyLossResult } from "../loss/policy-loss.js";
 import { alignUp, type Batch } from "./context.js";
 import { BufferUsage, type GpuBuffer } from "./gpu.js";
 import { grid, ParamSlots } from "./logits.js";
@@ -223,20 +223,7 @@ export function lossResult(o: PolicyLossOptions, packed: PackedLoss, tokenOut: F
     ratioMin = Math.min(ratioMin, partials[at + 10]!);
     ratioMax = Math.max(ratioMax, partials[at + 11]!);
   }
-  const mean = (sum: number) => (tokens === 0 ? 0 : sum / tokens);
-  const metrics: PolicyLossMetrics = {
-    tokens,
-    sequences,
-    clipFraction: mean(clipped),
-    clipFractionLow: mean(low),
-    clipFractionHigh: mean(high),
-    dualClipFraction: mean(dual),
-    approxKl: mean(approxKl),
-    ratioMin: tokens === 0 ? 0 : ratioMin,
-    ratioMean: mean(ratioSum),
-    ratioMax: tokens === 0 ? 0 : ratioMax,
-    kl: o.kl !== null ? mean(klSum) : undefined,
-    entropy: packed.withEntropyInput ? mean(entropySum) : undefined,
-  };
+  const metrics = lossMetrics({ tokens, sequences, clipped, low, high, dual, approxKl, ratioMin, ratioSum, ratioMax, klSum, entropySum }, o.kl !== null, packed.withEntropyInput);
+
   return { loss, grad, gradEntropy, perTokenLoss, perTokenKl, shape: [rows, cols], metrics };
 }
