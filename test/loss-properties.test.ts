@@ -14,6 +14,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { rng } from "./helpers/rng.js";
 import {
   AGGREGATIONS,
   batchNormalizer,
@@ -330,16 +331,7 @@ describe("(b) permuting rows", () => {
 // (c) token log-probs
 
 /** Deterministic uniform [0, 1) stream (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = (seed: number) => rng(seed).next;
 
 /** A plain two-pass log-softmax in float64: max over the whole vocabulary, then Σ exp(z − max). */
 function reference(logits: ArrayLike<number>, offset: number, V: number, temperature: number, token: number) {

@@ -17,6 +17,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { rng } from "./helpers/rng.js";
 import {
   GrpoRocError,
   lossPresets,
@@ -48,23 +49,6 @@ afterAll(async () => {
 });
 
 // ── helpers ──────────────────────────────────────────────────────────────────────────────────────────────────
-
-/** mulberry32: deterministic inputs. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return {
-    next,
-    normal: () => Math.sqrt(-2 * Math.log(next() + 1e-12)) * Math.cos(2 * Math.PI * next()),
-    int: (n: number) => Math.floor(next() * n),
-  };
-}
 
 function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, relative = 2e-5, what = "values"): void {
   expect(actual.length, `${what}: length`).toBe(expected.length);

@@ -16,6 +16,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, describe, expect, it } from "vitest";
+import { rng } from "./helpers/rng.js";
 import { referenceBackend } from "../src/backends/index.js";
 import { GrpoRocError, lossPresets, ValidationError, type PolicyLossInputs, type PolicyLossOptionsInput } from "../src/index.js";
 import {
@@ -77,23 +78,6 @@ const UNIFORM = 0x40;
 const STORAGE = 0x80;
 const COPY_SRC = 0x4;
 const COPY_DST = 0x8;
-
-/** mulberry32: deterministic inputs. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return {
-    next,
-    normal: () => Math.sqrt(-2 * Math.log(next() + 1e-12)) * Math.cos(2 * Math.PI * next()),
-    int: (n: number) => Math.floor(next() * n),
-  };
-}
 
 /**
  * Records the bind groups created on tfjs's device and every read from it while `f` runs. grpo-roc's bind groups
