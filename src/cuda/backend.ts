@@ -13,6 +13,7 @@ import {
   badLogits,
   isBfloat16Logits,
   readBackwardInputsOf,
+  savedSkipped,
   readBfloat16Logits,
   readForwardOptions,
   readLogits,
@@ -298,7 +299,7 @@ export function createCudaBackend(options: CudaBackendOptions = {}): Backend {
       if (saved !== undefined) {
         for (let i = 0; i < n; i++) {
           if (active[i] === 1 && Number.isNaN(saved.logSumExp[i])) {
-            throw invalid("options.saved", `skipped position [${Math.floor(i / d.l.cols)}][${i % d.l.cols}] (its forward mask was 0), which this pass needs`);
+            throw savedSkipped(i, d.l.cols);
           }
         }
       }

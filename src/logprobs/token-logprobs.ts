@@ -116,7 +116,7 @@ export function tokenLogProbsBackward(
       stats.logSumExp = saved.logSumExp[i]!;
       stats.entropy = saved.entropy?.[i] ?? 0;
       if (Number.isNaN(stats.logSumExp)) {
-        throw invalid("options.saved", `skipped position [${Math.floor(i / l.cols)}][${i % l.cols}] (its forward mask was 0), which this pass needs`);
+        throw savedSkipped(i, l.cols);
       }
     } else {
       rowStatistics(l, i, inverseTemperature, h !== 0, stats);
@@ -209,6 +209,11 @@ function rowStatistics(l: Logits, i: number, inverseTemperature: number, withEnt
   if (!Number.isFinite(logSumExp)) throw badLogits(i, l.cols, logSumExp);
   out.logSumExp = logSumExp;
   out.entropy = withEntropy ? logSumExp - weighted / sum : 0;
+}
+
+/** The error when `saved` lacks position i, which the backward pass needs: its forward mask was 0. */
+export function savedSkipped(i: number, cols: number) {
+  return invalid("options.saved", `skipped position [${Math.floor(i / cols)}][${i % cols}] (its forward mask was 0), which this pass needs`);
 }
 
 /** The error for position i whose logsumexp is not finite: all −Infinity, or NaN / +Infinity among its logits. */

@@ -12,6 +12,7 @@ import { composedPolicyLossFromLogits, type LogitsPolicyLossInputs, type LogitsP
 import { roundToBfloat16InPlace } from "../logprobs/bfloat16.js";
 import {
   readBackwardInputsOf,
+  savedSkipped,
   readForwardOptions,
   readLogits,
   readTokens,
@@ -167,7 +168,7 @@ function deviceKernels(context: DeviceContext) {
     if (saved !== undefined) {
       for (const i of positions) {
         if (Number.isNaN(saved.logSumExp[i])) {
-          throw invalid("options.saved", `skipped position [${Math.floor(i / l.cols)}][${i % l.cols}] (its forward mask was 0), which this pass needs`);
+          throw savedSkipped(i, l.cols);
         }
       }
     }
