@@ -3,8 +3,8 @@
 
 The same work as grpo-roc's fused pass, the way an eager PyTorch training step does it: token log-probs
 log_softmax(logits).gather(tokens), the GRPO-RoC policy loss on them (PPO clip, clip-low 0.2 / clip-high 0.28,
-token-mean over the mask, advantages +1/-1 by row, an old policy 0.3 wide around the current one), then
-loss.backward() into the logits. Logits [rows, cols, vocab] (default [4, 4096, 151936]) already in GPU memory,
+token-mean over the mask, advantages +1/-1 by row, an old policy within ±0.4 of the current one, so that many
+ratios are clipped), then loss.backward() into the logits. Logits [rows, cols, vocab] (default [4, 4096, 151936]) already in GPU memory,
 float32 or bfloat16, from torch's own RNG (randn * 2): timing does not depend on the values.
 
 Variants:
@@ -126,7 +126,7 @@ def main():
         return torch.log_softmax(z, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1).float()
 
     with torch.no_grad():
-        old = token_logp(False) + 0.3 * (torch.rand(B, T, device=dev, generator=gen) - 0.5)
+        old = token_logp(False) + 0.8 * (torch.rand(B, T, device=dev, generator=gen) - 0.5)
 
     def step(upcast):
         logp = token_logp(upcast)

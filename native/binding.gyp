@@ -1,6 +1,7 @@
-# grpo_roc_cuda.node: the N-API glue (addon.cc, g++) and the kernels (engine.cu, nvcc), linked with the static
-# CUDA runtime, so that the addon needs only the NVIDIA driver at run time. native/build.mjs runs node-gyp on this
-# file with the CUDA toolkit it found (GRPO_ROC_CUDA_HOME) and an explicit --nodedir, so nothing is downloaded.
+# grpo_roc_cuda.node: the N-API glue (addon.cc) and the self-check (self_check.cc), built by g++, and the kernels
+# (engine.cu, nvcc), linked with the static CUDA runtime, so that the addon needs only the NVIDIA driver at run time.
+# native/build.mjs runs node-gyp on this file with the CUDA toolkit it found (GRPO_ROC_CUDA_HOME) and an explicit
+# --nodedir, so nothing is downloaded.
 #
 # Code for sm_80 (A100; also runs on sm_86/sm_89) and sm_90 (H100/H200), and compute_90 PTX that the driver
 # compiles for newer GPUs: one nvcc call, ~10 s.
@@ -13,7 +14,7 @@
   "targets": [
     {
       "target_name": "grpo_roc_cuda",
-      "sources": ["src/addon.cc", "src/engine.cu"],
+      "sources": ["src/addon.cc", "src/self_check.cc", "src/engine.cu"],
       "include_dirs": ["<(cuda_home)/include"],
       "cflags_cc": ["-std=c++17", "-O2", "-fexceptions", "-Wall", "-Wno-unused-function"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],

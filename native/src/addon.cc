@@ -18,6 +18,7 @@
 
 #include "engine.h"
 #include "grpo_math.h"
+#include "self_check.h"
 
 namespace {
 
@@ -510,8 +511,39 @@ napi_value Bench(napi_env env, napi_callback_info info) {
   });
 }
 
-/** The kernels' float32 -> bfloat16 rounding on the CPU, for the bit-exactness test (synchronous). */
-napi_value FloatToBf16(napi_env env, napi_callback_info info) {
+/** self_check.cc's cases on { exec }: { exec, ok, cases: [{ name, ok, compared, worst, detail }] }. */
+napi_value SelfCheck(napi_env env, napi_callback_info info) {
+  return queue(env, info, "selfCheck", [](Args& a, Work& w) {
+    const grpo::Exec exec = common(a).exec;
+    auto report = std::make_shared<grpo::CheckReport>();
+    w.run = [exec, report] { *report = grpo::self_check(exec); };
+    w.done = [report](napi_env env) {
+      napi_value out, cases;
+      napi_create_object(env, &out);
+      set(env, out, "exec", make_string(env, report->exec));
+      set(env, out, "ok", make_bool(env, report->ok));
+      napi_create_array_with_length(env, report->cases.size(), &cases);
+      for (size_t i = 0; i < report->cases.size(); ++i) {
+        const grpo::CheckCase& c = report->cases[i];
+        napi_value item;
+        napi_create_object(env, &item);
+        set(env, item, "name", make_string(env, c.name));
+        set(env, item, "ok", make_bool(env, c.ok));
+        set(env, item, "compared", make_number(env, static_cast<double>(c.compared)));
+        set(env, item, "worst", make_number(env, c.worst));
+        set(env, item, "detail", make_string(env, c.detail));
+        napi_set_element(env, cases, static_cast<uint32_t>(i), item);
+      }
+      set(env, out, "cases", cases);
+      return out;
+    };
+  });
+}
+
+/** One of the kernels' bf16 conversions on the CPU, for the bit-exactness test (synchronous): a typed array in, one out. */
+template <typename In, typename Out>
+napi_value convert(napi_env env, napi_callback_info info, napi_typedarray_type in_type, napi_typedarray_type out_type, const char* expected,
+                   void (*conversion)(const In*, Out*, size_t)) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
@@ -520,37 +552,26 @@ napi_value FloatToBf16(napi_env env, napi_callback_info info) {
   void* data;
   napi_value buffer;
   size_t offset;
-  if (argc < 1 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, &buffer, &offset) != napi_ok || type != napi_float32_array) {
-    throw_error(env, "floatToBf16: expected a Float32Array", "ERR_GRPO_ROC_CUDA_ARGUMENT");
+  if (argc < 1 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, &buffer, &offset) != napi_ok || type != in_type) {
+    throw_error(env, expected, "ERR_GRPO_ROC_CUDA_ARGUMENT");
     return nullptr;
   }
   napi_value out_buffer, out;
   void* out_data;
-  napi_create_arraybuffer(env, length * 2, &out_data, &out_buffer);
-  napi_create_typedarray(env, napi_uint16_array, length, out_buffer, 0, &out);
-  grpo::float_to_bf16_host(static_cast<const float*>(data), static_cast<uint16_t*>(out_data), length);
+  napi_create_arraybuffer(env, length * sizeof(Out), &out_data, &out_buffer);
+  napi_create_typedarray(env, out_type, length, out_buffer, 0, &out);
+  conversion(static_cast<const In*>(data), static_cast<Out*>(out_data), length);
   return out;
 }
 
+napi_value FloatToBf16(napi_env env, napi_callback_info info) {
+  return convert<float, uint16_t>(env, info, napi_float32_array, napi_uint16_array, "floatToBf16: expected a Float32Array",
+                                  grpo::float_to_bf16_host);
+}
+
 napi_value Bf16ToFloat(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  napi_typedarray_type type;
-  size_t length;
-  void* data;
-  napi_value buffer;
-  size_t offset;
-  if (argc < 1 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, &buffer, &offset) != napi_ok || type != napi_uint16_array) {
-    throw_error(env, "bf16ToFloat: expected a Uint16Array", "ERR_GRPO_ROC_CUDA_ARGUMENT");
-    return nullptr;
-  }
-  napi_value out_buffer, out;
-  void* out_data;
-  napi_create_arraybuffer(env, length * 4, &out_data, &out_buffer);
-  napi_create_typedarray(env, napi_float32_array, length, out_buffer, 0, &out);
-  grpo::bf16_to_float_host(static_cast<const uint16_t*>(data), static_cast<float*>(out_data), length);
-  return out;
+  return convert<uint16_t, float>(env, info, napi_uint16_array, napi_float32_array, "bf16ToFloat: expected a Uint16Array",
+                                  grpo::bf16_to_float_host);
 }
 
 napi_value Init(napi_env env, napi_value exports) {
@@ -562,6 +583,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"policyLoss", nullptr, PolicyLoss, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"fused", nullptr, Fused, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"bench", nullptr, Bench, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"selfCheck", nullptr, SelfCheck, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"floatToBf16", nullptr, FloatToBf16, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"bf16ToFloat", nullptr, Bf16ToFloat, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };

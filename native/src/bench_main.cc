@@ -1,14 +1,18 @@
 // grpo_roc_bench: the engine's benchmark (bench() in engine.cu: the fused token log-probs + GRPO-RoC loss forward
-// and backward on logits already in GPU memory) without Node, for GPU machines that have nvcc but no Node. It is
-// what bench/gpu/run-on-gpu.sh builds and runs; bench/cuda.bench.ts runs the same bench() through the addon.
+// and backward on logits already in GPU memory) and its self-check (self_check.cc: the kernels' results against
+// float64 and against the host executor) without Node, for GPU machines that have nvcc but no Node. It is what
+// bench/gpu/run-on-gpu.sh builds and runs; bench/cuda.bench.ts runs the same bench() through the addon.
 //
 //   nvcc -O3 -std=c++17 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90] \
-//        -DGRPO_ROC_ARCHITECTURES='"sm_80 sm_90 compute_90"' native/src/bench_main.cc native/src/engine.cu -o grpo_roc_bench
+//        -DGRPO_ROC_ARCHITECTURES='"sm_80 sm_90 compute_90"' native/src/bench_main.cc native/src/self_check.cc \
+//        native/src/engine.cu -o grpo_roc_bench
+//   ./grpo_roc_bench --check device --json check.json
 //   ./grpo_roc_bench --dtype bfloat16 --json bf16.json
 //
-// Exit status: 0 measured; 1 bad arguments; 2 no usable CUDA device (the probe's reason on stderr, and in the JSON
-// file as {"ok": false, "reason": ...}); 3 a CUDA or engine error during the run. Nothing is ever printed as a
-// measurement that was not measured.
+// Exit status: 0 measured (or every check passed); 1 bad arguments; 2 no usable CUDA device (the probe's reason on
+// stderr, and in the JSON file as {"ok": false, "reason": ...}); 3 a CUDA or engine error during the run; 4 a
+// check failed. Nothing is ever printed as a measurement that was not measured.
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -16,6 +20,7 @@
 #include <string>
 
 #include "engine.h"
+#include "self_check.h"
 
 namespace {
 
@@ -40,7 +45,9 @@ std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
+/** JSON has no NaN or Infinity: a non-finite figure is written as null, so that the rest of the file still reads. */
 std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
   char buffer[64];
   std::snprintf(buffer, sizeof buffer, "%.17g", v);
   return buffer;
@@ -61,7 +68,48 @@ bool write_file(const char* path, const std::string& text) {
 void usage() {
   std::fprintf(stderr,
                "usage: grpo_roc_bench [--dtype float32|bfloat16] [--rows 4] [--cols 4096] [--vocab 151936]\n"
-               "                      [--iterations 10] [--warmup 2] [--seed 1] [--json FILE]\n");
+               "                      [--iterations 10] [--warmup 2] [--seed 1] [--json FILE]\n"
+               "       grpo_roc_bench --check device|host [--json FILE]\n");
+}
+
+/** A run that measured nothing: the reason on stderr and in the JSON file; returns `status`. */
+int not_run(const char* json, const std::string& head, const std::string& why, const std::string& reason, int status) {
+  std::fprintf(stderr, "grpo_roc_bench: %s: %s\n", why.c_str(), reason.c_str());
+  write_file(json, head + "  \"ok\": false,\n  \"reason\": " + json_string(reason) + "\n}\n");
+  return status;
+}
+
+/** --check: every self-check case, a line each, and the JSON report. */
+int run_check(grpo::Exec exec, const char* json) {
+  const std::string head = "{\n  \"tool\": \"grpo_roc_bench --check\",\n  \"exec\": \"" +
+                           std::string(exec == grpo::Exec::Device ? "device" : "host") + "\",\n";
+  std::string device = "the CPU (host executor)";
+  if (exec == grpo::Exec::Device) {
+    const grpo::ProbeResult p = grpo::probe();
+    if (!p.ok) return not_run(json, head, "not checked", grpo::describe_probe_failure(p), 2);
+    device = p.device_name + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ")";
+  }
+  grpo::CheckReport report;
+  try {
+    report = grpo::self_check(exec);
+  } catch (const std::exception& e) {
+    return not_run(json, head, "the self-check failed on " + device, std::string("failed: ") + e.what(), 3);
+  }
+  int failed = 0;
+  std::string cases;
+  for (const grpo::CheckCase& c : report.cases) {
+    failed += c.ok ? 0 : 1;
+    std::printf("%s  %s (%lld compared, worst %.3g of tolerance)%s%s\n", c.ok ? "ok  " : "FAIL", c.name.c_str(), c.compared, c.worst,
+                c.ok ? "" : ": ", c.detail.c_str());
+    cases += std::string(cases.empty() ? "" : ",\n") + "    {\"name\": " + json_string(c.name) + ", \"ok\": " + (c.ok ? "true" : "false") +
+             ", \"compared\": " + std::to_string(c.compared) + ", \"worst\": " + json_number(c.worst) +
+             ", \"detail\": " + json_string(c.detail) + "}";
+  }
+  std::printf("grpo_roc_bench --check on %s: %zu cases, %d failed\n", device.c_str(), report.cases.size(), failed);
+  const std::string out = head + "  \"ok\": " + (report.ok ? "true" : "false") + ",\n  \"device\": " + json_string(device) +
+                          ",\n  \"cases\": [\n" + cases + "\n  ]\n}\n";
+  if (!write_file(json, out)) return 3;
+  return report.ok ? 0 : 4;
 }
 
 }  // namespace
@@ -69,6 +117,7 @@ void usage() {
 int main(int argc, char** argv) {
   grpo::BenchArgs a;
   const char* json = nullptr;
+  const char* check = nullptr;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
@@ -91,6 +140,12 @@ int main(int argc, char** argv) {
       a.bf16 = std::strcmp(value, "bfloat16") == 0;
     } else if (arg == "--json") {
       json = value;
+    } else if (arg == "--check") {
+      if (std::strcmp(value, "device") != 0 && std::strcmp(value, "host") != 0) {
+        usage();
+        return 1;
+      }
+      check = value;
     } else if (!integer) {
       std::fprintf(stderr, "grpo_roc_bench: %s needs a non-negative integer, got %s\n", arg.c_str(), value);
       return 1;
@@ -111,6 +166,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  if (check != nullptr) return run_check(std::strcmp(check, "device") == 0 ? grpo::Exec::Device : grpo::Exec::Host, json);
   if (a.rows < 1 || a.cols < 1 || a.vocab < 1 || a.iterations < 1 || a.rows > 0x7fffffffLL || a.cols > 0x7fffffffLL ||
       a.vocab > 0x7fffffffLL || a.rows * a.cols > 0x7fffffffLL) {
     std::fprintf(stderr, "grpo_roc_bench: need rows, cols, vocab, iterations >= 1, vocab and rows * cols < 2^31\n");
@@ -122,20 +178,13 @@ int main(int argc, char** argv) {
                            std::to_string(a.rows) + ", " + std::to_string(a.cols) + ", " + std::to_string(a.vocab) + "],\n";
 
   const grpo::ProbeResult p = grpo::probe();
-  if (!p.ok) {
-    const std::string reason = grpo::describe_probe_failure(p);
-    std::fprintf(stderr, "grpo_roc_bench: not measured: %s\n", reason.c_str());
-    write_file(json, head + "  \"ok\": false,\n  \"reason\": " + json_string(reason) + "\n}\n");
-    return 2;
-  }
+  if (!p.ok) return not_run(json, head, "not measured", grpo::describe_probe_failure(p), 2);
 
   grpo::BenchResult r;
   try {
     r = grpo::bench(a);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "grpo_roc_bench: the benchmark failed on %s: %s\n", p.device_name.c_str(), e.what());
-    write_file(json, head + "  \"ok\": false,\n  \"reason\": " + json_string(std::string("failed: ") + e.what()) + "\n}\n");
-    return 3;
+    return not_run(json, head, "the benchmark failed on " + p.device_name, std::string("failed: ") + e.what(), 3);
   }
 
   const double positions = static_cast<double>(a.rows * a.cols);

@@ -55,6 +55,16 @@ GR_HD uint16_t float_to_bf16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
+/** A 64-bit mixer (MurmurHash3's finaliser): the benchmark's and the self-check's data, the same on GPU and CPU. */
+GR_HD uint64_t mix(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return x;
+}
+
 /** Logits are float32 (float) or bfloat16 (uint16_t bits); every kernel computes in float32. */
 GR_HD float to_float(float x) { return x; }
 GR_HD float to_float(uint16_t x) { return bf16_to_float(x); }
@@ -256,6 +266,22 @@ struct LossConfig {
   double sapo_positive;
   double sapo_negative;
 };
+
+/** The GRPO-RoC paper's loss (lossPresets.paper): PPO clip 0.2 / 0.28 on token ratios, no KL, no dual clip. */
+inline LossConfig paper_loss_config() {
+  LossConfig c{};
+  c.objective = kClip;
+  c.ratio_level = kToken;
+  c.low = 0.8;
+  c.high = 1.28;
+  c.delta = INFINITY;
+  c.clamp_low = -INFINITY;
+  c.clamp_high = INFINITY;
+  c.kl_kind = kNoKl;
+  c.sapo_positive = 1;
+  c.sapo_negative = 1.05;
+  return c;
+}
 
 struct TokenResult {
   /** The policy term after the importance weight (perTokenLoss). */

@@ -33,6 +33,7 @@ export interface CudaAddon {
   policyLoss(args: Record<string, unknown>): Promise<void>;
   fused(args: Record<string, unknown>): Promise<{ stop: number; position: number; peakBytes: number }>;
   bench(args: Record<string, unknown>): Promise<Record<string, number | string>>;
+  selfCheck(args: { exec: "device" | "host" }): Promise<unknown>;
   floatToBf16(values: Float32Array): Uint16Array;
   bf16ToFloat(bits: Uint16Array): Float32Array;
 }

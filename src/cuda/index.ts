@@ -4,4 +4,5 @@
  * it (or without a GPU) importing this entry point still works and `cudaBackend.probe()` says why it cannot run.
  */
 export { cudaBackend, createCudaBackend, CudaDeviceError, CudaUnavailableError, type CudaBackendOptions } from "./backend.js";
+export { cudaSelfCheck, type SelfCheckCase, type SelfCheckReport } from "./self-check.js";
 export { addonPath as cudaAddonPath, loadAddon as loadCudaAddon, type AddonState, type BuildStatus, type CudaAddon, type DeviceProbe } from "./addon.js";
