@@ -71,6 +71,20 @@ GR_HD float to_float(uint16_t x) { return bf16_to_float(x); }
 GR_HD void store(float* out, float x) { *out = x; }
 GR_HD void store(uint16_t* out, float x) { *out = float_to_bf16(x); }
 
+/**
+ * e^x for the per-logit work (x <= 0 there): the hardware's 2^x of x·log2(e), two instructions on the GPU where
+ * the accurate expf takes about ten, which would leave a bfloat16 pass short of memory bandwidth. CUDA documents
+ * __expf to within 2 + 1.2·|x| ulp; for the terms that count (x > -16) that is under 2e-6 relative, well inside
+ * the float32 tolerances (1e-5). The host executor rounds x·log2(e) to float32 the same way.
+ */
+GR_HD float fast_exp(float x) {
+#ifdef __CUDA_ARCH__
+  return __expf(x);
+#else
+  return exp2f(x * 1.44269504f);
+#endif
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Online logsumexp with entropy: the running max m, s = sum e^(z - m) and w = sum e^(z - m) (z - m), so that
 // lse = m + log s and H = lse - sum p z = log s - w / s. Keeping w relative to m avoids the cancellation of
@@ -100,20 +114,65 @@ GR_HD void stats_add(Stats& a, float z) {
       a.w = 0.f;
     } else {
       const float d = a.m - z;
-      const float r = expf(d);
+      const float r = fast_exp(d);
       a.w = r * (a.w + d * a.s);
       a.s = a.s * r + 1.f;
     }
     a.m = z;
   } else {
     const float d = z - a.m;
-    const float e = expf(d);
+    const float e = fast_exp(d);
     a.s += e;
     a.w += e * d;
   }
 }
 
-/** Symmetric in its arguments, bit for bit, so that both lanes of a butterfly exchange hold the same state. */
+/**
+ * K logits at once (one 16-byte load): the state is rescaled at most once, to the largest of them, and then every
+ * logit is added without a branch. The same sums as K calls of stats_add, up to rounding, for about half the
+ * instructions per logit; a NaN or +Infinity among them makes the state bad, as there.
+ */
+template <int K>
+GR_HD void stats_add_vector(Stats& a, const float (&z)[K]) {
+  if (stats_bad(a)) return;
+  float top = -INFINITY;
+  bool bad = false;
+GR_UNROLL
+  for (int j = 0; j < K; ++j) {
+    bad |= (z[j] != z[j]) | (z[j] == INFINITY);
+    top = top > z[j] ? top : z[j];
+  }
+  if (bad) {
+    a.s = NAN;
+    return;
+  }
+  if (top == -INFINITY) return;
+  if (top > a.m) {
+    if (a.m == -INFINITY) {
+      a.s = 0.f;
+      a.w = 0.f;
+    } else {
+      const float d = a.m - top;
+      const float r = fast_exp(d);
+      a.w = r * (a.w + d * a.s);
+      a.s = a.s * r;
+    }
+    a.m = top;
+  }
+GR_UNROLL
+  for (int j = 0; j < K; ++j) {
+    const float d = z[j] - a.m;
+    const float e = fast_exp(d);
+    a.s += e;
+    // A -Infinity logit adds e = 0, and e * d would be 0 * -Infinity.
+    a.w += e > 0.f ? e * d : 0.f;
+  }
+}
+
+/**
+ * Symmetric in its arguments up to rounding. nvcc contracts a.s * ra + b.s * rb into an FMA, so the two lanes of a
+ * butterfly exchange can differ in the last bit on the GPU (not on the CPU); only lane 0's result is used.
+ */
 GR_HD Stats stats_merge(const Stats& a, const Stats& b) {
   if (stats_bad(a) || stats_bad(b)) return Stats{0.f, NAN, 0.f};
   if (a.m == -INFINITY) return b;
@@ -183,8 +242,10 @@ GR_HD Stats thread_stats(const T* row, int64_t vocab, float inv_t, int t, int n)
   for (int64_t k = t; k < p.vectors; k += n) {
     Vec<T> q;
     q.raw = vectors[k];
+    float z[Partition<T>::kVec];
 GR_UNROLL
-    for (int j = 0; j < Partition<T>::kVec; ++j) stats_add(s, to_float(q.e[j]) * inv_t);
+    for (int j = 0; j < Partition<T>::kVec; ++j) z[j] = to_float(q.e[j]) * inv_t;
+    stats_add_vector(s, z);
   }
   for (int64_t v = p.tail_start + t; v < vocab; v += n) stats_add(s, to_float(row[v]) * inv_t);
   return s;
@@ -195,7 +256,7 @@ GR_UNROLL
  * same expression, in the same order, as tokenLogProbsBackward of the reference.
  */
 GR_HD float grad_element(float z, bool is_token, float lse, float entropy, float g, float h, float inv_t) {
-  const float p = expf(z - lse);
+  const float p = fast_exp(z - lse);
   // p = 0 for -Infinity logits, whose entropy term would be 0 * Infinity.
   const float entropy_term = (h == 0.f || p == 0.f) ? 0.f : -h * p * (z - lse + entropy);
   float out = (-g * p + entropy_term) * inv_t;
