@@ -129,8 +129,8 @@ GR_HD void stats_add(Stats& a, float z) {
 
 /**
  * K logits at once (one 16-byte load): the state is rescaled at most once, to the largest of them, and then every
- * logit is added without a branch. The same sums as K calls of stats_add, up to rounding, for about half the
- * instructions per logit; a NaN or +Infinity among them makes the state bad, as there.
+ * logit is added without a branch. The same sums as K calls of stats_add, up to rounding; a NaN or +Infinity among
+ * them makes the state bad, as there.
  */
 template <int K>
 GR_HD void stats_add_vector(Stats& a, const float (&z)[K]) {
