@@ -96,7 +96,7 @@ interface Row {
   /** Loss rows: outputs allocated by each call, or the same caller-owned buffers every call (`into`). */
   readonly outputs?: "fresh" | "into";
   peer?: PeerSection;
-  peerTuned?: PeerSection;
+  peerTuned?: PeerSection | undefined;
 }
 
 function extraMiB(peak: number, baseline: number, expectedBytes: number): number {

@@ -321,7 +321,7 @@ interface Row {
   /** Work per call, for the throughput column: rollouts, and bytes of transcript where there are any. */
   readonly rollouts: number;
   readonly bytes?: number;
-  readonly peer?: PeerTiming;
+  readonly peer?: PeerTiming | undefined;
 }
 
 function rate(row: Row, ms: number): string {

@@ -19,7 +19,7 @@ export interface LogitsPolicyLossInputs extends Omit<PolicyLossInputs, "logp" | 
 
 export interface LogitsPolicyLossOptions extends PolicyLossOptionsInput {
   /** The logits are divided by it first (the sampling temperature). */
-  readonly temperature?: number;
+  readonly temperature?: number | undefined;
 }
 
 export interface LogitsPolicyLossResult extends PolicyLossResult {

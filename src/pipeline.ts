@@ -6,7 +6,7 @@ import { rewardOf, type RocOptionsInput, type Rollout } from "./roc/schema.js";
 
 export interface PipelineOptions {
   readonly roc: RocOptionsInput;
-  readonly advantages?: AdvantageOptionsInput;
+  readonly advantages?: AdvantageOptionsInput | undefined;
 }
 
 export interface PipelineResult {

@@ -34,14 +34,14 @@ interface PageOutcome {
   ok: boolean;
   webgpu: boolean;
   reason: string;
-  adapter?: { vendor: string; architecture: string; description: string; isFallbackAdapter: boolean };
-  error?: string;
+  adapter?: { vendor: string; architecture: string; description: string; isFallbackAdapter: boolean } | undefined;
+  error?: string | undefined;
   status: string;
   table: string;
-  reference?: PageLoss;
-  referencePolicyLoss?: PageLoss;
-  webgpuLogits?: PageLoss;
-  webgpuPolicyLoss?: PageLoss;
+  reference?: PageLoss | undefined;
+  referencePolicyLoss?: PageLoss | undefined;
+  webgpuLogits?: PageLoss | undefined;
+  webgpuPolicyLoss?: PageLoss | undefined;
 }
 
 /** Loads the page, waits for window.__grpoRoc and reads it. */

@@ -458,7 +458,7 @@ interface PerRollout {
   readonly pErr: number;
   readonly pFormat: number;
   readonly pTotal: number;
-  readonly advantage?: number;
+  readonly advantage?: number | undefined;
 }
 
 /** What happened to each rollout, keyed by `key` (the object itself, or its id). */

@@ -7,10 +7,10 @@ export class UsageError extends Error {
 
 export interface OptionSpec {
   readonly name: string;
-  readonly short?: string;
+  readonly short?: string | undefined;
   readonly type: "string" | "boolean";
   /** Placeholder shown in --help for a string option. */
-  readonly arg?: string;
+  readonly arg?: string | undefined;
   readonly help: string;
 }
 

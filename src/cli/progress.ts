@@ -21,9 +21,9 @@ export interface ProgressOptions {
   readonly label: string;
   /** Input size in bytes; undefined (stdin) shows a line count instead of a bar. */
   readonly total: number | undefined;
-  readonly stream?: Pick<NodeJS.WriteStream, "write">;
+  readonly stream?: Pick<NodeJS.WriteStream, "write"> | undefined;
   /** Milliseconds; performance.now by default. */
-  readonly now?: () => number;
+  readonly now?: (() => number) | undefined;
 }
 
 /**

@@ -9,8 +9,8 @@ export interface ScoredRollout {
   readonly turns: number;
   readonly formatOk: boolean;
   /** Transcripts only: responses in no known shape, and calls left without a response. */
-  readonly unrecognizedResponses?: number;
-  readonly unansweredCalls?: number;
+  readonly unrecognizedResponses?: number | undefined;
+  readonly unansweredCalls?: number | undefined;
   readonly penalties: Penalties;
 }
 

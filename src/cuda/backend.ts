@@ -33,13 +33,13 @@ export interface CudaBackendOptions {
    * "device" (default): the GPU. "host": the same kernels' code on the CPU, each block's threads emulated one by
    * one in the GPU's order; slow, for checking a build (and the package's tests) on machines without a GPU.
    */
-  readonly exec?: "device" | "host";
+  readonly exec?: "device" | "host" | undefined;
   /** Bytes of logits (plus their gradient) one chunk holds on the device; default min(1 GiB, free memory / 4). */
-  readonly chunkBytes?: number;
+  readonly chunkBytes?: number | undefined;
   /** The registry name; default "cuda" ("cuda@host" for exec "host"). */
-  readonly name?: string;
+  readonly name?: string | undefined;
   /** The addon file; default $GRPO_ROC_CUDA_ADDON, else native/build/Release/grpo_roc_cuda.node in the package. */
-  readonly addonPath?: string;
+  readonly addonPath?: string | undefined;
 }
 
 /** The backend cannot run here; `reason` is what probe() says. */
@@ -281,7 +281,7 @@ export function createCudaBackend(options: CudaBackendOptions = {}): Backend {
         }),
       );
       firstBadRow(logSumExp, active, d.l.cols);
-      return { logp, ...(withEntropy ? { entropy } : {}), logSumExp, temperature, shape: [d.l.rows, d.l.cols] as const };
+      return { logp, entropy: withEntropy ? entropy : undefined, logSumExp, temperature, shape: [d.l.rows, d.l.cols] as const };
     },
 
     async tokenLogProbsBackward(logitsInput, tokensInput, backwardOptions) {

@@ -22,18 +22,18 @@ export type LogitsInput =
 
 export interface TokenLogProbsOptions {
   /** The logits are divided by it first (sampling temperature). */
-  readonly temperature?: number;
+  readonly temperature?: number | undefined;
   /** Also compute the entropy of each position's distribution. */
-  readonly entropy?: boolean;
+  readonly entropy?: boolean | undefined;
   /** [B, T] 0/1: positions with 0 are skipped (logp 0, gradient 0), so their tokens and logits are never read. */
-  readonly mask?: MatrixInput;
+  readonly mask?: MatrixInput | undefined;
 }
 
 export interface TokenLogProbs {
   /** log softmax(logits / temperature)[token], [B, T]. */
   readonly logp: Float64Array;
-  /** Entropy per position, [B, T], when asked for. */
-  readonly entropy?: Float64Array;
+  /** Entropy per position, [B, T], when asked for; undefined otherwise. */
+  readonly entropy: Float64Array | undefined;
   /** logsumexp(logits / temperature) per position, NaN where the mask skipped it: what the backward pass needs. */
   readonly logSumExp: Float64Array;
   /** The temperature these were computed at, so the backward pass can refuse a mismatched `saved`. */
@@ -45,9 +45,9 @@ export interface TokenLogProbsBackwardOptions extends TokenLogProbsOptions {
   /** ∂L/∂logp, [B, T]. */
   readonly gradLogp: MatrixInput;
   /** ∂L/∂entropy, [B, T], when the loss has an entropy term. */
-  readonly gradEntropy?: MatrixInput;
+  readonly gradEntropy?: MatrixInput | undefined;
   /** The forward result, to skip recomputing logsumexp (and entropy). */
-  readonly saved?: TokenLogProbs;
+  readonly saved?: TokenLogProbs | undefined;
 }
 
 /** The vocabulary is read in chunks this long: a running max and sum merge them (online logsumexp). */
@@ -64,7 +64,7 @@ export interface Logits {
   readonly cols: number;
   readonly vocab: number;
   /** The bits, when the logits came as bfloat16 (`data` then holds them widened to float32). */
-  readonly bfloat16?: Uint16Array;
+  readonly bfloat16?: Uint16Array | undefined;
 }
 
 /**
@@ -88,7 +88,7 @@ export function tokenLogProbs(logits: LogitsInput, tokens: MatrixInput, options:
     logp[i] = l.data[i * l.vocab + ids[i]!]! / temperature - stats.logSumExp;
     if (entropy !== undefined) entropy[i] = stats.entropy;
   }
-  return { logp, ...(entropy !== undefined ? { entropy } : {}), logSumExp, temperature, shape: [l.rows, l.cols] };
+  return { logp, entropy, logSumExp, temperature, shape: [l.rows, l.cols] };
 }
 
 /**

@@ -10,17 +10,17 @@ export interface PolicyLossInputs {
   /** log π(token) under the policy being trained, [B, T]: the gradient is taken with respect to it. */
   readonly logp: MatrixInput;
   /** log π_old(token) under the policy that sampled, [B, T]; omitted: on-policy (ratio 1, as TRL does). */
-  readonly oldLogp?: MatrixInput;
+  readonly oldLogp?: MatrixInput | undefined;
   /** One per rollout [B], or one per token [B, T]. */
   readonly advantages: NumericArray | MatrixInput;
   /** 1 for tokens the model wrote, 0 for padding and tool output, [B, T]; omitted: every token counts. */
-  readonly mask?: MatrixInput;
+  readonly mask?: MatrixInput | undefined;
   /** log π_ref(token), [B, T]: needed when options.kl is set. */
-  readonly refLogp?: MatrixInput;
+  readonly refLogp?: MatrixInput | undefined;
   /** Per-token importance weights (e.g. rollout correction), multiplying the policy term, [B, T]. */
-  readonly importanceWeights?: MatrixInput;
+  readonly importanceWeights?: MatrixInput | undefined;
   /** Per-token entropy of the policy, [B, T]: needed when options.entropyCoef > 0. */
-  readonly entropy?: MatrixInput;
+  readonly entropy?: MatrixInput | undefined;
 }
 
 export interface PolicyLossMetrics {
@@ -65,10 +65,10 @@ export interface PolicyLossResult {
  * writes into warm memory instead of fresh pages. A buffer for an output the options do not produce is left alone.
  */
 export interface PolicyLossBuffers {
-  readonly grad?: Float64Array;
-  readonly perTokenLoss?: Float64Array;
-  readonly perTokenKl?: Float64Array;
-  readonly gradEntropy?: Float64Array;
+  readonly grad?: Float64Array | undefined;
+  readonly perTokenLoss?: Float64Array | undefined;
+  readonly perTokenKl?: Float64Array | undefined;
+  readonly gradEntropy?: Float64Array | undefined;
 }
 
 const objectives = new Map<string, PolicyObjective>([
@@ -318,9 +318,9 @@ export interface Inputs {
   readonly rowTokens: Int32Array;
   readonly advantages: NumericArray;
   readonly perTokenAdvantages: boolean;
-  readonly refLogp?: NumericArray;
-  readonly importanceWeights?: NumericArray;
-  readonly entropy?: NumericArray;
+  readonly refLogp?: NumericArray | undefined;
+  readonly importanceWeights?: NumericArray | undefined;
+  readonly entropy?: NumericArray | undefined;
 }
 
 /** Shapes must agree; every value that enters the loss (mask 1) must be finite; masked values are never read. */

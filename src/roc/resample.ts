@@ -18,7 +18,7 @@ export interface RocGroupReport {
   /** "resampled": G of N chosen; "kept-whole": every rollout kept; "dropped": none kept. */
   readonly status: "resampled" | "kept-whole" | "dropped";
   /** Set unless the group was resampled. */
-  readonly reason?: GroupReason;
+  readonly reason?: GroupReason | undefined;
   readonly keptPositives: number;
   readonly keptNegatives: number;
 }

@@ -111,7 +111,7 @@ export const tfjsBackend: Backend = {
         tf.dispose([stats.logp, stats.logSumExp, stats.entropy]);
       }
     }
-    return { logp, ...(entropy !== undefined ? { entropy } : {}), logSumExp, temperature, shape: [l.rows, l.cols] as const };
+    return { logp, entropy, logSumExp, temperature, shape: [l.rows, l.cols] as const };
   },
 
   async tokenLogProbsBackward(logitsInput, tokensInput, options) {

@@ -11,7 +11,7 @@ export interface PolicyLossTfHooks {
    * tf.variableGrads / optimizer.minimize: the receiver owns them and must dispose them, e.g. with
    * `readPolicyLossMetrics`, which reads and disposes them.
    */
-  readonly onCounts?: (counts: PolicyLossCounts) => void;
+  readonly onCounts?: ((counts: PolicyLossCounts) => void) | undefined;
 }
 
 /**

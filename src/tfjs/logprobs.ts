@@ -4,14 +4,14 @@ import { requireBindable } from "./device.js";
 import { tfjsKernelPath, wgslBackward, wgslForward, wgslRefusal, type TfjsKernels, type WgslForward } from "./wgsl.js";
 
 export interface TokenLogProbsTensorOptions {
-  readonly temperature?: number;
+  readonly temperature?: number | undefined;
   /**
    * Which kernels run over the logits: "auto" (default, or $GRPO_ROC_TFJS_KERNELS): grpo-roc's WGSL kernels when
    * the active tfjs backend is webgpu — on tfjs's own device, binding the logits tensor's buffer in place, the
    * gradient written into a new tfjs tensor — and tfjs ops otherwise; "tfjs": tfjs ops always (to compare);
    * "wgsl": the WGSL kernels, or an error when the active backend is not webgpu.
    */
-  readonly kernels?: TfjsKernels;
+  readonly kernels?: TfjsKernels | undefined;
 }
 
 /** log softmax(logits/τ)[token], entropy and logsumexp, for logits [N, V] and tokens [N] (int32). */

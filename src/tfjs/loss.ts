@@ -5,13 +5,13 @@ import { resolvePolicyLossOptions, type Aggregation, type Normalizer, type Polic
 /** policyLoss's inputs as tfjs tensors; [B, T] float32 unless noted. */
 export interface PolicyLossTensors {
   readonly logp: tf.Tensor2D;
-  readonly oldLogp?: tf.Tensor2D;
+  readonly oldLogp?: tf.Tensor2D | undefined;
   /** [B] or [B, T]. */
   readonly advantages: tf.Tensor1D | tf.Tensor2D;
-  readonly mask?: tf.Tensor2D;
-  readonly refLogp?: tf.Tensor2D;
-  readonly importanceWeights?: tf.Tensor2D;
-  readonly entropy?: tf.Tensor2D;
+  readonly mask?: tf.Tensor2D | undefined;
+  readonly refLogp?: tf.Tensor2D | undefined;
+  readonly importanceWeights?: tf.Tensor2D | undefined;
+  readonly entropy?: tf.Tensor2D | undefined;
 }
 
 export interface PolicyLossTensorResult {

@@ -23,22 +23,22 @@ export interface TrainBatch {
    */
   readonly mask: NumericArray;
   /** log π_old of each token [B·L] (the sampling policy's log-probs); read only where mask is 1. Omitted: on-policy. */
-  readonly oldLogp?: NumericArray;
+  readonly oldLogp?: NumericArray | undefined;
   /** One per rollout [B] (rocPipeline's `advantages`, aligned with its `kept`), or one per token [B·L]. */
   readonly advantages: NumericArray;
   /** log π_ref of each token [B·L], when the loss has a KL term (options.kl). */
-  readonly refLogp?: NumericArray;
+  readonly refLogp?: NumericArray | undefined;
   /** Per-token importance weights [B·L] (e.g. rollout correction). */
-  readonly importanceWeights?: NumericArray;
+  readonly importanceWeights?: NumericArray | undefined;
 }
 
 /** One rollout for packTrainBatch: prompt + response, with per-token arrays of the same length. */
 export interface TrainRollout {
   readonly tokens: NumericArray;
   readonly mask: NumericArray;
-  readonly oldLogp?: NumericArray;
-  readonly refLogp?: NumericArray;
-  readonly importanceWeights?: NumericArray;
+  readonly oldLogp?: NumericArray | undefined;
+  readonly refLogp?: NumericArray | undefined;
+  readonly importanceWeights?: NumericArray | undefined;
 }
 
 export interface TrainStepOptions {
@@ -47,25 +47,25 @@ export interface TrainStepOptions {
   readonly batch: TrainBatch;
   readonly optimizer: tf.Optimizer;
   /** The policy-loss options (default: the library's defaults, which are the paper's clip 0.2/0.28, token-mean). */
-  readonly loss?: PolicyLossOptionsInput;
+  readonly loss?: PolicyLossOptionsInput | undefined;
   /** The sampling temperature: logits are divided by it before the softmax (default 1). */
-  readonly temperature?: number;
+  readonly temperature?: number | undefined;
   /**
    * The variables to train. Default: every trainable tfjs variable the loss reaches (tf.variableGrads' default),
    * which is right for a model that owns all its variables; pass them when other trainable variables exist.
    */
-  readonly variables?: readonly tf.Variable[];
+  readonly variables?: readonly tf.Variable[] | undefined;
   /** Clip the global gradient norm to this before the update (verl's grad_clip, usually 1). Default: no clipping. */
-  readonly maxGradNorm?: number;
+  readonly maxGradNorm?: number | undefined;
   /** The vocabulary size: token ids are checked against it before the model runs (and the logits' last axis after). */
-  readonly vocabSize?: number;
+  readonly vocabSize?: number | undefined;
   /** Compute the policy's entropy for the metric even without an entropy bonus (costs the entropy's backward terms). */
-  readonly entropy?: boolean;
+  readonly entropy?: boolean | undefined;
   /**
    * The kernels over the logits (tokenLogProbsTf's `kernels`): "auto" (default, or $GRPO_ROC_TFJS_KERNELS) runs
    * grpo-roc's WGSL kernels on the webgpu backend's device and buffers, tfjs ops elsewhere; "tfjs" forces tfjs ops.
    */
-  readonly kernels?: TfjsKernels;
+  readonly kernels?: TfjsKernels | undefined;
 }
 
 export interface TrainStepResult {

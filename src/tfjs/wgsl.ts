@@ -41,8 +41,8 @@ export type TfjsKernels = "auto" | "wgsl" | "tfjs";
 export const KERNELS_ENV = "GRPO_ROC_TFJS_KERNELS";
 
 interface TensorData {
-  values?: unknown;
-  resource?: unknown;
+  values?: unknown | undefined;
+  resource?: unknown | undefined;
 }
 
 interface TensorInfoLike {

@@ -85,9 +85,9 @@ export interface WebGpuBackend extends Backend, DeviceKernels {
 export interface WebGpuBackendOptions extends ContextOptions {
   readonly device: GpuDevice;
   /** The name it registers under (default "webgpu"). */
-  readonly name?: string;
+  readonly name?: string | undefined;
   /** What probe() reports it runs on. */
-  readonly description?: string;
+  readonly description?: string | undefined;
 }
 
 const optionsSchema = z.object({

@@ -19,18 +19,18 @@ import { whileWaiting } from "./node.js";
 
 export interface ContextOptions {
   /** Bytes of idle buffers kept for reuse (default 1 GiB). 0 turns pooling off. */
-  readonly maxPooledBytes?: number;
+  readonly maxPooledBytes?: number | undefined;
   /**
    * Largest binding (and chunk) in bytes, below the device's own limits; default: the device's
    * maxStorageBufferBindingSize. Lower it to force chunking (tests) or to pipeline uploads in smaller pieces.
    */
-  readonly maxBindingBytes?: number;
+  readonly maxBindingBytes?: number | undefined;
   /**
    * Record the device's uncaptured errors (and loss) and throw them at the next check (default true). Off for a
    * device someone else watches (tfjs's: grpo-roc/tfjs's setup reports its errors at the next tensor read), so
    * that errors of their work are not thrown from ours.
    */
-  readonly watchUncaptured?: boolean;
+  readonly watchUncaptured?: boolean | undefined;
 }
 
 const SCOPES = ["validation", "out-of-memory", "internal"] as const;

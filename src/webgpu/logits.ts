@@ -13,7 +13,7 @@ import { LOGITS_PARAM_WORDS } from "./logprobs.wgsl.js";
 export interface DeviceLogits {
   readonly buffer: GpuBuffer;
   readonly shape: readonly [number, number, number];
-  readonly byteOffset?: number;
+  readonly byteOffset?: number | undefined;
 }
 
 export interface Layout {

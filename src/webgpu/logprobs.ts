@@ -280,7 +280,7 @@ export function toTokenLogProbs(stats: Float32Array, positions: Uint32Array, sha
     logp[i] = stats[4 * i + 1]!;
     if (entropy !== undefined) entropy[i] = stats[4 * i + 2]!;
   }
-  return { logp, ...(entropy !== undefined ? { entropy } : {}), logSumExp, temperature, shape: [shape[0], shape[1]] };
+  return { logp, entropy, logSumExp, temperature, shape: [shape[0], shape[1]] };
 }
 
 export function hostSource(batch: Batch, l: Logits, positions: Uint32Array, keep: boolean): LogitsSource {

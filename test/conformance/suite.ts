@@ -442,7 +442,7 @@ function microBatches(t: Target): void {
 
   describe("(d) micro-batch invariance with the whole batch's normaliser", () => {
     it.each(configs.map(([a, r], k) => [k, a, r] as const))("#%i %s, %s-level ratio: Σ micro-batch losses = batch loss; gradients reassemble", async (k, aggregation, ratioLevel) => {
-      const objective: Objective = ratioLevel === "sequence" ? "clip" : (["clip", "cispo", "sapo", "reinforce"] as const)[k % 4];
+      const objective: Objective = ratioLevel === "sequence" ? "clip" : (["clip", "cispo", "sapo", "reinforce"] as const)[k % 4]!;
       const c = drawLossCase(`micro-${k}`, { objective, ratioLevel, aggregation, entropyCoef: 0.01, kl: { kind: "k3", clamp: true, importanceCorrected: k % 3 === 0 } }, { B: 5, T: 4 });
       const batch = c.batch;
       const T = batch.T;

@@ -256,7 +256,7 @@ export function logitGradScale(
   logits: ArrayLike<number>,
   vocab: number,
   expected: ArrayLike<number>,
-  forward: { logSumExp: ArrayLike<number>; entropy?: ArrayLike<number> },
+  forward: { logSumExp: ArrayLike<number>; entropy?: ArrayLike<number> | undefined },
   gradLogp: ArrayLike<number>,
   gradEntropy: ArrayLike<number> | undefined,
   temperature: number,

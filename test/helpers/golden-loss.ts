@@ -78,7 +78,7 @@ export function verlActorStepOptions(h: VerlActorHyper): PolicyLossOptionsInput 
 }
 
 /** The actor step's loss inputs, with the policy's log-probs and entropy computed from the case's logits. */
-export function verlActorStepInputs(c: GoldenCase, forward: { logp: Float64Array; entropy?: Float64Array; shape: readonly [number, number] }): PolicyLossInputs {
+export function verlActorStepInputs(c: GoldenCase, forward: { logp: Float64Array; entropy?: Float64Array | undefined; shape: readonly [number, number] }): PolicyLossInputs {
   const inputs = c.inputs as Record<string, number[][]>;
   return {
     logp: { data: forward.logp, shape: forward.shape },
