@@ -4,7 +4,12 @@ export default defineConfig([
   {
     // The core, grpo-roc/tfjs, grpo-roc/webgpu and grpo-roc/cuda: the core never loads TensorFlow.js, Dawn nor the
     // native addon.
-    entry: { index: "src/index.ts", "tfjs/index": "src/tfjs/index.ts", "webgpu/index": "src/webgpu/index.ts", "cuda/index": "src/cuda/index.ts" },
+    entry: {
+      index: "src/index.ts",
+      "tfjs/index": "src/tfjs/index.ts",
+      "webgpu/index": "src/webgpu/index.ts",
+      "cuda/index": "src/cuda/index.ts",
+    },
     format: ["esm", "cjs"],
     // Shared chunks in the CommonJS build too (ESM has them anyway), so that grpo-roc, grpo-roc/tfjs and
     // grpo-roc/webgpu share one copy of each module: one GrpoRocError class, and `instanceof` holds across them.

@@ -90,7 +90,9 @@ function progress(message: string): void {
 }
 
 type Measured = { readonly timing: Timing; readonly memory: MemoryFigures };
-type Cell = { readonly kind: "measured"; readonly measured: Measured } | { readonly kind: "skipped"; readonly reason: string };
+type Cell =
+  | { readonly kind: "measured"; readonly measured: Measured }
+  | { readonly kind: "skipped"; readonly reason: string };
 
 interface Agreement {
   readonly what: string;
@@ -147,20 +149,35 @@ interface Shared {
   checkReference?: { logp: Float64Array; grad: Float32Array | Float64Array };
 }
 
-async function runKernels(id: string, backend: Backend, isReference: boolean, shared: Shared, probe: MemoryProbe): Promise<BackendRun> {
+async function runKernels(
+  id: string,
+  backend: Backend,
+  isReference: boolean,
+  shared: Shared,
+  probe: MemoryProbe,
+): Promise<BackendRun> {
   const cells: Record<string, Cell> = {};
   const agreement: Agreement[] = [];
   for (const [index, c] of LOSS_CASES.entries()) {
     const counts = isReference ? c.reference : c.tfjs;
     progress(`${id}: policyLoss ${c.rows}x${c.cols} (${counts.warmup} warm-up + ${counts.runs} runs)`);
     const typed = shared.lossTyped[index]!;
-    const measured = await measureAsync(probe, () => backend.policyLoss(typed, PRESET), counts.warmup, counts.runs, false);
+    const measured = await measureAsync(
+      probe,
+      () => backend.policyLoss(typed, PRESET),
+      counts.warmup,
+      counts.runs,
+      false,
+    );
     cells[`loss_${c.name}`] = { kind: "measured", measured: { timing: measured.timing, memory: measured.memory } };
     if (isReference) {
       shared.referenceLoss[index] = measured.result;
     } else {
       const ref = shared.referenceLoss[index]!;
-      agreement.push({ what: `loss ${c.name}`, relative: Math.abs(measured.result.loss - ref.loss) / Math.abs(ref.loss) });
+      agreement.push({
+        what: `loss ${c.name}`,
+        relative: Math.abs(measured.result.loss - ref.loss) / Math.abs(ref.loss),
+      });
       agreement.push({ what: `grad ${c.name}`, relative: relativeDiff(measured.result.grad, ref.grad) });
     }
   }
@@ -168,16 +185,29 @@ async function runKernels(id: string, backend: Backend, isReference: boolean, sh
   // Small log-prob case: agreement only.
   const checkTokens = formulaTokens(LOGITS_CHECK[0], LOGITS_CHECK[1], LOGITS_CHECK[2]);
   const checkSaved = await backend.tokenLogProbs(shared.check, checkTokens);
-  const checkGrad = await backend.tokenLogProbsBackward(shared.check, checkTokens, { gradLogp: formulaGradLogp(LOGITS_CHECK[0], LOGITS_CHECK[1]), saved: checkSaved });
+  const checkGrad = await backend.tokenLogProbsBackward(shared.check, checkTokens, {
+    gradLogp: formulaGradLogp(LOGITS_CHECK[0], LOGITS_CHECK[1]),
+    saved: checkSaved,
+  });
   if (isReference) {
     shared.checkReference = { logp: checkSaved.logp, grad: checkGrad.data };
   } else {
-    agreement.push({ what: `logp [${LOGITS_CHECK.join(",")}]`, relative: relativeDiff(checkSaved.logp, shared.checkReference!.logp) });
-    agreement.push({ what: `dlogits [${LOGITS_CHECK.join(",")}]`, relative: relativeDiff(checkGrad.data, shared.checkReference!.grad) });
+    agreement.push({
+      what: `logp [${LOGITS_CHECK.join(",")}]`,
+      relative: relativeDiff(checkSaved.logp, shared.checkReference!.logp),
+    });
+    agreement.push({
+      what: `dlogits [${LOGITS_CHECK.join(",")}]`,
+      relative: relativeDiff(checkGrad.data, shared.checkReference!.grad),
+    });
   }
 
   const [B, T, V] = LOGITS.shape;
-  const forwardBackward = async (logits: { data: Float32Array; readonly shape: readonly [number, number, number] }, tokens: ReturnType<typeof formulaTokens>, gradLogp: ReturnType<typeof formulaGradLogp>) => {
+  const forwardBackward = async (
+    logits: { data: Float32Array; readonly shape: readonly [number, number, number] },
+    tokens: ReturnType<typeof formulaTokens>,
+    gradLogp: ReturnType<typeof formulaGradLogp>,
+  ) => {
     const saved = await backend.tokenLogProbs(logits, tokens);
     const grad = await backend.tokenLogProbsBackward(logits, tokens, { gradLogp, saved });
     return grad.data.byteLength;
@@ -197,12 +227,18 @@ async function runKernels(id: string, backend: Backend, isReference: boolean, sh
     if (estimateS > LOGITS.capS) skip = `skipped: est. ${estimateS.toFixed(0)} s a pass (> ${LOGITS.capS} s cap)`;
   }
   if (skip !== undefined) {
-    cells["logprobs_fwd_bwd"] = { kind: "skipped", reason: skip };
+    cells.logprobs_fwd_bwd = { kind: "skipped", reason: skip };
   } else {
     const counts = isReference ? LOGITS.reference : LOGITS.tfjs;
     progress(`${id}: tokenLogProbs fwd+bwd [${B},${T},${V}] (${counts.warmup} warm-up + ${counts.runs} runs)`);
-    const measured = await measureAsync(probe, () => forwardBackward(shared.logits, shared.tokens, shared.gradLogp), counts.warmup, counts.runs, true);
-    cells["logprobs_fwd_bwd"] = { kind: "measured", measured: { timing: measured.timing, memory: measured.memory } };
+    const measured = await measureAsync(
+      probe,
+      () => forwardBackward(shared.logits, shared.tokens, shared.gradLogp),
+      counts.warmup,
+      counts.runs,
+      true,
+    );
+    cells.logprobs_fwd_bwd = { kind: "measured", measured: { timing: measured.timing, memory: measured.memory } };
   }
   return { id, available: true, reason: "", cells, agreement };
 }
@@ -223,7 +259,12 @@ function trainBatchData(): Omit<TrainBatch, "oldLogp"> & { tokens: Int32Array; m
       mask[i] = t >= prompt && t < length && !(b % 2 === 1 && t >= 64 && t < 72) ? 1 : 0;
     }
   }
-  return { shape: [B, L], tokens, mask, advantages: Float64Array.from({ length: B }, (_, b) => (b % 2 === 0 ? 1 : -1)) };
+  return {
+    shape: [B, L],
+    tokens,
+    mask,
+    advantages: Float64Array.from({ length: B }, (_, b) => (b % 2 === 0 ? 1 : -1)),
+  };
 }
 
 /**
@@ -236,8 +277,22 @@ function smallModel(): { apply: (ids: tf.Tensor2D) => tf.Tensor3D; variables: tf
   const { vocab: V, dim: D } = TRAIN;
   const rng = new XorShift32(0x5eed);
   // The same initial weights on every backend, so that their first-step losses can be compared.
-  const E = tf.variable(tf.tensor2d(Float32Array.from({ length: V * D }, () => 0.1 * rng.normal()), [V, D]), true, "embedding");
-  const W = tf.variable(tf.tensor2d(Float32Array.from({ length: D * V }, () => rng.normal() / Math.sqrt(D)), [D, V]), true, "dense/kernel");
+  const E = tf.variable(
+    tf.tensor2d(
+      Float32Array.from({ length: V * D }, () => 0.1 * rng.normal()),
+      [V, D],
+    ),
+    true,
+    "embedding",
+  );
+  const W = tf.variable(
+    tf.tensor2d(
+      Float32Array.from({ length: D * V }, () => rng.normal() / Math.sqrt(D)),
+      [D, V],
+    ),
+    true,
+    "dense/kernel",
+  );
   const bias = tf.variable(tf.zeros([V]), true, "dense/bias");
   const apply = (ids: tf.Tensor2D) =>
     tf.tidy(() => {
@@ -248,7 +303,11 @@ function smallModel(): { apply: (ids: tf.Tensor2D) => tf.Tensor3D; variables: tf
   return { apply, variables: [E, W, bias] };
 }
 
-async function trainBench(id: string, probe: MemoryProbe, counts: { readonly warmup: number; readonly runs: number }): Promise<TrainFigures> {
+async function trainBench(
+  id: string,
+  probe: MemoryProbe,
+  counts: { readonly warmup: number; readonly runs: number },
+): Promise<TrainFigures> {
   const { vocab: V, rows: B, length: L } = TRAIN;
   const { apply, variables } = smallModel();
 
@@ -256,12 +315,15 @@ async function trainBench(id: string, probe: MemoryProbe, counts: { readonly war
   const data = trainBatchData();
   const targets = new Int32Array(B * L);
   for (let b = 0; b < B; b++) for (let t = 0; t < L - 1; t++) targets[b * L + t] = data.tokens[b * L + t + 1]!;
-  const initialLogp = tf.tidy(() => tokenLogProbsTf(apply(tf.tensor2d(data.tokens, [B, L], "int32")), tf.tensor2d(targets, [B, L], "int32")));
+  const initialLogp = tf.tidy(() =>
+    tokenLogProbsTf(apply(tf.tensor2d(data.tokens, [B, L], "int32")), tf.tensor2d(targets, [B, L], "int32")),
+  );
   const shifted = await initialLogp.data();
   initialLogp.dispose();
   const noise = new XorShift32(0xb0b);
   const oldLogp = new Float32Array(B * L);
-  for (let b = 0; b < B; b++) for (let t = 1; t < L; t++) oldLogp[b * L + t] = shifted[b * L + t - 1]! + 0.1 * noise.normal();
+  for (let b = 0; b < B; b++)
+    for (let t = 1; t < L; t++) oldLogp[b * L + t] = shifted[b * L + t - 1]! + 0.1 * noise.normal();
   const batch: TrainBatch = { ...data, oldLogp };
 
   const optimizer = tf.train.adam(TRAIN.learningRate);
@@ -279,8 +341,11 @@ async function trainBench(id: string, probe: MemoryProbe, counts: { readonly war
   // Share of kernel time in the model's matmuls (forward and backward); "forward" entries are customGrad wrappers
   // around kernels that are listed themselves.
   const kernelMs = (filter: (name: string) => boolean) =>
-    profile.kernels.filter((k) => filter(k.name)).reduce((sum, k) => sum + (typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : NaN), 0);
-  const matmulShare = kernelMs((name) => name === "BatchMatMul") / kernelMs((name) => name !== "forward" && name !== "");
+    profile.kernels
+      .filter((k) => filter(k.name))
+      .reduce((sum, k) => sum + (typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : NaN), 0);
+  const matmulShare =
+    kernelMs((name) => name === "BatchMatMul") / kernelMs((name) => name !== "forward" && name !== "");
   const figures: TrainFigures = {
     timing: measured.timing,
     memory: measured.memory,
@@ -327,7 +392,14 @@ async function main(): Promise<void> {
       const inputs = lossInputs(c.rows, c.cols, 0x5eed + index);
       const file = path.join(dir, `loss_${c.name}.bin`);
       writeLossInputs(file, inputs);
-      peerCases.push({ name: c.name, rows: c.rows, cols: c.cols, warmup: c.reference.warmup, runs: c.reference.runs, file });
+      peerCases.push({
+        name: c.name,
+        rows: c.rows,
+        cols: c.cols,
+        warmup: c.reference.warmup,
+        runs: c.reference.runs,
+        file,
+      });
       return asDtype(inputs, "float32");
     });
     const check = { data: new Float32Array(LOGITS_CHECK[0] * LOGITS_CHECK[1] * LOGITS_CHECK[2]), shape: LOGITS_CHECK };
@@ -338,7 +410,14 @@ async function main(): Promise<void> {
     progress(`generating [${B}, ${T}, ${V}] float32 logits`);
     const logits = { data: new Float32Array(B * T * V), shape: LOGITS.shape };
     fillLogits(logits.data, LOGITS.scale, 0x10915);
-    const shared: Shared = { lossTyped, referenceLoss: [], logits, tokens: formulaTokens(B, T, V), gradLogp: formulaGradLogp(B, T), check };
+    const shared: Shared = {
+      lossTyped,
+      referenceLoss: [],
+      logits,
+      tokens: formulaTokens(B, T, V),
+      gradLogp: formulaGradLogp(B, T),
+      check,
+    };
 
     const runs: BackendRun[] = [];
     runs.push(await runKernels("reference", referenceBackend, true, shared, probe));
@@ -373,12 +452,23 @@ async function main(): Promise<void> {
     const peerConfig = {
       threads: TORCH_THREADS,
       loss: { cases: peerCases, dtypes: ["float32"], options: PRESET },
-      logprobs: { shape: LOGITS.shape, scale: LOGITS.scale, ...LOGITS.reference, agreement: { shape: LOGITS_CHECK, file: checkFile } },
+      logprobs: {
+        shape: LOGITS.shape,
+        scale: LOGITS.scale,
+        ...LOGITS.reference,
+        agreement: { shape: LOGITS_CHECK, file: checkFile },
+      },
     };
     progress(`PyTorch peer (${PYTHON} ${path.relative(ROOT, PEER_SCRIPT)}, ${TORCH_THREADS} threads)`);
     const peer: PeerOutcome = runPeer(peerConfig, path.join(dir, "peer-default"), {});
     progress("PyTorch peer again, malloc keeping freed memory (torch*), without fwd+bwd");
-    const peerTuned: PeerOutcome = peer.ran ? runPeer({ ...peerConfig, logprobs: { ...peerConfig.logprobs, forwardBackward: false } }, path.join(dir, "peer-tuned"), TUNED_MALLOC) : peer;
+    const peerTuned: PeerOutcome = peer.ran
+      ? runPeer(
+          { ...peerConfig, logprobs: { ...peerConfig.logprobs, forwardBackward: false } },
+          path.join(dir, "peer-tuned"),
+          TUNED_MALLOC,
+        )
+      : peer;
     const cpuEnd = machineCpuTicks();
 
     const torchMedian = (key: (typeof ROW_KEYS)[number], which: PeerOutcome): number | undefined => {
@@ -388,7 +478,10 @@ async function main(): Promise<void> {
     };
     const torchMemory = (key: (typeof ROW_KEYS)[number]): string => {
       if (!peer.ran) return "-";
-      const section = key === "logprobs_fwd_bwd" ? peer.report.logprobs.forward_backward : peer.report.loss[`${key.slice("loss_".length)}_float32`];
+      const section =
+        key === "logprobs_fwd_bwd"
+          ? peer.report.logprobs.forward_backward
+          : peer.report.loss[`${key.slice("loss_".length)}_float32`];
       if (section === undefined) return "-";
       const expected = key === "logprobs_fwd_bwd" ? B * T * V * 4 : 0;
       return `${section.memory.peak_rss_mb.toFixed(0)} (+${Math.max(0, section.memory.peak_rss_mb - section.memory.baseline_rss_mb - expected / MiB).toFixed(0)})`;
@@ -400,34 +493,61 @@ async function main(): Promise<void> {
         const section = peer.report.loss[`${c.name}_float32`];
         const ref = shared.referenceLoss[index]!;
         if (section !== undefined) {
-          torchAgreement.push({ what: `loss ${c.name}`, relative: Math.abs(ref.loss - section.loss) / Math.abs(section.loss) });
-          torchAgreement.push({ what: `grad ${c.name}`, relative: relativeDiff(ref.grad, readFloat64(section.grad_file)) });
+          torchAgreement.push({
+            what: `loss ${c.name}`,
+            relative: Math.abs(ref.loss - section.loss) / Math.abs(section.loss),
+          });
+          torchAgreement.push({
+            what: `grad ${c.name}`,
+            relative: relativeDiff(ref.grad, readFloat64(section.grad_file)),
+          });
         }
       }
-      torchAgreement.push({ what: `logp [${LOGITS_CHECK.join(",")}]`, relative: relativeDiff(shared.checkReference!.logp, readFloat64(peer.report.logprobAgreement.logp_file)) });
-      torchAgreement.push({ what: `dlogits [${LOGITS_CHECK.join(",")}]`, relative: relativeDiff(shared.checkReference!.grad, readFloat64(peer.report.logprobAgreement.grad_file)) });
+      torchAgreement.push({
+        what: `logp [${LOGITS_CHECK.join(",")}]`,
+        relative: relativeDiff(shared.checkReference!.logp, readFloat64(peer.report.logprobAgreement.logp_file)),
+      });
+      torchAgreement.push({
+        what: `dlogits [${LOGITS_CHECK.join(",")}]`,
+        relative: relativeDiff(shared.checkReference!.grad, readFloat64(peer.report.logprobAgreement.grad_file)),
+      });
     }
 
     // ── print ──
     const cpus = os.cpus().length;
-    const busy = (a: { busy: number; total: number }, b: { busy: number; total: number }) => (b.busy - a.busy) / Math.max(1, b.total - a.total);
-    console.log(`\nBackends benchmark: node ${process.version}, ${cpus} x ${os.cpus()[0]?.model ?? "unknown CPU"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`);
-    for (const run of runs) console.log(`  ${run.id}: ${run.available ? run.reason || "typed-array loops, float64 math" : `unavailable: ${run.reason}`}`);
-    if (peer.ran) console.log(`  torch: PyTorch ${peer.report.torch} CPU, ${peer.report.threads} threads, Python ${peer.report.python}`);
+    const busy = (a: { busy: number; total: number }, b: { busy: number; total: number }) =>
+      (b.busy - a.busy) / Math.max(1, b.total - a.total);
+    console.log(
+      `\nBackends benchmark: node ${process.version}, ${cpus} x ${os.cpus()[0]?.model ?? "unknown CPU"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`,
+    );
+    for (const run of runs)
+      console.log(
+        `  ${run.id}: ${run.available ? run.reason || "typed-array loops, float64 math" : `unavailable: ${run.reason}`}`,
+      );
+    if (peer.ran)
+      console.log(
+        `  torch: PyTorch ${peer.report.torch} CPU, ${peer.report.threads} threads, Python ${peer.report.python}`,
+      );
     else console.log(`  torch: not run: ${peer.reason}`);
     console.log(
       `\nMedian ms (ratio to torch). Runs (warm-up + timed): reference ${LOSS_CASES.map((c) => `${c.reference.warmup}+${c.reference.runs}`).join(" / ")} (loss), ` +
         `${LOGITS.reference.warmup}+${LOGITS.reference.runs} (log-probs); tfjs ${LOSS_CASES.map((c) => `${c.tfjs.warmup}+${c.tfjs.runs}`).join(" / ")}, ` +
         `${LOGITS.tfjs.warmup}+${LOGITS.tfjs.runs}; torch as the reference. torch*: malloc keeping freed memory (loss only).\n`,
     );
-    const cellOf = (run: BackendRun, key: string) => (run.available ? run.cells[key] : ({ kind: "skipped", reason: "unavailable" } as Cell));
+    const cellOf = (run: BackendRun, key: string) =>
+      run.available ? run.cells[key] : ({ kind: "skipped", reason: "unavailable" } as Cell);
     console.log(
       table(
         ["benchmark", ...runs.map((r) => r.id), "torch", "torch*"],
         ROW_KEYS.map((key) => {
           const torch = torchMedian(key, peer);
           const tuned = key === "logprobs_fwd_bwd" ? undefined : torchMedian(key, peerTuned);
-          return [ROW_NAMES[key], ...runs.map((run) => cellTime(cellOf(run, key), torch)), torch === undefined ? "-" : ms(torch), tuned === undefined ? "-" : ms(tuned)];
+          return [
+            ROW_NAMES[key],
+            ...runs.map((run) => cellTime(cellOf(run, key), torch)),
+            torch === undefined ? "-" : ms(torch),
+            tuned === undefined ? "-" : ms(tuned),
+          ];
         }),
       ),
     );
@@ -435,7 +555,11 @@ async function main(): Promise<void> {
     console.log(
       table(
         ["benchmark", ...runs.map((r) => r.id), "torch"],
-        ROW_KEYS.map((key) => [ROW_NAMES[key], ...runs.map((run) => cellMemory(cellOf(run, key), key === "logprobs_fwd_bwd" ? B * T * V * 4 : 0)), torchMemory(key)]),
+        ROW_KEYS.map((key) => [
+          ROW_NAMES[key],
+          ...runs.map((run) => cellMemory(cellOf(run, key), key === "logprobs_fwd_bwd" ? B * T * V * 4 : 0)),
+          torchMemory(key),
+        ]),
       ),
     );
     console.log(
@@ -447,7 +571,8 @@ async function main(): Promise<void> {
       .filter((run) => run.id.startsWith("tfjs-"))
       .map((run) => {
         const t = run.train;
-        if (t === undefined || "skipped" in t) return [run.id, run.available ? (t?.skipped ?? "-") : "unavailable", "-", "-", "-", "-", "-", "-", "-"];
+        if (t === undefined || "skipped" in t)
+          return [run.id, run.available ? (t?.skipped ?? "-") : "unavailable", "-", "-", "-", "-", "-", "-", "-"];
         return [
           run.id,
           ms(t.timing.medianMs),
@@ -461,13 +586,32 @@ async function main(): Promise<void> {
         ];
       });
     console.log(
-      table(["backend", "step median ms", "best ms", "peak RSS MiB (+rise)", "tfjs peak MiB (tf.profile)", "tfjs held MiB / tensors", "leaked tensors", "matmul share", "first-step loss"], trainRows),
+      table(
+        [
+          "backend",
+          "step median ms",
+          "best ms",
+          "peak RSS MiB (+rise)",
+          "tfjs peak MiB (tf.profile)",
+          "tfjs held MiB / tensors",
+          "leaked tensors",
+          "matmul share",
+          "first-step loss",
+        ],
+        trainRows,
+      ),
     );
     console.log("\nAgreement (max |diff| / max |reference|; loss: relative):");
     for (const run of runs) {
-      if (run.agreement.length > 0) console.log(`  ${run.id} vs reference: ${run.agreement.map((a) => `${a.what} ${a.relative.toExponential(1)}`).join(", ")}`);
+      if (run.agreement.length > 0)
+        console.log(
+          `  ${run.id} vs reference: ${run.agreement.map((a) => `${a.what} ${a.relative.toExponential(1)}`).join(", ")}`,
+        );
     }
-    if (torchAgreement.length > 0) console.log(`  reference vs torch: ${torchAgreement.map((a) => `${a.what} ${a.relative.toExponential(1)}`).join(", ")}`);
+    if (torchAgreement.length > 0)
+      console.log(
+        `  reference vs torch: ${torchAgreement.map((a) => `${a.what} ${a.relative.toExponential(1)}`).join(", ")}`,
+      );
     const busyJs = busy(cpuStart, cpuJs);
     const busyPeer = busy(cpuJs, cpuEnd);
     const totalS = (performance.now() - wallStart) / 1000;
@@ -482,11 +626,27 @@ async function main(): Promise<void> {
       `${JSON.stringify(
         {
           generatedAt: new Date().toISOString(),
-          environment: { node: process.version, cpus, cpu: os.cpus()[0]?.model, totalMemGiB: os.totalmem() / 2 ** 30, machineCpuBusy: { jsPart: busyJs, peer: busyPeer } },
+          environment: {
+            node: process.version,
+            cpus,
+            cpu: os.cpus()[0]?.model,
+            totalMemGiB: os.totalmem() / 2 ** 30,
+            machineCpuBusy: { jsPart: busyJs, peer: busyPeer },
+          },
           workload: { lossCases: LOSS_CASES, logits: LOGITS, train: TRAIN, lossPreset: PRESET },
           backends: runs,
-          peer: peer.ran ? { torch: peer.report.torch, threads: peer.report.threads, loss: peer.report.loss, logprobs: peer.report.logprobs, wallS: peer.wallS } : { notRun: peer.reason },
-          peerTunedMalloc: peerTuned.ran ? { loss: peerTuned.report.loss, wallS: peerTuned.wallS } : { notRun: peerTuned.reason },
+          peer: peer.ran
+            ? {
+                torch: peer.report.torch,
+                threads: peer.report.threads,
+                loss: peer.report.loss,
+                logprobs: peer.report.logprobs,
+                wallS: peer.wallS,
+              }
+            : { notRun: peer.reason },
+          peerTunedMalloc: peerTuned.ran
+            ? { loss: peerTuned.report.loss, wallS: peerTuned.wallS }
+            : { notRun: peerTuned.reason },
           torchAgreement,
           totalS,
         },

@@ -27,7 +27,11 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { cudaBackend, loadCudaAddon } from "../src/cuda/index.js";
 
-const [ROWS, COLS, VOCAB] = (process.env.GRPO_ROC_BENCH_SHAPE ?? "4 4096 151936").split(/[\s,]+/).map(Number) as [number, number, number];
+const [ROWS, COLS, VOCAB] = (process.env.GRPO_ROC_BENCH_SHAPE ?? "4 4096 151936").split(/[\s,]+/).map(Number) as [
+  number,
+  number,
+  number,
+];
 const ITERATIONS = Number(process.env.GRPO_ROC_BENCH_ITERATIONS ?? 10);
 const WARMUP = 2;
 const PYTHON = process.env.GRPO_ROC_PYTHON ?? "python3";
@@ -62,7 +66,9 @@ interface PeerVariant {
   readonly maxAbsErrGrad: number;
 }
 
-type PeerResult = { readonly ok: true; readonly torch: string; readonly device: string; readonly variants: readonly PeerVariant[] } | { readonly ok: false; readonly reason: string };
+type PeerResult =
+  | { readonly ok: true; readonly torch: string; readonly device: string; readonly variants: readonly PeerVariant[] }
+  | { readonly ok: false; readonly reason: string };
 
 const MiB = 2 ** 20;
 const f = (x: number, digits = 2) => x.toFixed(digits);
@@ -86,7 +92,9 @@ function runPeer(dtype: string): PeerResult {
       if (report.ok) return report;
       return { ok: false, reason: report.reason };
     } catch {
-      const why = run.error ? String(run.error) : `exit ${run.status ?? run.signal}: ${(run.stderr ?? "").trim().split("\n").slice(-3).join(" ")}`;
+      const why = run.error
+        ? String(run.error)
+        : `exit ${run.status ?? run.signal}: ${(run.stderr ?? "").trim().split("\n").slice(-3).join(" ")}`;
       return { ok: false, reason: `${PYTHON} ${path.basename(PEER)} gave no result (${why})` };
     }
   } finally {
@@ -110,12 +118,21 @@ async function main(): Promise<void> {
   const addon = state.addon;
   const positions = ROWS * COLS;
   console.log(`bench:cuda on ${info.reason}`);
-  console.log(`logits [${ROWS}, ${COLS}, ${VOCAB}] in GPU memory; ${ITERATIONS} timed runs after ${WARMUP} warm-up runs\n`);
+  console.log(
+    `logits [${ROWS}, ${COLS}, ${VOCAB}] in GPU memory; ${ITERATIONS} timed runs after ${WARMUP} warm-up runs\n`,
+  );
   const rows: unknown[] = [];
   for (const dtype of DTYPES) {
     let ours: OurResult;
     try {
-      ours = (await addon.bench({ rows: ROWS, cols: COLS, vocab: VOCAB, dtype, iterations: ITERATIONS, warmup: WARMUP })) as unknown as OurResult;
+      ours = (await addon.bench({
+        rows: ROWS,
+        cols: COLS,
+        vocab: VOCAB,
+        dtype,
+        iterations: ITERATIONS,
+        warmup: WARMUP,
+      })) as unknown as OurResult;
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       console.log(`${dtype}: grpo-roc's benchmark failed: ${reason}\n`);
@@ -127,15 +144,25 @@ async function main(): Promise<void> {
     const ratio = ours.fusedMs / ours.boundMs;
     const perPosition = ours.peakExtraBytes / positions;
     console.log(`${dtype}: ${f(ours.logitsBytes / 1e9)} GB of logits on ${ours.device}`);
-    console.log(`  grpo-roc fused (log-probs + loss + backward)  ${f(ours.fusedMs, 3)} ms (min ${f(ours.fusedMinMs, 3)} ms)`);
-    console.log(`    kernels alone: statistics ${f(ours.statsMs, 3)} ms, loss ${f(ours.lossMs, 3)} ms, gradient ${f(ours.gradMs, 3)} ms`);
-    console.log(`  copy-bandwidth bound (2 reads + 1 write)     ${f(ours.boundMs, 3)} ms at ${f(ours.copyGBps, 0)} GB/s`);
-    console.log(`  ratio to the bound                           ${f(ratio)}× (target ≤ ${TARGETS.ratioToBound}×: ${verdict(ratio <= TARGETS.ratioToBound)})`);
+    console.log(
+      `  grpo-roc fused (log-probs + loss + backward)  ${f(ours.fusedMs, 3)} ms (min ${f(ours.fusedMinMs, 3)} ms)`,
+    );
+    console.log(
+      `    kernels alone: statistics ${f(ours.statsMs, 3)} ms, loss ${f(ours.lossMs, 3)} ms, gradient ${f(ours.gradMs, 3)} ms`,
+    );
+    console.log(
+      `  copy-bandwidth bound (2 reads + 1 write)     ${f(ours.boundMs, 3)} ms at ${f(ours.copyGBps, 0)} GB/s`,
+    );
+    console.log(
+      `  ratio to the bound                           ${f(ratio)}× (target ≤ ${TARGETS.ratioToBound}×: ${verdict(ratio <= TARGETS.ratioToBound)})`,
+    );
     console.log(
       `  peak extra device memory                     ${f(ours.peakExtraBytes / MiB, 1)} MiB = ${f(perPosition, 0)} B per position ` +
         `(O(B·T): ${verdict(perPosition <= TARGETS.extraBytesPerPosition)}); not given back: ${ours.leakedBytes} B`,
     );
-    console.log(`  max |error| vs float64 (${ours.checkedPositions} positions)        logp ${e(ours.maxAbsErrLogp)}, gradient ${e(ours.maxAbsErrGrad)}`);
+    console.log(
+      `  max |error| vs float64 (${ours.checkedPositions} positions)        logp ${e(ours.maxAbsErrLogp)}, gradient ${e(ours.maxAbsErrGrad)}`,
+    );
     if (peer.ok) {
       for (const v of peer.variants) {
         const speedup = v.ms / ours.fusedMs;
@@ -143,15 +170,30 @@ async function main(): Promise<void> {
           `  PyTorch ${peer.torch} ${v.name.padEnd(13)}                ${f(v.ms, 3)} ms, peak extra ${f(v.peakExtraBytes / MiB, 0)} MiB, ` +
             `max |error| logp ${e(v.maxAbsErrLogp)}, gradient ${e(v.maxAbsErrGrad)}`,
         );
-        console.log(`    speed-up of grpo-roc over it               ${f(speedup)}×${v.name === "eager" ? ` (target ≥ ${TARGETS.speedup}×: ${verdict(speedup >= TARGETS.speedup)})` : ""}`);
+        console.log(
+          `    speed-up of grpo-roc over it               ${f(speedup)}×${v.name === "eager" ? ` (target ≥ ${TARGETS.speedup}×: ${verdict(speedup >= TARGETS.speedup)})` : ""}`,
+        );
       }
     } else {
       console.log(`  PyTorch eager: not measured: ${peer.reason}`);
     }
     console.log("");
-    rows.push({ dtype, grpoRoc: { ok: true, ...ours, ratioToBound: ratio, extraBytesPerPosition: perPosition }, torch: peer });
+    rows.push({
+      dtype,
+      grpoRoc: { ok: true, ...ours, ratioToBound: ratio, extraBytesPerPosition: perPosition },
+      torch: peer,
+    });
   }
-  save({ date, measured: true, device: info.reason, shape: [ROWS, COLS, VOCAB], iterations: ITERATIONS, warmup: WARMUP, targets: TARGETS, rows });
+  save({
+    date,
+    measured: true,
+    device: info.reason,
+    shape: [ROWS, COLS, VOCAB],
+    iterations: ITERATIONS,
+    warmup: WARMUP,
+    targets: TARGETS,
+    rows,
+  });
   console.log(`wrote ${path.relative(process.cwd(), OUT)}`);
 }
 

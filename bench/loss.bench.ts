@@ -129,7 +129,9 @@ function resultTable(rows: readonly Row[]): string {
       row.peer === undefined ? "-" : ms(row.peer.timing.median_ms),
       ratio(row.js.medianMs, row.peer?.timing.median_ms),
       `${memoryCell(row.jsMemory.peakRssMiB, row.jsMemory.baselineRssMiB, row.expectedBytes)} / ` +
-        (row.peer === undefined ? "-" : memoryCell(row.peer.memory.peak_rss_mb, row.peer.memory.baseline_rss_mb, row.expectedBytes)),
+        (row.peer === undefined
+          ? "-"
+          : memoryCell(row.peer.memory.peak_rss_mb, row.peer.memory.baseline_rss_mb, row.expectedBytes)),
       `${ms(row.js.minMs)} / ${row.peer === undefined ? "-" : ms(row.peer.timing.min_ms)}`,
       row.peerTuned === undefined ? "-" : ms(row.peerTuned.timing.median_ms),
       ratio(row.js.medianMs, row.peerTuned?.timing.median_ms),
@@ -171,13 +173,27 @@ function run(dir: string, probe: MemoryProbe): void {
       const measured = measure(probe, () => policyLoss(typed, PRESET), c.warmup, c.runs, false);
       const key = `${c.name}_${dtype}`;
       jsLoss.set(key, { loss: measured.result.loss, grad: measured.result.grad, metrics: measured.result.metrics });
-      rows.push({ name: `policyLoss+grad B=${c.rows} T=${c.cols} ${dtype}`, key, js: measured.timing, jsMemory: measured.memory, expectedBytes: 0, outputs: "fresh" });
+      rows.push({
+        name: `policyLoss+grad B=${c.rows} T=${c.cols} ${dtype}`,
+        key,
+        js: measured.timing,
+        jsMemory: measured.memory,
+        expectedBytes: 0,
+        outputs: "fresh",
+      });
       // A training loop passes the same output buffers every step (`into`): warm memory, no first-touch page faults.
       progress(`policy loss ${c.rows}x${c.cols} ${dtype}, into reused buffers`);
       const size = c.rows * c.cols;
       const into = { grad: new Float64Array(size), perTokenLoss: new Float64Array(size) };
       const reused = measure(probe, () => policyLoss(typed, PRESET, into), c.warmup, c.runs, false);
-      rows.push({ name: `  … into reused buffers`, key, js: reused.timing, jsMemory: reused.memory, expectedBytes: 0, outputs: "into" });
+      rows.push({
+        name: `  … into reused buffers`,
+        key,
+        js: reused.timing,
+        jsMemory: reused.memory,
+        expectedBytes: 0,
+        outputs: "into",
+      });
       if (index === 0 && dtype === "float64") {
         progress(`policy loss ${c.rows}x${c.cols} ${dtype}, full GC before each call`);
         const withGc = measure(probe, () => policyLoss(typed, PRESET), GC_CASE.warmup, GC_CASE.runs, true);
@@ -196,11 +212,17 @@ function run(dir: string, probe: MemoryProbe): void {
   writeFileSync(checkFile, Buffer.from(check.data.buffer));
   const checkTokens = formulaTokens(checkShape[0], checkShape[1], checkShape[2]);
   const checkForward = tokenLogProbs(check, checkTokens);
-  const checkBackward = tokenLogProbsBackward(check, checkTokens, { gradLogp: formulaGradLogp(checkShape[0], checkShape[1]), saved: checkForward });
+  const checkBackward = tokenLogProbsBackward(check, checkTokens, {
+    gradLogp: formulaGradLogp(checkShape[0], checkShape[1]),
+    saved: checkForward,
+  });
 
   progress(`token log-probs: generating [${B}, ${T}, ${V}] float32 logits`);
   const fillStart = performance.now();
-  const logits: { data: Float32Array; readonly shape: readonly [number, number, number] } = { data: new Float32Array(B * T * V), shape: [B, T, V] };
+  const logits: { data: Float32Array; readonly shape: readonly [number, number, number] } = {
+    data: new Float32Array(B * T * V),
+    shape: [B, T, V],
+  };
   fillLogits(logits.data, LOGITS.scale, 0x10915);
   const fillS = (performance.now() - fillStart) / 1000;
   const logitsBytes = logits.data.byteLength;
@@ -209,7 +231,13 @@ function run(dir: string, probe: MemoryProbe): void {
 
   progress("token log-probs: forward");
   const forward = measure(probe, () => tokenLogProbs(logits, tokens), LOGITS.warmup, LOGITS.runs, true);
-  rows.push({ name: `tokenLogProbs fwd [${B},${T},${V}] float32`, key: "forward", js: forward.timing, jsMemory: forward.memory, expectedBytes: 0 });
+  rows.push({
+    name: `tokenLogProbs fwd [${B},${T},${V}] float32`,
+    key: "forward",
+    js: forward.timing,
+    jsMemory: forward.memory,
+    expectedBytes: 0,
+  });
 
   progress("token log-probs: forward + backward");
   const forwardBackward = measure(
@@ -240,9 +268,17 @@ function run(dir: string, probe: MemoryProbe): void {
   const peerConfig = {
     threads: TORCH_THREADS,
     loss: { cases: peerCases, dtypes: DTYPES, options: PRESET },
-    logprobs: { shape: LOGITS.shape, scale: LOGITS.scale, warmup: LOGITS.warmup, runs: LOGITS.runs, agreement: { shape: LOGITS_CHECK, file: checkFile } },
+    logprobs: {
+      shape: LOGITS.shape,
+      scale: LOGITS.scale,
+      warmup: LOGITS.warmup,
+      runs: LOGITS.runs,
+      agreement: { shape: LOGITS_CHECK, file: checkFile },
+    },
   };
-  progress(`PyTorch peer (${PYTHON} ${path.relative(ROOT, PEER_SCRIPT)}, ${TORCH_THREADS} threads), glibc malloc defaults`);
+  progress(
+    `PyTorch peer (${PYTHON} ${path.relative(ROOT, PEER_SCRIPT)}, ${TORCH_THREADS} threads), glibc malloc defaults`,
+  );
   const peer = runPeer(peerConfig, path.join(dir, "peer-default"), {});
   progress("PyTorch peer again, malloc keeping freed memory");
   // Forward + backward is left out of this run: with freed memory kept, torch's heap grew to ~4.9 GB over it and its
@@ -267,15 +303,16 @@ function run(dir: string, probe: MemoryProbe): void {
           lossRelDiff: lossAbsDiff / Math.abs(section.loss),
           gradMaxAbsDiff: grad.maxAbsDiff,
           gradMaxAbs: grad.maxAbs,
-          clipFraction: [js.metrics.clipFraction, section.metrics["pg_clipfrac"]!],
-          dualClipFraction: [js.metrics.dualClipFraction, section.metrics["pg_clipfrac_lower"]!],
-          approxKl: [js.metrics.approxKl, section.metrics["ppo_kl"]!],
+          clipFraction: [js.metrics.clipFraction, section.metrics.pg_clipfrac!],
+          dualClipFraction: [js.metrics.dualClipFraction, section.metrics.pg_clipfrac_lower!],
+          approxKl: [js.metrics.approxKl, section.metrics.ppo_kl!],
         };
       }
     }
     rows.find((row) => row.key === "forward")!.peer = peer.report.logprobs.forward;
     const forwardBackwardPeer = peer.report.logprobs.forward_backward;
-    if (forwardBackwardPeer !== undefined) rows.find((row) => row.key === "forward_backward")!.peer = forwardBackwardPeer;
+    if (forwardBackwardPeer !== undefined)
+      rows.find((row) => row.key === "forward_backward")!.peer = forwardBackwardPeer;
     const logp = maxAbsDiff(checkForward.logp, readFloat64(peer.report.logprobAgreement.logp_file));
     const grad = maxAbsDiff(checkBackward.data, readFloat64(peer.report.logprobAgreement.grad_file));
     logprobAgreement = { logpMaxAbsDiff: logp.maxAbsDiff, gradMaxAbsDiff: grad.maxAbsDiff, gradMaxAbs: grad.maxAbs };
@@ -287,14 +324,18 @@ function run(dir: string, probe: MemoryProbe): void {
     }
     rows.find((row) => row.key === "forward")!.peerTuned = tuned.logprobs.forward;
     const tunedForwardBackward = tuned.logprobs.forward_backward;
-    if (tunedForwardBackward !== undefined) rows.find((row) => row.key === "forward_backward")!.peerTuned = tunedForwardBackward;
+    if (tunedForwardBackward !== undefined)
+      rows.find((row) => row.key === "forward_backward")!.peerTuned = tunedForwardBackward;
   }
   const cpuEnd = machineCpuTicks();
-  const busyShare = (a: { busy: number; total: number }, b: { busy: number; total: number }) => (b.busy - a.busy) / Math.max(1, b.total - a.total);
+  const busyShare = (a: { busy: number; total: number }, b: { busy: number; total: number }) =>
+    (b.busy - a.busy) / Math.max(1, b.total - a.total);
 
   // ── print ──
   const cpus = os.cpus().length;
-  console.log(`\nPolicy loss + token log-probs benchmark: node ${process.version}, ${cpus} x ${os.cpus()[0]?.model ?? "unknown CPU"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`);
+  console.log(
+    `\nPolicy loss + token log-probs benchmark: node ${process.version}, ${cpus} x ${os.cpus()[0]?.model ?? "unknown CPU"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`,
+  );
   console.log(
     `JS: one thread, no GC forced between loss calls; loss median of ${LOSS_CASES.map((c) => c.runs).join(" / ")} runs ` +
       `(B=${LOSS_CASES.map((c) => c.rows).join(" / ")}) after ${LOSS_CASES.map((c) => c.warmup).join(" / ")} warm-up calls; ` +
@@ -304,7 +345,8 @@ function run(dir: string, probe: MemoryProbe): void {
     const r = peer.report;
     console.log(
       `peer: PyTorch ${r.torch} on CPU, torch.set_num_threads(${TORCH_THREADS}) -> ${r.threads} threads, Python ${r.python}, ` +
-        `same run counts; wall ${peer.wallS.toFixed(0)} s` + (peerTuned.ran ? ` + ${peerTuned.wallS.toFixed(0)} s (torch*)` : ""),
+        `same run counts; wall ${peer.wallS.toFixed(0)} s` +
+        (peerTuned.ran ? ` + ${peerTuned.wallS.toFixed(0)} s (torch*)` : ""),
     );
   } else {
     console.log(`peer not run: ${peer.reason}`);
@@ -316,7 +358,9 @@ function run(dir: string, probe: MemoryProbe): void {
   console.log(resultTable(rows));
   console.log(
     "\ntorch*: the same peer with glibc malloc keeping freed memory (" +
-      Object.entries(TUNED_MALLOC).map(([k, v]) => `${k}=${v}`).join(" ") +
+      Object.entries(TUNED_MALLOC)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(" ") +
       "): without it every tensor of 32 MiB or more is fresh mmap'd memory, and first-touch page faults are expensive here. " +
       "Not run for fwd+bwd (its heap grew to ~4.9 GB and its times were unsteady).",
   );
@@ -359,7 +403,9 @@ function run(dir: string, probe: MemoryProbe): void {
     console.log('\ntarget "policy loss not slower than PyTorch on CPU":');
     for (const outputs of ["into", "fresh"] as const) {
       const label = outputs === "into" ? "reused output buffers (into)" : "fresh outputs every call";
-      console.log(`  ${label}: vs torch ${verdict("peer", outputs)}; vs torch* ${peerTuned.ran ? verdict("peerTuned", outputs) : "-"}`);
+      console.log(
+        `  ${label}: vs torch ${verdict("peer", outputs)}; vs torch* ${peerTuned.ran ? verdict("peerTuned", outputs) : "-"}`,
+      );
     }
   }
   const perSecond = (count: number, timing: Timing) => ((count / timing.medianMs) * 1e3) / 1e6;
@@ -390,7 +436,9 @@ function run(dir: string, probe: MemoryProbe): void {
       totalMemGiB: os.totalmem() / 2 ** 30,
       jsThreads: 1,
       torchThreads: TORCH_THREADS,
-      nodeMallocEnv: Object.fromEntries(Object.entries(process.env).filter(([key]) => key.startsWith("MALLOC_") || key === "GLIBC_TUNABLES")),
+      nodeMallocEnv: Object.fromEntries(
+        Object.entries(process.env).filter(([key]) => key.startsWith("MALLOC_") || key === "GLIBC_TUNABLES"),
+      ),
       tunedMalloc: TUNED_MALLOC,
       machineCpuBusy: { jsPart: busyJs, peer: busyPeer },
     },
@@ -406,7 +454,11 @@ function run(dir: string, probe: MemoryProbe): void {
     },
     results: rows.map((row) => ({
       name: row.name,
-      js: { ...row.js, memory: row.jsMemory, extraMiB: extraMiB(row.jsMemory.peakRssMiB, row.jsMemory.baselineRssMiB, row.expectedBytes) },
+      js: {
+        ...row.js,
+        memory: row.jsMemory,
+        extraMiB: extraMiB(row.jsMemory.peakRssMiB, row.jsMemory.baselineRssMiB, row.expectedBytes),
+      },
       ...(row.peer && {
         torch: {
           ...row.peer.timing,
@@ -433,7 +485,9 @@ function run(dir: string, probe: MemoryProbe): void {
           agreement: { loss: agreements, logprobs: logprobAgreement },
         }
       : { notRun: peer.reason },
-    peerTunedMalloc: peerTuned.ran ? { wallS: peerTuned.wallS, ruMaxRssMiB: peerTuned.report.ru_maxrss_mb } : { notRun: peerTuned.reason },
+    peerTunedMalloc: peerTuned.ran
+      ? { wallS: peerTuned.wallS, ruMaxRssMiB: peerTuned.report.ru_maxrss_mb }
+      : { notRun: peerTuned.reason },
     jsMaxRssMiB: process.resourceUsage().maxRSS / 1024,
   });
   progress(`done in ${((performance.now() - wallStart) / 1000).toFixed(0)} s`);

@@ -39,7 +39,6 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const PEER_SCRIPT = fileURLToPath(new URL("./peer_roc.py", import.meta.url));
 const OUT_FILE = path.join(ROOT, "out", "bench-roc.json");
 
-
 // ── deterministic inputs ─────────────────────────────────────────────────────────────────────────────────────
 
 type Rng = () => number;
@@ -86,7 +85,9 @@ function structuredRollouts(rng: Rng): Rollout[] {
       rollouts.push({
         groupId: `prompt-${g}`,
         reward: rng() < successRate ? 1 : 0,
-        toolCalls: Array.from({ length: intBetween(rng, 0, turns - 1) }, () => ({ outcome: weighted(rng, OUTCOME_WEIGHTS) })),
+        toolCalls: Array.from({ length: intBetween(rng, 0, turns - 1) }, () => ({
+          outcome: weighted(rng, OUTCOME_WEIGHTS),
+        })),
         answers: weighted(rng, ANSWER_COUNT_WEIGHTS),
         turns,
       });
@@ -110,7 +111,11 @@ const CODE_SNIPPETS = [
 
 /** The rStar2-Agent sandbox's wordings, including a clean run that prints "error" (the reference's false positive). */
 const RESPONSE_KINDS: readonly (readonly [(rng: Rng) => string, number])[] = [
-  [(rng) => `Tool call success\nstdout: [${Array.from({ length: intBetween(rng, 1, 40) }, () => intBetween(rng, 0, 9999)).join(", ")}]\n`, 0.55],
+  [
+    (rng) =>
+      `Tool call success\nstdout: [${Array.from({ length: intBetween(rng, 1, 40) }, () => intBetween(rng, 0, 9999)).join(", ")}]\n`,
+    0.55,
+  ],
   [(rng) => `Tool call success\nstdout: the error term is ${rng().toFixed(6)}\n`, 0.08],
   [
     (rng) =>
@@ -118,7 +123,10 @@ const RESPONSE_KINDS: readonly (readonly [(rng: Rng) => string, number])[] = [
     0.15,
   ],
   [() => "Tool call failure\nreason: worker_timeout\nstdout: Suicide from timeout.", 0.08],
-  [(rng) => `Failed to decode tool call: Expecting ',' delimiter: line 1 column ${intBetween(rng, 2, 80)} (char 19)`, 0.09],
+  [
+    (rng) => `Failed to decode tool call: Expecting ',' delimiter: line 1 column ${intBetween(rng, 2, 80)} (char 19)`,
+    0.09,
+  ],
   [() => "Error when executing tool: unknown tool", 0.05],
 ];
 
@@ -134,7 +142,9 @@ function reasoning(rng: Rng, bytes: number): string {
 }
 
 function answers(rng: Rng): string {
-  const text = `<answer>The answer is \\boxed{${intBetween(rng, 0, 999)}}</answer>`.repeat(weighted(rng, ANSWER_COUNT_WEIGHTS));
+  const text = `<answer>The answer is \\boxed{${intBetween(rng, 0, 999)}}</answer>`.repeat(
+    weighted(rng, ANSWER_COUNT_WEIGHTS),
+  );
   // A few responses end with the last answer tag left open: the format penalty's malformed case.
   return text.length > 0 && rng() < 0.05 ? text.slice(0, -"</answer>".length) : text;
 }
@@ -142,11 +152,16 @@ function answers(rng: Rng): string {
 /** One Hermes-format response: it starts inside the first assistant turn, as rStar2's responses do. */
 function transcript(rng: Rng): string {
   const calls = intBetween(rng, 3, 10);
-  const perTurn = Math.round(intBetween(rng, TRANSCRIPTS.minReasoningBytes, TRANSCRIPTS.maxReasoningBytes) / (calls + 1));
+  const perTurn = Math.round(
+    intBetween(rng, TRANSCRIPTS.minReasoningBytes, TRANSCRIPTS.maxReasoningBytes) / (calls + 1),
+  );
   // Some responses carry their own first header, which changes the reference turn count.
   const parts = rng() < 0.1 ? ["<|im_start|>assistant\n"] : [];
   for (let c = 0; c < calls; c++) {
-    const call = JSON.stringify({ name: "python_code_with_standard_io", arguments: { code: pick(rng, CODE_SNIPPETS), input: "" } });
+    const call = JSON.stringify({
+      name: "python_code_with_standard_io",
+      arguments: { code: pick(rng, CODE_SNIPPETS), input: "" },
+    });
     parts.push(
       `<reason>${reasoning(rng, perTurn)}</reason><tool_call>${call}</tool_call><|im_end|>\n`,
       `<|im_start|>user\n<tool_response>${weighted(rng, RESPONSE_KINDS)(rng)}</tool_response><|im_end|>\n<|im_start|>assistant\n`,
@@ -168,7 +183,11 @@ function transcriptRefs(rng: Rng): TranscriptRef[] {
   for (let g = 0; g < END_TO_END_GROUPS; g++) {
     const successRate = rng();
     for (let j = 0; j < STRUCTURED.perGroup; j++) {
-      refs.push({ groupId: `prompt-${g}`, reward: rng() < successRate ? 1 : 0, transcript: intBetween(rng, 0, TRANSCRIPTS.count - 1) });
+      refs.push({
+        groupId: `prompt-${g}`,
+        reward: rng() < successRate ? 1 : 0,
+        transcript: intBetween(rng, 0, TRANSCRIPTS.count - 1),
+      });
     }
   }
   return refs;
@@ -251,7 +270,11 @@ interface PeerTiming {
 interface PeerReport {
   readonly python: string;
   readonly max_rss_mb: number;
-  readonly timings: { readonly parse_reference: PeerTiming; readonly roc_structured: PeerTiming; readonly roc_transcripts: PeerTiming };
+  readonly timings: {
+    readonly parse_reference: PeerTiming;
+    readonly roc_structured: PeerTiming;
+    readonly roc_transcripts: PeerTiming;
+  };
   readonly results: {
     readonly p_err: number[];
     readonly p_format: number[];
@@ -261,9 +284,15 @@ interface PeerReport {
   };
 }
 
-type PeerOutcome = { readonly ran: true; readonly report: PeerReport; readonly wallS: number } | { readonly ran: false; readonly reason: string };
+type PeerOutcome =
+  | { readonly ran: true; readonly report: PeerReport; readonly wallS: number }
+  | { readonly ran: false; readonly reason: string };
 
-function runPeer(transcripts: readonly string[], structured: readonly Rollout[], refs: readonly TranscriptRef[]): PeerOutcome {
+function runPeer(
+  transcripts: readonly string[],
+  structured: readonly Rollout[],
+  refs: readonly TranscriptRef[],
+): PeerOutcome {
   const dir = mkdtempSync(path.join(os.tmpdir(), "grpo-roc-bench-"));
   try {
     const input = path.join(dir, "input.json");
@@ -272,16 +301,26 @@ function runPeer(transcripts: readonly string[], structured: readonly Rollout[],
       JSON.stringify({ keepPerGroup: STRUCTURED.keep, runs: RUNS, transcripts, structured, transcriptRollouts: refs }),
     );
     const start = performance.now();
-    const child = spawnSync("python3", [PEER_SCRIPT, input], { encoding: "utf8", maxBuffer: 64 * 2 ** 20, timeout: 300_000 });
+    const child = spawnSync("python3", [PEER_SCRIPT, input], {
+      encoding: "utf8",
+      maxBuffer: 64 * 2 ** 20,
+      timeout: 300_000,
+    });
     const wallS = (performance.now() - start) / 1000;
     if (child.error !== undefined) return { ran: false, reason: `python3 could not run: ${child.error.message}` };
     if (child.status !== 0) {
-      return { ran: false, reason: `python3 exited with ${child.status ?? child.signal}: ${child.stderr.trim().slice(-500)}` };
+      return {
+        ran: false,
+        reason: `python3 exited with ${child.status ?? child.signal}: ${child.stderr.trim().slice(-500)}`,
+      };
     }
     try {
       return { ran: true, report: JSON.parse(child.stdout) as PeerReport, wallS };
     } catch (error) {
-      return { ran: false, reason: `unreadable peer output (${(error as Error).message}): ${child.stdout.slice(0, 200)}` };
+      return {
+        ran: false,
+        reason: `unreadable peer output (${(error as Error).message}): ${child.stdout.slice(0, 200)}`,
+      };
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -297,14 +336,22 @@ interface Agreement {
 }
 
 /** The timings only compare like with like if both sides computed the same thing: check that they did. */
-function agreement(peer: PeerReport, transcripts: readonly string[], structured: PipelineResult, endToEnd: PipelineResult): Agreement {
+function agreement(
+  peer: PeerReport,
+  transcripts: readonly string[],
+  structured: PipelineResult,
+  endToEnd: PipelineResult,
+): Agreement {
   let penaltyMismatches = 0;
   transcripts.forEach((text, i) => {
     const p = penalties(parseTranscript(text, "reference"), DEFAULT_PENALTY_OPTIONS);
     if (p.pErr !== peer.results.p_err[i] || p.pFormat !== peer.results.p_format[i]) penaltyMismatches++;
   });
-  const sameIndices = (a: ArrayLike<number>, b: readonly number[]) => a.length === b.length && Array.from(a).every((v, i) => v === b[i]);
-  const advantageDiff = Array.from(structured.advantages, (a, i) => Math.abs(a - (peer.results.advantages_structured[i] ?? NaN)));
+  const sameIndices = (a: ArrayLike<number>, b: readonly number[]) =>
+    a.length === b.length && Array.from(a).every((v, i) => v === b[i]);
+  const advantageDiff = Array.from(structured.advantages, (a, i) =>
+    Math.abs(a - (peer.results.advantages_structured[i] ?? NaN)),
+  );
   return {
     penaltyMismatches,
     structuredKeptEqual: sameIndices(structured.kept, peer.results.kept_structured),
@@ -332,14 +379,24 @@ function rate(row: Row, ms: number): string {
 
 function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = headers.map((header, c) => Math.max(header.length, ...rows.map((row) => row[c]!.length)));
-  const line = (cells: readonly string[]) => cells.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join(" | ");
+  const line = (cells: readonly string[]) =>
+    cells.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join(" | ");
   return [line(headers), widths.map((w) => "-".repeat(w)).join("-|-"), ...rows.map(line)].join("\n");
 }
 
 function timingTable(rows: readonly Row[]): string {
   const ms = (value: number) => value.toFixed(1);
   return table(
-    ["benchmark", "JS median ms", "JS min ms", "JS throughput", "Py median ms", "Py min ms", "Py throughput", "JS/Py time"],
+    [
+      "benchmark",
+      "JS median ms",
+      "JS min ms",
+      "JS throughput",
+      "Py median ms",
+      "Py min ms",
+      "Py throughput",
+      "JS/Py time",
+    ],
     rows.map((row) => [
       row.name,
       ms(row.js.medianMs),
@@ -382,7 +439,11 @@ function generateInputs(): Inputs {
     structured,
     transcripts,
     refs,
-    transcriptRollouts: refs.map((ref) => ({ groupId: ref.groupId, reward: ref.reward, transcript: transcripts[ref.transcript]! })),
+    transcriptRollouts: refs.map((ref) => ({
+      groupId: ref.groupId,
+      reward: ref.reward,
+      transcript: transcripts[ref.transcript]!,
+    })),
     transcriptBytes: transcripts.reduce((sum, text) => sum + bytes(text), 0),
     endToEndBytes: refs.reduce((sum, ref) => sum + bytes(transcripts[ref.transcript]!), 0),
   };
@@ -393,8 +454,14 @@ function measure(inputs: Inputs) {
   const keep = STRUCTURED.keep;
 
   progress("structured RoC + advantages");
-  const paper = time(() => rocPipeline(structured, { roc: { ...rocPresets.paper, keepPerGroup: keep, seed: 1 } }), RUNS.structured);
-  const reference = time(() => rocPipeline(structured, { roc: { ...rocPresets.reference, keepPerGroup: keep } }), RUNS.structured);
+  const paper = time(
+    () => rocPipeline(structured, { roc: { ...rocPresets.paper, keepPerGroup: keep, seed: 1 } }),
+    RUNS.structured,
+  );
+  const reference = time(
+    () => rocPipeline(structured, { roc: { ...rocPresets.reference, keepPerGroup: keep } }),
+    RUNS.structured,
+  );
   const validation = time(() => rolloutsSchema.safeParse(structured), RUNS.structured);
   memory.endSection("structured RoC");
 
@@ -405,7 +472,10 @@ function measure(inputs: Inputs) {
   memory.endSection("transcript parsing");
 
   progress("transcript RoC end to end");
-  const endToEnd = time(() => rocPipeline(transcriptRollouts, { roc: { ...rocPresets.reference, keepPerGroup: keep } }), RUNS.endToEnd);
+  const endToEnd = time(
+    () => rocPipeline(transcriptRollouts, { roc: { ...rocPresets.reference, keepPerGroup: keep } }),
+    RUNS.endToEnd,
+  );
   memory.endSection("transcript RoC end to end");
 
   return { paper, reference, validation, strict, referenceParse, endToEnd };
@@ -428,9 +498,19 @@ function main(): void {
   const sizeLabel = `${transcripts.length} x ${(inputs.transcriptBytes / transcripts.length / 1000).toFixed(1)} KB`;
   const rows: Row[] = [
     { name: `RoC+adv paper, ${shape}`, js: js.paper.timing, rollouts: structured.length },
-    { name: `RoC+adv reference, ${shape}`, js: js.reference.timing, rollouts: structured.length, peer: peerTimings?.roc_structured },
+    {
+      name: `RoC+adv reference, ${shape}`,
+      js: js.reference.timing,
+      rollouts: structured.length,
+      peer: peerTimings?.roc_structured,
+    },
     { name: "  of which: rolloutsSchema.safeParse", js: js.validation.timing, rollouts: structured.length },
-    { name: `parseTranscript strict, ${sizeLabel}`, js: js.strict.timing, rollouts: transcripts.length, bytes: inputs.transcriptBytes },
+    {
+      name: `parseTranscript strict, ${sizeLabel}`,
+      js: js.strict.timing,
+      rollouts: transcripts.length,
+      bytes: inputs.transcriptBytes,
+    },
     {
       name: `parseTranscript reference, ${sizeLabel}`,
       js: js.referenceParse.timing,
@@ -454,7 +534,9 @@ function main(): void {
   const validationShare = { ofPaper: share(js.paper.timing), ofReference: share(js.reference.timing) };
   const percent = (fraction: number) => `${(fraction * 100).toFixed(0)}%`;
 
-  console.log(`\nGRPO-RoC benchmark: node ${process.version}, ${os.cpus().length} x ${os.cpus()[0]?.model ?? "unknown CPU"}`);
+  console.log(
+    `\nGRPO-RoC benchmark: node ${process.version}, ${os.cpus().length} x ${os.cpus()[0]?.model ?? "unknown CPU"}`,
+  );
   console.log(
     `median of ${RUNS.structured} / ${RUNS.parse} / ${RUNS.endToEnd} runs (structured / parse / end to end) ` +
       `after ${WARMUP} warm-up runs; MB = 10^6 bytes; JS/Py time < 1 means the library is faster\n`,
@@ -473,7 +555,9 @@ function main(): void {
   let peerFigures: object;
   if (peer.ran) {
     const check = agreement(peer.report, transcripts, js.reference.result, js.endToEnd.result);
-    console.log(`\npeer: Python ${peer.report.python} (standard library re), wall ${peer.wallS.toFixed(1)} s, max RSS ${peer.report.max_rss_mb.toFixed(0)} MB`);
+    console.log(
+      `\npeer: Python ${peer.report.python} (standard library re), wall ${peer.wallS.toFixed(1)} s, max RSS ${peer.report.max_rss_mb.toFixed(0)} MB`,
+    );
     console.log(
       `peer agreement: penalties differ on ${check.penaltyMismatches} of ${transcripts.length} transcripts; ` +
         `structured kept ${check.structuredKeptEqual ? "identical" : "DIFFERENT"}, ` +
@@ -489,7 +573,12 @@ function main(): void {
 
   writeFigures({
     generatedAt: new Date().toISOString(),
-    environment: { node: process.version, platform: `${process.platform}-${process.arch}`, cpus: os.cpus().length, cpu: os.cpus()[0]?.model },
+    environment: {
+      node: process.version,
+      platform: `${process.platform}-${process.arch}`,
+      cpus: os.cpus().length,
+      cpu: os.cpus()[0]?.model,
+    },
     workload: {
       structured: { ...STRUCTURED, rollouts: structured.length },
       transcripts: { count: transcripts.length, bytes: inputs.transcriptBytes },
@@ -501,7 +590,11 @@ function main(): void {
       name: row.name.trim(),
       js: row.js,
       jsRate: rate(row, row.js.medianMs),
-      ...(row.peer && { python: row.peer, pythonRate: rate(row, row.peer.median_ms), jsOverPython: row.js.medianMs / row.peer.median_ms }),
+      ...(row.peer && {
+        python: row.peer,
+        pythonRate: rate(row, row.peer.median_ms),
+        jsOverPython: row.js.medianMs / row.peer.median_ms,
+      }),
     })),
     validationShare,
     peer: peerFigures,

@@ -88,7 +88,8 @@ export function lossInputs(rows: number, cols: number, seed: number): LossInputs
 
 /** The inputs as the benchmarked call receives them: every array in the one dtype. */
 export function asDtype(inputs: LossInputs, dtype: LossDtype) {
-  const cast = (values: ArrayLike<number>) => (dtype === "float64" ? Float64Array.from(values) : Float32Array.from(values));
+  const cast = (values: ArrayLike<number>) =>
+    dtype === "float64" ? Float64Array.from(values) : Float32Array.from(values);
   const shape = [inputs.rows, inputs.cols] as const;
   return {
     logp: { data: cast(inputs.logp), shape },
@@ -101,7 +102,10 @@ export function asDtype(inputs: LossInputs, dtype: LossDtype) {
 /** Peer input: logp f64 [B·T], oldLogp f64 [B·T], advantages f64 [B], mask u8 [B·T], little-endian. */
 export function writeLossInputs(file: string, inputs: LossInputs): void {
   const bytes = (array: Float64Array | Uint8Array) => Buffer.from(array.buffer, array.byteOffset, array.byteLength);
-  writeFileSync(file, Buffer.concat([bytes(inputs.logp), bytes(inputs.oldLogp), bytes(inputs.advantages), bytes(inputs.mask)]));
+  writeFileSync(
+    file,
+    Buffer.concat([bytes(inputs.logp), bytes(inputs.oldLogp), bytes(inputs.advantages), bytes(inputs.mask)]),
+  );
 }
 
 /**
@@ -126,7 +130,11 @@ export function fillLogits(data: Float32Array, scale: number, seed: number): voi
 }
 
 /** Position i's token, (i · 2654435761) mod V: the peer uses the same formula, so both read the same tokens. */
-export function formulaTokens(rows: number, cols: number, vocab: number): { data: Int32Array; shape: readonly [number, number] } {
+export function formulaTokens(
+  rows: number,
+  cols: number,
+  vocab: number,
+): { data: Int32Array; shape: readonly [number, number] } {
   const data = new Int32Array(rows * cols);
   for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) % vocab;
   return { data, shape: [rows, cols] };
@@ -257,7 +265,13 @@ export function median(values: readonly number[]): number {
  * `gcBetween`, each result but the last is dropped and a full GC runs before each call (outside the timing), so a
  * peak is one call's own; the loss runs without it (see README: a full GC deoptimizes policyLoss).
  */
-export function measure<T>(probe: MemoryProbe, fn: () => T, warmup: number, runs: number, gcBetween: boolean): { timing: Timing; memory: MemoryFigures; result: T } {
+export function measure<T>(
+  probe: MemoryProbe,
+  fn: () => T,
+  warmup: number,
+  runs: number,
+  gcBetween: boolean,
+): { timing: Timing; memory: MemoryFigures; result: T } {
   gc();
   const started = probe.start();
   const samples: number[] = [];
@@ -275,7 +289,11 @@ export function measure<T>(probe: MemoryProbe, fn: () => T, warmup: number, runs
     if (i >= warmup) samples.push(elapsed);
   }
   const memory = probe.end(started);
-  return { timing: { medianMs: median(samples), minMs: Math.min(...samples), runs, samplesMs: samples }, memory, result: result! };
+  return {
+    timing: { medianMs: median(samples), minMs: Math.min(...samples), runs, samplesMs: samples },
+    memory,
+    result: result!,
+  };
 }
 
 /** measure() for asynchronous work (device backends): the time until the promise settles. */
@@ -303,7 +321,11 @@ export async function measureAsync<T>(
     if (i >= warmup) samples.push(elapsed);
   }
   const memory = probe.end(started);
-  return { timing: { medianMs: median(samples), minMs: Math.min(...samples), runs, samplesMs: samples }, memory, result: result! };
+  return {
+    timing: { medianMs: median(samples), minMs: Math.min(...samples), runs, samplesMs: samples },
+    memory,
+    result: result!,
+  };
 }
 
 // ── the PyTorch peer ─────────────────────────────────────────────────────────────────────────────────────────
@@ -333,7 +355,10 @@ export interface PeerReport {
   readonly torch: string;
   readonly threads: number;
   readonly ru_maxrss_mb: number;
-  readonly loss: Record<string, PeerSection & { readonly loss: number; readonly metrics: Record<string, number>; readonly grad_file: string }>;
+  readonly loss: Record<
+    string,
+    PeerSection & { readonly loss: number; readonly metrics: Record<string, number>; readonly grad_file: string }
+  >;
   readonly logprobAgreement: { readonly logp_file: string; readonly grad_file: string };
   readonly logprobs: {
     readonly generate_s: number;
@@ -354,23 +379,36 @@ export function runPeer(config: object, dir: string, malloc: Readonly<Record<str
   mkdirSync(dir, { recursive: true });
   const configFile = path.join(dir, "config.json");
   writeFileSync(configFile, JSON.stringify({ ...config, outDir: dir }));
-  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("MALLOC_") && key !== "GLIBC_TUNABLES"));
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => !key.startsWith("MALLOC_") && key !== "GLIBC_TUNABLES"),
+  );
   const cpuBefore = machineCpuTicks();
   const start = performance.now();
-  const child = spawnSync(PYTHON, [PEER_SCRIPT, configFile], { encoding: "utf8", maxBuffer: 64 * MiB, timeout: 240_000, env: { ...env, ...malloc } });
+  const child = spawnSync(PYTHON, [PEER_SCRIPT, configFile], {
+    encoding: "utf8",
+    maxBuffer: 64 * MiB,
+    timeout: 240_000,
+    env: { ...env, ...malloc },
+  });
   const wallS = (performance.now() - start) / 1000;
   const cpuAfter = machineCpuTicks();
   if (child.error !== undefined) return { ran: false, reason: `${PYTHON} could not run: ${child.error.message}` };
   if (child.status !== 0) {
     const stderr = child.stderr.trim();
     const hint = stderr.includes("No module named 'torch'") ? " (install PyTorch: apt-get install python3-torch)" : "";
-    return { ran: false, reason: `${PYTHON} exited with ${child.status ?? child.signal}${hint}: ${stderr.slice(-500)}` };
+    return {
+      ran: false,
+      reason: `${PYTHON} exited with ${child.status ?? child.signal}${hint}: ${stderr.slice(-500)}`,
+    };
   }
   try {
     const machineBusy = (cpuAfter.busy - cpuBefore.busy) / Math.max(1, cpuAfter.total - cpuBefore.total);
     return { ran: true, report: JSON.parse(child.stdout) as PeerReport, wallS, machineBusy };
   } catch (error) {
-    return { ran: false, reason: `unreadable peer output (${(error as Error).message}): ${child.stdout.slice(0, 200)}` };
+    return {
+      ran: false,
+      reason: `unreadable peer output (${(error as Error).message}): ${child.stdout.slice(0, 200)}`,
+    };
   }
 }
 
@@ -393,11 +431,11 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): { maxAbs
 
 export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = headers.map((header, c) => Math.max(header.length, ...rows.map((row) => row[c]!.length)));
-  const line = (cells: readonly string[]) => cells.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join(" | ");
+  const line = (cells: readonly string[]) =>
+    cells.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join(" | ");
   return [line(headers), widths.map((w) => "-".repeat(w)).join("-|-"), ...rows.map(line)].join("\n");
 }
 
 export function ms(value: number): string {
   return value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2);
 }
-

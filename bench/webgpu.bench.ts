@@ -99,7 +99,10 @@ async function run(dir: string, probe: MemoryProbe, device: string): Promise<voi
       return { saved, grad: await backend.tokenLogProbsBackward(check, checkTokens, { gradLogp: checkGrad, saved }) };
     }),
   );
-  const agreement = { logp: maxAbsDiff(ours!.saved.logp, theirs!.saved.logp), grad: maxAbsDiff(ours!.grad.data, theirs!.grad.data) };
+  const agreement = {
+    logp: maxAbsDiff(ours!.saved.logp, theirs!.saved.logp),
+    grad: maxAbsDiff(ours!.grad.data, theirs!.grad.data),
+  };
   const checkFile = path.join(dir, "logits_check.f32");
   writeFileSync(checkFile, Buffer.from(check.data.buffer));
 
@@ -114,7 +117,10 @@ async function run(dir: string, probe: MemoryProbe, device: string): Promise<voi
   await gpu.queue.onSubmittedWorkDone();
   const uploadMs = performance.now() - uploadStart;
   const deviceLogits = { buffer, shape: SHAPE };
-  const into = gpu.createBuffer({ size: logits.byteLength, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
+  const into = gpu.createBuffer({
+    size: logits.byteLength,
+    usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC,
+  });
   const rows: Row[] = [];
   const time = async (name: string, fn: () => Promise<unknown>, counts: { warmup: number; runs: number } = RUNS) => {
     progress(name);
@@ -127,7 +133,9 @@ async function run(dir: string, probe: MemoryProbe, device: string): Promise<voi
   };
   try {
     await time("fwd+bwd, logits on the device, gradient into a reused buffer", () => forwardBackward(into));
-    await time("fwd+bwd, logits on the device, a new gradient buffer each call", async () => (await forwardBackward()).buffer.destroy());
+    await time("fwd+bwd, logits on the device, a new gradient buffer each call", async () =>
+      (await forwardBackward()).buffer.destroy(),
+    );
     const advantages = Float64Array.from({ length: B }, (_, b) => (b % 2 === 0 ? 1 : -1));
     await time("log-probs + loss fused (paper preset), on the device, into a reused buffer", () =>
       webgpuBackend.policyLossFromLogitsOnDevice({ logits: deviceLogits, tokens, advantages }, lossPresets.paper, into),
@@ -161,15 +169,20 @@ async function run(dir: string, probe: MemoryProbe, device: string): Promise<voi
   const torch: PeerSection | undefined = peer.ran ? peer.report.logprobs.forward_backward : undefined;
 
   // ── print ──
-  console.log(`\nWebGPU kernels: token log-probs forward + backward, [${B}, ${T}, ${V}] float32 logits (${(logits.byteLength / 1e6).toFixed(0)} MB)`);
-  console.log(`device: ${device}; node ${process.version}, ${os.cpus().length} x ${os.cpus()[0]?.model ?? "unknown CPU"}`);
+  console.log(
+    `\nWebGPU kernels: token log-probs forward + backward, [${B}, ${T}, ${V}] float32 logits (${(logits.byteLength / 1e6).toFixed(0)} MB)`,
+  );
+  console.log(
+    `device: ${device}; node ${process.version}, ${os.cpus().length} x ${os.cpus()[0]?.model ?? "unknown CPU"}`,
+  );
   console.log(
     peer.ran
       ? `peer: PyTorch ${peer.report.torch} on CPU, ${peer.report.threads} threads, log_softmax(logits, -1).gather(...) forward + .backward(grad_logp), median of ${RUNS.runs} after ${RUNS.warmup}`
       : `peer: not run (${peer.reason})`,
   );
   console.log(`upload of the logits to the device, once: ${ms(uploadMs)} ms\n`);
-  const speedup = (row: Row) => (torch === undefined ? "-" : `${(torch.timing.median_ms / row.timing.medianMs).toFixed(2)}x`);
+  const speedup = (row: Row) =>
+    torch === undefined ? "-" : `${(torch.timing.median_ms / row.timing.medianMs).toFixed(2)}x`;
   console.log(
     table(
       ["path", "median ms", "best ms", "torch median ms", "speed-up over torch", "peak RSS MiB (+rise)"],
@@ -184,7 +197,16 @@ async function run(dir: string, probe: MemoryProbe, device: string): Promise<voi
         ]),
         ...(torch === undefined
           ? []
-          : [["PyTorch log_softmax + gather, fwd+bwd", ms(torch.timing.median_ms), ms(torch.timing.min_ms), "", "1x", `${torch.memory.peak_rss_mb.toFixed(0)} (+${Math.max(0, torch.memory.peak_rss_mb - torch.memory.baseline_rss_mb).toFixed(0)})`]]),
+          : [
+              [
+                "PyTorch log_softmax + gather, fwd+bwd",
+                ms(torch.timing.median_ms),
+                ms(torch.timing.min_ms),
+                "",
+                "1x",
+                `${torch.memory.peak_rss_mb.toFixed(0)} (+${Math.max(0, torch.memory.peak_rss_mb - torch.memory.baseline_rss_mb).toFixed(0)})`,
+              ],
+            ]),
       ],
     ),
   );
@@ -195,11 +217,22 @@ async function run(dir: string, probe: MemoryProbe, device: string): Promise<voi
   const headline = rows[0]!;
   if (torch !== undefined) {
     const factor = torch.timing.median_ms / headline.timing.medianMs;
-    console.log(`target "at least ${TARGET_SPEEDUP}x faster than PyTorch on CPU" (logits on the device, reused gradient): ${factor >= TARGET_SPEEDUP ? "MET" : "NOT MET"} (${factor.toFixed(2)}x)`);
+    console.log(
+      `target "at least ${TARGET_SPEEDUP}x faster than PyTorch on CPU" (logits on the device, reused gradient): ${factor >= TARGET_SPEEDUP ? "MET" : "NOT MET"} (${factor.toFixed(2)}x)`,
+    );
   }
   mkdirSync(path.dirname(OUT_FILE), { recursive: true });
-  writeFileSync(OUT_FILE, JSON.stringify({ device, shape: SHAPE, uploadMs, rows, agreement, peer: peer.ran ? peer.report : { reason: peer.reason } }, null, 1));
-  console.log(`\nfigures written to ${path.relative(ROOT, OUT_FILE)} (peak RSS includes the CPU driver's device memory; MiB = ${MiB} bytes)`);
+  writeFileSync(
+    OUT_FILE,
+    JSON.stringify(
+      { device, shape: SHAPE, uploadMs, rows, agreement, peer: peer.ran ? peer.report : { reason: peer.reason } },
+      null,
+      1,
+    ),
+  );
+  console.log(
+    `\nfigures written to ${path.relative(ROOT, OUT_FILE)} (peak RSS includes the CPU driver's device memory; MiB = ${MiB} bytes)`,
+  );
 }
 
 await main();

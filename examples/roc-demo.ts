@@ -27,7 +27,7 @@ function transcript(calls: ResponseKind[], answers: number): string {
   for (const kind of calls) {
     text += `${call}\n<|im_start|>user\n<tool_response>${RESPONSES[kind]}</tool_response><|im_end|>\n<|im_start|>assistant\n<reason>ok</reason>`;
   }
-  return text + "<answer>\\boxed{42}</answer>".repeat(answers) + "<|im_end|>";
+  return `${text + "<answer>\\boxed{42}</answer>".repeat(answers)}<|im_end|>`;
 }
 
 /** A policy whose tool use is messy: a rollout can fail calls and still be right. */
@@ -36,7 +36,9 @@ function sampleRollout(groupId: number, skill: number): Rollout {
   const calls = Math.floor(random() * 5);
   for (let c = 0; c < calls; c++) {
     const u = random();
-    kinds.push(u < 0.55 ? "ok" : u < 0.65 ? "printsError" : u < 0.8 ? "execution_error" : u < 0.9 ? "timeout" : "parse_error");
+    kinds.push(
+      u < 0.55 ? "ok" : u < 0.65 ? "printsError" : u < 0.8 ? "execution_error" : u < 0.9 ? "timeout" : "parse_error",
+    );
   }
   const failures = kinds.filter((k) => k !== "ok" && k !== "printsError").length;
   const correct = random() < skill * (1 - 0.1 * failures);
@@ -65,19 +67,25 @@ for (const [name, roc] of [
     `  groups: ${m.groups.in} in, ${m.groups.resampled} resampled, ${m.groups.keptWhole} kept whole, ` +
       `${m.groups.droppedEqualRewards} dropped (all rewards equal)`,
   );
-  console.log(`  rollouts kept: ${kept.length} of ${m.rollouts.in}; positives kept ${m.positives.kept}/${m.positives.seen}, negatives kept ${m.negatives.kept}/${m.negatives.seen}`);
+  console.log(
+    `  rollouts kept: ${kept.length} of ${m.rollouts.in}; positives kept ${m.positives.kept}/${m.positives.seen}, negatives kept ${m.negatives.kept}/${m.negatives.seen}`,
+  );
   console.log("                          tool-error ratio   mean p_err   mean p_format");
   for (const [label, s] of [
     ["correct, kept", m.keptPositives],
     ["correct, left out", m.droppedPositives],
     ["correct, all", m.allPositives],
   ] as const) {
-    console.log(`  ${label.padEnd(22)}  ${percent(s.toolErrorRatio).padStart(14)}   ${fixed(s.meanPErr).padStart(10)}   ${fixed(s.meanPFormat).padStart(13)}`);
+    console.log(
+      `  ${label.padEnd(22)}  ${percent(s.toolErrorRatio).padStart(14)}   ${fixed(s.meanPErr).padStart(10)}   ${fixed(s.meanPFormat).padStart(13)}`,
+    );
   }
   const positiveAdvantages = Array.from(advantages).filter((a) => a > 0);
-  console.log(`  advantages over the kept rollouts: ${advantages.length} values, ${positiveAdvantages.length} positive\n`);
+  console.log(
+    `  advantages over the kept rollouts: ${advantages.length} values, ${positiveAdvantages.length} positive\n`,
+  );
 }
 console.log("Correct rollouts that RoC keeps carry fewer tool errors than the ones it leaves out: that is the signal");
 console.log("plain GRPO cannot give. Negatives are kept as they come, so failures stay diverse. Each mode measures");
 console.log("with its own transcript dialect: the reference heuristic misses timeouts and undecodable calls, and");
-console.log("flags successful runs that print the word \"error\"; the strict parser reads the sandbox's verdict.");
+console.log('flags successful runs that print the word "error"; the strict parser reads the sandbox\'s verdict.');

@@ -15,7 +15,16 @@
 // temporary folder). Only Node built-ins are used: this runs before devDependencies exist.
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -30,11 +39,21 @@ function finish(built, reason, details = {}) {
   mkdirSync(buildDir, { recursive: true });
   // A previous build's addon must not outlive a run that says "not built".
   if (!built) rmSync(join(buildDir, "Release"), { recursive: true, force: true });
-  const status = { built, reason, node: process.version, napi: process.versions.napi, date: new Date().toISOString(), ...details };
+  const status = {
+    built,
+    reason,
+    node: process.version,
+    napi: process.versions.napi,
+    date: new Date().toISOString(),
+    ...details,
+  };
   writeFileSync(join(buildDir, "status.json"), `${JSON.stringify(status, null, 2)}\n`);
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   if (built) console.log(`grpo-roc: built the CUDA addon in ${seconds} s (${reason})`);
-  else console.log(`grpo-roc: CUDA addon not built: ${reason}. The cuda backend will report itself unavailable; everything else works.`);
+  else
+    console.log(
+      `grpo-roc: CUDA addon not built: ${reason}. The cuda backend will report itself unavailable; everything else works.`,
+    );
   process.exit(!built && force ? 1 : 0);
 }
 
@@ -77,29 +96,42 @@ function findCuda() {
 /** Node's own headers (include/node/node_api.h and common.gypi), so node-gyp needs no download. */
 function findNodeDir() {
   const candidates = [process.env.npm_config_nodedir, dirname(dirname(process.execPath))];
-  return candidates.find((d) => d && existsSync(join(d, "include", "node", "node_api.h")) && existsSync(join(d, "include", "node", "common.gypi")));
+  return candidates.find(
+    (d) =>
+      d &&
+      existsSync(join(d, "include", "node", "node_api.h")) &&
+      existsSync(join(d, "include", "node", "common.gypi")),
+  );
 }
 
 /** npm's bundled node-gyp: npm names it to lifecycle scripts; outside them it sits in npm's install folder. */
 function findNodeGyp() {
   const candidates = [process.env.npm_config_node_gyp];
-  if (process.env.npm_execpath) candidates.push(join(dirname(process.env.npm_execpath), "..", "node_modules", "node-gyp", "bin", "node-gyp.js"));
+  if (process.env.npm_execpath)
+    candidates.push(join(dirname(process.env.npm_execpath), "..", "node_modules", "node-gyp", "bin", "node-gyp.js"));
   const prefix = dirname(dirname(process.execPath));
   candidates.push(join(prefix, "lib", "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js"));
   const npm = onPath("npm");
-  if (npm !== undefined) candidates.push(join(dirname(realpathSync(npm)), "..", "node_modules", "node-gyp", "bin", "node-gyp.js"));
+  if (npm !== undefined)
+    candidates.push(join(dirname(realpathSync(npm)), "..", "node_modules", "node-gyp", "bin", "node-gyp.js"));
   return candidates.find((c) => c && existsSync(c));
 }
 
 const cuda = findCuda();
 if (cuda === undefined) {
-  finish(false, "nvcc not found at install (no CUDA toolkit on PATH, in $CUDA_HOME or in /usr/local/cuda)", { missing: "nvcc" });
+  finish(false, "nvcc not found at install (no CUDA toolkit on PATH, in $CUDA_HOME or in /usr/local/cuda)", {
+    missing: "nvcc",
+  });
 }
 const nodeDir = findNodeDir();
 if (nodeDir === undefined) {
-  finish(false, `Node's headers not found (no include/node/node_api.h under ${dirname(dirname(process.execPath))}; set npm_config_nodedir)`, {
-    missing: "node-headers",
-  });
+  finish(
+    false,
+    `Node's headers not found (no include/node/node_api.h under ${dirname(dirname(process.execPath))}; set npm_config_nodedir)`,
+    {
+      missing: "node-headers",
+    },
+  );
 }
 const nodeGyp = findNodeGyp();
 if (nodeGyp === undefined) finish(false, "node-gyp not found (it comes with npm)", { missing: "node-gyp" });
@@ -126,7 +158,10 @@ function fingerprint() {
   }
   add("nvcc", nvccVersion);
   add("cuda", `${cuda.home}\0${cuda.lib}`);
-  add("node", `${process.versions.modules}\0${process.versions.napi}\0${process.platform}\0${process.arch}\0${nodeDir}`);
+  add(
+    "node",
+    `${process.versions.modules}\0${process.versions.napi}\0${process.platform}\0${process.arch}\0${nodeDir}`,
+  );
   return hash.digest("hex");
 }
 
@@ -143,7 +178,10 @@ function lastStatus() {
 
 /** One build at a time for this folder: a directory lock in the temporary folder (mkdir is atomic). */
 function lock() {
-  const path = join(tmpdir(), `grpo-roc-cuda-build-${createHash("sha256").update(here).digest("hex").slice(0, 16)}.lock`);
+  const path = join(
+    tmpdir(),
+    `grpo-roc-cuda-build-${createHash("sha256").update(here).digest("hex").slice(0, 16)}.lock`,
+  );
   const deadline = Date.now() + 15 * 60_000;
   const nap = new Int32Array(new SharedArrayBuffer(4));
   for (;;) {
@@ -189,12 +227,27 @@ const result = spawnSync(process.execPath, [nodeGyp, "rebuild", `--nodedir=${nod
 const log = `${result.stdout ?? ""}${result.stderr ?? ""}${result.error ? String(result.error) : ""}`;
 mkdirSync(buildDir, { recursive: true });
 writeFileSync(join(buildDir, "build.log"), log);
-const details = { nvcc: cuda.nvcc, cudaVersion: version, cudaHome: cuda.home, nodeDir, seconds: (Date.now() - started) / 1000, fingerprint: print };
+const details = {
+  nvcc: cuda.nvcc,
+  cudaVersion: version,
+  cudaHome: cuda.home,
+  nodeDir,
+  seconds: (Date.now() - started) / 1000,
+  fingerprint: print,
+};
 if (result.status !== 0 || !existsSync(addon)) {
   // The compiler's own words, so that a CI log shows what broke.
-  const tail = log.split("\n").filter((line) => !line.startsWith("gyp info")).slice(-40).join("\n");
+  const tail = log
+    .split("\n")
+    .filter((line) => !line.startsWith("gyp info"))
+    .slice(-40)
+    .join("\n");
   console.error(tail);
   finish(false, `node-gyp failed (exit ${result.status ?? result.signal}); log: native/build/build.log`, details);
 }
 const warnings = readFileSync(join(buildDir, "build.log"), "utf8").match(/warning/gi)?.length ?? 0;
-finish(true, `nvcc ${version} from ${cuda.home}, sm_80 sm_90 + compute_90 PTX${warnings > 0 ? `, ${warnings} compiler warnings in native/build/build.log` : ""}`, details);
+finish(
+  true,
+  `nvcc ${version} from ${cuda.home}, sm_80 sm_90 + compute_90 PTX${warnings > 0 ? `, ${warnings} compiler warnings in native/build/build.log` : ""}`,
+  details,
+);

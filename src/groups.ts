@@ -22,7 +22,10 @@ export function groupBy(groupIds: ArrayLike<unknown>, name = "groupIds"): Group[
     const ok = typeof id === "string" || (typeof id === "number" && Number.isFinite(id));
     if (!ok) throw invalid(`${name}[${i}]`, `group id must be a string or a finite number, received ${describe(id)}`);
     let bucket = buckets.get(id);
-    if (bucket === undefined) buckets.set(id, (bucket = []));
+    if (bucket === undefined) {
+      bucket = [];
+      buckets.set(id, bucket);
+    }
     bucket.push(i);
   }
   return Array.from(buckets, ([id, members]) => ({ id, members: Int32Array.from(members) }));

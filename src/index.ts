@@ -9,7 +9,14 @@ import { tokenLogProbs, tokenLogProbsBackward } from "./logprobs/index.js";
 import { aggregate, batchNormalizer, lossPresets, policyLoss, registerPolicyObjective } from "./loss/index.js";
 import { policyLossFromLogits } from "./logits-loss.js";
 import { rocPipeline } from "./pipeline.js";
-import { paperCounts, parseTranscript, penalties, referenceCounts, resampleOnCorrect, rocPresets } from "./roc/index.js";
+import {
+  paperCounts,
+  parseTranscript,
+  penalties,
+  referenceCounts,
+  resampleOnCorrect,
+  rocPresets,
+} from "./roc/index.js";
 
 export * from "./advantages/index.js";
 export * from "./roc/index.js";

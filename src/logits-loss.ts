@@ -5,7 +5,13 @@
  * read twice (statistics, then gradient) and the gradient written once, and they are checked against this.
  */
 import type { Kernels } from "./backends/types.js";
-import { tokenLogProbs, tokenLogProbsBackward, type LogitsInput, type TokenLogProbs, type TokenLogProbsBackwardOptions } from "./logprobs/index.js";
+import {
+  tokenLogProbs,
+  tokenLogProbsBackward,
+  type LogitsInput,
+  type TokenLogProbs,
+  type TokenLogProbsBackwardOptions,
+} from "./logprobs/index.js";
 import { policyLoss, resolvePolicyLossOptions, type PolicyLossInputs, type PolicyLossResult } from "./loss/index.js";
 import type { PolicyLossOptionsInput } from "./loss/options.js";
 import type { MatrixInput } from "./tensor.js";
@@ -28,7 +34,10 @@ export interface LogitsPolicyLossResult extends PolicyLossResult {
   /** Entropy per position [B, T], when options.entropyCoef > 0. */
   readonly entropy: Float64Array | undefined;
   /** ∂loss/∂logits [B, T, V], in the logits' own precision; 0 at masked positions. */
-  readonly gradLogits: { readonly data: Float32Array | Float64Array; readonly shape: readonly [number, number, number] };
+  readonly gradLogits: {
+    readonly data: Float32Array | Float64Array;
+    readonly shape: readonly [number, number, number];
+  };
 }
 
 /**
@@ -36,11 +45,18 @@ export interface LogitsPolicyLossResult extends PolicyLossResult {
  * mask is 0 are never read (their tokens and logits may be anything); the result's `grad` is ∂loss/∂logp as in
  * policyLoss.
  */
-export function policyLossFromLogits(inputs: LogitsPolicyLossInputs, options: LogitsPolicyLossOptions = {}): LogitsPolicyLossResult {
+export function policyLossFromLogits(
+  inputs: LogitsPolicyLossInputs,
+  options: LogitsPolicyLossOptions = {},
+): LogitsPolicyLossResult {
   const steps = composition(inputs, options);
   const forward = tokenLogProbs(steps.logits, steps.tokens, steps.forwardOptions);
   const loss = policyLoss(steps.lossInputs(forward), steps.lossOptions);
-  return steps.result(forward, loss, tokenLogProbsBackward(steps.logits, steps.tokens, steps.backwardOptions(forward, loss)));
+  return steps.result(
+    forward,
+    loss,
+    tokenLogProbsBackward(steps.logits, steps.tokens, steps.backwardOptions(forward, loss)),
+  );
 }
 
 /** The same composition over any backend's kernels: the fused kernel of a backend that has none of its own. */
@@ -52,7 +68,11 @@ export async function composedPolicyLossFromLogits(
   const steps = composition(inputs, options);
   const forward = await kernels.tokenLogProbs(steps.logits, steps.tokens, steps.forwardOptions);
   const loss = await kernels.policyLoss(steps.lossInputs(forward), steps.lossOptions);
-  return steps.result(forward, loss, await kernels.tokenLogProbsBackward(steps.logits, steps.tokens, steps.backwardOptions(forward, loss)));
+  return steps.result(
+    forward,
+    loss,
+    await kernels.tokenLogProbsBackward(steps.logits, steps.tokens, steps.backwardOptions(forward, loss)),
+  );
 }
 
 /** How the three steps pass their results on: the forward's log-probs (and entropy) to the loss, its gradients back. */
@@ -80,7 +100,11 @@ function composition(inputs: LogitsPolicyLossInputs, options: LogitsPolicyLossOp
       ...(loss.gradEntropy !== undefined ? { gradEntropy: { data: loss.gradEntropy, shape: forward.shape } } : {}),
       saved: forward,
     }),
-    result: (forward: TokenLogProbs, loss: PolicyLossResult, gradLogits: LogitsPolicyLossResult["gradLogits"]): LogitsPolicyLossResult => ({
+    result: (
+      forward: TokenLogProbs,
+      loss: PolicyLossResult,
+      gradLogits: LogitsPolicyLossResult["gradLogits"],
+    ): LogitsPolicyLossResult => ({
       ...loss,
       logp: forward.logp,
       entropy: forward.entropy,

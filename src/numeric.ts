@@ -46,8 +46,8 @@ const EXP_SCALE = 64 / Math.LN2;
  * ln2/64 in two parts (fdlibm's ln2_hi and ln2_lo over 64): the high part has 32 significant bits, so k·LN2_64_HIGH
  * is exact for |k| < 2²¹, and the low part carries ln2 beyond double precision.
  */
-const LN2_64_HIGH = 6.93147180369123816490e-1 / 64;
-const LN2_64_LOW = 1.90821492927058770002e-10 / 64;
+const LN2_64_HIGH = 0.6931471803691238 / 64;
+const LN2_64_LOW = 1.9082149292705877e-10 / 64;
 /** Adding then subtracting 1.5·2⁵² rounds a double of magnitude < 2⁵¹ to the nearest integer. */
 const ROUNDING_SHIFT = 6755399441055744;
 const TWO_TO_J_64 = Float64Array.from({ length: 64 }, (_, j) => 2 ** (j / 64));

@@ -27,7 +27,11 @@ export function rocPipeline(rollouts: readonly Rollout[], options: PipelineOptio
   const keptRollouts = Array.from(roc.kept, (i) => rollouts[i]!);
   return {
     kept: roc.kept,
-    advantages: advantages(keptRollouts.map(rewardOf), keptRollouts.map((r) => r.groupId), options.advantages),
+    advantages: advantages(
+      keptRollouts.map(rewardOf),
+      keptRollouts.map((r) => r.groupId),
+      options.advantages,
+    ),
     roc,
   };
 }

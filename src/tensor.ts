@@ -3,7 +3,9 @@ import { invalid, parseOrThrow } from "./errors.js";
 import { isArrayLike, type NumericArray } from "./numeric.js";
 
 /** A row-major [rows, cols] matrix: nested arrays, or flat data with its shape. */
-export type MatrixInput = readonly NumericArray[] | { readonly data: NumericArray; readonly shape: readonly [number, number] };
+export type MatrixInput =
+  | readonly NumericArray[]
+  | { readonly data: NumericArray; readonly shape: readonly [number, number] };
 
 export interface Matrix<D extends NumericArray = NumericArray> {
   readonly data: D;
@@ -25,10 +27,12 @@ export function toMatrix(input: MatrixInput, name: string): Matrix {
       const row = input[r] as unknown;
       if (!isArrayLike(row)) throw invalid(`${name}[${r}]`, "expected an array (a row of the matrix)");
       if (r === 0) cols = row.length;
-      if (row.length !== cols) throw invalid(`${name}[${r}]`, `ragged rows: has ${row.length} entries, row 0 has ${cols}`);
+      if (row.length !== cols)
+        throw invalid(`${name}[${r}]`, `ragged rows: has ${row.length} entries, row 0 has ${cols}`);
       for (let c = 0; c < cols; c++) {
         const v = row[c];
-        if (typeof v !== "number") throw invalid(`${name}[${r}][${c}]`, `expected a number, received ${v === null ? "null" : typeof v}`);
+        if (typeof v !== "number")
+          throw invalid(`${name}[${r}][${c}]`, `expected a number, received ${v === null ? "null" : typeof v}`);
         data.push(v);
       }
     }
@@ -36,7 +40,10 @@ export function toMatrix(input: MatrixInput, name: string): Matrix {
   }
   const { data, shape } = parseOrThrow(flatMatrixSchema, input, name);
   if (data.length !== shape[0] * shape[1]) {
-    throw invalid(`${name}.data`, `has ${data.length} entries but shape [${shape[0]}, ${shape[1]}] needs ${shape[0] * shape[1]}`);
+    throw invalid(
+      `${name}.data`,
+      `has ${data.length} entries but shape [${shape[0]}, ${shape[1]}] needs ${shape[0] * shape[1]}`,
+    );
   }
   return { data, shape: [shape[0], shape[1]] };
 }

@@ -19,7 +19,6 @@ import {
 } from "../src/index.js";
 import { expectValidationError, thrown } from "./helpers/errors.js";
 
-
 const clean = { toolCalls: [{ outcome: "ok" }], answers: 1, turns: 1 } satisfies Partial<Rollout>;
 /** A valid group of `n` rollouts (alternating right / wrong) with structured quality inputs. */
 const group = (n: number, groupId: string | number = "g"): Rollout[] =>
@@ -38,7 +37,11 @@ describe("non-finite rewards", () => {
   });
 
   it("advantages: a reward that is not a number is rejected at rewards[i]", () => {
-    expectValidationError(() => advantages([1, "1" as unknown as number], [0, 0]), "rewards[1]", /expected a number, received string/);
+    expectValidationError(
+      () => advantages([1, "1" as unknown as number], [0, 0]),
+      "rewards[1]",
+      /expected a number, received string/,
+    );
     expectValidationError(() => advantages(5 as unknown as number[], [0]), "rewards", /expected an array/);
   });
 
@@ -52,8 +55,14 @@ describe("non-finite rewards", () => {
   });
 
   it.each([NaN, Infinity, -Infinity])("rollouts: reward %d is rejected at rollouts[i].reward", (bad) => {
-    expectValidationError(() => resampleOnCorrect(withRollout(3, { groupId: "g", reward: bad, ...clean }), paper(2)), "rollouts[3].reward");
-    expectValidationError(() => rocPipeline(withRollout(3, { groupId: "g", reward: bad, ...clean }), { roc: paper(2) }), "rollouts[3].reward");
+    expectValidationError(
+      () => resampleOnCorrect(withRollout(3, { groupId: "g", reward: bad, ...clean }), paper(2)),
+      "rollouts[3].reward",
+    );
+    expectValidationError(
+      () => rocPipeline(withRollout(3, { groupId: "g", reward: bad, ...clean }), { roc: paper(2) }),
+      "rollouts[3].reward",
+    );
   });
 
   it("broadcastToTokens: a non-finite advantage is rejected at advantages[i]", () => {
@@ -87,7 +96,11 @@ describe("empty input", () => {
 
   it("rollouts that are not an array, or not objects, are rejected", () => {
     expectValidationError(() => resampleOnCorrect({} as unknown as Rollout[], paper(2)), "rollouts", /expected array/);
-    expectValidationError(() => resampleOnCorrect([...group(3), null as unknown as Rollout], paper(2)), "rollouts[3]", /expected object/);
+    expectValidationError(
+      () => resampleOnCorrect([...group(3), null as unknown as Rollout], paper(2)),
+      "rollouts[3]",
+      /expected object/,
+    );
     expectValidationError(() => resampleOnCorrect(group(2), undefined as unknown as RocOptionsInput), "options");
   });
 });
@@ -125,13 +138,21 @@ describe("group ids", () => {
   });
 
   it("1 and '1' are different groups; 0 and -0 are the same group", () => {
-    expect(Array.from(advantages([1, 0, 1, 0], [1, "1", 1, "1"]))).toEqual(Array.from(advantages([1, 0, 1, 0], ["a", "b", "a", "b"])));
+    expect(Array.from(advantages([1, 0, 1, 0], [1, "1", 1, "1"]))).toEqual(
+      Array.from(advantages([1, 0, 1, 0], ["a", "b", "a", "b"])),
+    );
     expect(Array.from(advantages([1, 0], [0, -0]))).toEqual(Array.from(advantages([1, 0], [7, 7])));
   });
 
   it("a rollout id must be a string or a finite number", () => {
-    expectValidationError(() => resampleOnCorrect(withRollout(1, { groupId: "g", reward: 1, id: NaN, ...clean }), paper(2)), "rollouts[1].id");
-    expectValidationError(() => resampleOnCorrect(withRollout(1, { groupId: "g", reward: 1, id: {}, ...clean }), paper(2)), "rollouts[1].id");
+    expectValidationError(
+      () => resampleOnCorrect(withRollout(1, { groupId: "g", reward: 1, id: NaN, ...clean }), paper(2)),
+      "rollouts[1].id",
+    );
+    expectValidationError(
+      () => resampleOnCorrect(withRollout(1, { groupId: "g", reward: 1, id: {}, ...clean }), paper(2)),
+      "rollouts[1].id",
+    );
   });
 });
 
@@ -144,23 +165,35 @@ describe("structured quality inputs", () => {
     ["answers", NaN, /expected number/],
     ["turns", Infinity, /./],
   ] as const)("%s = %d is rejected at rollouts[i].%s", (field, value, message) => {
-    expectValidationError(() => resampleOnCorrect(withRollout(1, { groupId: "g", reward: 1, ...clean, [field]: value }), paper(2)), `rollouts[1].${field}`, message);
+    expectValidationError(
+      () => resampleOnCorrect(withRollout(1, { groupId: "g", reward: 1, ...clean, [field]: value }), paper(2)),
+      `rollouts[1].${field}`,
+      message,
+    );
   });
 
   it("a rollout that answered has at least one turn", () => {
     expectValidationError(
-      () => resampleOnCorrect(withRollout(1, { groupId: "g", reward: 1, toolCalls: [], answers: 1, turns: 0 }), paper(2)),
+      () =>
+        resampleOnCorrect(withRollout(1, { groupId: "g", reward: 1, toolCalls: [], answers: 1, turns: 0 }), paper(2)),
       "rollouts[1].turns",
       /at least one turn/,
     );
     // No answer and no turn is allowed: p_format is 1.
-    const result = resampleOnCorrect(withRollout(1, { groupId: "g", reward: 1, toolCalls: [], answers: 0, turns: 0 }), paper(2));
+    const result = resampleOnCorrect(
+      withRollout(1, { groupId: "g", reward: 1, toolCalls: [], answers: 0, turns: 0 }),
+      paper(2),
+    );
     expect(result.penalties.pFormat[1]).toBe(1);
   });
 
   it("an unknown tool outcome is rejected at rollouts[i].toolCalls[j].outcome, listing the valid ones", () => {
     expectValidationError(
-      () => resampleOnCorrect(withRollout(1, { groupId: "g", reward: 1, ...clean, toolCalls: [{ outcome: "ok" }, { outcome: "crash" }] }), paper(2)),
+      () =>
+        resampleOnCorrect(
+          withRollout(1, { groupId: "g", reward: 1, ...clean, toolCalls: [{ outcome: "ok" }, { outcome: "crash" }] }),
+          paper(2),
+        ),
       "rollouts[1].toolCalls[1].outcome",
       /outcome must be one of ok, parse_error, execution_error, timeout/,
     );
@@ -189,7 +222,11 @@ describe("structured quality inputs", () => {
 
   it("a transcript together with structured inputs is rejected at rollouts[i].transcript", () => {
     expectValidationError(
-      () => resampleOnCorrect(withRollout(1, { groupId: "g", reward: 1, ...clean, transcript: "<answer>1</answer>" }), paper(2)),
+      () =>
+        resampleOnCorrect(
+          withRollout(1, { groupId: "g", reward: 1, ...clean, transcript: "<answer>1</answer>" }),
+          paper(2),
+        ),
       "rollouts[1].transcript",
       /either a transcript or structured quality inputs, not both/,
     );
@@ -220,7 +257,10 @@ describe("reward and correct", () => {
   });
 
   it("correct must be a boolean", () => {
-    expectValidationError(() => resampleOnCorrect(withRollout(0, { groupId: "g", reward: 1, correct: 1, ...clean }), paper(2)), "rollouts[0].correct");
+    expectValidationError(
+      () => resampleOnCorrect(withRollout(0, { groupId: "g", reward: 1, correct: 1, ...clean }), paper(2)),
+      "rollouts[0].correct",
+    );
   });
 });
 
@@ -232,7 +272,11 @@ describe("options", () => {
     [NaN, /expected number/],
     [undefined, /./],
   ])("keepPerGroup = %s is rejected at options.keepPerGroup", (G, message) => {
-    expectValidationError(() => resampleOnCorrect(group(4), { keepPerGroup: G as number, seed: 1 }), "options.keepPerGroup", message);
+    expectValidationError(
+      () => resampleOnCorrect(group(4), { keepPerGroup: G as number, seed: 1 }),
+      "options.keepPerGroup",
+      message,
+    );
   });
 
   it("paper mode (the default) without a seed is rejected at options.seed", () => {
@@ -244,7 +288,10 @@ describe("options", () => {
   });
 
   it("an unknown mode is rejected at options.mode", () => {
-    expectValidationError(() => resampleOnCorrect(group(4), { keepPerGroup: 2, seed: 1, mode: "greedy" as "paper" }), "options.mode");
+    expectValidationError(
+      () => resampleOnCorrect(group(4), { keepPerGroup: 2, seed: 1, mode: "greedy" as "paper" }),
+      "options.mode",
+    );
   });
 
   it("reference mode: minNegatives + minPositives > keepPerGroup is rejected at options.minNegatives", () => {
@@ -257,19 +304,32 @@ describe("options", () => {
       () => resampleOnCorrect(group(6), { keepPerGroup: 4, mode: "reference", minNegatives: 3, minPositives: 2 }),
       "options.minNegatives",
     );
-    expectValidationError(() => resampleOnCorrect(group(6), { keepPerGroup: 4, mode: "reference", minNegatives: -1 }), "options.minNegatives");
+    expectValidationError(
+      () => resampleOnCorrect(group(6), { keepPerGroup: 4, mode: "reference", minNegatives: -1 }),
+      "options.minNegatives",
+    );
     // The floors are a reference-mode rule: paper mode accepts the same options.
     expect(resampleOnCorrect(group(6), { keepPerGroup: 3, seed: 1 }).kept).toHaveLength(3);
   });
 
   it("penalty options are validated", () => {
-    expectValidationError(() => resampleOnCorrect(group(4), { ...paper(2), penaltyWeights: { error: -1, format: 1 } }), "options.penaltyWeights.error");
-    expectValidationError(() => resampleOnCorrect(group(4), { ...paper(2), noToolCallPenalty: -0.5 }), "options.noToolCallPenalty");
+    expectValidationError(
+      () => resampleOnCorrect(group(4), { ...paper(2), penaltyWeights: { error: -1, format: 1 } }),
+      "options.penaltyWeights.error",
+    );
+    expectValidationError(
+      () => resampleOnCorrect(group(4), { ...paper(2), noToolCallPenalty: -0.5 }),
+      "options.noToolCallPenalty",
+    );
     expectValidationError(
       () => resampleOnCorrect(group(4), { ...paper(2), failureKinds: ["timeout", "ok" as "timeout"] }),
       "options.failureKinds[1]",
     );
-    expectValidationError(() => resampleOnCorrect(group(4), { ...paper(2), penalty: 1 as unknown as () => number }), "options.penalty", /expected a function/);
+    expectValidationError(
+      () => resampleOnCorrect(group(4), { ...paper(2), penalty: 1 as unknown as () => number }),
+      "options.penalty",
+      /expected a function/,
+    );
   });
 });
 
@@ -283,7 +343,12 @@ describe("groups smaller than keepPerGroup (G > N)", () => {
 
   it("reference mode, by default: the group is dropped with reason 'undersized'", () => {
     const result = resampleOnCorrect(batch(), { keepPerGroup: 4, mode: "reference" });
-    expect(result.groups.find((g) => g.id === "small")).toMatchObject({ status: "dropped", reason: "undersized", keptPositives: 0, keptNegatives: 0 });
+    expect(result.groups.find((g) => g.id === "small")).toMatchObject({
+      status: "dropped",
+      reason: "undersized",
+      keptPositives: 0,
+      keptNegatives: 0,
+    });
     expect(result.dropped).toEqual([
       { index: 1, reason: "undersized" },
       { index: 3, reason: "undersized" },
@@ -303,7 +368,12 @@ describe("groups smaller than keepPerGroup (G > N)", () => {
 
   it("paper mode, by default: the group is kept whole and reported as undersized", () => {
     const result = resampleOnCorrect(batch(), { keepPerGroup: 4, seed: 1 });
-    expect(result.groups.find((g) => g.id === "small")).toMatchObject({ status: "kept-whole", reason: "undersized", keptPositives: 1, keptNegatives: 1 });
+    expect(result.groups.find((g) => g.id === "small")).toMatchObject({
+      status: "kept-whole",
+      reason: "undersized",
+      keptPositives: 1,
+      keptNegatives: 1,
+    });
     expect(Array.from(result.kept)).toEqual([0, 1, 2, 3, 4, 5]);
     // And it can be made to drop instead.
     const dropped = resampleOnCorrect(batch(), { keepPerGroup: 4, seed: 1, undersized: "drop" });
@@ -369,7 +439,9 @@ describe("reference mode: counts that cannot be met", () => {
     const error = thrown(() => resampleOnCorrect(rollouts, { keepPerGroup: 7, mode: "reference" }));
     expect(error).toBeInstanceOf(GrpoRocError);
     expect(error).not.toBeInstanceOf(ValidationError);
-    expect((error as Error).message).toMatch(/group "g": rStar2-Agent.s counts ask for 4 positives \+ 4 negatives of 7 \+ 7, which is not keepPerGroup = 7/);
+    expect((error as Error).message).toMatch(
+      /group "g": rStar2-Agent.s counts ask for 4 positives \+ 4 negatives of 7 \+ 7, which is not keepPerGroup = 7/,
+    );
     // Paper mode has no such case: k_neg = ⌊7·7/14⌋ = 3, k_pos = 4.
     expect(resampleOnCorrect(rollouts, paper(7)).groups[0]).toMatchObject({ keptPositives: 4, keptNegatives: 3 });
   });
@@ -383,7 +455,11 @@ describe("advantages: shape and options", () => {
   });
 
   it("an unknown estimator is rejected at options.estimator, listing the registered ones", () => {
-    expectValidationError(() => advantages([1, 0], [0, 0], { estimator: "ppo" }), "options.estimator", /unknown estimator "ppo"; registered: grpo, rloo/);
+    expectValidationError(
+      () => advantages([1, 0], [0, 0], { estimator: "ppo" }),
+      "options.estimator",
+      /unknown estimator "ppo"; registered: grpo, rloo/,
+    );
   });
 
   it("bad option values are rejected at their path", () => {
@@ -401,37 +477,87 @@ describe("advantages: shape and options", () => {
 
 describe("broadcastToTokens: masks", () => {
   it("a ragged mask is rejected at the first row whose length differs", () => {
-    expectValidationError(() => broadcastToTokens([1, 2, 3], [[1, 1], [1, 1], [1]]), "mask[2]", /ragged rows: has 1 entries, row 0 has 2/);
+    expectValidationError(
+      () => broadcastToTokens([1, 2, 3], [[1, 1], [1, 1], [1]]),
+      "mask[2]",
+      /ragged rows: has 1 entries, row 0 has 2/,
+    );
     expectValidationError(() => broadcastToTokens([1, 2], [[1], [1, 0]]), "mask[1]", /ragged rows/);
   });
 
   it.each([0.5, 2, -1, NaN, Infinity])("a mask entry %d (not 0 or 1) is rejected at mask[row][col]", (bad) => {
-    expectValidationError(() => broadcastToTokens([1, 2], [[1, 1, 0], [1, bad, 0]]), "mask[1][1]", /mask entries must be 0 or 1/);
+    expectValidationError(
+      () =>
+        broadcastToTokens(
+          [1, 2],
+          [
+            [1, 1, 0],
+            [1, bad, 0],
+          ],
+        ),
+      "mask[1][1]",
+      /mask entries must be 0 or 1/,
+    );
   });
 
   it("a flat mask with a boolean or string entry is rejected at mask[row][col]", () => {
-    expectValidationError(() => broadcastToTokens([1], { data: [1, true as unknown as number], shape: [1, 2] }), "mask[0][1]", /received true/);
-    expectValidationError(() => broadcastToTokens([1], { data: ["1" as unknown as number], shape: [1, 1] }), "mask[0][0]");
+    expectValidationError(
+      () => broadcastToTokens([1], { data: [1, true as unknown as number], shape: [1, 2] }),
+      "mask[0][1]",
+      /received true/,
+    );
+    expectValidationError(
+      () => broadcastToTokens([1], { data: ["1" as unknown as number], shape: [1, 1] }),
+      "mask[0][0]",
+    );
     // A nested entry that does not even convert to a number is rejected as well.
     expectValidationError(() => broadcastToTokens([1], [["yes" as unknown as number]]), "mask[0][0]");
   });
 
   it("a null entry in a nested mask is rejected, not coerced to 0", () => {
-    expectValidationError(() => broadcastToTokens([1, 2], [[1, 1], [1, null as unknown as number]]), "mask[1][1]");
+    expectValidationError(
+      () =>
+        broadcastToTokens(
+          [1, 2],
+          [
+            [1, 1],
+            [1, null as unknown as number],
+          ],
+        ),
+      "mask[1][1]",
+    );
   });
 
   it("a flat mask is checked against its shape and for 0/1 entries", () => {
-    expectValidationError(() => broadcastToTokens([1, 2], { data: [1, 0, 1], shape: [2, 2] }), "mask.data", /has 3 entries but shape \[2, 2\] needs 4/);
-    expectValidationError(() => broadcastToTokens([1, 2], { data: new Float64Array([1, 0, 1, 3]), shape: [2, 2] }), "mask[1][1]");
-    expectValidationError(() => broadcastToTokens([1, 2], { data: [1, 0, 1, 1], shape: [2, -2] as unknown as [number, number] }), "mask.shape[1]");
+    expectValidationError(
+      () => broadcastToTokens([1, 2], { data: [1, 0, 1], shape: [2, 2] }),
+      "mask.data",
+      /has 3 entries but shape \[2, 2\] needs 4/,
+    );
+    expectValidationError(
+      () => broadcastToTokens([1, 2], { data: new Float64Array([1, 0, 1, 3]), shape: [2, 2] }),
+      "mask[1][1]",
+    );
+    expectValidationError(
+      () => broadcastToTokens([1, 2], { data: [1, 0, 1, 1], shape: [2, -2] as unknown as [number, number] }),
+      "mask.shape[1]",
+    );
   });
 
   it("a mask whose row count differs from the number of advantages is rejected at mask", () => {
-    expectValidationError(() => broadcastToTokens([1, 2, 3], [[1], [1]]), "mask", /has 2 rows but there are 3 advantages/);
+    expectValidationError(
+      () => broadcastToTokens([1, 2, 3], [[1], [1]]),
+      "mask",
+      /has 2 rows but there are 3 advantages/,
+    );
   });
 
   it("a row that is not an array is rejected at mask[i]", () => {
-    expectValidationError(() => broadcastToTokens([1, 2], [[1], null as unknown as number[]]), "mask[1]", /expected an array/);
+    expectValidationError(
+      () => broadcastToTokens([1, 2], [[1], null as unknown as number[]]),
+      "mask[1]",
+      /expected an array/,
+    );
     expectValidationError(() => broadcastToTokens([1, 2], [[1], 3 as unknown as number[]]), "mask[1]");
   });
 
@@ -446,20 +572,30 @@ describe("rocPipeline: options", () => {
   });
 
   it("bad advantage options are rejected at options.<field> after RoC", () => {
-    expectValidationError(() => rocPipeline(group(4), { roc: paper(2), advantages: { estimator: "nope" } }), "options.estimator");
+    expectValidationError(
+      () => rocPipeline(group(4), { roc: paper(2), advantages: { estimator: "nope" } }),
+      "options.estimator",
+    );
   });
 });
 
 describe("malformed transcripts: never throw, p_format 1 when the answer markup is broken or missing", () => {
-  const options = { failureKinds: ["parse_error", "execution_error", "timeout"], penaltyWeights: { error: 1, format: 1 }, noToolCallPenalty: 0.5 } as const;
+  const options = {
+    failureKinds: ["parse_error", "execution_error", "timeout"],
+    penaltyWeights: { error: 1, format: 1 },
+    noToolCallPenalty: 0.5,
+  } as const;
   const score = (text: string, dialect: "strict" | "reference") => penalties(parseTranscript(text, dialect), options);
 
-  it.each(["strict", "reference"] as const)("%s dialect: the empty string has no answer (p_format 1) and no tool call (p_err 0.5)", (dialect) => {
-    const parsed = parseTranscript("", dialect);
-    expect(parsed.answers).toBe(0);
-    expect(parsed.unansweredCalls).toBe(0);
-    expect(score("", dialect)).toMatchObject({ pErr: 0.5, pFormat: 1, pTotal: 1.5, toolCalls: 0 });
-  });
+  it.each(["strict", "reference"] as const)(
+    "%s dialect: the empty string has no answer (p_format 1) and no tool call (p_err 0.5)",
+    (dialect) => {
+      const parsed = parseTranscript("", dialect);
+      expect(parsed.answers).toBe(0);
+      expect(parsed.unansweredCalls).toBe(0);
+      expect(score("", dialect)).toMatchObject({ pErr: 0.5, pFormat: 1, pTotal: 1.5, toolCalls: 0 });
+    },
+  );
 
   it.each([
     ["an unclosed answer", "<tool_call>{}</tool_call><tool_response>Tool call success\n</tool_response><answer>42"],
@@ -475,10 +611,12 @@ describe("malformed transcripts: never throw, p_format 1 when the answer markup 
   });
 
   it("unclosed tool blocks are not counted: an open <tool_response> is no response, an open <tool_call> no call", () => {
-    const parsed = parseTranscript("<tool_call>{\"name\": \"python\"}</tool_call><tool_response>Tool call failure\nreason: timeout");
+    const parsed = parseTranscript(
+      '<tool_call>{"name": "python"}</tool_call><tool_response>Tool call failure\nreason: timeout',
+    );
     expect(parsed.toolOutcomes).toEqual({ ok: 0, parse_error: 0, execution_error: 0, timeout: 0 });
     expect(parsed.unansweredCalls).toBe(1);
-    expect(score("<tool_call>{\"name\": ", "strict")).toMatchObject({ toolCalls: 0, pErr: 0.5 });
+    expect(score('<tool_call>{"name": ', "strict")).toMatchObject({ toolCalls: 0, pErr: 0.5 });
   });
 
   it("reference dialect: a transcript with a well-formed answer but no closed assistant turn has p_format 1", () => {
@@ -523,24 +661,38 @@ describe("malformed transcripts: never throw, p_format 1 when the answer markup 
 
   it("any text (tag soup, random bytes, lone surrogates): parsing never throws and the result is consistent", () => {
     fc.assert(
-      fc.property(fc.oneof(tagSoup, fc.string({ unit: "binary", maxLength: 200 }), fc.string({ unit: "grapheme", maxLength: 50 })), (text) => {
-        for (const dialect of ["strict", "reference"] as const) {
-          const parsed = parseTranscript(text, dialect);
-          const p = penalties(parsed, options);
-          const responses = Object.values(parsed.toolOutcomes).reduce((a, b) => a + b, 0);
-          for (const n of [parsed.answers, parsed.turns, parsed.unrecognizedResponses, parsed.unansweredCalls, responses]) {
-            expect(Number.isInteger(n) && n >= 0).toBe(true);
+      fc.property(
+        fc.oneof(
+          tagSoup,
+          fc.string({ unit: "binary", maxLength: 200 }),
+          fc.string({ unit: "grapheme", maxLength: 50 }),
+        ),
+        (text) => {
+          for (const dialect of ["strict", "reference"] as const) {
+            const parsed = parseTranscript(text, dialect);
+            const p = penalties(parsed, options);
+            const responses = Object.values(parsed.toolOutcomes).reduce((a, b) => a + b, 0);
+            for (const n of [
+              parsed.answers,
+              parsed.turns,
+              parsed.unrecognizedResponses,
+              parsed.unansweredCalls,
+              responses,
+            ]) {
+              expect(Number.isInteger(n) && n >= 0).toBe(true);
+            }
+            expect(responses).toBeLessThanOrEqual(count(text, "<tool_response>"));
+            expect(parsed.answers).toBeLessThanOrEqual(Math.min(count(text, "<answer>"), count(text, "</answer>")));
+            expect(p.pErr === 0.5 || (p.pErr >= 0 && p.pErr <= 1)).toBe(true);
+            expect(p.pFormat >= 0 && p.pFormat <= 1).toBe(true);
+            if (responses === 0) expect(p.pErr).toBe(0.5);
+            // p_format is 1 whenever the answer markup is missing or broken.
+            if (!text.includes("<answer>") || !text.includes("</answer>") || !parsed.formatOk)
+              expect(p.pFormat).toBe(1);
+            if (dialect === "reference") expect(parsed.unrecognizedResponses).toBe(0);
           }
-          expect(responses).toBeLessThanOrEqual(count(text, "<tool_response>"));
-          expect(parsed.answers).toBeLessThanOrEqual(Math.min(count(text, "<answer>"), count(text, "</answer>")));
-          expect(p.pErr === 0.5 || (p.pErr >= 0 && p.pErr <= 1)).toBe(true);
-          expect(p.pFormat >= 0 && p.pFormat <= 1).toBe(true);
-          if (responses === 0) expect(p.pErr).toBe(0.5);
-          // p_format is 1 whenever the answer markup is missing or broken.
-          if (!text.includes("<answer>") || !text.includes("</answer>") || !parsed.formatOk) expect(p.pFormat).toBe(1);
-          if (dialect === "reference") expect(parsed.unrecognizedResponses).toBe(0);
-        }
-      }),
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -552,7 +704,12 @@ describe("malformed transcripts: never throw, p_format 1 when the answer markup 
       { groupId: "g", reward: 1, transcript: "\u0000\uffff\ud800<tool_response>" },
       { groupId: "g", reward: 0, transcript: "</answer>" },
       { groupId: "g", reward: 0 },
-      { groupId: "g", reward: 1, transcript: "<tool_call>{}</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>Tool call success\n</tool_response><|im_end|>\n<|im_start|>assistant\n<answer>\\boxed{1}</answer>" },
+      {
+        groupId: "g",
+        reward: 1,
+        transcript:
+          "<tool_call>{}</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>Tool call success\n</tool_response><|im_end|>\n<|im_start|>assistant\n<answer>\\boxed{1}</answer>",
+      },
     ];
     for (const options of [paper(3), { keepPerGroup: 4, mode: "reference", transcriptDialect: "reference" } as const]) {
       const result = resampleOnCorrect(rollouts, options);

@@ -14,9 +14,25 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exampleBatch, T, V } from "../examples/browser/batch.js";
 import { buildExample, serveExample } from "../examples/browser/serve.js";
-import { lossPresets, policyLoss, policyLossFromLogits, tokenLogProbs, type PolicyLossInputs, type PolicyLossResult } from "../src/index.js";
+import {
+  lossPresets,
+  policyLoss,
+  policyLossFromLogits,
+  tokenLogProbs,
+  type PolicyLossInputs,
+  type PolicyLossResult,
+} from "../src/index.js";
 import { chromiumFound, chromiumPath, inCi, launchChromium, WEBGPU_FLAGS } from "./helpers/browser.js";
-import { expectClose, gradScale, logitGradScale, logProbScale, lossScale, metricScale, tolerance, TOLERANCES } from "./conformance/tolerances.js";
+import {
+  expectClose,
+  gradScale,
+  logitGradScale,
+  logProbScale,
+  lossScale,
+  metricScale,
+  tolerance,
+  TOLERANCES,
+} from "./conformance/tolerances.js";
 
 const outdir = fileURLToPath(new URL("../out/browser-example", import.meta.url));
 
@@ -54,13 +70,33 @@ async function outcomeOf(browser: Browser, url: string): Promise<PageOutcome & {
   });
   try {
     await page.goto(url);
-    await page.waitForFunction(() => (globalThis as { __grpoRoc?: { done?: boolean } }).__grpoRoc?.done === true, undefined, { timeout: 60_000 }).catch(async (error: unknown) => {
-      const status = await page.locator("#status").textContent().catch(() => null);
-      throw new Error(`the page gave no outcome (status: ${JSON.stringify(status)}; page errors: ${JSON.stringify(pageErrors)}): ${String(error)}`);
-    });
+    await page
+      .waitForFunction(() => (globalThis as { __grpoRoc?: { done?: boolean } }).__grpoRoc?.done === true, undefined, {
+        timeout: 60_000,
+      })
+      .catch(async (error: unknown) => {
+        const status = await page
+          .locator("#status")
+          .textContent()
+          .catch(() => null);
+        throw new Error(
+          `the page gave no outcome (status: ${JSON.stringify(status)}; page errors: ${JSON.stringify(pageErrors)}): ${String(error)}`,
+        );
+      });
     const outcome = await page.evaluate(() => {
-      type Result = { loss: number; grad: ArrayLike<number>; perTokenLoss: ArrayLike<number>; metrics: Record<string, number | undefined>; logp?: ArrayLike<number>; gradLogits?: { data: ArrayLike<number> } };
-      const o = (globalThis as unknown as { __grpoRoc: Record<string, unknown> & { results: Record<string, Result | undefined> } }).__grpoRoc;
+      type Result = {
+        loss: number;
+        grad: ArrayLike<number>;
+        perTokenLoss: ArrayLike<number>;
+        metrics: Record<string, number | undefined>;
+        logp?: ArrayLike<number>;
+        gradLogits?: { data: ArrayLike<number> };
+      };
+      const o = (
+        globalThis as unknown as {
+          __grpoRoc: Record<string, unknown> & { results: Record<string, Result | undefined> };
+        }
+      ).__grpoRoc;
       const plain = (r: Result | undefined) =>
         r && {
           loss: r.loss,
@@ -71,7 +107,9 @@ async function outcomeOf(browser: Browser, url: string): Promise<PageOutcome & {
           ...(r.gradLogits ? { gradLogits: Array.from(r.gradLogits.data) } : {}),
         };
       // In the page; this file is type-checked without the DOM library.
-      const { document } = globalThis as unknown as { document: { querySelector(selector: string): { textContent: string | null } | null } };
+      const { document } = globalThis as unknown as {
+        document: { querySelector(selector: string): { textContent: string | null } | null };
+      };
       const text = (selector: string) => document.querySelector(selector)?.textContent ?? "";
       return {
         ok: o.ok as boolean,
@@ -104,12 +142,32 @@ const forward = tokenLogProbs(logits, tokens, { mask: batch.mask });
 
 /** Every field the page shows against the Node reference at float32 tolerances, as the conformance suite compares. */
 function expectFloat32Loss(actual: PageLoss, expected: PolicyLossResult, label: string): void {
-  expectClose(actual.loss, expected.loss, tolerance("float32", "value", lossScale(expected, lossInputs, options)), `${label} loss`);
-  expectClose(actual.grad, expected.grad, tolerance("float32", "grad", gradScale(expected, lossInputs, options)), `${label} ∂loss/∂logp`);
-  expectClose(actual.perTokenLoss, expected.perTokenLoss, tolerance("float32", "value", Float64Array.from(expected.perTokenLoss, Math.abs)), `${label} perTokenLoss`);
+  expectClose(
+    actual.loss,
+    expected.loss,
+    tolerance("float32", "value", lossScale(expected, lossInputs, options)),
+    `${label} loss`,
+  );
+  expectClose(
+    actual.grad,
+    expected.grad,
+    tolerance("float32", "grad", gradScale(expected, lossInputs, options)),
+    `${label} ∂loss/∂logp`,
+  );
+  expectClose(
+    actual.perTokenLoss,
+    expected.perTokenLoss,
+    tolerance("float32", "value", Float64Array.from(expected.perTokenLoss, Math.abs)),
+    `${label} perTokenLoss`,
+  );
   for (const [name, value] of Object.entries(expected.metrics)) {
     if (value === undefined) continue;
-    expectClose(actual.metrics[name]!, value, tolerance("float32", "value", metricScale(name, expected, lossInputs, options)), `${label} metrics.${name}`);
+    expectClose(
+      actual.metrics[name]!,
+      value,
+      tolerance("float32", "value", metricScale(name, expected, lossInputs, options)),
+      `${label} metrics.${name}`,
+    );
   }
 }
 
@@ -119,7 +177,9 @@ describe("browser example: availability", () => {
   });
 });
 
-const title = chromiumFound ? `browser example in headless Chromium (${chromiumPath})` : `browser example — skipped: ${chromiumPath} not found (apt-get install chromium, or set CHROMIUM_PATH)`;
+const title = chromiumFound
+  ? `browser example in headless Chromium (${chromiumPath})`
+  : `browser example — skipped: ${chromiumPath} not found (apt-get install chromium, or set CHROMIUM_PATH)`;
 describe.skipIf(!chromiumFound)(title, () => {
   let server: Awaited<ReturnType<typeof serveExample>> | undefined;
   let withWebGpu: PageOutcome & { pageErrors: string[] };
@@ -168,7 +228,12 @@ describe.skipIf(!chromiumFound)(title, () => {
     if (!withWebGpu.webgpu) context.skip(`no WebGPU: ${withWebGpu.reason}`);
     const actual = withWebGpu.webgpuLogits!;
     expectFloat32Loss(actual, reference, "policyLossFromLogits");
-    expectClose(actual.logp!, reference.logp, tolerance("float32", "value", logProbScale(forward.logSumExp, forward.logp)), "logp");
+    expectClose(
+      actual.logp!,
+      reference.logp,
+      tolerance("float32", "value", logProbScale(forward.logSumExp, forward.logp)),
+      "logp",
+    );
     const scale = logitGradScale(logits.data, V, reference.gradLogits.data, forward, reference.grad, undefined, 1);
     expectClose(actual.gradLogits!, reference.gradLogits.data, tolerance("float32", "grad", scale), "∂loss/∂logits");
     expect(withWebGpu.ok, withWebGpu.status).toBe(true);

@@ -1,5 +1,15 @@
 import { spawn } from "node:child_process";
-import { closeSync, createReadStream, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  createReadStream,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -25,13 +35,21 @@ const MB = 1e6;
 function generate(path: string, megabytes: number): { lines: number } {
   const outcomes = ["ok", "ok", "parse_error", "execution_error", "timeout"];
   const group = (allWrong: boolean) =>
-    Array.from({ length: 8 }, (_, s) => {
+    `${Array.from({ length: 8 }, (_, s) => {
       const toolCalls = Array.from({ length: s % 4 }, (_, c) => ({ outcome: outcomes[(s + c) % 5], name: "python" }));
       const reward = allWrong ? 0 : s % 3 === 0 ? 1 : 0;
-      return JSON.stringify({ id: `r${s}`, groupId: "@G@", reward, toolCalls, answers: 1 + (s % 5 === 4 ? 1 : 0), turns: toolCalls.length + 1, response: "x".repeat(800) });
+      return JSON.stringify({
+        id: `r${s}`,
+        groupId: "@G@",
+        reward,
+        toolCalls,
+        answers: 1 + (s % 5 === 4 ? 1 : 0),
+        turns: toolCalls.length + 1,
+        response: "x".repeat(800),
+      });
     })
       .join("\n")
-      .replaceAll('"@G@"', "@G@") + "\n";
+      .replaceAll('"@G@"', "@G@")}\n`;
   const templates = [group(false), group(true)];
   const fd = openSync(path, "w");
   let bytes = 0;
@@ -59,12 +77,28 @@ interface Run {
 }
 
 /** Runs the CLI with `input` as FILE, or piped into its stdin; counts the records without keeping them. */
-async function run(args: readonly string[], input: { file: string } | { stdin: string }, output?: string): Promise<Run> {
+async function run(
+  args: readonly string[],
+  input: { file: string } | { stdin: string },
+  output?: string,
+): Promise<Run> {
   const rssFile = join(dir, `rss-${Math.random().toString(36).slice(2)}`);
-  const child = spawn(process.execPath, ["--import", PEAK_RSS, CLI, ...args, "--quiet", ...(output ? ["-o", output] : []), ...("file" in input ? [input.file] : ["-"])], {
-    env: { ...process.env, GRPO_ROC_PEAK_RSS_FILE: rssFile },
-    stdio: ["stdin" in input ? "pipe" : "ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      PEAK_RSS,
+      CLI,
+      ...args,
+      "--quiet",
+      ...(output ? ["-o", output] : []),
+      ...("file" in input ? [input.file] : ["-"]),
+    ],
+    {
+      env: { ...process.env, GRPO_ROC_PEAK_RSS_FILE: rssFile },
+      stdio: ["stdin" in input ? "pipe" : "ignore", "pipe", "pipe"],
+    },
+  );
   if ("stdin" in input) createReadStream(input.stdin).pipe(child.stdin!);
   let newlines = 0;
   child.stdout!.on("data", (chunk: Buffer) => {
@@ -99,7 +133,10 @@ const inputs = { small: { path: "", lines: 0 }, big: { path: "", lines: 0 } };
 beforeAll(() => {
   if (!existsSync(CLI)) throw new Error("dist/cli.js is missing: run `npm run build` (npm test does)");
   dir = mkdtempSync(join(tmpdir(), "grpo-roc-memory-"));
-  for (const [name, megabytes] of [["small", 5], ["big", 50]] as const) {
+  for (const [name, megabytes] of [
+    ["small", 5],
+    ["big", 50],
+  ] as const) {
     const path = join(dir, `${name}.jsonl`);
     inputs[name] = { path, ...generate(path, megabytes) };
   }
@@ -116,7 +153,9 @@ afterAll(() => {
 
 /** The 10× larger input may use at most 1.5× the memory, plus 8 MB of slack for the garbage collector's moods. */
 function expectBounded(command: string, small: Run, big: Run): void {
-  figures.push(`  ${command}: ${(small.peakRss / MB).toFixed(0)} MB on 5 MB of input, ${(big.peakRss / MB).toFixed(0)} MB on 50 MB`);
+  figures.push(
+    `  ${command}: ${(small.peakRss / MB).toFixed(0)} MB on 5 MB of input, ${(big.peakRss / MB).toFixed(0)} MB on 50 MB`,
+  );
   expect(big.peakRss).toBeGreaterThan(0);
   expect(big.peakRss).toBeLessThan(1.5 * small.peakRss + 8 * MB);
 }

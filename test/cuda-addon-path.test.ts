@@ -69,14 +69,20 @@ describe.each(variants)("the built grpo-roc/cuda finds its addon: $name", ({ tre
 
   it("ESM, imported from `node -e` (a global __dirname of '.')", () => {
     const url = pathToFileURL(path.join(pkg(), "dist", "cuda", "index.js")).href;
-    const out = node(["-e", `console.log(typeof __dirname); import(${JSON.stringify(url)}).then((m) => console.log(m.addonPath()))`]);
+    const out = node([
+      "-e",
+      `console.log(typeof __dirname); import(${JSON.stringify(url)}).then((m) => console.log(m.addonPath()))`,
+    ]);
     // The premise: `node -e` does define __dirname, and the ESM build must not take it for its own folder.
     expect(out.split("\n")).toEqual(["string", expected()]);
   });
 
   it("ESM, imported from an .mjs file (no __dirname anywhere)", () => {
     const script = path.join(elsewhere, `esm-${treeshake}.mjs`);
-    writeFileSync(script, `import { addonPath } from ${JSON.stringify(pathToFileURL(path.join(pkg(), "dist", "cuda", "index.js")).href)};\nconsole.log(addonPath());\n`);
+    writeFileSync(
+      script,
+      `import { addonPath } from ${JSON.stringify(pathToFileURL(path.join(pkg(), "dist", "cuda", "index.js")).href)};\nconsole.log(addonPath());\n`,
+    );
     expect(node([script])).toBe(expected());
   });
 

@@ -31,9 +31,18 @@ describe("cudaSelfCheck on the host executor", () => {
       expect(c.worst, c.name).toBeLessThanOrEqual(1);
     }
     const names = report.cases.map((c) => c.name);
-    for (const kind of ["forward, ", "backward, ", "backward, saved statistics, entropy gradient, ", "forward, special rows, ", "fused, "]) {
+    for (const kind of [
+      "forward, ",
+      "backward, ",
+      "backward, saved statistics, entropy gradient, ",
+      "forward, special rows, ",
+      "fused, ",
+    ]) {
       for (const dtype of ["float32", "bfloat16"]) {
-        expect(names.some((n) => n.startsWith(kind) && n.endsWith(dtype)), `${kind}… ${dtype}`).toBe(true);
+        expect(
+          names.some((n) => n.startsWith(kind) && n.endsWith(dtype)),
+          `${kind}… ${dtype}`,
+        ).toBe(true);
       }
     }
     expect(names.filter((n) => n.startsWith("backward, widened to float32, ")).length).toBeGreaterThan(0);
@@ -43,7 +52,9 @@ describe("cudaSelfCheck on the host executor", () => {
   });
 
   it("rejects an exec it does not know, naming the option", async () => {
-    await expect(cudaSelfCheck({ exec: "gpu" as "device" })).rejects.toThrow(/options\.exec.*expected "device" or "host", got "gpu"/);
+    await expect(cudaSelfCheck({ exec: "gpu" as "device" })).rejects.toThrow(
+      /options\.exec.*expected "device" or "host", got "gpu"/,
+    );
   });
 
   it("without the addon: CudaUnavailableError with the reason", async () => {
@@ -54,16 +65,22 @@ describe("cudaSelfCheck on the host executor", () => {
 });
 
 describe("cudaSelfCheck on the GPU", () => {
-  it.runIf(addon.loaded && !device.available)(`without a device it rejects with the probe's reason (${device.reason})`, async () => {
-    await expect(cudaSelfCheck()).rejects.toBeInstanceOf(CudaUnavailableError);
-    await expect(cudaSelfCheck()).rejects.toThrow(device.reason);
-  });
+  it.runIf(addon.loaded && !device.available)(
+    `without a device it rejects with the probe's reason (${device.reason})`,
+    async () => {
+      await expect(cudaSelfCheck()).rejects.toBeInstanceOf(CudaUnavailableError);
+      await expect(cudaSelfCheck()).rejects.toThrow(device.reason);
+    },
+  );
 
-  it.runIf(device.available)(`passes every case, the loss kernels against the host executor too (${device.reason})`, async () => {
-    const report = await cudaSelfCheck();
-    const failed = report.cases.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
-    expect(failed).toEqual([]);
-    expect(report.exec).toBe("device");
-    expect(report.cases.filter((c) => c.name.startsWith("policy loss")).length).toBe(16);
-  });
+  it.runIf(device.available)(
+    `passes every case, the loss kernels against the host executor too (${device.reason})`,
+    async () => {
+      const report = await cudaSelfCheck();
+      const failed = report.cases.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
+      expect(failed).toEqual([]);
+      expect(report.exec).toBe("device");
+      expect(report.cases.filter((c) => c.name.startsWith("policy loss")).length).toBe(16);
+    },
+  );
 });

@@ -28,7 +28,12 @@ function demo(args: readonly string[]): Promise<Result> {
 }
 
 const ratio = z.number().min(0).max(1);
-const counts = z.object({ ok: z.number().int().min(0), parse_error: z.number().int().min(0), execution_error: z.number().int().min(0), timeout: z.number().int().min(0) });
+const counts = z.object({
+  ok: z.number().int().min(0),
+  parse_error: z.number().int().min(0),
+  execution_error: z.number().int().min(0),
+  timeout: z.number().int().min(0),
+});
 const stats = z.object({
   rollouts: z.number().int().positive(),
   accuracy: ratio,
@@ -40,7 +45,13 @@ const stats = z.object({
   noToolCall: ratio,
   formatIssues: ratio,
 });
-const spread = z.object({ mean: z.number(), sd: z.number().min(0), min: z.number(), max: z.number(), perSeed: z.array(z.number()) });
+const spread = z.object({
+  mean: z.number(),
+  sd: z.number().min(0),
+  min: z.number(),
+  max: z.number(),
+  perSeed: z.array(z.number()),
+});
 const methodSummary = z.object({
   seeds: z.number().int().positive(),
   accuracy: z.object({ start: spread, final: spread }),
@@ -56,15 +67,33 @@ const metricsSchema = z.object({
   createdAt: z.string(),
   backend: z.literal("cpu"),
   seconds: z.number().positive(),
-  config: z.object({
-    seeds: z.array(z.number().int()),
-    warmStart: z.object({ steps: z.number().int(), batch: z.number().int(), learningRate: z.number() }),
-    rl: z.object({ steps: z.number().int(), prompts: z.number().int(), groupSize: z.number().int(), evalEvery: z.number().int(), evalSamples: z.number().int() }).loose(),
-    evalTasks: z.number().int(),
-  }).loose(),
+  config: z
+    .object({
+      seeds: z.array(z.number().int()),
+      warmStart: z.object({ steps: z.number().int(), batch: z.number().int(), learningRate: z.number() }),
+      rl: z
+        .object({
+          steps: z.number().int(),
+          prompts: z.number().int(),
+          groupSize: z.number().int(),
+          evalEvery: z.number().int(),
+          evalSamples: z.number().int(),
+        })
+        .loose(),
+      evalTasks: z.number().int(),
+    })
+    .loose(),
   warmStart: z.object({ loss: z.number(), seconds: z.number(), cached: z.boolean() }),
   summary: z.object({ grpo: methodSummary, roc: methodSummary }),
-  curves: z.array(z.object({ method, seed: z.union([z.number().int(), z.literal("mean")]), step: z.number().int().min(0), accuracy: ratio, toolErrorRatioCorrect: ratio.nullable() })),
+  curves: z.array(
+    z.object({
+      method,
+      seed: z.union([z.number().int(), z.literal("mean")]),
+      step: z.number().int().min(0),
+      accuracy: ratio,
+      toolErrorRatioCorrect: ratio.nullable(),
+    }),
+  ),
   runs: z.array(
     z.object({
       method,
@@ -75,8 +104,17 @@ const metricsSchema = z.object({
           step: z.number().int().positive(),
           sampled: stats,
           trained: stats.extend({ rollouts: z.number().int().min(0) }),
-          roc: z.object({ groupsIn: z.number().int(), groupsDroppedEqualRewards: z.number().int(), positivesSeen: z.number().int(), positivesKept: z.number().int() }).loose(),
-          update: z.object({ loss: z.number(), clipFraction: ratio, approxKl: z.number(), gradNorm: z.number().min(0) }).nullable(),
+          roc: z
+            .object({
+              groupsIn: z.number().int(),
+              groupsDroppedEqualRewards: z.number().int(),
+              positivesSeen: z.number().int(),
+              positivesKept: z.number().int(),
+            })
+            .loose(),
+          update: z
+            .object({ loss: z.number(), clipFraction: ratio, approxKl: z.number(), gradNorm: z.number().min(0) })
+            .nullable(),
         }),
       ),
       evals: z.array(z.object({ step: z.number().int().min(0), stats })),

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { paperCounts, parseTranscript, penalties, referenceCounts, resampleOnCorrect, rocPresets } from "../src/index.js";
+import {
+  paperCounts,
+  parseTranscript,
+  penalties,
+  referenceCounts,
+  resampleOnCorrect,
+  rocPresets,
+} from "../src/index.js";
 import { loadGolden } from "./helpers/golden.js";
 
 interface PenaltyMeta {
@@ -51,7 +58,8 @@ describe("reference dialect reproduces rStar2-Agent's penalties bit for bit (pen
 describe("strict dialect classifies the three failure modes (penalty_case meta)", () => {
   it.each(penaltyCases.map((c, i) => [i, c] as const))("transcript %i", (_i, c) => {
     const parsed = parseTranscript(c.text, "strict");
-    const metaCount = (...kinds: PenaltyMeta["kinds"][number][]) => c.meta.kinds.filter((k) => kinds.includes(k)).length;
+    const metaCount = (...kinds: PenaltyMeta["kinds"][number][]) =>
+      c.meta.kinds.filter((k) => kinds.includes(k)).length;
     expect(parsed.toolOutcomes.ok).toBe(metaCount("ok", "falsepos"));
     expect(parsed.toolOutcomes.timeout).toBe(metaCount("timeout"));
     // The generator's "error" kind includes "Error when executing tool: unknown tool", which the spec counts as a
@@ -68,7 +76,9 @@ describe("strict dialect classifies the three failure modes (penalty_case meta)"
 
   it("tells the sandbox's verdicts apart", () => {
     const outcomeOf = (response: string) => {
-      const counts = parseTranscript(`<tool_call>{}</tool_call><tool_response>${response}</tool_response>`).toolOutcomes;
+      const counts = parseTranscript(
+        `<tool_call>{}</tool_call><tool_response>${response}</tool_response>`,
+      ).toolOutcomes;
       return Object.entries(counts).find(([, n]) => n === 1)?.[0];
     };
     expect(outcomeOf("Tool call success\nstdout: error bars drawn")).toBe("ok");
@@ -79,8 +89,12 @@ describe("strict dialect classifies the three failure modes (penalty_case meta)"
   });
 
   it("differs from the reference exactly where the spec says the heuristic is wrong", () => {
-    const falsePositive = penaltyCases.find((c) => c.meta.kinds.includes("falsepos") && !c.meta.kinds.some((k) => k !== "ok" && k !== "falsepos"));
-    const timeoutOnly = penaltyCases.find((c) => c.meta.kinds.includes("timeout") && c.meta.kinds.every((k) => k === "ok" || k === "timeout"));
+    const falsePositive = penaltyCases.find(
+      (c) => c.meta.kinds.includes("falsepos") && !c.meta.kinds.some((k) => k !== "ok" && k !== "falsepos"),
+    );
+    const timeoutOnly = penaltyCases.find(
+      (c) => c.meta.kinds.includes("timeout") && c.meta.kinds.every((k) => k === "ok" || k === "timeout"),
+    );
     expect(falsePositive, "a transcript whose only 'error' is printed by a successful run").toBeDefined();
     expect(timeoutOnly, "a transcript whose only failures are timeouts").toBeDefined();
     expect(penalties(parseTranscript(falsePositive!.text, "reference")).pErr).toBeGreaterThan(0);
@@ -94,7 +108,11 @@ describe("reference mode selects exactly what rStar2-Agent selects (selection_ca
   it("has the cases", () => expect(golden.selection_cases.length).toBeGreaterThanOrEqual(17));
 
   it.each(golden.selection_cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
-    const rollouts = c.inputs.rewards.map((reward, i) => ({ groupId: "uid", reward, transcript: c.inputs.response_text[i]! }));
+    const rollouts = c.inputs.rewards.map((reward, i) => ({
+      groupId: "uid",
+      reward,
+      transcript: c.inputs.response_text[i]!,
+    }));
     const result = resampleOnCorrect(rollouts, {
       ...rocPresets.reference,
       // roc.py itself does not filter equal-reward groups (verl does that before it); compare the function alone.

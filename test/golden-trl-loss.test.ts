@@ -20,7 +20,8 @@ function compareMetrics(result: PolicyLossResult, metrics: Record<string, number
   const mapped = trlMappedMetrics(result, h);
   for (const [name, value] of Object.entries(metrics)) {
     const ours = mapped[name];
-    if (ours !== undefined) expectAllClose([ours.value], [value], ours.float32 ? FLOAT32_TOLERANCE : FLOAT64_TOLERANCE, `metric ${name}`);
+    if (ours !== undefined)
+      expectAllClose([ours.value], [value], ours.float32 ? FLOAT32_TOLERANCE : FLOAT64_TOLERANCE, `metric ${name}`);
   }
 }
 
@@ -37,14 +38,26 @@ describe("TRL GRPOTrainer._compute_loss (trl_policy_loss.json)", () => {
     const numItems = (c.inputs as { num_items_in_batch?: number }).num_items_in_batch;
     const inputs = inputsFor(c);
     const result = policyLoss(inputs, optionsFor(h, numItems));
-    const out = c.outputs as { loss: number; grad_per_token_logps: number[][]; per_token_loss: number[][]; metrics: Record<string, number> };
+    const out = c.outputs as {
+      loss: number;
+      grad_per_token_logps: number[][];
+      per_token_loss: number[][];
+      metrics: Record<string, number>;
+    };
     const tolerance = c.tolerance ?? FLOAT64_TOLERANCE;
     expectAllClose([result.loss], [out.loss], tolerance, "loss");
-    expectAllClose(result.grad, out.grad_per_token_logps.flat(), c.tolerance ?? GRADIENT_TOLERANCE, "grad_per_token_logps");
+    expectAllClose(
+      result.grad,
+      out.grad_per_token_logps.flat(),
+      c.tolerance ?? GRADIENT_TOLERANCE,
+      "grad_per_token_logps",
+    );
     if (h.importance_sampling_level === "token") {
       // TRL's per_token_loss includes β·KL.
       const mask = (c.inputs as { completion_mask: number[][] }).completion_mask;
-      const ours = result.perTokenLoss.map((v, i) => v + (result.perTokenKl === undefined ? 0 : h.beta * result.perTokenKl[i]!));
+      const ours = result.perTokenLoss.map(
+        (v, i) => v + (result.perTokenKl === undefined ? 0 : h.beta * result.perTokenKl[i]!),
+      );
       expectAllClose(selected(ours, mask), selected(out.per_token_loss.flat(), mask), tolerance, "per_token_loss");
     }
     compareMetrics(result, out.metrics, h);
@@ -66,7 +79,13 @@ describe("TRL end to end from logits: selective_log_softmax, entropy, loss with 
       gradEntropy: { data: result.gradEntropy!, shape: result.shape },
       saved: forward,
     });
-    const out = c.outputs as { per_token_logps: number[][]; entropies: number[][]; loss: number; grad_logits: number[][][]; metrics: Record<string, number> };
+    const out = c.outputs as {
+      per_token_logps: number[][];
+      entropies: number[][];
+      loss: number;
+      grad_logits: number[][][];
+      metrics: Record<string, number>;
+    };
     expectAllClose(forward.logp, out.per_token_logps.flat(), FLOAT64_TOLERANCE, "per_token_logps");
     expectAllClose(forward.entropy!, out.entropies.flat(), FLOAT64_TOLERANCE, "entropies");
     expectAllClose([result.loss], [out.loss], FLOAT64_TOLERANCE, "loss");
@@ -80,9 +99,19 @@ describe("TRL per-token k3 KL without clamps (trl_kl.json)", () => {
   it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
     const h = c.hyperparameters as unknown as TrlHyper;
     const result = policyLoss(inputsFor(c), { ...optionsFor({ ...lossDefaults, ...h }, undefined) });
-    const out = c.outputs as { per_token_kl: number[][]; loss: number; grad_per_token_logps: number[][]; metric_kl: number };
+    const out = c.outputs as {
+      per_token_kl: number[][];
+      loss: number;
+      grad_per_token_logps: number[][];
+      metric_kl: number;
+    };
     const mask = (c.inputs as { completion_mask: number[][] }).completion_mask;
-    expectAllClose(selected(result.perTokenKl!, mask), selected(out.per_token_kl.flat(), mask), FLOAT64_TOLERANCE, "per_token_kl");
+    expectAllClose(
+      selected(result.perTokenKl!, mask),
+      selected(out.per_token_kl.flat(), mask),
+      FLOAT64_TOLERANCE,
+      "per_token_kl",
+    );
     expectAllClose([result.loss], [out.loss], FLOAT64_TOLERANCE, "loss");
     // With use_bias_correction_kl at ref − logp = 25, ∂(k3·ρ)/∂logp is the difference of two terms of size
     // w·β·ρ·e^25 ≈ 1e8, which float64 resolves to about 1e-8 in autograd and here alike: compare at that scale.

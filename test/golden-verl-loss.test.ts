@@ -1,7 +1,16 @@
 import { describe, expect, it } from "vitest";
 import { policyLoss, tokenLogProbs, tokenLogProbsBackward } from "../src/index.js";
 import { expectAllClose, FLOAT64_TOLERANCE, loadGolden, type GoldenCase, type Tolerance } from "./helpers/golden.js";
-import { verlActorStepInputs, verlActorStepOptions, verlInputsFor, verlMetricFor as metricFor, verlOptionsFor as optionsFor, type VerlActorHyper, type VerlActorStepOutputs, type VerlHyper as Hyper } from "./helpers/golden-loss.js";
+import {
+  verlActorStepInputs,
+  verlActorStepOptions,
+  verlInputsFor,
+  verlMetricFor as metricFor,
+  verlOptionsFor as optionsFor,
+  type VerlActorHyper,
+  type VerlActorStepOutputs,
+  type VerlHyper as Hyper,
+} from "./helpers/golden-loss.js";
 import { matrix, selected } from "./helpers/matrices.js";
 
 /** Gradients come from autograd in float64: the golden README's suggested tolerance for them. */
@@ -19,11 +28,21 @@ describe("verl policy losses (verl_policy_loss.json)", () => {
     const inputs = c.inputs as Record<string, number[][]>;
     const mask = inputs.response_mask!;
     const result = policyLoss(verlInputsFor(c), optionsFor[c.function]!(c.hyperparameters as Hyper));
-    const out = c.outputs as { pg_loss: number; grad_log_prob: number[][]; per_token_loss: number[][]; metrics: Record<string, number> };
+    const out = c.outputs as {
+      pg_loss: number;
+      grad_log_prob: number[][];
+      per_token_loss: number[][];
+      metrics: Record<string, number>;
+    };
     const tolerance = c.tolerance ?? FLOAT64_TOLERANCE;
     expectAllClose([result.loss], [out.pg_loss], tolerance, "pg_loss");
     expectAllClose(result.grad, out.grad_log_prob.flat(), c.tolerance ?? GRADIENT_TOLERANCE, "grad_log_prob");
-    expectAllClose(selected(result.perTokenLoss, mask), selected(out.per_token_loss.flat(), mask), tolerance, "per_token_loss");
+    expectAllClose(
+      selected(result.perTokenLoss, mask),
+      selected(out.per_token_loss.flat(), mask),
+      tolerance,
+      "per_token_loss",
+    );
     for (const [name, value] of Object.entries(out.metrics)) {
       expect(metricFor[name], `metric ${name} is mapped`).toBeDefined();
       expectAllClose([metricFor[name]!(result)], [value], tolerance, name);
@@ -53,6 +72,7 @@ describe("verl actor step from logits: log-probs, entropy bonus, KL loss, gradie
     expectAllClose([result.loss], [out.policy_loss], FLOAT64_TOLERANCE, "policy_loss");
     expectAllClose(result.grad, out.grad_log_prob.flat(), GRADIENT_TOLERANCE, "grad_log_prob");
     expectAllClose(gradLogits.data, out.grad_logits.flat(2), GRADIENT_TOLERANCE, "grad_logits");
-    for (const [name, value] of Object.entries(out.pg_metrics)) expectAllClose([metricFor[name]!(result)], [value], FLOAT64_TOLERANCE, name);
+    for (const [name, value] of Object.entries(out.pg_metrics))
+      expectAllClose([metricFor[name]!(result)], [value], FLOAT64_TOLERANCE, name);
   });
 });

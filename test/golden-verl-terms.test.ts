@@ -31,24 +31,62 @@ describe("verl agg_loss (verl_agg_loss.json)", () => {
     const c = cases.find((k) => k.id.startsWith("verl.agg.nonfinite_in_padding"))!;
     const inputs = c.inputs as { loss_mat: number[][]; loss_mask: number[][] };
     const finiteOnly = inputs.loss_mat.map((row, b) => row.map((v, t) => (inputs.loss_mask[b]![t] ? v : 0)));
-    const withGarbage = aggregate(matrix(inputs.loss_mat), { mask: matrix(inputs.loss_mask), aggregation: "seq-mean-token-sum-norm" });
-    const clean = aggregate(matrix(finiteOnly), { mask: matrix(inputs.loss_mask), aggregation: "seq-mean-token-sum-norm" });
+    const withGarbage = aggregate(matrix(inputs.loss_mat), {
+      mask: matrix(inputs.loss_mask),
+      aggregation: "seq-mean-token-sum-norm",
+    });
+    const clean = aggregate(matrix(finiteOnly), {
+      mask: matrix(inputs.loss_mask),
+      aggregation: "seq-mean-token-sum-norm",
+    });
     expect(inputs.loss_mat.flat().some((v) => !Number.isFinite(v))).toBe(true);
     expect(Number.isFinite(withGarbage.value)).toBe(true);
     expect(withGarbage.value).toBe(clean.value);
   });
 
   it("a mask that selects nothing gives 0 and a zero gradient in every mode (verl: 0/0 = NaN)", () => {
-    for (const mode of ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm", "grpo", "bnpo", "dr_grpo", "dapo"] as const) {
-      const result = aggregate(matrix([[1, 2, 3], [4, 5, 6]]), { mask: matrix([[0, 0, 0], [0, 0, 0]]), aggregation: mode });
+    for (const mode of [
+      "token-mean",
+      "seq-mean-token-sum",
+      "seq-mean-token-mean",
+      "seq-mean-token-sum-norm",
+      "grpo",
+      "bnpo",
+      "dr_grpo",
+      "dapo",
+    ] as const) {
+      const result = aggregate(
+        matrix([
+          [1, 2, 3],
+          [4, 5, 6],
+        ]),
+        {
+          mask: matrix([
+            [0, 0, 0],
+            [0, 0, 0],
+          ]),
+          aggregation: mode,
+        },
+      );
       expect(result.value, mode).toBe(0);
-      expect(Array.from(result.grad).every((g) => g === 0), mode).toBe(true);
+      expect(
+        Array.from(result.grad).every((g) => g === 0),
+        mode,
+      ).toBe(true);
     }
   });
 });
 
 describe("verl kl_penalty and KL loss (verl_kl.json)", () => {
-  const aliases: Record<string, KlKind> = { kl: "k1", k1: "k1", abs: "abs", mse: "k2", k2: "k2", low_var_kl: "k3", k3: "k3" };
+  const aliases: Record<string, KlKind> = {
+    kl: "k1",
+    k1: "k1",
+    abs: "abs",
+    mse: "k2",
+    k2: "k2",
+    low_var_kl: "k3",
+    k3: "k3",
+  };
   const cases = loadGolden("verl_kl.json").cases.filter((c) => c.function === "kl_penalty" && !("error" in c.outputs));
   it("covers abs, mse/k2, low_var_kl/k3", () => expect(cases.length).toBeGreaterThanOrEqual(5));
 
@@ -64,11 +102,24 @@ describe("verl kl_penalty and KL loss (verl_kl.json)", () => {
     });
     expectAllClose(kld, (c.outputs.kld as number[][]).flat(), FLOAT64_TOLERANCE, "kld");
     expectAllClose(slope, (c.outputs.grad_logprob as number[][]).flat(), GRADIENT_TOLERANCE, "grad_logprob");
-    for (const mode of ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"] as const) {
-      const loss = aggregate({ data: Float64Array.from(kld), shape: [inputs.logprob.length, inputs.logprob[0]!.length] }, { mask: matrix(inputs.response_mask), aggregation: mode });
+    for (const mode of [
+      "token-mean",
+      "seq-mean-token-sum",
+      "seq-mean-token-mean",
+      "seq-mean-token-sum-norm",
+    ] as const) {
+      const loss = aggregate(
+        { data: Float64Array.from(kld), shape: [inputs.logprob.length, inputs.logprob[0]!.length] },
+        { mask: matrix(inputs.response_mask), aggregation: mode },
+      );
       expectAllClose([loss.value], [c.outputs[`kl_loss[${mode}]`] as number], FLOAT64_TOLERANCE, `kl_loss[${mode}]`);
       const grad = loss.grad.map((w, i) => w * slope[i]!);
-      expectAllClose(grad, (c.outputs[`grad_kl_loss[${mode}]`] as number[][]).flat(), GRADIENT_TOLERANCE, `grad_kl_loss[${mode}]`);
+      expectAllClose(
+        grad,
+        (c.outputs[`grad_kl_loss[${mode}]`] as number[][]).flat(),
+        GRADIENT_TOLERANCE,
+        `grad_kl_loss[${mode}]`,
+      );
     }
   });
 });
@@ -81,7 +132,10 @@ describe("verl entropy and log-probs from logits (verl_entropy.json)", () => {
     const inputs = c.inputs as { logits: number[][][]; response_mask: number[][] };
     const tokens = inputs.response_mask.map((row) => row.map(() => 0));
     const forward = tokenLogProbs(inputs.logits, tokens, { entropy: true });
-    const loss = aggregate({ data: forward.entropy!, shape: forward.shape }, { mask: matrix(inputs.response_mask), aggregation: c.hyperparameters.loss_agg_mode as Mode });
+    const loss = aggregate(
+      { data: forward.entropy!, shape: forward.shape },
+      { mask: matrix(inputs.response_mask), aggregation: c.hyperparameters.loss_agg_mode as Mode },
+    );
     expectAllClose([loss.value], [c.outputs.entropy_loss as number], FLOAT64_TOLERANCE, "entropy_loss");
     const grad = tokenLogProbsBackward(inputs.logits, tokens, {
       gradLogp: { data: new Float64Array(loss.grad.length), shape: forward.shape },
@@ -96,7 +150,12 @@ describe("verl entropy and log-probs from logits (verl_entropy.json)", () => {
     expectAllClose(forward.logp, (c.outputs.log_prob as number[][]).flat(), FLOAT64_TOLERANCE, "log_prob");
     const ones = { data: new Float64Array(forward.logp.length).fill(1), shape: forward.shape };
     const grad = tokenLogProbsBackward(inputs.logits, matrix(inputs.labels), { gradLogp: ones });
-    expectAllClose(grad.data, (c.outputs.grad_logits_of_sum as number[][][]).flat(2), GRADIENT_TOLERANCE, "grad_logits_of_sum");
+    expectAllClose(
+      grad.data,
+      (c.outputs.grad_logits_of_sum as number[][][]).flat(2),
+      GRADIENT_TOLERANCE,
+      "grad_logits_of_sum",
+    );
   });
 
   it("−Infinity logits work: entropy equals that of the distribution without them (verl gives NaN)", () => {
@@ -127,15 +186,28 @@ describe("TRL entropy and selective_log_softmax (trl_entropy.json)", () => {
       gradLogp: { data: new Float64Array(forward.logp.length), shape: forward.shape },
       gradEntropy: { data: new Float64Array(forward.logp.length).fill(1), shape: forward.shape },
     });
-    expectAllClose(grad.data, (c.outputs.grad_logits_of_sum as number[][][]).flat(2), GRADIENT_TOLERANCE, "grad_logits_of_sum");
+    expectAllClose(
+      grad.data,
+      (c.outputs.grad_logits_of_sum as number[][][]).flat(2),
+      GRADIENT_TOLERANCE,
+      "grad_logits_of_sum",
+    );
   });
 
-  it.each(cases.filter((c) => c.function === "selective_log_softmax").map((c) => [c.id, c] as const))("%s", (_id, c) => {
-    const inputs = c.inputs as { logits: number[][][]; index: number[][] };
-    const forward = tokenLogProbs(inputs.logits, matrix(inputs.index));
-    expectAllClose(forward.logp, (c.outputs.log_prob as number[][]).flat(), FLOAT64_TOLERANCE, "log_prob");
-    const ones = { data: new Float64Array(forward.logp.length).fill(1), shape: forward.shape };
-    const grad = tokenLogProbsBackward(inputs.logits, matrix(inputs.index), { gradLogp: ones });
-    expectAllClose(grad.data, (c.outputs.grad_logits_of_sum as number[][][]).flat(2), GRADIENT_TOLERANCE, "grad_logits_of_sum");
-  });
+  it.each(cases.filter((c) => c.function === "selective_log_softmax").map((c) => [c.id, c] as const))(
+    "%s",
+    (_id, c) => {
+      const inputs = c.inputs as { logits: number[][][]; index: number[][] };
+      const forward = tokenLogProbs(inputs.logits, matrix(inputs.index));
+      expectAllClose(forward.logp, (c.outputs.log_prob as number[][]).flat(), FLOAT64_TOLERANCE, "log_prob");
+      const ones = { data: new Float64Array(forward.logp.length).fill(1), shape: forward.shape };
+      const grad = tokenLogProbsBackward(inputs.logits, matrix(inputs.index), { gradLogp: ones });
+      expectAllClose(
+        grad.data,
+        (c.outputs.grad_logits_of_sum as number[][][]).flat(2),
+        GRADIENT_TOLERANCE,
+        "grad_logits_of_sum",
+      );
+    },
+  );
 });

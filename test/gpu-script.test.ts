@@ -14,7 +14,9 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { inCi } from "./conformance/targets.js";
 
-const nvcc = spawnSync("bash", ["-c", "command -v nvcc || ls /usr/local/cuda/bin/nvcc"], { encoding: "utf8" }).stdout.trim();
+const nvcc = spawnSync("bash", ["-c", "command -v nvcc || ls /usr/local/cuda/bin/nvcc"], {
+  encoding: "utf8",
+}).stdout.trim();
 const hasGpu = spawnSync("nvidia-smi", ["-L"], { encoding: "utf8" }).status === 0;
 
 function runScript(env: Record<string, string>) {
@@ -51,7 +53,9 @@ describe("bench/gpu/run-on-gpu.sh", () => {
       expect(text("run.log")).toMatch(/done in \d+ s, status 1/);
 
       // The binary's self-check on the host executor: the same cases, the kernels' code on the CPU.
-      const check = spawnSync(binary, ["--check", "host", "--json", path.join(out, "host-check.json")], { encoding: "utf8" });
+      const check = spawnSync(binary, ["--check", "host", "--json", path.join(out, "host-check.json")], {
+        encoding: "utf8",
+      });
       expect(check.status, check.stdout + check.stderr).toBe(0);
       const report = json("host-check.json") as { ok: boolean; cases: { ok: boolean }[] };
       expect(report.ok).toBe(true);

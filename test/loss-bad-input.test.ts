@@ -16,7 +16,6 @@ import {
 } from "../src/index.js";
 import { expectValidationError } from "./helpers/errors.js";
 
-
 /** A valid 2×3 batch with every optional input. */
 type Fields = "logp" | "oldLogp" | "mask" | "refLogp" | "importanceWeights" | "entropy";
 const base = (): Record<Fields, number[][]> & { advantages: number[] } => ({
@@ -48,7 +47,12 @@ const base = (): Record<Fields, number[][]> & { advantages: number[] } => ({
 });
 
 /** Options that read every input. */
-const everything: PolicyLossOptionsInput = { kl: { kind: "k3", coef: 0.1 }, entropyCoef: 0.01, dualClip: 3, logRatioClamp: [-20, 20] };
+const everything: PolicyLossOptionsInput = {
+  kl: { kind: "k3", coef: 0.1 },
+  entropyCoef: 0.01,
+  dualClip: 3,
+  logRatioClamp: [-20, 20],
+};
 
 const MATRIX_FIELDS = ["logp", "oldLogp", "mask", "refLogp", "importanceWeights", "entropy"] as const;
 const VALUE_FIELDS = ["logp", "oldLogp", "refLogp", "importanceWeights", "entropy"] as const;
@@ -63,35 +67,62 @@ function expectSameResult(actual: PolicyLossResult, expected: PolicyLossResult):
 }
 
 describe("policyLoss: shapes", () => {
-  it.each(MATRIX_FIELDS.filter((f) => f !== "logp"))("%s with a different shape from logp is rejected at inputs.%s", (field) => {
-    const wide = { ...base(), [field]: base()[field].map((row) => [...row, 0]) };
-    expectValidationError(() => policyLoss(wide, everything), `inputs.${field}`, /shape \[2, 4\] but logp has \[2, 3\]/);
-    const short = { ...base(), [field]: base()[field].slice(0, 1) };
-    expectValidationError(() => policyLoss(short, everything), `inputs.${field}`, /shape \[1, 3\]/);
-  });
+  it.each(MATRIX_FIELDS.filter((f) => f !== "logp"))(
+    "%s with a different shape from logp is rejected at inputs.%s",
+    (field) => {
+      const wide = { ...base(), [field]: base()[field].map((row) => [...row, 0]) };
+      expectValidationError(
+        () => policyLoss(wide, everything),
+        `inputs.${field}`,
+        /shape \[2, 4\] but logp has \[2, 3\]/,
+      );
+      const short = { ...base(), [field]: base()[field].slice(0, 1) };
+      expectValidationError(() => policyLoss(short, everything), `inputs.${field}`, /shape \[1, 3\]/);
+    },
+  );
 
   it("flat inputs: a shape that disagrees with logp, or data that disagrees with its own shape", () => {
     const b = base();
     const flatOld = { data: Float64Array.from(b.oldLogp.flat()), shape: [3, 2] as [number, number] };
     expectValidationError(() => policyLoss({ ...b, oldLogp: flatOld }), "inputs.oldLogp", /shape \[3, 2\]/);
-    expectValidationError(() => policyLoss({ ...b, logp: { data: new Float64Array(5), shape: [2, 3] } }), "inputs.logp.data", /5 entries/);
+    expectValidationError(
+      () => policyLoss({ ...b, logp: { data: new Float64Array(5), shape: [2, 3] } }),
+      "inputs.logp.data",
+      /5 entries/,
+    );
   });
 
   it("a ragged row is rejected at inputs.<field>[row]", () => {
     const b = base();
-    expectValidationError(() => policyLoss({ ...b, refLogp: [b.refLogp[0]!, [-1, -1]] }, everything), "inputs.refLogp[1]", /ragged/);
+    expectValidationError(
+      () => policyLoss({ ...b, refLogp: [b.refLogp[0]!, [-1, -1]] }, everything),
+      "inputs.refLogp[1]",
+      /ragged/,
+    );
     expectValidationError(() => policyLoss({ ...b, logp: [b.logp[0]!, [-1, -1, -1, -1]] }), "inputs.logp[1]", /ragged/);
   });
 
   it("per-rollout advantages: one per row, not B·T, not B − 1", () => {
     expectValidationError(() => policyLoss({ ...base(), advantages: [1] }), "inputs.advantages", /1 entries.*2 rows/);
     expectValidationError(() => policyLoss({ ...base(), advantages: [1, 2, 3] }), "inputs.advantages", /3 entries/);
-    expectValidationError(() => policyLoss({ ...base(), advantages: new Float64Array(6) }), "inputs.advantages", /6 entries/);
+    expectValidationError(
+      () => policyLoss({ ...base(), advantages: new Float64Array(6) }),
+      "inputs.advantages",
+      /6 entries/,
+    );
   });
 
   it("per-token advantages must have logp's shape", () => {
-    expectValidationError(() => policyLoss({ ...base(), advantages: [[1, 2, 3]] }), "inputs.advantages", /shape \[1, 3\]/);
-    expectValidationError(() => policyLoss({ ...base(), advantages: { data: new Float64Array(4), shape: [2, 2] } }), "inputs.advantages", /shape \[2, 2\]/);
+    expectValidationError(
+      () => policyLoss({ ...base(), advantages: [[1, 2, 3]] }),
+      "inputs.advantages",
+      /shape \[1, 3\]/,
+    );
+    expectValidationError(
+      () => policyLoss({ ...base(), advantages: { data: new Float64Array(4), shape: [2, 2] } }),
+      "inputs.advantages",
+      /shape \[2, 2\]/,
+    );
   });
 
   it("a mask entry other than 0/1 is rejected at inputs.mask[b][t]", () => {
@@ -120,7 +151,10 @@ describe("policyLoss: non-finite values", () => {
     b.logp[0]![1] = Infinity;
     const { oldLogp: _omitted, ...onPolicy } = b;
     expectValidationError(() => policyLoss(onPolicy), "inputs.logp[0][1]");
-    expectValidationError(() => policyLoss({ ...onPolicy, logp: { data: Float32Array.from(b.logp.flat()), shape: [2, 3] } }), "inputs.logp[0][1]");
+    expectValidationError(
+      () => policyLoss({ ...onPolicy, logp: { data: Float32Array.from(b.logp.flat()), shape: [2, 3] } }),
+      "inputs.logp[0][1]",
+    );
   });
 
   it("sequence level: a NaN logp in a row is rejected at its position, not turned into a NaN ratio", () => {
@@ -203,25 +237,34 @@ describe("policyLoss: non-finite values", () => {
 });
 
 describe("policyLoss: a mask that selects nothing (documented: loss 0, gradient 0, every metric 0)", () => {
-  it.each(["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm", "grpo", "bnpo", "dr_grpo", "dapo"] as const)(
-    "%s: loss 0, grad / gradEntropy / perTokenLoss all 0, metrics.tokens 0, no NaN",
-    (aggregation) => {
-      const b = { ...base(), mask: [
+  it.each([
+    "token-mean",
+    "seq-mean-token-sum",
+    "seq-mean-token-mean",
+    "seq-mean-token-sum-norm",
+    "grpo",
+    "bnpo",
+    "dr_grpo",
+    "dapo",
+  ] as const)("%s: loss 0, grad / gradEntropy / perTokenLoss all 0, metrics.tokens 0, no NaN", (aggregation) => {
+    const b = {
+      ...base(),
+      mask: [
         [0, 0, 0],
         [0, 0, 0],
-      ] };
-      for (const ratioLevel of ["token", "sequence"] as const) {
-        const r = policyLoss(b, { ...everything, aggregation, ratioLevel });
-        expect(r.loss).toBe(0);
-        expect(Array.from(r.grad)).toEqual([0, 0, 0, 0, 0, 0]);
-        expect(Array.from(r.gradEntropy!)).toEqual([0, 0, 0, 0, 0, 0]);
-        expect(Array.from(r.perTokenLoss)).toEqual([0, 0, 0, 0, 0, 0]);
-        expect(r.metrics.tokens).toBe(0);
-        expect(r.metrics.sequences).toBe(0);
-        for (const [name, value] of Object.entries(r.metrics)) expect(value, `metrics.${name}`).toBe(0);
-      }
-    },
-  );
+      ],
+    };
+    for (const ratioLevel of ["token", "sequence"] as const) {
+      const r = policyLoss(b, { ...everything, aggregation, ratioLevel });
+      expect(r.loss).toBe(0);
+      expect(Array.from(r.grad)).toEqual([0, 0, 0, 0, 0, 0]);
+      expect(Array.from(r.gradEntropy!)).toEqual([0, 0, 0, 0, 0, 0]);
+      expect(Array.from(r.perTokenLoss)).toEqual([0, 0, 0, 0, 0, 0]);
+      expect(r.metrics.tokens).toBe(0);
+      expect(r.metrics.sequences).toBe(0);
+      for (const [name, value] of Object.entries(r.metrics)) expect(value, `metrics.${name}`).toBe(0);
+    }
+  });
 
   it("an empty batch (B = 0) gives loss 0", () => {
     const r = policyLoss({ logp: [], advantages: [] });
@@ -247,12 +290,23 @@ describe("policyLoss: options and the inputs they need", () => {
   });
 
   it("an unknown objective is rejected at options.objective, listing the registered ones", () => {
-    expectValidationError(() => policyLoss(base(), { objective: "ppo2" }), "options.objective", /unknown objective "ppo2".*clip.*cispo.*sapo.*reinforce/);
+    expectValidationError(
+      () => policyLoss(base(), { objective: "ppo2" }),
+      "options.objective",
+      /unknown objective "ppo2".*clip.*cispo.*sapo.*reinforce/,
+    );
   });
 
-  it.each(["cispo", "sapo", "reinforce"])("sequence-level ratio with %s is rejected at options.ratioLevel", (objective) => {
-    expectValidationError(() => policyLoss(base(), { objective, ratioLevel: "sequence" }), "options.ratioLevel", new RegExp(`"clip".*"${objective}"`));
-  });
+  it.each(["cispo", "sapo", "reinforce"])(
+    "sequence-level ratio with %s is rejected at options.ratioLevel",
+    (objective) => {
+      expectValidationError(
+        () => policyLoss(base(), { objective, ratioLevel: "sequence" }),
+        "options.ratioLevel",
+        new RegExp(`"clip".*"${objective}"`),
+      );
+    },
+  );
 
   it("clipLow > 1 is rejected at options.clipLow (1 is allowed: no lower bound)", () => {
     expectValidationError(() => policyLoss(base(), { clipLow: 1.01 }), "options.clipLow", /at most 1/);
@@ -262,7 +316,8 @@ describe("policyLoss: options and the inputs they need", () => {
   });
 
   it("dualClip ≤ 1 is rejected at options.dualClip", () => {
-    for (const dualClip of [1, 0.5, 0, -3]) expectValidationError(() => policyLoss(base(), { dualClip }), "options.dualClip");
+    for (const dualClip of [1, 0.5, 0, -3])
+      expectValidationError(() => policyLoss(base(), { dualClip }), "options.dualClip");
     expect(() => policyLoss(base(), { dualClip: 1.0001 })).not.toThrow();
   });
 
@@ -283,7 +338,12 @@ describe("policyLoss: options and the inputs they need", () => {
 
 describe("tokenLogProbs: logits", () => {
   it("−Infinity logits work: finite logp for tokens with finite logits, equal to the log-softmax over the finite ones", () => {
-    const logits = [[[1, -Infinity, 2, -Infinity], [-Infinity, 0.5, -Infinity, -Infinity]]];
+    const logits = [
+      [
+        [1, -Infinity, 2, -Infinity],
+        [-Infinity, 0.5, -Infinity, -Infinity],
+      ],
+    ];
     const r = tokenLogProbs(logits, [[2, 1]], { entropy: true });
     const lse = Math.log(Math.exp(1) + Math.exp(2));
     expect(r.logp[0]).toBeCloseTo(2 - lse, 14);
@@ -297,17 +357,63 @@ describe("tokenLogProbs: logits", () => {
 
   it("a position whose logits are all −Infinity is rejected at logits[b][t] (unless masked)", () => {
     const logits = [
-      [[0, 1], [2, 3]],
-      [[1, 1], [-Infinity, -Infinity]],
+      [
+        [0, 1],
+        [2, 3],
+      ],
+      [
+        [1, 1],
+        [-Infinity, -Infinity],
+      ],
     ];
-    expectValidationError(() => tokenLogProbs(logits, [[0, 0], [0, 1]]), "logits[1][1]", /−Infinity/);
-    const flat = { data: Float32Array.from(logits.flat(2)), shape: [2, 2, 2] as [number, number, number] };
-    expectValidationError(() => tokenLogProbs(flat, [[0, 0], [0, 1]]), "logits[1][1]");
     expectValidationError(
-      () => tokenLogProbsBackward(logits, [[0, 0], [0, 1]], { gradLogp: [[0, 0], [0, 1]] }),
+      () =>
+        tokenLogProbs(logits, [
+          [0, 0],
+          [0, 1],
+        ]),
+      "logits[1][1]",
+      /−Infinity/,
+    );
+    const flat = { data: Float32Array.from(logits.flat(2)), shape: [2, 2, 2] as [number, number, number] };
+    expectValidationError(
+      () =>
+        tokenLogProbs(flat, [
+          [0, 0],
+          [0, 1],
+        ]),
       "logits[1][1]",
     );
-    const masked = tokenLogProbs(logits, [[0, 0], [0, 1]], { mask: [[1, 1], [1, 0]] });
+    expectValidationError(
+      () =>
+        tokenLogProbsBackward(
+          logits,
+          [
+            [0, 0],
+            [0, 1],
+          ],
+          {
+            gradLogp: [
+              [0, 0],
+              [0, 1],
+            ],
+          },
+        ),
+      "logits[1][1]",
+    );
+    const masked = tokenLogProbs(
+      logits,
+      [
+        [0, 0],
+        [0, 1],
+      ],
+      {
+        mask: [
+          [1, 1],
+          [1, 0],
+        ],
+      },
+    );
     expect(masked.logp[3]).toBe(0);
   });
 
@@ -318,8 +424,15 @@ describe("tokenLogProbs: logits", () => {
         const V = 4200;
         const data = new Float64Array(2 * V).map((_, k) => (k % 7) - 3);
         data[V + v] = bad;
-        expectValidationError(() => tokenLogProbs({ data, shape: [1, 2, V] }, [[0, 1]]), "logits[0][1]", /NaN or \+Infinity/);
-        expectValidationError(() => tokenLogProbs({ data, shape: [1, 2, V] }, [[0, 1]], { entropy: true }), "logits[0][1]");
+        expectValidationError(
+          () => tokenLogProbs({ data, shape: [1, 2, V] }, [[0, 1]]),
+          "logits[0][1]",
+          /NaN or \+Infinity/,
+        );
+        expectValidationError(
+          () => tokenLogProbs({ data, shape: [1, 2, V] }, [[0, 1]], { entropy: true }),
+          "logits[0][1]",
+        );
         // Masked: not read.
         expect(() => tokenLogProbs({ data, shape: [1, 2, V] }, [[0, 1]], { mask: [[1, 0]] })).not.toThrow();
       }
@@ -327,9 +440,27 @@ describe("tokenLogProbs: logits", () => {
   });
 
   it("a logits shape that disagrees with its data, or nested logits of uneven sizes, are rejected", () => {
-    expectValidationError(() => tokenLogProbs({ data: new Float64Array(5), shape: [1, 2, 3] }, [[0, 0]]), "logits.data", /5 entries/);
+    expectValidationError(
+      () => tokenLogProbs({ data: new Float64Array(5), shape: [1, 2, 3] }, [[0, 0]]),
+      "logits.data",
+      /5 entries/,
+    );
     expectValidationError(() => tokenLogProbs([[[0, 1], [0]]], [[0, 0]]), "logits[0][1]", /expected 2 logits/);
-    expectValidationError(() => tokenLogProbs([[[0, 1]], [[0, 1], [0, 1]]], [[0], [0]]), "logits[1]", /1 positions/);
+    expectValidationError(
+      () =>
+        tokenLogProbs(
+          [
+            [[0, 1]],
+            [
+              [0, 1],
+              [0, 1],
+            ],
+          ],
+          [[0], [0]],
+        ),
+      "logits[1]",
+      /1 positions/,
+    );
     expectValidationError(() => tokenLogProbs([[[0, "x" as unknown as number]]], [[0]]), "logits[0][0][1]");
   });
 
@@ -341,68 +472,259 @@ describe("tokenLogProbs: logits", () => {
 
 describe("tokenLogProbs: tokens", () => {
   const logits = [
-    [[0, 1, 2], [1, 1, 1]],
-    [[2, 0, 1], [0, 0, 5]],
+    [
+      [0, 1, 2],
+      [1, 1, 1],
+    ],
+    [
+      [2, 0, 1],
+      [0, 0, 5],
+    ],
   ];
   it.each([3, -1, 1.5, NaN, Infinity])("token id %s is rejected at tokens[b][t]", (id) => {
-    expectValidationError(() => tokenLogProbs(logits, [[0, 1], [id, 2]]), "tokens[1][0]", /not an integer in \[0, 3\)/);
-    expectValidationError(() => tokenLogProbsBackward(logits, [[0, 1], [2, id]], { gradLogp: [[1, 1], [1, 1]] }), "tokens[1][1]");
+    expectValidationError(
+      () =>
+        tokenLogProbs(logits, [
+          [0, 1],
+          [id, 2],
+        ]),
+      "tokens[1][0]",
+      /not an integer in \[0, 3\)/,
+    );
+    expectValidationError(
+      () =>
+        tokenLogProbsBackward(
+          logits,
+          [
+            [0, 1],
+            [2, id],
+          ],
+          {
+            gradLogp: [
+              [1, 1],
+              [1, 1],
+            ],
+          },
+        ),
+      "tokens[1][1]",
+    );
   });
 
   it("masked positions' tokens are not checked when a mask is given (logp 0, gradient 0 there)", () => {
-    const mask = [[1, 1], [0, 1]];
-    const r = tokenLogProbs(logits, [[0, 1], [99, 2]], { mask });
+    const mask = [
+      [1, 1],
+      [0, 1],
+    ];
+    const r = tokenLogProbs(
+      logits,
+      [
+        [0, 1],
+        [99, 2],
+      ],
+      { mask },
+    );
     expect(r.logp[2]).toBe(0);
     expect(Number.isFinite(r.logp[3])).toBe(true);
-    const g = tokenLogProbsBackward(logits, [[0, 1], [-7, 2]], { mask, gradLogp: [[1, 1], [1, 1]] });
+    const g = tokenLogProbsBackward(
+      logits,
+      [
+        [0, 1],
+        [-7, 2],
+      ],
+      {
+        mask,
+        gradLogp: [
+          [1, 1],
+          [1, 1],
+        ],
+      },
+    );
     expect(Array.from(g.data.subarray(6, 9))).toEqual([0, 0, 0]);
   });
 
   it("tokens of the wrong shape are rejected at tokens; a mask of the wrong shape at options.mask", () => {
     expectValidationError(() => tokenLogProbs(logits, [[0, 1]]), "tokens", /shape \[1, 2\]/);
-    expectValidationError(() => tokenLogProbs(logits, [[0, 1], [0, 1]], { mask: [[1, 1, 1], [1, 1, 1]] }), "options.mask", /shape \[2, 3\]/);
-    expectValidationError(() => tokenLogProbs(logits, [[0, 1], [0, 1]], { mask: [[1, 1], [1, 2]] }), "options.mask[1][1]", /0 or 1/);
+    expectValidationError(
+      () =>
+        tokenLogProbs(
+          logits,
+          [
+            [0, 1],
+            [0, 1],
+          ],
+          {
+            mask: [
+              [1, 1, 1],
+              [1, 1, 1],
+            ],
+          },
+        ),
+      "options.mask",
+      /shape \[2, 3\]/,
+    );
+    expectValidationError(
+      () =>
+        tokenLogProbs(
+          logits,
+          [
+            [0, 1],
+            [0, 1],
+          ],
+          {
+            mask: [
+              [1, 1],
+              [1, 2],
+            ],
+          },
+        ),
+      "options.mask[1][1]",
+      /0 or 1/,
+    );
   });
 });
 
 describe("tokenLogProbsBackward: gradients and saved forward results", () => {
   const logits = [
-    [[0, 1, 2], [1, 1, 1]],
-    [[2, 0, 1], [0, 0, 5]],
+    [
+      [0, 1, 2],
+      [1, 1, 1],
+    ],
+    [
+      [2, 0, 1],
+      [0, 0, 5],
+    ],
   ];
-  const tokens = [[0, 1], [2, 2]];
+  const tokens = [
+    [0, 1],
+    [2, 2],
+  ];
 
   it("gradLogp or gradEntropy of a different shape is rejected at options.gradLogp / options.gradEntropy", () => {
-    expectValidationError(() => tokenLogProbsBackward(logits, tokens, { gradLogp: [[1, 1]] }), "options.gradLogp", /shape \[1, 2\] but logits are \[2, 2, 3\]/);
-    expectValidationError(() => tokenLogProbsBackward(logits, tokens, { gradLogp: [[1, 1, 1], [1, 1, 1]] }), "options.gradLogp", /shape \[2, 3\]/);
+    expectValidationError(
+      () => tokenLogProbsBackward(logits, tokens, { gradLogp: [[1, 1]] }),
+      "options.gradLogp",
+      /shape \[1, 2\] but logits are \[2, 2, 3\]/,
+    );
+    expectValidationError(
+      () =>
+        tokenLogProbsBackward(logits, tokens, {
+          gradLogp: [
+            [1, 1, 1],
+            [1, 1, 1],
+          ],
+        }),
+      "options.gradLogp",
+      /shape \[2, 3\]/,
+    );
     expectValidationError(
       () => tokenLogProbsBackward(logits, tokens, { gradLogp: { data: new Float64Array(4), shape: [4, 1] } }),
       "options.gradLogp",
     );
-    expectValidationError(() => tokenLogProbsBackward(logits, tokens, { gradLogp: [[1, 1], [1, 1]], gradEntropy: [[1], [1]] }), "options.gradEntropy");
+    expectValidationError(
+      () =>
+        tokenLogProbsBackward(logits, tokens, {
+          gradLogp: [
+            [1, 1],
+            [1, 1],
+          ],
+          gradEntropy: [[1], [1]],
+        }),
+      "options.gradEntropy",
+    );
   });
 
   it("a non-finite gradLogp / gradEntropy at a selected position is rejected at its index", () => {
-    expectValidationError(() => tokenLogProbsBackward(logits, tokens, { gradLogp: [[1, NaN], [1, 1]] }), "options.gradLogp[0][1]", /finite/);
     expectValidationError(
-      () => tokenLogProbsBackward(logits, tokens, { gradLogp: [[1, 0], [1, 1]], gradEntropy: [[0, Infinity], [0, 0]] }),
+      () =>
+        tokenLogProbsBackward(logits, tokens, {
+          gradLogp: [
+            [1, NaN],
+            [1, 1],
+          ],
+        }),
+      "options.gradLogp[0][1]",
+      /finite/,
+    );
+    expectValidationError(
+      () =>
+        tokenLogProbsBackward(logits, tokens, {
+          gradLogp: [
+            [1, 0],
+            [1, 1],
+          ],
+          gradEntropy: [
+            [0, Infinity],
+            [0, 0],
+          ],
+        }),
       "options.gradEntropy[0][1]",
     );
     // Masked: not read.
-    expect(() => tokenLogProbsBackward(logits, tokens, { gradLogp: [[1, NaN], [1, 1]], mask: [[1, 0], [1, 1]] })).not.toThrow();
+    expect(() =>
+      tokenLogProbsBackward(logits, tokens, {
+        gradLogp: [
+          [1, NaN],
+          [1, 1],
+        ],
+        mask: [
+          [1, 0],
+          [1, 1],
+        ],
+      }),
+    ).not.toThrow();
   });
 
   it("`saved` from a different shape is rejected at options.saved", () => {
-    const other = tokenLogProbs([[[0, 1, 2], [1, 1, 1]]], [[0, 1]]);
-    expectValidationError(() => tokenLogProbsBackward(logits, tokens, { gradLogp: [[1, 1], [1, 1]], saved: other }), "options.saved", /\[1, 2\]/);
+    const other = tokenLogProbs(
+      [
+        [
+          [0, 1, 2],
+          [1, 1, 1],
+        ],
+      ],
+      [[0, 1]],
+    );
+    expectValidationError(
+      () =>
+        tokenLogProbsBackward(logits, tokens, {
+          gradLogp: [
+            [1, 1],
+            [1, 1],
+          ],
+          saved: other,
+        }),
+      "options.saved",
+      /\[1, 2\]/,
+    );
     const transposed = tokenLogProbs([[[0, 1, 2]], [[1, 1, 1]], [[2, 0, 1]], [[0, 0, 5]]], [[0], [1], [2], [2]]);
-    expectValidationError(() => tokenLogProbsBackward(logits, tokens, { gradLogp: [[1, 1], [1, 1]], saved: transposed }), "options.saved");
+    expectValidationError(
+      () =>
+        tokenLogProbsBackward(logits, tokens, {
+          gradLogp: [
+            [1, 1],
+            [1, 1],
+          ],
+          saved: transposed,
+        }),
+      "options.saved",
+    );
   });
 
   it("`saved` without entropy while gradEntropy is given is rejected at options.saved", () => {
     const saved = tokenLogProbs(logits, tokens);
     expectValidationError(
-      () => tokenLogProbsBackward(logits, tokens, { gradLogp: [[1, 1], [1, 1]], gradEntropy: [[1, 1], [1, 1]], saved }),
+      () =>
+        tokenLogProbsBackward(logits, tokens, {
+          gradLogp: [
+            [1, 1],
+            [1, 1],
+          ],
+          gradEntropy: [
+            [1, 1],
+            [1, 1],
+          ],
+          saved,
+        }),
       "options.saved",
       /entropy/,
     );
@@ -413,21 +735,29 @@ describe("tokenLogProbsBackward: gradients and saved forward results", () => {
   it.each([
     ["a forward with mask [[1, 0]], a backward with no mask", { mask: [[1, 0]] }, {}],
     ["a forward at temperature 2, a backward at temperature 1", { temperature: 2 }, {}],
-  ] as const)("`saved` from %s: rejected at options.saved, or the same gradient as without it", (_name, forwardOptions, backwardOptions) => {
-    const logits2 = [[[0, 1, 2], [1, 3, 1]]];
-    const tokens2 = [[0, 1]];
-    const saved = tokenLogProbs(logits2, tokens2, forwardOptions);
-    const withoutSaved = tokenLogProbsBackward(logits2, tokens2, { ...backwardOptions, gradLogp: [[1, 1]] });
-    let withSaved: { data: Float32Array | Float64Array } | undefined;
-    try {
-      withSaved = tokenLogProbsBackward(logits2, tokens2, { ...backwardOptions, gradLogp: [[1, 1]], saved });
-    } catch (error) {
-      expect(error).toBeInstanceOf(ValidationError);
-      expect((error as ValidationError).issues[0]!.path).toBe("options.saved");
-      return;
-    }
-    for (let k = 0; k < 6; k++) expect(withSaved.data[k]).toBeCloseTo(withoutSaved.data[k]!, 12);
-  });
+  ] as const)(
+    "`saved` from %s: rejected at options.saved, or the same gradient as without it",
+    (_name, forwardOptions, backwardOptions) => {
+      const logits2 = [
+        [
+          [0, 1, 2],
+          [1, 3, 1],
+        ],
+      ];
+      const tokens2 = [[0, 1]];
+      const saved = tokenLogProbs(logits2, tokens2, forwardOptions);
+      const withoutSaved = tokenLogProbsBackward(logits2, tokens2, { ...backwardOptions, gradLogp: [[1, 1]] });
+      let withSaved: { data: Float32Array | Float64Array } | undefined;
+      try {
+        withSaved = tokenLogProbsBackward(logits2, tokens2, { ...backwardOptions, gradLogp: [[1, 1]], saved });
+      } catch (error) {
+        expect(error).toBeInstanceOf(ValidationError);
+        expect((error as ValidationError).issues[0]!.path).toBe("options.saved");
+        return;
+      }
+      for (let k = 0; k < 6; k++) expect(withSaved.data[k]).toBeCloseTo(withoutSaved.data[k]!, 12);
+    },
+  );
 });
 
 describe("nested logits that are not [B][T][V] arrays", () => {
@@ -444,8 +774,24 @@ describe("policyLoss: caller-owned output buffers (into)", () => {
     ["a plain array", { grad: new Array(size).fill(0) }, "into.grad", "Float64Array"],
     ["a Float32Array", { perTokenLoss: new Float32Array(size) }, "into.perTokenLoss", "Float64Array"],
     ["the wrong length", { grad: new Float64Array(size - 1) }, "into.grad", "needs 6"],
-    ["one buffer for two outputs", (() => { const b = new Float64Array(size); return { grad: b, perTokenLoss: b }; })(), "into.perTokenLoss", "into.grad"],
-    ["overlapping views of one buffer", (() => { const b = new Float64Array(2 * size - 1); return { grad: b.subarray(0, size), perTokenLoss: b.subarray(size - 1) }; })(), "into.perTokenLoss", "into.grad"],
+    [
+      "one buffer for two outputs",
+      (() => {
+        const b = new Float64Array(size);
+        return { grad: b, perTokenLoss: b };
+      })(),
+      "into.perTokenLoss",
+      "into.grad",
+    ],
+    [
+      "overlapping views of one buffer",
+      (() => {
+        const b = new Float64Array(2 * size - 1);
+        return { grad: b.subarray(0, size), perTokenLoss: b.subarray(size - 1) };
+      })(),
+      "into.perTokenLoss",
+      "into.grad",
+    ],
   ])("%s is rejected at its field", (_label, into, path, says) => {
     expectValidationError(() => policyLoss(base(), {}, into as never), path, new RegExp(says));
   });

@@ -121,7 +121,12 @@ function batchArb(shape: BatchShape): fc.Arbitrary<Batch> {
     });
 }
 
-function inputsOf(batch: Batch, logp: Float64Array = batch.logp, oldLogp = batch.oldLogp, entropy = batch.entropy): PolicyLossInputs {
+function inputsOf(
+  batch: Batch,
+  logp: Float64Array = batch.logp,
+  oldLogp = batch.oldLogp,
+  entropy = batch.entropy,
+): PolicyLossInputs {
   const shape: [number, number] = [batch.B, batch.T];
   return {
     logp: { data: logp, shape },
@@ -136,7 +141,6 @@ function inputsOf(batch: Batch, logp: Float64Array = batch.logp, oldLogp = batch
 
 // ---------------------------------------------------------------------------------------------------------------
 // Kinks
-
 
 /** The log-ratio each valid token's objective sees: its own, or its row's mean (sequence level), before clamping. */
 function objectiveLogRatios(batch: Batch, sequenceLevel: boolean): number[] {
@@ -154,7 +158,6 @@ function objectiveLogRatios(batch: Batch, sequenceLevel: boolean): number[] {
   }
   return out;
 }
-
 
 /** Rejects samples where a finite difference of step H could cross a kink of the loss. */
 function awayFromKinks(batch: Batch, o: PolicyLossOptionsInput): boolean {
@@ -181,7 +184,10 @@ function centralDifference(f: (x: Float64Array) => number, x: Float64Array, i: n
 
 function expectGradientClose(analytic: number, fd: number, label: string): void {
   const error = Math.abs(analytic - fd);
-  expect(error <= ATOL + RTOL * Math.abs(analytic), `${label}: analytic ${analytic}, finite difference ${fd} (|diff| ${error})`).toBe(true);
+  expect(
+    error <= ATOL + RTOL * Math.abs(analytic),
+    `${label}: analytic ${analytic}, finite difference ${fd} (|diff| ${error})`,
+  ).toBe(true);
 }
 
 /**
@@ -254,7 +260,8 @@ function recordBranches(batch: Batch, o: PolicyLossOptionsInput): void {
   if (batch.perTokenAdvantages) seen.perTokenAdvantages++;
   if (batch.importanceWeights !== undefined) seen.importanceWeights++;
   if (batch.oldLogp === undefined) seen.onPolicy++;
-  for (let b = 0; b < batch.B; b++) if (batch.mask.subarray(b * batch.T, (b + 1) * batch.T).every((m) => m === 0)) seen.emptyRow++;
+  for (let b = 0; b < batch.B; b++)
+    if (batch.mask.subarray(b * batch.T, (b + 1) * batch.T).every((m) => m === 0)) seen.emptyRow++;
   if (o.kl?.kind === "k3" && o.kl.clamp !== false) {
     for (let i = 0; i < batch.mask.length; i++) {
       const x = batch.refLogp[i]! - batch.logp[i]!;
@@ -267,7 +274,9 @@ function recordBranches(batch: Batch, o: PolicyLossOptionsInput): void {
 
 describe("policyLoss grad = ∂loss/∂logp (central differences, h = 1e-6, |Δ| ≤ 1e-7 + 1e-6·|g|)", () => {
   const cases: [Objective, "token" | "sequence", Aggregation][] = [
-    ...OBJECTIVES.flatMap((objective) => AGGREGATIONS.map((a) => [objective, "token", a] as [Objective, "token", Aggregation])),
+    ...OBJECTIVES.flatMap((objective) =>
+      AGGREGATIONS.map((a) => [objective, "token", a] as [Objective, "token", Aggregation]),
+    ),
     ...AGGREGATIONS.map((a) => ["clip", "sequence", a] as [Objective, "sequence", Aggregation]),
   ];
 
@@ -277,7 +286,9 @@ describe("policyLoss grad = ∂loss/∂logp (central differences, h = 1e-6, |Δ|
       fc.property(
         batchArb({ perToken: !sequenceLevel, tokenImportance: !sequenceLevel, klArgument: [-3, 3] }),
         clipOptionsArb,
-        fc.option(fc.record({ kind: fc.constantFrom(...KL_KINDS), coef: real(0.01, 1), clamp: fc.boolean() }), { nil: null }),
+        fc.option(fc.record({ kind: fc.constantFrom(...KL_KINDS), coef: real(0.01, 1), clamp: fc.boolean() }), {
+          nil: null,
+        }),
         (batch, clip, kl) => {
           const o: PolicyLossOptionsInput = { objective, ratioLevel, aggregation, ...clip, kl };
           fc.pre(awayFromKinks(batch, o));
@@ -290,7 +301,9 @@ describe("policyLoss grad = ∂loss/∂logp (central differences, h = 1e-6, |Δ|
     seen.completed++;
   });
 
-  it.each(KL_KINDS.flatMap((kind) => [true, false].flatMap((clamp) => [true, false].map((ic) => [kind, clamp, ic] as const))))(
+  it.each(
+    KL_KINDS.flatMap((kind) => [true, false].flatMap((clamp) => [true, false].map((ic) => [kind, clamp, ic] as const))),
+  )(
     "KL %s, clamp %s, importanceCorrected %s (token and sequence level, every objective that allows it)",
     (kind, clamp, importanceCorrected) => {
       // CISPO holds its ratio fixed while the importance-corrected KL differentiates through it: no single
@@ -313,7 +326,13 @@ describe("policyLoss grad = ∂loss/∂logp (central differences, h = 1e-6, |Δ|
       );
       fc.assert(
         fc.property(caseArb, ({ ratioLevel, objective, aggregation, coef, clip, batch }) => {
-          const o: PolicyLossOptionsInput = { objective, ratioLevel, aggregation, ...clip, kl: { kind, coef, clamp, importanceCorrected } };
+          const o: PolicyLossOptionsInput = {
+            objective,
+            ratioLevel,
+            aggregation,
+            ...clip,
+            kl: { kind, coef, clamp, importanceCorrected },
+          };
           fc.pre(awayFromKinks(batch, o));
           recordBranches(batch, o);
           checkLogpGradient(batch, o);
@@ -411,10 +430,16 @@ describe("policyLoss gradEntropy = ∂loss/∂entropy", () => {
         fc.option(fc.constantFrom(...AGGREGATIONS), { nil: undefined }),
         real(0.01, 2),
         (batch, objective, aggregation, entropyAggregation, entropyCoef) => {
-          const o: PolicyLossOptionsInput = { objective, aggregation, entropyCoef, ...(entropyAggregation ? { entropyAggregation } : {}) };
+          const o: PolicyLossOptionsInput = {
+            objective,
+            aggregation,
+            entropyCoef,
+            ...(entropyAggregation ? { entropyAggregation } : {}),
+          };
           const result = policyLoss(inputsOf(batch), o);
           expect(result.gradEntropy).toBeInstanceOf(Float64Array);
-          const lossAt = (entropy: Float64Array) => policyLoss(inputsOf(batch, batch.logp, batch.oldLogp, entropy), o).loss;
+          const lossAt = (entropy: Float64Array) =>
+            policyLoss(inputsOf(batch, batch.logp, batch.oldLogp, entropy), o).loss;
           let nonZero = 0;
           for (let i = 0; i < batch.mask.length; i++) {
             if (batch.mask[i] === 0) {
@@ -422,7 +447,11 @@ describe("policyLoss gradEntropy = ∂loss/∂entropy", () => {
               continue;
             }
             if (result.gradEntropy![i] !== 0) nonZero++;
-            expectGradientClose(result.gradEntropy![i]!, centralDifference(lossAt, batch.entropy, i), `gradEntropy[${i}]`);
+            expectGradientClose(
+              result.gradEntropy![i]!,
+              centralDifference(lossAt, batch.entropy, i),
+              `gradEntropy[${i}]`,
+            );
           }
           // An entropy *bonus*: the loss falls as the entropy rises, at every valid token.
           expect(nonZero).toBe(batch.mask.reduce((s, m) => s + m, 0));
@@ -462,7 +491,10 @@ const logitsCaseArb: fc.Arbitrary<LogitsCase> = fc
       T: fc.constant(T),
       V: fc.constant(V),
       logits: reals(B * T * V, -5, 5),
-      negativeInfinity: fc.array(fc.constantFrom(false, false, false, true), { minLength: B * T * V, maxLength: B * T * V }),
+      negativeInfinity: fc.array(fc.constantFrom(false, false, false, true), {
+        minLength: B * T * V,
+        maxLength: B * T * V,
+      }),
       tokens: fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: B * T, maxLength: B * T }),
       mask: fc.option(fc.array(fc.constantFrom(1, 1, 0), { minLength: B * T, maxLength: B * T }), { nil: undefined }),
       gradLogp: reals(B * T, -2, 2),
@@ -495,13 +527,18 @@ describe("tokenLogProbsBackward = ∂L/∂logits for L = Σ gradLogp·logp + Σ 
 
   function objective(c: LogitsCase, withEntropy: boolean) {
     return (logits: Float64Array) => {
-      const f = tokenLogProbs({ data: logits, shape: [c.B, c.T, c.V] }, { data: c.tokens, shape: [c.B, c.T] }, {
-        temperature: c.temperature,
-        entropy: true,
-        ...(c.mask ? { mask: { data: c.mask, shape: [c.B, c.T] } } : {}),
-      });
+      const f = tokenLogProbs(
+        { data: logits, shape: [c.B, c.T, c.V] },
+        { data: c.tokens, shape: [c.B, c.T] },
+        {
+          temperature: c.temperature,
+          entropy: true,
+          ...(c.mask ? { mask: { data: c.mask, shape: [c.B, c.T] } } : {}),
+        },
+      );
       let sum = 0;
-      for (let i = 0; i < c.B * c.T; i++) sum += c.gradLogp[i]! * f.logp[i]! + (withEntropy ? c.gradEntropy[i]! * f.entropy![i]! : 0);
+      for (let i = 0; i < c.B * c.T; i++)
+        sum += c.gradLogp[i]! * f.logp[i]! + (withEntropy ? c.gradEntropy[i]! * f.entropy![i]! : 0);
       return sum;
     };
   }
@@ -545,7 +582,8 @@ describe("tokenLogProbsBackward = ∂L/∂logits for L = Σ gradLogp·logp + Σ 
           ...(c.mask ? { mask: { data: c.mask, shape: shape2 } } : {}),
         });
         const withSaved = tokenLogProbsBackward(logitsInput, tokensInput, { ...options, saved: forward });
-        for (let k = 0; k < c.logits.length; k++) expect(Math.abs(withSaved.data[k]! - grad.data[k]!)).toBeLessThanOrEqual(1e-15);
+        for (let k = 0; k < c.logits.length; k++)
+          expect(Math.abs(withSaved.data[k]! - grad.data[k]!)).toBeLessThanOrEqual(1e-15);
       }),
       { numRuns: 80 },
     );
@@ -553,7 +591,12 @@ describe("tokenLogProbsBackward = ∂L/∂logits for L = Σ gradLogp·logp + Σ 
   });
 
   it("a row with some −Infinity logits (temperature 0.8): matches central differences in every finite logit", () => {
-    const logits = [[[0.5, -Infinity, 2, -1, -Infinity], [-Infinity, -Infinity, 3, 0.1, 0.2]]];
+    const logits = [
+      [
+        [0.5, -Infinity, 2, -1, -Infinity],
+        [-Infinity, -Infinity, 3, 0.1, 0.2],
+      ],
+    ];
     const c: LogitsCase = {
       B: 1,
       T: 2,
@@ -565,7 +608,11 @@ describe("tokenLogProbsBackward = ∂L/∂logits for L = Σ gradLogp·logp + Σ 
       gradEntropy: Float64Array.from([-0.4, 0.9]),
       temperature: 0.8,
     };
-    const grad = tokenLogProbsBackward(logits, [[0, 3]], { temperature: 0.8, gradLogp: [[0.7, -1.3]], gradEntropy: [[-0.4, 0.9]] });
+    const grad = tokenLogProbsBackward(logits, [[0, 3]], {
+      temperature: 0.8,
+      gradLogp: [[0.7, -1.3]],
+      gradEntropy: [[-0.4, 0.9]],
+    });
     const f = objective(c, true);
     for (let k = 0; k < 10; k++) {
       if (c.logits[k] === -Infinity) expect(grad.data[k]).toBe(0);
@@ -575,6 +622,7 @@ describe("tokenLogProbsBackward = ∂L/∂logits for L = Σ gradLogp·logp + Σ 
 
   afterAll(() => {
     if (seenLogits.completed < 2) return;
-    for (const [branch, count] of Object.entries(seenLogits)) expect(count, `logits visited: ${branch}`).toBeGreaterThan(0);
+    for (const [branch, count] of Object.entries(seenLogits))
+      expect(count, `logits visited: ${branch}`).toBeGreaterThan(0);
   });
 });

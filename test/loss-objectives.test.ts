@@ -7,15 +7,17 @@ import { exp } from "../src/numeric.js";
 
 describe("registerPolicyObjective", () => {
   // The unclipped importance-sampled objective, −A·ρ, with the gradient through the ratio.
-  const unclipped: PolicyObjective = () => ({ advantage, ratio }) => ({
-    loss: -advantage * ratio,
-    dLogRatio: -advantage * ratio,
-    dLogp: 0,
-    clipped: false,
-    dualClipped: false,
-    lowClipped: false,
-    highClipped: false,
-  });
+  const unclipped: PolicyObjective =
+    () =>
+    ({ advantage, ratio }) => ({
+      loss: -advantage * ratio,
+      dLogRatio: -advantage * ratio,
+      dLogp: 0,
+      clipped: false,
+      dualClipped: false,
+      lowClipped: false,
+      highClipped: false,
+    });
   registerPolicyObjective("test-unclipped", unclipped);
 
   it("is listed, and selecting it gives its loss and gradient through the driver (token-mean, mask, clamp)", () => {
@@ -25,7 +27,12 @@ describe("registerPolicyObjective", () => {
     const mask = [1, 1, 0, 1];
     const advantages = [1, -2];
     const r = policyLoss(
-      { logp: { data: logp, shape: [2, 2] }, oldLogp: { data: oldLogp, shape: [2, 2] }, mask: { data: mask, shape: [2, 2] }, advantages },
+      {
+        logp: { data: logp, shape: [2, 2] },
+        oldLogp: { data: oldLogp, shape: [2, 2] },
+        mask: { data: mask, shape: [2, 2] },
+        advantages,
+      },
       { objective: "test-unclipped", logRatioClamp: [-20, 20] },
     );
     // Token 3's log-ratio (−25.3) is clamped: its ratio is e^−20 and its gradient 0.
@@ -65,6 +72,7 @@ describe("exp (the hot loops' inlined e^x)", () => {
   it("is exact at 0 and defers to Math.exp outside [−708, 708], for NaN and for ±Infinity", () => {
     expect(exp(0)).toBe(1);
     expect(exp(-0)).toBe(1);
-    for (const x of [709, 709.78, 710, -709, -745, -746, Infinity, -Infinity, NaN]) expect(Object.is(exp(x), Math.exp(x)), String(x)).toBe(true);
+    for (const x of [709, 709.78, 710, -709, -745, -746, Infinity, -Infinity, NaN])
+      expect(Object.is(exp(x), Math.exp(x)), String(x)).toBe(true);
   });
 });

@@ -90,8 +90,10 @@ function batchArb(maxRows: number, sequenceLevel: boolean): fc.Arbitrary<Batch> 
   );
 }
 
-const flat = (rows: Row[], key: "logp" | "oldLogp" | "mask" | "tokenAdvantages" | "refLogp" | "importance" | "entropy") =>
-  Float64Array.from(rows.flatMap((r) => r[key]));
+const flat = (
+  rows: Row[],
+  key: "logp" | "oldLogp" | "mask" | "tokenAdvantages" | "refLogp" | "importance" | "entropy",
+) => Float64Array.from(rows.flatMap((r) => r[key]));
 
 function inputsOf(batch: Batch, rows: Row[] = batch.rows): PolicyLossInputs {
   const shape: [number, number] = [rows.length, batch.T];
@@ -120,7 +122,15 @@ function optionsArb(aggregation: Aggregation, ratioLevel: "token" | "sequence"):
     clipHigh: real(0.05, 0.4),
     dualClip: fc.option(real(1.5, 3), { nil: null }),
     logRatioClamp: fc.option(fc.tuple(real(-1.5, -0.3), real(0.3, 1.5)), { nil: null }),
-    kl: fc.option(fc.record({ kind: fc.constantFrom(...KL_KINDS), coef: real(0, 1), clamp: fc.boolean(), importanceCorrected: fc.boolean() }), { nil: null }),
+    kl: fc.option(
+      fc.record({
+        kind: fc.constantFrom(...KL_KINDS),
+        coef: real(0, 1),
+        clamp: fc.boolean(),
+        importanceCorrected: fc.boolean(),
+      }),
+      { nil: null },
+    ),
     entropyCoef: fc.constantFrom(0, 0.01, 0.5),
     entropyAggregation: fc.constantFrom(...AGGREGATIONS),
   });
@@ -137,12 +147,16 @@ function scale(r: PolicyLossResult, batch: Batch): number {
 }
 
 function expectClose(actual: number, expected: number, tolerance: number, label: string): void {
-  expect(Math.abs(actual - expected) <= tolerance, `${label}: ${actual} vs ${expected} (|diff| ${Math.abs(actual - expected)}, tolerance ${tolerance})`).toBe(true);
+  expect(
+    Math.abs(actual - expected) <= tolerance,
+    `${label}: ${actual} vs ${expected} (|diff| ${Math.abs(actual - expected)}, tolerance ${tolerance})`,
+  ).toBe(true);
 }
 
 function expectArrayClose(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string): void {
   expect(actual.length).toBe(expected.length);
-  for (let i = 0; i < expected.length; i++) expectClose(actual[i]!, expected[i]!, 1e-14 * (1 + Math.abs(expected[i]!)), `${label}[${i}]`);
+  for (let i = 0; i < expected.length; i++)
+    expectClose(actual[i]!, expected[i]!, 1e-14 * (1 + Math.abs(expected[i]!)), `${label}[${i}]`);
 }
 
 /** Runs the batch as micro-batches (rows grouped by `assignment`), returns the summed loss and the reassembled arrays. */
@@ -156,7 +170,13 @@ function runMicroBatches(batch: Batch, assignment: number[], o: PolicyLossOption
   let calls = 0;
   for (const part of new Set(assignment)) {
     const members = assignment.flatMap((p, b) => (p === part ? [b] : []));
-    const r = policyLoss(inputsOf(batch, members.map((b) => batch.rows[b]!)), o);
+    const r = policyLoss(
+      inputsOf(
+        batch,
+        members.map((b) => batch.rows[b]!),
+      ),
+      o,
+    );
     loss += r.loss;
     calls++;
     members.forEach((b, k) => {
@@ -171,36 +191,55 @@ function runMicroBatches(batch: Batch, assignment: number[], o: PolicyLossOption
 // ---------------------------------------------------------------------------------------------------------------
 
 describe("(a) micro-batch invariance with the whole batch's normaliser", () => {
-  const levels = [...AGGREGATIONS.map((a) => [a, "token"] as const), ...AGGREGATIONS.map((a) => [a, "sequence"] as const)];
+  const levels = [
+    ...AGGREGATIONS.map((a) => [a, "token"] as const),
+    ...AGGREGATIONS.map((a) => [a, "sequence"] as const),
+  ];
 
-  it.each(levels)("%s, %s-level ratio: Σ micro-batch losses = batch loss, reassembled grads = batch grad, for any split of the rows", (aggregation, ratioLevel) => {
-    let splits = 0;
-    fc.assert(
-      fc.property(
-        batchArb(7, ratioLevel === "sequence")
-          // A batch with no valid token at all is covered by its own test below: give this one a token.
-          .map((batch) => (tokenCount(batch.rows) > 0 ? batch : { ...batch, rows: [{ ...batch.rows[0]!, mask: [1, ...batch.rows[0]!.mask.slice(1)] }, ...batch.rows.slice(1)] }))
-          .chain((batch) =>
-          fc.record({
-            batch: fc.constant(batch),
-            assignment: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: batch.rows.length, maxLength: batch.rows.length }),
-          }),
+  it.each(levels)(
+    "%s, %s-level ratio: Σ micro-batch losses = batch loss, reassembled grads = batch grad, for any split of the rows",
+    (aggregation, ratioLevel) => {
+      let splits = 0;
+      fc.assert(
+        fc.property(
+          batchArb(7, ratioLevel === "sequence")
+            // A batch with no valid token at all is covered by its own test below: give this one a token.
+            .map((batch) =>
+              tokenCount(batch.rows) > 0
+                ? batch
+                : {
+                    ...batch,
+                    rows: [{ ...batch.rows[0]!, mask: [1, ...batch.rows[0]!.mask.slice(1)] }, ...batch.rows.slice(1)],
+                  },
+            )
+            .chain((batch) =>
+              fc.record({
+                batch: fc.constant(batch),
+                assignment: fc.array(fc.integer({ min: 0, max: 3 }), {
+                  minLength: batch.rows.length,
+                  maxLength: batch.rows.length,
+                }),
+              }),
+            ),
+          optionsArb(aggregation, ratioLevel),
+          ({ batch, assignment }, options) => {
+            const whole = policyLoss(inputsOf(batch), options);
+            const micro = runMicroBatches(batch, assignment, {
+              ...options,
+              normalizer: batchNormalizer(fullMask(batch)),
+            });
+            if (micro.calls > 1) splits++;
+            expectClose(micro.loss, whole.loss, 1e-13 * scale(whole, batch), "Σ micro-batch losses");
+            expectArrayClose(micro.grad, whole.grad, "grad");
+            expectArrayClose(micro.perTokenLoss, whole.perTokenLoss, "perTokenLoss");
+            if (whole.gradEntropy) expectArrayClose(micro.gradEntropy, whole.gradEntropy, "gradEntropy");
+          },
         ),
-        optionsArb(aggregation, ratioLevel),
-        ({ batch, assignment }, options) => {
-          const whole = policyLoss(inputsOf(batch), options);
-          const micro = runMicroBatches(batch, assignment, { ...options, normalizer: batchNormalizer(fullMask(batch)) });
-          if (micro.calls > 1) splits++;
-          expectClose(micro.loss, whole.loss, 1e-13 * scale(whole, batch), "Σ micro-batch losses");
-          expectArrayClose(micro.grad, whole.grad, "grad");
-          expectArrayClose(micro.perTokenLoss, whole.perTokenLoss, "perTokenLoss");
-          if (whole.gradEntropy) expectArrayClose(micro.gradEntropy, whole.gradEntropy, "gradEntropy");
-        },
-      ),
-      { numRuns: 40 },
-    );
-    expect(splits).toBeGreaterThan(0);
-  });
+        { numRuns: 40 },
+      );
+      expect(splits).toBeGreaterThan(0);
+    },
+  );
 
   it("one row per micro-batch (the extreme split), every aggregation, rows of different lengths incl. an empty one", () => {
     const batch: Batch = {
@@ -236,7 +275,13 @@ describe("(a) micro-batch invariance with the whole batch's normaliser", () => {
     // On-policy (ratio 1): per-token loss −A. Row 0 has 1 token with A = 1, row 1 has 3 tokens with A = −0.5.
     const inputs = (rows: number[]) => ({
       logp: rows.map(() => [-1, -1, -1]),
-      mask: rows.map((b) => [[1, 0, 0], [1, 1, 1]][b]!),
+      mask: rows.map(
+        (b) =>
+          [
+            [1, 0, 0],
+            [1, 1, 1],
+          ][b]!,
+      ),
       advantages: rows.map((b) => [1, -0.5][b]!),
     });
     const whole = policyLoss(inputs([0, 1]));
@@ -261,16 +306,31 @@ describe("(a) micro-batch invariance with the whole batch's normaliser", () => {
     (aggregation) => {
       const inputs = (rows: number[]) => ({
         logp: rows.map(() => [-1, -1]),
-        mask: rows.map((b) => [[1, 1], [0, 0], [1, 0]][b]!),
+        mask: rows.map(
+          (b) =>
+            [
+              [1, 1],
+              [0, 0],
+              [1, 0],
+            ][b]!,
+        ),
         advantages: rows.map((b) => [1, 2, -3][b]!),
       });
       const whole = policyLoss(inputs([0, 1, 2]), { aggregation });
       const normalizer = batchNormalizer(inputs([0, 1, 2]).mask);
       expect(normalizer).toEqual({ tokens: 3, sequences: 2, rows: 3, length: 2 });
-      const micro = [[0], [1], [2]].reduce((s, rows) => s + policyLoss(inputs(rows), { aggregation, normalizer }).loss, 0);
+      const micro = [[0], [1], [2]].reduce(
+        (s, rows) => s + policyLoss(inputs(rows), { aggregation, normalizer }).loss,
+        0,
+      );
       expect(micro).toBeCloseTo(whole.loss, 14);
       // …and the whole-batch value is the documented one: per-token loss −A, on-policy.
-      const expected = { grpo: (-1 + 3) / 3, dr_grpo: (-2 + 3) / (3 * 2), "seq-mean-token-sum": (-2 + 3) / 2, "seq-mean-token-mean": (-1 + 3) / 2 }[aggregation];
+      const expected = {
+        grpo: (-1 + 3) / 3,
+        dr_grpo: (-2 + 3) / (3 * 2),
+        "seq-mean-token-sum": (-2 + 3) / 2,
+        "seq-mean-token-mean": (-1 + 3) / 2,
+      }[aggregation];
       expect(whole.loss).toBeCloseTo(expected, 15);
     },
   );
@@ -289,42 +349,64 @@ describe("(a) micro-batch invariance with the whole batch's normaliser", () => {
 });
 
 describe("(b) permuting rows", () => {
-  it.each(AGGREGATIONS)("%s: permutes perTokenLoss, grad, gradEntropy and perTokenKl, leaves loss and metrics unchanged", (aggregation) => {
-    fc.assert(
-      fc.property(
-        fc.constantFrom("token", "sequence").chain((level) =>
-          fc.record({
-            options: optionsArb(aggregation, level as "token" | "sequence"),
-            batch: batchArb(6, level === "sequence").chain((batch) =>
-              fc.record({
-                batch: fc.constant(batch),
-                order: fc.shuffledSubarray(
-                  batch.rows.map((_, b) => b),
-                  { minLength: batch.rows.length, maxLength: batch.rows.length },
-                ),
-              }),
-            ),
-          }),
+  it.each(AGGREGATIONS)(
+    "%s: permutes perTokenLoss, grad, gradEntropy and perTokenKl, leaves loss and metrics unchanged",
+    (aggregation) => {
+      fc.assert(
+        fc.property(
+          fc.constantFrom("token", "sequence").chain((level) =>
+            fc.record({
+              options: optionsArb(aggregation, level as "token" | "sequence"),
+              batch: batchArb(6, level === "sequence").chain((batch) =>
+                fc.record({
+                  batch: fc.constant(batch),
+                  order: fc.shuffledSubarray(
+                    batch.rows.map((_, b) => b),
+                    { minLength: batch.rows.length, maxLength: batch.rows.length },
+                  ),
+                }),
+              ),
+            }),
+          ),
+          ({ options, batch: { batch, order } }) => {
+            const T = batch.T;
+            const base = policyLoss(inputsOf(batch), options);
+            const permuted = policyLoss(
+              inputsOf(
+                batch,
+                order.map((b) => batch.rows[b]!),
+              ),
+              options,
+            );
+            expectClose(permuted.loss, base.loss, 1e-13 * scale(base, batch), "loss");
+            const gather = (values: Float64Array) =>
+              Float64Array.from(order.flatMap((b) => Array.from(values.subarray(b * T, (b + 1) * T))));
+            expectArrayClose(permuted.grad, gather(base.grad), "grad");
+            expectArrayClose(permuted.perTokenLoss, gather(base.perTokenLoss), "perTokenLoss");
+            if (base.gradEntropy) expectArrayClose(permuted.gradEntropy!, gather(base.gradEntropy), "gradEntropy");
+            if (base.perTokenKl) expectArrayClose(permuted.perTokenKl!, gather(base.perTokenKl), "perTokenKl");
+            for (const key of [
+              "tokens",
+              "sequences",
+              "clipFraction",
+              "dualClipFraction",
+              "ratioMin",
+              "ratioMax",
+            ] as const) {
+              expect(permuted.metrics[key], key).toBe(base.metrics[key]);
+            }
+            expectClose(
+              permuted.metrics.ratioMean,
+              base.metrics.ratioMean,
+              1e-13 * (1 + base.metrics.ratioMax),
+              "ratioMean",
+            );
+          },
         ),
-        ({ options, batch: { batch, order } }) => {
-          const T = batch.T;
-          const base = policyLoss(inputsOf(batch), options);
-          const permuted = policyLoss(inputsOf(batch, order.map((b) => batch.rows[b]!)), options);
-          expectClose(permuted.loss, base.loss, 1e-13 * scale(base, batch), "loss");
-          const gather = (values: Float64Array) => Float64Array.from(order.flatMap((b) => Array.from(values.subarray(b * T, (b + 1) * T))));
-          expectArrayClose(permuted.grad, gather(base.grad), "grad");
-          expectArrayClose(permuted.perTokenLoss, gather(base.perTokenLoss), "perTokenLoss");
-          if (base.gradEntropy) expectArrayClose(permuted.gradEntropy!, gather(base.gradEntropy), "gradEntropy");
-          if (base.perTokenKl) expectArrayClose(permuted.perTokenKl!, gather(base.perTokenKl), "perTokenKl");
-          for (const key of ["tokens", "sequences", "clipFraction", "dualClipFraction", "ratioMin", "ratioMax"] as const) {
-            expect(permuted.metrics[key], key).toBe(base.metrics[key]);
-          }
-          expectClose(permuted.metrics.ratioMean, base.metrics.ratioMean, 1e-13 * (1 + base.metrics.ratioMax), "ratioMean");
-        },
-      ),
-      { numRuns: 40 },
-    );
-  });
+        { numRuns: 40 },
+      );
+    },
+  );
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -378,11 +460,19 @@ describe("(c) tokenLogProbs", () => {
             const offset = i * c.V;
             for (let v = 0; v < c.V; v++) logits[offset + v] = c.offset + c.spread * (2 * random() - 1);
             const chunks = Math.ceil(c.V / CHUNK);
-            const peakAt = Math.min(c.V - 1, Math.min(c.peakChunk, chunks - 1) * CHUNK + Math.floor(random() * Math.min(CHUNK, c.V - Math.min(c.peakChunk, chunks - 1) * CHUNK)));
+            const peakAt = Math.min(
+              c.V - 1,
+              Math.min(c.peakChunk, chunks - 1) * CHUNK +
+                Math.floor(random() * Math.min(CHUNK, c.V - Math.min(c.peakChunk, chunks - 1) * CHUNK)),
+            );
             logits[offset + peakAt] = c.offset + c.peak;
             if (c.negativeInfinityChunk !== undefined && c.negativeInfinityChunk !== Math.floor(peakAt / CHUNK)) {
               // A whole chunk of −Infinity (a masked part of the vocabulary), not holding the peak.
-              logits.fill(-Infinity, offset + c.negativeInfinityChunk * CHUNK, offset + Math.min(c.V, (c.negativeInfinityChunk + 1) * CHUNK));
+              logits.fill(
+                -Infinity,
+                offset + c.negativeInfinityChunk * CHUNK,
+                offset + Math.min(c.V, (c.negativeInfinityChunk + 1) * CHUNK),
+              );
             }
             let token = Math.floor(random() * c.V);
             while (logits[offset + token] === -Infinity) token = (token + 1) % c.V;
@@ -392,7 +482,10 @@ describe("(c) tokenLogProbs", () => {
           const tokensInput = { data: tokens, shape: [B, T] as [number, number] };
           const forward = tokenLogProbs(logitsInput, tokensInput, { temperature: c.temperature, entropy: true });
           const gradLogp = Float64Array.from([0.5, -1, 2, 0.25]);
-          const backward = tokenLogProbsBackward(logitsInput, tokensInput, { temperature: c.temperature, gradLogp: { data: gradLogp, shape: [B, T] } });
+          const backward = tokenLogProbsBackward(logitsInput, tokensInput, {
+            temperature: c.temperature,
+            gradLogp: { data: gradLogp, shape: [B, T] },
+          });
           for (let i = 0; i < B * T; i++) {
             const ref = reference(logits, i * c.V, c.V, c.temperature, tokens[i]!);
             expectClose(forward.logp[i]!, ref.logp, 1e-12 * (1 + Math.abs(ref.logp)), `logp[${i}]`);
@@ -438,13 +531,21 @@ describe("(c) tokenLogProbs", () => {
             expectClose(a.logSumExp[i]!, b.logSumExp[i]!, 1e-12 * (1 + Math.abs(b.logSumExp[i]!)), "logSumExp");
             expectClose(a.entropy![i]!, b.entropy![i]!, 1e-12 * (1 + Math.abs(b.logSumExp[i]!)), "entropy");
           }
-          const g = { gradLogp: { data: gradLogp, shape: [1, T] as [number, number] }, gradEntropy: { data: gradEntropy, shape: [1, T] as [number, number] } };
+          const g = {
+            gradLogp: { data: gradLogp, shape: [1, T] as [number, number] },
+            gradEntropy: { data: gradEntropy, shape: [1, T] as [number, number] },
+          };
           const ga = tokenLogProbsBackward({ data: logits, shape }, tokensInput, { ...g, temperature });
           const gb = tokenLogProbsBackward({ data: divided, shape }, tokensInput, g);
           // Chain rule: ∂/∂x = (1/τ)·∂/∂(x/τ).
           for (let k = 0; k < T * V; k++) {
             const expected = gb.data[k]! / temperature;
-            expectClose(ga.data[k]!, expected, 1e-10 * (1 + Math.abs(expected)) * (1 + Math.max(...divided.map(Math.abs))), `gradLogits[${k}]`);
+            expectClose(
+              ga.data[k]!,
+              expected,
+              1e-10 * (1 + Math.abs(expected)) * (1 + Math.max(...divided.map(Math.abs))),
+              `gradLogits[${k}]`,
+            );
           }
         },
       ),
@@ -456,7 +557,11 @@ describe("(c) tokenLogProbs", () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 2, max: 10 }).chain((V) =>
-          fc.record({ V: fc.constant(V), logits: reals(2 * V, -10, 10), tokens: fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: 2, maxLength: 2 }) }),
+          fc.record({
+            V: fc.constant(V),
+            logits: reals(2 * V, -10, 10),
+            tokens: fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: 2, maxLength: 2 }),
+          }),
         ),
         ({ V, logits, tokens }) => {
           const f32 = Float32Array.from(logits);
@@ -465,7 +570,11 @@ describe("(c) tokenLogProbs", () => {
           const options = { gradLogp: [[1.5, -0.75]], gradEntropy: [[0.3, 0.2]], temperature: 0.9 };
           const g32 = tokenLogProbsBackward({ data: f32, shape }, [tokens], options);
           const g64 = tokenLogProbsBackward({ data: f64, shape }, [tokens], options);
-          const nested = tokenLogProbsBackward([[Array.from(f64.subarray(0, V)), Array.from(f64.subarray(V))]], [tokens], options);
+          const nested = tokenLogProbsBackward(
+            [[Array.from(f64.subarray(0, V)), Array.from(f64.subarray(V))]],
+            [tokens],
+            options,
+          );
           expect(g32.data).toBeInstanceOf(Float32Array);
           expect(g64.data).toBeInstanceOf(Float64Array);
           expect(nested.data).toBeInstanceOf(Float64Array);
@@ -473,7 +582,10 @@ describe("(c) tokenLogProbs", () => {
           // g/τ to an already rounded float32: within 2^-23·(|g| + 2) of the float64 value.
           for (let k = 0; k < 2 * V; k++) {
             const isToken = k % V === tokens[Math.floor(k / V)];
-            if (isToken) expect(Math.abs(g32.data[k]! - g64.data[k]!)).toBeLessThanOrEqual(2 ** -23 * (Math.abs(g64.data[k]!) + 2));
+            if (isToken)
+              expect(Math.abs(g32.data[k]! - g64.data[k]!)).toBeLessThanOrEqual(
+                2 ** -23 * (Math.abs(g64.data[k]!) + 2),
+              );
             else expect(g32.data[k]).toBe(Math.fround(g64.data[k]!));
           }
           expect(Array.from(nested.data)).toEqual(Array.from(g64.data));
@@ -497,7 +609,11 @@ describe("(d) policyLoss into caller-owned buffers", () => {
     fc.assert(
       fc.property(
         fc.constantFrom("token", "sequence").chain((level) =>
-          fc.record({ options: optionsArb("token-mean", level as "token" | "sequence"), batch: batchArb(5, level === "sequence"), stale: real(-1e3, 1e3) }),
+          fc.record({
+            options: optionsArb("token-mean", level as "token" | "sequence"),
+            batch: batchArb(5, level === "sequence"),
+            stale: real(-1e3, 1e3),
+          }),
         ),
         ({ options, batch, stale }) => {
           const inputs = inputsOf(batch);

@@ -39,22 +39,34 @@ const notebooks = readdirSync(notebookDir)
   .filter((name) => name.endsWith(".ipynb"))
   .sort()
   .map((name) => ({ name, nb: JSON.parse(readFileSync(join(notebookDir, name), "utf8")) as Notebook }));
-const sourceOf = (nb: Notebook) => nb.cells.map((c) => (Array.isArray(c.source) ? c.source.join("") : c.source)).join("\n");
+const sourceOf = (nb: Notebook) =>
+  nb.cells.map((c) => (Array.isArray(c.source) ? c.source.join("") : c.source)).join("\n");
 
 describe("the committed notebooks", () => {
   it("are the three of the issue, at least", () => {
-    expect(notebooks.map((n) => n.name)).toEqual(expect.arrayContaining(["01-roc-one-group.ipynb", "02-tfjs-training-loop.ipynb", "03-verl-trl-side-by-side.ipynb"]));
+    expect(notebooks.map((n) => n.name)).toEqual(
+      expect.arrayContaining([
+        "01-roc-one-group.ipynb",
+        "02-tfjs-training-loop.ipynb",
+        "03-verl-trl-side-by-side.ipynb",
+      ]),
+    );
   });
 
-  it.each(notebooks.map((n) => [n.name, n.nb] as const))("%s: tslab kernel, no stored outputs, imports grpo-roc by name", (_name, nb) => {
-    expect(nb.metadata.kernelspec?.name).toBe("tslab");
-    for (const cell of nb.cells.filter((c) => c.cell_type === "code")) {
-      expect(cell.outputs, "outputs are not committed (the runner writes executed copies to out/notebooks/)").toEqual([]);
-      expect(cell.execution_count ?? null).toBeNull();
-    }
-    expect(sourceOf(nb)).toMatch(/from "grpo-roc(\/tfjs)?"/);
-    expect(sourceOf(nb)).not.toMatch(/from "\.\.?\/.*src\//);
-  });
+  it.each(notebooks.map((n) => [n.name, n.nb] as const))(
+    "%s: tslab kernel, no stored outputs, imports grpo-roc by name",
+    (_name, nb) => {
+      expect(nb.metadata.kernelspec?.name).toBe("tslab");
+      for (const cell of nb.cells.filter((c) => c.cell_type === "code")) {
+        expect(cell.outputs, "outputs are not committed (the runner writes executed copies to out/notebooks/)").toEqual(
+          [],
+        );
+        expect(cell.execution_count ?? null).toBeNull();
+      }
+      expect(sourceOf(nb)).toMatch(/from "grpo-roc(\/tfjs)?"/);
+      expect(sourceOf(nb)).not.toMatch(/from "\.\.?\/.*src\//);
+    },
+  );
 });
 
 const missing = jupyterMissing();
@@ -87,7 +99,14 @@ describe("executing the notebooks (scripts/run-notebooks.py)", () => {
         nbformat: 4,
         nbformat_minor: 5,
         metadata: { kernelspec: { name: "tslab", display_name: "TypeScript", language: "typescript" } },
-        cells: cells.map((source, i) => ({ id: `c${i}`, cell_type: "code", metadata: {}, source, outputs: [], execution_count: null })),
+        cells: cells.map((source, i) => ({
+          id: `c${i}`,
+          cell_type: "code",
+          metadata: {},
+          source,
+          outputs: [],
+          execution_count: null,
+        })),
       };
       writeFileSync(join(dir, name), JSON.stringify(nb));
     };
@@ -96,7 +115,10 @@ describe("executing the notebooks (scripts/run-notebooks.py)", () => {
       'function check(): void {\n  throw new Error("deliberate failure in cell 1");\n}\ncheck();',
       'console.log("cell 2 never runs");',
     ]);
-    write("b-timer.ipynb", ['setTimeout(() => {\n  throw new Error("thrown in a timer, never awaited");\n}, 1);', 'console.log("this cell succeeds");']);
+    write("b-timer.ipynb", [
+      'setTimeout(() => {\n  throw new Error("thrown in a timer, never awaited");\n}, 1);',
+      'console.log("this cell succeeds");',
+    ]);
     write("c-type-error.ipynb", ['const n: number = "not a number";']);
 
     let result: { status: number | null; output: string } | undefined;

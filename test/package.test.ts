@@ -22,13 +22,13 @@ describe("the package as users install it", () => {
   it("loads from CommonJS with require('grpo-roc')", () => {
     const out = JSON.parse(run(["-e", `const pkg = require("grpo-roc"); ${probe}`]));
     expect(out.missing).toEqual([]);
-    expect(out.adv[0]).toBeCloseTo(0.7071, 4);
+    expect(out.adv[0]).toBeCloseTo(Math.SQRT1_2, 4);
   });
 
   it("loads from ESM with import", () => {
     const out = JSON.parse(run(["--input-type=module", "-e", `import * as pkg from "grpo-roc"; ${probe}`]));
     expect(out.missing).toEqual([]);
-    expect(out.adv[1]).toBeCloseTo(-0.7071, 4);
+    expect(out.adv[1]).toBeCloseTo(-Math.SQRT1_2, 4);
   });
 
   // Each entry point loads on its own from both module systems, without starting anything (no device, no addon call).
@@ -38,7 +38,9 @@ describe("the package as users install it", () => {
     ["cuda", "createCudaBackend"],
   ])("grpo-roc/%s loads from ESM and from CommonJS", (entry, name) => {
     const check = `console.log(JSON.stringify([typeof pkg.${name}, Object.keys(pkg).length]))`;
-    const fromEsm = JSON.parse(run(["--input-type=module", "-e", `import * as pkg from "grpo-roc/${entry}"; ${check}`]));
+    const fromEsm = JSON.parse(
+      run(["--input-type=module", "-e", `import * as pkg from "grpo-roc/${entry}"; ${check}`]),
+    );
     const fromCjs = JSON.parse(run(["-e", `const pkg = require("grpo-roc/${entry}"); ${check}`]));
     expect(fromEsm[0]).not.toBe("undefined");
     expect(fromCjs).toEqual(fromEsm);
@@ -48,8 +50,12 @@ describe("the package as users install it", () => {
     const check = (load: string) =>
       `${load}; const e = new webgpu.WebGpuDeviceError(["lost"]);
        console.log(JSON.stringify([e instanceof core.GrpoRocError, webgpu.WebGpuDeviceError === tfjs.WebGpuDeviceError]));`;
-    const cjs = check(`const core = require("grpo-roc"), webgpu = require("grpo-roc/webgpu"), tfjs = require("grpo-roc/tfjs")`);
-    const esm = check(`const [core, webgpu, tfjs] = await Promise.all(["grpo-roc", "grpo-roc/webgpu", "grpo-roc/tfjs"].map((m) => import(m)))`);
+    const cjs = check(
+      `const core = require("grpo-roc"), webgpu = require("grpo-roc/webgpu"), tfjs = require("grpo-roc/tfjs")`,
+    );
+    const esm = check(
+      `const [core, webgpu, tfjs] = await Promise.all(["grpo-roc", "grpo-roc/webgpu", "grpo-roc/tfjs"].map((m) => import(m)))`,
+    );
     expect(JSON.parse(run(["-e", cjs]))).toEqual([true, true]);
     expect(JSON.parse(run(["--input-type=module", "-e", esm]))).toEqual([true, true]);
   });

@@ -1,6 +1,5 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
@@ -26,7 +25,10 @@ describe("README", () => {
     const tsx = join(root, "node_modules", "tsx", "dist", "cli.mjs");
     const lines = execFileSync(process.execPath, [tsx, file], { cwd: root, encoding: "utf8" }).trim().split("\n");
     const kept = JSON.parse(lines[0]!.replace(/\s/g, "")) as number[];
-    expect([[0, 2], [0, 3]]).toContainEqual(kept);
+    expect([
+      [0, 2],
+      [0, 3],
+    ]).toContainEqual(kept);
     const advantages = JSON.parse(lines[1]!.replace(/\s/g, "")) as number[];
     expect(advantages[0]).toBeCloseTo(Math.SQRT1_2, 4);
     expect(advantages[1]).toBeCloseTo(-Math.SQRT1_2, 4);

@@ -110,7 +110,7 @@ function subsetProbabilities(weights: readonly number[], k: number): Map<string,
 
 function inclusionProbabilities(weights: readonly number[], k: number): number[] {
   const pi = weights.map(() => 0);
-  for (const [key, p] of subsetProbabilities(weights, k)) for (const i of key.split(",").map(Number)) pi[i] += p;
+  for (const [key, p] of subsetProbabilities(weights, k)) for (const i of key.split(",").map(Number)) pi[i] = pi[i]! + p;
   return pi;
 }
 
@@ -119,7 +119,10 @@ function inclusionProbabilities(weights: readonly number[], k: number): number[]
 
 interface Template {
   /** One entry per rollout of the group, in order: a positive with its p_total, or a negative. */
-  readonly members: readonly ({ readonly positive: true; readonly rollout: Partial<Rollout> } | { readonly positive: false })[];
+  readonly members: readonly (
+    | { readonly positive: true; readonly rollout: Partial<Rollout> }
+    | { readonly positive: false }
+  )[];
 }
 
 interface Tally {
@@ -135,7 +138,11 @@ interface Tally {
   readonly first: RocResult;
 }
 
-function buildBatch(template: Template, groups: number, ids: ((position: number) => string | number) | undefined): Rollout[] {
+function buildBatch(
+  template: Template,
+  groups: number,
+  ids: ((position: number) => string | number) | undefined,
+): Rollout[] {
   const batch: Rollout[] = [];
   for (let g = 0; g < groups; g++) {
     template.members.forEach((member, j) => {
@@ -173,7 +180,7 @@ function runTrials(
     for (const i of result.kept) kept[i] = 1;
     for (let g = 0; g < groupsPerSeed; g++) {
       const base = g * size;
-      for (let j = 0; j < size; j++) inclusion[j] += kept[base + j]!;
+      for (let j = 0; j < size; j++) inclusion[j] = inclusion[j]! + kept[base + j]!;
       const posKey = positivePositions.flatMap((j, q) => (kept[base + j] ? [q] : [])).join(",");
       const negKey = negativePositions.flatMap((j, q) => (kept[base + j] ? [q] : [])).join(",");
       positiveSubsets.set(posKey, (positiveSubsets.get(posKey) ?? 0) + 1);
@@ -275,15 +282,38 @@ describe("paper mode, k_pos = 1: the kept positive is drawn with probability w_i
   // N = 20 (5 positives, 15 negatives), G = 4 → k_neg = ⌊15·4/20⌋ = 3, k_pos = 1.
   const template: Template = {
     members: [
-      negative, positive(P15), negative, negative, positive(P025), negative, negative, negative, positive(P2), negative,
-      negative, positive(P05), negative, negative, negative, negative, positive(P1), negative, negative, negative,
+      negative,
+      positive(P15),
+      negative,
+      negative,
+      positive(P025),
+      negative,
+      negative,
+      negative,
+      positive(P2),
+      negative,
+      negative,
+      positive(P05),
+      negative,
+      negative,
+      negative,
+      negative,
+      positive(P1),
+      negative,
+      negative,
+      negative,
     ],
   };
   const pTotals = [1.5, 0.25, 2, 0.5, 1]; // of the positives, in group order
   const G = 4;
   let tally: Tally;
   beforeAll(() => {
-    tally = runTrials(template, G, range(40).map((s) => `step-${s}`), 500); // 20 000 trials
+    tally = runTrials(
+      template,
+      G,
+      range(40).map((s) => `step-${s}`),
+      500,
+    ); // 20 000 trials
   });
 
   it("uses the penalties and counts the test assumes", () => {
@@ -320,7 +350,8 @@ describe("paper mode, k_pos = 1: the kept positive is drawn with probability w_i
   it("the kept set of negatives is a uniform 3-subset (all C(15,3) = 455 subsets, df = 454, α = 1e-4: X² < 574.7)", () => {
     const subsets = new Map<string, number>();
     const all = range(15);
-    for (const a of all) for (const b of all) for (const c of all) if (a < b && b < c) subsets.set(`${a},${b},${c}`, 1 / 455);
+    for (const a of all)
+      for (const b of all) for (const c of all) if (a < b && b < c) subsets.set(`${a},${b},${c}`, 1 / 455);
     const { statistic, df, pValue } = subsetChiSquare(tally.negativeSubsets, subsets, tally.trials);
     expect(df).toBe(454);
     expect(pValue).toBeGreaterThan(ALPHA);
@@ -360,7 +391,18 @@ describe("paper mode, k_pos = 1: the kept positive is drawn with probability w_i
 describe("paper mode with per-rollout ids (each rollout draws from its own id-keyed stream)", () => {
   // N = 10 (4 positives, 6 negatives), G = 2 → k_neg = ⌊6·2/10⌋ = 1, k_pos = 1; 10 seeds × 2000 groups = 20 000 trials.
   const template: Template = {
-    members: [positive(P025), negative, positive(P05), negative, negative, positive(P1), negative, positive(P2), negative, negative],
+    members: [
+      positive(P025),
+      negative,
+      positive(P05),
+      negative,
+      negative,
+      positive(P1),
+      negative,
+      positive(P2),
+      negative,
+      negative,
+    ],
   };
   const seeds = range(10);
   // The negatives get the ids 0..5 (what a trainer would use: the sample index), the positives string ids.
@@ -386,7 +428,7 @@ describe("paper mode with per-rollout ids (each rollout draws from its own id-ke
 
 describe("paper mode, k_pos > 1: kept positives follow successive sampling without replacement ∝ 1/p_total", () => {
   // p_total from a custom penalty function, so the weights can be anything.
-  const penalty = (rollout: Rollout) => Number(rollout["p"]);
+  const penalty = (rollout: Rollout) => Number(rollout.p);
   const pos = (p: number) => positive({ p } as Partial<Rollout>);
 
   it("2 of 4 positives (N = 10, G = 4): subset frequencies (df = 5) and per-item z-scores", () => {
@@ -395,7 +437,13 @@ describe("paper mode, k_pos > 1: kept positives follow successive sampling witho
       members: [negative, pos(0.2), negative, pos(0.5), negative, negative, pos(1), negative, pos(2), negative],
     };
     expect(paperCounts({ positives: 4, negatives: 6 }, 4)).toEqual({ positives: 2, negatives: 2 });
-    const tally = runTrials(template, 4, range(40).map((s) => s * 7919), 500, { penalty });
+    const tally = runTrials(
+      template,
+      4,
+      range(40).map((s) => s * 7919),
+      500,
+      { penalty },
+    );
     const w = pTotals.map((p) => 1 / p);
 
     // Multinomial over the 6 possible pairs: chi-square with df = 5, α = 1e-4 (X² < 25.74).
@@ -418,16 +466,25 @@ describe("paper mode, k_pos > 1: kept positives follow successive sampling witho
     expect(uniformInclusionChiSquare(negCounts, 2, tally.trials).pValue).toBeGreaterThan(ALPHA);
 
     // Power: under uniform selection every positive has π = 1/2; the cleanest one is far above, the dirtiest far below.
-    const zUniform = (q: number) => (tally.inclusion[tally.positivePositions[q]!]! - tally.trials / 2) / Math.sqrt(tally.trials / 4);
+    const zUniform = (q: number) =>
+      (tally.inclusion[tally.positivePositions[q]!]! - tally.trials / 2) / Math.sqrt(tally.trials / 4);
     expect(zUniform(0)).toBeGreaterThan(4.215);
     expect(zUniform(3)).toBeLessThan(-4.215);
   });
 
   it("3 of 5 positives (N = 8, G = 4): subset frequencies (df = 9) and per-item z-scores", () => {
     const pTotals = [2.4, 0.1, 1.2, 0.3, 0.6];
-    const template: Template = { members: [pos(2.4), negative, pos(0.1), pos(1.2), negative, pos(0.3), negative, pos(0.6)] };
+    const template: Template = {
+      members: [pos(2.4), negative, pos(0.1), pos(1.2), negative, pos(0.3), negative, pos(0.6)],
+    };
     expect(paperCounts({ positives: 5, negatives: 3 }, 4)).toEqual({ positives: 3, negatives: 1 });
-    const tally = runTrials(template, 4, range(40).map((s) => `seed ${s}`), 500, { penalty });
+    const tally = runTrials(
+      template,
+      4,
+      range(40).map((s) => `seed ${s}`),
+      500,
+      { penalty },
+    );
     const w = pTotals.map((p) => 1 / p);
 
     // Multinomial over the 10 triples: df = 9, α = 1e-4 (X² < 33.72).
@@ -453,7 +510,18 @@ describe("paper mode: positives with p_total = 0 are always taken first", () => 
   it("2 clean positives and k_pos = 3: both clean ones are kept in every trial, the third ∝ 1/p_total", () => {
     // N = 10: 5 positives (2 clean), 5 negatives; G = 6 → k_neg = ⌊5·6/10⌋ = 3, k_pos = 3.
     const template: Template = {
-      members: [positive(P2), negative, positive(P0), negative, positive(P05), negative, negative, positive(P0), positive(P1), negative],
+      members: [
+        positive(P2),
+        negative,
+        positive(P0),
+        negative,
+        positive(P05),
+        negative,
+        negative,
+        positive(P0),
+        positive(P1),
+        negative,
+      ],
     };
     expect(paperCounts({ positives: 5, negatives: 5 }, 6)).toEqual({ positives: 3, negatives: 3 });
     const tally = runTrials(template, 6, range(20), 500);
@@ -474,13 +542,21 @@ describe("paper mode: positives with p_total = 0 are always taken first", () => 
   });
 
   it("3 clean positives and k_pos = 2: only clean ones are kept, uniformly among them", () => {
-    const penalty = (rollout: Rollout) => Number(rollout["p"]);
+    const penalty = (rollout: Rollout) => Number(rollout.p);
     const pos = (p: number) => positive({ p } as Partial<Rollout>);
     // N = 8: 5 positives (3 with p = 0, and p = 0.01, 0.02 that would otherwise dominate), 3 negatives;
     // G = 3 → k_neg = ⌊3·3/8⌋ = 1, k_pos = 2.
-    const template: Template = { members: [pos(0.01), pos(0), negative, pos(0), negative, pos(0.02), pos(0), negative] };
+    const template: Template = {
+      members: [pos(0.01), pos(0), negative, pos(0), negative, pos(0.02), pos(0), negative],
+    };
     expect(paperCounts({ positives: 5, negatives: 3 }, 3)).toEqual({ positives: 2, negatives: 1 });
-    const tally = runTrials(template, 3, range(20).map((s) => `z${s}`), 500, { penalty });
+    const tally = runTrials(
+      template,
+      3,
+      range(20).map((s) => `z${s}`),
+      500,
+      { penalty },
+    );
 
     // Positions 0 and 3 of the positives list have p > 0: never kept.
     expect(tally.inclusion[tally.positivePositions[0]!]).toBe(0);

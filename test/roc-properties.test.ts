@@ -86,7 +86,9 @@ const groupArb = (kind: RewardKind): fc.Arbitrary<GroupDraft> =>
         const rank = sortedPositions(order);
         const isPositive = new Array<boolean>(size).fill(false);
         rank.slice(0, positives).forEach((position) => (isPositive[position] = true));
-        const members = qualities.map((quality, j) => ({ ...labels(kind, isPositive[j]!, levels[j]!), ...quality }) as Rollout);
+        const members = qualities.map(
+          (quality, j) => ({ ...labels(kind, isPositive[j]!, levels[j]!), ...quality }) as Rollout,
+        );
         return { size, members };
       }),
   );
@@ -113,7 +115,9 @@ interface BatchDraft {
 /** A schedule is a shuffled list of group labels: the k-th occurrence of label g is member k of group g. */
 const scheduleArb = (sizes: readonly number[]): fc.Arbitrary<number[]> => {
   const labels = sizes.flatMap((size, g) => new Array<number>(size).fill(g));
-  return fc.array(fc.nat(), { minLength: labels.length, maxLength: labels.length }).map((keys) => sortedPositions(keys).map((i) => labels[i]!));
+  return fc
+    .array(fc.nat(), { minLength: labels.length, maxLength: labels.length })
+    .map((keys) => sortedPositions(keys).map((i) => labels[i]!));
 };
 
 const batchArb = (maxGroups = 5): fc.Arbitrary<BatchDraft> =>
@@ -123,7 +127,11 @@ const batchArb = (maxGroups = 5): fc.Arbitrary<BatchDraft> =>
     .chain((groups) =>
       fc.record({
         groups: fc.constant(groups),
-        ids: fc.uniqueArray(groupIdArb, { minLength: groups.length, maxLength: groups.length, comparator: "SameValueZero" }),
+        ids: fc.uniqueArray(groupIdArb, {
+          minLength: groups.length,
+          maxLength: groups.length,
+          comparator: "SameValueZero",
+        }),
         schedules: fc.tuple(scheduleArb(groups.map((g) => g.size)), scheduleArb(groups.map((g) => g.size))),
       }),
     );
@@ -153,7 +161,13 @@ const penaltyOptionsArb = fc.record(
 
 const paperOptionsArb: fc.Arbitrary<RocOptionsInput> = fc
   .record({ G: fc.integer({ min: 1, max: 20 }), seed: seedArb, undersized: undersizedArb, extra: penaltyOptionsArb })
-  .map(({ G, seed, undersized, extra }) => ({ keepPerGroup: G, mode: "paper", seed, ...(undersized ? { undersized } : {}), ...extra }));
+  .map(({ G, seed, undersized, extra }) => ({
+    keepPerGroup: G,
+    mode: "paper",
+    seed,
+    ...(undersized ? { undersized } : {}),
+    ...extra,
+  }));
 
 const referenceOptionsArb: fc.Arbitrary<RocOptionsInput> = fc
   .integer({ min: 1, max: 20 })
@@ -210,7 +224,9 @@ const isPositive = (r: Rollout): boolean => r.correct ?? rewardOf(r) > 0;
 
 function expectedPenalties(r: Rollout, m: Model): { pErr: number; pFormat: number; pTotal: number } {
   const calls = r.toolCalls!.length;
-  const failed = r.toolCalls!.filter((call) => (m.failureKinds as readonly string[]).includes(call.outcome as Outcome)).length;
+  const failed = r.toolCalls!.filter((call) =>
+    (m.failureKinds as readonly string[]).includes(call.outcome as Outcome),
+  ).length;
   const pErr = calls === 0 ? m.noToolCallPenalty : failed / calls;
   const pFormat = r.formatOk === false || r.answers === 0 ? 1 : Math.min(1, (r.answers! - 1) / r.turns!);
   return { pErr, pFormat, pTotal: m.weights.error * pErr + m.weights.format * pFormat };
@@ -253,8 +269,12 @@ function planGroup(group: GroupInfo, rollouts: readonly Rollout[], m: Model): Pl
   const nPos = group.members.filter((i) => isPositive(rollouts[i]!)).length;
   const nNeg = group.members.length - nPos;
   const N = group.members.length;
-  if (m.filterEqualRewards && rewards.every((r) => r === rewards[0])) return { status: "dropped", reason: "equal-rewards" };
-  if (N < m.G) return m.undersized === "keep" ? { status: "kept-whole", reason: "undersized" } : { status: "dropped", reason: "undersized" };
+  if (m.filterEqualRewards && rewards.every((r) => r === rewards[0]))
+    return { status: "dropped", reason: "equal-rewards" };
+  if (N < m.G)
+    return m.undersized === "keep"
+      ? { status: "kept-whole", reason: "undersized" }
+      : { status: "dropped", reason: "undersized" };
   if (N === m.G) return { status: "kept-whole", reason: "exact-size" };
   if (m.mode === "paper") {
     const counts = paperCounts({ positives: nPos, negatives: nNeg }, m.G);
@@ -284,7 +304,11 @@ function attempt<T>(run: () => T): Attempt<T> {
  * Checks one run against the model. Returns the result, or undefined when the model predicts the reference-mode
  * assertion (counts that cannot be met), in which case it checks that a GrpoRocError was thrown.
  */
-function checkAgainstModel(rollouts: readonly Rollout[], options: RocOptionsInput, outcome: Attempt<RocResult>): RocResult | undefined {
+function checkAgainstModel(
+  rollouts: readonly Rollout[],
+  options: RocOptionsInput,
+  outcome: Attempt<RocResult>,
+): RocResult | undefined {
   const m = model(options);
   const groups = groupsOf(rollouts);
   const plans = groups.map((group) => planGroup(group, rollouts, m));
@@ -307,9 +331,11 @@ function checkAgainstModel(rollouts: readonly Rollout[], options: RocOptionsInpu
   expect(keptSet.size).toBe(result.kept.length);
   expect(droppedReason.size).toBe(result.dropped.length);
   expect(result.kept.length + result.dropped.length).toBe(n);
-  for (let i = 0; i < n; i++) expect(keptSet.has(i) !== droppedReason.has(i), `rollout ${i} in exactly one list`).toBe(true);
+  for (let i = 0; i < n; i++)
+    expect(keptSet.has(i) !== droppedReason.has(i), `rollout ${i} in exactly one list`).toBe(true);
   for (let k = 1; k < result.kept.length; k++) expect(result.kept[k]!).toBeGreaterThan(result.kept[k - 1]!);
-  for (let k = 1; k < result.dropped.length; k++) expect(result.dropped[k]!.index).toBeGreaterThan(result.dropped[k - 1]!.index);
+  for (let k = 1; k < result.dropped.length; k++)
+    expect(result.dropped[k]!.index).toBeGreaterThan(result.dropped[k - 1]!.index);
 
   // Penalties of every rollout (all have structured inputs), bit for bit.
   rollouts.forEach((rollout, i) => {
@@ -353,7 +379,8 @@ function checkAgainstModel(rollouts: readonly Rollout[], options: RocOptionsInpu
       if (m.mode === "paper") {
         // p_total = 0 positives are taken first.
         const clean = pos.filter((i) => pTotal[i] === 0);
-        if (clean.length <= plan.counts.positives) for (const i of clean) expect(keptSet.has(i), `clean positive ${i} kept`).toBe(true);
+        if (clean.length <= plan.counts.positives)
+          for (const i of clean) expect(keptSet.has(i), `clean positive ${i} kept`).toBe(true);
         else for (const i of keptPos) expect(pTotal[i]).toBe(0);
       } else {
         // The k lowest p_total, ties by position; the first k negatives in input order.
@@ -376,19 +403,30 @@ function checkAgainstModel(rollouts: readonly Rollout[], options: RocOptionsInpu
     droppedEqualRewards: count("dropped", "equal-rewards"),
     droppedUndersized: count("dropped", "undersized"),
   });
-  expect(metrics.groups.resampled + metrics.groups.keptWhole + metrics.groups.droppedEqualRewards + metrics.groups.droppedUndersized).toBe(
-    groups.length,
-  );
+  expect(
+    metrics.groups.resampled +
+      metrics.groups.keptWhole +
+      metrics.groups.droppedEqualRewards +
+      metrics.groups.droppedUndersized,
+  ).toBe(groups.length);
   expect(metrics.rollouts).toEqual({ in: n, kept: result.kept.length, dropped: result.dropped.length });
   const keptPositives = [...result.kept].filter((i) => positive[i]);
-  const notSelectedPositives = result.dropped.filter((d) => d.reason === "not-selected" && positive[d.index]).map((d) => d.index);
+  const notSelectedPositives = result.dropped
+    .filter((d) => d.reason === "not-selected" && positive[d.index])
+    .map((d) => d.index);
   expect(metrics.positives).toEqual({ seen: reached.reduce((a, g) => a + g.positives, 0), kept: keptPositives.length });
-  expect(metrics.negatives).toEqual({ seen: reached.reduce((a, g) => a + g.negatives, 0), kept: result.kept.length - keptPositives.length });
+  expect(metrics.negatives).toEqual({
+    seen: reached.reduce((a, g) => a + g.negatives, 0),
+    kept: result.kept.length - keptPositives.length,
+  });
   const summary = (indices: readonly number[]) => {
     const mean = (values: number[]) => (values.length === 0 ? null : values.reduce((a, b) => a + b, 0) / values.length);
     const calls = indices.reduce((a, i) => a + rollouts[i]!.toolCalls!.length, 0);
     const failed = indices.reduce(
-      (a, i) => a + rollouts[i]!.toolCalls!.filter((c) => (m.failureKinds as readonly string[]).includes(c.outcome as Outcome)).length,
+      (a, i) =>
+        a +
+        rollouts[i]!.toolCalls!.filter((c) => (m.failureKinds as readonly string[]).includes(c.outcome as Outcome))
+          .length,
       0,
     );
     return {
@@ -400,10 +438,7 @@ function checkAgainstModel(rollouts: readonly Rollout[], options: RocOptionsInpu
   };
   expectSummary(metrics.keptPositives, summary(keptPositives));
   expectSummary(metrics.droppedPositives, summary(notSelectedPositives));
-  expectSummary(
-    metrics.allPositives,
-    summary(rollouts.flatMap((_, i) => (positive[i] ? [i] : []))),
-  );
+  expectSummary(metrics.allPositives, summary(rollouts.flatMap((_, i) => (positive[i] ? [i] : []))));
   return result;
 }
 
@@ -446,7 +481,8 @@ function expectBitIdentical(a: unknown, b: unknown, path = "result"): void {
   if (a !== null && typeof a === "object" && b !== null && typeof b === "object") {
     const keys = Object.keys(a).sort();
     expect(Object.keys(b).sort(), `${path}: keys`).toEqual(keys);
-    for (const key of keys) expectBitIdentical((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key], `${path}.${key}`);
+    for (const key of keys)
+      expectBitIdentical((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key], `${path}.${key}`);
     return;
   }
   expect(Object.is(a, b), `${path}: ${String(a)} vs ${String(b)}`).toBe(true);
@@ -462,7 +498,12 @@ interface PerRollout {
 }
 
 /** What happened to each rollout, keyed by `key` (the object itself, or its id). */
-function perRollout<K>(rollouts: readonly Rollout[], result: RocResult, key: (r: Rollout) => K, pipeline?: PipelineResult): Map<K, PerRollout> {
+function perRollout<K>(
+  rollouts: readonly Rollout[],
+  result: RocResult,
+  key: (r: Rollout) => K,
+  pipeline?: PipelineResult,
+): Map<K, PerRollout> {
   const reasons = new Map(result.dropped.map((d) => [d.index, d.reason]));
   const advantageOf = new Map<number, number>();
   if (pipeline) pipeline.kept.forEach((index, k) => advantageOf.set(index, pipeline.advantages[k]!));
@@ -502,7 +543,8 @@ function expectSameMetricCounts(a: RocResult, b: RocResult): void {
   expect(b.metrics.rollouts).toEqual(a.metrics.rollouts);
   expect(b.metrics.positives).toEqual(a.metrics.positives);
   expect(b.metrics.negatives).toEqual(a.metrics.negatives);
-  for (const which of ["keptPositives", "droppedPositives", "allPositives"] as const) expect(b.metrics[which].count).toBe(a.metrics[which].count);
+  for (const which of ["keptPositives", "droppedPositives", "allPositives"] as const)
+    expect(b.metrics[which].count).toBe(a.metrics[which].count);
 }
 
 /** Counts must match exactly; means may differ in the last bits because they are summed in another order. */
@@ -535,7 +577,11 @@ describe("resampleOnCorrect agrees with an independent model of spec §3", () =>
     fc.assert(
       fc.property(batchArb(), optionsArb, (draft, options) => {
         const rollouts = assemble(draft, draft.schedules[0], materialize(draft));
-        checkAgainstModel(rollouts, options, attempt(() => resampleOnCorrect(rollouts, options)));
+        checkAgainstModel(
+          rollouts,
+          options,
+          attempt(() => resampleOnCorrect(rollouts, options)),
+        );
       }),
       { numRuns: 150 },
     );
@@ -552,7 +598,13 @@ describe("resampleOnCorrect agrees with an independent model of spec §3", () =>
         expectBitIdentical(value.roc, (roc as { value: RocResult }).value);
         expectBitIdentical(value.kept, value.roc.kept);
         const kept = Array.from(value.kept, (i) => rollouts[i]!);
-        expectBitIdentical(value.advantages, advantages(kept.map(rewardOf), kept.map((r) => r.groupId as GroupId)));
+        expectBitIdentical(
+          value.advantages,
+          advantages(
+            kept.map(rewardOf),
+            kept.map((r) => r.groupId as GroupId),
+          ),
+        );
         // GRPO advantages are centred within each kept group of two or more.
         for (const group of groupsOf(kept)) {
           if (group.members.length < 2) continue;
@@ -593,7 +645,10 @@ describe("permutation invariance", () => {
           const x = (ra as { value: PipelineResult }).value;
           const y = (rb as { value: PipelineResult }).value;
           // Same objects kept (by identity), same reasons, same penalties and the same advantages, bit for bit.
-          expectSamePerRollout(perRollout(a, x.roc, (r) => r, x), perRollout(b, y.roc, (r) => r, y));
+          expectSamePerRollout(
+            perRollout(a, x.roc, (r) => r, x),
+            perRollout(b, y.roc, (r) => r, y),
+          );
           expectSameGroups(x.roc, y.roc);
           expectSameMetrics(x.roc, y.roc);
         }),
@@ -619,9 +674,13 @@ describe("permutation invariance", () => {
           const b = order.map((i) => a[i]!);
           const x = resampleOnCorrect(a, options);
           const y = resampleOnCorrect(b, options);
-          const ids = (rollouts: readonly Rollout[], result: RocResult) => new Set(Array.from(result.kept, (i) => rollouts[i]!.id));
+          const ids = (rollouts: readonly Rollout[], result: RocResult) =>
+            new Set(Array.from(result.kept, (i) => rollouts[i]!.id));
           expect(ids(b, y)).toEqual(ids(a, x));
-          expectSamePerRollout(perRollout(a, x, (r) => r.id), perRollout(b, y, (r) => r.id));
+          expectSamePerRollout(
+            perRollout(a, x, (r) => r.id),
+            perRollout(b, y, (r) => r.id),
+          );
           expectSameGroups(x, y);
           expectSameMetrics(x, y);
         },
@@ -678,21 +737,24 @@ describe("permutation invariance", () => {
 });
 
 describe("determinism", () => {
-  it.each(modes)("%s mode: the same seed and input give bit-identical results, also for a deep copy of the input", (_, optionsArb) => {
-    fc.assert(
-      fc.property(batchArb(), optionsArb, (draft, options) => {
-        const rollouts = assemble(draft, draft.schedules[0], materialize(draft));
-        const first = attempt(() => rocPipeline(rollouts, { roc: options }));
-        const again = attempt(() => rocPipeline(rollouts, { roc: options }));
-        const copy = attempt(() => rocPipeline(structuredClone(rollouts), { roc: { ...options } }));
-        if (!sameOutcomeKind(first, again) || !sameOutcomeKind(first, copy)) return;
-        // kept, advantages, and the whole RoC result: dropped, groups, penalties, metrics.
-        expectBitIdentical((again as { value: PipelineResult }).value, (first as { value: PipelineResult }).value);
-        expectBitIdentical((copy as { value: PipelineResult }).value, (first as { value: PipelineResult }).value);
-      }),
-      { numRuns: 100 },
-    );
-  });
+  it.each(modes)(
+    "%s mode: the same seed and input give bit-identical results, also for a deep copy of the input",
+    (_, optionsArb) => {
+      fc.assert(
+        fc.property(batchArb(), optionsArb, (draft, options) => {
+          const rollouts = assemble(draft, draft.schedules[0], materialize(draft));
+          const first = attempt(() => rocPipeline(rollouts, { roc: options }));
+          const again = attempt(() => rocPipeline(rollouts, { roc: options }));
+          const copy = attempt(() => rocPipeline(structuredClone(rollouts), { roc: { ...options } }));
+          if (!sameOutcomeKind(first, again) || !sameOutcomeKind(first, copy)) return;
+          // kept, advantages, and the whole RoC result: dropped, groups, penalties, metrics.
+          expectBitIdentical((again as { value: PipelineResult }).value, (first as { value: PipelineResult }).value);
+          expectBitIdentical((copy as { value: PipelineResult }).value, (first as { value: PipelineResult }).value);
+        }),
+        { numRuns: 100 },
+      );
+    },
+  );
 
   it("paper mode: different seeds give different selections (over 40 seeds, not all results are equal)", () => {
     fc.assert(
@@ -709,7 +771,8 @@ describe("determinism", () => {
           }),
         );
         const kept = new Set<string>();
-        for (let s = 0; s < 40; s++) kept.add(Array.from(resampleOnCorrect(rollouts, { keepPerGroup: G, seed: `step ${s}` }).kept).join(","));
+        for (let s = 0; s < 40; s++)
+          kept.add(Array.from(resampleOnCorrect(rollouts, { keepPerGroup: G, seed: `step ${s}` }).kept).join(","));
         expect(kept.size).toBeGreaterThan(1);
       }),
       { numRuns: 60 },
@@ -718,7 +781,13 @@ describe("determinism", () => {
 
   it("paper mode: a 32 → 16 batch under 100 seeds gives many different selections, reference mode always the same", () => {
     // A fixed input: 9 correct of 32, penalties spread from 0.25 to 2 (structured inputs), so both classes are sampled.
-    const outcomes: ("ok" | "execution_error")[][] = [["ok"], ["ok", "execution_error"], ["execution_error"], [], ["ok", "ok", "ok", "execution_error"]];
+    const outcomes: ("ok" | "execution_error")[][] = [
+      ["ok"],
+      ["ok", "execution_error"],
+      ["execution_error"],
+      [],
+      ["ok", "ok", "ok", "execution_error"],
+    ];
     const rollouts: Rollout[] = Array.from({ length: 32 }, (_, i) => ({
       groupId: "prompt-7",
       reward: [1, 4, 7, 11, 15, 19, 22, 27, 30].includes(i) ? 1 : 0,
@@ -731,7 +800,9 @@ describe("determinism", () => {
     const reference = new Set<string>();
     for (let s = 0; s < 100; s++) {
       paper.add(Array.from(resampleOnCorrect(rollouts, { keepPerGroup: 16, seed: s }).kept).join(","));
-      reference.add(Array.from(resampleOnCorrect(rollouts, { keepPerGroup: 16, mode: "reference", seed: s }).kept).join(","));
+      reference.add(
+        Array.from(resampleOnCorrect(rollouts, { keepPerGroup: 16, mode: "reference", seed: s }).kept).join(","),
+      );
     }
     expect(paper.size).toBeGreaterThan(50);
     expect(reference.size).toBe(1);

@@ -64,7 +64,10 @@ function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rel
     }
   }
   expect(maxAbs, `${what}: all zero, the comparison would prove nothing`).toBeGreaterThan(0);
-  expect(maxDiff, `${what}: max |diff| ${maxDiff} at ${at} (${actual[at]} vs ${expected[at]}), max |expected| ${maxAbs}`).toBeLessThanOrEqual(relative * maxAbs + 1e-9);
+  expect(
+    maxDiff,
+    `${what}: max |diff| ${maxDiff} at ${at} (${actual[at]} vs ${expected[at]}), max |expected| ${maxAbs}`,
+  ).toBeLessThanOrEqual(relative * maxAbs + 1e-9);
 }
 
 /** Keeps log-ratios at least 1e-2 from the loss's kinks (ratio 1 − 0.2, 1 + 0.28, dual clip 3, clamp ±20). */
@@ -81,7 +84,12 @@ function awayFromKinks(logRatio: number): number {
 function oldLogpNear(logp: ArrayLike<number>, r: ReturnType<typeof rng>, extreme = true): Float32Array {
   return Float32Array.from(logp, (lp) => {
     const u = r.next();
-    const logRatio = extreme && u < 0.1 ? (r.next() < 0.5 ? -1 : 1) * (20.5 + 3 * r.next()) : u < 0.4 ? 1.2 * r.normal() : 0.15 * r.normal();
+    const logRatio =
+      extreme && u < 0.1
+        ? (r.next() < 0.5 ? -1 : 1) * (20.5 + 3 * r.next())
+        : u < 0.4
+          ? 1.2 * r.normal()
+          : 0.15 * r.normal();
     return lp - awayFromKinks(logRatio);
   });
 }
@@ -146,7 +154,8 @@ function handWrittenClipLoss(
   const clipped = tf.mul(negA, tf.clipByValue(ratio, 1 - o.clipLow, 1 + o.clipHigh));
   // tf.maximum sends the gradient to its first argument on ties, as the library's analytic form does.
   let perToken = tf.maximum(unclipped, clipped);
-  if (o.dualClip !== null) perToken = tf.where(tf.less(advantages, 0), tf.minimum(perToken, tf.mul(negA, o.dualClip)), perToken);
+  if (o.dualClip !== null)
+    perToken = tf.where(tf.less(advantages, 0), tf.minimum(perToken, tf.mul(negA, o.dualClip)), perToken);
   // where, not multiply: masked positions may hold anything (here: clamp-range values that would still be finite).
   const masked = tf.where(tf.greater(mask, 0), perToken, tf.zerosLike(perToken));
   return tf.div(tf.sum(masked), tf.sum(mask)) as tf.Scalar;
@@ -154,18 +163,36 @@ function handWrittenClipLoss(
 
 describe("(a) tiny model: tokenLogProbsTf + policyLossTf gradients = tfjs autodiff through logSoftmax and a hand-written loss", () => {
   const cases = [
-    { name: "reference preset (clip 0.2/0.28, dual clip 3, clamp ±20), temperature 1", options: lossPresets.reference, temperature: 1 },
-    { name: "paper preset (clip 0.2/0.28, no dual clip, no clamp), temperature 0.7", options: lossPresets.paper, temperature: 0.7 },
+    {
+      name: "reference preset (clip 0.2/0.28, dual clip 3, clamp ±20), temperature 1",
+      options: lossPresets.reference,
+      temperature: 1,
+    },
+    {
+      name: "paper preset (clip 0.2/0.28, no dual clip, no clamp), temperature 0.7",
+      options: lossPresets.paper,
+      temperature: 0.7,
+    },
   ] as const;
   for (const c of cases) {
     it(c.name, () => {
       const [B, L, V, D] = [3, 9, 13, 6];
       const tiny = tinyModel(V, D, 11);
       const r = rng(7);
-      const ids = tf.tensor2d(Int32Array.from({ length: B * L }, () => r.int(V)), [B, L], "int32");
-      const targets = tf.tensor2d(Int32Array.from({ length: B * L }, () => r.int(V)), [B, L], "int32");
+      const ids = tf.tensor2d(
+        Int32Array.from({ length: B * L }, () => r.int(V)),
+        [B, L],
+        "int32",
+      );
+      const targets = tf.tensor2d(
+        Int32Array.from({ length: B * L }, () => r.int(V)),
+        [B, L],
+        "int32",
+      );
       // Prompt columns and a tool-output span are masked out.
-      const maskData = Float32Array.from({ length: B * L }, (_, i) => (i % L < 2 || (i % L >= 5 && i % L < 7 && i < L) ? 0 : 1));
+      const maskData = Float32Array.from({ length: B * L }, (_, i) =>
+        i % L < 2 || (i % L >= 5 && i % L < 7 && i < L) ? 0 : 1,
+      );
       const mask = tf.tensor2d(maskData, [B, L]);
       const perRow = Float32Array.from([1, -1, 0.5]);
       const advantages1d = tf.tensor1d(perRow);
@@ -191,7 +218,12 @@ describe("(a) tiny model: tokenLogProbsTf + policyLossTf gradients = tfjs autodi
 
       expect(library.value.dataSync()[0]).toBeCloseTo(autodiff.value.dataSync()[0]!, 5);
       for (const variable of tiny.variables) {
-        expectClose(library.grads[variable.name]!.dataSync(), autodiff.grads[variable.name]!.dataSync(), 2e-5, `∂loss/∂${variable.name}`);
+        expectClose(
+          library.grads[variable.name]!.dataSync(),
+          autodiff.grads[variable.name]!.dataSync(),
+          2e-5,
+          `∂loss/∂${variable.name}`,
+        );
       }
       tf.dispose([library.value, autodiff.value, ...Object.values(library.grads), ...Object.values(autodiff.grads)]);
       expect(tf.memory().numTensors).toBe(before);
@@ -204,34 +236,63 @@ describe("(a) tiny model: tokenLogProbsTf + policyLossTf gradients = tfjs autodi
 // ── (b) entropy bonus and KL against the reference backend ──────────────────────────────────────────────────
 
 describe("(b) ∂loss/∂logits with entropy bonus and KL = reference tokenLogProbsBackward of the reference policyLoss", () => {
-  const cases: { name: string; options: PolicyLossOptionsInput; temperature: number; perTokenAdvantages?: boolean }[] = [
-    { name: "reference preset + k3 KL (verl clamps) + entropy bonus", options: { ...lossPresets.reference, kl: { kind: "k3", coef: 0.05 }, entropyCoef: 0.01 }, temperature: 1 },
-    {
-      name: "TRL dapo + importance-corrected k1 KL + bnpo entropy bonus, temperature 0.8",
-      options: { ...lossPresets.trl, kl: { kind: "k1", coef: 0.1, importanceCorrected: true }, entropyCoef: 0.02, entropyAggregation: "bnpo" },
-      temperature: 0.8,
-    },
-    {
-      name: "GSPO sequence ratio, seq-mean-token-mean + k2 KL + entropy bonus, per-token advantages",
-      options: { ratioLevel: "sequence", clipLow: 3e-4, clipHigh: 4e-4, aggregation: "seq-mean-token-mean", kl: { kind: "k2", coef: 0.2 }, entropyCoef: 0.01 },
-      temperature: 1,
-      perTokenAdvantages: true,
-    },
-    { name: "CISPO + abs KL + entropy bonus, grpo aggregation", options: { objective: "cispo", aggregation: "grpo", kl: { kind: "abs", coef: 0.1 }, entropyCoef: 0.03 }, temperature: 1.3 },
-  ];
+  const cases: { name: string; options: PolicyLossOptionsInput; temperature: number; perTokenAdvantages?: boolean }[] =
+    [
+      {
+        name: "reference preset + k3 KL (verl clamps) + entropy bonus",
+        options: { ...lossPresets.reference, kl: { kind: "k3", coef: 0.05 }, entropyCoef: 0.01 },
+        temperature: 1,
+      },
+      {
+        name: "TRL dapo + importance-corrected k1 KL + bnpo entropy bonus, temperature 0.8",
+        options: {
+          ...lossPresets.trl,
+          kl: { kind: "k1", coef: 0.1, importanceCorrected: true },
+          entropyCoef: 0.02,
+          entropyAggregation: "bnpo",
+        },
+        temperature: 0.8,
+      },
+      {
+        name: "GSPO sequence ratio, seq-mean-token-mean + k2 KL + entropy bonus, per-token advantages",
+        options: {
+          ratioLevel: "sequence",
+          clipLow: 3e-4,
+          clipHigh: 4e-4,
+          aggregation: "seq-mean-token-mean",
+          kl: { kind: "k2", coef: 0.2 },
+          entropyCoef: 0.01,
+        },
+        temperature: 1,
+        perTokenAdvantages: true,
+      },
+      {
+        name: "CISPO + abs KL + entropy bonus, grpo aggregation",
+        options: { objective: "cispo", aggregation: "grpo", kl: { kind: "abs", coef: 0.1 }, entropyCoef: 0.03 },
+        temperature: 1.3,
+      },
+    ];
   for (const c of cases) {
     it(c.name, () => {
       const [B, T, V] = [4, 7, 11];
       const r = rng(31);
       const logitsData = Float32Array.from({ length: B * T * V }, () => 2 * r.normal());
       const tokensData = Int32Array.from({ length: B * T }, () => r.int(V));
-      const maskData = Float64Array.from({ length: B * T }, (_, i) => (i % T === 0 || (i >= T && i < T + 3) || i % T === T - 1 - Math.floor(i / T) ? 0 : 1));
+      const maskData = Float64Array.from({ length: B * T }, (_, i) =>
+        i % T === 0 || (i >= T && i < T + 3) || i % T === T - 1 - Math.floor(i / T) ? 0 : 1,
+      );
       const shape = [B, T] as const;
-      const reference = tokenLogProbs({ data: logitsData, shape: [B, T, V] }, { data: tokensData, shape }, { entropy: true, temperature: c.temperature, mask: { data: maskData, shape } });
+      const reference = tokenLogProbs(
+        { data: logitsData, shape: [B, T, V] },
+        { data: tokensData, shape },
+        { entropy: true, temperature: c.temperature, mask: { data: maskData, shape } },
+      );
       const clamped = "logRatioClamp" in c.options && c.options.logRatioClamp != null;
       const oldLogp = oldLogpNear(reference.logp, r, clamped);
       const refLogp = Float32Array.from(reference.logp, (lp) => lp + 0.3 * r.normal());
-      const advantages = c.perTokenAdvantages ? Float32Array.from({ length: B * T }, () => r.normal()) : Float32Array.from([1.2, -0.7, 0.4, -1.5]);
+      const advantages = c.perTokenAdvantages
+        ? Float32Array.from({ length: B * T }, () => r.normal())
+        : Float32Array.from([1.2, -0.7, 0.4, -1.5]);
       const expected = policyLoss(
         {
           logp: { data: reference.logp, shape },
@@ -243,12 +304,16 @@ describe("(b) ∂loss/∂logits with entropy bonus and KL = reference tokenLogPr
         },
         c.options,
       );
-      const expectedGrad = tokenLogProbsBackward({ data: logitsData, shape: [B, T, V] }, { data: tokensData, shape }, {
-        gradLogp: { data: expected.grad, shape },
-        gradEntropy: { data: expected.gradEntropy!, shape },
-        temperature: c.temperature,
-        mask: { data: maskData, shape },
-      });
+      const expectedGrad = tokenLogProbsBackward(
+        { data: logitsData, shape: [B, T, V] },
+        { data: tokensData, shape },
+        {
+          gradLogp: { data: expected.grad, shape },
+          gradEntropy: { data: expected.gradEntropy!, shape },
+          temperature: c.temperature,
+          mask: { data: maskData, shape },
+        },
+      );
 
       const logits = tf.tensor3d(logitsData, [B, T, V]);
       const tokens = tf.tensor2d(tokensData, [B, T], "int32");
@@ -261,7 +326,9 @@ describe("(b) ∂loss/∂logits with entropy bonus and KL = reference tokenLogPr
       const before = tf.memory().numTensors;
       let counts: PolicyLossCounts | undefined;
       const { value, grad } = tf.valueAndGrad((x: tf.Tensor) => {
-        const [logp, entropy] = tf.unstack(tokenLogProbsTf(x as tf.Tensor3D, tokens, { entropy: true, temperature: c.temperature })) as [tf.Tensor2D, tf.Tensor2D];
+        const [logp, entropy] = tf.unstack(
+          tokenLogProbsTf(x as tf.Tensor3D, tokens, { entropy: true, temperature: c.temperature }),
+        ) as [tf.Tensor2D, tf.Tensor2D];
         return policyLossTf({ ...constants, logp, entropy }, c.options, { onCounts: (kept) => (counts = kept) });
       })(logits);
       expect(Math.abs(value.dataSync()[0]! - expected.loss)).toBeLessThanOrEqual(1e-5 * Math.abs(expected.loss) + 1e-7);
@@ -294,7 +361,14 @@ describe("(b) ∂loss/∂logits with entropy bonus and KL = reference tokenLogPr
 describe("no leaks outside a gradient scope", () => {
   it("tokenLogProbsTf called outside tf.tidy leaves only its output (it used to leave a reshaped copy of the tokens)", () => {
     const logits = tf.randomNormal([2, 3, 5], 0, 1, "float32", 3) as tf.Tensor3D;
-    const tokens = tf.tensor2d([[0, 1, 2], [3, 4, 0]], [2, 3], "int32");
+    const tokens = tf.tensor2d(
+      [
+        [0, 1, 2],
+        [3, 4, 0],
+      ],
+      [2, 3],
+      "int32",
+    );
     for (const entropy of [false, true]) {
       const before = tf.memory().numTensors;
       const out = tokenLogProbsTf(logits, tokens, { entropy });
@@ -346,25 +420,43 @@ describe("policyLossTf", () => {
       return [result.loss, result.grad, result.gradEntropy!];
     });
     // dy = 2.5.
-    const grads = tf.grads((logp: tf.Tensor, entropy: tf.Tensor) => tf.mul(policyLossTf({ ...t, logp: logp as tf.Tensor2D, entropy: entropy as tf.Tensor2D }, options), 2.5))([
-      t.logp,
-      t.entropy,
-    ]);
+    const grads = tf.grads((logp: tf.Tensor, entropy: tf.Tensor) =>
+      tf.mul(policyLossTf({ ...t, logp: logp as tf.Tensor2D, entropy: entropy as tf.Tensor2D }, options), 2.5),
+    )([t.logp, t.entropy]);
     const value = tf.tidy(() => policyLossTf(t, options));
     expect(value.dataSync()[0]).toBe(expected[0]!.dataSync()[0]);
-    expectClose(grads[0]!.dataSync(), Float32Array.from(expected[1]!.dataSync(), (g) => 2.5 * g), 1e-6, "∂/∂logp");
-    expectClose(grads[1]!.dataSync(), Float32Array.from(expected[2]!.dataSync(), (g) => 2.5 * g), 1e-6, "∂/∂entropy");
+    expectClose(
+      grads[0]!.dataSync(),
+      Float32Array.from(expected[1]!.dataSync(), (g) => 2.5 * g),
+      1e-6,
+      "∂/∂logp",
+    );
+    expectClose(
+      grads[1]!.dataSync(),
+      Float32Array.from(expected[2]!.dataSync(), (g) => 2.5 * g),
+      1e-6,
+      "∂/∂entropy",
+    );
     tf.dispose([...expected, ...grads, value]);
     expect(tf.memory().numTensors).toBe(before);
     // oldLogp is a constant of the op: tfjs finds no path from it to the loss.
-    expect(() => tf.grad((oldLogp: tf.Tensor) => policyLossTf({ ...t, oldLogp: oldLogp as tf.Tensor2D }, options))(t.oldLogp)).toThrow(/Cannot compute gradient/);
+    expect(() =>
+      tf.grad((oldLogp: tf.Tensor) => policyLossTf({ ...t, oldLogp: oldLogp as tf.Tensor2D }, options))(t.oldLogp),
+    ).toThrow(/Cannot compute gradient/);
     tf.dispose(Object.values(t));
   });
 
   it("without an entropy bonus the entropy gets a zero gradient (it feeds only the metric)", () => {
     const x = inputs();
-    const t = { logp: tf.tensor2d(x.logp, x.shape), entropy: tf.tensor2d(x.entropy, x.shape), advantages: tf.tensor1d(x.advantages), mask: tf.tensor2d(x.mask, x.shape) };
-    const [, gradEntropy] = tf.grads((logp: tf.Tensor, entropy: tf.Tensor) => policyLossTf({ ...t, logp: logp as tf.Tensor2D, entropy: entropy as tf.Tensor2D }, lossPresets.paper))([t.logp, t.entropy]);
+    const t = {
+      logp: tf.tensor2d(x.logp, x.shape),
+      entropy: tf.tensor2d(x.entropy, x.shape),
+      advantages: tf.tensor1d(x.advantages),
+      mask: tf.tensor2d(x.mask, x.shape),
+    };
+    const [, gradEntropy] = tf.grads((logp: tf.Tensor, entropy: tf.Tensor) =>
+      policyLossTf({ ...t, logp: logp as tf.Tensor2D, entropy: entropy as tf.Tensor2D }, lossPresets.paper),
+    )([t.logp, t.entropy]);
     expect(Array.from(gradEntropy!.dataSync()).every((g) => g === 0)).toBe(true);
     tf.dispose([gradEntropy!, ...Object.values(t)]);
   });
@@ -372,13 +464,29 @@ describe("policyLossTf", () => {
   it("works under optimizer.minimize and reads its metrics with readPolicyLossMetrics, leaking nothing", async () => {
     const x = inputs();
     const logp = tf.variable(tf.tensor2d(x.logp, x.shape));
-    const constants = { oldLogp: tf.tensor2d(x.oldLogp, x.shape), advantages: tf.tensor1d(x.advantages), mask: tf.tensor2d(x.mask, x.shape) };
+    const constants = {
+      oldLogp: tf.tensor2d(x.oldLogp, x.shape),
+      advantages: tf.tensor1d(x.advantages),
+      mask: tf.tensor2d(x.mask, x.shape),
+    };
     const optimizer = tf.train.sgd(0.1);
     const before = tf.memory().numTensors;
     let counts: PolicyLossCounts | undefined;
-    const cost = optimizer.minimize(() => policyLossTf({ ...constants, logp }, lossPresets.reference, { onCounts: (c) => (counts = c) }), true, [logp]);
+    const cost = optimizer.minimize(
+      () => policyLossTf({ ...constants, logp }, lossPresets.reference, { onCounts: (c) => (counts = c) }),
+      true,
+      [logp],
+    );
     const { metrics } = await readPolicyLossMetrics(counts!);
-    const expected = policyLoss({ logp: { data: x.logp, shape: x.shape }, oldLogp: { data: x.oldLogp, shape: x.shape }, advantages: x.advantages, mask: { data: x.mask, shape: x.shape } }, lossPresets.reference);
+    const expected = policyLoss(
+      {
+        logp: { data: x.logp, shape: x.shape },
+        oldLogp: { data: x.oldLogp, shape: x.shape },
+        advantages: x.advantages,
+        mask: { data: x.mask, shape: x.shape },
+      },
+      lossPresets.reference,
+    );
     expect(cost!.dataSync()[0]).toBeCloseTo(expected.loss, 5);
     expect(metrics.tokens).toBe(expected.metrics.tokens);
     expect(metrics.clipFraction).toBeCloseTo(expected.metrics.clipFraction, 6);
@@ -410,13 +518,20 @@ function toyBatch(V: number, seed: number, B = 4, L = 10): TrainBatch {
       mask[i] = t >= 3 && t < length && !(b === 0 && (t === 5 || t === 6)) ? 1 : 0;
     }
   }
-  return { shape: [B, L], tokens, mask, advantages: Float64Array.from({ length: B }, (_, b) => (b % 2 === 0 ? 1 : -1)) };
+  return {
+    shape: [B, L],
+    tokens,
+    mask,
+    advantages: Float64Array.from({ length: B }, (_, b) => (b % 2 === 0 ? 1 : -1)),
+  };
 }
 
 /** Token-aligned log-probs of `batch` under `model`, by the reference backend: logp[b, t] from logits[b, t − 1]. */
 function referenceLogp(model: TinyModel, batch: TrainBatch, temperature = 1): Float64Array {
   const [B, L] = batch.shape;
-  const logits = tf.tidy(() => model.model(tf.tensor2d(Int32Array.from(batch.tokens), [B, L], "int32")).dataSync() as Float32Array);
+  const logits = tf.tidy(
+    () => model.model(tf.tensor2d(Int32Array.from(batch.tokens), [B, L], "int32")).dataSync() as Float32Array,
+  );
   const V = model.vocab;
   const out = new Float64Array(B * L);
   for (let b = 0; b < B; b++) {
@@ -437,19 +552,34 @@ describe("trainStep", () => {
     const batch0 = toyBatch(9, 3);
     const r = rng(9);
     const logp = referenceLogp(tiny, batch0, 0.9);
-    const batch: TrainBatch = { ...batch0, oldLogp: Float64Array.from(oldLogpNear(logp, r), (v, i) => (batch0.mask[i] === 1 ? v : NaN)) };
+    const batch: TrainBatch = {
+      ...batch0,
+      oldLogp: Float64Array.from(oldLogpNear(logp, r), (v, i) => (batch0.mask[i] === 1 ? v : NaN)),
+    };
     const options = { ...lossPresets.reference, entropyCoef: 0 };
     const expected = policyLoss(
-      { logp: { data: logp, shape: batch.shape }, oldLogp: { data: batch.oldLogp!, shape: batch.shape }, advantages: batch.advantages, mask: { data: batch.mask, shape: batch.shape } },
+      {
+        logp: { data: logp, shape: batch.shape },
+        oldLogp: { data: batch.oldLogp!, shape: batch.shape },
+        advantages: batch.advantages,
+        mask: { data: batch.mask, shape: batch.shape },
+      },
       options,
     );
-    const result = await trainStep({ model: tiny.model, batch, optimizer: tf.train.sgd(0), loss: options, temperature: 0.9 });
+    const result = await trainStep({
+      model: tiny.model,
+      batch,
+      optimizer: tf.train.sgd(0),
+      loss: options,
+      temperature: 0.9,
+    });
     expect(result.loss).toBeCloseTo(expected.loss, 5);
     expect(result.applied).toBe(true);
     expect(result.gradNorm).toBeGreaterThan(0);
     expect(result.metrics.tokens).toBe(expected.metrics.tokens);
     expect(result.metrics.sequences).toBe(expected.metrics.sequences);
-    for (const key of ["clipFraction", "clipFractionLow", "clipFractionHigh", "dualClipFraction"] as const) expect(result.metrics[key]).toBeCloseTo(expected.metrics[key], 6);
+    for (const key of ["clipFraction", "clipFractionLow", "clipFractionHigh", "dualClipFraction"] as const)
+      expect(result.metrics[key]).toBeCloseTo(expected.metrics[key], 6);
     expect(result.metrics.approxKl).toBeCloseTo(expected.metrics.approxKl, 4);
     expect(result.metrics.ratioMean / expected.metrics.ratioMean).toBeCloseTo(1, 4);
     expect(result.metrics.kl).toBeUndefined();
@@ -475,7 +605,8 @@ describe("trainStep", () => {
     await trainStep({ model: tiny.model, batch, optimizer: adam, loss });
     before = tf.memory().numTensors;
     const bytes = tf.memory().numBytes;
-    for (let step = 0; step < 3; step++) await trainStep({ model: tiny.model, batch, optimizer: adam, loss, temperature: 0.7, entropy: true });
+    for (let step = 0; step < 3; step++)
+      await trainStep({ model: tiny.model, batch, optimizer: adam, loss, temperature: 0.7, entropy: true });
     expect(tf.memory().numTensors).toBe(before);
     expect(tf.memory().numBytes).toBe(bytes);
     sgd.dispose();
@@ -491,7 +622,8 @@ describe("trainStep", () => {
     // Small steps: with larger ones Adam runs the ratios into the clip bounds, where the loss stops moving.
     const optimizer = tf.train.adam(0.02);
     const losses: number[] = [];
-    for (let step = 0; step < 6; step++) losses.push((await trainStep({ model: tiny.model, batch, optimizer, loss: lossPresets.paper })).loss);
+    for (let step = 0; step < 6; step++)
+      losses.push((await trainStep({ model: tiny.model, batch, optimizer, loss: lossPresets.paper })).loss);
     for (let step = 1; step < losses.length; step++) expect(losses[step]).toBeLessThan(losses[step - 1]!);
     expect(losses.at(-1)!).toBeLessThan(losses[0]! - 0.05);
     const after = referenceLogp(tiny, batch);
@@ -520,7 +652,13 @@ describe("trainStep", () => {
     const snapshot = () => tiny.variables.map((v) => Float64Array.from(v.dataSync()));
     const start = snapshot();
     // SGD with learning rate 1: the update is minus the (clipped) gradient.
-    const result = await trainStep({ model: tiny.model, batch, optimizer: tf.train.sgd(1), variables: [E, W], maxGradNorm: 1e-3 });
+    const result = await trainStep({
+      model: tiny.model,
+      batch,
+      optimizer: tf.train.sgd(1),
+      variables: [E, W],
+      maxGradNorm: 1e-3,
+    });
     const end = snapshot();
     expect(result.gradNorm).toBeGreaterThan(1e-2);
     let squared = 0;
@@ -563,11 +701,23 @@ describe("(e) trainStep rejects bad input with a ValidationError naming the fiel
     tiny.dispose();
     optimizer.dispose();
   });
-  const good = (): TrainBatch & { tokens: Int32Array; mask: Uint8Array; oldLogp: Float64Array; advantages: Float64Array } => {
+  const good = (): TrainBatch & {
+    tokens: Int32Array;
+    mask: Uint8Array;
+    oldLogp: Float64Array;
+    advantages: Float64Array;
+  } => {
     const b = toyBatch(V, 8, 3, 6);
-    return { ...b, tokens: Int32Array.from(b.tokens), mask: Uint8Array.from(b.mask), oldLogp: new Float64Array(18).fill(-1.5), advantages: Float64Array.from(b.advantages) };
+    return {
+      ...b,
+      tokens: Int32Array.from(b.tokens),
+      mask: Uint8Array.from(b.mask),
+      oldLogp: new Float64Array(18).fill(-1.5),
+      advantages: Float64Array.from(b.advantages),
+    };
   };
-  const step = (batch: TrainBatch, extra: Record<string, unknown> = {}) => trainStep({ model: tiny.model, batch, optimizer, ...extra });
+  const step = (batch: TrainBatch, extra: Record<string, unknown> = {}) =>
+    trainStep({ model: tiny.model, batch, optimizer, ...extra });
 
   it("accepts the good batch, with anything at masked positions", async () => {
     const batch = good();
@@ -580,9 +730,23 @@ describe("(e) trainStep rejects bad input with a ValidationError naming the fiel
     ["shape with L < 2", (b) => ({ ...b, shape: [18, 1] }), "batch.shape[1]"],
     ["tokens of the wrong length", (b) => ({ ...b, tokens: b.tokens.subarray(1) }), "batch.tokens"],
     ["a negative token id", (b) => (b.tokens.set([-1], 8), b), "batch.tokens[1][2]"],
-    ["a fractional token id", (b) => ((b as unknown as { tokens: number[] }).tokens = Array.from(b.tokens, (t, i) => (i === 13 ? 1.5 : t))) && b, "batch.tokens[2][1]"],
-    ["a token id over options.vocabSize (checked before the model runs)", (b) => (b.tokens.set([V], 9), b), "batch.tokens[1][3]", { vocabSize: V }],
-    ["a token id over the model's vocabulary (checked after the forward pass)", (b) => (b.tokens.set([V + 2], 10), b), "batch.tokens[1][4]"],
+    [
+      "a fractional token id",
+      (b) =>
+        ((b as unknown as { tokens: number[] }).tokens = Array.from(b.tokens, (t, i) => (i === 13 ? 1.5 : t))) && b,
+      "batch.tokens[2][1]",
+    ],
+    [
+      "a token id over options.vocabSize (checked before the model runs)",
+      (b) => (b.tokens.set([V], 9), b),
+      "batch.tokens[1][3]",
+      { vocabSize: V },
+    ],
+    [
+      "a token id over the model's vocabulary (checked after the forward pass)",
+      (b) => (b.tokens.set([V + 2], 10), b),
+      "batch.tokens[1][4]",
+    ],
     ["a mask entry of 2", (b) => (b.mask.set([2], 4), b), "batch.mask[0][4]"],
     ["a trained token in column 0", (b) => (b.mask.set([1], 6), b), "batch.mask[1][0]"],
     ["a NaN old log-prob where the mask is 1", (b) => (b.oldLogp.set([NaN], 3), b), "batch.oldLogp[0][3]"],
@@ -592,7 +756,12 @@ describe("(e) trainStep rejects bad input with a ValidationError naming the fiel
     ["a bad loss option", (b) => b, "options.loss.clipLow", { loss: { clipLow: -1 } }],
     ["a temperature of 0", (b) => b, "options.temperature", { temperature: 0 }],
     ["something that is not an optimizer", (b) => b, "options.optimizer", { optimizer: { minimize: () => 0 } }],
-    ["a model whose logits have the wrong shape", (b) => b, "model", { model: (ids: tf.Tensor2D) => tf.tidy(() => tf.slice(tiny.model(ids), [0, 0, 0], [3, 5, V])) }],
+    [
+      "a model whose logits have the wrong shape",
+      (b) => b,
+      "model",
+      { model: (ids: tf.Tensor2D) => tf.tidy(() => tf.slice(tiny.model(ids), [0, 0, 0], [3, 5, V])) },
+    ],
   ];
   for (const [name, mutate, path, extra] of cases) {
     it(name, async () => {
@@ -603,8 +772,24 @@ describe("(e) trainStep rejects bad input with a ValidationError naming the fiel
   }
 
   it("packTrainBatch names the rollout and field", () => {
-    expect(() => packTrainBatch([{ tokens: [1, 2], mask: [0, 1] }, { tokens: [1, 2, 3], mask: [0, 1] }], [1, -1])).toThrow(/rollouts\[1\]\.mask/);
-    expect(() => packTrainBatch([{ tokens: [1, 2], mask: [0, 1], oldLogp: [0, -1] }, { tokens: [1, 2], mask: [0, 1] }], [1, -1])).toThrow(/rollouts\[1\]\.oldLogp/);
+    expect(() =>
+      packTrainBatch(
+        [
+          { tokens: [1, 2], mask: [0, 1] },
+          { tokens: [1, 2, 3], mask: [0, 1] },
+        ],
+        [1, -1],
+      ),
+    ).toThrow(/rollouts\[1\]\.mask/);
+    expect(() =>
+      packTrainBatch(
+        [
+          { tokens: [1, 2], mask: [0, 1], oldLogp: [0, -1] },
+          { tokens: [1, 2], mask: [0, 1] },
+        ],
+        [1, -1],
+      ),
+    ).toThrow(/rollouts\[1\]\.oldLogp/);
     expect(() => packTrainBatch([{ tokens: [1, 2], mask: [0, 1] }], [1, -1])).toThrow(ValidationError);
     expect(() => packTrainBatch([{ tokens: [1, 2.5], mask: [0, 1] }], [1])).toThrow(/rollouts\[0\]\.tokens\[1\]/);
     expect(() => packTrainBatch([{ tokens: [1, 2], mask: [0, 0.5] }], [1])).toThrow(/rollouts\[0\]\.mask\[1\]/);

@@ -18,7 +18,13 @@ import * as tf from "@tensorflow/tfjs";
 import { afterAll, describe, expect, it } from "vitest";
 import { rng } from "./helpers/rng.js";
 import { referenceBackend } from "../src/backends/index.js";
-import { GrpoRocError, lossPresets, ValidationError, type PolicyLossInputs, type PolicyLossOptionsInput } from "../src/index.js";
+import {
+  GrpoRocError,
+  lossPresets,
+  ValidationError,
+  type PolicyLossInputs,
+  type PolicyLossOptionsInput,
+} from "../src/index.js";
 import {
   assertNoDeviceErrors,
   KERNELS_ENV,
@@ -36,7 +42,14 @@ import {
 import { WebGpuDeviceError as WebGpuBackendDeviceError } from "../src/webgpu/index.js";
 import { dawnHolders } from "../src/webgpu/node.js";
 import { inCi } from "./conformance/targets.js";
-import { expectClose, infinityNorm, logitGradScale, logProbScale, lossScale, tolerance } from "./conformance/tolerances.js";
+import {
+  expectClose,
+  infinityNorm,
+  logitGradScale,
+  logProbScale,
+  lossScale,
+  tolerance,
+} from "./conformance/tolerances.js";
 
 const status = await useTfjsBackend("webgpu");
 const available = status.available;
@@ -83,7 +96,9 @@ const COPY_DST = 0x8;
  * Records the bind groups created on tfjs's device and every read from it while `f` runs. grpo-roc's bind groups
  * are those whose binding 0 is a uniform block (tfjs binds its output there, its uniforms last).
  */
-async function watched<T>(f: () => Promise<T> | T): Promise<{ result: T; ours: BindGroupEntry[][]; reads: GpuBufferLike[]; readIds: object[] }> {
+async function watched<T>(
+  f: () => Promise<T> | T,
+): Promise<{ result: T; ours: BindGroupEntry[][]; reads: GpuBufferLike[]; readIds: object[] }> {
   const backend = internals();
   const device = backend.device;
   const ours: BindGroupEntry[][] = [];
@@ -143,7 +158,7 @@ function logitsCase(B: number, T: number, V: number, temperature: number, seed: 
   const r = rng(seed);
   const n = B * T;
   const tokens = Int32Array.from({ length: n }, () => r.int(V));
-  const logits = Float32Array.from({ length: n * V }, (_, i) => (1 + 2 * Math.floor(i / V) / n) * 2 * r.normal());
+  const logits = Float32Array.from({ length: n * V }, (_, i) => (1 + (2 * Math.floor(i / V)) / n) * 2 * r.normal());
   for (let i = 0; i < n; i++) {
     if (i % 3 !== 0) continue;
     const v = (tokens[i]! + 1 + r.int(V - 1)) % V;
@@ -165,7 +180,11 @@ async function referenceOf(c: LogitsCase) {
     gradEntropy: { data: gradEntropy, shape: [c.B, c.T] },
     temperature: c.temperature,
   });
-  return { forward, grad: backward.data, gradScale: logitGradScale(c.logits, c.V, backward.data, forward, gradLogp, gradEntropy, c.temperature) };
+  return {
+    forward,
+    grad: backward.data,
+    gradScale: logitGradScale(c.logits, c.V, backward.data, forward, gradLogp, gradEntropy, c.temperature),
+  };
 }
 
 /** logp and entropy ([2, B, T]) and ∂(Σ upstream · out)/∂logits through tokenLogProbsTf with `kernels`. */
@@ -173,10 +192,22 @@ async function throughTf(c: LogitsCase, kernels: TfjsKernels, logits: tf.Tensor3
   const upstream = tf.tensor3d(c.upstream, [2, c.B, c.T]);
   try {
     const out = tokenLogProbsTf(logits, tokens, { entropy: true, temperature: c.temperature, kernels });
-    const grad = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tokenLogProbsTf(x as tf.Tensor3D, tokens, { entropy: true, temperature: c.temperature, kernels }), upstream)))(logits);
+    const grad = tf.grad((x: tf.Tensor) =>
+      tf.sum(
+        tf.mul(
+          tokenLogProbsTf(x as tf.Tensor3D, tokens, { entropy: true, temperature: c.temperature, kernels }),
+          upstream,
+        ),
+      ),
+    )(logits);
     try {
       const values = (await out.data()) as Float32Array;
-      return { logp: values.subarray(0, c.B * c.T), entropy: values.subarray(c.B * c.T), grad: (await grad.data()) as Float32Array, gradTensor: grad };
+      return {
+        logp: values.subarray(0, c.B * c.T),
+        entropy: values.subarray(c.B * c.T),
+        grad: (await grad.data()) as Float32Array,
+        gradTensor: grad,
+      };
     } finally {
       out.dispose();
     }
@@ -225,7 +256,13 @@ function toyBatch(V: number, seed: number, B = 3, L = 8): TrainBatch {
       oldLogp[i] = -Math.log(V) + 0.5 * r.normal();
     }
   }
-  return { shape: [B, L], tokens, mask, oldLogp, advantages: Float64Array.from({ length: B }, (_, b) => (b % 2 === 0 ? 1 : -0.5)) };
+  return {
+    shape: [B, L],
+    tokens,
+    mask,
+    oldLogp,
+    advantages: Float64Array.from({ length: B }, (_, b) => (b % 2 === 0 ? 1 : -0.5)),
+  };
 }
 
 // ── tests ────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -236,7 +273,9 @@ describe("tfjs@webgpu + grpo-roc's WGSL kernels: availability", () => {
   });
 });
 
-const title = available ? `tfjs@webgpu + grpo-roc's WGSL kernels (${status.reason})` : `tfjs@webgpu + grpo-roc's WGSL kernels — skipped: ${status.reason}`;
+const title = available
+  ? `tfjs@webgpu + grpo-roc's WGSL kernels (${status.reason})`
+  : `tfjs@webgpu + grpo-roc's WGSL kernels — skipped: ${status.reason}`;
 describe.skipIf(!available)(title, () => {
   it("one dawn.node root and one WebGpuDeviceError class for grpo-roc/tfjs and grpo-roc/webgpu", async () => {
     expect(dawnHolders()).toContain("grpo-roc/tfjs");
@@ -289,17 +328,34 @@ describe.skipIf(!available)(title, () => {
         const logitsBuffer = bufferOf(logits)!;
         expect(logitsBuffer).toBeDefined();
         forbidReads(logits);
-        const { result: wgsl, ours, reads, readIds } = await watched(async () => {
+        const {
+          result: wgsl,
+          ours,
+          reads,
+          readIds,
+        } = await watched(async () => {
           const out = tokenLogProbsTf(logits, tokens, { entropy: true, temperature: c.temperature });
           const upstream = tf.tensor3d(c.upstream, [2, c.B, c.T]);
-          const grad = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tokenLogProbsTf(x as tf.Tensor3D, tokens, { entropy: true, temperature: c.temperature }), upstream)))(logits);
+          const grad = tf.grad((x: tf.Tensor) =>
+            tf.sum(
+              tf.mul(
+                tokenLogProbsTf(x as tf.Tensor3D, tokens, { entropy: true, temperature: c.temperature }),
+                upstream,
+              ),
+            ),
+          )(logits);
           upstream.dispose();
           const gradBuffer = bufferOf(grad);
           const values = (await out.data()) as Float32Array;
           out.dispose();
           const gradValues = (await grad.data()) as Float32Array;
           grad.dispose();
-          return { logp: values.subarray(0, c.B * c.T), entropy: values.subarray(c.B * c.T), grad: gradValues, gradBuffer };
+          return {
+            logp: values.subarray(0, c.B * c.T),
+            entropy: values.subarray(c.B * c.T),
+            grad: gradValues,
+            gradBuffer,
+          };
         });
 
         // Bound in place: grpo-roc's forward (twice: alone and under tf.grad) and backward bind groups hold the
@@ -339,7 +395,7 @@ describe.skipIf(!available)(title, () => {
     });
   }
 
-  it("forced to tfjs ops (kernels: \"tfjs\" or the environment variable), no WGSL kernel runs", async () => {
+  it('forced to tfjs ops (kernels: "tfjs" or the environment variable), no WGSL kernel runs', async () => {
     const c = logitsCase(2, 3, 16, 1, 5);
     const logits = tf.tensor3d(c.logits, [c.B, c.T, c.V]);
     const tokens = tf.tensor2d(c.tokens, [c.B, c.T], "int32");
@@ -369,7 +425,11 @@ describe.skipIf(!available)(title, () => {
     const [B, T, V, D] = [3, 6, 48, 8];
     const tiny = tinyModel(V, D, 17);
     const r = rng(23);
-    const ids = tf.tensor2d(Int32Array.from({ length: B * T }, () => r.int(V)), [B, T], "int32");
+    const ids = tf.tensor2d(
+      Int32Array.from({ length: B * T }, () => r.int(V)),
+      [B, T],
+      "int32",
+    );
     const targetsData = Int32Array.from({ length: B * T }, () => r.int(V));
     const targets = tf.tensor2d(targetsData, [B, T], "int32");
     const maskData = Float64Array.from({ length: B * T }, (_, i) => (i % T < 1 || i === T + 3 ? 0 : 1));
@@ -377,7 +437,11 @@ describe.skipIf(!available)(title, () => {
     const oldLogpData = Float32Array.from({ length: B * T }, () => -Math.log(V) + 0.4 * r.normal());
     const refLogpData = Float32Array.from({ length: B * T }, () => -Math.log(V) + 0.4 * r.normal());
     const advantagesData = Float32Array.from([1.1, -0.6, 0.3]);
-    const options: PolicyLossOptionsInput = { ...lossPresets.reference, kl: { kind: "k3", coef: 0.05 }, entropyCoef: 0.01 };
+    const options: PolicyLossOptionsInput = {
+      ...lossPresets.reference,
+      kl: { kind: "k3", coef: 0.05 },
+      entropyCoef: 0.01,
+    };
     const temperature = 0.9;
     const constants = {
       oldLogp: tf.tensor2d(oldLogpData, [B, T]),
@@ -386,7 +450,10 @@ describe.skipIf(!available)(title, () => {
       mask: tf.tensor2d(Float32Array.from(maskData), [B, T]),
     };
     const lossOf = (logits: tf.Tensor3D, kernels: TfjsKernels) => {
-      const [logp, entropy] = tf.unstack(tokenLogProbsTf(logits, targets, { entropy: true, temperature, kernels })) as [tf.Tensor2D, tf.Tensor2D];
+      const [logp, entropy] = tf.unstack(tokenLogProbsTf(logits, targets, { entropy: true, temperature, kernels })) as [
+        tf.Tensor2D,
+        tf.Tensor2D,
+      ];
       return policyLossTf({ ...constants, logp, entropy }, options);
     };
     const logits = tiny.model(ids);
@@ -394,7 +461,11 @@ describe.skipIf(!available)(title, () => {
       const logitsData = (await logits.data()) as Float32Array;
       // The reference: forward, policy loss, backward, in float64 on the same float32 logits.
       const logitsInput = { data: logitsData, shape: [B, T, V] as [number, number, number] };
-      const refForward = await referenceBackend.tokenLogProbs(logitsInput, { data: targetsData, shape }, { entropy: true, temperature });
+      const refForward = await referenceBackend.tokenLogProbs(
+        logitsInput,
+        { data: targetsData, shape },
+        { entropy: true, temperature },
+      );
       const inputs: PolicyLossInputs = {
         logp: { data: refForward.logp, shape },
         entropy: { data: refForward.entropy!, shape },
@@ -404,11 +475,15 @@ describe.skipIf(!available)(title, () => {
         mask: { data: maskData, shape },
       };
       const refLoss = await referenceBackend.policyLoss(inputs, options);
-      const refGrad = await referenceBackend.tokenLogProbsBackward(logitsInput, { data: targetsData, shape }, {
-        gradLogp: { data: refLoss.grad, shape },
-        gradEntropy: { data: refLoss.gradEntropy!, shape },
-        temperature,
-      });
+      const refGrad = await referenceBackend.tokenLogProbsBackward(
+        logitsInput,
+        { data: targetsData, shape },
+        {
+          gradLogp: { data: refLoss.grad, shape },
+          gradEntropy: { data: refLoss.gradEntropy!, shape },
+          temperature,
+        },
+      );
       const before = tf.memory().numTensors;
       const results: Record<TfjsKernels, { loss: number; grad: Float32Array }> = {} as never;
       for (const kernels of ["wgsl", "tfjs"] as const) {
@@ -420,7 +495,11 @@ describe.skipIf(!available)(title, () => {
       const lossTol = tolerance("float32", "value", lossScale(refLoss, inputs, options));
       expectClose(results.wgsl.loss, refLoss.loss, lossTol, "loss (wgsl vs reference)");
       expectClose(results.wgsl.loss, results.tfjs.loss, lossTol, "loss (wgsl vs tfjs ops)");
-      const gradTol = tolerance("float32", "grad", logitGradScale(logitsData, V, refGrad.data, refForward, refLoss.grad, refLoss.gradEntropy, temperature));
+      const gradTol = tolerance(
+        "float32",
+        "grad",
+        logitGradScale(logitsData, V, refGrad.data, refForward, refLoss.grad, refLoss.gradEntropy, temperature),
+      );
       expectClose(results.wgsl.grad, refGrad.data, gradTol, "∂loss/∂logits (wgsl vs reference)");
       expectClose(results.wgsl.grad, results.tfjs.grad, gradTol, "∂loss/∂logits (wgsl vs tfjs ops)");
 
@@ -437,7 +516,12 @@ describe.skipIf(!available)(title, () => {
       for (const variable of tiny.variables) {
         const expected = (await grads.tfjs[variable.name]!.data()) as Float32Array;
         expect(infinityNorm(expected)).toBeGreaterThan(0);
-        expectClose(await grads.wgsl[variable.name]!.data(), expected, tolerance("float32", "grad", infinityNorm(expected)), `∂loss/∂${variable.name}`);
+        expectClose(
+          await grads.wgsl[variable.name]!.data(),
+          expected,
+          tolerance("float32", "grad", infinityNorm(expected)),
+          `∂loss/∂${variable.name}`,
+        );
       }
       tf.dispose([...Object.values(grads.wgsl), ...Object.values(grads.tfjs)]);
       expect(tf.memory().numTensors).toBe(before);
@@ -458,10 +542,15 @@ describe.skipIf(!available)(title, () => {
       const tiny = tinyModel(V, 8, 41);
       const optimizer = tf.train.sgd(0.5);
       try {
-        const { result, ours, reads } = await watched(() => trainStep({ model: tiny.model, batch, optimizer, loss, temperature: 0.8, kernels }));
+        const { result, ours, reads } = await watched(() =>
+          trainStep({ model: tiny.model, batch, optimizer, loss, temperature: 0.8, kernels }),
+        );
         // The WGSL kernels ran on the model's logits in place ([B, L, V] bound whole), or not at all.
         const logitsBytes = B * L * V * 4;
-        if (kernels === "wgsl") expect(ours.some((entries) => entries.find((e) => e.binding === 1)?.resource.size === logitsBytes)).toBe(true);
+        if (kernels === "wgsl")
+          expect(ours.some((entries) => entries.find((e) => e.binding === 1)?.resource.size === logitsBytes)).toBe(
+            true,
+          );
         else expect(ours).toHaveLength(0);
         // Read back: the metrics and the loss, stacked in one small tensor; never the logits or their gradient.
         expect(reads.length).toBeGreaterThan(0);
@@ -477,14 +566,19 @@ describe.skipIf(!available)(title, () => {
 
     // The reference loss on the same model's token-aligned log-probs (logits[b, t − 1] predict token t).
     const tiny = tinyModel(V, 8, 41);
-    const logitsData = (await tf.tidy(() => tiny.model(tf.tensor2d(Int32Array.from(batch.tokens), [B, L], "int32"))).data()) as Float32Array;
+    const logitsData = (await tf
+      .tidy(() => tiny.model(tf.tensor2d(Int32Array.from(batch.tokens), [B, L], "int32")))
+      .data()) as Float32Array;
     tiny.dispose();
     const logp = new Float64Array(B * L);
     const entropy = new Float64Array(B * L);
     for (let i = 0; i < B * L; i++) {
       if (batch.mask[i] !== 1) continue;
       const row = logitsData.subarray((i - 1) * V, i * V);
-      const lp = await referenceBackend.tokenLogProbs({ data: row, shape: [1, 1, V] }, [[batch.tokens[i]!]], { temperature: 0.8, entropy: true });
+      const lp = await referenceBackend.tokenLogProbs({ data: row, shape: [1, 1, V] }, [[batch.tokens[i]!]], {
+        temperature: 0.8,
+        entropy: true,
+      });
       logp[i] = lp.logp[0]!;
       entropy[i] = lp.entropy![0]!;
     }
@@ -503,11 +597,31 @@ describe.skipIf(!available)(title, () => {
     expectClose(wgsl.result.loss, tfjsOps.result.loss, lossTol, "trainStep loss (wgsl vs tfjs ops)");
     expect(wgsl.result.applied).toBe(true);
     expect(wgsl.result.metrics.tokens).toBe(ref.metrics.tokens);
-    expectClose(wgsl.result.metrics.entropy!, ref.metrics.entropy!, tolerance("float32", "value", 1 + Math.log(V)), "entropy metric");
-    expectClose(wgsl.result.metrics.ratioMean, tfjsOps.result.metrics.ratioMean, tolerance("float32", "value", 1), "ratioMean");
-    expectClose(wgsl.result.gradNorm, tfjsOps.result.gradNorm, tolerance("float32", "grad", tfjsOps.result.gradNorm), "gradient norm");
+    expectClose(
+      wgsl.result.metrics.entropy!,
+      ref.metrics.entropy!,
+      tolerance("float32", "value", 1 + Math.log(V)),
+      "entropy metric",
+    );
+    expectClose(
+      wgsl.result.metrics.ratioMean,
+      tfjsOps.result.metrics.ratioMean,
+      tolerance("float32", "value", 1),
+      "ratioMean",
+    );
+    expectClose(
+      wgsl.result.gradNorm,
+      tfjsOps.result.gradNorm,
+      tolerance("float32", "grad", tfjsOps.result.gradNorm),
+      "gradient norm",
+    );
     for (let k = 0; k < wgsl.weights.length; k++) {
-      expectClose(wgsl.weights[k]!, tfjsOps.weights[k]!, tolerance("float32", "grad", infinityNorm(tfjsOps.weights[k]!)), `variable ${k} after the step`);
+      expectClose(
+        wgsl.weights[k]!,
+        tfjsOps.weights[k]!,
+        tolerance("float32", "grad", infinityNorm(tfjsOps.weights[k]!)),
+        `variable ${k} after the step`,
+      );
     }
   });
 
@@ -518,7 +632,9 @@ describe.skipIf(!available)(title, () => {
     const upstream = tf.tensor3d(c.upstream, [2, c.B, c.T]);
     const once = async () => {
       const out = tokenLogProbsTf(logits, tokens, { entropy: true });
-      const { value, grad } = tf.valueAndGrad((x: tf.Tensor) => tf.sum(tf.mul(tokenLogProbsTf(x as tf.Tensor3D, tokens, { entropy: true }), upstream)))(logits);
+      const { value, grad } = tf.valueAndGrad((x: tf.Tensor) =>
+        tf.sum(tf.mul(tokenLogProbsTf(x as tf.Tensor3D, tokens, { entropy: true }), upstream)),
+      )(logits);
       await Promise.all([out.data(), value.data(), grad.data()]);
       tf.dispose([out, value, grad]);
     };
@@ -551,7 +667,9 @@ describe.skipIf(!available)(title, () => {
     const before = tf.memory().numTensors;
     try {
       const { ours } = await watched(() => {
-        expect(() => tokenLogProbsTf(logits, badTokens)).toThrow(/tokens\[1\]\[1\]: token id 12 is not an integer in \[0, 12\)/);
+        expect(() => tokenLogProbsTf(logits, badTokens)).toThrow(
+          /tokens\[1\]\[1\]: token id 12 is not an integer in \[0, 12\)/,
+        );
         expect(() => tokenLogProbsTf(logits, badTokens)).toThrow(ValidationError);
         expect(() => tokenLogProbsTf(logits, wrongShape)).toThrow(ValidationError);
         expect(() => tokenLogProbsTf(logits, badTokens, { kernels: "gpu" as TfjsKernels })).toThrow(ValidationError);
@@ -633,8 +751,16 @@ describe.skipIf(!available)(title, () => {
     const fresh = tf.tensor3d(c.logits, [c.B, c.T, c.V]);
     const freshTokens = tf.tensor2d(c.tokens, [c.B, c.T], "int32");
     const out = tokenLogProbsTf(fresh, freshTokens, { kernels: "wgsl" });
-    const ref = await referenceBackend.tokenLogProbs({ data: c.logits, shape: [c.B, c.T, c.V] }, { data: c.tokens, shape: [c.B, c.T] });
-    expectClose(await out.data(), ref.logp, tolerance("float32", "value", logProbScale(ref.logSumExp, ref.logp)), "logp on the new device");
+    const ref = await referenceBackend.tokenLogProbs(
+      { data: c.logits, shape: [c.B, c.T, c.V] },
+      { data: c.tokens, shape: [c.B, c.T] },
+    );
+    expectClose(
+      await out.data(),
+      ref.logp,
+      tolerance("float32", "value", logProbScale(ref.logSumExp, ref.logp)),
+      "logp on the new device",
+    );
     tf.dispose([out, fresh, freshTokens]);
   });
 });

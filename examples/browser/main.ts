@@ -7,7 +7,13 @@
  *
  * The outcome is also left on `window.__grpoRoc` (see Outcome), which test/browser.test.ts reads.
  */
-import { lossPresets, referenceBackend, type Backend, type LogitsPolicyLossResult, type PolicyLossResult } from "grpo-roc";
+import {
+  lossPresets,
+  referenceBackend,
+  type Backend,
+  type LogitsPolicyLossResult,
+  type PolicyLossResult,
+} from "grpo-roc";
 import { createWebGpuBackend } from "grpo-roc/webgpu";
 import { B, exampleBatch, T, V } from "./batch.js";
 
@@ -19,7 +25,13 @@ export interface Outcome {
   readonly webgpu: boolean;
   /** Why there is no WebGPU, or what the adapter is. */
   readonly reason: string;
-  readonly adapter?: { vendor: string; architecture: string; device: string; description: string; isFallbackAdapter: boolean };
+  readonly adapter?: {
+    vendor: string;
+    architecture: string;
+    device: string;
+    description: string;
+    isFallbackAdapter: boolean;
+  };
   /** policyLossFromLogits on WebGPU and on the reference backend. */
   readonly loss?: number;
   readonly referenceLoss: number;
@@ -46,15 +58,22 @@ const options = lossPresets.paper;
 
 /** A GPU device, or why there is none. */
 async function requestDevice(): Promise<{ device: GPUDevice; adapter: GPUAdapter } | { reason: string }> {
-  if (!("gpu" in navigator)) return { reason: "this browser has no WebGPU (navigator.gpu is missing; WebGPU also needs https or localhost)" };
+  if (!("gpu" in navigator))
+    return { reason: "this browser has no WebGPU (navigator.gpu is missing; WebGPU also needs https or localhost)" };
   const adapter = await navigator.gpu.requestAdapter();
   if (adapter === null) {
-    return { reason: "WebGPU is off or found no adapter (navigator.gpu.requestAdapter() gave null; headless Chromium needs --enable-unsafe-webgpu)" };
+    return {
+      reason:
+        "WebGPU is off or found no adapter (navigator.gpu.requestAdapter() gave null; headless Chromium needs --enable-unsafe-webgpu)",
+    };
   }
   // The adapter's own limits, so that big inputs go through in fewer chunks.
   const { maxStorageBufferBindingSize, maxBufferSize } = adapter.limits;
   try {
-    return { device: await adapter.requestDevice({ requiredLimits: { maxStorageBufferBindingSize, maxBufferSize } }), adapter };
+    return {
+      device: await adapter.requestDevice({ requiredLimits: { maxStorageBufferBindingSize, maxBufferSize } }),
+      adapter,
+    };
   } catch (error) {
     return { reason: `the adapter gave no device: ${String(error)}` };
   }
@@ -78,19 +97,29 @@ async function run(): Promise<Outcome> {
   // The reference: plain TypeScript, float64, on the CPU. policyLoss takes log-probs: those from the logits.
   let start = performance.now();
   const reference = await referenceBackend.policyLossFromLogits(batch, options);
-  const lossInputs = { logp: { data: reference.logp, shape: [B, T] }, oldLogp: batch.oldLogp, advantages: batch.advantages, mask: batch.mask } as const;
+  const lossInputs = {
+    logp: { data: reference.logp, shape: [B, T] },
+    oldLogp: batch.oldLogp,
+    advantages: batch.advantages,
+    mask: batch.mask,
+  } as const;
   const referencePolicyLoss = await referenceBackend.policyLoss(lossInputs, options);
   const referenceMs = performance.now() - start;
   const base = { done: true, referenceLoss: reference.loss, results: { reference, referencePolicyLoss } } as const;
 
   const gpu = await requestDevice();
-  if ("reason" in gpu) return { ...base, ok: false, webgpu: false, reason: gpu.reason, milliseconds: { reference: referenceMs } };
+  if ("reason" in gpu)
+    return { ...base, ok: false, webgpu: false, reason: gpu.reason, milliseconds: { reference: referenceMs } };
 
   const { vendor, architecture, device: deviceName, description, isFallbackAdapter } = gpu.adapter.info;
   const adapter = { vendor, architecture, device: deviceName, description, isFallbackAdapter };
-  const describe = [vendor, architecture, deviceName, description].filter(Boolean).join(" ") + (isFallbackAdapter ? " (fallback adapter)" : "");
+  const describe =
+    [vendor, architecture, deviceName, description].filter(Boolean).join(" ") +
+    (isFallbackAdapter ? " (fallback adapter)" : "");
   const deviceErrors: string[] = [];
-  gpu.device.addEventListener("uncapturederror", (event) => deviceErrors.push((event as GPUUncapturedErrorEvent).error.message));
+  gpu.device.addEventListener("uncapturederror", (event) =>
+    deviceErrors.push((event as GPUUncapturedErrorEvent).error.message),
+  );
 
   // The WebGPU backend: the same kernels in WGSL, float32, on the GPU.
   const backend: Backend = createWebGpuBackend({ device: gpu.device });
@@ -120,7 +149,15 @@ async function run(): Promise<Outcome> {
     };
   } catch (error) {
     const message = [String(error), ...deviceErrors].join("; ");
-    return { ...base, ok: false, webgpu: true, reason: describe, adapter, error: message, milliseconds: { reference: referenceMs } };
+    return {
+      ...base,
+      ok: false,
+      webgpu: true,
+      reason: describe,
+      adapter,
+      error: message,
+      milliseconds: { reference: referenceMs },
+    };
   } finally {
     gpu.device.destroy();
   }
@@ -140,19 +177,50 @@ function show(outcome: Outcome): void {
   const value = (x: number | undefined) => (x === undefined ? "–" : x.toPrecision(8));
   const diff = (x: number | undefined) => (x === undefined ? "–" : x.toExponential(1));
   const rows: [string, string, string, string][] = [
-    ["loss (policyLossFromLogits)", value(webgpu?.loss), value(reference.loss), diff(webgpu && Math.abs(webgpu.loss - reference.loss))],
-    ["max |∂loss/∂logits|", value(webgpu && maxAbs(webgpu.gradLogits.data)), value(maxAbs(reference.gradLogits.data)), diff(outcome.maxGradDiff)],
-    ["clip fraction", value(webgpu?.metrics.clipFraction), value(reference.metrics.clipFraction), diff(webgpu && Math.abs(webgpu.metrics.clipFraction - reference.metrics.clipFraction))],
-    ["loss (policyLoss from log-probs)", value(webgpuPolicyLoss?.loss), value(referencePolicyLoss.loss), diff(webgpuPolicyLoss && Math.abs(webgpuPolicyLoss.loss - referencePolicyLoss.loss))],
-    ["max |∂loss/∂logp|", value(webgpuPolicyLoss && maxAbs(webgpuPolicyLoss.grad)), value(maxAbs(referencePolicyLoss.grad)), diff(webgpuPolicyLoss && maxDiff(webgpuPolicyLoss.grad, referencePolicyLoss.grad))],
-    ["time (ms; WebGPU: first call, compiles the kernels)", outcome.milliseconds.webgpu?.toFixed(1) ?? "–", outcome.milliseconds.reference.toFixed(1), ""],
+    [
+      "loss (policyLossFromLogits)",
+      value(webgpu?.loss),
+      value(reference.loss),
+      diff(webgpu && Math.abs(webgpu.loss - reference.loss)),
+    ],
+    [
+      "max |∂loss/∂logits|",
+      value(webgpu && maxAbs(webgpu.gradLogits.data)),
+      value(maxAbs(reference.gradLogits.data)),
+      diff(outcome.maxGradDiff),
+    ],
+    [
+      "clip fraction",
+      value(webgpu?.metrics.clipFraction),
+      value(reference.metrics.clipFraction),
+      diff(webgpu && Math.abs(webgpu.metrics.clipFraction - reference.metrics.clipFraction)),
+    ],
+    [
+      "loss (policyLoss from log-probs)",
+      value(webgpuPolicyLoss?.loss),
+      value(referencePolicyLoss.loss),
+      diff(webgpuPolicyLoss && Math.abs(webgpuPolicyLoss.loss - referencePolicyLoss.loss)),
+    ],
+    [
+      "max |∂loss/∂logp|",
+      value(webgpuPolicyLoss && maxAbs(webgpuPolicyLoss.grad)),
+      value(maxAbs(referencePolicyLoss.grad)),
+      diff(webgpuPolicyLoss && maxDiff(webgpuPolicyLoss.grad, referencePolicyLoss.grad)),
+    ],
+    [
+      "time (ms; WebGPU: first call, compiles the kernels)",
+      outcome.milliseconds.webgpu?.toFixed(1) ?? "–",
+      outcome.milliseconds.reference.toFixed(1),
+      "",
+    ],
   ];
   const body = document.querySelector("#results tbody")!;
   for (const cells of rows) {
     const tr = body.appendChild(document.createElement("tr"));
     for (const cell of cells) tr.appendChild(document.createElement("td")).textContent = cell;
   }
-  document.querySelector("#batch")!.textContent = `B = ${B} rollouts × T = ${T} tokens, vocabulary V = ${V}, lossPresets.paper`;
+  document.querySelector("#batch")!.textContent =
+    `B = ${B} rollouts × T = ${T} tokens, vocabulary V = ${V}, lossPresets.paper`;
 }
 
 run().then(

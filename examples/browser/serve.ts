@@ -34,14 +34,26 @@ export async function buildExample(outdir = defaultOutdir): Promise<void> {
 const types: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".map": "application/json" };
 
 /** Serves index.html at / and the bundle under /dist/; `port` 0 picks a free one. */
-export async function serveExample(port = 0, outdir = defaultOutdir): Promise<{ url: string; close: () => Promise<void> }> {
+export async function serveExample(
+  port = 0,
+  outdir = defaultOutdir,
+): Promise<{ url: string; close: () => Promise<void> }> {
   const server = createServer(async (request, response) => {
     const path = new URL(request.url ?? "/", "http://localhost").pathname;
-    const file = path === "/" || path === "/index.html" ? join(here, "index.html") : path.startsWith("/dist/") ? normalize(join(outdir, path.slice("/dist/".length))) : undefined;
+    const file =
+      path === "/" || path === "/index.html"
+        ? join(here, "index.html")
+        : path.startsWith("/dist/")
+          ? normalize(join(outdir, path.slice("/dist/".length)))
+          : undefined;
     try {
-      if (file === undefined || !(file === join(here, "index.html") || file.startsWith(outdir + sep))) throw new Error("not found");
+      if (file === undefined || !(file === join(here, "index.html") || file.startsWith(outdir + sep)))
+        throw new Error("not found");
       const body = await readFile(file);
-      response.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
+      response.writeHead(200, {
+        "content-type": types[extname(file)] ?? "application/octet-stream",
+        "cache-control": "no-store",
+      });
       response.end(body);
     } catch {
       response.writeHead(404, { "content-type": "text/plain" }).end("not found");
@@ -55,6 +67,10 @@ export async function serveExample(port = 0, outdir = defaultOutdir): Promise<{ 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   await buildExample();
   const { url } = await serveExample(Number(process.env.PORT ?? 8080));
-  console.log(`grpo-roc browser example: open ${url} in a browser with WebGPU (Chrome or Edge 113+; recent Firefox and Safari).`);
-  console.log("Headless Chromium: chromium --headless --enable-unsafe-webgpu (CPU-only machines get SwiftShader). Ctrl-C stops.");
+  console.log(
+    `grpo-roc browser example: open ${url} in a browser with WebGPU (Chrome or Edge 113+; recent Firefox and Safari).`,
+  );
+  console.log(
+    "Headless Chromium: chromium --headless --enable-unsafe-webgpu (CPU-only machines get SwiftShader). Ctrl-C stops.",
+  );
 }

@@ -72,7 +72,11 @@ function legend(x: number, y: number): string {
 }
 
 export function svgToPng(svg: string): Buffer {
-  const resvg = new Resvg(svg, { background: "white", fitTo: { mode: "zoom", value: 2 }, font: { loadSystemFonts: true, defaultFontFamily: "DejaVu Sans" } });
+  const resvg = new Resvg(svg, {
+    background: "white",
+    fitTo: { mode: "zoom", value: 2 },
+    font: { loadSystemFonts: true, defaultFontFamily: "DejaVu Sans" },
+  });
   return resvg.render().asPng();
 }
 

@@ -22,7 +22,16 @@ const DEFAULTS = {
   seeds: 5,
   warmStart: { steps: 120, batch: 32, learningRate: 1e-2 },
   // lr 5e-4: at 1e-3 both methods clean up their tool use within ~20 steps and the curves meet early.
-  rl: { steps: 40, prompts: 8, groupSize: 4, learningRate: 5e-4, epochs: 2, maxGradNorm: 1, evalEvery: 4, evalSamples: 4 },
+  rl: {
+    steps: 40,
+    prompts: 8,
+    groupSize: 4,
+    learningRate: 5e-4,
+    epochs: 2,
+    maxGradNorm: 1,
+    evalEvery: 4,
+    evalSamples: 4,
+  },
   // 128 tasks × 4 samples: a held-out accuracy to about ±0.015 (one sd), the same draws at every evaluation.
   evalTasks: 128,
 } as const;
@@ -52,15 +61,14 @@ export class UsageError extends Error {}
 
 function positiveInt(name: string, text: string): number {
   const value = Number(text);
-  if (!Number.isInteger(value) || value < 1) throw new UsageError(`--${name} must be a positive integer, received "${text}"`);
+  if (!Number.isInteger(value) || value < 1)
+    throw new UsageError(`--${name} must be a positive integer, received "${text}"`);
   return value;
 }
 
-/** Parses argv (without node and the script); throws UsageError on a bad flag. Returns null for --help. */
-export function parseConfig(argv: readonly string[]): DemoConfig | null {
-  let values;
+function parseFlags(argv: readonly string[]) {
   try {
-    ({ values } = parseArgs({
+    return parseArgs({
       args: [...argv],
       options: {
         seeds: { type: "string" },
@@ -73,10 +81,15 @@ export function parseConfig(argv: readonly string[]): DemoConfig | null {
       },
       strict: true,
       allowPositionals: false,
-    }));
+    }).values;
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+}
+
+/** Parses argv (without node and the script); throws UsageError on a bad flag. Returns null for --help. */
+export function parseConfig(argv: readonly string[]): DemoConfig | null {
+  const values = parseFlags(argv);
   if (values.help) return null;
   const base = values.quick ? QUICK : DEFAULTS;
   let seeds: number[] = Array.from({ length: base.seeds }, (_, i) => i + 1);
@@ -87,7 +100,8 @@ export function parseConfig(argv: readonly string[]): DemoConfig | null {
     if (new Set(seeds).size !== seeds.length) throw new UsageError(`--seeds lists a seed twice: ${values.seeds}`);
   }
   const steps = values.steps === undefined ? base.rl.steps : positiveInt("steps", values.steps);
-  const evalEvery = values["eval-every"] === undefined ? base.rl.evalEvery : positiveInt("eval-every", values["eval-every"]);
+  const evalEvery =
+    values["eval-every"] === undefined ? base.rl.evalEvery : positiveInt("eval-every", values["eval-every"]);
   return {
     seeds,
     warmStart: base.warmStart,

@@ -37,12 +37,15 @@ async function run(config: DemoConfig): Promise<void> {
   const runsTotal = config.seeds.length * METHODS.length;
   const progress = new Progress(config.warmStart.steps * WARM_START_UNIT + runsTotal * config.rl.steps * RL_STEP_UNIT);
 
-  progress.phase(`warm start: ${config.warmStart.steps} supervised steps on the messy teacher's demonstrations, unless cached`);
+  progress.phase(
+    `warm start: ${config.warmStart.steps} supervised steps on the messy teacher's demonstrations, unless cached`,
+  );
   const cachePath = join(config.out, `warm-start-${config.warmStart.steps}x${config.warmStart.batch}.json`);
   const warm = await warmStart(config.warmStart, { path: cachePath, reuse: !config.fresh }, (step, loss) =>
     progress.advance(WARM_START_UNIT, `warm start ${step}/${config.warmStart.steps}, loss ${loss.toFixed(3)}`),
   );
-  if (warm.cacheProblem !== undefined) progress.phase(`retrained the warm start: the cached one was ${warm.cacheProblem}`);
+  if (warm.cacheProblem !== undefined)
+    progress.phase(`retrained the warm start: the cached one was ${warm.cacheProblem}`);
   if (warm.cached) {
     progress.skip(config.warmStart.steps * WARM_START_UNIT);
     progress.phase(`warm start loaded from ${cachePath} (loss ${warm.loss.toFixed(3)}; --fresh retrains it)`);
@@ -82,7 +85,10 @@ async function run(config: DemoConfig): Promise<void> {
       warmStart: config.warmStart,
       rl: config.rl,
       evalTasks: config.evalTasks,
-      methods: { grpo: `G = ${config.rl.groupSize} rollouts per prompt`, roc: `2G = ${2 * config.rl.groupSize} sampled, G kept by rocPipeline (paper mode)` },
+      methods: {
+        grpo: `G = ${config.rl.groupSize} rollouts per prompt`,
+        roc: `2G = ${2 * config.rl.groupSize} sampled, G kept by rocPipeline (paper mode)`,
+      },
     },
     warmStart: { loss: warm.loss, seconds: warm.seconds, cached: warm.cached },
     summary,

@@ -82,7 +82,8 @@ export class PrefixReader {
     // Token k of the question (1-based: tokens[1..5]) and of the latest tool output, PAD outside them.
     const question = (k: number) => (k >= 1 && k <= QUESTION_SLOTS && k <= t ? tokens[k]! : T.PAD);
     const output = (k: number) => {
-      const token = this.outAt >= 0 && k >= 1 && k <= OUTPUT_SLOTS && this.outAt + k <= t ? tokens[this.outAt + k]! : T.PAD;
+      const token =
+        this.outAt >= 0 && k >= 1 && k <= OUTPUT_SLOTS && this.outAt + k <= t ? tokens[this.outAt + k]! : T.PAD;
       return token === T.END_OUT ? T.PAD : token;
     };
     for (let k = WINDOW - 1; k >= 0; k--) put(t - k >= 0 ? tokens[t - k]! : T.PAD);
@@ -125,7 +126,7 @@ function embeddingSum(table: tf.Tensor2D, slots: Int32Array, n: number): tf.Tens
       const to = i * width;
       for (let s = 0; s < SLOTS; s++) {
         const from = slots[i * SLOTS + s]! * width;
-        for (let h = 0; h < width; h++) sum[to + h] += e[from + h]!;
+        for (let h = 0; h < width; h++) sum[to + h] = sum[to + h]! + e[from + h]!;
       }
     }
     return {
@@ -138,7 +139,7 @@ function embeddingSum(table: tf.Tensor2D, slots: Int32Array, n: number): tf.Tens
           const from = i * width;
           for (let s = 0; s < SLOTS; s++) {
             const to = slots[i * SLOTS + s]! * width;
-            for (let h = 0; h < width; h++) grad[to + h] += g[from + h]!;
+            for (let h = 0; h < width; h++) grad[to + h] = grad[to + h]! + g[from + h]!;
           }
         }
         return tf.tensor2d(grad, [rows, width]);
@@ -166,7 +167,14 @@ export class Policy {
 
   private constructor(weights: readonly tf.Tensor[]) {
     this.variables = weights.map((w) => tf.variable(w, true));
-    [this.E, this.b1, this.W2, this.b2, this.W3, this.b3] = this.variables as [tf.Variable, tf.Variable, tf.Variable, tf.Variable, tf.Variable, tf.Variable];
+    [this.E, this.b1, this.W2, this.b2, this.W3, this.b3] = this.variables as [
+      tf.Variable,
+      tf.Variable,
+      tf.Variable,
+      tf.Variable,
+      tf.Variable,
+      tf.Variable,
+    ];
   }
 
   /** Fresh weights from the demo's own seeded generator (so a seed fixes everything). */
@@ -188,7 +196,9 @@ export class Policy {
 
   /** The weights (shape and values), to cache the warm start on disk. */
   async save(): Promise<{ shape: number[]; values: Float32Array }[]> {
-    return Promise.all(this.variables.map(async (v) => ({ shape: [...v.shape], values: Float32Array.from(await v.data()) })));
+    return Promise.all(
+      this.variables.map(async (v) => ({ shape: [...v.shape], values: Float32Array.from(await v.data()) })),
+    );
   }
 
   static load(saved: readonly { readonly shape: readonly number[]; readonly values: Float32Array }[]): Policy {
@@ -220,7 +230,9 @@ export class Policy {
   readonly model = (ids: tf.Tensor2D): tf.Tensor3D => {
     const [rows, length] = ids.shape;
     const slots = batchSlots(ids.dataSync(), rows, length);
-    return tf.tidy(() => tf.reshape(this.logitsFromSlots(slots, rows * length), [rows, length, VOCAB_SIZE]) as tf.Tensor3D);
+    return tf.tidy(
+      () => tf.reshape(this.logitsFromSlots(slots, rows * length), [rows, length, VOCAB_SIZE]) as tf.Tensor3D,
+    );
   };
 
   dispose(): void {

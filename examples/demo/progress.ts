@@ -53,7 +53,9 @@ export class Progress {
     const decile = Math.floor((10 * this.done) / this.total);
     if (decile > this.lastDecile) {
       this.lastDecile = decile;
-      this.stream.write(`[${formatTime(this.elapsed())}] ${Math.round((100 * this.done) / this.total)}% ${this.label}${this.eta()}\n`);
+      this.stream.write(
+        `[${formatTime(this.elapsed())}] ${Math.round((100 * this.done) / this.total)}% ${this.label}${this.eta()}\n`,
+      );
     }
   }
 

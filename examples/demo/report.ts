@@ -89,7 +89,13 @@ export interface CurvePoint {
 
 export function curves(runs: readonly RunResult[]): CurvePoint[] {
   const points: CurvePoint[] = runs.flatMap((r) =>
-    r.evals.map((e) => ({ method: r.method, seed: r.seed, step: e.step, accuracy: e.stats.accuracy, toolErrorRatioCorrect: e.stats.toolErrorRatioCorrect })),
+    r.evals.map((e) => ({
+      method: r.method,
+      seed: r.seed,
+      step: e.step,
+      accuracy: e.stats.accuracy,
+      toolErrorRatioCorrect: e.stats.toolErrorRatioCorrect,
+    })),
   );
   const means: CurvePoint[] = [];
   for (const method of METHODS) {
@@ -110,16 +116,21 @@ export function curves(runs: readonly RunResult[]): CurvePoint[] {
 }
 
 const fixed = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : "  -  ");
-const withSpread = (s: Spread) => (s.perSeed.length < 2 ? fixed(s.mean) : `${fixed(s.mean)} ± ${fixed(s.sd)} [${fixed(s.min)}–${fixed(s.max)}]`);
+const withSpread = (s: Spread) =>
+  s.perSeed.length < 2 ? fixed(s.mean) : `${fixed(s.mean)} ± ${fixed(s.sd)} [${fixed(s.min)}–${fixed(s.max)}]`;
 
 function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
-  const line = (cells: readonly string[]) => cells.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("   ");
+  const line = (cells: readonly string[]) =>
+    cells.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("   ");
   return [line(header), widths.map((w) => "─".repeat(w)).join("   "), ...rows.map(line)].join("\n");
 }
 
 /** The summary printed on stdout. */
-export function formatSummary(summary: Record<Method, MethodSummary>, context: { seeds: number; steps: number; evalRollouts: number; seconds: number }): string {
+export function formatSummary(
+  summary: Record<Method, MethodSummary>,
+  context: { seeds: number; steps: number; evalRollouts: number; seconds: number },
+): string {
   const out: string[] = [];
   out.push(
     `GRPO vs GRPO-RoC: ${context.seeds} seed${context.seeds === 1 ? "" : "s"} × ${context.steps} RL steps, held-out evaluation of ${context.evalRollouts} rollouts; ` +
@@ -129,10 +140,20 @@ export function formatSummary(summary: Record<Method, MethodSummary>, context: {
   const arrow = (start: Spread, final: Spread) => `${fixed(start.mean)} → ${withSpread(final)}`;
   out.push(
     table(
-      ["method", "held-out accuracy: step 0 → final", "tool-error ratio in correct rollouts: step 0 → final", "… in the correct rollouts trained on*"],
+      [
+        "method",
+        "held-out accuracy: step 0 → final",
+        "tool-error ratio in correct rollouts: step 0 → final",
+        "… in the correct rollouts trained on*",
+      ],
       METHODS.map((m) => {
         const s = summary[m];
-        return [METHOD_LABEL[m], arrow(s.accuracy.start, s.accuracy.final), arrow(s.toolErrorRatioCorrect.start, s.toolErrorRatioCorrect.final), withSpread(s.trainedToolErrorRatioCorrect)];
+        return [
+          METHOD_LABEL[m],
+          arrow(s.accuracy.start, s.accuracy.final),
+          arrow(s.toolErrorRatioCorrect.start, s.toolErrorRatioCorrect.final),
+          withSpread(s.trainedToolErrorRatioCorrect),
+        ];
       }),
     ),
     "* failed / all tool calls in the correct rollouts each update learned from, mean over steps (RoC's lever)",
@@ -142,7 +163,14 @@ export function formatSummary(summary: Record<Method, MethodSummary>, context: {
       ["method", "rollouts", "ok", "parse_error", "execution_error", "timeout"],
       METHODS.flatMap((m) => {
         const s = summary[m];
-        const row = (label: string, c: OutcomeCounts) => [METHOD_LABEL[m], label, String(c.ok), String(c.parse_error), String(c.execution_error), String(c.timeout)];
+        const row = (label: string, c: OutcomeCounts) => [
+          METHOD_LABEL[m],
+          label,
+          String(c.ok),
+          String(c.parse_error),
+          String(c.execution_error),
+          String(c.timeout),
+        ];
         return [row("all", s.finalCalls), row("correct", s.finalCallsCorrect)];
       }),
     ),

@@ -56,7 +56,12 @@ export interface StepRecord {
     readonly droppedPositivesToolErrorRatio: number | null;
   };
   /** Means over this step's updates; null when no group carried signal and nothing was trained. */
-  readonly update: { readonly loss: number; readonly clipFraction: number; readonly approxKl: number; readonly gradNorm: number } | null;
+  readonly update: {
+    readonly loss: number;
+    readonly clipFraction: number;
+    readonly approxKl: number;
+    readonly gradNorm: number;
+  } | null;
 }
 
 export interface EvalRecord {

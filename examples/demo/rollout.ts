@@ -94,7 +94,10 @@ export class EpisodeBuilder {
     const program = this.tokens.slice(this.callStart, closed ? -1 : undefined);
     this.callStart = -1;
     const result = runTool(program, { closed, ...(this.maxSteps === undefined ? {} : { maxSteps: this.maxSteps }) });
-    this.toolCalls.push({ outcome: result.outcome, message: result.outcome === "ok" ? String(result.value) : result.message });
+    this.toolCalls.push({
+      outcome: result.outcome,
+      message: result.outcome === "ok" ? String(result.value) : result.message,
+    });
     const reply =
       result.outcome === "ok"
         ? digits(result.value)
@@ -132,7 +135,12 @@ export interface SampleOptions {
  * Samples one rollout per task (repeat a task for a group), all rows advancing together: one forward pass of the
  * active rows per token. Token choices come from `random`, so a seed fixes the rollouts.
  */
-export function sampleEpisodes(policy: Policy, tasks: readonly Task[], random: Rng, options: SampleOptions = {}): Episode[] {
+export function sampleEpisodes(
+  policy: Policy,
+  tasks: readonly Task[],
+  random: Rng,
+  options: SampleOptions = {},
+): Episode[] {
   const temperature = options.temperature ?? 1;
   const builders = tasks.map((task) => new EpisodeBuilder(task, options.maxSteps));
   const slots = new Int32Array(tasks.length * SLOTS);
@@ -140,7 +148,9 @@ export function sampleEpisodes(policy: Policy, tasks: readonly Task[], random: R
   for (;;) {
     const active = builders.filter((b) => !b.done);
     if (active.length === 0) break;
-    active.forEach((b, row) => b.reader.write(slots, row * SLOTS));
+    active.forEach((b, row) => {
+      b.reader.write(slots, row * SLOTS);
+    });
     const logitsTensor = policy.logitsFromSlots(slots.subarray(0, active.length * SLOTS), active.length);
     const logits = logitsTensor.dataSync();
     logitsTensor.dispose();
@@ -149,7 +159,8 @@ export function sampleEpisodes(policy: Policy, tasks: readonly Task[], random: R
       let max = -Infinity;
       for (let v = 0; v < VOCAB_SIZE; v++) max = Math.max(max, logits[row * VOCAB_SIZE + v]! / temperature);
       let total = 0;
-      for (let v = 0; v < VOCAB_SIZE; v++) total += probs[v] = Math.exp(logits[row * VOCAB_SIZE + v]! / temperature - max);
+      for (let v = 0; v < VOCAB_SIZE; v++)
+        total += probs[v] = Math.exp(logits[row * VOCAB_SIZE + v]! / temperature - max);
       let u = random.next() * total;
       let token = VOCAB_SIZE - 1;
       for (let v = 0; v < VOCAB_SIZE; v++) {

@@ -12,14 +12,33 @@ export const TOKENS = [
   "PAD", // 0: padding, and "nothing here" in the policy's input slots
   "Q", // 1: starts the prompt
   "=", // 2: ends the prompt
-  "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", // 3..12
-  "+", "-", "*", "/", // 13..16
+  "0",
+  "1",
+  "2",
+  "3",
+  "4",
+  "5",
+  "6",
+  "7",
+  "8",
+  "9", // 3..12
+  "+",
+  "-",
+  "*",
+  "/", // 13..16
   "_", // 17: number separator in the tool language
-  "d", "s", "t", // 18..20: dup, swap, times
-  "CALL", "END", // 21, 22: a tool call, written by the policy
-  "OUT", "/OUT", // 23, 24: the tool's reply, written by the environment
-  "E_PARSE", "E_EXEC", "E_TIME", // 25..27: the reply of a failed call
-  "ANS", "EOS", // 28, 29: the answer, and the end of the rollout
+  "d",
+  "s",
+  "t", // 18..20: dup, swap, times
+  "CALL",
+  "END", // 21, 22: a tool call, written by the policy
+  "OUT",
+  "/OUT", // 23, 24: the tool's reply, written by the environment
+  "E_PARSE",
+  "E_EXEC",
+  "E_TIME", // 25..27: the reply of a failed call
+  "ANS",
+  "EOS", // 28, 29: the answer, and the end of the rollout
 ] as const;
 
 export type TokenName = (typeof TOKENS)[number];
@@ -69,5 +88,7 @@ export function decode(tokens: ArrayLike<number>): string {
 
 /** The digit tokens of a non-negative integer: 1081 → [1, 0, 8, 1] as ids. */
 export function digits(value: number): number[] {
-  return String(value).split("").map((c) => (c === "-" ? id("-") : DIGIT0 + Number(c)));
+  return String(value)
+    .split("")
+    .map((c) => (c === "-" ? id("-") : DIGIT0 + Number(c)));
 }

@@ -17,7 +17,11 @@ import { DIGIT0, isDigit, TOKENS, type TokenName } from "./tokens.js";
 
 export type ToolResult =
   | { readonly outcome: "ok"; readonly value: number; readonly steps: number }
-  | { readonly outcome: "parse_error" | "execution_error" | "timeout"; readonly message: string; readonly steps: number };
+  | {
+      readonly outcome: "parse_error" | "execution_error" | "timeout";
+      readonly message: string;
+      readonly steps: number;
+    };
 
 export interface ToolOptions {
   /** Instructions plus loop iterations allowed before the call times out. */
@@ -39,7 +43,8 @@ class ExecutionError extends Error {}
 /** Runs a program given as token ids (the tokens between CALL and END). Never throws. */
 export function runTool(program: readonly number[], options: ToolOptions = {}): ToolResult {
   const maxSteps = options.maxSteps ?? DEFAULT_MAX_STEPS;
-  if (options.closed === false) return { outcome: "parse_error", message: "the call was never closed (no END)", steps: 0 };
+  if (options.closed === false)
+    return { outcome: "parse_error", message: "the call was never closed (no END)", steps: 0 };
   const parsed = parse(program);
   if (typeof parsed === "string") return { outcome: "parse_error", message: parsed, steps: 0 };
 
@@ -96,11 +101,22 @@ export function runTool(program: readonly number[], options: ToolOptions = {}): 
           const b = pop();
           const a = pop();
           if (instruction.op === "/" && b === 0) throw new ExecutionError("division by zero");
-          push(instruction.op === "+" ? a + b : instruction.op === "-" ? a - b : instruction.op === "*" ? a * b : Math.trunc(a / b));
+          push(
+            instruction.op === "+"
+              ? a + b
+              : instruction.op === "-"
+                ? a - b
+                : instruction.op === "*"
+                  ? a * b
+                  : Math.trunc(a / b),
+          );
         }
       }
     }
-    if (stack.length !== 1) throw new ExecutionError(stack.length === 0 ? "no result on the stack" : `${stack.length} values left on the stack`);
+    if (stack.length !== 1)
+      throw new ExecutionError(
+        stack.length === 0 ? "no result on the stack" : `${stack.length} values left on the stack`,
+      );
     return { outcome: "ok", value: stack[0]!, steps };
   } catch (error) {
     if (error instanceof ExecutionError) return { outcome: "execution_error", message: error.message, steps };

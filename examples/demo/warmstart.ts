@@ -81,13 +81,18 @@ export async function warmStart(
   return { policy, loss, seconds, cached: false, ...(cacheProblem === undefined ? {} : { cacheProblem }) };
 }
 
-const encode = (values: Float32Array) => Buffer.from(values.buffer, values.byteOffset, values.byteLength).toString("base64");
+const encode = (values: Float32Array) =>
+  Buffer.from(values.buffer, values.byteOffset, values.byteLength).toString("base64");
 
 /** Copied into a fresh buffer: a small Buffer is a view into a shared pool, at an offset Float32Array may not take. */
 const decode = (base64: string) => new Float32Array(new Uint8Array(Buffer.from(base64, "base64")).buffer);
 
 /** Cross-entropy on the tokens the teacher wrote (prompt and tool replies have mask 0). Returns the last loss. */
-async function train(policy: Policy, config: WarmStartConfig, onStep?: (step: number, loss: number) => void): Promise<number> {
+async function train(
+  policy: Policy,
+  config: WarmStartConfig,
+  onStep?: (step: number, loss: number) => void,
+): Promise<number> {
   const random = rng("warm-start");
   const optimizer = tf.train.adam(config.learningRate);
   let last = NaN;
@@ -114,7 +119,10 @@ async function train(policy: Policy, config: WarmStartConfig, onStep?: (step: nu
       const targetTensor = tf.tensor2d(targets, [rows, length], "int32");
       const maskTensor = tf.tensor2d(mask, [rows, length]);
       const loss = optimizer.minimize(
-        () => tf.neg(tf.div(tf.sum(tf.mul(tokenLogProbsTf(policy.model(ids), targetTensor), maskTensor)), count)) as tf.Scalar,
+        () =>
+          tf.neg(
+            tf.div(tf.sum(tf.mul(tokenLogProbsTf(policy.model(ids), targetTensor), maskTensor)), count),
+          ) as tf.Scalar,
         true,
         policy.variables,
       )!;

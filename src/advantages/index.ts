@@ -44,7 +44,10 @@ export function advantages(
   const resolved = resolveAdvantageOptions(options);
   const estimator = estimators.get(resolved.estimator);
   if (estimator === undefined) {
-    throw invalid("options.estimator", `unknown estimator "${resolved.estimator}"; registered: ${advantageEstimatorNames().join(", ")}`);
+    throw invalid(
+      "options.estimator",
+      `unknown estimator "${resolved.estimator}"; registered: ${advantageEstimatorNames().join(", ")}`,
+    );
   }
   if (rewards.length !== groupIds.length) {
     throw invalid("groupIds", `has ${groupIds.length} entries but rewards has ${rewards.length}`);

@@ -13,7 +13,8 @@ export function registerBackend(backend: Backend): void {
 
 export function getBackend(name: string = defaultName): Backend {
   const backend = backends.get(name);
-  if (backend === undefined) throw invalid("backend", `unknown backend "${name}"; registered: ${[...backends.keys()].join(", ")}`);
+  if (backend === undefined)
+    throw invalid("backend", `unknown backend "${name}"; registered: ${[...backends.keys()].join(", ")}`);
   return backend;
 }
 

@@ -1,5 +1,10 @@
 import type { LogitsPolicyLossInputs, LogitsPolicyLossOptions, LogitsPolicyLossResult } from "../logits-loss.js";
-import type { LogitsInput, TokenLogProbs, TokenLogProbsBackwardOptions, TokenLogProbsOptions } from "../logprobs/index.js";
+import type {
+  LogitsInput,
+  TokenLogProbs,
+  TokenLogProbsBackwardOptions,
+  TokenLogProbsOptions,
+} from "../logprobs/index.js";
 import type { PolicyLossInputs, PolicyLossOptionsInput, PolicyLossResult } from "../loss/index.js";
 import type { MatrixInput } from "../tensor.js";
 
@@ -34,7 +39,10 @@ export interface Kernels {
    * The policy loss from the logits and its gradient into them (log-probs → loss → backward); a device backend
    * fuses it, reading the logits twice and writing their gradient once.
    */
-  policyLossFromLogits(inputs: LogitsPolicyLossInputs, options?: LogitsPolicyLossOptions): Promise<LogitsPolicyLossResult>;
+  policyLossFromLogits(
+    inputs: LogitsPolicyLossInputs,
+    options?: LogitsPolicyLossOptions,
+  ): Promise<LogitsPolicyLossResult>;
 }
 
 export interface Backend extends Kernels {
@@ -42,4 +50,3 @@ export interface Backend extends Kernels {
   /** Checks this machine; never throws (an unavailable backend says why). */
   probe(): Promise<BackendInfo>;
 }
-

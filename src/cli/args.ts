@@ -41,18 +41,22 @@ export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): Pa
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
   for (const section of spec.sections) {
     for (const option of section.options) {
-      options[option.name] = option.short === undefined ? { type: option.type } : { type: option.type, short: option.short };
+      options[option.name] =
+        option.short === undefined ? { type: option.type } : { type: option.type, short: option.short };
     }
   }
-  let parsed;
+  let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
   } catch (error) {
     // parseArgs' own wording ("Unknown option '--x'", "Option '--keep <value>' argument missing") is clear enough.
-    throw new UsageError((error as Error).message.replace(/\. To specify a positional argument starting with a '-'.*$/s, ""));
+    throw new UsageError(
+      (error as Error).message.replace(/\. To specify a positional argument starting with a '-'.*$/s, ""),
+    );
   }
   const positionals = parsed.positionals;
-  if (positionals.length > 1) throw new UsageError(`one input at most, received ${positionals.length}: ${positionals.join(" ")}`);
+  if (positionals.length > 1)
+    throw new UsageError(`one input at most, received ${positionals.length}: ${positionals.join(" ")}`);
   return { values: parsed.values as Values, input: positionals[0] };
 }
 
@@ -61,7 +65,11 @@ export function stringOption(values: Values, name: string): string | undefined {
   return typeof value === "string" ? value : undefined;
 }
 
-export function numberOption(values: Values, name: string, rule: { min?: number; integer?: boolean } = {}): number | undefined {
+export function numberOption(
+  values: Values,
+  name: string,
+  rule: { min?: number; integer?: boolean } = {},
+): number | undefined {
   const text = stringOption(values, name);
   if (text === undefined) return undefined;
   const value = text.trim() === "" ? NaN : Number(text);
@@ -69,7 +77,8 @@ export function numberOption(values: Values, name: string, rule: { min?: number;
   if (!Number.isFinite(value) || (rule.integer && !Number.isInteger(value))) {
     throw new UsageError(`--${name}: expected ${kind}, received ${JSON.stringify(text)}`);
   }
-  if (rule.min !== undefined && value < rule.min) throw new UsageError(`--${name}: expected ${kind} ≥ ${rule.min}, received ${text}`);
+  if (rule.min !== undefined && value < rule.min)
+    throw new UsageError(`--${name}: expected ${kind} ≥ ${rule.min}, received ${text}`);
   return value;
 }
 
@@ -85,10 +94,15 @@ export function choiceOption<T extends string>(values: Values, name: string, cho
 export function listOption<T extends string>(values: Values, name: string, choices: readonly T[]): T[] | undefined {
   const text = stringOption(values, name);
   if (text === undefined) return undefined;
-  const items = text.split(",").map((item) => item.trim()).filter((item) => item !== "");
+  const items = text
+    .split(",")
+    .map((item) => item.trim())
+    .filter((item) => item !== "");
   for (const item of items) {
     if (!(choices as readonly string[]).includes(item)) {
-      throw new UsageError(`--${name}: expected a comma-separated list of ${choices.join(", ")}, received ${JSON.stringify(item)}`);
+      throw new UsageError(
+        `--${name}: expected a comma-separated list of ${choices.join(", ")}, received ${JSON.stringify(item)}`,
+      );
     }
   }
   return items as T[];
@@ -100,20 +114,26 @@ export function renderCommandHelp(spec: CommandSpec): string {
   const out = [`Usage: grpo-roc ${spec.name} [options] [FILE]`, "", wrap(spec.summary, WIDTH), ""];
   for (const paragraph of spec.description) out.push(wrap(paragraph, WIDTH), "");
   // One column for every section, so the help reads as one table.
-  const column = Math.min(30, Math.max(...spec.sections.flatMap((s) => s.options.map((o) => optionLabel(o).length))) + 4);
+  const column = Math.min(
+    30,
+    Math.max(...spec.sections.flatMap((s) => s.options.map((o) => optionLabel(o).length))) + 4,
+  );
   for (const section of spec.sections) {
     out.push(`${section.title}:`);
     section.options.forEach((option) => {
       const label = optionLabel(option);
       const helpLines = wrap(option.help, WIDTH - column).split("\n");
-      const first = label.length + 2 < column ? `  ${label.padEnd(column - 2)}${helpLines[0]}` : `  ${label}\n${" ".repeat(column)}${helpLines[0]}`;
+      const first =
+        label.length + 2 < column
+          ? `  ${label.padEnd(column - 2)}${helpLines[0]}`
+          : `  ${label}\n${" ".repeat(column)}${helpLines[0]}`;
       out.push(first, ...helpLines.slice(1).map((line) => " ".repeat(column) + line));
     });
     out.push("");
   }
   if (spec.examples.length > 0) out.push("Examples:", ...spec.examples.map((example) => `  ${example}`), "");
   out.push("Exit codes: 0 ok, 1 invalid input, 2 usage error, 3 I/O error, 130 interrupted.");
-  return out.join("\n") + "\n";
+  return `${out.join("\n")}\n`;
 }
 
 function optionLabel(option: OptionSpec): string {

@@ -32,7 +32,11 @@ export class ContiguousGroups<T> {
     if (this.repeated === "separate" || this.openKey === groupKey(id)) return;
     const closed = this.closed.get(groupKey(id));
     if (closed === undefined) return;
-    throw new InputError(line, "groupId", `group ${JSON.stringify(id)} comes back after its group (lines ${span(closed)}) was closed at line ${closed.closedAt} by another group id: the rollouts of a group must be contiguous lines (or pass --repeated-groups separate)`);
+    throw new InputError(
+      line,
+      "groupId",
+      `group ${JSON.stringify(id)} comes back after its group (lines ${span(closed)}) was closed at line ${closed.closedAt} by another group id: the rollouts of a group must be contiguous lines (or pass --repeated-groups separate)`,
+    );
   }
 
   /** Adds a member of group `id`; returns the items of the group this line closed, if any. */
@@ -79,7 +83,8 @@ export class ContiguousGroups<T> {
       this.items = items;
       return undefined;
     }
-    if (this.repeated === "error") this.closed.set(this.openKey, { first: this.openFirst, last: this.openLast, closedAt });
+    if (this.repeated === "error")
+      this.closed.set(this.openKey, { first: this.openFirst, last: this.openLast, closedAt });
     return { id: this.openId!, items };
   }
 }

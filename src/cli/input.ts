@@ -24,7 +24,8 @@ const CHUNK = 64 * 1024;
 /** `path` undefined means no FILE was given: stdin, unless it is a terminal (nobody would be typing rollouts). */
 export function openInput(path: string | undefined): InputSource {
   if (path === undefined || path === "-") {
-    if (path === undefined && process.stdin.isTTY) throw new UsageError("no input: give a FILE, or pipe JSON Lines into stdin (- reads a terminal)");
+    if (path === undefined && process.stdin.isTTY)
+      throw new UsageError("no input: give a FILE, or pipe JSON Lines into stdin (- reads a terminal)");
     let size: number | undefined;
     try {
       const stat = fstatSync(0);
@@ -34,7 +35,7 @@ export function openInput(path: string | undefined): InputSource {
     }
     return { label: "stdin", size, rereadable: false, open: () => process.stdin, dispose: () => {} };
   }
-  let stat;
+  let stat: ReturnType<typeof statSync>;
   try {
     stat = statSync(path);
   } catch (error) {
@@ -43,7 +44,14 @@ export function openInput(path: string | undefined): InputSource {
   if (stat.isDirectory()) throw new UsageError(`${path} is a directory, not a JSON Lines file`);
   // Only a regular file can be read twice: a named pipe (`<(zcat rollouts.gz)`, /dev/stdin) is read once, like stdin,
   // and spooled when a second pass is needed; opened again it would give nothing.
-  if (!stat.isFile()) return { label: path, size: undefined, rereadable: false, open: () => createReadStream(path, { highWaterMark: CHUNK }), dispose: () => {} };
+  if (!stat.isFile())
+    return {
+      label: path,
+      size: undefined,
+      rereadable: false,
+      open: () => createReadStream(path, { highWaterMark: CHUNK }),
+      dispose: () => {},
+    };
   return fileSource(path, stat.size, () => {});
 }
 

@@ -25,7 +25,9 @@ export class InputError extends Error {
 
   /** The text of an invalid record's reason: the issues without the line number the record already carries. */
   get reason(): string {
-    return this.issues.map((issue) => (issue.path === "" ? issue.message : `${issue.path}: ${issue.message}`)).join("; ");
+    return this.issues
+      .map((issue) => (issue.path === "" ? issue.message : `${issue.path}: ${issue.message}`))
+      .join("; ");
   }
 }
 
@@ -43,14 +45,23 @@ export function parseLine(text: string, line: number): ParsedLine {
   try {
     value = JSON.parse(text);
   } catch (error) {
-    return { ok: false, error: new InputError(line, "", `not JSON: ${(error as Error).message}`), id: null, groupId: null };
+    return {
+      ok: false,
+      error: new InputError(line, "", `not JSON: ${(error as Error).message}`),
+      id: null,
+      groupId: null,
+    };
   }
   const result = rolloutSchema.safeParse(value);
   if (result.success) {
     // The library reads the object as given (its schema keeps unknown fields); pass that on, not zod's copy.
     return { ok: true, rollout: value as Rollout };
   }
-  const issues = result.error.issues.map((issue) => ({ where: `line ${line}`, path: formatPath("", issue.path).replace(/^\./, ""), message: issue.message }));
+  const issues = result.error.issues.map((issue) => ({
+    where: `line ${line}`,
+    path: formatPath("", issue.path).replace(/^\./, ""),
+    message: issue.message,
+  }));
   return { ok: false, error: new InputError(issues), id: identity(value, "id"), groupId: identity(value, "groupId") };
 }
 

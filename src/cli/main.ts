@@ -18,7 +18,9 @@ const COMMANDS: readonly CommandDefinition[] = [penaltiesCommand, resampleComman
 const EXIT = { ok: 0, invalidInput: 1, usage: 2, io: 3 } as const;
 
 function mainHelp(): string {
-  const names = COMMANDS.map((c) => `  ${c.spec.name.padEnd(12)}${wrap(c.spec.summary, 86).replace(/\n/g, `\n${" ".repeat(14)}`)}`);
+  const names = COMMANDS.map(
+    (c) => `  ${c.spec.name.padEnd(12)}${wrap(c.spec.summary, 86).replace(/\n/g, `\n${" ".repeat(14)}`)}`,
+  );
   return [
     "Usage: grpo-roc <command> [options] [FILE]",
     "",
@@ -110,7 +112,9 @@ export async function main(argv: readonly string[]): Promise<number> {
 function findCommand(name: string): CommandDefinition | null {
   const definition = COMMANDS.find((c) => c.spec.name === name);
   if (definition !== undefined) return definition;
-  process.stderr.write(`grpo-roc: unknown command ${JSON.stringify(name)}; commands: ${COMMANDS.map((c) => c.spec.name).join(", ")}. Run 'grpo-roc --help'.\n`);
+  process.stderr.write(
+    `grpo-roc: unknown command ${JSON.stringify(name)}; commands: ${COMMANDS.map((c) => c.spec.name).join(", ")}. Run 'grpo-roc --help'.\n`,
+  );
   return null;
 }
 
@@ -131,7 +135,11 @@ function prefixLines(prefix: string, message: string): string {
 }
 
 function isSystemError(error: unknown): boolean {
-  return error instanceof Error && typeof (error as NodeJS.ErrnoException).code === "string" && typeof (error as NodeJS.ErrnoException).syscall === "string";
+  return (
+    error instanceof Error &&
+    typeof (error as NodeJS.ErrnoException).code === "string" &&
+    typeof (error as NodeJS.ErrnoException).syscall === "string"
+  );
 }
 
 main(process.argv.slice(2)).then(
@@ -141,7 +149,9 @@ main(process.argv.slice(2)).then(
     else process.exit(code);
   },
   (error: unknown) => {
-    process.stderr.write(`grpo-roc: internal error (please report it): ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.stderr.write(
+      `grpo-roc: internal error (please report it): ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
     process.exit(70);
   },
 );

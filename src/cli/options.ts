@@ -9,18 +9,49 @@ import { DEFAULT_PENALTY_OPTIONS, TOOL_FAILURES, type PenaltyOptions } from "../
 import { resolveRocOptions } from "../roc/resample.js";
 import { rocPresets, type RocOptions, type RocOptionsInput } from "../roc/schema.js";
 import type { TranscriptDialect } from "../roc/transcript.js";
-import { choiceOption, listOption, numberOption, stringOption, UsageError, type OptionSection, type Values } from "./args.js";
+import {
+  choiceOption,
+  listOption,
+  numberOption,
+  stringOption,
+  UsageError,
+  type OptionSection,
+  type Values,
+} from "./args.js";
 
 export const ioSection: OptionSection = {
   title: "Input and output",
   options: [
-    { name: "output", short: "o", type: "string", arg: "FILE", help: "write to FILE instead of stdout: into a temporary file beside it, renamed into place at the end (on an error or an interrupt FILE is left as it was)" },
-    { name: "skip-invalid", type: "boolean", help: "skip bad lines (and groups the library rejects) instead of stopping: each is reported on stderr, counted in the summary and written as { line, dropped: true, reasonCode: \"invalid\", reason }" },
-    { name: "kept-only", type: "boolean", help: "write only the records with dropped: false (by default every input line is in the output, kept or dropped with its reason)" },
-    { name: "include-rollout", type: "boolean", help: "copy each input rollout into its record as \"rollout\"" },
+    {
+      name: "output",
+      short: "o",
+      type: "string",
+      arg: "FILE",
+      help: "write to FILE instead of stdout: into a temporary file beside it, renamed into place at the end (on an error or an interrupt FILE is left as it was)",
+    },
+    {
+      name: "skip-invalid",
+      type: "boolean",
+      help: 'skip bad lines (and groups the library rejects) instead of stopping: each is reported on stderr, counted in the summary and written as { line, dropped: true, reasonCode: "invalid", reason }',
+    },
+    {
+      name: "kept-only",
+      type: "boolean",
+      help: "write only the records with dropped: false (by default every input line is in the output, kept or dropped with its reason)",
+    },
+    { name: "include-rollout", type: "boolean", help: 'copy each input rollout into its record as "rollout"' },
     { name: "summary", type: "string", arg: "FILE", help: "also write the summary as JSON to FILE (atomically)" },
-    { name: "progress", type: "boolean", help: "always show the progress bar on stderr (by default it appears on a terminal once a run has lasted a second, unless the records go to that terminal)" },
-    { name: "quiet", short: "q", type: "boolean", help: "no progress bar, no summary, no report of skipped lines on stderr (errors are still printed)" },
+    {
+      name: "progress",
+      type: "boolean",
+      help: "always show the progress bar on stderr (by default it appears on a terminal once a run has lasted a second, unless the records go to that terminal)",
+    },
+    {
+      name: "quiet",
+      short: "q",
+      type: "boolean",
+      help: "no progress bar, no summary, no report of skipped lines on stderr (errors are still printed)",
+    },
     { name: "help", short: "h", type: "boolean", help: "show this help" },
   ],
 };
@@ -32,7 +63,7 @@ export const groupingSection: OptionSection = {
       name: "repeated-groups",
       type: "string",
       arg: "error|separate",
-      help: "a group id that comes back after its group was closed by another id: \"error\" (default; names both lines) or \"separate\" (each contiguous run of lines is a group of its own, and nothing is remembered about closed groups)",
+      help: 'a group id that comes back after its group was closed by another id: "error" (default; names both lines) or "separate" (each contiguous run of lines is a group of its own, and nothing is remembered about closed groups)',
     },
   ],
 };
@@ -40,11 +71,26 @@ export const groupingSection: OptionSection = {
 export const penaltySection: OptionSection = {
   title: "Penalties",
   options: [
-    { name: "dialect", type: "string", arg: "strict|reference", help: "how transcripts are read: \"strict\" (the sandbox's verdicts) or \"reference\" (rStar2-Agent's heuristics); default: strict, or reference with --mode reference" },
-    { name: "failure-kinds", type: "string", arg: "LIST", help: `which tool-call failures count in p_err, comma-separated (default: ${TOOL_FAILURES.join(",")})` },
+    {
+      name: "dialect",
+      type: "string",
+      arg: "strict|reference",
+      help: 'how transcripts are read: "strict" (the sandbox\'s verdicts) or "reference" (rStar2-Agent\'s heuristics); default: strict, or reference with --mode reference',
+    },
+    {
+      name: "failure-kinds",
+      type: "string",
+      arg: "LIST",
+      help: `which tool-call failures count in p_err, comma-separated (default: ${TOOL_FAILURES.join(",")})`,
+    },
     { name: "error-weight", type: "string", arg: "W", help: "p_total = W·p_err + format-weight·p_format (default 1)" },
     { name: "format-weight", type: "string", arg: "W", help: "weight of p_format in p_total (default 1)" },
-    { name: "no-tool-call-penalty", type: "string", arg: "P", help: "p_err of a rollout without a tool call (default 0.5)" },
+    {
+      name: "no-tool-call-penalty",
+      type: "string",
+      arg: "P",
+      help: "p_err of a rollout without a tool call (default 0.5)",
+    },
   ],
 };
 
@@ -57,19 +103,54 @@ const modeOption = {
 
 export const penaltyModeSection: OptionSection = {
   title: "Mode",
-  options: [{ ...modeOption, help: "reference selects the reference transcript dialect (as --dialect reference); penalties are otherwise the same in both modes" }],
+  options: [
+    {
+      ...modeOption,
+      help: "reference selects the reference transcript dialect (as --dialect reference); penalties are otherwise the same in both modes",
+    },
+  ],
 };
 
 export const rocSection: OptionSection = {
   title: "Resample-on-Correct",
   options: [
-    { name: "keep", short: "k", type: "string", arg: "G", help: "rollouts kept per group (required; the paper samples 2G = 32 and keeps G = 16)" },
+    {
+      name: "keep",
+      short: "k",
+      type: "string",
+      arg: "G",
+      help: "rollouts kept per group (required; the paper samples 2G = 32 and keeps G = 16)",
+    },
     modeOption,
-    { name: "seed", type: "string", arg: "S", help: "required in paper mode: pass the training step, so each step draws afresh and a rerun is identical" },
-    { name: "undersized", type: "string", arg: "keep|drop|error", help: "groups with fewer than G rollouts (default: keep in paper mode, drop in reference mode)" },
-    { name: "keep-equal-rewards", type: "boolean", help: "do not drop groups whose rewards are all equal (dropped by default: they carry no signal)" },
-    { name: "min-negatives", type: "string", arg: "N", help: "reference mode: floor on the negatives kept (default 2)" },
-    { name: "min-positives", type: "string", arg: "N", help: "reference mode: floor on the positives kept (default 2)" },
+    {
+      name: "seed",
+      type: "string",
+      arg: "S",
+      help: "required in paper mode: pass the training step, so each step draws afresh and a rerun is identical",
+    },
+    {
+      name: "undersized",
+      type: "string",
+      arg: "keep|drop|error",
+      help: "groups with fewer than G rollouts (default: keep in paper mode, drop in reference mode)",
+    },
+    {
+      name: "keep-equal-rewards",
+      type: "boolean",
+      help: "do not drop groups whose rewards are all equal (dropped by default: they carry no signal)",
+    },
+    {
+      name: "min-negatives",
+      type: "string",
+      arg: "N",
+      help: "reference mode: floor on the negatives kept (default 2)",
+    },
+    {
+      name: "min-positives",
+      type: "string",
+      arg: "N",
+      help: "reference mode: floor on the positives kept (default 2)",
+    },
   ],
 };
 
@@ -78,26 +159,48 @@ const presetNames = Object.keys(advantagePresets) as (keyof typeof advantagePres
 export const advantageSection: OptionSection = {
   title: "Advantages",
   options: [
-    { name: "preset", type: "string", arg: "NAME", help: `conventions of a peer: ${presetNames.join(", ")} (default verl, which rStar2-Agent uses); the options below override it` },
-    { name: "estimator", type: "string", arg: "grpo|rloo", help: "group mean/std (grpo) or leave-one-out baseline (rloo)" },
+    {
+      name: "preset",
+      type: "string",
+      arg: "NAME",
+      help: `conventions of a peer: ${presetNames.join(", ")} (default verl, which rStar2-Agent uses); the options below override it`,
+    },
+    {
+      name: "estimator",
+      type: "string",
+      arg: "grpo|rloo",
+      help: "group mean/std (grpo) or leave-one-out baseline (rloo)",
+    },
     { name: "no-std", type: "boolean", help: "do not divide by the std: Dr. GRPO, A = r − mean" },
-    { name: "std-scope", type: "string", arg: "group|batch", help: "std of the group, or of the whole input (TRL scale_rewards=\"batch\"; the input is then read twice, and stdin is first copied to a temporary file)" },
+    {
+      name: "std-scope",
+      type: "string",
+      arg: "group|batch",
+      help: 'std of the group, or of the whole input (TRL scale_rewards="batch"; the input is then read twice, and stdin is first copied to a temporary file)',
+    },
     { name: "epsilon", type: "string", arg: "E", help: "added to the std (verl 1e-6, TRL 1e-4)" },
     { name: "biased-std", type: "boolean", help: "divide the variance by N instead of N − 1" },
-    { name: "singleton", type: "string", arg: "raw|zero", help: "a group of one: \"raw\" keeps its reward uncentred (verl), \"zero\" gives 0 (TRL)" },
+    {
+      name: "singleton",
+      type: "string",
+      arg: "raw|zero",
+      help: 'a group of one: "raw" keeps its reward uncentred (verl), "zero" gives 0 (TRL)',
+    },
   ],
 };
 
 export function penaltyOptionsFrom(values: Values): PenaltyOptions & { readonly transcriptDialect: TranscriptDialect } {
   const mode = choiceOption(values, "mode", ["paper", "reference"] as const) ?? "paper";
   return {
-    transcriptDialect: choiceOption(values, "dialect", ["strict", "reference"] as const) ?? rocPresets[mode].transcriptDialect,
+    transcriptDialect:
+      choiceOption(values, "dialect", ["strict", "reference"] as const) ?? rocPresets[mode].transcriptDialect,
     failureKinds: listOption(values, "failure-kinds", TOOL_FAILURES) ?? [...DEFAULT_PENALTY_OPTIONS.failureKinds],
     penaltyWeights: {
       error: numberOption(values, "error-weight", { min: 0 }) ?? DEFAULT_PENALTY_OPTIONS.penaltyWeights.error,
       format: numberOption(values, "format-weight", { min: 0 }) ?? DEFAULT_PENALTY_OPTIONS.penaltyWeights.format,
     },
-    noToolCallPenalty: numberOption(values, "no-tool-call-penalty", { min: 0 }) ?? DEFAULT_PENALTY_OPTIONS.noToolCallPenalty,
+    noToolCallPenalty:
+      numberOption(values, "no-tool-call-penalty", { min: 0 }) ?? DEFAULT_PENALTY_OPTIONS.noToolCallPenalty,
   };
 }
 

@@ -1,5 +1,15 @@
 import { randomBytes } from "node:crypto";
-import { closeSync, createWriteStream, fchmodSync, fsyncSync, openSync, realpathSync, renameSync, statSync, unlinkSync } from "node:fs";
+import {
+  closeSync,
+  createWriteStream,
+  fchmodSync,
+  fsyncSync,
+  openSync,
+  realpathSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+} from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { Writable } from "node:stream";
 import { UsageError } from "./args.js";
@@ -52,7 +62,9 @@ class BufferedSink {
   /** Resolves when everything written so far has been handed to the operating system. */
   protected async settled(): Promise<void> {
     await this.flush();
-    await new Promise<void>((resolve, reject) => this.stream.write("", (error) => (error ? reject(this.asOutputError(error)) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      this.stream.write("", (error) => (error ? reject(this.asOutputError(error)) : resolve())),
+    );
   }
 
   private drained(): Promise<void> {
@@ -154,7 +166,10 @@ export function openAtomicFile(path: string): Sink {
     if (error instanceof UsageError) throw error;
     // No such file yet: it is created with the default mode.
   }
-  const temporary = join(dirname(destination), `.${basename(destination)}.grpo-roc-${process.pid}-${randomBytes(4).toString("hex")}.tmp`);
+  const temporary = join(
+    dirname(destination),
+    `.${basename(destination)}.grpo-roc-${process.pid}-${randomBytes(4).toString("hex")}.tmp`,
+  );
   let fd: number;
   try {
     fd = openSync(temporary, "wx");

@@ -10,7 +10,12 @@ export type ProgressMode = "off" | "auto" | "forced";
  * When the bar is drawn: never under --quiet; always under --progress; otherwise only on a terminal (stderr), and
  * not when the records themselves go to that terminal (stdout), where the bar would be cut into their lines.
  */
-export function progressMode(settings: { quiet: boolean; forced: boolean; stderrIsTTY: boolean; recordsToTerminal: boolean }): ProgressMode {
+export function progressMode(settings: {
+  quiet: boolean;
+  forced: boolean;
+  stderrIsTTY: boolean;
+  recordsToTerminal: boolean;
+}): ProgressMode {
   if (settings.quiet) return "off";
   if (settings.forced) return "forced";
   return settings.stderrIsTTY && !settings.recordsToTerminal ? "auto" : "off";

@@ -1,4 +1,10 @@
-import { emptyOutcomeCounts, penalties, type Penalties, type PenaltyOptions, type ToolOutcomeCounts } from "../roc/penalties.js";
+import {
+  emptyOutcomeCounts,
+  penalties,
+  type Penalties,
+  type PenaltyOptions,
+  type ToolOutcomeCounts,
+} from "../roc/penalties.js";
 import { rewardOf, type Rollout } from "../roc/schema.js";
 import { parseTranscript, type TranscriptDialect } from "../roc/transcript.js";
 
@@ -29,7 +35,12 @@ export function scoreRollout(rollout: Rollout, options: PenaltySettings): Scored
   if (rollout.toolCalls === undefined) return undefined;
   const toolOutcomes = emptyOutcomeCounts();
   for (const call of rollout.toolCalls) toolOutcomes[call.outcome]++;
-  const quality = { toolOutcomes, answers: rollout.answers!, turns: rollout.turns!, formatOk: rollout.formatOk ?? true };
+  const quality = {
+    toolOutcomes,
+    answers: rollout.answers!,
+    turns: rollout.turns!,
+    formatOk: rollout.formatOk ?? true,
+  };
   return { source: "structured", ...quality, penalties: penalties(quality, options) };
 }
 

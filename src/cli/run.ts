@@ -62,7 +62,14 @@ type Item = { readonly member: Member } | { readonly invalid: OutputRecord };
  * advantages; it stops on the same errors as the writing pass, and under --skip-invalid stays silent about the
  * lines it skips (the writing pass reports them).
  */
-async function pass(command: Command, settings: RunSettings, input: InputSource, label: string, sink: Sink | undefined, collected?: number[]): Promise<Tally> {
+async function pass(
+  command: Command,
+  settings: RunSettings,
+  input: InputSource,
+  label: string,
+  sink: Sink | undefined,
+  collected?: number[],
+): Promise<Tally> {
   const tally = new Tally(settings.command);
   const progress = new Progress({
     mode: progressMode({
@@ -92,10 +99,15 @@ async function pass(command: Command, settings: RunSettings, input: InputSource,
     if (!settings.skipInvalid) throw error;
     tally.invalidLines++;
     warn(error.message);
-    return { dropped: true, record: { line, id, groupId, dropped: true, reasonCode: "invalid", reason: `invalid: ${error.reason}` } };
+    return {
+      dropped: true,
+      record: { line, id, groupId, dropped: true, reasonCode: "invalid", reason: `invalid: ${error.reason}` },
+    };
   };
   const withRollout = (record: OutputRecord, member: Member): OutputRecord =>
-    settings.includeRollout ? { dropped: record.dropped, record: { ...record.record, rollout: member.rollout } } : record;
+    settings.includeRollout
+      ? { dropped: record.dropped, record: { ...record.record, rollout: member.rollout } }
+      : record;
 
   const groups = new ContiguousGroups<Item>(settings.repeatedGroups);
   const flush = async (items: readonly Item[]) => {
@@ -148,28 +160,56 @@ async function pass(command: Command, settings: RunSettings, input: InputSource,
 }
 
 /** A group the library rejects is an input error located by line; under --skip-invalid all its lines are dropped. */
-function processGroup(command: GroupCommand, members: readonly Member[], settings: RunSettings, tally: Tally, warn: (text: string) => void): OutputRecord[] {
+function processGroup(
+  command: GroupCommand,
+  members: readonly Member[],
+  settings: RunSettings,
+  tally: Tally,
+  warn: (text: string) => void,
+): OutputRecord[] {
   try {
     return command.processGroup(members, tally);
   } catch (error) {
-    const located = locateGroupError(error, members.map((m) => m.line), members[0]!.rollout.groupId);
+    const located = locateGroupError(
+      error,
+      members.map((m) => m.line),
+      members[0]!.rollout.groupId,
+    );
     if (!settings.skipInvalid) throw located;
     tally.invalidGroups++;
     tally.invalidGroupRollouts += members.length;
     tally.rollouts += members.length;
-    warn(`the group ${JSON.stringify(members[0]!.rollout.groupId)} of ${members.length} rollouts: ${located.message.replace(/\n/g, "; ")}`);
+    warn(
+      `the group ${JSON.stringify(members[0]!.rollout.groupId)} of ${members.length} rollouts: ${located.message.replace(/\n/g, "; ")}`,
+    );
     return members.map((member) => ({
       dropped: true,
-      record: { line: member.line, id: member.rollout.id ?? null, groupId: member.rollout.groupId, dropped: true, reasonCode: "invalid", reason: `invalid group: ${located.message.replace(/\n/g, "; ")}` },
+      record: {
+        line: member.line,
+        id: member.rollout.id ?? null,
+        groupId: member.rollout.groupId,
+        dropped: true,
+        reasonCode: "invalid",
+        reason: `invalid group: ${located.message.replace(/\n/g, "; ")}`,
+      },
     }));
   }
 }
 
-function collectGroup(command: GroupCommand, members: readonly Member[], settings: RunSettings, collected: number[]): void {
+function collectGroup(
+  command: GroupCommand,
+  members: readonly Member[],
+  settings: RunSettings,
+  collected: number[],
+): void {
   try {
     for (const reward of command.batch!.collect(members)) collected.push(reward);
   } catch (error) {
-    const located = locateGroupError(error, members.map((m) => m.line), members[0]!.rollout.groupId);
+    const located = locateGroupError(
+      error,
+      members.map((m) => m.line),
+      members[0]!.rollout.groupId,
+    );
     if (!settings.skipInvalid) throw located;
   }
 }

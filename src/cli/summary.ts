@@ -120,7 +120,8 @@ export class Tally {
       if (ratio !== null) parts.push(`tool-error ratio of kept positives ${ratio.toFixed(4)}`);
     }
     parts.push(`${this.invalidLines} invalid lines skipped`);
-    if (this.invalidGroups > 0) parts.push(`${this.invalidGroups} invalid groups (${this.invalidGroupRollouts} rollouts) skipped`);
+    if (this.invalidGroups > 0)
+      parts.push(`${this.invalidGroups} invalid groups (${this.invalidGroupRollouts} rollouts) skipped`);
     return `grpo-roc ${this.command}: ${parts.join("; ")}`;
   }
 }

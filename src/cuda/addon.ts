@@ -46,8 +46,18 @@ export interface BuildStatus {
 }
 
 export type AddonState =
-  | { readonly loaded: true; readonly addon: CudaAddon; readonly path: string; readonly status: BuildStatus | undefined }
-  | { readonly loaded: false; readonly reason: string; readonly path: string; readonly status: BuildStatus | undefined };
+  | {
+      readonly loaded: true;
+      readonly addon: CudaAddon;
+      readonly path: string;
+      readonly status: BuildStatus | undefined;
+    }
+  | {
+      readonly loaded: false;
+      readonly reason: string;
+      readonly path: string;
+      readonly status: BuildStatus | undefined;
+    };
 
 /** How to build the addon, appended to every "not built" reason. */
 export const HOW_TO_BUILD =
@@ -98,7 +108,9 @@ export function packageRoot(from: string = moduleDir()): string {
 
 /** Where the addon is looked for: `path`, else $GRPO_ROC_CUDA_ADDON, else native/build/Release of the package. */
 export function addonPath(path?: string): string {
-  return path ?? process.env.GRPO_ROC_CUDA_ADDON ?? join(packageRoot(), "native", "build", "Release", "grpo_roc_cuda.node");
+  return (
+    path ?? process.env.GRPO_ROC_CUDA_ADDON ?? join(packageRoot(), "native", "build", "Release", "grpo_roc_cuda.node")
+  );
 }
 
 function readStatus(addon: string): BuildStatus | undefined {
@@ -128,7 +140,12 @@ export function loadAddon(path?: string): AddonState {
       const require = createRequire(join(packageRoot(), "package.json"));
       state = { loaded: true, addon: require(file) as CudaAddon, path: file, status };
     } catch (error) {
-      state = { loaded: false, path: file, status, reason: `built but cannot load: ${error instanceof Error ? error.message : String(error)}` };
+      state = {
+        loaded: false,
+        path: file,
+        status,
+        reason: `built but cannot load: ${error instanceof Error ? error.message : String(error)}`,
+      };
     }
   }
   states.set(file, state);

@@ -8,7 +8,12 @@
 import type { Backend, BackendInfo, Kernels } from "../backends/types.js";
 import { referenceBackend } from "../backends/reference.js";
 import { GrpoRocError, invalid } from "../errors.js";
-import { composedPolicyLossFromLogits, type LogitsPolicyLossInputs, type LogitsPolicyLossOptions, type LogitsPolicyLossResult } from "../logits-loss.js";
+import {
+  composedPolicyLossFromLogits,
+  type LogitsPolicyLossInputs,
+  type LogitsPolicyLossOptions,
+  type LogitsPolicyLossResult,
+} from "../logits-loss.js";
 import {
   badLogits,
   isBfloat16Logits,
@@ -21,11 +26,17 @@ import {
   type Logits,
   type LogitsInput,
 } from "../logprobs/token-logprobs.js";
-import { policyObjectiveNames, readInputs, requireFiniteLogps, resolvePolicyLossOptions, type Inputs } from "../loss/policy-loss.js";
+import {
+  policyObjectiveNames,
+  readInputs,
+  requireFiniteLogps,
+  resolvePolicyLossOptions,
+  type Inputs,
+} from "../loss/policy-loss.js";
 import { rowWeights } from "../loss/aggregation.js";
 import type { PolicyLossOptions } from "../loss/options.js";
 import type { PolicyLossResult } from "../loss/index.js";
-import { addonPath, deviceDescription, deviceReason, loadAddon, type CudaAddon } from "./addon.js";
+import { deviceDescription, deviceReason, loadAddon, type CudaAddon } from "./addon.js";
 import { assembleLoss, lossConfig, type LossOutputs } from "./loss.js";
 
 export interface CudaBackendOptions {
@@ -45,7 +56,10 @@ export interface CudaBackendOptions {
 /** The backend cannot run here; `reason` is what probe() says. */
 export class CudaUnavailableError extends GrpoRocError {
   override name = "CudaUnavailableError";
-  constructor(readonly backend: string, readonly reason: string) {
+  constructor(
+    readonly backend: string,
+    readonly reason: string,
+  ) {
     super(`the ${backend} backend is not available: ${reason}`);
   }
 }
@@ -53,7 +67,10 @@ export class CudaUnavailableError extends GrpoRocError {
 /** A CUDA runtime error from the device (out of memory, a launch failure…), with the runtime's own words. */
 export class CudaDeviceError extends GrpoRocError {
   override name = "CudaDeviceError";
-  constructor(message: string, readonly code: string | undefined) {
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+  ) {
     super(message);
   }
 }
@@ -114,7 +131,8 @@ function selectedCopy(values: ArrayLike<number> | undefined, mask: ArrayLike<num
 }
 
 function firstBadRow(lse: Float64Array, active: Uint8Array, cols: number): void {
-  for (let i = 0; i < lse.length; i++) if (active[i] === 1 && !Number.isFinite(lse[i])) throw badLogits(i, cols, lse[i]!);
+  for (let i = 0; i < lse.length; i++)
+    if (active[i] === 1 && !Number.isFinite(lse[i])) throw badLogits(i, cols, lse[i]!);
 }
 
 /** The addon's arguments for the loss over [B, T]: validated inputs as float64, masked values zeroed. */
@@ -122,7 +140,8 @@ function lossArguments(t: Inputs, o: PolicyLossOptions, oldLogpGiven: boolean) {
   const [rows, cols] = t.shape;
   const mask = Uint8Array.from(t.mask);
   const weights = rowWeights(t.rowTokens, cols, o.aggregation, o.normalizer);
-  const entropyWeights = o.entropyCoef > 0 ? rowWeights(t.rowTokens, cols, o.entropyAggregation ?? o.aggregation, o.normalizer) : undefined;
+  const entropyWeights =
+    o.entropyCoef > 0 ? rowWeights(t.rowTokens, cols, o.entropyAggregation ?? o.aggregation, o.normalizer) : undefined;
   const advantages = t.perTokenAdvantages
     ? selectedCopy(t.advantages, mask)!
     : Float64Array.from({ length: rows }, (_, b) => (t.rowTokens[b]! > 0 ? t.advantages[b]! : 0));
@@ -179,7 +198,13 @@ export function createCudaBackend(options: CudaBackendOptions = {}): Backend {
   const probe = async (): Promise<BackendInfo> => {
     if (info !== undefined) return info;
     const state = loadAddon(options.addonPath);
-    const unavailable = (reason: string): BackendInfo => ({ name, available: false, reason, dtypes: [], maxBindingBytes: 0 });
+    const unavailable = (reason: string): BackendInfo => ({
+      name,
+      available: false,
+      reason,
+      dtypes: [],
+      maxBindingBytes: 0,
+    });
     if (!state.loaded) {
       info = unavailable(state.reason);
       return info;
@@ -233,7 +258,10 @@ export function createCudaBackend(options: CudaBackendOptions = {}): Backend {
       const o = resolvePolicyLossOptions(optionsInput);
       if (!BUILTIN_OBJECTIVES.has(o.objective)) {
         if (!policyObjectiveNames().includes(o.objective)) {
-          throw invalid("options.objective", `unknown objective "${o.objective}"; registered: ${policyObjectiveNames().join(", ")}`);
+          throw invalid(
+            "options.objective",
+            `unknown objective "${o.objective}"; registered: ${policyObjectiveNames().join(", ")}`,
+          );
         }
         // An objective registered in JavaScript has no device kernel: the [B, T] loss runs on the CPU.
         return referenceBackend.policyLoss(inputs, optionsInput);
@@ -281,13 +309,24 @@ export function createCudaBackend(options: CudaBackendOptions = {}): Backend {
         }),
       );
       firstBadRow(logSumExp, active, d.l.cols);
-      return { logp, entropy: withEntropy ? entropy : undefined, logSumExp, temperature, shape: [d.l.rows, d.l.cols] as const };
+      return {
+        logp,
+        entropy: withEntropy ? entropy : undefined,
+        logSumExp,
+        temperature,
+        shape: [d.l.rows, d.l.cols] as const,
+      };
     },
 
     async tokenLogProbsBackward(logitsInput, tokensInput, backwardOptions) {
       const { temperature } = readForwardOptions(backwardOptions);
       const d = readDeviceLogits(logitsInput);
-      const { ids, mask, gradLogp, gradEntropy, saved } = readBackwardInputsOf(d.l, temperature, tokensInput, backwardOptions);
+      const { ids, mask, gradLogp, gradEntropy, saved } = readBackwardInputsOf(
+        d.l,
+        temperature,
+        tokensInput,
+        backwardOptions,
+      );
       const a = await ready();
       const n = positions(d);
       // As in the reference, a position is not read when the mask skips it or nothing flows back into it.
@@ -326,7 +365,10 @@ export function createCudaBackend(options: CudaBackendOptions = {}): Backend {
       return { data: gradResult(d, grad), shape: [d.l.rows, d.l.cols, d.l.vocab] as const };
     },
 
-    async policyLossFromLogits(inputs: LogitsPolicyLossInputs, optionsInput: LogitsPolicyLossOptions = {}): Promise<LogitsPolicyLossResult> {
+    async policyLossFromLogits(
+      inputs: LogitsPolicyLossInputs,
+      optionsInput: LogitsPolicyLossOptions = {},
+    ): Promise<LogitsPolicyLossResult> {
       const { logits, tokens, ...rest } = inputs;
       const { temperature: temperatureOption, ...lossOptions } = optionsInput;
       // The reference's order: the loss options, the forward pass's options, logits, tokens and mask, then the loss inputs.
@@ -340,7 +382,10 @@ export function createCudaBackend(options: CudaBackendOptions = {}): Backend {
       const { ids } = readTokens(tokens, rest.mask, d.l);
       if (!BUILTIN_OBJECTIVES.has(o.objective)) {
         if (!policyObjectiveNames().includes(o.objective)) {
-          throw invalid("options.objective", `unknown objective "${o.objective}"; registered: ${policyObjectiveNames().join(", ")}`);
+          throw invalid(
+            "options.objective",
+            `unknown objective "${o.objective}"; registered: ${policyObjectiveNames().join(", ")}`,
+          );
         }
         return composedPolicyLossFromLogits(kernels, inputs, optionsInput);
       }
@@ -379,7 +424,12 @@ export function createCudaBackend(options: CudaBackendOptions = {}): Backend {
         throw new GrpoRocError(`${name}: a non-finite log-ratio at position ${result.position}`);
       }
       const loss: PolicyLossResult = assembleLoss(computed, o, weights, entropyWeights, out);
-      return { ...loss, logp, entropy: withEntropy ? entropy : undefined, gradLogits: { data: gradResult(d, grad), shape: [d.l.rows, d.l.cols, d.l.vocab] } };
+      return {
+        ...loss,
+        logp,
+        entropy: withEntropy ? entropy : undefined,
+        gradLogits: { data: gradResult(d, grad), shape: [d.l.rows, d.l.cols, d.l.vocab] },
+      };
     },
   };
 
@@ -388,4 +438,3 @@ export function createCudaBackend(options: CudaBackendOptions = {}): Backend {
 
 /** The cuda backend on the GPU: `registerBackend(cudaBackend)`; its probe() says why when it cannot run. */
 export const cudaBackend: Backend = createCudaBackend();
-

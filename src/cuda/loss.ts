@@ -58,8 +58,18 @@ export function assembleLoss(
 ): PolicyLossResult {
   const [rows, cols] = t.shape;
   const { mask, entropy } = t;
-  let tokens = 0, sequences = 0, clipped = 0, low = 0, high = 0, dual = 0;
-  let approxKl = 0, ratioMin = Infinity, ratioSum = 0, ratioMax = -Infinity, klSum = 0, entropySum = 0;
+  let tokens = 0,
+    sequences = 0,
+    clipped = 0,
+    low = 0,
+    high = 0,
+    dual = 0;
+  let approxKl = 0,
+    ratioMin = Infinity,
+    ratioSum = 0,
+    ratioMax = -Infinity,
+    klSum = 0,
+    entropySum = 0;
   let loss = 0;
   const klCoef = o.kl?.coef ?? 0;
   for (let b = 0; b < rows; b++) {
@@ -90,7 +100,11 @@ export function assembleLoss(
       ratioSum += ratio;
     }
   }
-  const metrics = lossMetrics({ tokens, sequences, clipped, low, high, dual, approxKl, ratioMin, ratioSum, ratioMax, klSum, entropySum }, o.kl !== null, entropy !== undefined);
+  const metrics = lossMetrics(
+    { tokens, sequences, clipped, low, high, dual, approxKl, ratioMin, ratioSum, ratioMax, klSum, entropySum },
+    o.kl !== null,
+    entropy !== undefined,
+  );
 
   return {
     loss,

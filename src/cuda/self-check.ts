@@ -32,9 +32,12 @@ export interface SelfCheckReport {
  * CudaUnavailableError (the probe's reason) when that cannot run here, and CudaDeviceError on a CUDA error; a
  * failed comparison is not an error: it is a case with `ok: false` and `report.ok` false.
  */
-export async function cudaSelfCheck(options: Pick<CudaBackendOptions, "exec" | "addonPath"> = {}): Promise<SelfCheckReport> {
+export async function cudaSelfCheck(
+  options: Pick<CudaBackendOptions, "exec" | "addonPath"> = {},
+): Promise<SelfCheckReport> {
   const exec = options.exec ?? "device";
-  if (exec !== "device" && exec !== "host") throw invalid("options.exec", `expected "device" or "host", got ${JSON.stringify(exec)}`);
+  if (exec !== "device" && exec !== "host")
+    throw invalid("options.exec", `expected "device" or "host", got ${JSON.stringify(exec)}`);
   const backend = createCudaBackend(options);
   const info = await backend.probe();
   const state = loadAddon(options.addonPath);

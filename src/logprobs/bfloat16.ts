@@ -35,7 +35,10 @@ export function roundToBfloat16InPlace(values: Float32Array): Float32Array {
   const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
   for (let i = 0; i < values.length; i++) {
     const u = bits[i]!;
-    bits[i] = (u & 0x7fffffff) > 0x7f800000 ? (((u >>> 16) & 0x8000) | 0x7fc0) << 16 : ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) << 16;
+    bits[i] =
+      (u & 0x7fffffff) > 0x7f800000
+        ? (((u >>> 16) & 0x8000) | 0x7fc0) << 16
+        : ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) << 16;
   }
   return values;
 }

@@ -1,3 +1,9 @@
 export { tokenLogProbs, tokenLogProbsBackward } from "./token-logprobs.js";
-export type { Bfloat16Logits, LogitsInput, TokenLogProbs, TokenLogProbsBackwardOptions, TokenLogProbsOptions } from "./token-logprobs.js";
+export type {
+  Bfloat16Logits,
+  LogitsInput,
+  TokenLogProbs,
+  TokenLogProbsBackwardOptions,
+  TokenLogProbsOptions,
+} from "./token-logprobs.js";
 export { bfloat16ToFloat32, float32ToBfloat16, roundToBfloat16InPlace, toBfloat16Bits } from "./bfloat16.js";

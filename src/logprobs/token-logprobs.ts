@@ -16,7 +16,10 @@ export interface Bfloat16Logits {
 
 /** Logits [B, T, V], row-major: flat data with its shape (float64, float32 or bfloat16 bits), or nested arrays. */
 export type LogitsInput =
-  | { readonly data: Float32Array | Float64Array | readonly number[]; readonly shape: readonly [number, number, number] }
+  | {
+      readonly data: Float32Array | Float64Array | readonly number[];
+      readonly shape: readonly [number, number, number];
+    }
   | Bfloat16Logits
   | readonly (readonly (readonly number[])[])[];
 
@@ -72,7 +75,11 @@ export interface Logits {
  * trick, streaming the vocabulary in chunks; beyond the outputs it keeps O(1) per position, never [B, T, V].
  * −Infinity logits (masked vocabulary) are fine; NaN or +Infinity at a selected position is an error.
  */
-export function tokenLogProbs(logits: LogitsInput, tokens: MatrixInput, options: TokenLogProbsOptions = {}): TokenLogProbs {
+export function tokenLogProbs(
+  logits: LogitsInput,
+  tokens: MatrixInput,
+  options: TokenLogProbsOptions = {},
+): TokenLogProbs {
   const { temperature, entropy: withEntropy } = parseOrThrow(optionsSchema, options, "options");
   const l = readLogits(logits);
   const { ids, mask } = readTokens(tokens, options.mask, l);
@@ -130,7 +137,8 @@ export function tokenLogProbsBackward(
       const entropyTerm = h === 0 || p === 0 ? 0 : -h * p * (z - lse + H);
       out[offset + v] = (-g * p + entropyTerm) * inverseTemperature;
     }
-    out[offset + ids[i]!] += g * inverseTemperature;
+    const at = offset + ids[i]!;
+    out[at] = out[at]! + g * inverseTemperature;
   }
   if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
   return { data: out, shape: [l.rows, l.cols, l.vocab] };
@@ -146,15 +154,27 @@ export function readBackwardInputs(logits: LogitsInput, tokens: MatrixInput, opt
 }
 
 /** readBackwardInputs for logits a backend has read itself (bfloat16 bits it keeps as they are), in the same order. */
-export function readBackwardInputsOf(l: Logits, temperature: number, tokens: MatrixInput, options: TokenLogProbsBackwardOptions) {
+export function readBackwardInputsOf(
+  l: Logits,
+  temperature: number,
+  tokens: MatrixInput,
+  options: TokenLogProbsBackwardOptions,
+) {
   const { ids, mask } = readTokens(tokens, options.mask, l);
   const gradLogp = positional(options.gradLogp, "options.gradLogp", l);
-  const gradEntropy = options.gradEntropy === undefined ? undefined : positional(options.gradEntropy, "options.gradEntropy", l);
-  for (const [name, values] of [["gradLogp", gradLogp], ["gradEntropy", gradEntropy]] as const) {
+  const gradEntropy =
+    options.gradEntropy === undefined ? undefined : positional(options.gradEntropy, "options.gradEntropy", l);
+  for (const [name, values] of [
+    ["gradLogp", gradLogp],
+    ["gradEntropy", gradEntropy],
+  ] as const) {
     if (values === undefined) continue;
     for (let i = 0; i < values.length; i++) {
       if ((mask === undefined || mask[i] === 1) && !Number.isFinite(values[i])) {
-        throw invalid(`options.${name}[${Math.floor(i / l.cols)}][${i % l.cols}]`, `is ${values[i]}; must be finite where the mask selects`);
+        throw invalid(
+          `options.${name}[${Math.floor(i / l.cols)}][${i % l.cols}]`,
+          `is ${values[i]}; must be finite where the mask selects`,
+        );
       }
     }
   }
@@ -177,7 +197,13 @@ export function readForwardOptions(options: TokenLogProbsOptions): { temperature
 }
 
 /** logsumexp and entropy of position i's distribution, one streamed pass over its vocabulary in chunks. */
-function rowStatistics(l: Logits, i: number, inverseTemperature: number, withEntropy: boolean, out: { logSumExp: number; entropy: number }): void {
+function rowStatistics(
+  l: Logits,
+  i: number,
+  inverseTemperature: number,
+  withEntropy: boolean,
+  out: { logSumExp: number; entropy: number },
+): void {
   const data = l.data;
   const offset = i * l.vocab;
   let max = -Infinity;
@@ -189,9 +215,11 @@ function rowStatistics(l: Logits, i: number, inverseTemperature: number, withEnt
     let chunkMax = -Infinity;
     for (let v = start; v < end; v++) {
       const z = data[offset + v]! * inverseTemperature;
+      // biome-ignore lint/suspicious/noSelfCompare: z !== z is the NaN test; NaN must win the max to be reported
       if (z > chunkMax || z !== z) chunkMax = z;
     }
     if (chunkMax === -Infinity) continue;
+    // biome-ignore lint/suspicious/noSelfCompare: a NaN chunk maximum must reach the sum, which then reports it
     if (chunkMax > max || chunkMax !== chunkMax) {
       const rescale = Math.exp(max - chunkMax);
       sum *= rescale;
@@ -213,13 +241,19 @@ function rowStatistics(l: Logits, i: number, inverseTemperature: number, withEnt
 
 /** The error when `saved` lacks position i, which the backward pass needs: its forward mask was 0. */
 export function savedSkipped(i: number, cols: number) {
-  return invalid("options.saved", `skipped position [${Math.floor(i / cols)}][${i % cols}] (its forward mask was 0), which this pass needs`);
+  return invalid(
+    "options.saved",
+    `skipped position [${Math.floor(i / cols)}][${i % cols}] (its forward mask was 0), which this pass needs`,
+  );
 }
 
 /** The error for position i whose logsumexp is not finite: all −Infinity, or NaN / +Infinity among its logits. */
 export function badLogits(i: number, cols: number, logSumExp: number) {
   const where = `logits[${Math.floor(i / cols)}][${i % cols}]`;
-  return invalid(where, logSumExp === -Infinity ? "every logit is −Infinity: no token has probability" : "holds NaN or +Infinity");
+  return invalid(
+    where,
+    logSumExp === -Infinity ? "every logit is −Infinity: no token has probability" : "holds NaN or +Infinity",
+  );
 }
 
 export function readLogits(input: LogitsInput): Logits {
@@ -239,7 +273,8 @@ export function readLogits(input: LogitsInput): Logits {
     input.forEach((row: readonly (readonly number[])[], b: number) => {
       if (!Array.isArray(row) || row.length !== cols) throw invalid(`logits[${b}]`, `expected ${cols} positions`);
       row.forEach((position, t) => {
-        if (!Array.isArray(position) || position.length !== vocab) throw invalid(`logits[${b}][${t}]`, `expected ${vocab} logits`);
+        if (!Array.isArray(position) || position.length !== vocab)
+          throw invalid(`logits[${b}][${t}]`, `expected ${vocab} logits`);
         position.forEach((value, v) => {
           if (typeof value !== "number") throw invalid(`logits[${b}][${t}][${v}]`, "expected a number");
           data[(b * cols + t) * vocab + v] = value;
@@ -250,8 +285,47 @@ export function readLogits(input: LogitsInput): Logits {
   }
   const parsed = parseOrThrow(
     z.object({
-      data: z.custom<ArrayLike<number>>((d) => d instanceof Float32Array || d instanceof Float64Array || Array.isArray(d), {
-        message: "expected a Float32Array, a Float64Array or an array",
+      data: z.custom<ArrayLike<number>>(
+        (d) => d instanceof Float32Array || d instanceof Float64Array || Array.isArray(d),
+        {
+          message: "expected a Float32Array, a Float64Array or an array",
+        },
+      ),
+      shape: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative(), z.number().int().positive()]),
+    }),
+    input,
+    "logits",
+  );
+  const [rows, cols, vocab] = parsed.shape;
+  if (parsed.data.length !== rows * cols * vocab) {
+    throw invalid(
+      "logits.data",
+      `has ${parsed.data.length} entries but shape [${rows}, ${cols}, ${vocab}] needs ${rows * cols * vocab}`,
+    );
+  }
+  return { data: parsed.data, rows, cols, vocab };
+}
+
+/** Has a `dtype` field: bfloat16 logits (or a dtype this package does not know, which readBfloat16Logits rejects). */
+export function isBfloat16Logits(input: LogitsInput): input is Bfloat16Logits {
+  return (
+    typeof input === "object" &&
+    input !== null &&
+    !Array.isArray(input) &&
+    "dtype" in input &&
+    (input as { dtype?: unknown }).dtype !== undefined
+  );
+}
+
+/** bfloat16 logits validated without widening them: their bits and shape (`data` is left empty). */
+export function readBfloat16Logits(input: Bfloat16Logits): Logits & { readonly bfloat16: Uint16Array } {
+  const parsed = parseOrThrow(
+    z.object({
+      dtype: z.literal("bfloat16", {
+        message: 'the only dtype logits may declare is "bfloat16" (leave it out for float32 / float64 data)',
+      }),
+      data: z.custom<Uint16Array>((d) => d instanceof Uint16Array, {
+        message: "bfloat16 logits are their bits in a Uint16Array",
       }),
       shape: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative(), z.number().int().positive()]),
     }),
@@ -260,35 +334,19 @@ export function readLogits(input: LogitsInput): Logits {
   );
   const [rows, cols, vocab] = parsed.shape;
   if (parsed.data.length !== rows * cols * vocab) {
-    throw invalid("logits.data", `has ${parsed.data.length} entries but shape [${rows}, ${cols}, ${vocab}] needs ${rows * cols * vocab}`);
-  }
-  return { data: parsed.data, rows, cols, vocab };
-}
-
-/** Has a `dtype` field: bfloat16 logits (or a dtype this package does not know, which readBfloat16Logits rejects). */
-export function isBfloat16Logits(input: LogitsInput): input is Bfloat16Logits {
-  return typeof input === "object" && input !== null && !Array.isArray(input) && "dtype" in input && (input as { dtype?: unknown }).dtype !== undefined;
-}
-
-/** bfloat16 logits validated without widening them: their bits and shape (`data` is left empty). */
-export function readBfloat16Logits(input: Bfloat16Logits): Logits & { readonly bfloat16: Uint16Array } {
-  const parsed = parseOrThrow(
-    z.object({
-      dtype: z.literal("bfloat16", { message: 'the only dtype logits may declare is "bfloat16" (leave it out for float32 / float64 data)' }),
-      data: z.custom<Uint16Array>((d) => d instanceof Uint16Array, { message: "bfloat16 logits are their bits in a Uint16Array" }),
-      shape: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative(), z.number().int().positive()]),
-    }),
-    input,
-    "logits",
-  );
-  const [rows, cols, vocab] = parsed.shape;
-  if (parsed.data.length !== rows * cols * vocab) {
-    throw invalid("logits.data", `has ${parsed.data.length} entries but shape [${rows}, ${cols}, ${vocab}] needs ${rows * cols * vocab}`);
+    throw invalid(
+      "logits.data",
+      `has ${parsed.data.length} entries but shape [${rows}, ${cols}, ${vocab}] needs ${rows * cols * vocab}`,
+    );
   }
   return { data: [], rows, cols, vocab, bfloat16: parsed.data };
 }
 
-export function readTokens(tokens: MatrixInput, maskInput: MatrixInput | undefined, l: Logits): { ids: ArrayLike<number>; mask?: ArrayLike<number> } {
+export function readTokens(
+  tokens: MatrixInput,
+  maskInput: MatrixInput | undefined,
+  l: Logits,
+): { ids: ArrayLike<number>; mask?: ArrayLike<number> } {
   const ids = positionalMatrix(tokens, "tokens", l);
   const mask = maskInput === undefined ? undefined : positionalMatrix(maskInput, "options.mask", l);
   if (mask !== undefined) assertBinaryMask(mask, "options.mask");
@@ -296,7 +354,10 @@ export function readTokens(tokens: MatrixInput, maskInput: MatrixInput | undefin
     if (mask !== undefined && mask.data[i] === 0) continue;
     const id = ids.data[i]!;
     if (!Number.isInteger(id) || id < 0 || id >= l.vocab) {
-      throw invalid(`tokens[${Math.floor(i / l.cols)}][${i % l.cols}]`, `token id ${id} is not an integer in [0, ${l.vocab})`);
+      throw invalid(
+        `tokens[${Math.floor(i / l.cols)}][${i % l.cols}]`,
+        `token id ${id} is not an integer in [0, ${l.vocab})`,
+      );
     }
   }
   return { ids: ids.data, ...(mask !== undefined ? { mask: mask.data } : {}) };

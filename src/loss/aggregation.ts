@@ -8,7 +8,12 @@ import { AGGREGATIONS, normalizerSchema, type Aggregation, type Normalizer, type
  * weight w_b of each valid token of row b, so the gradient is w_b · ∂ℓ/∂logp. A normaliser of 0 (no valid tokens
  * anywhere) gives weight 0: nothing to learn, rather than verl's 0/0 = NaN.
  */
-export function rowWeights(rowTokens: Int32Array, length: number, mode: Aggregation, normalizer: Normalizer): Float64Array {
+export function rowWeights(
+  rowTokens: Int32Array,
+  length: number,
+  mode: Aggregation,
+  normalizer: Normalizer,
+): Float64Array {
   const rows = rowTokens.length;
   let tokens = 0;
   let nonEmpty = 0;
@@ -63,7 +68,12 @@ function safe(weight: number): number {
  * The whole batch's counts from its mask [B, T]: pass the result as `normalizer` to each of its micro-batches and
  * their losses and gradients sum to the whole batch's, in every aggregation mode.
  */
-export function batchNormalizer(maskInput: MatrixInput): { tokens: number; sequences: number; rows: number; length: number } {
+export function batchNormalizer(maskInput: MatrixInput): {
+  tokens: number;
+  sequences: number;
+  rows: number;
+  length: number;
+} {
   const mask = toMatrix(maskInput, "mask");
   const [rows, cols] = mask.shape;
   let tokens = 0;
@@ -86,22 +96,33 @@ const aggregateOptionsSchema = z.object({
  */
 export function aggregate(
   values: MatrixInput,
-  options: { readonly mask?: MatrixInput; readonly aggregation?: Aggregation; readonly normalizer?: NormalizerInput } = {},
+  options: {
+    readonly mask?: MatrixInput;
+    readonly aggregation?: Aggregation;
+    readonly normalizer?: NormalizerInput;
+  } = {},
 ): { readonly value: number; readonly grad: Float64Array } {
-  const { aggregation, normalizer } = parseOrThrow(aggregateOptionsSchema, { aggregation: options.aggregation, normalizer: options.normalizer }, "options");
+  const { aggregation, normalizer } = parseOrThrow(
+    aggregateOptionsSchema,
+    { aggregation: options.aggregation, normalizer: options.normalizer },
+    "options",
+  );
   const v = toMatrix(values, "values");
   const [rows, cols] = v.shape;
   const mask = options.mask === undefined ? undefined : toMatrix(options.mask, "options.mask");
   if (mask !== undefined) {
-    if (mask.shape[0] !== rows || mask.shape[1] !== cols) throw invalid("options.mask", `has shape [${mask.shape.join(", ")}] but values have [${rows}, ${cols}]`);
+    if (mask.shape[0] !== rows || mask.shape[1] !== cols)
+      throw invalid("options.mask", `has shape [${mask.shape.join(", ")}] but values have [${rows}, ${cols}]`);
     assertBinaryMask(mask, "options.mask");
   }
   const selected = (i: number) => mask === undefined || mask.data[i] === 1;
   const rowTokens = new Int32Array(rows);
   for (let i = 0; i < rows * cols; i++) {
     if (!selected(i)) continue;
-    if (!Number.isFinite(v.data[i])) throw invalid(`values[${Math.floor(i / cols)}][${i % cols}]`, `is ${v.data[i]} at a position the mask selects`);
-    rowTokens[Math.floor(i / cols)]++;
+    if (!Number.isFinite(v.data[i]))
+      throw invalid(`values[${Math.floor(i / cols)}][${i % cols}]`, `is ${v.data[i]} at a position the mask selects`);
+    const row = Math.floor(i / cols);
+    rowTokens[row] = rowTokens[row]! + 1;
   }
   const weights = rowWeights(rowTokens, cols, aggregation, normalizer);
   const grad = new Float64Array(rows * cols);

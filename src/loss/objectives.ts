@@ -109,4 +109,12 @@ export const sapoObjective: PolicyObjective = (options) => {
 /** REINFORCE / GPG: −A · log π, no ratio. */
 export const reinforceObjective: PolicyObjective =
   () =>
-  ({ advantage: a, logp }) => ({ loss: -a * logp, dLogRatio: 0, dLogp: -a, clipped: false, dualClipped: false, lowClipped: false, highClipped: false });
+  ({ advantage: a, logp }) => ({
+    loss: -a * logp,
+    dLogRatio: 0,
+    dLogp: -a,
+    clipped: false,
+    dualClipped: false,
+    lowClipped: false,
+    highClipped: false,
+  });

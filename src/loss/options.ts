@@ -56,7 +56,9 @@ const klSchema = z.object({
 });
 
 /** A bound that may be infinite (one-sided clamps), but not NaN. */
-const bound = z.custom<number>((value) => typeof value === "number" && !Number.isNaN(value), { message: "expected a number (±Infinity allowed)" });
+const bound = z.custom<number>((value) => typeof value === "number" && !Number.isNaN(value), {
+  message: "expected a number (±Infinity allowed)",
+});
 
 const logRatioClampSchema = z
   .tuple([bound, bound])
@@ -91,13 +93,24 @@ export const policyLossOptionsSchema = z
     /** How the entropy is aggregated; defaults to `aggregation` (verl). TRL uses bnpo unless the loss is dapo. */
     entropyAggregation: z.enum(AGGREGATIONS).optional(),
     /** SAPO gate temperatures for positive and negative advantages. */
-    sapoTemperature: z.object({ positive: z.number().positive(), negative: z.number().positive() }).default({ positive: 1, negative: 1.05 }),
+    sapoTemperature: z
+      .object({ positive: z.number().positive(), negative: z.number().positive() })
+      .default({ positive: 1, negative: 1.05 }),
   })
   .superRefine((options, ctx) => {
     if (options.ratioLevel !== "token" && options.objective !== "clip") {
-      ctx.addIssue({ code: "custom", path: ["ratioLevel"], message: `sequence-level ratios need the "clip" objective, not "${options.objective}"` });
+      ctx.addIssue({
+        code: "custom",
+        path: ["ratioLevel"],
+        message: `sequence-level ratios need the "clip" objective, not "${options.objective}"`,
+      });
     }
-    if (options.clipLow > 1) ctx.addIssue({ code: "custom", path: ["clipLow"], message: "must be at most 1 (the lower bound 1 − clipLow is a ratio ≥ 0)" });
+    if (options.clipLow > 1)
+      ctx.addIssue({
+        code: "custom",
+        path: ["clipLow"],
+        message: "must be at most 1 (the lower bound 1 − clipLow is a ratio ≥ 0)",
+      });
   });
 
 export type PolicyLossOptions = z.output<typeof policyLossOptionsSchema>;
@@ -137,7 +150,13 @@ export const lossPresets = {
   reference: { ...verl, clipHigh: 0.28 },
   verl,
   /** verl's GSPO loss mode: sequence ratio, no ±20 clamp but log-ratio ≤ 10, no dual clip, seq-mean-token-mean always. */
-  verlGspo: { ...verl, ratioLevel: "sequence-token", dualClip: null, logRatioClamp: [-Infinity, 10], aggregation: "seq-mean-token-mean" },
+  verlGspo: {
+    ...verl,
+    ratioLevel: "sequence-token",
+    dualClip: null,
+    logRatioClamp: [-Infinity, 10],
+    aggregation: "seq-mean-token-mean",
+  },
   /** TRL GRPOConfig defaults: loss_type "dapo", epsilon 0.2 both sides, beta 0, no clamp, no dual clip. */
   trl: {
     objective: "clip",

@@ -3,7 +3,14 @@ import { isArrayLike, numericArraySchema, type NumericArray } from "../numeric.j
 import { countRowTokens, toMatrix, type Matrix, type MatrixInput } from "../tensor.js";
 import { rowWeights } from "./aggregation.js";
 import { klPenalty } from "./kl.js";
-import { clipObjective, cispoObjective, reinforceObjective, sapoObjective, type PolicyObjective, type TokenKernel } from "./objectives.js";
+import {
+  clipObjective,
+  cispoObjective,
+  reinforceObjective,
+  sapoObjective,
+  type PolicyObjective,
+  type TokenKernel,
+} from "./objectives.js";
 import { policyLossOptionsSchema, type PolicyLossOptions, type PolicyLossOptionsInput } from "./options.js";
 
 export interface PolicyLossInputs {
@@ -95,12 +102,17 @@ const KERNEL_CACHE_SIZE = 64;
 
 function kernelFor(o: PolicyLossOptions): TokenKernel {
   const { normalizer: _normalizer, ...rest } = o;
-  const key = JSON.stringify(rest, (_name, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? String(value) : value));
+  const key = JSON.stringify(rest, (_name, value: unknown) =>
+    typeof value === "number" && !Number.isFinite(value) ? String(value) : value,
+  );
   let kernel = kernels.get(key);
   if (kernel === undefined) {
     const makeKernel = objectives.get(o.objective);
     if (makeKernel === undefined) {
-      throw invalid("options.objective", `unknown objective "${o.objective}"; registered: ${policyObjectiveNames().join(", ")}`);
+      throw invalid(
+        "options.objective",
+        `unknown objective "${o.objective}"; registered: ${policyObjectiveNames().join(", ")}`,
+      );
     }
     if (kernels.size >= KERNEL_CACHE_SIZE) kernels.clear();
     kernel = makeKernel(o);
@@ -122,13 +134,18 @@ export function resolvePolicyLossOptions(options: PolicyLossOptionsInput = {}): 
  * reference and entropy bonus, aggregated so that micro-batches given the whole batch's `normalizer` sum to the
  * whole batch's loss and gradient.
  */
-export function policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsInput = {}, into: PolicyLossBuffers = {}): PolicyLossResult {
+export function policyLoss(
+  inputs: PolicyLossInputs,
+  options: PolicyLossOptionsInput = {},
+  into: PolicyLossBuffers = {},
+): PolicyLossResult {
   const o = resolvePolicyLossOptions(options);
   const kernel = kernelFor(o);
   const t = readInputs(inputs, o);
-  const [rows, cols] = t.shape;
+  const [_rows, cols] = t.shape;
   const weights = rowWeights(t.rowTokens, cols, o.aggregation, o.normalizer);
-  const entropyWeights = o.entropyCoef > 0 ? rowWeights(t.rowTokens, cols, o.entropyAggregation ?? o.aggregation, o.normalizer) : undefined;
+  const entropyWeights =
+    o.entropyCoef > 0 ? rowWeights(t.rowTokens, cols, o.entropyAggregation ?? o.aggregation, o.normalizer) : undefined;
   const outputs = outputBuffers(into, t, { perTokenKl: o.kl !== null, gradEntropy: entropyWeights !== undefined });
   const sums = accumulate(t, o, kernel, weights, entropyWeights, outputs);
   const metrics = lossMetrics(sums, o.kl !== null, t.entropy !== undefined);
@@ -181,8 +198,13 @@ interface Outputs {
 }
 
 /** The arrays the loss writes: the caller's buffers, cleared and checked, or fresh zeroed ones. */
-function outputBuffers(into: PolicyLossBuffers, t: Inputs, needed: { perTokenKl: boolean; gradEntropy: boolean }): Outputs {
-  if (typeof into !== "object" || into === null) throw invalid("into", "expected an object of Float64Array buffers ({ grad, perTokenLoss, … })");
+function outputBuffers(
+  into: PolicyLossBuffers,
+  t: Inputs,
+  needed: { perTokenKl: boolean; gradEntropy: boolean },
+): Outputs {
+  if (typeof into !== "object" || into === null)
+    throw invalid("into", "expected an object of Float64Array buffers ({ grad, perTokenLoss, … })");
   const size = t.shape[0] * t.shape[1];
   const taken: [string, ArrayBufferView][] = [];
   for (const [name, input] of Object.entries(t)) if (ArrayBuffer.isView(input)) taken.push([`inputs.${name}`, input]);
@@ -190,9 +212,11 @@ function outputBuffers(into: PolicyLossBuffers, t: Inputs, needed: { perTokenKl:
     const given = into[name];
     if (given === undefined) return new Float64Array(size);
     if (!(given instanceof Float64Array)) throw invalid(`into.${name}`, "expected a Float64Array");
-    if (given.length !== size) throw invalid(`into.${name}`, `has ${given.length} entries but the loss needs ${size} (B·T)`);
+    if (given.length !== size)
+      throw invalid(`into.${name}`, `has ${given.length} entries but the loss needs ${size} (B·T)`);
     const clash = taken.find(([, other]) => overlaps(given, other));
-    if (clash !== undefined) throw invalid(`into.${name}`, `shares memory with ${clash[0]}; every output needs a buffer of its own`);
+    if (clash !== undefined)
+      throw invalid(`into.${name}`, `shares memory with ${clash[0]}; every output needs a buffer of its own`);
     taken.push([`into.${name}`, given]);
     return given.fill(0);
   };
@@ -205,7 +229,9 @@ function outputBuffers(into: PolicyLossBuffers, t: Inputs, needed: { perTokenKl:
 }
 
 function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+  return (
+    a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength
+  );
 }
 
 /** The hot loop, in a function of its own so that its optimised code does not depend on the caller's. */
@@ -227,10 +253,29 @@ function accumulate(
   // "sequence-token": GSPO-token, ρ_bt = sg(ρ_b)·π_t/sg(π_t), whose gradient stays with each token (verl).
   const throughRow = o.ratioLevel === "sequence";
   // The loop reads plain locals: property loads per token would cost as much as the arithmetic.
-  const { logp: logps, oldLogp: oldLogps, mask, advantages, perTokenAdvantages, refLogp, importanceWeights, entropy } = t;
+  const {
+    logp: logps,
+    oldLogp: oldLogps,
+    mask,
+    advantages,
+    perTokenAdvantages,
+    refLogp,
+    importanceWeights,
+    entropy,
+  } = t;
   const kl = o.kl;
-  let tokens = 0, sequences = 0, clipped = 0, low = 0, high = 0, dual = 0;
-  let approxKl = 0, ratioMin = Infinity, ratioSum = 0, ratioMax = -Infinity, klSum = 0, entropySum = 0;
+  let tokens = 0,
+    sequences = 0,
+    clipped = 0,
+    low = 0,
+    high = 0,
+    dual = 0;
+  let approxKl = 0,
+    ratioMin = Infinity,
+    ratioSum = 0,
+    ratioMax = -Infinity,
+    klSum = 0,
+    entropySum = 0;
   let loss = 0;
   for (let b = 0; b < rows; b++) {
     const count = t.rowTokens[b]!;
@@ -279,7 +324,7 @@ function accumulate(
         }
         perTokenKl![i] = value;
         loss += w * kl.coef * value;
-        grad[i] += w * kl.coef * slope;
+        grad[i] = grad[i]! + w * kl.coef * slope;
         klSum += value;
       }
       if (entropy !== undefined) {
@@ -303,10 +348,24 @@ function accumulate(
     }
     if (rowLogRatioGrad !== 0) {
       // log ρ_b is the mean of the row's log-ratios: each valid token gets 1/count of it.
-      for (let i = rowStart; i < rowEnd; i++) if (mask[i] === 1) grad[i] += rowLogRatioGrad / count;
+      for (let i = rowStart; i < rowEnd; i++) if (mask[i] === 1) grad[i] = grad[i]! + rowLogRatioGrad / count;
     }
   }
-  return { loss, tokens, sequences, clipped, low, high, dual, approxKl, ratioMin, ratioSum, ratioMax, klSum, entropySum };
+  return {
+    loss,
+    tokens,
+    sequences,
+    clipped,
+    low,
+    high,
+    dual,
+    approxKl,
+    ratioMin,
+    ratioSum,
+    ratioMax,
+    klSum,
+    entropySum,
+  };
 }
 
 /** Validated policy-loss inputs as flat arrays; shared with the other backends so they validate alike. */
@@ -325,7 +384,8 @@ export interface Inputs {
 
 /** Shapes must agree; every value that enters the loss (mask 1) must be finite; masked values are never read. */
 export function readInputs(inputs: PolicyLossInputs, o: PolicyLossOptions): Inputs {
-  if (typeof inputs !== "object" || inputs === null) throw invalid("inputs", "expected an object with logp, advantages, …");
+  if (typeof inputs !== "object" || inputs === null)
+    throw invalid("inputs", "expected an object with logp, advantages, …");
   const logp = toMatrix(inputs.logp, "inputs.logp");
   const shape = logp.shape;
   const [rows, cols] = shape;
@@ -342,8 +402,10 @@ export function readInputs(inputs: PolicyLossInputs, o: PolicyLossOptions): Inpu
   const refLogp = sameShape(inputs.refLogp, "refLogp");
   const importanceWeights = sameShape(inputs.importanceWeights, "importanceWeights");
   const entropy = sameShape(inputs.entropy, "entropy");
-  if (o.kl !== null && refLogp === undefined) throw invalid("inputs.refLogp", "options.kl is set: give the reference policy's log-probs");
-  if (o.entropyCoef > 0 && entropy === undefined) throw invalid("inputs.entropy", "options.entropyCoef > 0: give the policy's per-token entropy");
+  if (o.kl !== null && refLogp === undefined)
+    throw invalid("inputs.refLogp", "options.kl is set: give the reference policy's log-probs");
+  if (o.entropyCoef > 0 && entropy === undefined)
+    throw invalid("inputs.entropy", "options.entropyCoef > 0: give the policy's per-token entropy");
 
   const perTokenAdvantages = isMatrixInput(inputs.advantages);
   const advantages = perTokenAdvantages
@@ -361,12 +423,14 @@ export function readInputs(inputs: PolicyLossInputs, o: PolicyLossOptions): Inpu
     ["importanceWeights", importanceWeights],
     ["entropy", entropy],
   ];
-  for (const [name, matrix] of optional) if (matrix !== undefined) requireFiniteWhereSelected(matrix.data, maskData, cols, `inputs.${name}`);
+  for (const [name, matrix] of optional)
+    if (matrix !== undefined) requireFiniteWhereSelected(matrix.data, maskData, cols, `inputs.${name}`);
   if (perTokenAdvantages) {
     requireFiniteWhereSelected(advantages, maskData, cols, "inputs.advantages");
   } else {
     for (let b = 0; b < rows; b++) {
-      if (rowTokens[b]! > 0 && !Number.isFinite(advantages[b])) throw invalid(`inputs.advantages[${b}]`, `is ${advantages[b]}; advantages must be finite`);
+      if (rowTokens[b]! > 0 && !Number.isFinite(advantages[b]))
+        throw invalid(`inputs.advantages[${b}]`, `is ${advantages[b]}; advantages must be finite`);
     }
   }
   return {
@@ -395,13 +459,19 @@ export function requireFiniteLogps(t: Inputs): void {
 
 function nonFinite(logps: NumericArray, oldLogps: NumericArray, i: number, cols: number): Error {
   const [name, value] = Number.isFinite(logps[i]) ? ["oldLogp", oldLogps[i]] : ["logp", logps[i]];
-  return invalid(`inputs.${name}[${Math.floor(i / cols)}][${i % cols}]`, `is ${value} at a position the mask selects; only masked positions may hold non-finite values`);
+  return invalid(
+    `inputs.${name}[${Math.floor(i / cols)}][${i % cols}]`,
+    `is ${value} at a position the mask selects; only masked positions may hold non-finite values`,
+  );
 }
 
 function requireFiniteWhereSelected(values: NumericArray, mask: NumericArray, cols: number, name: string): void {
   for (let i = 0; i < values.length; i++) {
     if (mask[i] === 1 && !Number.isFinite(values[i])) {
-      throw invalid(`${name}[${Math.floor(i / cols)}][${i % cols}]`, `is ${values[i]} at a position the mask selects; only masked positions may hold non-finite values`);
+      throw invalid(
+        `${name}[${Math.floor(i / cols)}][${i % cols}]`,
+        `is ${values[i]} at a position the mask selects; only masked positions may hold non-finite values`,
+      );
     }
   }
 }

@@ -2,7 +2,14 @@ import seedrandom from "seedrandom";
 import { GrpoRocError, invalid, parseOrThrow } from "../errors.js";
 import { groupBy, groupKey, type GroupId } from "../groups.js";
 import { emptyOutcomeCounts, penalties, type Quality } from "./penalties.js";
-import { rewardOf, rocOptionsSchema, rolloutsSchema, type RocOptions, type RocOptionsInput, type Rollout } from "./schema.js";
+import {
+  rewardOf,
+  rocOptionsSchema,
+  rolloutsSchema,
+  type RocOptions,
+  type RocOptionsInput,
+  type Rollout,
+} from "./schema.js";
 import { lowestPenalties, paperCounts, referenceCounts, weightedSample, type ClassCounts } from "./select.js";
 import { parseTranscript } from "./transcript.js";
 
@@ -82,7 +89,10 @@ export function resampleOnCorrect(rollouts: readonly Rollout[], options: RocOpti
   const undersized = resolved.undersized ?? (resolved.mode === "paper" ? "keep" : "drop");
   const draws = new Float64Array(rollouts.length);
 
-  for (const { id, members: memberArray } of groupBy(rollouts.map((r) => r.groupId), "rollouts[].groupId")) {
+  for (const { id, members: memberArray } of groupBy(
+    rollouts.map((r) => r.groupId),
+    "rollouts[].groupId",
+  )) {
     const members = Array.from(memberArray);
     const positives = members.filter((i) => positive[i]);
     const negatives = members.filter((i) => !positive[i]);
@@ -108,7 +118,10 @@ export function resampleOnCorrect(rollouts: readonly Rollout[], options: RocOpti
       report("dropped", [], "equal-rewards");
     } else if (members.length < G) {
       if (undersized === "error") {
-        throw invalid(`rollouts[${members[0]}].groupId`, `group ${JSON.stringify(id)} has ${members.length} rollouts, fewer than keepPerGroup = ${G}`);
+        throw invalid(
+          `rollouts[${members[0]}].groupId`,
+          `group ${JSON.stringify(id)} has ${members.length} rollouts, fewer than keepPerGroup = ${G}`,
+        );
       }
       if (undersized === "keep") report("kept-whole", members, "undersized");
       else report("dropped", [], "undersized");
@@ -172,7 +185,13 @@ function select(
  * groups changes nothing. When every member carries an `id`, draws are dealt in id order, so reordering rollouts
  * within the group changes nothing either.
  */
-function drawUniforms(draws: Float64Array, seed: string | number, id: GroupId, members: readonly number[], rollouts: readonly Rollout[]): void {
+function drawUniforms(
+  draws: Float64Array,
+  seed: string | number,
+  id: GroupId,
+  members: readonly number[],
+  rollouts: readonly Rollout[],
+): void {
   // seedrandom's default ARC4 generator: keys that differ in one character still give unrelated streams.
   const stream = seedrandom(`${seed}\u0000${groupKey(id)}`);
   for (const i of drawOrder(members, rollouts)) draws[i] = 1 - stream();
@@ -189,7 +208,10 @@ function drawOrder(members: readonly number[], rollouts: readonly Rollout[]): re
   const ordered = [...members].sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0));
   for (let k = 1; k < ordered.length; k++) {
     if (keyOf(ordered[k]!) === keyOf(ordered[k - 1]!)) {
-      throw invalid(`rollouts[${Math.max(ordered[k]!, ordered[k - 1]!)}].id`, `duplicate id ${JSON.stringify(rollouts[ordered[k]!]!.id)} in its group`);
+      throw invalid(
+        `rollouts[${Math.max(ordered[k]!, ordered[k - 1]!)}].id`,
+        `duplicate id ${JSON.stringify(rollouts[ordered[k]!]!.id)} in its group`,
+      );
     }
   }
   return ordered;

@@ -31,15 +31,29 @@ export const rolloutSchema = z
     if (rollout.reward === undefined && rollout.correct === undefined) {
       ctx.addIssue({ code: "custom", path: ["reward"], message: "give a reward, a correct flag, or both" });
     }
-    const structured = [rollout.toolCalls, rollout.answers, rollout.turns].filter((field) => field !== undefined).length;
+    const structured = [rollout.toolCalls, rollout.answers, rollout.turns].filter(
+      (field) => field !== undefined,
+    ).length;
     if (structured > 0 && structured < 3) {
-      ctx.addIssue({ code: "custom", path: [], message: "structured quality inputs need toolCalls, answers and turns together" });
+      ctx.addIssue({
+        code: "custom",
+        path: [],
+        message: "structured quality inputs need toolCalls, answers and turns together",
+      });
     }
     if (structured === 0 && rollout.formatOk !== undefined) {
-      ctx.addIssue({ code: "custom", path: ["formatOk"], message: "formatOk belongs with the structured inputs (toolCalls, answers, turns)" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["formatOk"],
+        message: "formatOk belongs with the structured inputs (toolCalls, answers, turns)",
+      });
     }
     if (structured > 0 && rollout.transcript !== undefined) {
-      ctx.addIssue({ code: "custom", path: ["transcript"], message: "give either a transcript or structured quality inputs, not both" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["transcript"],
+        message: "give either a transcript or structured quality inputs, not both",
+      });
     }
     if (rollout.answers !== undefined && rollout.answers > 0 && rollout.turns === 0) {
       ctx.addIssue({ code: "custom", path: ["turns"], message: "a rollout that answered has at least one turn" });
@@ -78,11 +92,17 @@ export const rocOptionsSchema = z
     noToolCallPenalty: z.number().nonnegative().default(0.5),
     transcriptDialect: z.enum(["strict", "reference"]).default("strict"),
     /** Your own p_total for a rollout (finite, ≥ 0); replaces the built-in penalties. */
-    penalty: z.custom<PenaltyFunction>((value) => typeof value === "function", { message: "expected a function" }).optional(),
+    penalty: z
+      .custom<PenaltyFunction>((value) => typeof value === "function", { message: "expected a function" })
+      .optional(),
   })
   .superRefine((options, ctx) => {
     if (options.mode === "paper" && options.seed === undefined) {
-      ctx.addIssue({ code: "custom", path: ["seed"], message: "paper mode samples at random: pass a seed (e.g. the training step)" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["seed"],
+        message: "paper mode samples at random: pass a seed (e.g. the training step)",
+      });
     }
     if (options.mode === "reference" && options.minNegatives + options.minPositives > options.keepPerGroup) {
       ctx.addIssue({

@@ -64,7 +64,8 @@ function sandboxVerdict(body: string): ToolOutcome | undefined {
   const text = body.trimStart();
   if (text.startsWith("Tool call success")) return "ok";
   if (text.startsWith("Tool call failure")) return /^reason:[^\n]*timeout/im.test(text) ? "timeout" : "execution_error";
-  if (text.startsWith("Failed to decode tool call") || text.startsWith("Error when executing tool")) return "parse_error";
+  if (text.startsWith("Failed to decode tool call") || text.startsWith("Error when executing tool"))
+    return "parse_error";
   return undefined;
 }
 
@@ -73,7 +74,11 @@ function mentionsError(body: string): boolean {
 }
 
 /** Calls `visit` with the content span of each non-overlapping open…close block, like the regex `open.*?close`. */
-function forEachBlock(text: string, [open, close]: readonly [string, string], visit: (start: number, end: number) => void): void {
+function forEachBlock(
+  text: string,
+  [open, close]: readonly [string, string],
+  visit: (start: number, end: number) => void,
+): void {
   let from = 0;
   for (;;) {
     const start = text.indexOf(open, from);

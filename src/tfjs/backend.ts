@@ -1,8 +1,20 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Backend, BackendInfo } from "../backends/index.js";
 import { composedPolicyLossFromLogits } from "../logits-loss.js";
-import { badLogits, readBackwardInputs, readForwardOptions, readLogits, readTokens } from "../logprobs/token-logprobs.js";
-import { readInputs, requireFiniteLogps, resolvePolicyLossOptions, type PolicyLossMetrics, type PolicyLossResult } from "../loss/policy-loss.js";
+import {
+  badLogits,
+  readBackwardInputs,
+  readForwardOptions,
+  readLogits,
+  readTokens,
+} from "../logprobs/token-logprobs.js";
+import {
+  readInputs,
+  requireFiniteLogps,
+  resolvePolicyLossOptions,
+  type PolicyLossMetrics,
+  type PolicyLossResult,
+} from "../loss/policy-loss.js";
 import { policyLossTensors } from "./loss.js";
 import { maxBindingBytes } from "./device.js";
 import { tokenStatistics, tokenStatisticsBackward } from "./logprobs.js";
@@ -25,7 +37,8 @@ export const tfjsBackend: Backend = {
     return {
       name: "tfjs",
       available: active !== undefined,
-      reason: active === undefined ? "no tfjs backend could be initialised" : `TensorFlow.js, "${active}" backend, float32`,
+      reason:
+        active === undefined ? "no tfjs backend could be initialised" : `TensorFlow.js, "${active}" backend, float32`,
       dtypes: ["float32"],
       maxBindingBytes: maxBindingBytes(),
     };
@@ -36,28 +49,32 @@ export const tfjsBackend: Backend = {
     const t = readInputs(inputs, o);
     requireFiniteLogps(t);
     const [rows, cols] = t.shape;
-    const tensor = (data: ArrayLike<number> | undefined) => (data === undefined ? undefined : tf.tensor2d(f32(data), [rows, cols]));
+    const tensor = (data: ArrayLike<number> | undefined) =>
+      data === undefined ? undefined : tf.tensor2d(f32(data), [rows, cols]);
     // tidy keeps the tensors returned (nested in the result object) and frees every intermediate.
-    const result = tf.tidy(() =>
-      (policyLossTensors(
-        {
-          logp: tensor(t.logp)!,
-          oldLogp: tensor(t.oldLogp),
-          advantages: t.perTokenAdvantages ? tensor(t.advantages)! : tf.tensor1d(f32(t.advantages)),
-          mask: tensor(t.mask),
-          refLogp: tensor(t.refLogp),
-          importanceWeights: tensor(t.importanceWeights),
-          entropy: tensor(t.entropy),
-        },
-        o,
-      ) as unknown as tf.TensorContainer),
+    const result = tf.tidy(
+      () =>
+        policyLossTensors(
+          {
+            logp: tensor(t.logp)!,
+            oldLogp: tensor(t.oldLogp),
+            advantages: t.perTokenAdvantages ? tensor(t.advantages)! : tf.tensor1d(f32(t.advantages)),
+            mask: tensor(t.mask),
+            refLogp: tensor(t.refLogp),
+            importanceWeights: tensor(t.importanceWeights),
+            entropy: tensor(t.entropy),
+          },
+          o,
+        ) as unknown as tf.TensorContainer,
     ) as unknown as ReturnType<typeof policyLossTensors>;
     try {
-      const read = async (x: tf.Tensor | undefined) => (x === undefined ? undefined : Float64Array.from(await x.data()));
+      const read = async (x: tf.Tensor | undefined) =>
+        x === undefined ? undefined : Float64Array.from(await x.data());
       const scalar = async (x: tf.Tensor | undefined) => (x === undefined ? undefined : (await x.data())[0]!);
       const c = result.counts;
       const tokens = (await scalar(c.tokens))!;
-      const mean = async (x: tf.Tensor | undefined) => (x === undefined ? undefined : tokens === 0 ? 0 : (await scalar(x))! / tokens);
+      const mean = async (x: tf.Tensor | undefined) =>
+        x === undefined ? undefined : tokens === 0 ? 0 : (await scalar(x))! / tokens;
       const metrics: PolicyLossMetrics = {
         tokens,
         sequences: (await scalar(c.sequences))!,
@@ -96,7 +113,9 @@ export const tfjsBackend: Backend = {
     const logSumExp = new Float64Array(positions).fill(NaN);
     const entropy = options.entropy ? new Float64Array(positions) : undefined;
     for (const [start, end] of chunks(positions, l.vocab)) {
-      const stats = tf.tidy(() => tokenStatistics(logitsChunk(l, start, end, skipped), tokensChunk(ids, skipped, start, end), temperature));
+      const stats = tf.tidy(() =>
+        tokenStatistics(logitsChunk(l, start, end, skipped), tokensChunk(ids, skipped, start, end), temperature),
+      );
       try {
         const [lp, lse, h] = await Promise.all([stats.logp.data(), stats.logSumExp.data(), stats.entropy.data()]);
         for (let k = 0; k < end - start; k++) {
@@ -118,9 +137,12 @@ export const tfjsBackend: Backend = {
     // `saved` is validated like the reference's, but not used: the device recomputes the statistics per chunk.
     const { l, ids, mask, gradLogp, gradEntropy, temperature } = readBackwardInputs(logitsInput, tokensInput, options);
     // As in the reference, a position is not read when the mask skips it or nothing flows back into it.
-    const skipped = (i: number) => (mask !== undefined && mask[i] === 0) || (gradLogp[i] === 0 && (gradEntropy === undefined || gradEntropy[i] === 0));
+    const skipped = (i: number) =>
+      (mask !== undefined && mask[i] === 0) ||
+      (gradLogp[i] === 0 && (gradEntropy === undefined || gradEntropy[i] === 0));
     const positions = l.rows * l.cols;
-    const out = l.data instanceof Float64Array ? new Float64Array(positions * l.vocab) : new Float32Array(positions * l.vocab);
+    const out =
+      l.data instanceof Float64Array ? new Float64Array(positions * l.vocab) : new Float32Array(positions * l.vocab);
     const upstream = (values: ArrayLike<number>, start: number, end: number) => {
       const chunk = new Float32Array(end - start);
       for (let k = 0; k < chunk.length; k++) chunk[k] = skipped(start + k) ? 0 : values[start + k]!;
@@ -132,14 +154,19 @@ export const tfjsBackend: Backend = {
         const tokens = tokensChunk(ids, skipped, start, end);
         const stats = tokenStatistics(logits, tokens, temperature);
         const h = gradEntropy === undefined ? undefined : upstream(gradEntropy, start, end);
-        return [tokenStatisticsBackward(logits, tokens, temperature, stats, upstream(gradLogp, start, end), h), stats.logSumExp];
+        return [
+          tokenStatisticsBackward(logits, tokens, temperature, stats, upstream(gradLogp, start, end), h),
+          stats.logSumExp,
+        ];
       });
       try {
         const lse = await logSumExp.data();
-        for (let k = 0; k < end - start; k++) if (!skipped(start + k) && !Number.isFinite(lse[k])) throw badLogits(start + k, l.cols, lse[k]!);
+        for (let k = 0; k < end - start; k++)
+          if (!skipped(start + k) && !Number.isFinite(lse[k])) throw badLogits(start + k, l.cols, lse[k]!);
         out.set(await grad.data(), start * l.vocab);
         // Skipped positions get exactly 0, as in the reference (the device's −g·p would be −0 there).
-        for (let k = 0; k < end - start; k++) if (skipped(start + k)) out.fill(0, (start + k) * l.vocab, (start + k + 1) * l.vocab);
+        for (let k = 0; k < end - start; k++)
+          if (skipped(start + k)) out.fill(0, (start + k) * l.vocab, (start + k + 1) * l.vocab);
       } finally {
         tf.dispose([grad, logSumExp]);
       }
@@ -160,13 +187,19 @@ function* chunks(positions: number, vocab: number): Generator<[number, number]> 
 }
 
 /** A chunk of logits on the device; skipped positions are sent as zeros, so whatever they hold is never read. */
-function logitsChunk(l: ReturnType<typeof readLogits>, start: number, end: number, skipped: (i: number) => boolean): tf.Tensor2D {
+function logitsChunk(
+  l: ReturnType<typeof readLogits>,
+  start: number,
+  end: number,
+  skipped: (i: number) => boolean,
+): tf.Tensor2D {
   const chunk = new Float32Array((end - start) * l.vocab);
   for (let k = 0; k < end - start; k++) {
     if (skipped(start + k)) continue;
     const from = (start + k) * l.vocab;
     const row = l.data as ArrayLike<number>;
-    if (ArrayBuffer.isView(row)) chunk.set((row as Float32Array | Float64Array).subarray(from, from + l.vocab), k * l.vocab);
+    if (ArrayBuffer.isView(row))
+      chunk.set((row as Float32Array | Float64Array).subarray(from, from + l.vocab), k * l.vocab);
     else for (let v = 0; v < l.vocab; v++) chunk[k * l.vocab + v] = row[from + v]!;
   }
   return tf.tensor2d(chunk, [end - start, l.vocab]);

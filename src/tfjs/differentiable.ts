@@ -32,7 +32,11 @@ export interface PolicyLossTfHooks {
  * The forward pass and the gradient are computed together (the gradient is a few elementwise ops more); both are
  * freed with the tape. Called outside a gradient scope it returns the loss and keeps nothing.
  */
-export function policyLossTf(inputs: PolicyLossTensors, options: PolicyLossOptionsInput = {}, hooks: PolicyLossTfHooks = {}): tf.Scalar {
+export function policyLossTf(
+  inputs: PolicyLossTensors,
+  options: PolicyLossOptionsInput = {},
+  hooks: PolicyLossTfHooks = {},
+): tf.Scalar {
   // Options are validated here, once, so that a bad option throws before anything is recorded on a tape.
   const resolved = resolvePolicyLossOptions(options);
   const withEntropy = inputs.entropy !== undefined;
@@ -64,13 +68,29 @@ function keepCounts(counts: PolicyLossCounts): PolicyLossCounts {
 }
 
 /** The names of PolicyLossCounts, in the order readPolicyLossMetrics reads them. */
-const COUNT_NAMES = ["tokens", "sequences", "clipped", "low", "high", "dual", "approxKl", "ratioMin", "ratioSum", "ratioMax", "klSum", "entropySum"] as const;
+const COUNT_NAMES = [
+  "tokens",
+  "sequences",
+  "clipped",
+  "low",
+  "high",
+  "dual",
+  "approxKl",
+  "ratioMin",
+  "ratioSum",
+  "ratioMax",
+  "klSum",
+  "entropySum",
+] as const;
 
 /**
  * The reference backend's PolicyLossMetrics from the metric sums of a tfjs pass: one read from the device for all
  * of them. Disposes `counts`, and also the `extra` scalars, whose values come back in `extra` order.
  */
-export async function readPolicyLossMetrics(counts: PolicyLossCounts, extra: readonly tf.Scalar[] = []): Promise<{ metrics: PolicyLossMetrics; extra: number[] }> {
+export async function readPolicyLossMetrics(
+  counts: PolicyLossCounts,
+  extra: readonly tf.Scalar[] = [],
+): Promise<{ metrics: PolicyLossMetrics; extra: number[] }> {
   const present = COUNT_NAMES.filter((name) => counts[name] !== undefined);
   const scalars = [...present.map((name) => counts[name]!), ...extra];
   try {

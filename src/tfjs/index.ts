@@ -12,5 +12,12 @@ export { policyLossTf, readPolicyLossMetrics } from "./differentiable.js";
 export type { PolicyLossCounts, PolicyLossTfHooks } from "./differentiable.js";
 export { packTrainBatch, trainStep, validateTrainBatch } from "./train.js";
 export type { TrainBatch, TrainRollout, TrainStepOptions, TrainStepResult } from "./train.js";
-export { assertNoDeviceErrors, releaseWebGpu, useTfjsBackend, WebGpuDeviceError, type TfjsBackendName, type TfjsBackendStatus } from "./setup.js";
+export {
+  assertNoDeviceErrors,
+  releaseWebGpu,
+  useTfjsBackend,
+  WebGpuDeviceError,
+  type TfjsBackendName,
+  type TfjsBackendStatus,
+} from "./setup.js";
 export { KERNELS_ENV, releaseWgslKernels, tfjsKernelPath, wgslBufferStats, type TfjsKernels } from "./wgsl.js";

@@ -23,7 +23,10 @@ export function tokenStatistics(
   const [positions, vocab] = logits.shape;
   const z = temperature === 1 ? logits : tf.div(logits, temperature);
   const logSumExp = tf.logSumExp(z, 1);
-  const flatIndex = tf.add(tf.mul(tf.range(0, positions, 1, "int32"), tf.scalar(vocab, "int32")), tf.cast(tokens, "int32"));
+  const flatIndex = tf.add(
+    tf.mul(tf.range(0, positions, 1, "int32"), tf.scalar(vocab, "int32")),
+    tf.cast(tokens, "int32"),
+  );
   const logp = tf.sub(tf.gather(tf.reshape(z, [positions * vocab]), flatIndex), logSumExp) as tf.Tensor1D;
   const p = tf.exp(tf.sub(z, tf.reshape(logSumExp, [positions, 1])));
   // −Infinity logits have p = 0; their p·z would be 0·∞.
@@ -57,7 +60,10 @@ export function tokenStatisticsBackward(
     grad = tf.sub(grad, term);
   }
   // + g at each position's token.
-  const flatIndex = tf.add(tf.mul(tf.range(0, positions, 1, "int32"), tf.scalar(vocab, "int32")), tf.cast(tokens, "int32"));
+  const flatIndex = tf.add(
+    tf.mul(tf.range(0, positions, 1, "int32"), tf.scalar(vocab, "int32")),
+    tf.cast(tokens, "int32"),
+  );
   const flat = tf.reshape(grad, [positions * vocab]);
   const atToken = tf.add(tf.gather(flat, flatIndex), gradLogp);
   const withToken = tf.tensorScatterUpdate(flat, tf.reshape(flatIndex, [positions, 1]), atToken);
@@ -69,7 +75,11 @@ export function tokenStatisticsBackward(
  * Differentiable token log-probs for tfjs training: logits [B, T, V] → logp [B, T], and with `entropy` the
  * stacked [2, B, T] of logp and entropy. The gradient into the logits is the analytic one.
  */
-export function tokenLogProbsTf(logits: tf.Tensor3D, tokens: tf.Tensor2D, options: TokenLogProbsTensorOptions & { entropy?: boolean } = {}): tf.Tensor {
+export function tokenLogProbsTf(
+  logits: tf.Tensor3D,
+  tokens: tf.Tensor2D,
+  options: TokenLogProbsTensorOptions & { entropy?: boolean } = {},
+): tf.Tensor {
   const [rows, cols, vocab] = logits.shape;
   if (tokens.shape[0] !== rows || tokens.shape[1] !== cols) {
     throw invalid("tokens", `has shape [${tokens.shape.join(", ")}] but logits are [${rows}, ${cols}, ${vocab}]`);
@@ -96,7 +106,14 @@ export function tokenLogProbsTf(logits: tf.Tensor3D, tokens: tf.Tensor2D, option
       value,
       gradFunc: (dy, [savedLogits, logSumExp, entropy, savedTokens]) => {
         const { gradLogp, gradEntropy } = splitUpstream(dy as tf.Tensor, rows, cols, options.entropy === true);
-        const grad = tokenStatisticsBackward(savedLogits as tf.Tensor2D, savedTokens as tf.Tensor1D, temperature, { logSumExp: logSumExp as tf.Tensor1D, entropy: entropy as tf.Tensor1D }, gradLogp, gradEntropy);
+        const grad = tokenStatisticsBackward(
+          savedLogits as tf.Tensor2D,
+          savedTokens as tf.Tensor1D,
+          temperature,
+          { logSumExp: logSumExp as tf.Tensor1D, entropy: entropy as tf.Tensor1D },
+          gradLogp,
+          gradEntropy,
+        );
         return tf.reshape(grad, [rows, cols, vocab]);
       },
     };
@@ -105,9 +122,18 @@ export function tokenLogProbsTf(logits: tf.Tensor3D, tokens: tf.Tensor2D, option
 }
 
 /** ∂L/∂logp and ∂L/∂entropy, [B·T] each, from the upstream gradient of the op's output ([B, T] or [2, B, T]). */
-function splitUpstream(dy: tf.Tensor, rows: number, cols: number, withEntropy: boolean): { gradLogp: tf.Tensor1D; gradEntropy: tf.Tensor1D | undefined } {
-  const gradLogp = tf.reshape(withEntropy ? tf.slice(dy, [0, 0, 0], [1, rows, cols]) : dy, [rows * cols]) as tf.Tensor1D;
-  const gradEntropy = withEntropy ? (tf.reshape(tf.slice(dy, [1, 0, 0], [1, rows, cols]), [rows * cols]) as tf.Tensor1D) : undefined;
+function splitUpstream(
+  dy: tf.Tensor,
+  rows: number,
+  cols: number,
+  withEntropy: boolean,
+): { gradLogp: tf.Tensor1D; gradEntropy: tf.Tensor1D | undefined } {
+  const gradLogp = tf.reshape(withEntropy ? tf.slice(dy, [0, 0, 0], [1, rows, cols]) : dy, [
+    rows * cols,
+  ]) as tf.Tensor1D;
+  const gradEntropy = withEntropy
+    ? (tf.reshape(tf.slice(dy, [1, 0, 0], [1, rows, cols]), [rows * cols]) as tf.Tensor1D)
+    : undefined;
   return { gradLogp, gradEntropy };
 }
 
@@ -117,26 +143,48 @@ function splitUpstream(dy: tf.Tensor, rows: number, cols: number, withEntropy: b
  * positions whose statistics are invalid (NaN or +Infinity among the logits, all −Infinity, or a token id outside
  * the vocabulary) come out NaN rather than as numbers.
  */
-function tokenLogProbsWgsl(logits: tf.Tensor3D, tokens: tf.Tensor2D, temperature: number, withEntropy: boolean): tf.Tensor {
+function tokenLogProbsWgsl(
+  logits: tf.Tensor3D,
+  tokens: tf.Tensor2D,
+  temperature: number,
+  withEntropy: boolean,
+): tf.Tensor {
   const [rows, cols] = logits.shape;
   const n = rows * cols;
   const op = tf.customGrad((x, saveArg) => {
     const save = saveArg as tf.GradSaveFunc;
     const input = x as tf.Tensor3D;
     const forward = wgslForward(input, tokens, temperature);
-    save(forward.valid === undefined ? [input, forward.stats, forward.tokens] : [input, forward.stats, forward.tokens, forward.valid]);
+    save(
+      forward.valid === undefined
+        ? [input, forward.stats, forward.tokens]
+        : [input, forward.stats, forward.tokens, forward.valid],
+    );
     const column = (k: number) => tf.reshape(tf.slice(forward.stats, [0, k], [n, 1]), [n]);
     let invalidAt = tf.notEqual(column(3), 0);
     if (forward.valid !== undefined) invalidAt = tf.logicalOr(invalidAt, tf.logicalNot(forward.valid));
     const nan = tf.fill([n], NaN);
     const logp = tf.where(invalidAt, nan, column(1));
-    const value = withEntropy ? tf.reshape(tf.stack([logp, tf.where(invalidAt, nan, column(2))]), [2, rows, cols]) : tf.reshape(logp, [rows, cols]);
+    const value = withEntropy
+      ? tf.reshape(tf.stack([logp, tf.where(invalidAt, nan, column(2))]), [2, rows, cols])
+      : tf.reshape(logp, [rows, cols]);
     return {
       value,
       gradFunc: (dy, saved) => {
-        const [savedLogits, stats, savedTokens, valid] = saved as [tf.Tensor3D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D | undefined];
+        const [savedLogits, stats, savedTokens, valid] = saved as [
+          tf.Tensor3D,
+          tf.Tensor2D,
+          tf.Tensor2D,
+          tf.Tensor1D | undefined,
+        ];
         const { gradLogp, gradEntropy } = splitUpstream(dy as tf.Tensor, rows, cols, withEntropy);
-        return wgslBackward(savedLogits, { stats, tokens: savedTokens, valid } satisfies WgslForward, temperature, gradLogp, gradEntropy);
+        return wgslBackward(
+          savedLogits,
+          { stats, tokens: savedTokens, valid } satisfies WgslForward,
+          temperature,
+          gradLogp,
+          gradEntropy,
+        );
       },
     };
   });

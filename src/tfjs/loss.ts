@@ -1,6 +1,12 @@
 import * as tf from "@tensorflow/tfjs";
 import { invalid } from "../errors.js";
-import { resolvePolicyLossOptions, type Aggregation, type Normalizer, type PolicyLossOptions, type PolicyLossOptionsInput } from "../loss/index.js";
+import {
+  resolvePolicyLossOptions,
+  type Aggregation,
+  type Normalizer,
+  type PolicyLossOptions,
+  type PolicyLossOptionsInput,
+} from "../loss/index.js";
 
 /** policyLoss's inputs as tfjs tensors; [B, T] float32 unless noted. */
 export interface PolicyLossTensors {
@@ -43,7 +49,10 @@ export interface PolicyLossTensorResult {
  * per-token objectives, aggregations, KL and entropy terms, and the same analytic gradient. Call it inside
  * tf.tidy. Values at masked positions are replaced by 0 first, so NaN there cannot leak.
  */
-export function policyLossTensors(inputs: PolicyLossTensors, options: PolicyLossOptionsInput = {}): PolicyLossTensorResult {
+export function policyLossTensors(
+  inputs: PolicyLossTensors,
+  options: PolicyLossOptionsInput = {},
+): PolicyLossTensorResult {
   const o = resolvePolicyLossOptions(options);
   const [rows, cols] = inputs.logp.shape;
   const shape: [number, number] = [rows, cols];
@@ -58,9 +67,15 @@ export function policyLossTensors(inputs: PolicyLossTensors, options: PolicyLoss
   requireShape(inputs.importanceWeights, "importanceWeights");
   requireShape(inputs.entropy, "entropy");
   if (inputs.advantages.rank === 2) requireShape(inputs.advantages, "advantages");
-  else if (inputs.advantages.shape[0] !== rows) throw invalid("inputs.advantages", `has ${inputs.advantages.shape[0]} entries, one per rollout, but logp has ${rows} rows`);
-  if (o.kl !== null && inputs.refLogp === undefined) throw invalid("inputs.refLogp", "options.kl is set: give the reference policy's log-probs");
-  if (o.entropyCoef > 0 && inputs.entropy === undefined) throw invalid("inputs.entropy", "options.entropyCoef > 0: give the policy's per-token entropy");
+  else if (inputs.advantages.shape[0] !== rows)
+    throw invalid(
+      "inputs.advantages",
+      `has ${inputs.advantages.shape[0]} entries, one per rollout, but logp has ${rows} rows`,
+    );
+  if (o.kl !== null && inputs.refLogp === undefined)
+    throw invalid("inputs.refLogp", "options.kl is set: give the reference policy's log-probs");
+  if (o.entropyCoef > 0 && inputs.entropy === undefined)
+    throw invalid("inputs.entropy", "options.entropyCoef > 0: give the policy's per-token entropy");
 
   const mask: tf.Tensor2D = inputs.mask === undefined ? tf.ones(shape) : tf.cast(inputs.mask, "float32");
   const selected = tf.greater(mask, 0);
@@ -68,7 +83,9 @@ export function policyLossTensors(inputs: PolicyLossTensors, options: PolicyLoss
   const clean = (t: tf.Tensor) => tf.where(selected, tf.cast(t, "float32"), zeros) as tf.Tensor2D;
   const logp = clean(inputs.logp);
   const oldLogp = inputs.oldLogp === undefined ? logp : clean(inputs.oldLogp);
-  const advantages = clean(inputs.advantages.rank === 1 ? tf.tile(tf.reshape(inputs.advantages, [rows, 1]), [1, cols]) : inputs.advantages);
+  const advantages = clean(
+    inputs.advantages.rank === 1 ? tf.tile(tf.reshape(inputs.advantages, [rows, 1]), [1, cols]) : inputs.advantages,
+  );
   const importance = inputs.importanceWeights === undefined ? undefined : clean(inputs.importanceWeights);
   const rowTokens = tf.sum(mask, 1, true);
   const weights = tokenWeights(mask, rowTokens, o.aggregation, o.normalizer);
@@ -84,8 +101,12 @@ export function policyLossTensors(inputs: PolicyLossTensors, options: PolicyLoss
   const ratio = tf.exp(logRatio);
   const token = objectiveTensors(o, { logp, ratio, advantages });
 
-  const weighted = (t: tf.Tensor) => (importance === undefined ? tf.mul(weights, t) : tf.mul(tf.mul(weights, importance), t));
-  const perTokenLoss = tf.mul(importance === undefined ? token.loss : tf.mul(token.loss, importance), mask) as tf.Tensor2D;
+  const weighted = (t: tf.Tensor) =>
+    importance === undefined ? tf.mul(weights, t) : tf.mul(tf.mul(weights, importance), t);
+  const perTokenLoss = tf.mul(
+    importance === undefined ? token.loss : tf.mul(token.loss, importance),
+    mask,
+  ) as tf.Tensor2D;
   const viaRatio = tf.where(inside, weighted(token.dLogRatio), zeros);
   // "sequence": through ρ_b to every token of the row; "sequence-token" and "token": each token its own.
   const throughRow = o.ratioLevel === "sequence";
@@ -123,7 +144,12 @@ export function policyLossTensors(inputs: PolicyLossTensors, options: PolicyLoss
     const entropy = clean(inputs.entropy);
     entropySum = tf.sum(entropy) as tf.Scalar;
     if (o.entropyCoef > 0) {
-      const entropyWeights: tf.Tensor = tokenWeights(mask, rowTokens, o.entropyAggregation ?? o.aggregation, o.normalizer);
+      const entropyWeights: tf.Tensor = tokenWeights(
+        mask,
+        rowTokens,
+        o.entropyAggregation ?? o.aggregation,
+        o.normalizer,
+      );
       gradEntropy = tf.mul(entropyWeights, -o.entropyCoef) as tf.Tensor2D;
       loss = tf.add(loss, tf.sum(tf.mul(gradEntropy, entropy)));
     }
@@ -165,7 +191,10 @@ interface ObjectiveTensors {
 }
 
 /** The per-token objectives of src/loss/objectives.ts, elementwise. */
-function objectiveTensors(o: PolicyLossOptions, t: { logp: tf.Tensor; ratio: tf.Tensor; advantages: tf.Tensor }): ObjectiveTensors {
+function objectiveTensors(
+  o: PolicyLossOptions,
+  t: { logp: tf.Tensor; ratio: tf.Tensor; advantages: tf.Tensor },
+): ObjectiveTensors {
   const { ratio, advantages: a } = t;
   const zeros = tf.zerosLike(ratio);
   const none = tf.cast(tf.zerosLike(ratio), "bool");
@@ -182,7 +211,11 @@ function objectiveTensors(o: PolicyLossOptions, t: { logp: tf.Tensor; ratio: tf.
       const useUnclipped = tf.greaterEqual(unclipped, clipped);
       const slope = tf.mul(negA, ratio);
       let loss = tf.where(useUnclipped, unclipped, clipped);
-      let dLogRatio = tf.where(useUnclipped, tf.where(capped, zeros, slope), tf.where(tf.equal(clippedRatio, ratio), slope, zeros));
+      let dLogRatio = tf.where(
+        useUnclipped,
+        tf.where(capped, zeros, slope),
+        tf.where(tf.equal(clippedRatio, ratio), slope, zeros),
+      );
       let dualClipped = none;
       if (o.dualClip !== null) {
         const bound = tf.mul(negA, o.dualClip);
@@ -213,7 +246,11 @@ function objectiveTensors(o: PolicyLossOptions, t: { logp: tf.Tensor; ratio: tf.
       };
     }
     case "sapo": {
-      const tau = tf.where(tf.greater(a, 0), tf.fill(ratio.shape, o.sapoTemperature.positive), tf.fill(ratio.shape, o.sapoTemperature.negative));
+      const tau = tf.where(
+        tf.greater(a, 0),
+        tf.fill(ratio.shape, o.sapoTemperature.positive),
+        tf.fill(ratio.shape, o.sapoTemperature.negative),
+      );
       const sigma = tf.sigmoid(tf.mul(tau, tf.sub(ratio, 1)));
       return {
         loss: tf.div(tf.mul(tf.mul(negA, sigma), 4), tau),
@@ -226,14 +263,30 @@ function objectiveTensors(o: PolicyLossOptions, t: { logp: tf.Tensor; ratio: tf.
       };
     }
     case "reinforce":
-      return { loss: tf.mul(negA, t.logp), dLogRatio: zeros, dLogp: negA, clipped: none, dualClipped: none, lowClipped: none, highClipped: none };
+      return {
+        loss: tf.mul(negA, t.logp),
+        dLogRatio: zeros,
+        dLogp: negA,
+        clipped: none,
+        dualClipped: none,
+        lowClipped: none,
+        highClipped: none,
+      };
     default:
-      throw invalid("options.objective", `the tfjs backend has no "${o.objective}" objective (it has clip, cispo, sapo, reinforce)`);
+      throw invalid(
+        "options.objective",
+        `the tfjs backend has no "${o.objective}" objective (it has clip, cispo, sapo, reinforce)`,
+      );
   }
 }
 
 /** src/loss/kl.ts elementwise: value and ∂value/∂logp. */
-function klTensors(kind: "k1" | "abs" | "k2" | "k3", clamp: boolean, logp: tf.Tensor, refLogp: tf.Tensor): { value: tf.Tensor; slope: tf.Tensor } {
+function klTensors(
+  kind: "k1" | "abs" | "k2" | "k3",
+  clamp: boolean,
+  logp: tf.Tensor,
+  refLogp: tf.Tensor,
+): { value: tf.Tensor; slope: tf.Tensor } {
   const diff = tf.sub(logp, refLogp);
   switch (kind) {
     case "k1":
@@ -245,12 +298,23 @@ function klTensors(kind: "k1" | "abs" | "k2" | "k3", clamp: boolean, logp: tf.Te
     case "k3": {
       const rawX = tf.neg(diff);
       const x = clamp ? tf.clipByValue(rawX, -20, 20) : rawX;
-      const xSlope = clamp ? tf.where(tf.logicalAnd(tf.greaterEqual(rawX, -20), tf.lessEqual(rawX, 20)), tf.fill(x.shape, -1), tf.zerosLike(x)) : tf.fill(x.shape, -1);
+      const xSlope = clamp
+        ? tf.where(
+            tf.logicalAnd(tf.greaterEqual(rawX, -20), tf.lessEqual(rawX, 20)),
+            tf.fill(x.shape, -1),
+            tf.zerosLike(x),
+          )
+        : tf.fill(x.shape, -1);
       const expX = tf.exp(x);
       const rawValue = tf.sub(tf.sub(expX, x), 1);
       const value = clamp ? tf.clipByValue(rawValue, -10, 10) : rawValue;
       let slope = tf.mul(tf.sub(expX, 1), xSlope);
-      if (clamp) slope = tf.where(tf.logicalAnd(tf.greaterEqual(rawValue, -10), tf.lessEqual(rawValue, 10)), slope, tf.zerosLike(slope));
+      if (clamp)
+        slope = tf.where(
+          tf.logicalAnd(tf.greaterEqual(rawValue, -10), tf.lessEqual(rawValue, 10)),
+          slope,
+          tf.zerosLike(slope),
+        );
       return { value, slope };
     }
   }
@@ -262,7 +326,8 @@ function klTensors(kind: "k1" | "abs" | "k2" | "k3", clamp: boolean, logp: tf.Te
  */
 function tokenWeights(mask: tf.Tensor2D, rowTokens: tf.Tensor, mode: Aggregation, n: Normalizer): tf.Tensor2D {
   const [rows, cols] = mask.shape;
-  const scalar = (value: number | undefined, fallback: () => tf.Tensor) => (value === undefined ? fallback() : tf.scalar(value));
+  const scalar = (value: number | undefined, fallback: () => tf.Tensor) =>
+    value === undefined ? fallback() : tf.scalar(value);
   const tokens = () => scalar(n.tokens, () => tf.sum(mask));
   const nonEmpty = () => scalar(n.sequences, () => tf.sum(tf.cast(tf.greater(rowTokens, 0), "float32")));
   const allRows = () => scalar(n.rows, () => tf.scalar(rows));

@@ -10,7 +10,13 @@ import * as tf from "@tensorflow/tfjs";
 import { messageOf, WebGpuDeviceError } from "../webgpu/errors.js";
 import type { GpuRoot } from "../webgpu/gpu.js";
 import { acquireDawn, releaseDawn } from "../webgpu/node.js";
-import { clearDeviceErrors, hasPendingDeviceErrors, raisePendingDeviceErrors, recordDeviceErrors, settleDeviceChecks } from "./device-errors.js";
+import {
+  clearDeviceErrors,
+  hasPendingDeviceErrors,
+  raisePendingDeviceErrors,
+  recordDeviceErrors,
+  settleDeviceChecks,
+} from "./device-errors.js";
 import { releaseWgslKernels } from "./wgsl.js";
 
 /** One class for the whole package: grpo-roc/webgpu's. */
@@ -33,12 +39,20 @@ const DAWN_HOLDER = "grpo-roc/tfjs";
 // The structural types this module uses; not @webgpu/types, so that the published declarations need no GPU types.
 
 interface AdapterLike {
-  readonly info?: { readonly vendor?: string; readonly architecture?: string; readonly device?: string; readonly description?: string };
+  readonly info?: {
+    readonly vendor?: string;
+    readonly architecture?: string;
+    readonly device?: string;
+    readonly description?: string;
+  };
   readonly limits: { readonly maxStorageBufferBindingSize: number };
 }
 
 interface DeviceLike {
-  addEventListener(type: "uncapturederror", listener: (event: { readonly error?: { readonly message?: string } }) => void): void;
+  addEventListener(
+    type: "uncapturederror",
+    listener: (event: { readonly error?: { readonly message?: string } }) => void,
+  ): void;
   readonly lost: Promise<{ readonly reason?: string; readonly message?: string }>;
   readonly queue: { onSubmittedWorkDone(): Promise<void> };
   readonly limits: { readonly maxStorageBufferBindingSize: number };
@@ -91,7 +105,8 @@ export async function useTfjsBackend(name: TfjsBackendName): Promise<TfjsBackend
 async function activate(name: TfjsBackendName, note: string): Promise<TfjsBackendStatus> {
   // tf.setBackend returns false (after logging a warning) when the backend's factory throws.
   const ok = await tf.setBackend(name);
-  if (!ok || tf.getBackend() !== name) return { name, available: false, reason: `tf.setBackend("${name}") failed (tfjs logged why above)` };
+  if (!ok || tf.getBackend() !== name)
+    return { name, available: false, reason: `tf.setBackend("${name}") failed (tfjs logged why above)` };
   await tf.ready();
   return { name, available: true, reason: note };
 }
@@ -101,7 +116,11 @@ async function useWasm(): Promise<TfjsBackendStatus> {
   try {
     wasm = (await import(/* @vite-ignore */ "@tensorflow/tfjs-backend-wasm")) as unknown as typeof wasm;
   } catch (error) {
-    return { name: "wasm", available: false, reason: `@tensorflow/tfjs-backend-wasm cannot be imported (npm i @tensorflow/tfjs-backend-wasm): ${messageOf(error)}` };
+    return {
+      name: "wasm",
+      available: false,
+      reason: `@tensorflow/tfjs-backend-wasm cannot be imported (npm i @tensorflow/tfjs-backend-wasm): ${messageOf(error)}`,
+    };
   }
   if (!wasmPathsSet && tf.findBackend("wasm") === null) {
     // The .wasm binaries ship in the package's dist/ folder, next to its Node entry point. Emscripten finds them
@@ -116,7 +135,10 @@ async function useWasm(): Promise<TfjsBackendStatus> {
   const status = await activate("wasm", "");
   if (!status.available) return status;
   const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
-  return { ...status, reason: `TensorFlow.js wasm backend (XNNPACK), SIMD ${simd ? "on" : "off"}, single-threaded, float32` };
+  return {
+    ...status,
+    reason: `TensorFlow.js wasm backend (XNNPACK), SIMD ${simd ? "on" : "off"}, single-threaded, float32`,
+  };
 }
 
 async function useWebGpu(): Promise<TfjsBackendStatus> {
@@ -138,7 +160,8 @@ async function useWebGpu(): Promise<TfjsBackendStatus> {
         ? {
             name: "webgpu",
             available: false,
-            reason: "no WebGPU adapter: Dawn found no usable Vulkan driver (on Debian 12 install mesa-vulkan-drivers from bookworm-backports; its own Mesa 22 lavapipe is rejected)",
+            reason:
+              "no WebGPU adapter: Dawn found no usable Vulkan driver (on Debian 12 install mesa-vulkan-drivers from bookworm-backports; its own Mesa 22 lavapipe is rejected)",
           }
         : await startTfjsWebGpu(dawn.root, adapter);
     return status;
@@ -159,10 +182,15 @@ async function startTfjsWebGpu(root: GpuRoot, adapter: AdapterLike): Promise<Tfj
   try {
     await import(/* @vite-ignore */ "@tensorflow/tfjs-backend-webgpu");
   } catch (error) {
-    return { name: "webgpu", available: false, reason: `@tensorflow/tfjs-backend-webgpu cannot be imported (npm i @tensorflow/tfjs-backend-webgpu): ${messageOf(error)}` };
+    return {
+      name: "webgpu",
+      available: false,
+      reason: `@tensorflow/tfjs-backend-webgpu cannot be imported (npm i @tensorflow/tfjs-backend-webgpu): ${messageOf(error)}`,
+    };
   }
   webgpuFactory = tf.findBackendFactory("webgpu") ?? undefined;
-  if (webgpuFactory === undefined) return { name: "webgpu", available: false, reason: "@tensorflow/tfjs-backend-webgpu did not register a backend" };
+  if (webgpuFactory === undefined)
+    return { name: "webgpu", available: false, reason: "@tensorflow/tfjs-backend-webgpu did not register a backend" };
   const status = await activate("webgpu", "");
   if (!status.available) return status;
   const backend = tf.findBackend("webgpu") as unknown as WebGpuTfBackend;
@@ -271,13 +299,19 @@ function setNavigatorGpu(root: GpuRoot): void {
     // Node ≥ 21 has a navigator of its own (a getter on globalThis): add gpu to it rather than replace it.
     Object.defineProperty(g.navigator, "gpu", { value: root, configurable: true, writable: true, enumerable: true });
   } else {
-    Object.defineProperty(globalThis, "navigator", { value: { gpu: root }, configurable: true, writable: true, enumerable: false });
+    Object.defineProperty(globalThis, "navigator", {
+      value: { gpu: root },
+      configurable: true,
+      writable: true,
+      enumerable: false,
+    });
   }
 }
 
 function describeDevice(adapter?: AdapterLike): string {
   const info = adapter?.info;
-  const name = [info?.description || info?.device, info?.architecture, info?.vendor].filter((s) => s).join(", ") || "an adapter";
+  const name =
+    [info?.description || info?.device, info?.architecture, info?.vendor].filter((s) => s).join(", ") || "an adapter";
   const limit = device?.limits.maxStorageBufferBindingSize ?? adapter?.limits.maxStorageBufferBindingSize;
   return `TensorFlow.js webgpu backend on ${name} (Dawn via the "webgpu" package), maxStorageBufferBindingSize ${limit === undefined ? "?" : `${(limit / 2 ** 20).toFixed(0)} MiB`}, float32`;
 }

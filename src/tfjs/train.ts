@@ -1,7 +1,13 @@
 import * as tf from "@tensorflow/tfjs";
 import { z } from "zod";
 import { invalid, parseOrThrow } from "../errors.js";
-import { policyLossOptionsSchema, resolvePolicyLossOptions, type PolicyLossMetrics, type PolicyLossOptions, type PolicyLossOptionsInput } from "../loss/index.js";
+import {
+  policyLossOptionsSchema,
+  resolvePolicyLossOptions,
+  type PolicyLossMetrics,
+  type PolicyLossOptions,
+  type PolicyLossOptionsInput,
+} from "../loss/index.js";
 import { isArrayLike, type NumericArray } from "../numeric.js";
 import { policyLossTf, readPolicyLossMetrics, type PolicyLossCounts } from "./differentiable.js";
 import { tokenLogProbsTf } from "./logprobs.js";
@@ -93,9 +99,13 @@ const trainBatchSchema = z.object({
 });
 
 const trainStepOptionsSchema = z.object({
-  model: z.custom<TrainStepOptions["model"]>((value) => typeof value === "function", { message: "expected a function (inputIds) => logits" }),
+  model: z.custom<TrainStepOptions["model"]>((value) => typeof value === "function", {
+    message: "expected a function (inputIds) => logits",
+  }),
   batch: z.looseObject({}),
-  optimizer: z.custom<tf.Optimizer>((value) => value instanceof tf.Optimizer, { message: "expected a tf.Optimizer (tf.train.adam(…), …)" }),
+  optimizer: z.custom<tf.Optimizer>((value) => value instanceof tf.Optimizer, {
+    message: "expected a tf.Optimizer (tf.train.adam(…), …)",
+  }),
   loss: z.looseObject({}).optional(),
   temperature: z.number().positive().finite().optional(),
   variables: z
@@ -148,11 +158,15 @@ function readBatch(input: TrainBatch, o: PolicyLossOptions, vocabSize: number | 
   const oldLogp = sized(batch.oldLogp, "oldLogp");
   const refLogp = sized(batch.refLogp, "refLogp");
   const importanceWeights = sized(batch.importanceWeights, "importanceWeights");
-  if (o.kl !== null && refLogp === undefined) throw invalid("batch.refLogp", "options.kl is set: give the reference policy's log-probs");
+  if (o.kl !== null && refLogp === undefined)
+    throw invalid("batch.refLogp", "options.kl is set: give the reference policy's log-probs");
   // L ≥ 2, so B·L ≠ B: the length alone says which.
   const perTokenAdvantages = batch.advantages.length === size;
   if (!perTokenAdvantages && batch.advantages.length !== rows) {
-    throw invalid("batch.advantages", `has ${batch.advantages.length} entries: give one per rollout (${rows}) or one per token (${size})`);
+    throw invalid(
+      "batch.advantages",
+      `has ${batch.advantages.length} entries: give one per rollout (${rows}) or one per token (${size})`,
+    );
   }
 
   let maxToken = { id: -1, index: -1 };
@@ -162,7 +176,8 @@ function readBatch(input: TrainBatch, o: PolicyLossOptions, vocabSize: number | 
     if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id > 2 ** 31 - 1) {
       throw invalid(where("tokens", i), `token id ${String(id)} is not an integer ≥ 0`);
     }
-    if (vocabSize !== undefined && id >= vocabSize) throw invalid(where("tokens", i), `token id ${id} is not below the vocabulary size ${vocabSize}`);
+    if (vocabSize !== undefined && id >= vocabSize)
+      throw invalid(where("tokens", i), `token id ${id} is not below the vocabulary size ${vocabSize}`);
     if (id > maxToken.id) maxToken = { id, index: i };
     inputIds[i] = id;
   }
@@ -170,13 +185,19 @@ function readBatch(input: TrainBatch, o: PolicyLossOptions, vocabSize: number | 
   for (let i = 0; i < size; i++) {
     const m = mask[i];
     if (m !== 0 && m !== 1) throw invalid(where("mask", i), `mask entries must be 0 or 1, received ${String(m)}`);
-    if (m === 1 && i % length === 0) throw invalid(where("mask", i), "column 0 cannot be trained: no logits predict a sequence's first token (it is part of the prompt)");
-    rowTokens[Math.floor(i / length)] += m;
+    if (m === 1 && i % length === 0)
+      throw invalid(
+        where("mask", i),
+        "column 0 cannot be trained: no logits predict a sequence's first token (it is part of the prompt)",
+      );
+    const row = Math.floor(i / length);
+    rowTokens[row] = rowTokens[row]! + m;
   }
   const finiteWhereMasked = (values: NumericArray | undefined, name: string) => {
     if (values === undefined) return;
     for (let i = 0; i < size; i++) {
-      if (mask[i] === 1 && !Number.isFinite(values[i])) throw invalid(where(name, i), `is ${values[i]} at a position the mask selects; it must be finite`);
+      if (mask[i] === 1 && !Number.isFinite(values[i]))
+        throw invalid(where(name, i), `is ${values[i]} at a position the mask selects; it must be finite`);
     }
   };
   finiteWhereMasked(oldLogp, "oldLogp");
@@ -186,7 +207,8 @@ function readBatch(input: TrainBatch, o: PolicyLossOptions, vocabSize: number | 
     finiteWhereMasked(batch.advantages, "advantages");
   } else {
     for (let b = 0; b < rows; b++) {
-      if (rowTokens[b]! > 0 && !Number.isFinite(batch.advantages[b])) throw invalid(`batch.advantages[${b}]`, `is ${batch.advantages[b]}; advantages must be finite`);
+      if (rowTokens[b]! > 0 && !Number.isFinite(batch.advantages[b]))
+        throw invalid(`batch.advantages[${b}]`, `is ${batch.advantages[b]}; advantages must be finite`);
     }
   }
 
@@ -211,7 +233,9 @@ function readBatch(input: TrainBatch, o: PolicyLossOptions, vocabSize: number | 
       shiftedMask[b * length + t] = mask[from]!;
     }
   }
-  const advantages = perTokenAdvantages ? shift(batch.advantages)! : Float32Array.from(batch.advantages, (a, b) => (rowTokens[b]! > 0 ? a : 0));
+  const advantages = perTokenAdvantages
+    ? shift(batch.advantages)!
+    : Float32Array.from(batch.advantages, (a, b) => (rowTokens[b]! > 0 ? a : 0));
   return {
     rows,
     length,
@@ -231,13 +255,18 @@ function readBatch(input: TrainBatch, o: PolicyLossOptions, vocabSize: number | 
  * Packs rollouts of different lengths into a right-padded TrainBatch (rows in the order given, so that
  * `advantages` from rocPipeline stay aligned with them). Padding gets token `padId` (default 0) and mask 0.
  */
-export function packTrainBatch(rollouts: readonly TrainRollout[], advantages: NumericArray, options: { readonly padId?: number; readonly length?: number } = {}): TrainBatch {
+export function packTrainBatch(
+  rollouts: readonly TrainRollout[],
+  advantages: NumericArray,
+  options: { readonly padId?: number; readonly length?: number } = {},
+): TrainBatch {
   const { padId, length: fixed } = parseOrThrow(
     z.object({ padId: z.number().int().nonnegative().default(0), length: z.number().int().min(2).optional() }),
     options,
     "options",
   );
-  if (!Array.isArray(rollouts) || rollouts.length === 0) throw invalid("rollouts", "expected a non-empty array of rollouts");
+  if (!Array.isArray(rollouts) || rollouts.length === 0)
+    throw invalid("rollouts", "expected a non-empty array of rollouts");
   if (!isArrayLike(advantages) || advantages.length !== rollouts.length) {
     throw invalid("advantages", `expected one advantage per rollout (${rollouts.length})`);
   }
@@ -246,34 +275,49 @@ export function packTrainBatch(rollouts: readonly TrainRollout[], advantages: Nu
   let longest = 0;
   rollouts.forEach((rollout, r) => {
     const parsed = parseOrThrow(
-      z.object({ tokens: arraySchema, mask: arraySchema, oldLogp: arraySchema.optional(), refLogp: arraySchema.optional(), importanceWeights: arraySchema.optional() }),
+      z.object({
+        tokens: arraySchema,
+        mask: arraySchema,
+        oldLogp: arraySchema.optional(),
+        refLogp: arraySchema.optional(),
+        importanceWeights: arraySchema.optional(),
+      }),
       rollout,
       `rollouts[${r}]`,
     );
     const n = parsed.tokens.length;
-    if (parsed.mask.length !== n) throw invalid(`rollouts[${r}].mask`, `has ${parsed.mask.length} entries but tokens has ${n}`);
+    if (parsed.mask.length !== n)
+      throw invalid(`rollouts[${r}].mask`, `has ${parsed.mask.length} entries but tokens has ${n}`);
     for (const field of fields) {
       const values = parsed[field];
       if ((values !== undefined) !== present.includes(field)) {
-        throw invalid(`rollouts[${r}].${field}`, `is ${values === undefined ? "missing" : "given"}, unlike rollouts[0]: give it for every rollout or none`);
+        throw invalid(
+          `rollouts[${r}].${field}`,
+          `is ${values === undefined ? "missing" : "given"}, unlike rollouts[0]: give it for every rollout or none`,
+        );
       }
-      if (values !== undefined && values.length !== n) throw invalid(`rollouts[${r}].${field}`, `has ${values.length} entries but tokens has ${n}`);
+      if (values !== undefined && values.length !== n)
+        throw invalid(`rollouts[${r}].${field}`, `has ${values.length} entries but tokens has ${n}`);
     }
     longest = Math.max(longest, n);
   });
   const length = fixed ?? Math.max(2, longest);
-  if (longest > length) throw invalid("options.length", `is ${length}, shorter than the longest rollout (${longest} tokens)`);
+  if (longest > length)
+    throw invalid("options.length", `is ${length}, shorter than the longest rollout (${longest} tokens)`);
   const rows = rollouts.length;
   const tokens = new Int32Array(rows * length).fill(padId);
   const mask = new Uint8Array(rows * length);
-  const arrays = Object.fromEntries(present.map((field) => [field, new Float64Array(rows * length)])) as Partial<Record<(typeof fields)[number], Float64Array>>;
+  const arrays = Object.fromEntries(present.map((field) => [field, new Float64Array(rows * length)])) as Partial<
+    Record<(typeof fields)[number], Float64Array>
+  >;
   rollouts.forEach((rollout, r) => {
     const offset = r * length;
     for (let t = 0; t < rollout.tokens.length; t++) {
       // Checked here: the typed arrays below would truncate 1.5 to 1, or wrap −1, silently.
       const id = rollout.tokens[t]!;
       const m = rollout.mask[t]!;
-      if (!Number.isInteger(id) || id < 0 || id > 2 ** 31 - 1) throw invalid(`rollouts[${r}].tokens[${t}]`, `token id ${id} is not an integer ≥ 0`);
+      if (!Number.isInteger(id) || id < 0 || id > 2 ** 31 - 1)
+        throw invalid(`rollouts[${r}].tokens[${t}]`, `token id ${id} is not an integer ≥ 0`);
       if (m !== 0 && m !== 1) throw invalid(`rollouts[${r}].mask[${t}]`, `mask entries must be 0 or 1, received ${m}`);
       tokens[offset + t] = id;
       mask[offset + t] = m;
@@ -297,7 +341,10 @@ export async function trainStep(options: TrainStepOptions): Promise<TrainStepRes
   const o = parseOrThrow(policyLossOptionsSchema, options.loss ?? {}, "options.loss");
   const batch = readBatch(options.batch, o, parsed.vocabSize);
   const { rows, length } = batch;
-  const lossOptions: PolicyLossOptions = { ...o, normalizer: { ...o.normalizer, length: o.normalizer.length ?? length - 1 } };
+  const lossOptions: PolicyLossOptions = {
+    ...o,
+    normalizer: { ...o.normalizer, length: o.normalizer.length ?? length - 1 },
+  };
   const withEntropy = o.entropyCoef > 0 || options.entropy === true;
   const temperature = parsed.temperature ?? 1;
   const shape: [number, number] = [rows, length];
@@ -313,10 +360,13 @@ export async function trainStep(options: TrainStepOptions): Promise<TrainStepRes
   try {
     const inputIds = constant(tf.tensor2d(batch.inputIds, shape, "int32"));
     const targets = constant(tf.tensor2d(batch.targets, shape, "int32"));
-    const optional = (data: Float32Array | undefined) => (data === undefined ? undefined : constant(tf.tensor2d(data, shape)));
+    const optional = (data: Float32Array | undefined) =>
+      data === undefined ? undefined : constant(tf.tensor2d(data, shape));
     const lossInputs = {
       oldLogp: optional(batch.oldLogp),
-      advantages: batch.perTokenAdvantages ? constant(tf.tensor2d(batch.advantages, shape)) : constant(tf.tensor1d(batch.advantages)),
+      advantages: batch.perTokenAdvantages
+        ? constant(tf.tensor2d(batch.advantages, shape))
+        : constant(tf.tensor1d(batch.advantages)),
       mask: constant(tf.tensor2d(batch.mask, shape)),
       refLogp: optional(batch.refLogp),
       importanceWeights: optional(batch.importanceWeights),
@@ -325,15 +375,26 @@ export async function trainStep(options: TrainStepOptions): Promise<TrainStepRes
     ({ value, grads } = gradientsOrCleanUp(() => {
       const logits = options.model(inputIds);
       checkLogits(logits, rows, length, parsed.vocabSize, batch.maxToken);
-      const out = tokenLogProbsTf(logits, targets, { temperature, entropy: withEntropy, ...(parsed.kernels !== undefined ? { kernels: parsed.kernels } : {}) });
-      const [logp, entropy] = withEntropy ? (tf.unstack(out) as [tf.Tensor2D, tf.Tensor2D]) : [out as tf.Tensor2D, undefined];
+      const out = tokenLogProbsTf(logits, targets, {
+        temperature,
+        entropy: withEntropy,
+        ...(parsed.kernels !== undefined ? { kernels: parsed.kernels } : {}),
+      });
+      const [logp, entropy] = withEntropy
+        ? (tf.unstack(out) as [tf.Tensor2D, tf.Tensor2D])
+        : [out as tf.Tensor2D, undefined];
       return policyLossTf({ ...lossInputs, logp, entropy }, lossOptions, { onCounts: (c) => (counts = c) });
     }, parsed.variables));
 
     // variableGrads lists non-trainable variables it was given with a null gradient: leave them out.
     grads = Object.fromEntries(Object.entries(grads).filter(([, g]) => g != null));
     const gradList = Object.values(grads);
-    const gradNorm = tf.tidy(() => (gradList.length === 0 ? tf.scalar(0) : tf.sqrt(tf.addN(gradList.map((g) => tf.sum(tf.square(g)))))) as tf.Scalar);
+    const gradNorm = tf.tidy(
+      () =>
+        (gradList.length === 0
+          ? tf.scalar(0)
+          : tf.sqrt(tf.addN(gradList.map((g) => tf.sum(tf.square(g)))))) as tf.Scalar,
+    );
     const read = await readPolicyLossMetrics(counts!, [value, gradNorm]);
     counts = undefined;
     value = undefined;
@@ -344,7 +405,9 @@ export async function trainStep(options: TrainStepOptions): Promise<TrainStepRes
       if (maxGradNorm !== undefined && norm > maxGradNorm) {
         // torch.nn.utils.clip_grad_norm_: scale by max / (norm + 1e-6).
         const scale = maxGradNorm / (norm + 1e-6);
-        const clipped = tf.tidy(() => Object.fromEntries(Object.entries(grads).map(([name, g]) => [name, tf.mul(g, scale)])));
+        const clipped = tf.tidy(() =>
+          Object.fromEntries(Object.entries(grads).map(([name, g]) => [name, tf.mul(g, scale)])),
+        );
         tf.dispose(grads);
         grads = clipped as tf.NamedTensorMap;
       }
@@ -359,16 +422,30 @@ export async function trainStep(options: TrainStepOptions): Promise<TrainStepRes
   }
 }
 
-function checkLogits(logits: unknown, rows: number, length: number, vocabSize: number | undefined, maxToken: { id: number; index: number }): asserts logits is tf.Tensor3D {
-  if (!(logits instanceof tf.Tensor)) throw invalid("model", `returned ${typeof logits}, expected a tf.Tensor of logits [${rows}, ${length}, V]`);
+function checkLogits(
+  logits: unknown,
+  rows: number,
+  length: number,
+  vocabSize: number | undefined,
+  maxToken: { id: number; index: number },
+): asserts logits is tf.Tensor3D {
+  if (!(logits instanceof tf.Tensor))
+    throw invalid("model", `returned ${typeof logits}, expected a tf.Tensor of logits [${rows}, ${length}, V]`);
   const [b, t, v] = logits.shape;
   if (logits.rank !== 3 || b !== rows || t !== length) {
-    throw invalid("model", `returned logits of shape [${logits.shape.join(", ")}], expected [${rows}, ${length}, V] for input ids [${rows}, ${length}]`);
+    throw invalid(
+      "model",
+      `returned logits of shape [${logits.shape.join(", ")}], expected [${rows}, ${length}, V] for input ids [${rows}, ${length}]`,
+    );
   }
   if (logits.dtype !== "float32") throw invalid("model", `returned ${logits.dtype} logits, expected float32`);
-  if (vocabSize !== undefined && v !== vocabSize) throw invalid("model", `returned logits over ${v} tokens, but options.vocabSize is ${vocabSize}`);
+  if (vocabSize !== undefined && v !== vocabSize)
+    throw invalid("model", `returned logits over ${v} tokens, but options.vocabSize is ${vocabSize}`);
   if (maxToken.id >= v!) {
-    throw invalid(`batch.tokens[${Math.floor(maxToken.index / length)}][${maxToken.index % length}]`, `token id ${maxToken.id} is not below the model's vocabulary size ${v}`);
+    throw invalid(
+      `batch.tokens[${Math.floor(maxToken.index / length)}][${maxToken.index % length}]`,
+      `token id ${maxToken.id} is not below the model's vocabulary size ${v}`,
+    );
   }
 }
 
@@ -376,8 +453,13 @@ function checkLogits(logits: unknown, rows: number, length: number, vocabSize: n
  * tf.variableGrads, except that an error thrown inside `f` does not leak: tfjs keeps the tensors its tape saved for
  * the backward pass until that pass runs, and when `f` throws it never does. This disposes them.
  */
-function gradientsOrCleanUp(f: () => tf.Scalar, variables: readonly tf.Variable[] | undefined): { value: tf.Scalar; grads: tf.NamedTensorMap } {
-  const engine = tf.engine() as unknown as { state?: { gradientDepth?: number; activeTape?: { saved?: tf.Tensor[] }[] | null } };
+function gradientsOrCleanUp(
+  f: () => tf.Scalar,
+  variables: readonly tf.Variable[] | undefined,
+): { value: tf.Scalar; grads: tf.NamedTensorMap } {
+  const engine = tf.engine() as unknown as {
+    state?: { gradientDepth?: number; activeTape?: { saved?: tf.Tensor[] }[] | null };
+  };
   const outermost = engine.state?.gradientDepth === 0;
   try {
     return tf.variableGrads(f, variables === undefined ? undefined : [...variables]);

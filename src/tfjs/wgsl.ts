@@ -62,30 +62,44 @@ interface WebGpuTfInternals {
   submitQueue(): void;
 }
 
-const METHODS = ["uploadToGPU", "makeTensorInfo", "ensureCommandEncoderReady", "endComputePassEncoder", "submitQueue"] as const;
+const METHODS = [
+  "uploadToGPU",
+  "makeTensorInfo",
+  "ensureCommandEncoderReady",
+  "endComputePassEncoder",
+  "submitQueue",
+] as const;
 
 /** tfjs's active backend as WebGpuTfInternals, or why it cannot serve. */
 function internals(): { ok: true; backend: WebGpuTfInternals } | { ok: false; reason: string } {
   const name = tf.getBackend();
   if (name !== "webgpu") return { ok: false, reason: `the active tfjs backend is "${name}", not "webgpu"` };
-  const backend = tf.backend() as unknown as Partial<Record<(typeof METHODS)[number], unknown>> & { device?: unknown; tensorMap?: { get?: unknown } };
+  const backend = tf.backend() as unknown as Partial<Record<(typeof METHODS)[number], unknown>> & {
+    device?: unknown;
+    tensorMap?: { get?: unknown };
+  };
   const missing: string[] = METHODS.filter((m) => typeof backend[m] !== "function");
   if (typeof backend.device !== "object" || backend.device === null) missing.unshift("device");
   if (typeof backend.tensorMap?.get !== "function") missing.unshift("tensorMap");
   if (missing.length > 0) {
-    return { ok: false, reason: `this version of @tensorflow/tfjs-backend-webgpu lacks what grpo-roc binds its buffers through (${missing.join(", ")})` };
+    return {
+      ok: false,
+      reason: `this version of @tensorflow/tfjs-backend-webgpu lacks what grpo-roc binds its buffers through (${missing.join(", ")})`,
+    };
   }
   return { ok: true, backend: backend as unknown as WebGpuTfInternals };
 }
 
 function requestedKernels(option: TfjsKernels | undefined): TfjsKernels {
   if (option !== undefined) {
-    if (option !== "auto" && option !== "wgsl" && option !== "tfjs") throw invalid("options.kernels", `expected "auto", "wgsl" or "tfjs", received ${JSON.stringify(option)}`);
+    if (option !== "auto" && option !== "wgsl" && option !== "tfjs")
+      throw invalid("options.kernels", `expected "auto", "wgsl" or "tfjs", received ${JSON.stringify(option)}`);
     return option;
   }
   const env = typeof process !== "undefined" ? process.env?.[KERNELS_ENV] : undefined;
   if (env === undefined || env === "") return "auto";
-  if (env !== "auto" && env !== "wgsl" && env !== "tfjs") throw invalid(KERNELS_ENV, `expected "auto", "wgsl" or "tfjs", received ${JSON.stringify(env)}`);
+  if (env !== "auto" && env !== "wgsl" && env !== "tfjs")
+    throw invalid(KERNELS_ENV, `expected "auto", "wgsl" or "tfjs", received ${JSON.stringify(env)}`);
   return env;
 }
 
@@ -116,7 +130,10 @@ function stateFor(backend: WebGpuTfInternals): State {
   if (state?.backend !== backend) {
     state?.context.dispose();
     // tfjs's setup (./setup.ts) watches this device's uncaptured errors already: ours are caught in scopes.
-    state = { backend, context: new DeviceContext(backend.device, { watchUncaptured: false, maxPooledBytes: 64 * 2 ** 20 }) };
+    state = {
+      backend,
+      context: new DeviceContext(backend.device, { watchUncaptured: false, maxPooledBytes: 64 * 2 ** 20 }),
+    };
   }
   return state;
 }
@@ -141,21 +158,30 @@ export function wgslBufferStats(): { readonly live: number; readonly pooled: num
 
 function isBuffer(resource: unknown): resource is GpuBuffer {
   const r = resource as Partial<GpuBuffer> | null | undefined;
-  return typeof r === "object" && r !== null && typeof r.size === "number" && typeof r.usage === "number" && typeof r.mapAsync === "function";
+  return (
+    typeof r === "object" &&
+    r !== null &&
+    typeof r.size === "number" &&
+    typeof r.usage === "number" &&
+    typeof r.mapAsync === "function"
+  );
 }
 
 /** The GPUBuffer holding `tensor` (uploaded from the CPU first if it is not on the device yet). */
 function bufferOf(backend: WebGpuTfInternals, tensor: tf.Tensor): GpuBuffer {
   backend.uploadToGPU(tensor.dataId);
   const resource = backend.tensorMap.get(tensor.dataId)?.resource;
-  if (!isBuffer(resource)) throw new GrpoRocError("internal error: a tfjs webgpu tensor is not held in a GPUBuffer (a texture?)");
+  if (!isBuffer(resource))
+    throw new GrpoRocError("internal error: a tfjs webgpu tensor is not held in a GPUBuffer (a texture?)");
   return resource;
 }
 
 /** A new float32 tensor whose buffer tfjs allocates (and recycles when it is disposed), for a kernel to fill. */
 function newTensor(backend: WebGpuTfInternals, shape: number[]): { tensor: tf.Tensor; buffer: GpuBuffer } {
   const info = backend.makeTensorInfo(shape, "float32");
-  const tensor = tf.engine().makeTensorFromTensorInfo(info as unknown as tf.TensorInfo, backend as unknown as tf.KernelBackend);
+  const tensor = tf
+    .engine()
+    .makeTensorFromTensorInfo(info as unknown as tf.TensorInfo, backend as unknown as tf.KernelBackend);
   try {
     return { tensor, buffer: bufferOf(backend, tensor) };
   } catch (error) {
@@ -179,11 +205,13 @@ export function wgslRefusal(logits: tf.Tensor3D): string | undefined {
   if (!found.ok) return found.reason;
   if (logits.dtype !== "float32") return `the logits are ${logits.dtype}, the WGSL kernels read float32`;
   const resource = found.backend.tensorMap.get(logits.dataId)?.resource;
-  if (resource !== undefined && resource !== null && !isBuffer(resource)) return "the logits tensor is held in a texture, not a GPUBuffer";
+  if (resource !== undefined && resource !== null && !isBuffer(resource))
+    return "the logits tensor is held in a texture, not a GPUBuffer";
   const [rows, cols, vocab] = logits.shape;
   if (rows * cols === 0 || vocab === 0) return "the logits are empty";
   const context = stateFor(found.backend).context;
-  if (rows * cols * 16 > context.bindingLimit) return `${rows * cols} positions need ${rows * cols * 16} bytes of statistics, over one binding (${context.bindingLimit} bytes)`;
+  if (rows * cols * 16 > context.bindingLimit)
+    return `${rows * cols} positions need ${rows * cols * 16} bytes of statistics, over one binding (${context.bindingLimit} bytes)`;
   return undefined;
 }
 
@@ -242,7 +270,10 @@ export function wgslForward(logits: tf.Tensor3D, tokens: tf.Tensor2D, temperatur
     for (let i = 0; i < n; i++) {
       const id = host[i]!;
       if (!(Number.isInteger(id) && id >= 0 && id < vocab)) {
-        throw invalid(`tokens[${Math.floor(i / cols)}][${i % cols}]`, `token id ${id} is not an integer in [0, ${vocab})`);
+        throw invalid(
+          `tokens[${Math.floor(i / cols)}][${i % cols}]`,
+          `token id ${id} is not an integer in [0, ${vocab})`,
+        );
       }
     }
   }
@@ -264,7 +295,13 @@ export function wgslForward(logits: tf.Tensor3D, tokens: tf.Tensor2D, temperatur
       const source = deviceSource(batch, { buffer: logitsBuffer, shape: [rows, cols, vocab] }, positions);
       const lanes = source.layout.lanes;
       const pipeline = batch.guard(() => context.pipelineNow(forwardKey(lanes), () => forwardKernel({ lanes })));
-      dispatchForward(batch, pipeline, source, { tokens: tokensBuffer, positions: batch.upload(positions), stats: stats.buffer }, 1 / temperature);
+      dispatchForward(
+        batch,
+        pipeline,
+        source,
+        { tokens: tokensBuffer, positions: batch.upload(positions), stats: stats.buffer },
+        1 / temperature,
+      );
     });
   } catch (error) {
     stats.tensor.dispose();
@@ -294,7 +331,8 @@ export function wgslBackward(
   const zeros = tf.zerosLike(g);
   let upstream = tf.stack([g, zeros, zeros, gradEntropy === undefined ? zeros : tf.cast(gradEntropy, "float32")], 1);
   // Positions whose token id was invalid get NaN gradients, as their forward results were NaN.
-  if (forward.valid !== undefined) upstream = tf.where(tf.reshape(forward.valid, [n, 1]), upstream, tf.fill([n, 4], NaN));
+  if (forward.valid !== undefined)
+    upstream = tf.where(tf.reshape(forward.valid, [n, 1]), upstream, tf.fill([n, 4], NaN));
   const grad = newTensor(backend, [rows, cols, vocab]);
   try {
     const buffers = {
@@ -308,10 +346,28 @@ export function wgslBackward(
       const positions = allPositions(n);
       const source = deviceSource(batch, { buffer: buffers.logits, shape: [rows, cols, vocab] }, positions);
       const lanes = source.layout.lanes;
-      const options = { inverseTemperature: 1 / temperature, withStatistics: false, withEntropy: gradEntropy !== undefined };
-      const pipeline = batch.guard(() => context.pipelineNow(backwardKey(lanes, options), () => backwardKernel({ lanes, ...options })));
+      const options = {
+        inverseTemperature: 1 / temperature,
+        withStatistics: false,
+        withEntropy: gradEntropy !== undefined,
+      };
+      const pipeline = batch.guard(() =>
+        context.pipelineNow(backwardKey(lanes, options), () => backwardKernel({ lanes, ...options })),
+      );
       // Every position is listed: the kernel writes every entry of the gradient (tfjs's buffer may be recycled).
-      dispatchBackward(batch, pipeline, source, { tokens: buffers.tokens, positions: batch.upload(positions), stats: buffers.stats, upstream: buffers.upstream }, options, grad.buffer);
+      dispatchBackward(
+        batch,
+        pipeline,
+        source,
+        {
+          tokens: buffers.tokens,
+          positions: batch.upload(positions),
+          stats: buffers.stats,
+          upstream: buffers.upstream,
+        },
+        options,
+        grad.buffer,
+      );
     });
   } catch (error) {
     grad.tensor.dispose();

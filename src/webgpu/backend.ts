@@ -8,7 +8,12 @@
  */
 import type { Backend, BackendInfo } from "../backends/types.js";
 import { GrpoRocError } from "../errors.js";
-import { composedPolicyLossFromLogits, type LogitsPolicyLossInputs, type LogitsPolicyLossOptions, type LogitsPolicyLossResult } from "../logits-loss.js";
+import {
+  composedPolicyLossFromLogits,
+  type LogitsPolicyLossInputs,
+  type LogitsPolicyLossOptions,
+  type LogitsPolicyLossResult,
+} from "../logits-loss.js";
 import { roundToBfloat16InPlace } from "../logprobs/bfloat16.js";
 import {
   readBackwardInputsOf,
@@ -22,7 +27,13 @@ import {
   type TokenLogProbsBackwardOptions,
   type TokenLogProbsOptions,
 } from "../logprobs/token-logprobs.js";
-import { policyLoss as referencePolicyLoss, readInputs, requireFiniteLogps, resolvePolicyLossOptions, type PolicyLossResult } from "../loss/policy-loss.js";
+import {
+  policyLoss as referencePolicyLoss,
+  readInputs,
+  requireFiniteLogps,
+  resolvePolicyLossOptions,
+  type PolicyLossResult,
+} from "../loss/policy-loss.js";
 import { invalid, parseOrThrow } from "../errors.js";
 import type { MatrixInput } from "../tensor.js";
 import { z } from "zod";
@@ -68,9 +79,22 @@ export interface DeviceLogitsPolicyLossResult extends Omit<LogitsPolicyLossResul
  * training loop that passes the same buffer each step skips allocating (and, on a CPU driver, first-touching) it.
  */
 export interface DeviceKernels {
-  tokenLogProbsOnDevice(logits: DeviceLogits, tokens: MatrixInput, options?: TokenLogProbsOptions): Promise<TokenLogProbs>;
-  tokenLogProbsBackwardOnDevice(logits: DeviceLogits, tokens: MatrixInput, options: TokenLogProbsBackwardOptions, into?: GpuBuffer): Promise<DeviceGradient>;
-  policyLossFromLogitsOnDevice(inputs: DeviceLogitsPolicyLossInputs, options?: LogitsPolicyLossOptions, into?: GpuBuffer): Promise<DeviceLogitsPolicyLossResult>;
+  tokenLogProbsOnDevice(
+    logits: DeviceLogits,
+    tokens: MatrixInput,
+    options?: TokenLogProbsOptions,
+  ): Promise<TokenLogProbs>;
+  tokenLogProbsBackwardOnDevice(
+    logits: DeviceLogits,
+    tokens: MatrixInput,
+    options: TokenLogProbsBackwardOptions,
+    into?: GpuBuffer,
+  ): Promise<DeviceGradient>;
+  policyLossFromLogitsOnDevice(
+    inputs: DeviceLogitsPolicyLossInputs,
+    options?: LogitsPolicyLossOptions,
+    into?: GpuBuffer,
+  ): Promise<DeviceLogitsPolicyLossResult>;
 }
 
 export interface WebGpuBackend extends Backend, DeviceKernels {
@@ -91,7 +115,10 @@ export interface WebGpuBackendOptions extends ContextOptions {
 }
 
 const optionsSchema = z.object({
-  device: z.custom<GpuDevice>((d) => typeof d === "object" && d !== null && typeof (d as GpuDevice).createBuffer === "function", { message: "expected a GPUDevice" }),
+  device: z.custom<GpuDevice>(
+    (d) => typeof d === "object" && d !== null && typeof (d as GpuDevice).createBuffer === "function",
+    { message: "expected a GPUDevice" },
+  ),
   name: z.string().min(1).optional(),
   description: z.string().optional(),
   maxPooledBytes: z.number().nonnegative().optional(),
@@ -102,7 +129,10 @@ const optionsSchema = z.object({
 export function createWebGpuBackend(options: WebGpuBackendOptions): WebGpuBackend {
   const parsed = parseOrThrow(optionsSchema, options, "options");
   const device = options.device;
-  const context = new DeviceContext(device, { ...(parsed.maxPooledBytes !== undefined ? { maxPooledBytes: parsed.maxPooledBytes } : {}), ...(parsed.maxBindingBytes !== undefined ? { maxBindingBytes: parsed.maxBindingBytes } : {}) });
+  const context = new DeviceContext(device, {
+    ...(parsed.maxPooledBytes !== undefined ? { maxPooledBytes: parsed.maxPooledBytes } : {}),
+    ...(parsed.maxBindingBytes !== undefined ? { maxBindingBytes: parsed.maxBindingBytes } : {}),
+  });
   const name = parsed.name ?? "webgpu";
   const description = parsed.description ?? "grpo-roc's WGSL kernels on a WebGPU device";
   const kernels = deviceKernels(context);
@@ -111,9 +141,21 @@ export function createWebGpuBackend(options: WebGpuBackendOptions): WebGpuBacken
     async probe(): Promise<BackendInfo> {
       try {
         context.requireAlive();
-        return { name, available: true, reason: `${description}, float32`, dtypes: ["float32"], maxBindingBytes: context.bindingLimit };
+        return {
+          name,
+          available: true,
+          reason: `${description}, float32`,
+          dtypes: ["float32"],
+          maxBindingBytes: context.bindingLimit,
+        };
       } catch (error) {
-        return { name, available: false, reason: error instanceof Error ? error.message : String(error), dtypes: ["float32"], maxBindingBytes: context.bindingLimit };
+        return {
+          name,
+          available: false,
+          reason: error instanceof Error ? error.message : String(error),
+          dtypes: ["float32"],
+          maxBindingBytes: context.bindingLimit,
+        };
       }
     },
     policyLoss: (inputs, options) => kernels.policyLoss(inputs, options),
@@ -121,11 +163,17 @@ export function createWebGpuBackend(options: WebGpuBackendOptions): WebGpuBacken
     tokenLogProbsBackward: (logits, tokens, options) => kernels.tokenLogProbsBackward(logits, tokens, options),
     policyLossFromLogits: (inputs, options = {}) => kernels.policyLossFromLogits(backend, inputs, options),
     tokenLogProbsOnDevice: (logits, tokens, options) => kernels.tokenLogProbsOnDevice(logits, tokens, options),
-    tokenLogProbsBackwardOnDevice: (logits, tokens, options, into) => kernels.tokenLogProbsBackwardOnDevice(logits, tokens, options, into),
-    policyLossFromLogitsOnDevice: (inputs, options = {}, into) => kernels.policyLossFromLogitsOnDevice(backend, inputs, options, into),
+    tokenLogProbsBackwardOnDevice: (logits, tokens, options, into) =>
+      kernels.tokenLogProbsBackwardOnDevice(logits, tokens, options, into),
+    policyLossFromLogitsOnDevice: (inputs, options = {}, into) =>
+      kernels.policyLossFromLogitsOnDevice(backend, inputs, options, into),
     getDevice: async () => device,
     trim: () => context.trim(),
-    bufferStats: () => ({ live: context.liveBuffers, pooled: context.pooled.buffers, pooledBytes: context.pooled.bytes }),
+    bufferStats: () => ({
+      live: context.liveBuffers,
+      pooled: context.pooled.buffers,
+      pooledBytes: context.pooled.bytes,
+    }),
   };
   return backend;
 }
@@ -136,7 +184,14 @@ function gradientArray(l: Logits, size: number): Float32Array | Float64Array {
 }
 
 function deviceKernels(context: DeviceContext) {
-  const forward = async (source: (batch: ReturnType<DeviceContext["batch"]>, positions: Uint32Array) => LogitsSource, l: Logits, ids: ArrayLike<number>, mask: ArrayLike<number> | undefined, temperature: number, withEntropy: boolean): Promise<TokenLogProbs> => {
+  const forward = async (
+    source: (batch: ReturnType<DeviceContext["batch"]>, positions: Uint32Array) => LogitsSource,
+    l: Logits,
+    ids: ArrayLike<number>,
+    mask: ArrayLike<number> | undefined,
+    temperature: number,
+    withEntropy: boolean,
+  ): Promise<TokenLogProbs> => {
     const count = l.rows * l.cols;
     const positions = listPositions(count, (i) => mask === undefined || mask[i] === 1);
     let stats: Float32Array = new Float32Array(count * 4);
@@ -145,7 +200,14 @@ function deviceKernels(context: DeviceContext) {
       try {
         const statsBuffer = batch.buffer(count * 16, BufferUsage.STORAGE | BufferUsage.COPY_SRC);
         requireStatisticsBinding(context, count);
-        await encodeForward(batch, source(batch, positions), batch.upload(tokenIds(ids, positions, count)), batch.upload(positions), statsBuffer, 1 / temperature);
+        await encodeForward(
+          batch,
+          source(batch, positions),
+          batch.upload(tokenIds(ids, positions, count)),
+          batch.upload(positions),
+          statsBuffer,
+          1 / temperature,
+        );
         stats = await readStatistics(batch, statsBuffer, positions, count);
         await batch.check();
       } finally {
@@ -164,7 +226,12 @@ function deviceKernels(context: DeviceContext) {
     const { l, ids, mask, gradLogp, gradEntropy, temperature, saved } = inputs;
     const count = l.rows * l.cols;
     // As in the reference: a position is not read when the mask skips it or nothing flows back into it.
-    const positions = listPositions(count, (i) => (mask === undefined || mask[i] === 1) && (gradLogp[i] !== 0 || (gradEntropy !== undefined && gradEntropy[i] !== 0)));
+    const positions = listPositions(
+      count,
+      (i) =>
+        (mask === undefined || mask[i] === 1) &&
+        (gradLogp[i] !== 0 || (gradEntropy !== undefined && gradEntropy[i] !== 0)),
+    );
     if (saved !== undefined) {
       for (const i of positions) {
         if (Number.isNaN(saved.logSumExp[i])) {
@@ -207,9 +274,20 @@ function deviceKernels(context: DeviceContext) {
       } else {
         stats = batch.buffer(count * 16, BufferUsage.STORAGE | BufferUsage.COPY_SRC);
       }
-      const buffers = { tokens: batch.upload(tokenIds(ids, positions, count)), positions: batch.upload(positions), stats, upstream: batch.upload(upstream) };
+      const buffers = {
+        tokens: batch.upload(tokenIds(ids, positions, count)),
+        positions: batch.upload(positions),
+        stats,
+        upstream: batch.upload(upstream),
+      };
       clearUnlistedRows(batch, destination, positions, count, l.vocab * 4);
-      await encodeBackward(batch, source(batch, positions), buffers, { inverseTemperature: 1 / temperature, withStatistics: saved === undefined, withEntropy }, destination);
+      await encodeBackward(
+        batch,
+        source(batch, positions),
+        buffers,
+        { inverseTemperature: 1 / temperature, withStatistics: saved === undefined, withEntropy },
+        destination,
+      );
       if (saved === undefined) {
         // Computed here, as the reference's rowStatistics does when nothing is saved: its errors are the reference's.
         const statistics = await readStatistics(batch, stats, positions, count);
@@ -223,7 +301,10 @@ function deviceKernels(context: DeviceContext) {
   };
 
   return {
-    async policyLoss(inputs: Parameters<Backend["policyLoss"]>[0], options: Parameters<Backend["policyLoss"]>[1] = {}): Promise<PolicyLossResult> {
+    async policyLoss(
+      inputs: Parameters<Backend["policyLoss"]>[0],
+      options: Parameters<Backend["policyLoss"]>[1] = {},
+    ): Promise<PolicyLossResult> {
       const o = resolvePolicyLossOptions(options);
       // An objective registered by the caller has no WGSL: the reference runs it (and rejects unknown names).
       if (!isDeviceObjective(o.objective)) return referencePolicyLoss(inputs, options);
@@ -241,7 +322,11 @@ function deviceKernels(context: DeviceContext) {
       }
     },
 
-    async tokenLogProbs(logits: LogitsInput, tokens: MatrixInput, options: TokenLogProbsOptions = {}): Promise<TokenLogProbs> {
+    async tokenLogProbs(
+      logits: LogitsInput,
+      tokens: MatrixInput,
+      options: TokenLogProbsOptions = {},
+    ): Promise<TokenLogProbs> {
       const { temperature, entropy } = readForwardOptions(options);
       const l = readLogits(logits);
       const { ids, mask } = readTokens(tokens, options.mask, l);
@@ -253,12 +338,20 @@ function deviceKernels(context: DeviceContext) {
       const inputs = readBackwardInputsOf(readLogits(logits), temperature, tokens, options);
       const { l } = inputs;
       const out = gradientArray(l, l.rows * l.cols * l.vocab);
-      await backward((batch, positions) => hostSource(batch, l, positions, false), inputs, () => ({ kind: "host", out }));
+      await backward(
+        (batch, positions) => hostSource(batch, l, positions, false),
+        inputs,
+        () => ({ kind: "host", out }),
+      );
       if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
       return { data: out, shape: [l.rows, l.cols, l.vocab] as const };
     },
 
-    async policyLossFromLogits(self: Backend, inputs: LogitsPolicyLossInputs, options: LogitsPolicyLossOptions): Promise<LogitsPolicyLossResult> {
+    async policyLossFromLogits(
+      self: Backend,
+      inputs: LogitsPolicyLossInputs,
+      options: LogitsPolicyLossOptions,
+    ): Promise<LogitsPolicyLossResult> {
       const plan = planFused(inputs, options);
       if (plan === undefined) return composedPolicyLossFromLogits(self, inputs, options);
       const { l } = plan;
@@ -274,20 +367,33 @@ function deviceKernels(context: DeviceContext) {
       }
     },
 
-    async tokenLogProbsOnDevice(logits: DeviceLogits, tokens: MatrixInput, options: TokenLogProbsOptions = {}): Promise<TokenLogProbs> {
+    async tokenLogProbsOnDevice(
+      logits: DeviceLogits,
+      tokens: MatrixInput,
+      options: TokenLogProbsOptions = {},
+    ): Promise<TokenLogProbs> {
       const { temperature, entropy } = readForwardOptions(options);
       const l = readDeviceLogits(logits);
       const { ids, mask } = readTokens(tokens, options.mask, l);
       return forward((batch, positions) => deviceSource(batch, logits, positions), l, ids, mask, temperature, entropy);
     },
 
-    async tokenLogProbsBackwardOnDevice(logits: DeviceLogits, tokens: MatrixInput, options: TokenLogProbsBackwardOptions, into?: GpuBuffer): Promise<DeviceGradient> {
+    async tokenLogProbsBackwardOnDevice(
+      logits: DeviceLogits,
+      tokens: MatrixInput,
+      options: TokenLogProbsBackwardOptions,
+      into?: GpuBuffer,
+    ): Promise<DeviceGradient> {
       const { temperature } = readForwardOptions(options);
       const inputs = readBackwardInputsOf(readDeviceLogits(logits), temperature, tokens, options);
       const { l } = inputs;
       const { gradient, target } = gradientDestination(context, l, logits, into);
       try {
-        await backward((batch, positions) => deviceSource(batch, logits, positions), inputs, () => target);
+        await backward(
+          (batch, positions) => deviceSource(batch, logits, positions),
+          inputs,
+          () => target,
+        );
         return gradient;
       } catch (error) {
         if (target.fresh) gradient.buffer.destroy();
@@ -301,7 +407,9 @@ function deviceKernels(context: DeviceContext) {
       options: LogitsPolicyLossOptions,
       into?: GpuBuffer,
     ): Promise<DeviceLogitsPolicyLossResult> {
-      const plan = planFused(inputs as unknown as LogitsPolicyLossInputs, options, () => readDeviceLogits(inputs.logits));
+      const plan = planFused(inputs as unknown as LogitsPolicyLossInputs, options, () =>
+        readDeviceLogits(inputs.logits),
+      );
       if (plan === undefined) return composeOnDevice(self, inputs, options, into);
       const { l } = plan;
       requireStatisticsBinding(context, l.rows * l.cols);
@@ -324,20 +432,34 @@ function deviceKernels(context: DeviceContext) {
  * Where a gradient left on the device goes: the caller's buffer (`into`), checked, or a new float32 [B, T, V]
  * buffer, which WebGPU zeroes.
  */
-function gradientDestination(context: DeviceContext, l: Logits, logits: DeviceLogits, into: GpuBuffer | undefined): { gradient: DeviceGradient; target: GradientTarget & { kind: "device" } } {
+function gradientDestination(
+  context: DeviceContext,
+  l: Logits,
+  logits: DeviceLogits,
+  into: GpuBuffer | undefined,
+): { gradient: DeviceGradient; target: GradientTarget & { kind: "device" } } {
   context.requireAlive();
   const shape = [l.rows, l.cols, l.vocab] as const;
   const bytes = l.rows * l.cols * l.vocab * 4;
   if (into !== undefined) {
-    if (typeof into !== "object" || into === null || typeof into.destroy !== "function") throw invalid("into", "expected a GPUBuffer");
-    if (into.size < bytes) throw invalid("into", `holds ${into.size} bytes but the gradient of [${shape.join(", ")}] logits needs ${bytes}`);
+    if (typeof into !== "object" || into === null || typeof into.destroy !== "function")
+      throw invalid("into", "expected a GPUBuffer");
+    if (into.size < bytes)
+      throw invalid("into", `holds ${into.size} bytes but the gradient of [${shape.join(", ")}] logits needs ${bytes}`);
     const needed = BufferUsage.STORAGE | BufferUsage.COPY_DST;
-    if ((into.usage & needed) !== needed) throw invalid("into", "needs STORAGE and COPY_DST usage (the gradient is written by a kernel, and cleared where no position is)");
-    if (into === logits.buffer) throw invalid("into", "is the logits' own buffer; the gradient needs a buffer of its own");
+    if ((into.usage & needed) !== needed)
+      throw invalid(
+        "into",
+        "needs STORAGE and COPY_DST usage (the gradient is written by a kernel, and cleared where no position is)",
+      );
+    if (into === logits.buffer)
+      throw invalid("into", "is the logits' own buffer; the gradient needs a buffer of its own");
     return { gradient: { buffer: into, shape }, target: { kind: "device", buffer: into, fresh: false } };
   }
   if (bytes > context.bufferLimit) {
-    throw new GrpoRocError(`the gradient of [${l.rows}, ${l.cols}, ${l.vocab}] logits needs ${bytes} bytes, over this device's maxBufferSize (${context.bufferLimit})`);
+    throw new GrpoRocError(
+      `the gradient of [${l.rows}, ${l.cols}, ${l.vocab}] logits needs ${bytes} bytes, over this device's maxBufferSize (${context.bufferLimit})`,
+    );
   }
   const buffer = context.create(bytes, BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST);
   return { gradient: { buffer, shape }, target: { kind: "device", buffer, fresh: true } };
@@ -346,7 +468,9 @@ function gradientDestination(context: DeviceContext, l: Logits, logits: DeviceLo
 /** Per-position statistics (16 bytes each) are bound whole. */
 function requireStatisticsBinding(context: DeviceContext, positions: number): void {
   if (positions * 16 > context.bindingLimit) {
-    throw new GrpoRocError(`${positions} positions need ${positions * 16} bytes of statistics, over the ${context.bindingLimit} bytes one binding may hold on this device: split the batch`);
+    throw new GrpoRocError(
+      `${positions} positions need ${positions * 16} bytes of statistics, over the ${context.bindingLimit} bytes one binding may hold on this device: split the batch`,
+    );
   }
 }
 
@@ -360,19 +484,31 @@ async function composeOnDevice(
   const { logits, tokens, ...rest } = inputs;
   const { temperature, ...lossOptions } = options;
   const withEntropy = resolvePolicyLossOptions(lossOptions).entropyCoef > 0;
-  const logProbOptions = { ...(temperature !== undefined ? { temperature } : {}), ...(rest.mask !== undefined ? { mask: rest.mask } : {}) };
+  const logProbOptions = {
+    ...(temperature !== undefined ? { temperature } : {}),
+    ...(rest.mask !== undefined ? { mask: rest.mask } : {}),
+  };
   const forward = await kernels.tokenLogProbsOnDevice(logits, tokens, { ...logProbOptions, entropy: withEntropy });
   const shape = forward.shape;
   const loss = await kernels.policyLoss(
-    { ...rest, logp: { data: forward.logp, shape }, ...(withEntropy ? { entropy: { data: forward.entropy!, shape } } : {}) },
+    {
+      ...rest,
+      logp: { data: forward.logp, shape },
+      ...(withEntropy ? { entropy: { data: forward.entropy!, shape } } : {}),
+    },
     lossOptions,
   );
-  const gradLogits = await kernels.tokenLogProbsBackwardOnDevice(logits, tokens, {
-    ...logProbOptions,
-    gradLogp: { data: loss.grad, shape },
-    ...(loss.gradEntropy !== undefined ? { gradEntropy: { data: loss.gradEntropy, shape } } : {}),
-    saved: forward,
-  }, into);
+  const gradLogits = await kernels.tokenLogProbsBackwardOnDevice(
+    logits,
+    tokens,
+    {
+      ...logProbOptions,
+      gradLogp: { data: loss.grad, shape },
+      ...(loss.gradEntropy !== undefined ? { gradEntropy: { data: loss.gradEntropy, shape } } : {}),
+      saved: forward,
+    },
+    into,
+  );
   return { ...loss, logp: forward.logp, entropy: forward.entropy, gradLogits };
 }
 

@@ -9,7 +9,16 @@
  * (its 128 KB of a 32K vocabulary is still in the core's cache for the second). Positions not listed are not
  * written: the host zeroes them (a fresh buffer, or a cleared one).
  */
-import { FORWARD_BINDINGS, LOGITS_PARAMS, SPECIAL_VALUES, STATISTICS_LOOP, STATISTICS_SHARED, vectorPrelude, WORKGROUP, type VectorForm } from "./logprobs.wgsl.js";
+import {
+  FORWARD_BINDINGS,
+  LOGITS_PARAMS,
+  SPECIAL_VALUES,
+  STATISTICS_LOOP,
+  STATISTICS_SHARED,
+  vectorPrelude,
+  WORKGROUP,
+  type VectorForm,
+} from "./logprobs.wgsl.js";
 
 export interface BackwardForm extends VectorForm {
   /** Compute lse and H here (and write them, with the flags, to `stats`) instead of reading them. */
@@ -42,9 +51,13 @@ ${LOGITS_PARAMS}
 @group(0) @binding(4) var<storage, ${form.withStatistics ? "read_write" : "read"}> stats: array<vec4f>;
 @group(0) @binding(5) var<storage, read> upstream: array<vec4f>;
 @group(0) @binding(6) var<storage, read_write> out: array<VT>;
-${form.withStatistics ? `${STATISTICS_SHARED}
+${
+  form.withStatistics
+    ? `${STATISTICS_SHARED}
 var<workgroup> sharedLse: f32;
-var<workgroup> sharedEntropy: f32;` : ""}
+var<workgroup> sharedEntropy: f32;`
+    : ""
+}
 
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {

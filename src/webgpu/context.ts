@@ -14,7 +14,14 @@
  */
 import { GrpoRocError } from "../errors.js";
 import { WebGpuDeviceError } from "./errors.js";
-import { BufferUsage, MapMode, type GpuBuffer, type GpuCommandEncoder, type GpuComputePipeline, type GpuDevice } from "./gpu.js";
+import {
+  BufferUsage,
+  MapMode,
+  type GpuBuffer,
+  type GpuCommandEncoder,
+  type GpuComputePipeline,
+  type GpuDevice,
+} from "./gpu.js";
 import { whileWaiting } from "./node.js";
 
 export interface ContextOptions {
@@ -69,7 +76,10 @@ export class DeviceContext {
       });
     }
     void device.lost.then((info) => {
-      this.lost = info.reason === "destroyed" ? "the device was destroyed" : `device lost: ${info.message ?? info.reason ?? "unknown reason"}`;
+      this.lost =
+        info.reason === "destroyed"
+          ? "the device was destroyed"
+          : `device lost: ${info.message ?? info.reason ?? "unknown reason"}`;
     });
   }
 
@@ -97,7 +107,11 @@ export class DeviceContext {
     let pipeline = this.pipelines.get(key);
     if (pipeline === undefined) {
       const module = this.device.createShaderModule({ code: code(), label: `grpo-roc ${key}` });
-      pipeline = this.device.createComputePipeline({ layout: "auto", label: `grpo-roc ${key}`, compute: { module, entryPoint: "main" } });
+      pipeline = this.device.createComputePipeline({
+        layout: "auto",
+        label: `grpo-roc ${key}`,
+        compute: { module, entryPoint: "main" },
+      });
       this.pipelines.set(key, pipeline);
     }
     return pipeline;
@@ -110,13 +124,19 @@ export class DeviceContext {
     const batch = this.batch();
     const pipeline = batch.guard(() => {
       const module = this.device.createShaderModule({ code: code(), label: `grpo-roc ${key}` });
-      return this.device.createComputePipeline({ layout: "auto", label: `grpo-roc ${key}`, compute: { module, entryPoint: "main" } });
+      return this.device.createComputePipeline({
+        layout: "auto",
+        label: `grpo-roc ${key}`,
+        compute: { module, entryPoint: "main" },
+      });
     });
     try {
       await batch.check();
     } catch (error) {
       // A kernel that does not compile is a bug in grpo-roc, not bad input.
-      throw new GrpoRocError(`internal error: the WGSL kernel "${key}" did not compile on this device: ${error instanceof Error ? error.message : String(error)}`);
+      throw new GrpoRocError(
+        `internal error: the WGSL kernel "${key}" did not compile on this device: ${error instanceof Error ? error.message : String(error)}`,
+      );
     }
     this.pipelines.set(key, pipeline);
     return pipeline;
@@ -126,7 +146,9 @@ export class DeviceContext {
   acquire(size: number, usage: number): GpuBuffer {
     const rounded = roundSize(Math.max(size, 16));
     if (rounded > this.bufferLimit) {
-      throw new GrpoRocError(`internal error: a ${rounded}-byte buffer exceeds this device's maxBufferSize (${this.bufferLimit})`);
+      throw new GrpoRocError(
+        `internal error: a ${rounded}-byte buffer exceeds this device's maxBufferSize (${this.bufferLimit})`,
+      );
     }
     const key = `${usage}:${rounded}`;
     const list = this.pool.get(key);
@@ -145,7 +167,10 @@ export class DeviceContext {
     if (this.pooledBytes + buffer.size <= this.maxPooledBytes && this.lost === undefined) {
       const key = `${buffer.usage}:${buffer.size}`;
       let list = this.pool.get(key);
-      if (list === undefined) this.pool.set(key, (list = []));
+      if (list === undefined) {
+        list = [];
+        this.pool.set(key, list);
+      }
       list.push(buffer);
       this.pooledBytes += buffer.size;
     } else {
@@ -158,7 +183,11 @@ export class DeviceContext {
    * caller destroys it.
    */
   create(size: number, usage: number): GpuBuffer {
-    const buffer = this.device.createBuffer({ size: Math.max(16, Math.ceil(size / 4) * 4), usage, label: "grpo-roc result" });
+    const buffer = this.device.createBuffer({
+      size: Math.max(16, Math.ceil(size / 4) * 4),
+      usage,
+      label: "grpo-roc result",
+    });
     return buffer;
   }
 
@@ -167,7 +196,8 @@ export class DeviceContext {
    * (a fresh one would pay its page faults on every call) until trim().
    */
   scratch(length: number): Float32Array {
-    if (this.scratchArray === undefined || this.scratchArray.length < length) this.scratchArray = new Float32Array(length);
+    if (this.scratchArray === undefined || this.scratchArray.length < length)
+      this.scratchArray = new Float32Array(length);
     return this.scratchArray;
   }
 
@@ -230,10 +260,12 @@ export class Batch {
     try {
       return fn();
     } finally {
-      const popped = [...SCOPES].reverse().map(() => device.popErrorScope().then(
-        (error) => error?.message,
-        (error: unknown) => `popErrorScope failed: ${error instanceof Error ? error.message : String(error)}`,
-      ));
+      const popped = [...SCOPES].reverse().map(() =>
+        device.popErrorScope().then(
+          (error) => error?.message,
+          (error: unknown) => `popErrorScope failed: ${error instanceof Error ? error.message : String(error)}`,
+        ),
+      );
       this.scopes.push(Promise.all(popped).then((messages) => messages.filter((m): m is string => m !== undefined)));
     }
   }

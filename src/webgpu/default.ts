@@ -50,11 +50,18 @@ async function acquire(): Promise<WebGpuBackend> {
       // The adapter's own ceilings, not WebGPU's defaults (256 MiB buffers): device-resident logits are often larger.
       const acquired = await adapter.requestDevice({
         label: "grpo-roc",
-        requiredLimits: { maxBufferSize: adapter.limits.maxBufferSize, maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize },
+        requiredLimits: {
+          maxBufferSize: adapter.limits.maxBufferSize,
+          maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+        },
       });
       device = acquired;
       heldDawn = node;
-      inner = createWebGpuBackend({ device: acquired, name: "webgpu", description: `grpo-roc's WGSL kernels on ${describe(adapter, node)}` });
+      inner = createWebGpuBackend({
+        device: acquired,
+        name: "webgpu",
+        description: `grpo-roc's WGSL kernels on ${describe(adapter, node)}`,
+      });
       return inner;
     } catch (error) {
       if (node) releaseDawn(HOLDER);
@@ -73,7 +80,9 @@ async function acquire(): Promise<WebGpuBackend> {
 
 function describe(adapter: GpuAdapter, node: boolean): string {
   const info = adapter.info;
-  const name = [info?.description || info?.device, info?.architecture, info?.vendor].filter((s) => s).join(", ") || "a WebGPU adapter";
+  const name =
+    [info?.description || info?.device, info?.architecture, info?.vendor].filter((s) => s).join(", ") ||
+    "a WebGPU adapter";
   const limit = adapter.limits.maxStorageBufferBindingSize;
   return `${name}${node ? ' (Dawn via the "webgpu" package)' : ""}, maxStorageBufferBindingSize ${(limit / 2 ** 20).toFixed(0)} MiB`;
 }

@@ -12,7 +12,9 @@ export class WebGpuDeviceError extends GrpoRocError {
   constructor(errors: readonly string[]) {
     const shown = errors.slice(0, 3).map((e) => `  - ${e.split("\n")[0]}`);
     if (errors.length > shown.length) shown.push(`  … and ${errors.length - shown.length} more`);
-    super(`the WebGPU device reported ${errors.length} error(s); results computed since the last check are not valid:\n${shown.join("\n")}`);
+    super(
+      `the WebGPU device reported ${errors.length} error(s); results computed since the last check are not valid:\n${shown.join("\n")}`,
+    );
     this.errors = errors;
   }
 }

@@ -12,7 +12,13 @@
  */
 import { readForwardOptions, readLogits, readTokens, type Logits } from "../logprobs/token-logprobs.js";
 import type { LogitsPolicyLossInputs, LogitsPolicyLossOptions, LogitsPolicyLossResult } from "../logits-loss.js";
-import { policyObjectiveNames, readInputs, requireFiniteLogps, resolvePolicyLossOptions, type Inputs } from "../loss/policy-loss.js";
+import {
+  policyObjectiveNames,
+  readInputs,
+  requireFiniteLogps,
+  resolvePolicyLossOptions,
+  type Inputs,
+} from "../loss/policy-loss.js";
 import type { PolicyLossOptions } from "../loss/options.js";
 import type { Batch } from "./context.js";
 import { BufferUsage } from "./gpu.js";
@@ -48,12 +54,19 @@ export interface FusedPlan {
  * is not on the device): the caller then runs the composed path, which throws what the reference throws.
  * `inputs.logits` is a typed LogitsInput (`readLogits`), or `deviceShape` reads device logits in its place.
  */
-export function planFused(inputs: LogitsPolicyLossInputs, options: LogitsPolicyLossOptions, deviceShape?: () => Logits): FusedPlan | undefined {
+export function planFused(
+  inputs: LogitsPolicyLossInputs,
+  options: LogitsPolicyLossOptions,
+  deviceShape?: () => Logits,
+): FusedPlan | undefined {
   try {
     const { temperature: temperatureOption, ...lossOptions } = options;
     const o = resolvePolicyLossOptions(lossOptions);
     const withEntropy = o.entropyCoef > 0;
-    const { temperature } = readForwardOptions({ ...(temperatureOption !== undefined ? { temperature: temperatureOption } : {}), entropy: withEntropy });
+    const { temperature } = readForwardOptions({
+      ...(temperatureOption !== undefined ? { temperature: temperatureOption } : {}),
+      entropy: withEntropy,
+    });
     const { logits, tokens, ...rest } = inputs;
     const l = deviceShape !== undefined ? deviceShape() : readLogits(logits);
     const { ids, mask } = readTokens(tokens, rest.mask, l);
@@ -62,7 +75,11 @@ export function planFused(inputs: LogitsPolicyLossInputs, options: LogitsPolicyL
     const shape: [number, number] = [l.rows, l.cols];
     // Placeholders where the device will put log-probs and entropy: readInputs checks shapes and the other inputs.
     const t = readInputs(
-      { ...rest, logp: { data: new Float64Array(count), shape }, ...(withEntropy ? { entropy: { data: new Float64Array(count), shape } } : {}) },
+      {
+        ...rest,
+        logp: { data: new Float64Array(count), shape },
+        ...(withEntropy ? { entropy: { data: new Float64Array(count), shape } } : {}),
+      },
       o,
     );
     // The old log-probs' own finiteness, as the reference's loop would find it (logp is finite there: see below).
@@ -83,7 +100,8 @@ export async function runFused(
 ): Promise<Omit<LogitsPolicyLossResult, "gradLogits">> {
   const { l, o, t, positions } = plan;
   const count = l.rows * l.cols;
-  const source: LogitsSource = "host" in logits ? hostSource(batch, logits.host, positions, true) : deviceSource(batch, logits.device, positions);
+  const source: LogitsSource =
+    "host" in logits ? hostSource(batch, logits.host, positions, true) : deviceSource(batch, logits.device, positions);
   const packed = packLoss(t, o, { fromStatistics: true, hasOldLogp: plan.hasOldLogp });
   let statistics: Float32Array = new Float32Array(count * 4);
   const tokenOut = new Float32Array(count * 4);
@@ -125,4 +143,3 @@ export async function runFused(
   const result = lossResult(o, packed, tokenOut, partials);
   return { ...result, logp, entropy };
 }
-

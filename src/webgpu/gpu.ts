@@ -7,7 +7,7 @@
  * `Opaque`: with `unknown` there, neither direction of that comparison holds against @webgpu/types.
  */
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: handles the library only passes back to WebGPU, never reads
 type Opaque = any;
 
 export interface GpuBuffer {
@@ -38,14 +38,26 @@ export interface GpuComputePass {
 
 export interface GpuCommandEncoder {
   beginComputePass(descriptor?: object): GpuComputePass;
-  copyBufferToBuffer(source: GpuBuffer, sourceOffset: number, destination: GpuBuffer, destinationOffset: number, size: number): void;
+  copyBufferToBuffer(
+    source: GpuBuffer,
+    sourceOffset: number,
+    destination: GpuBuffer,
+    destinationOffset: number,
+    size: number,
+  ): void;
   clearBuffer(buffer: GpuBuffer, offset?: number, size?: number): void;
   finish(): unknown;
 }
 
 export interface GpuQueue {
   submit(commandBuffers: Iterable<Opaque>): void;
-  writeBuffer(buffer: GpuBuffer, bufferOffset: number, data: ArrayBufferView | ArrayBuffer, dataOffset?: number, size?: number): void;
+  writeBuffer(
+    buffer: GpuBuffer,
+    bufferOffset: number,
+    data: ArrayBufferLike | ArrayBufferView,
+    dataOffset?: number,
+    size?: number,
+  ): void;
   onSubmittedWorkDone(): Promise<void>;
 }
 
@@ -69,17 +81,35 @@ export interface GpuDevice {
   readonly lost: Promise<{ readonly reason?: string; readonly message?: string }>;
   createBuffer(descriptor: { size: number; usage: number; mappedAtCreation?: boolean; label?: string }): GpuBuffer;
   createShaderModule(descriptor: { code: string; label?: string }): unknown;
-  createComputePipeline(descriptor: { layout: "auto"; label?: string; compute: { module: Opaque; entryPoint: string } }): GpuComputePipeline;
-  createBindGroup(descriptor: { layout: Opaque; entries: { binding: number; resource: { readonly buffer: Opaque; readonly offset?: number; readonly size?: number } }[] }): unknown;
+  createComputePipeline(descriptor: {
+    layout: "auto";
+    label?: string;
+    compute: { module: Opaque; entryPoint: string };
+  }): GpuComputePipeline;
+  createBindGroup(descriptor: {
+    layout: Opaque;
+    entries: {
+      binding: number;
+      resource: { readonly buffer: Opaque; readonly offset?: number; readonly size?: number };
+    }[];
+  }): unknown;
   createCommandEncoder(descriptor?: object): GpuCommandEncoder;
   pushErrorScope(filter: "validation" | "out-of-memory" | "internal"): void;
   popErrorScope(): Promise<GpuError | null>;
-  addEventListener(type: "uncapturederror", listener: (event: { readonly error?: { readonly message?: string } }) => void): void;
+  addEventListener(
+    type: "uncapturederror",
+    listener: (event: { readonly error?: { readonly message?: string } }) => void,
+  ): void;
   destroy(): void;
 }
 
 export interface GpuAdapter {
-  readonly info?: { readonly vendor?: string; readonly architecture?: string; readonly device?: string; readonly description?: string };
+  readonly info?: {
+    readonly vendor?: string;
+    readonly architecture?: string;
+    readonly device?: string;
+    readonly description?: string;
+  };
   readonly limits: GpuLimits;
   requestDevice(descriptor?: { requiredLimits?: Record<string, number>; label?: string }): Promise<GpuDevice>;
 }

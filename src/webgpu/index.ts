@@ -3,7 +3,14 @@
  * point: importing it loads nothing else (the `webgpu` package is imported on first use, in Node only).
  */
 export { createWebGpuBackend } from "./backend.js";
-export type { DeviceGradient, DeviceKernels, DeviceLogitsPolicyLossInputs, DeviceLogitsPolicyLossResult, WebGpuBackend, WebGpuBackendOptions } from "./backend.js";
+export type {
+  DeviceGradient,
+  DeviceKernels,
+  DeviceLogitsPolicyLossInputs,
+  DeviceLogitsPolicyLossResult,
+  WebGpuBackend,
+  WebGpuBackendOptions,
+} from "./backend.js";
 export { releaseWebGpuBackend, webgpuBackend } from "./default.js";
 export { WebGpuDeviceError } from "./errors.js";
 export type { DeviceLogits } from "./logits.js";

@@ -60,15 +60,26 @@ export function readDeviceLogits(logits: DeviceLogits): Logits {
     throw invalid("logits", "expected { buffer: GPUBuffer, shape: [B, T, V], byteOffset? }");
   }
   const shape = logits.shape;
-  if (!Array.isArray(shape) || shape.length !== 3 || !shape.every((n) => Number.isInteger(n) && n >= 0) || shape[2] === 0) {
+  if (
+    !Array.isArray(shape) ||
+    shape.length !== 3 ||
+    !shape.every((n) => Number.isInteger(n) && n >= 0) ||
+    shape[2] === 0
+  ) {
     throw invalid("logits.shape", "expected [B, T, V]: non-negative integers, V > 0");
   }
   const offset = logits.byteOffset ?? 0;
-  if (!Number.isInteger(offset) || offset < 0 || offset % 4 !== 0) throw invalid("logits.byteOffset", "must be a non-negative multiple of 4");
+  if (!Number.isInteger(offset) || offset < 0 || offset % 4 !== 0)
+    throw invalid("logits.byteOffset", "must be a non-negative multiple of 4");
   const [rows, cols, vocab] = shape as [number, number, number];
   const needed = offset + rows * cols * vocab * 4;
-  if (logits.buffer.size < needed) throw invalid("logits.buffer", `holds ${logits.buffer.size} bytes; shape [${rows}, ${cols}, ${vocab}] from byte ${offset} needs ${needed}`);
-  if ((logits.buffer.usage & BufferUsage.STORAGE) === 0) throw invalid("logits.buffer", "must have STORAGE usage (GPUBufferUsage.STORAGE)");
+  if (logits.buffer.size < needed)
+    throw invalid(
+      "logits.buffer",
+      `holds ${logits.buffer.size} bytes; shape [${rows}, ${cols}, ${vocab}] from byte ${offset} needs ${needed}`,
+    );
+  if ((logits.buffer.usage & BufferUsage.STORAGE) === 0)
+    throw invalid("logits.buffer", "must have STORAGE usage (GPUBufferUsage.STORAGE)");
   return { data: [], rows, cols, vocab };
 }
 
@@ -79,7 +90,9 @@ export function readDeviceLogits(logits: DeviceLogits): Logits {
 export function planChunks(layout: Layout, positions: Uint32Array, maxBytes: number, slack: number): Chunk[] {
   const perChunk = Math.floor((maxBytes - slack) / layout.rowBytes);
   if (perChunk < 1) {
-    throw new GrpoRocError(`one position's ${layout.vocab} logits (${layout.rowBytes} bytes) exceed the ${maxBytes} bytes one binding may hold on this device`);
+    throw new GrpoRocError(
+      `one position's ${layout.vocab} logits (${layout.rowBytes} bytes) exceed the ${maxBytes} bytes one binding may hold on this device`,
+    );
   }
   const chunks: Chunk[] = [];
   let entry = 0;
@@ -93,7 +106,13 @@ export function planChunks(layout: Layout, positions: Uint32Array, maxBytes: num
 }
 
 /** The binding of rows [rowStart, rowEnd) of device logits (or of an output laid out like them, from offset 0). */
-export function deviceBinding(context: DeviceContext, buffer: GpuBuffer, byteOffset: number, layout: Layout, chunk: Chunk): Binding {
+export function deviceBinding(
+  context: DeviceContext,
+  buffer: GpuBuffer,
+  byteOffset: number,
+  layout: Layout,
+  chunk: Chunk,
+): Binding {
   const start = byteOffset + chunk.rowStart * layout.rowBytes;
   const offset = Math.floor(start / context.storageAlignment) * context.storageAlignment;
   const size = alignUp(start + (chunk.rowEnd - chunk.rowStart) * layout.rowBytes - offset, 4);
@@ -105,7 +124,15 @@ export function deviceBinding(context: DeviceContext, buffer: GpuBuffer, byteOff
  * padded with −Infinity), converting to float32 where needed. Float32 rows of a vocabulary divisible by 4 go up
  * straight from the caller's array, one write per run of consecutive listed rows; others through `scratch`.
  */
-export function uploadRows(batch: Batch, target: GpuBuffer, l: Logits, layout: Layout, chunk: Chunk, positions: Uint32Array, scratch: () => Float32Array): void {
+export function uploadRows(
+  batch: Batch,
+  target: GpuBuffer,
+  l: Logits,
+  layout: Layout,
+  chunk: Chunk,
+  positions: Uint32Array,
+  scratch: () => Float32Array,
+): void {
   const queue = batch.device.queue;
   const { vocab } = layout;
   const rowFloats = layout.stride * 4;
@@ -117,7 +144,13 @@ export function uploadRows(batch: Batch, target: GpuBuffer, l: Logits, layout: L
       let last = first;
       while (i + 1 < chunk.entryEnd && positions[i + 1] === last + 1) last = positions[++i]!;
       i++;
-      queue.writeBuffer(target, (first - chunk.rowStart) * layout.rowBytes, data, first * vocab, (last - first + 1) * vocab);
+      queue.writeBuffer(
+        target,
+        (first - chunk.rowStart) * layout.rowBytes,
+        data,
+        first * vocab,
+        (last - first + 1) * vocab,
+      );
     }
     return;
   }
@@ -144,7 +177,11 @@ export class ParamSlots {
   readonly buffer: GpuBuffer;
   private readonly slotBytes: number;
 
-  constructor(private readonly batch: Batch, slots: number, words: number) {
+  constructor(
+    private readonly batch: Batch,
+    slots: number,
+    words: number,
+  ) {
     this.slotBytes = alignUp(words * 4, batch.context.uniformAlignment);
     this.buffer = batch.buffer(Math.max(1, slots) * this.slotBytes, BufferUsage.UNIFORM | BufferUsage.COPY_DST);
   }
@@ -157,7 +194,16 @@ export class ParamSlots {
 }
 
 /** The uniform words of one logits dispatch (LOGITS_PARAMS). */
-export function logitsParams(count: number, entryStart: number, rowStart: number, layout: Layout, shift: number, outShift: number, groupsX: number, inverseTemperature: number): Uint32Array {
+export function logitsParams(
+  count: number,
+  entryStart: number,
+  rowStart: number,
+  layout: Layout,
+  shift: number,
+  outShift: number,
+  groupsX: number,
+  inverseTemperature: number,
+): Uint32Array {
   const words = new Uint32Array(LOGITS_PARAM_WORDS);
   words.set([count, entryStart, rowStart, layout.stride, shift, outShift, groupsX]);
   new Float32Array(words.buffer)[7] = inverseTemperature;

@@ -7,7 +7,20 @@ import { badLogits, type Logits, type TokenLogProbs } from "../logprobs/token-lo
 import { backwardKernel, BACKWARD_BINDINGS } from "./backward.wgsl.js";
 import type { Batch, DeviceContext } from "./context.js";
 import { BufferUsage, type GpuBuffer, type GpuBufferBinding, type GpuComputePipeline } from "./gpu.js";
-import { deviceBinding, deviceLayout, grid, hostLayout, logitsParams, ParamSlots, planChunks, uploadRows, type Binding, type Chunk, type DeviceLogits, type Layout } from "./logits.js";
+import {
+  deviceBinding,
+  deviceLayout,
+  grid,
+  hostLayout,
+  logitsParams,
+  ParamSlots,
+  planChunks,
+  uploadRows,
+  type Binding,
+  type Chunk,
+  type DeviceLogits,
+  type Layout,
+} from "./logits.js";
 import { forwardKernel, FORWARD_BINDINGS, LOGITS_PARAM_WORDS } from "./logprobs.wgsl.js";
 
 /** Host logits are streamed through the device in pieces of at most this many bytes, so that uploading one piece overlaps computing the last. */
@@ -49,7 +62,8 @@ export class LogitsSource {
 
   /** The binding of `chunk`, uploading it first for host logits (call inside a guard, in dispatch order). */
   bind(chunk: Chunk): Binding {
-    if (this.device !== undefined) return deviceBinding(this.batch.context, this.device.buffer, this.device.byteOffset ?? 0, this.layout, chunk);
+    if (this.device !== undefined)
+      return deviceBinding(this.batch.context, this.device.buffer, this.device.byteOffset ?? 0, this.layout, chunk);
     const size = (chunk.rowEnd - chunk.rowStart) * this.layout.rowBytes;
     let buffer = this.keep ? this.resident.get(chunk) : undefined;
     if (buffer === undefined) {
@@ -61,7 +75,9 @@ export class LogitsSource {
       } else {
         buffer = this.streaming;
       }
-      uploadRows(this.batch, buffer, this.host!, this.layout, chunk, this.positions, () => this.batch.context.scratch(this.largestChunkFloats()));
+      uploadRows(this.batch, buffer, this.host!, this.layout, chunk, this.positions, () =>
+        this.batch.context.scratch(this.largestChunkFloats()),
+      );
     }
     return { buffer, offset: 0, size, shift: 0 };
   }
@@ -71,7 +87,12 @@ export class LogitsSource {
   }
 }
 
-export function bindGroup(batch: Batch, pipeline: GpuComputePipeline, names: readonly string[], resources: Record<string, GpuBufferBinding>): unknown {
+export function bindGroup(
+  batch: Batch,
+  pipeline: GpuComputePipeline,
+  names: readonly string[],
+  resources: Record<string, GpuBufferBinding>,
+): unknown {
   return batch.device.createBindGroup({
     layout: pipeline.getBindGroupLayout(0),
     entries: names.map((name, binding) => {
@@ -103,7 +124,14 @@ export function tokenIds(ids: ArrayLike<number>, positions: Uint32Array, count: 
  * The forward pass over every chunk of `source`: stats[pos] = (lse, logp, entropy, flag) for each listed position.
  * `stats` and `tokens` hold one entry per position of the whole batch.
  */
-export async function encodeForward(batch: Batch, source: LogitsSource, tokens: GpuBuffer, positions: GpuBuffer, stats: GpuBuffer, inverseTemperature: number): Promise<void> {
+export async function encodeForward(
+  batch: Batch,
+  source: LogitsSource,
+  tokens: GpuBuffer,
+  positions: GpuBuffer,
+  stats: GpuBuffer,
+  inverseTemperature: number,
+): Promise<void> {
   const lanes = source.layout.lanes;
   const pipeline = await batch.context.pipeline(forwardKey(lanes), () => forwardKernel({ lanes }));
   dispatchForward(batch, pipeline, source, { tokens, positions, stats }, inverseTemperature);
@@ -127,7 +155,10 @@ export function dispatchForward(
       const count = chunk.entryEnd - chunk.entryStart;
       const [x, y] = grid(context, count);
       const group = bindGroup(batch, pipeline, FORWARD_BINDINGS, {
-        params: params.write(k, logitsParams(count, chunk.entryStart, chunk.rowStart, source.layout, logits.shift, 0, x, inverseTemperature)),
+        params: params.write(
+          k,
+          logitsParams(count, chunk.entryStart, chunk.rowStart, source.layout, logits.shift, 0, x, inverseTemperature),
+        ),
         logits,
         positions: { buffer: buffers.positions },
         tokens: { buffer: buffers.tokens },
@@ -158,7 +189,13 @@ export type GradientTarget =
   | { readonly kind: "host"; readonly out: Float32Array | Float64Array };
 
 /** Zeroes the rows of a reused device gradient that no listed position will write (one clear per run of them). */
-export function clearUnlistedRows(batch: Batch, target: GradientTarget, positions: Uint32Array, count: number, rowBytes: number): void {
+export function clearUnlistedRows(
+  batch: Batch,
+  target: GradientTarget,
+  positions: Uint32Array,
+  count: number,
+  rowBytes: number,
+): void {
   if (target.kind !== "device" || target.fresh) return;
   const runs: [number, number][] = [];
   let next = 0;
@@ -186,13 +223,20 @@ export interface BackwardOptions {
   readonly withEntropy: boolean;
 }
 
-export const backwardKey = (lanes: 1 | 4, o: BackwardOptions) => `backward-${lanes}-${o.withStatistics}-${o.withEntropy}`;
+export const backwardKey = (lanes: 1 | 4, o: BackwardOptions) =>
+  `backward-${lanes}-${o.withStatistics}-${o.withEntropy}`;
 
 /**
  * The backward pass over every chunk: the gradient of each listed position, from `upstream[pos]` (g at .x, h at
  * .w) and either `stats` (lse, H) or, with `withStatistics`, statistics computed here (and written to `stats`).
  */
-export async function encodeBackward(batch: Batch, source: LogitsSource, buffers: BackwardBuffers, options: BackwardOptions, target: GradientTarget): Promise<void> {
+export async function encodeBackward(
+  batch: Batch,
+  source: LogitsSource,
+  buffers: BackwardBuffers,
+  options: BackwardOptions,
+  target: GradientTarget,
+): Promise<void> {
   const { context } = batch;
   const { layout, chunks } = source;
   const form = { lanes: layout.lanes, withStatistics: options.withStatistics, withEntropy: options.withEntropy };
@@ -208,7 +252,12 @@ export async function encodeBackward(batch: Batch, source: LogitsSource, buffers
   for (const [k, chunk] of chunks.entries()) {
     // At most two chunks' results in flight: their staging buffers are as large as the chunks.
     if (reads.length >= 2) await reads.shift();
-    const out: Binding = { buffer: hostOut, offset: 0, size: (chunk.rowEnd - chunk.rowStart) * layout.rowBytes, shift: 0 };
+    const out: Binding = {
+      buffer: hostOut,
+      offset: 0,
+      size: (chunk.rowEnd - chunk.rowStart) * layout.rowBytes,
+      shift: 0,
+    };
     batch.guard(() => backwardChunk(batch, pipeline, params, k, source, chunk, buffers, options, out));
     reads.push(readRows(batch, hostOut, layout, chunk, source.positions, target.out));
   }
@@ -216,19 +265,60 @@ export async function encodeBackward(batch: Batch, source: LogitsSource, buffers
 }
 
 /** encodeBackward into a device buffer laid out like the logits (from byte 0), with its pipeline at hand: synchronous. */
-export function dispatchBackward(batch: Batch, pipeline: GpuComputePipeline, source: LogitsSource, buffers: BackwardBuffers, options: BackwardOptions, gradient: GpuBuffer): void {
+export function dispatchBackward(
+  batch: Batch,
+  pipeline: GpuComputePipeline,
+  source: LogitsSource,
+  buffers: BackwardBuffers,
+  options: BackwardOptions,
+  gradient: GpuBuffer,
+): void {
   const params = new ParamSlots(batch, source.chunks.length, LOGITS_PARAM_WORDS);
   source.chunks.forEach((chunk, k) => {
-    batch.guard(() => backwardChunk(batch, pipeline, params, k, source, chunk, buffers, options, deviceBinding(batch.context, gradient, 0, source.layout, chunk)));
+    batch.guard(() =>
+      backwardChunk(
+        batch,
+        pipeline,
+        params,
+        k,
+        source,
+        chunk,
+        buffers,
+        options,
+        deviceBinding(batch.context, gradient, 0, source.layout, chunk),
+      ),
+    );
   });
 }
 
-function backwardChunk(batch: Batch, pipeline: GpuComputePipeline, params: ParamSlots, k: number, source: LogitsSource, chunk: Chunk, buffers: BackwardBuffers, options: BackwardOptions, out: Binding): void {
+function backwardChunk(
+  batch: Batch,
+  pipeline: GpuComputePipeline,
+  params: ParamSlots,
+  k: number,
+  source: LogitsSource,
+  chunk: Chunk,
+  buffers: BackwardBuffers,
+  options: BackwardOptions,
+  out: Binding,
+): void {
   const logits = source.bind(chunk);
   const count = chunk.entryEnd - chunk.entryStart;
   const [x, y] = grid(batch.context, count);
   const group = bindGroup(batch, pipeline, BACKWARD_BINDINGS, {
-    params: params.write(k, logitsParams(count, chunk.entryStart, chunk.rowStart, source.layout, logits.shift, out.shift, x, options.inverseTemperature)),
+    params: params.write(
+      k,
+      logitsParams(
+        count,
+        chunk.entryStart,
+        chunk.rowStart,
+        source.layout,
+        logits.shift,
+        out.shift,
+        x,
+        options.inverseTemperature,
+      ),
+    ),
     logits,
     positions: { buffer: buffers.positions },
     tokens: { buffer: buffers.tokens },
@@ -240,7 +330,14 @@ function backwardChunk(batch: Batch, pipeline: GpuComputePipeline, params: Param
 }
 
 /** Copies the listed rows of a host chunk's gradient into `out` ([positions, V], unpadded). */
-function readRows(batch: Batch, buffer: GpuBuffer, layout: Layout, chunk: Chunk, positions: Uint32Array, out: Float32Array | Float64Array): Promise<void> {
+function readRows(
+  batch: Batch,
+  buffer: GpuBuffer,
+  layout: Layout,
+  chunk: Chunk,
+  positions: Uint32Array,
+  out: Float32Array | Float64Array,
+): Promise<void> {
   const first = positions[chunk.entryStart]! - chunk.rowStart;
   const last = positions[chunk.entryEnd - 1]! - chunk.rowStart + 1;
   const rowFloats = layout.stride * layout.lanes;
@@ -256,9 +353,15 @@ function readRows(batch: Batch, buffer: GpuBuffer, layout: Layout, chunk: Chunk,
 }
 
 /** Reads stats back and turns them into the reference's TokenLogProbs, throwing the reference's error for bad logits. */
-export async function readStatistics(batch: Batch, stats: GpuBuffer, positions: Uint32Array, count: number): Promise<Float32Array> {
+export async function readStatistics(
+  batch: Batch,
+  stats: GpuBuffer,
+  positions: Uint32Array,
+  count: number,
+): Promise<Float32Array> {
   const values = new Float32Array(count * 4);
-  if (positions.length > 0) await batch.read(stats, 0, count * 16, (bytes) => values.set(new Float32Array(bytes, 0, count * 4)));
+  if (positions.length > 0)
+    await batch.read(stats, 0, count * 16, (bytes) => values.set(new Float32Array(bytes, 0, count * 4)));
   return values;
 }
 
@@ -270,7 +373,13 @@ export function requireFiniteStatistics(stats: Float32Array, positions: Uint32Ar
   }
 }
 
-export function toTokenLogProbs(stats: Float32Array, positions: Uint32Array, shape: readonly [number, number], temperature: number, withEntropy: boolean): TokenLogProbs {
+export function toTokenLogProbs(
+  stats: Float32Array,
+  positions: Uint32Array,
+  shape: readonly [number, number],
+  temperature: number,
+  withEntropy: boolean,
+): TokenLogProbs {
   const count = shape[0] * shape[1];
   const logp = new Float64Array(count);
   const logSumExp = new Float64Array(count).fill(NaN);

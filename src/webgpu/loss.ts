@@ -11,7 +11,15 @@ import { alignUp, type Batch } from "./context.js";
 import { BufferUsage, type GpuBuffer } from "./gpu.js";
 import { grid, ParamSlots } from "./logits.js";
 import { bindGroup } from "./logprobs.js";
-import { KL_CODES, LOSS_FLAGS, LOSS_PARAM_WORDS, lossBindings, lossKernel, OBJECTIVE_CODES, RATIO_LEVEL_CODES } from "./loss.wgsl.js";
+import {
+  KL_CODES,
+  LOSS_FLAGS,
+  LOSS_PARAM_WORDS,
+  lossBindings,
+  lossKernel,
+  OBJECTIVE_CODES,
+  RATIO_LEVEL_CODES,
+} from "./loss.wgsl.js";
 
 const LOWEST = -3.4028234663852886e38;
 
@@ -36,12 +44,18 @@ export interface PackedLoss {
  * The validated inputs packed four to a vector (see loss.wgsl.ts). With `fromStatistics`, logp and entropy are
  * the device's (the fused pass) and `t.logp` / `t.entropy` are placeholders that are not packed.
  */
-export function packLoss(t: Inputs, o: PolicyLossOptions, options: { fromStatistics: boolean; hasOldLogp: boolean }): PackedLoss {
+export function packLoss(
+  t: Inputs,
+  o: PolicyLossOptions,
+  options: { fromStatistics: boolean; hasOldLogp: boolean },
+): PackedLoss {
   const [rows, cols] = t.shape;
   const size = rows * cols;
   const weights = rowWeights(t.rowTokens, cols, o.aggregation, o.normalizer);
   const entropyBonus = o.entropyCoef > 0;
-  const entropyWeights = entropyBonus ? rowWeights(t.rowTokens, cols, o.entropyAggregation ?? o.aggregation, o.normalizer) : undefined;
+  const entropyWeights = entropyBonus
+    ? rowWeights(t.rowTokens, cols, o.entropyAggregation ?? o.aggregation, o.normalizer)
+    : undefined;
   const rowIn = new Float32Array(rows * 4);
   for (let b = 0; b < rows; b++) {
     const count = t.rowTokens[b]!;
@@ -51,7 +65,8 @@ export function packLoss(t: Inputs, o: PolicyLossOptions, options: { fromStatist
     rowIn[4 * b + 3] = count;
   }
   const withEntropyInput = t.entropy !== undefined;
-  const extraFromHost = o.kl !== null || t.importanceWeights !== undefined || (withEntropyInput && !options.fromStatistics);
+  const extraFromHost =
+    o.kl !== null || t.importanceWeights !== undefined || (withEntropyInput && !options.fromStatistics);
   const tokenIn = new Float32Array(size * 4);
   const tokenExtra = extraFromHost ? new Float32Array(size * 4) : undefined;
   const { logp, oldLogp, mask, advantages, refLogp, importanceWeights, entropy } = t;
@@ -87,7 +102,11 @@ export function packLoss(t: Inputs, o: PolicyLossOptions, options: { fromStatist
   return { rows, cols, rowIn, tokenIn, tokenExtra, flags, rowTokens: t.rowTokens, withEntropyInput, entropyBonus };
 }
 
-function lossParams(o: PolicyLossOptions, packed: PackedLoss, chunk: { rows: number; rowStart: number; tokenShift: number; statShift: number; groupsX: number }): Uint32Array {
+function lossParams(
+  o: PolicyLossOptions,
+  packed: PackedLoss,
+  chunk: { rows: number; rowStart: number; tokenShift: number; statShift: number; groupsX: number },
+): Uint32Array {
   const words = new Uint32Array(LOSS_PARAM_WORDS);
   words.set([chunk.rows, chunk.rowStart, packed.cols, chunk.groupsX, chunk.tokenShift, chunk.statShift]);
   words[6] = OBJECTIVE_CODES[o.objective as keyof typeof OBJECTIVE_CODES];
@@ -121,7 +140,12 @@ export interface LossBuffers {
  * Dispatches the loss over every row (in chunks of rows whose [rows, T] vectors fit one binding). With `stats`
  * (the forward pass's [B·T] vec4 statistics on the device), logp and entropy are read from it.
  */
-export async function encodeLoss(batch: Batch, o: PolicyLossOptions, packed: PackedLoss, stats?: GpuBuffer): Promise<LossBuffers> {
+export async function encodeLoss(
+  batch: Batch,
+  o: PolicyLossOptions,
+  packed: PackedLoss,
+  stats?: GpuBuffer,
+): Promise<LossBuffers> {
   const { context } = batch;
   const fromStatistics = stats !== undefined;
   const pipeline = await context.pipeline(`loss-${fromStatistics}`, () => lossKernel({ fromStatistics }));
@@ -129,20 +153,26 @@ export async function encodeLoss(batch: Batch, o: PolicyLossOptions, packed: Pac
   const size = rows * cols;
   const tokenBytes = Math.max(1, size) * 16;
   if (fromStatistics && tokenBytes > context.bindingLimit) {
-    throw new GrpoRocError(`${size} positions need ${tokenBytes} bytes of statistics, over the ${context.bindingLimit} one binding may hold on this device: split the batch`);
+    throw new GrpoRocError(
+      `${size} positions need ${tokenBytes} bytes of statistics, over the ${context.bindingLimit} one binding may hold on this device: split the batch`,
+    );
   }
   const rowIn = batch.upload(packed.rowIn);
   const tokenIn = batch.upload(packed.tokenIn);
-  const tokenExtra = packed.tokenExtra !== undefined ? batch.upload(packed.tokenExtra) : batch.buffer(16, BufferUsage.STORAGE);
+  const tokenExtra =
+    packed.tokenExtra !== undefined ? batch.upload(packed.tokenExtra) : batch.buffer(16, BufferUsage.STORAGE);
   const tokenOut = batch.buffer(tokenBytes, BufferUsage.STORAGE | BufferUsage.COPY_SRC);
   const partials = batch.buffer(Math.max(1, rows) * 48, BufferUsage.STORAGE | BufferUsage.COPY_SRC);
   const rowBytes = cols * 16;
   const perChunk = Math.max(1, Math.floor((context.bindingLimit - context.storageAlignment) / Math.max(rowBytes, 1)));
   if (rowBytes + context.storageAlignment > context.bindingLimit) {
-    throw new GrpoRocError(`a row of ${cols} tokens needs ${rowBytes} bytes, over the ${context.bindingLimit} one binding may hold on this device`);
+    throw new GrpoRocError(
+      `a row of ${cols} tokens needs ${rowBytes} bytes, over the ${context.bindingLimit} one binding may hold on this device`,
+    );
   }
   const chunks: { rowStart: number; rowEnd: number }[] = [];
-  for (let rowStart = 0; rowStart < rows; rowStart += perChunk) chunks.push({ rowStart, rowEnd: Math.min(rows, rowStart + perChunk) });
+  for (let rowStart = 0; rowStart < rows; rowStart += perChunk)
+    chunks.push({ rowStart, rowEnd: Math.min(rows, rowStart + perChunk) });
   const params = new ParamSlots(batch, chunks.length, LOSS_PARAM_WORDS);
   batch.guard(() => {
     const encoder = batch.device.createCommandEncoder();
@@ -154,7 +184,16 @@ export async function encodeLoss(batch: Batch, o: PolicyLossOptions, packed: Pac
       const length = Math.max(16, alignUp(rowEnd * rowBytes - offset, 16));
       const range = (buffer: GpuBuffer) => ({ buffer, offset, size: length });
       const [x, y] = grid(context, rowEnd - rowStart);
-      const slot = params.write(k, lossParams(o, packed, { rows: rowEnd - rowStart, rowStart, tokenShift: (start - offset) / 16, statShift: rowStart * cols, groupsX: x }));
+      const slot = params.write(
+        k,
+        lossParams(o, packed, {
+          rows: rowEnd - rowStart,
+          rowStart,
+          tokenShift: (start - offset) / 16,
+          statShift: rowStart * cols,
+          groupsX: x,
+        }),
+      );
       const group = bindGroup(batch, pipeline, lossBindings({ fromStatistics }), {
         params: slot,
         rowIn: { buffer: rowIn },
@@ -174,20 +213,34 @@ export async function encodeLoss(batch: Batch, o: PolicyLossOptions, packed: Pac
 }
 
 /** Reads the loss kernel's outputs back as the reference's PolicyLossResult. */
-export async function readLoss(batch: Batch, o: PolicyLossOptions, packed: PackedLoss, buffers: LossBuffers): Promise<PolicyLossResult> {
+export async function readLoss(
+  batch: Batch,
+  o: PolicyLossOptions,
+  packed: PackedLoss,
+  buffers: LossBuffers,
+): Promise<PolicyLossResult> {
   const { rows, cols } = packed;
   const size = rows * cols;
   const tokenOut = new Float32Array(size * 4);
   const partials = new Float32Array(rows * 12);
   await Promise.all([
-    size > 0 ? batch.read(buffers.tokenOut, 0, size * 16, (bytes) => tokenOut.set(new Float32Array(bytes, 0, size * 4))) : undefined,
-    rows > 0 ? batch.read(buffers.partials, 0, rows * 48, (bytes) => partials.set(new Float32Array(bytes, 0, rows * 12))) : undefined,
+    size > 0
+      ? batch.read(buffers.tokenOut, 0, size * 16, (bytes) => tokenOut.set(new Float32Array(bytes, 0, size * 4)))
+      : undefined,
+    rows > 0
+      ? batch.read(buffers.partials, 0, rows * 48, (bytes) => partials.set(new Float32Array(bytes, 0, rows * 12)))
+      : undefined,
   ]);
   await batch.check();
   return lossResult(o, packed, tokenOut, partials);
 }
 
-export function lossResult(o: PolicyLossOptions, packed: PackedLoss, tokenOut: Float32Array, partials: Float32Array): PolicyLossResult {
+export function lossResult(
+  o: PolicyLossOptions,
+  packed: PackedLoss,
+  tokenOut: Float32Array,
+  partials: Float32Array,
+): PolicyLossResult {
   const { rows, cols } = packed;
   const size = rows * cols;
   const grad = new Float64Array(size);
@@ -202,7 +255,15 @@ export function lossResult(o: PolicyLossOptions, packed: PackedLoss, tokenOut: F
   }
   let tokens = 0;
   let sequences = 0;
-  let loss = 0, clipped = 0, low = 0, high = 0, dual = 0, approxKl = 0, ratioSum = 0, klSum = 0, entropySum = 0;
+  let loss = 0,
+    clipped = 0,
+    low = 0,
+    high = 0,
+    dual = 0,
+    approxKl = 0,
+    ratioSum = 0,
+    klSum = 0,
+    entropySum = 0;
   let ratioMin = Infinity;
   let ratioMax = -Infinity;
   for (let b = 0; b < rows; b++) {
@@ -223,7 +284,11 @@ export function lossResult(o: PolicyLossOptions, packed: PackedLoss, tokenOut: F
     ratioMin = Math.min(ratioMin, partials[at + 10]!);
     ratioMax = Math.max(ratioMax, partials[at + 11]!);
   }
-  const metrics = lossMetrics({ tokens, sequences, clipped, low, high, dual, approxKl, ratioMin, ratioSum, ratioMax, klSum, entropySum }, o.kl !== null, packed.withEntropyInput);
+  const metrics = lossMetrics(
+    { tokens, sequences, clipped, low, high, dual, approxKl, ratioMin, ratioSum, ratioMax, klSum, entropySum },
+    o.kl !== null,
+    packed.withEntropyInput,
+  );
 
   return { loss, grad, gradEntropy, perTokenLoss, perTokenKl, shape: [rows, cols], metrics };
 }

@@ -31,7 +31,8 @@ const KEY = Symbol.for("grpo-roc.webgpu.dawn-root");
 
 function shared(): SharedRoot {
   const g = globalThis as { [KEY]?: SharedRoot };
-  return (g[KEY] ??= { root: undefined, holders: new Set() });
+  g[KEY] ??= { root: undefined, holders: new Set() };
+  return g[KEY];
 }
 
 export function inNode(): boolean {
@@ -43,13 +44,18 @@ export function inNode(): boolean {
  * package comes back as `{ ok: false, reason }`. Also installs the `webgpu` package's WebGPU globals
  * (GPUBufferUsage, GPUMapMode…), which tfjs-backend-webgpu expects as a browser has them.
  */
-export async function acquireDawn(holder: string): Promise<{ ok: true; root: GpuRoot } | { ok: false; reason: string }> {
+export async function acquireDawn(
+  holder: string,
+): Promise<{ ok: true; root: GpuRoot } | { ok: false; reason: string }> {
   await ensureRuntimeDir();
   let webgpu: DawnModule;
   try {
     webgpu = (await import(/* @vite-ignore */ "webgpu")) as unknown as DawnModule;
   } catch (error) {
-    return { ok: false, reason: `the "webgpu" package (dawn.node) cannot be imported (npm i webgpu): ${error instanceof Error ? error.message : String(error)}` };
+    return {
+      ok: false,
+      reason: `the "webgpu" package (dawn.node) cannot be imported (npm i webgpu): ${error instanceof Error ? error.message : String(error)}`,
+    };
   }
   Object.assign(globalThis, webgpu.globals);
   const state = shared();
@@ -76,7 +82,11 @@ export function dawnHolders(): readonly string[] {
  */
 async function ensureRuntimeDir(): Promise<void> {
   if (!inNode() || process.env.XDG_RUNTIME_DIR) return;
-  const [{ mkdtempSync }, { tmpdir }, { join }] = await Promise.all([import("node:fs"), import("node:os"), import("node:path")]);
+  const [{ mkdtempSync }, { tmpdir }, { join }] = await Promise.all([
+    import("node:fs"),
+    import("node:os"),
+    import("node:path"),
+  ]);
   process.env.XDG_RUNTIME_DIR = mkdtempSync(join(tmpdir(), "grpo-roc-xdg-"));
 }
 
@@ -94,7 +104,8 @@ export async function whileWaiting<T>(start: () => Promise<T>): Promise<T> {
   if (waiting++ === 0) {
     original = g.setImmediate;
     // dawn.node looks setImmediate up on the global object at every tick, so the replacement takes effect at once.
-    const slowed = ((callback: (...args: unknown[]) => void, ...args: unknown[]) => setTimeout(callback, 1, ...args)) as unknown as typeof setImmediate;
+    const slowed = ((callback: (...args: unknown[]) => void, ...args: unknown[]) =>
+      setTimeout(callback, 1, ...args)) as unknown as typeof setImmediate;
     g.setImmediate = slowed;
   }
   try {

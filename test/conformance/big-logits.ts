@@ -44,7 +44,11 @@ export function bigLogitsCase() {
         const dominant = i % 97 === 0;
         const lp = forward.logp[i]!;
         const h = forward.entropy![i]!;
-        const ok = Number.isFinite(lp) && Number.isFinite(h) && forward.logSumExp[i]! > Math.log(V) - 3 && (dominant ? lp <= 0 && h > -1e-5 : lp < 0 && h > 0);
+        const ok =
+          Number.isFinite(lp) &&
+          Number.isFinite(h) &&
+          forward.logSumExp[i]! > Math.log(V) - 3 &&
+          (dominant ? lp <= 0 && h > -1e-5 : lp < 0 && h > 0);
         if (!ok) wrong++;
       }
       return wrong;
@@ -58,9 +62,16 @@ export function bigLogitsCase() {
       for (let i = 0; i < positions; i++) {
         const p = Math.exp(forward.logp[i]!);
         const z = logits[i * V + tokens[i]!]!;
-        const expected = gradLogp[i]! * (1 - p) - gradEntropy[i]! * p * (z - forward.logSumExp[i]! + forward.entropy![i]!);
+        const expected =
+          gradLogp[i]! * (1 - p) - gradEntropy[i]! * p * (z - forward.logSumExp[i]! + forward.entropy![i]!);
         const actual = grad[i * V + tokens[i]!]!;
-        if (!(Math.abs(actual - expected) <= 1e-5 * (1 + Math.abs(gradLogp[i]!) + Math.abs(gradEntropy[i]!) * (1 + Math.abs(z) + forward.logSumExp[i]!)))) bad++;
+        if (
+          !(
+            Math.abs(actual - expected) <=
+            1e-5 * (1 + Math.abs(gradLogp[i]!) + Math.abs(gradEntropy[i]!) * (1 + Math.abs(z) + forward.logSumExp[i]!))
+          )
+        )
+          bad++;
       }
       return bad;
     },

@@ -60,7 +60,10 @@ export interface LossShape {
   readonly onPolicy?: boolean;
 }
 
-export function drawBatch(rng: Rng, shape: { B?: number; T?: number; rowConstant: boolean; onPolicy?: boolean }): LossBatch {
+export function drawBatch(
+  rng: Rng,
+  shape: { B?: number; T?: number; rowConstant: boolean; onPolicy?: boolean },
+): LossBatch {
   const B = shape.B ?? integer(rng, 1, 5);
   const T = shape.T ?? integer(rng, 1, 7);
   const n = B * T;
@@ -77,15 +80,25 @@ export function drawBatch(rng: Rng, shape: { B?: number; T?: number; rowConstant
   const perTokenAdvantages = !shape.rowConstant && rng() < 0.5;
   const rowAdvantages = Float64Array.from({ length: B }, () => uniform(rng, -2, 2));
   const advantages = perTokenAdvantages ? Float64Array.from({ length: n }, () => uniform(rng, -2, 2)) : rowAdvantages;
-  const importance = rng() < 0.4 ? Float64Array.from({ length: shape.rowConstant ? B : n }, () => uniform(rng, 0.2, 2)) : undefined;
-  const importanceWeights = importance === undefined ? undefined : shape.rowConstant ? Float64Array.from({ length: n }, (_, i) => importance[Math.floor(i / T)]!) : importance;
+  const importance =
+    rng() < 0.4 ? Float64Array.from({ length: shape.rowConstant ? B : n }, () => uniform(rng, 0.2, 2)) : undefined;
+  const importanceWeights =
+    importance === undefined
+      ? undefined
+      : shape.rowConstant
+        ? Float64Array.from({ length: n }, (_, i) => importance[Math.floor(i / T)]!)
+        : importance;
   const refLogp = logp.map((v) => v + uniform(rng, -2.5, 2.5));
   const entropy = Float64Array.from({ length: n }, () => uniform(rng, 0, 3));
   return { B, T, logp, oldLogp, mask, advantages, perTokenAdvantages, refLogp, importanceWeights, entropy };
 }
 
 /** The batch as PolicyLossInputs; `dirtyMasked` puts NaN / ±Infinity where the mask is 0 (never read). */
-export function inputsOf(batch: LossBatch, overrides: { logp?: Float64Array; oldLogp?: Float64Array; entropy?: Float64Array } = {}, dirtyMasked = false): PolicyLossInputs {
+export function inputsOf(
+  batch: LossBatch,
+  overrides: { logp?: Float64Array; oldLogp?: Float64Array; entropy?: Float64Array } = {},
+  dirtyMasked = false,
+): PolicyLossInputs {
   const shape: [number, number] = [batch.B, batch.T];
   const dirty = (values: Float64Array) => {
     if (!dirtyMasked) return values;
@@ -110,7 +123,12 @@ function drawOptions(rng: Rng, s: LossShape): PolicyLossOptionsInput {
   const kl =
     s.kl === undefined
       ? rng() < 0.6
-        ? { kind: pick(rng, KL_KINDS), coef: uniform(rng, 0.01, 0.5), clamp: rng() < 0.5, importanceCorrected: rng() < 0.3 }
+        ? {
+            kind: pick(rng, KL_KINDS),
+            coef: uniform(rng, 0.01, 0.5),
+            clamp: rng() < 0.5,
+            importanceCorrected: rng() < 0.3,
+          }
         : null
       : s.kl === null
         ? null
@@ -128,14 +146,25 @@ function drawOptions(rng: Rng, s: LossShape): PolicyLossOptionsInput {
     entropyCoef: s.entropyCoef ?? pick(rng, [0, 0, 0.01, 0.3]),
     entropyAggregation: pick(rng, AGGREGATIONS),
     sapoTemperature: { positive: uniform(rng, 0.5, 2), negative: uniform(rng, 0.5, 2) },
-    ...(rng() < 0.3 ? { normalizer: { dpSize: pick(rng, [1, 2]), gradientAccumulationSteps: pick(rng, [1, 3]), length: pick(rng, [8, 16]) } } : {}),
+    ...(rng() < 0.3
+      ? {
+          normalizer: {
+            dpSize: pick(rng, [1, 2]),
+            gradientAccumulationSteps: pick(rng, [1, 3]),
+            length: pick(rng, [8, 16]),
+          },
+        }
+      : {}),
   };
 }
 
 /** Random case k: objectives, ratio levels and aggregations cycle with k, the rest is drawn. */
 export function randomLossCase(k: number): LossCase {
   const objective = OBJECTIVES[k % OBJECTIVES.length]!;
-  const ratioLevel = objective === "clip" ? (["token", "sequence", "sequence-token"] as const)[Math.floor(k / OBJECTIVES.length) % 3]! : "token";
+  const ratioLevel =
+    objective === "clip"
+      ? (["token", "sequence", "sequence-token"] as const)[Math.floor(k / OBJECTIVES.length) % 3]!
+      : "token";
   const aggregation = AGGREGATIONS[(k * 3) % AGGREGATIONS.length]!;
   return drawLossCase(`loss-${k}`, { objective, ratioLevel, aggregation });
 }
@@ -143,7 +172,11 @@ export function randomLossCase(k: number): LossCase {
 export function drawLossCase(seed: string, shape: LossShape, size: { B?: number; T?: number } = {}): LossCase {
   const rng = rngFor(`grpo-roc conformance ${seed}`);
   for (let attempt = 0; attempt < 1000; attempt++) {
-    const batch = drawBatch(rng, { ...size, rowConstant: shape.rowConstant ?? false, ...(shape.onPolicy !== undefined ? { onPolicy: shape.onPolicy } : {}) });
+    const batch = drawBatch(rng, {
+      ...size,
+      rowConstant: shape.rowConstant ?? false,
+      ...(shape.onPolicy !== undefined ? { onPolicy: shape.onPolicy } : {}),
+    });
     const options = drawOptions(rng, shape);
     if (!awayFromKinks(batch, options)) continue;
     const kl = options.kl ? `, KL ${options.kl.kind}${options.kl.importanceCorrected ? "·ρ" : ""}` : "";
@@ -155,7 +188,6 @@ export function drawLossCase(seed: string, shape: LossShape, size: { B?: number;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Kinks (as in test/loss-gradients.test.ts)
-
 
 function objectiveLogRatios(batch: LossBatch, sequenceLevel: boolean): number[] {
   const out: number[] = [];
@@ -173,9 +205,9 @@ function objectiveLogRatios(batch: LossBatch, sequenceLevel: boolean): number[] 
   return out;
 }
 
-
 export function awayFromKinks(batch: LossBatch, o: PolicyLossOptionsInput): boolean {
-  if (nearAny(objectiveLogRatios(batch, (o.ratioLevel ?? "token") !== "token"), ratioKinks(o), KINK_MARGIN)) return false;
+  if (nearAny(objectiveLogRatios(batch, (o.ratioLevel ?? "token") !== "token"), ratioKinks(o), KINK_MARGIN))
+    return false;
   if (o.kl != null) {
     const xs: number[] = [];
     for (let i = 0; i < batch.mask.length; i++) if (batch.mask[i] === 1) xs.push(batch.refLogp[i]! - batch.logp[i]!);

@@ -45,7 +45,15 @@ import {
   type VerlActorStepOutputs,
 } from "../helpers/golden-loss.js";
 import { matrix, selected } from "../helpers/matrices.js";
-import { drawLossCase, inputsOf, randomLogProbCase, randomLossCase, type LogProbCase, type LossCase, type Objective } from "./cases.js";
+import {
+  drawLossCase,
+  inputsOf,
+  randomLogProbCase,
+  randomLossCase,
+  type LogProbCase,
+  type LossCase,
+  type Objective,
+} from "./cases.js";
 import { inCi, type Target } from "./targets.js";
 import {
   expectClose,
@@ -89,35 +97,81 @@ const flat = (x: ArrayLike<number>, shape: readonly [number, number]): Flat => (
 const abs = (x: ArrayLike<number>) => Float64Array.from(x, Math.abs);
 
 /** Every field of a policyLoss result against the reference backend's, on the same inputs. */
-function expectSameLoss(t: Target, actual: PolicyLossResult, expected: PolicyLossResult, inputs: PolicyLossInputs, options: PolicyLossOptionsInput, label = ""): void {
+function expectSameLoss(
+  t: Target,
+  actual: PolicyLossResult,
+  expected: PolicyLossResult,
+  inputs: PolicyLossInputs,
+  options: PolicyLossOptionsInput,
+  label = "",
+): void {
   const d = t.dtype;
   expect(actual.shape).toEqual(expected.shape);
   expectClose(actual.loss, expected.loss, tolerance(d, "value", lossScale(expected, inputs, options)), `${label}loss`);
   expectClose(actual.grad, expected.grad, tolerance(d, "grad", gradScale(expected, inputs, options)), `${label}grad`);
-  expectClose(actual.perTokenLoss, expected.perTokenLoss, tolerance(d, "value", abs(expected.perTokenLoss)), `${label}perTokenLoss`);
+  expectClose(
+    actual.perTokenLoss,
+    expected.perTokenLoss,
+    tolerance(d, "value", abs(expected.perTokenLoss)),
+    `${label}perTokenLoss`,
+  );
   expect(actual.gradEntropy === undefined, `${label}gradEntropy present`).toBe(expected.gradEntropy === undefined);
   if (expected.gradEntropy !== undefined) {
-    expectClose(actual.gradEntropy!, expected.gradEntropy, tolerance(d, "grad", abs(expected.gradEntropy)), `${label}gradEntropy`);
+    expectClose(
+      actual.gradEntropy!,
+      expected.gradEntropy,
+      tolerance(d, "grad", abs(expected.gradEntropy)),
+      `${label}gradEntropy`,
+    );
   }
   expect(actual.perTokenKl === undefined, `${label}perTokenKl present`).toBe(expected.perTokenKl === undefined);
   if (expected.perTokenKl !== undefined) {
-    expectClose(actual.perTokenKl!, expected.perTokenKl, tolerance(d, "value", klScale(expected, inputs, options)), `${label}perTokenKl`);
+    expectClose(
+      actual.perTokenKl!,
+      expected.perTokenKl,
+      tolerance(d, "value", klScale(expected, inputs, options)),
+      `${label}perTokenKl`,
+    );
   }
-  for (const [name, value] of Object.entries(expected.metrics) as [keyof PolicyLossResult["metrics"], number | undefined][]) {
+  for (const [name, value] of Object.entries(expected.metrics) as [
+    keyof PolicyLossResult["metrics"],
+    number | undefined,
+  ][]) {
     const ours = actual.metrics[name];
     expect(ours === undefined, `${label}metrics.${name} present`).toBe(value === undefined);
-    if (value !== undefined) expectClose(ours!, value, tolerance(d, "value", metricScale(name, expected, inputs, options)), `${label}metrics.${name}`);
+    if (value !== undefined)
+      expectClose(
+        ours!,
+        value,
+        tolerance(d, "value", metricScale(name, expected, inputs, options)),
+        `${label}metrics.${name}`,
+      );
   }
 }
 
 function expectSameLogProbs(t: Target, actual: TokenLogProbs, expected: TokenLogProbs, label = ""): void {
   expect(actual.shape).toEqual(expected.shape);
   expect(actual.temperature).toBe(expected.temperature);
-  expectClose(actual.logp, expected.logp, tolerance(t.dtype, "value", logProbScale(expected.logSumExp, expected.logp)), `${label}logp`);
-  expectClose(actual.logSumExp, expected.logSumExp, tolerance(t.dtype, "value", logProbScale(expected.logSumExp, expected.logSumExp)), `${label}logSumExp`);
+  expectClose(
+    actual.logp,
+    expected.logp,
+    tolerance(t.dtype, "value", logProbScale(expected.logSumExp, expected.logp)),
+    `${label}logp`,
+  );
+  expectClose(
+    actual.logSumExp,
+    expected.logSumExp,
+    tolerance(t.dtype, "value", logProbScale(expected.logSumExp, expected.logSumExp)),
+    `${label}logSumExp`,
+  );
   expect(actual.entropy === undefined, `${label}entropy present`).toBe(expected.entropy === undefined);
   if (expected.entropy !== undefined) {
-    expectClose(actual.entropy!, expected.entropy, tolerance(t.dtype, "value", logProbScale(expected.logSumExp, expected.entropy)), `${label}entropy`);
+    expectClose(
+      actual.entropy!,
+      expected.entropy,
+      tolerance(t.dtype, "value", logProbScale(expected.logSumExp, expected.entropy)),
+      `${label}entropy`,
+    );
   }
 }
 
@@ -138,9 +192,24 @@ function goldenCases(t: Target): void {
       const options = verlOptionsFor[c.function]!(c.hyperparameters as VerlHyper);
       const [result, ref] = await Promise.all([b.policyLoss(inputs, options), reference.policyLoss(inputs, options)]);
       const mask = (c.inputs as { response_mask: number[][] }).response_mask;
-      const out = c.outputs as { pg_loss: number; grad_log_prob: number[][]; per_token_loss: number[][]; metrics: Record<string, number> };
-      expectClose(result.loss, out.pg_loss, tolerance(d, "value", lossScale(ref, inputs, options), c.tolerance), "pg_loss");
-      expectClose(result.grad, out.grad_log_prob.flat(), tolerance(d, "grad", gradScale(ref, inputs, options), c.tolerance), "grad_log_prob");
+      const out = c.outputs as {
+        pg_loss: number;
+        grad_log_prob: number[][];
+        per_token_loss: number[][];
+        metrics: Record<string, number>;
+      };
+      expectClose(
+        result.loss,
+        out.pg_loss,
+        tolerance(d, "value", lossScale(ref, inputs, options), c.tolerance),
+        "pg_loss",
+      );
+      expectClose(
+        result.grad,
+        out.grad_log_prob.flat(),
+        tolerance(d, "grad", gradScale(ref, inputs, options), c.tolerance),
+        "grad_log_prob",
+      );
       expectClose(
         selected(result.perTokenLoss, mask),
         selected(out.per_token_loss.flat(), mask),
@@ -175,14 +244,47 @@ function goldenCases(t: Target): void {
         saved: forward,
       });
       const out = c.outputs as unknown as VerlActorStepOutputs;
-      expectClose(forward.logp, out.log_prob.flat(), tolerance(d, "value", logProbScale(refForward.logSumExp, refForward.logp)), "log_prob");
-      expectClose(forward.entropy!, out.entropy.flat(), tolerance(d, "value", logProbScale(refForward.logSumExp, refForward.entropy!)), "entropy");
+      expectClose(
+        forward.logp,
+        out.log_prob.flat(),
+        tolerance(d, "value", logProbScale(refForward.logSumExp, refForward.logp)),
+        "log_prob",
+      );
+      expectClose(
+        forward.entropy!,
+        out.entropy.flat(),
+        tolerance(d, "value", logProbScale(refForward.logSumExp, refForward.entropy!)),
+        "entropy",
+      );
       const kl = klScale(ref, refInputs, options);
-      expectClose(selected(result.perTokenKl!, mask), selected(out.kld.flat(), mask), tolerance(d, "value", selected(kl, mask)), "kld");
-      expectClose(result.loss, out.policy_loss, tolerance(d, "value", lossScale(ref, refInputs, options)), "policy_loss");
-      expectClose(result.grad, out.grad_log_prob.flat(), tolerance(d, "grad", gradScale(ref, refInputs, options)), "grad_log_prob");
+      expectClose(
+        selected(result.perTokenKl!, mask),
+        selected(out.kld.flat(), mask),
+        tolerance(d, "value", selected(kl, mask)),
+        "kld",
+      );
+      expectClose(
+        result.loss,
+        out.policy_loss,
+        tolerance(d, "value", lossScale(ref, refInputs, options)),
+        "policy_loss",
+      );
+      expectClose(
+        result.grad,
+        out.grad_log_prob.flat(),
+        tolerance(d, "grad", gradScale(ref, refInputs, options)),
+        "grad_log_prob",
+      );
       const refLogits = inputs.logits.flat(2);
-      const scale = logitGradScale(refLogits, inputs.logits[0]![0]!.length, out.grad_logits.flat(2), refForward, ref.grad, ref.gradEntropy, 1);
+      const scale = logitGradScale(
+        refLogits,
+        inputs.logits[0]![0]!.length,
+        out.grad_logits.flat(2),
+        refForward,
+        ref.grad,
+        ref.gradEntropy,
+        1,
+      );
       expectClose(gradLogits.data, out.grad_logits.flat(2), tolerance(d, "grad", scale), "grad_logits");
       for (const [name, value] of Object.entries(out.pg_metrics)) {
         const scale = metricScale(name === "actor/ppo_kl" ? "approxKl" : name, ref, refInputs, options);
@@ -200,16 +302,32 @@ function goldenCases(t: Target): void {
       const inputs = trlInputsFor(c);
       const options = trlOptionsFor(h, numItems);
       const [result, ref] = await Promise.all([b.policyLoss(inputs, options), reference.policyLoss(inputs, options)]);
-      const out = c.outputs as { loss: number; grad_per_token_logps: number[][]; per_token_loss: number[][]; metrics: Record<string, number> };
+      const out = c.outputs as {
+        loss: number;
+        grad_per_token_logps: number[][];
+        per_token_loss: number[][];
+        metrics: Record<string, number>;
+      };
       expectClose(result.loss, out.loss, tolerance(d, "value", lossScale(ref, inputs, options), c.tolerance), "loss");
-      expectClose(result.grad, out.grad_per_token_logps.flat(), tolerance(d, "grad", gradScale(ref, inputs, options), c.tolerance), "grad_per_token_logps");
+      expectClose(
+        result.grad,
+        out.grad_per_token_logps.flat(),
+        tolerance(d, "grad", gradScale(ref, inputs, options), c.tolerance),
+        "grad_per_token_logps",
+      );
       if (h.importance_sampling_level === "token") {
         // TRL's per_token_loss includes β·KL.
         const mask = (c.inputs as { completion_mask: number[][] }).completion_mask;
-        const withKl = (r: PolicyLossResult) => r.perTokenLoss.map((v, i) => v + (r.perTokenKl === undefined ? 0 : h.beta * r.perTokenKl[i]!));
+        const withKl = (r: PolicyLossResult) =>
+          r.perTokenLoss.map((v, i) => v + (r.perTokenKl === undefined ? 0 : h.beta * r.perTokenKl[i]!));
         const kl = klScale(ref, inputs, options);
         const scale = ref.perTokenLoss.map((v, i) => Math.abs(v) + h.beta * kl[i]!);
-        expectClose(selected(withKl(result), mask), selected(out.per_token_loss.flat(), mask), tolerance(d, "value", selected(scale, mask), c.tolerance), "per_token_loss");
+        expectClose(
+          selected(withKl(result), mask),
+          selected(out.per_token_loss.flat(), mask),
+          tolerance(d, "value", selected(scale, mask), c.tolerance),
+          "per_token_loss",
+        );
       }
       compareTrlMetrics(t, result, out.metrics, h, metricScale("kl", ref, inputs, options));
     });
@@ -235,11 +353,35 @@ function goldenCases(t: Target): void {
         gradEntropy: flat(result.gradEntropy!, result.shape),
         saved: forward,
       });
-      const out = c.outputs as { per_token_logps: number[][]; entropies: number[][]; loss: number; grad_logits: number[][][]; metrics: Record<string, number> };
-      expectClose(forward.logp, out.per_token_logps.flat(), tolerance(d, "value", logProbScale(refForward.logSumExp, refForward.logp)), "per_token_logps");
-      expectClose(forward.entropy!, out.entropies.flat(), tolerance(d, "value", logProbScale(refForward.logSumExp, refForward.entropy!)), "entropies");
+      const out = c.outputs as {
+        per_token_logps: number[][];
+        entropies: number[][];
+        loss: number;
+        grad_logits: number[][][];
+        metrics: Record<string, number>;
+      };
+      expectClose(
+        forward.logp,
+        out.per_token_logps.flat(),
+        tolerance(d, "value", logProbScale(refForward.logSumExp, refForward.logp)),
+        "per_token_logps",
+      );
+      expectClose(
+        forward.entropy!,
+        out.entropies.flat(),
+        tolerance(d, "value", logProbScale(refForward.logSumExp, refForward.entropy!)),
+        "entropies",
+      );
       expectClose(result.loss, out.loss, tolerance(d, "value", lossScale(ref, refInputs, options)), "loss");
-      const scale = logitGradScale(logits.flat(2), logits[0]![0]!.length, out.grad_logits.flat(2), refForward, ref.grad, ref.gradEntropy, temperature);
+      const scale = logitGradScale(
+        logits.flat(2),
+        logits[0]![0]!.length,
+        out.grad_logits.flat(2),
+        refForward,
+        ref.grad,
+        ref.gradEntropy,
+        temperature,
+      );
       expectClose(grad.data, out.grad_logits.flat(2), tolerance(d, "grad", scale), "grad_logits");
       compareTrlMetrics(t, result, out.metrics, h, metricScale("kl", ref, refInputs, options));
     });
@@ -252,25 +394,56 @@ function goldenCases(t: Target): void {
       const inputs = trlInputsFor(c);
       const options = trlOptionsFor(h, undefined);
       const [result, ref] = await Promise.all([b.policyLoss(inputs, options), reference.policyLoss(inputs, options)]);
-      const out = c.outputs as { per_token_kl: number[][]; loss: number; grad_per_token_logps: number[][]; metric_kl: number };
+      const out = c.outputs as {
+        per_token_kl: number[][];
+        loss: number;
+        grad_per_token_logps: number[][];
+        metric_kl: number;
+      };
       const mask = (c.inputs as { completion_mask: number[][] }).completion_mask;
       const kl = klScale(ref, inputs, options);
-      expectClose(selected(result.perTokenKl!, mask), selected(out.per_token_kl.flat(), mask), tolerance(d, "value", selected(kl, mask)), "per_token_kl");
+      expectClose(
+        selected(result.perTokenKl!, mask),
+        selected(out.per_token_kl.flat(), mask),
+        tolerance(d, "value", selected(kl, mask)),
+        "per_token_kl",
+      );
       expectClose(result.loss, out.loss, tolerance(d, "value", lossScale(ref, inputs, options)), "loss");
       const override = h.use_bias_correction_kl ? GOLDEN_OVERRIDES.trlBiasCorrectedKlGradient : undefined;
-      expectClose(result.grad, out.grad_per_token_logps.flat(), tolerance(d, "grad", gradScale(ref, inputs, options), override), "grad_per_token_logps");
-      expectClose(result.metrics.kl!, out.metric_kl, tolerance(d, "value", metricScale("kl", ref, inputs, options)), "metric kl");
+      expectClose(
+        result.grad,
+        out.grad_per_token_logps.flat(),
+        tolerance(d, "grad", gradScale(ref, inputs, options), override),
+        "grad_per_token_logps",
+      );
+      expectClose(
+        result.metrics.kl!,
+        out.metric_kl,
+        tolerance(d, "value", metricScale("kl", ref, inputs, options)),
+        "metric kl",
+      );
     });
   });
 }
 
-function compareTrlMetrics(t: Target, result: PolicyLossResult, metrics: Record<string, number>, h: TrlHyper, klScale: number): void {
+function compareTrlMetrics(
+  t: Target,
+  result: PolicyLossResult,
+  metrics: Record<string, number>,
+  h: TrlHyper,
+  klScale: number,
+): void {
   const mapped = trlMappedMetrics(result, h);
   for (const [name, value] of Object.entries(metrics)) {
     const ours = mapped[name];
     if (ours === undefined) continue;
     const override: Tolerance | undefined = ours.float32 ? GOLDEN_OVERRIDES.trlFloat32Metrics : undefined;
-    expectClose(ours.value, value, tolerance(t.dtype, "value", name === "kl" ? klScale : 1, override), `metric ${name}`);
+    expectClose(
+      ours.value,
+      value,
+      tolerance(t.dtype, "value", name === "kl" ? klScale : 1, override),
+      `metric ${name}`,
+    );
   }
 }
 
@@ -282,7 +455,10 @@ function randomCases(t: Target): void {
   describe("(b) random policy losses against the reference backend", () => {
     const cases = Array.from({ length: t.budget.randomLosses }, (_, k) => randomLossCase(k));
     it.each(cases.map((c, k) => [k, c.title, c] as const))("#%i %s", async (_k, _title, c: LossCase) => {
-      const [actual, expected] = await Promise.all([b.policyLoss(c.inputs, c.options), reference.policyLoss(c.inputs, c.options)]);
+      const [actual, expected] = await Promise.all([
+        b.policyLoss(c.inputs, c.options),
+        reference.policyLoss(c.inputs, c.options),
+      ]);
       expectSameLoss(t, actual, expected, c.inputs, c.options);
     });
   });
@@ -291,14 +467,28 @@ function randomCases(t: Target): void {
     const cases = Array.from({ length: t.budget.randomLogProbs }, (_, k) => randomLogProbCase(k));
     it.each(cases.map((c, k) => [k, c.title, c] as const))("#%i %s", async (_k, _title, c: LogProbCase) => {
       const options = { temperature: c.temperature, entropy: c.entropy, ...(c.mask ? { mask: c.mask } : {}) };
-      const [actual, expected] = await Promise.all([b.tokenLogProbs(c.logits, c.tokens, options), reference.tokenLogProbs(c.logits, c.tokens, options)]);
+      const [actual, expected] = await Promise.all([
+        b.tokenLogProbs(c.logits, c.tokens, options),
+        reference.tokenLogProbs(c.logits, c.tokens, options),
+      ]);
       expectSameLogProbs(t, actual, expected);
       const backward = { ...options, gradLogp: c.gradLogp, ...(c.gradEntropy ? { gradEntropy: c.gradEntropy } : {}) };
-      const [grad, refGrad] = await Promise.all([b.tokenLogProbsBackward(c.logits, c.tokens, backward), reference.tokenLogProbsBackward(c.logits, c.tokens, backward)]);
+      const [grad, refGrad] = await Promise.all([
+        b.tokenLogProbsBackward(c.logits, c.tokens, backward),
+        reference.tokenLogProbsBackward(c.logits, c.tokens, backward),
+      ]);
       expect(grad.shape).toEqual(refGrad.shape);
       // Float32 logits give a Float32Array gradient, float64 logits a Float64Array (the reference's contract).
       expect(grad.data.constructor).toBe(refGrad.data.constructor);
-      const scale = logitGradScale(c.logits.data, c.logits.shape[2], refGrad.data, expected, c.gradLogp.data, c.gradEntropy?.data, c.temperature);
+      const scale = logitGradScale(
+        c.logits.data,
+        c.logits.shape[2],
+        refGrad.data,
+        expected,
+        c.gradLogp.data,
+        c.gradEntropy?.data,
+        c.temperature,
+      );
       expectClose(grad.data, refGrad.data, tolerance(t.dtype, "grad", scale), "∂L/∂logits");
     });
   });
@@ -334,63 +524,141 @@ async function centralDifference(f: (x: Float64Array) => Promise<number>, x: Flo
 
 const FD_TOLERANCE: Tolerance = { rtol: FINITE_DIFFERENCES.rtol, atol: FINITE_DIFFERENCES.atol };
 
-const GRADIENT_SHAPES: { objective: Objective; ratioLevel: "token" | "sequence" | "sequence-token"; aggregation: (typeof AGGREGATIONS)[number]; kl: { kind: "k1" | "abs" | "k2" | "k3"; clamp: boolean; importanceCorrected: boolean } | null; entropyCoef: number }[] = [
-  { objective: "clip", ratioLevel: "token", aggregation: "token-mean", kl: { kind: "k3", clamp: true, importanceCorrected: false }, entropyCoef: 0.01 },
-  { objective: "clip", ratioLevel: "sequence", aggregation: "grpo", kl: { kind: "k3", clamp: false, importanceCorrected: true }, entropyCoef: 0 },
-  { objective: "cispo", ratioLevel: "token", aggregation: "dapo", kl: { kind: "k2", clamp: false, importanceCorrected: false }, entropyCoef: 0.3 },
-  { objective: "sapo", ratioLevel: "token", aggregation: "seq-mean-token-mean", kl: { kind: "abs", clamp: false, importanceCorrected: true }, entropyCoef: 0.01 },
-  { objective: "reinforce", ratioLevel: "token", aggregation: "dr_grpo", kl: { kind: "k1", clamp: false, importanceCorrected: false }, entropyCoef: 0 },
+const GRADIENT_SHAPES: {
+  objective: Objective;
+  ratioLevel: "token" | "sequence" | "sequence-token";
+  aggregation: (typeof AGGREGATIONS)[number];
+  kl: { kind: "k1" | "abs" | "k2" | "k3"; clamp: boolean; importanceCorrected: boolean } | null;
+  entropyCoef: number;
+}[] = [
+  {
+    objective: "clip",
+    ratioLevel: "token",
+    aggregation: "token-mean",
+    kl: { kind: "k3", clamp: true, importanceCorrected: false },
+    entropyCoef: 0.01,
+  },
+  {
+    objective: "clip",
+    ratioLevel: "sequence",
+    aggregation: "grpo",
+    kl: { kind: "k3", clamp: false, importanceCorrected: true },
+    entropyCoef: 0,
+  },
+  {
+    objective: "cispo",
+    ratioLevel: "token",
+    aggregation: "dapo",
+    kl: { kind: "k2", clamp: false, importanceCorrected: false },
+    entropyCoef: 0.3,
+  },
+  {
+    objective: "sapo",
+    ratioLevel: "token",
+    aggregation: "seq-mean-token-mean",
+    kl: { kind: "abs", clamp: false, importanceCorrected: true },
+    entropyCoef: 0.01,
+  },
+  {
+    objective: "reinforce",
+    ratioLevel: "token",
+    aggregation: "dr_grpo",
+    kl: { kind: "k1", clamp: false, importanceCorrected: false },
+    entropyCoef: 0,
+  },
   { objective: "clip", ratioLevel: "token", aggregation: "seq-mean-token-sum", kl: null, entropyCoef: 0 },
-  { objective: "clip", ratioLevel: "sequence", aggregation: "bnpo", kl: { kind: "k1", clamp: false, importanceCorrected: false }, entropyCoef: 0.01 },
-  { objective: "sapo", ratioLevel: "token", aggregation: "seq-mean-token-sum-norm", kl: { kind: "k3", clamp: true, importanceCorrected: true }, entropyCoef: 0 },
+  {
+    objective: "clip",
+    ratioLevel: "sequence",
+    aggregation: "bnpo",
+    kl: { kind: "k1", clamp: false, importanceCorrected: false },
+    entropyCoef: 0.01,
+  },
+  {
+    objective: "sapo",
+    ratioLevel: "token",
+    aggregation: "seq-mean-token-sum-norm",
+    kl: { kind: "k3", clamp: true, importanceCorrected: true },
+    entropyCoef: 0,
+  },
   { objective: "cispo", ratioLevel: "token", aggregation: "grpo", kl: null, entropyCoef: 0.01 },
-  { objective: "reinforce", ratioLevel: "token", aggregation: "token-mean", kl: { kind: "k2", clamp: false, importanceCorrected: true }, entropyCoef: 0.3 },
+  {
+    objective: "reinforce",
+    ratioLevel: "token",
+    aggregation: "token-mean",
+    kl: { kind: "k2", clamp: false, importanceCorrected: true },
+    entropyCoef: 0.3,
+  },
 ];
 
 function gradients(t: Target): void {
   const b = t.backend;
   const float64 = t.dtype === "float64";
-  const against = float64 ? "central finite differences" : "the float64 reference gradient (finite-difference-checked on the same inputs)";
+  const against = float64
+    ? "central finite differences"
+    : "the float64 reference gradient (finite-difference-checked on the same inputs)";
 
   describe(`(c) ∂loss/∂logp and ∂loss/∂entropy against ${against}`, () => {
     const shapes = GRADIENT_SHAPES.slice(0, t.budget.gradientChecks);
-    it.each(shapes.map((s, k) => [k, `${s.objective}, ${s.ratioLevel}, ${s.aggregation}, KL ${s.kl?.kind ?? "none"}${s.kl?.importanceCorrected ? "·ρ" : ""}`, s] as const))(
-      "#%i %s",
-      async (k, _title, s) => {
-        // Finite differences need row-constant advantages at sequence level and an explicit oldLogp.
-        const c = drawLossCase(`gradient-${k}`, { ...s, rowConstant: s.ratioLevel !== "token", onPolicy: false }, { B: 3, T: 4 });
-        const batch = c.batch;
-        const clean = inputsOf(batch);
-        const [result, ref] = await Promise.all([b.policyLoss(clean, c.options), reference.policyLoss(clean, c.options)]);
-        // The finite difference is always of the float64 reference loss.
-        const lossAt = async (logp: Float64Array, i: number) => {
-          const old = batch.oldLogp!.slice();
-          // CISPO's ratio weight is a stop-gradient: its derivative moves oldLogp with logp.
-          if (s.objective === "cispo") old[i] = batch.oldLogp![i]! + (logp[i]! - batch.logp[i]!);
-          return (await reference.policyLoss(inputsOf(batch, { logp, oldLogp: old }), c.options)).loss;
-        };
-        const entropyLossAt = async (entropy: Float64Array) => (await reference.policyLoss(inputsOf(batch, { entropy }), c.options)).loss;
-        const fd = new Float64Array(batch.logp.length);
-        const fdEntropy = new Float64Array(batch.logp.length);
-        for (let i = 0; i < fd.length; i++) {
-          if (batch.mask[i] === 0) continue;
-          fd[i] = await centralDifference((x) => lossAt(x, i), batch.logp, i);
-          fdEntropy[i] = await centralDifference(entropyLossAt, batch.entropy, i);
-        }
-        expectClose(ref.grad, fd, FD_TOLERANCE, "reference ∂loss/∂logp vs finite differences");
-        if (float64) {
-          expectClose(result.grad, fd, FD_TOLERANCE, "∂loss/∂logp vs finite differences");
-        } else {
-          expectClose(result.grad, ref.grad, tolerance(t.dtype, "grad", gradScale(ref, clean, c.options)), "∂loss/∂logp vs the reference");
-        }
-        if (s.entropyCoef > 0) {
-          expectClose(ref.gradEntropy!, fdEntropy, FD_TOLERANCE, "reference ∂loss/∂entropy vs finite differences");
-          expectClose(result.gradEntropy!, float64 ? fdEntropy : ref.gradEntropy!, float64 ? FD_TOLERANCE : tolerance(t.dtype, "grad", abs(ref.gradEntropy!)), "∂loss/∂entropy");
-        }
-        // Masked positions get exactly 0.
-        for (let i = 0; i < fd.length; i++) if (batch.mask[i] === 0) expect(result.grad[i], `grad[${i}] at a masked position`).toBe(0);
-      },
-    );
+    it.each(
+      shapes.map(
+        (s, k) =>
+          [
+            k,
+            `${s.objective}, ${s.ratioLevel}, ${s.aggregation}, KL ${s.kl?.kind ?? "none"}${s.kl?.importanceCorrected ? "·ρ" : ""}`,
+            s,
+          ] as const,
+      ),
+    )("#%i %s", async (k, _title, s) => {
+      // Finite differences need row-constant advantages at sequence level and an explicit oldLogp.
+      const c = drawLossCase(
+        `gradient-${k}`,
+        { ...s, rowConstant: s.ratioLevel !== "token", onPolicy: false },
+        { B: 3, T: 4 },
+      );
+      const batch = c.batch;
+      const clean = inputsOf(batch);
+      const [result, ref] = await Promise.all([b.policyLoss(clean, c.options), reference.policyLoss(clean, c.options)]);
+      // The finite difference is always of the float64 reference loss.
+      const lossAt = async (logp: Float64Array, i: number) => {
+        const old = batch.oldLogp!.slice();
+        // CISPO's ratio weight is a stop-gradient: its derivative moves oldLogp with logp.
+        if (s.objective === "cispo") old[i] = batch.oldLogp![i]! + (logp[i]! - batch.logp[i]!);
+        return (await reference.policyLoss(inputsOf(batch, { logp, oldLogp: old }), c.options)).loss;
+      };
+      const entropyLossAt = async (entropy: Float64Array) =>
+        (await reference.policyLoss(inputsOf(batch, { entropy }), c.options)).loss;
+      const fd = new Float64Array(batch.logp.length);
+      const fdEntropy = new Float64Array(batch.logp.length);
+      for (let i = 0; i < fd.length; i++) {
+        if (batch.mask[i] === 0) continue;
+        fd[i] = await centralDifference((x) => lossAt(x, i), batch.logp, i);
+        fdEntropy[i] = await centralDifference(entropyLossAt, batch.entropy, i);
+      }
+      expectClose(ref.grad, fd, FD_TOLERANCE, "reference ∂loss/∂logp vs finite differences");
+      if (float64) {
+        expectClose(result.grad, fd, FD_TOLERANCE, "∂loss/∂logp vs finite differences");
+      } else {
+        expectClose(
+          result.grad,
+          ref.grad,
+          tolerance(t.dtype, "grad", gradScale(ref, clean, c.options)),
+          "∂loss/∂logp vs the reference",
+        );
+      }
+      if (s.entropyCoef > 0) {
+        expectClose(ref.gradEntropy!, fdEntropy, FD_TOLERANCE, "reference ∂loss/∂entropy vs finite differences");
+        expectClose(
+          result.gradEntropy!,
+          float64 ? fdEntropy : ref.gradEntropy!,
+          float64 ? FD_TOLERANCE : tolerance(t.dtype, "grad", abs(ref.gradEntropy!)),
+          "∂loss/∂entropy",
+        );
+      }
+      // Masked positions get exactly 0.
+      for (let i = 0; i < fd.length; i++)
+        if (batch.mask[i] === 0) expect(result.grad[i], `grad[${i}] at a masked position`).toBe(0);
+    });
   });
 
   describe(`(c) ∂L/∂logits of tokenLogProbsBackward against ${against}`, () => {
@@ -402,12 +670,26 @@ function gradients(t: Target): void {
       const V = 6;
       const logits = Float64Array.from({ length: B * T * V }, (_, i) => Math.sin(1.7 * i + k) * 3);
       const shape: [number, number, number] = [B, T, V];
-      const tokens = { data: Float64Array.from({ length: B * T }, (_, i) => (i * 5 + k) % V), shape: [B, T] as [number, number] };
-      const mask = { data: Float64Array.from({ length: B * T }, (_, i) => (i === 4 ? 0 : 1)), shape: [B, T] as [number, number] };
-      const g = c.gradLogp.data.length >= B * T ? c.gradLogp.data.slice(0, B * T) : Float64Array.from({ length: B * T }, (_, i) => Math.cos(i));
+      const tokens = {
+        data: Float64Array.from({ length: B * T }, (_, i) => (i * 5 + k) % V),
+        shape: [B, T] as [number, number],
+      };
+      const mask = {
+        data: Float64Array.from({ length: B * T }, (_, i) => (i === 4 ? 0 : 1)),
+        shape: [B, T] as [number, number],
+      };
+      const g =
+        c.gradLogp.data.length >= B * T
+          ? c.gradLogp.data.slice(0, B * T)
+          : Float64Array.from({ length: B * T }, (_, i) => Math.cos(i));
       const h = Float64Array.from({ length: B * T }, (_, i) => 0.3 * Math.sin(2 * i + k));
       const temperature = [1, 0.7][k % 2]!;
-      const options = { temperature, mask, gradLogp: { data: g, shape: tokens.shape }, gradEntropy: { data: h, shape: tokens.shape } };
+      const options = {
+        temperature,
+        mask,
+        gradLogp: { data: g, shape: tokens.shape },
+        gradEntropy: { data: h, shape: tokens.shape },
+      };
       const L = async (x: Float64Array) => {
         const r = await reference.tokenLogProbs({ data: x, shape }, tokens, { temperature, mask, entropy: true });
         let sum = 0;
@@ -416,12 +698,19 @@ function gradients(t: Target): void {
       };
       const fd = new Float64Array(logits.length);
       for (let j = 0; j < logits.length; j++) fd[j] = await centralDifference(L, logits, j);
-      const [grad, refGrad] = await Promise.all([b.tokenLogProbsBackward({ data: logits, shape }, tokens, options), reference.tokenLogProbsBackward({ data: logits, shape }, tokens, options)]);
+      const [grad, refGrad] = await Promise.all([
+        b.tokenLogProbsBackward({ data: logits, shape }, tokens, options),
+        reference.tokenLogProbsBackward({ data: logits, shape }, tokens, options),
+      ]);
       expectClose(refGrad.data, fd, FD_TOLERANCE, "reference ∂L/∂logits vs finite differences");
       if (float64) {
         expectClose(grad.data, fd, FD_TOLERANCE, "∂L/∂logits vs finite differences");
       } else {
-        const forward = await reference.tokenLogProbs({ data: logits, shape }, tokens, { temperature, mask, entropy: true });
+        const forward = await reference.tokenLogProbs({ data: logits, shape }, tokens, {
+          temperature,
+          mask,
+          entropy: true,
+        });
         const scale = logitGradScale(logits, V, refGrad.data, forward, g, h, temperature);
         expectClose(grad.data, refGrad.data, tolerance(t.dtype, "grad", scale), "∂L/∂logits vs the reference");
       }
@@ -441,55 +730,95 @@ function microBatches(t: Target): void {
   }).slice(0, t.budget.microBatchConfigs);
 
   describe("(d) micro-batch invariance with the whole batch's normaliser", () => {
-    it.each(configs.map(([a, r], k) => [k, a, r] as const))("#%i %s, %s-level ratio: Σ micro-batch losses = batch loss; gradients reassemble", async (k, aggregation, ratioLevel) => {
-      const objective: Objective = ratioLevel === "sequence" ? "clip" : (["clip", "cispo", "sapo", "reinforce"] as const)[k % 4]!;
-      const c = drawLossCase(`micro-${k}`, { objective, ratioLevel, aggregation, entropyCoef: 0.01, kl: { kind: "k3", clamp: true, importanceCorrected: k % 3 === 0 } }, { B: 5, T: 4 });
-      const batch = c.batch;
-      const T = batch.T;
-      const whole = await b.policyLoss(c.inputs, c.options);
-      const ref = await reference.policyLoss(c.inputs, c.options);
-      expectSameLoss(t, whole, ref, c.inputs, c.options, "whole batch vs reference: ");
+    it.each(configs.map(([a, r], k) => [k, a, r] as const))(
+      "#%i %s, %s-level ratio: Σ micro-batch losses = batch loss; gradients reassemble",
+      async (k, aggregation, ratioLevel) => {
+        const objective: Objective =
+          ratioLevel === "sequence" ? "clip" : (["clip", "cispo", "sapo", "reinforce"] as const)[k % 4]!;
+        const c = drawLossCase(
+          `micro-${k}`,
+          {
+            objective,
+            ratioLevel,
+            aggregation,
+            entropyCoef: 0.01,
+            kl: { kind: "k3", clamp: true, importanceCorrected: k % 3 === 0 },
+          },
+          { B: 5, T: 4 },
+        );
+        const batch = c.batch;
+        const T = batch.T;
+        const whole = await b.policyLoss(c.inputs, c.options);
+        const ref = await reference.policyLoss(c.inputs, c.options);
+        expectSameLoss(t, whole, ref, c.inputs, c.options, "whole batch vs reference: ");
 
-      const normalizer = batchNormalizer({ data: batch.mask, shape: [batch.B, T] });
-      // A normaliser the case sets itself (dpSize, accumulation steps, length) is kept.
-      const options = { ...c.options, normalizer: { ...normalizer, ...(c.options.normalizer ?? {}) } };
-      const wholeNormalized = await b.policyLoss(c.inputs, options);
-      // Rows 0, 3 | 1, 4 | 2: three micro-batches, one a single row.
-      const parts = [[0, 3], [1, 4], [2]];
-      let loss = 0;
-      const grad = new Float64Array(batch.B * T);
-      const gradEntropy = new Float64Array(batch.B * T);
-      const perTokenLoss = new Float64Array(batch.B * T);
-      for (const rows of parts) {
-        const pick = (x: Float64Array, perRow = false) => Float64Array.from(rows.flatMap((r) => Array.from(perRow ? [x[r]!] : x.subarray(r * T, (r + 1) * T))));
-        const sub = {
-          B: rows.length,
-          T,
-          logp: pick(batch.logp),
-          oldLogp: batch.oldLogp === undefined ? undefined : pick(batch.oldLogp),
-          mask: pick(batch.mask),
-          advantages: pick(batch.advantages, !batch.perTokenAdvantages),
-          perTokenAdvantages: batch.perTokenAdvantages,
-          refLogp: pick(batch.refLogp),
-          importanceWeights: batch.importanceWeights === undefined ? undefined : pick(batch.importanceWeights),
-          entropy: pick(batch.entropy),
-        };
-        const r = await b.policyLoss(inputsOf(sub), options);
-        loss += r.loss;
-        rows.forEach((row, j) => {
-          grad.set(r.grad.subarray(j * T, (j + 1) * T), row * T);
-          perTokenLoss.set(r.perTokenLoss.subarray(j * T, (j + 1) * T), row * T);
-          if (r.gradEntropy) gradEntropy.set(r.gradEntropy.subarray(j * T, (j + 1) * T), row * T);
-        });
-      }
-      const refNormalized = await reference.policyLoss(c.inputs, options);
-      const d = t.dtype;
-      expectClose(wholeNormalized.loss, ref.loss, tolerance(d, "value", lossScale(ref, c.inputs, c.options)), "the whole batch's own normaliser changes nothing");
-      expectClose(loss, wholeNormalized.loss, tolerance(d, "value", lossScale(refNormalized, c.inputs, options)), "Σ micro-batch losses");
-      expectClose(grad, wholeNormalized.grad, tolerance(d, "grad", gradScale(refNormalized, c.inputs, options)), "reassembled grad");
-      expectClose(perTokenLoss, wholeNormalized.perTokenLoss, tolerance(d, "value", abs(refNormalized.perTokenLoss)), "reassembled perTokenLoss");
-      expectClose(gradEntropy, wholeNormalized.gradEntropy!, tolerance(d, "grad", abs(refNormalized.gradEntropy!)), "reassembled gradEntropy");
-    });
+        const normalizer = batchNormalizer({ data: batch.mask, shape: [batch.B, T] });
+        // A normaliser the case sets itself (dpSize, accumulation steps, length) is kept.
+        const options = { ...c.options, normalizer: { ...normalizer, ...(c.options.normalizer ?? {}) } };
+        const wholeNormalized = await b.policyLoss(c.inputs, options);
+        // Rows 0, 3 | 1, 4 | 2: three micro-batches, one a single row.
+        const parts = [[0, 3], [1, 4], [2]];
+        let loss = 0;
+        const grad = new Float64Array(batch.B * T);
+        const gradEntropy = new Float64Array(batch.B * T);
+        const perTokenLoss = new Float64Array(batch.B * T);
+        for (const rows of parts) {
+          const pick = (x: Float64Array, perRow = false) =>
+            Float64Array.from(rows.flatMap((r) => Array.from(perRow ? [x[r]!] : x.subarray(r * T, (r + 1) * T))));
+          const sub = {
+            B: rows.length,
+            T,
+            logp: pick(batch.logp),
+            oldLogp: batch.oldLogp === undefined ? undefined : pick(batch.oldLogp),
+            mask: pick(batch.mask),
+            advantages: pick(batch.advantages, !batch.perTokenAdvantages),
+            perTokenAdvantages: batch.perTokenAdvantages,
+            refLogp: pick(batch.refLogp),
+            importanceWeights: batch.importanceWeights === undefined ? undefined : pick(batch.importanceWeights),
+            entropy: pick(batch.entropy),
+          };
+          const r = await b.policyLoss(inputsOf(sub), options);
+          loss += r.loss;
+          rows.forEach((row, j) => {
+            grad.set(r.grad.subarray(j * T, (j + 1) * T), row * T);
+            perTokenLoss.set(r.perTokenLoss.subarray(j * T, (j + 1) * T), row * T);
+            if (r.gradEntropy) gradEntropy.set(r.gradEntropy.subarray(j * T, (j + 1) * T), row * T);
+          });
+        }
+        const refNormalized = await reference.policyLoss(c.inputs, options);
+        const d = t.dtype;
+        expectClose(
+          wholeNormalized.loss,
+          ref.loss,
+          tolerance(d, "value", lossScale(ref, c.inputs, c.options)),
+          "the whole batch's own normaliser changes nothing",
+        );
+        expectClose(
+          loss,
+          wholeNormalized.loss,
+          tolerance(d, "value", lossScale(refNormalized, c.inputs, options)),
+          "Σ micro-batch losses",
+        );
+        expectClose(
+          grad,
+          wholeNormalized.grad,
+          tolerance(d, "grad", gradScale(refNormalized, c.inputs, options)),
+          "reassembled grad",
+        );
+        expectClose(
+          perTokenLoss,
+          wholeNormalized.perTokenLoss,
+          tolerance(d, "value", abs(refNormalized.perTokenLoss)),
+          "reassembled perTokenLoss",
+        );
+        expectClose(
+          gradEntropy,
+          wholeNormalized.gradEntropy!,
+          tolerance(d, "grad", abs(refNormalized.gradEntropy!)),
+          "reassembled gradEntropy",
+        );
+      },
+    );
   });
 }
 
@@ -524,7 +853,12 @@ const base = () => ({
     [0.2, 1.1, 0.9],
   ],
 });
-const everything: PolicyLossOptionsInput = { kl: { kind: "k3", coef: 0.1 }, entropyCoef: 0.01, dualClip: 3, logRatioClamp: [-20, 20] };
+const everything: PolicyLossOptionsInput = {
+  kl: { kind: "k3", coef: 0.1 },
+  entropyCoef: 0.01,
+  dualClip: 3,
+  logRatioClamp: [-20, 20],
+};
 const with_ = (field: keyof ReturnType<typeof base>, b: number, t: number, value: number) => {
   const x = base();
   (x[field] as number[][])[b]![t] = value;
@@ -551,38 +885,205 @@ const ones = [
 
 /** Each: a title, the call (on any backend), and the issue path the reference reports. */
 export const BAD_INPUTS: readonly (readonly [string, (b: Backend) => Promise<unknown>, string])[] = [
-  ["policyLoss: oldLogp of another shape", (b) => b.policyLoss({ ...base(), oldLogp: [[-1, -1, -1]] }, everything), "inputs.oldLogp"],
+  [
+    "policyLoss: oldLogp of another shape",
+    (b) => b.policyLoss({ ...base(), oldLogp: [[-1, -1, -1]] }, everything),
+    "inputs.oldLogp",
+  ],
   ["policyLoss: mask entry 0.5", (b) => b.policyLoss(with_("mask", 1, 2, 0.5)), "inputs.mask[1][2]"],
   ["policyLoss: B − 1 advantages", (b) => b.policyLoss({ ...base(), advantages: [1] }), "inputs.advantages"],
-  ["policyLoss: ragged refLogp", (b) => b.policyLoss({ ...base(), refLogp: [[-1, -1, -1], [-1, -1]] }, everything), "inputs.refLogp[1]"],
-  ["policyLoss: NaN refLogp where the mask is 1", (b) => b.policyLoss(with_("refLogp", 1, 2, NaN), everything), "inputs.refLogp[1][2]"],
-  ["policyLoss: Infinity importance weight where the mask is 1", (b) => b.policyLoss(with_("importanceWeights", 0, 1, Infinity), everything), "inputs.importanceWeights[0][1]"],
-  ["policyLoss: NaN logp where the mask is 1", (b) => b.policyLoss(with_("logp", 1, 2, NaN), everything), "inputs.logp[1][2]"],
-  ["policyLoss: −Infinity oldLogp where the mask is 1", (b) => b.policyLoss(with_("oldLogp", 0, 0, -Infinity), everything), "inputs.oldLogp[0][0]"],
-  ["policyLoss: NaN advantage of a non-empty row", (b) => b.policyLoss({ ...base(), advantages: [NaN, 1] }), "inputs.advantages[0]"],
-  ["policyLoss: kl without refLogp", (b) => b.policyLoss({ ...base(), refLogp: undefined as never }, { kl: { kind: "k1", coef: 0.1 } }), "inputs.refLogp"],
-  ["policyLoss: entropyCoef without entropy", (b) => b.policyLoss({ ...base(), entropy: undefined as never }, { entropyCoef: 0.01 }), "inputs.entropy"],
+  [
+    "policyLoss: ragged refLogp",
+    (b) =>
+      b.policyLoss(
+        {
+          ...base(),
+          refLogp: [
+            [-1, -1, -1],
+            [-1, -1],
+          ],
+        },
+        everything,
+      ),
+    "inputs.refLogp[1]",
+  ],
+  [
+    "policyLoss: NaN refLogp where the mask is 1",
+    (b) => b.policyLoss(with_("refLogp", 1, 2, NaN), everything),
+    "inputs.refLogp[1][2]",
+  ],
+  [
+    "policyLoss: Infinity importance weight where the mask is 1",
+    (b) => b.policyLoss(with_("importanceWeights", 0, 1, Infinity), everything),
+    "inputs.importanceWeights[0][1]",
+  ],
+  [
+    "policyLoss: NaN logp where the mask is 1",
+    (b) => b.policyLoss(with_("logp", 1, 2, NaN), everything),
+    "inputs.logp[1][2]",
+  ],
+  [
+    "policyLoss: −Infinity oldLogp where the mask is 1",
+    (b) => b.policyLoss(with_("oldLogp", 0, 0, -Infinity), everything),
+    "inputs.oldLogp[0][0]",
+  ],
+  [
+    "policyLoss: NaN advantage of a non-empty row",
+    (b) => b.policyLoss({ ...base(), advantages: [NaN, 1] }),
+    "inputs.advantages[0]",
+  ],
+  [
+    "policyLoss: kl without refLogp",
+    (b) => b.policyLoss({ ...base(), refLogp: undefined as never }, { kl: { kind: "k1", coef: 0.1 } }),
+    "inputs.refLogp",
+  ],
+  [
+    "policyLoss: entropyCoef without entropy",
+    (b) => b.policyLoss({ ...base(), entropy: undefined as never }, { entropyCoef: 0.01 }),
+    "inputs.entropy",
+  ],
   ["policyLoss: unknown objective", (b) => b.policyLoss(base(), { objective: "ppo2" }), "options.objective"],
-  ["policyLoss: sequence-level ratio with cispo", (b) => b.policyLoss(base(), { objective: "cispo", ratioLevel: "sequence" }), "options.ratioLevel"],
+  [
+    "policyLoss: sequence-level ratio with cispo",
+    (b) => b.policyLoss(base(), { objective: "cispo", ratioLevel: "sequence" }),
+    "options.ratioLevel",
+  ],
   ["policyLoss: clipLow > 1", (b) => b.policyLoss(base(), { clipLow: 1.5 }), "options.clipLow"],
-  ["policyLoss: unknown aggregation", (b) => b.policyLoss(base(), { aggregation: "mean" as never }), "options.aggregation"],
-  ["policyLoss: negative normaliser", (b) => b.policyLoss(base(), { normalizer: { tokens: -1 } }), "options.normalizer.tokens"],
-  ["tokenLogProbs: token id out of range", (b) => b.tokenLogProbs(logits, [[0, 1], [3, 2]]), "tokens[1][0]"],
+  [
+    "policyLoss: unknown aggregation",
+    (b) => b.policyLoss(base(), { aggregation: "mean" as never }),
+    "options.aggregation",
+  ],
+  [
+    "policyLoss: negative normaliser",
+    (b) => b.policyLoss(base(), { normalizer: { tokens: -1 } }),
+    "options.normalizer.tokens",
+  ],
+  [
+    "tokenLogProbs: token id out of range",
+    (b) =>
+      b.tokenLogProbs(logits, [
+        [0, 1],
+        [3, 2],
+      ]),
+    "tokens[1][0]",
+  ],
   ["tokenLogProbs: tokens of another shape", (b) => b.tokenLogProbs(logits, [[0, 1]]), "tokens"],
-  ["tokenLogProbs: mask of another shape", (b) => b.tokenLogProbs(logits, tokens, { mask: [[1, 1, 1], [1, 1, 1]] }), "options.mask"],
-  ["tokenLogProbs: logits data of the wrong length", (b) => b.tokenLogProbs({ data: new Float64Array(5), shape: [1, 2, 3] }, [[0, 0]]), "logits.data"],
-  ["tokenLogProbs: every logit −Infinity at a position", (b) => b.tokenLogProbs([[[0, 1], [2, 3]], [[1, 1], [-Infinity, -Infinity]]], [[0, 0], [0, 1]]), "logits[1][1]"],
-  ["tokenLogProbs: NaN logit", (b) => b.tokenLogProbs({ data: Float64Array.from([0, 1, 2, NaN, 1, 1]), shape: [1, 2, 3] }, [[0, 1]]), "logits[0][1]"],
+  [
+    "tokenLogProbs: mask of another shape",
+    (b) =>
+      b.tokenLogProbs(logits, tokens, {
+        mask: [
+          [1, 1, 1],
+          [1, 1, 1],
+        ],
+      }),
+    "options.mask",
+  ],
+  [
+    "tokenLogProbs: logits data of the wrong length",
+    (b) => b.tokenLogProbs({ data: new Float64Array(5), shape: [1, 2, 3] }, [[0, 0]]),
+    "logits.data",
+  ],
+  [
+    "tokenLogProbs: every logit −Infinity at a position",
+    (b) =>
+      b.tokenLogProbs(
+        [
+          [
+            [0, 1],
+            [2, 3],
+          ],
+          [
+            [1, 1],
+            [-Infinity, -Infinity],
+          ],
+        ],
+        [
+          [0, 0],
+          [0, 1],
+        ],
+      ),
+    "logits[1][1]",
+  ],
+  [
+    "tokenLogProbs: NaN logit",
+    (b) => b.tokenLogProbs({ data: Float64Array.from([0, 1, 2, NaN, 1, 1]), shape: [1, 2, 3] }, [[0, 1]]),
+    "logits[0][1]",
+  ],
   ["tokenLogProbs: temperature 0", (b) => b.tokenLogProbs(logits, tokens, { temperature: 0 }), "options.temperature"],
   ["tokenLogProbs: temperature −1", (b) => b.tokenLogProbs(logits, tokens, { temperature: -1 }), "options.temperature"],
-  ["tokenLogProbsBackward: gradLogp of another shape", (b) => b.tokenLogProbsBackward(logits, tokens, { gradLogp: [[1, 1]] }), "options.gradLogp"],
-  ["tokenLogProbsBackward: token id out of range", (b) => b.tokenLogProbsBackward(logits, [[0, 1], [2, -1]], { gradLogp: ones }), "tokens[1][1]"],
-  ["tokenLogProbsBackward: NaN gradLogp where the mask is 1", (b) => b.tokenLogProbsBackward(logits, tokens, { gradLogp: [[1, NaN], [1, 1]] }), "options.gradLogp[0][1]"],
-  ["tokenLogProbsBackward: every logit −Infinity at a position", (b) => b.tokenLogProbsBackward([[[0, 1], [2, 3]], [[1, 1], [-Infinity, -Infinity]]], [[0, 0], [0, 1]], { gradLogp: ones }), "logits[1][1]"],
-  ["tokenLogProbsBackward: temperature 0", (b) => b.tokenLogProbsBackward(logits, tokens, { gradLogp: ones, temperature: 0 }), "options.temperature"],
+  [
+    "tokenLogProbsBackward: gradLogp of another shape",
+    (b) => b.tokenLogProbsBackward(logits, tokens, { gradLogp: [[1, 1]] }),
+    "options.gradLogp",
+  ],
+  [
+    "tokenLogProbsBackward: token id out of range",
+    (b) =>
+      b.tokenLogProbsBackward(
+        logits,
+        [
+          [0, 1],
+          [2, -1],
+        ],
+        { gradLogp: ones },
+      ),
+    "tokens[1][1]",
+  ],
+  [
+    "tokenLogProbsBackward: NaN gradLogp where the mask is 1",
+    (b) =>
+      b.tokenLogProbsBackward(logits, tokens, {
+        gradLogp: [
+          [1, NaN],
+          [1, 1],
+        ],
+      }),
+    "options.gradLogp[0][1]",
+  ],
+  [
+    "tokenLogProbsBackward: every logit −Infinity at a position",
+    (b) =>
+      b.tokenLogProbsBackward(
+        [
+          [
+            [0, 1],
+            [2, 3],
+          ],
+          [
+            [1, 1],
+            [-Infinity, -Infinity],
+          ],
+        ],
+        [
+          [0, 0],
+          [0, 1],
+        ],
+        { gradLogp: ones },
+      ),
+    "logits[1][1]",
+  ],
+  [
+    "tokenLogProbsBackward: temperature 0",
+    (b) => b.tokenLogProbsBackward(logits, tokens, { gradLogp: ones, temperature: 0 }),
+    "options.temperature",
+  ],
   [
     "tokenLogProbsBackward: `saved` from another shape",
-    async (b) => b.tokenLogProbsBackward(logits, tokens, { gradLogp: ones, saved: await reference.tokenLogProbs([[[0, 1, 2], [1, 1, 1]]], [[0, 1]]) }),
+    async (b) =>
+      b.tokenLogProbsBackward(logits, tokens, {
+        gradLogp: ones,
+        saved: await reference.tokenLogProbs(
+          [
+            [
+              [0, 1, 2],
+              [1, 1, 1],
+            ],
+          ],
+          [[0, 1]],
+        ),
+      }),
     "options.saved",
   ],
 ];
@@ -606,12 +1107,18 @@ function badInput(t: Target): void {
         expect((expected as ValidationError).issues.map((i) => i.path)).toContain(path);
         const actual = await rejection(() => run(b));
         expect(actual, `${t.name} rejects it`).toBeInstanceOf(ValidationError);
-        expect((actual as ValidationError).issues.map((i) => i.path)).toEqual((expected as ValidationError).issues.map((i) => i.path));
+        expect((actual as ValidationError).issues.map((i) => i.path)).toEqual(
+          (expected as ValidationError).issues.map((i) => i.path),
+        );
       });
     }
 
     it("NaN / ±Infinity at masked positions are never read: the same result as zeros there", async () => {
-      const c = drawLossCase("masked-garbage", { objective: "clip", ratioLevel: "token", aggregation: "token-mean", entropyCoef: 0.01 }, { B: 4, T: 5 });
+      const c = drawLossCase(
+        "masked-garbage",
+        { objective: "clip", ratioLevel: "token", aggregation: "token-mean", entropyCoef: 0.01 },
+        { B: 4, T: 5 },
+      );
       const dirty = inputsOf(c.batch, {}, true);
       const clean = inputsOf(c.batch);
       const [a, e] = await Promise.all([b.policyLoss(dirty, c.options), reference.policyLoss(clean, c.options)]);
@@ -619,33 +1126,55 @@ function badInput(t: Target): void {
     });
 
     it("a mask that selects nothing: loss 0, gradients 0, every metric 0 (as the reference)", async () => {
-      const x = { ...base(), mask: [[0, 0, 0], [0, 0, 0]] };
+      const x = {
+        ...base(),
+        mask: [
+          [0, 0, 0],
+          [0, 0, 0],
+        ],
+      };
       const [a, e] = await Promise.all([b.policyLoss(x, everything), reference.policyLoss(x, everything)]);
       expect(a.loss).toBe(0);
       expect(Array.from(a.grad)).toEqual(Array.from(e.grad));
-      for (const [name, value] of Object.entries(e.metrics)) expect(a.metrics[name as keyof typeof a.metrics], `metrics.${name}`).toBe(value);
+      for (const [name, value] of Object.entries(e.metrics))
+        expect(a.metrics[name as keyof typeof a.metrics], `metrics.${name}`).toBe(value);
     });
 
     const maskedLogits = () => {
       const data = Float64Array.from(logits.flat(2));
       data[3 * 2 + 1] = NaN; // position [1][0], masked
-      return { x: { data, shape: [2, 2, 3] as [number, number, number] }, mask: [[1, 1], [0, 1]], padded: [[0, 1], [-1, 2]] };
+      return {
+        x: { data, shape: [2, 2, 3] as [number, number, number] },
+        mask: [
+          [1, 1],
+          [0, 1],
+        ],
+        padded: [
+          [0, 1],
+          [-1, 2],
+        ],
+      };
     };
 
     it("tokenLogProbs: masked positions' token ids and logits are not read (padding −1, NaN logits there)", async () => {
       const { x, mask, padded } = maskedLogits();
       const options = { mask, entropy: true };
-      const [a, e] = await Promise.all([b.tokenLogProbs(x, padded, options), reference.tokenLogProbs(x, padded, options)]);
+      const [a, e] = await Promise.all([
+        b.tokenLogProbs(x, padded, options),
+        reference.tokenLogProbs(x, padded, options),
+      ]);
       expectSameLogProbs(t, a, e);
     });
 
     it("tokenLogProbsBackward: masked positions' logits are not read (NaN logits there)", async () => {
       const { x, mask, padded } = maskedLogits();
       const gradOptions = { mask, gradLogp: ones };
-      const [ga, ge] = await Promise.all([b.tokenLogProbsBackward(x, padded, gradOptions), reference.tokenLogProbsBackward(x, padded, gradOptions)]);
+      const [ga, ge] = await Promise.all([
+        b.tokenLogProbsBackward(x, padded, gradOptions),
+        reference.tokenLogProbsBackward(x, padded, gradOptions),
+      ]);
       expect(Array.from(ga.data.subarray(6, 9))).toEqual([0, 0, 0]);
       expectClose(ga.data, ge.data, tolerance(t.dtype, "grad", 1), "∂L/∂logits");
     });
   });
 }
-

@@ -7,7 +7,15 @@ import { referenceBackend, type Backend } from "../../src/backends/index.js";
 import { tfjsBackend, useTfjsBackend, type TfjsBackendName } from "../../src/tfjs/index.js";
 import type { Dtype } from "./tolerances.js";
 
-export type TargetName = "reference" | "tfjs@cpu" | "tfjs@wasm" | "tfjs@webgpu" | "webgpu" | "webgpu@chunked" | "cuda" | "cuda@host";
+export type TargetName =
+  | "reference"
+  | "tfjs@cpu"
+  | "tfjs@wasm"
+  | "tfjs@webgpu"
+  | "webgpu"
+  | "webgpu@chunked"
+  | "cuda"
+  | "cuda@host";
 
 /**
  * How many random cases each part runs. The cases are small, so every backend runs all of them (on lavapipe, a CPU
@@ -37,20 +45,48 @@ const FULL: Budget = { randomLosses: 40, randomLogProbs: 12, gradientChecks: 10,
 export async function prepareTarget(name: TargetName): Promise<Target> {
   if (name === "reference") {
     const info = await referenceBackend.probe();
-    return { name, backend: referenceBackend, dtype: "float64", available: info.available, reason: info.reason, budget: FULL };
+    return {
+      name,
+      backend: referenceBackend,
+      dtype: "float64",
+      available: info.available,
+      reason: info.reason,
+      budget: FULL,
+    };
   }
   if (name === "webgpu" || name === "webgpu@chunked") {
     // Loaded only here, so that the other targets never start Dawn.
     const { createWebGpuBackend, webgpuBackend } = await import("../../src/webgpu/index.js");
     const info = await webgpuBackend.probe();
     if (!info.available || name === "webgpu") {
-      return { name, backend: webgpuBackend, dtype: "float32", available: info.available, reason: info.reason, budget: FULL, liveObjects: liveBuffers(webgpuBackend) };
+      return {
+        name,
+        backend: webgpuBackend,
+        dtype: "float32",
+        available: info.available,
+        reason: info.reason,
+        budget: FULL,
+        liveObjects: liveBuffers(webgpuBackend),
+      };
     }
     // The same kernels on the same device with a 4 KiB binding limit, so that the suite's small logits are cut into
     // many chunks (the limit's own path: every chunk boundary a case can have).
-    const backend = createWebGpuBackend({ device: await webgpuBackend.getDevice(), name, maxBindingBytes: 4096, maxPooledBytes: 0 });
+    const backend = createWebGpuBackend({
+      device: await webgpuBackend.getDevice(),
+      name,
+      maxBindingBytes: 4096,
+      maxPooledBytes: 0,
+    });
     const chunked = await backend.probe();
-    return { name, backend, dtype: "float32", available: chunked.available, reason: chunked.reason, budget: FULL, liveObjects: liveBuffers(backend) };
+    return {
+      name,
+      backend,
+      dtype: "float32",
+      available: chunked.available,
+      reason: chunked.reason,
+      budget: FULL,
+      liveObjects: liveBuffers(backend),
+    };
   }
   if (name === "cuda" || name === "cuda@host") {
     // Loaded only here, so that the other targets never touch the native addon.

@@ -8,7 +8,14 @@ import * as tf from "@tensorflow/tfjs";
 import { afterAll, describe, expect, it } from "vitest";
 import { referenceBackend } from "../../src/backends/index.js";
 import { ValidationError } from "../../src/index.js";
-import { assertNoDeviceErrors, maxBindingBytes, releaseWebGpu, tfjsBackend, tokenLogProbsTf, WebGpuDeviceError } from "../../src/tfjs/index.js";
+import {
+  assertNoDeviceErrors,
+  maxBindingBytes,
+  releaseWebGpu,
+  tfjsBackend,
+  tokenLogProbsTf,
+  WebGpuDeviceError,
+} from "../../src/tfjs/index.js";
 import { BIG_SHAPE, bigLogitsCase } from "./big-logits.js";
 import { defineConformanceSuite } from "./suite.js";
 import { prepareTarget } from "./targets.js";
@@ -33,7 +40,7 @@ describe.skipIf(!target.available)(limitTitle, () => {
     expect(maxBindingBytes()).toBeLessThan(Infinity);
   });
 
-  it(`tokenLogProbs and tokenLogProbsBackward of [${B}, ${T}, ${V}] logits (${(positions * V * 4 / 1e6).toFixed(0)} MB) are chunked: every position is right, none is silently zero`, async () => {
+  it(`tokenLogProbs and tokenLogProbsBackward of [${B}, ${T}, ${V}] logits (${((positions * V * 4) / 1e6).toFixed(0)} MB) are chunked: every position is right, none is silently zero`, async () => {
     const { logits, tokens, gradLogp, gradEntropy } = big!;
     const input = { data: logits, shape: [B, T, V] as [number, number, number] };
     const tokenMatrix = { data: tokens, shape: [B, T] as [number, number] };
@@ -47,8 +54,18 @@ describe.skipIf(!target.available)(limitTitle, () => {
     for (const i of spots) {
       const ref = await referenceBackend.tokenLogProbs(one(i), [[tokens[i]!]], { entropy: true });
       const d = target.dtype;
-      expectClose(forward.logp[i]!, ref.logp[0]!, tolerance(d, "value", logProbScale(ref.logSumExp, ref.logp)[0]!), `logp[${i}]`);
-      expectClose(forward.entropy![i]!, ref.entropy![0]!, tolerance(d, "value", logProbScale(ref.logSumExp, ref.entropy!)[0]!), `entropy[${i}]`);
+      expectClose(
+        forward.logp[i]!,
+        ref.logp[0]!,
+        tolerance(d, "value", logProbScale(ref.logSumExp, ref.logp)[0]!),
+        `logp[${i}]`,
+      );
+      expectClose(
+        forward.entropy![i]!,
+        ref.entropy![0]!,
+        tolerance(d, "value", logProbScale(ref.logSumExp, ref.entropy!)[0]!),
+        `entropy[${i}]`,
+      );
     }
 
     const grad = await tfjsBackend.tokenLogProbsBackward(input, tokenMatrix, {
@@ -66,7 +83,12 @@ describe.skipIf(!target.available)(limitTitle, () => {
       const ref = await referenceBackend.tokenLogProbsBackward(one(i), [[tokens[i]!]], options);
       const refForward = await referenceBackend.tokenLogProbs(one(i), [[tokens[i]!]], { entropy: true });
       const scale = logitGradScale(one(i).data, V, ref.data, refForward, [gradLogp[i]!], [gradEntropy[i]!], 1);
-      expectClose(grad.data.subarray(i * V, (i + 1) * V), ref.data, tolerance(target.dtype, "grad", scale), `∂L/∂logits[${i}]`);
+      expectClose(
+        grad.data.subarray(i * V, (i + 1) * V),
+        ref.data,
+        tolerance(target.dtype, "grad", scale),
+        `∂L/∂logits[${i}]`,
+      );
     }
   }, 240_000);
 
@@ -83,7 +105,9 @@ describe.skipIf(!target.available)(limitTitle, () => {
       }
       expect(error).toBeInstanceOf(ValidationError);
       expect((error as ValidationError).issues[0]!.path).toBe("logits");
-      expect((error as Error).message).toMatch(/logits: is 140\.6 MiB, over the 128 MiB one buffer may bind on the "webgpu" backend/);
+      expect((error as Error).message).toMatch(
+        /logits: is 140\.6 MiB, over the 128 MiB one buffer may bind on the "webgpu" backend/,
+      );
       await assertNoDeviceErrors();
     } finally {
       tf.dispose([logitsTensor, tokensTensor]);
@@ -99,7 +123,9 @@ describe.skipIf(!target.available)(limitTitle, () => {
         (e: unknown) => e,
       );
       expect(error).toBeInstanceOf(WebGpuDeviceError);
-      expect((error as WebGpuDeviceError).errors.join("\n")).toMatch(/larger than the maximum storage buffer binding size/);
+      expect((error as WebGpuDeviceError).errors.join("\n")).toMatch(
+        /larger than the maximum storage buffer binding size/,
+      );
     } finally {
       tf.dispose([x, lse]);
     }

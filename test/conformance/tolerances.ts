@@ -43,7 +43,12 @@
  *   straddle one.
  */
 import { expect } from "vitest";
-import { resolvePolicyLossOptions, type PolicyLossInputs, type PolicyLossOptionsInput, type PolicyLossResult } from "../../src/index.js";
+import {
+  resolvePolicyLossOptions,
+  type PolicyLossInputs,
+  type PolicyLossOptionsInput,
+  type PolicyLossResult,
+} from "../../src/index.js";
 import { rowWeights } from "../../src/loss/aggregation.js";
 import { readInputs } from "../../src/loss/policy-loss.js";
 
@@ -81,7 +86,12 @@ export const KINK_MARGIN = 1e-4;
  * The tolerance for `dtype`. `scale` (a number, or one per entry) only matters for float32; `float64Override`
  * replaces the float64 tolerance where a golden case documents its own.
  */
-export function tolerance(dtype: Dtype, kind: Kind, scale: number | ArrayLike<number> = 1, float64Override?: Tolerance): Tolerance {
+export function tolerance(
+  dtype: Dtype,
+  kind: Kind,
+  scale: number | ArrayLike<number> = 1,
+  float64Override?: Tolerance,
+): Tolerance {
   if (dtype === "float64") return float64Override ?? TOLERANCES.float64[kind];
   const t = TOLERANCES.float32[kind];
   return { rtol: t.rtol, atol: typeof scale === "number" ? t.atol * scale : Array.from(scale, (s) => t.atol * s) };
@@ -91,7 +101,12 @@ export function tolerance(dtype: Dtype, kind: Kind, scale: number | ArrayLike<nu
  * |actual − expected| ≤ rtol·|expected| + atol for every entry; NaN matches NaN, ±Infinity must be equal. Reports
  * the worst entry (index, both values, the bound) and how many entries fail.
  */
-export function expectClose(actual: ArrayLike<number> | number, expected: ArrayLike<number> | number, tol: Tolerance, label: string): void {
+export function expectClose(
+  actual: ArrayLike<number> | number,
+  expected: ArrayLike<number> | number,
+  tol: Tolerance,
+  label: string,
+): void {
   const a = typeof actual === "number" ? [actual] : actual;
   const e = typeof expected === "number" ? [expected] : expected;
   expect(a.length, `${label}: length`).toBe(e.length);
@@ -148,7 +163,11 @@ interface LossParts {
  * difference x, whose float32 rounding error is ≈ 6e-8·(|logp| + |refLogp|), large next to a small x), e^x for k3
  * (through |kl|), times the ratio ρ when TRL's importance correction multiplies the KL by it.
  */
-function klOperands(inputs: PolicyLossInputs, options: PolicyLossOptionsInput, perTokenKl: ArrayLike<number> | undefined): Float64Array {
+function klOperands(
+  inputs: PolicyLossInputs,
+  options: PolicyLossOptionsInput,
+  perTokenKl: ArrayLike<number> | undefined,
+): Float64Array {
   const o = resolvePolicyLossOptions(options);
   const t = readInputs(inputs, o);
   const [rows, cols] = t.shape;
@@ -163,7 +182,11 @@ function klOperands(inputs: PolicyLossInputs, options: PolicyLossOptionsInput, p
 }
 
 /** The importance ratio each valid token's loss uses: its own or its row's (sequence level), clamped. */
-function tokenRatios(t: ReturnType<typeof readInputs>, sequenceLevel: boolean, clamp: readonly [number, number] | null): Float64Array {
+function tokenRatios(
+  t: ReturnType<typeof readInputs>,
+  sequenceLevel: boolean,
+  clamp: readonly [number, number] | null,
+): Float64Array {
   const [rows, cols] = t.shape;
   const [low, high] = clamp ?? [-Infinity, Infinity];
   const out = new Float64Array(rows * cols);
@@ -188,7 +211,10 @@ function lossParts(inputs: PolicyLossInputs, options: PolicyLossOptionsInput, re
     cols,
     mask: t.mask,
     weights: rowWeights(t.rowTokens, cols, o.aggregation, o.normalizer),
-    entropyWeights: o.entropyCoef > 0 ? rowWeights(t.rowTokens, cols, o.entropyAggregation ?? o.aggregation, o.normalizer) : undefined,
+    entropyWeights:
+      o.entropyCoef > 0
+        ? rowWeights(t.rowTokens, cols, o.entropyAggregation ?? o.aggregation, o.normalizer)
+        : undefined,
     klCoef: o.kl?.coef ?? 0,
     entropyCoef: o.entropyCoef,
     entropy: t.entropy,
@@ -197,7 +223,11 @@ function lossParts(inputs: PolicyLossInputs, options: PolicyLossOptionsInput, re
 }
 
 /** Σ over valid tokens of the magnitudes of the loss's weighted terms (their operands, for the KL). */
-export function lossScale(reference: PolicyLossResult, inputs: PolicyLossInputs, options: PolicyLossOptionsInput): number {
+export function lossScale(
+  reference: PolicyLossResult,
+  inputs: PolicyLossInputs,
+  options: PolicyLossOptionsInput,
+): number {
   const p = lossParts(inputs, options, reference);
   let sum = 0;
   for (let i = 0; i < p.rows * p.cols; i++) {
@@ -210,7 +240,11 @@ export function lossScale(reference: PolicyLossResult, inputs: PolicyLossInputs,
 }
 
 /** Per token: |g| + w_b·(|ℓ| + coef·(KL operands)), the size of the terms ∂loss/∂logp is computed from. */
-export function gradScale(reference: PolicyLossResult, inputs: PolicyLossInputs, options: PolicyLossOptionsInput): Float64Array {
+export function gradScale(
+  reference: PolicyLossResult,
+  inputs: PolicyLossInputs,
+  options: PolicyLossOptionsInput,
+): Float64Array {
   const p = lossParts(inputs, options, reference);
   return Float64Array.from(reference.grad, (g, i) => {
     if (p.mask[i] !== 1) return 0;
@@ -220,7 +254,11 @@ export function gradScale(reference: PolicyLossResult, inputs: PolicyLossInputs,
 }
 
 /** Per token: the size of the KL term's operands (see klOperands). */
-export function klScale(reference: PolicyLossResult, inputs: PolicyLossInputs, options: PolicyLossOptionsInput): Float64Array {
+export function klScale(
+  reference: PolicyLossResult,
+  inputs: PolicyLossInputs,
+  options: PolicyLossOptionsInput,
+): Float64Array {
   return klOperands(inputs, options, reference.perTokenKl);
 }
 
@@ -228,7 +266,12 @@ export function klScale(reference: PolicyLossResult, inputs: PolicyLossInputs, o
  * The scale of a metric (a mean over valid tokens): the mean of its operands' scale for the KL (see klOperands)
  * and for approxKl (a mean log-ratio: 1 + mean(|logp| + |oldLogp|)); 1 for the rest (fractions, ratios, entropy).
  */
-export function metricScale(name: string, reference: PolicyLossResult, inputs: PolicyLossInputs, options: PolicyLossOptionsInput): number {
+export function metricScale(
+  name: string,
+  reference: PolicyLossResult,
+  inputs: PolicyLossInputs,
+  options: PolicyLossOptionsInput,
+): number {
   if (name !== "kl" && name !== "approxKl") return 1;
   const o = resolvePolicyLossOptions(options);
   const t = readInputs(inputs, o);
@@ -278,6 +321,7 @@ export function logitGradScale(
 
 export const infinityNorm = (values: ArrayLike<number>): number => {
   let m = 0;
-  for (let i = 0; i < values.length; i++) if (Number.isFinite(values[i]!) && Math.abs(values[i]!) > m) m = Math.abs(values[i]!);
+  for (let i = 0; i < values.length; i++)
+    if (Number.isFinite(values[i]!) && Math.abs(values[i]!) > m) m = Math.abs(values[i]!);
   return m;
 };

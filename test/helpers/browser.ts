@@ -33,7 +33,12 @@ export const BASE_FLAGS = [
 export const WEBGPU_FLAGS = ["--enable-unsafe-webgpu"] as const;
 
 export function launchChromium(flags: readonly string[]): Promise<Browser> {
-  return chromium.launch({ executablePath: chromiumPath, headless: true, args: [...BASE_FLAGS, ...flags], timeout: 60_000 });
+  return chromium.launch({
+    executablePath: chromiumPath,
+    headless: true,
+    args: [...BASE_FLAGS, ...flags],
+    timeout: 60_000,
+  });
 }
 
 /** CI is set (and not "0" / "false"), as in test/conformance/targets.ts. */

@@ -3,7 +3,12 @@
  * tensors → PolicyLossInputs, their metric names → ours. Shared by test/golden-{verl,trl}-loss.test.ts (the
  * reference implementation against the peers) and test/conformance/ (every backend against the same cases).
  */
-import { lossPresets, type PolicyLossInputs, type PolicyLossOptionsInput, type PolicyLossResult } from "../../src/index.js";
+import {
+  lossPresets,
+  type PolicyLossInputs,
+  type PolicyLossOptionsInput,
+  type PolicyLossResult,
+} from "../../src/index.js";
 import type { GoldenCase } from "./golden.js";
 import { matrix } from "./matrices.js";
 
@@ -22,7 +27,11 @@ export const verlOptionsFor: Record<string, (h: VerlHyper) => PolicyLossOptionsI
     aggregation: h.loss_agg_mode,
   }),
   // verl's GSPO ignores loss_agg_mode: always seq-mean-token-mean.
-  compute_policy_loss_gspo: (h) => ({ ...lossPresets.verlGspo, clipLow: h.clip_ratio_low as number, clipHigh: h.clip_ratio_high as number }),
+  compute_policy_loss_gspo: (h) => ({
+    ...lossPresets.verlGspo,
+    clipLow: h.clip_ratio_low as number,
+    clipHigh: h.clip_ratio_high as number,
+  }),
   compute_policy_loss_sapo: (h) => ({
     objective: "sapo",
     logRatioClamp: [-20, 20],
@@ -78,7 +87,10 @@ export function verlActorStepOptions(h: VerlActorHyper): PolicyLossOptionsInput 
 }
 
 /** The actor step's loss inputs, with the policy's log-probs and entropy computed from the case's logits. */
-export function verlActorStepInputs(c: GoldenCase, forward: { logp: Float64Array; entropy?: Float64Array | undefined; shape: readonly [number, number] }): PolicyLossInputs {
+export function verlActorStepInputs(
+  c: GoldenCase,
+  forward: { logp: Float64Array; entropy?: Float64Array | undefined; shape: readonly [number, number] },
+): PolicyLossInputs {
   const inputs = c.inputs as Record<string, number[][]>;
   return {
     logp: { data: forward.logp, shape: forward.shape },
@@ -120,13 +132,20 @@ export function trlOptionsFor(h: TrlHyper, numItems: number | undefined): Policy
         { objective: "cispo", clipLow: 1, clipHigh: h.epsilon_high - 1 }
       : h.loss_type === "sapo"
         ? // TRL builds its per-token temperatures as a float32 tensor: 1.05 is 1.0499999523 there.
-          { objective: "sapo", sapoTemperature: { positive: Math.fround(h.sapo_temperature_pos), negative: Math.fround(h.sapo_temperature_neg) } }
+          {
+            objective: "sapo",
+            sapoTemperature: {
+              positive: Math.fround(h.sapo_temperature_pos),
+              negative: Math.fround(h.sapo_temperature_neg),
+            },
+          }
         : { objective: "clip", clipLow: h.epsilon, clipHigh: h.epsilon_high, delta: h.delta };
   return {
     ...lossPresets.trl,
     ...objective,
     ratioLevel: h.importance_sampling_level,
-    aggregation: h.loss_type === "dapo" || h.loss_type === "cispo" ? "dapo" : h.loss_type === "sapo" ? "grpo" : h.loss_type,
+    aggregation:
+      h.loss_type === "dapo" || h.loss_type === "cispo" ? "dapo" : h.loss_type === "sapo" ? "grpo" : h.loss_type,
     entropyAggregation: tokenCount ? "dapo" : "bnpo",
     normalizer: {
       ...(numItems !== undefined ? { tokens: numItems } : {}),
@@ -150,7 +169,11 @@ export function trlInputsFor(c: GoldenCase, logp?: Float64Array, entropy?: Float
     ...(i.ref_per_token_logps ? { refLogp: matrix(i.ref_per_token_logps as number[][]) } : {}),
     advantages: Array.isArray(advantages[0]) ? matrix(advantages as number[][]) : (advantages as number[]),
     mask: matrix(mask),
-    ...(entropy !== undefined ? { entropy: { data: entropy, shape } } : i.entropies ? { entropy: matrix(i.entropies as number[][]) } : {}),
+    ...(entropy !== undefined
+      ? { entropy: { data: entropy, shape } }
+      : i.entropies
+        ? { entropy: matrix(i.entropies as number[][]) }
+        : {}),
   };
 }
 
@@ -158,7 +181,10 @@ export function trlInputsFor(c: GoldenCase, logp?: Float64Array, entropy?: Float
  * TRL metric → our value, and whether TRL computed it in float32 (its clip metrics) rather than float64.
  * low_min / high_max (per-row extremes) have no counterpart and are not mapped.
  */
-export function trlMappedMetrics(result: PolicyLossResult, h: TrlHyper): Record<string, { value: number; float32: boolean } | undefined> {
+export function trlMappedMetrics(
+  result: PolicyLossResult,
+  h: TrlHyper,
+): Record<string, { value: number; float32: boolean } | undefined> {
   const tokenLevel = h.importance_sampling_level === "token";
   const m = result.metrics;
   return {
@@ -180,7 +206,11 @@ export function trlMappedMetrics(result: PolicyLossResult, h: TrlHyper): Record<
 /** The TRL cases grpo-roc implements (no entropy masking, no off-policy mask). */
 export function isSupportedTrlCase(c: GoldenCase): boolean {
   const h = c.hyperparameters as unknown as TrlHyper;
-  return ["grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo"].includes(h.loss_type) && h.top_entropy_quantile === 1 && h.off_policy_mask_threshold === null;
+  return (
+    ["grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo"].includes(h.loss_type) &&
+    h.top_entropy_quantile === 1 &&
+    h.off_policy_mask_threshold === null
+  );
 }
 
 /** trl_kl.json lists only the hyperparameters it sets; the rest are GRPOConfig's defaults. */

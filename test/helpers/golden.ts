@@ -42,7 +42,12 @@ function decodeNonFinite(value: unknown): unknown {
 }
 
 /** |actual − expected| ≤ atol + rtol·|expected| elementwise; NaN matches NaN; -0 equals 0. */
-export function expectAllClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tolerance, label: string): void {
+export function expectAllClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  tol: Tolerance,
+  label: string,
+): void {
   expect(actual.length, `${label}: length`).toBe(expected.length);
   for (let i = 0; i < expected.length; i++) {
     const a = actual[i]!;

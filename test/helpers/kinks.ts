@@ -13,7 +13,13 @@ function bisect(lo: number, hi: number): number {
 }
 
 /** Log-ratios where the clipped objectives change branch: the clip bounds, δ, the dual-clip bound, the clamp. */
-export function ratioKinks(o: { clipLow?: number | undefined; clipHigh?: number | undefined; delta?: number | null | undefined; dualClip?: number | null | undefined; logRatioClamp?: readonly [number, number] | null | undefined }): number[] {
+export function ratioKinks(o: {
+  clipLow?: number | undefined;
+  clipHigh?: number | undefined;
+  delta?: number | null | undefined;
+  dualClip?: number | null | undefined;
+  logRatioClamp?: readonly [number, number] | null | undefined;
+}): number[] {
   const clipLow = o.clipLow ?? 0.2;
   const kinks = [Math.log(1 + (o.clipHigh ?? 0.28))];
   if (clipLow < 1) kinks.push(Math.log(1 - clipLow));

@@ -14,7 +14,10 @@ const spec: CommandSpec = {
     "Input contract: the rollouts of one group are contiguous lines. A group is computed as soon as a line of another group arrives, so memory is bounded by the largest group, not the file (plus, to catch a group id that comes back, the id and line span of each closed group: a few hundred bytes a group, none under --repeated-groups separate).",
   ],
   sections: [advantageSection, groupingSection, ioSection],
-  examples: ["grpo-roc advantages rollouts.jsonl", "grpo-roc advantages --preset trl -o advantages.jsonl rollouts.jsonl"],
+  examples: [
+    "grpo-roc advantages rollouts.jsonl",
+    "grpo-roc advantages --preset trl -o advantages.jsonl rollouts.jsonl",
+  ],
 };
 
 export const advantagesCommand: CommandDefinition = {
@@ -22,7 +25,13 @@ export const advantagesCommand: CommandDefinition = {
   create(values) {
     const plan = new AdvantagePlan(advantageOptionsFrom(values));
     const compute = (members: readonly Member[]) =>
-      plan.finish(advantages(members.map((m) => rewardOf(m.rollout)), members.map((m) => m.rollout.groupId), plan.library));
+      plan.finish(
+        advantages(
+          members.map((m) => rewardOf(m.rollout)),
+          members.map((m) => m.rollout.groupId),
+          plan.library,
+        ),
+      );
     return {
       kind: "group",
       processGroup(members, tally) {
@@ -32,7 +41,13 @@ export const advantagesCommand: CommandDefinition = {
         tally.kept += members.length;
         return members.map((member, k) => ({
           dropped: false,
-          record: { ...identity(member), dropped: false, correct: isPositive(member.rollout), reward: rewardOf(member.rollout), advantage: values[k]! },
+          record: {
+            ...identity(member),
+            dropped: false,
+            correct: isPositive(member.rollout),
+            reward: rewardOf(member.rollout),
+            advantage: values[k]!,
+          },
         }));
       },
       ...(plan.needsBatch

@@ -6,12 +6,16 @@ import { identity, type CommandDefinition } from "./types.js";
 
 const spec: CommandSpec = {
   name: "penalties",
-  summary: "p_err, p_format and p_total of every rollout, with the tool-call outcomes and format figures they come from.",
+  summary:
+    "p_err, p_format and p_total of every rollout, with the tool-call outcomes and format figures they come from.",
   description: [
-    "Line by line: no grouping, so groups may be in any order. Each record: line, id, groupId, dropped (false), correct, reward, source (\"transcript\", \"structured\", or null without quality inputs), toolCalls, failedToolCalls, toolOutcomes { ok, parse_error, execution_error, timeout }, answers, turns, formatOk, for transcripts unrecognizedResponses and unansweredCalls, and pErr, pFormat, pTotal (null without quality inputs).",
+    'Line by line: no grouping, so groups may be in any order. Each record: line, id, groupId, dropped (false), correct, reward, source ("transcript", "structured", or null without quality inputs), toolCalls, failedToolCalls, toolOutcomes { ok, parse_error, execution_error, timeout }, answers, turns, formatOk, for transcripts unrecognizedResponses and unansweredCalls, and pErr, pFormat, pTotal (null without quality inputs).',
   ],
   sections: [penaltyModeSection, penaltySection, ioSection],
-  examples: ["grpo-roc penalties rollouts.jsonl", "grpo-roc penalties --dialect reference --failure-kinds execution_error,timeout - < rollouts.jsonl"],
+  examples: [
+    "grpo-roc penalties rollouts.jsonl",
+    "grpo-roc penalties --dialect reference --failure-kinds execution_error,timeout - < rollouts.jsonl",
+  ],
 };
 
 export const penaltiesCommand: CommandDefinition = {
@@ -26,7 +30,13 @@ export const penaltiesCommand: CommandDefinition = {
         tally.rollouts++;
         tally.kept++;
         if (scored === undefined) tally.allRollouts.addWithout();
-        else tally.allRollouts.add(scored.penalties.pErr, scored.penalties.pFormat, scored.penalties.toolCalls, scored.penalties.failedToolCalls);
+        else
+          tally.allRollouts.add(
+            scored.penalties.pErr,
+            scored.penalties.pFormat,
+            scored.penalties.toolCalls,
+            scored.penalties.failedToolCalls,
+          );
         const figures =
           scored === undefined
             ? { source: null, pErr: null, pFormat: null, pTotal: null }
@@ -38,14 +48,22 @@ export const penaltiesCommand: CommandDefinition = {
                 answers: scored.answers,
                 turns: scored.turns,
                 formatOk: scored.formatOk,
-                ...(scored.source === "transcript" ? { unrecognizedResponses: scored.unrecognizedResponses, unansweredCalls: scored.unansweredCalls } : {}),
+                ...(scored.source === "transcript"
+                  ? { unrecognizedResponses: scored.unrecognizedResponses, unansweredCalls: scored.unansweredCalls }
+                  : {}),
                 pErr: scored.penalties.pErr,
                 pFormat: scored.penalties.pFormat,
                 pTotal: scored.penalties.pTotal,
               };
         return {
           dropped: false,
-          record: { ...identity(member), dropped: false, correct: isPositive(rollout), reward: rewardOf(rollout), ...figures },
+          record: {
+            ...identity(member),
+            dropped: false,
+            correct: isPositive(rollout),
+            reward: rewardOf(rollout),
+            ...figures,
+          },
         };
       },
     };

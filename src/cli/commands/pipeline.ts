@@ -2,7 +2,15 @@ import { rocPipeline } from "../../pipeline.js";
 import { resampleOnCorrect } from "../../roc/resample.js";
 import { rewardOf } from "../../roc/schema.js";
 import type { CommandSpec } from "../args.js";
-import { advantageOptionsFrom, advantageSection, groupingSection, ioSection, penaltySection, rocOptionsFrom, rocSection } from "../options.js";
+import {
+  advantageOptionsFrom,
+  advantageSection,
+  groupingSection,
+  ioSection,
+  penaltySection,
+  rocOptionsFrom,
+  rocSection,
+} from "../options.js";
 import { AdvantagePlan } from "./advantage-plan.js";
 import { rocRecords } from "./roc-records.js";
 import type { CommandDefinition, Member } from "./types.js";
@@ -29,7 +37,10 @@ export const pipelineCommand: CommandDefinition = {
     return {
       kind: "group",
       processGroup(members, tally) {
-        const result = rocPipeline(members.map((m) => m.rollout), { roc, advantages: plan.library });
+        const result = rocPipeline(
+          members.map((m) => m.rollout),
+          { roc, advantages: plan.library },
+        );
         const values = plan.finish(result.advantages);
         const position = new Map<number, number>(Array.from(result.kept, (index, k) => [index, k]));
         return rocRecords(members, result.roc, roc, tally, (k) => values[position.get(k)!]!);
@@ -39,7 +50,13 @@ export const pipelineCommand: CommandDefinition = {
             batch: {
               // The batch of the advantages is the kept rollouts: RoC is deterministic, so the first pass sees the same.
               collect: (members: readonly Member[]) =>
-                Array.from(resampleOnCorrect(members.map((m) => m.rollout), roc).kept, (index) => rewardOf(members[index]!.rollout)),
+                Array.from(
+                  resampleOnCorrect(
+                    members.map((m) => m.rollout),
+                    roc,
+                  ).kept,
+                  (index) => rewardOf(members[index]!.rollout),
+                ),
               setRewards: (rewards: Float64Array) => plan.setBatchRewards(rewards),
             },
           }

@@ -27,7 +27,13 @@ export function rocRecords(
     const reason = reasons.get(k);
     tallyPositive(tally, member, k, result, options, positive, reason);
     tally.rollouts++;
-    const figures = { correct: positive, reward, pErr: orNull(result.penalties.pErr[k]), pFormat: orNull(result.penalties.pFormat[k]), pTotal: orNull(pTotal) };
+    const figures = {
+      correct: positive,
+      reward,
+      pErr: orNull(result.penalties.pErr[k]),
+      pFormat: orNull(result.penalties.pFormat[k]),
+      pTotal: orNull(pTotal),
+    };
     if (reason === undefined) {
       tally.kept++;
       const advantage = advantageOf === undefined ? {} : { advantage: advantageOf(k) };
@@ -35,11 +41,22 @@ export function rocRecords(
     }
     tally.dropped++;
     const text = describeDrop(reason, positive, pTotal, reward, report, options);
-    return { dropped: true, record: { ...identity(member), dropped: true, reasonCode: reason, reason: text, ...figures } };
+    return {
+      dropped: true,
+      record: { ...identity(member), dropped: true, reasonCode: reason, reason: text, ...figures },
+    };
   });
 }
 
-function tallyPositive(tally: Tally, member: Member, k: number, result: RocResult, options: RocOptions, positive: boolean, reason: DropReason | undefined): void {
+function tallyPositive(
+  tally: Tally,
+  member: Member,
+  k: number,
+  result: RocResult,
+  options: RocOptions,
+  positive: boolean,
+  reason: DropReason | undefined,
+): void {
   if (!positive) return;
   const pErr = result.penalties.pErr[k]!;
   const scored = Number.isNaN(pErr) ? undefined : scoreRollout(member.rollout, options);
@@ -51,10 +68,18 @@ function tallyPositive(tally: Tally, member: Member, k: number, result: RocResul
   else if (reason === "not-selected") tally.droppedPositives.add(pErr, pFormat, calls, failed);
 }
 
-function describeDrop(reason: DropReason, positive: boolean, pTotal: number, reward: number, report: RocGroupReport, options: RocOptions): string {
+function describeDrop(
+  reason: DropReason,
+  positive: boolean,
+  pTotal: number,
+  reward: number,
+  report: RocGroupReport,
+  options: RocOptions,
+): string {
   const G = options.keepPerGroup;
   if (reason === "equal-rewards") return `roc: every reward of the group is ${reward}: no signal`;
-  if (reason === "undersized") return `roc: group of ${report.size}, fewer than --keep ${G}: undersized groups are dropped (--undersized keep keeps them)`;
+  if (reason === "undersized")
+    return `roc: group of ${report.size}, fewer than --keep ${G}: undersized groups are dropped (--undersized keep keeps them)`;
   if (positive) {
     const how =
       options.mode === "paper"
