@@ -1,24 +1,30 @@
 /**
  * The policy loss taken straight from the logits, and its gradient into them: what a training step needs from
- * everything between the model's output and the optimiser. Here it is the three reference functions composed
- * (token log-probs → policy loss → backward into the logits); device backends fuse them so that the logits are
- * read twice (statistics, then gradient) and the gradient written once, and they are checked against this.
+ * everything between the model's output and the optimiser. Here it is three kernels composed (token log-probs →
+ * policy loss → backward into the logits); device backends fuse them so that the logits are read twice (statistics,
+ * then gradient) and the gradient written once, and they are checked against this.
  */
-import type { Kernels } from "./backends/types.js";
 import {
-  tokenLogProbs,
-  tokenLogProbsBackward,
   type LogitsInput,
   type TokenLogProbs,
   type TokenLogProbsBackwardOptions,
+  type TokenLogProbsOptions,
+  tokenLogProbs,
+  tokenLogProbsBackward,
 } from "./logprobs/index.js";
-import { policyLoss, resolvePolicyLossOptions, type PolicyLossInputs, type PolicyLossResult } from "./loss/index.js";
+import { type PolicyLossInputs, type PolicyLossResult, policyLoss, resolvePolicyLossOptions } from "./loss/index.js";
 import type { PolicyLossOptionsInput } from "./loss/options.js";
 import type { MatrixInput } from "./tensor.js";
 
-export interface LogitsPolicyLossInputs extends Omit<PolicyLossInputs, "logp" | "entropy"> {
+/** A gradient with respect to the logits [B, T, V], in the logits' own precision. */
+export interface LogitsGradient {
+  readonly data: Float32Array | Float64Array;
+  readonly shape: readonly [number, number, number];
+}
+
+export interface LogitsPolicyLossInputs<Logits = LogitsInput> extends Omit<PolicyLossInputs, "logp" | "entropy"> {
   /** The policy's logits [B, T, V], at the positions that predict each token. */
-  readonly logits: LogitsInput;
+  readonly logits: Logits;
   /** The sampled token ids [B, T]. */
   readonly tokens: MatrixInput;
 }
@@ -28,16 +34,20 @@ export interface LogitsPolicyLossOptions extends PolicyLossOptionsInput {
   readonly temperature?: number | undefined;
 }
 
-export interface LogitsPolicyLossResult extends PolicyLossResult {
+export interface LogitsPolicyLossResult<Gradient = LogitsGradient> extends PolicyLossResult {
   /** log π(token) [B, T], 0 where the mask is 0. */
   readonly logp: Float64Array;
   /** Entropy per position [B, T], when options.entropyCoef > 0. */
   readonly entropy: Float64Array | undefined;
   /** ∂loss/∂logits [B, T, V], in the logits' own precision; 0 at masked positions. */
-  readonly gradLogits: {
-    readonly data: Float32Array | Float64Array;
-    readonly shape: readonly [number, number, number];
-  };
+  readonly gradLogits: Gradient;
+}
+
+/** The three kernels a composition runs, over logits wherever they live (typed arrays, a device buffer). */
+export interface ComposableKernels<Logits, Gradient> {
+  tokenLogProbs(logits: Logits, tokens: MatrixInput, options: TokenLogProbsOptions): Promise<TokenLogProbs>;
+  policyLoss(inputs: PolicyLossInputs, options: PolicyLossOptionsInput): Promise<PolicyLossResult>;
+  tokenLogProbsBackward(logits: Logits, tokens: MatrixInput, options: TokenLogProbsBackwardOptions): Promise<Gradient>;
 }
 
 /**
@@ -52,38 +62,40 @@ export function policyLossFromLogits(
   const steps = composition(inputs, options);
   const forward = tokenLogProbs(steps.logits, steps.tokens, steps.forwardOptions);
   const loss = policyLoss(steps.lossInputs(forward), steps.lossOptions);
-  return steps.result(
-    forward,
-    loss,
-    tokenLogProbsBackward(steps.logits, steps.tokens, steps.backwardOptions(forward, loss)),
-  );
+  const gradLogits = tokenLogProbsBackward(steps.logits, steps.tokens, steps.backwardOptions(forward, loss));
+  return steps.result(forward, loss, gradLogits);
 }
 
-/** The same composition over any backend's kernels: the fused kernel of a backend that has none of its own. */
-export async function composedPolicyLossFromLogits(
-  kernels: Pick<Kernels, "tokenLogProbs" | "policyLoss" | "tokenLogProbsBackward">,
-  inputs: LogitsPolicyLossInputs,
+/**
+ * The same composition over any backend's kernels: the fused kernel of a backend that has none of its own, the
+ * path a backend takes for an objective its device has no kernel for, and the device-logits variant of both.
+ */
+export async function composedPolicyLossFromLogits<Logits, Gradient>(
+  kernels: ComposableKernels<Logits, Gradient>,
+  inputs: LogitsPolicyLossInputs<Logits>,
   options: LogitsPolicyLossOptions = {},
-): Promise<LogitsPolicyLossResult> {
+): Promise<LogitsPolicyLossResult<Gradient>> {
   const steps = composition(inputs, options);
   const forward = await kernels.tokenLogProbs(steps.logits, steps.tokens, steps.forwardOptions);
   const loss = await kernels.policyLoss(steps.lossInputs(forward), steps.lossOptions);
-  return steps.result(
-    forward,
-    loss,
-    await kernels.tokenLogProbsBackward(steps.logits, steps.tokens, steps.backwardOptions(forward, loss)),
+  const gradLogits = await kernels.tokenLogProbsBackward(
+    steps.logits,
+    steps.tokens,
+    steps.backwardOptions(forward, loss),
   );
+  return steps.result(forward, loss, gradLogits);
 }
 
-/** How the three steps pass their results on: the forward's log-probs (and entropy) to the loss, its gradients back. */
-function composition(inputs: LogitsPolicyLossInputs, options: LogitsPolicyLossOptions) {
+/**
+ * How the three steps pass their results on: the mask and temperature to both logits passes, the forward's
+ * log-probs (and entropy, when the loss has an entropy bonus) to the loss, the loss's gradients back, with the
+ * forward's statistics as `saved`.
+ */
+function composition<Logits>(inputs: LogitsPolicyLossInputs<Logits>, options: LogitsPolicyLossOptions) {
   const { logits, tokens, ...rest } = inputs;
   const { temperature, ...lossOptions } = options;
   const withEntropy = resolvePolicyLossOptions(lossOptions).entropyCoef > 0;
-  const logProbOptions = {
-    ...(temperature !== undefined ? { temperature } : {}),
-    ...(rest.mask !== undefined ? { mask: rest.mask } : {}),
-  };
+  const logProbOptions = { temperature, mask: rest.mask };
   return {
     logits,
     tokens,
@@ -92,23 +104,18 @@ function composition(inputs: LogitsPolicyLossInputs, options: LogitsPolicyLossOp
     lossInputs: (forward: TokenLogProbs): PolicyLossInputs => ({
       ...rest,
       logp: { data: forward.logp, shape: forward.shape },
-      ...(withEntropy ? { entropy: { data: forward.entropy!, shape: forward.shape } } : {}),
+      entropy: withEntropy ? { data: forward.entropy!, shape: forward.shape } : undefined,
     }),
     backwardOptions: (forward: TokenLogProbs, loss: PolicyLossResult): TokenLogProbsBackwardOptions => ({
       ...logProbOptions,
       gradLogp: { data: loss.grad, shape: forward.shape },
-      ...(loss.gradEntropy !== undefined ? { gradEntropy: { data: loss.gradEntropy, shape: forward.shape } } : {}),
+      gradEntropy: loss.gradEntropy === undefined ? undefined : { data: loss.gradEntropy, shape: forward.shape },
       saved: forward,
     }),
-    result: (
+    result: <Gradient>(
       forward: TokenLogProbs,
       loss: PolicyLossResult,
-      gradLogits: LogitsPolicyLossResult["gradLogits"],
-    ): LogitsPolicyLossResult => ({
-      ...loss,
-      logp: forward.logp,
-      entropy: forward.entropy,
-      gradLogits,
-    }),
+      gradLogits: Gradient,
+    ): LogitsPolicyLossResult<Gradient> => ({ ...loss, logp: forward.logp, entropy: forward.entropy, gradLogits }),
   };
 }

@@ -110,7 +110,8 @@ function subsetProbabilities(weights: readonly number[], k: number): Map<string,
 
 function inclusionProbabilities(weights: readonly number[], k: number): number[] {
   const pi = weights.map(() => 0);
-  for (const [key, p] of subsetProbabilities(weights, k)) for (const i of key.split(",").map(Number)) pi[i] = pi[i]! + p;
+  for (const [key, p] of subsetProbabilities(weights, k))
+    for (const i of key.split(",").map(Number)) pi[i] = pi[i]! + p;
   return pi;
 }
 

@@ -299,7 +299,8 @@ GR_HD void thread_grad_scalar(const T* row, T* out, int64_t vocab, int64_t token
 // The policy loss per token, in float64: src/loss/policy-loss.ts (accumulate), objectives.ts and kl.ts, line for
 // line, so that the device's per-token results equal the reference's up to the rounding of exp.
 
-enum Objective { kClip = 0, kCispo = 1, kSapo = 2, kReinforce = 3 };
+// src/cuda/loss.ts (NATIVE_OBJECTIVES) names these; test/native-objectives.test.ts checks them against OBJECTIVE_CODE.
+enum Objective { kClip = 0, kCispo = 1, kSapo = 2, kReinforce = 3, kObjectiveCount };
 enum RatioLevel { kToken = 0, kSequence = 1, kSequenceToken = 2 };
 enum KlKind { kNoKl = -1, kK1 = 0, kAbs = 1, kK2 = 2, kK3 = 3 };
 enum Flags : uint8_t { kClipped = 1, kDualClipped = 2, kLowClipped = 4, kHighClipped = 8 };
@@ -408,7 +409,8 @@ GR_HD void token_objective(const LossConfig& c, double logp, double ratio, doubl
       d_logp = 0.0;
       return;
     }
-    default:
+    case kReinforce:
+    default:  // the addon refuses codes past kObjectiveCount before any kernel runs
       loss = -a * logp;
       d_log_ratio = 0.0;
       d_logp = -a;

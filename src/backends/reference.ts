@@ -1,7 +1,7 @@
 import { tokenLogProbs, tokenLogProbsBackward } from "../logprobs/index.js";
 import { policyLossFromLogits } from "../logits-loss.js";
 import { policyLoss } from "../loss/index.js";
-import type { Backend } from "./types.js";
+import type { Backend } from "./contract.js";
 
 /** The plain-TypeScript kernels, float64, every other backend's yardstick. */
 export const referenceBackend: Backend = {

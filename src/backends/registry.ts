@@ -1,6 +1,6 @@
 import { GrpoRocError, invalid } from "../errors.js";
 import { referenceBackend } from "./reference.js";
-import type { Backend, BackendInfo } from "./types.js";
+import type { Backend, BackendInfo } from "./contract.js";
 
 const backends = new Map<string, Backend>([[referenceBackend.name, referenceBackend]]);
 let defaultName = "reference";

@@ -1,43 +1,45 @@
 /**
  * The `cuda` backend: grpo-roc's kernels in a native addon (native/src), typed arrays in and out. Inputs are
- * validated exactly as the reference backend validates them, with its validators, before anything reaches the
- * device; the device's own findings (a row of logits that holds NaN, a non-finite log-ratio) come back as the
- * reference's errors at the same paths. CUDA failures reject with a CudaDeviceError carrying the CUDA error's name
- * and string; nothing returns zeros for work that did not run.
+ * validated exactly as the reference backend validates them, with the contract's validators, before anything
+ * reaches the device; the device's own findings (a row of logits that holds NaN, a non-finite log-ratio) come back
+ * as the reference's errors at the same paths. CUDA failures reject with a CudaDeviceError carrying the CUDA error's
+ * name and string; nothing returns zeros for work that did not run.
  */
-import type { Backend, BackendInfo, Kernels } from "../backends/types.js";
-import { referenceBackend } from "../backends/reference.js";
-import { GrpoRocError, invalid } from "../errors.js";
 import {
-  composedPolicyLossFromLogits,
+  type Backend,
+  type BackendInfo,
+  type BackwardInputs,
+  badLogits,
+  GrpoRocError,
+  isBfloat16Logits,
+  type LogitsGradient,
+  type LogitsInput,
   type LogitsPolicyLossInputs,
   type LogitsPolicyLossOptions,
   type LogitsPolicyLossResult,
-} from "../logits-loss.js";
-import {
-  badLogits,
-  isBfloat16Logits,
+  type LossInputs,
+  type Logits,
+  type MatrixInput,
+  type PolicyLossInputs,
+  type PolicyLossOptions,
+  type PolicyLossOptionsInput,
+  type PolicyLossResult,
   readBackwardInputsOf,
-  savedSkipped,
   readBfloat16Logits,
   readForwardOptions,
   readLogits,
+  readLossInputs,
   readTokens,
-  type Logits,
-  type LogitsInput,
-} from "../logprobs/token-logprobs.js";
-import {
-  policyObjectiveNames,
-  readInputs,
   requireFiniteLogps,
   resolvePolicyLossOptions,
-  type Inputs,
-} from "../loss/policy-loss.js";
-import { rowWeights } from "../loss/aggregation.js";
-import type { PolicyLossOptions } from "../loss/options.js";
-import type { PolicyLossResult } from "../loss/index.js";
-import { deviceDescription, deviceReason, loadAddon, type CudaAddon } from "./addon.js";
-import { assembleLoss, lossConfig, type LossOutputs } from "./loss.js";
+  rowWeights,
+  type TokenLogProbs,
+  type TokenLogProbsBackwardOptions,
+  type TokenLogProbsOptions,
+  withRegisteredObjectives,
+} from "../backends/contract.js";
+import { type CudaAddon, deviceDescription, deviceReason, loadAddon } from "./addon.js";
+import { assembleLoss, type LossOutputs, lossConfig } from "./loss.js";
 
 export interface CudaBackendOptions {
   /**
@@ -75,17 +77,262 @@ export class CudaDeviceError extends GrpoRocError {
   }
 }
 
-const BUILTIN_OBJECTIVES = new Set(["clip", "cispo", "sapo", "reinforce"]);
+/** The loaded addon and how its kernels are launched: what every kernel needs once its inputs are valid. */
+interface CudaRuntime {
+  readonly name: string;
+  readonly addon: CudaAddon;
+  /** Passed to every addon call: where the kernels run, and the chunk size when one was chosen. */
+  readonly launch: { readonly exec: "device" | "host"; readonly chunkBytes?: number };
+}
 
-type DeviceLogits = {
+/** Resolves to the runtime, or rejects with CudaUnavailableError; called after the inputs are validated. */
+type RuntimeSource = () => Promise<CudaRuntime>;
+
+/** A cuda backend (see CudaBackendOptions); `cudaBackend` is the default one, on the GPU. */
+export function createCudaBackend(options: CudaBackendOptions = {}): Backend {
+  const exec = options.exec ?? "device";
+  const name = options.name ?? (exec === "host" ? "cuda@host" : "cuda");
+  const launch = options.chunkBytes === undefined ? { exec } : { exec, chunkBytes: options.chunkBytes };
+  let probed: { readonly info: BackendInfo; readonly runtime: CudaRuntime | undefined } | undefined;
+  const probe = async () => {
+    probed ??= probeCuda(name, exec, options.addonPath, launch);
+    return probed.info;
+  };
+  const runtime: RuntimeSource = async () => {
+    const info = await probe();
+    if (probed?.runtime === undefined) throw new CudaUnavailableError(name, info.reason);
+    return probed.runtime;
+  };
+  const kernels = withRegisteredObjectives({
+    policyLoss: (inputs: PolicyLossInputs, lossOptions?: PolicyLossOptionsInput) =>
+      cudaPolicyLoss(runtime, inputs, lossOptions),
+    tokenLogProbs: (logits: LogitsInput, tokens: MatrixInput, forwardOptions?: TokenLogProbsOptions) =>
+      cudaTokenLogProbs(runtime, logits, tokens, forwardOptions),
+    tokenLogProbsBackward: (logits: LogitsInput, tokens: MatrixInput, backwardOptions: TokenLogProbsBackwardOptions) =>
+      cudaTokenLogProbsBackward(runtime, logits, tokens, backwardOptions),
+    policyLossFromLogits: (inputs: LogitsPolicyLossInputs, lossOptions?: LogitsPolicyLossOptions) =>
+      cudaPolicyLossFromLogits(runtime, inputs, lossOptions),
+  });
+  return { name, probe, ...kernels };
+}
+
+/** The cuda backend on the GPU: `registerBackend(cudaBackend)`; its probe() says why when it cannot run. */
+export const cudaBackend: Backend = createCudaBackend();
+
+/** Loads the addon and asks it for a device (the host executor needs none). */
+function probeCuda(
+  name: string,
+  exec: "device" | "host",
+  addonPath: string | undefined,
+  launch: CudaRuntime["launch"],
+): { info: BackendInfo; runtime: CudaRuntime | undefined } {
+  const state = loadAddon(addonPath);
+  const unavailable = (reason: string) => ({
+    info: { name, available: false, reason, dtypes: [], maxBindingBytes: 0 },
+    runtime: undefined,
+  });
+  if (!state.loaded) return unavailable(state.reason);
+  const runtime = { name, addon: state.addon, launch };
+  const build = state.addon.buildInfo();
+  if (exec === "host") {
+    const reason =
+      `the CUDA kernels' code on the CPU, one emulated thread at a time (no GPU; addon ${state.path}, ` +
+      `built for ${build.architectures})`;
+    return {
+      info: { name, available: true, reason, dtypes: ["float32", "bfloat16"], maxBindingBytes: Infinity },
+      runtime,
+    };
+  }
+  const device = state.addon.probe();
+  if (!device.ok) return unavailable(deviceReason(device, build.architectures));
+  const reason = `CUDA on ${deviceDescription(device)}: float32 and bfloat16 logits, float32 accumulation`;
+  return {
+    info: { name, available: true, reason, dtypes: ["float32", "bfloat16"], maxBindingBytes: device.totalMemory },
+    runtime,
+  };
+}
+
+/** An addon call; its rejection becomes a CudaDeviceError (argument errors would be bugs here, and say so). */
+async function callAddon<T>(runtime: CudaRuntime, run: (addon: CudaAddon) => Promise<T>): Promise<T> {
+  try {
+    return await run(runtime.addon);
+  } catch (error) {
+    const cause = error as Error & { code?: string };
+    throw new CudaDeviceError(`${runtime.name}: ${cause.message}`, cause.code);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The kernels
+
+async function cudaPolicyLoss(
+  runtime: RuntimeSource,
+  inputs: PolicyLossInputs,
+  optionsInput: PolicyLossOptionsInput = {},
+): Promise<PolicyLossResult> {
+  const o = resolvePolicyLossOptions(optionsInput);
+  const t = readLossInputs(inputs, o);
+  requireFiniteLogps(t);
+  const cuda = await runtime();
+  const loss = lossArguments(t, o, inputs.oldLogp !== undefined);
+  const out = lossOutputs(t.shape[0] * t.shape[1], o);
+  await callAddon(cuda, (addon) =>
+    addon.policyLoss({
+      ...cuda.launch,
+      ...loss.args,
+      logp: selectedCopy(t.logp, t.mask),
+      entropy: selectedCopy(t.entropy, t.mask),
+      ...outputArgs(out),
+    }),
+  );
+  return assembleLoss(t, o, loss.weights, loss.entropyWeights, out);
+}
+
+async function cudaTokenLogProbs(
+  runtime: RuntimeSource,
+  logitsInput: LogitsInput,
+  tokensInput: MatrixInput,
+  options: TokenLogProbsOptions = {},
+): Promise<TokenLogProbs> {
+  const { temperature, entropy: withEntropy } = readForwardOptions(options);
+  const logits = readAddonLogits(logitsInput);
+  const { ids, mask } = readTokens(tokensInput, options.mask, logits.l);
+  const cuda = await runtime();
+  const n = positionsOf(logits);
+  const active = selectedPositions(mask, n);
+  const logp = new Float64Array(n);
+  const logSumExp = new Float64Array(n);
+  const entropy = new Float64Array(n);
+  await callAddon(cuda, (addon) =>
+    addon.forward({
+      ...cuda.launch,
+      logits: logits.data,
+      positions: n,
+      vocab: logits.l.vocab,
+      tokens: tokenIds(ids, active),
+      active,
+      invTemperature: 1 / temperature,
+      outLogp: logp,
+      outLse: logSumExp,
+      outEntropy: entropy,
+    }),
+  );
+  requireFiniteStatistics(logSumExp, active, logits.l.cols);
+  const shape = [logits.l.rows, logits.l.cols] as const;
+  return { logp, entropy: withEntropy ? entropy : undefined, logSumExp, temperature, shape };
+}
+
+async function cudaTokenLogProbsBackward(
+  runtime: RuntimeSource,
+  logitsInput: LogitsInput,
+  tokensInput: MatrixInput,
+  options: TokenLogProbsBackwardOptions,
+): Promise<LogitsGradient> {
+  const { temperature } = readForwardOptions(options);
+  const logits = readAddonLogits(logitsInput);
+  const backward: BackwardInputs = readBackwardInputsOf(logits.l, temperature, tokensInput, options);
+  const { reads, gradLogp, gradEntropy, saved } = backward;
+  const cuda = await runtime();
+  const n = positionsOf(logits);
+  const grad = new Float32Array(n * logits.l.vocab);
+  const logSumExp = new Float64Array(n);
+  await callAddon(cuda, (addon) =>
+    addon.backward({
+      ...cuda.launch,
+      logits: logits.data,
+      positions: n,
+      vocab: logits.l.vocab,
+      tokens: tokenIds(backward.ids, reads),
+      active: reads,
+      invTemperature: 1 / temperature,
+      gradLogp: selectedCopy(gradLogp, reads),
+      gradEntropy: selectedCopy(gradEntropy, reads),
+      savedLse: saved === undefined ? undefined : selectedCopy(saved.logSumExp, reads),
+      savedEntropy: saved === undefined ? undefined : selectedCopy(saved.entropy ?? new Float64Array(n), reads),
+      outLse: saved === undefined ? logSumExp : undefined,
+      grad,
+    }),
+  );
+  if (saved === undefined) requireFiniteStatistics(logSumExp, reads, logits.l.cols);
+  return { data: gradientInLogitsPrecision(logits, grad), shape: [logits.l.rows, logits.l.cols, logits.l.vocab] };
+}
+
+/**
+ * The fused pass: statistics, loss and gradient in one addon call. Checks run in the reference's order (the loss
+ * options, the forward pass's options, logits, tokens and mask, then the loss inputs, with placeholders for the
+ * log-probs the device computes); what only the device can find comes back as the reference's errors.
+ */
+async function cudaPolicyLossFromLogits(
+  runtime: RuntimeSource,
+  inputs: LogitsPolicyLossInputs,
+  optionsInput: LogitsPolicyLossOptions = {},
+): Promise<LogitsPolicyLossResult> {
+  const { logits: logitsInput, tokens, ...rest } = inputs;
+  const { temperature: temperatureOption, ...lossOptions } = optionsInput;
+  const o = resolvePolicyLossOptions(lossOptions);
+  const withEntropy = o.entropyCoef > 0;
+  const { temperature } = readForwardOptions({ temperature: temperatureOption, entropy: withEntropy });
+  const logits = readAddonLogits(logitsInput);
+  const { ids } = readTokens(tokens, rest.mask, logits.l);
+  const n = positionsOf(logits);
+  const placeholder = { data: new Float64Array(n), shape: [logits.l.rows, logits.l.cols] as const };
+  const t = readLossInputs({ ...rest, logp: placeholder, entropy: withEntropy ? placeholder : undefined }, o);
+  const cuda = await runtime();
+  const loss = lossArguments(t, o, rest.oldLogp !== undefined);
+  const out = lossOutputs(n, o);
+  const logp = new Float64Array(n);
+  const logSumExp = new Float64Array(n);
+  const entropy = new Float64Array(n);
+  const grad = new Float32Array(n * logits.l.vocab);
+  const fused = await callAddon(cuda, (addon) =>
+    addon.fused({
+      ...cuda.launch,
+      ...loss.args,
+      logits: logits.data,
+      positions: n,
+      vocab: logits.l.vocab,
+      tokens: tokenIds(ids, loss.args.mask),
+      invTemperature: 1 / temperature,
+      outLogp: logp,
+      outLse: logSumExp,
+      outEntropy: entropy,
+      ...outputArgs(out),
+      grad,
+    }),
+  );
+  const computed: LossInputs = { ...t, logp, entropy: withEntropy ? entropy : undefined };
+  if (fused.stop === FUSED_STOP.badLogits) throw badLogits(fused.position, logits.l.cols, logSumExp[fused.position]!);
+  if (fused.stop === FUSED_STOP.nonFiniteLogRatio) {
+    requireFiniteLogps(computed);
+    throw new GrpoRocError(`${cuda.name}: a non-finite log-ratio at position ${fused.position}`);
+  }
+  return {
+    ...assembleLoss(computed, o, loss.weights, loss.entropyWeights, out),
+    logp,
+    entropy: withEntropy ? entropy : undefined,
+    gradLogits: {
+      data: gradientInLogitsPrecision(logits, grad),
+      shape: [logits.l.rows, logits.l.cols, logits.l.vocab],
+    },
+  };
+}
+
+/** Why the fused kernel stopped early (native/src/engine.h, enum class Stop). */
+const FUSED_STOP = { badLogits: 1, nonFiniteLogRatio: 2 } as const;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Arguments and results of the addon's calls
+
+/** Logits as the addon reads them, beside the shape the validators read. */
+interface AddonLogits {
   /** Float32Array (float32 or float64 input, rounded), or Uint16Array of bfloat16 bits. */
   readonly data: Float32Array | Uint16Array;
   readonly source: "float64" | "float32" | "bfloat16";
   readonly l: Logits;
-};
+}
 
 /** The logits as the device reads them; float64 (and nested arrays) are rounded to float32. */
-function readDeviceLogits(input: LogitsInput): DeviceLogits {
+function readAddonLogits(input: LogitsInput): AddonLogits {
   if (isBfloat16Logits(input)) {
     const l = readBfloat16Logits(input);
     return { data: l.bfloat16, source: "bfloat16", l };
@@ -95,28 +342,23 @@ function readDeviceLogits(input: LogitsInput): DeviceLogits {
   return { data: Float32Array.from(l.data), source: "float64", l };
 }
 
-/** The gradient buffer the addon writes (float32; bfloat16 logits: widened from the device's bfloat16). */
-function gradBuffer(d: DeviceLogits): Float32Array {
-  return new Float32Array(d.l.rows * d.l.cols * d.l.vocab);
+/** The logits' own precision for the caller: float64 logits get a Float64Array back (the addon writes float32). */
+function gradientInLogitsPrecision(logits: AddonLogits, grad: Float32Array): Float32Array | Float64Array {
+  return logits.source === "float64" ? Float64Array.from(grad) : grad;
 }
 
-/** The logits' own precision for the caller: float64 logits get a Float64Array back. */
-function gradResult(d: DeviceLogits, grad: Float32Array): Float32Array | Float64Array {
-  return d.source === "float64" ? Float64Array.from(grad) : grad;
-}
-
-function positions(d: DeviceLogits) {
-  return d.l.rows * d.l.cols;
+function positionsOf(logits: AddonLogits): number {
+  return logits.l.rows * logits.l.cols;
 }
 
 /** Token ids as int32, 0 where the position is skipped (its id may be anything there, e.g. −1 padding). */
-function tokenIds(ids: ArrayLike<number>, active: Uint8Array): Int32Array {
+function tokenIds(ids: ArrayLike<number>, active: ArrayLike<number>): Int32Array {
   const out = new Int32Array(active.length);
   for (let i = 0; i < out.length; i++) out[i] = active[i] === 1 ? ids[i]! : 0;
   return out;
 }
 
-function activeFrom(mask: ArrayLike<number> | undefined, n: number): Uint8Array {
+function selectedPositions(mask: ArrayLike<number> | undefined, n: number): Uint8Array {
   const out = new Uint8Array(n);
   for (let i = 0; i < n; i++) out[i] = mask === undefined || mask[i] === 1 ? 1 : 0;
   return out;
@@ -130,13 +372,15 @@ function selectedCopy(values: ArrayLike<number> | undefined, mask: ArrayLike<num
   return out;
 }
 
-function firstBadRow(lse: Float64Array, active: Uint8Array, cols: number): void {
-  for (let i = 0; i < lse.length; i++)
-    if (active[i] === 1 && !Number.isFinite(lse[i])) throw badLogits(i, cols, lse[i]!);
+/** The reference's error for the first read position whose logsumexp is not finite. */
+function requireFiniteStatistics(logSumExp: Float64Array, active: ArrayLike<number>, cols: number): void {
+  for (let i = 0; i < logSumExp.length; i++) {
+    if (active[i] === 1 && !Number.isFinite(logSumExp[i])) throw badLogits(i, cols, logSumExp[i]!);
+  }
 }
 
 /** The addon's arguments for the loss over [B, T]: validated inputs as float64, masked values zeroed. */
-function lossArguments(t: Inputs, o: PolicyLossOptions, oldLogpGiven: boolean) {
+function lossArguments(t: LossInputs, o: PolicyLossOptions, oldLogpGiven: boolean) {
   const [rows, cols] = t.shape;
   const mask = Uint8Array.from(t.mask);
   const weights = rowWeights(t.rowTokens, cols, o.aggregation, o.normalizer);
@@ -177,264 +421,14 @@ function lossOutputs(n: number, o: PolicyLossOptions): LossOutputs {
   };
 }
 
-const outputArgs = (out: LossOutputs) => ({
-  outLoss: out.loss,
-  outGrad: out.grad,
-  outKl: out.kl,
-  outGradEntropy: out.gradEntropy,
-  outRatio: out.ratio,
-  outApprox: out.approx,
-  outFlags: out.flags,
-});
-
-/** A cuda backend (see CudaBackendOptions); `cudaBackend` is the default one, on the GPU. */
-export function createCudaBackend(options: CudaBackendOptions = {}): Backend {
-  const exec = options.exec ?? "device";
-  const name = options.name ?? (exec === "host" ? "cuda@host" : "cuda");
-  const common = { exec, ...(options.chunkBytes !== undefined ? { chunkBytes: options.chunkBytes } : {}) };
-  let info: BackendInfo | undefined;
-  let addon: CudaAddon | undefined;
-
-  const probe = async (): Promise<BackendInfo> => {
-    if (info !== undefined) return info;
-    const state = loadAddon(options.addonPath);
-    const unavailable = (reason: string): BackendInfo => ({
-      name,
-      available: false,
-      reason,
-      dtypes: [],
-      maxBindingBytes: 0,
-    });
-    if (!state.loaded) {
-      info = unavailable(state.reason);
-      return info;
-    }
-    const build = state.addon.buildInfo();
-    if (exec === "host") {
-      addon = state.addon;
-      info = {
-        name,
-        available: true,
-        reason: `the CUDA kernels' code on the CPU, one emulated thread at a time (no GPU; addon ${state.path}, built for ${build.architectures})`,
-        dtypes: ["float32", "bfloat16"],
-        maxBindingBytes: Infinity,
-      };
-      return info;
-    }
-    const p = state.addon.probe();
-    if (!p.ok) {
-      info = unavailable(deviceReason(p, build.architectures));
-      return info;
-    }
-    addon = state.addon;
-    info = {
-      name,
-      available: true,
-      reason: `CUDA on ${deviceDescription(p)}: float32 and bfloat16 logits, float32 accumulation`,
-      dtypes: ["float32", "bfloat16"],
-      maxBindingBytes: p.totalMemory,
-    };
-    return info;
+function outputArgs(out: LossOutputs) {
+  return {
+    outLoss: out.loss,
+    outGrad: out.grad,
+    outKl: out.kl,
+    outGradEntropy: out.gradEntropy,
+    outRatio: out.ratio,
+    outApprox: out.approx,
+    outFlags: out.flags,
   };
-
-  const ready = async (): Promise<CudaAddon> => {
-    const i = await probe();
-    if (!i.available || addon === undefined) throw new CudaUnavailableError(name, i.reason);
-    return addon;
-  };
-
-  /** An addon call, its rejection as a CudaDeviceError (argument errors are bugs here, and say so). */
-  const call = async <T>(run: () => Promise<T>): Promise<T> => {
-    try {
-      return await run();
-    } catch (error) {
-      const e = error as Error & { code?: string };
-      throw new CudaDeviceError(`${name}: ${e.message}`, e.code);
-    }
-  };
-
-  const kernels: Kernels = {
-    async policyLoss(inputs, optionsInput = {}) {
-      const o = resolvePolicyLossOptions(optionsInput);
-      if (!BUILTIN_OBJECTIVES.has(o.objective)) {
-        if (!policyObjectiveNames().includes(o.objective)) {
-          throw invalid(
-            "options.objective",
-            `unknown objective "${o.objective}"; registered: ${policyObjectiveNames().join(", ")}`,
-          );
-        }
-        // An objective registered in JavaScript has no device kernel: the [B, T] loss runs on the CPU.
-        return referenceBackend.policyLoss(inputs, optionsInput);
-      }
-      const t = readInputs(inputs, o);
-      requireFiniteLogps(t);
-      const a = await ready();
-      const n = t.shape[0] * t.shape[1];
-      const { weights, entropyWeights, args } = lossArguments(t, o, inputs.oldLogp !== undefined);
-      const out = lossOutputs(n, o);
-      await call(() =>
-        a.policyLoss({
-          ...common,
-          ...args,
-          logp: selectedCopy(t.logp, t.mask),
-          entropy: selectedCopy(t.entropy, t.mask),
-          ...outputArgs(out),
-        }),
-      );
-      return assembleLoss(t, o, weights, entropyWeights, out);
-    },
-
-    async tokenLogProbs(logitsInput, tokensInput, forwardOptions = {}) {
-      const { temperature, entropy: withEntropy } = readForwardOptions(forwardOptions);
-      const d = readDeviceLogits(logitsInput);
-      const { ids, mask } = readTokens(tokensInput, forwardOptions.mask, d.l);
-      const a = await ready();
-      const n = positions(d);
-      const active = activeFrom(mask, n);
-      const logp = new Float64Array(n);
-      const logSumExp = new Float64Array(n);
-      const entropy = new Float64Array(n);
-      await call(() =>
-        a.forward({
-          ...common,
-          logits: d.data,
-          positions: n,
-          vocab: d.l.vocab,
-          tokens: tokenIds(ids, active),
-          active,
-          invTemperature: 1 / temperature,
-          outLogp: logp,
-          outLse: logSumExp,
-          outEntropy: entropy,
-        }),
-      );
-      firstBadRow(logSumExp, active, d.l.cols);
-      return {
-        logp,
-        entropy: withEntropy ? entropy : undefined,
-        logSumExp,
-        temperature,
-        shape: [d.l.rows, d.l.cols] as const,
-      };
-    },
-
-    async tokenLogProbsBackward(logitsInput, tokensInput, backwardOptions) {
-      const { temperature } = readForwardOptions(backwardOptions);
-      const d = readDeviceLogits(logitsInput);
-      const { ids, mask, gradLogp, gradEntropy, saved } = readBackwardInputsOf(
-        d.l,
-        temperature,
-        tokensInput,
-        backwardOptions,
-      );
-      const a = await ready();
-      const n = positions(d);
-      // As in the reference, a position is not read when the mask skips it or nothing flows back into it.
-      const active = new Uint8Array(n);
-      for (let i = 0; i < n; i++) {
-        const selected = mask === undefined || mask[i] === 1;
-        active[i] = selected && (gradLogp[i] !== 0 || (gradEntropy !== undefined && gradEntropy[i] !== 0)) ? 1 : 0;
-      }
-      if (saved !== undefined) {
-        for (let i = 0; i < n; i++) {
-          if (active[i] === 1 && Number.isNaN(saved.logSumExp[i])) {
-            throw savedSkipped(i, d.l.cols);
-          }
-        }
-      }
-      const grad = gradBuffer(d);
-      const logSumExp = new Float64Array(n);
-      await call(() =>
-        a.backward({
-          ...common,
-          logits: d.data,
-          positions: n,
-          vocab: d.l.vocab,
-          tokens: tokenIds(ids, active),
-          active,
-          invTemperature: 1 / temperature,
-          gradLogp: selectedCopy(gradLogp, active),
-          gradEntropy: selectedCopy(gradEntropy, active),
-          savedLse: saved !== undefined ? selectedCopy(saved.logSumExp, active) : undefined,
-          savedEntropy: saved !== undefined ? selectedCopy(saved.entropy ?? new Float64Array(n), active) : undefined,
-          outLse: saved === undefined ? logSumExp : undefined,
-          grad,
-        }),
-      );
-      if (saved === undefined) firstBadRow(logSumExp, active, d.l.cols);
-      return { data: gradResult(d, grad), shape: [d.l.rows, d.l.cols, d.l.vocab] as const };
-    },
-
-    async policyLossFromLogits(
-      inputs: LogitsPolicyLossInputs,
-      optionsInput: LogitsPolicyLossOptions = {},
-    ): Promise<LogitsPolicyLossResult> {
-      const { logits, tokens, ...rest } = inputs;
-      const { temperature: temperatureOption, ...lossOptions } = optionsInput;
-      // The reference's order: the loss options, the forward pass's options, logits, tokens and mask, then the loss inputs.
-      const o = resolvePolicyLossOptions(lossOptions);
-      const withEntropy = o.entropyCoef > 0;
-      const { temperature } = readForwardOptions({
-        ...(temperatureOption !== undefined ? { temperature: temperatureOption } : {}),
-        entropy: withEntropy,
-      });
-      const d = readDeviceLogits(logits);
-      const { ids } = readTokens(tokens, rest.mask, d.l);
-      if (!BUILTIN_OBJECTIVES.has(o.objective)) {
-        if (!policyObjectiveNames().includes(o.objective)) {
-          throw invalid(
-            "options.objective",
-            `unknown objective "${o.objective}"; registered: ${policyObjectiveNames().join(", ")}`,
-          );
-        }
-        return composedPolicyLossFromLogits(kernels, inputs, optionsInput);
-      }
-      const n = positions(d);
-      const shape = [d.l.rows, d.l.cols] as const;
-      // The loss inputs are checked before the device runs, with placeholders for what pass 1 computes.
-      const placeholder = { data: new Float64Array(n), shape };
-      const t = readInputs({ ...rest, logp: placeholder, ...(withEntropy ? { entropy: placeholder } : {}) }, o);
-      const a = await ready();
-      const { weights, entropyWeights, args } = lossArguments(t, o, rest.oldLogp !== undefined);
-      const out = lossOutputs(n, o);
-      const logp = new Float64Array(n);
-      const logSumExp = new Float64Array(n);
-      const entropy = new Float64Array(n);
-      const grad = gradBuffer(d);
-      const result = await call(() =>
-        a.fused({
-          ...common,
-          ...args,
-          logits: d.data,
-          positions: n,
-          vocab: d.l.vocab,
-          tokens: tokenIds(ids, args.mask),
-          invTemperature: 1 / temperature,
-          outLogp: logp,
-          outLse: logSumExp,
-          outEntropy: entropy,
-          ...outputArgs(out),
-          grad,
-        }),
-      );
-      if (result.stop === 1) throw badLogits(result.position, d.l.cols, logSumExp[result.position]!);
-      const computed: Inputs = { ...t, logp, ...(withEntropy ? { entropy } : {}) };
-      if (result.stop === 2) {
-        requireFiniteLogps(computed);
-        throw new GrpoRocError(`${name}: a non-finite log-ratio at position ${result.position}`);
-      }
-      const loss: PolicyLossResult = assembleLoss(computed, o, weights, entropyWeights, out);
-      return {
-        ...loss,
-        logp,
-        entropy: withEntropy ? entropy : undefined,
-        gradLogits: { data: gradResult(d, grad), shape: [d.l.rows, d.l.cols, d.l.vocab] },
-      };
-    },
-  };
-
-  return { name, probe, ...kernels };
 }
-
-/** The cuda backend on the GPU: `registerBackend(cudaBackend)`; its probe() says why when it cannot run. */
-export const cudaBackend: Backend = createCudaBackend();

@@ -1,14 +1,37 @@
 /**
  * The policy loss between the device's per-token results and a PolicyLossResult: the options as the kernels'
  * LossConfig (native/src/grpo_math.h), and the loss and metrics summed on the host from the per-token terms, in
- * the reference's order (src/loss/policy-loss.ts), so that only the per-token arithmetic differs.
+ * the reference's order (src/loss/policy-loss.ts: the policy, KL and entropy terms each summed, then added), so that
+ * only the per-token arithmetic differs.
  */
-import { lossMetrics, type Inputs, type PolicyLossResult } from "../loss/policy-loss.js";
-import type { PolicyLossOptions } from "../loss/options.js";
+import {
+  type BuiltinObjective,
+  type KlKind,
+  type LossInputs,
+  lossMetrics,
+  OBJECTIVE_CODE,
+  type PolicyLossOptions,
+  type PolicyLossResult,
+  validCounts,
+} from "../backends/contract.js";
 
-const OBJECTIVES: Record<string, number> = { clip: 0, cispo: 1, sapo: 2, reinforce: 3 };
-const RATIO_LEVELS: Record<string, number> = { token: 0, sequence: 1, "sequence-token": 2 };
-const KL_KINDS: Record<string, number> = { k1: 0, abs: 1, k2: 2, k3: 3 };
+/**
+ * Each built-in objective's constant in native/src/grpo_math.h's `enum Objective`, whose value must be its
+ * OBJECTIVE_CODE: test/native-objectives.test.ts reads the header and checks both, and that the addon refuses codes
+ * past the last one. A new built-in objective is a compile error here until its kernel is written there.
+ */
+export const NATIVE_OBJECTIVES = {
+  clip: "kClip",
+  cispo: "kCispo",
+  sapo: "kSapo",
+  reinforce: "kReinforce",
+} as const satisfies Record<BuiltinObjective, string>;
+
+const RATIO_LEVEL_CODE = { token: 0, sequence: 1, "sequence-token": 2 } as const satisfies Record<
+  PolicyLossOptions["ratioLevel"],
+  number
+>;
+const KL_KIND_CODE = { k1: 0, abs: 1, k2: 2, k3: 3 } as const satisfies Record<KlKind, number>;
 
 /** Bits of the per-token flags (grpo_math.h, Flags). */
 export const FLAGS = { clipped: 1, dual: 2, low: 4, high: 8 } as const;
@@ -16,8 +39,8 @@ export const FLAGS = { clipped: 1, dual: 2, low: 4, high: 8 } as const;
 export function lossConfig(o: PolicyLossOptions) {
   const [clampLow, clampHigh] = o.logRatioClamp ?? [-Infinity, Infinity];
   return {
-    objective: OBJECTIVES[o.objective]!,
-    ratioLevel: RATIO_LEVELS[o.ratioLevel]!,
+    objective: OBJECTIVE_CODE[o.objective as BuiltinObjective],
+    ratioLevel: RATIO_LEVEL_CODE[o.ratioLevel],
     low: 1 - o.clipLow,
     high: 1 + o.clipHigh,
     delta: o.delta ?? Infinity,
@@ -25,7 +48,7 @@ export function lossConfig(o: PolicyLossOptions) {
     dualClip: o.dualClip ?? 0,
     clampLow,
     clampHigh,
-    klKind: o.kl !== null ? KL_KINDS[o.kl.kind]! : -1,
+    klKind: o.kl !== null ? KL_KIND_CODE[o.kl.kind] : -1,
     klClamp: o.kl?.clamp ?? false,
     klImportance: o.kl?.importanceCorrected ?? false,
     klCoef: o.kl?.coef ?? 0,
@@ -50,7 +73,7 @@ export interface LossOutputs {
 
 /** The loss and the metrics from the per-token terms (t.entropy: the entropy the loss saw, if any). */
 export function assembleLoss(
-  t: Inputs,
+  t: LossInputs,
   o: PolicyLossOptions,
   weights: Float64Array,
   entropyWeights: Float64Array | undefined,
@@ -58,56 +81,52 @@ export function assembleLoss(
 ): PolicyLossResult {
   const [rows, cols] = t.shape;
   const { mask, entropy } = t;
-  let tokens = 0,
-    sequences = 0,
-    clipped = 0,
-    low = 0,
-    high = 0,
-    dual = 0;
-  let approxKl = 0,
-    ratioMin = Infinity,
-    ratioSum = 0,
-    ratioMax = -Infinity,
-    klSum = 0,
-    entropySum = 0;
-  let loss = 0;
   const klCoef = o.kl?.coef ?? 0;
+  const sums = {
+    clipped: 0,
+    low: 0,
+    high: 0,
+    dual: 0,
+    approxKl: 0,
+    ratioMin: Infinity,
+    ratioSum: 0,
+    ratioMax: -Infinity,
+  };
+  let policyLoss = 0;
+  let klLoss = 0;
+  let klSum = 0;
+  let entropyLoss = 0;
+  let entropySum = 0;
   for (let b = 0; b < rows; b++) {
     if (t.rowTokens[b] === 0) continue;
-    sequences++;
     const w = weights[b]!;
+    const bonus = entropyWeights === undefined ? 0 : entropyWeights[b]! * o.entropyCoef;
     for (let i = b * cols; i < (b + 1) * cols; i++) {
       if (mask[i] !== 1) continue;
-      loss += w * out.loss[i]!;
+      policyLoss += w * out.loss[i]!;
       if (out.kl !== undefined) {
-        loss += w * klCoef * out.kl[i]!;
+        klLoss += w * klCoef * out.kl[i]!;
         klSum += out.kl[i]!;
       }
       if (entropy !== undefined) {
-        if (entropyWeights !== undefined) loss -= entropyWeights[b]! * o.entropyCoef * entropy[i]!;
+        entropyLoss -= bonus * entropy[i]!;
         entropySum += entropy[i]!;
       }
-      tokens++;
-      const f = out.flags[i]!;
-      if (f & FLAGS.clipped) clipped++;
-      if (f & FLAGS.low) low++;
-      if (f & FLAGS.high) high++;
-      if (f & FLAGS.dual) dual++;
-      approxKl -= out.approx[i]!;
+      const flags = out.flags[i]!;
+      if (flags & FLAGS.clipped) sums.clipped++;
+      if (flags & FLAGS.low) sums.low++;
+      if (flags & FLAGS.high) sums.high++;
+      if (flags & FLAGS.dual) sums.dual++;
+      sums.approxKl -= out.approx[i]!;
       const ratio = out.ratio[i]!;
-      if (ratio < ratioMin) ratioMin = ratio;
-      if (ratio > ratioMax) ratioMax = ratio;
-      ratioSum += ratio;
+      if (ratio < sums.ratioMin) sums.ratioMin = ratio;
+      if (ratio > sums.ratioMax) sums.ratioMax = ratio;
+      sums.ratioSum += ratio;
     }
   }
-  const metrics = lossMetrics(
-    { tokens, sequences, clipped, low, high, dual, approxKl, ratioMin, ratioSum, ratioMax, klSum, entropySum },
-    o.kl !== null,
-    entropy !== undefined,
-  );
-
+  const metrics = lossMetrics({ ...validCounts(t), ...sums, klSum, entropySum }, o.kl !== null, entropy !== undefined);
   return {
-    loss,
+    loss: policyLoss + klLoss + entropyLoss,
     grad: out.grad,
     gradEntropy: entropyWeights !== undefined ? out.gradEntropy : undefined,
     perTokenLoss: out.loss,

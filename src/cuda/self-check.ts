@@ -8,7 +8,7 @@
  */
 import { createCudaBackend, CudaDeviceError, CudaUnavailableError, type CudaBackendOptions } from "./backend.js";
 import { loadAddon } from "./addon.js";
-import { invalid } from "../errors.js";
+import { invalid } from "../backends/contract.js";
 
 export interface SelfCheckCase {
   readonly name: string;

@@ -109,22 +109,18 @@ export function tokenLogProbsBackward(
   tokens: MatrixInput,
   options: TokenLogProbsBackwardOptions,
 ): { readonly data: Float32Array | Float64Array; readonly shape: readonly [number, number, number] } {
-  const { l, ids, mask, gradLogp, gradEntropy, temperature, saved } = readBackwardInputs(logits, tokens, options);
+  const { l, ids, reads, gradLogp, gradEntropy, temperature, saved } = readBackwardInputs(logits, tokens, options);
   const size = l.rows * l.cols * l.vocab;
   const out = l.data instanceof Float32Array ? new Float32Array(size) : new Float64Array(size);
   const inverseTemperature = 1 / temperature;
   const stats = { logSumExp: 0, entropy: 0 };
   for (let i = 0; i < l.rows * l.cols; i++) {
-    if (mask !== undefined && mask[i] === 0) continue;
+    if (reads[i] === 0) continue;
     const g = gradLogp[i]!;
     const h = gradEntropy === undefined ? 0 : gradEntropy[i]!;
-    if (g === 0 && h === 0) continue;
     if (saved !== undefined) {
       stats.logSumExp = saved.logSumExp[i]!;
       stats.entropy = saved.entropy?.[i] ?? 0;
-      if (Number.isNaN(stats.logSumExp)) {
-        throw savedSkipped(i, l.cols);
-      }
     } else {
       rowStatistics(l, i, inverseTemperature, h !== 0, stats);
     }
@@ -188,7 +184,32 @@ export function readBackwardInputsOf(
   if (gradEntropy !== undefined && saved !== undefined && saved.entropy === undefined) {
     throw invalid("options.saved", "has no entropy: run the forward pass with { entropy: true } or leave `saved` out");
   }
-  return { l, ids, mask, gradLogp, gradEntropy, temperature, saved };
+  const reads = backwardReads(mask, gradLogp, gradEntropy);
+  if (saved !== undefined) {
+    for (let i = 0; i < reads.length; i++)
+      if (reads[i] === 1 && Number.isNaN(saved.logSumExp[i])) throw savedSkipped(i, l.cols);
+  }
+  return { l, ids, mask, reads, gradLogp, gradEntropy, temperature, saved };
+}
+
+/** The backward pass's validated inputs, as every backend reads them. */
+export type BackwardInputs = ReturnType<typeof readBackwardInputsOf>;
+
+/**
+ * The positions the backward pass reads, 1 each: those the mask selects and into which a gradient flows (∂L/∂logp or
+ * ∂L/∂entropy ≠ 0). Every other position's gradient is exactly 0 and its logits are never read.
+ */
+function backwardReads(
+  mask: ArrayLike<number> | undefined,
+  gradLogp: ArrayLike<number>,
+  gradEntropy: ArrayLike<number> | undefined,
+): Uint8Array {
+  const reads = new Uint8Array(gradLogp.length);
+  for (let i = 0; i < reads.length; i++) {
+    const selected = mask === undefined || mask[i] === 1;
+    reads[i] = selected && (gradLogp[i] !== 0 || (gradEntropy !== undefined && gradEntropy[i] !== 0)) ? 1 : 0;
+  }
+  return reads;
 }
 
 /** The forward pass's options, validated. */
@@ -346,7 +367,7 @@ export function readTokens(
   tokens: MatrixInput,
   maskInput: MatrixInput | undefined,
   l: Logits,
-): { ids: ArrayLike<number>; mask?: ArrayLike<number> } {
+): { ids: ArrayLike<number>; mask: ArrayLike<number> | undefined } {
   const ids = positionalMatrix(tokens, "tokens", l);
   const mask = maskInput === undefined ? undefined : positionalMatrix(maskInput, "options.mask", l);
   if (mask !== undefined) assertBinaryMask(mask, "options.mask");
@@ -360,7 +381,7 @@ export function readTokens(
       );
     }
   }
-  return { ids: ids.data, ...(mask !== undefined ? { mask: mask.data } : {}) };
+  return { ids: ids.data, mask: mask?.data };
 }
 
 function positionalMatrix(input: MatrixInput, name: string, l: Logits): Matrix {

@@ -1,6 +1,16 @@
-export { policyLoss, policyObjectiveNames, registerPolicyObjective, resolvePolicyLossOptions } from "./policy-loss.js";
-export type { PolicyLossBuffers, PolicyLossInputs, PolicyLossMetrics, PolicyLossResult } from "./policy-loss.js";
-export { AGGREGATIONS, KL_KINDS, lossPresets, normalizerSchema, policyLossOptionsSchema } from "./options.js";
+export { aggregate, batchNormalizer } from "./aggregation.js";
+export type { PolicyLossInputs } from "./inputs.js";
+export type { KlValue } from "./kl.js";
+export { klPenalty } from "./kl.js";
+export type { PolicyLossMetrics } from "./metrics.js";
+export type {
+  BuiltinObjective,
+  PolicyObjective,
+  TokenKernel,
+  TokenLoss,
+  TokenTerms,
+} from "./objectives.js";
+export { BUILTIN_OBJECTIVES, policyObjectiveNames, registerPolicyObjective } from "./objectives.js";
 export type {
   Aggregation,
   KlKind,
@@ -9,7 +19,6 @@ export type {
   PolicyLossOptions,
   PolicyLossOptionsInput,
 } from "./options.js";
-export type { PolicyObjective, TokenKernel, TokenLoss, TokenTerms } from "./objectives.js";
-export { aggregate, batchNormalizer } from "./aggregation.js";
-export { klPenalty } from "./kl.js";
-export type { KlValue } from "./kl.js";
+export { AGGREGATIONS, KL_KINDS, lossPresets, normalizerSchema, policyLossOptionsSchema } from "./options.js";
+export type { PolicyLossBuffers, PolicyLossResult } from "./policy-loss.js";
+export { policyLoss, resolvePolicyLossOptions } from "./policy-loss.js";

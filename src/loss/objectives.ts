@@ -1,3 +1,4 @@
+import { GrpoRocError, invalid } from "../errors.js";
 import type { PolicyLossOptions } from "./options.js";
 
 /** One valid token, as every objective sees it. */
@@ -118,3 +119,72 @@ export const reinforceObjective: PolicyObjective =
     lowClipped: false,
     highClipped: false,
   });
+
+/**
+ * The objectives every backend implements, by name and by the code its kernels switch on (WGSL, CUDA). Adding one
+ * is an entry here, its per-token function in `builtinObjectives`, and its kernel in each backend's table, each of
+ * which `satisfies Record<BuiltinObjective, …>`: the compiler then lists the backends that lack it.
+ */
+export const BUILTIN_OBJECTIVES = ["clip", "cispo", "sapo", "reinforce"] as const;
+export type BuiltinObjective = (typeof BUILTIN_OBJECTIVES)[number];
+export const OBJECTIVE_CODE = { clip: 0, cispo: 1, sapo: 2, reinforce: 3 } as const satisfies Record<
+  BuiltinObjective,
+  number
+>;
+
+const builtinObjectives = {
+  clip: clipObjective,
+  cispo: cispoObjective,
+  sapo: sapoObjective,
+  reinforce: reinforceObjective,
+} as const satisfies Record<BuiltinObjective, PolicyObjective>;
+
+const objectives = new Map<string, PolicyObjective>(Object.entries(builtinObjectives));
+
+export function isBuiltinObjective(name: string): name is BuiltinObjective {
+  return Object.hasOwn(builtinObjectives, name);
+}
+
+/**
+ * Adds a per-token policy objective, selectable by `options.objective`. It runs on every backend: a backend without
+ * a kernel for it computes the [B, T] loss with the reference (`withRegisteredObjectives`).
+ */
+export function registerPolicyObjective(name: string, objective: PolicyObjective): void {
+  if (objectives.has(name)) throw new GrpoRocError(`policy objective "${name}" is already registered`);
+  objectives.set(name, objective);
+}
+
+export function policyObjectiveNames(): string[] {
+  return [...objectives.keys()];
+}
+
+/**
+ * One kernel per objective and option values, built once. V8 inlines the kernel into the hot loop, with its result
+ * object kept in registers, only while the loop keeps seeing the same function: a closure built afresh on every
+ * call made the loss about twice as slow (and allocate per token). The normaliser is left out of the key: it only
+ * sets the aggregation weights, and it changes with every micro-batch.
+ */
+const kernels = new Map<string, TokenKernel>();
+const KERNEL_CACHE_SIZE = 64;
+
+export function objectiveKernel(options: PolicyLossOptions): TokenKernel {
+  const { normalizer: _normalizer, ...rest } = options;
+  const key = JSON.stringify(rest, (_name, value: unknown) =>
+    typeof value === "number" && !Number.isFinite(value) ? String(value) : value,
+  );
+  let kernel = kernels.get(key);
+  if (kernel === undefined) {
+    requireKnownObjective(options.objective);
+    if (kernels.size >= KERNEL_CACHE_SIZE) kernels.clear();
+    kernel = objectives.get(options.objective)!(options);
+    kernels.set(key, kernel);
+  }
+  return kernel;
+}
+
+/** Throws the reference's error for an objective nobody registered. */
+export function requireKnownObjective(name: string): void {
+  if (!objectives.has(name)) {
+    throw invalid("options.objective", `unknown objective "${name}"; registered: ${policyObjectiveNames().join(", ")}`);
+  }
+}

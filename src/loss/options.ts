@@ -172,3 +172,5 @@ export const lossPresets = {
     entropyAggregation: "dapo",
   },
 } as const satisfies Record<string, PolicyLossOptionsInput>;
+
+export type KlOptions = NonNullable<PolicyLossOptions["kl"]>;

@@ -1,55 +1,24 @@
-import { GrpoRocError, invalid, parseOrThrow } from "../errors.js";
-import { isArrayLike, numericArraySchema, type NumericArray } from "../numeric.js";
-import { countRowTokens, toMatrix, type Matrix, type MatrixInput } from "../tensor.js";
+/**
+ * The policy loss of docs/spec.md §4 and its gradient with respect to logp:
+ *
+ *   loss = Σ_b w_b · Σ_t mask·(ℓ_bt · iw_bt)  +  β · Σ_b w_b · Σ_t mask·KL_bt  −  c · Σ_b w'_b · Σ_t mask·H_bt
+ *
+ * with ℓ the per-token objective (objectives.ts), iw the importance weights, w and w' the aggregation's row weights
+ * (aggregation.ts), the KL estimators of kl.ts and the entropy bonus. Each term is one pass over the tokens.
+ */
+import { invalid, parseOrThrow } from "../errors.js";
+import type { NumericArray } from "../numeric.js";
 import { rowWeights } from "./aggregation.js";
-import { klPenalty } from "./kl.js";
+import { type LossInputs, nonFiniteLogp, type PolicyLossInputs, readLossInputs } from "./inputs.js";
+import { klEstimator } from "./kl.js";
+import { lossMetrics, type PolicyLossMetrics } from "./metrics.js";
+import { objectiveKernel, type TokenKernel } from "./objectives.js";
 import {
-  clipObjective,
-  cispoObjective,
-  reinforceObjective,
-  sapoObjective,
-  type PolicyObjective,
-  type TokenKernel,
-} from "./objectives.js";
-import { policyLossOptionsSchema, type PolicyLossOptions, type PolicyLossOptionsInput } from "./options.js";
-
-export interface PolicyLossInputs {
-  /** log π(token) under the policy being trained, [B, T]: the gradient is taken with respect to it. */
-  readonly logp: MatrixInput;
-  /** log π_old(token) under the policy that sampled, [B, T]; omitted: on-policy (ratio 1, as TRL does). */
-  readonly oldLogp?: MatrixInput | undefined;
-  /** One per rollout [B], or one per token [B, T]. */
-  readonly advantages: NumericArray | MatrixInput;
-  /** 1 for tokens the model wrote, 0 for padding and tool output, [B, T]; omitted: every token counts. */
-  readonly mask?: MatrixInput | undefined;
-  /** log π_ref(token), [B, T]: needed when options.kl is set. */
-  readonly refLogp?: MatrixInput | undefined;
-  /** Per-token importance weights (e.g. rollout correction), multiplying the policy term, [B, T]. */
-  readonly importanceWeights?: MatrixInput | undefined;
-  /** Per-token entropy of the policy, [B, T]: needed when options.entropyCoef > 0. */
-  readonly entropy?: MatrixInput | undefined;
-}
-
-export interface PolicyLossMetrics {
-  /** Valid tokens and non-empty rows of this call. */
-  readonly tokens: number;
-  readonly sequences: number;
-  /** Share of valid tokens where the clipped branch is the larger loss (verl's pg_clipfrac). */
-  readonly clipFraction: number;
-  /** Share where ρ < 1 − ε_low with A < 0, and ρ > 1 + ε_high with A > 0 (TRL's clip_ratio/low_mean, high_mean). */
-  readonly clipFractionLow: number;
-  readonly clipFractionHigh: number;
-  /** Share where the dual clip binds (verl's pg_clipfrac_lower). */
-  readonly dualClipFraction: number;
-  /** Mean of log π_old − log π over valid tokens (verl's ppo_kl; clamped like the ratio at token level). */
-  readonly approxKl: number;
-  readonly ratioMin: number;
-  readonly ratioMean: number;
-  readonly ratioMax: number;
-  /** Mean KL estimate and mean entropy over valid tokens, when computed. */
-  readonly kl: number | undefined;
-  readonly entropy: number | undefined;
-}
+  type KlOptions,
+  type PolicyLossOptions,
+  type PolicyLossOptionsInput,
+  policyLossOptionsSchema,
+} from "./options.js";
 
 export interface PolicyLossResult {
   /** The loss to minimise, −J. */
@@ -78,60 +47,13 @@ export interface PolicyLossBuffers {
   readonly gradEntropy?: Float64Array | undefined;
 }
 
-const objectives = new Map<string, PolicyObjective>([
-  ["clip", clipObjective],
-  ["cispo", cispoObjective],
-  ["sapo", sapoObjective],
-  ["reinforce", reinforceObjective],
-]);
-
-/** Adds a per-token policy objective, selectable by `options.objective`. */
-export function registerPolicyObjective(name: string, objective: PolicyObjective): void {
-  if (objectives.has(name)) throw new GrpoRocError(`policy objective "${name}" is already registered`);
-  objectives.set(name, objective);
-}
-
-/**
- * One kernel per objective and option values, built once. V8 inlines the kernel into the hot loop, with its result
- * object kept in registers, only while the loop keeps seeing the same function: a closure built afresh on every
- * call made the loss about twice as slow (and allocate per token). The normaliser is left out of the key: it only
- * sets the aggregation weights, and it changes with every micro-batch.
- */
-const kernels = new Map<string, TokenKernel>();
-const KERNEL_CACHE_SIZE = 64;
-
-function kernelFor(o: PolicyLossOptions): TokenKernel {
-  const { normalizer: _normalizer, ...rest } = o;
-  const key = JSON.stringify(rest, (_name, value: unknown) =>
-    typeof value === "number" && !Number.isFinite(value) ? String(value) : value,
-  );
-  let kernel = kernels.get(key);
-  if (kernel === undefined) {
-    const makeKernel = objectives.get(o.objective);
-    if (makeKernel === undefined) {
-      throw invalid(
-        "options.objective",
-        `unknown objective "${o.objective}"; registered: ${policyObjectiveNames().join(", ")}`,
-      );
-    }
-    if (kernels.size >= KERNEL_CACHE_SIZE) kernels.clear();
-    kernel = makeKernel(o);
-    kernels.set(key, kernel);
-  }
-  return kernel;
-}
-
-export function policyObjectiveNames(): string[] {
-  return [...objectives.keys()];
-}
-
 export function resolvePolicyLossOptions(options: PolicyLossOptionsInput = {}): PolicyLossOptions {
   return parseOrThrow(policyLossOptionsSchema, options, "options");
 }
 
 /**
- * The clipped policy loss and its gradient with respect to logp (spec §4): per-token objective, optional KL to a
- * reference and entropy bonus, aggregated so that micro-batches given the whole batch's `normalizer` sum to the
+ * The clipped policy loss and its gradient with respect to logp (docs/spec.md §4): per-token objective, optional KL
+ * to a reference and entropy bonus, aggregated so that micro-batches given the whole batch's `normalizer` sum to the
  * whole batch's loss and gradient.
  */
 export function policyLoss(
@@ -140,53 +62,28 @@ export function policyLoss(
   into: PolicyLossBuffers = {},
 ): PolicyLossResult {
   const o = resolvePolicyLossOptions(options);
-  const kernel = kernelFor(o);
-  const t = readInputs(inputs, o);
-  const [_rows, cols] = t.shape;
-  const weights = rowWeights(t.rowTokens, cols, o.aggregation, o.normalizer);
-  const entropyWeights =
-    o.entropyCoef > 0 ? rowWeights(t.rowTokens, cols, o.entropyAggregation ?? o.aggregation, o.normalizer) : undefined;
-  const outputs = outputBuffers(into, t, { perTokenKl: o.kl !== null, gradEntropy: entropyWeights !== undefined });
-  const sums = accumulate(t, o, kernel, weights, entropyWeights, outputs);
-  const metrics = lossMetrics(sums, o.kl !== null, t.entropy !== undefined);
+  const kernel = objectiveKernel(o);
+  const t = readLossInputs(inputs, o);
+  const weights = rowWeights(t.rowTokens, t.shape[1], o.aggregation, o.normalizer);
+  const outputs = outputBuffers(into, t, o);
+  const ratios = ratioRule(t, o);
+  const policy = addPolicyTerm(t, ratios, kernel, weights, outputs);
+  const kl = o.kl === null ? NO_TERM : addKlTerm(t, ratios, o.kl, weights, outputs);
+  const entropy = addEntropyTerm(t, o, outputs);
+  const metrics = lossMetrics(
+    { ...validCounts(t), ...policy, klSum: kl.sum, entropySum: entropy.sum },
+    o.kl !== null,
+    t.entropy !== undefined,
+  );
   const { grad, perTokenLoss, perTokenKl, gradEntropy } = outputs;
-  return { loss: sums.loss, grad, gradEntropy, perTokenLoss, perTokenKl, shape: t.shape, metrics };
-}
-
-/** What a backend sums over the valid tokens of a call, to report the metrics. */
-export interface MetricSums {
-  readonly tokens: number;
-  readonly sequences: number;
-  readonly clipped: number;
-  readonly low: number;
-  readonly high: number;
-  readonly dual: number;
-  readonly approxKl: number;
-  readonly ratioMin: number;
-  readonly ratioSum: number;
-  readonly ratioMax: number;
-  readonly klSum: number;
-  readonly entropySum: number;
-}
-
-/** The metrics from their sums, as every backend reports them (means over valid tokens; all 0 without any). */
-export function lossMetrics(sums: MetricSums, withKl: boolean, withEntropy: boolean): PolicyLossMetrics {
-  const { tokens } = sums;
-  const mean = (sum: number) => (tokens === 0 ? 0 : sum / tokens);
-  // Fixed shapes (optional fields present as undefined) keep callers' property accesses monomorphic.
   return {
-    tokens,
-    sequences: sums.sequences,
-    clipFraction: mean(sums.clipped),
-    clipFractionLow: mean(sums.low),
-    clipFractionHigh: mean(sums.high),
-    dualClipFraction: mean(sums.dual),
-    approxKl: mean(sums.approxKl),
-    ratioMin: tokens === 0 ? 0 : sums.ratioMin,
-    ratioMean: mean(sums.ratioSum),
-    ratioMax: tokens === 0 ? 0 : sums.ratioMax,
-    kl: withKl ? mean(sums.klSum) : undefined,
-    entropy: withEntropy ? mean(sums.entropySum) : undefined,
+    loss: policy.loss + kl.loss + entropy.loss,
+    grad,
+    gradEntropy,
+    perTokenLoss,
+    perTokenKl,
+    shape: t.shape,
+    metrics,
   };
 }
 
@@ -198,13 +95,10 @@ interface Outputs {
 }
 
 /** The arrays the loss writes: the caller's buffers, cleared and checked, or fresh zeroed ones. */
-function outputBuffers(
-  into: PolicyLossBuffers,
-  t: Inputs,
-  needed: { perTokenKl: boolean; gradEntropy: boolean },
-): Outputs {
-  if (typeof into !== "object" || into === null)
+function outputBuffers(into: PolicyLossBuffers, t: LossInputs, o: PolicyLossOptions): Outputs {
+  if (typeof into !== "object" || into === null) {
     throw invalid("into", "expected an object of Float64Array buffers ({ grad, perTokenLoss, … })");
+  }
   const size = t.shape[0] * t.shape[1];
   const taken: [string, ArrayBufferView][] = [];
   for (const [name, input] of Object.entries(t)) if (ArrayBuffer.isView(input)) taken.push([`inputs.${name}`, input]);
@@ -212,83 +106,108 @@ function outputBuffers(
     const given = into[name];
     if (given === undefined) return new Float64Array(size);
     if (!(given instanceof Float64Array)) throw invalid(`into.${name}`, "expected a Float64Array");
-    if (given.length !== size)
+    if (given.length !== size) {
       throw invalid(`into.${name}`, `has ${given.length} entries but the loss needs ${size} (B·T)`);
+    }
     const clash = taken.find(([, other]) => overlaps(given, other));
-    if (clash !== undefined)
+    if (clash !== undefined) {
       throw invalid(`into.${name}`, `shares memory with ${clash[0]}; every output needs a buffer of its own`);
+    }
     taken.push([`into.${name}`, given]);
     return given.fill(0);
   };
   return {
     grad: buffer("grad"),
     perTokenLoss: buffer("perTokenLoss"),
-    perTokenKl: needed.perTokenKl ? buffer("perTokenKl") : undefined,
-    gradEntropy: needed.gradEntropy ? buffer("gradEntropy") : undefined,
+    perTokenKl: o.kl !== null ? buffer("perTokenKl") : undefined,
+    gradEntropy: o.entropyCoef > 0 ? buffer("gradEntropy") : undefined,
   };
 }
 
 function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  return (
-    a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength
-  );
+  const aEnd = a.byteOffset + a.byteLength;
+  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < aEnd;
 }
 
-/** The hot loop, in a function of its own so that its optimised code does not depend on the caller's. */
-function accumulate(
-  t: Inputs,
-  o: PolicyLossOptions,
+/** Which log-ratio a token's ratio is made of, and the clamp on it. */
+interface RatioRule {
+  /** The mean log-ratio of each row for sequence-level ratios (GSPO); undefined for token ratios. */
+  readonly rowLogRatios: Float64Array | undefined;
+  /** "sequence": the gradient reaches every token of the row through ρ_b (GSPO as TRL differentiates it). */
+  readonly throughRow: boolean;
+  readonly clampLow: number;
+  readonly clampHigh: number;
+}
+
+function ratioRule(t: LossInputs, o: PolicyLossOptions): RatioRule {
+  return {
+    rowLogRatios: o.ratioLevel === "token" ? undefined : meanRowLogRatios(t),
+    throughRow: o.ratioLevel === "sequence",
+    // The options' clamp is a frozen array, whose entries V8 hands out boxed; a boxed bound in the clamp's select
+    // made it box every token's log-ratio too (an allocation per token). One subtraction unboxes them for good.
+    clampLow: o.logRatioClamp === null ? -Infinity : o.logRatioClamp[0] - 0,
+    clampHigh: o.logRatioClamp === null ? Infinity : o.logRatioClamp[1] - 0,
+  };
+}
+
+/** log ρ_b = the mean over the row's valid tokens of logp − oldLogp (NaN in, NaN out: the token loop reports it). */
+function meanRowLogRatios(t: LossInputs): Float64Array {
+  const [rows, cols] = t.shape;
+  const out = new Float64Array(rows);
+  const { logp, oldLogp, mask, rowTokens } = t;
+  for (let b = 0; b < rows; b++) {
+    let sum = 0;
+    for (let i = b * cols; i < (b + 1) * cols; i++) if (mask[i] === 1) sum += logp[i]! - oldLogp[i]!;
+    out[b] = sum / rowTokens[b]!;
+  }
+  return out;
+}
+
+/** The policy term's sums for the metrics, and its share of the loss. */
+interface PolicySums {
+  readonly loss: number;
+  readonly clipped: number;
+  readonly low: number;
+  readonly high: number;
+  readonly dual: number;
+  readonly approxKl: number;
+  readonly ratioMin: number;
+  readonly ratioSum: number;
+  readonly ratioMax: number;
+}
+
+/**
+ * Σ_b w_b Σ_t ℓ(ρ_bt, A)·iw_bt into perTokenLoss and grad: the hot loop, in a function of its own so that its
+ * optimised code does not depend on the caller's. It reads plain locals: property loads per token would cost as
+ * much as the arithmetic.
+ */
+function addPolicyTerm(
+  t: LossInputs,
+  ratios: RatioRule,
   kernel: TokenKernel,
   weights: Float64Array,
-  entropyWeights: Float64Array | undefined,
-  { grad, perTokenLoss, perTokenKl, gradEntropy }: Outputs,
-) {
+  { grad, perTokenLoss }: Outputs,
+): PolicySums {
   const [rows, cols] = t.shape;
-  // The options' clamp is a frozen array, whose entries V8 hands out boxed; a boxed bound in the clamp's select below
-  // made it box every token's log-ratio too (an allocation per token). One subtraction here unboxes them for good.
-  const clampLow = o.logRatioClamp === null ? -Infinity : o.logRatioClamp[0] - 0;
-  const clampHigh = o.logRatioClamp === null ? Infinity : o.logRatioClamp[1] - 0;
-  const sequenceLevel = o.ratioLevel !== "token";
-  // "sequence": the gradient of the returned loss, through ρ_b to every token of the row (GSPO, TRL).
-  // "sequence-token": GSPO-token, ρ_bt = sg(ρ_b)·π_t/sg(π_t), whose gradient stays with each token (verl).
-  const throughRow = o.ratioLevel === "sequence";
-  // The loop reads plain locals: property loads per token would cost as much as the arithmetic.
-  const {
-    logp: logps,
-    oldLogp: oldLogps,
-    mask,
-    advantages,
-    perTokenAdvantages,
-    refLogp,
-    importanceWeights,
-    entropy,
-  } = t;
-  const kl = o.kl;
-  let tokens = 0,
-    sequences = 0,
-    clipped = 0,
-    low = 0,
-    high = 0,
-    dual = 0;
-  let approxKl = 0,
-    ratioMin = Infinity,
-    ratioSum = 0,
-    ratioMax = -Infinity,
-    klSum = 0,
-    entropySum = 0;
+  const { logp: logps, oldLogp: oldLogps, mask, advantages, perTokenAdvantages, importanceWeights } = t;
+  const { rowLogRatios, throughRow, clampLow, clampHigh } = ratios;
+  const sequenceLevel = rowLogRatios !== undefined;
   let loss = 0;
+  let clipped = 0;
+  let low = 0;
+  let high = 0;
+  let dual = 0;
+  let approxKl = 0;
+  let ratioMin = Infinity;
+  let ratioSum = 0;
+  let ratioMax = -Infinity;
   for (let b = 0; b < rows; b++) {
     const count = t.rowTokens[b]!;
     if (count === 0) continue;
-    sequences++;
     const w = weights[b]!;
     const rowStart = b * cols;
     const rowEnd = rowStart + cols;
-    let sequenceLogRatio = 0;
-    if (sequenceLevel) {
-      for (let k = rowStart; k < rowEnd; k++) if (mask[k] === 1) sequenceLogRatio += logps[k]! - oldLogps[k]!;
-      sequenceLogRatio /= count;
-    }
+    const sequenceLogRatio = sequenceLevel ? rowLogRatios[b]! : 0;
     // ∂loss/∂log ρ_b summed over the row, for gradients that reach every token of the row through ρ_b.
     let rowLogRatioGrad = 0;
     for (let i = rowStart; i < rowEnd; i++) {
@@ -296,7 +215,7 @@ function accumulate(
       const logp = logps[i]!;
       const tokenLogRatio = logp - oldLogps[i]!;
       // x − x is 0 for every finite x and NaN otherwise: one test covers both inputs.
-      if (tokenLogRatio - tokenLogRatio !== 0) throw nonFinite(logps, oldLogps, i, cols);
+      if (tokenLogRatio - tokenLogRatio !== 0) throw nonFiniteLogp(logps, oldLogps, i, cols);
       const rawLogRatio = sequenceLevel ? sequenceLogRatio : tokenLogRatio;
       const inside = rawLogRatio >= clampLow && rawLogRatio <= clampHigh;
       const logRatio = inside ? rawLogRatio : rawLogRatio < clampLow ? clampLow : clampHigh;
@@ -310,33 +229,6 @@ function accumulate(
       if (throughRow) rowLogRatioGrad += viaRatio;
       grad[i] = (throughRow ? 0 : viaRatio) + w * importance * out.dLogp;
 
-      if (kl !== null) {
-        let { value, dLogp: slope } = klPenalty(kl.kind, kl.clamp, logp, refLogp![i]!);
-        if (kl.importanceCorrected) {
-          // TRL multiplies the KL by the ratio without detaching it, so the ratio's own gradient comes along.
-          if (sequenceLevel) {
-            if (inside) rowLogRatioGrad += w * kl.coef * value * ratio;
-            slope *= ratio;
-          } else {
-            slope = slope * ratio + (inside ? value * ratio : 0);
-          }
-          value *= ratio;
-        }
-        perTokenKl![i] = value;
-        loss += w * kl.coef * value;
-        grad[i] = grad[i]! + w * kl.coef * slope;
-        klSum += value;
-      }
-      if (entropy !== undefined) {
-        if (entropyWeights !== undefined) {
-          const bonus = entropyWeights[b]! * o.entropyCoef;
-          loss -= bonus * entropy[i]!;
-          gradEntropy![i] = -bonus;
-        }
-        entropySum += entropy[i]!;
-      }
-
-      tokens++;
       if (out.clipped) clipped++;
       if (out.lowClipped) low++;
       if (out.highClipped) high++;
@@ -346,137 +238,104 @@ function accumulate(
       if (ratio > ratioMax) ratioMax = ratio;
       ratioSum += ratio;
     }
-    if (rowLogRatioGrad !== 0) {
-      // log ρ_b is the mean of the row's log-ratios: each valid token gets 1/count of it.
-      for (let i = rowStart; i < rowEnd; i++) if (mask[i] === 1) grad[i] = grad[i]! + rowLogRatioGrad / count;
+    if (rowLogRatioGrad !== 0) spreadOverRow(grad, mask, rowStart, rowEnd, rowLogRatioGrad / count);
+  }
+  return { loss, clipped, low, high, dual, approxKl, ratioMin, ratioSum, ratioMax };
+}
+
+/** log ρ_b is the mean of the row's log-ratios: each valid token gets 1/count of ∂loss/∂log ρ_b. */
+function spreadOverRow(grad: Float64Array, mask: NumericArray, rowStart: number, rowEnd: number, share: number): void {
+  for (let i = rowStart; i < rowEnd; i++) if (mask[i] === 1) grad[i] = grad[i]! + share;
+}
+
+/** A term's share of the loss, and the sum of its per-token values for its metric. */
+interface TermSums {
+  readonly loss: number;
+  readonly sum: number;
+}
+
+const NO_TERM: TermSums = { loss: 0, sum: 0 };
+
+/**
+ * β · Σ_b w_b Σ_t KL_bt into perTokenKl, added to grad. TRL's importance-corrected KL multiplies it by the ratio
+ * without detaching it, so the ratio's own gradient comes along (through ρ_b at sequence level).
+ */
+function addKlTerm(t: LossInputs, ratios: RatioRule, kl: KlOptions, weights: Float64Array, outputs: Outputs): TermSums {
+  const [rows, cols] = t.shape;
+  const { grad } = outputs;
+  const perTokenKl = outputs.perTokenKl!;
+  const { logp: logps, oldLogp: oldLogps, mask, rowTokens } = t;
+  const refLogps = t.refLogp!;
+  const { rowLogRatios, clampLow, clampHigh } = ratios;
+  const { coef, importanceCorrected } = kl;
+  const estimate = klEstimator(kl.kind, kl.clamp);
+  let loss = 0;
+  let sum = 0;
+  for (let b = 0; b < rows; b++) {
+    const count = rowTokens[b]!;
+    if (count === 0) continue;
+    const scale = weights[b]! * coef;
+    const rowStart = b * cols;
+    const rowEnd = rowStart + cols;
+    let rowLogRatioGrad = 0;
+    for (let i = rowStart; i < rowEnd; i++) {
+      if (mask[i] !== 1) continue;
+      const logp = logps[i]!;
+      let { value, dLogp: slope } = estimate(logp, refLogps[i]!);
+      if (importanceCorrected) {
+        const rawLogRatio = rowLogRatios === undefined ? logp - oldLogps[i]! : rowLogRatios[b]!;
+        const inside = rawLogRatio >= clampLow && rawLogRatio <= clampHigh;
+        const ratio = Math.exp(inside ? rawLogRatio : rawLogRatio < clampLow ? clampLow : clampHigh);
+        if (rowLogRatios !== undefined) {
+          if (inside) rowLogRatioGrad += scale * value * ratio;
+          slope *= ratio;
+        } else {
+          slope = slope * ratio + (inside ? value * ratio : 0);
+        }
+        value *= ratio;
+      }
+      perTokenKl[i] = value;
+      loss += scale * value;
+      grad[i] = grad[i]! + scale * slope;
+      sum += value;
+    }
+    if (rowLogRatioGrad !== 0) spreadOverRow(grad, mask, rowStart, rowEnd, rowLogRatioGrad / count);
+  }
+  return { loss, sum };
+}
+
+/** −c · Σ_b w'_b Σ_t H_bt with its gradient into gradEntropy; the entropy's mean is a metric whenever it is given. */
+function addEntropyTerm(t: LossInputs, o: PolicyLossOptions, { gradEntropy }: Outputs): TermSums {
+  const entropy = t.entropy;
+  if (entropy === undefined) return NO_TERM;
+  const [rows, cols] = t.shape;
+  const mask = t.mask;
+  const bonusWeights =
+    gradEntropy === undefined
+      ? undefined
+      : rowWeights(t.rowTokens, cols, o.entropyAggregation ?? o.aggregation, o.normalizer);
+  let loss = 0;
+  let sum = 0;
+  for (let b = 0; b < rows; b++) {
+    const bonus = bonusWeights === undefined ? 0 : bonusWeights[b]! * o.entropyCoef;
+    for (let i = b * cols; i < (b + 1) * cols; i++) {
+      if (mask[i] !== 1) continue;
+      sum += entropy[i]!;
+      if (gradEntropy === undefined) continue;
+      loss -= bonus * entropy[i]!;
+      gradEntropy[i] = -bonus;
     }
   }
-  return {
-    loss,
-    tokens,
-    sequences,
-    clipped,
-    low,
-    high,
-    dual,
-    approxKl,
-    ratioMin,
-    ratioSum,
-    ratioMax,
-    klSum,
-    entropySum,
-  };
+  return { loss, sum };
 }
 
-/** Validated policy-loss inputs as flat arrays; shared with the other backends so they validate alike. */
-export interface Inputs {
-  readonly shape: readonly [number, number];
-  readonly logp: NumericArray;
-  readonly oldLogp: NumericArray;
-  readonly mask: NumericArray;
-  readonly rowTokens: Int32Array;
-  readonly advantages: NumericArray;
-  readonly perTokenAdvantages: boolean;
-  readonly refLogp?: NumericArray | undefined;
-  readonly importanceWeights?: NumericArray | undefined;
-  readonly entropy?: NumericArray | undefined;
-}
-
-/** Shapes must agree; every value that enters the loss (mask 1) must be finite; masked values are never read. */
-export function readInputs(inputs: PolicyLossInputs, o: PolicyLossOptions): Inputs {
-  if (typeof inputs !== "object" || inputs === null)
-    throw invalid("inputs", "expected an object with logp, advantages, …");
-  const logp = toMatrix(inputs.logp, "inputs.logp");
-  const shape = logp.shape;
-  const [rows, cols] = shape;
-  const sameShape = (input: MatrixInput | undefined, name: string): Matrix | undefined => {
-    if (input === undefined) return undefined;
-    const matrix = toMatrix(input, `inputs.${name}`);
-    if (matrix.shape[0] !== rows || matrix.shape[1] !== cols) {
-      throw invalid(`inputs.${name}`, `has shape [${matrix.shape.join(", ")}] but logp has [${rows}, ${cols}]`);
-    }
-    return matrix;
-  };
-  const mask = sameShape(inputs.mask, "mask") ?? { data: new Uint8Array(rows * cols).fill(1), shape };
-  const oldLogp = sameShape(inputs.oldLogp, "oldLogp") ?? logp;
-  const refLogp = sameShape(inputs.refLogp, "refLogp");
-  const importanceWeights = sameShape(inputs.importanceWeights, "importanceWeights");
-  const entropy = sameShape(inputs.entropy, "entropy");
-  if (o.kl !== null && refLogp === undefined)
-    throw invalid("inputs.refLogp", "options.kl is set: give the reference policy's log-probs");
-  if (o.entropyCoef > 0 && entropy === undefined)
-    throw invalid("inputs.entropy", "options.entropyCoef > 0: give the policy's per-token entropy");
-
-  const perTokenAdvantages = isMatrixInput(inputs.advantages);
-  const advantages = perTokenAdvantages
-    ? sameShape(inputs.advantages as MatrixInput, "advantages")!.data
-    : parseOrThrow(numericArraySchema, inputs.advantages, "inputs.advantages");
-  if (!perTokenAdvantages && advantages.length !== rows) {
-    throw invalid("inputs.advantages", `has ${advantages.length} entries, one per rollout, but logp has ${rows} rows`);
+/** Valid tokens and non-empty rows. */
+export function validCounts(t: LossInputs): { tokens: number; sequences: number } {
+  let tokens = 0;
+  let sequences = 0;
+  for (const count of t.rowTokens) {
+    tokens += count;
+    if (count > 0) sequences++;
   }
-
-  const rowTokens = countRowTokens(mask, "inputs.mask");
-  const maskData = mask.data;
-  // logp and oldLogp are checked as the loss reads them (see policyLoss); the optional inputs here.
-  const optional: [string, Matrix | undefined][] = [
-    ["refLogp", refLogp],
-    ["importanceWeights", importanceWeights],
-    ["entropy", entropy],
-  ];
-  for (const [name, matrix] of optional)
-    if (matrix !== undefined) requireFiniteWhereSelected(matrix.data, maskData, cols, `inputs.${name}`);
-  if (perTokenAdvantages) {
-    requireFiniteWhereSelected(advantages, maskData, cols, "inputs.advantages");
-  } else {
-    for (let b = 0; b < rows; b++) {
-      if (rowTokens[b]! > 0 && !Number.isFinite(advantages[b]))
-        throw invalid(`inputs.advantages[${b}]`, `is ${advantages[b]}; advantages must be finite`);
-    }
-  }
-  return {
-    shape,
-    logp: logp.data,
-    oldLogp: oldLogp.data,
-    mask: mask.data,
-    rowTokens,
-    advantages,
-    perTokenAdvantages,
-    ...(refLogp !== undefined ? { refLogp: refLogp.data } : {}),
-    ...(importanceWeights !== undefined ? { importanceWeights: importanceWeights.data } : {}),
-    ...(entropy !== undefined ? { entropy: entropy.data } : {}),
-  };
-}
-
-/** The check the reference does in its hot loop, as a pass of its own for backends that compute elsewhere. */
-export function requireFiniteLogps(t: Inputs): void {
-  const [, cols] = t.shape;
-  for (let i = 0; i < t.mask.length; i++) {
-    if (t.mask[i] !== 1) continue;
-    const logRatio = t.logp[i]! - t.oldLogp[i]!;
-    if (logRatio - logRatio !== 0) throw nonFinite(t.logp, t.oldLogp, i, cols);
-  }
-}
-
-function nonFinite(logps: NumericArray, oldLogps: NumericArray, i: number, cols: number): Error {
-  const [name, value] = Number.isFinite(logps[i]) ? ["oldLogp", oldLogps[i]] : ["logp", logps[i]];
-  return invalid(
-    `inputs.${name}[${Math.floor(i / cols)}][${i % cols}]`,
-    `is ${value} at a position the mask selects; only masked positions may hold non-finite values`,
-  );
-}
-
-function requireFiniteWhereSelected(values: NumericArray, mask: NumericArray, cols: number, name: string): void {
-  for (let i = 0; i < values.length; i++) {
-    if (mask[i] === 1 && !Number.isFinite(values[i])) {
-      throw invalid(
-        `${name}[${Math.floor(i / cols)}][${i % cols}]`,
-        `is ${values[i]} at a position the mask selects; only masked positions may hold non-finite values`,
-      );
-    }
-  }
-}
-
-function isMatrixInput(value: unknown): value is MatrixInput {
-  if (typeof value === "object" && value !== null && "shape" in value) return true;
-  return Array.isArray(value) && value.length > 0 && isArrayLike(value[0]);
+  return { tokens, sequences };
 }

@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { invalid } from "../errors.js";
+import { invalid } from "../backends/contract.js";
 
 /** The largest storage buffer the active tfjs backend can bind (WebGPU reports it; the CPU backends have none). */
 export function maxBindingBytes(): number {

@@ -1,5 +1,11 @@
 import * as tf from "@tensorflow/tfjs";
-import { resolvePolicyLossOptions, type PolicyLossMetrics, type PolicyLossOptionsInput } from "../loss/index.js";
+import {
+  lossMetrics,
+  type MetricSums,
+  type PolicyLossMetrics,
+  type PolicyLossOptionsInput,
+  resolvePolicyLossOptions,
+} from "../backends/contract.js";
 import { policyLossTensors, type PolicyLossTensorResult, type PolicyLossTensors } from "./loss.js";
 
 /** The metric sums of one policy-loss pass, as scalars on the device (see PolicyLossTensorResult.counts). */
@@ -97,27 +103,10 @@ export async function readPolicyLossMetrics(
     const values = scalars.length === 0 ? new Float32Array(0) : await readScalars(scalars);
     const get = (name: (typeof COUNT_NAMES)[number]) => {
       const index = present.indexOf(name);
-      return index < 0 ? undefined : values[index]!;
+      return index < 0 ? 0 : values[index]!;
     };
-    const tokens = get("tokens")!;
-    const mean = (name: (typeof COUNT_NAMES)[number]) => {
-      const sum = get(name);
-      return sum === undefined ? undefined : tokens === 0 ? 0 : sum / tokens;
-    };
-    const metrics: PolicyLossMetrics = {
-      tokens,
-      sequences: get("sequences")!,
-      clipFraction: mean("clipped")!,
-      clipFractionLow: mean("low")!,
-      clipFractionHigh: mean("high")!,
-      dualClipFraction: mean("dual")!,
-      approxKl: mean("approxKl")!,
-      ratioMin: tokens === 0 ? 0 : get("ratioMin")!,
-      ratioMean: mean("ratioSum")!,
-      ratioMax: tokens === 0 ? 0 : get("ratioMax")!,
-      kl: mean("klSum"),
-      entropy: mean("entropySum"),
-    };
+    const sums = Object.fromEntries(COUNT_NAMES.map((name) => [name, get(name)])) as unknown as MetricSums;
+    const metrics = lossMetrics(sums, counts.klSum !== undefined, counts.entropySum !== undefined);
     return { metrics, extra: Array.from(values.subarray(present.length)) };
   } finally {
     tf.dispose(scalars);

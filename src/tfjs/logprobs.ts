@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { invalid } from "../errors.js";
+import { invalid } from "../backends/contract.js";
 import { requireBindable } from "./device.js";
 import { tfjsKernelPath, wgslBackward, wgslForward, wgslRefusal, type TfjsKernels, type WgslForward } from "./wgsl.js";
 

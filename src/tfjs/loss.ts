@@ -1,12 +1,16 @@
 import * as tf from "@tensorflow/tfjs";
-import { invalid } from "../errors.js";
 import {
-  resolvePolicyLossOptions,
   type Aggregation,
+  type BuiltinObjective,
+  invalid,
+  isBuiltinObjective,
+  type KlOptions,
   type Normalizer,
   type PolicyLossOptions,
   type PolicyLossOptionsInput,
-} from "../loss/index.js";
+  referencePolicyLoss,
+  resolvePolicyLossOptions,
+} from "../backends/contract.js";
 
 /** policyLoss's inputs as tfjs tensors; [B, T] float32 unless noted. */
 export interface PolicyLossTensors {
@@ -47,15 +51,57 @@ export interface PolicyLossTensorResult {
 /**
  * The reference backend's policyLoss written in tfjs ops (float32 on whatever tfjs backend is active): the same
  * per-token objectives, aggregations, KL and entropy terms, and the same analytic gradient. Call it inside
- * tf.tidy. Values at masked positions are replaced by 0 first, so NaN there cannot leak.
+ * tf.tidy. Values at masked positions are replaced by 0 first, so NaN there cannot leak. An objective registered
+ * at run time has no tfjs ops: the reference computes it on the CPU (`registeredObjectiveTensors`).
  */
 export function policyLossTensors(
   inputs: PolicyLossTensors,
   options: PolicyLossOptionsInput = {},
 ): PolicyLossTensorResult {
   const o = resolvePolicyLossOptions(options);
+  requireTensorShapes(inputs, o);
+  if (!isBuiltinObjective(o.objective)) return registeredObjectiveTensors(inputs, options);
+  const t = cleanTensors(inputs, o);
+  const ratios = ratioTensors(t, o);
+  const policy = policyTermTensors(t, ratios, o, o.objective);
+  const kl = o.kl === null ? undefined : klTermTensors(t, ratios, o.kl, inputs.refLogp!);
+  const entropy = inputs.entropy === undefined ? undefined : entropyTermTensors(t, o, inputs.entropy);
+  let loss: tf.Tensor = policy.loss;
+  let grad: tf.Tensor = policy.grad;
+  if (kl !== undefined) {
+    loss = tf.add(loss, kl.loss);
+    grad = tf.add(grad, kl.grad);
+  }
+  if (entropy?.loss !== undefined) loss = tf.add(loss, entropy.loss);
+  const count = (flag: tf.Tensor) => tf.sum(tf.mul(tf.cast(flag, "float32"), t.mask)) as tf.Scalar;
+  const ratioOfValid = (fill: number) => tf.where(t.selected, ratios.ratio, tf.fill(t.shape, fill));
+  return {
+    loss: loss as tf.Scalar,
+    grad: tf.mul(grad, t.mask) as tf.Tensor2D,
+    gradEntropy: entropy?.grad,
+    perTokenLoss: policy.perTokenLoss,
+    perTokenKl: kl?.perTokenKl,
+    counts: {
+      tokens: tf.sum(t.mask) as tf.Scalar,
+      sequences: tf.sum(tf.cast(tf.greater(t.rowTokens, 0), "float32")) as tf.Scalar,
+      clipped: count(policy.token.clipped),
+      low: count(policy.token.lowClipped),
+      high: count(policy.token.highClipped),
+      dual: count(policy.token.dualClipped),
+      approxKl: tf.neg(
+        tf.sum(tf.mul(ratios.sequenceLevel ? ratios.tokenLogRatio : ratios.logRatio, t.mask)),
+      ) as tf.Scalar,
+      ratioMin: tf.min(ratioOfValid(Infinity)) as tf.Scalar,
+      ratioSum: tf.sum(tf.mul(ratios.ratio, t.mask)) as tf.Scalar,
+      ratioMax: tf.max(ratioOfValid(-Infinity)) as tf.Scalar,
+      klSum: kl?.sum,
+      entropySum: entropy?.sum,
+    },
+  };
+}
+
+function requireTensorShapes(inputs: PolicyLossTensors, o: PolicyLossOptions): void {
   const [rows, cols] = inputs.logp.shape;
-  const shape: [number, number] = [rows, cols];
   const requireShape = (t: tf.Tensor | undefined, name: string) => {
     if (t !== undefined && (t.rank !== 2 || t.shape[0] !== rows || t.shape[1] !== cols)) {
       throw invalid(`inputs.${name}`, `has shape [${t.shape.join(", ")}] but logp has [${rows}, ${cols}]`);
@@ -66,116 +112,189 @@ export function policyLossTensors(
   requireShape(inputs.refLogp, "refLogp");
   requireShape(inputs.importanceWeights, "importanceWeights");
   requireShape(inputs.entropy, "entropy");
-  if (inputs.advantages.rank === 2) requireShape(inputs.advantages, "advantages");
-  else if (inputs.advantages.shape[0] !== rows)
-    throw invalid(
-      "inputs.advantages",
-      `has ${inputs.advantages.shape[0]} entries, one per rollout, but logp has ${rows} rows`,
-    );
-  if (o.kl !== null && inputs.refLogp === undefined)
+  if (inputs.advantages.rank === 2) {
+    requireShape(inputs.advantages, "advantages");
+  } else if (inputs.advantages.shape[0] !== rows) {
+    const entries = inputs.advantages.shape[0];
+    throw invalid("inputs.advantages", `has ${entries} entries, one per rollout, but logp has ${rows} rows`);
+  }
+  if (o.kl !== null && inputs.refLogp === undefined) {
     throw invalid("inputs.refLogp", "options.kl is set: give the reference policy's log-probs");
-  if (o.entropyCoef > 0 && inputs.entropy === undefined)
+  }
+  if (o.entropyCoef > 0 && inputs.entropy === undefined) {
     throw invalid("inputs.entropy", "options.entropyCoef > 0: give the policy's per-token entropy");
+  }
+}
 
+/** The inputs with 0 wherever the mask is 0, the mask as float32, and the aggregation's weights per token. */
+interface CleanTensors {
+  readonly shape: [number, number];
+  readonly mask: tf.Tensor2D;
+  readonly selected: tf.Tensor;
+  readonly zeros: tf.Tensor2D;
+  readonly clean: (t: tf.Tensor) => tf.Tensor2D;
+  readonly logp: tf.Tensor2D;
+  readonly oldLogp: tf.Tensor2D;
+  readonly advantages: tf.Tensor2D;
+  readonly importance: tf.Tensor2D | undefined;
+  readonly rowTokens: tf.Tensor;
+  readonly weights: tf.Tensor2D;
+}
+
+function cleanTensors(inputs: PolicyLossTensors, o: PolicyLossOptions): CleanTensors {
+  const [rows, cols] = inputs.logp.shape;
+  const shape: [number, number] = [rows, cols];
   const mask: tf.Tensor2D = inputs.mask === undefined ? tf.ones(shape) : tf.cast(inputs.mask, "float32");
   const selected = tf.greater(mask, 0);
   const zeros = tf.zerosLike(mask);
   const clean = (t: tf.Tensor) => tf.where(selected, tf.cast(t, "float32"), zeros) as tf.Tensor2D;
   const logp = clean(inputs.logp);
-  const oldLogp = inputs.oldLogp === undefined ? logp : clean(inputs.oldLogp);
-  const advantages = clean(
-    inputs.advantages.rank === 1 ? tf.tile(tf.reshape(inputs.advantages, [rows, 1]), [1, cols]) : inputs.advantages,
-  );
-  const importance = inputs.importanceWeights === undefined ? undefined : clean(inputs.importanceWeights);
+  const perRow = inputs.advantages.rank === 1;
   const rowTokens = tf.sum(mask, 1, true);
-  const weights = tokenWeights(mask, rowTokens, o.aggregation, o.normalizer);
+  return {
+    shape,
+    mask,
+    selected,
+    zeros,
+    clean,
+    logp,
+    oldLogp: inputs.oldLogp === undefined ? logp : clean(inputs.oldLogp),
+    advantages: clean(perRow ? tf.tile(tf.reshape(inputs.advantages, [rows, 1]), [1, cols]) : inputs.advantages),
+    importance: inputs.importanceWeights === undefined ? undefined : clean(inputs.importanceWeights),
+    rowTokens,
+    weights: tokenWeights(mask, rowTokens, o.aggregation, o.normalizer),
+  };
+}
 
-  const tokenLogRatio = tf.sub(logp, oldLogp);
-  const sequenceLevel = o.ratioLevel !== "token";
-  const rawLogRatio = sequenceLevel
-    ? tf.mul(tf.div(tf.sum(tf.mul(tokenLogRatio, mask), 1, true), tf.maximum(rowTokens, 1)), tf.onesLike(mask))
-    : tokenLogRatio;
+interface RatioTensors {
+  /** One ratio per row (GSPO): gradients that go through the ratio reach the whole row. */
+  readonly sequenceLevel: boolean;
+  readonly tokenLogRatio: tf.Tensor;
+  /** Where the raw log-ratio is inside the clamp (the gradient through the ratio is 0 outside). */
+  readonly inside: tf.Tensor;
+  readonly logRatio: tf.Tensor;
+  readonly ratio: tf.Tensor;
+}
+
+/** The ratio each token's objective sees: its own, or its row's mean log-ratio (GSPO), clamped, exponentiated. */
+function ratioTensors(t: CleanTensors, o: PolicyLossOptions): RatioTensors {
+  const tokenLogRatio = tf.sub(t.logp, t.oldLogp);
+  const rawLogRatio =
+    o.ratioLevel === "token"
+      ? tokenLogRatio
+      : tf.mul(tf.div(tf.sum(tf.mul(tokenLogRatio, t.mask), 1, true), tf.maximum(t.rowTokens, 1)), tf.onesLike(t.mask));
   const [clampLow, clampHigh] = o.logRatioClamp ?? [-Infinity, Infinity];
   const inside = tf.logicalAnd(tf.greaterEqual(rawLogRatio, clampLow), tf.lessEqual(rawLogRatio, clampHigh));
   const logRatio = tf.clipByValue(rawLogRatio, Math.max(clampLow, -3e38), Math.min(clampHigh, 3e38));
-  const ratio = tf.exp(logRatio);
-  const token = objectiveTensors(o, { logp, ratio, advantages });
+  return { sequenceLevel: o.ratioLevel !== "token", tokenLogRatio, inside, logRatio, ratio: tf.exp(logRatio) };
+}
 
-  const weighted = (t: tf.Tensor) =>
-    importance === undefined ? tf.mul(weights, t) : tf.mul(tf.mul(weights, importance), t);
+/** Σ_b w_b Σ_t ℓ·iw and its gradient (through the row's ratio for "sequence" level). */
+function policyTermTensors(t: CleanTensors, ratios: RatioTensors, o: PolicyLossOptions, objective: BuiltinObjective) {
+  const token = TFJS_OBJECTIVES[objective](o, { logp: t.logp, ratio: ratios.ratio, advantages: t.advantages });
+  const weighted = (x: tf.Tensor) =>
+    t.importance === undefined ? tf.mul(t.weights, x) : tf.mul(tf.mul(t.weights, t.importance), x);
   const perTokenLoss = tf.mul(
-    importance === undefined ? token.loss : tf.mul(token.loss, importance),
-    mask,
+    t.importance === undefined ? token.loss : tf.mul(token.loss, t.importance),
+    t.mask,
   ) as tf.Tensor2D;
-  const viaRatio = tf.where(inside, weighted(token.dLogRatio), zeros);
-  // "sequence": through ρ_b to every token of the row; "sequence-token" and "token": each token its own.
-  const throughRow = o.ratioLevel === "sequence";
-  const ratioGrad = throughRow ? tf.mul(tf.div(tf.sum(viaRatio, 1, true), tf.maximum(rowTokens, 1)), mask) : viaRatio;
-  let grad: tf.Tensor = tf.add(ratioGrad, weighted(token.dLogp));
-  let loss: tf.Tensor = tf.sum(tf.mul(weights, perTokenLoss));
-
-  let perTokenKl: tf.Tensor2D | undefined;
-  let klSum: tf.Scalar | undefined;
-  if (o.kl !== null) {
-    const kl = klTensors(o.kl.kind, o.kl.clamp, logp, clean(inputs.refLogp!));
-    let value: tf.Tensor = kl.value;
-    let slope: tf.Tensor = kl.slope;
-    if (o.kl.importanceCorrected) {
-      // TRL multiplies the KL by the ratio without detaching it, so the ratio's own gradient comes along.
-      const ratioSlope = tf.where(inside, tf.mul(value, ratio), zeros);
-      slope = tf.mul(slope, ratio);
-      if (sequenceLevel) {
-        const rowSum = tf.sum(tf.mul(tf.mul(weights, ratioSlope), o.kl.coef), 1, true);
-        grad = tf.add(grad, tf.mul(tf.div(rowSum, tf.maximum(rowTokens, 1)), mask));
-      } else {
-        slope = tf.add(slope, ratioSlope);
-      }
-      value = tf.mul(value, ratio);
-    }
-    perTokenKl = tf.mul(value, mask) as tf.Tensor2D;
-    loss = tf.add(loss, tf.mul(tf.sum(tf.mul(weights, perTokenKl)), o.kl.coef));
-    grad = tf.add(grad, tf.mul(tf.mul(weights, slope), o.kl.coef));
-    klSum = tf.sum(perTokenKl) as tf.Scalar;
-  }
-
-  let gradEntropy: tf.Tensor2D | undefined;
-  let entropySum: tf.Scalar | undefined;
-  if (inputs.entropy !== undefined) {
-    const entropy = clean(inputs.entropy);
-    entropySum = tf.sum(entropy) as tf.Scalar;
-    if (o.entropyCoef > 0) {
-      const entropyWeights: tf.Tensor = tokenWeights(
-        mask,
-        rowTokens,
-        o.entropyAggregation ?? o.aggregation,
-        o.normalizer,
-      );
-      gradEntropy = tf.mul(entropyWeights, -o.entropyCoef) as tf.Tensor2D;
-      loss = tf.add(loss, tf.sum(tf.mul(gradEntropy, entropy)));
-    }
-  }
-
-  const count = (flag: tf.Tensor) => tf.sum(tf.mul(tf.cast(flag, "float32"), mask)) as tf.Scalar;
-  const ratioOfValid = (fill: number) => tf.where(selected, ratio, tf.fill(shape, fill));
+  const viaRatio = tf.where(ratios.inside, weighted(token.dLogRatio), t.zeros);
+  const ratioGrad =
+    o.ratioLevel === "sequence"
+      ? tf.mul(tf.div(tf.sum(viaRatio, 1, true), tf.maximum(t.rowTokens, 1)), t.mask)
+      : viaRatio;
   return {
-    loss: loss as tf.Scalar,
-    grad: tf.mul(grad, mask) as tf.Tensor2D,
-    gradEntropy,
+    token,
     perTokenLoss,
+    grad: tf.add(ratioGrad, weighted(token.dLogp)),
+    loss: tf.sum(tf.mul(t.weights, perTokenLoss)),
+  };
+}
+
+/** β · Σ_b w_b Σ_t KL with its gradient; TRL's importance correction multiplies by the ratio, not detached. */
+function klTermTensors(t: CleanTensors, ratios: RatioTensors, kl: KlOptions, refLogp: tf.Tensor2D) {
+  const estimate = klTensors(kl.kind, kl.clamp, t.logp, t.clean(refLogp));
+  let value: tf.Tensor = estimate.value;
+  let slope: tf.Tensor = estimate.slope;
+  let grad: tf.Tensor = t.zeros;
+  if (kl.importanceCorrected) {
+    const ratioSlope = tf.where(ratios.inside, tf.mul(value, ratios.ratio), t.zeros);
+    slope = tf.mul(slope, ratios.ratio);
+    if (ratios.sequenceLevel) {
+      const rowSum = tf.sum(tf.mul(tf.mul(t.weights, ratioSlope), kl.coef), 1, true);
+      grad = tf.mul(tf.div(rowSum, tf.maximum(t.rowTokens, 1)), t.mask);
+    } else {
+      slope = tf.add(slope, ratioSlope);
+    }
+    value = tf.mul(value, ratios.ratio);
+  }
+  const perTokenKl = tf.mul(value, t.mask) as tf.Tensor2D;
+  return {
     perTokenKl,
+    loss: tf.mul(tf.sum(tf.mul(t.weights, perTokenKl)), kl.coef),
+    grad: tf.add(grad, tf.mul(tf.mul(t.weights, slope), kl.coef)),
+    sum: tf.sum(perTokenKl) as tf.Scalar,
+  };
+}
+
+/** −c · Σ_b w'_b Σ_t H with its gradient ∂loss/∂H, and Σ H for the metric. */
+function entropyTermTensors(t: CleanTensors, o: PolicyLossOptions, entropyInput: tf.Tensor2D) {
+  const entropy = t.clean(entropyInput);
+  const sum = tf.sum(entropy) as tf.Scalar;
+  if (o.entropyCoef <= 0) return { sum, loss: undefined, grad: undefined };
+  const bonusWeights = tokenWeights(t.mask, t.rowTokens, o.entropyAggregation ?? o.aggregation, o.normalizer);
+  const grad = tf.mul(bonusWeights, -o.entropyCoef) as tf.Tensor2D;
+  return { sum, loss: tf.sum(tf.mul(grad, entropy)), grad };
+}
+
+/**
+ * An objective registered at run time, computed by the reference on the CPU (float64) from the tensors' values and
+ * handed back as tensors: the same result every backend gives for it. It reads the tensors synchronously.
+ */
+function registeredObjectiveTensors(
+  inputs: PolicyLossTensors,
+  options: PolicyLossOptionsInput,
+): PolicyLossTensorResult {
+  const matrix = (x: tf.Tensor | undefined) =>
+    x === undefined ? undefined : { data: x.dataSync() as Float32Array, shape: [x.shape[0]!, x.shape[1]!] as const };
+  const advantages =
+    inputs.advantages.rank === 1 ? (inputs.advantages.dataSync() as Float32Array) : matrix(inputs.advantages)!;
+  const result = referencePolicyLoss(
+    {
+      logp: matrix(inputs.logp)!,
+      oldLogp: matrix(inputs.oldLogp),
+      advantages,
+      mask: matrix(inputs.mask),
+      refLogp: matrix(inputs.refLogp),
+      importanceWeights: matrix(inputs.importanceWeights),
+      entropy: matrix(inputs.entropy),
+    },
+    options,
+  );
+  const shape = [result.shape[0], result.shape[1]] as [number, number];
+  const tensor = (x: Float64Array | undefined) =>
+    x === undefined ? undefined : tf.tensor2d(Float32Array.from(x), shape);
+  const m = result.metrics;
+  const sum = (mean: number) => tf.scalar(mean * m.tokens);
+  return {
+    loss: tf.scalar(result.loss),
+    grad: tensor(result.grad)!,
+    gradEntropy: tensor(result.gradEntropy),
+    perTokenLoss: tensor(result.perTokenLoss)!,
+    perTokenKl: tensor(result.perTokenKl),
     counts: {
-      tokens: tf.sum(mask) as tf.Scalar,
-      sequences: tf.sum(tf.cast(tf.greater(rowTokens, 0), "float32")) as tf.Scalar,
-      clipped: count(token.clipped),
-      low: count(token.lowClipped),
-      high: count(token.highClipped),
-      dual: count(token.dualClipped),
-      approxKl: tf.neg(tf.sum(tf.mul(sequenceLevel ? tokenLogRatio : logRatio, mask))) as tf.Scalar,
-      ratioMin: tf.min(ratioOfValid(Infinity)) as tf.Scalar,
-      ratioSum: tf.sum(tf.mul(ratio, mask)) as tf.Scalar,
-      ratioMax: tf.max(ratioOfValid(-Infinity)) as tf.Scalar,
-      klSum,
-      entropySum,
+      tokens: tf.scalar(m.tokens),
+      sequences: tf.scalar(m.sequences),
+      clipped: sum(m.clipFraction),
+      low: sum(m.clipFractionLow),
+      high: sum(m.clipFractionHigh),
+      dual: sum(m.dualClipFraction),
+      approxKl: sum(m.approxKl),
+      ratioMin: tf.scalar(m.tokens === 0 ? Infinity : m.ratioMin),
+      ratioSum: sum(m.ratioMean),
+      ratioMax: tf.scalar(m.tokens === 0 ? -Infinity : m.ratioMax),
+      klSum: m.kl === undefined ? undefined : sum(m.kl),
+      entropySum: m.entropy === undefined ? undefined : sum(m.entropy),
     },
   };
 }
@@ -190,95 +309,94 @@ interface ObjectiveTensors {
   readonly highClipped: tf.Tensor;
 }
 
-/** The per-token objectives of src/loss/objectives.ts, elementwise. */
-function objectiveTensors(
+/** One objective's per-token tensors from the ratio, logp and the advantages (broadcast to [B, T]). */
+type ObjectiveOps = (
   o: PolicyLossOptions,
-  t: { logp: tf.Tensor; ratio: tf.Tensor; advantages: tf.Tensor },
-): ObjectiveTensors {
-  const { ratio, advantages: a } = t;
-  const zeros = tf.zerosLike(ratio);
-  const none = tf.cast(tf.zerosLike(ratio), "bool");
-  const negA = tf.neg(a);
-  const low = 1 - o.clipLow;
-  const high = 1 + o.clipHigh;
-  switch (o.objective) {
-    case "clip": {
-      const clippedRatio = tf.clipByValue(ratio, low, high);
-      const capped = o.delta === null ? none : tf.greater(ratio, o.delta);
-      const unclippedRatio = o.delta === null ? ratio : tf.minimum(ratio, o.delta);
-      const unclipped = tf.mul(negA, unclippedRatio);
-      const clipped = tf.mul(negA, clippedRatio);
-      const useUnclipped = tf.greaterEqual(unclipped, clipped);
-      const slope = tf.mul(negA, ratio);
-      let loss = tf.where(useUnclipped, unclipped, clipped);
-      let dLogRatio = tf.where(
-        useUnclipped,
-        tf.where(capped, zeros, slope),
-        tf.where(tf.equal(clippedRatio, ratio), slope, zeros),
-      );
-      let dualClipped = none;
-      if (o.dualClip !== null) {
-        const bound = tf.mul(negA, o.dualClip);
-        dualClipped = tf.logicalAnd(tf.less(a, 0), tf.greater(loss, bound));
-        loss = tf.where(dualClipped, bound, loss);
-        dLogRatio = tf.where(dualClipped, zeros, dLogRatio);
-      }
-      return {
-        loss,
-        dLogRatio,
-        dLogp: zeros,
-        clipped: tf.greater(clipped, unclipped),
-        dualClipped,
-        lowClipped: tf.logicalAnd(tf.less(unclippedRatio, low), tf.less(a, 0)),
-        highClipped: tf.logicalAnd(tf.greater(unclippedRatio, high), tf.greater(a, 0)),
-      };
+  t: { readonly logp: tf.Tensor; readonly ratio: tf.Tensor; readonly advantages: tf.Tensor },
+) => ObjectiveTensors;
+
+/** No event on any token: a boolean tensor of false. */
+const never = (like: tf.Tensor) => tf.cast(tf.zerosLike(like), "bool");
+
+/**
+ * The per-token objectives of src/loss/objectives.ts, elementwise. A new built-in objective is a compile error here
+ * until its ops are written.
+ */
+const TFJS_OBJECTIVES = {
+  clip: (o, { ratio, advantages: a }) => {
+    const zeros = tf.zerosLike(ratio);
+    const negA = tf.neg(a);
+    const low = 1 - o.clipLow;
+    const high = 1 + o.clipHigh;
+    const clippedRatio = tf.clipByValue(ratio, low, high);
+    const capped = o.delta === null ? never(ratio) : tf.greater(ratio, o.delta);
+    const unclippedRatio = o.delta === null ? ratio : tf.minimum(ratio, o.delta);
+    const unclipped = tf.mul(negA, unclippedRatio);
+    const clipped = tf.mul(negA, clippedRatio);
+    const useUnclipped = tf.greaterEqual(unclipped, clipped);
+    const slope = tf.mul(negA, ratio);
+    let loss = tf.where(useUnclipped, unclipped, clipped);
+    let dLogRatio = tf.where(
+      useUnclipped,
+      tf.where(capped, zeros, slope),
+      tf.where(tf.equal(clippedRatio, ratio), slope, zeros),
+    );
+    let dualClipped = never(ratio);
+    if (o.dualClip !== null) {
+      const bound = tf.mul(negA, o.dualClip);
+      dualClipped = tf.logicalAnd(tf.less(a, 0), tf.greater(loss, bound));
+      loss = tf.where(dualClipped, bound, loss);
+      dLogRatio = tf.where(dualClipped, zeros, dLogRatio);
     }
-    case "cispo": {
-      const weight = tf.clipByValue(ratio, low, high);
-      return {
-        loss: tf.mul(tf.mul(tf.neg(weight), a), t.logp),
-        dLogRatio: zeros,
-        dLogp: tf.mul(tf.neg(weight), a),
-        clipped: tf.notEqual(weight, ratio),
-        dualClipped: none,
-        lowClipped: tf.logicalAnd(tf.less(ratio, low), tf.less(a, 0)),
-        highClipped: tf.logicalAnd(tf.greater(ratio, high), tf.greater(a, 0)),
-      };
-    }
-    case "sapo": {
-      const tau = tf.where(
-        tf.greater(a, 0),
-        tf.fill(ratio.shape, o.sapoTemperature.positive),
-        tf.fill(ratio.shape, o.sapoTemperature.negative),
-      );
-      const sigma = tf.sigmoid(tf.mul(tau, tf.sub(ratio, 1)));
-      return {
-        loss: tf.div(tf.mul(tf.mul(negA, sigma), 4), tau),
-        dLogRatio: tf.mul(tf.mul(tf.mul(tf.mul(negA, 4), sigma), tf.sub(1, sigma)), ratio),
-        dLogp: zeros,
-        clipped: none,
-        dualClipped: none,
-        lowClipped: none,
-        highClipped: none,
-      };
-    }
-    case "reinforce":
-      return {
-        loss: tf.mul(negA, t.logp),
-        dLogRatio: zeros,
-        dLogp: negA,
-        clipped: none,
-        dualClipped: none,
-        lowClipped: none,
-        highClipped: none,
-      };
-    default:
-      throw invalid(
-        "options.objective",
-        `the tfjs backend has no "${o.objective}" objective (it has clip, cispo, sapo, reinforce)`,
-      );
-  }
-}
+    return {
+      loss,
+      dLogRatio,
+      dLogp: zeros,
+      clipped: tf.greater(clipped, unclipped),
+      dualClipped,
+      lowClipped: tf.logicalAnd(tf.less(unclippedRatio, low), tf.less(a, 0)),
+      highClipped: tf.logicalAnd(tf.greater(unclippedRatio, high), tf.greater(a, 0)),
+    };
+  },
+  cispo: (o, { ratio, logp, advantages: a }) => {
+    const low = 1 - o.clipLow;
+    const high = 1 + o.clipHigh;
+    const weight = tf.clipByValue(ratio, low, high);
+    return {
+      loss: tf.mul(tf.mul(tf.neg(weight), a), logp),
+      dLogRatio: tf.zerosLike(ratio),
+      dLogp: tf.mul(tf.neg(weight), a),
+      clipped: tf.notEqual(weight, ratio),
+      dualClipped: never(ratio),
+      lowClipped: tf.logicalAnd(tf.less(ratio, low), tf.less(a, 0)),
+      highClipped: tf.logicalAnd(tf.greater(ratio, high), tf.greater(a, 0)),
+    };
+  },
+  sapo: (o, { ratio, advantages: a }) => {
+    const { positive, negative } = o.sapoTemperature;
+    const tau = tf.where(tf.greater(a, 0), tf.fill(ratio.shape, positive), tf.fill(ratio.shape, negative));
+    const sigma = tf.sigmoid(tf.mul(tau, tf.sub(ratio, 1)));
+    const negA = tf.neg(a);
+    return {
+      loss: tf.div(tf.mul(tf.mul(negA, sigma), 4), tau),
+      dLogRatio: tf.mul(tf.mul(tf.mul(tf.mul(negA, 4), sigma), tf.sub(1, sigma)), ratio),
+      dLogp: tf.zerosLike(ratio),
+      clipped: never(ratio),
+      dualClipped: never(ratio),
+      lowClipped: never(ratio),
+      highClipped: never(ratio),
+    };
+  },
+  reinforce: (_o, { ratio, logp, advantages: a }) => ({
+    loss: tf.mul(tf.neg(a), logp),
+    dLogRatio: tf.zerosLike(ratio),
+    dLogp: tf.neg(a),
+    clipped: never(ratio),
+    dualClipped: never(ratio),
+    lowClipped: never(ratio),
+    highClipped: never(ratio),
+  }),
+} as const satisfies Record<BuiltinObjective, ObjectiveOps>;
 
 /** src/loss/kl.ts elementwise: value and ∂value/∂logp. */
 function klTensors(

@@ -1,14 +1,16 @@
 import * as tf from "@tensorflow/tfjs";
 import { z } from "zod";
-import { invalid, parseOrThrow } from "../errors.js";
 import {
-  policyLossOptionsSchema,
-  resolvePolicyLossOptions,
+  invalid,
+  isArrayLike,
+  type NumericArray,
+  parseOrThrow,
   type PolicyLossMetrics,
   type PolicyLossOptions,
   type PolicyLossOptionsInput,
-} from "../loss/index.js";
-import { isArrayLike, type NumericArray } from "../numeric.js";
+  policyLossOptionsSchema,
+  resolvePolicyLossOptions,
+} from "../backends/contract.js";
 import { policyLossTf, readPolicyLossMetrics, type PolicyLossCounts } from "./differentiable.js";
 import { tokenLogProbsTf } from "./logprobs.js";
 import type { TfjsKernels } from "./wgsl.js";

@@ -23,7 +23,7 @@
  * A lost device throws at once.
  */
 import * as tf from "@tensorflow/tfjs";
-import { GrpoRocError, invalid } from "../errors.js";
+import { GrpoRocError, invalid } from "../backends/contract.js";
 import { backwardKernel } from "../webgpu/backward.wgsl.js";
 import { DeviceContext, type Batch } from "../webgpu/context.js";
 import type { GpuBuffer, GpuDevice } from "../webgpu/gpu.js";

@@ -6,57 +6,59 @@
  * runs in float32. Each backend also takes logits that are already on its device (`…OnDevice`), binding them in
  * place and leaving the gradient there.
  */
-import type { Backend, BackendInfo } from "../backends/types.js";
-import { GrpoRocError } from "../errors.js";
+import { z } from "zod";
 import {
+  type Backend,
+  type BackendInfo,
+  type BackwardInputs,
+  type ComposableKernels,
   composedPolicyLossFromLogits,
+  GrpoRocError,
+  invalid,
+  type Logits,
+  type LogitsGradient,
+  type LogitsInput,
   type LogitsPolicyLossInputs,
   type LogitsPolicyLossOptions,
   type LogitsPolicyLossResult,
-} from "../logits-loss.js";
-import { roundToBfloat16InPlace } from "../logprobs/bfloat16.js";
-import {
+  type MatrixInput,
+  type PolicyLossInputs,
+  type PolicyLossOptionsInput,
+  type PolicyLossResult,
+  parseOrThrow,
   readBackwardInputsOf,
-  savedSkipped,
   readForwardOptions,
   readLogits,
+  readLossInputs,
   readTokens,
-  type Logits,
-  type LogitsInput,
+  requireFiniteLogps,
+  resolvePolicyLossOptions,
+  roundToBfloat16InPlace,
   type TokenLogProbs,
   type TokenLogProbsBackwardOptions,
   type TokenLogProbsOptions,
-} from "../logprobs/token-logprobs.js";
-import {
-  policyLoss as referencePolicyLoss,
-  readInputs,
-  requireFiniteLogps,
-  resolvePolicyLossOptions,
-  type PolicyLossResult,
-} from "../loss/policy-loss.js";
-import { invalid, parseOrThrow } from "../errors.js";
-import type { MatrixInput } from "../tensor.js";
-import { z } from "zod";
-import { DeviceContext, type ContextOptions } from "./context.js";
+  withRegisteredObjectives,
+} from "../backends/contract.js";
+import { type Batch, type ContextOptions, DeviceContext } from "./context.js";
 import { WebGpuDeviceError } from "./errors.js";
 import { planFused, runFused } from "./fused.js";
 import { BufferUsage, type GpuBuffer, type GpuDevice } from "./gpu.js";
-import { readDeviceLogits, type DeviceLogits } from "./logits.js";
+import { type DeviceLogits, readDeviceLogits } from "./logits.js";
 import {
   clearUnlistedRows,
   deviceSource,
   encodeBackward,
   encodeForward,
+  type GradientTarget,
   hostSource,
+  type LogitsSource,
   listPositions,
   readStatistics,
   requireFiniteStatistics,
   tokenIds,
   toTokenLogProbs,
-  type GradientTarget,
-  type LogitsSource,
 } from "./logprobs.js";
-import { encodeLoss, isDeviceObjective, lossResult, packLoss, readLoss } from "./loss.js";
+import { encodeLoss, lossResult, packLoss, readLoss } from "./loss.js";
 
 /** A gradient left on the device: float32 [B, T, V], row-major from byte 0. The caller owns it (destroy() it). */
 export interface DeviceGradient {
@@ -64,13 +66,8 @@ export interface DeviceGradient {
   readonly shape: readonly [number, number, number];
 }
 
-export interface DeviceLogitsPolicyLossInputs extends Omit<LogitsPolicyLossInputs, "logits"> {
-  readonly logits: DeviceLogits;
-}
-
-export interface DeviceLogitsPolicyLossResult extends Omit<LogitsPolicyLossResult, "gradLogits"> {
-  readonly gradLogits: DeviceGradient;
-}
+export type DeviceLogitsPolicyLossInputs = LogitsPolicyLossInputs<DeviceLogits>;
+export type DeviceLogitsPolicyLossResult = LogitsPolicyLossResult<DeviceGradient>;
 
 /**
  * The kernels over logits that are already on the backend's device. The gradient goes into `into` when given (a
@@ -130,43 +127,35 @@ export function createWebGpuBackend(options: WebGpuBackendOptions): WebGpuBacken
   const parsed = parseOrThrow(optionsSchema, options, "options");
   const device = options.device;
   const context = new DeviceContext(device, {
-    ...(parsed.maxPooledBytes !== undefined ? { maxPooledBytes: parsed.maxPooledBytes } : {}),
-    ...(parsed.maxBindingBytes !== undefined ? { maxBindingBytes: parsed.maxBindingBytes } : {}),
+    maxPooledBytes: parsed.maxPooledBytes,
+    maxBindingBytes: parsed.maxBindingBytes,
   });
   const name = parsed.name ?? "webgpu";
   const description = parsed.description ?? "grpo-roc's WGSL kernels on a WebGPU device";
-  const kernels = deviceKernels(context);
-  const backend: WebGpuBackend = {
+  const backend: WebGpuBackend = withRegisteredObjectives({
     name,
-    async probe(): Promise<BackendInfo> {
-      try {
-        context.requireAlive();
-        return {
-          name,
-          available: true,
-          reason: `${description}, float32`,
-          dtypes: ["float32"],
-          maxBindingBytes: context.bindingLimit,
-        };
-      } catch (error) {
-        return {
-          name,
-          available: false,
-          reason: error instanceof Error ? error.message : String(error),
-          dtypes: ["float32"],
-          maxBindingBytes: context.bindingLimit,
-        };
-      }
-    },
-    policyLoss: (inputs, options) => kernels.policyLoss(inputs, options),
-    tokenLogProbs: (logits, tokens, options) => kernels.tokenLogProbs(logits, tokens, options),
-    tokenLogProbsBackward: (logits, tokens, options) => kernels.tokenLogProbsBackward(logits, tokens, options),
-    policyLossFromLogits: (inputs, options = {}) => kernels.policyLossFromLogits(backend, inputs, options),
-    tokenLogProbsOnDevice: (logits, tokens, options) => kernels.tokenLogProbsOnDevice(logits, tokens, options),
-    tokenLogProbsBackwardOnDevice: (logits, tokens, options, into) =>
-      kernels.tokenLogProbsBackwardOnDevice(logits, tokens, options, into),
-    policyLossFromLogitsOnDevice: (inputs, options = {}, into) =>
-      kernels.policyLossFromLogitsOnDevice(backend, inputs, options, into),
+    probe: async () => probeWebGpu(context, name, description),
+    policyLoss: (inputs: PolicyLossInputs, lossOptions?: PolicyLossOptionsInput) =>
+      webgpuPolicyLoss(context, inputs, lossOptions),
+    tokenLogProbs: (logits: LogitsInput, tokens: MatrixInput, forwardOptions?: TokenLogProbsOptions) =>
+      webgpuTokenLogProbs(context, logits, tokens, forwardOptions),
+    tokenLogProbsBackward: (logits: LogitsInput, tokens: MatrixInput, backwardOptions: TokenLogProbsBackwardOptions) =>
+      webgpuTokenLogProbsBackward(context, logits, tokens, backwardOptions),
+    policyLossFromLogits: (inputs: LogitsPolicyLossInputs, lossOptions: LogitsPolicyLossOptions = {}) =>
+      webgpuPolicyLossFromLogits(context, backend, inputs, lossOptions),
+    tokenLogProbsOnDevice: (logits: DeviceLogits, tokens: MatrixInput, forwardOptions?: TokenLogProbsOptions) =>
+      webgpuTokenLogProbsOnDevice(context, logits, tokens, forwardOptions),
+    tokenLogProbsBackwardOnDevice: (
+      logits: DeviceLogits,
+      tokens: MatrixInput,
+      backwardOptions: TokenLogProbsBackwardOptions,
+      into?: GpuBuffer,
+    ) => webgpuTokenLogProbsBackwardOnDevice(context, logits, tokens, backwardOptions, into),
+    policyLossFromLogitsOnDevice: (
+      inputs: DeviceLogitsPolicyLossInputs,
+      lossOptions: LogitsPolicyLossOptions = {},
+      into?: GpuBuffer,
+    ) => webgpuPolicyLossFromLogitsOnDevice(context, backend, inputs, lossOptions, into),
     getDevice: async () => device,
     trim: () => context.trim(),
     bufferStats: () => ({
@@ -174,8 +163,18 @@ export function createWebGpuBackend(options: WebGpuBackendOptions): WebGpuBacken
       pooled: context.pooled.buffers,
       pooledBytes: context.pooled.bytes,
     }),
-  };
+  });
   return backend;
+}
+
+function probeWebGpu(context: DeviceContext, name: string, description: string): BackendInfo {
+  const info = { name, dtypes: ["float32"] as const, maxBindingBytes: context.bindingLimit };
+  try {
+    context.requireAlive();
+    return { ...info, available: true, reason: `${description}, float32` };
+  } catch (error) {
+    return { ...info, available: false, reason: error instanceof Error ? error.message : String(error) };
+  }
 }
 
 /** The output array of a gradient: the logits' own precision, as the reference returns it. */
@@ -183,249 +182,265 @@ function gradientArray(l: Logits, size: number): Float32Array | Float64Array {
   return l.data instanceof Float64Array || Array.isArray(l.data) ? new Float64Array(size) : new Float32Array(size);
 }
 
-function deviceKernels(context: DeviceContext) {
-  const forward = async (
-    source: (batch: ReturnType<DeviceContext["batch"]>, positions: Uint32Array) => LogitsSource,
-    l: Logits,
-    ids: ArrayLike<number>,
-    mask: ArrayLike<number> | undefined,
-    temperature: number,
-    withEntropy: boolean,
-  ): Promise<TokenLogProbs> => {
-    const count = l.rows * l.cols;
-    const positions = listPositions(count, (i) => mask === undefined || mask[i] === 1);
-    let stats: Float32Array = new Float32Array(count * 4);
-    if (positions.length > 0) {
-      const batch = context.batch();
-      try {
-        const statsBuffer = batch.buffer(count * 16, BufferUsage.STORAGE | BufferUsage.COPY_SRC);
-        requireStatisticsBinding(context, count);
-        await encodeForward(
-          batch,
-          source(batch, positions),
-          batch.upload(tokenIds(ids, positions, count)),
-          batch.upload(positions),
-          statsBuffer,
-          1 / temperature,
-        );
-        stats = await readStatistics(batch, statsBuffer, positions, count);
-        await batch.check();
-      } finally {
-        batch.finish();
-      }
-    }
-    requireFiniteStatistics(stats, positions, l.cols);
-    return toTokenLogProbs(stats, positions, [l.rows, l.cols], temperature, withEntropy);
-  };
+/** Where a pass finds the logits of the positions it reads: uploaded from typed arrays, or bound on the device. */
+type SourceOf = (batch: Batch, positions: Uint32Array) => LogitsSource;
 
-  const backward = async (
-    source: (batch: ReturnType<DeviceContext["batch"]>, positions: Uint32Array) => LogitsSource,
-    inputs: ReturnType<typeof readBackwardInputsOf>,
-    target: (count: number) => GradientTarget,
-  ): Promise<void> => {
-    const { l, ids, mask, gradLogp, gradEntropy, temperature, saved } = inputs;
-    const count = l.rows * l.cols;
-    // As in the reference: a position is not read when the mask skips it or nothing flows back into it.
-    const positions = listPositions(
-      count,
-      (i) =>
-        (mask === undefined || mask[i] === 1) &&
-        (gradLogp[i] !== 0 || (gradEntropy !== undefined && gradEntropy[i] !== 0)),
-    );
-    if (saved !== undefined) {
-      for (const i of positions) {
-        if (Number.isNaN(saved.logSumExp[i])) {
-          throw savedSkipped(i, l.cols);
-        }
-      }
-    }
-    const destination = target(count);
-    if (positions.length === 0) {
-      if (destination.kind === "device" && !destination.fresh) {
-        const batch = context.batch();
-        try {
-          clearUnlistedRows(batch, destination, positions, count, l.vocab * 4);
-          await batch.check();
-        } finally {
-          batch.finish();
-        }
-      }
-      return;
-    }
-    requireStatisticsBinding(context, count);
-    const upstream = new Float32Array(count * 4);
-    let withEntropy = false;
-    for (const i of positions) {
-      upstream[4 * i] = gradLogp[i]!;
-      const h = gradEntropy?.[i] ?? 0;
-      upstream[4 * i + 3] = h;
-      if (h !== 0) withEntropy = true;
-    }
+// ---------------------------------------------------------------------------------------------------------------
+// The kernels
+
+async function webgpuPolicyLoss(
+  context: DeviceContext,
+  inputs: PolicyLossInputs,
+  options: PolicyLossOptionsInput = {},
+): Promise<PolicyLossResult> {
+  const o = resolvePolicyLossOptions(options);
+  const t = readLossInputs(inputs, o);
+  requireFiniteLogps(t);
+  const packed = packLoss(t, o, { fromStatistics: false, hasOldLogp: true });
+  const [rows, cols] = t.shape;
+  if (rows * cols === 0) return lossResult(o, packed, new Float32Array(0), new Float32Array(rows * 12));
+  const batch = context.batch();
+  try {
+    const buffers = await encodeLoss(batch, o, packed);
+    return await readLoss(batch, o, packed, buffers);
+  } finally {
+    batch.finish();
+  }
+}
+
+async function webgpuTokenLogProbs(
+  context: DeviceContext,
+  logits: LogitsInput,
+  tokens: MatrixInput,
+  options: TokenLogProbsOptions = {},
+): Promise<TokenLogProbs> {
+  const { temperature, entropy } = readForwardOptions(options);
+  const l = readLogits(logits);
+  const { ids, mask } = readTokens(tokens, options.mask, l);
+  const source: SourceOf = (batch, positions) => hostSource(batch, l, positions, false);
+  return runForward(context, source, l, ids, mask, temperature, entropy);
+}
+
+async function webgpuTokenLogProbsOnDevice(
+  context: DeviceContext,
+  logits: DeviceLogits,
+  tokens: MatrixInput,
+  options: TokenLogProbsOptions = {},
+): Promise<TokenLogProbs> {
+  const { temperature, entropy } = readForwardOptions(options);
+  const l = readDeviceLogits(logits);
+  const { ids, mask } = readTokens(tokens, options.mask, l);
+  const source: SourceOf = (batch, positions) => deviceSource(batch, logits, positions);
+  return runForward(context, source, l, ids, mask, temperature, entropy);
+}
+
+async function webgpuTokenLogProbsBackward(
+  context: DeviceContext,
+  logits: LogitsInput,
+  tokens: MatrixInput,
+  options: TokenLogProbsBackwardOptions,
+): Promise<LogitsGradient> {
+  const { temperature } = readForwardOptions(options);
+  const inputs = readBackwardInputsOf(readLogits(logits), temperature, tokens, options);
+  const { l } = inputs;
+  const out = gradientArray(l, l.rows * l.cols * l.vocab);
+  const source: SourceOf = (batch, positions) => hostSource(batch, l, positions, false);
+  await runBackward(context, source, inputs, { kind: "host", out });
+  if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
+  return { data: out, shape: [l.rows, l.cols, l.vocab] };
+}
+
+async function webgpuTokenLogProbsBackwardOnDevice(
+  context: DeviceContext,
+  logits: DeviceLogits,
+  tokens: MatrixInput,
+  options: TokenLogProbsBackwardOptions,
+  into: GpuBuffer | undefined,
+): Promise<DeviceGradient> {
+  const { temperature } = readForwardOptions(options);
+  const inputs = readBackwardInputsOf(readDeviceLogits(logits), temperature, tokens, options);
+  const { gradient, target } = gradientDestination(context, inputs.l, logits, into);
+  try {
+    await runBackward(context, (batch, positions) => deviceSource(batch, logits, positions), inputs, target);
+    return gradient;
+  } catch (error) {
+    if (target.fresh) gradient.buffer.destroy();
+    throw error;
+  }
+}
+
+/** Fused on the device when the plan allows (see fused.ts), else composed from this backend's own kernels. */
+async function webgpuPolicyLossFromLogits(
+  context: DeviceContext,
+  backend: WebGpuBackend,
+  inputs: LogitsPolicyLossInputs,
+  options: LogitsPolicyLossOptions,
+): Promise<LogitsPolicyLossResult> {
+  const plan = planFused(inputs, options, readLogits);
+  if (plan === undefined) return composedPolicyLossFromLogits(backend, inputs, options);
+  const { l } = plan;
+  requireStatisticsBinding(context, l.rows * l.cols);
+  const out = gradientArray(l, l.rows * l.cols * l.vocab);
+  const batch = context.batch();
+  try {
+    const result = await runFused(batch, plan, { host: l }, { kind: "host", out });
+    if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
+    return { ...result, gradLogits: { data: out, shape: [l.rows, l.cols, l.vocab] } };
+  } finally {
+    batch.finish();
+  }
+}
+
+async function webgpuPolicyLossFromLogitsOnDevice(
+  context: DeviceContext,
+  backend: WebGpuBackend,
+  inputs: DeviceLogitsPolicyLossInputs,
+  options: LogitsPolicyLossOptions,
+  into: GpuBuffer | undefined,
+): Promise<DeviceLogitsPolicyLossResult> {
+  const plan = planFused(inputs, options, readDeviceLogits);
+  if (plan === undefined) return composedPolicyLossFromLogits(onDevice(backend, into), inputs, options);
+  const { l } = plan;
+  requireStatisticsBinding(context, l.rows * l.cols);
+  const { gradient, target } = gradientDestination(context, l, inputs.logits, into);
+  const batch = context.batch();
+  try {
+    const result = await runFused(batch, plan, { device: inputs.logits }, target);
+    return { ...result, gradLogits: gradient };
+  } catch (error) {
+    if (target.fresh) gradient.buffer.destroy();
+    throw error;
+  } finally {
+    batch.finish();
+  }
+}
+
+/** The backend's kernels over device logits, for the composition (the gradient into `into`). */
+function onDevice(
+  backend: WebGpuBackend,
+  into: GpuBuffer | undefined,
+): ComposableKernels<DeviceLogits, DeviceGradient> {
+  return {
+    tokenLogProbs: (logits, tokens, options) => backend.tokenLogProbsOnDevice(logits, tokens, options),
+    policyLoss: (inputs, options) => backend.policyLoss(inputs, options),
+    tokenLogProbsBackward: (logits, tokens, options) =>
+      backend.tokenLogProbsBackwardOnDevice(logits, tokens, options, into),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The passes over the logits
+
+/** The statistics pass over the positions the mask selects, read back as the reference's TokenLogProbs. */
+async function runForward(
+  context: DeviceContext,
+  source: SourceOf,
+  l: Logits,
+  ids: ArrayLike<number>,
+  mask: ArrayLike<number> | undefined,
+  temperature: number,
+  withEntropy: boolean,
+): Promise<TokenLogProbs> {
+  const count = l.rows * l.cols;
+  const positions = listPositions(count, (i) => mask === undefined || mask[i] === 1);
+  let stats: Float32Array = new Float32Array(count * 4);
+  if (positions.length > 0) {
     const batch = context.batch();
     try {
-      let stats: GpuBuffer;
-      if (saved !== undefined) {
-        const values = new Float32Array(count * 4);
-        for (const i of positions) {
-          values[4 * i] = saved.logSumExp[i]!;
-          values[4 * i + 2] = saved.entropy?.[i] ?? 0;
-        }
-        stats = batch.upload(values);
-      } else {
-        stats = batch.buffer(count * 16, BufferUsage.STORAGE | BufferUsage.COPY_SRC);
-      }
-      const buffers = {
-        tokens: batch.upload(tokenIds(ids, positions, count)),
-        positions: batch.upload(positions),
-        stats,
-        upstream: batch.upload(upstream),
-      };
-      clearUnlistedRows(batch, destination, positions, count, l.vocab * 4);
-      await encodeBackward(
+      const statsBuffer = batch.buffer(count * 16, BufferUsage.STORAGE | BufferUsage.COPY_SRC);
+      requireStatisticsBinding(context, count);
+      const tokenBuffer = batch.upload(tokenIds(ids, positions, count));
+      const inverseTemperature = 1 / temperature;
+      await encodeForward(
         batch,
         source(batch, positions),
-        buffers,
-        { inverseTemperature: 1 / temperature, withStatistics: saved === undefined, withEntropy },
-        destination,
+        tokenBuffer,
+        batch.upload(positions),
+        statsBuffer,
+        inverseTemperature,
       );
-      if (saved === undefined) {
-        // Computed here, as the reference's rowStatistics does when nothing is saved: its errors are the reference's.
-        const statistics = await readStatistics(batch, stats, positions, count);
-        await batch.check();
-        requireFiniteStatistics(statistics, positions, l.cols);
-      }
+      stats = await readStatistics(batch, statsBuffer, positions, count);
       await batch.check();
     } finally {
       batch.finish();
     }
-  };
+  }
+  requireFiniteStatistics(stats, positions, l.cols);
+  return toTokenLogProbs(stats, positions, [l.rows, l.cols], temperature, withEntropy);
+}
 
-  return {
-    async policyLoss(
-      inputs: Parameters<Backend["policyLoss"]>[0],
-      options: Parameters<Backend["policyLoss"]>[1] = {},
-    ): Promise<PolicyLossResult> {
-      const o = resolvePolicyLossOptions(options);
-      // An objective registered by the caller has no WGSL: the reference runs it (and rejects unknown names).
-      if (!isDeviceObjective(o.objective)) return referencePolicyLoss(inputs, options);
-      const t = readInputs(inputs, o);
-      requireFiniteLogps(t);
-      const packed = packLoss(t, o, { fromStatistics: false, hasOldLogp: true });
-      const [rows, cols] = t.shape;
-      if (rows * cols === 0) return lossResult(o, packed, new Float32Array(0), new Float32Array(rows * 12));
-      const batch = context.batch();
-      try {
-        const buffers = await encodeLoss(batch, o, packed);
-        return await readLoss(batch, o, packed, buffers);
-      } finally {
-        batch.finish();
-      }
-    },
+/**
+ * The gradient pass over the positions the backward reads (the contract's rule), into `destination`; statistics are
+ * the saved ones, or computed in the same pass (and then checked as the reference's rowStatistics checks them).
+ */
+async function runBackward(
+  context: DeviceContext,
+  source: SourceOf,
+  inputs: BackwardInputs,
+  destination: GradientTarget,
+): Promise<void> {
+  const { l, ids, reads, gradLogp, gradEntropy, temperature, saved } = inputs;
+  const count = l.rows * l.cols;
+  const positions = listPositions(count, (i) => reads[i] === 1);
+  if (positions.length === 0) {
+    await clearDestination(context, destination, count, l.vocab);
+    return;
+  }
+  requireStatisticsBinding(context, count);
+  const upstream = new Float32Array(count * 4);
+  let withEntropy = false;
+  for (const i of positions) {
+    upstream[4 * i] = gradLogp[i]!;
+    const h = gradEntropy?.[i] ?? 0;
+    upstream[4 * i + 3] = h;
+    if (h !== 0) withEntropy = true;
+  }
+  const batch = context.batch();
+  try {
+    const stats =
+      saved === undefined
+        ? batch.buffer(count * 16, BufferUsage.STORAGE | BufferUsage.COPY_SRC)
+        : batch.upload(savedStatistics(saved, positions, count));
+    const buffers = {
+      tokens: batch.upload(tokenIds(ids, positions, count)),
+      positions: batch.upload(positions),
+      stats,
+      upstream: batch.upload(upstream),
+    };
+    clearUnlistedRows(batch, destination, positions, count, l.vocab * 4);
+    const pass = { inverseTemperature: 1 / temperature, withStatistics: saved === undefined, withEntropy };
+    await encodeBackward(batch, source(batch, positions), buffers, pass, destination);
+    if (saved === undefined) {
+      const statistics = await readStatistics(batch, stats, positions, count);
+      await batch.check();
+      requireFiniteStatistics(statistics, positions, l.cols);
+    }
+    await batch.check();
+  } finally {
+    batch.finish();
+  }
+}
 
-    async tokenLogProbs(
-      logits: LogitsInput,
-      tokens: MatrixInput,
-      options: TokenLogProbsOptions = {},
-    ): Promise<TokenLogProbs> {
-      const { temperature, entropy } = readForwardOptions(options);
-      const l = readLogits(logits);
-      const { ids, mask } = readTokens(tokens, options.mask, l);
-      return forward((batch, positions) => hostSource(batch, l, positions, false), l, ids, mask, temperature, entropy);
-    },
+/** The forward's logsumexp and entropy as the backward kernel reads its statistics: vec4 (lse, ·, H, ·). */
+function savedStatistics(saved: TokenLogProbs, positions: Uint32Array, count: number): Float32Array {
+  const values = new Float32Array(count * 4);
+  for (const i of positions) {
+    values[4 * i] = saved.logSumExp[i]!;
+    values[4 * i + 2] = saved.entropy?.[i] ?? 0;
+  }
+  return values;
+}
 
-    async tokenLogProbsBackward(logits: LogitsInput, tokens: MatrixInput, options: TokenLogProbsBackwardOptions) {
-      const { temperature } = readForwardOptions(options);
-      const inputs = readBackwardInputsOf(readLogits(logits), temperature, tokens, options);
-      const { l } = inputs;
-      const out = gradientArray(l, l.rows * l.cols * l.vocab);
-      await backward(
-        (batch, positions) => hostSource(batch, l, positions, false),
-        inputs,
-        () => ({ kind: "host", out }),
-      );
-      if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
-      return { data: out, shape: [l.rows, l.cols, l.vocab] as const };
-    },
-
-    async policyLossFromLogits(
-      self: Backend,
-      inputs: LogitsPolicyLossInputs,
-      options: LogitsPolicyLossOptions,
-    ): Promise<LogitsPolicyLossResult> {
-      const plan = planFused(inputs, options);
-      if (plan === undefined) return composedPolicyLossFromLogits(self, inputs, options);
-      const { l } = plan;
-      requireStatisticsBinding(context, l.rows * l.cols);
-      const out = gradientArray(l, l.rows * l.cols * l.vocab);
-      const batch = context.batch();
-      try {
-        const result = await runFused(batch, plan, { host: l }, { kind: "host", out });
-        if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
-        return { ...result, gradLogits: { data: out, shape: [l.rows, l.cols, l.vocab] } };
-      } finally {
-        batch.finish();
-      }
-    },
-
-    async tokenLogProbsOnDevice(
-      logits: DeviceLogits,
-      tokens: MatrixInput,
-      options: TokenLogProbsOptions = {},
-    ): Promise<TokenLogProbs> {
-      const { temperature, entropy } = readForwardOptions(options);
-      const l = readDeviceLogits(logits);
-      const { ids, mask } = readTokens(tokens, options.mask, l);
-      return forward((batch, positions) => deviceSource(batch, logits, positions), l, ids, mask, temperature, entropy);
-    },
-
-    async tokenLogProbsBackwardOnDevice(
-      logits: DeviceLogits,
-      tokens: MatrixInput,
-      options: TokenLogProbsBackwardOptions,
-      into?: GpuBuffer,
-    ): Promise<DeviceGradient> {
-      const { temperature } = readForwardOptions(options);
-      const inputs = readBackwardInputsOf(readDeviceLogits(logits), temperature, tokens, options);
-      const { l } = inputs;
-      const { gradient, target } = gradientDestination(context, l, logits, into);
-      try {
-        await backward(
-          (batch, positions) => deviceSource(batch, logits, positions),
-          inputs,
-          () => target,
-        );
-        return gradient;
-      } catch (error) {
-        if (target.fresh) gradient.buffer.destroy();
-        throw error;
-      }
-    },
-
-    async policyLossFromLogitsOnDevice(
-      self: DeviceKernels & Backend,
-      inputs: DeviceLogitsPolicyLossInputs,
-      options: LogitsPolicyLossOptions,
-      into?: GpuBuffer,
-    ): Promise<DeviceLogitsPolicyLossResult> {
-      const plan = planFused(inputs as unknown as LogitsPolicyLossInputs, options, () =>
-        readDeviceLogits(inputs.logits),
-      );
-      if (plan === undefined) return composeOnDevice(self, inputs, options, into);
-      const { l } = plan;
-      requireStatisticsBinding(context, l.rows * l.cols);
-      const { gradient, target } = gradientDestination(context, l, inputs.logits, into);
-      const batch = context.batch();
-      try {
-        const result = await runFused(batch, plan, { device: inputs.logits }, target);
-        return { ...result, gradLogits: gradient };
-      } catch (error) {
-        if (target.fresh) gradient.buffer.destroy();
-        throw error;
-      } finally {
-        batch.finish();
-      }
-    },
-  };
+/** No position is read: a caller's buffer is still overwritten with zeros (a new one already is zero). */
+async function clearDestination(context: DeviceContext, destination: GradientTarget, count: number, vocab: number) {
+  if (destination.kind !== "device" || destination.fresh) return;
+  const batch = context.batch();
+  try {
+    clearUnlistedRows(batch, destination, new Uint32Array(0), count, vocab * 4);
+    await batch.check();
+  } finally {
+    batch.finish();
+  }
 }
 
 /**
@@ -472,44 +487,6 @@ function requireStatisticsBinding(context: DeviceContext, positions: number): vo
       `${positions} positions need ${positions * 16} bytes of statistics, over the ${context.bindingLimit} bytes one binding may hold on this device: split the batch`,
     );
   }
-}
-
-/** The reference's composition (forward → loss → backward) over device logits, for plans the fused path declines. */
-async function composeOnDevice(
-  kernels: DeviceKernels & Backend,
-  inputs: DeviceLogitsPolicyLossInputs,
-  options: LogitsPolicyLossOptions,
-  into: GpuBuffer | undefined,
-): Promise<DeviceLogitsPolicyLossResult> {
-  const { logits, tokens, ...rest } = inputs;
-  const { temperature, ...lossOptions } = options;
-  const withEntropy = resolvePolicyLossOptions(lossOptions).entropyCoef > 0;
-  const logProbOptions = {
-    ...(temperature !== undefined ? { temperature } : {}),
-    ...(rest.mask !== undefined ? { mask: rest.mask } : {}),
-  };
-  const forward = await kernels.tokenLogProbsOnDevice(logits, tokens, { ...logProbOptions, entropy: withEntropy });
-  const shape = forward.shape;
-  const loss = await kernels.policyLoss(
-    {
-      ...rest,
-      logp: { data: forward.logp, shape },
-      ...(withEntropy ? { entropy: { data: forward.entropy!, shape } } : {}),
-    },
-    lossOptions,
-  );
-  const gradLogits = await kernels.tokenLogProbsBackwardOnDevice(
-    logits,
-    tokens,
-    {
-      ...logProbOptions,
-      gradLogp: { data: loss.grad, shape },
-      ...(loss.gradEntropy !== undefined ? { gradEntropy: { data: loss.gradEntropy, shape } } : {}),
-      saved: forward,
-    },
-    into,
-  );
-  return { ...loss, logp: forward.logp, entropy: forward.entropy, gradLogits };
 }
 
 export { WebGpuDeviceError };

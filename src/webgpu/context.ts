@@ -12,7 +12,7 @@
  *   them and throws a WebGpuDeviceError with the device's messages. Errors that escape a scope (and device loss)
  *   are recorded from the device's events and thrown at the next check. A failed call never returns numbers.
  */
-import { GrpoRocError } from "../errors.js";
+import { GrpoRocError } from "../backends/contract.js";
 import { WebGpuDeviceError } from "./errors.js";
 import {
   BufferUsage,

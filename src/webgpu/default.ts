@@ -4,8 +4,8 @@
  * acquires nothing; probe() tries, and reports why not instead of throwing. releaseWebGpuBackend() destroys the
  * device and lets Node exit.
  */
-import type { BackendInfo } from "../backends/types.js";
-import { GrpoRocError } from "../errors.js";
+import type { BackendInfo } from "../backends/contract.js";
+import { GrpoRocError } from "../backends/contract.js";
 import { createWebGpuBackend, type WebGpuBackend } from "./backend.js";
 import type { GpuAdapter, GpuDevice, GpuRoot } from "./gpu.js";
 import { acquireDawn, inNode, releaseDawn } from "./node.js";

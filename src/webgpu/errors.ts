@@ -1,4 +1,4 @@
-import { GrpoRocError } from "../errors.js";
+import { GrpoRocError } from "../backends/contract.js";
 
 /**
  * Errors the WebGPU device reported on its own (validation, out-of-memory, device lost), as one exception. The one

@@ -10,16 +10,20 @@
  * as the reference composes it (forward, loss, backward, each on this backend, policy loss on the CPU for an
  * objective of your own), which reproduces the reference's order of errors exactly.
  */
-import { readForwardOptions, readLogits, readTokens, type Logits } from "../logprobs/token-logprobs.js";
-import type { LogitsPolicyLossInputs, LogitsPolicyLossOptions, LogitsPolicyLossResult } from "../logits-loss.js";
 import {
-  policyObjectiveNames,
-  readInputs,
+  isBuiltinObjective,
+  type Logits,
+  type LogitsPolicyLossInputs,
+  type LogitsPolicyLossOptions,
+  type LogitsPolicyLossResult,
+  type LossInputs,
+  type PolicyLossOptions,
+  readForwardOptions,
+  readLossInputs,
+  readTokens,
   requireFiniteLogps,
   resolvePolicyLossOptions,
-  type Inputs,
-} from "../loss/policy-loss.js";
-import type { PolicyLossOptions } from "../loss/options.js";
+} from "../backends/contract.js";
 import type { Batch } from "./context.js";
 import { BufferUsage } from "./gpu.js";
 import type { DeviceLogits } from "./logits.js";
@@ -36,7 +40,7 @@ import {
   type GradientTarget,
   type LogitsSource,
 } from "./logprobs.js";
-import { encodeLoss, isDeviceObjective, lossResult, packLoss } from "./loss.js";
+import { encodeLoss, lossResult, packLoss } from "./loss.js";
 
 export interface FusedPlan {
   readonly o: PolicyLossOptions;
@@ -44,7 +48,7 @@ export interface FusedPlan {
   readonly l: Logits;
   readonly ids: ArrayLike<number>;
   readonly positions: Uint32Array;
-  readonly t: Inputs;
+  readonly t: LossInputs;
   readonly withEntropy: boolean;
   readonly hasOldLogp: boolean;
 }
@@ -52,36 +56,27 @@ export interface FusedPlan {
 /**
  * Everything the fused call checks before touching the device, or undefined when a check fails (or the objective
  * is not on the device): the caller then runs the composed path, which throws what the reference throws.
- * `inputs.logits` is a typed LogitsInput (`readLogits`), or `deviceShape` reads device logits in its place.
+ * `readShape` reads the shape of `inputs.logits`: typed arrays (`readLogits`) or device logits (`readDeviceLogits`).
  */
-export function planFused(
-  inputs: LogitsPolicyLossInputs,
+export function planFused<L>(
+  inputs: LogitsPolicyLossInputs<L>,
   options: LogitsPolicyLossOptions,
-  deviceShape?: () => Logits,
+  readShape: (logits: L) => Logits,
 ): FusedPlan | undefined {
   try {
     const { temperature: temperatureOption, ...lossOptions } = options;
     const o = resolvePolicyLossOptions(lossOptions);
     const withEntropy = o.entropyCoef > 0;
-    const { temperature } = readForwardOptions({
-      ...(temperatureOption !== undefined ? { temperature: temperatureOption } : {}),
-      entropy: withEntropy,
-    });
+    const { temperature } = readForwardOptions({ temperature: temperatureOption, entropy: withEntropy });
     const { logits, tokens, ...rest } = inputs;
-    const l = deviceShape !== undefined ? deviceShape() : readLogits(logits);
+    const l = readShape(logits);
     const { ids, mask } = readTokens(tokens, rest.mask, l);
-    if (!isDeviceObjective(o.objective) || !policyObjectiveNames().includes(o.objective)) return undefined;
+    if (!isBuiltinObjective(o.objective)) return undefined;
     const count = l.rows * l.cols;
     const shape: [number, number] = [l.rows, l.cols];
-    // Placeholders where the device will put log-probs and entropy: readInputs checks shapes and the other inputs.
-    const t = readInputs(
-      {
-        ...rest,
-        logp: { data: new Float64Array(count), shape },
-        ...(withEntropy ? { entropy: { data: new Float64Array(count), shape } } : {}),
-      },
-      o,
-    );
+    // Placeholders where the device will put log-probs and entropy: readLossInputs checks the rest.
+    const placeholder = { data: new Float64Array(count), shape };
+    const t = readLossInputs({ ...rest, logp: placeholder, entropy: withEntropy ? placeholder : undefined }, o);
     // The old log-probs' own finiteness, as the reference's loop would find it (logp is finite there: see below).
     requireFiniteLogps(t);
     const positions = listPositions(count, (i) => mask === undefined || mask[i] === 1);

@@ -3,8 +3,8 @@
  * cut into chunks whose binding stays under the device's limits, and how a chunk gets onto the device — uploaded
  * from typed arrays (host logits), or bound as a range of a buffer that is already there (device logits).
  */
-import { GrpoRocError, invalid } from "../errors.js";
-import type { Logits } from "../logprobs/token-logprobs.js";
+import { GrpoRocError, invalid } from "../backends/contract.js";
+import type { Logits } from "../backends/contract.js";
 import { alignUp, type Batch, type DeviceContext } from "./context.js";
 import { BufferUsage, type GpuBuffer } from "./gpu.js";
 import { LOGITS_PARAM_WORDS } from "./logprobs.wgsl.js";

@@ -1,32 +1,25 @@
 /**
  * The policy loss on a WebGPU device: inputs validated and row weights computed on the CPU exactly as the
- * reference does (readInputs, rowWeights), the per-token work in loss.wgsl.ts, the per-row sums added up on the
+ * reference does (readLossInputs, rowWeights), the per-token work in loss.wgsl.ts, the per-row sums added up on the
  * CPU in float64.
  */
-import { GrpoRocError } from "../errors.js";
-import { rowWeights } from "../loss/aggregation.js";
-import type { PolicyLossOptions } from "../loss/options.js";
-import { lossMetrics, type Inputs, type PolicyLossResult } from "../loss/policy-loss.js";
+import {
+  type BuiltinObjective,
+  GrpoRocError,
+  type LossInputs,
+  lossMetrics,
+  OBJECTIVE_CODE,
+  type PolicyLossOptions,
+  type PolicyLossResult,
+  rowWeights,
+} from "../backends/contract.js";
 import { alignUp, type Batch } from "./context.js";
 import { BufferUsage, type GpuBuffer } from "./gpu.js";
 import { grid, ParamSlots } from "./logits.js";
 import { bindGroup } from "./logprobs.js";
-import {
-  KL_CODES,
-  LOSS_FLAGS,
-  LOSS_PARAM_WORDS,
-  lossBindings,
-  lossKernel,
-  OBJECTIVE_CODES,
-  RATIO_LEVEL_CODES,
-} from "./loss.wgsl.js";
+import { KL_CODES, LOSS_FLAGS, LOSS_PARAM_WORDS, lossBindings, lossKernel, RATIO_LEVEL_CODES } from "./loss.wgsl.js";
 
 const LOWEST = -3.4028234663852886e38;
-
-/** The objectives loss.wgsl.ts implements; a registered objective of your own runs on the reference backend. */
-export function isDeviceObjective(name: string): name is keyof typeof OBJECTIVE_CODES {
-  return Object.hasOwn(OBJECTIVE_CODES, name);
-}
 
 export interface PackedLoss {
   readonly rows: number;
@@ -45,7 +38,7 @@ export interface PackedLoss {
  * the device's (the fused pass) and `t.logp` / `t.entropy` are placeholders that are not packed.
  */
 export function packLoss(
-  t: Inputs,
+  t: LossInputs,
   o: PolicyLossOptions,
   options: { fromStatistics: boolean; hasOldLogp: boolean },
 ): PackedLoss {
@@ -109,7 +102,7 @@ function lossParams(
 ): Uint32Array {
   const words = new Uint32Array(LOSS_PARAM_WORDS);
   words.set([chunk.rows, chunk.rowStart, packed.cols, chunk.groupsX, chunk.tokenShift, chunk.statShift]);
-  words[6] = OBJECTIVE_CODES[o.objective as keyof typeof OBJECTIVE_CODES];
+  words[6] = OBJECTIVE_CODE[o.objective as BuiltinObjective];
   words[7] = RATIO_LEVEL_CODES[o.ratioLevel];
   words[8] = packed.flags;
   words[9] = o.kl === null ? 0 : KL_CODES[o.kl.kind];

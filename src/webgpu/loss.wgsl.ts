@@ -18,10 +18,11 @@
  * Fused after the statistics pass (`fromStatistics`), logp and entropy are read from its `stats` instead.
  */
 
+import { BUILTIN_OBJECTIVES, type BuiltinObjective, OBJECTIVE_CODE } from "../backends/contract.js";
+
 export const LOSS_WORKGROUP = 64;
 
-/** Objective and ratio-level codes of the uniform block. */
-export const OBJECTIVE_CODES = { clip: 0, cispo: 1, sapo: 2, reinforce: 3 } as const;
+/** Ratio-level and KL codes of the uniform block (objectives use the contract's OBJECTIVE_CODE). */
 export const RATIO_LEVEL_CODES = { token: 0, sequence: 1, "sequence-token": 2 } as const;
 export const KL_CODES = { k1: 0, abs: 1, k2: 2, k3: 3 } as const;
 
@@ -37,6 +38,59 @@ export const LOSS_FLAGS = {
   dualClip: 256,
   delta: 512,
 } as const;
+
+/**
+ * Each built-in objective's WGSL: the body of its `case` in `objective()`, which fills `o` (an Objective, all 0) from
+ * the advantage `a`, the ratio and logp, as src/loss/objectives.ts does in float64. A new built-in objective is a
+ * compile error here until its WGSL is written.
+ */
+const WGSL_OBJECTIVES = {
+  clip: `
+      let clippedRatio = clamp(ratio, p.low, p.high);
+      let capped = has(${LOSS_FLAGS.delta}u) && ratio > p.delta;
+      let unclippedRatio = select(ratio, p.delta, capped);
+      let unclipped = -a * unclippedRatio;
+      let clippedLoss = -a * clippedRatio;
+      if (unclipped >= clippedLoss) {
+        o.loss = unclipped;
+        o.dLogRatio = select(-a * ratio, 0.0, capped);
+      } else {
+        o.loss = clippedLoss;
+        o.dLogRatio = select(0.0, -a * ratio, clippedRatio == ratio);
+      }
+      o.clipped = select(0.0, 1.0, clippedLoss > unclipped);
+      if (has(${LOSS_FLAGS.dualClip}u) && a < 0.0) {
+        let bound = -a * p.dualClip;
+        if (o.loss > bound) {
+          o.loss = bound;
+          o.dLogRatio = 0.0;
+          o.dual = 1.0;
+        }
+      }
+      o.low = select(0.0, 1.0, unclippedRatio < p.low && a < 0.0);
+      o.high = select(0.0, 1.0, unclippedRatio > p.high && a > 0.0);`,
+  cispo: `
+      let weight = clamp(ratio, p.low, p.high);
+      o.loss = -weight * a * logp;
+      o.dLogp = -weight * a;
+      o.clipped = select(0.0, 1.0, weight != ratio);
+      o.low = select(0.0, 1.0, ratio < p.low && a < 0.0);
+      o.high = select(0.0, 1.0, ratio > p.high && a > 0.0);`,
+  sapo: `
+      let tau = select(p.sapoNegative, p.sapoPositive, a > 0.0);
+      let sigma = 1.0 / (1.0 + exp(-tau * (ratio - 1.0)));
+      o.loss = (-a * sigma * 4.0) / tau;
+      o.dLogRatio = -a * 4.0 * sigma * (1.0 - sigma) * ratio;`,
+  reinforce: `
+      o.loss = -a * logp;
+      o.dLogp = -a;`,
+} as const satisfies Record<BuiltinObjective, string>;
+
+function objectiveCases(): string {
+  return BUILTIN_OBJECTIVES.map((name) => `    case ${OBJECTIVE_CODE[name]}u: {${WGSL_OBJECTIVES[name]}\n    }`).join(
+    "\n",
+  );
+}
 
 /** u32 words, then f32 words, of LossParams (16 + 12, padded to 32). */
 export const LOSS_PARAM_WORDS = 32;
@@ -111,49 +165,8 @@ struct Objective {
 fn objective(a: f32, ratio: f32, logp: f32) -> Objective {
   var o = Objective(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
   switch p.objective {
-    case ${OBJECTIVE_CODES.clip}u: {
-      let clippedRatio = clamp(ratio, p.low, p.high);
-      let capped = has(${LOSS_FLAGS.delta}u) && ratio > p.delta;
-      let unclippedRatio = select(ratio, p.delta, capped);
-      let unclipped = -a * unclippedRatio;
-      let clippedLoss = -a * clippedRatio;
-      if (unclipped >= clippedLoss) {
-        o.loss = unclipped;
-        o.dLogRatio = select(-a * ratio, 0.0, capped);
-      } else {
-        o.loss = clippedLoss;
-        o.dLogRatio = select(0.0, -a * ratio, clippedRatio == ratio);
-      }
-      o.clipped = select(0.0, 1.0, clippedLoss > unclipped);
-      if (has(${LOSS_FLAGS.dualClip}u) && a < 0.0) {
-        let bound = -a * p.dualClip;
-        if (o.loss > bound) {
-          o.loss = bound;
-          o.dLogRatio = 0.0;
-          o.dual = 1.0;
-        }
-      }
-      o.low = select(0.0, 1.0, unclippedRatio < p.low && a < 0.0);
-      o.high = select(0.0, 1.0, unclippedRatio > p.high && a > 0.0);
-    }
-    case ${OBJECTIVE_CODES.cispo}u: {
-      let weight = clamp(ratio, p.low, p.high);
-      o.loss = -weight * a * logp;
-      o.dLogp = -weight * a;
-      o.clipped = select(0.0, 1.0, weight != ratio);
-      o.low = select(0.0, 1.0, ratio < p.low && a < 0.0);
-      o.high = select(0.0, 1.0, ratio > p.high && a > 0.0);
-    }
-    case ${OBJECTIVE_CODES.sapo}u: {
-      let tau = select(p.sapoNegative, p.sapoPositive, a > 0.0);
-      let sigma = 1.0 / (1.0 + exp(-tau * (ratio - 1.0)));
-      o.loss = (-a * sigma * 4.0) / tau;
-      o.dLogRatio = -a * 4.0 * sigma * (1.0 - sigma) * ratio;
-    }
-    default: {
-      o.loss = -a * logp;
-      o.dLogp = -a;
-    }
+${objectiveCases()}
+    default: {}
   }
   return o;
 }

@@ -50,7 +50,7 @@ import {
   type PolicyLossResult,
 } from "../../src/index.js";
 import { rowWeights } from "../../src/loss/aggregation.js";
-import { readInputs } from "../../src/loss/policy-loss.js";
+import { readLossInputs as readInputs } from "../../src/loss/inputs.js";
 
 export type Dtype = "float64" | "float32";
 export type Kind = "value" | "grad";

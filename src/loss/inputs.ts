@@ -1,0 +1,147 @@
+/**
+ * The policy loss's inputs at the boundary: shapes must agree, every value that enters the loss (mask 1) must be
+ * finite, masked values are never read. Every backend validates with these functions, so they all reject the same
+ * input at the same path.
+ */
+import { invalid, parseOrThrow } from "../errors.js";
+import { isArrayLike, type NumericArray, numericArraySchema } from "../numeric.js";
+import { countRowTokens, type Matrix, type MatrixInput, toMatrix } from "../tensor.js";
+import type { PolicyLossOptions } from "./options.js";
+
+export interface PolicyLossInputs {
+  /** log π(token) under the policy being trained, [B, T]: the gradient is taken with respect to it. */
+  readonly logp: MatrixInput;
+  /** log π_old(token) under the policy that sampled, [B, T]; omitted: on-policy (ratio 1, as TRL does). */
+  readonly oldLogp?: MatrixInput | undefined;
+  /** One per rollout [B], or one per token [B, T]. */
+  readonly advantages: NumericArray | MatrixInput;
+  /** 1 for tokens the model wrote, 0 for padding and tool output, [B, T]; omitted: every token counts. */
+  readonly mask?: MatrixInput | undefined;
+  /** log π_ref(token), [B, T]: needed when options.kl is set. */
+  readonly refLogp?: MatrixInput | undefined;
+  /** Per-token importance weights (e.g. rollout correction), multiplying the policy term, [B, T]. */
+  readonly importanceWeights?: MatrixInput | undefined;
+  /** Per-token entropy of the policy, [B, T]: needed when options.entropyCoef > 0. */
+  readonly entropy?: MatrixInput | undefined;
+}
+
+/** Validated policy-loss inputs as flat row-major arrays [B·T] (advantages [B] unless per token). */
+export interface LossInputs {
+  readonly shape: readonly [number, number];
+  readonly logp: NumericArray;
+  /** logp itself when the caller gave none (on-policy). */
+  readonly oldLogp: NumericArray;
+  readonly mask: NumericArray;
+  /** Valid (mask 1) tokens of each row. */
+  readonly rowTokens: Int32Array;
+  readonly advantages: NumericArray;
+  readonly perTokenAdvantages: boolean;
+  readonly refLogp: NumericArray | undefined;
+  readonly importanceWeights: NumericArray | undefined;
+  readonly entropy: NumericArray | undefined;
+}
+
+/**
+ * Checks shapes, the inputs the options need, and the finiteness of the optional inputs where the mask selects.
+ * logp and oldLogp are checked as the loss reads them (policyLoss's loop), or by `requireFiniteLogps`.
+ */
+export function readLossInputs(inputs: PolicyLossInputs, options: PolicyLossOptions): LossInputs {
+  if (typeof inputs !== "object" || inputs === null)
+    throw invalid("inputs", "expected an object with logp, advantages, …");
+  const logp = toMatrix(inputs.logp, "inputs.logp");
+  const shape = logp.shape;
+  const [rows, cols] = shape;
+  const sameShape = (input: MatrixInput | undefined, name: string): Matrix | undefined => {
+    if (input === undefined) return undefined;
+    const matrix = toMatrix(input, `inputs.${name}`);
+    if (matrix.shape[0] !== rows || matrix.shape[1] !== cols) {
+      throw invalid(`inputs.${name}`, `has shape [${matrix.shape.join(", ")}] but logp has [${rows}, ${cols}]`);
+    }
+    return matrix;
+  };
+  const mask = sameShape(inputs.mask, "mask") ?? { data: new Uint8Array(rows * cols).fill(1), shape };
+  const oldLogp = sameShape(inputs.oldLogp, "oldLogp") ?? logp;
+  const refLogp = sameShape(inputs.refLogp, "refLogp");
+  const importanceWeights = sameShape(inputs.importanceWeights, "importanceWeights");
+  const entropy = sameShape(inputs.entropy, "entropy");
+  if (options.kl !== null && refLogp === undefined) {
+    throw invalid("inputs.refLogp", "options.kl is set: give the reference policy's log-probs");
+  }
+  if (options.entropyCoef > 0 && entropy === undefined) {
+    throw invalid("inputs.entropy", "options.entropyCoef > 0: give the policy's per-token entropy");
+  }
+
+  const perTokenAdvantages = isMatrixInput(inputs.advantages);
+  const advantages = perTokenAdvantages
+    ? sameShape(inputs.advantages as MatrixInput, "advantages")!.data
+    : parseOrThrow(numericArraySchema, inputs.advantages, "inputs.advantages");
+  if (!perTokenAdvantages && advantages.length !== rows) {
+    throw invalid("inputs.advantages", `has ${advantages.length} entries, one per rollout, but logp has ${rows} rows`);
+  }
+
+  const rowTokens = countRowTokens(mask, "inputs.mask");
+  const optional: [string, Matrix | undefined][] = [
+    ["refLogp", refLogp],
+    ["importanceWeights", importanceWeights],
+    ["entropy", entropy],
+  ];
+  for (const [name, matrix] of optional) {
+    if (matrix !== undefined) requireFiniteWhereSelected(matrix.data, mask.data, cols, `inputs.${name}`);
+  }
+  if (perTokenAdvantages) {
+    requireFiniteWhereSelected(advantages, mask.data, cols, "inputs.advantages");
+  } else {
+    for (let b = 0; b < rows; b++) {
+      if (rowTokens[b]! > 0 && !Number.isFinite(advantages[b])) {
+        throw invalid(`inputs.advantages[${b}]`, `is ${advantages[b]}; advantages must be finite`);
+      }
+    }
+  }
+  return {
+    shape,
+    logp: logp.data,
+    oldLogp: oldLogp.data,
+    mask: mask.data,
+    rowTokens,
+    advantages,
+    perTokenAdvantages,
+    refLogp: refLogp?.data,
+    importanceWeights: importanceWeights?.data,
+    entropy: entropy?.data,
+  };
+}
+
+/** The check policyLoss makes in its loop, as a pass of its own for backends that compute elsewhere. */
+export function requireFiniteLogps(inputs: LossInputs): void {
+  const [, cols] = inputs.shape;
+  for (let i = 0; i < inputs.mask.length; i++) {
+    if (inputs.mask[i] !== 1) continue;
+    const logRatio = inputs.logp[i]! - inputs.oldLogp[i]!;
+    if (logRatio - logRatio !== 0) throw nonFiniteLogp(inputs.logp, inputs.oldLogp, i, cols);
+  }
+}
+
+/** The error for position i, where logp or oldLogp is not finite. */
+export function nonFiniteLogp(logps: NumericArray, oldLogps: NumericArray, i: number, cols: number): Error {
+  const [name, value] = Number.isFinite(logps[i]) ? ["oldLogp", oldLogps[i]] : ["logp", logps[i]];
+  return invalid(
+    `inputs.${name}[${Math.floor(i / cols)}][${i % cols}]`,
+    `is ${value} at a position the mask selects; only masked positions may hold non-finite values`,
+  );
+}
+
+function requireFiniteWhereSelected(values: NumericArray, mask: NumericArray, cols: number, name: string): void {
+  for (let i = 0; i < values.length; i++) {
+    if (mask[i] === 1 && !Number.isFinite(values[i])) {
+      throw invalid(
+        `${name}[${Math.floor(i / cols)}][${i % cols}]`,
+        `is ${values[i]} at a position the mask selects; only masked positions may hold non-finite values`,
+      );
+    }
+  }
+}
+
+function isMatrixInput(value: unknown): value is MatrixInput {
+  if (typeof value === "object" && value !== null && "shape" in value) return true;
+  return Array.isArray(value) && value.length > 0 && isArrayLike(value[0]);
+}

@@ -1,0 +1,56 @@
+export interface PolicyLossMetrics {
+  /** Valid tokens and non-empty rows of this call. */
+  readonly tokens: number;
+  readonly sequences: number;
+  /** Share of valid tokens where the clipped branch is the larger loss (verl's pg_clipfrac). */
+  readonly clipFraction: number;
+  /** Share where ρ < 1 − ε_low with A < 0, and ρ > 1 + ε_high with A > 0 (TRL's clip_ratio/low_mean, high_mean). */
+  readonly clipFractionLow: number;
+  readonly clipFractionHigh: number;
+  /** Share where the dual clip binds (verl's pg_clipfrac_lower). */
+  readonly dualClipFraction: number;
+  /** Mean of log π_old − log π over valid tokens (verl's ppo_kl; clamped like the ratio at token level). */
+  readonly approxKl: number;
+  readonly ratioMin: number;
+  readonly ratioMean: number;
+  readonly ratioMax: number;
+  /** Mean KL estimate and mean entropy over valid tokens, when computed. */
+  readonly kl: number | undefined;
+  readonly entropy: number | undefined;
+}
+
+/** What a backend sums over the valid tokens of a call, to report the metrics. */
+export interface MetricSums {
+  readonly tokens: number;
+  readonly sequences: number;
+  readonly clipped: number;
+  readonly low: number;
+  readonly high: number;
+  readonly dual: number;
+  readonly approxKl: number;
+  readonly ratioMin: number;
+  readonly ratioSum: number;
+  readonly ratioMax: number;
+  readonly klSum: number;
+  readonly entropySum: number;
+}
+
+/** The metrics from their sums, as every backend reports them (means over valid tokens; all 0 without any). */
+export function lossMetrics(sums: MetricSums, withKl: boolean, withEntropy: boolean): PolicyLossMetrics {
+  const { tokens } = sums;
+  const mean = (sum: number) => (tokens === 0 ? 0 : sum / tokens);
+  return {
+    tokens,
+    sequences: sums.sequences,
+    clipFraction: mean(sums.clipped),
+    clipFractionLow: mean(sums.low),
+    clipFractionHigh: mean(sums.high),
+    dualClipFraction: mean(sums.dual),
+    approxKl: mean(sums.approxKl),
+    ratioMin: tokens === 0 ? 0 : sums.ratioMin,
+    ratioMean: mean(sums.ratioSum),
+    ratioMax: tokens === 0 ? 0 : sums.ratioMax,
+    kl: withKl ? mean(sums.klSum) : undefined,
+    entropy: withEntropy ? mean(sums.entropySum) : undefined,
+  };
+}
