@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Python peer for bench/roc.bench.ts: rStar2-Agent's reference Resample-on-Correct, written from
-shared/docs/grpo-roc-spec.md sections 2-3 (reference mode, "Transcript mode") so the bench can set the library
+docs/spec.md sections 2-3 (reference mode, "Transcript mode") so the bench can set the library
 beside the Python the reference trainer runs.
 
 Usage: python3 peer_roc.py INPUT.json. INPUT holds the bench's transcripts, structured rollouts, transcript

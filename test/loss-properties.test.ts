@@ -1,7 +1,7 @@
 /**
  * Algebraic properties of the policy loss and of the token log-probs.
  *
- * (a) Micro-batch invariance (spec §4, "a global normaliser"): cut a batch's rows into micro-batches in any way,
+ * (a) Micro-batch invariance (docs/spec.md §4, "a global normaliser"): cut a batch's rows into micro-batches in any way,
  *     give every micro-batch the whole batch's normaliser, and the micro-batch losses sum to the batch loss while
  *     the micro-batch gradients, put back in place, are the batch gradient. Tolerance: the loss to
  *     1e-13·(1 + Σ|per-token terms|) (summation order differs; the float64 bound for ≤ 42 terms is ~5e-15 of that

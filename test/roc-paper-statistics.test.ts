@@ -1,5 +1,5 @@
 /**
- * Statistical tests of paper-mode Resample-on-Correct (spec §3): positives are sampled without replacement with
+ * Statistical tests of paper-mode Resample-on-Correct (docs/spec.md §3): positives are sampled without replacement with
  * probability ∝ w = 1/p_total (p_total = 0 taken first), negatives uniformly.
  *
  * Every test uses fixed seeds, so the outcome is deterministic (never flaky). The significance level is strict

@@ -2,7 +2,7 @@
  * Property tests of Resample-on-Correct (`resampleOnCorrect`) and of the pipeline around it (`rocPipeline`).
  *
  * The expectations are computed here, independently of src/: which groups are dropped, kept whole or resampled
- * (spec §3 table), the penalties of every rollout (p_err + p_format from the structured inputs), the class counts
+ * (docs/spec.md §3 table), the penalties of every rollout (p_err + p_format from the structured inputs), the class counts
  * and, per mode, which rollouts may be kept. The counts are also checked against the exported `paperCounts` /
  * `referenceCounts`.
  */
@@ -572,7 +572,7 @@ const modes = [
 
 // ---------------------------------------------------------------------------------------------------------------
 
-describe("resampleOnCorrect agrees with an independent model of spec §3", () => {
+describe("resampleOnCorrect agrees with an independent model of docs/spec.md §3", () => {
   it.each(modes)("%s mode: statuses, counts, kept/dropped partition, penalties, metrics", (_, optionsArb) => {
     fc.assert(
       fc.property(batchArb(), optionsArb, (draft, options) => {

@@ -1,12 +1,19 @@
 import { z } from "zod";
 
+/** The choices of the options below, one list each (the schema, the types and the command line read them). */
+export const STD_SCOPES = ["group", "batch"] as const;
+export const SINGLETON_RULES = ["raw", "zero"] as const;
+export const MISSING_REWARD_RULES = ["error", "ignore"] as const;
+
 export const advantageOptionsSchema = z.object({
   /** Registered estimator name: "grpo" (group mean/std) or "rloo" (leave-one-out baseline), or one you registered. */
   estimator: z.string().default("grpo"),
-  /** GRPO: divide by std + epsilon. false gives Dr. GRPO (verl norm_adv_by_std_in_grpo=False, TRL scale_rewards="none"). */
+  /**
+   * GRPO: divide by std + epsilon. false gives Dr. GRPO (verl norm_adv_by_std_in_grpo=False, TRL scale_rewards="none").
+   */
   scaleByStd: z.boolean().default(true),
   /** GRPO: the std of the group, or of the whole batch (TRL scale_rewards="batch"; the mean stays per group). */
-  stdScope: z.enum(["group", "batch"]).default("group"),
+  stdScope: z.enum(STD_SCOPES).default("group"),
   /** Added to the std, not the variance: verl 1e-6, TRL 1e-4. */
   epsilon: z.number().nonnegative().default(1e-6),
   /** Bessel-corrected std (N−1), as both verl and TRL use. */
@@ -15,9 +22,12 @@ export const advantageOptionsSchema = z.object({
    * A group of one: "raw" keeps its reward uncentred (verl GRPO: mean 0, std 1, so A = r/(1+ε); verl RLOO: A = r);
    * "zero" gives 0 (TRL; verl's vectorised RLOO).
    */
-  singleton: z.enum(["raw", "zero"]).default("raw"),
-  /** NaN rewards: "error" rejects them; "ignore" leaves them out of the statistics and gives them A = 0 (TRL's None rewards). */
-  missingRewards: z.enum(["error", "ignore"]).default("error"),
+  singleton: z.enum(SINGLETON_RULES).default("raw"),
+  /**
+   * NaN rewards: "error" rejects them; "ignore" leaves them out of the statistics and gives them A = 0 (TRL's None
+   * rewards).
+   */
+  missingRewards: z.enum(MISSING_REWARD_RULES).default("error"),
   /** Reproduce TRL bit for bit: its nanstd computes n/(n−1) in float32. */
   besselFactorFloat32: z.boolean().default(false),
   /** Reproduce verl bit for bit: a singleton's unit std + ε is computed in float32 (1.0000009536743164). */

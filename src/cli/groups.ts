@@ -35,7 +35,9 @@ export class ContiguousGroups<T> {
     throw new InputError(
       line,
       "groupId",
-      `group ${JSON.stringify(id)} comes back after its group (lines ${span(closed)}) was closed at line ${closed.closedAt} by another group id: the rollouts of a group must be contiguous lines (or pass --repeated-groups separate)`,
+      `group ${JSON.stringify(id)} comes back after its group (lines ${span(closed)}) was closed at line ` +
+        `${closed.closedAt} by another group id: the rollouts of a group must be contiguous lines (or pass ` +
+        `--repeated-groups separate)`,
     );
   }
 

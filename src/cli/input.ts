@@ -60,8 +60,9 @@ function fileSource(path: string, size: number, dispose: () => void): InputSourc
 }
 
 /**
- * Copies stdin (or a named pipe) to a private temporary file so that it can be read twice (the batch std needs a first pass); memory
- * stays bounded, the disk holds one copy of the input, and the copy is removed at the end or on an interrupt.
+ * Copies stdin (or a named pipe) to a private temporary file so that it can be read twice (the batch std needs a first
+ * pass); memory stays bounded, the disk holds one copy of the input, and the copy is removed at the end or on an
+ * interrupt.
  */
 export async function spool(source: InputSource): Promise<InputSource> {
   if (source.rereadable) return source;

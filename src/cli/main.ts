@@ -6,6 +6,7 @@ import { penaltiesCommand } from "./commands/penalties.js";
 import { pipelineCommand } from "./commands/pipeline.js";
 import { resampleCommand } from "./commands/resample.js";
 import type { CommandDefinition } from "./commands/types.js";
+import { loadExtension } from "./extensions.js";
 import { openInput } from "./input.js";
 import { installInterruptHandlers } from "./interrupt.js";
 import { InputError } from "./lines.js";
@@ -72,6 +73,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(renderCommandHelp(definition.spec));
       return EXIT.ok;
     }
+    const extension = stringOption(values, "import");
+    if (extension !== undefined) await loadExtension(extension);
     const command = definition.create(values);
     const settings = {
       command: definition.spec.name,
@@ -113,7 +116,8 @@ function findCommand(name: string): CommandDefinition | null {
   const definition = COMMANDS.find((c) => c.spec.name === name);
   if (definition !== undefined) return definition;
   process.stderr.write(
-    `grpo-roc: unknown command ${JSON.stringify(name)}; commands: ${COMMANDS.map((c) => c.spec.name).join(", ")}. Run 'grpo-roc --help'.\n`,
+    `grpo-roc: unknown command ${JSON.stringify(name)}; commands: ${COMMANDS.map((c) => c.spec.name).join(", ")}. ` +
+      `Run 'grpo-roc --help'.\n`,
   );
   return null;
 }
@@ -150,7 +154,8 @@ main(process.argv.slice(2)).then(
   },
   (error: unknown) => {
     process.stderr.write(
-      `grpo-roc: internal error (please report it): ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      `grpo-roc: internal error (please report it): ` +
+        `${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
     );
     process.exit(70);
   },

@@ -1,14 +1,16 @@
 import {
-  advantagePresets,
-  resolveAdvantageOptions,
   type AdvantageOptions,
   type AdvantageOptionsInput,
+  advantageEstimatorNames,
+  advantagePresets,
+  resolveAdvantageOptions,
 } from "../advantages/index.js";
+import { SINGLETON_RULES, STD_SCOPES } from "../advantages/options.js";
 import { ValidationError } from "../errors.js";
 import { DEFAULT_PENALTY_OPTIONS, TOOL_FAILURES, type PenaltyOptions } from "../roc/penalties.js";
 import { resolveRocOptions } from "../roc/resample.js";
-import { rocPresets, type RocOptions, type RocOptionsInput } from "../roc/schema.js";
-import type { TranscriptDialect } from "../roc/transcript.js";
+import { ROC_MODES, type RocOptions, type RocOptionsInput, rocPresets, UNDERSIZED_RULES } from "../roc/schema.js";
+import { TRANSCRIPT_DIALECTS, type TranscriptDialect } from "../roc/transcript.js";
 import {
   choiceOption,
   listOption,
@@ -27,24 +29,32 @@ export const ioSection: OptionSection = {
       short: "o",
       type: "string",
       arg: "FILE",
-      help: "write to FILE instead of stdout: into a temporary file beside it, renamed into place at the end (on an error or an interrupt FILE is left as it was)",
+      help:
+        "write to FILE instead of stdout: into a temporary file beside it, renamed into place at the end (on an " +
+        "error or an interrupt FILE is left as it was)",
     },
     {
       name: "skip-invalid",
       type: "boolean",
-      help: 'skip bad lines (and groups the library rejects) instead of stopping: each is reported on stderr, counted in the summary and written as { line, dropped: true, reasonCode: "invalid", reason }',
+      help:
+        "skip bad lines (and groups the library rejects) instead of stopping: each is reported on stderr, " +
+        'counted in the summary and written as { line, dropped: true, reasonCode: "invalid", reason }',
     },
     {
       name: "kept-only",
       type: "boolean",
-      help: "write only the records with dropped: false (by default every input line is in the output, kept or dropped with its reason)",
+      help:
+        "write only the records with dropped: false (by default every input line is in the output, kept or " +
+        "dropped with its reason)",
     },
     { name: "include-rollout", type: "boolean", help: 'copy each input rollout into its record as "rollout"' },
     { name: "summary", type: "string", arg: "FILE", help: "also write the summary as JSON to FILE (atomically)" },
     {
       name: "progress",
       type: "boolean",
-      help: "always show the progress bar on stderr (by default it appears on a terminal once a run has lasted a second, unless the records go to that terminal)",
+      help:
+        "always show the progress bar on stderr (by default it appears on a terminal once a run has lasted a " +
+        "second, unless the records go to that terminal)",
     },
     {
       name: "quiet",
@@ -56,14 +66,20 @@ export const ioSection: OptionSection = {
   ],
 };
 
+/** A group id that comes back after its group was closed by another id. */
+const REPEATED_GROUP_RULES = ["error", "separate"] as const;
+
 export const groupingSection: OptionSection = {
   title: "Groups",
   options: [
     {
       name: "repeated-groups",
       type: "string",
-      arg: "error|separate",
-      help: 'a group id that comes back after its group was closed by another id: "error" (default; names both lines) or "separate" (each contiguous run of lines is a group of its own, and nothing is remembered about closed groups)',
+      arg: REPEATED_GROUP_RULES.join("|"),
+      help:
+        'a group id that comes back after its group was closed by another id: "error" (default; names both ' +
+        'lines) or "separate" (each contiguous run of lines is a group of its own, and nothing is remembered about ' +
+        "closed groups)",
     },
   ],
 };
@@ -74,8 +90,10 @@ export const penaltySection: OptionSection = {
     {
       name: "dialect",
       type: "string",
-      arg: "strict|reference",
-      help: 'how transcripts are read: "strict" (the sandbox\'s verdicts) or "reference" (rStar2-Agent\'s heuristics); default: strict, or reference with --mode reference',
+      arg: TRANSCRIPT_DIALECTS.join("|"),
+      help:
+        'how transcripts are read: "strict" (the sandbox\'s verdicts) or "reference" (rStar2-Agent\'s ' +
+        "heuristics); default: strict, or reference with --mode reference",
     },
     {
       name: "failure-kinds",
@@ -97,8 +115,10 @@ export const penaltySection: OptionSection = {
 const modeOption = {
   name: "mode",
   type: "string",
-  arg: "paper|reference",
-  help: "RoC as the paper describes it (default: positives sampled ∝ 1/p_total, seeded) or as rStar2-Agent's released code does it (lowest penalties, first negatives, floors of 2, reference transcript dialect)",
+  arg: ROC_MODES.join("|"),
+  help:
+    "RoC as the paper describes it (default: positives sampled ∝ 1/p_total, seeded) or as rStar2-Agent's " +
+    "released code does it (lowest penalties, first negatives, floors of 2, reference transcript dialect)",
 } as const;
 
 export const penaltyModeSection: OptionSection = {
@@ -106,7 +126,9 @@ export const penaltyModeSection: OptionSection = {
   options: [
     {
       ...modeOption,
-      help: "reference selects the reference transcript dialect (as --dialect reference); penalties are otherwise the same in both modes",
+      help:
+        "reference selects the reference transcript dialect (as --dialect reference); penalties are otherwise " +
+        "the same in both modes",
     },
   ],
 };
@@ -131,7 +153,7 @@ export const rocSection: OptionSection = {
     {
       name: "undersized",
       type: "string",
-      arg: "keep|drop|error",
+      arg: UNDERSIZED_RULES.join("|"),
       help: "groups with fewer than G rollouts (default: keep in paper mode, drop in reference mode)",
     },
     {
@@ -160,40 +182,53 @@ export const advantageSection: OptionSection = {
   title: "Advantages",
   options: [
     {
+      name: "import",
+      type: "string",
+      arg: "MODULE",
+      help:
+        "load MODULE first (a path, or a package name) and call its default export with grpo-roc's API: how an " +
+        "estimator registered with registerAdvantageEstimator becomes a choice of --estimator",
+    },
+    {
       name: "preset",
       type: "string",
       arg: "NAME",
-      help: `conventions of a peer: ${presetNames.join(", ")} (default verl, which rStar2-Agent uses); the options below override it`,
+      help:
+        `conventions of a peer: ${presetNames.join(", ")} (default verl, which rStar2-Agent uses); the options ` +
+        `below override it`,
     },
     {
       name: "estimator",
       type: "string",
-      arg: "grpo|rloo",
-      help: "group mean/std (grpo) or leave-one-out baseline (rloo)",
+      arg: "NAME",
+      help:
+        "a registered estimator: grpo (group mean/std), rloo (leave-one-out baseline), or one that --import " +
+        "registers",
     },
     { name: "no-std", type: "boolean", help: "do not divide by the std: Dr. GRPO, A = r − mean" },
     {
       name: "std-scope",
       type: "string",
-      arg: "group|batch",
-      help: 'std of the group, or of the whole input (TRL scale_rewards="batch"; the input is then read twice, and stdin is first copied to a temporary file)',
+      arg: STD_SCOPES.join("|"),
+      help:
+        'std of the group, or of the whole input (TRL scale_rewards="batch"; the input is then read twice, and ' +
+        "stdin is first copied to a temporary file)",
     },
     { name: "epsilon", type: "string", arg: "E", help: "added to the std (verl 1e-6, TRL 1e-4)" },
     { name: "biased-std", type: "boolean", help: "divide the variance by N instead of N − 1" },
     {
       name: "singleton",
       type: "string",
-      arg: "raw|zero",
+      arg: SINGLETON_RULES.join("|"),
       help: 'a group of one: "raw" keeps its reward uncentred (verl), "zero" gives 0 (TRL)',
     },
   ],
 };
 
 export function penaltyOptionsFrom(values: Values): PenaltyOptions & { readonly transcriptDialect: TranscriptDialect } {
-  const mode = choiceOption(values, "mode", ["paper", "reference"] as const) ?? "paper";
+  const mode = choiceOption(values, "mode", ROC_MODES) ?? "paper";
   return {
-    transcriptDialect:
-      choiceOption(values, "dialect", ["strict", "reference"] as const) ?? rocPresets[mode].transcriptDialect,
+    transcriptDialect: choiceOption(values, "dialect", TRANSCRIPT_DIALECTS) ?? rocPresets[mode].transcriptDialect,
     failureKinds: listOption(values, "failure-kinds", TOOL_FAILURES) ?? [...DEFAULT_PENALTY_OPTIONS.failureKinds],
     penaltyWeights: {
       error: numberOption(values, "error-weight", { min: 0 }) ?? DEFAULT_PENALTY_OPTIONS.penaltyWeights.error,
@@ -206,14 +241,14 @@ export function penaltyOptionsFrom(values: Values): PenaltyOptions & { readonly 
 
 /** The library's options as the flags give them, validated by the library itself; its complaints name the flag. */
 export function rocOptionsFrom(values: Values): RocOptions {
-  const mode = choiceOption(values, "mode", ["paper", "reference"] as const) ?? "paper";
+  const mode = choiceOption(values, "mode", ROC_MODES) ?? "paper";
   const keep = numberOption(values, "keep", { min: 1, integer: true });
   if (keep === undefined) throw new UsageError("--keep: required: how many rollouts to keep per group (G)");
   const input: Record<string, unknown> = { ...rocPresets[mode], ...penaltyOptionsFrom(values), keepPerGroup: keep };
   const seed = stringOption(values, "seed");
   // A numeric seed stays a number so the draws are those of `seed: step` in the library (the key is the same text).
   if (seed !== undefined) input.seed = /^-?\d{1,15}$/.test(seed) ? Number(seed) : seed;
-  const undersized = choiceOption(values, "undersized", ["keep", "drop", "error"] as const);
+  const undersized = choiceOption(values, "undersized", UNDERSIZED_RULES);
   if (undersized !== undefined) input.undersized = undersized;
   if (values["keep-equal-rewards"] === true) input.filterEqualRewards = false;
   const minNegatives = numberOption(values, "min-negatives", { min: 0, integer: true });
@@ -226,15 +261,15 @@ export function rocOptionsFrom(values: Values): RocOptions {
 export function advantageOptionsFrom(values: Values): AdvantageOptions {
   const preset = choiceOption(values, "preset", presetNames) ?? "verl";
   const input: Record<string, unknown> = { ...advantagePresets[preset] };
-  const estimator = choiceOption(values, "estimator", ["grpo", "rloo"] as const);
+  const estimator = choiceOption(values, "estimator", advantageEstimatorNames());
   if (estimator !== undefined) input.estimator = estimator;
   if (values["no-std"] === true) input.scaleByStd = false;
-  const scope = choiceOption(values, "std-scope", ["group", "batch"] as const);
+  const scope = choiceOption(values, "std-scope", STD_SCOPES);
   if (scope !== undefined) input.stdScope = scope;
   const epsilon = numberOption(values, "epsilon", { min: 0 });
   if (epsilon !== undefined) input.epsilon = epsilon;
   if (values["biased-std"] === true) input.unbiasedStd = false;
-  const singleton = choiceOption(values, "singleton", ["raw", "zero"] as const);
+  const singleton = choiceOption(values, "singleton", SINGLETON_RULES);
   if (singleton !== undefined) input.singleton = singleton;
   return withFlagNames(() => resolveAdvantageOptions(input as AdvantageOptionsInput));
 }
@@ -248,7 +283,7 @@ export function needsBatchStd(options: AdvantageOptions): boolean {
 }
 
 export function repeatedGroupsFrom(values: Values): "error" | "separate" {
-  return choiceOption(values, "repeated-groups", ["error", "separate"] as const) ?? "error";
+  return choiceOption(values, "repeated-groups", REPEATED_GROUP_RULES) ?? "error";
 }
 
 const FLAG_OF: Record<string, string> = {

@@ -1,7 +1,9 @@
 /** Redrawn at most this often: a redraw per line would cost more than the work on a fast input. */
 const INTERVAL_MS = 100;
 const BAR = 24;
-/** Unasked for, the bar appears only once a run has lasted this long: a short run prints its summary and nothing else. */
+/**
+ * Unasked for, the bar appears only once a run has lasted this long: a short run prints its summary and nothing else.
+ */
 export const AUTO_DELAY_MS = 1000;
 
 export type ProgressMode = "off" | "auto" | "forced";
@@ -75,7 +77,9 @@ export class Progress {
       const fraction = Math.min(1, this.bytes / total);
       const filled = Math.round(fraction * BAR);
       const bar = "#".repeat(filled) + "-".repeat(BAR - filled);
-      text = `${label} [${bar}] ${(fraction * 100).toFixed(0).padStart(3)}%  ${megabytes(this.bytes)}/${megabytes(total)} MB  ${this.lines.toLocaleString("en-US")} lines`;
+      text =
+        `${label} [${bar}] ${(fraction * 100).toFixed(0).padStart(3)}%  ` +
+        `${megabytes(this.bytes)}/${megabytes(total)} MB  ${this.lines.toLocaleString("en-US")} lines`;
     } else {
       text = `${label}  ${this.lines.toLocaleString("en-US")} lines  ${megabytes(this.bytes)} MB`;
     }

@@ -180,7 +180,8 @@ function processGroup(
     tally.invalidGroupRollouts += members.length;
     tally.rollouts += members.length;
     warn(
-      `the group ${JSON.stringify(members[0]!.rollout.groupId)} of ${members.length} rollouts: ${located.message.replace(/\n/g, "; ")}`,
+      `the group ${JSON.stringify(members[0]!.rollout.groupId)} of ${members.length} rollouts: ` +
+        `${located.message.replace(/\n/g, "; ")}`,
     );
     return members.map((member) => ({
       dropped: true,

@@ -113,7 +113,8 @@ export class Tally {
       const g = this.groups;
       const droppedGroups = g.droppedEqualRewards + g.droppedUndersized;
       parts.push(
-        `${g.in} groups (${g.resampled} resampled, ${g.keptWhole} kept whole, ${droppedGroups} dropped: ${g.droppedEqualRewards} equal rewards, ${g.droppedUndersized} undersized)`,
+        `${g.in} groups (${g.resampled} resampled, ${g.keptWhole} kept whole, ${droppedGroups} dropped: ` +
+          `${g.droppedEqualRewards} equal rewards, ${g.droppedUndersized} undersized)`,
         `kept ${this.kept}, dropped ${this.dropped}`,
       );
       const ratio = this.keptPositives.toJSON().toolErrorRatio;

@@ -176,12 +176,21 @@ const cudaVersion = (v: number) => `${Math.floor(v / 1000)}.${Math.floor((v % 10
 export function deviceReason(p: DeviceProbe, architectures: string): string {
   const error = `${p.errorName} (${p.errorString}) from ${p.failedCall}`;
   if (p.failedCall === "cudaFuncGetAttributes") {
-    return `no CUDA device this build can run on: ${p.name} (sm_${p.major}${p.minor}) has no kernel image among ${architectures}: ${error}`;
+    return (
+      `no CUDA device this build can run on: ${p.name} (sm_${p.major}${p.minor}) has no kernel image among ` +
+      `${architectures}: ${error}`
+    );
   }
   if (p.errorName === "cudaErrorInsufficientDriver" && p.driverVersion > 0) {
-    return `CUDA driver too old (driver ${cudaVersion(p.driverVersion)}, runtime ${cudaVersion(p.runtimeVersion)}; update the NVIDIA driver): ${error}`;
+    return (
+      `CUDA driver too old (driver ${cudaVersion(p.driverVersion)}, runtime ${cudaVersion(p.runtimeVersion)}; ` +
+      `update the NVIDIA driver): ${error}`
+    );
   }
-  return `no CUDA device: ${error}${p.driverVersion === 0 ? "; no NVIDIA driver is installed (cudaDriverGetVersion reports 0)" : ""}`;
+  return (
+    `no CUDA device: ` +
+    `${error}${p.driverVersion === 0 ? "; no NVIDIA driver is installed (cudaDriverGetVersion reports 0)" : ""}`
+  );
 }
 
 const GiB = 2 ** 30;
@@ -189,7 +198,8 @@ const GiB = 2 ** 30;
 export function deviceDescription(p: DeviceProbe): string {
   const version = cudaVersion;
   return (
-    `${p.name} (sm_${p.major}${p.minor}, ${(p.totalMemory / GiB).toFixed(1)} GiB, ${(p.freeMemory / GiB).toFixed(1)} GiB free; ` +
+    `${p.name} (sm_${p.major}${p.minor}, ${(p.totalMemory / GiB).toFixed(1)} GiB, ${(p.freeMemory / GiB).toFixed(1)} ` +
+    `GiB free; ` +
     `driver ${version(p.driverVersion)}, runtime ${version(p.runtimeVersion)})`
   );
 }

@@ -1,7 +1,7 @@
 import { z } from "zod";
 
 /**
- * How per-token losses become one number (spec §4). verl's modes: token-mean, seq-mean-token-sum,
+ * How per-token losses become one number (docs/spec.md §4). verl's modes: token-mean, seq-mean-token-sum,
  * seq-mean-token-mean, seq-mean-token-sum-norm. TRL's loss types: grpo, bnpo, dr_grpo, dapo.
  */
 export const AGGREGATIONS = [
@@ -34,7 +34,10 @@ export const normalizerSchema = z
     sequences: count.optional(),
     /** All rows of the whole batch, empty ones included, for TRL's grpo and dr_grpo. */
     rows: count.optional(),
-    /** Fixed length divisor: seq-mean-token-sum-norm's loss_scale_factor (default T), dr_grpo's max_completion_length (default T). */
+    /**
+     * Fixed length divisor: seq-mean-token-sum-norm's loss_scale_factor (default T), dr_grpo's max_completion_length
+     * (default T).
+     */
     length: z.number().positive().optional(),
     /** verl's dp_size: multiplies every mode but seq-mean-token-sum-norm. */
     dpSize: z.number().positive().default(1),
@@ -149,7 +152,9 @@ export const lossPresets = {
   },
   reference: { ...verl, clipHigh: 0.28 },
   verl,
-  /** verl's GSPO loss mode: sequence ratio, no ±20 clamp but log-ratio ≤ 10, no dual clip, seq-mean-token-mean always. */
+  /**
+   * verl's GSPO loss mode: sequence ratio, no ±20 clamp but log-ratio ≤ 10, no dual clip, seq-mean-token-mean always.
+   */
   verlGspo: {
     ...verl,
     ratioLevel: "sequence-token",

@@ -20,7 +20,9 @@ export interface Quality {
 export interface PenaltyOptions {
   /** Which failure kinds count as tool errors in p_err. */
   readonly failureKinds: readonly ToolFailure[];
-  /** p_total = error·p_err + format·p_format. rStar2-Agent's roc_error_ratio / roc_answer_format switch each to 0 or 1. */
+  /**
+   * p_total = error·p_err + format·p_format. rStar2-Agent's roc_error_ratio / roc_answer_format switch each to 0 or 1.
+   */
   readonly penaltyWeights: { readonly error: number; readonly format: number };
   /** p_err of a rollout that made no tool call: 0.5, neither rewarded nor ideal. */
   readonly noToolCallPenalty: number;
@@ -45,7 +47,9 @@ export function emptyOutcomeCounts(): ToolOutcomeCounts {
   return { ok: 0, parse_error: 0, execution_error: 0, timeout: 0 };
 }
 
-/** p_err = failed calls / all calls (0.5 with none); p_format = 1 without an answer, else min(1, (answers − 1)/turns). */
+/**
+ * p_err = failed calls / all calls (0.5 with none); p_format = 1 without an answer, else min(1, (answers − 1)/turns).
+ */
 export function penalties(quality: Quality, options: PenaltyOptions = DEFAULT_PENALTY_OPTIONS): Penalties {
   const counts = quality.toolOutcomes;
   const toolCalls = counts.ok + counts.parse_error + counts.execution_error + counts.timeout;

@@ -54,7 +54,9 @@ export interface RocMetrics {
   readonly keptPositives: PenaltySummary;
   /** Positives that selection left out: what RoC filtered away. */
   readonly droppedPositives: PenaltySummary;
-  /** Every correct rollout of the input, dropped groups included: the paper's "tool errors inside correct trajectories". */
+  /**
+   * Every correct rollout of the input, dropped groups included: the paper's "tool errors inside correct trajectories".
+   */
   readonly allPositives: PenaltySummary;
 }
 
@@ -166,9 +168,12 @@ function select(
     if (chosen.length !== options.keepPerGroup) {
       // The released code asserts here; so do we, rather than return a group of the wrong size.
       throw new GrpoRocError(
-        `group ${JSON.stringify(id)}: rStar2-Agent's counts ask for ${counts.positives} positives + ${counts.negatives} negatives ` +
-          `of ${positives.length} + ${negatives.length}, which is not keepPerGroup = ${options.keepPerGroup} (Python rounding ` +
-          `half to even can overshoot with an odd keepPerGroup); the released code asserts here. Use paper mode, or sizes whose rounded counts add up`,
+        `group ${JSON.stringify(id)}: rStar2-Agent's counts ask for ${counts.positives} positives + ` +
+          `${counts.negatives} negatives ` +
+          `of ${positives.length} + ${negatives.length}, which is not keepPerGroup = ${options.keepPerGroup} (Python ` +
+          `rounding ` +
+          `half to even can overshoot with an odd keepPerGroup); the released code asserts here. Use paper mode, or ` +
+          `sizes whose rounded counts add up`,
       );
     }
     return chosen;
@@ -269,7 +274,8 @@ function requirePenalties(positives: readonly number[], pTotal: Float64Array): v
     if (Number.isNaN(pTotal[i])) {
       throw invalid(
         `rollouts[${i}]`,
-        "a correct rollout of a group that is downsampled needs quality inputs: a transcript, or toolCalls + answers + turns (or pass options.penalty)",
+        "a correct rollout of a group that is downsampled needs quality inputs: a transcript, or toolCalls + answers " +
+          "+ turns (or pass options.penalty)",
       );
     }
   }

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { groupIdSchema } from "../groups.js";
 import { TOOL_FAILURES, TOOL_OUTCOMES } from "./penalties.js";
+import { TRANSCRIPT_DIALECTS } from "./transcript.js";
 
 export const toolCallSchema = z.looseObject({
   outcome: z.enum(TOOL_OUTCOMES, { error: `outcome must be one of ${TOOL_OUTCOMES.join(", ")}` }),
@@ -71,17 +72,25 @@ export function rewardOf(rollout: Rollout): number {
 
 export type PenaltyFunction = (rollout: Rollout, index: number) => number;
 
+/** RoC as the paper describes it, or as rStar2-Agent's released code does it (docs/spec.md §3). */
+export const ROC_MODES = ["paper", "reference"] as const;
+/** What happens to a group with fewer than G rollouts. */
+export const UNDERSIZED_RULES = ["keep", "drop", "error"] as const;
+
 export const rocOptionsSchema = z
   .object({
     /** G: rollouts kept per group (the paper samples 2G = 32 and keeps G = 16). */
     keepPerGroup: z.number().int().min(1),
-    mode: z.enum(["paper", "reference"]).default("paper"),
+    mode: z.enum(ROC_MODES).default("paper"),
     /** Required in paper mode; pass the training step so each step draws afresh and reruns are identical. */
     seed: z.union([z.string(), z.number()]).optional(),
     /** Drop groups whose rewards are all equal (they carry no signal) before RoC; reported per group. */
     filterEqualRewards: z.boolean().default(true),
-    /** Groups with fewer than G rollouts. Default: "keep" in paper mode, "drop" in reference mode (the released code skips them). */
-    undersized: z.enum(["keep", "drop", "error"]).optional(),
+    /**
+     * Groups with fewer than G rollouts. Default: "keep" in paper mode, "drop" in reference mode (the released code
+     * skips them).
+     */
+    undersized: z.enum(UNDERSIZED_RULES).optional(),
     /** Reference mode: floors on the kept negatives and positives. */
     minNegatives: count.default(2),
     minPositives: count.default(2),
@@ -90,7 +99,7 @@ export const rocOptionsSchema = z
       .object({ error: z.number().nonnegative().default(1), format: z.number().nonnegative().default(1) })
       .default({ error: 1, format: 1 }),
     noToolCallPenalty: z.number().nonnegative().default(0.5),
-    transcriptDialect: z.enum(["strict", "reference"]).default("strict"),
+    transcriptDialect: z.enum(TRANSCRIPT_DIALECTS).default("strict"),
     /** Your own p_total for a rollout (finite, ≥ 0); replaces the built-in penalties. */
     penalty: z
       .custom<PenaltyFunction>((value) => typeof value === "function", { message: "expected a function" })
@@ -108,7 +117,9 @@ export const rocOptionsSchema = z
       ctx.addIssue({
         code: "custom",
         path: ["minNegatives"],
-        message: `minNegatives + minPositives (${options.minNegatives + options.minPositives}) exceeds keepPerGroup (${options.keepPerGroup})`,
+        message:
+          `minNegatives + minPositives (${options.minNegatives + options.minPositives}) exceeds keepPerGroup ` +
+          `(${options.keepPerGroup})`,
       });
     }
   });
@@ -120,7 +131,10 @@ export type RocOptionsInput = z.input<typeof rocOptionsSchema>;
 export const rocPresets = {
   /** The paper: positives sampled ∝ 1/p_total, negatives uniformly, proportions kept with a floor. */
   paper: { mode: "paper", filterEqualRewards: true, transcriptDialect: "strict" },
-  /** rStar2-Agent's released code: top-k positives, first negatives, rounding and floors of 2, its transcript heuristics. */
+  /**
+   * rStar2-Agent's released code: top-k positives, first negatives, rounding and floors of 2, its transcript
+   * heuristics.
+   */
   reference: {
     mode: "reference",
     filterEqualRewards: true,

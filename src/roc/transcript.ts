@@ -6,7 +6,9 @@ import { emptyOutcomeCounts, type Quality, type ToolOutcome } from "./penalties.
  * "strict": reads the sandbox's verdict (success, failure with a reason, undecodable call), so timeouts and parse
  * failures count and a successful run that prints "error" does not; every assistant turn is counted.
  */
-export type TranscriptDialect = "strict" | "reference";
+/** "strict" reads the sandbox's verdicts; "reference" reproduces rStar2-Agent's heuristics (docs/spec.md §3). */
+export const TRANSCRIPT_DIALECTS = ["strict", "reference"] as const;
+export type TranscriptDialect = (typeof TRANSCRIPT_DIALECTS)[number];
 
 export interface ParsedTranscript extends Quality {
   /** Strict dialect: tool responses in no known shape, classified by the word "error" instead. */

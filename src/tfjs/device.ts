@@ -14,8 +14,10 @@ export function requireBindable(tensor: tf.Tensor, name: string): void {
   if (bytes > limit) {
     throw invalid(
       name,
-      `is ${(bytes / 2 ** 20).toFixed(1)} MiB, over the ${(limit / 2 ** 20).toFixed(0)} MiB one buffer may bind on the ` +
-        `"${tf.getBackend()}" backend: split the batch into micro-batches (with a global normalizer), or use the typed-array kernels, which chunk`,
+      `is ${(bytes / 2 ** 20).toFixed(1)} MiB, over the ${(limit / 2 ** 20).toFixed(0)} MiB one buffer may bind on ` +
+        `the ` +
+        `"${tf.getBackend()}" backend: split the batch into micro-batches (with a global normalizer), or use the ` +
+        `typed-array kernels, which chunk`,
     );
   }
 }

@@ -119,7 +119,9 @@ async function useWasm(): Promise<TfjsBackendStatus> {
     return {
       name: "wasm",
       available: false,
-      reason: `@tensorflow/tfjs-backend-wasm cannot be imported (npm i @tensorflow/tfjs-backend-wasm): ${messageOf(error)}`,
+      reason:
+        `@tensorflow/tfjs-backend-wasm cannot be imported (npm i @tensorflow/tfjs-backend-wasm): ` +
+        `${messageOf(error)}`,
     };
   }
   if (!wasmPathsSet && tf.findBackend("wasm") === null) {
@@ -161,7 +163,8 @@ async function useWebGpu(): Promise<TfjsBackendStatus> {
             name: "webgpu",
             available: false,
             reason:
-              "no WebGPU adapter: Dawn found no usable Vulkan driver (on Debian 12 install mesa-vulkan-drivers from bookworm-backports; its own Mesa 22 lavapipe is rejected)",
+              "no WebGPU adapter: Dawn found no usable Vulkan driver (on Debian 12 install mesa-vulkan-drivers from " +
+              "bookworm-backports; its own Mesa 22 lavapipe is rejected)",
           }
         : await startTfjsWebGpu(dawn.root, adapter);
     return status;
@@ -185,7 +188,9 @@ async function startTfjsWebGpu(root: GpuRoot, adapter: AdapterLike): Promise<Tfj
     return {
       name: "webgpu",
       available: false,
-      reason: `@tensorflow/tfjs-backend-webgpu cannot be imported (npm i @tensorflow/tfjs-backend-webgpu): ${messageOf(error)}`,
+      reason:
+        `@tensorflow/tfjs-backend-webgpu cannot be imported (npm i @tensorflow/tfjs-backend-webgpu): ` +
+        `${messageOf(error)}`,
     };
   }
   webgpuFactory = tf.findBackendFactory("webgpu") ?? undefined;
@@ -313,7 +318,10 @@ function describeDevice(adapter?: AdapterLike): string {
   const name =
     [info?.description || info?.device, info?.architecture, info?.vendor].filter((s) => s).join(", ") || "an adapter";
   const limit = device?.limits.maxStorageBufferBindingSize ?? adapter?.limits.maxStorageBufferBindingSize;
-  return `TensorFlow.js webgpu backend on ${name} (Dawn via the "webgpu" package), maxStorageBufferBindingSize ${limit === undefined ? "?" : `${(limit / 2 ** 20).toFixed(0)} MiB`}, float32`;
+  return (
+    `TensorFlow.js webgpu backend on ${name} (Dawn via the "webgpu" package), maxStorageBufferBindingSize ` +
+    `${limit === undefined ? "?" : `${(limit / 2 ** 20).toFixed(0)} MiB`}, float32`
+  );
 }
 
 /** The folder of a package's main file, with a trailing separator; undefined when it cannot be resolved. */

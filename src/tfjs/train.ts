@@ -79,7 +79,9 @@ export interface TrainStepOptions {
 export interface TrainStepResult {
   /** The loss of this step's forward pass (before the update). */
   readonly loss: number;
-  /** The policy-loss metrics of the forward pass (clip fractions, approximate KL, ratios, KL and entropy when computed). */
+  /**
+   * The policy-loss metrics of the forward pass (clip fractions, approximate KL, ratios, KL and entropy when computed).
+   */
   readonly metrics: PolicyLossMetrics;
   /** The global L2 norm of the gradient over `variables`, before clipping. */
   readonly gradNorm: number;
@@ -148,7 +150,6 @@ function readBatch(input: TrainBatch, o: PolicyLossOptions, vocabSize: number | 
   const batch = parseOrThrow(trainBatchSchema, input, "batch");
   const [rows, length] = batch.shape;
   const size = rows * length;
-  const where = (name: string, i: number) => `batch.${name}[${Math.floor(i / length)}][${i % length}]`;
   const sized = (values: NumericArray | undefined, name: string): NumericArray | undefined => {
     if (values !== undefined && values.length !== size) {
       throw invalid(`batch.${name}`, `has ${values.length} entries but shape [${rows}, ${length}] needs ${size}`);
@@ -160,8 +161,9 @@ function readBatch(input: TrainBatch, o: PolicyLossOptions, vocabSize: number | 
   const oldLogp = sized(batch.oldLogp, "oldLogp");
   const refLogp = sized(batch.refLogp, "refLogp");
   const importanceWeights = sized(batch.importanceWeights, "importanceWeights");
-  if (o.kl !== null && refLogp === undefined)
+  if (o.kl !== null && refLogp === undefined) {
     throw invalid("batch.refLogp", "options.kl is set: give the reference policy's log-probs");
+  }
   // L ≥ 2, so B·L ≠ B: the length alone says which.
   const perTokenAdvantages = batch.advantages.length === size;
   if (!perTokenAdvantages && batch.advantages.length !== rows) {
@@ -170,87 +172,124 @@ function readBatch(input: TrainBatch, o: PolicyLossOptions, vocabSize: number | 
       `has ${batch.advantages.length} entries: give one per rollout (${rows}) or one per token (${size})`,
     );
   }
-
-  let maxToken = { id: -1, index: -1 };
-  const inputIds = new Int32Array(size);
-  for (let i = 0; i < size; i++) {
-    const id = tokens[i];
-    if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id > 2 ** 31 - 1) {
-      throw invalid(where("tokens", i), `token id ${String(id)} is not an integer ≥ 0`);
-    }
-    if (vocabSize !== undefined && id >= vocabSize)
-      throw invalid(where("tokens", i), `token id ${id} is not below the vocabulary size ${vocabSize}`);
-    if (id > maxToken.id) maxToken = { id, index: i };
-    inputIds[i] = id;
-  }
-  const rowTokens = new Int32Array(rows);
-  for (let i = 0; i < size; i++) {
-    const m = mask[i];
-    if (m !== 0 && m !== 1) throw invalid(where("mask", i), `mask entries must be 0 or 1, received ${String(m)}`);
-    if (m === 1 && i % length === 0)
-      throw invalid(
-        where("mask", i),
-        "column 0 cannot be trained: no logits predict a sequence's first token (it is part of the prompt)",
-      );
-    const row = Math.floor(i / length);
-    rowTokens[row] = rowTokens[row]! + m;
-  }
-  const finiteWhereMasked = (values: NumericArray | undefined, name: string) => {
-    if (values === undefined) return;
-    for (let i = 0; i < size; i++) {
-      if (mask[i] === 1 && !Number.isFinite(values[i]))
-        throw invalid(where(name, i), `is ${values[i]} at a position the mask selects; it must be finite`);
-    }
-  };
-  finiteWhereMasked(oldLogp, "oldLogp");
-  finiteWhereMasked(refLogp, "refLogp");
-  finiteWhereMasked(importanceWeights, "importanceWeights");
+  const layout: BatchLayout = { rows, length, mask };
+  const { inputIds, maxToken } = readInputIds(tokens, layout, vocabSize);
+  const rowTokens = readTrainMask(layout);
+  requireFiniteWhereTrained(layout, oldLogp, "oldLogp");
+  requireFiniteWhereTrained(layout, refLogp, "refLogp");
+  requireFiniteWhereTrained(layout, importanceWeights, "importanceWeights");
   if (perTokenAdvantages) {
-    finiteWhereMasked(batch.advantages, "advantages");
+    requireFiniteWhereTrained(layout, batch.advantages, "advantages");
   } else {
     for (let b = 0; b < rows; b++) {
-      if (rowTokens[b]! > 0 && !Number.isFinite(batch.advantages[b]))
+      if (rowTokens[b]! > 0 && !Number.isFinite(batch.advantages[b])) {
         throw invalid(`batch.advantages[${b}]`, `is ${batch.advantages[b]}; advantages must be finite`);
-    }
-  }
-
-  // Shift to predicted positions: column t holds token t + 1's target, mask and values; the last column is empty.
-  const targets = new Int32Array(size);
-  const shiftedMask = new Float32Array(size);
-  const shift = (values: NumericArray | undefined): Float32Array | undefined => {
-    if (values === undefined) return undefined;
-    const out = new Float32Array(size);
-    for (let b = 0; b < rows; b++) {
-      for (let t = 0; t < length - 1; t++) {
-        const from = b * length + t + 1;
-        if (mask[from] === 1) out[b * length + t] = values[from]!;
       }
     }
-    return out;
-  };
-  for (let b = 0; b < rows; b++) {
-    for (let t = 0; t < length - 1; t++) {
-      const from = b * length + t + 1;
-      targets[b * length + t] = inputIds[from]!;
-      shiftedMask[b * length + t] = mask[from]!;
-    }
   }
-  const advantages = perTokenAdvantages
-    ? shift(batch.advantages)!
-    : Float32Array.from(batch.advantages, (a, b) => (rowTokens[b]! > 0 ? a : 0));
+  const shift = (values: NumericArray | undefined) => shiftToPredictions(layout, values);
   return {
     rows,
     length,
     inputIds,
-    targets,
-    mask: shiftedMask,
+    targets: shiftTargets(layout, inputIds),
+    mask: shift(mask)!,
     oldLogp: shift(oldLogp),
-    advantages,
+    advantages: perTokenAdvantages
+      ? shift(batch.advantages)!
+      : Float32Array.from(batch.advantages, (a, b) => (rowTokens[b]! > 0 ? a : 0)),
     perTokenAdvantages,
     refLogp: shift(refLogp),
     importanceWeights: shift(importanceWeights),
     maxToken,
   };
+}
+
+/** A batch's shape and mask, which every per-token check and the shift read. */
+interface BatchLayout {
+  readonly rows: number;
+  readonly length: number;
+  readonly mask: NumericArray;
+}
+
+/** `batch.name[row][column]` of flat index i. */
+function trainPath(layout: BatchLayout, name: string, i: number): string {
+  return `batch.${name}[${Math.floor(i / layout.length)}][${i % layout.length}]`;
+}
+
+/** The token ids as int32, each an integer ≥ 0 (below vocabSize when given), and the largest with its index. */
+function readInputIds(tokens: NumericArray, layout: BatchLayout, vocabSize: number | undefined) {
+  let maxToken = { id: -1, index: -1 };
+  const inputIds = new Int32Array(tokens.length);
+  for (let i = 0; i < tokens.length; i++) {
+    const id = tokens[i];
+    if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id > 2 ** 31 - 1) {
+      throw invalid(trainPath(layout, "tokens", i), `token id ${String(id)} is not an integer ≥ 0`);
+    }
+    if (vocabSize !== undefined && id >= vocabSize) {
+      throw invalid(trainPath(layout, "tokens", i), `token id ${id} is not below the vocabulary size ${vocabSize}`);
+    }
+    if (id > maxToken.id) maxToken = { id, index: i };
+    inputIds[i] = id;
+  }
+  return { inputIds, maxToken };
+}
+
+/** Checks the mask (0 or 1, never column 0) and counts each row's trained tokens. */
+function readTrainMask(layout: BatchLayout): Int32Array {
+  const { rows, length, mask } = layout;
+  const rowTokens = new Int32Array(rows);
+  for (let i = 0; i < rows * length; i++) {
+    const m = mask[i];
+    if (m !== 0 && m !== 1) {
+      throw invalid(trainPath(layout, "mask", i), `mask entries must be 0 or 1, received ${String(m)}`);
+    }
+    if (m === 1 && i % length === 0) {
+      throw invalid(
+        trainPath(layout, "mask", i),
+        "column 0 cannot be trained: no logits predict a sequence's first token (it is part of the prompt)",
+      );
+    }
+    const row = Math.floor(i / length);
+    rowTokens[row] = rowTokens[row]! + m;
+  }
+  return rowTokens;
+}
+
+function requireFiniteWhereTrained(layout: BatchLayout, values: NumericArray | undefined, name: string): void {
+  if (values === undefined) return;
+  for (let i = 0; i < layout.rows * layout.length; i++) {
+    if (layout.mask[i] === 1 && !Number.isFinite(values[i])) {
+      throw invalid(trainPath(layout, name, i), `is ${values[i]} at a position the mask selects; it must be finite`);
+    }
+  }
+}
+
+/**
+ * Values at predicted positions: column t holds token t + 1's value where token t + 1 is trained (0 elsewhere);
+ * the last column is empty, since logits at position t predict token t + 1.
+ */
+function shiftToPredictions(layout: BatchLayout, values: NumericArray | undefined): Float32Array | undefined {
+  if (values === undefined) return undefined;
+  const { rows, length, mask } = layout;
+  const out = new Float32Array(rows * length);
+  for (let b = 0; b < rows; b++) {
+    for (let t = 0; t < length - 1; t++) {
+      const from = b * length + t + 1;
+      if (mask[from] === 1) out[b * length + t] = values[from]!;
+    }
+  }
+  return out;
+}
+
+/** The target of column t is token t + 1, trained or not (the loss reads only trained ones). */
+function shiftTargets(layout: BatchLayout, inputIds: Int32Array): Int32Array {
+  const { rows, length } = layout;
+  const targets = new Int32Array(rows * length);
+  for (let b = 0; b < rows; b++) {
+    for (let t = 0; t < length - 1; t++) targets[b * length + t] = inputIds[b * length + t + 1]!;
+  }
+  return targets;
 }
 
 /**
@@ -437,7 +476,8 @@ function checkLogits(
   if (logits.rank !== 3 || b !== rows || t !== length) {
     throw invalid(
       "model",
-      `returned logits of shape [${logits.shape.join(", ")}], expected [${rows}, ${length}, V] for input ids [${rows}, ${length}]`,
+      `returned logits of shape [${logits.shape.join(", ")}], expected [${rows}, ${length}, V] for input ids ` +
+        `[${rows}, ${length}]`,
     );
   }
   if (logits.dtype !== "float32") throw invalid("model", `returned ${logits.dtype} logits, expected float32`);

@@ -84,7 +84,9 @@ function internals(): { ok: true; backend: WebGpuTfInternals } | { ok: false; re
   if (missing.length > 0) {
     return {
       ok: false,
-      reason: `this version of @tensorflow/tfjs-backend-webgpu lacks what grpo-roc binds its buffers through (${missing.join(", ")})`,
+      reason:
+        `this version of @tensorflow/tfjs-backend-webgpu lacks what grpo-roc binds its buffers through ` +
+        `(${missing.join(", ")})`,
     };
   }
   return { ok: true, backend: backend as unknown as WebGpuTfInternals };
@@ -190,7 +192,9 @@ function newTensor(backend: WebGpuTfInternals, shape: number[]): { tensor: tf.Te
   }
 }
 
-/** The values of a tensor that are still on the CPU (never uploaded, or read back already), without reading the device. */
+/**
+ * The values of a tensor that are still on the CPU (never uploaded, or read back already), without reading the device.
+ */
 function hostValues(backend: WebGpuTfInternals, tensor: tf.Tensor): ArrayLike<number> | undefined {
   const values = backend.tensorMap.get(tensor.dataId)?.values;
   return ArrayBuffer.isView(values) ? (values as unknown as ArrayLike<number>) : undefined;
@@ -211,7 +215,10 @@ export function wgslRefusal(logits: tf.Tensor3D): string | undefined {
   if (rows * cols === 0 || vocab === 0) return "the logits are empty";
   const context = stateFor(found.backend).context;
   if (rows * cols * 16 > context.bindingLimit)
-    return `${rows * cols} positions need ${rows * cols * 16} bytes of statistics, over one binding (${context.bindingLimit} bytes)`;
+    return (
+      `${rows * cols} positions need ${rows * cols * 16} bytes of statistics, over one binding ` +
+      `(${context.bindingLimit} bytes)`
+    );
   return undefined;
 }
 

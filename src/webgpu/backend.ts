@@ -99,7 +99,10 @@ export interface WebGpuBackend extends Backend, DeviceKernels {
   getDevice(): Promise<GpuDevice>;
   /** Destroys the pooled buffers (kept between calls for speed; see ContextOptions.maxPooledBytes). */
   trim(): void;
-  /** Scratch buffers this backend holds (pooled ones included; results it handed you are yours), and what the pool holds. */
+  /**
+   * Scratch buffers this backend holds (pooled ones included; results it handed you are yours), and what the pool
+   * holds.
+   */
   bufferStats(): { readonly live: number; readonly pooled: number; readonly pooledBytes: number };
 }
 
@@ -473,7 +476,8 @@ function gradientDestination(
   }
   if (bytes > context.bufferLimit) {
     throw new GrpoRocError(
-      `the gradient of [${l.rows}, ${l.cols}, ${l.vocab}] logits needs ${bytes} bytes, over this device's maxBufferSize (${context.bufferLimit})`,
+      `the gradient of [${l.rows}, ${l.cols}, ${l.vocab}] logits needs ${bytes} bytes, over this device's ` +
+        `maxBufferSize (${context.bufferLimit})`,
     );
   }
   const buffer = context.create(bytes, BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST);
@@ -484,7 +488,8 @@ function gradientDestination(
 function requireStatisticsBinding(context: DeviceContext, positions: number): void {
   if (positions * 16 > context.bindingLimit) {
     throw new GrpoRocError(
-      `${positions} positions need ${positions * 16} bytes of statistics, over the ${context.bindingLimit} bytes one binding may hold on this device: split the batch`,
+      `${positions} positions need ${positions * 16} bytes of statistics, over the ${context.bindingLimit} bytes one ` +
+        `binding may hold on this device: split the batch`,
     );
   }
 }

@@ -4,10 +4,10 @@
  *   ∂L/∂z_v = (g·(onehot_v − p_v) − h·p_v·(z_v − lse + H)) / τ,   p_v = exp(z_v/τ − lse)
  *
  * with g = ∂L/∂logp and h = ∂L/∂entropy of the position, read from `upstream[pos]` (.x and .w: the layout the
- * loss kernel writes its gradients in, so that the fused step passes them on without a copy). The statistics (lse, H) come from the forward pass
- * (`stats`, one read of the logits here) or, without them, from a first loop over the row in the same workgroup
- * (its 128 KB of a 32K vocabulary is still in the core's cache for the second). Positions not listed are not
- * written: the host zeroes them (a fresh buffer, or a cleared one).
+ * loss kernel writes its gradients in, so that the fused step passes them on without a copy). The statistics (lse, H)
+ * come from the forward pass (`stats`, one read of the logits here) or, without them, from a first loop over the row in
+ * the same workgroup (its 128 KB of a 32K vocabulary is still in the core's cache for the second). Positions not listed
+ * are not written: the host zeroes them (a fresh buffer, or a cleared one).
  */
 import {
   FORWARD_BINDINGS,

@@ -135,7 +135,8 @@ export class DeviceContext {
     } catch (error) {
       // A kernel that does not compile is a bug in grpo-roc, not bad input.
       throw new GrpoRocError(
-        `internal error: the WGSL kernel "${key}" did not compile on this device: ${error instanceof Error ? error.message : String(error)}`,
+        `internal error: the WGSL kernel "${key}" did not compile on this device: ` +
+          `${error instanceof Error ? error.message : String(error)}`,
       );
     }
     this.pipelines.set(key, pipeline);

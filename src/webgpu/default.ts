@@ -43,7 +43,8 @@ async function acquire(): Promise<WebGpuBackend> {
       if (adapter === null) {
         throw new Unavailable(
           node
-            ? "no WebGPU adapter: Dawn found no usable Vulkan driver (on Debian 12 install mesa-vulkan-drivers from bookworm-backports; its own Mesa 22 lavapipe is rejected)"
+            ? "no WebGPU adapter: Dawn found no usable Vulkan driver (on Debian 12 install mesa-vulkan-drivers from " +
+                "bookworm-backports; its own Mesa 22 lavapipe is rejected)"
             : "no WebGPU adapter (navigator.gpu.requestAdapter() returned null)",
         );
       }
@@ -84,7 +85,10 @@ function describe(adapter: GpuAdapter, node: boolean): string {
     [info?.description || info?.device, info?.architecture, info?.vendor].filter((s) => s).join(", ") ||
     "a WebGPU adapter";
   const limit = adapter.limits.maxStorageBufferBindingSize;
-  return `${name}${node ? ' (Dawn via the "webgpu" package)' : ""}, maxStorageBufferBindingSize ${(limit / 2 ** 20).toFixed(0)} MiB`;
+  return (
+    `${name}${node ? ' (Dawn via the "webgpu" package)' : ""}, maxStorageBufferBindingSize ` +
+    `${(limit / 2 ** 20).toFixed(0)} MiB`
+  );
 }
 
 const lazy = <K extends keyof WebGpuBackend>(key: K) =>

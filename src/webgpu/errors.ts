@@ -13,7 +13,8 @@ export class WebGpuDeviceError extends GrpoRocError {
     const shown = errors.slice(0, 3).map((e) => `  - ${e.split("\n")[0]}`);
     if (errors.length > shown.length) shown.push(`  … and ${errors.length - shown.length} more`);
     super(
-      `the WebGPU device reported ${errors.length} error(s); results computed since the last check are not valid:\n${shown.join("\n")}`,
+      `the WebGPU device reported ${errors.length} error(s); results computed since the last check are not ` +
+        `valid:\n${shown.join("\n")}`,
     );
     this.errors = errors;
   }

@@ -91,7 +91,8 @@ export function planChunks(layout: Layout, positions: Uint32Array, maxBytes: num
   const perChunk = Math.floor((maxBytes - slack) / layout.rowBytes);
   if (perChunk < 1) {
     throw new GrpoRocError(
-      `one position's ${layout.vocab} logits (${layout.rowBytes} bytes) exceed the ${maxBytes} bytes one binding may hold on this device`,
+      `one position's ${layout.vocab} logits (${layout.rowBytes} bytes) exceed the ${maxBytes} bytes one binding may ` +
+        `hold on this device`,
     );
   }
   const chunks: Chunk[] = [];

@@ -3,7 +3,7 @@
  * backward.wgsl.ts, for logits given as typed arrays (uploaded chunk by chunk, results read back) or already on
  * the device (bound in place; the gradient stays there).
  */
-import { badLogits, type Logits, type TokenLogProbs } from "../logprobs/token-logprobs.js";
+import { badLogits, type Logits, type TokenLogProbs } from "../backends/contract.js";
 import { backwardKernel, BACKWARD_BINDINGS } from "./backward.wgsl.js";
 import type { Batch, DeviceContext } from "./context.js";
 import { BufferUsage, type GpuBuffer, type GpuBufferBinding, type GpuComputePipeline } from "./gpu.js";
@@ -23,7 +23,10 @@ import {
 } from "./logits.js";
 import { forwardKernel, FORWARD_BINDINGS, LOGITS_PARAM_WORDS } from "./logprobs.wgsl.js";
 
-/** Host logits are streamed through the device in pieces of at most this many bytes, so that uploading one piece overlaps computing the last. */
+/**
+ * Host logits are streamed through the device in pieces of at most this many bytes, so that uploading one piece
+ * overlaps computing the last.
+ */
 const STREAM_BYTES = 64 * 2 ** 20;
 
 /** The logits of one call, and how each chunk of them is bound. */
@@ -264,7 +267,9 @@ export async function encodeBackward(
   await Promise.all(reads);
 }
 
-/** encodeBackward into a device buffer laid out like the logits (from byte 0), with its pipeline at hand: synchronous. */
+/**
+ * encodeBackward into a device buffer laid out like the logits (from byte 0), with its pipeline at hand: synchronous.
+ */
 export function dispatchBackward(
   batch: Batch,
   pipeline: GpuComputePipeline,
@@ -352,7 +357,9 @@ function readRows(
   });
 }
 
-/** Reads stats back and turns them into the reference's TokenLogProbs, throwing the reference's error for bad logits. */
+/**
+ * Reads stats back and turns them into the reference's TokenLogProbs, throwing the reference's error for bad logits.
+ */
 export async function readStatistics(
   batch: Batch,
   stats: GpuBuffer,

@@ -147,7 +147,8 @@ export async function encodeLoss(
   const tokenBytes = Math.max(1, size) * 16;
   if (fromStatistics && tokenBytes > context.bindingLimit) {
     throw new GrpoRocError(
-      `${size} positions need ${tokenBytes} bytes of statistics, over the ${context.bindingLimit} one binding may hold on this device: split the batch`,
+      `${size} positions need ${tokenBytes} bytes of statistics, over the ${context.bindingLimit} one binding may ` +
+        `hold on this device: split the batch`,
     );
   }
   const rowIn = batch.upload(packed.rowIn);
@@ -160,7 +161,8 @@ export async function encodeLoss(
   const perChunk = Math.max(1, Math.floor((context.bindingLimit - context.storageAlignment) / Math.max(rowBytes, 1)));
   if (rowBytes + context.storageAlignment > context.bindingLimit) {
     throw new GrpoRocError(
-      `a row of ${cols} tokens needs ${rowBytes} bytes, over the ${context.bindingLimit} one binding may hold on this device`,
+      `a row of ${cols} tokens needs ${rowBytes} bytes, over the ${context.bindingLimit} one binding may hold on ` +
+        `this device`,
     );
   }
   const chunks: { rowStart: number; rowEnd: number }[] = [];

@@ -1,5 +1,5 @@
 /**
- * WGSL for the policy loss over [B, T] (spec §4), one workgroup per row, the same per-token math as
+ * WGSL for the policy loss over [B, T] (docs/spec.md §4), one workgroup per row, the same per-token math as
  * src/loss/policy-loss.ts and src/loss/objectives.ts in float32.
  *
  * Which objective, ratio level, KL estimator and optional terms apply is read from the uniform block at run

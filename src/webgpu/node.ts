@@ -54,7 +54,9 @@ export async function acquireDawn(
   } catch (error) {
     return {
       ok: false,
-      reason: `the "webgpu" package (dawn.node) cannot be imported (npm i webgpu): ${error instanceof Error ? error.message : String(error)}`,
+      reason:
+        `the "webgpu" package (dawn.node) cannot be imported (npm i webgpu): ` +
+        `${error instanceof Error ? error.message : String(error)}`,
     };
   }
   Object.assign(globalThis, webgpu.globals);

@@ -5,11 +5,16 @@
 import seedrandom from "seedrandom";
 import {
   AGGREGATIONS,
-  KL_KINDS,
   type Aggregation,
+  BUILTIN_OBJECTIVES,
+  KL_KINDS,
   type KlKind,
+  type LogitsPolicyLossInputs,
+  type LogitsPolicyLossOptions,
+  lossPresets,
   type PolicyLossInputs,
   type PolicyLossOptionsInput,
+  tokenLogProbs,
 } from "../../src/index.js";
 import { KINK_MARGIN } from "./tolerances.js";
 import { klKinks, nearAny, ratioKinks } from "../helpers/kinks.js";
@@ -259,5 +264,64 @@ export function randomLogProbCase(k: number): LogProbCase {
     entropy,
     gradLogp: { data: Float64Array.from({ length: n }, () => uniform(rng, -1, 1)), shape },
     gradEntropy: entropy ? { data: Float64Array.from({ length: n }, () => uniform(rng, -0.5, 0.5)), shape } : undefined,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The loss from logits
+
+export interface FromLogitsCase {
+  readonly title: string;
+  readonly inputs: LogitsPolicyLossInputs;
+  readonly options: LogitsPolicyLossOptions;
+  readonly logProbs: LogProbCase;
+}
+
+/**
+ * Case k of policyLossFromLogits: the logits, tokens, mask and temperature of randomLogProbCase(k) (sampled tokens
+ * with finite logits, so every selected log-prob is finite), old log-probs at log-ratios KINK_MARGIN from every kink,
+ * a built-in objective and an option set per k.
+ */
+export function randomFromLogitsCase(k: number): FromLogitsCase {
+  const logProbs = randomLogProbCase(k);
+  const rng = rngFor(`grpo-roc conformance from-logits-${k}`);
+  const [B, T, V] = logProbs.logits.shape;
+  const tokens = logProbs.tokens.data.slice();
+  for (let i = 0; i < B * T; i++) {
+    if (tokens[i] !== -1 && logProbs.logits.data[i * V + tokens[i]!] === -Infinity) tokens[i] = 0;
+  }
+  const shape: [number, number] = [B, T];
+  const mask = logProbs.mask;
+  const forward = tokenLogProbs(logProbs.logits, { data: tokens, shape }, { temperature: logProbs.temperature, mask });
+  const objective = BUILTIN_OBJECTIVES[k % BUILTIN_OBJECTIVES.length]!;
+  const options: LogitsPolicyLossOptions = {
+    ...pick(rng, [lossPresets.paper, lossPresets.reference, lossPresets.verl, lossPresets.trl]),
+    objective,
+    temperature: logProbs.temperature,
+    entropyCoef: logProbs.entropy ? 0.01 : 0,
+    kl: rng() < 0.4 ? { kind: pick(rng, KL_KINDS), coef: 0.05, clamp: true } : null,
+  };
+  const kinks = ratioKinks(options);
+  const logRatios = [-0.6, -0.15, -0.05, 0.03, 0.12, 0.4, 0.9];
+  const oldLogp = forward.logp.map((logp) => {
+    let logRatio = pick(rng, logRatios) + uniform(rng, -0.01, 0.01);
+    while (nearAny([logRatio], kinks, 1e-3)) logRatio += 0.01;
+    return logp - logRatio;
+  });
+  const refLogp = forward.logp.map((logp) => logp + uniform(rng, 0.05, 1.5) * (rng() < 0.5 ? -1 : 1));
+  const advantages = Float64Array.from({ length: B }, () => pick(rng, [-1, -0.5, 0.5, 1]));
+  const title = `${logProbs.title}, ${objective}${options.kl ? `, KL ${options.kl.kind}` : ""}`;
+  return {
+    title,
+    inputs: {
+      logits: logProbs.logits,
+      tokens: { data: tokens, shape },
+      oldLogp: { data: oldLogp, shape },
+      advantages,
+      mask,
+      refLogp: { data: refLogp, shape },
+    },
+    options,
+    logProbs,
   };
 }

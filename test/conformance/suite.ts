@@ -1,6 +1,7 @@
 /**
- * The conformance suite: one definition, run on every backend (reference, tfjs@cpu, tfjs@wasm, tfjs@webgpu; one
- * test file each). Every kernel of the Backend interface (policyLoss, tokenLogProbs, tokenLogProbsBackward) must
+ * The conformance suite: one definition, run on every backend (reference, tfjs@cpu, tfjs@wasm, tfjs@webgpu, webgpu,
+ * webgpu@chunked, cuda, cuda@host; one test file each). Every kernel of the Backend interface (policyLoss,
+ * tokenLogProbs, tokenLogProbsBackward and the loss from logits, policyLossFromLogits) must
  *
  *   (a) reproduce the golden cases of verl and TRL (test/golden/*.json), through the same case → options mappers
  *       as test/golden-{verl,trl}-loss.test.ts;
@@ -12,13 +13,19 @@
  *       float32 loss cannot be differenced accurately (see tolerances.ts);
  *   (d) be micro-batch invariant: with the whole batch's normaliser, micro-batch losses sum to the batch loss and
  *       the micro-batch gradients are the batch gradient;
- *   (e) reject bad input exactly as the reference does: a ValidationError at the same issue paths.
+ *   (e) reject bad input exactly as the reference does: a ValidationError at the same issue paths;
+ *   (f) compute the loss from logits (fused where the backend fuses) as the reference composes it, on random cases
+ *       and on the golden cases that start from logits;
+ *   (g) run an objective registered at run time with the reference's results, from log-probs and from logits.
  *
  * Tolerances: tolerances.ts (the only place they are set).
  */
 import { describe, expect, it } from "vitest";
 import {
   AGGREGATIONS,
+  type LogitsPolicyLossResult,
+  policyObjectiveNames,
+  registerPolicyObjective,
   batchNormalizer,
   ValidationError,
   type PolicyLossInputs,
@@ -53,6 +60,8 @@ import {
   type LogProbCase,
   type LossCase,
   type Objective,
+  type FromLogitsCase,
+  randomFromLogitsCase,
 } from "./cases.js";
 import { inCi, type Target } from "./targets.js";
 import {
@@ -86,6 +95,8 @@ export function defineConformanceSuite(target: Target): void {
     gradients(target);
     microBatches(target);
     badInput(target);
+    fromLogits(target);
+    registeredObjective(target);
   });
 }
 
@@ -1175,6 +1186,155 @@ function badInput(t: Target): void {
       ]);
       expect(Array.from(ga.data.subarray(6, 9))).toEqual([0, 0, 0]);
       expectClose(ga.data, ge.data, tolerance(t.dtype, "grad", 1), "∂L/∂logits");
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// (f) the loss from logits
+
+/** Every output of policyLossFromLogits against the reference's, at the tolerances of the backend's dtype. */
+async function expectSameFromLogits(
+  t: Target,
+  actual: LogitsPolicyLossResult,
+  expected: LogitsPolicyLossResult,
+  c: FromLogitsCase,
+): Promise<void> {
+  const { logits: _logits, tokens, ...rest } = c.inputs;
+  const { temperature = 1, ...lossOptions } = c.options;
+  const shape = expected.shape;
+  const lossInputs = {
+    ...rest,
+    logp: flat(expected.logp, shape),
+    entropy: expected.entropy === undefined ? undefined : flat(expected.entropy, shape),
+  };
+  expectSameLoss(t, actual, expected, lossInputs, lossOptions, "from logits: ");
+  const forward = await reference.tokenLogProbs(c.logProbs.logits, tokens, {
+    temperature,
+    mask: rest.mask,
+    entropy: true,
+  });
+  expectClose(
+    actual.logp,
+    expected.logp,
+    tolerance(t.dtype, "value", logProbScale(forward.logSumExp, expected.logp)),
+    "logp",
+  );
+  expect(actual.entropy === undefined, "entropy present").toBe(expected.entropy === undefined);
+  if (expected.entropy !== undefined) {
+    const scale = logProbScale(forward.logSumExp, expected.entropy);
+    expectClose(actual.entropy!, expected.entropy, tolerance(t.dtype, "value", scale), "entropy");
+  }
+  expect(actual.gradLogits.shape).toEqual(expected.gradLogits.shape);
+  expect(actual.gradLogits.data.constructor).toBe(expected.gradLogits.data.constructor);
+  const [, , vocab] = c.logProbs.logits.shape;
+  const data = c.logProbs.logits.data;
+  const scale = logitGradScale(
+    data,
+    vocab,
+    expected.gradLogits.data,
+    forward,
+    expected.grad,
+    expected.gradEntropy,
+    temperature,
+  );
+  expectClose(actual.gradLogits.data, expected.gradLogits.data, tolerance(t.dtype, "grad", scale), "∂loss/∂logits");
+}
+
+function fromLogits(t: Target): void {
+  const b = t.backend;
+  describe("(f) the loss from logits (policyLossFromLogits) against the reference backend", () => {
+    const cases = Array.from({ length: t.budget.randomFromLogits }, (_, k) => randomFromLogitsCase(k));
+    it.each(cases.map((c, k) => [k, c.title, c] as const))("#%i %s", async (_k, _title, c: FromLogitsCase) => {
+      const [actual, expected] = await Promise.all([
+        b.policyLossFromLogits(c.inputs, c.options),
+        reference.policyLossFromLogits(c.inputs, c.options),
+      ]);
+      await expectSameFromLogits(t, actual, expected, c);
+    });
+  });
+
+  describe("(f) golden through policyLossFromLogits: TRL end to end from logits", () => {
+    const cases = loadGolden("trl_policy_loss.json").cases.filter((c) => c.id.startsWith("trl.pl.from_logits."));
+    it("has the cases", () => expect(cases.length).toBe(4));
+    it.each(cases.map((c) => [c.id, c] as const))("%s", async (_id, c) => {
+      const h = c.hyperparameters as unknown as TrlHyper;
+      const { logits, labels } = c.inputs as { logits: number[][][]; labels: number[][] };
+      const { logp: _logp, entropy: _entropy, ...lossInputs } = trlInputsFor(c, new Float64Array(labels.flat().length));
+      const options = { ...trlOptionsFor(h, undefined), temperature: h.temperature! };
+      const result = await b.policyLossFromLogits({ ...lossInputs, logits, tokens: matrix(labels) }, options);
+      const out = c.outputs as { per_token_logps: number[][]; loss: number; grad_logits: number[][][] };
+      const refForward = await reference.tokenLogProbs(logits, matrix(labels), {
+        temperature: h.temperature!,
+        entropy: true,
+      });
+      const ref = await reference.policyLoss(
+        trlInputsFor(c, refForward.logp, refForward.entropy),
+        trlOptionsFor(h, undefined),
+      );
+      const refInputs = trlInputsFor(c, refForward.logp, refForward.entropy);
+      const logpScale = logProbScale(refForward.logSumExp, refForward.logp);
+      // The mask's 0 positions are never read here (logp 0); the peer computed them anyway.
+      const mask = (c.inputs as { completion_mask: number[][] }).completion_mask;
+      expectClose(
+        selected(result.logp, mask),
+        selected(out.per_token_logps.flat(), mask),
+        tolerance(t.dtype, "value", selected(logpScale, mask)),
+        "per_token_logps",
+      );
+      const lossTolerance = tolerance(t.dtype, "value", lossScale(ref, refInputs, trlOptionsFor(h, undefined)));
+      expectClose(result.loss, out.loss, lossTolerance, "loss");
+      const grad = out.grad_logits.flat(2);
+      const vocab = logits[0]![0]!.length;
+      const scale = logitGradScale(logits.flat(2), vocab, grad, refForward, ref.grad, ref.gradEntropy, h.temperature!);
+      expectClose(result.gradLogits.data, grad, tolerance(t.dtype, "grad", scale), "grad_logits");
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// (g) an objective registered at run time
+
+const REGISTERED_OBJECTIVE = "conformance-registered";
+
+/** A smooth objective of the test's own with a gradient through the ratio and one through logp itself. */
+function registerTestObjective(): void {
+  if (policyObjectiveNames().includes(REGISTERED_OBJECTIVE)) return;
+  registerPolicyObjective(REGISTERED_OBJECTIVE, () => ({ advantage: a, ratio, logp }) => ({
+    loss: -0.5 * a * ratio - 0.25 * a * logp,
+    dLogRatio: -0.5 * a * ratio,
+    dLogp: -0.25 * a,
+    clipped: ratio > 1.2,
+    dualClipped: false,
+    lowClipped: ratio < 0.8 && a < 0,
+    highClipped: ratio > 1.2 && a > 0,
+  }));
+}
+
+function registeredObjective(t: Target): void {
+  const b = t.backend;
+  describe("(g) an objective registered at run time gives the reference's results", () => {
+    registerTestObjective();
+    it.each(AGGREGATIONS.slice(0, 4).map((aggregation, k) => [k, aggregation] as const))(
+      "policyLoss #%i, %s",
+      async (k, aggregation) => {
+        const c = drawLossCase(`registered-${k}`, { objective: "clip", ratioLevel: "token", aggregation });
+        const options = { ...c.options, objective: REGISTERED_OBJECTIVE };
+        const [actual, expected] = await Promise.all([
+          b.policyLoss(c.inputs, options),
+          reference.policyLoss(c.inputs, options),
+        ]);
+        expectSameLoss(t, actual, expected, c.inputs, options);
+      },
+    );
+    it.each([0, 1, 2, 3].map((k) => [k] as const))("policyLossFromLogits #%i", async (k) => {
+      const base = randomFromLogitsCase(k);
+      const c = { ...base, options: { ...base.options, objective: REGISTERED_OBJECTIVE } };
+      const [actual, expected] = await Promise.all([
+        b.policyLossFromLogits(c.inputs, c.options),
+        reference.policyLossFromLogits(c.inputs, c.options),
+      ]);
+      await expectSameFromLogits(t, actual, expected, c);
     });
   });
 }

@@ -25,6 +25,8 @@ export interface Budget {
   readonly randomLosses: number;
   readonly randomLogProbs: number;
   readonly gradientChecks: number;
+  /** Random cases of the loss from logits (policyLossFromLogits). */
+  readonly randomFromLogits: number;
   /** Aggregations × ratio levels of the micro-batch property. */
   readonly microBatchConfigs: number;
 }
@@ -40,7 +42,13 @@ export interface Target {
   readonly liveObjects?: () => number;
 }
 
-const FULL: Budget = { randomLosses: 40, randomLogProbs: 12, gradientChecks: 10, microBatchConfigs: 16 };
+const FULL: Budget = {
+  randomLosses: 40,
+  randomLogProbs: 12,
+  gradientChecks: 10,
+  randomFromLogits: 12,
+  microBatchConfigs: 16,
+};
 
 export async function prepareTarget(name: TargetName): Promise<Target> {
   if (name === "reference") {

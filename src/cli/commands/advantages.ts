@@ -10,8 +10,12 @@ const spec: CommandSpec = {
   name: "advantages",
   summary: "Group-relative advantages of every rollout, with the conventions of verl, TRL, Dr. GRPO or RLOO.",
   description: [
-    "No resampling: every rollout is kept and gets the advantage of its reward within its group (the reward, else 1 for correct and 0 for wrong). Each record: line, id, groupId, dropped (false), correct, reward, advantage.",
-    "Input contract: the rollouts of one group are contiguous lines. A group is computed as soon as a line of another group arrives, so memory is bounded by the largest group, not the file (plus, to catch a group id that comes back, the id and line span of each closed group: a few hundred bytes a group, none under --repeated-groups separate).",
+    "No resampling: every rollout is kept and gets the advantage of its reward within its group (the reward, else 1 " +
+      "for correct and 0 for wrong). Each record: line, id, groupId, dropped (false), correct, reward, advantage.",
+    "Input contract: the rollouts of one group are contiguous lines. A group is computed as soon as a line of " +
+      "another group arrives, so memory is bounded by the largest group, not the file (plus, to catch a group id " +
+      "that comes back, the id and line span of each closed group: a few hundred bytes a group, none under " +
+      "--repeated-groups separate).",
   ],
   sections: [advantageSection, groupingSection, ioSection],
   examples: [

@@ -9,7 +9,11 @@ const spec: CommandSpec = {
   summary:
     "p_err, p_format and p_total of every rollout, with the tool-call outcomes and format figures they come from.",
   description: [
-    'Line by line: no grouping, so groups may be in any order. Each record: line, id, groupId, dropped (false), correct, reward, source ("transcript", "structured", or null without quality inputs), toolCalls, failedToolCalls, toolOutcomes { ok, parse_error, execution_error, timeout }, answers, turns, formatOk, for transcripts unrecognizedResponses and unansweredCalls, and pErr, pFormat, pTotal (null without quality inputs).',
+    "Line by line: no grouping, so groups may be in any order. Each record: line, id, groupId, dropped (false), " +
+      'correct, reward, source ("transcript", "structured", or null without quality inputs), toolCalls, ' +
+      "failedToolCalls, toolOutcomes { ok, parse_error, execution_error, timeout }, answers, turns, formatOk, for " +
+      "transcripts unrecognizedResponses and unansweredCalls, and pErr, pFormat, pTotal (null without quality " +
+      "inputs).",
   ],
   sections: [penaltyModeSection, penaltySection, ioSection],
   examples: [

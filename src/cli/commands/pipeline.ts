@@ -19,8 +19,12 @@ const spec: CommandSpec = {
   name: "pipeline",
   summary: "One training step's selection: Resample-on-Correct per group, then advantages over the kept rollouts only.",
   description: [
-    "The records of resample, with the advantage on each kept one: line, id, groupId, dropped, [reasonCode, reason], correct, reward, pErr, pFormat, pTotal, and advantage when kept. --kept-only writes what a trainer trains on.",
-    "Input contract: the rollouts of one group are contiguous lines; memory is bounded by the largest group (plus a few hundred bytes a closed group, to catch an id that comes back; none under --repeated-groups separate). Each group gets the library's rocPipeline result for that group, which is what it gives inside the whole input.",
+    "The records of resample, with the advantage on each kept one: line, id, groupId, dropped, [reasonCode, reason], " +
+      "correct, reward, pErr, pFormat, pTotal, and advantage when kept. --kept-only writes what a trainer trains on.",
+    "Input contract: the rollouts of one group are contiguous lines; memory is bounded by the largest group (plus a " +
+      "few hundred bytes a closed group, to catch an id that comes back; none under --repeated-groups separate). " +
+      "Each group gets the library's rocPipeline result for that group, which is what it gives inside the whole " +
+      "input.",
   ],
   sections: [rocSection, advantageSection, penaltySection, groupingSection, ioSection],
   examples: [
@@ -48,7 +52,8 @@ export const pipelineCommand: CommandDefinition = {
       ...(plan.needsBatch
         ? {
             batch: {
-              // The batch of the advantages is the kept rollouts: RoC is deterministic, so the first pass sees the same.
+              // The batch of the advantages is the kept rollouts: RoC is deterministic, so the first pass sees the
+              // same.
               collect: (members: readonly Member[]) =>
                 Array.from(
                   resampleOnCorrect(

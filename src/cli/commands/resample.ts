@@ -9,8 +9,16 @@ const spec: CommandSpec = {
   summary:
     "Resample-on-Correct per group: keep G rollouts of each, every kind of failure but only the cleanest successes.",
   description: [
-    'Every rollout is in the output: kept (dropped: false), or dropped (dropped: true) with reasonCode (equal-rewards, undersized, not-selected) and a reason, e.g. "roc: downsampled positive, penalty 0.35 (drew 5 of 9 ∝ 1/penalty)" or "roc: not drawn among negatives (drew 11 of 23)". Each record: line, id, groupId, dropped, [reasonCode, reason], correct, reward, pErr, pFormat, pTotal (null where not computed). --kept-only writes the kept ones only.',
-    "Input contract: the rollouts of one group are contiguous lines (a trainer writes them that way). A group is resampled as soon as a line of another group arrives, so memory is bounded by the largest group, not the file (plus a few hundred bytes a closed group, to catch an id that comes back; none under --repeated-groups separate). The result of each group is the library's resampleOnCorrect on that group, which is what it gives for the group inside the whole input (paper-mode draws are seeded per group).",
+    "Every rollout is in the output: kept (dropped: false), or dropped (dropped: true) with reasonCode " +
+      '(equal-rewards, undersized, not-selected) and a reason, e.g. "roc: downsampled positive, penalty 0.35 (drew 5 ' +
+      'of 9 ∝ 1/penalty)" or "roc: not drawn among negatives (drew 11 of 23)". Each record: line, id, groupId, ' +
+      "dropped, [reasonCode, reason], correct, reward, pErr, pFormat, pTotal (null where not computed). " +
+      "--kept-only writes the kept ones only.",
+    "Input contract: the rollouts of one group are contiguous lines (a trainer writes them that way). A group is " +
+      "resampled as soon as a line of another group arrives, so memory is bounded by the largest group, not the file " +
+      "(plus a few hundred bytes a closed group, to catch an id that comes back; none under --repeated-groups " +
+      "separate). The result of each group is the library's resampleOnCorrect on that group, which is what it " +
+      "gives for the group inside the whole input (paper-mode draws are seeded per group).",
   ],
   sections: [rocSection, penaltySection, groupingSection, ioSection],
   examples: [

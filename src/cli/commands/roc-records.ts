@@ -79,7 +79,10 @@ function describeDrop(
   const G = options.keepPerGroup;
   if (reason === "equal-rewards") return `roc: every reward of the group is ${reward}: no signal`;
   if (reason === "undersized")
-    return `roc: group of ${report.size}, fewer than --keep ${G}: undersized groups are dropped (--undersized keep keeps them)`;
+    return (
+      `roc: group of ${report.size}, fewer than --keep ${G}: undersized groups are dropped (--undersized keep ` +
+      `keeps them)`
+    );
   if (positive) {
     const how =
       options.mode === "paper"
