@@ -64,6 +64,7 @@ export {
 export {
   policyLoss as referencePolicyLoss,
   type PolicyLossResult,
+  readPolicyLossCall,
   resolvePolicyLossOptions,
   validCounts,
 } from "../loss/policy-loss.js";

@@ -28,6 +28,7 @@ import {
   readBfloat16Logits,
   readForwardOptions,
   readLogits,
+  readPolicyLossCall,
   readLossInputs,
   readTokens,
   requireFiniteLogps,
@@ -170,9 +171,7 @@ async function cudaPolicyLoss(
   inputs: PolicyLossInputs,
   optionsInput: PolicyLossOptionsInput = {},
 ): Promise<PolicyLossResult> {
-  const o = resolvePolicyLossOptions(optionsInput);
-  const t = readLossInputs(inputs, o);
-  requireFiniteLogps(t);
+  const { options: o, inputs: t } = readPolicyLossCall(inputs, optionsInput);
   const cuda = await runtime();
   const loss = lossArguments(t, o, inputs.oldLogp !== undefined);
   const out = lossOutputs(t.shape[0] * t.shape[1], o);

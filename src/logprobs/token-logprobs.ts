@@ -304,27 +304,44 @@ export function readLogits(input: LogitsInput): Logits {
     });
     return { data, rows, cols, vocab };
   }
-  const parsed = parseOrThrow(
-    z.object({
-      data: z.custom<ArrayLike<number>>(
-        (d) => d instanceof Float32Array || d instanceof Float64Array || Array.isArray(d),
-        {
-          message: "expected a Float32Array, a Float64Array or an array",
-        },
-      ),
-      shape: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative(), z.number().int().positive()]),
-    }),
-    input,
-    "logits",
-  );
-  const [rows, cols, vocab] = parsed.shape;
-  if (parsed.data.length !== rows * cols * vocab) {
+  const parsed = parseOrThrow(flatLogitsSchema, input, "logits");
+  return { data: parsed.data, ...logitsShape(parsed.data, parsed.shape) };
+}
+
+/** [B, T, V]: B and T may be 0, the vocabulary may not. */
+const logitsShapeSchema = z.tuple([
+  z.number().int().nonnegative(),
+  z.number().int().nonnegative(),
+  z.number().int().positive(),
+]);
+
+const flatLogitsSchema = z.object({
+  data: z.custom<ArrayLike<number>>((d) => d instanceof Float32Array || d instanceof Float64Array || Array.isArray(d), {
+    message: "expected a Float32Array, a Float64Array or an array",
+  }),
+  shape: logitsShapeSchema,
+});
+
+const bfloat16LogitsSchema = z.object({
+  dtype: z.literal("bfloat16", {
+    message: 'the only dtype logits may declare is "bfloat16" (leave it out for float32 / float64 data)',
+  }),
+  data: z.custom<Uint16Array>((d) => d instanceof Uint16Array, {
+    message: "bfloat16 logits are their bits in a Uint16Array",
+  }),
+  shape: logitsShapeSchema,
+});
+
+/** The shape's dimensions, once the data is known to hold B·T·V entries. */
+function logitsShape(data: ArrayLike<unknown>, shape: readonly [number, number, number]) {
+  const [rows, cols, vocab] = shape;
+  if (data.length !== rows * cols * vocab) {
     throw invalid(
       "logits.data",
-      `has ${parsed.data.length} entries but shape [${rows}, ${cols}, ${vocab}] needs ${rows * cols * vocab}`,
+      `has ${data.length} entries but shape [${shape.join(", ")}] needs ${rows * cols * vocab}`,
     );
   }
-  return { data: parsed.data, rows, cols, vocab };
+  return { rows, cols, vocab };
 }
 
 /** Has a `dtype` field: bfloat16 logits (or a dtype this package does not know, which readBfloat16Logits rejects). */
@@ -340,27 +357,8 @@ export function isBfloat16Logits(input: LogitsInput): input is Bfloat16Logits {
 
 /** bfloat16 logits validated without widening them: their bits and shape (`data` is left empty). */
 export function readBfloat16Logits(input: Bfloat16Logits): Logits & { readonly bfloat16: Uint16Array } {
-  const parsed = parseOrThrow(
-    z.object({
-      dtype: z.literal("bfloat16", {
-        message: 'the only dtype logits may declare is "bfloat16" (leave it out for float32 / float64 data)',
-      }),
-      data: z.custom<Uint16Array>((d) => d instanceof Uint16Array, {
-        message: "bfloat16 logits are their bits in a Uint16Array",
-      }),
-      shape: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative(), z.number().int().positive()]),
-    }),
-    input,
-    "logits",
-  );
-  const [rows, cols, vocab] = parsed.shape;
-  if (parsed.data.length !== rows * cols * vocab) {
-    throw invalid(
-      "logits.data",
-      `has ${parsed.data.length} entries but shape [${rows}, ${cols}, ${vocab}] needs ${rows * cols * vocab}`,
-    );
-  }
-  return { data: [], rows, cols, vocab, bfloat16: parsed.data };
+  const parsed = parseOrThrow(bfloat16LogitsSchema, input, "logits");
+  return { data: [], ...logitsShape(parsed.data, parsed.shape), bfloat16: parsed.data };
 }
 
 export function readTokens(

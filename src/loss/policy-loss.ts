@@ -9,7 +9,7 @@
 import { invalid, parseOrThrow } from "../errors.js";
 import type { NumericArray } from "../numeric.js";
 import { rowWeights } from "./aggregation.js";
-import { type LossInputs, nonFiniteLogp, type PolicyLossInputs, readLossInputs } from "./inputs.js";
+import { type LossInputs, nonFiniteLogp, type PolicyLossInputs, readLossInputs, requireFiniteLogps } from "./inputs.js";
 import { klEstimator } from "./kl.js";
 import { lossMetrics, type PolicyLossMetrics } from "./metrics.js";
 import { objectiveKernel, type TokenKernel } from "./objectives.js";
@@ -49,6 +49,20 @@ export interface PolicyLossBuffers {
 
 export function resolvePolicyLossOptions(options: PolicyLossOptionsInput = {}): PolicyLossOptions {
   return parseOrThrow(policyLossOptionsSchema, options, "options");
+}
+
+/**
+ * A policy-loss call's options and inputs, checked as policyLoss checks them (its loop's finiteness check
+ * included), for a backend that computes elsewhere.
+ */
+export function readPolicyLossCall(
+  inputs: PolicyLossInputs,
+  options: PolicyLossOptionsInput = {},
+): { readonly options: PolicyLossOptions; readonly inputs: LossInputs } {
+  const resolved = resolvePolicyLossOptions(options);
+  const read = readLossInputs(inputs, resolved);
+  requireFiniteLogps(read);
+  return { options: resolved, inputs: read };
 }
 
 /**

@@ -15,10 +15,8 @@ import {
   readBackwardInputsOf,
   readForwardOptions,
   readLogits,
-  readLossInputs,
+  readPolicyLossCall,
   readTokens,
-  requireFiniteLogps,
-  resolvePolicyLossOptions,
   type TokenLogProbs,
   type TokenLogProbsBackwardOptions,
   type TokenLogProbsOptions,
@@ -65,9 +63,7 @@ async function tfjsPolicyLoss(
   inputs: PolicyLossInputs,
   options: PolicyLossOptionsInput = {},
 ): Promise<PolicyLossResult> {
-  const o = resolvePolicyLossOptions(options);
-  const t = readLossInputs(inputs, o);
-  requireFiniteLogps(t);
+  const { options: o, inputs: t } = readPolicyLossCall(inputs, options);
   const [rows, cols] = t.shape;
   const tensor = (data: ArrayLike<number> | undefined) =>
     data === undefined ? undefined : tf.tensor2d(f32(data), [rows, cols]);

@@ -29,10 +29,8 @@ import {
   readBackwardInputsOf,
   readForwardOptions,
   readLogits,
-  readLossInputs,
+  readPolicyLossCall,
   readTokens,
-  requireFiniteLogps,
-  resolvePolicyLossOptions,
   roundToBfloat16InPlace,
   type TokenLogProbs,
   type TokenLogProbsBackwardOptions,
@@ -196,9 +194,7 @@ async function webgpuPolicyLoss(
   inputs: PolicyLossInputs,
   options: PolicyLossOptionsInput = {},
 ): Promise<PolicyLossResult> {
-  const o = resolvePolicyLossOptions(options);
-  const t = readLossInputs(inputs, o);
-  requireFiniteLogps(t);
+  const { options: o, inputs: t } = readPolicyLossCall(inputs, options);
   const packed = packLoss(t, o, { fromStatistics: false, hasOldLogp: true });
   const [rows, cols] = t.shape;
   if (rows * cols === 0) return lossResult(o, packed, new Float32Array(0), new Float32Array(rows * 12));
@@ -281,7 +277,7 @@ async function webgpuPolicyLossFromLogits(
 ): Promise<LogitsPolicyLossResult> {
   const plan = planFused(inputs, options, readLogits);
   if (plan === undefined) return composedPolicyLossFromLogits(backend, inputs, options);
-  const { l } = plan;
+  const l = plan.logits;
   requireStatisticsBinding(context, l.rows * l.cols);
   const out = gradientArray(l, l.rows * l.cols * l.vocab);
   const batch = context.batch();
@@ -303,7 +299,7 @@ async function webgpuPolicyLossFromLogitsOnDevice(
 ): Promise<DeviceLogitsPolicyLossResult> {
   const plan = planFused(inputs, options, readDeviceLogits);
   if (plan === undefined) return composedPolicyLossFromLogits(onDevice(backend, into), inputs, options);
-  const { l } = plan;
+  const l = plan.logits;
   requireStatisticsBinding(context, l.rows * l.cols);
   const { gradient, target } = gradientDestination(context, l, inputs.logits, into);
   const batch = context.batch();

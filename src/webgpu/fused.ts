@@ -43,12 +43,12 @@ import {
 import { encodeLoss, lossResult, packLoss } from "./loss.js";
 
 export interface FusedPlan {
-  readonly o: PolicyLossOptions;
+  readonly options: PolicyLossOptions;
   readonly temperature: number;
-  readonly l: Logits;
+  readonly logits: Logits;
   readonly ids: ArrayLike<number>;
   readonly positions: Uint32Array;
-  readonly t: LossInputs;
+  readonly lossInputs: LossInputs;
   readonly withEntropy: boolean;
   readonly hasOldLogp: boolean;
 }
@@ -80,7 +80,8 @@ export function planFused<L>(
     // The old log-probs' own finiteness, as the reference's loop would find it (logp is finite there: see below).
     requireFiniteLogps(t);
     const positions = listPositions(count, (i) => mask === undefined || mask[i] === 1);
-    return { o, temperature, l, ids, positions, t, withEntropy, hasOldLogp: rest.oldLogp !== undefined };
+    const hasOldLogp = rest.oldLogp !== undefined;
+    return { options: o, temperature, logits: l, ids, positions, lossInputs: t, withEntropy, hasOldLogp };
   } catch {
     return undefined;
   }
@@ -90,34 +91,36 @@ export function planFused<L>(
 export async function runFused(
   batch: Batch,
   plan: FusedPlan,
-  logits: { readonly host: Logits } | { readonly device: DeviceLogits },
+  source: { readonly host: Logits } | { readonly device: DeviceLogits },
   target: GradientTarget,
 ): Promise<Omit<LogitsPolicyLossResult, "gradLogits">> {
-  const { l, o, t, positions } = plan;
-  const count = l.rows * l.cols;
-  const source: LogitsSource =
-    "host" in logits ? hostSource(batch, logits.host, positions, true) : deviceSource(batch, logits.device, positions);
-  const packed = packLoss(t, o, { fromStatistics: true, hasOldLogp: plan.hasOldLogp });
+  const { logits, options, lossInputs, positions } = plan;
+  const count = logits.rows * logits.cols;
+  const logitsSource: LogitsSource =
+    "host" in source ? hostSource(batch, source.host, positions, true) : deviceSource(batch, source.device, positions);
+  const packed = packLoss(lossInputs, options, { fromStatistics: true, hasOldLogp: plan.hasOldLogp });
   let statistics: Float32Array = new Float32Array(count * 4);
   const tokenOut = new Float32Array(count * 4);
-  const partials = new Float32Array(l.rows * 12);
-  clearUnlistedRows(batch, target, positions, count, l.vocab * 4);
+  const partials = new Float32Array(logits.rows * 12);
+  clearUnlistedRows(batch, target, positions, count, logits.vocab * 4);
   if (positions.length > 0) {
     const stats = batch.buffer(count * 16, BufferUsage.STORAGE | BufferUsage.COPY_SRC);
     const tokens = batch.upload(tokenIds(plan.ids, positions, count));
     const positionsBuffer = batch.upload(positions);
     const inverseTemperature = 1 / plan.temperature;
-    await encodeForward(batch, source, tokens, positionsBuffer, stats, inverseTemperature);
-    const loss = await encodeLoss(batch, o, packed, stats);
+    await encodeForward(batch, logitsSource, tokens, positionsBuffer, stats, inverseTemperature);
+    const loss = await encodeLoss(batch, options, packed, stats);
     const reads: Promise<unknown>[] = [
       readStatistics(batch, stats, positions, count).then((values) => (statistics = values)),
       batch.read(loss.tokenOut, 0, count * 16, (bytes) => tokenOut.set(new Float32Array(bytes, 0, count * 4))),
-      batch.read(loss.partials, 0, l.rows * 48, (bytes) => partials.set(new Float32Array(bytes, 0, l.rows * 12))),
+      batch.read(loss.partials, 0, logits.rows * 48, (bytes) =>
+        partials.set(new Float32Array(bytes, 0, logits.rows * 12)),
+      ),
     ];
     reads.push(
       encodeBackward(
         batch,
-        source,
+        logitsSource,
         { tokens, positions: positionsBuffer, stats, upstream: loss.tokenOut },
         { inverseTemperature, withStatistics: false, withEntropy: plan.withEntropy },
         target,
@@ -126,7 +129,7 @@ export async function runFused(
     await Promise.all(reads);
     await batch.check();
   }
-  requireFiniteStatistics(statistics, positions, l.cols);
+  requireFiniteStatistics(statistics, positions, logits.cols);
   const logp = new Float64Array(count);
   const entropy = plan.withEntropy ? new Float64Array(count) : undefined;
   for (const i of positions) {
@@ -134,7 +137,7 @@ export async function runFused(
     if (entropy !== undefined) entropy[i] = statistics[4 * i + 2]!;
   }
   // A −Infinity logit at the sampled token gives logp = −Infinity, which the reference's loss rejects.
-  requireFiniteLogps({ ...t, logp, oldLogp: plan.hasOldLogp ? t.oldLogp : logp });
-  const result = lossResult(o, packed, tokenOut, partials);
+  requireFiniteLogps({ ...lossInputs, logp, oldLogp: plan.hasOldLogp ? lossInputs.oldLogp : logp });
+  const result = lossResult(options, packed, tokenOut, partials);
   return { ...result, logp, entropy };
 }
