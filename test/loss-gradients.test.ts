@@ -25,6 +25,8 @@
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import {
+  BUILTIN_OBJECTIVES,
+  type BuiltinObjective,
   AGGREGATIONS,
   KL_KINDS,
   policyLoss,
@@ -42,8 +44,8 @@ const KINK_MARGIN = 10 * H;
 const ATOL = 1e-7;
 const RTOL = 1e-6;
 
-type Objective = "clip" | "cispo" | "sapo" | "reinforce";
-const OBJECTIVES: readonly Objective[] = ["clip", "cispo", "sapo", "reinforce"];
+type Objective = BuiltinObjective;
+const OBJECTIVES: readonly Objective[] = BUILTIN_OBJECTIVES;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Random batches

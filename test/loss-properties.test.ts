@@ -16,6 +16,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { rng } from "./helpers/rng.js";
 import {
+  BUILTIN_OBJECTIVES,
   AGGREGATIONS,
   batchNormalizer,
   KL_KINDS,
@@ -115,7 +116,7 @@ const tokenCount = (rows: Row[]) => rows.reduce((s, r) => s + r.mask.reduce((a, 
 /** Random loss options: objective, clip, dual clip, clamp, KL of any kind, entropy bonus with any aggregation. */
 function optionsArb(aggregation: Aggregation, ratioLevel: "token" | "sequence"): fc.Arbitrary<PolicyLossOptionsInput> {
   return fc.record({
-    objective: ratioLevel === "sequence" ? fc.constant("clip") : fc.constantFrom("clip", "cispo", "sapo", "reinforce"),
+    objective: ratioLevel === "sequence" ? fc.constant("clip") : fc.constantFrom(...BUILTIN_OBJECTIVES),
     ratioLevel: fc.constant(ratioLevel),
     aggregation: fc.constant(aggregation),
     clipLow: real(0.05, 0.4),

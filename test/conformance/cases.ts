@@ -7,6 +7,7 @@ import {
   AGGREGATIONS,
   type Aggregation,
   BUILTIN_OBJECTIVES,
+  type BuiltinObjective,
   KL_KINDS,
   type KlKind,
   type LogitsPolicyLossInputs,
@@ -27,8 +28,8 @@ const pick = <T>(rng: Rng, values: readonly T[]): T => values[Math.floor(rng() *
 /** Standard normal (Box–Muller). */
 export const normal = (rng: Rng) => Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
 
-export type Objective = "clip" | "cispo" | "sapo" | "reinforce";
-export const OBJECTIVES: readonly Objective[] = ["clip", "cispo", "sapo", "reinforce"];
+export type Objective = BuiltinObjective;
+export const OBJECTIVES: readonly Objective[] = BUILTIN_OBJECTIVES;
 
 /** A policy-loss batch as flat float64 arrays, [B, T] row-major. */
 export interface LossBatch {

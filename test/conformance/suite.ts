@@ -23,6 +23,7 @@
 import { describe, expect, it } from "vitest";
 import {
   AGGREGATIONS,
+  BUILTIN_OBJECTIVES,
   type LogitsPolicyLossResult,
   policyObjectiveNames,
   registerPolicyObjective,
@@ -745,7 +746,7 @@ function microBatches(t: Target): void {
       "#%i %s, %s-level ratio: Σ micro-batch losses = batch loss; gradients reassemble",
       async (k, aggregation, ratioLevel) => {
         const objective: Objective =
-          ratioLevel === "sequence" ? "clip" : (["clip", "cispo", "sapo", "reinforce"] as const)[k % 4]!;
+          ratioLevel === "sequence" ? "clip" : BUILTIN_OBJECTIVES[k % BUILTIN_OBJECTIVES.length]!;
         const c = drawLossCase(
           `micro-${k}`,
           {
