@@ -1,12 +1,30 @@
 import { z } from "zod";
 import { invalid } from "./errors.js";
+import { describeValue } from "./numeric.js";
 
-/** Rollouts of the same prompt share a group id: a string or a finite number (1 and "1" are different groups). */
-export type GroupId = string | number;
+/**
+ * Rollouts of the same prompt share a group id: a string, a number, or a bigint (1 and "1" are different groups;
+ * 1 and 1n the same). Numbers must be safe integers or other finite numbers: an integer beyond 2^53 − 1, such as a
+ * 64-bit hash, has already lost digits as a JavaScript number, so it is refused; pass it as a string or a bigint.
+ */
+export type GroupId = string | number | bigint;
 
-export const groupIdSchema = z.union([z.string(), z.number()], {
-  error: "group id must be a string or a finite number",
+/** Why a number cannot be an id, or undefined when it can. */
+function unsafeNumberId(id: number): string | undefined {
+  if (!Number.isFinite(id)) return `is ${id}; an id must be finite`;
+  if (Number.isInteger(id) && !Number.isSafeInteger(id)) {
+    return `${id} is an integer beyond 2^53 − 1, where numbers round; pass it as a string or a bigint`;
+  }
+  return undefined;
+}
+
+/** A string, a bigint, or a finite number that is not an unsafe integer (a group id or a rollout id). */
+export const idSchema = z.union([z.string(), z.bigint(), z.number()]).superRefine((id, ctx) => {
+  const problem = typeof id === "number" ? unsafeNumberId(id) : undefined;
+  if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
 });
+
+export const groupIdSchema = idSchema;
 
 export interface Group {
   readonly id: GroupId;
@@ -16,28 +34,32 @@ export interface Group {
 
 /** Groups rollouts by id, in order of first appearance; ids need not be contiguous. */
 export function groupBy(groupIds: ArrayLike<unknown>, name = "groupIds"): Group[] {
-  const buckets = new Map<GroupId, number[]>();
+  const buckets = new Map<string, { id: GroupId; members: number[] }>();
   for (let i = 0; i < groupIds.length; i++) {
-    const id = groupIds[i];
-    const ok = typeof id === "string" || (typeof id === "number" && Number.isFinite(id));
-    if (!ok) throw invalid(`${name}[${i}]`, `group id must be a string or a finite number, received ${describe(id)}`);
-    let bucket = buckets.get(id);
+    const id = requireId(groupIds[i], `${name}[${i}]`, "group id");
+    const key = groupKey(id);
+    let bucket = buckets.get(key);
     if (bucket === undefined) {
-      bucket = [];
-      buckets.set(id, bucket);
+      bucket = { id, members: [] };
+      buckets.set(key, bucket);
     }
-    bucket.push(i);
+    bucket.members.push(i);
   }
-  return Array.from(buckets, ([id, members]) => ({ id, members: Int32Array.from(members) }));
+  return Array.from(buckets.values(), ({ id, members }) => ({ id, members: Int32Array.from(members) }));
 }
 
-/** A stable text key for seeding per-group randomness; keeps 1 and "1" apart. */
+/** `value` as an id (see GroupId), or the error at `path`. */
+export function requireId(value: unknown, path: string, what: string): GroupId {
+  if (typeof value === "string" || typeof value === "bigint") return value;
+  if (typeof value !== "number") {
+    throw invalid(path, `${what} must be a string, a number or a bigint, received ${describeValue(value)}`);
+  }
+  const problem = unsafeNumberId(value);
+  if (problem !== undefined) throw invalid(path, `${what} ${problem}`);
+  return value;
+}
+
+/** A stable text key for grouping and for seeding per-group randomness: 1 and "1" apart, 1 and 1n together. */
 export function groupKey(id: GroupId): string {
-  return typeof id === "number" ? `n:${id}` : `s:${id}`;
-}
-
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (typeof value === "number") return String(value);
-  return typeof value;
+  return typeof id === "string" ? `s:${id}` : `n:${id}`;
 }

@@ -14,6 +14,7 @@ import {
 } from "./logprobs/index.js";
 import { type PolicyLossInputs, type PolicyLossResult, policyLoss, resolvePolicyLossOptions } from "./loss/index.js";
 import type { PolicyLossOptionsInput } from "./loss/options.js";
+import { invalid, requireKnownKeys } from "./errors.js";
 import type { MatrixInput } from "./tensor.js";
 
 /** A gradient with respect to the logits [B, T, V], in the logits' own precision. */
@@ -86,13 +87,37 @@ export async function composedPolicyLossFromLogits<Logits, Gradient>(
   return steps.result(forward, loss, gradLogits);
 }
 
+/** The fields of LogitsPolicyLossInputs: the logits and tokens, and the policy loss's inputs but logp and entropy. */
+const LOGITS_LOSS_INPUTS = [
+  "logits",
+  "tokens",
+  "oldLogp",
+  "advantages",
+  "mask",
+  "refLogp",
+  "importanceWeights",
+] as const;
+
+/**
+ * The logits and tokens apart from the rest of the loss's inputs; every key must be one of LOGITS_LOSS_INPUTS (a
+ * `logp` given here would be silently replaced by the one computed from the logits).
+ */
+export function splitLogitsInputs<Logits>(inputs: LogitsPolicyLossInputs<Logits>) {
+  if (typeof inputs !== "object" || inputs === null) {
+    throw invalid("inputs", "expected an object with logits, tokens, advantages, …");
+  }
+  requireKnownKeys(inputs, LOGITS_LOSS_INPUTS, "inputs");
+  const { logits, tokens, ...rest } = inputs;
+  return { logits, tokens, rest };
+}
+
 /**
  * How the three steps pass their results on: the mask and temperature to both logits passes, the forward's
  * log-probs (and entropy, when the loss has an entropy bonus) to the loss, the loss's gradients back, with the
  * forward's statistics as `saved`.
  */
 function composition<Logits>(inputs: LogitsPolicyLossInputs<Logits>, options: LogitsPolicyLossOptions) {
-  const { logits, tokens, ...rest } = inputs;
+  const { logits, tokens, rest } = splitLogitsInputs(inputs);
   const { temperature, ...lossOptions } = options;
   const withEntropy = resolvePolicyLossOptions(lossOptions).entropyCoef > 0;
   const logProbOptions = { temperature, mask: rest.mask };

@@ -7,10 +7,43 @@ export function isArrayLike(value: unknown): value is ArrayLike<unknown> {
   return Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView));
 }
 
+/** A typed array of numbers (not of bigints): every element is a number by construction. */
+function isNumberTypedArray(value: unknown): value is NumericArray {
+  return (
+    ArrayBuffer.isView(value) &&
+    !(value instanceof DataView) &&
+    !(value instanceof BigInt64Array) &&
+    !(value instanceof BigUint64Array)
+  );
+}
+
 /** A plain array or any typed array of numbers; elements are checked by the callers that need finiteness. */
-export const numericArraySchema = z.custom<NumericArray>(isArrayLike, {
+export const numericArraySchema = z.custom<NumericArray>((value) => isNumberTypedArray(value) || Array.isArray(value), {
   message: "expected an array or a typed array of numbers",
 });
+
+/**
+ * `value` as numbers: a typed array as it is, a plain array once every element is checked to be a number (null, a
+ * string or a boolean is never read as one). NaN and ±Infinity are numbers: finiteness is the caller's rule.
+ */
+export function readNumbers(value: unknown, name: string): NumericArray {
+  if (isNumberTypedArray(value)) return value;
+  if (!Array.isArray(value)) throw invalid(name, "expected an array or a typed array of numbers");
+  for (let i = 0; i < value.length; i++) {
+    const v: unknown = value[i];
+    if (typeof v !== "number") throw invalid(`${name}[${i}]`, `expected a number, received ${describeValue(v)}`);
+  }
+  return value as NumericArray;
+}
+
+/** What a value is, for an error message: its type, with null and arrays named as such. */
+export function describeValue(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "string")
+    return `the string ${JSON.stringify(value.length > 20 ? `${value.slice(0, 20)}…` : value)}`;
+  return typeof value;
+}
 
 /** Copies `values` into a Float64Array, rejecting anything that is not a finite number. */
 export function finiteFloat64(values: NumericArray, name: string, allowNaN = false): Float64Array {

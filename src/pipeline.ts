@@ -18,7 +18,7 @@ export interface PipelineResult {
 }
 
 /** Each part is validated where it is used; here only that both parts are where they belong. */
-const pipelineOptionsSchema = z.object({ roc: z.looseObject({}), advantages: z.looseObject({}).optional() });
+const pipelineOptionsSchema = z.strictObject({ roc: z.looseObject({}), advantages: z.looseObject({}).optional() });
 
 /** One training step's selection: RoC first, then advantages over the kept rollouts only (docs/spec.md §1). */
 export function rocPipeline(rollouts: readonly Rollout[], options: PipelineOptions): PipelineResult {

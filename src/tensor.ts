@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { invalid, parseOrThrow } from "./errors.js";
-import { isArrayLike, type NumericArray } from "./numeric.js";
+import { describeValue, isArrayLike, type NumericArray, readNumbers } from "./numeric.js";
 
 /** A row-major [rows, cols] matrix: nested arrays, or flat data with its shape. */
 export type MatrixInput =
@@ -12,8 +12,8 @@ export interface Matrix<D extends NumericArray = NumericArray> {
   readonly shape: readonly [rows: number, cols: number];
 }
 
-const flatMatrixSchema = z.object({
-  data: z.custom<NumericArray>(isArrayLike, { message: "expected an array or a typed array" }),
+const flatMatrixSchema = z.strictObject({
+  data: z.unknown(),
   shape: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
 });
 
@@ -32,13 +32,14 @@ export function toMatrix(input: MatrixInput, name: string): Matrix {
       for (let c = 0; c < cols; c++) {
         const v = row[c];
         if (typeof v !== "number")
-          throw invalid(`${name}[${r}][${c}]`, `expected a number, received ${v === null ? "null" : typeof v}`);
+          throw invalid(`${name}[${r}][${c}]`, `expected a number, received ${describeValue(v)}`);
         data.push(v);
       }
     }
     return { data: Float64Array.from(data), shape: [rows, cols] };
   }
-  const { data, shape } = parseOrThrow(flatMatrixSchema, input, name);
+  const { data: raw, shape } = parseOrThrow(flatMatrixSchema, input, name);
+  const data = readNumbers(raw, `${name}.data`);
   if (data.length !== shape[0] * shape[1]) {
     throw invalid(
       `${name}.data`,

@@ -5,7 +5,7 @@ export const STD_SCOPES = ["group", "batch"] as const;
 export const SINGLETON_RULES = ["raw", "zero"] as const;
 export const MISSING_REWARD_RULES = ["error", "ignore"] as const;
 
-export const advantageOptionsSchema = z.object({
+export const advantageOptionsSchema = z.strictObject({
   /** Registered estimator name: "grpo" (group mean/std) or "rloo" (leave-one-out baseline), or one you registered. */
   estimator: z.string().default("grpo"),
   /**

@@ -31,6 +31,7 @@ export {
   type LogitsPolicyLossInputs,
   type LogitsPolicyLossOptions,
   type LogitsPolicyLossResult,
+  splitLogitsInputs,
 } from "../logits-loss.js";
 export { roundToBfloat16InPlace } from "../logprobs/bfloat16.js";
 export {
@@ -40,6 +41,7 @@ export {
   type Logits,
   type LogitsInput,
   readBackwardInputsOf,
+  readBackwardOptions,
   readBfloat16Logits,
   readForwardOptions,
   readLogits,

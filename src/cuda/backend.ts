@@ -25,6 +25,7 @@ import {
   type PolicyLossOptionsInput,
   type PolicyLossResult,
   readBackwardInputsOf,
+  readBackwardOptions,
   readBfloat16Logits,
   readForwardOptions,
   readLogits,
@@ -33,6 +34,7 @@ import {
   readTokens,
   requireFiniteLogps,
   resolvePolicyLossOptions,
+  splitLogitsInputs,
   rowWeights,
   type TokenLogProbs,
   type TokenLogProbsBackwardOptions,
@@ -227,7 +229,7 @@ async function cudaTokenLogProbsBackward(
   tokensInput: MatrixInput,
   options: TokenLogProbsBackwardOptions,
 ): Promise<LogitsGradient> {
-  const { temperature } = readForwardOptions(options);
+  const { temperature } = readBackwardOptions(options);
   const logits = readAddonLogits(logitsInput);
   const backward: BackwardInputs = readBackwardInputsOf(logits.l, temperature, tokensInput, options);
   const { reads, gradLogp, gradEntropy, saved } = backward;
@@ -266,7 +268,7 @@ async function cudaPolicyLossFromLogits(
   inputs: LogitsPolicyLossInputs,
   optionsInput: LogitsPolicyLossOptions = {},
 ): Promise<LogitsPolicyLossResult> {
-  const { logits: logitsInput, tokens, ...rest } = inputs;
+  const { logits: logitsInput, tokens, rest } = splitLogitsInputs(inputs);
   const { temperature: temperatureOption, ...lossOptions } = optionsInput;
   const o = resolvePolicyLossOptions(lossOptions);
   const withEntropy = o.entropyCoef > 0;

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { invalid, parseOrThrow } from "../errors.js";
-import { exp } from "../numeric.js";
+import { exp, readNumbers } from "../numeric.js";
 import { assertBinaryMask, toMatrix, type Matrix, type MatrixInput } from "../tensor.js";
 import { bfloat16ToFloat32, roundToBfloat16InPlace } from "./bfloat16.js";
 
@@ -56,9 +56,18 @@ export interface TokenLogProbsBackwardOptions extends TokenLogProbsOptions {
 /** The vocabulary is read in chunks this long: a running max and sum merge them (online logsumexp). */
 const VOCAB_CHUNK = 4096;
 
-const optionsSchema = z.object({
+/** The forward pass's options; the mask is read with the tokens. */
+const forwardOptionsSchema = z.strictObject({
   temperature: z.number().positive().default(1),
   entropy: z.boolean().default(false),
+  mask: z.unknown().optional(),
+});
+
+/** The backward pass's options: the forward's, and what flows back (read with the logits' shape). */
+const backwardOptionsSchema = forwardOptionsSchema.extend({
+  gradLogp: z.unknown(),
+  gradEntropy: z.unknown().optional(),
+  saved: z.unknown().optional(),
 });
 
 export interface Logits {
@@ -80,7 +89,7 @@ export function tokenLogProbs(
   tokens: MatrixInput,
   options: TokenLogProbsOptions = {},
 ): TokenLogProbs {
-  const { temperature, entropy: withEntropy } = parseOrThrow(optionsSchema, options, "options");
+  const { temperature, entropy: withEntropy } = parseOrThrow(forwardOptionsSchema, options, "options");
   const l = readLogits(logits);
   const { ids, mask } = readTokens(tokens, options.mask, l);
   const positions = l.rows * l.cols;
@@ -145,7 +154,7 @@ export function tokenLogProbsBackward(
  * ∂L/∂logp and ∂L/∂entropy are finite where the mask selects, and that `saved` belongs to this pass.
  */
 export function readBackwardInputs(logits: LogitsInput, tokens: MatrixInput, options: TokenLogProbsBackwardOptions) {
-  const { temperature } = parseOrThrow(optionsSchema, options, "options");
+  const { temperature } = readBackwardOptions(options);
   return readBackwardInputsOf(readLogits(logits), temperature, tokens, options);
 }
 
@@ -214,7 +223,14 @@ function backwardReads(
 
 /** The forward pass's options, validated. */
 export function readForwardOptions(options: TokenLogProbsOptions): { temperature: number; entropy: boolean } {
-  return parseOrThrow(optionsSchema, options, "options");
+  const { temperature, entropy } = parseOrThrow(forwardOptionsSchema, options, "options");
+  return { temperature, entropy };
+}
+
+/** The backward pass's options, validated (every key known); its arrays are read by readBackwardInputsOf. */
+export function readBackwardOptions(options: TokenLogProbsBackwardOptions): { temperature: number } {
+  const { temperature } = parseOrThrow(backwardOptionsSchema, options, "options");
+  return { temperature };
 }
 
 /** logsumexp and entropy of position i's distribution, one streamed pass over its vocabulary in chunks. */
@@ -305,7 +321,8 @@ export function readLogits(input: LogitsInput): Logits {
     return { data, rows, cols, vocab };
   }
   const parsed = parseOrThrow(flatLogitsSchema, input, "logits");
-  return { data: parsed.data, ...logitsShape(parsed.data, parsed.shape) };
+  const data = Array.isArray(parsed.data) ? readNumbers(parsed.data, "logits.data") : parsed.data;
+  return { data, ...logitsShape(data, parsed.shape) };
 }
 
 /** [B, T, V]: B and T may be 0, the vocabulary may not. */
@@ -315,14 +332,16 @@ const logitsShapeSchema = z.tuple([
   z.number().int().positive(),
 ]);
 
-const flatLogitsSchema = z.object({
+const flatLogitsSchema = z.strictObject({
+  /** float32 and float64 logits declare no dtype (the array says it); bfloat16 ones do. */
+  dtype: z.undefined().optional(),
   data: z.custom<ArrayLike<number>>((d) => d instanceof Float32Array || d instanceof Float64Array || Array.isArray(d), {
     message: "expected a Float32Array, a Float64Array or an array",
   }),
   shape: logitsShapeSchema,
 });
 
-const bfloat16LogitsSchema = z.object({
+const bfloat16LogitsSchema = z.strictObject({
   dtype: z.literal("bfloat16", {
     message: 'the only dtype logits may declare is "bfloat16" (leave it out for float32 / float64 data)',
   }),

@@ -85,7 +85,8 @@ export function batchNormalizer(maskInput: MatrixInput): {
   return { tokens, sequences, rows, length: cols };
 }
 
-const aggregateOptionsSchema = z.object({
+const aggregateOptionsSchema = z.strictObject({
+  mask: z.unknown().optional(),
   aggregation: z.enum(AGGREGATIONS).default("token-mean"),
   normalizer: normalizerSchema,
 });
@@ -102,11 +103,7 @@ export function aggregate(
     readonly normalizer?: NormalizerInput;
   } = {},
 ): { readonly value: number; readonly grad: Float64Array } {
-  const { aggregation, normalizer } = parseOrThrow(
-    aggregateOptionsSchema,
-    { aggregation: options.aggregation, normalizer: options.normalizer },
-    "options",
-  );
+  const { aggregation, normalizer } = parseOrThrow(aggregateOptionsSchema, options, "options");
   const v = toMatrix(values, "values");
   const [rows, cols] = v.shape;
   const mask = options.mask === undefined ? undefined : toMatrix(options.mask, "options.mask");

@@ -3,8 +3,8 @@
  * finite, masked values are never read. Every backend validates with these functions, so they all reject the same
  * input at the same path.
  */
-import { invalid, parseOrThrow } from "../errors.js";
-import { isArrayLike, type NumericArray, numericArraySchema } from "../numeric.js";
+import { invalid, requireKnownKeys } from "../errors.js";
+import { isArrayLike, type NumericArray, readNumbers } from "../numeric.js";
 import { countRowTokens, type Matrix, type MatrixInput, toMatrix } from "../tensor.js";
 import type { PolicyLossOptions } from "./options.js";
 
@@ -24,6 +24,17 @@ export interface PolicyLossInputs {
   /** Per-token entropy of the policy, [B, T]: needed when options.entropyCoef > 0. */
   readonly entropy?: MatrixInput | undefined;
 }
+
+/** The fields of PolicyLossInputs: any other key is an error (a misspelt `oldLogp` must not mean on-policy). */
+export const POLICY_LOSS_INPUTS = [
+  "logp",
+  "oldLogp",
+  "advantages",
+  "mask",
+  "refLogp",
+  "importanceWeights",
+  "entropy",
+] as const satisfies readonly (keyof PolicyLossInputs)[];
 
 /** Validated policy-loss inputs as flat row-major arrays [B·T] (advantages [B] unless per token). */
 export interface LossInputs {
@@ -46,8 +57,10 @@ export interface LossInputs {
  * logp and oldLogp are checked as the loss reads them (policyLoss's loop), or by `requireFiniteLogps`.
  */
 export function readLossInputs(inputs: PolicyLossInputs, options: PolicyLossOptions): LossInputs {
-  if (typeof inputs !== "object" || inputs === null)
+  if (typeof inputs !== "object" || inputs === null) {
     throw invalid("inputs", "expected an object with logp, advantages, …");
+  }
+  requireKnownKeys(inputs, POLICY_LOSS_INPUTS, "inputs");
   const logp = toMatrix(inputs.logp, "inputs.logp");
   const shape = logp.shape;
   const [rows, cols] = shape;
@@ -74,7 +87,7 @@ export function readLossInputs(inputs: PolicyLossInputs, options: PolicyLossOpti
   const perTokenAdvantages = isMatrixInput(inputs.advantages);
   const advantages = perTokenAdvantages
     ? sameShape(inputs.advantages as MatrixInput, "advantages")!.data
-    : parseOrThrow(numericArraySchema, inputs.advantages, "inputs.advantages");
+    : readNumbers(inputs.advantages, "inputs.advantages");
   if (!perTokenAdvantages && advantages.length !== rows) {
     throw invalid("inputs.advantages", `has ${advantages.length} entries, one per rollout, but logp has ${rows} rows`);
   }

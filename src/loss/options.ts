@@ -27,7 +27,7 @@ const count = z.number().nonnegative();
  * micro-batch and the summed losses and gradients equal those of the whole batch at once.
  */
 export const normalizerSchema = z
-  .object({
+  .strictObject({
     /** Valid tokens of the whole batch (token-mean, bnpo; dapo's num_items_in_batch). */
     tokens: count.optional(),
     /** Non-empty rows of the whole batch, for verl's seq-mean-* modes (verl's global_batch_size). */
@@ -48,7 +48,7 @@ export const normalizerSchema = z
 export type Normalizer = z.output<typeof normalizerSchema>;
 export type NormalizerInput = z.input<typeof normalizerSchema>;
 
-const klSchema = z.object({
+const klSchema = z.strictObject({
   kind: z.preprocess((kind) => (typeof kind === "string" ? (KL_ALIASES[kind] ?? kind) : kind), z.enum(KL_KINDS)),
   /** verl kl_loss_coef, TRL beta. */
   coef: z.number().nonnegative(),
@@ -70,7 +70,7 @@ const logRatioClampSchema = z
   .refine(([low, high]) => low < high, { message: "clamp bounds must be [low, high] with low < high" });
 
 export const policyLossOptionsSchema = z
-  .object({
+  .strictObject({
     /** A registered per-token objective: "clip" (PPO/GRPO/DAPO/GSPO), "cispo", "sapo", "reinforce". */
     objective: z.string().default("clip"),
     /**
@@ -97,7 +97,7 @@ export const policyLossOptionsSchema = z
     entropyAggregation: z.enum(AGGREGATIONS).optional(),
     /** SAPO gate temperatures for positive and negative advantages. */
     sapoTemperature: z
-      .object({ positive: z.number().positive(), negative: z.number().positive() })
+      .strictObject({ positive: z.number().positive(), negative: z.number().positive() })
       .default({ positive: 1, negative: 1.05 }),
   })
   .superRefine((options, ctx) => {

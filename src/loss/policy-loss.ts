@@ -6,7 +6,7 @@
  * with ℓ the per-token objective (objectives.ts), iw the importance weights, w and w' the aggregation's row weights
  * (aggregation.ts), the KL estimators of kl.ts and the entropy bonus. Each term is one pass over the tokens.
  */
-import { invalid, parseOrThrow } from "../errors.js";
+import { invalid, parseOrThrow, requireKnownKeys } from "../errors.js";
 import type { NumericArray } from "../numeric.js";
 import { rowWeights } from "./aggregation.js";
 import { type LossInputs, nonFiniteLogp, type PolicyLossInputs, readLossInputs, requireFiniteLogps } from "./inputs.js";
@@ -113,6 +113,7 @@ function outputBuffers(into: PolicyLossBuffers, t: LossInputs, o: PolicyLossOpti
   if (typeof into !== "object" || into === null) {
     throw invalid("into", "expected an object of Float64Array buffers ({ grad, perTokenLoss, … })");
   }
+  requireKnownKeys(into, ["grad", "perTokenLoss", "perTokenKl", "gradEntropy"], "into");
   const size = t.shape[0] * t.shape[1];
   const taken: [string, ArrayBufferView][] = [];
   for (const [name, input] of Object.entries(t)) if (ArrayBuffer.isView(input)) taken.push([`inputs.${name}`, input]);

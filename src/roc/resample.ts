@@ -209,7 +209,7 @@ function drawOrder(members: readonly number[], rollouts: readonly Rollout[]): re
     const missing = members.find((i) => rollouts[i]!.id === undefined)!;
     throw invalid(`rollouts[${missing}].id`, "give an id to every rollout of a group, or to none");
   }
-  const keyOf = (i: number) => `${typeof rollouts[i]!.id}:${rollouts[i]!.id}`;
+  const keyOf = (i: number) => groupKey(rollouts[i]!.id!);
   const ordered = [...members].sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0));
   for (let k = 1; k < ordered.length; k++) {
     if (keyOf(ordered[k]!) === keyOf(ordered[k - 1]!)) {

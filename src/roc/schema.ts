@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { groupIdSchema } from "../groups.js";
+import { groupIdSchema, idSchema } from "../groups.js";
 import { TOOL_FAILURES, TOOL_OUTCOMES } from "./penalties.js";
 import { TRANSCRIPT_DIALECTS } from "./transcript.js";
 
@@ -16,7 +16,7 @@ const count = z.number().int().nonnegative();
 export const rolloutSchema = z
   .looseObject({
     /** Optional stable identity: in paper mode it makes each rollout's random draw independent of its position. */
-    id: z.union([z.string(), z.number()]).optional(),
+    id: idSchema.optional(),
     groupId: groupIdSchema,
     /** The scalar reward; advantages are computed from it. */
     reward: z.number().optional(),
@@ -78,7 +78,7 @@ export const ROC_MODES = ["paper", "reference"] as const;
 export const UNDERSIZED_RULES = ["keep", "drop", "error"] as const;
 
 export const rocOptionsSchema = z
-  .object({
+  .strictObject({
     /** G: rollouts kept per group (the paper samples 2G = 32 and keeps G = 16). */
     keepPerGroup: z.number().int().min(1),
     mode: z.enum(ROC_MODES).default("paper"),
@@ -96,7 +96,7 @@ export const rocOptionsSchema = z
     minPositives: count.default(2),
     failureKinds: z.array(z.enum(TOOL_FAILURES)).default([...TOOL_FAILURES]),
     penaltyWeights: z
-      .object({ error: z.number().nonnegative().default(1), format: z.number().nonnegative().default(1) })
+      .strictObject({ error: z.number().nonnegative().default(1), format: z.number().nonnegative().default(1) })
       .default({ error: 1, format: 1 }),
     noToolCallPenalty: z.number().nonnegative().default(0.5),
     transcriptDialect: z.enum(TRANSCRIPT_DIALECTS).default("strict"),

@@ -13,6 +13,7 @@ import {
   type PolicyLossOptionsInput,
   type PolicyLossResult,
   readBackwardInputsOf,
+  readBackwardOptions,
   readForwardOptions,
   readLogits,
   readPolicyLossCall,
@@ -147,7 +148,7 @@ async function tfjsTokenLogProbsBackward(
   tokensInput: MatrixInput,
   options: TokenLogProbsBackwardOptions,
 ): Promise<LogitsGradient> {
-  const { temperature } = readForwardOptions(options);
+  const { temperature } = readBackwardOptions(options);
   const { l, ids, reads, gradLogp, gradEntropy } = readBackwardInputsOf(
     readLogits(logitsInput),
     temperature,

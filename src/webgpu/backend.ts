@@ -27,6 +27,7 @@ import {
   type PolicyLossResult,
   parseOrThrow,
   readBackwardInputsOf,
+  readBackwardOptions,
   readForwardOptions,
   readLogits,
   readPolicyLossCall,
@@ -112,7 +113,7 @@ export interface WebGpuBackendOptions extends ContextOptions {
   readonly description?: string | undefined;
 }
 
-const optionsSchema = z.object({
+const optionsSchema = z.strictObject({
   device: z.custom<GpuDevice>(
     (d) => typeof d === "object" && d !== null && typeof (d as GpuDevice).createBuffer === "function",
     { message: "expected a GPUDevice" },
@@ -239,7 +240,7 @@ async function webgpuTokenLogProbsBackward(
   tokens: MatrixInput,
   options: TokenLogProbsBackwardOptions,
 ): Promise<LogitsGradient> {
-  const { temperature } = readForwardOptions(options);
+  const { temperature } = readBackwardOptions(options);
   const inputs = readBackwardInputsOf(readLogits(logits), temperature, tokens, options);
   const { l } = inputs;
   const out = gradientArray(l, l.rows * l.cols * l.vocab);
@@ -256,7 +257,7 @@ async function webgpuTokenLogProbsBackwardOnDevice(
   options: TokenLogProbsBackwardOptions,
   into: GpuBuffer | undefined,
 ): Promise<DeviceGradient> {
-  const { temperature } = readForwardOptions(options);
+  const { temperature } = readBackwardOptions(options);
   const inputs = readBackwardInputsOf(readDeviceLogits(logits), temperature, tokens, options);
   const { gradient, target } = gradientDestination(context, inputs.l, logits, into);
   try {

@@ -23,6 +23,7 @@ import {
   readTokens,
   requireFiniteLogps,
   resolvePolicyLossOptions,
+  splitLogitsInputs,
 } from "../backends/contract.js";
 import type { Batch } from "./context.js";
 import { BufferUsage } from "./gpu.js";
@@ -68,7 +69,7 @@ export function planFused<L>(
     const o = resolvePolicyLossOptions(lossOptions);
     const withEntropy = o.entropyCoef > 0;
     const { temperature } = readForwardOptions({ temperature: temperatureOption, entropy: withEntropy });
-    const { logits, tokens, ...rest } = inputs;
+    const { logits, tokens, rest } = splitLogitsInputs(inputs);
     const l = readShape(logits);
     const { ids, mask } = readTokens(tokens, rest.mask, l);
     if (!isBuiltinObjective(o.objective)) return undefined;

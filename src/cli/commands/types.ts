@@ -1,3 +1,4 @@
+import type { GroupId } from "../../groups.js";
 import type { Rollout } from "../../roc/schema.js";
 import type { CommandSpec, Values } from "../args.js";
 import type { Tally } from "../summary.js";
@@ -41,6 +42,6 @@ export interface CommandDefinition {
 }
 
 /** The fields every record starts with: where it came from. */
-export function identity(member: Member): { line: number; id: string | number | null; groupId: string | number } {
+export function identity(member: Member): { line: number; id: GroupId | null; groupId: GroupId } {
   return { line: member.line, id: member.rollout.id ?? null, groupId: member.rollout.groupId };
 }
