@@ -11,7 +11,7 @@ export type GroupId = string | number | bigint;
 
 /** Why a number cannot be an id, or undefined when it can. */
 function unsafeNumberId(id: number): string | undefined {
-  if (!Number.isFinite(id)) return `is ${id}; an id must be finite`;
+  if (!Number.isFinite(id)) return `must be a string or a finite number, received ${id}`;
   if (Number.isInteger(id) && !Number.isSafeInteger(id)) {
     return `${id} is an integer beyond 2^53 − 1, where numbers round; pass it as a string or a bigint`;
   }
@@ -19,12 +19,17 @@ function unsafeNumberId(id: number): string | undefined {
 }
 
 /** A string, a bigint, or a finite number that is not an unsafe integer (a group id or a rollout id). */
-export const idSchema = z.union([z.string(), z.bigint(), z.number()]).superRefine((id, ctx) => {
-  const problem = typeof id === "number" ? unsafeNumberId(id) : undefined;
-  if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
-});
+function idSchemaFor(what: string) {
+  return z
+    .union([z.string(), z.bigint(), z.number()], { error: `${what} must be a string or a finite number (or a bigint)` })
+    .superRefine((id, ctx) => {
+      const problem = typeof id === "number" ? unsafeNumberId(id) : undefined;
+      if (problem !== undefined) ctx.addIssue({ code: "custom", message: `${what} ${problem}` });
+    });
+}
 
-export const groupIdSchema = idSchema;
+export const idSchema = idSchemaFor("id");
+export const groupIdSchema = idSchemaFor("group id");
 
 export interface Group {
   readonly id: GroupId;
@@ -40,7 +45,8 @@ export function groupBy(groupIds: ArrayLike<unknown>, name = "groupIds"): Group[
     const key = groupKey(id);
     let bucket = buckets.get(key);
     if (bucket === undefined) {
-      bucket = { id, members: [] };
+      // Map keys make −0 and 0 one group; the group is reported as 0 either way.
+      bucket = { id: Object.is(id, -0) ? 0 : id, members: [] };
       buckets.set(key, bucket);
     }
     bucket.members.push(i);
@@ -52,7 +58,10 @@ export function groupBy(groupIds: ArrayLike<unknown>, name = "groupIds"): Group[
 export function requireId(value: unknown, path: string, what: string): GroupId {
   if (typeof value === "string" || typeof value === "bigint") return value;
   if (typeof value !== "number") {
-    throw invalid(path, `${what} must be a string, a number or a bigint, received ${describeValue(value)}`);
+    throw invalid(
+      path,
+      `${what} must be a string or a finite number, received ${describeValue(value)}; a bigint works too`,
+    );
   }
   const problem = unsafeNumberId(value);
   if (problem !== undefined) throw invalid(path, `${what} ${problem}`);
@@ -62,4 +71,9 @@ export function requireId(value: unknown, path: string, what: string): GroupId {
 /** A stable text key for grouping and for seeding per-group randomness: 1 and "1" apart, 1 and 1n together. */
 export function groupKey(id: GroupId): string {
   return typeof id === "string" ? `s:${id}` : `n:${id}`;
+}
+
+/** An id as a message shows it: strings quoted, bigints with their n. */
+export function showId(id: GroupId): string {
+  return typeof id === "bigint" ? `${id}n` : JSON.stringify(id);
 }

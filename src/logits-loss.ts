@@ -13,7 +13,7 @@ import {
   tokenLogProbsBackward,
 } from "./logprobs/index.js";
 import { type PolicyLossInputs, type PolicyLossResult, policyLoss, resolvePolicyLossOptions } from "./loss/index.js";
-import type { PolicyLossOptionsInput } from "./loss/options.js";
+import { type PolicyLossOptionsInput, policyLossOptionsSchema } from "./loss/options.js";
 import { invalid, requireKnownKeys } from "./errors.js";
 import type { MatrixInput } from "./tensor.js";
 
@@ -112,13 +112,25 @@ export function splitLogitsInputs<Logits>(inputs: LogitsPolicyLossInputs<Logits>
 }
 
 /**
+ * The temperature apart from the policy loss's options; every key must be one of those (the check the loss's own
+ * schema makes, with `temperature` known too, so that `temprature` is caught with its suggestion).
+ */
+export function splitLogitsOptions(options: LogitsPolicyLossOptions) {
+  if (typeof options === "object" && options !== null) {
+    requireKnownKeys(options, [...Object.keys(policyLossOptionsSchema.shape), "temperature"], "options");
+  }
+  const { temperature, ...lossOptions } = options;
+  return { temperature, lossOptions };
+}
+
+/**
  * How the three steps pass their results on: the mask and temperature to both logits passes, the forward's
  * log-probs (and entropy, when the loss has an entropy bonus) to the loss, the loss's gradients back, with the
  * forward's statistics as `saved`.
  */
 function composition<Logits>(inputs: LogitsPolicyLossInputs<Logits>, options: LogitsPolicyLossOptions) {
   const { logits, tokens, rest } = splitLogitsInputs(inputs);
-  const { temperature, ...lossOptions } = options;
+  const { temperature, lossOptions } = splitLogitsOptions(options);
   const withEntropy = resolvePolicyLossOptions(lossOptions).entropyCoef > 0;
   const logProbOptions = { temperature, mask: rest.mask };
   return {

@@ -36,12 +36,15 @@ export function readNumbers(value: unknown, name: string): NumericArray {
   return value as NumericArray;
 }
 
-/** What a value is, for an error message: its type, with null and arrays named as such. */
+/** What a value is, for an error message: small values as they are, the rest by type. */
 export function describeValue(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
+  if (value === null || value === undefined || typeof value === "boolean" || typeof value === "number") {
+    return String(value);
+  }
+  if (typeof value === "bigint") return `${value}n`;
   if (typeof value === "string")
-    return `the string ${JSON.stringify(value.length > 20 ? `${value.slice(0, 20)}…` : value)}`;
+    return `string (${JSON.stringify(value.length > 20 ? `${value.slice(0, 20)}…` : value)})`;
+  if (Array.isArray(value)) return "array";
   return typeof value;
 }
 
@@ -96,4 +99,26 @@ export function exp(x: number): number {
   const j = kInt & 63;
   const scale = TWO_TO_J_64[j]!;
   return (scale + scale * p) * TWO_TO_M[((kInt - j) >> 6) + POW2_OFFSET]!;
+}
+
+/**
+ * For backends that compute in float32: a finite float64 value beyond float32's range (about ±3.4e38) would become
+ * ±Infinity there and give a wrong result, so it is refused at its position ([row][column] of `cols` columns, or
+ * [index] without `cols`), naming float32 as the cause. Positions `skip` returns true for are never read.
+ */
+export function requireFloat32Range(
+  values: NumericArray,
+  name: string,
+  cols?: number,
+  skip?: (i: number) => boolean,
+): void {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (!Number.isFinite(v) || Number.isFinite(Math.fround(v)) || skip?.(i) === true) continue;
+    const at = cols === undefined ? `[${i}]` : `[${Math.floor(i / cols)}][${i % cols}]`;
+    throw invalid(
+      `${name}${at}`,
+      `is ${v}, beyond the range of float32 (±3.4028235e38), which this backend computes in`,
+    );
+  }
 }

@@ -12,26 +12,55 @@ export interface StdConvention {
   readonly besselFactorFloat32: boolean;
 }
 
+/**
+ * A power of two that brings the largest |value| into [2^-500, 2^500]: squares of deviations then neither overflow
+ * (|r| above ~1e154 did: [1e200, 0] had a variance of Infinity) nor underflow. Multiplying by a power of two is
+ * exact, and the scale is 1 for every value in that range, so ordinary rewards give the same bits as without it.
+ */
+export function powerOfTwoScale(values: ArrayLike<number>): number {
+  let largest = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = Math.abs(values[i]!);
+    if (v > largest) largest = v;
+  }
+  if (!(largest > 0) || !Number.isFinite(largest)) return 1;
+  const exponent = Math.floor(Math.log2(largest));
+  return exponent > 500 || exponent < -500 ? 2 ** -exponent : 1;
+}
+
 /** Mean and std over `values`, skipping NaN (callers reject NaN first unless missing rewards are allowed). */
 export function moments(values: ArrayLike<number>, convention: StdConvention): Moments {
+  const scale = powerOfTwoScale(values);
   let count = 0;
   let sum = 0;
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
     if (Number.isNaN(v)) continue;
     count++;
-    sum += v;
+    sum += v * scale;
   }
   const mean = sum / count;
   let squares = 0;
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
-    if (!Number.isNaN(v)) squares += (v - mean) * (v - mean);
+    if (!Number.isNaN(v)) squares += (v * scale - mean) * (v * scale - mean);
   }
   let variance = squares / count;
   if (convention.unbiasedStd) {
     const bessel = count / (count - 1);
     variance *= convention.besselFactorFloat32 ? Math.fround(bessel) : bessel;
   }
-  return { count, mean, std: Math.sqrt(variance) };
+  return { count, mean: mean / scale, std: Math.sqrt(variance) / scale };
+}
+
+/** Whether every value that is not NaN is the same (true for none or one). */
+export function allEqual(values: ArrayLike<number>): boolean {
+  let first = NaN;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (Number.isNaN(v)) continue;
+    if (Number.isNaN(first)) first = v;
+    else if (v !== first) return false;
+  }
+  return true;
 }

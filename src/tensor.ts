@@ -39,13 +39,23 @@ export function toMatrix(input: MatrixInput, name: string): Matrix {
     return { data: Float64Array.from(data), shape: [rows, cols] };
   }
   const { data: raw, shape } = parseOrThrow(flatMatrixSchema, input, name);
-  const data = readNumbers(raw, `${name}.data`);
-  if (data.length !== shape[0] * shape[1]) {
-    throw invalid(
-      `${name}.data`,
-      `has ${data.length} entries but shape [${shape[0]}, ${shape[1]}] needs ${shape[0] * shape[1]}`,
-    );
+  if (!isArrayLike(raw)) throw invalid(`${name}.data`, "expected an array or a typed array of numbers");
+  const [rows, cols] = shape;
+  if (raw.length !== rows * cols) {
+    throw invalid(`${name}.data`, `has ${raw.length} entries but shape [${rows}, ${cols}] needs ${rows * cols}`);
   }
+  if (Array.isArray(raw)) {
+    for (let i = 0; i < raw.length; i++) {
+      const v: unknown = raw[i];
+      if (typeof v !== "number") {
+        throw invalid(
+          `${name}[${Math.floor(i / cols)}][${i % cols}]`,
+          `expected a number, received ${describeValue(v)}`,
+        );
+      }
+    }
+  }
+  const data = readNumbers(raw, `${name}.data`);
   return { data, shape: [shape[0], shape[1]] };
 }
 

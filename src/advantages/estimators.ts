@@ -1,4 +1,4 @@
-import { moments } from "../stats.js";
+import { allEqual, moments } from "../stats.js";
 import type { AdvantageOptions } from "./options.js";
 
 export interface EstimatorContext {
@@ -10,9 +10,13 @@ export interface EstimatorContext {
 /** Maps the rewards of one group (in input order) to one advantage each. */
 export type AdvantageEstimator = (rewards: Float64Array, context: EstimatorContext) => Float64Array;
 
-/** GRPO: A = (r − mean) / (std + ε), or r − mean without std scaling. */
+/**
+ * GRPO: A = (r − mean) / (std + ε), or r − mean without std scaling. A group of two or more whose rewards are all
+ * equal gets exactly 0: r − mean would round to ±1e-17 for rewards like 0.1, which ε then divides into ±1e-11.
+ */
 export const grpo: AdvantageEstimator = (rewards, { options, batchStd }) => {
   const singleton = rewards.length === 1;
+  if (!singleton && allEqual(rewards)) return new Float64Array(rewards.length);
   const { mean, std } = moments(rewards, options);
   // verl treats a singleton as mean 0, std 1; TRL centres it on itself, which gives 0.
   const center = singleton ? (options.singleton === "raw" ? 0 : rewards[0]!) : mean;
@@ -25,9 +29,10 @@ export const grpo: AdvantageEstimator = (rewards, { options, batchStd }) => {
   return rewards.map((r) => (r - center) / scale);
 };
 
-/** RLOO: A_i = r_i − mean of the others = (r_i − mean)·n/(n−1). */
+/** RLOO: A_i = r_i − mean of the others = (r_i − mean)·n/(n−1); 0 for a group whose rewards are all equal. */
 export const rloo: AdvantageEstimator = (rewards, { options }) => {
   if (rewards.length === 1) return Float64Array.of(options.singleton === "raw" ? rewards[0]! : 0);
+  if (allEqual(rewards)) return new Float64Array(rewards.length);
   const { count, mean } = moments(rewards, options);
   const factor = count / (count - 1);
   // Written as verl writes it, so the rounding matches: r·n/(n−1) − mean·n/(n−1).

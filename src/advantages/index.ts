@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { GrpoRocError, invalid, parseOrThrow } from "../errors.js";
-import { groupBy, type GroupId } from "../groups.js";
-import { finiteFloat64, isArrayLike, numericArraySchema, type NumericArray } from "../numeric.js";
+import { type GroupId, groupBy, showId } from "../groups.js";
+import { describeValue, finiteFloat64, isArrayLike, type NumericArray, readNumbers } from "../numeric.js";
 import { moments } from "../stats.js";
 import { grpo, rloo, type AdvantageEstimator } from "./estimators.js";
 import { advantageOptionsSchema, type AdvantageOptions, type AdvantageOptionsInput } from "./options.js";
@@ -39,7 +39,7 @@ export function advantages(
   groupIds: ArrayLike<GroupId>,
   options: AdvantageOptionsInput = {},
 ): Float64Array {
-  parseOrThrow(numericArraySchema, rewards, "rewards");
+  readNumbers(rewards, "rewards");
   parseOrThrow(z.custom<ArrayLike<GroupId>>(isArrayLike, { message: "expected an array" }), groupIds, "groupIds");
   const resolved = resolveAdvantageOptions(options);
   const estimator = estimators.get(resolved.estimator);
@@ -56,10 +56,11 @@ export function advantages(
   // TRL: the std of a one-rollout batch is 0.
   const batchStd = resolved.stdScope !== "batch" ? NaN : values.length > 1 ? moments(values, resolved).std : 0;
   const out = new Float64Array(values.length);
-  for (const { members } of groupBy(groupIds)) {
+  for (const { id, members } of groupBy(groupIds)) {
     const groupRewards = new Float64Array(members.length);
     for (let k = 0; k < members.length; k++) groupRewards[k] = values[members[k]!]!;
     const groupAdvantages = estimator(groupRewards, { options: resolved, batchStd });
+    requireEstimatorOutput(groupAdvantages, members, id, resolved);
     for (let k = 0; k < members.length; k++) out[members[k]!] = groupAdvantages[k]!;
   }
   if (resolved.missingRewards === "ignore") {
@@ -67,4 +68,39 @@ export function advantages(
     for (let i = 0; i < out.length; i++) if (Number.isNaN(out[i])) out[i] = 0;
   }
   return out;
+}
+
+/**
+ * An estimator's advantages for one group: one finite number per rollout (NaN only where the reward is missing and
+ * missing rewards are allowed). A registered estimator that returns anything else is named, with the group; an
+ * advantage that overflows float64 (rewards near ±1.8e308) is refused rather than returned as ±Infinity.
+ */
+function requireEstimatorOutput(
+  groupAdvantages: ArrayLike<number>,
+  members: Int32Array,
+  id: GroupId,
+  options: AdvantageOptions,
+): void {
+  const group = `group ${showId(id)}`;
+  if (!isArrayLike(groupAdvantages) || groupAdvantages.length !== members.length) {
+    const length = isArrayLike(groupAdvantages) ? `${groupAdvantages.length} values` : describeValue(groupAdvantages);
+    throw invalid(
+      "options.estimator",
+      `"${options.estimator}" returned ${length} for the ${members.length} rollouts of ${group}; it must return one each`,
+    );
+  }
+  for (let k = 0; k < members.length; k++) {
+    const value = groupAdvantages[k];
+    if (
+      typeof value === "number" &&
+      (Number.isFinite(value) || (Number.isNaN(value) && options.missingRewards === "ignore"))
+    ) {
+      continue;
+    }
+    throw invalid(
+      `rewards[${members[k]}]`,
+      `its advantage is ${String(value)} (estimator "${options.estimator}", ${group}): not a finite number` +
+        (typeof value === "number" && !Number.isNaN(value) ? "; rewards this large cannot be centred in float64" : ""),
+    );
+  }
 }

@@ -32,6 +32,7 @@ export {
   type LogitsPolicyLossOptions,
   type LogitsPolicyLossResult,
   splitLogitsInputs,
+  splitLogitsOptions,
 } from "../logits-loss.js";
 export { roundToBfloat16InPlace } from "../logprobs/bfloat16.js";
 export {
@@ -70,7 +71,7 @@ export {
   resolvePolicyLossOptions,
   validCounts,
 } from "../loss/policy-loss.js";
-export { isArrayLike, type NumericArray } from "../numeric.js";
+export { isArrayLike, type NumericArray, requireFloat32Range } from "../numeric.js";
 export type { MatrixInput } from "../tensor.js";
 
 export type Dtype = "float32" | "float64" | "bfloat16";

@@ -96,12 +96,16 @@ export function tokenLogProbs(
   const logp = new Float64Array(positions);
   const logSumExp = new Float64Array(positions).fill(NaN);
   const entropy = withEntropy ? new Float64Array(positions) : undefined;
-  const stats = { logSumExp: 0, entropy: 0 };
+  const inverseTemperature = 1 / temperature;
+  const stats = newRowStatistics();
   for (let i = 0; i < positions; i++) {
     if (mask !== undefined && mask[i] === 0) continue;
-    rowStatistics(l, i, 1 / temperature, withEntropy, stats);
+    rowStatistics(l, i, inverseTemperature, withEntropy, stats);
     logSumExp[i] = stats.logSumExp;
-    logp[i] = l.data[i * l.vocab + ids[i]!]! / temperature - stats.logSumExp;
+    // (z − max)/τ − log Σ: exact where z/τ − logsumexp would cancel two huge numbers.
+    const tokenLogit = l.data[i * l.vocab + ids[i]!]!;
+    logp[i] = (tokenLogit - stats.max) * inverseTemperature - stats.logSum;
+    if (logp[i] === -Infinity && tokenLogit !== -Infinity) throw logProbOverflow(i, l.cols, tokenLogit, stats.max);
     if (entropy !== undefined) entropy[i] = stats.entropy;
   }
   return { logp, entropy, logSumExp, temperature, shape: [l.rows, l.cols] };
@@ -122,24 +126,31 @@ export function tokenLogProbsBackward(
   const size = l.rows * l.cols * l.vocab;
   const out = l.data instanceof Float32Array ? new Float32Array(size) : new Float64Array(size);
   const inverseTemperature = 1 / temperature;
-  const stats = { logSumExp: 0, entropy: 0 };
+  const stats = newRowStatistics();
   for (let i = 0; i < l.rows * l.cols; i++) {
     if (reads[i] === 0) continue;
     const g = gradLogp[i]!;
     const h = gradEntropy === undefined ? 0 : gradEntropy[i]!;
-    if (saved !== undefined) {
-      stats.logSumExp = saved.logSumExp[i]!;
-      stats.entropy = saved.entropy?.[i] ?? 0;
+    // log p_v = (z_v − shift)/τ − offset: the saved logsumexp as (0, lse) while it is small enough for z/τ − lse to
+    // keep its digits; otherwise (huge logits) the row's max and log Σ, recomputed.
+    let shift = 0;
+    let logNormalizer: number;
+    let H: number;
+    if (saved !== undefined && Math.abs(saved.logSumExp[i]!) <= SAVED_LOGSUMEXP_LIMIT) {
+      logNormalizer = saved.logSumExp[i]!;
+      H = saved.entropy?.[i] ?? 0;
     } else {
       rowStatistics(l, i, inverseTemperature, h !== 0, stats);
+      shift = stats.max;
+      logNormalizer = stats.logSum;
+      H = stats.entropy;
     }
-    const { logSumExp: lse, entropy: H } = stats;
     const offset = i * l.vocab;
     for (let v = 0; v < l.vocab; v++) {
-      const z = l.data[offset + v]! * inverseTemperature;
-      const p = exp(z - lse);
+      const logProbability = (l.data[offset + v]! - shift) * inverseTemperature - logNormalizer;
+      const p = exp(logProbability);
       // p = 0 for −Infinity logits, whose entropy term would be 0·∞.
-      const entropyTerm = h === 0 || p === 0 ? 0 : -h * p * (z - lse + H);
+      const entropyTerm = h === 0 || p === 0 ? 0 : -h * p * (logProbability + H);
       out[offset + v] = (-g * p + entropyTerm) * inverseTemperature;
     }
     const at = offset + ids[i]!;
@@ -183,22 +194,63 @@ export function readBackwardInputsOf(
       }
     }
   }
-  const saved = options.saved;
-  if (saved !== undefined && (saved.shape[0] !== l.rows || saved.shape[1] !== l.cols)) {
-    throw invalid("options.saved", `is for shape [${saved.shape.join(", ")}], logits are [${l.rows}, ${l.cols}, …]`);
-  }
-  if (saved !== undefined && saved.temperature !== temperature) {
-    throw invalid("options.saved", `was computed at temperature ${saved.temperature}, this pass is at ${temperature}`);
-  }
+  const saved = options.saved === undefined ? undefined : readSaved(options.saved, l, temperature);
   if (gradEntropy !== undefined && saved !== undefined && saved.entropy === undefined) {
     throw invalid("options.saved", "has no entropy: run the forward pass with { entropy: true } or leave `saved` out");
   }
   const reads = backwardReads(mask, gradLogp, gradEntropy);
-  if (saved !== undefined) {
-    for (let i = 0; i < reads.length; i++)
-      if (reads[i] === 1 && Number.isNaN(saved.logSumExp[i])) throw savedSkipped(i, l.cols);
-  }
+  if (saved !== undefined) requireSavedStatistics(saved, reads, gradEntropy !== undefined, l.cols);
   return { l, ids, mask, reads, gradLogp, gradEntropy, temperature, saved };
+}
+
+/** A TokenLogProbs given as `saved`: the forward result of these logits, at this temperature. */
+const savedSchema = z.looseObject({
+  logp: z.custom<Float64Array>((value) => value instanceof Float64Array, { message: "expected a Float64Array" }),
+  logSumExp: z.custom<Float64Array>((value) => value instanceof Float64Array, { message: "expected a Float64Array" }),
+  entropy: z
+    .custom<Float64Array>((value) => value instanceof Float64Array, { message: "expected a Float64Array" })
+    .optional(),
+  temperature: z.number(),
+  shape: z.tuple([z.number(), z.number()]),
+});
+
+/** `saved` checked against this pass: the forward result of tokenLogProbs on the same logits and temperature. */
+function readSaved(input: TokenLogProbs, l: Logits, temperature: number): TokenLogProbs {
+  const saved = parseOrThrow(savedSchema, input, "options.saved") as TokenLogProbs;
+  if (saved.shape[0] !== l.rows || saved.shape[1] !== l.cols) {
+    throw invalid("options.saved", `is for shape [${saved.shape.join(", ")}], logits are [${l.rows}, ${l.cols}, …]`);
+  }
+  if (saved.temperature !== temperature) {
+    throw invalid("options.saved", `was computed at temperature ${saved.temperature}, this pass is at ${temperature}`);
+  }
+  const positions = l.rows * l.cols;
+  for (const field of ["logp", "logSumExp", "entropy"] as const) {
+    const values = saved[field];
+    if (values !== undefined && values.length !== positions) {
+      throw invalid(`options.saved.${field}`, `has ${values.length} entries, the logits have ${positions} positions`);
+    }
+  }
+  return saved;
+}
+
+/**
+ * At every position the backward reads, the saved statistics must be a forward pass's: NaN there means the forward
+ * mask skipped it; ±Infinity, or an entropy that is not finite, cannot come from a forward pass over finite logits.
+ */
+function requireSavedStatistics(saved: TokenLogProbs, reads: Uint8Array, withEntropy: boolean, cols: number): void {
+  for (let i = 0; i < reads.length; i++) {
+    if (reads[i] === 0) continue;
+    const logSumExp = saved.logSumExp[i]!;
+    if (Number.isNaN(logSumExp)) throw savedSkipped(i, cols);
+    const where = `[${Math.floor(i / cols)}][${i % cols}]`;
+    if (!Number.isFinite(logSumExp)) {
+      throw invalid(`options.saved.logSumExp${where}`, `is ${logSumExp}; not a forward pass's logsumexp`);
+    }
+    const entropy = saved.entropy?.[i];
+    if (withEntropy && !Number.isFinite(entropy)) {
+      throw invalid(`options.saved.entropy${where}`, `is ${entropy}; not a forward pass's entropy`);
+    }
+  }
 }
 
 /** The backward pass's validated inputs, as every backend reads them. */
@@ -233,47 +285,101 @@ export function readBackwardOptions(options: TokenLogProbsBackwardOptions): { te
   return { temperature };
 }
 
-/** logsumexp and entropy of position i's distribution, one streamed pass over its vocabulary in chunks. */
+/**
+ * A saved logsumexp beyond this is recomputed by the backward pass: z/τ − lse of two numbers this large keeps
+ * fewer than 53 − 24 bits after the point, too few for p (logits this large are rare; the recomputation is exact).
+ */
+const SAVED_LOGSUMEXP_LIMIT = 2 ** 24;
+
+/** One position's statistics over its vocabulary, relative to the largest logit. */
+interface RowStatistics {
+  /** The largest raw logit (before the temperature). */
+  max: number;
+  /** log Σ_v e^((z_v − max)/τ). */
+  logSum: number;
+  /** max/τ + logSum. */
+  logSumExp: number;
+  entropy: number;
+}
+
+function newRowStatistics(): RowStatistics {
+  return { max: 0, logSum: 0, logSumExp: 0, entropy: 0 };
+}
+
+/**
+ * logsumexp and entropy of position i's distribution, one streamed pass over its vocabulary in chunks, with every
+ * exponent taken as (z − max)/τ: shifting before scaling keeps z/τ from overflowing, and (z − max)/τ − log Σ keeps
+ * its digits for logits near the float range (z/τ − logsumexp cancelled them: [3e38, 3e38] gave logp 0, not −log 2).
+ */
 function rowStatistics(
   l: Logits,
   i: number,
   inverseTemperature: number,
   withEntropy: boolean,
-  out: { logSumExp: number; entropy: number },
+  out: RowStatistics,
 ): void {
   const data = l.data;
   const offset = i * l.vocab;
   let max = -Infinity;
   let sum = 0;
-  // Σ e^(z − max)·z, for the entropy H = lse − Σ p·z.
+  // Σ e^d·d with d = (z − max)/τ, for the entropy H = log Σ e^d − Σ e^d·d / Σ e^d.
   let weighted = 0;
   for (let start = 0; start < l.vocab; start += VOCAB_CHUNK) {
     const end = Math.min(l.vocab, start + VOCAB_CHUNK);
     let chunkMax = -Infinity;
     for (let v = start; v < end; v++) {
-      const z = data[offset + v]! * inverseTemperature;
+      const z = data[offset + v]!;
       // biome-ignore lint/suspicious/noSelfCompare: z !== z is the NaN test; NaN must win the max to be reported
       if (z > chunkMax || z !== z) chunkMax = z;
     }
     if (chunkMax === -Infinity) continue;
-    // biome-ignore lint/suspicious/noSelfCompare: a NaN chunk maximum must reach the sum, which then reports it
+    // biome-ignore lint/suspicious/noSelfCompare: a NaN chunk maximum must reach the checks below, which report it
     if (chunkMax > max || chunkMax !== chunkMax) {
-      const rescale = Math.exp(max - chunkMax);
-      sum *= rescale;
-      weighted *= rescale;
+      if (sum > 0) {
+        // Re-express the running sums relative to the new max: d' = d + δ, e' = e·e^δ.
+        const delta = (max - chunkMax) * inverseTemperature;
+        const rescale = Math.exp(delta);
+        weighted = rescale * (weighted + delta * sum);
+        sum *= rescale;
+      }
       max = chunkMax;
     }
     for (let v = start; v < end; v++) {
-      const z = data[offset + v]! * inverseTemperature;
-      const e = exp(z - max);
+      const d = (data[offset + v]! - max) * inverseTemperature;
+      const e = exp(d);
       sum += e;
-      if (withEntropy && e > 0) weighted += e * z;
+      if (withEntropy && e > 0) weighted += e * d;
     }
   }
-  const logSumExp = max + Math.log(sum);
-  if (!Number.isFinite(logSumExp)) throw badLogits(i, l.cols, logSumExp);
+  // biome-ignore lint/suspicious/noSelfCompare: max !== max is the NaN test
+  if (max === Infinity || max === -Infinity || max !== max)
+    throw badLogits(i, l.cols, max === -Infinity ? -Infinity : NaN);
+  const logSum = Math.log(sum);
+  const logSumExp = max * inverseTemperature + logSum;
+  if (!Number.isFinite(logSumExp)) throw logitsOverflow(i, l.cols, max, inverseTemperature);
+  out.max = max;
+  out.logSum = logSum;
   out.logSumExp = logSumExp;
-  out.entropy = withEntropy ? logSumExp - weighted / sum : 0;
+  out.entropy = withEntropy ? logSum - weighted / sum : 0;
+}
+
+/**
+ * A finite logit so far below its position's largest that its log-prob is below −1.8e308: not a number float64
+ * holds (a −Infinity logit's log-prob is −Infinity by definition, and allowed).
+ */
+function logProbOverflow(i: number, cols: number, tokenLogit: number, max: number) {
+  return invalid(
+    `logits[${Math.floor(i / cols)}][${i % cols}]`,
+    `the sampled token's logit ${tokenLogit} is so far below the largest (${max}) that its log-prob overflows float64`,
+  );
+}
+
+/** Logits whose largest divided by the temperature is beyond float64: their logsumexp cannot be represented. */
+function logitsOverflow(i: number, cols: number, max: number, inverseTemperature: number) {
+  return invalid(
+    `logits[${Math.floor(i / cols)}][${i % cols}]`,
+    `the largest logit ${max} divided by the temperature (${1 / inverseTemperature}) overflows float64`,
+  );
 }
 
 /** The error when `saved` lacks position i, which the backward pass needs: its forward mask was 0. */

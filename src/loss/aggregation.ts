@@ -5,8 +5,9 @@ import { AGGREGATIONS, normalizerSchema, type Aggregation, type Normalizer, type
 
 /**
  * Every aggregation here is linear in the per-token losses: loss = Σ_b w_b · Σ_t mask[b, t] · ℓ[b, t]. Returns the
- * weight w_b of each valid token of row b, so the gradient is w_b · ∂ℓ/∂logp. A normaliser of 0 (no valid tokens
- * anywhere) gives weight 0: nothing to learn, rather than verl's 0/0 = NaN.
+ * weight w_b of each valid token of row b, so the gradient is w_b · ∂ℓ/∂logp. A call without valid tokens has no
+ * weights to give (loss 0, rather than verl's 0/0 = NaN); a normaliser that cannot describe a batch containing
+ * this call is refused (`requireConsistentNormalizer`).
  */
 export function rowWeights(
   rowTokens: Int32Array,
@@ -21,11 +22,13 @@ export function rowWeights(
     tokens += count;
     if (count > 0) nonEmpty++;
   }
-  const weightOf = tokenWeight(mode, normalizer, { tokens, nonEmpty, rows, length });
+  const local = { tokens, nonEmpty, rows, length };
+  requireConsistentNormalizer(normalizer, local);
+  const weightOf = tokenWeight(mode, normalizer, local);
   const weights = new Float64Array(rows);
   for (let b = 0; b < rows; b++) {
     const count = rowTokens[b]!;
-    if (count > 0) weights[b] = safe(weightOf(count));
+    if (count > 0) weights[b] = weightOf(count);
   }
   return weights;
 }
@@ -60,19 +63,40 @@ function tokenWeight(
   }
 }
 
-function safe(weight: number): number {
-  return Number.isFinite(weight) ? weight : 0;
+/**
+ * The whole batch's counts include this call's: a normaliser with fewer tokens, non-empty rows or rows than this
+ * call alone has (`tokens: 1` with 4 valid tokens would scale the loss 4×; `tokens: 0` would zero it) cannot be
+ * the batch's.
+ */
+function requireConsistentNormalizer(
+  normalizer: Normalizer,
+  local: { tokens: number; nonEmpty: number; rows: number },
+): void {
+  const atLeast = [
+    ["tokens", normalizer.tokens, local.tokens, "valid tokens"],
+    ["sequences", normalizer.sequences, local.nonEmpty, "non-empty rows"],
+    ["rows", normalizer.rows, local.rows, "rows"],
+  ] as const;
+  for (const [field, given, here, what] of atLeast) {
+    if (given !== undefined && given < here) {
+      throw invalid(
+        `options.normalizer.${field}`,
+        `is ${given} but this call alone has ${here} ${what}: the whole batch's count must include them`,
+      );
+    }
+  }
 }
 
 /**
  * The whole batch's counts from its mask [B, T]: pass the result as `normalizer` to each of its micro-batches and
- * their losses and gradients sum to the whole batch's, in every aggregation mode.
+ * their losses and gradients sum to the whole batch's, in every aggregation mode. An empty batch ([0, 0]: RoC kept
+ * nothing) has no length; its normaliser gives every call loss 0.
  */
 export function batchNormalizer(maskInput: MatrixInput): {
   tokens: number;
   sequences: number;
   rows: number;
-  length: number;
+  length: number | undefined;
 } {
   const mask = toMatrix(maskInput, "mask");
   const [rows, cols] = mask.shape;
@@ -82,7 +106,7 @@ export function batchNormalizer(maskInput: MatrixInput): {
     tokens += count;
     if (count > 0) sequences++;
   }
-  return { tokens, sequences, rows, length: cols };
+  return { tokens, sequences, rows, length: cols > 0 ? cols : undefined };
 }
 
 const aggregateOptionsSchema = z.strictObject({

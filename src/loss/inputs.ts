@@ -101,6 +101,7 @@ export function readLossInputs(inputs: PolicyLossInputs, options: PolicyLossOpti
   for (const [name, matrix] of optional) {
     if (matrix !== undefined) requireFiniteWhereSelected(matrix.data, mask.data, cols, `inputs.${name}`);
   }
+  if (importanceWeights !== undefined) requireNonNegativeWeights(importanceWeights.data, mask.data, cols);
   if (perTokenAdvantages) {
     requireFiniteWhereSelected(advantages, mask.data, cols, "inputs.advantages");
   } else {
@@ -149,6 +150,18 @@ function requireFiniteWhereSelected(values: NumericArray, mask: NumericArray, co
       throw invalid(
         `${name}[${Math.floor(i / cols)}][${i % cols}]`,
         `is ${values[i]} at a position the mask selects; only masked positions may hold non-finite values`,
+      );
+    }
+  }
+}
+
+/** An importance weight scales a token's policy term: a negative one would flip its gradient. */
+function requireNonNegativeWeights(weights: NumericArray, mask: NumericArray, cols: number): void {
+  for (let i = 0; i < weights.length; i++) {
+    if (mask[i] === 1 && weights[i]! < 0) {
+      throw invalid(
+        `inputs.importanceWeights[${Math.floor(i / cols)}][${i % cols}]`,
+        `is ${weights[i]}; importance weights must be ≥ 0 (a negative one would flip the token's gradient)`,
       );
     }
   }

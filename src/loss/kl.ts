@@ -1,4 +1,6 @@
-import type { KlKind } from "./options.js";
+import { z } from "zod";
+import { invalid, parseOrThrow } from "../errors.js";
+import { KL_KINDS, type KlKind } from "./options.js";
 
 export interface KlValue {
   readonly value: number;
@@ -53,7 +55,44 @@ export function klEstimator(kind: KlKind, clamp: boolean): KlEstimator {
   return estimator;
 }
 
-/** One token's KL estimate of log π − log π_ref and its slope in logp, as the loss computes it. */
+/**
+ * TRL's importance-corrected KL: the estimate and its slope in logp, each times ρ = e^logRatio, computed so that a
+ * product that is finite stays finite. k3's e^x·ρ is e^(x + log ρ): for logp far below refLogp and oldLogp, e^x
+ * overflows while ρ underflows, and their product is an ordinary number (e^x·ρ = π_ref/π_old).
+ */
+export type KlTimesRatio = (logp: number, refLogp: number, logRatio: number) => KlValue;
+
+const k3TimesRatio: KlTimesRatio = (logp, refLogp, logRatio) => {
+  const x = refLogp - logp;
+  const ratio = Math.exp(logRatio);
+  const expXRatio = Math.exp(x + logRatio);
+  return { value: expXRatio - (x + 1) * ratio, dLogp: ratio - expXRatio };
+};
+
+export function klTimesRatio(kind: KlKind, clamp: boolean): KlTimesRatio {
+  if (kind === "k3" && !clamp) return k3TimesRatio;
+  const estimate = klEstimator(kind, clamp);
+  return (logp, refLogp, logRatio) => {
+    const { value, dLogp } = estimate(logp, refLogp);
+    const ratio = Math.exp(logRatio);
+    // 0 · ∞ is 0 here: a zero estimate or slope contributes nothing, whatever the ratio.
+    return { value: value === 0 ? 0 : value * ratio, dLogp: dLogp === 0 ? 0 : dLogp * ratio };
+  };
+}
+
+const klPenaltyArguments = z.tuple([z.enum(KL_KINDS), z.boolean(), z.number().finite(), z.number().finite()]);
+
+/**
+ * One token's KL estimate of log π − log π_ref and its slope in logp, as the loss computes it (validated: the loss
+ * itself calls the estimators directly, once its inputs are).
+ *
+ * @example klPenalty("k3", true, -1, -1.5) // => { value: e^-0.5 + 0.5 − 1 ≈ 0.1065, dLogp: 1 − e^-0.5 ≈ 0.3935 }
+ */
 export function klPenalty(kind: KlKind, clamp: boolean, logp: number, refLogp: number): KlValue {
-  return klEstimator(kind, clamp)(logp, refLogp);
+  parseOrThrow(klPenaltyArguments, [kind, clamp, logp, refLogp], "arguments");
+  const result = klEstimator(kind, clamp)(logp, refLogp);
+  if (!Number.isFinite(result.value) || !Number.isFinite(result.dLogp)) {
+    throw invalid("arguments", `the ${kind} estimate of logp − refLogp = ${logp - refLogp} overflows float64`);
+  }
+  return result;
 }

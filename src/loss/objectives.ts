@@ -102,7 +102,9 @@ export const sapoObjective: PolicyObjective = (options) => {
     const tau = a > 0 ? positive : negative;
     const sigma = 1 / (1 + Math.exp(-tau * (ratio - 1)));
     const loss = (-a * sigma * 4) / tau;
-    const dLogRatio = -a * 4 * sigma * (1 - sigma) * ratio;
+    // σ(1 − σ)·ρ → 0 as ρ → ∞ (1 − σ falls like e^−τρ), but 0·∞ would be NaN where ρ overflowed.
+    const oneMinusSigma = 1 - sigma;
+    const dLogRatio = oneMinusSigma === 0 ? 0 : -a * 4 * sigma * oneMinusSigma * ratio;
     return { loss, dLogRatio, dLogp: 0, clipped: false, dualClipped: false, lowClipped: false, highClipped: false };
   };
 };

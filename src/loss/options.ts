@@ -20,7 +20,7 @@ export const KL_KINDS = ["k1", "abs", "k2", "k3"] as const;
 export type KlKind = (typeof KL_KINDS)[number];
 const KL_ALIASES: Record<string, KlKind> = { kl: "k1", mse: "k2", low_var_kl: "k3" };
 
-const count = z.number().nonnegative();
+const count = z.number().int().nonnegative();
 
 /**
  * The whole batch's counts, for gradient accumulation and data parallelism: pass the same normaliser to every
@@ -38,11 +38,11 @@ export const normalizerSchema = z
      * Fixed length divisor: seq-mean-token-sum-norm's loss_scale_factor (default T), dr_grpo's max_completion_length
      * (default T).
      */
-    length: z.number().positive().optional(),
+    length: z.number().positive().finite().optional(),
     /** verl's dp_size: multiplies every mode but seq-mean-token-sum-norm. */
-    dpSize: z.number().positive().default(1),
+    dpSize: z.number().int().positive().default(1),
     /** TRL's gradient accumulation steps: divides grpo, bnpo and dr_grpo (not dapo, whose count already spans them). */
-    gradientAccumulationSteps: z.number().positive().default(1),
+    gradientAccumulationSteps: z.number().int().positive().default(1),
   })
   .default({ dpSize: 1, gradientAccumulationSteps: 1 });
 export type Normalizer = z.output<typeof normalizerSchema>;

@@ -10,9 +10,9 @@ import { invalid, parseOrThrow, requireKnownKeys } from "../errors.js";
 import type { NumericArray } from "../numeric.js";
 import { rowWeights } from "./aggregation.js";
 import { type LossInputs, nonFiniteLogp, type PolicyLossInputs, readLossInputs, requireFiniteLogps } from "./inputs.js";
-import { klEstimator } from "./kl.js";
+import { klEstimator, klTimesRatio } from "./kl.js";
 import { lossMetrics, type PolicyLossMetrics } from "./metrics.js";
-import { objectiveKernel, type TokenKernel } from "./objectives.js";
+import { objectiveKernel, type TokenKernel, type TokenLoss } from "./objectives.js";
 import {
   type KlOptions,
   type PolicyLossOptions,
@@ -165,14 +165,19 @@ function ratioRule(t: LossInputs, o: PolicyLossOptions): RatioRule {
   };
 }
 
-/** log ρ_b = the mean over the row's valid tokens of logp − oldLogp (NaN in, NaN out: the token loop reports it). */
+/** log ρ_b = the mean over the row's valid tokens of logp − oldLogp; a non-finite one is reported at its token. */
 function meanRowLogRatios(t: LossInputs): Float64Array {
   const [rows, cols] = t.shape;
   const out = new Float64Array(rows);
   const { logp, oldLogp, mask, rowTokens } = t;
   for (let b = 0; b < rows; b++) {
     let sum = 0;
-    for (let i = b * cols; i < (b + 1) * cols; i++) if (mask[i] === 1) sum += logp[i]! - oldLogp[i]!;
+    for (let i = b * cols; i < (b + 1) * cols; i++) {
+      if (mask[i] !== 1) continue;
+      const logRatio = logp[i]! - oldLogp[i]!;
+      if (logRatio - logRatio !== 0) throw nonFiniteLogp(logp, oldLogp, i, cols);
+      sum += logRatio;
+    }
     out[b] = sum / rowTokens[b]!;
   }
   return out;
@@ -235,14 +240,20 @@ function addPolicyTerm(
       const inside = rawLogRatio >= clampLow && rawLogRatio <= clampHigh;
       const logRatio = inside ? rawLogRatio : rawLogRatio < clampLow ? clampLow : clampHigh;
       const ratio = Math.exp(logRatio);
-      const out = kernel({ logp, logRatio, ratio, advantage: advantages[perTokenAdvantages ? i : b]! });
+      const advantage = advantages[perTokenAdvantages ? i : b]!;
+      const out = kernel({ logp, logRatio, ratio, advantage });
       const importance = importanceWeights === undefined ? 1 : importanceWeights[i]!;
-      const tokenLoss = out.loss * importance;
+      // A zero advantage or weight contributes exactly 0, also where the ratio overflowed (0·∞ would be NaN).
+      const contributes = advantage !== 0 && importance !== 0;
+      const tokenLoss = contributes ? out.loss * importance : 0;
+      const viaRatio = contributes && inside ? w * importance * out.dLogRatio : 0;
+      const viaLogp = contributes ? w * importance * out.dLogp : 0;
+      const terms = tokenLoss + viaRatio + viaLogp;
+      if (terms - terms !== 0) throw policyTermOverflow(t, i, logRatio, out, ratios);
       perTokenLoss[i] = tokenLoss;
       loss += w * tokenLoss;
-      const viaRatio = inside ? w * importance * out.dLogRatio : 0;
       if (throughRow) rowLogRatioGrad += viaRatio;
-      grad[i] = (throughRow ? 0 : viaRatio) + w * importance * out.dLogp;
+      grad[i] = (throughRow ? 0 : viaRatio) + viaLogp;
 
       if (out.clipped) clipped++;
       if (out.lowClipped) low++;
@@ -256,6 +267,24 @@ function addPolicyTerm(
     if (rowLogRatioGrad !== 0) spreadOverRow(grad, mask, rowStart, rowEnd, rowLogRatioGrad / count);
   }
   return { loss, clipped, low, high, dual, approxKl, ratioMin, ratioSum, ratioMax };
+}
+
+/**
+ * The error for token i whose policy term is not finite: its ratio overflowed float64 (a log-ratio above ~709
+ * without a clamp), or an objective returned NaN or ±Infinity.
+ */
+function policyTermOverflow(t: LossInputs, i: number, logRatio: number, out: TokenLoss, ratios: RatioRule): Error {
+  const cols = t.shape[1];
+  const where = `[${Math.floor(i / cols)}][${i % cols}]`;
+  const values = `loss ${out.loss}, ∂/∂log-ratio ${out.dLogRatio}, ∂/∂logp ${out.dLogp}`;
+  if (logRatio > 1 && ratios.clampHigh === Infinity) {
+    return invalid(
+      `inputs.logp${where}`,
+      `its log-ratio ${logRatio} makes the policy term overflow float64 (${values}); ` +
+        "clamp it with options.logRatioClamp (verl uses [-20, 20])",
+    );
+  }
+  return invalid(`inputs.logp${where}`, `the objective gives a non-finite policy term here (${values})`);
 }
 
 /** log ρ_b is the mean of the row's log-ratios: each valid token gets 1/count of ∂loss/∂log ρ_b. */
@@ -284,6 +313,7 @@ function addKlTerm(t: LossInputs, ratios: RatioRule, kl: KlOptions, weights: Flo
   const { rowLogRatios, clampLow, clampHigh } = ratios;
   const { coef, importanceCorrected } = kl;
   const estimate = klEstimator(kl.kind, kl.clamp);
+  const estimateTimesRatio = klTimesRatio(kl.kind, kl.clamp);
   let loss = 0;
   let sum = 0;
   for (let b = 0; b < rows; b++) {
@@ -296,19 +326,24 @@ function addKlTerm(t: LossInputs, ratios: RatioRule, kl: KlOptions, weights: Flo
     for (let i = rowStart; i < rowEnd; i++) {
       if (mask[i] !== 1) continue;
       const logp = logps[i]!;
-      let { value, dLogp: slope } = estimate(logp, refLogps[i]!);
+      let value: number;
+      let slope: number;
       if (importanceCorrected) {
         const rawLogRatio = rowLogRatios === undefined ? logp - oldLogps[i]! : rowLogRatios[b]!;
         const inside = rawLogRatio >= clampLow && rawLogRatio <= clampHigh;
-        const ratio = Math.exp(inside ? rawLogRatio : rawLogRatio < clampLow ? clampLow : clampHigh);
+        const logRatio = inside ? rawLogRatio : rawLogRatio < clampLow ? clampLow : clampHigh;
+        ({ value, dLogp: slope } = estimateTimesRatio(logp, refLogps[i]!, logRatio));
+        // The ratio's own gradient: through ρ_b to the row at sequence level, else to the token.
         if (rowLogRatios !== undefined) {
-          if (inside) rowLogRatioGrad += scale * value * ratio;
-          slope *= ratio;
-        } else {
-          slope = slope * ratio + (inside ? value * ratio : 0);
+          if (inside) rowLogRatioGrad += scale * value;
+        } else if (inside) {
+          slope += value;
         }
-        value *= ratio;
+      } else {
+        ({ value, dLogp: slope } = estimate(logp, refLogps[i]!));
       }
+      const terms = value + slope;
+      if (terms - terms !== 0) throw klOverflow(t, i, kl, value, slope);
       perTokenKl[i] = value;
       loss += scale * value;
       grad[i] = grad[i]! + scale * slope;
@@ -317,6 +352,17 @@ function addKlTerm(t: LossInputs, ratios: RatioRule, kl: KlOptions, weights: Flo
     if (rowLogRatioGrad !== 0) spreadOverRow(grad, mask, rowStart, rowEnd, rowLogRatioGrad / count);
   }
   return { loss, sum };
+}
+
+/** The error for token i whose KL term overflows float64 (k2 or unclamped k3 of a log-prob difference far from 0). */
+function klOverflow(t: LossInputs, i: number, kl: KlOptions, value: number, slope: number): Error {
+  const cols = t.shape[1];
+  const difference = t.logp[i]! - t.refLogp![i]!;
+  const fix = kl.kind === "k3" && !kl.clamp ? "; verl's clamps (options.kl.clamp: true) bound it" : "";
+  return invalid(
+    `inputs.refLogp[${Math.floor(i / cols)}][${i % cols}]`,
+    `the ${kl.kind} KL estimate of logp − refLogp = ${difference} overflows float64 (value ${value}, slope ${slope})${fix}`,
+  );
 }
 
 /** −c · Σ_b w'_b Σ_t H_bt with its gradient into gradEntropy; the entropy's mean is a metric whenever it is given. */

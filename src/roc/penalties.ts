@@ -1,3 +1,5 @@
+import { z } from "zod";
+import { parseOrThrow } from "../errors.js";
 /** How one tool call ended. Every kind but "ok" is a failure, and by default each counts as a tool error. */
 export const TOOL_OUTCOMES = ["ok", "parse_error", "execution_error", "timeout"] as const;
 export type ToolOutcome = (typeof TOOL_OUTCOMES)[number];
@@ -47,10 +49,43 @@ export function emptyOutcomeCounts(): ToolOutcomeCounts {
   return { ok: 0, parse_error: 0, execution_error: 0, timeout: 0 };
 }
 
+const count = z.number().int().nonnegative();
+const weight = z.number().nonnegative().finite();
+
+/** A rollout's quality: extra fields (a parsed transcript's counters) are allowed, the four read are required. */
+const qualitySchema = z.looseObject({
+  toolOutcomes: z.strictObject({ ok: count, parse_error: count, execution_error: count, timeout: count }),
+  answers: count,
+  turns: count,
+  formatOk: z.boolean(),
+});
+
+/** The failure kinds that count, each once (a kind listed twice would count its failures twice). */
+export const failureKindsSchema = z
+  .array(z.enum(TOOL_FAILURES))
+  .refine((kinds) => new Set(kinds).size === kinds.length, { message: "lists a failure kind twice" });
+
+const penaltyOptionsSchema = z.strictObject({
+  failureKinds: failureKindsSchema,
+  penaltyWeights: z.strictObject({ error: weight, format: weight }),
+  noToolCallPenalty: weight,
+});
+
 /**
  * p_err = failed calls / all calls (0.5 with none); p_format = 1 without an answer, else min(1, (answers − 1)/turns).
+ * Validates both arguments; RoC itself scores with `scorePenalties`, once its rollouts are validated.
+ *
+ * @example penalties({ toolOutcomes: { ok: 3, parse_error: 1, execution_error: 0, timeout: 0 }, answers: 1,
+ *   turns: 2, formatOk: true }) // => { pErr: 0.25, pFormat: 0, pTotal: 0.25, toolCalls: 4, failedToolCalls: 1 }
  */
 export function penalties(quality: Quality, options: PenaltyOptions = DEFAULT_PENALTY_OPTIONS): Penalties {
+  parseOrThrow(qualitySchema, quality, "quality");
+  parseOrThrow(penaltyOptionsSchema, options, "options");
+  return scorePenalties(quality, options);
+}
+
+/** penalties() without its checks, for inputs already validated. */
+export function scorePenalties(quality: Quality, options: PenaltyOptions): Penalties {
   const counts = quality.toolOutcomes;
   const toolCalls = counts.ok + counts.parse_error + counts.execution_error + counts.timeout;
   let failedToolCalls = 0;

@@ -1,7 +1,7 @@
 import seedrandom from "seedrandom";
 import { GrpoRocError, invalid, parseOrThrow } from "../errors.js";
-import { groupBy, groupKey, type GroupId } from "../groups.js";
-import { emptyOutcomeCounts, penalties, type Quality } from "./penalties.js";
+import { type GroupId, groupBy, groupKey, showId } from "../groups.js";
+import { emptyOutcomeCounts, scorePenalties, type Quality } from "./penalties.js";
 import {
   rewardOf,
   rocOptionsSchema,
@@ -10,8 +10,8 @@ import {
   type RocOptionsInput,
   type Rollout,
 } from "./schema.js";
-import { lowestPenalties, paperCounts, referenceCounts, weightedSample, type ClassCounts } from "./select.js";
-import { parseTranscript } from "./transcript.js";
+import { type ClassCounts, lowestPenalties, paperClassCounts, referenceClassCounts, weightedSample } from "./select.js";
+import { readTranscript } from "./transcript.js";
 
 /** Why a group was not downsampled, or why a rollout was left out. */
 export type GroupReason = "equal-rewards" | "undersized" | "exact-size";
@@ -96,6 +96,7 @@ export function resampleOnCorrect(rollouts: readonly Rollout[], options: RocOpti
     "rollouts[].groupId",
   )) {
     const members = Array.from(memberArray);
+    requireUniqueIds(members, rollouts);
     const positives = members.filter((i) => positive[i]);
     const negatives = members.filter((i) => !positive[i]);
     const report = (status: RocGroupReport["status"], chosen: readonly number[], reason?: GroupReason): void => {
@@ -122,7 +123,7 @@ export function resampleOnCorrect(rollouts: readonly Rollout[], options: RocOpti
       if (undersized === "error") {
         throw invalid(
           `rollouts[${members[0]}].groupId`,
-          `group ${JSON.stringify(id)} has ${members.length} rollouts, fewer than keepPerGroup = ${G}`,
+          `group ${showId(id)} has ${members.length} rollouts, fewer than keepPerGroup = ${G}`,
         );
       }
       if (undersized === "keep") report("kept-whole", members, "undersized");
@@ -131,7 +132,7 @@ export function resampleOnCorrect(rollouts: readonly Rollout[], options: RocOpti
       report("kept-whole", members, "exact-size");
     } else {
       const n = { positives: positives.length, negatives: negatives.length };
-      const counts = resolved.mode === "paper" ? paperCounts(n, G) : referenceCounts(n, G, resolved);
+      const counts = resolved.mode === "paper" ? paperClassCounts(n, G) : referenceClassCounts(n, G, resolved);
       requirePenalties(positives, scored.pTotal);
       report("resampled", select(resolved, id, members, positives, negatives, counts, rollouts, scored.pTotal, draws));
     }
@@ -168,7 +169,7 @@ function select(
     if (chosen.length !== options.keepPerGroup) {
       // The released code asserts here; so do we, rather than return a group of the wrong size.
       throw new GrpoRocError(
-        `group ${JSON.stringify(id)}: rStar2-Agent's counts ask for ${counts.positives} positives + ` +
+        `group ${showId(id)}: rStar2-Agent's counts ask for ${counts.positives} positives + ` +
           `${counts.negatives} negatives ` +
           `of ${positives.length} + ${negatives.length}, which is not keepPerGroup = ${options.keepPerGroup} (Python ` +
           `rounding ` +
@@ -202,6 +203,23 @@ function drawUniforms(
   for (const i of drawOrder(members, rollouts)) draws[i] = 1 - stream();
 }
 
+/**
+ * A rollout's id names it within its group (in either mode): a repeat is an error at the later one, naming the
+ * earlier. Rollouts of different groups may share ids.
+ */
+function requireUniqueIds(members: readonly number[], rollouts: readonly Rollout[]): void {
+  const seen = new Map<string, number>();
+  for (const i of members) {
+    const id = rollouts[i]!.id;
+    if (id === undefined) continue;
+    const first = seen.get(groupKey(id));
+    if (first !== undefined) {
+      throw invalid(`rollouts[${i}].id`, `duplicate id ${showId(id)} in its group: rollouts[${first}] has it too`);
+    }
+    seen.set(groupKey(id), i);
+  }
+}
+
 function drawOrder(members: readonly number[], rollouts: readonly Rollout[]): readonly number[] {
   const keyed = members.filter((i) => rollouts[i]!.id !== undefined);
   if (keyed.length === 0) return members;
@@ -209,17 +227,9 @@ function drawOrder(members: readonly number[], rollouts: readonly Rollout[]): re
     const missing = members.find((i) => rollouts[i]!.id === undefined)!;
     throw invalid(`rollouts[${missing}].id`, "give an id to every rollout of a group, or to none");
   }
+  // Ids are unique within the group (requireUniqueIds), so this order is total.
   const keyOf = (i: number) => groupKey(rollouts[i]!.id!);
-  const ordered = [...members].sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0));
-  for (let k = 1; k < ordered.length; k++) {
-    if (keyOf(ordered[k]!) === keyOf(ordered[k - 1]!)) {
-      throw invalid(
-        `rollouts[${Math.max(ordered[k]!, ordered[k - 1]!)}].id`,
-        `duplicate id ${JSON.stringify(rollouts[ordered[k]!]!.id)} in its group`,
-      );
-    }
-  }
-  return ordered;
+  return [...members].sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0));
 }
 
 interface Scored {
@@ -242,7 +252,7 @@ function scoreRollouts(rollouts: readonly Rollout[], positive: readonly boolean[
   rollouts.forEach((rollout, i) => {
     const quality = qualityOf(rollout, options);
     if (quality !== undefined) {
-      const p = penalties(quality, options);
+      const p = scorePenalties(quality, options);
       scored.pErr[i] = p.pErr;
       scored.pFormat[i] = p.pFormat;
       scored.pTotal[i] = p.pTotal;
@@ -262,7 +272,7 @@ function scoreRollouts(rollouts: readonly Rollout[], positive: readonly boolean[
 }
 
 function qualityOf(rollout: Rollout, options: RocOptions): Quality | undefined {
-  if (rollout.transcript !== undefined) return parseTranscript(rollout.transcript, options.transcriptDialect);
+  if (rollout.transcript !== undefined) return readTranscript(rollout.transcript, options.transcriptDialect);
   if (rollout.toolCalls === undefined) return undefined;
   const toolOutcomes = emptyOutcomeCounts();
   for (const call of rollout.toolCalls) toolOutcomes[call.outcome]++;

@@ -1,6 +1,7 @@
 import { z } from "zod";
+import { closestKey } from "../errors.js";
 import { groupIdSchema, idSchema } from "../groups.js";
-import { TOOL_FAILURES, TOOL_OUTCOMES } from "./penalties.js";
+import { failureKindsSchema, TOOL_FAILURES, TOOL_OUTCOMES } from "./penalties.js";
 import { TRANSCRIPT_DIALECTS } from "./transcript.js";
 
 export const toolCallSchema = z.looseObject({
@@ -8,6 +9,22 @@ export const toolCallSchema = z.looseObject({
 });
 
 const count = z.number().int().nonnegative();
+
+/** The fields rolloutSchema reads; a rollout may carry others of the caller's. */
+const ROLLOUT_FIELDS = [
+  "id",
+  "groupId",
+  "reward",
+  "correct",
+  "toolCalls",
+  "answers",
+  "turns",
+  "formatOk",
+  "transcript",
+];
+
+/** A key with case, "_" and "-" folded away: `tool_calls` and `ToolCalls` fold to `toolCalls`'s `toolcalls`. */
+const fold = (key: string) => key.toLowerCase().replace(/[_-]/g, "");
 
 /**
  * One rollout as RoC sees it. Quality inputs are either structured (toolCalls + answers + turns, optionally formatOk)
@@ -29,6 +46,13 @@ export const rolloutSchema = z
     transcript: z.string().optional(),
   })
   .superRefine((rollout, ctx) => {
+    for (const key of Object.keys(rollout)) {
+      // Extra fields are the caller's own data; one that spells a known field another way is a typo to report.
+      const meant = ROLLOUT_FIELDS.includes(key) ? undefined : closestKey(key, ROLLOUT_FIELDS);
+      if (meant !== undefined && fold(meant) === fold(key)) {
+        ctx.addIssue({ code: "custom", path: [key], message: `not a rollout field; did you mean "${meant}"?` });
+      }
+    }
     if (rollout.reward === undefined && rollout.correct === undefined) {
       ctx.addIssue({ code: "custom", path: ["reward"], message: "give a reward, a correct flag, or both" });
     }
@@ -94,7 +118,7 @@ export const rocOptionsSchema = z
     /** Reference mode: floors on the kept negatives and positives. */
     minNegatives: count.default(2),
     minPositives: count.default(2),
-    failureKinds: z.array(z.enum(TOOL_FAILURES)).default([...TOOL_FAILURES]),
+    failureKinds: failureKindsSchema.default([...TOOL_FAILURES]),
     penaltyWeights: z
       .strictObject({ error: z.number().nonnegative().default(1), format: z.number().nonnegative().default(1) })
       .default({ error: 1, format: 1 }),

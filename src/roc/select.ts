@@ -1,3 +1,5 @@
+import { z } from "zod";
+import { invalid, parseOrThrow } from "../errors.js";
 import { roundHalfEven } from "../numeric.js";
 
 export interface ClassCounts {
@@ -5,19 +7,59 @@ export interface ClassCounts {
   readonly negatives: number;
 }
 
-/** Paper: keep the class proportions, k_neg = ⌊n_neg·G/N⌋ and k_pos = G − k_neg (never more than n_pos). */
+const count = z.number().int().nonnegative();
+const classCountsSchema = z.strictObject({ positives: count, negatives: count });
+/** Read from any object that has them, such as resolved RoC options. */
+const minimumsSchema = z.looseObject({ minNegatives: count, minPositives: count });
+
+/** The arguments both counts take: a group larger than G (RoC keeps smaller groups whole, or drops them). */
+function readCountsArguments(n: ClassCounts, keep: number): void {
+  parseOrThrow(classCountsSchema, n, "counts");
+  parseOrThrow(z.number().int().min(1), keep, "keep");
+  const size = n.positives + n.negatives;
+  if (keep >= size)
+    throw invalid("keep", `is ${keep}, but a group of ${size} is resampled only when it is larger than G`);
+}
+
+/**
+ * Paper: keep the class proportions, k_neg = ⌊n_neg·G/N⌋ and k_pos = G − k_neg (never more than n_pos).
+ *
+ * @example paperCounts({ positives: 20, negatives: 12 }, 16) // => { positives: 10, negatives: 6 }
+ */
 export function paperCounts(n: ClassCounts, keep: number): ClassCounts {
+  readCountsArguments(n, keep);
+  return paperClassCounts(n, keep);
+}
+
+/**
+ * rStar2-Agent's released code: Python-rounded proportions, then floors of minNegatives / minPositives per class.
+ *
+ * @example referenceCounts({ positives: 2, negatives: 30 }, 16, { minNegatives: 2, minPositives: 2 })
+ *   // => { positives: 2, negatives: 14 }
+ */
+export function referenceCounts(
+  n: ClassCounts,
+  keep: number,
+  minimums: { readonly minNegatives: number; readonly minPositives: number },
+): ClassCounts {
+  readCountsArguments(n, keep);
+  parseOrThrow(minimumsSchema, minimums, "minimums");
+  return referenceClassCounts(n, keep, minimums);
+}
+
+/** paperCounts() without its checks, for a group RoC has already validated. */
+export function paperClassCounts(n: ClassCounts, keep: number): ClassCounts {
   const size = n.positives + n.negatives;
   const negatives = Math.floor((n.negatives * keep) / size);
   return { positives: keep - negatives, negatives };
 }
 
 /**
- * rStar2-Agent's released code: Python-rounded proportions, then floors of minNegatives / minPositives per class.
- * That code also keeps a group whole when both rounded counts fall below their floors; it never happens, since the
- * rounded counts add up to at least G − 1 and the floors to at most G (both codes check that), so it is not here.
+ * referenceCounts() without its checks. The released code also keeps a group whole when both rounded counts fall
+ * below their floors; it never happens, since the rounded counts add up to at least G − 1 and the floors to at most
+ * G (both codes check that), so it is not here.
  */
-export function referenceCounts(
+export function referenceClassCounts(
   n: ClassCounts,
   keep: number,
   minimums: { readonly minNegatives: number; readonly minPositives: number },

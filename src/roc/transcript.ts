@@ -1,3 +1,5 @@
+import { invalid } from "../errors.js";
+import { describeValue } from "../numeric.js";
 import { emptyOutcomeCounts, type Quality, type ToolOutcome } from "./penalties.js";
 
 /**
@@ -6,7 +8,6 @@ import { emptyOutcomeCounts, type Quality, type ToolOutcome } from "./penalties.
  * "strict": reads the sandbox's verdict (success, failure with a reason, undecodable call), so timeouts and parse
  * failures count and a successful run that prints "error" does not; every assistant turn is counted.
  */
-/** "strict" reads the sandbox's verdicts; "reference" reproduces rStar2-Agent's heuristics (docs/spec.md §3). */
 export const TRANSCRIPT_DIALECTS = ["strict", "reference"] as const;
 export type TranscriptDialect = (typeof TRANSCRIPT_DIALECTS)[number];
 
@@ -24,6 +25,15 @@ const ASSISTANT_TURN = ["<|im_start|>assistant", "<|im_end|>"] as const;
 
 /** Reads tool outcomes, answers and turns from a Hermes / rStar2-Agent style response transcript. */
 export function parseTranscript(text: string, dialect: TranscriptDialect = "strict"): ParsedTranscript {
+  if (typeof text !== "string") throw invalid("text", `expected a transcript string, received ${describeValue(text)}`);
+  if (!(TRANSCRIPT_DIALECTS as readonly unknown[]).includes(dialect)) {
+    throw invalid("dialect", `expected one of ${TRANSCRIPT_DIALECTS.join(", ")}, received ${describeValue(dialect)}`);
+  }
+  return readTranscript(text, dialect);
+}
+
+/** parseTranscript() without its checks, for inputs already validated. */
+export function readTranscript(text: string, dialect: TranscriptDialect): ParsedTranscript {
   const toolOutcomes = emptyOutcomeCounts();
   let unrecognizedResponses = 0;
   let responses = 0;

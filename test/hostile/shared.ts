@@ -1,0 +1,75 @@
+/**
+ * The hostile suite's common parts. Every property runs from one seed (GRPO_ROC_HOSTILE_SEED, default below), so a
+ * failure is replayed by setting it; fast-check prints the seed and the shrunk counterexample's path on failure.
+ */
+import fc from "fast-check";
+import { expect } from "vitest";
+import { GrpoRocError, ValidationError } from "../../src/index.js";
+
+export const HOSTILE_SEED = Number(process.env.GRPO_ROC_HOSTILE_SEED ?? 20261207);
+
+/** Runs a property with the suite's seed; `runs` cases. */
+export function hostile<T>(arbitrary: fc.Arbitrary<T>, predicate: (value: T) => void, runs = 200): void {
+  fc.assert(fc.property(arbitrary, predicate), { seed: HOSTILE_SEED, numRuns: runs });
+}
+
+/** What a call did: returned, or threw. */
+export type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: unknown };
+
+export function attempt<T>(run: () => T): Outcome<T> {
+  try {
+    return { ok: true, value: run() };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+/** The call was refused with a ValidationError (a GrpoRocError) that has an issue at `path`. */
+export function expectRefusedAt(outcome: Outcome<unknown>, path: string | RegExp, message?: RegExp): ValidationError {
+  if (outcome.ok) return expect.fail(`expected a ValidationError at ${String(path)}, but the call returned`);
+  expect(outcome.error).toBeInstanceOf(ValidationError);
+  expect(outcome.error).toBeInstanceOf(GrpoRocError);
+  const error = outcome.error as ValidationError;
+  const paths = error.issues.map((issue) => issue.path);
+  if (typeof path === "string") expect(paths, error.message).toContain(path);
+  else
+    expect(
+      paths.some((p) => path.test(p)),
+      error.message,
+    ).toBe(true);
+  if (message !== undefined) expect(error.message).toMatch(message);
+  return error;
+}
+
+/** Every number reachable in `value` (arrays, typed arrays, plain objects) is finite. */
+export function expectAllFinite(value: unknown, label = "result"): void {
+  if (typeof value === "number") {
+    expect(Number.isFinite(value), `${label} is ${value}`).toBe(true);
+    return;
+  }
+  if (ArrayBuffer.isView(value) && !(value instanceof DataView)) {
+    const values = value as unknown as ArrayLike<number>;
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i])) expect.fail(`${label}[${i}] is ${values[i]}`);
+    }
+    return;
+  }
+  if (Array.isArray(value)) {
+    value.forEach((item, i) => expectAllFinite(item, `${label}[${i}]`));
+    return;
+  }
+  if (typeof value === "object" && value !== null) {
+    for (const [key, item] of Object.entries(value)) expectAllFinite(item, `${label}.${key}`);
+  }
+}
+
+/** A misspelling of `key`: two letters swapped, one dropped, one doubled, or snake_case. */
+export function misspellings(key: string): string[] {
+  const out = new Set<string>();
+  for (let i = 0; i + 1 < key.length; i++) out.add(key.slice(0, i) + key[i + 1] + key[i] + key.slice(i + 2));
+  for (let i = 0; i < key.length; i++) out.add(key.slice(0, i) + key.slice(i + 1));
+  for (let i = 0; i < key.length; i++) out.add(key.slice(0, i + 1) + key[i] + key.slice(i + 1));
+  out.add(key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`));
+  out.delete(key);
+  return [...out].filter((k) => k.length > 0);
+}
