@@ -18,18 +18,33 @@ function unsafeNumberId(id: number): string | undefined {
   return undefined;
 }
 
+/** Why a value cannot be an id, or undefined when it can (one test per id: RoC checks thousands per call). */
+function idProblem(what: string, value: unknown): string | undefined {
+  if (typeof value === "string" || typeof value === "bigint") return undefined;
+  if (typeof value !== "number") return `${what} must be a string or a finite number (or a bigint)`;
+  const problem = unsafeNumberId(value);
+  return problem === undefined ? undefined : `${what} ${problem}`;
+}
+
 /** A string, a bigint, or a finite number that is not an unsafe integer (a group id or a rollout id). */
 function idSchemaFor(what: string) {
-  return z
-    .union([z.string(), z.bigint(), z.number()], { error: `${what} must be a string or a finite number (or a bigint)` })
-    .superRefine((id, ctx) => {
-      const problem = typeof id === "number" ? unsafeNumberId(id) : undefined;
-      if (problem !== undefined) ctx.addIssue({ code: "custom", message: `${what} ${problem}` });
-    });
+  return z.custom<GroupId>((value) => idProblem(what, value) === undefined, {
+    error: (issue) => idProblem(what, issue.input) ?? `${what} is not valid`,
+  });
 }
 
 export const idSchema = idSchemaFor("id");
 export const groupIdSchema = idSchemaFor("group id");
+
+/**
+ * The key that makes two ids one group in a Map: the id itself, but a bigint within the safe range as the number it
+ * equals (1n and 1 one group; "1", a string, another), so no key is built as text.
+ */
+export function idKey(id: GroupId): string | number | bigint {
+  return typeof id === "bigint" && id >= -MAX_SAFE && id <= MAX_SAFE ? Number(id) : id;
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 export interface Group {
   readonly id: GroupId;
@@ -39,10 +54,10 @@ export interface Group {
 
 /** Groups rollouts by id, in order of first appearance; ids need not be contiguous. */
 export function groupBy(groupIds: ArrayLike<unknown>, name = "groupIds"): Group[] {
-  const buckets = new Map<string, { id: GroupId; members: number[] }>();
+  const buckets = new Map<string | number | bigint, { id: GroupId; members: number[] }>();
   for (let i = 0; i < groupIds.length; i++) {
     const id = requireId(groupIds[i], `${name}[${i}]`, "group id");
-    const key = groupKey(id);
+    const key = idKey(id);
     let bucket = buckets.get(key);
     if (bucket === undefined) {
       // Map keys make −0 and 0 one group; the group is reported as 0 either way.

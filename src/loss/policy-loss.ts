@@ -243,13 +243,17 @@ function addPolicyTerm(
       const advantage = advantages[perTokenAdvantages ? i : b]!;
       const out = kernel({ logp, logRatio, ratio, advantage });
       const importance = importanceWeights === undefined ? 1 : importanceWeights[i]!;
-      // A zero advantage or weight contributes exactly 0, also where the ratio overflowed (0·∞ would be NaN).
-      const contributes = advantage !== 0 && importance !== 0;
-      const tokenLoss = contributes ? out.loss * importance : 0;
-      const viaRatio = contributes && inside ? w * importance * out.dLogRatio : 0;
-      const viaLogp = contributes ? w * importance * out.dLogp : 0;
+      let tokenLoss = out.loss * importance;
+      let viaRatio = inside ? w * importance * out.dLogRatio : 0;
+      let viaLogp = w * importance * out.dLogp;
       const terms = tokenLoss + viaRatio + viaLogp;
-      if (terms - terms !== 0) throw policyTermOverflow(t, i, logRatio, out, ratios);
+      if (terms - terms !== 0) {
+        // A zero advantage or weight contributes exactly 0, also where the ratio overflowed (0·∞ gave NaN).
+        if (advantage !== 0 && importance !== 0) throw policyTermOverflow(t, i, logRatio, out, ratios);
+        tokenLoss = 0;
+        viaRatio = 0;
+        viaLogp = 0;
+      }
       perTokenLoss[i] = tokenLoss;
       loss += w * tokenLoss;
       if (throughRow) rowLogRatioGrad += viaRatio;

@@ -1,6 +1,6 @@
 import seedrandom from "seedrandom";
 import { GrpoRocError, invalid, parseOrThrow } from "../errors.js";
-import { type GroupId, groupBy, groupKey, showId } from "../groups.js";
+import { type GroupId, groupBy, groupKey, idKey, showId } from "../groups.js";
 import { emptyOutcomeCounts, scorePenalties, type Quality } from "./penalties.js";
 import {
   rewardOf,
@@ -208,15 +208,15 @@ function drawUniforms(
  * earlier. Rollouts of different groups may share ids.
  */
 function requireUniqueIds(members: readonly number[], rollouts: readonly Rollout[]): void {
-  const seen = new Map<string, number>();
+  const seen = new Map<string | number | bigint, number>();
   for (const i of members) {
     const id = rollouts[i]!.id;
     if (id === undefined) continue;
-    const first = seen.get(groupKey(id));
+    const first = seen.get(idKey(id));
     if (first !== undefined) {
       throw invalid(`rollouts[${i}].id`, `duplicate id ${showId(id)} in its group: rollouts[${first}] has it too`);
     }
-    seen.set(groupKey(id), i);
+    seen.set(idKey(id), i);
   }
 }
 

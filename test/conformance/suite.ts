@@ -16,7 +16,11 @@
  *   (e) reject bad input exactly as the reference does: a ValidationError at the same issue paths;
  *   (f) compute the loss from logits (fused where the backend fuses) as the reference composes it, on random cases
  *       and on the golden cases that start from logits;
- *   (g) run an objective registered at run time with the reference's results, from log-probs and from logits.
+ *   (g) run an objective registered at run time with the reference's results, from log-probs and from logits;
+ *   (h) keep the bad-input contract on hostile inputs: generated non-numbers and malformed objects are refused at the
+ *       reference's paths; the empty batch is a no-op; vocabularies of 152,064 and 2^20 and logits near the float
+ *       range give the reference's log-probs within the dtype's tolerance (relative to their own size), or, on a
+ *       float32 backend, a refusal that names float32 or the device limit as the cause.
  *
  * Tolerances: tolerances.ts (the only place they are set).
  */
@@ -24,6 +28,7 @@ import { describe, expect, it } from "vitest";
 import {
   AGGREGATIONS,
   BUILTIN_OBJECTIVES,
+  lossPresets,
   type LogitsPolicyLossResult,
   policyObjectiveNames,
   registerPolicyObjective,
@@ -62,6 +67,8 @@ import {
   type LossCase,
   type Objective,
   type FromLogitsCase,
+  normal,
+  rngFor,
   randomFromLogitsCase,
 } from "./cases.js";
 import { inCi, type Target } from "./targets.js";
@@ -98,6 +105,7 @@ export function defineConformanceSuite(target: Target): void {
     badInput(target);
     fromLogits(target);
     registeredObjective(target);
+    hostileInputs(target);
   });
 }
 
@@ -164,16 +172,11 @@ function expectSameLoss(
 function expectSameLogProbs(t: Target, actual: TokenLogProbs, expected: TokenLogProbs, label = ""): void {
   expect(actual.shape).toEqual(expected.shape);
   expect(actual.temperature).toBe(expected.temperature);
-  expectClose(
-    actual.logp,
-    expected.logp,
-    tolerance(t.dtype, "value", logProbScale(expected.logSumExp, expected.logp)),
-    `${label}logp`,
-  );
+  expectClose(actual.logp, expected.logp, tolerance(t.dtype, "value", logProbScale(expected.logp)), `${label}logp`);
   expectClose(
     actual.logSumExp,
     expected.logSumExp,
-    tolerance(t.dtype, "value", logProbScale(expected.logSumExp, expected.logSumExp)),
+    tolerance(t.dtype, "value", logProbScale(expected.logSumExp)),
     `${label}logSumExp`,
   );
   expect(actual.entropy === undefined, `${label}entropy present`).toBe(expected.entropy === undefined);
@@ -181,7 +184,7 @@ function expectSameLogProbs(t: Target, actual: TokenLogProbs, expected: TokenLog
     expectClose(
       actual.entropy!,
       expected.entropy,
-      tolerance(t.dtype, "value", logProbScale(expected.logSumExp, expected.entropy)),
+      tolerance(t.dtype, "value", logProbScale(expected.entropy)),
       `${label}entropy`,
     );
   }
@@ -256,16 +259,11 @@ function goldenCases(t: Target): void {
         saved: forward,
       });
       const out = c.outputs as unknown as VerlActorStepOutputs;
-      expectClose(
-        forward.logp,
-        out.log_prob.flat(),
-        tolerance(d, "value", logProbScale(refForward.logSumExp, refForward.logp)),
-        "log_prob",
-      );
+      expectClose(forward.logp, out.log_prob.flat(), tolerance(d, "value", logProbScale(refForward.logp)), "log_prob");
       expectClose(
         forward.entropy!,
         out.entropy.flat(),
-        tolerance(d, "value", logProbScale(refForward.logSumExp, refForward.entropy!)),
+        tolerance(d, "value", logProbScale(refForward.entropy!)),
         "entropy",
       );
       const kl = klScale(ref, refInputs, options);
@@ -375,13 +373,13 @@ function goldenCases(t: Target): void {
       expectClose(
         forward.logp,
         out.per_token_logps.flat(),
-        tolerance(d, "value", logProbScale(refForward.logSumExp, refForward.logp)),
+        tolerance(d, "value", logProbScale(refForward.logp)),
         "per_token_logps",
       );
       expectClose(
         forward.entropy!,
         out.entropies.flat(),
-        tolerance(d, "value", logProbScale(refForward.logSumExp, refForward.entropy!)),
+        tolerance(d, "value", logProbScale(refForward.entropy!)),
         "entropies",
       );
       expectClose(result.loss, out.loss, tolerance(d, "value", lossScale(ref, refInputs, options)), "loss");
@@ -1215,15 +1213,10 @@ async function expectSameFromLogits(
     mask: rest.mask,
     entropy: true,
   });
-  expectClose(
-    actual.logp,
-    expected.logp,
-    tolerance(t.dtype, "value", logProbScale(forward.logSumExp, expected.logp)),
-    "logp",
-  );
+  expectClose(actual.logp, expected.logp, tolerance(t.dtype, "value", logProbScale(expected.logp)), "logp");
   expect(actual.entropy === undefined, "entropy present").toBe(expected.entropy === undefined);
   if (expected.entropy !== undefined) {
-    const scale = logProbScale(forward.logSumExp, expected.entropy);
+    const scale = logProbScale(expected.entropy);
     expectClose(actual.entropy!, expected.entropy, tolerance(t.dtype, "value", scale), "entropy");
   }
   expect(actual.gradLogits.shape).toEqual(expected.gradLogits.shape);
@@ -1274,7 +1267,7 @@ function fromLogits(t: Target): void {
         trlOptionsFor(h, undefined),
       );
       const refInputs = trlInputsFor(c, refForward.logp, refForward.entropy);
-      const logpScale = logProbScale(refForward.logSumExp, refForward.logp);
+      const logpScale = logProbScale(refForward.logp);
       // The mask's 0 positions are never read here (logp 0); the peer computed them anyway.
       const mask = (c.inputs as { completion_mask: number[][] }).completion_mask;
       expectClose(
@@ -1338,4 +1331,219 @@ function registeredObjective(t: Target): void {
       await expectSameFromLogits(t, actual, expected, c);
     });
   });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// (h) hostile inputs
+
+/** A value that is not a number, in place of one entry of a flat matrix. */
+const NOT_NUMBERS: readonly unknown[] = [null, "", true, "-3", [], {}, undefined];
+
+/** What a call on a float32 backend may do instead of computing: refuse, naming float32 or a device limit. */
+const FLOAT32_OR_DEVICE_LIMIT = /float32|binding|maxBufferSize|buffer/;
+
+/** logits [1, 2, V] ~ N(0, 3), with a few −Infinity and a few large entries, float32. */
+function wideLogits(vocab: number, seed: number): { data: Float32Array; shape: [number, number, number] } {
+  const random = rngFor(`grpo-roc conformance wide-${vocab}-${seed}`);
+  const data = new Float32Array(2 * vocab).map(() => 3 * normal(random));
+  for (let k = 0; k < 20; k++) data[Math.floor(random() * data.length)] = -Infinity;
+  data[1] = 40;
+  data[vocab + 2] = 35;
+  return { data, shape: [1, 2, vocab] };
+}
+
+function hostileInputs(t: Target): void {
+  const b = t.backend;
+  describe("(h) hostile inputs: the bad-input contract on this backend", () => {
+    it.each(NOT_NUMBERS.map((bad, k) => [k, String(JSON.stringify(bad)), bad] as const))(
+      "#%i %s in a flat logp, oldLogp, mask or tokens: refused at the reference's path",
+      async (k, _shown, bad) => {
+        const entry = (values: number[], at: number) => values.map((v, i) => (i === at ? bad : v)) as never;
+        const calls: ((kernels: Backend) => Promise<unknown>)[] = [
+          (kernels) =>
+            kernels.policyLoss({ logp: { data: entry([-1, -2, -3, -1], k % 4), shape: [2, 2] }, advantages: [1, -1] }),
+          (kernels) =>
+            kernels.policyLoss({
+              logp: [
+                [-1, -2],
+                [-3, -1],
+              ],
+              mask: { data: entry([1, 1, 0, 1], (k + 1) % 4), shape: [2, 2] },
+              advantages: [1, -1],
+            }),
+          (kernels) =>
+            kernels.tokenLogProbs(
+              { data: new Float32Array(8), shape: [1, 2, 4] },
+              { data: entry([0, 1], k % 2), shape: [1, 2] },
+            ),
+          (kernels) =>
+            kernels.policyLossFromLogits({
+              logits: { data: new Float32Array(8), shape: [1, 2, 4] },
+              tokens: [[0, 1]],
+              oldLogp: { data: entry([-1, -1], k % 2), shape: [1, 2] },
+              advantages: [1],
+            }),
+        ];
+        for (const call of calls) {
+          const expected = await rejection(() => call(reference));
+          expect(expected).toBeInstanceOf(ValidationError);
+          const actual = await rejection(() => call(b));
+          expect(actual, `${t.name} refuses it`).toBeInstanceOf(ValidationError);
+          expect((actual as ValidationError).issues.map((i) => i.path)).toEqual(
+            (expected as ValidationError).issues.map((i) => i.path),
+          );
+        }
+      },
+    );
+
+    it("an unknown key in options or inputs: refused at its path with the key meant", async () => {
+      const calls: [(kernels: Backend) => Promise<unknown>, string][] = [
+        [
+          (kernels) => kernels.policyLoss({ logp: [[-1]], advantages: [1] }, { clipHihg: 0.3 } as never),
+          "options.clipHihg",
+        ],
+        [(kernels) => kernels.policyLoss({ logp: [[-1]], olLogp: [[-1]], advantages: [1] } as never), "inputs.olLogp"],
+        [
+          (kernels) =>
+            kernels.tokenLogProbs({ data: new Float32Array(4), shape: [1, 1, 4] }, [[0]], { temprature: 2 } as never),
+          "options.temprature",
+        ],
+        [
+          (kernels) =>
+            kernels.policyLossFromLogits(
+              { logits: { data: new Float32Array(4), shape: [1, 1, 4] }, tokens: [[0]], advantages: [1] },
+              {
+                temprature: 2,
+              } as never,
+            ),
+          "options.temprature",
+        ],
+      ];
+      for (const [call, path] of calls) {
+        const actual = await rejection(() => call(b));
+        expect(actual, path).toBeInstanceOf(ValidationError);
+        expect((actual as ValidationError).issues.map((i) => i.path)).toContain(path);
+        expect((actual as Error).message).toMatch(/did you mean/);
+      }
+    });
+
+    it("the empty batch (RoC kept nothing): every kernel is a no-op with loss 0 and every metric 0", async () => {
+      const normalizer = batchNormalizer([]);
+      const empty = { logp: [], advantages: [], mask: [] };
+      const loss = await b.policyLoss(empty, { ...everything, entropyCoef: 0, kl: null, normalizer });
+      expect(loss.loss).toBe(0);
+      expect(loss.grad.length).toBe(0);
+      for (const [name, value] of Object.entries(loss.metrics))
+        expect(value === 0 || value === undefined, name).toBe(true);
+      const logits = { data: new Float32Array(0), shape: [0, 3, 16] as [number, number, number] };
+      const tokens = { data: [], shape: [0, 3] as [number, number] };
+      expect((await b.tokenLogProbs(logits, tokens, { entropy: true })).logp.length).toBe(0);
+      expect((await b.tokenLogProbsBackward(logits, tokens, { gradLogp: tokens })).data.length).toBe(0);
+      const fromLogits = await b.policyLossFromLogits({ logits, tokens, advantages: [] }, { normalizer });
+      expect(fromLogits.loss).toBe(0);
+      expect(fromLogits.gradLogits.data.length).toBe(0);
+    });
+
+    it.each([152_064, 2 ** 20])(
+      "V = %i: log-probs, entropy and their gradient as the reference's, or a refusal naming the device limit",
+      async (vocab) => {
+        const logits = wideLogits(vocab, 1);
+        const tokens = [[3, 1]];
+        const options = { entropy: true, temperature: 0.9 };
+        const expected = await reference.tokenLogProbs(logits, tokens, options);
+        const forward = await rejectionOr(() => b.tokenLogProbs(logits, tokens, options));
+        if (forward instanceof Error) {
+          expect(forward.message).toMatch(FLOAT32_OR_DEVICE_LIMIT);
+          return;
+        }
+        expectSameLogProbs(t, forward as TokenLogProbs, expected, `V = ${vocab}: `);
+        const backward = { temperature: 0.9, gradLogp: [[1, -0.5]], gradEntropy: [[0.2, 0.1]] };
+        const [grad, refGrad] = await Promise.all([
+          b.tokenLogProbsBackward(logits, tokens, backward),
+          reference.tokenLogProbsBackward(logits, tokens, backward),
+        ]);
+        const scale = logitGradScale(logits.data, vocab, refGrad.data, expected, [1, -0.5], [0.2, 0.1], 0.9);
+        expectClose(grad.data, refGrad.data, tolerance(t.dtype, "grad", scale), `V = ${vocab}: ∂L/∂logits`);
+      },
+    );
+
+    it.each([
+      ["[3e38, 3e38]", [3e38, 3e38], 1],
+      ["[3.4e38 ×4]", [3.4e38, 3.4e38, 3.4e38, 3.4e38], 1],
+      ["[1e30, −1e30, 0, 1e30] at τ = 0.5", [1e30, -1e30, 0, 1e30], 0.5],
+      ["[−3e38, 2e38, 1, 3e38] at τ = 2", [-3e38, 2e38, 1, 3e38], 2],
+    ] as const)(
+      "logits %s: the reference's log-probs, entropy and gradient (or a refusal naming float32)",
+      async (_title, values, temperature) => {
+        const vocab = values.length;
+        const logits = { data: Float32Array.from(values), shape: [1, 1, vocab] as [number, number, number] };
+        const tokens = [[vocab - 1]];
+        const expected = await reference.tokenLogProbs(logits, tokens, { entropy: true, temperature });
+        const actual = await rejectionOr(() => b.tokenLogProbs(logits, tokens, { entropy: true, temperature }));
+        if (actual instanceof Error) {
+          expect(actual.message).toMatch(/float32/);
+          return;
+        }
+        expectSameLogProbs(t, actual as TokenLogProbs, expected);
+        const backward = { temperature, gradLogp: [[1]], gradEntropy: [[0.5]] };
+        const [grad, refGrad] = await Promise.all([
+          b.tokenLogProbsBackward(logits, tokens, backward),
+          reference.tokenLogProbsBackward(logits, tokens, backward),
+        ]);
+        expectAllFinite(grad.data);
+        expectClose(grad.data, refGrad.data, tolerance(t.dtype, "grad", 1), "∂L/∂logits");
+      },
+    );
+
+    it("a zero advantage contributes exactly 0 where the ratio overflows; a nonzero one is the reference's value or a refusal", async () => {
+      const inputs = {
+        logp: [[100, -1, 710]],
+        oldLogp: [[0, -1, 0]],
+        advantages: { data: [0, 1, 0], shape: [1, 3] as [number, number] },
+      };
+      const options = { ...lossPresets.paper };
+      const [actual, expected] = await Promise.all([
+        b.policyLoss(inputs, options),
+        reference.policyLoss(inputs, options),
+      ]);
+      expect(actual.perTokenLoss[0] === 0, "perTokenLoss[0] is ±0").toBe(true);
+      expect(actual.perTokenLoss[2] === 0, "perTokenLoss[2] is ±0").toBe(true);
+      expectAllFinite({ loss: actual.loss, grad: actual.grad });
+      expectClose(actual.loss, expected.loss, tolerance(t.dtype, "value", 1), "loss");
+      const overflowing = { ...inputs, advantages: [1] };
+      const refused = await rejection(() =>
+        b.policyLoss({ ...overflowing, logp: [[100, -1, -1]] }, { ...options, clipHigh: 1e6 }),
+      );
+      const referenceResult = await rejectionOr(() =>
+        reference.policyLoss({ ...overflowing, logp: [[100, -1, -1]] }, { ...options, clipHigh: 1e6 }),
+      );
+      if (refused !== undefined) {
+        expect(refused).toBeInstanceOf(ValidationError);
+        expect((refused as Error).message).toMatch(/float32|logRatioClamp/);
+      } else {
+        expect(referenceResult).not.toBeInstanceOf(Error);
+      }
+    });
+  });
+}
+
+/** The call's result, or the error it threw. */
+async function rejectionOr<T>(run: () => Promise<T>): Promise<T | Error> {
+  try {
+    return await run();
+  } catch (error) {
+    return error as Error;
+  }
+}
+
+function expectAllFinite(value: unknown): void {
+  const values =
+    typeof value === "number"
+      ? [value]
+      : ArrayBuffer.isView(value)
+        ? Array.from(value as unknown as ArrayLike<number>)
+        : Object.values(value as object).flatMap((v) =>
+            typeof v === "number" ? [v] : Array.from(v as ArrayLike<number>),
+          );
+  expect(values.every(Number.isFinite), "every value finite").toBe(true);
 }

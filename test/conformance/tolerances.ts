@@ -25,7 +25,9 @@
  *                       difference of two log-probs, and TRL's bias correction multiplies it by ρ
  *       per-token loss  |ℓ| (+ β·K where TRL adds β·KL)
  *       per-token KL    ρ̃·(1 + |logp| + |refLogp|) + |kl|   (ρ̃ = ρ with TRL's importance correction, else 1)
- *       logp, entropy   per position 1 + |logsumexp| + |value|
+ *       logp, entropy   per position 1 + |value|: relative to their own size, since a kernel that computes
+ *                       (z − max)/τ − log Σ keeps their digits at any logit magnitude (a scale that grew with
+ *                       |logsumexp| let "0 instead of −log 3" pass at logits of 3e38)
  *       ∂L/∂logits      per position (|g| + |h|·(1 + |lse| + |H| + max|z|)) / τ, plus |value|
  *       metrics         the mean of K for the KL, 1 + mean(|logp| + |oldLogp|) for approxKl (a mean
  *                       log-ratio), 1 for the rest (fractions, ratios, mean entropy)            (metricScale)
@@ -286,12 +288,9 @@ export function metricScale(
   return n === 0 ? 1 : 1 + sum / n;
 }
 
-/** Per position: 1 + |logsumexp| + |value| (values computed as differences of O(|logsumexp|) numbers). */
-export function logProbScale(logSumExp: ArrayLike<number>, values: ArrayLike<number>): Float64Array {
-  return Float64Array.from({ length: values.length }, (_, i) => {
-    const lse = logSumExp[i]!;
-    return 1 + (Number.isFinite(lse) ? Math.abs(lse) : 0) + (Number.isFinite(values[i]!) ? Math.abs(values[i]!) : 0);
-  });
+/** Per position: 1 + |value|. (Callers that still pass a logsumexp first: it no longer enters the scale.) */
+export function logProbScale(first: ArrayLike<number>, values: ArrayLike<number> = first): Float64Array {
+  return Float64Array.from(values, (value) => 1 + (Number.isFinite(value) ? Math.abs(value) : 0));
 }
 
 /** Per logit: (|g| + |h|·(1 + |lse| + |H| + max|z|))/τ of its position, plus |value|. */
