@@ -108,6 +108,12 @@ function editDistance(a: string, b: string): number {
   return d[rows - 1]![cols - 1]!;
 }
 
+/** A registry's arguments: a non-empty name and a function (registerAdvantageEstimator, registerPolicyObjective). */
+export function requireRegistration(name: unknown, fn: unknown, what: string): void {
+  if (typeof name !== "string" || name === "") throw invalid("name", `the ${what}'s name must be a non-empty string`);
+  if (typeof fn !== "function") throw invalid(what, `expected a function, received ${typeof fn}`);
+}
+
 /**
  * Checks that a plain object (an inputs or buffers object the library reads field by field) has no key outside
  * `known`: a misspelt field would otherwise be read as absent.

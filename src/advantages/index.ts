@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { GrpoRocError, invalid, parseOrThrow } from "../errors.js";
+import { GrpoRocError, invalid, parseOrThrow, requireRegistration } from "../errors.js";
 import { type GroupId, groupBy, showId } from "../groups.js";
 import { describeValue, finiteFloat64, isArrayLike, type NumericArray, readNumbers } from "../numeric.js";
 import { moments } from "../stats.js";
@@ -18,6 +18,7 @@ const estimators = new Map<string, AdvantageEstimator>([
 
 /** Adds an advantage estimator, selectable by `options.estimator`. */
 export function registerAdvantageEstimator(name: string, estimator: AdvantageEstimator): void {
+  requireRegistration(name, estimator, "estimator");
   if (estimators.has(name)) throw new GrpoRocError(`advantage estimator "${name}" is already registered`);
   estimators.set(name, estimator);
 }

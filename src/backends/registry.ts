@@ -7,6 +7,12 @@ let defaultName = "reference";
 
 /** Adds a backend (replacing none: names are unique). */
 export function registerBackend(backend: Backend): void {
+  const kernels = ["probe", "policyLoss", "tokenLogProbs", "tokenLogProbsBackward", "policyLossFromLogits"] as const;
+  if (typeof backend !== "object" || backend === null || typeof backend.name !== "string" || backend.name === "") {
+    throw invalid("backend", "expected a Backend: { name, probe(), policyLoss(), … }");
+  }
+  const missing = kernels.find((kernel) => typeof backend[kernel] !== "function");
+  if (missing !== undefined) throw invalid(`backend.${missing}`, "expected a function: every backend has every kernel");
   if (backends.has(backend.name)) throw new GrpoRocError(`backend "${backend.name}" is already registered`);
   backends.set(backend.name, backend);
 }

@@ -1,4 +1,4 @@
-import { GrpoRocError, invalid } from "../errors.js";
+import { GrpoRocError, invalid, requireRegistration } from "../errors.js";
 import type { PolicyLossOptions } from "./options.js";
 
 /** One valid token, as every objective sees it. */
@@ -152,6 +152,7 @@ export function isBuiltinObjective(name: string): name is BuiltinObjective {
  * a kernel for it computes the [B, T] loss with the reference (`withRegisteredObjectives`).
  */
 export function registerPolicyObjective(name: string, objective: PolicyObjective): void {
+  requireRegistration(name, objective, "objective");
   if (objectives.has(name)) throw new GrpoRocError(`policy objective "${name}" is already registered`);
   objectives.set(name, objective);
 }
