@@ -138,9 +138,9 @@ describe("grpo-roc --help", () => {
     expect(stdout).toBe(cli([args[0]!, "--help"]).stdout);
   });
 
-  it("after --, --help is a file name; help of an unknown command is a usage error", () => {
+  it("after --, --help is a file name (unreadable: exit 3); help of an unknown command is a usage error", () => {
     const afterDashes = cli(["penalties", "--", "--help"]);
-    expect(afterDashes.code).toBe(2);
+    expect(afterDashes.code).toBe(3);
     expect(afterDashes.stderr).toContain("cannot read --help");
     const unknown = cli(["help", "frobnicate"]);
     expect([unknown.code, unknown.stdout]).toEqual([2, ""]);
@@ -179,13 +179,19 @@ describe("usage errors exit with 2 and point to --help", () => {
     [["penalties", "--error-weight=-1"], "--error-weight: expected a number ≥ 0"],
     [["penalties", "--frobnicate"], "Unknown option '--frobnicate'"],
     [["penalties", "a.jsonl", "b.jsonl"], "one input at most"],
-    [["penalties", join(FIXTURES, "missing.jsonl")], "cannot read"],
   ])("%j", (args, message) => {
     const { code, stderr, stdout } = cli(args as string[]);
     expect(code).toBe(2);
     expect(stdout).toBe("");
     expect(stderr).toContain(message);
     expect(stderr).toContain(`Run 'grpo-roc ${(args as string[])[0]} --help'`);
+  });
+
+  it("a file that cannot be read is not a usage error: exit 3, without the pointer to --help", () => {
+    const { code, stderr, stdout } = cli(["penalties", join(FIXTURES, "missing.jsonl")]);
+    expect([code, stdout]).toEqual([3, ""]);
+    expect(stderr).toContain(`cannot read ${join(FIXTURES, "missing.jsonl")}: no such file or directory (ENOENT)`);
+    expect(stderr).not.toContain("--help");
   });
 
   it("an unknown command, and no command at all", () => {
@@ -704,9 +710,9 @@ describe("output files are written atomically", () => {
       join(dir, "missing", "s.json"),
       fixture("structured.jsonl"),
     ]);
-    expect(result.code).toBe(2);
+    expect(result.code).toBe(3);
     expect(result.stderr).toContain(
-      `cannot write ${join(dir, "missing", "s.json")}: no such file or directory (ENOENT)`,
+      `cannot write ${join(dir, "missing", "s.json")}: folder ${join(dir, "missing")}: no such file or directory`,
     );
     expect(readFileSync(out, "utf8")).toBe("old content\n");
     expect(leftovers(dir)).toEqual([]);

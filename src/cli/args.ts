@@ -65,20 +65,30 @@ export function stringOption(values: Values, name: string): string | undefined {
   return typeof value === "string" ? value : undefined;
 }
 
+/**
+ * Numbers on the command line are decimal, as written: an integer is plain digits (16, not 0x10, 1e1 or 16.0); other
+ * numbers may have a fraction and an exponent (0.5, 1e-6). No hexadecimal, octal or binary, no Infinity, no spaces.
+ */
+const DECIMAL_INTEGER = /^-?\d+$/;
+const DECIMAL_NUMBER = /^-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
 export function numberOption(
   values: Values,
   name: string,
-  rule: { min?: number; integer?: boolean } = {},
+  rule: { min?: number; max?: number; integer?: boolean } = {},
 ): number | undefined {
   const text = stringOption(values, name);
   if (text === undefined) return undefined;
-  const value = text.trim() === "" ? NaN : Number(text);
   const kind = rule.integer ? "an integer" : "a number";
-  if (!Number.isFinite(value) || (rule.integer && !Number.isInteger(value))) {
-    throw new UsageError(`--${name}: expected ${kind}, received ${JSON.stringify(text)}`);
+  const value = (rule.integer ? DECIMAL_INTEGER : DECIMAL_NUMBER).test(text) ? Number(text) : NaN;
+  if (!Number.isFinite(value) || (rule.integer && !Number.isSafeInteger(value))) {
+    const how = rule.integer ? "an integer in plain decimal digits" : "a decimal number (such as 0.5 or 1e-6)";
+    throw new UsageError(`--${name}: expected ${how}, received ${JSON.stringify(text)}`);
   }
   if (rule.min !== undefined && value < rule.min)
     throw new UsageError(`--${name}: expected ${kind} ≥ ${rule.min}, received ${text}`);
+  if (rule.max !== undefined && value > rule.max)
+    throw new UsageError(`--${name}: expected ${kind} ≤ ${rule.max}, received ${text}`);
   return value;
 }
 
@@ -110,6 +120,15 @@ export function listOption<T extends string>(values: Values, name: string, choic
 
 const WIDTH = 100;
 
+/** The exit-code rule, as --help states it (the main help and every command's). */
+export const EXIT_CODES_HELP = [
+  "Exit codes: 0 ok, 1 invalid input (a bad line, named by its number and field), 2 usage error (a wrong or",
+  "conflicting flag, such as two outputs that are one file), 3 a file that cannot be read or written (or a closed",
+  "output pipe), 128+n on signal n (130 SIGINT, 143 SIGTERM; temporary files are removed first), 70 internal error.",
+];
+
+export const NUMBERS_HELP = "Numbers are decimal: integers in plain digits (16), other numbers also as 0.5 or 1e-6.";
+
 export function renderCommandHelp(spec: CommandSpec): string {
   const out = [`Usage: grpo-roc ${spec.name} [options] [FILE]`, "", wrap(spec.summary, WIDTH), ""];
   for (const paragraph of spec.description) out.push(wrap(paragraph, WIDTH), "");
@@ -132,7 +151,7 @@ export function renderCommandHelp(spec: CommandSpec): string {
     out.push("");
   }
   if (spec.examples.length > 0) out.push("Examples:", ...spec.examples.map((example) => `  ${example}`), "");
-  out.push("Exit codes: 0 ok, 1 invalid input, 2 usage error, 3 I/O error, 130 interrupted.");
+  out.push(...EXIT_CODES_HELP, NUMBERS_HELP);
   return `${out.join("\n")}\n`;
 }
 

@@ -1,58 +1,100 @@
-import { groupKey, type GroupId } from "../groups.js";
+import { createHash } from "node:crypto";
+import type { LineId } from "./ids.js";
 import { InputError } from "./lines.js";
 
-interface ClosedGroup {
-  readonly first: number;
-  readonly last: number;
-  /** The line whose different group id closed it. */
-  readonly closedAt: number;
+/** What the grouping needs of a line: where it is and whose it is. */
+export interface Placed {
+  readonly line: number;
+  readonly groupId: LineId;
+  readonly id: LineId | undefined;
+}
+
+/**
+ * Rollout ids are unique within a group. Remembers the ids of the current run of lines of one group (for the
+ * grouping commands: the open group), so memory is bounded by the largest group.
+ */
+export class DuplicateIds {
+  private runKey: string | undefined;
+  private readonly seen = new Map<string, number>();
+
+  /** Throws an InputError, before remembering anything, when `member`'s id is already in its run. */
+  check(member: Placed): void {
+    if (member.id === undefined || member.groupId.key !== this.runKey) return;
+    const earlier = this.seen.get(member.id.key);
+    if (earlier === undefined) return;
+    throw new InputError(
+      member.line,
+      "id",
+      `duplicate id ${member.id.json} in group ${member.groupId.json} (line ${earlier}): rollout ids must be ` +
+        "unique within their group",
+    );
+  }
+
+  add(member: Placed): void {
+    if (member.groupId.key !== this.runKey) {
+      this.runKey = member.groupId.key;
+      this.seen.clear();
+    }
+    if (member.id !== undefined) this.seen.set(member.id.key, member.line);
+  }
+}
+
+/** Bytes of a finished group's digest: 128 bits of SHA-256. */
+export const DIGEST_BYTES = 16;
+
+/**
+ * A finished group's fixed-size stand-in, whatever the length of its id: 128 bits of SHA-256 of its key (UTF-16,
+ * so that every JavaScript string, lone surrogates included, has its own bytes). Two of n groups share one with
+ * probability about n² / 2^129 (10^-20 for a billion groups); should it happen, the later group is reported as
+ * coming back (an error), never merged.
+ */
+function digest(key: string): string {
+  return createHash("sha256").update(key, "utf16le").digest().toString("latin1", 0, DIGEST_BYTES);
 }
 
 /**
  * Cuts a stream of lines into groups: the rollouts of one group are contiguous lines, and a group is complete when
  * a line of another group arrives (or the input ends). Items that belong to no group (invalid lines) ride along
- * with the open group so that the output keeps the input's order. Memory: the open group, plus, under
- * "error", the id and line span of each closed group, to catch an id that comes back.
+ * with the open group so that the output keeps the input's order. Memory: the open group, plus, under "error", a
+ * digest and the line span of each finished group (about 90 bytes, measured), to catch an id that comes back.
  */
 export class ContiguousGroups<T> {
-  private openId: GroupId | undefined;
   private openKey: string | undefined;
+  private openDigest = "";
+  /** The last key digested, so that each group is hashed once: when its first line is checked. */
+  private lastDigested: { readonly key: string; readonly digest: string } | undefined;
   private openFirst = 0;
   private openLast = 0;
   private items: T[] = [];
-  private readonly closed = new Map<string, ClosedGroup>();
+  /** Digest of a finished group → its index in `spans`. */
+  private readonly finished = new Map<string, number>();
+  /** First line, last line, and the line that closed it, for each finished group. */
+  private readonly spans: number[] = [];
+  private readonly ids = new DuplicateIds();
 
   constructor(private readonly repeated: "error" | "separate") {}
 
   /**
-   * Throws an InputError, before changing anything, when `id` belongs to a group closed earlier; so under
-   * --skip-invalid the line can be reported and skipped while the open group goes on.
+   * Throws an InputError, before changing anything, when `member`'s group was finished earlier or its id is already
+   * in the open group; so under --skip-invalid the line can be reported and skipped while the open group goes on.
    */
-  check(id: GroupId, line: number): void {
-    if (this.repeated === "separate" || this.openKey === groupKey(id)) return;
-    const closed = this.closed.get(groupKey(id));
-    if (closed === undefined) return;
-    throw new InputError(
-      line,
-      "groupId",
-      `group ${JSON.stringify(id)} comes back after its group (lines ${span(closed)}) was closed at line ` +
-        `${closed.closedAt} by another group id: the rollouts of a group must be contiguous lines (or pass ` +
-        `--repeated-groups separate)`,
-    );
+  check(member: Placed): void {
+    this.checkComesBack(member);
+    this.ids.check(member);
   }
 
-  /** Adds a member of group `id`; returns the items of the group this line closed, if any. */
-  add(id: GroupId, line: number, item: T): { id: GroupId; items: T[] } | undefined {
-    this.check(id, line);
-    const key = groupKey(id);
-    let completed: { id: GroupId; items: T[] } | undefined;
+  /** Adds a member that passed `check`; returns the items of the group its line closed, if any. */
+  add(member: Placed, item: T): T[] | undefined {
+    const key = member.groupId.key;
+    let completed: T[] | undefined;
     if (this.openKey !== key) {
-      completed = this.close(line);
-      this.openId = id;
+      completed = this.close(member.line);
       this.openKey = key;
-      this.openFirst = line;
+      if (this.repeated === "error") this.openDigest = this.digestOf(key);
+      this.openFirst = member.line;
     }
-    this.openLast = line;
+    this.openLast = member.line;
+    this.ids.add(member);
     this.items.push(item);
     return completed;
   }
@@ -69,28 +111,45 @@ export class ContiguousGroups<T> {
   }
 
   /** The last group, with any loose items after it. */
-  finish(): { id: GroupId | undefined; items: T[] } | undefined {
+  finish(): T[] | undefined {
     if (this.items.length === 0) return undefined;
-    const id = this.openId;
     const items = this.items;
     this.items = [];
-    return { id, items };
+    return items;
   }
 
-  private close(closedAt: number): { id: GroupId; items: T[] } | undefined {
+  private checkComesBack(member: Placed): void {
+    const key = member.groupId.key;
+    if (this.repeated === "separate" || this.openKey === key) return;
+    const index = this.finished.get(this.digestOf(key));
+    if (index === undefined) return;
+    const [first, last, closedAt] = this.spans.slice(index, index + 3) as [number, number, number];
+    throw new InputError(
+      member.line,
+      "groupId",
+      `group ${member.groupId.json} comes back after its group (lines ${span(first, last)}) was closed at line ` +
+        `${closedAt} by another group id: the rollouts of a group must be contiguous lines (or pass ` +
+        `--repeated-groups separate)`,
+    );
+  }
+
+  private digestOf(key: string): string {
+    if (this.lastDigested?.key !== key) this.lastDigested = { key, digest: digest(key) };
+    return this.lastDigested.digest;
+  }
+
+  private close(closedAt: number): T[] | undefined {
+    if (this.openKey === undefined) return undefined; // Loose items before the first group go out with it.
     const items = this.items;
     this.items = [];
-    if (this.openKey === undefined) {
-      // Loose items before the first group: handed out with the first group.
-      this.items = items;
-      return undefined;
+    if (this.repeated === "error") {
+      this.finished.set(this.openDigest, this.spans.length);
+      this.spans.push(this.openFirst, this.openLast, closedAt);
     }
-    if (this.repeated === "error")
-      this.closed.set(this.openKey, { first: this.openFirst, last: this.openLast, closedAt });
-    return { id: this.openId!, items };
+    return items;
   }
 }
 
-function span(group: ClosedGroup): string {
-  return group.first === group.last ? `${group.first}` : `${group.first}–${group.last}`;
+function span(first: number, last: number): string {
+  return first === last ? `${first}` : `${first}–${last}`;
 }

@@ -1,6 +1,6 @@
 import { formatPath, GrpoRocError, ValidationError, type ValidationIssue } from "../errors.js";
-import type { GroupId } from "../groups.js";
 import { rolloutSchema, type Rollout } from "../roc/schema.js";
+import { type LineId, readIds } from "./ids.js";
 
 export interface LineIssue {
   /** "line 17", or "lines 3–9" for a problem of a whole group. */
@@ -35,55 +35,60 @@ function describeIssue(issue: LineIssue): string {
   return issue.path === "" ? `${issue.where}: ${issue.message}` : `${issue.where}: ${issue.path}: ${issue.message}`;
 }
 
-export type ParsedLine =
-  | { readonly ok: true; readonly rollout: Rollout }
-  | { readonly ok: false; readonly error: InputError; readonly id: unknown; readonly groupId: unknown };
+/** The ids of a line, as far as it has readable ones. */
+export interface Identity {
+  readonly id: LineId | undefined;
+  readonly groupId: LineId | undefined;
+}
 
-/** One JSON Lines line, parsed and checked against the library's rolloutSchema. */
+export type ParsedLine =
+  | { readonly ok: true; readonly rollout: Rollout; readonly id: LineId | undefined; readonly groupId: LineId }
+  | ({ readonly ok: false; readonly error: InputError } & Identity);
+
+const NO_IDS: Identity = { id: undefined, groupId: undefined };
+const NO_PROBLEMS = { ...NO_IDS, problems: [] };
+
+/** One JSON Lines line, parsed and checked against the library's rolloutSchema, with its ids read exactly. */
 export function parseLine(text: string, line: number): ParsedLine {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (error) {
-    return {
-      ok: false,
-      error: new InputError(line, "", `not JSON: ${(error as Error).message}`),
-      id: null,
-      groupId: null,
-    };
+    return { ok: false, error: new InputError(line, "", `not JSON: ${(error as Error).message}`), ...NO_IDS };
   }
-  const result = rolloutSchema.safeParse(value);
-  if (result.success) {
-    // The library reads the object as given (its schema keeps unknown fields); pass that on, not zod's copy.
-    return { ok: true, rollout: value as Rollout };
-  }
-  const issues = result.error.issues.map((issue) => ({
+  const isObject = typeof value === "object" && value !== null && !Array.isArray(value);
+  // Not an object: the schema says what it is ("expected object, received array").
+  const { id, groupId, problems } = isObject ? readIds(value as Record<string, unknown>, text) : NO_PROBLEMS;
+  const issues: LineIssue[] = problems.map((problem) => ({
     where: `line ${line}`,
-    path: formatPath("", issue.path).replace(/^\./, ""),
-    message: issue.message,
+    path: problem.field,
+    message: problem.message,
   }));
-  return { ok: false, error: new InputError(issues), id: identity(value, "id"), groupId: identity(value, "groupId") };
+  const result = rolloutSchema.safeParse(value);
+  if (!result.success) issues.push(...result.error.issues.map((issue) => schemaIssue(issue, line)));
+  if (issues.length > 0) return { ok: false, error: new InputError(issues), id, groupId };
+  // A valid rollout's groupId is a string or a number, which readIds always reads.
+  if (groupId === undefined) throw new Error(`line ${line}: groupId passed the schema but was not read`);
+  // The library reads the object as given (its schema keeps unknown fields); pass that on, not zod's copy.
+  return { ok: true, rollout: value as Rollout, id, groupId };
 }
 
-/** An invalid line's id or group id when it has a readable one, so a trainer can still tell which rollout it was. */
-function identity(value: unknown, field: string): unknown {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return null;
-  const found = (value as Record<string, unknown>)[field];
-  return typeof found === "string" || (typeof found === "number" && Number.isFinite(found)) ? found : null;
+function schemaIssue(issue: { path: PropertyKey[]; message: string }, line: number): LineIssue {
+  return { where: `line ${line}`, path: formatPath("", issue.path).replace(/^\./, ""), message: issue.message };
 }
 
 /**
  * The library names a group's rollouts by their index in the array it was given (`rollouts[3].id`); here that
  * index becomes the rollout's line number. Errors that are not the library's own are bugs and go through.
  */
-export function locateGroupError(error: unknown, lines: readonly number[], groupId: GroupId): InputError {
+export function locateGroupError(error: unknown, lines: readonly number[], groupId: LineId): InputError {
   if (error instanceof InputError) return error;
   const whole = lines.length === 1 ? `line ${lines[0]}` : `lines ${lines[0]}–${lines[lines.length - 1]}`;
   if (error instanceof ValidationError) {
     return new InputError(error.issues.map((issue) => locateIssue(issue, lines, whole)));
   }
   if (error instanceof GrpoRocError) {
-    return new InputError([{ where: `${whole} (group ${JSON.stringify(groupId)})`, path: "", message: error.message }]);
+    return new InputError([{ where: `${whole} (group ${groupId.json})`, path: "", message: error.message }]);
   }
   throw error;
 }

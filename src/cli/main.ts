@@ -1,22 +1,29 @@
 #!/usr/bin/env node
 import { createRequire } from "node:module";
-import { parseCommandLine, renderCommandHelp, stringOption, UsageError, wrap } from "./args.js";
+import {
+  EXIT_CODES_HELP,
+  NUMBERS_HELP,
+  parseCommandLine,
+  renderCommandHelp,
+  stringOption,
+  UsageError,
+  type Values,
+  wrap,
+} from "./args.js";
 import { advantagesCommand } from "./commands/advantages.js";
 import { penaltiesCommand } from "./commands/penalties.js";
 import { pipelineCommand } from "./commands/pipeline.js";
 import { resampleCommand } from "./commands/resample.js";
 import type { CommandDefinition } from "./commands/types.js";
+import { EXIT, FileError, isSystemError } from "./exit.js";
 import { loadExtension } from "./extensions.js";
-import { openInput } from "./input.js";
 import { installInterruptHandlers } from "./interrupt.js";
 import { InputError } from "./lines.js";
-import { repeatedGroupsFrom } from "./options.js";
-import { OutputError } from "./output.js";
-import { run } from "./run.js";
+import { maxLineBytesFrom, repeatedGroupsFrom } from "./options.js";
+import { type RunSettings, run } from "./run.js";
+import { writeMessage } from "./terminal.js";
 
 const COMMANDS: readonly CommandDefinition[] = [penaltiesCommand, resampleCommand, advantagesCommand, pipelineCommand];
-
-const EXIT = { ok: 0, invalidInput: 1, usage: 2, io: 3 } as const;
 
 function mainHelp(): string {
   const names = COMMANDS.map(
@@ -32,11 +39,12 @@ function mainHelp(): string {
     "Commands:",
     ...names,
     "",
-    "FILE is a JSON Lines file, or - for stdin (the default when stdin is not a terminal). Empty lines are ignored.",
+    "FILE is a UTF-8 JSON Lines file, or - for stdin (the default when stdin is not a terminal). Empty lines are",
+    "ignored. Number ids are kept exactly, integers beyond 2^53 - 1 too, and written back as the line wrote them.",
     "Output goes to stdout, or with -o FILE into FILE, atomically. Run 'grpo-roc <command> --help' for its options.",
     "",
-    "Exit codes: 0 ok, 1 invalid input (a bad line, named by its number and field), 2 usage error, 3 I/O error,",
-    "130 interrupted (the -o destination is left as it was).",
+    ...EXIT_CODES_HELP,
+    NUMBERS_HELP,
     "",
   ].join("\n");
 }
@@ -48,6 +56,10 @@ function version(): string {
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
+  // First: a signal at any point from here on removes what was made and exits 128 + n.
+  installInterruptHandlers();
+  // stderr closed early (`2>&1 | head`) must not turn a run into a crash; the exit code still tells.
+  process.stderr.on("error", () => {});
   const [name, ...rest] = argv;
   if (name === undefined || name === "-h" || name === "--help" || name === "help") {
     const topic = name === "help" && rest[0] !== undefined ? findCommand(rest[0]) : undefined;
@@ -76,48 +88,57 @@ export async function main(argv: readonly string[]): Promise<number> {
     const extension = stringOption(values, "import");
     if (extension !== undefined) await loadExtension(extension);
     const command = definition.create(values);
-    const settings = {
-      command: definition.spec.name,
-      output: stringOption(values, "output"),
-      summary: stringOption(values, "summary"),
-      skipInvalid: values["skip-invalid"] === true,
-      keptOnly: values["kept-only"] === true,
-      includeRollout: values["include-rollout"] === true,
-      repeatedGroups: repeatedGroupsFrom(values),
-      quiet: values.quiet === true,
-      progress: values.progress === true,
-    };
-    installInterruptHandlers();
-    const tally = await run(command, settings, openInput(input));
+    const settings = runSettings(definition.spec.name, values);
+    const tally = await run(command, settings, input);
     if (!settings.quiet) process.stderr.write(`${tally.line()}\n`);
     return EXIT.ok;
   } catch (error) {
-    if (error instanceof UsageError) {
-      process.stderr.write(`${prefixLines(prefix, error.message)}\nRun '${prefix} --help' for the options.\n`);
-      return EXIT.usage;
-    }
-    if (error instanceof InputError) {
-      process.stderr.write(`${prefixLines(prefix, error.message)}\n`);
-      return EXIT.invalidInput;
-    }
-    if (error instanceof OutputError || isSystemError(error)) {
-      // A reader that went away (`| head`) is not worth a message; the exit code still says the output is incomplete.
-      if ((error as NodeJS.ErrnoException).code !== "EPIPE" && !/EPIPE/.test((error as Error).message)) {
-        process.stderr.write(`${prefix}: ${(error as Error).message}\n`);
-      }
-      return EXIT.io;
-    }
-    throw error;
+    return reportFailure(prefix, error);
   }
+}
+
+function runSettings(command: string, values: Values): RunSettings {
+  return {
+    command,
+    output: stringOption(values, "output"),
+    summary: stringOption(values, "summary"),
+    skipInvalid: values["skip-invalid"] === true,
+    keptOnly: values["kept-only"] === true,
+    includeRollout: values["include-rollout"] === true,
+    repeatedGroups: repeatedGroupsFrom(values),
+    maxLineBytes: maxLineBytesFrom(values),
+    quiet: values.quiet === true,
+    progress: values.progress === true,
+  };
+}
+
+/** The message and exit code of a failed run, by the rule of EXIT; anything else is a bug and goes through. */
+function reportFailure(prefix: string, error: unknown): number {
+  if (error instanceof UsageError) {
+    writeMessage(prefix, error.message);
+    process.stderr.write(`Run '${prefix} --help' for the options.\n`);
+    return EXIT.usage;
+  }
+  if (error instanceof InputError) {
+    writeMessage(prefix, error.message);
+    return EXIT.invalidInput;
+  }
+  if (error instanceof FileError || isSystemError(error)) {
+    // A reader that went away (`| head`) is not worth a message; the exit code still says the output is incomplete.
+    if ((error as NodeJS.ErrnoException).code !== "EPIPE") writeMessage(prefix, (error as Error).message);
+    return EXIT.file;
+  }
+  throw error;
 }
 
 /** The command named `name`, or null after telling stderr that there is none. */
 function findCommand(name: string): CommandDefinition | null {
   const definition = COMMANDS.find((c) => c.spec.name === name);
   if (definition !== undefined) return definition;
-  process.stderr.write(
-    `grpo-roc: unknown command ${JSON.stringify(name)}; commands: ${COMMANDS.map((c) => c.spec.name).join(", ")}. ` +
-      `Run 'grpo-roc --help'.\n`,
+  writeMessage(
+    "grpo-roc",
+    `unknown command ${JSON.stringify(name)}; commands: ${COMMANDS.map((c) => c.spec.name).join(", ")}. ` +
+      "Run 'grpo-roc --help'.",
   );
   return null;
 }
@@ -131,21 +152,6 @@ function asksForHelp(argv: readonly string[]): boolean {
   return false;
 }
 
-function prefixLines(prefix: string, message: string): string {
-  return message
-    .split("\n")
-    .map((line) => `${prefix}: ${line}`)
-    .join("\n");
-}
-
-function isSystemError(error: unknown): boolean {
-  return (
-    error instanceof Error &&
-    typeof (error as NodeJS.ErrnoException).code === "string" &&
-    typeof (error as NodeJS.ErrnoException).syscall === "string"
-  );
-}
-
 main(process.argv.slice(2)).then(
   (code) => {
     // On success let stdout drain and the process end by itself; on failure end now, whatever input is still open.
@@ -157,6 +163,6 @@ main(process.argv.slice(2)).then(
       `grpo-roc: internal error (please report it): ` +
         `${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
     );
-    process.exit(70);
+    process.exit(EXIT.internal);
   },
 );

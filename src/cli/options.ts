@@ -11,6 +11,7 @@ import { DEFAULT_PENALTY_OPTIONS, TOOL_FAILURES, type PenaltyOptions } from "../
 import { resolveRocOptions } from "../roc/resample.js";
 import { ROC_MODES, type RocOptions, type RocOptionsInput, rocPresets, UNDERSIZED_RULES } from "../roc/schema.js";
 import { TRANSCRIPT_DIALECTS, type TranscriptDialect } from "../roc/transcript.js";
+import { DEFAULT_MAX_LINE_BYTES, MAX_LINE_BYTES_LIMIT } from "./line-reader.js";
 import {
   choiceOption,
   listOption,
@@ -30,8 +31,9 @@ export const ioSection: OptionSection = {
       type: "string",
       arg: "FILE",
       help:
-        "write to FILE instead of stdout: into a temporary file beside it, renamed into place at the end (on an " +
-        "error or an interrupt FILE is left as it was)",
+        "write to FILE instead of stdout (- is stdout): a regular file is written beside it and renamed into place " +
+        "at the end, with --summary too, both or neither (on an error or a signal FILE is left as it was); a named " +
+        "pipe or a device is written directly. FILE may not be the input or the --summary file",
     },
     {
       name: "skip-invalid",
@@ -47,8 +49,25 @@ export const ioSection: OptionSection = {
         "write only the records with dropped: false (by default every input line is in the output, kept or " +
         "dropped with its reason)",
     },
-    { name: "include-rollout", type: "boolean", help: 'copy each input rollout into its record as "rollout"' },
-    { name: "summary", type: "string", arg: "FILE", help: "also write the summary as JSON to FILE (atomically)" },
+    {
+      name: "include-rollout",
+      type: "boolean",
+      help: 'copy each input line into its record as "rollout", byte for byte (big integers and all)',
+    },
+    {
+      name: "summary",
+      type: "string",
+      arg: "FILE",
+      help: "also write the summary as JSON to FILE, committed together with -o; FILE - is stdout when -o names a file",
+    },
+    {
+      name: "max-line-bytes",
+      type: "string",
+      arg: "N",
+      help:
+        `the longest line read, in bytes (default ${DEFAULT_MAX_LINE_BYTES}, 64 MiB; at most ` +
+        `${MAX_LINE_BYTES_LIMIT}): a longer line is an invalid line, skipped unread, in bounded memory`,
+    },
     {
       name: "progress",
       type: "boolean",
@@ -78,8 +97,9 @@ export const groupingSection: OptionSection = {
       arg: REPEATED_GROUP_RULES.join("|"),
       help:
         'a group id that comes back after its group was closed by another id: "error" (default; names both ' +
-        'lines) or "separate" (each contiguous run of lines is a group of its own, and nothing is remembered about ' +
-        "closed groups)",
+        "lines; each finished group costs about 100 bytes, a 128-bit digest of its id and its line span, whatever " +
+        'the id\'s length) or "separate" (each contiguous run of lines is a group of its own, and nothing is ' +
+        "remembered about finished groups)",
     },
   ],
 };
@@ -280,6 +300,13 @@ export function advantageOptionsFrom(values: Values): AdvantageOptions {
  */
 export function needsBatchStd(options: AdvantageOptions): boolean {
   return options.estimator === "grpo" && options.scaleByStd && options.stdScope === "batch";
+}
+
+export function maxLineBytesFrom(values: Values): number {
+  return (
+    numberOption(values, "max-line-bytes", { min: 1, max: MAX_LINE_BYTES_LIMIT, integer: true }) ??
+    DEFAULT_MAX_LINE_BYTES
+  );
 }
 
 export function repeatedGroupsFrom(values: Values): "error" | "separate" {

@@ -27,9 +27,12 @@ export type PenaltySettings = PenaltyOptions & { readonly transcriptDialect: Tra
  * the structured fields with formatOk defaulting to true), scored by the library's `penalties`; undefined when the
  * rollout has none. The CLI tests check these figures against resampleOnCorrect's own.
  */
-export function scoreRollout(rollout: Rollout, options: PenaltySettings): ScoredRollout | undefined {
+export function scoreRollout(rollout: Rollout, settings: PenaltySettings): ScoredRollout | undefined {
+  // The library's options are strict: only the penalty options go to penalties() (the settings may be all of RoC's).
+  const { failureKinds, penaltyWeights, noToolCallPenalty } = settings;
+  const options: PenaltyOptions = { failureKinds, penaltyWeights, noToolCallPenalty };
   if (rollout.transcript !== undefined) {
-    const parsed = parseTranscript(rollout.transcript, options.transcriptDialect);
+    const parsed = parseTranscript(rollout.transcript, settings.transcriptDialect);
     return { source: "transcript", ...parsed, penalties: penalties(parsed, options) };
   }
   if (rollout.toolCalls === undefined) return undefined;

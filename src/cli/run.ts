@@ -1,10 +1,16 @@
-import { ContiguousGroups } from "./groups.js";
-import { readLines, spool, type InputSource } from "./input.js";
-import { InputError, locateGroupError, parseLine } from "./lines.js";
-import { openAtomicFile, openSink, type Sink } from "./output.js";
+import { UsageError } from "./args.js";
+import { fileError, isSystemError } from "./exit.js";
+import { ContiguousGroups, DuplicateIds } from "./groups.js";
+import { type InputSource, openInput, spool } from "./input.js";
+import { type RawLine, readLines } from "./line-reader.js";
+import { type Identity, InputError, locateGroupError, parseLine } from "./lines.js";
+import { commitAll, openSink, type Sink } from "./output.js";
 import { Progress, progressMode } from "./progress.js";
+import { serializeRecord } from "./record.js";
 import { Tally } from "./summary.js";
-import type { Command, GroupCommand, Member, OutputRecord } from "./commands/types.js";
+import { checkDistinct, type Named, resolveTarget, type Target, targetName } from "./targets.js";
+import { writeMessage } from "./terminal.js";
+import type { Command, GroupCommand, LineCommand, Member, OutputRecord } from "./commands/types.js";
 
 export interface RunSettings {
   readonly command: string;
@@ -14,209 +20,288 @@ export interface RunSettings {
   readonly keptOnly: boolean;
   readonly includeRollout: boolean;
   readonly repeatedGroups: "error" | "separate";
+  readonly maxLineBytes: number;
   readonly quiet: boolean;
   readonly progress: boolean;
 }
 
-/** Runs one command over the input; the output is committed only if every line went through (or was skipped). */
-export async function run(command: Command, settings: RunSettings, source: InputSource): Promise<Tally> {
-  // Opened first: an unwritable destination (or summary file) is reported before any input is read, and before a
-  // complete output could be committed next to a summary that cannot be.
-  const sink = openSink(settings.output);
-  let summary: Sink | undefined;
-  try {
-    summary = settings.summary === undefined ? undefined : openAtomicFile(settings.summary);
-  } catch (error) {
-    sink.abort();
-    throw error;
-  }
+interface Sinks {
+  readonly records: Sink;
+  readonly summary: Sink | undefined;
+}
+
+/**
+ * Runs one command over the input. Before a line is read: the input and the targets are resolved, checked to be
+ * distinct files, and opened (so an unwritable target fails first). The output and the summary are committed
+ * together, only if every line went through (or was skipped).
+ */
+export async function run(command: Command, settings: RunSettings, inputPath: string | undefined): Promise<Tally> {
+  const source = openInput(inputPath);
+  const sinks = await openSinks(resolveTargets(settings, source));
   let input = source;
-  const twoPasses = command.kind === "group" && command.batch !== undefined;
   try {
+    const twoPasses = command.kind === "group" && command.batch !== undefined;
     if (command.kind === "group" && command.batch !== undefined) {
       input = await spool(source);
-      const rewards = await collectBatch(command, settings, input);
-      command.batch.setRewards(rewards);
+      const collected: number[] = [];
+      await new Pass(command, settings, input, " (pass 1 of 2: batch std)", undefined, collected).run();
+      command.batch.setRewards(Float64Array.from(collected));
     }
-    const label = twoPasses ? " (pass 2 of 2)" : "";
-    const tally = await pass(command, settings, input, label, sink);
-    await sink.commit();
-    if (summary !== undefined) {
-      await summary.write(JSON.stringify(tally.toJSON(), null, 2));
-      await summary.commit();
-    }
+    const tally = await new Pass(command, settings, input, twoPasses ? " (pass 2 of 2)" : "", sinks.records).run();
+    await commit(sinks, tally);
     return tally;
   } catch (error) {
-    sink.abort();
-    summary?.abort();
+    sinks.records.abort();
+    sinks.summary?.abort();
     throw error;
   } finally {
     input.dispose();
   }
 }
 
+function resolveTargets(settings: RunSettings, source: InputSource): { records: Target; summary: Target | undefined } {
+  if (settings.summary === "-" && (settings.output === undefined || settings.output === "-")) {
+    throw new UsageError(
+      "--summary -: the records already go to stdout; give -o FILE for them, or a file for the summary",
+    );
+  }
+  const records = resolveTarget("-o", settings.output);
+  const summary = settings.summary === undefined ? undefined : resolveTarget("--summary", settings.summary);
+  const input: Named = {
+    label: source.label === "stdin" ? "stdin" : `the input ${source.label}`,
+    role: "input",
+    stats: source.stats,
+  };
+  checkDistinct([
+    input,
+    targetName(records, "output"),
+    ...(summary === undefined ? [] : [targetName(summary, "summary")]),
+  ]);
+  return { records, summary };
+}
+
+async function openSinks(targets: { records: Target; summary: Target | undefined }): Promise<Sinks> {
+  const records = await openSink(targets.records);
+  try {
+    return { records, summary: targets.summary === undefined ? undefined : await openSink(targets.summary) };
+  } catch (error) {
+    records.abort();
+    throw error;
+  }
+}
+
+async function commit(sinks: Sinks, tally: Tally): Promise<void> {
+  if (sinks.summary === undefined) return commitAll([sinks.records]);
+  await sinks.summary.write(JSON.stringify(tally.toJSON(), null, 2));
+  await commitAll([sinks.records, sinks.summary]);
+}
+
 type Item = { readonly member: Member } | { readonly invalid: OutputRecord };
+
+const NO_IDS: Identity = { id: undefined, groupId: undefined };
 
 /**
  * One pass over the input. Without a sink it only collects, for the batch std, the rewards that enter the
  * advantages; it stops on the same errors as the writing pass, and under --skip-invalid stays silent about the
  * lines it skips (the writing pass reports them).
  */
-async function pass(
-  command: Command,
-  settings: RunSettings,
-  input: InputSource,
-  label: string,
-  sink: Sink | undefined,
-  collected?: number[],
-): Promise<Tally> {
-  const tally = new Tally(settings.command);
-  const progress = new Progress({
-    mode: progressMode({
-      quiet: settings.quiet,
-      forced: settings.progress,
-      stderrIsTTY: process.stderr.isTTY === true,
-      recordsToTerminal: (settings.output === undefined || settings.output === "-") && process.stdout.isTTY === true,
-    }),
-    label: `grpo-roc ${settings.command}${label}`,
-    total: input.size,
-  });
-  const warn = (text: string) => {
-    if (settings.quiet || sink === undefined) return;
-    progress.clear();
-    process.stderr.write(`grpo-roc ${settings.command}: skipped ${text}\n`);
-  };
-  const emit = async (records: readonly OutputRecord[]) => {
-    if (sink === undefined) return;
-    for (const { dropped, record } of records) {
-      if (settings.keptOnly && dropped) continue;
-      tally.records++;
-      const waiting = sink.write(JSON.stringify(record));
-      if (waiting !== undefined) await waiting;
-    }
-  };
-  const invalidRecord = (line: number, error: InputError, id: unknown, groupId: unknown): OutputRecord => {
-    if (!settings.skipInvalid) throw error;
-    tally.invalidLines++;
-    warn(error.message);
-    return {
-      dropped: true,
-      record: { line, id, groupId, dropped: true, reasonCode: "invalid", reason: `invalid: ${error.reason}` },
-    };
-  };
-  const withRollout = (record: OutputRecord, member: Member): OutputRecord =>
-    settings.includeRollout
-      ? { dropped: record.dropped, record: { ...record.record, rollout: member.rollout } }
-      : record;
+class Pass {
+  private readonly tally: Tally;
+  private readonly progress: Progress;
+  private readonly groups: ContiguousGroups<Item>;
+  /** Line commands: the ids of the current run of lines of one group, to refuse a duplicate. */
+  private readonly runIds = new DuplicateIds();
+  private line = 0;
 
-  const groups = new ContiguousGroups<Item>(settings.repeatedGroups);
-  const flush = async (items: readonly Item[]) => {
-    const members = items.flatMap((item) => ("member" in item ? [item.member] : []));
-    let records: OutputRecord[];
-    if (members.length === 0) records = [];
-    else if (sink === undefined) {
-      records = [];
-      collectGroup(command as GroupCommand, members, settings, collected!);
-    } else records = processGroup(command as GroupCommand, members, settings, tally, warn);
-    let next = 0;
-    await emit(items.map((item) => ("member" in item ? withRollout(records[next++]!, item.member) : item.invalid)));
-  };
-
-  let line = 0;
-  for await (const text of readLines(input.open(), (bytes) => progress.addBytes(bytes))) {
-    line++;
-    tally.lines++;
-    progress.addLine();
-    if (text.trim() === "") {
-      tally.emptyLines++;
-      continue;
-    }
-    const parsed = parseLine(text, line);
-    if (!parsed.ok) {
-      const record = invalidRecord(line, parsed.error, parsed.id, parsed.groupId);
-      if (command.kind === "line" || groups.addLoose({ invalid: record }) !== undefined) await emit([record]);
-      continue;
-    }
-    const member: Member = { line, rollout: parsed.rollout };
-    if (command.kind === "line") {
-      await emit([withRollout(command.processLine(member, tally), member)]);
-      continue;
-    }
-    try {
-      groups.check(member.rollout.groupId, line);
-    } catch (error) {
-      if (!(error instanceof InputError)) throw error;
-      const record = invalidRecord(line, error, member.rollout.id ?? null, member.rollout.groupId);
-      if (groups.addLoose({ invalid: record }) !== undefined) await emit([record]);
-      continue;
-    }
-    const completed = groups.add(member.rollout.groupId, line, { member });
-    if (completed !== undefined) await flush(completed.items);
+  constructor(
+    private readonly command: Command,
+    private readonly settings: RunSettings,
+    private readonly input: InputSource,
+    label: string,
+    private readonly sink: Sink | undefined,
+    private readonly collected: number[] = [],
+  ) {
+    this.tally = new Tally(settings.command);
+    this.progress = createProgress(settings, input, label);
+    this.groups = new ContiguousGroups<Item>(settings.repeatedGroups);
   }
-  const last = groups.finish();
-  if (last !== undefined) await flush(last.items);
-  progress.finish();
-  return tally;
-}
 
-/** A group the library rejects is an input error located by line; under --skip-invalid all its lines are dropped. */
-function processGroup(
-  command: GroupCommand,
-  members: readonly Member[],
-  settings: RunSettings,
-  tally: Tally,
-  warn: (text: string) => void,
-): OutputRecord[] {
-  try {
-    return command.processGroup(members, tally);
-  } catch (error) {
-    const located = locateGroupError(
-      error,
-      members.map((m) => m.line),
-      members[0]!.rollout.groupId,
+  async run(): Promise<Tally> {
+    const onBytes = (bytes: number) => this.progress.addBytes(bytes);
+    for await (const raw of readInput(this.input, this.settings.maxLineBytes, onBytes)) await this.take(raw);
+    const last = this.groups.finish();
+    if (last !== undefined) await this.flush(last);
+    this.progress.finish();
+    return this.tally;
+  }
+
+  private async take(raw: RawLine): Promise<void> {
+    const line = ++this.line;
+    this.tally.lines++;
+    this.progress.addLine();
+    if ("problem" in raw) return this.takeInvalid(new InputError(line, "", raw.problem), NO_IDS);
+    if (raw.text.trim() === "") {
+      this.tally.emptyLines++;
+      return;
+    }
+    const parsed = parseLine(raw.text, line);
+    if (!parsed.ok) return this.takeInvalid(parsed.error, parsed);
+    const text = this.settings.includeRollout ? raw.text.trim() : undefined;
+    const member: Member = { line, rollout: parsed.rollout, groupId: parsed.groupId, id: parsed.id, text };
+    if (this.command.kind === "line") return this.takeAlone(this.command, member);
+    return this.takeIntoGroup(member);
+  }
+
+  /** An invalid line: an error, or under --skip-invalid an invalid record in its place in the order. */
+  private async takeInvalid(error: InputError, ids: Identity): Promise<void> {
+    const record = this.invalidRecord(error, ids);
+    if (this.command.kind === "line" || this.groups.addLoose({ invalid: record }) !== undefined) {
+      await this.emit([record]);
+    }
+  }
+
+  private async takeAlone(command: LineCommand, member: Member): Promise<void> {
+    const duplicate = inputErrorOf(() => this.runIds.check(member));
+    if (duplicate !== undefined) return this.takeInvalid(duplicate, member);
+    this.runIds.add(member);
+    await this.emit([withRollout(command.processLine(member, this.tally), member)]);
+  }
+
+  private async takeIntoGroup(member: Member): Promise<void> {
+    const refused = inputErrorOf(() => this.groups.check(member));
+    if (refused !== undefined) return this.takeInvalid(refused, member);
+    const completed = this.groups.add(member, { member });
+    if (completed !== undefined) await this.flush(completed);
+  }
+
+  /** A complete group (with the invalid lines among it): its records, in input order; or, collecting, its rewards. */
+  private async flush(items: readonly Item[]): Promise<void> {
+    const members = items.flatMap((item) => ("member" in item ? [item.member] : []));
+    if (this.sink === undefined) {
+      if (members.length > 0) this.collect(members);
+      return;
+    }
+    const records = members.length === 0 ? [] : this.processGroup(members);
+    let next = 0;
+    await this.emit(
+      items.map((item) => ("member" in item ? withRollout(records[next++]!, item.member) : item.invalid)),
     );
-    if (!settings.skipInvalid) throw located;
-    tally.invalidGroups++;
-    tally.invalidGroupRollouts += members.length;
-    tally.rollouts += members.length;
-    warn(
-      `the group ${JSON.stringify(members[0]!.rollout.groupId)} of ${members.length} rollouts: ` +
-        `${located.message.replace(/\n/g, "; ")}`,
-    );
+  }
+
+  private processGroup(members: readonly Member[]): OutputRecord[] {
+    const command = this.command as GroupCommand;
+    const result = this.attempt(members, () => command.processGroup(members, this.tally));
+    return result instanceof InputError ? this.invalidGroupRecords(members, result) : result;
+  }
+
+  private collect(members: readonly Member[]): void {
+    const batch = (this.command as GroupCommand).batch!;
+    const rewards = this.attempt(members, () => batch.collect(members));
+    if (!(rewards instanceof InputError)) for (const reward of rewards) this.collected.push(reward);
+  }
+
+  /** The library's work on a group; its error located by line, thrown, or under --skip-invalid returned. */
+  private attempt<T>(members: readonly Member[], work: () => T): T | InputError {
+    try {
+      return work();
+    } catch (error) {
+      const lines = members.map((m) => m.line);
+      const located = locateGroupError(error, lines, members[0]!.groupId);
+      if (!this.settings.skipInvalid) throw located;
+      return located;
+    }
+  }
+
+  /** A group the library rejects, under --skip-invalid: all its lines are dropped with the reason. */
+  private invalidGroupRecords(members: readonly Member[], error: InputError): OutputRecord[] {
+    const reason = error.message.replace(/\n/g, "; ");
+    this.tally.invalidGroups++;
+    this.tally.invalidGroupRollouts += members.length;
+    this.tally.rollouts += members.length;
+    this.warn(`the group ${members[0]!.groupId.json} of ${members.length} rollouts: ${reason}`);
     return members.map((member) => ({
       dropped: true,
       record: {
         line: member.line,
-        id: member.rollout.id ?? null,
-        groupId: member.rollout.groupId,
+        id: member.id ?? null,
+        groupId: member.groupId,
         dropped: true,
         reasonCode: "invalid",
-        reason: `invalid group: ${located.message.replace(/\n/g, "; ")}`,
+        reason: `invalid group: ${reason}`,
       },
     }));
   }
-}
 
-function collectGroup(
-  command: GroupCommand,
-  members: readonly Member[],
-  settings: RunSettings,
-  collected: number[],
-): void {
-  try {
-    for (const reward of command.batch!.collect(members)) collected.push(reward);
-  } catch (error) {
-    const located = locateGroupError(
-      error,
-      members.map((m) => m.line),
-      members[0]!.rollout.groupId,
-    );
-    if (!settings.skipInvalid) throw located;
+  private invalidRecord(error: InputError, ids: Identity): OutputRecord {
+    if (!this.settings.skipInvalid) throw error;
+    this.tally.invalidLines++;
+    this.warn(error.message);
+    const record = {
+      line: this.line,
+      id: ids.id ?? null,
+      groupId: ids.groupId ?? null,
+      dropped: true,
+      reasonCode: "invalid",
+      reason: `invalid: ${error.reason}`,
+    };
+    return { dropped: true, record };
+  }
+
+  private async emit(records: readonly OutputRecord[]): Promise<void> {
+    if (this.sink === undefined) return;
+    for (const { dropped, record, rollout } of records) {
+      if (this.settings.keptOnly && dropped) continue;
+      this.tally.records++;
+      const waiting = this.sink.write(serializeRecord(record, rollout));
+      if (waiting !== undefined) await waiting;
+    }
+  }
+
+  private warn(text: string): void {
+    if (this.settings.quiet || this.sink === undefined) return;
+    this.progress.clear();
+    writeMessage(`grpo-roc ${this.settings.command}`, `skipped ${text}`);
   }
 }
 
-async function collectBatch(command: GroupCommand, settings: RunSettings, input: InputSource): Promise<Float64Array> {
-  const collected: number[] = [];
-  await pass(command, settings, input, " (pass 1 of 2: batch std)", undefined, collected);
-  return Float64Array.from(collected);
+function createProgress(settings: RunSettings, input: InputSource, label: string): Progress {
+  const recordsToTerminal = (settings.output === undefined || settings.output === "-") && process.stdout.isTTY === true;
+  return new Progress({
+    mode: progressMode({
+      quiet: settings.quiet,
+      forced: settings.progress,
+      stderrIsTTY: process.stderr.isTTY === true,
+      recordsToTerminal,
+    }),
+    label: `grpo-roc ${settings.command}${label}`,
+    total: input.size,
+  });
+}
+
+/** The input's lines; a failure to read it (EIO, a vanished file) is a file error naming it. */
+async function* readInput(
+  input: InputSource,
+  maxLineBytes: number,
+  onBytes: (bytes: number) => void,
+): AsyncGenerator<RawLine> {
+  try {
+    yield* readLines(input.open(), maxLineBytes, onBytes);
+  } catch (error) {
+    throw isSystemError(error) ? fileError(`cannot read ${input.label}`, error) : error;
+  }
+}
+
+function withRollout(record: OutputRecord, member: Member): OutputRecord {
+  return member.text === undefined ? record : { ...record, rollout: member.text };
+}
+
+/** The InputError `check` throws, if any; other errors go through. */
+function inputErrorOf(check: () => void): InputError | undefined {
+  try {
+    check();
+    return undefined;
+  } catch (error) {
+    if (error instanceof InputError) return error;
+    throw error;
+  }
 }

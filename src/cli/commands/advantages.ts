@@ -14,8 +14,8 @@ const spec: CommandSpec = {
       "for correct and 0 for wrong). Each record: line, id, groupId, dropped (false), correct, reward, advantage.",
     "Input contract: the rollouts of one group are contiguous lines. A group is computed as soon as a line of " +
       "another group arrives, so memory is bounded by the largest group, not the file (plus, to catch a group id " +
-      "that comes back, the id and line span of each closed group: a few hundred bytes a group, none under " +
-      "--repeated-groups separate).",
+      "that comes back, a 128-bit digest and the line span of each finished group: about 100 bytes a group " +
+      "whatever the id's length, none under --repeated-groups separate).",
   ],
   sections: [advantageSection, groupingSection, ioSection],
   examples: [

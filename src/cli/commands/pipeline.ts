@@ -21,8 +21,9 @@ const spec: CommandSpec = {
   description: [
     "The records of resample, with the advantage on each kept one: line, id, groupId, dropped, [reasonCode, reason], " +
       "correct, reward, pErr, pFormat, pTotal, and advantage when kept. --kept-only writes what a trainer trains on.",
-    "Input contract: the rollouts of one group are contiguous lines; memory is bounded by the largest group (plus a " +
-      "few hundred bytes a closed group, to catch an id that comes back; none under --repeated-groups separate). " +
+    "Input contract: the rollouts of one group are contiguous lines; memory is bounded by the largest group (plus " +
+      "about 100 bytes a finished group, a digest of its id, to catch an id that comes back; none under " +
+      "--repeated-groups separate). " +
       "Each group gets the library's rocPipeline result for that group, which is what it gives inside the whole " +
       "input.",
   ],

@@ -16,9 +16,9 @@ const spec: CommandSpec = {
       "--kept-only writes the kept ones only.",
     "Input contract: the rollouts of one group are contiguous lines (a trainer writes them that way). A group is " +
       "resampled as soon as a line of another group arrives, so memory is bounded by the largest group, not the file " +
-      "(plus a few hundred bytes a closed group, to catch an id that comes back; none under --repeated-groups " +
-      "separate). The result of each group is the library's resampleOnCorrect on that group, which is what it " +
-      "gives for the group inside the whole input (paper-mode draws are seeded per group).",
+      "(plus about 100 bytes a finished group, a digest of its id, to catch an id that comes back; none under " +
+      "--repeated-groups separate). The result of each group is the library's resampleOnCorrect on that group, " +
+      "which is what it gives for the group inside the whole input (paper-mode draws are seeded per group).",
   ],
   sections: [rocSection, penaltySection, groupingSection, ioSection],
   examples: [

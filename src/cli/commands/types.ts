@@ -1,17 +1,25 @@
-import type { GroupId } from "../../groups.js";
 import type { Rollout } from "../../roc/schema.js";
 import type { CommandSpec, Values } from "../args.js";
+import type { LineId } from "../ids.js";
+import type { RecordFields } from "../record.js";
 import type { Tally } from "../summary.js";
 
 export interface Member {
   readonly line: number;
+  /** The parsed line, with number ids exact (a bigint beyond 2^53 − 1). */
   readonly rollout: Rollout;
+  readonly groupId: LineId;
+  readonly id: LineId | undefined;
+  /** The line's own text, kept for --include-rollout only. */
+  readonly text: string | undefined;
 }
 
 /** One output line. `dropped` decides whether --kept-only writes it. */
 export interface OutputRecord {
   readonly dropped: boolean;
-  readonly record: Record<string, unknown>;
+  readonly record: RecordFields;
+  /** Under --include-rollout: the input line's text, written into the record verbatim. */
+  readonly rollout?: string;
 }
 
 /** A command that needs nothing but the line itself. */
@@ -42,6 +50,6 @@ export interface CommandDefinition {
 }
 
 /** The fields every record starts with: where it came from. */
-export function identity(member: Member): { line: number; id: GroupId | null; groupId: GroupId } {
-  return { line: member.line, id: member.rollout.id ?? null, groupId: member.rollout.groupId };
+export function identity(member: Member): { line: number; id: LineId | null; groupId: LineId } {
+  return { line: member.line, id: member.id ?? null, groupId: member.groupId };
 }
