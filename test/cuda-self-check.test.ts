@@ -5,7 +5,9 @@
  * - On the host executor (the addon built, no GPU needed): every case passes, both dtypes and every kind of case
  *   are there, and each case compared something. These are the kernels' own per-thread code against an
  *   independent float64 computation, so a wrong kernel fails here (changing the entropy by 1e-4 relative, or the
- *   token's gradient when its logit is -Infinity, fails 36 of the 49 cases).
+ *   token's gradient when its logit is -Infinity, fails most of the cases). Logits near the float32 range (3e38,
+ *   ±1e30, at temperatures 0.5 to 2) are among them, and a backward pass's own checks of the logits it reads under
+ *   saved statistics (NaN, +Infinity, −Infinity only, changed logits).
  * - On the GPU, when there is one: the same cases plus the loss kernels against the host executor. Without a GPU
  *   that part is skipped with the probe's reason, and asking for it rejects with CudaUnavailableError.
  *
@@ -46,6 +48,14 @@ describe("cudaSelfCheck on the host executor", () => {
       }
     }
     expect(names.filter((n) => n.startsWith("backward, widened to float32, ")).length).toBeGreaterThan(0);
+    for (const dtype of ["float32", "bfloat16"]) {
+      for (const temperature of [1, 0.5, 2]) {
+        const where = `logits near the float32 range, temperature ${temperature}, ${dtype}`;
+        for (const kind of ["forward, ", "backward, ", "backward, saved statistics, "])
+          expect(names, `${kind}${where}`).toContain(`${kind}${where}`);
+      }
+    }
+    expect(names).toContain("backward, saved statistics, its checks of the logits it reads");
     expect(names.filter((n) => n.includes("stops it")).length).toBe(4);
     // The loss kernels are compared with the host executor, so only on the device.
     expect(names.some((n) => n.startsWith("policy loss"))).toBe(false);

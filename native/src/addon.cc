@@ -416,6 +416,9 @@ napi_value Backward(napi_env env, napi_callback_info info) {
     b.saved_entropy = a.array<double>("savedEntropy", napi_float64_array, P, true);
     if (b.saved_lse != nullptr && b.saved_entropy == nullptr) throw ArgumentError("savedEntropy: required with savedLse");
     b.lse_out = a.array<double>("outLse", napi_float64_array, P, true);
+    b.check_out = a.array<uint8_t>("outChecks", napi_uint8_array, P, true);
+    b.check_sum_out = a.array<double>("outCheckSums", napi_float64_array, P, true);
+    if (b.check_sum_out != nullptr && b.check_out == nullptr) throw ArgumentError("outChecks: required with outCheckSums");
     b.grad = grad_sink(a, b.logits);
     w.run = [b] { grpo::backward(b); };
   });

@@ -52,48 +52,66 @@ static unsigned grid_blocks(int64_t blocks, const char* what) {
 // ---------------------------------------------------------------------------------------------------------------
 // Per-row and per-token bodies, shared by the kernels and the host executor.
 
+/** Where the statistics kernel writes each position's results (executor memory). */
+struct RowOut {
+  double* logp;
+  double* lse;
+  double* entropy;
+  /** The row's largest logit and log sum e^((x - shift)/tau): what the gradient reads (see grpo_math.h). */
+  float* shift;
+  float* log_sum;
+};
+
 template <typename T>
-GR_HD void row_epilogue(const Stats& s, const T* row, int64_t token, float inv_t, double& logp, double& lse, double& entropy) {
-  float l, h;
-  stats_finish(s, l, h);
-  const float z = to_float(row[token]) * inv_t;
-  lse = l;
-  logp = static_cast<double>(z) - static_cast<double>(l);
-  entropy = h;
+GR_HD void row_epilogue(const Stats& s, const T* row, int64_t token, float inv_t, int64_t pos, const RowOut& o) {
+  float shift, log_sum, entropy;
+  stats_finish(s, shift, log_sum, entropy);
+  // In double: (x - shift)/tau of logits near +-3.4e38 apart is finite there, where float32 overflows.
+  const double x = to_float(row[token]);
+  o.logp[pos] = (x - shift) * inv_t - log_sum;
+  o.lse[pos] = static_cast<double>(shift) * inv_t + log_sum;
+  o.entropy[pos] = entropy;
+  o.shift[pos] = shift;
+  o.log_sum[pos] = log_sum;
 }
 
-GR_HD void inactive_epilogue(double& logp, double& lse, double& entropy) {
-  logp = 0.0;
-  lse = NAN;
-  entropy = 0.0;
+GR_HD void inactive_epilogue(int64_t pos, const RowOut& o) {
+  o.logp[pos] = 0.0;
+  o.lse[pos] = NAN;
+  o.entropy[pos] = 0.0;
+  o.shift[pos] = 0.f;
+  o.log_sum[pos] = NAN;
 }
 
 struct GradRow {
   const int32_t* tokens;
   const uint8_t* active;
-  const double* lse;
+  const float* shift;
+  const float* log_sum;
   const double* entropy;
   const double* g;
   const double* h;
   float inv_t;
+  /** Per position, when the pass checks what it reads (see RowCheck): the merged bits and probability sums. */
+  unsigned* check_bits;
+  float* check_sums;
 };
 
+/** One thread's share of a row's gradient, and what it saw of the row (nothing for an inactive row). */
 template <typename T>
-GR_HD void grad_row_thread(const T* row, T* out, int64_t vocab, int64_t pos, const GradRow& r, int t, int n) {
+GR_HD RowCheck grad_row_thread(const T* row, T* out, int64_t vocab, int64_t pos, const GradRow& r, int t, int n) {
   if (!r.active[pos]) {
     for (int64_t v = t; v < vocab; v += n) store(out + v, 0.f);
-    return;
+    return RowCheck{0u, 0.f};
   }
-  const float lse = static_cast<float>(r.lse[pos]);
-  const float entropy = r.entropy != nullptr ? static_cast<float>(r.entropy[pos]) : 0.f;
+  const RowStats stats{r.shift[pos], r.log_sum[pos], r.entropy != nullptr ? static_cast<float>(r.entropy[pos]) : 0.f};
   const float g = static_cast<float>(r.g[pos]);
   const float h = r.h != nullptr ? static_cast<float>(r.h[pos]) : 0.f;
   const int64_t token = r.tokens[pos];
   if (reinterpret_cast<uint64_t>(row) % 16 == reinterpret_cast<uint64_t>(out) % 16) {
-    thread_grad(row, out, vocab, token, lse, entropy, g, h, r.inv_t, t, n);
-  } else {
-    thread_grad_scalar(row, out, vocab, token, lse, entropy, g, h, r.inv_t, t, n);
+    return thread_grad(row, out, vocab, token, stats, g, h, r.inv_t, t, n);
   }
+  return thread_grad_scalar(row, out, vocab, token, stats, g, h, r.inv_t, t, n);
 }
 
 /** The [B, T] loss's inputs and outputs where the loss kernels read them (device or host memory). */
@@ -164,42 +182,53 @@ __device__ __forceinline__ Stats shuffle_xor(const Stats& s, int offset) {
 }
 
 /** The block's merged statistics, valid in thread 0: butterflies within each warp, then across the warps. */
-__device__ __forceinline__ Stats block_merge(Stats s) {
+__device__ __forceinline__ Stats block_merge(Stats s, float inv_t) {
   __shared__ Stats per_warp[kThreads / 32];
-  for (int offset = 16; offset > 0; offset >>= 1) s = stats_merge(s, shuffle_xor(s, offset));
+  for (int offset = 16; offset > 0; offset >>= 1) s = stats_merge(s, shuffle_xor(s, offset), inv_t);
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   if (lane == 0) per_warp[warp] = s;
   __syncthreads();
   if (warp == 0) {
     s = lane < kThreads / 32 ? per_warp[lane] : stats_empty();
-    for (int offset = 16; offset > 0; offset >>= 1) s = stats_merge(s, shuffle_xor(s, offset));
+    for (int offset = 16; offset > 0; offset >>= 1) s = stats_merge(s, shuffle_xor(s, offset), inv_t);
   }
   return s;
 }
 
-/** One block per position: logsumexp, entropy and log-prob of the token, online over the vocabulary. */
+/** One block per position: the row's statistics and the log-prob of the token, online over the vocabulary. */
 template <typename T>
 __global__ void __launch_bounds__(kThreads) stats_kernel(const T* __restrict__ logits, int64_t vocab, int64_t row0,
                                                          const int32_t* __restrict__ tokens, const uint8_t* __restrict__ active,
-                                                         float inv_t, double* logp, double* lse, double* entropy) {
+                                                         float inv_t, RowOut o) {
   const int64_t pos = row0 + blockIdx.x;
   if (!active[pos]) {
-    if (threadIdx.x == 0) inactive_epilogue(logp[pos], lse[pos], entropy[pos]);
+    if (threadIdx.x == 0) inactive_epilogue(pos, o);
     return;
   }
   const T* row = logits + static_cast<int64_t>(blockIdx.x) * vocab;
   Stats s = thread_stats(row, vocab, inv_t, threadIdx.x, kThreads);
-  s = block_merge(s);
-  if (threadIdx.x == 0) row_epilogue(s, row, tokens[pos], inv_t, logp[pos], lse[pos], entropy[pos]);
+  s = block_merge(s, inv_t);
+  if (threadIdx.x == 0) row_epilogue(s, row, tokens[pos], inv_t, pos, o);
 }
 
-/** One block per position: the gradient row, one read of the logits and one write. */
+/** One block per position: the gradient row, one read of the logits and one write (and, checking, one sum). */
 template <typename T>
 __global__ void __launch_bounds__(kThreads) grad_kernel(const T* __restrict__ logits, T* __restrict__ out, int64_t vocab,
                                                         int64_t row0, GradRow r) {
   const int64_t offset = static_cast<int64_t>(blockIdx.x) * vocab;
-  grad_row_thread(logits + offset, out + offset, vocab, row0 + blockIdx.x, r, threadIdx.x, kThreads);
+  const int64_t pos = row0 + blockIdx.x;
+  RowCheck c = grad_row_thread(logits + offset, out + offset, vocab, pos, r, threadIdx.x, kThreads);
+  if (r.check_bits == nullptr) return;
+  // Each warp's share, then one atomic per warp (16 per row, against 512 per thread).
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    c.bits |= __shfl_xor_sync(0xffffffffu, c.bits, offset);
+    c.probability_sum += __shfl_xor_sync(0xffffffffu, c.probability_sum, offset);
+  }
+  if ((threadIdx.x & 31) == 0 && r.active[pos]) {
+    atomicOr(&r.check_bits[pos], c.bits);
+    atomicAdd(&r.check_sums[pos], c.probability_sum);
+  }
 }
 
 __device__ double block_sum(double x) {
@@ -275,7 +304,7 @@ class Executor {
   virtual void to_host(void* dst, const void* src, size_t bytes, const char* what) = 0;
   virtual size_t default_chunk_bytes() = 0;
   virtual void stats(const void* logits, bool bf16, int64_t rows, int64_t vocab, int64_t row0, const int32_t* tokens,
-                     const uint8_t* active, float inv_t, double* logp, double* lse, double* entropy) = 0;
+                     const uint8_t* active, float inv_t, const RowOut& out) = 0;
   virtual void grad(const void* logits, void* out, bool bf16, int64_t rows, int64_t vocab, int64_t row0, const GradRow& r) = 0;
   virtual void loss(const LossConfig& c, const LossData& d) = 0;
   virtual void sync(const char* what) = 0;
@@ -308,14 +337,14 @@ class DeviceExecutor final : public Executor {
     return std::max<size_t>(size_t{64} << 20, std::min<size_t>(size_t{1} << 30, free_bytes / 4));
   }
   void stats(const void* logits, bool bf16, int64_t rows, int64_t vocab, int64_t row0, const int32_t* tokens, const uint8_t* active,
-             float inv_t, double* logp, double* lse, double* entropy) override {
+             float inv_t, const RowOut& out) override {
     if (rows == 0) return;
     if (bf16) {
       stats_kernel<uint16_t><<<grid_blocks(rows, "the statistics kernel"), kThreads>>>(static_cast<const uint16_t*>(logits), vocab, row0, tokens,
-                                                                        active, inv_t, logp, lse, entropy);
+                                                                        active, inv_t, out);
     } else {
       stats_kernel<float><<<grid_blocks(rows, "the statistics kernel"), kThreads>>>(static_cast<const float*>(logits), vocab, row0, tokens, active,
-                                                                     inv_t, logp, lse, entropy);
+                                                                     inv_t, out);
     }
     check(cudaGetLastError(), "launching the statistics kernel");
   }
@@ -366,11 +395,11 @@ class HostExecutor final : public Executor {
   }
   size_t default_chunk_bytes() override { return size_t{64} << 20; }
   void stats(const void* logits, bool bf16, int64_t rows, int64_t vocab, int64_t row0, const int32_t* tokens, const uint8_t* active,
-             float inv_t, double* logp, double* lse, double* entropy) override {
+             float inv_t, const RowOut& out) override {
     if (bf16) {
-      stats_rows(static_cast<const uint16_t*>(logits), rows, vocab, row0, tokens, active, inv_t, logp, lse, entropy);
+      stats_rows(static_cast<const uint16_t*>(logits), rows, vocab, row0, tokens, active, inv_t, out);
     } else {
-      stats_rows(static_cast<const float*>(logits), rows, vocab, row0, tokens, active, inv_t, logp, lse, entropy);
+      stats_rows(static_cast<const float*>(logits), rows, vocab, row0, tokens, active, inv_t, out);
     }
   }
   void grad(const void* logits, void* out, bool bf16, int64_t rows, int64_t vocab, int64_t row0, const GradRow& r) override {
@@ -414,10 +443,10 @@ class HostExecutor final : public Executor {
 
  private:
   /** Lane i of a warp after the butterfly: merge(own, partner) for offsets 16, 8, 4, 2, 1, as __shfl_xor_sync. */
-  static Stats butterfly(Stats (&lanes)[32]) {
+  static Stats butterfly(Stats (&lanes)[32], float inv_t) {
     for (int offset = 16; offset > 0; offset >>= 1) {
       Stats next[32];
-      for (int lane = 0; lane < 32; ++lane) next[lane] = stats_merge(lanes[lane], lanes[lane ^ offset]);
+      for (int lane = 0; lane < 32; ++lane) next[lane] = stats_merge(lanes[lane], lanes[lane ^ offset], inv_t);
       std::copy(next, next + 32, lanes);
     }
     return lanes[0];
@@ -425,11 +454,11 @@ class HostExecutor final : public Executor {
 
   template <typename T>
   static void stats_rows(const T* logits, int64_t rows, int64_t vocab, int64_t row0, const int32_t* tokens, const uint8_t* active,
-                         float inv_t, double* logp, double* lse, double* entropy) {
+                         float inv_t, const RowOut& out) {
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t pos = row0 + r;
       if (!active[pos]) {
-        inactive_epilogue(logp[pos], lse[pos], entropy[pos]);
+        inactive_epilogue(pos, out);
         continue;
       }
       const T* row = logits + r * vocab;
@@ -438,17 +467,27 @@ class HostExecutor final : public Executor {
       for (int warp = 0; warp < kThreads / 32; ++warp) {
         Stats lanes[32];
         for (int lane = 0; lane < 32; ++lane) lanes[lane] = thread_stats(row, vocab, inv_t, warp * 32 + lane, kThreads);
-        per_warp[warp] = butterfly(lanes);
+        per_warp[warp] = butterfly(lanes, inv_t);
       }
-      const Stats s = butterfly(per_warp);
-      row_epilogue(s, row, tokens[pos], inv_t, logp[pos], lse[pos], entropy[pos]);
+      const Stats s = butterfly(per_warp, inv_t);
+      row_epilogue(s, row, tokens[pos], inv_t, pos, out);
     }
   }
 
   template <typename T>
   static void grad_rows(const T* logits, T* out, int64_t rows, int64_t vocab, int64_t row0, const GradRow& r) {
     for (int64_t k = 0; k < rows; ++k) {
-      for (int t = 0; t < kThreads; ++t) grad_row_thread(logits + k * vocab, out + k * vocab, vocab, row0 + k, r, t, kThreads);
+      const int64_t pos = row0 + k;
+      RowCheck row{0u, 0.f};
+      for (int t = 0; t < kThreads; ++t) {
+        const RowCheck c = grad_row_thread(logits + k * vocab, out + k * vocab, vocab, pos, r, t, kThreads);
+        row.bits |= c.bits;
+        row.probability_sum += c.probability_sum;
+      }
+      if (r.check_bits != nullptr && r.active[pos]) {
+        r.check_bits[pos] |= row.bits;
+        r.check_sums[pos] += row.probability_sum;
+      }
     }
   }
 };
@@ -503,6 +542,57 @@ static T* ptr(const std::unique_ptr<Buffer>& b) {
 }
 
 static size_t element_bytes(const LogitsView& l) { return l.bf16 ? 2 : 4; }
+
+/** The statistics of every position on the executor: what the statistics kernel writes and the gradient reads. */
+struct RowBuffers {
+  Buffer logp, lse, entropy, shift, log_sum;
+  RowBuffers(Executor& e, int64_t positions)
+      : logp(e, positions * sizeof(double), "allocating logp"),
+        lse(e, positions * sizeof(double), "allocating logsumexp"),
+        entropy(e, positions * sizeof(double), "allocating entropy"),
+        shift(e, positions * sizeof(float), "allocating the rows' shifts"),
+        log_sum(e, positions * sizeof(float), "allocating the rows' log sums") {}
+  RowOut out() const { return RowOut{logp.as<double>(), lse.as<double>(), entropy.as<double>(), shift.as<float>(), log_sum.as<float>()}; }
+  void download(Executor& e, int64_t positions, double* logp_out, double* lse_out, double* entropy_out) const {
+    const size_t bytes = static_cast<size_t>(positions) * sizeof(double);
+    if (logp_out != nullptr) e.to_host(logp_out, logp.as<void>(), bytes, "copying logp to the host");
+    if (lse_out != nullptr) e.to_host(lse_out, lse.as<void>(), bytes, "copying logsumexp to the host");
+    if (entropy_out != nullptr) e.to_host(entropy_out, entropy.as<void>(), bytes, "copying entropy to the host");
+  }
+};
+
+/**
+ * Saved logsumexps (lse = shift/tau + log sum) as the gradient reads them: shift a float32 near lse * tau, and the
+ * log sum the rest. False when some active position's cannot be exact: beyond |lse| = 2^24 the float32 shift is
+ * more than an ulp of 1 away from the row's largest logit (and a float64 logsumexp near 3e38 has lost the log sum
+ * altogether: 3e38 + log 4 = 3e38), or a value is not finite; then the pass computes the statistics from the
+ * logits instead. (src/webgpu/float32.ts, savedShift, is the same rule, with the JS side's knowledge of tau.)
+ */
+static bool saved_shifts(const BackwardArgs& a, std::vector<float>& shift, std::vector<float>& log_sum) {
+  const int64_t P = a.logits.positions;
+  shift.assign(P, 0.f);
+  log_sum.assign(P, 0.f);
+  const double inv_t = a.inv_temperature;
+  for (int64_t i = 0; i < P; ++i) {
+    if (!a.active[i]) continue;
+    const double lse = a.saved_lse[i];
+    if (!(std::fabs(lse) <= 16777216.0) || !std::isfinite(a.saved_entropy[i])) return false;
+    const float s = static_cast<float>(lse / inv_t);
+    if (!std::isfinite(s)) return false;
+    shift[i] = s;
+    log_sum[i] = static_cast<float>(lse - static_cast<double>(s) * inv_t);
+  }
+  return true;
+}
+
+/**
+ * Whether the gradient of one position fits float32: |g|/tau + |h|/tau (1/e + ln V) bounds its entries (p |log p| <=
+ * 1/e, H <= ln V).
+ */
+static bool gradient_fits(double g, double h, float inv_t, int64_t vocab) {
+  const double reach = std::fabs(g) * inv_t + std::fabs(h) * inv_t * (0.36787944117144233 + std::log(static_cast<double>(vocab)));
+  return reach <= 3.4028234663852886e38;
+}
 
 /** Rows of logits per chunk: `per_row` bytes each, within the chunk budget, at least one. */
 static int64_t chunk_rows(const Common& c, Executor& e, int64_t positions, size_t per_row) {
@@ -591,18 +681,15 @@ void forward(const ForwardArgs& a) {
   Executor& e = *session.executor;
   auto tokens = upload(e, a.tokens, P, "copying tokens");
   auto active = upload(e, a.active, P, "copying the mask");
-  Buffer logp(e, P * sizeof(double), "allocating logp"), lse(e, P * sizeof(double), "allocating logsumexp"),
-      entropy(e, P * sizeof(double), "allocating entropy");
+  RowBuffers rows(e, P);
   LogitsChunks chunks(e, a.common, a.logits, 0);
   for (int64_t row0 = 0; row0 < P; row0 += chunks.rows()) {
     const int64_t n = std::min(chunks.rows(), P - row0);
     e.stats(chunks.load(row0, n), a.logits.bf16, n, a.logits.vocab, row0, ptr<int32_t>(tokens), ptr<uint8_t>(active), a.inv_temperature,
-            logp.as<double>(), lse.as<double>(), entropy.as<double>());
+            rows.out());
   }
   e.sync("the statistics kernel");
-  e.to_host(a.logp, logp.as<void>(), P * sizeof(double), "copying logp to the host");
-  e.to_host(a.lse, lse.as<void>(), P * sizeof(double), "copying logsumexp to the host");
-  if (a.entropy != nullptr) e.to_host(a.entropy, entropy.as<void>(), P * sizeof(double), "copying entropy to the host");
+  rows.download(e, P, a.logp, a.lse, a.entropy);
 }
 
 void backward(const BackwardArgs& a) {
@@ -614,29 +701,50 @@ void backward(const BackwardArgs& a) {
   auto active = upload(e, a.active, P, "copying the mask");
   auto g = upload(e, a.g, P, "copying dL/dlogp");
   auto h = upload(e, a.h, P, "copying dL/dentropy");
-  const bool saved = a.saved_lse != nullptr;
-  std::unique_ptr<Buffer> lse = saved ? upload(e, a.saved_lse, P, "copying the saved logsumexp")
-                                      : std::make_unique<Buffer>(e, P * sizeof(double), "allocating logsumexp");
-  std::unique_ptr<Buffer> entropy = saved ? upload(e, a.saved_entropy, P, "copying the saved entropy")
-                                          : std::make_unique<Buffer>(e, P * sizeof(double), "allocating entropy");
-  std::unique_ptr<Buffer> logp = saved ? nullptr : std::make_unique<Buffer>(e, P * sizeof(double), "allocating logp");
+  std::vector<float> saved_shift, saved_log_sum;
+  const bool saved = a.saved_lse != nullptr && saved_shifts(a, saved_shift, saved_log_sum);
+  RowBuffers rows(e, P);
+  if (saved) {
+    e.to_device(rows.shift.as<void>(), saved_shift.data(), P * sizeof(float), "copying the saved shifts");
+    e.to_device(rows.log_sum.as<void>(), saved_log_sum.data(), P * sizeof(float), "copying the saved log sums");
+    e.to_device(rows.entropy.as<void>(), a.saved_entropy, P * sizeof(double), "copying the saved entropy");
+  }
+  std::unique_ptr<Buffer> check_bits, check_sums;
+  if (a.check_out != nullptr) {
+    const std::vector<unsigned> zeros(P, 0u);
+    check_bits = upload(e, zeros.data(), P, "clearing the row checks");
+    check_sums = upload(e, reinterpret_cast<const float*>(zeros.data()), P, "clearing the row sums");
+  }
   const size_t elt = element_bytes(a.logits);
   LogitsChunks chunks(e, a.common, a.logits, a.logits.vocab * elt);
   GradChunks grads(e, a.logits, a.grad, chunks.rows());
-  const GradRow r{ptr<int32_t>(tokens), ptr<uint8_t>(active), ptr<double>(lse), ptr<double>(entropy), ptr<double>(g), ptr<double>(h),
-                  a.inv_temperature};
+  const GradRow r{ptr<int32_t>(tokens), ptr<uint8_t>(active), rows.shift.as<float>(), rows.log_sum.as<float>(), rows.entropy.as<double>(),
+                  ptr<double>(g),        ptr<double>(h),      a.inv_temperature,      ptr<unsigned>(check_bits), ptr<float>(check_sums)};
   for (int64_t row0 = 0; row0 < P; row0 += chunks.rows()) {
     const int64_t n = std::min(chunks.rows(), P - row0);
     const void* in = chunks.load(row0, n);
-    if (!saved) {
-      e.stats(in, a.logits.bf16, n, a.logits.vocab, row0, r.tokens, r.active, a.inv_temperature, ptr<double>(logp), ptr<double>(lse),
-              ptr<double>(entropy));
-    }
+    if (!saved) e.stats(in, a.logits.bf16, n, a.logits.vocab, row0, r.tokens, r.active, a.inv_temperature, rows.out());
     e.grad(in, grads.target(row0), a.logits.bf16, n, a.logits.vocab, row0, r);
     grads.flush(row0, n);
   }
   e.sync("the gradient kernel");
-  if (a.lse_out != nullptr) e.to_host(a.lse_out, lse->as<void>(), P * sizeof(double), "copying logsumexp to the host");
+  if (a.lse_out != nullptr) {
+    if (saved) {
+      std::copy(a.saved_lse, a.saved_lse + P, a.lse_out);
+    } else {
+      rows.download(e, P, nullptr, a.lse_out, nullptr);
+    }
+  }
+  if (a.check_out != nullptr) {
+    std::vector<unsigned> bits(P);
+    std::vector<float> sums(P);
+    e.to_host(bits.data(), check_bits->as<void>(), P * sizeof(unsigned), "copying the row checks to the host");
+    e.to_host(sums.data(), check_sums->as<void>(), P * sizeof(float), "copying the row sums to the host");
+    for (int64_t i = 0; i < P; ++i) {
+      a.check_out[i] = a.active[i] ? static_cast<uint8_t>(check_flags(RowCheck{bits[i], sums[i]})) : 0;
+      if (a.check_sum_out != nullptr) a.check_sum_out[i] = sums[i];
+    }
+  }
 }
 
 /** The loss inputs on the executor, and the buffers of its outputs. */
@@ -722,8 +830,7 @@ FusedResult fused(const FusedArgs& a) {
   const LossConfig& c = *a.config;
   auto tokens = upload(e, a.tokens, P, "copying tokens");
   LossBuffers loss(e, c, a.in, false);
-  Buffer logp(e, P * sizeof(double), "allocating logp"), lse(e, P * sizeof(double), "allocating logsumexp"),
-      entropy(e, P * sizeof(double), "allocating entropy");
+  RowBuffers rows(e, P);
   const uint8_t* active = ptr<uint8_t>(loss.mask);
   const size_t elt = element_bytes(a.logits);
   LogitsChunks chunks(e, a.common, a.logits, a.logits.vocab * elt);
@@ -731,13 +838,10 @@ FusedResult fused(const FusedArgs& a) {
   // Pass 1: the statistics of every selected position.
   for (int64_t row0 = 0; row0 < P; row0 += chunks.rows()) {
     const int64_t n = std::min(chunks.rows(), P - row0);
-    e.stats(chunks.load(row0, n), a.logits.bf16, n, a.logits.vocab, row0, ptr<int32_t>(tokens), active, a.inv_temperature,
-            logp.as<double>(), lse.as<double>(), entropy.as<double>());
+    e.stats(chunks.load(row0, n), a.logits.bf16, n, a.logits.vocab, row0, ptr<int32_t>(tokens), active, a.inv_temperature, rows.out());
   }
   e.sync("the statistics kernel");
-  e.to_host(a.logp, logp.as<void>(), P * sizeof(double), "copying logp to the host");
-  e.to_host(a.lse, lse.as<void>(), P * sizeof(double), "copying logsumexp to the host");
-  if (a.entropy != nullptr) e.to_host(a.entropy, entropy.as<void>(), P * sizeof(double), "copying entropy to the host");
+  rows.download(e, P, a.logp, a.lse, a.entropy);
   // The checks the reference makes between its steps, in its order: a row whose logsumexp is not finite, then a
   // log-ratio that is not finite (a -Infinity logit at the token, or a non-finite oldLogp).
   for (int64_t i = 0; i < P; ++i) {
@@ -750,14 +854,21 @@ FusedResult fused(const FusedArgs& a) {
   }
 
   // The loss over [B, T], on the executor, from pass 1's log-probs and entropy.
-  const LossData d = loss.data(a.in, logp.as<double>(), c.entropy_bonus ? entropy.as<double>() : nullptr);
+  const LossData d = loss.data(a.in, rows.logp.as<double>(), c.entropy_bonus ? rows.entropy.as<double>() : nullptr);
   e.loss(c, d);
   e.sync("the loss kernels");
   loss.download(e, a.in, a.out);
+  // The loss is float64; its gradients enter the gradient pass as float32.
+  for (int64_t i = 0; i < P; ++i) {
+    if (!a.in.mask[i]) continue;
+    const double h = a.out.grad_entropy != nullptr ? a.out.grad_entropy[i] : 0.0;
+    if (!gradient_fits(a.out.grad[i], h, a.inv_temperature, a.logits.vocab)) return FusedResult{Stop::GradientOverflow, i, e.peak()};
+  }
 
   // Pass 2: the gradient, one more read of the logits (none when they all fit in one chunk) and one write.
   GradChunks grads(e, a.logits, a.grad, chunks.rows());
-  const GradRow r{ptr<int32_t>(tokens), active, lse.as<double>(), entropy.as<double>(), d.out.grad, d.out.grad_entropy, a.inv_temperature};
+  const GradRow r{ptr<int32_t>(tokens), active,     rows.shift.as<float>(), rows.log_sum.as<float>(), rows.entropy.as<double>(),
+                  d.out.grad,           d.out.grad_entropy, a.inv_temperature, nullptr,               nullptr};
   for (int64_t row0 = 0; row0 < P; row0 += chunks.rows()) {
     const int64_t n = std::min(chunks.rows(), P - row0);
     e.grad(chunks.load(row0, n), grads.target(row0), a.logits.bf16, n, a.logits.vocab, row0, r);
@@ -927,7 +1038,8 @@ BenchResult bench(const BenchArgs& a) {
   // Every timed call must have run both passes: a stop (a bad row, a non-finite log-ratio) would time half the work.
   const auto require_full = [](const FusedResult& r, const char* what) {
     if (r.stop != Stop::None) {
-      throw std::runtime_error(std::string("the benchmark's fused pass stopped early (") + (r.stop == Stop::BadLogits ? "bad logits" : "a non-finite log-ratio") +
+      const char* why = r.stop == Stop::BadLogits ? "bad logits" : r.stop == Stop::NonFiniteLogRatio ? "a non-finite log-ratio" : "a gradient beyond float32";
+      throw std::runtime_error(std::string("the benchmark's fused pass stopped early (") + why +
                                " at position " + std::to_string(r.position) + ") in " + what);
     }
   };
@@ -961,14 +1073,15 @@ BenchResult bench(const BenchArgs& a) {
     auto d_tokens = upload(e, tokens.data(), P, "tokens");
     auto d_active = upload(e, mask.data(), P, "mask");
     LossBuffers lb(e, c, f.in, false);
-    Buffer d_logp(e, P * sizeof(double), "logp"), d_lse(e, P * sizeof(double), "lse"), d_ent(e, P * sizeof(double), "entropy");
-    const LossData d = lb.data(f.in, d_logp.as<double>(), nullptr);
-    const GradRow r{ptr<int32_t>(d_tokens), ptr<uint8_t>(d_active), d_lse.as<double>(), d_ent.as<double>(), d.out.grad, nullptr, 1.f};
+    RowBuffers rows(e, P);
+    const LossData d = lb.data(f.in, rows.logp.as<double>(), nullptr);
+    const GradRow r{ptr<int32_t>(d_tokens), ptr<uint8_t>(d_active), rows.shift.as<float>(), rows.log_sum.as<float>(), rows.entropy.as<double>(),
+                    d.out.grad,             nullptr,                 1.f,                    nullptr,                  nullptr};
     double stats_total = 0, loss_total = 0, grad_total = 0;
     Event e0, e1, e2, e3;
     for (int k = 0; k < a.warmup + a.iterations; ++k) {
       e0.record();
-      e.stats(logits.p, a.bf16, P, V, 0, r.tokens, r.active, 1.f, d_logp.as<double>(), d_lse.as<double>(), d_ent.as<double>());
+      e.stats(logits.p, a.bf16, P, V, 0, r.tokens, r.active, 1.f, rows.out());
       e1.record();
       e.loss(c, d);
       e2.record();

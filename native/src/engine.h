@@ -99,8 +99,11 @@ void forward(const ForwardArgs& a);
 
 /**
  * The gradient into the logits from dL/dlogp (g) and dL/dentropy (h, optional). Statistics from `saved_lse` /
- * `saved_entropy` when given (one read of the logits), else computed first per chunk (two reads); then `lse_out`
- * receives them so the caller can report a bad row. Rows where `active` is 0 get exactly 0.
+ * `saved_entropy` when given and exact (one read of the logits; a float64 logsumexp beyond 2^32 has lost the log sum
+ * of the row, and then they are computed), else computed first per chunk (two reads); `lse_out` receives the
+ * logsumexps so the caller can report a bad row. With `check_out`, each active row's check of what the pass read
+ * (grpo_math.h, check_flags: 1 NaN or +Infinity, 2 only -Infinity, 4 saved statistics that do not describe the
+ * logits, their probabilities summing to `check_sum_out`). Rows where `active` is 0 get exactly 0.
  */
 struct BackwardArgs {
   Common common;
@@ -113,6 +116,8 @@ struct BackwardArgs {
   const double* saved_lse = nullptr;
   const double* saved_entropy = nullptr;
   double* lse_out = nullptr;
+  uint8_t* check_out = nullptr;
+  double* check_sum_out = nullptr;
   GradSink grad;
 };
 void backward(const BackwardArgs& a);
@@ -158,8 +163,11 @@ struct PolicyLossArgs {
 };
 void policy_loss(const PolicyLossArgs& a);
 
-/** Why the fused pass stopped before its backward pass, for the JS side to raise the reference's error. */
-enum class Stop { None = 0, BadLogits = 1, NonFiniteLogRatio = 2 };
+/**
+ * Why the fused pass stopped before its backward pass, for the JS side to raise the reference's error: a bad row of
+ * logits, a log-ratio that is not finite, or a loss gradient that the float32 gradient pass cannot hold.
+ */
+enum class Stop { None = 0, BadLogits = 1, NonFiniteLogRatio = 2, GradientOverflow = 3 };
 
 /**
  * The fused loss from the logits: pass 1 (statistics), the loss on the device, pass 2 (gradient). `mask` of the

@@ -86,11 +86,15 @@ GR_HD float fast_exp(float x) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Online logsumexp with entropy: the running max m, s = sum e^(z - m) and w = sum e^(z - m) (z - m), so that
-// lse = m + log s and H = lse - sum p z = log s - w / s. Keeping w relative to m avoids the cancellation of
-// lse - sum p z when the logits are large. A NaN or +Infinity logit makes the state bad (s = NaN): the row's
-// logsumexp is then NaN, as the reference reports it ("holds NaN or +Infinity"); a row of -Infinity only is
-// empty (m = -Infinity) and gives lse = -Infinity ("every logit is -Infinity").
+// Online logsumexp with entropy, kept so that (x - max) - log sum stays exact at any magnitude of the logits x: the
+// running max m is over the logits as given (not divided by tau, so that x/tau never overflows), d = (x - m)/tau <= 0,
+// s = sum e^d and w = sum e^d d. Then log p = (x - m)/tau - log s, the entropy is H = log s - w / s, and the
+// logsumexp of x/tau is m/tau + log s, formed in double by the callers: m ("shift") and log s ("log sum") are
+// carried apart, because in float32 the sum of a logit of 3e38 and log 4 is the logit. A NaN or +Infinity logit
+// makes the state bad (s = NaN): the row's logsumexp is then NaN, as the reference reports it ("holds NaN or
+// +Infinity"); a row of -Infinity only is empty (m = -Infinity) and gives log s = -Infinity ("every logit is
+// -Infinity"). Terms with e^d = 0 (-Infinity logits, or logits so far below the max that e^d underflows; their d
+// may be -Infinity) add nothing: 0 * Infinity must not reach a sum.
 
 struct Stats {
   float m;
@@ -102,28 +106,43 @@ GR_HD Stats stats_empty() { return Stats{-INFINITY, 0.f, 0.f}; }
 
 GR_HD bool stats_bad(const Stats& a) { return a.s != a.s; }
 
-GR_HD void stats_add(Stats& a, float z) {
-  if (z != z || z == INFINITY) {
+/**
+ * (s, w) relative to a max moved up by -delta * tau (delta <= 0, possibly -Infinity), with r = e^delta: nothing left
+ * when r underflows (or nothing was there).
+ */
+GR_HD void rescale(float& s, float& w, float delta, float r) {
+  if (delta == 0.f) return;
+  if (s == 0.f || r == 0.f) {
+    s = 0.f;
+    w = 0.f;
+    return;
+  }
+  w = r * (w + delta * s);
+  s = s * r;
+}
+
+GR_HD void stats_add(Stats& a, float x, float inv_t) {
+  if (stats_bad(a)) return;
+  if (x != x || x == INFINITY) {
     a.s = NAN;
     return;
   }
-  if (z == -INFINITY) return;
-  if (z > a.m) {
+  if (x == -INFINITY) return;
+  if (x > a.m) {
     if (a.m == -INFINITY) {
-      a.s = stats_bad(a) ? a.s : 1.f;
+      a.s = 0.f;
       a.w = 0.f;
     } else {
-      const float d = a.m - z;
-      const float r = fast_exp(d);
-      a.w = r * (a.w + d * a.s);
-      a.s = a.s * r + 1.f;
+      const float delta = (a.m - x) * inv_t;
+      rescale(a.s, a.w, delta, fast_exp(delta));
     }
-    a.m = z;
+    a.s += 1.f;
+    a.m = x;
   } else {
-    const float d = z - a.m;
+    const float d = (x - a.m) * inv_t;
     const float e = fast_exp(d);
     a.s += e;
-    a.w += e * d;
+    a.w += e > 0.f ? e * d : 0.f;
   }
 }
 
@@ -133,14 +152,14 @@ GR_HD void stats_add(Stats& a, float z) {
  * them makes the state bad, as there.
  */
 template <int K>
-GR_HD void stats_add_vector(Stats& a, const float (&z)[K]) {
+GR_HD void stats_add_vector(Stats& a, const float (&x)[K], float inv_t) {
   if (stats_bad(a)) return;
   float top = -INFINITY;
   bool bad = false;
 GR_UNROLL
   for (int j = 0; j < K; ++j) {
-    bad |= (z[j] != z[j]) | (z[j] == INFINITY);
-    top = top > z[j] ? top : z[j];
+    bad |= (x[j] != x[j]) | (x[j] == INFINITY);
+    top = top > x[j] ? top : x[j];
   }
   if (bad) {
     a.s = NAN;
@@ -152,53 +171,52 @@ GR_UNROLL
       a.s = 0.f;
       a.w = 0.f;
     } else {
-      const float d = a.m - top;
-      const float r = fast_exp(d);
-      a.w = r * (a.w + d * a.s);
-      a.s = a.s * r;
+      const float delta = (a.m - top) * inv_t;
+      rescale(a.s, a.w, delta, fast_exp(delta));
     }
     a.m = top;
   }
 GR_UNROLL
   for (int j = 0; j < K; ++j) {
-    const float d = z[j] - a.m;
+    const float d = (x[j] - a.m) * inv_t;
     const float e = fast_exp(d);
     a.s += e;
-    // A -Infinity logit adds e = 0, and e * d would be 0 * -Infinity.
     a.w += e > 0.f ? e * d : 0.f;
   }
 }
 
 /**
- * Symmetric in its arguments up to rounding. nvcc contracts a.s * ra + b.s * rb into an FMA, so the two lanes of a
- * butterfly exchange can differ in the last bit on the GPU (not on the CPU); only lane 0's result is used.
+ * Symmetric in its arguments up to rounding. nvcc contracts the rescaling's products into FMAs, so the two lanes of
+ * a butterfly exchange can differ in the last bit on the GPU (not on the CPU); only lane 0's result is used.
  */
-GR_HD Stats stats_merge(const Stats& a, const Stats& b) {
+GR_HD Stats stats_merge(const Stats& a, const Stats& b, float inv_t) {
   if (stats_bad(a) || stats_bad(b)) return Stats{0.f, NAN, 0.f};
   if (a.m == -INFINITY) return b;
   if (b.m == -INFINITY) return a;
   const float m = a.m > b.m ? a.m : b.m;
-  const float da = a.m - m;
-  const float db = b.m - m;
-  const float ra = expf(da);
-  const float rb = expf(db);
-  return Stats{m, a.s * ra + b.s * rb, ra * (a.w + da * a.s) + rb * (b.w + db * b.s)};
+  Stats ra = a, rb = b;
+  const float da = (a.m - m) * inv_t;
+  const float db = (b.m - m) * inv_t;
+  rescale(ra.s, ra.w, da, expf(da));
+  rescale(rb.s, rb.w, db, expf(db));
+  return Stats{m, ra.s + rb.s, ra.w + rb.w};
 }
 
-GR_HD void stats_finish(const Stats& a, float& lse, float& entropy) {
+/** The row's shift (its largest logit), log sum and entropy; see above for the bad and empty rows. */
+GR_HD void stats_finish(const Stats& a, float& shift, float& log_sum, float& entropy) {
+  shift = a.m;
   if (stats_bad(a)) {
-    lse = NAN;
+    log_sum = NAN;
     entropy = NAN;
     return;
   }
   if (a.m == -INFINITY) {
-    lse = -INFINITY;
+    log_sum = -INFINITY;
     entropy = NAN;
     return;
   }
-  const float log_s = logf(a.s);
-  lse = a.m + log_s;
-  entropy = log_s - a.w / a.s;
+  log_sum = logf(a.s);
+  entropy = log_sum - a.w / a.s;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -237,28 +255,64 @@ template <typename T>
 GR_HD Stats thread_stats(const T* row, int64_t vocab, float inv_t, int t, int n) {
   Stats s = stats_empty();
   const Partition<T> p = partition(row, vocab);
-  for (int64_t v = t; v < p.head; v += n) stats_add(s, to_float(row[v]) * inv_t);
+  for (int64_t v = t; v < p.head; v += n) stats_add(s, to_float(row[v]), inv_t);
   const uint4* vectors = reinterpret_cast<const uint4*>(row + p.head);
   for (int64_t k = t; k < p.vectors; k += n) {
     Vec<T> q;
     q.raw = vectors[k];
-    float z[Partition<T>::kVec];
+    float x[Partition<T>::kVec];
 GR_UNROLL
-    for (int j = 0; j < Partition<T>::kVec; ++j) z[j] = to_float(q.e[j]) * inv_t;
-    stats_add_vector(s, z);
+    for (int j = 0; j < Partition<T>::kVec; ++j) x[j] = to_float(q.e[j]);
+    stats_add_vector(s, x, inv_t);
   }
-  for (int64_t v = p.tail_start + t; v < vocab; v += n) stats_add(s, to_float(row[v]) * inv_t);
+  for (int64_t v = p.tail_start + t; v < vocab; v += n) stats_add(s, to_float(row[v]), inv_t);
   return s;
 }
 
+/** A row's statistics as the gradient reads them: log p_v = (x_v - shift)/tau - log_sum. */
+struct RowStats {
+  float shift;
+  float log_sum;
+  float entropy;
+};
+
 /**
- * dL/dz_v of L = g logp + h H, divided by the temperature: (g (1[v = token] - p) - h p (z - lse + H)) / tau. The
- * same expression, in the same order, as tokenLogProbsBackward of the reference.
+ * What one thread's share of a gradient row saw, for a pass over saved statistics to check that they describe the
+ * logits: bits (kCheckInvalid: a NaN or +Infinity logit; kCheckSeen: a logit that is not -Infinity) and the sum of
+ * the probabilities it computed (1 over the row when the statistics are the row's).
  */
-GR_HD float grad_element(float z, bool is_token, float lse, float entropy, float g, float h, float inv_t) {
-  const float p = fast_exp(z - lse);
-  // p = 0 for -Infinity logits, whose entropy term would be 0 * Infinity.
-  const float entropy_term = (h == 0.f || p == 0.f) ? 0.f : -h * p * (z - lse + entropy);
+struct RowCheck {
+  unsigned bits;
+  float probability_sum;
+};
+enum CheckBits : unsigned { kCheckInvalid = 1, kCheckEmpty = 2, kCheckMismatch = 4, kCheckSeen = 16 };
+/** How far a row's probabilities may sum from 1 before its saved statistics are taken for another row's. */
+constexpr float kMismatchTolerance = 1e-3f;
+
+GR_HD void check_add(RowCheck& c, float x, float p) {
+  c.bits |= (x != x || x == INFINITY) ? kCheckInvalid : 0u;
+  c.bits |= x != -INFINITY ? kCheckSeen : 0u;
+  c.probability_sum += p;
+}
+
+/** The flags of a row from its threads' merged check (kCheckInvalid, kCheckEmpty, kCheckMismatch, or 0). */
+GR_HD unsigned check_flags(const RowCheck& c) {
+  if (c.bits & kCheckInvalid) return kCheckInvalid;
+  if (!(c.bits & kCheckSeen)) return kCheckEmpty;
+  const float off = c.probability_sum - 1.f;
+  return (off <= kMismatchTolerance && off >= -kMismatchTolerance) ? 0u : kCheckMismatch;
+}
+
+/**
+ * dL/dz_v of L = g logp + h H, divided by the temperature: (g (1[v = token] - p) - h p (log p + H)) / tau, the
+ * expression of tokenLogProbsBackward in the reference, with log p from the shift and the log sum.
+ */
+GR_HD float grad_element(float x, bool is_token, const RowStats& r, float g, float h, float inv_t, RowCheck& c) {
+  const float log_p = (x - r.shift) * inv_t - r.log_sum;
+  const float p = fast_exp(log_p);
+  check_add(c, x, p);
+  // p = 0 (-Infinity logits, and those whose probability underflows) has no entropy term: it would be 0 * Infinity.
+  const float entropy_term = (h == 0.f || p == 0.f) ? 0.f : -h * p * (log_p + r.entropy);
   float out = (-g * p + entropy_term) * inv_t;
   if (is_token) out += g * inv_t;
   return out;
@@ -266,33 +320,37 @@ GR_HD float grad_element(float z, bool is_token, float lse, float entropy, float
 
 /** One thread's share of a row's gradient; `out` must have the same alignment modulo 16 as `row`. */
 template <typename T>
-GR_HD void thread_grad(const T* row, T* out, int64_t vocab, int64_t token, float lse, float entropy, float g, float h,
-                       float inv_t, int t, int n) {
+GR_HD RowCheck thread_grad(const T* row, T* out, int64_t vocab, int64_t token, const RowStats& r, float g, float h, float inv_t, int t,
+                           int n) {
+  RowCheck c{0u, 0.f};
   const Partition<T> p = partition(row, vocab);
-  for (int64_t v = t; v < p.head; v += n) store(out + v, grad_element(to_float(row[v]) * inv_t, v == token, lse, entropy, g, h, inv_t));
+  for (int64_t v = t; v < p.head; v += n) store(out + v, grad_element(to_float(row[v]), v == token, r, g, h, inv_t, c));
   const uint4* vectors = reinterpret_cast<const uint4*>(row + p.head);
   uint4* out_vectors = reinterpret_cast<uint4*>(out + p.head);
   for (int64_t k = t; k < p.vectors; k += n) {
     Vec<T> q;
-    Vec<T> r;
+    Vec<T> o;
     q.raw = vectors[k];
     const int64_t base = p.head + k * Partition<T>::kVec;
 GR_UNROLL
     for (int j = 0; j < Partition<T>::kVec; ++j) {
-      store(&r.e[j], grad_element(to_float(q.e[j]) * inv_t, base + j == token, lse, entropy, g, h, inv_t));
+      store(&o.e[j], grad_element(to_float(q.e[j]), base + j == token, r, g, h, inv_t, c));
     }
-    out_vectors[k] = r.raw;
+    out_vectors[k] = o.raw;
   }
   for (int64_t v = p.tail_start + t; v < vocab; v += n) {
-    store(out + v, grad_element(to_float(row[v]) * inv_t, v == token, lse, entropy, g, h, inv_t));
+    store(out + v, grad_element(to_float(row[v]), v == token, r, g, h, inv_t, c));
   }
+  return c;
 }
 
 /** The fallback when the gradient's alignment differs from the logits' (scalar loads and stores). */
 template <typename T>
-GR_HD void thread_grad_scalar(const T* row, T* out, int64_t vocab, int64_t token, float lse, float entropy, float g,
-                              float h, float inv_t, int t, int n) {
-  for (int64_t v = t; v < vocab; v += n) store(out + v, grad_element(to_float(row[v]) * inv_t, v == token, lse, entropy, g, h, inv_t));
+GR_HD RowCheck thread_grad_scalar(const T* row, T* out, int64_t vocab, int64_t token, const RowStats& r, float g, float h, float inv_t,
+                                  int t, int n) {
+  RowCheck c{0u, 0.f};
+  for (int64_t v = t; v < vocab; v += n) store(out + v, grad_element(to_float(row[v]), v == token, r, g, h, inv_t, c));
+  return c;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -405,7 +463,9 @@ GR_HD void token_objective(const LossConfig& c, double logp, double ratio, doubl
       const double tau = a > 0 ? c.sapo_positive : c.sapo_negative;
       const double sigma = 1.0 / (1.0 + exp(-tau * (ratio - 1.0)));
       loss = (-a * sigma * 4.0) / tau;
-      d_log_ratio = -a * 4.0 * sigma * (1.0 - sigma) * ratio;
+      // sigma (1 - sigma) rho -> 0 as rho -> Infinity (1 - sigma falls like e^-tau rho), but 0 * Infinity would be NaN.
+      const double one_minus_sigma = 1.0 - sigma;
+      d_log_ratio = one_minus_sigma == 0.0 ? 0.0 : -a * 4.0 * sigma * one_minus_sigma * ratio;
       d_logp = 0.0;
       return;
     }
@@ -455,8 +515,29 @@ GR_HD void kl_penalty(int kind, int clamp, double logp, double ref, double& valu
 }
 
 /**
+ * TRL's importance-corrected KL: the estimate and its slope in logp, each times rho = e^log_ratio, computed so that
+ * a product that is finite stays finite (src/loss/kl.ts, klTimesRatio): k3's e^x rho is e^(x + log rho), and a zero
+ * estimate or slope times rho is 0 whatever rho.
+ */
+GR_HD void kl_times_ratio(int kind, int clamp, double logp, double ref, double log_ratio, double& value, double& d_logp) {
+  const double ratio = exp(log_ratio);
+  if (kind == kK3 && !clamp) {
+    const double x = ref - logp;
+    const double e = exp(x + log_ratio);
+    value = e - (x + 1.0) * ratio;
+    d_logp = ratio - e;
+    return;
+  }
+  kl_penalty(kind, clamp, logp, ref, value, d_logp);
+  value = value == 0.0 ? 0.0 : value * ratio;
+  d_logp = d_logp == 0.0 ? 0.0 : d_logp * ratio;
+}
+
+/**
  * One valid token: `sequence_log_ratio` is its row's mean log-ratio (sequence levels), `w` and `ew` its row's
- * aggregation weights for the policy term and the entropy bonus.
+ * aggregation weights for the policy term and the entropy bonus. A term that overflows float64 is left non-finite
+ * for the host to report as the reference does (src/cuda/backend.ts); a zero advantage or importance weight
+ * contributes exactly 0 even where the ratio overflowed.
  */
 GR_HD void token_loss(const LossConfig& c, double logp, double old_logp, double sequence_log_ratio, double advantage,
                       double ref_logp, double importance, double entropy, double w, double ew, TokenResult& r) {
@@ -472,22 +553,30 @@ GR_HD void token_loss(const LossConfig& c, double logp, double old_logp, double 
   uint8_t flags;
   token_objective(c, logp, ratio, advantage, loss, d_log_ratio, d_logp, flags);
   r.loss = loss * importance;
-  const double via_ratio = inside ? w * importance * d_log_ratio : 0.0;
+  double via_ratio = inside ? w * importance * d_log_ratio : 0.0;
+  double via_logp = w * importance * d_logp;
+  const double terms = r.loss + via_ratio + via_logp;
+  if (terms - terms != 0.0 && (advantage == 0.0 || importance == 0.0)) {
+    // 0 * Infinity gave NaN: a zero advantage or weight contributes exactly 0.
+    r.loss = 0.0;
+    via_ratio = 0.0;
+    via_logp = 0.0;
+  }
   r.row_grad = through_row ? via_ratio : 0.0;
-  r.grad = (through_row ? 0.0 : via_ratio) + w * importance * d_logp;
+  r.grad = (through_row ? 0.0 : via_ratio) + via_logp;
   r.kl = 0.0;
   if (c.kl_kind != kNoKl) {
     double value, slope;
-    kl_penalty(c.kl_kind, c.kl_clamp, logp, ref_logp, value, slope);
     if (c.kl_importance) {
       // TRL multiplies the KL by the ratio without detaching it, so the ratio's own gradient comes along.
+      kl_times_ratio(c.kl_kind, c.kl_clamp, logp, ref_logp, log_ratio, value, slope);
       if (sequence_level) {
-        if (inside) r.row_grad += w * c.kl_coef * value * ratio;
-        slope *= ratio;
-      } else {
-        slope = slope * ratio + (inside ? value * ratio : 0.0);
+        if (inside) r.row_grad += w * c.kl_coef * value;
+      } else if (inside) {
+        slope += value;
       }
-      value *= ratio;
+    } else {
+      kl_penalty(c.kl_kind, c.kl_clamp, logp, ref_logp, value, slope);
     }
     r.kl = value;
     r.grad += w * c.kl_coef * slope;

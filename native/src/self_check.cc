@@ -54,40 +54,47 @@ struct Logits {
   }
 };
 
-/** Token log-prob, logsumexp and entropy of one row of logits / tau, in float64 from the same float32 inputs. */
-struct RowStats {
+/**
+ * Token log-prob, logsumexp and entropy of one row of logits / tau, in float64 from the same float32 inputs, with
+ * the row's largest logit m and log sum e^((x - m)/tau) kept apart: logits near 3e38 would lose log 4 in m/tau + log 4
+ * even in float64.
+ */
+struct OracleRow {
   double logp;
   double lse;
   double entropy;
+  double shift;
+  double log_sum;
 };
 
-RowStats oracle_row(const Logits& l, int64_t pos, int32_t token, float inv_t) {
+OracleRow oracle_row(const Logits& l, int64_t pos, int32_t token, float inv_t) {
   double m = -INFINITY;
   bool bad = false;
   for (int64_t v = 0; v < l.vocab; ++v) {
-    const double y = l.at(pos, v) * inv_t;
-    if (std::isnan(y) || y == INFINITY) bad = true;
-    if (y > m) m = y;
+    const double x = l.at(pos, v);
+    if (std::isnan(x) || x == INFINITY) bad = true;
+    if (x > m) m = x;
   }
-  const double y_token = l.at(pos, token) * inv_t;
-  if (bad) return RowStats{NAN, NAN, NAN};
-  if (m == -INFINITY) return RowStats{y_token - m, -INFINITY, NAN};
+  const double x_token = l.at(pos, token);
+  if (bad) return OracleRow{NAN, NAN, NAN, NAN, NAN};
+  if (m == -INFINITY) return OracleRow{x_token - m, -INFINITY, NAN, m, -INFINITY};
   double s = 0, w = 0;
   for (int64_t v = 0; v < l.vocab; ++v) {
-    const double d = l.at(pos, v) * inv_t - m;
-    if (d == -INFINITY) continue;
+    const double x = l.at(pos, v);
+    if (x == -INFINITY) continue;
+    const double d = (x - m) * inv_t;
     s += std::exp(d);
     w += std::exp(d) * d;
   }
-  const double lse = m + std::log(s);
-  return RowStats{y_token - lse, lse, std::log(s) - w / s};
+  const double log_sum = std::log(s);
+  return OracleRow{(x_token - m) * inv_t - log_sum, m * inv_t + log_sum, log_sum - w / s, m, log_sum};
 }
 
 /** dL/dz_v for L = g logp + h H, in float64. */
-double oracle_grad(float z, bool is_token, const RowStats& r, double g, double h, float inv_t) {
-  const double y = z * inv_t;
-  const double p = std::exp(y - r.lse);
-  const double entropy_term = (h == 0 || p == 0) ? 0.0 : -h * p * (y - r.lse + r.entropy);
+double oracle_grad(float z, bool is_token, const OracleRow& r, double g, double h, float inv_t) {
+  const double log_p = (z - r.shift) * inv_t - r.log_sum;
+  const double p = std::exp(log_p);
+  const double entropy_term = (h == 0 || p == 0) ? 0.0 : -h * p * (log_p + r.entropy);
   return (g * ((is_token ? 1.0 : 0.0) - p) + entropy_term) * inv_t;
 }
 
@@ -190,7 +197,7 @@ void compare_forward(Comparison& cmp, const Logits& l, const TokenInputs& in, fl
       cmp.exact("entropy (masked)", i, entropy[i], 0);
       continue;
     }
-    const RowStats want = oracle_row(l, i, in.tokens[i], inv_t);
+    const OracleRow want = oracle_row(l, i, in.tokens[i], inv_t);
     cmp.value("logp", i, logp[i], want.logp, kStats);
     cmp.value("logsumexp", i, lse[i], want.lse, kStats);
     cmp.value("entropy", i, entropy[i], want.entropy, kStats);
@@ -235,7 +242,7 @@ std::vector<float> run_backward(BackwardArgs a, bool widen) {
 CheckCase backward_case(Exec exec, const std::string& name, const Logits& l, const TokenInputs& in, float inv_t, size_t chunk_bytes,
                         bool saved, bool widen) {
   const int64_t P = l.positions;
-  std::vector<RowStats> want(P);
+  std::vector<OracleRow> want(P);
   std::vector<double> saved_lse(P), saved_entropy(P), lse_out(P);
   for (int64_t i = 0; i < P; ++i) {
     want[i] = oracle_row(l, i, in.tokens[i], inv_t);
@@ -284,6 +291,75 @@ CheckCase special_rows_case(Exec exec, bool bf16) {
   l.set(7, l.vocab - 1, -INFINITY);
   l.set(7, 3, 80.f);
   return forward_case(exec, std::string("forward, special rows, ") + (bf16 ? "bfloat16" : "float32"), l, in, 1.f, 0);
+}
+
+/**
+ * Logits near the float32 range (and +-1e30 beside ordinary ones), where the statistics must keep (x - max) - log sum
+ * exact: rows of 3e38 only, +-1e30 and 0 mixed, 3.4e38 beside -3.4e38 (a token whose log-prob, -6.8e38 / tau, only
+ * float64 holds), a 1e30 at the token, -3.4e38 only.
+ */
+void add_huge_rows(Logits& l, const TokenInputs& in) {
+  for (int64_t v = 0; v < l.vocab; ++v) {
+    l.set(0, v, 3e38f);
+    l.set(1, v, v % 3 == 0 ? 1e30f : v % 3 == 1 ? -1e30f : 0.f);
+    l.set(4, v, -3.4e38f);
+  }
+  l.set(2, (in.tokens[2] + 1) % l.vocab, 3.4e38f);
+  l.set(2, in.tokens[2], -3.4e38f);
+  l.set(3, in.tokens[3], 1e30f);
+}
+
+/** The forward and backward passes (fresh and over saved statistics) on huge logits, at temperature 1/inv_t. */
+void huge_logits_cases(Exec exec, bool bf16, float inv_t, const std::function<void(CheckCase)>& add) {
+  Logits l(7, 37, bf16, 1, 53);
+  TokenInputs in(l, 59);
+  for (int64_t i = 0; i < l.positions; ++i) in.active[i] = 1;
+  add_huge_rows(l, in);
+  char where[96];
+  std::snprintf(where, sizeof where, "logits near the float32 range, temperature %g, %s", 1.0 / inv_t, bf16 ? "bfloat16" : "float32");
+  add(forward_case(exec, std::string("forward, ") + where, l, in, inv_t, 0));
+  add(backward_case(exec, std::string("backward, ") + where, l, in, inv_t, 0, false, false));
+  add(backward_case(exec, std::string("backward, saved statistics, ") + where, l, in, inv_t, 0, true, false));
+}
+
+/**
+ * A backward pass over saved statistics checks what it reads: logits that became NaN, +Infinity or -Infinity only,
+ * or changed (their probabilities no longer sum to 1), are flagged per row; rows left alone are not.
+ */
+CheckCase saved_checks_case(Exec exec) {
+  Logits l(6, 70, false, 0, 61);
+  TokenInputs in(l, 67);
+  for (int64_t i = 0; i < l.positions; ++i) in.active[i] = i == 5 ? 0 : 1;
+  const int64_t P = l.positions;
+  std::vector<double> saved_lse(P), saved_entropy(P);
+  for (int64_t i = 0; i < P; ++i) {
+    const OracleRow r = oracle_row(l, i, in.tokens[i], 1.f);
+    saved_lse[i] = in.active[i] ? r.lse : 0;
+    saved_entropy[i] = in.active[i] ? r.entropy : 0;
+  }
+  l.set(1, 3, NAN);
+  l.set(2, 9, INFINITY);
+  for (int64_t v = 0; v < l.vocab; ++v) l.set(3, v, -INFINITY);
+  for (int64_t v = 0; v < l.vocab; ++v) l.set(4, v, l.at(4, v) + (v % 2 == 0 ? 1.f : 0.f));
+  l.set(5, 0, NAN);
+  std::vector<uint8_t> checks(P, 255);
+  std::vector<double> sums(P);
+  BackwardArgs a;
+  a.common = Common{exec, 0};
+  a.logits = l.view();
+  a.tokens = in.tokens.data();
+  a.active = in.active.data();
+  a.g = in.g.data();
+  a.saved_lse = saved_lse.data();
+  a.saved_entropy = saved_entropy.data();
+  a.check_out = checks.data();
+  a.check_sum_out = sums.data();
+  run_backward(a, false);
+  Comparison cmp("backward, saved statistics, its checks of the logits it reads");
+  const uint8_t want[] = {0, kCheckInvalid, kCheckInvalid, kCheckEmpty, kCheckMismatch, 0};
+  for (int64_t i = 0; i < P; ++i) cmp.exact("row check", i, checks[i], want[i]);
+  cmp.value("probability sum", 0, sums[0], 1.0, Tolerance{1e-5, 0});
+  return cmp.done();
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -479,7 +555,7 @@ CheckCase fused_case(Exec exec, const std::string& name, const NamedConfig& c, L
   const Tolerance t = l.bf16 ? kGradBf16 : kGradFloat;
   for (size_t i = 0; i < P; ++i) {
     const auto k = static_cast<int64_t>(i);
-    const RowStats want = oracle_row(l, k, tokens.tokens[i], inv_t);
+    const OracleRow want = oracle_row(l, k, tokens.tokens[i], inv_t);
     if (data.mask[i]) {
       cmp.value("logp", k, got.logp[i], want.logp, kStats);
       cmp.value("logsumexp", k, got.lse[i], want.lse, kStats);
@@ -521,7 +597,9 @@ CheckReport self_check(Exec exec) {
       if (bf16) add(backward_case(exec, "backward, widened to float32, " + where, l, in, inv_t, s.chunk_bytes, false, true));
     }
     add(special_rows_case(exec, bf16));
+    for (const float inv_t : {1.f, 2.f, 0.5f}) huge_logits_cases(exec, bf16, inv_t, add);
   }
+  add(saved_checks_case(exec));
   const std::vector<NamedConfig> configs = loss_configs();
   for (const bool bf16 : {false, true}) {
     const std::string dtype = bf16 ? ", bfloat16" : ", float32";

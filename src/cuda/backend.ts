@@ -2,8 +2,12 @@
  * The `cuda` backend: grpo-roc's kernels in a native addon (native/src), typed arrays in and out. Inputs are
  * validated exactly as the reference backend validates them, with the contract's validators, before anything
  * reaches the device; the device's own findings (a row of logits that holds NaN, a non-finite log-ratio) come back
- * as the reference's errors at the same paths. CUDA failures reject with a CudaDeviceError carrying the CUDA error's
- * name and string; nothing returns zeros for work that did not run.
+ * as the reference's errors at the same paths. The logits' kernels compute in float32 (the loss in float64): inputs
+ * they read are also refused where float32 cannot hold them, in the webgpu backend's words (../webgpu/float32.ts),
+ * and a sampled token of logit −Infinity is named at the logits in the loss from logits. A backward pass over
+ * `saved` statistics trusts them to be the forward pass's over these logits, and still checks what it reads (NaN,
+ * +Infinity, −Infinity only, probabilities that do not sum to 1). CUDA failures reject with a CudaDeviceError
+ * carrying the CUDA error's name and string; nothing returns zeros for work that did not run.
  */
 import {
   type Backend,
@@ -11,6 +15,7 @@ import {
   type BackwardInputs,
   badLogits,
   GrpoRocError,
+  invalid,
   isBfloat16Logits,
   type LogitsGradient,
   type LogitsInput,
@@ -31,16 +36,27 @@ import {
   readLogits,
   readPolicyLossCall,
   readLossInputs,
+  referencePolicyLoss,
   readTokens,
   requireFiniteLogps,
   resolvePolicyLossOptions,
   splitLogitsInputs,
+  splitLogitsOptions,
   rowWeights,
   type TokenLogProbs,
   type TokenLogProbsBackwardOptions,
   type TokenLogProbsOptions,
   withRegisteredObjectives,
 } from "../backends/contract.js";
+import {
+  lossGradientOverflow,
+  requireFloat32Logits,
+  requireFloat32Temperature,
+  requireFloat32Upstream,
+  sampledTokenError,
+  savedMismatch,
+  savedShift,
+} from "../webgpu/float32.js";
 import { type CudaAddon, deviceDescription, deviceReason, loadAddon } from "./addon.js";
 import { assembleLoss, type LossOutputs, lossConfig } from "./loss.js";
 
@@ -186,7 +202,43 @@ async function cudaPolicyLoss(
       ...outputArgs(out),
     }),
   );
+  requireFiniteLossTerms(t, out, () => referencePolicyLoss(inputs, optionsInput));
   return assembleLoss(t, o, loss.weights, loss.entropyWeights, out);
+}
+
+/**
+ * The reference's error for log-probs this pass computed from the logits, named at the logits (the caller's input)
+ * rather than at inputs.logp, which the caller never passed.
+ */
+function atTheLogits(run: () => unknown): unknown {
+  try {
+    return run();
+  } catch (error) {
+    // A ValidationError (the contract exports `invalid`, not the class): its first issue.
+    const issues =
+      error instanceof GrpoRocError ? (error as { issues?: { path: string; message: string }[] }).issues : [];
+    const issue = issues?.[0];
+    const at = issue === undefined ? null : /^inputs\.logp(\[\d+\]\[\d+\])$/.exec(issue.path);
+    if (issue === undefined || at === null) throw error;
+    throw invalid(`logits${at[1]}`, `${issue.message} (the log-prob this call computed from the logits)`);
+  }
+}
+
+/**
+ * The kernels leave a policy or KL term that overflows float64 non-finite where the reference throws (a zero
+ * advantage or weight contributes 0 on both): for the first such token, the reference on the same inputs throws its
+ * own error, at its path. A term the reference finds finite would be a bug here, and says so.
+ */
+function requireFiniteLossTerms(t: LossInputs, out: LossOutputs, reference: () => unknown): void {
+  for (let i = 0; i < t.mask.length; i++) {
+    if (t.mask[i] !== 1) continue;
+    const terms = out.loss[i]! + out.grad[i]! + (out.kl?.[i] ?? 0) + (out.gradEntropy?.[i] ?? 0);
+    if (Number.isFinite(terms)) continue;
+    reference();
+    throw new GrpoRocError(
+      `internal error: the cuda loss's terms at position ${i} are not finite, the reference's are`,
+    );
+  }
 }
 
 async function cudaTokenLogProbs(
@@ -198,6 +250,8 @@ async function cudaTokenLogProbs(
   const { temperature, entropy: withEntropy } = readForwardOptions(options);
   const logits = readAddonLogits(logitsInput);
   const { ids, mask } = readTokens(tokensInput, options.mask, logits.l);
+  requireFloat32Temperature(temperature);
+  requireFloat32Logits(logits.l, (i) => mask === undefined || mask[i] === 1);
   const cuda = await runtime();
   const n = positionsOf(logits);
   const active = selectedPositions(mask, n);
@@ -232,11 +286,18 @@ async function cudaTokenLogProbsBackward(
   const { temperature } = readBackwardOptions(options);
   const logits = readAddonLogits(logitsInput);
   const backward: BackwardInputs = readBackwardInputsOf(logits.l, temperature, tokensInput, options);
-  const { reads, gradLogp, gradEntropy, saved } = backward;
+  const { reads, gradLogp, gradEntropy } = backward;
+  requireFloat32Temperature(temperature);
+  requireFloat32Logits(logits.l, (i) => reads[i] === 1);
+  requireFloat32Upstream(gradLogp, gradEntropy, reads, temperature, logits.l);
+  // Saved statistics that the float32 kernels cannot use exactly (huge logits) are recomputed, for every row.
+  const saved = backward.saved !== undefined && savedIsExact(backward.saved, reads) ? backward.saved : undefined;
   const cuda = await runtime();
   const n = positionsOf(logits);
   const grad = new Float32Array(n * logits.l.vocab);
   const logSumExp = new Float64Array(n);
+  const checks = new Uint8Array(n);
+  const checkSums = new Float64Array(n);
   await callAddon(cuda, (addon) =>
     addon.backward({
       ...cuda.launch,
@@ -251,11 +312,37 @@ async function cudaTokenLogProbsBackward(
       savedLse: saved === undefined ? undefined : selectedCopy(saved.logSumExp, reads),
       savedEntropy: saved === undefined ? undefined : selectedCopy(saved.entropy ?? new Float64Array(n), reads),
       outLse: saved === undefined ? logSumExp : undefined,
+      outChecks: checks,
+      outCheckSums: checkSums,
       grad,
     }),
   );
   if (saved === undefined) requireFiniteStatistics(logSumExp, reads, logits.l.cols);
+  requireRowChecks(checks, checkSums, logits.l.cols);
   return { data: gradientInLogitsPrecision(logits, grad), shape: [logits.l.rows, logits.l.cols, logits.l.vocab] };
+}
+
+/** Every read position's saved logsumexp gives the kernels their statistics exactly (float32.ts, savedShift). */
+function savedIsExact(saved: TokenLogProbs, reads: ArrayLike<number>): boolean {
+  for (let i = 0; i < reads.length; i++) {
+    if (reads[i] === 1 && savedShift(saved.logSumExp[i]!, saved.entropy?.[i] ?? 0, saved.temperature) === undefined)
+      return false;
+  }
+  return true;
+}
+
+/**
+ * The gradient pass's own checks of the rows it read (native/src/grpo_math.h, check_flags): NaN or +Infinity, only
+ * −Infinity (the reference's errors), or saved statistics that do not describe the logits.
+ */
+function requireRowChecks(checks: Uint8Array, sums: Float64Array, cols: number): void {
+  for (let i = 0; i < checks.length; i++) {
+    const flag = checks[i]!;
+    if (flag === 0) continue;
+    if ((flag & 1) !== 0) throw badLogits(i, cols, NaN);
+    if ((flag & 2) !== 0) throw badLogits(i, cols, -Infinity);
+    throw savedMismatch(i, cols, sums[i]!);
+  }
 }
 
 /**
@@ -269,12 +356,14 @@ async function cudaPolicyLossFromLogits(
   optionsInput: LogitsPolicyLossOptions = {},
 ): Promise<LogitsPolicyLossResult> {
   const { logits: logitsInput, tokens, rest } = splitLogitsInputs(inputs);
-  const { temperature: temperatureOption, ...lossOptions } = optionsInput;
+  const { temperature: temperatureOption, lossOptions } = splitLogitsOptions(optionsInput);
   const o = resolvePolicyLossOptions(lossOptions);
   const withEntropy = o.entropyCoef > 0;
   const { temperature } = readForwardOptions({ temperature: temperatureOption, entropy: withEntropy });
   const logits = readAddonLogits(logitsInput);
-  const { ids } = readTokens(tokens, rest.mask, logits.l);
+  const { ids, mask } = readTokens(tokens, rest.mask, logits.l);
+  requireFloat32Temperature(temperature);
+  requireFloat32Logits(logits.l, (i) => mask === undefined || mask[i] === 1);
   const n = positionsOf(logits);
   const placeholder = { data: new Float64Array(n), shape: [logits.l.rows, logits.l.cols] as const };
   const t = readLossInputs({ ...rest, logp: placeholder, entropy: withEntropy ? placeholder : undefined }, o);
@@ -304,8 +393,28 @@ async function cudaPolicyLossFromLogits(
   const computed: LossInputs = { ...t, logp, entropy: withEntropy ? entropy : undefined };
   if (fused.stop === FUSED_STOP.badLogits) throw badLogits(fused.position, logits.l.cols, logSumExp[fused.position]!);
   if (fused.stop === FUSED_STOP.nonFiniteLogRatio) {
+    // logp is −Infinity only where the sampled token's logit is (the statistics are float64 there): name the logits.
+    const i = fused.position;
+    if (!Number.isFinite(logp[i])) throw sampledTokenError(i, logits.l.cols, ids[i]!, -Infinity);
     requireFiniteLogps(computed);
     throw new GrpoRocError(`${cuda.name}: a non-finite log-ratio at position ${fused.position}`);
+  }
+  requireFiniteLossTerms(t, out, () =>
+    atTheLogits(() =>
+      referencePolicyLoss(
+        {
+          ...rest,
+          logp: { data: logp, shape: placeholder.shape },
+          entropy: withEntropy ? { data: entropy, shape: placeholder.shape } : undefined,
+        },
+        lossOptions,
+      ),
+    ),
+  );
+  if (fused.stop === FUSED_STOP.gradientOverflow) {
+    const i = fused.position;
+    const h = out.gradEntropy?.[i] ?? 0;
+    throw lossGradientOverflow(i, logits.l, out.grad[i]!, h, temperature) ?? new GrpoRocError("internal error");
   }
   return {
     ...assembleLoss(computed, o, loss.weights, loss.entropyWeights, out),
@@ -319,7 +428,7 @@ async function cudaPolicyLossFromLogits(
 }
 
 /** Why the fused kernel stopped early (native/src/engine.h, enum class Stop). */
-const FUSED_STOP = { badLogits: 1, nonFiniteLogRatio: 2 } as const;
+const FUSED_STOP = { badLogits: 1, nonFiniteLogRatio: 2, gradientOverflow: 3 } as const;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Arguments and results of the addon's calls

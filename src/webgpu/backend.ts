@@ -3,8 +3,10 @@
  * Backend interface, over any GPUDevice — a browser's, dawn.node's in Node, or TensorFlow.js's own.
  *
  * Typed arrays in and out, validated exactly as the reference validates them (its exported validators); the math
- * runs in float32. Each backend also takes logits that are already on its device (`…OnDevice`), binding them in
- * place and leaving the gradient there.
+ * runs in float32, so inputs are also refused where float32 cannot hold them (float32.ts), and the statistics keep a
+ * row's largest logit and its log Σ apart so that logits up to float32's range stay exact (logprobs.wgsl.ts). Each
+ * backend also takes logits that are already on its device (`…OnDevice`), binding them in place and leaving the
+ * gradient there.
  */
 import { z } from "zod";
 import {
@@ -43,6 +45,7 @@ import { WebGpuDeviceError } from "./errors.js";
 import { planFused, runFused } from "./fused.js";
 import { BufferUsage, type GpuBuffer, type GpuDevice } from "./gpu.js";
 import { type DeviceLogits, readDeviceLogits } from "./logits.js";
+import { requireFloat32Logits, requireFloat32Temperature, requireFloat32Upstream } from "./float32.js";
 import {
   clearUnlistedRows,
   deviceSource,
@@ -53,11 +56,21 @@ import {
   type LogitsSource,
   listPositions,
   readStatistics,
-  requireFiniteStatistics,
+  requireValidStatistics,
+  savedStatistics,
+  type Statistics,
   tokenIds,
   toTokenLogProbs,
 } from "./logprobs.js";
-import { encodeLoss, lossResult, packLoss, readLoss } from "./loss.js";
+import {
+  encodeLoss,
+  lossResult,
+  packLoss,
+  readLoss,
+  requireFiniteLoss,
+  requireFloat32LossInputs,
+  requireFloat32Options,
+} from "./loss.js";
 
 /** A gradient left on the device: float32 [B, T, V], row-major from byte 0. The caller owns it (destroy() it). */
 export interface DeviceGradient {
@@ -73,6 +86,18 @@ export type DeviceLogitsPolicyLossResult = LogitsPolicyLossResult<DeviceGradient
  * buffer of the caller's with STORAGE and COPY_DST usage and room for [B, T, V] float32 from byte 0, not sharing
  * memory with the logits: every entry is overwritten), else into a new buffer; either way the caller owns it. A
  * training loop that passes the same buffer each step skips allocating (and, on a CPU driver, first-touching) it.
+ *
+ * A promise resolves when the work is complete on the device, not when it was submitted: the gradient buffer holds
+ * the whole result (and the device reported no error for it), so it may be read, copied or mapped by any means.
+ * Calls that share a buffer (the gradient one writes, the logits another reads, or both) run one after another in
+ * the order they were made, so that un-awaited calls writing one `into` leave the last call's result whole, never a
+ * mix; calls on different buffers run side by side. The caller must not write the logits, or `into`, by other
+ * means (queue.writeBuffer, tfjs) while a call that uses them is pending.
+ *
+ * `saved` (tokenLogProbsBackwardOnDevice's options) must come from the forward pass over these same logits: the
+ * pass trusts its logsumexp and entropy instead of recomputing them. It still checks the logits it reads: NaN or
+ * +Infinity, a row of −Infinity only, and rows whose probabilities under the saved statistics do not sum to 1 (the
+ * logits changed since) are refused, the last at options.saved.
  */
 export interface DeviceKernels {
   tokenLogProbsOnDevice(
@@ -196,13 +221,17 @@ async function webgpuPolicyLoss(
   options: PolicyLossOptionsInput = {},
 ): Promise<PolicyLossResult> {
   const { options: o, inputs: t } = readPolicyLossCall(inputs, options);
+  requireFloat32Options(o);
+  requireFloat32LossInputs(t, o, { fromStatistics: false, hasOldLogp: true });
   const packed = packLoss(t, o, { fromStatistics: false, hasOldLogp: true });
   const [rows, cols] = t.shape;
   if (rows * cols === 0) return lossResult(o, packed, new Float32Array(0), new Float32Array(rows * 12));
   const batch = context.batch();
   try {
     const buffers = await encodeLoss(batch, o, packed);
-    return await readLoss(batch, o, packed, buffers);
+    const result = await readLoss(batch, o, packed, buffers);
+    requireFiniteLoss(result, t, t.logp, "inputs.logp");
+    return result;
   } finally {
     batch.finish();
   }
@@ -217,6 +246,8 @@ async function webgpuTokenLogProbs(
   const { temperature, entropy } = readForwardOptions(options);
   const l = readLogits(logits);
   const { ids, mask } = readTokens(tokens, options.mask, l);
+  requireFloat32Temperature(temperature);
+  requireFloat32Logits(l, (i) => mask === undefined || mask[i] === 1);
   const source: SourceOf = (batch, positions) => hostSource(batch, l, positions, false);
   return runForward(context, source, l, ids, mask, temperature, entropy);
 }
@@ -230,8 +261,9 @@ async function webgpuTokenLogProbsOnDevice(
   const { temperature, entropy } = readForwardOptions(options);
   const l = readDeviceLogits(logits);
   const { ids, mask } = readTokens(tokens, options.mask, l);
+  requireFloat32Temperature(temperature);
   const source: SourceOf = (batch, positions) => deviceSource(batch, logits, positions);
-  return runForward(context, source, l, ids, mask, temperature, entropy);
+  return context.exclusive([logits.buffer], () => runForward(context, source, l, ids, mask, temperature, entropy));
 }
 
 async function webgpuTokenLogProbsBackward(
@@ -242,6 +274,7 @@ async function webgpuTokenLogProbsBackward(
 ): Promise<LogitsGradient> {
   const { temperature } = readBackwardOptions(options);
   const inputs = readBackwardInputsOf(readLogits(logits), temperature, tokens, options);
+  requireFloat32Backward(inputs);
   const { l } = inputs;
   const out = gradientArray(l, l.rows * l.cols * l.vocab);
   const source: SourceOf = (batch, positions) => hostSource(batch, l, positions, false);
@@ -259,14 +292,24 @@ async function webgpuTokenLogProbsBackwardOnDevice(
 ): Promise<DeviceGradient> {
   const { temperature } = readBackwardOptions(options);
   const inputs = readBackwardInputsOf(readDeviceLogits(logits), temperature, tokens, options);
+  requireFloat32Backward(inputs);
   const { gradient, target } = gradientDestination(context, inputs.l, logits, into);
-  try {
-    await runBackward(context, (batch, positions) => deviceSource(batch, logits, positions), inputs, target);
-    return gradient;
-  } catch (error) {
-    if (target.fresh) gradient.buffer.destroy();
-    throw error;
-  }
+  return context.exclusive([logits.buffer, gradient.buffer], async () => {
+    try {
+      await runBackward(context, (batch, positions) => deviceSource(batch, logits, positions), inputs, target);
+      return gradient;
+    } catch (error) {
+      if (target.fresh) gradient.buffer.destroy();
+      throw error;
+    }
+  });
+}
+
+/** What the backward kernel computes in float32 beyond the reference's checks (see float32.ts). */
+function requireFloat32Backward({ l, reads, gradLogp, gradEntropy, temperature }: BackwardInputs): void {
+  requireFloat32Temperature(temperature);
+  requireFloat32Logits(l, (i) => reads[i] === 1);
+  requireFloat32Upstream(gradLogp, gradEntropy, reads, temperature, l);
 }
 
 /** Fused on the device when the plan allows (see fused.ts), else composed from this backend's own kernels. */
@@ -303,16 +346,18 @@ async function webgpuPolicyLossFromLogitsOnDevice(
   const l = plan.logits;
   requireStatisticsBinding(context, l.rows * l.cols);
   const { gradient, target } = gradientDestination(context, l, inputs.logits, into);
-  const batch = context.batch();
-  try {
-    const result = await runFused(batch, plan, { device: inputs.logits }, target);
-    return { ...result, gradLogits: gradient };
-  } catch (error) {
-    if (target.fresh) gradient.buffer.destroy();
-    throw error;
-  } finally {
-    batch.finish();
-  }
+  return context.exclusive([inputs.logits.buffer, gradient.buffer], async () => {
+    const batch = context.batch();
+    try {
+      const result = await runFused(batch, plan, { device: inputs.logits }, target);
+      return { ...result, gradLogits: gradient };
+    } catch (error) {
+      if (target.fresh) gradient.buffer.destroy();
+      throw error;
+    } finally {
+      batch.finish();
+    }
+  });
 }
 
 /** The backend's kernels over device logits, for the composition (the gradient into `into`). */
@@ -343,35 +388,33 @@ async function runForward(
 ): Promise<TokenLogProbs> {
   const count = l.rows * l.cols;
   const positions = listPositions(count, (i) => mask === undefined || mask[i] === 1);
-  let stats: Float32Array = new Float32Array(count * 4);
+  let statistics: Statistics = { stats: new Float32Array(count * 4), sums: new Float32Array(count * 2) };
   if (positions.length > 0) {
+    requireStatisticsBinding(context, count);
     const batch = context.batch();
     try {
-      const statsBuffer = batch.buffer(count * 16, BufferUsage.STORAGE | BufferUsage.COPY_SRC);
-      requireStatisticsBinding(context, count);
-      const tokenBuffer = batch.upload(tokenIds(ids, positions, count));
-      const inverseTemperature = 1 / temperature;
-      await encodeForward(
-        batch,
-        source(batch, positions),
-        tokenBuffer,
-        batch.upload(positions),
-        statsBuffer,
-        inverseTemperature,
-      );
-      stats = await readStatistics(batch, statsBuffer, positions, count);
+      const buffers = {
+        tokens: batch.upload(tokenIds(ids, positions, count)),
+        positions: batch.upload(positions),
+        stats: batch.buffer(count * 16, BufferUsage.STORAGE | BufferUsage.COPY_SRC),
+        sums: batch.buffer(count * 8, BufferUsage.STORAGE | BufferUsage.COPY_SRC),
+      };
+      await encodeForward(batch, source(batch, positions), buffers, 1 / temperature);
+      statistics = await readStatistics(batch, buffers, positions, count);
       await batch.check();
     } finally {
       batch.finish();
     }
   }
-  requireFiniteStatistics(stats, positions, l.cols);
-  return toTokenLogProbs(stats, positions, [l.rows, l.cols], temperature, withEntropy);
+  requireValidStatistics(statistics.stats, positions, l.cols);
+  return toTokenLogProbs(statistics, positions, [l.rows, l.cols], temperature, withEntropy);
 }
 
 /**
  * The gradient pass over the positions the backward reads (the contract's rule), into `destination`; statistics are
- * the saved ones, or computed in the same pass (and then checked as the reference's rowStatistics checks them).
+ * the saved ones (see savedStatistics), or computed in the same pass. Either way the statistics come back with the
+ * pass's flags, checked as the reference's rowStatistics checks them (and, for saved ones, that they describe
+ * these logits); reading them back also means the pass is complete when this resolves.
  */
 async function runBackward(
   context: DeviceContext,
@@ -397,38 +440,29 @@ async function runBackward(
   }
   const batch = context.batch();
   try {
-    const stats =
-      saved === undefined
-        ? batch.buffer(count * 16, BufferUsage.STORAGE | BufferUsage.COPY_SRC)
-        : batch.upload(savedStatistics(saved, positions, count));
+    const given = saved === undefined ? undefined : savedStatistics(saved, positions, count, temperature);
+    const usage = BufferUsage.STORAGE | BufferUsage.COPY_SRC;
     const buffers = {
       tokens: batch.upload(tokenIds(ids, positions, count)),
       positions: batch.upload(positions),
-      stats,
+      stats: given === undefined ? batch.buffer(count * 16, usage) : batch.upload(given.stats, usage),
       upstream: batch.upload(upstream),
+      sums: given === undefined ? undefined : batch.upload(given.sums),
     };
     clearUnlistedRows(batch, destination, positions, count, l.vocab * 4);
-    const pass = { inverseTemperature: 1 / temperature, withStatistics: saved === undefined, withEntropy };
+    const pass = {
+      inverseTemperature: 1 / temperature,
+      withStatistics: saved === undefined,
+      withEntropy,
+      savedSums: saved !== undefined,
+    };
     await encodeBackward(batch, source(batch, positions), buffers, pass, destination);
-    if (saved === undefined) {
-      const statistics = await readStatistics(batch, stats, positions, count);
-      await batch.check();
-      requireFiniteStatistics(statistics, positions, l.cols);
-    }
+    const { stats } = await readStatistics(batch, { stats: buffers.stats }, positions, count);
     await batch.check();
+    requireValidStatistics(stats, positions, l.cols);
   } finally {
     batch.finish();
   }
-}
-
-/** The forward's logsumexp and entropy as the backward kernel reads its statistics: vec4 (lse, ·, H, ·). */
-function savedStatistics(saved: TokenLogProbs, positions: Uint32Array, count: number): Float32Array {
-  const values = new Float32Array(count * 4);
-  for (const i of positions) {
-    values[4 * i] = saved.logSumExp[i]!;
-    values[4 * i + 2] = saved.entropy?.[i] ?? 0;
-  }
-  return values;
 }
 
 /** No position is read: a caller's buffer is still overwritten with zeros (a new one already is zero). */
@@ -437,7 +471,7 @@ async function clearDestination(context: DeviceContext, destination: GradientTar
   const batch = context.batch();
   try {
     clearUnlistedRows(batch, destination, new Uint32Array(0), count, vocab * 4);
-    await batch.check();
+    await batch.complete();
   } finally {
     batch.finish();
   }
@@ -483,12 +517,12 @@ function gradientDestination(
 
 /** Per-position statistics (16 bytes each) are bound whole. */
 function requireStatisticsBinding(context: DeviceContext, positions: number): void {
-  if (positions * 16 > context.bindingLimit) {
-    throw new GrpoRocError(
-      `${positions} positions need ${positions * 16} bytes of statistics, over the ${context.bindingLimit} bytes one ` +
-        `binding may hold on this device: split the batch`,
-    );
-  }
+  if (positions * 16 <= context.bindingLimit) return;
+  throw context.bindingTooSmall(
+    "logits",
+    `${positions} positions (B·T) have ${positions * 16} bytes of statistics (16 per position), bound whole`,
+    `at most ${Math.floor(context.bindingLimit / 16)} positions per call`,
+  );
 }
 
 export { WebGpuDeviceError };

@@ -12,7 +12,7 @@
  *   them and throws a WebGpuDeviceError with the device's messages. Errors that escape a scope (and device loss)
  *   are recorded from the device's events and thrown at the next check. A failed call never returns numbers.
  */
-import { GrpoRocError } from "../backends/contract.js";
+import { GrpoRocError, invalid } from "../backends/contract.js";
 import { WebGpuDeviceError } from "./errors.js";
 import {
   BufferUsage,
@@ -46,6 +46,8 @@ export class DeviceContext {
   readonly device: GpuDevice;
   /** Largest number of bytes one storage binding may cover here, a multiple of 256. */
   readonly bindingLimit: number;
+  /** What sets bindingLimit, in words, for errors that hit it (the device's limits, or the backend's option). */
+  readonly bindingLimitSource: string;
   readonly bufferLimit: number;
   readonly maxGroupsPerDimension: number;
   readonly storageAlignment: number;
@@ -58,6 +60,8 @@ export class DeviceContext {
   private readonly uncaptured: string[] = [];
   private lost: string | undefined;
   private scratchArray: Float32Array | undefined;
+  /** The settling of the latest call holding each buffer (see `exclusive`). */
+  private readonly holders = new Map<GpuBuffer, Promise<void>>();
 
   constructor(device: GpuDevice, options: ContextOptions = {}) {
     this.device = device;
@@ -65,6 +69,13 @@ export class DeviceContext {
     const deviceBinding = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
     const requested = options.maxBindingBytes ?? deviceBinding;
     this.bindingLimit = Math.max(256, Math.floor(Math.min(requested, deviceBinding) / 256) * 256);
+    this.bindingLimitSource =
+      options.maxBindingBytes !== undefined && options.maxBindingBytes < deviceBinding
+        ? `this backend's maxBindingBytes option (${this.bindingLimit} bytes; the device allows ${deviceBinding}: ` +
+          "raise the option up to that)"
+        : `this device's maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize} bytes) and ` +
+          `maxBufferSize (${limits.maxBufferSize}): a device requested with higher requiredLimits, if its adapter ` +
+          "allows them, binds more";
     this.bufferLimit = limits.maxBufferSize;
     this.maxGroupsPerDimension = limits.maxComputeWorkgroupsPerDimension;
     this.storageAlignment = Math.max(16, limits.minStorageBufferOffsetAlignment);
@@ -92,6 +103,44 @@ export class DeviceContext {
     let buffers = 0;
     for (const list of this.pool.values()) buffers += list.length;
     return { buffers, bytes: this.pooledBytes };
+  }
+
+  /**
+   * Runs `work` once every earlier call holding any of `buffers` has settled, and holds them until `work` settles:
+   * calls that share a buffer on the device (the gradient one writes, the logits another reads) run one after
+   * another, in the order they were made, instead of interleaving their submissions. Register synchronously at
+   * the start of the call (before any await), so that the order is the callers'.
+   */
+  exclusive<T>(buffers: readonly GpuBuffer[], work: () => Promise<T>): Promise<T> {
+    const earlier = buffers.flatMap((buffer) => this.holders.get(buffer) ?? []);
+    let release: () => void = () => {};
+    const settled = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    for (const buffer of buffers) this.holders.set(buffer, settled);
+    const run = async () => {
+      try {
+        // `settled` promises never reject: an earlier call's failure is its own caller's to see.
+        await Promise.all(earlier);
+        return await work();
+      } finally {
+        for (const buffer of buffers) if (this.holders.get(buffer) === settled) this.holders.delete(buffer);
+        release();
+      }
+    };
+    return run();
+  }
+
+  /**
+   * The error for per-position or per-token data that must be bound whole and does not fit one binding: `what` says
+   * which data and how large, `path` the input whose shape decides it, `split` how far to cut the batch.
+   */
+  bindingTooSmall(path: string, what: string, split: string): Error {
+    return invalid(
+      path,
+      `${what}, more than fit one storage binding: one binding may hold ${this.bindingLimit} bytes, set by ` +
+        `${this.bindingLimitSource}; or split the batch (${split})`,
+    );
   }
 
   /** Throws if the device is gone: nothing can be computed on it. */
@@ -290,6 +339,15 @@ export class Batch {
     const scoped = (await Promise.all(this.scopes.splice(0))).flat();
     const errors = [...scoped, ...this.context.takeUncaptured()];
     if (errors.length > 0) throw new WebGpuDeviceError(errors);
+  }
+
+  /**
+   * Waits until the device has finished every submission so far (this call's included), then checks: a result
+   * left on the device is complete, and usable by anything, once this resolves.
+   */
+  async complete(): Promise<void> {
+    await whileWaiting(() => this.device.queue.onSubmittedWorkDone());
+    await this.check();
   }
 
   /**

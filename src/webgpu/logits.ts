@@ -3,7 +3,7 @@
  * cut into chunks whose binding stays under the device's limits, and how a chunk gets onto the device — uploaded
  * from typed arrays (host logits), or bound as a range of a buffer that is already there (device logits).
  */
-import { GrpoRocError, invalid } from "../backends/contract.js";
+import { invalid } from "../backends/contract.js";
 import type { Logits } from "../backends/contract.js";
 import { alignUp, type Batch, type DeviceContext } from "./context.js";
 import { BufferUsage, type GpuBuffer } from "./gpu.js";
@@ -83,18 +83,24 @@ export function readDeviceLogits(logits: DeviceLogits): Logits {
   return { data: [], rows, cols, vocab };
 }
 
+/** How many bytes one binding of logits may take, and why (for the error when a row does not fit). */
+export interface BindingBudget {
+  readonly bytes: number;
+  /** Bytes a binding may need before its first row: device logits are bound from an aligned offset. */
+  readonly slack: number;
+  /** What sets `bytes` (DeviceContext.bindingLimitSource). */
+  readonly source: string;
+  /** Device logits (bound in place) or typed arrays (uploaded, rows padded to a multiple of 4 logits). */
+  readonly onDevice: boolean;
+}
+
 /**
- * Contiguous position ranges whose rows fit one binding (`maxBytes`, less the alignment slack a device binding
- * may need), each with the range of `positions` (ascending) that falls in it; chunks without any are left out.
+ * Contiguous position ranges whose rows fit one binding (`budget`), each with the range of `positions`
+ * (ascending) that falls in it; chunks without any are left out.
  */
-export function planChunks(layout: Layout, positions: Uint32Array, maxBytes: number, slack: number): Chunk[] {
-  const perChunk = Math.floor((maxBytes - slack) / layout.rowBytes);
-  if (perChunk < 1) {
-    throw new GrpoRocError(
-      `one position's ${layout.vocab} logits (${layout.rowBytes} bytes) exceed the ${maxBytes} bytes one binding may ` +
-        `hold on this device`,
-    );
-  }
+export function planChunks(layout: Layout, positions: Uint32Array, budget: BindingBudget): Chunk[] {
+  const perChunk = Math.floor((budget.bytes - budget.slack) / layout.rowBytes);
+  if (perChunk < 1) throw rowTooLarge(layout, budget);
   const chunks: Chunk[] = [];
   let entry = 0;
   for (let rowStart = 0; rowStart < layout.positions && entry < positions.length; rowStart += perChunk) {
@@ -104,6 +110,19 @@ export function planChunks(layout: Layout, positions: Uint32Array, maxBytes: num
     if (entry > entryStart) chunks.push({ rowStart, rowEnd, entryStart, entryEnd: entry });
   }
   return chunks;
+}
+
+/** The error for a vocabulary whose one row does not fit a binding: which binding, which limit, what to do. */
+function rowTooLarge(layout: Layout, budget: BindingBudget): Error {
+  const row = `one position's ${layout.vocab} logits`;
+  const need = budget.onDevice
+    ? `${row} (${layout.rowBytes} bytes) do not fit one storage binding: device logits are bound from a multiple of ` +
+      `this device's minStorageBufferOffsetAlignment (${budget.slack + 4} bytes), so one row's binding may take ` +
+      `${budget.slack} bytes more (${layout.rowBytes + budget.slack} bytes)`
+    : `${row} take ${layout.rowBytes} bytes on the device (rows are padded to a multiple of 4 logits), more than fit ` +
+      "one storage binding";
+  const hint = budget.onDevice ? "; logits passed as a typed array need no alignment slack" : "";
+  return invalid("logits", `${need}; one binding may hold ${budget.bytes} bytes, set by ${budget.source}${hint}`);
 }
 
 /** The binding of rows [rowStart, rowEnd) of device logits (or of an output laid out like them, from offset 0). */

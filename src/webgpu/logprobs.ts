@@ -4,7 +4,7 @@
  * the device (bound in place; the gradient stays there).
  */
 import { badLogits, type Logits, type TokenLogProbs } from "../backends/contract.js";
-import { backwardKernel, BACKWARD_BINDINGS } from "./backward.wgsl.js";
+import { backwardBindings, backwardKernel } from "./backward.wgsl.js";
 import type { Batch, DeviceContext } from "./context.js";
 import { BufferUsage, type GpuBuffer, type GpuBufferBinding, type GpuComputePipeline } from "./gpu.js";
 import {
@@ -21,7 +21,8 @@ import {
   type DeviceLogits,
   type Layout,
 } from "./logits.js";
-import { forwardKernel, FORWARD_BINDINGS, LOGITS_PARAM_WORDS } from "./logprobs.wgsl.js";
+import { float32InverseTemperature, savedMismatch, savedShift } from "./float32.js";
+import { forwardBindings, forwardKernel, LOGITS_PARAM_WORDS, STATISTICS_FLAGS } from "./logprobs.wgsl.js";
 
 /**
  * Host logits are streamed through the device in pieces of at most this many bytes, so that uploading one piece
@@ -45,13 +46,17 @@ export class LogitsSource {
     private readonly keep: boolean,
   ) {
     const context = batch.context;
+    const limit = { bytes: context.bindingLimit, source: context.bindingLimitSource };
     if (host !== undefined) {
       this.layout = hostLayout(host);
-      const limit = keep ? context.bindingLimit : Math.min(context.bindingLimit, STREAM_BYTES);
-      this.chunks = planChunks(this.layout, positions, Math.max(limit, this.layout.rowBytes), 0);
+      // Streamed in pieces of STREAM_BYTES, or of one row where a row is larger (up to the binding limit).
+      const bytes = keep ? limit.bytes : Math.min(limit.bytes, Math.max(STREAM_BYTES, this.layout.rowBytes));
+      this.chunks = planChunks(this.layout, positions, { ...limit, bytes, slack: 0, onDevice: false });
     } else {
       this.layout = deviceLayout(device!);
-      this.chunks = planChunks(this.layout, positions, context.bindingLimit, context.storageAlignment);
+      // A binding starts at a multiple of the alignment; its start is a multiple of 4 bytes.
+      const slack = context.storageAlignment - 4;
+      this.chunks = planChunks(this.layout, positions, { ...limit, slack, onDevice: true });
     }
   }
 
@@ -123,41 +128,51 @@ export function tokenIds(ids: ArrayLike<number>, positions: Uint32Array, count: 
   return out;
 }
 
+/** The per-position buffers of a forward pass: tokens and positions in, statistics (and log Σ) out. */
+export interface ForwardBuffers {
+  readonly tokens: GpuBuffer;
+  readonly positions: GpuBuffer;
+  /** vec4 per position: (shift, logp, entropy, flag); see ROW_STATISTICS. */
+  readonly stats: GpuBuffer;
+  /** vec2 per position: (log Σ, the token's logit); the webgpu backend's passes have it, tfjs's do not. */
+  readonly sums?: GpuBuffer | undefined;
+}
+
 /**
- * The forward pass over every chunk of `source`: stats[pos] = (lse, logp, entropy, flag) for each listed position.
- * `stats` and `tokens` hold one entry per position of the whole batch.
+ * The forward pass over every chunk of `source`: stats[pos] = (shift, logp, entropy, flag) and, with `sums`,
+ * sums[pos] = (log Σ, token logit) for each listed position. Per-position buffers hold one entry per position of the
+ * whole batch.
  */
 export async function encodeForward(
   batch: Batch,
   source: LogitsSource,
-  tokens: GpuBuffer,
-  positions: GpuBuffer,
-  stats: GpuBuffer,
+  buffers: ForwardBuffers,
   inverseTemperature: number,
 ): Promise<void> {
-  const lanes = source.layout.lanes;
-  const pipeline = await batch.context.pipeline(forwardKey(lanes), () => forwardKernel({ lanes }));
-  dispatchForward(batch, pipeline, source, { tokens, positions, stats }, inverseTemperature);
+  const form = { lanes: source.layout.lanes, sums: buffers.sums !== undefined };
+  const pipeline = await batch.context.pipeline(forwardKey(form.lanes, form.sums), () => forwardKernel(form));
+  dispatchForward(batch, pipeline, source, buffers, inverseTemperature);
 }
 
-export const forwardKey = (lanes: 1 | 4) => `forward-${lanes}`;
+export const forwardKey = (lanes: 1 | 4, sums = false) => `forward-${lanes}${sums ? "-sums" : ""}`;
 
 /** encodeForward with its pipeline at hand: synchronous (the tfjs ops need that). */
 export function dispatchForward(
   batch: Batch,
   pipeline: GpuComputePipeline,
   source: LogitsSource,
-  buffers: { tokens: GpuBuffer; positions: GpuBuffer; stats: GpuBuffer },
+  buffers: ForwardBuffers,
   inverseTemperature: number,
 ): void {
   const { context } = batch;
   const params = new ParamSlots(batch, source.chunks.length, LOGITS_PARAM_WORDS);
+  const names = forwardBindings({ lanes: source.layout.lanes, sums: buffers.sums !== undefined });
   source.chunks.forEach((chunk, k) => {
     batch.guard(() => {
       const logits = source.bind(chunk);
       const count = chunk.entryEnd - chunk.entryStart;
       const [x, y] = grid(context, count);
-      const group = bindGroup(batch, pipeline, FORWARD_BINDINGS, {
+      const group = bindGroup(batch, pipeline, names, {
         params: params.write(
           k,
           logitsParams(count, chunk.entryStart, chunk.rowStart, source.layout, logits.shift, 0, x, inverseTemperature),
@@ -166,6 +181,7 @@ export function dispatchForward(
         positions: { buffer: buffers.positions },
         tokens: { buffer: buffers.tokens },
         stats: { buffer: buffers.stats },
+        ...(buffers.sums !== undefined ? { sums: { buffer: buffers.sums } } : {}),
       });
       submitDispatch(batch, pipeline, group, x, y);
     });
@@ -216,22 +232,28 @@ export function clearUnlistedRows(
 export interface BackwardBuffers {
   readonly tokens: GpuBuffer;
   readonly positions: GpuBuffer;
+  /** Read (saved statistics, whose flags the pass may set) or written (`withStatistics`). */
   readonly stats: GpuBuffer;
   readonly upstream: GpuBuffer;
+  /** log Σ per position beside saved statistics (`savedSums`). */
+  readonly sums?: GpuBuffer | undefined;
 }
 
 export interface BackwardOptions {
   readonly inverseTemperature: number;
   readonly withStatistics: boolean;
   readonly withEntropy: boolean;
+  /** Saved statistics come with `sums` (see BackwardForm). */
+  readonly savedSums?: boolean | undefined;
 }
 
 export const backwardKey = (lanes: 1 | 4, o: BackwardOptions) =>
-  `backward-${lanes}-${o.withStatistics}-${o.withEntropy}`;
+  `backward-${lanes}-${o.withStatistics}-${o.withEntropy}${o.savedSums === true ? "-sums" : ""}`;
 
 /**
  * The backward pass over every chunk: the gradient of each listed position, from `upstream[pos]` (g at .x, h at
- * .w) and either `stats` (lse, H) or, with `withStatistics`, statistics computed here (and written to `stats`).
+ * .w) and either `stats` (saved: shift, logp, H, flag; see BackwardForm) or, with `withStatistics`, statistics
+ * computed here (and written to `stats`).
  */
 export async function encodeBackward(
   batch: Batch,
@@ -242,7 +264,12 @@ export async function encodeBackward(
 ): Promise<void> {
   const { context } = batch;
   const { layout, chunks } = source;
-  const form = { lanes: layout.lanes, withStatistics: options.withStatistics, withEntropy: options.withEntropy };
+  const form = {
+    lanes: layout.lanes,
+    withStatistics: options.withStatistics,
+    withEntropy: options.withEntropy,
+    savedSums: options.savedSums,
+  };
   const pipeline = await context.pipeline(backwardKey(layout.lanes, options), () => backwardKernel(form));
   if (target.kind === "device") {
     dispatchBackward(batch, pipeline, source, buffers, options, target.buffer);
@@ -310,7 +337,7 @@ function backwardChunk(
   const logits = source.bind(chunk);
   const count = chunk.entryEnd - chunk.entryStart;
   const [x, y] = grid(batch.context, count);
-  const group = bindGroup(batch, pipeline, BACKWARD_BINDINGS, {
+  const group = bindGroup(batch, pipeline, backwardBindings(options), {
     params: params.write(
       k,
       logitsParams(
@@ -330,6 +357,7 @@ function backwardChunk(
     stats: { buffer: buffers.stats },
     upstream: { buffer: buffers.upstream },
     out,
+    ...(buffers.sums !== undefined ? { sums: { buffer: buffers.sums } } : {}),
   });
   submitDispatch(batch, pipeline, group, x, y);
 }
@@ -357,46 +385,101 @@ function readRows(
   });
 }
 
-/**
- * Reads stats back and turns them into the reference's TokenLogProbs, throwing the reference's error for bad logits.
- */
-export async function readStatistics(
-  batch: Batch,
-  stats: GpuBuffer,
-  positions: Uint32Array,
-  count: number,
-): Promise<Float32Array> {
-  const values = new Float32Array(count * 4);
-  if (positions.length > 0)
-    await batch.read(stats, 0, count * 16, (bytes) => values.set(new Float32Array(bytes, 0, count * 4)));
-  return values;
+/** Per-position results read back: the statistics vec4 and, when the pass wrote them, the sums vec2. */
+export interface Statistics {
+  readonly stats: Float32Array;
+  readonly sums: Float32Array | undefined;
 }
 
-/** Throws badLogits for the first listed position whose statistics are invalid (flags from the kernel). */
-export function requireFiniteStatistics(stats: Float32Array, positions: Uint32Array, cols: number): void {
+/** Reads stats (and sums) back: entries of positions that were not listed are 0. */
+export async function readStatistics(
+  batch: Batch,
+  buffers: { readonly stats: GpuBuffer; readonly sums?: GpuBuffer | undefined },
+  positions: Uint32Array,
+  count: number,
+): Promise<Statistics> {
+  const stats = new Float32Array(count * 4);
+  const sums = buffers.sums === undefined ? undefined : new Float32Array(count * 2);
+  if (positions.length > 0) {
+    await Promise.all([
+      batch.read(buffers.stats, 0, count * 16, (bytes) => stats.set(new Float32Array(bytes, 0, count * 4))),
+      buffers.sums === undefined || sums === undefined
+        ? undefined
+        : batch.read(buffers.sums, 0, count * 8, (bytes) => sums.set(new Float32Array(bytes, 0, count * 2))),
+    ]);
+  }
+  return { stats, sums };
+}
+
+/**
+ * Throws for the first listed position the kernels flagged (STATISTICS_FLAGS): the reference's error for logits
+ * holding NaN or +Infinity or only −Infinity, or, for saved statistics that do not describe the logits, one at
+ * options.saved.
+ */
+export function requireValidStatistics(stats: Float32Array, positions: Uint32Array, cols: number): void {
   for (const i of positions) {
-    const flag = stats[4 * i + 3]!;
-    if (flag !== 0) throw badLogits(i, cols, (flag & 1) !== 0 ? NaN : -Infinity);
+    const flag = stats[4 * i + 3]! & ~STATISTICS_FLAGS.recompute;
+    if (flag === 0) continue;
+    if ((flag & STATISTICS_FLAGS.invalid) !== 0) throw badLogits(i, cols, NaN);
+    if ((flag & STATISTICS_FLAGS.empty) !== 0) throw badLogits(i, cols, -Infinity);
+    throw savedMismatch(i, cols, stats[4 * i + 1]!);
   }
 }
 
+/**
+ * The reference's TokenLogProbs from the forward statistics, in float64: logsumexp = shift/τ + log Σ, and
+ * logp = (z_token − shift)/τ − log Σ, which stays finite (and exact) where the float32 kernel's logp overflowed. 1/τ
+ * is the kernels' float32 one, so that a backward pass over these statistics (`savedStatistics`) is exact.
+ */
 export function toTokenLogProbs(
-  stats: Float32Array,
+  { stats, sums }: Statistics,
   positions: Uint32Array,
   shape: readonly [number, number],
   temperature: number,
   withEntropy: boolean,
 ): TokenLogProbs {
+  if (sums === undefined) throw new Error("internal error: the forward pass wrote no sums");
   const count = shape[0] * shape[1];
   const logp = new Float64Array(count);
   const logSumExp = new Float64Array(count).fill(NaN);
   const entropy = withEntropy ? new Float64Array(count) : undefined;
+  const inverse = float32InverseTemperature(temperature);
   for (const i of positions) {
-    logSumExp[i] = stats[4 * i]!;
-    logp[i] = stats[4 * i + 1]!;
+    const shift = stats[4 * i]!;
+    const logSum = sums[2 * i]!;
+    logSumExp[i] = shift * inverse + logSum;
+    logp[i] = (sums[2 * i + 1]! - shift) * inverse - logSum;
     if (entropy !== undefined) entropy[i] = stats[4 * i + 2]!;
   }
   return { logp, entropy, logSumExp, temperature, shape: [shape[0], shape[1]] };
+}
+
+/**
+ * A caller's saved statistics as the backward kernel reads them (`savedSums`): stats[pos] = (shift, ·, H, flag) and
+ * sums[pos] = (log Σ, ·), from each position's logsumexp (float32.ts, savedShift). Where that cannot be exact (huge
+ * logits, a value that is not finite) the position is flagged RECOMPUTE and the kernel computes its statistics
+ * from the logits.
+ */
+export function savedStatistics(
+  saved: TokenLogProbs,
+  positions: Uint32Array,
+  count: number,
+  temperature: number,
+): { stats: Float32Array; sums: Float32Array } {
+  const stats = new Float32Array(count * 4);
+  const sums = new Float32Array(count * 2);
+  for (const i of positions) {
+    const entropy = saved.entropy?.[i] ?? 0;
+    const exact = savedShift(saved.logSumExp[i]!, entropy, temperature);
+    if (exact === undefined) {
+      stats[4 * i + 3] = STATISTICS_FLAGS.recompute;
+      continue;
+    }
+    stats[4 * i] = exact.shift;
+    stats[4 * i + 2] = entropy;
+    sums[2 * i] = exact.logSum;
+  }
+  return { stats, sums };
 }
 
 export function hostSource(batch: Batch, l: Logits, positions: Uint32Array, keep: boolean): LogitsSource {

@@ -1,7 +1,7 @@
 /**
- * WGSL for the statistics of each position's distribution over the vocabulary: logsumexp, the sampled token's
- * log-prob and the entropy, in one pass over the logits with an online (running max, Σe, Σe·z) triple per thread
- * and a merge across the workgroup.
+ * WGSL for the statistics of each position's distribution over the vocabulary: the largest logit and log Σ (whose
+ * sum is the logsumexp), the sampled token's log-prob and the entropy, in one pass over the logits with an online
+ * (running max, Σe, Σe·d) triple per thread and a merge across the workgroup (ROW_STATISTICS).
  *
  * Layout, shared with backward.wgsl.ts: the logits of a dispatch are one binding of rows, `stride` vectors apart,
  * after `shift` vectors; `positions[entryStart + e]` is the position (row of the whole [B·T, V] batch) that
@@ -72,11 +72,54 @@ const NEG_INF_BITS = 0xff800000u;
 const LOWEST = -3.4028234663852886e38;`;
 
 /**
- * The streaming loop and the workgroup merge, as a function body fragment: leaves the position's logsumexp in
- * `lse`, Σp·z-based entropy in `entropy`, and flags in `flag` (1: NaN or +Infinity among the logits, 2: every logit
- * is −Infinity) — valid in invocation 0 (`lid == 0u`) only.
+ * Bits of a position's flag (the statistics' 4th component). The kernels set INVALID (NaN or +Infinity among the
+ * logits), EMPTY (every logit is −Infinity) and, in a backward pass over saved statistics, MISMATCH (the saved
+ * statistics do not describe the logits: their probabilities do not sum to 1). The host sets RECOMPUTE in
+ * statistics it uploads, for a position whose saved logsumexp cannot give the kernel its shift and log Σ exactly.
  */
-export const STATISTICS_LOOP = `  var m = LOWEST;
+export const STATISTICS_FLAGS = { invalid: 1, empty: 2, mismatch: 4, recompute: 8 } as const;
+
+/**
+ * How far the probabilities of a row may sum from 1 under saved statistics before they are taken for another row's:
+ * float32 sums of up to 2^20 terms stay within 1e-5 of the sum; logits that changed are off by much more.
+ */
+export const MISMATCH_TOLERANCE = 1e-3;
+
+/**
+ * One row's statistics over logits z and inverse temperature 1/τ, kept so that (z − max) − log Σ stays exact at any
+ * magnitude of the logits: `shift` is the row's largest logit as given (not divided by τ, so that z/τ never
+ * overflows), d = (z − shift)/τ ≤ 0, `logSum` = log Σ e^d and `entropy` = logSum − Σ e^d·d / Σ e^d. Then
+ * log p = d − logSum, and the logsumexp of z/τ is shift/τ + logSum, which the host forms in float64.
+ *
+ * Each thread keeps (m, s, w): its largest logit, s = Σ e^d and w = Σ e^d·d relative to m; a larger maximum
+ * rescales both (`rescaled`). Terms with e^d = 0 (−Infinity logits, and logits so far below the maximum that
+ * their probability underflows) add nothing: their d may be −Infinity, and 0·∞ must not reach a sum.
+ */
+export const ROW_STATISTICS = `struct RowStatistics {
+  shift: f32,
+  logSum: f32,
+  entropy: f32,
+  flag: u32,
+}
+
+/** (s, w) relative to a shift, moved to a shift larger by −delta·τ (delta ≤ 0, possibly −Infinity). */
+fn rescaled(sw: vec2f, delta: f32) -> vec2f {
+  if (delta == 0.0) {
+    return sw;
+  }
+  let r = exp(delta);
+  if (sw.x == 0.0 || r == 0.0) {
+    return vec2f(0.0);
+  }
+  return vec2f(sw.x * r, r * (sw.y + delta * sw.x));
+}
+
+/**
+ * The statistics of the row at \`base\`, by the whole workgroup (call in uniform control flow): valid in invocation
+ * 0 only.
+ */
+fn rowStatistics(base: u32, lid: u32) -> RowStatistics {
+  var m = LOWEST;
   var s = 0.0;
   var w = 0.0;
   var bad = 0u;
@@ -84,59 +127,65 @@ export const STATISTICS_LOOP = `  var m = LOWEST;
     let raw = logits[base + k];
     let bits = bitcast<VU>(raw);
     let negInf = bits == VU(NEG_INF_BITS);
-    bad |= select(0u, 1u, anyOf(((bits & VU(EXP_BITS)) == VU(EXP_BITS)) & !negInf));
-    let z = raw * p.invTemp;
+    bad |= select(0u, ${STATISTICS_FLAGS.invalid}u, anyOf(((bits & VU(EXP_BITS)) == VU(EXP_BITS)) & !negInf));
     // Rescale only when the running max grows (a few times per thread), not at every element.
-    let blockMax = hmax(z);
+    let blockMax = hmax(raw);
     if (blockMax > m) {
-      let r = exp(m - blockMax);
-      s *= r;
-      w *= r;
+      let sw = rescaled(vec2f(s, w), (m - blockMax) * p.invTemp);
+      s = sw.x;
+      w = sw.y;
       m = blockMax;
     }
-    let e = select(exp(z - VT(m)), VT(0.0), negInf);
+    let d = (raw - VT(m)) * p.invTemp;
+    let e = exp(d);
     s += hsum(e);
-    w += hsum(e * select(z, VT(0.0), negInf));
+    w += hsum(select(e * d, VT(0.0), e == VT(0.0)));
   }
   wm[lid] = m;
   ws[lid] = s;
   ww[lid] = w;
   wbad[lid] = bad;
   workgroupBarrier();
-  var lse = 0.0;
-  var entropy = 0.0;
-  var flag = 0u;
+  var result = RowStatistics(LOWEST, 0.0, 0.0, 0u);
   if (lid == 0u) {
     var mm = LOWEST;
-    var ss = 0.0;
-    var sw = 0.0;
+    var sw = vec2f(0.0);
+    var flag = 0u;
     for (var i = 0u; i < WORKGROUP; i++) {
       let mi = wm[i];
       let top = max(mm, mi);
-      let a = exp(mm - top);
-      let b = exp(mi - top);
-      ss = ss * a + ws[i] * b;
-      sw = sw * a + ww[i] * b;
+      sw = rescaled(sw, (mm - top) * p.invTemp) + rescaled(vec2f(ws[i], ww[i]), (mi - top) * p.invTemp);
       mm = top;
       flag |= wbad[i];
     }
-    if (ss == 0.0) {
-      flag |= 2u;
+    if (sw.x == 0.0) {
+      flag |= ${STATISTICS_FLAGS.empty}u;
     }
-    lse = mm + log(ss);
-    entropy = lse - sw / ss;
-  }`;
+    let logSum = log(sw.x);
+    result = RowStatistics(mm, logSum, logSum - sw.y / sw.x, flag);
+  }
+  return result;
+}`;
 
 export const STATISTICS_SHARED = `var<workgroup> wm: array<f32, WORKGROUP>;
 var<workgroup> ws: array<f32, WORKGROUP>;
 var<workgroup> ww: array<f32, WORKGROUP>;
 var<workgroup> wbad: array<u32, WORKGROUP>;`;
 
+export interface ForwardForm extends VectorForm {
+  /**
+   * Also write `sums[pos]` = (log Σ, the token's logit): what the host needs for the logsumexp and the log-prob in
+   * float64, and what a backward pass over these statistics reads for an exact log Σ. Without it (tfjs's kernels),
+   * a backward pass recovers log Σ from the log-prob (see backward.wgsl.ts).
+   */
+  readonly sums?: boolean | undefined;
+}
+
 /**
- * Forward: stats[pos] = (logsumexp, log-prob of the token, entropy, flag) for each listed position, all of
- * logits / τ.
+ * Forward: stats[pos] = (shift, log-prob of the token, entropy, flag) for each listed position, of logits / τ (see
+ * ROW_STATISTICS); with `sums`, sums[pos] = (log Σ, the token's logit).
  */
-export function forwardKernel(form: VectorForm): string {
+export function forwardKernel(form: ForwardForm): string {
   return `${vectorPrelude(form)}
 ${SPECIAL_VALUES}
 const WORKGROUP = ${WORKGROUP}u;
@@ -146,7 +195,9 @@ ${LOGITS_PARAMS}
 @group(0) @binding(2) var<storage, read> positions: array<u32>;
 @group(0) @binding(3) var<storage, read> tokens: array<u32>;
 @group(0) @binding(4) var<storage, read_write> stats: array<vec4f>;
+${form.sums === true ? "@group(0) @binding(5) var<storage, read_write> sums: array<vec2f>;" : ""}
 ${STATISTICS_SHARED}
+${ROW_STATISTICS}
 
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -156,14 +207,21 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
   let pos = positions[p.entryStart + e];
   let base = p.shift + (pos - p.rowStart) * p.stride;
-${STATISTICS_LOOP}
+  let row = rowStatistics(base, lid);
   if (lid == 0u) {
     let token = tokens[pos];
-    let zt = element(logits[base + token / LANES], token % LANES) * p.invTemp;
-    stats[pos] = vec4f(lse, zt - lse, entropy, f32(flag));
+    let zt = element(logits[base + token / LANES], token % LANES);
+    let logp = (zt - row.shift) * p.invTemp - row.logSum;
+    stats[pos] = vec4f(row.shift, logp, row.entropy, f32(row.flag));
+    ${form.sums === true ? "sums[pos] = vec2f(row.logSum, zt);" : ""}
   }
 }
 `;
+}
+
+/** Binding names of forwardKernel, by binding index. */
+export function forwardBindings(form: ForwardForm): readonly string[] {
+  return form.sums === true ? [...FORWARD_BINDINGS, "sums"] : FORWARD_BINDINGS;
 }
 
 /** Binding names of forwardKernel, by binding index. */

@@ -80,7 +80,9 @@ const WGSL_OBJECTIVES = {
       let tau = select(p.sapoNegative, p.sapoPositive, a > 0.0);
       let sigma = 1.0 / (1.0 + exp(-tau * (ratio - 1.0)));
       o.loss = (-a * sigma * 4.0) / tau;
-      o.dLogRatio = -a * 4.0 * sigma * (1.0 - sigma) * ratio;`,
+      // σ(1 − σ)·ρ → 0 as ρ → ∞, but 0·∞ would be NaN where ρ overflowed.
+      let oneMinusSigma = 1.0 - sigma;
+      o.dLogRatio = select(-a * 4.0 * sigma * oneMinusSigma * ratio, 0.0, oneMinusSigma == 0.0);`,
   reinforce: `
       o.loss = -a * logp;
       o.dLogp = -a;`,
@@ -204,6 +206,20 @@ fn kl(logp: f32, refLogp: f32) -> vec2f {
   }
 }
 
+/**
+ * TRL's importance-corrected KL and its slope, each times the ratio, kept finite where the product is (src/loss/kl.ts,
+ * klTimesRatio): k3's e^x·ρ as e^(x + log ρ), and a zero estimate or slope times ρ is 0 whatever ρ.
+ */
+fn klTimesRatio(logp: f32, refLogp: f32, logRatio: f32, ratio: f32) -> vec2f {
+  if (p.klKind == ${KL_CODES.k3}u && !has(${LOSS_FLAGS.klClamp}u)) {
+    let x = refLogp - logp;
+    let e = exp(x + logRatio);
+    return vec2f(e - (x + 1.0) * ratio, ratio - e);
+  }
+  let k = kl(logp, refLogp);
+  return vec2f(select(k.x * ratio, 0.0, k.x == 0.0), select(k.y * ratio, 0.0, k.y == 0.0));
+}
+
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let r = wid.x + wid.y * p.groupsX;
@@ -269,29 +285,35 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       extra = tokenExtra[i];
     }
     let importance = select(1.0, extra.y, has(${LOSS_FLAGS.importanceWeights}u));
-    let tokenLoss = o.loss * importance;
+    // A zero advantage or weight contributes exactly 0, also where the ratio overflowed (0·∞ would be NaN).
+    let contributes = a != 0.0 && importance != 0.0;
+    let tokenLoss = select(0.0, o.loss * importance, contributes);
     var loss = w * tokenLoss;
-    let viaRatio = select(0.0, w * importance * o.dLogRatio, inside);
+    let viaRatio = select(0.0, w * importance * o.dLogRatio, inside && contributes);
     if (throughRow) {
       rowGrad += viaRatio;
     }
-    var grad = select(viaRatio, 0.0, throughRow) + w * importance * o.dLogp;
+    var grad = select(viaRatio, 0.0, throughRow) + select(0.0, w * importance * o.dLogp, contributes);
     var klValue = 0.0;
     if (has(${LOSS_FLAGS.kl}u)) {
-      let k = kl(logp, extra.x);
-      var value = k.x;
-      var slope = k.y;
+      var value = 0.0;
+      var slope = 0.0;
       if (has(${LOSS_FLAGS.klImportanceCorrected}u)) {
         // TRL multiplies the KL by the ratio without detaching it: the ratio's own gradient comes along.
+        let k = klTimesRatio(logp, extra.x, logRatio, ratio);
+        value = k.x;
+        slope = k.y;
         if (sequenceLevel) {
           if (inside) {
-            rowGrad += w * p.klCoef * value * ratio;
+            rowGrad += w * p.klCoef * value;
           }
-          slope *= ratio;
-        } else {
-          slope = slope * ratio + select(0.0, value * ratio, inside);
+        } else if (inside) {
+          slope += value;
         }
-        value *= ratio;
+      } else {
+        let k = kl(logp, extra.x);
+        value = k.x;
+        slope = k.y;
       }
       klValue = value;
       loss += w * p.klCoef * value;
