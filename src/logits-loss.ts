@@ -14,8 +14,9 @@ import {
 } from "./logprobs/index.js";
 import { type PolicyLossInputs, type PolicyLossResult, policyLoss, resolvePolicyLossOptions } from "./loss/index.js";
 import { type PolicyLossOptionsInput, policyLossOptionsSchema } from "./loss/options.js";
-import { invalid, requireKnownKeys } from "./errors.js";
-import type { MatrixInput } from "./tensor.js";
+import { invalid, requireKnownKeys, ValidationError } from "./errors.js";
+import { impossibleToken } from "./logprobs/token-logprobs.js";
+import { type MatrixInput, toMatrix } from "./tensor.js";
 
 /** A gradient with respect to the logits [B, T, V], in the logits' own precision. */
 export interface LogitsGradient {
@@ -62,7 +63,7 @@ export function policyLossFromLogits(
 ): LogitsPolicyLossResult {
   const steps = composition(inputs, options);
   const forward = tokenLogProbs(steps.logits, steps.tokens, steps.forwardOptions);
-  const loss = policyLoss(steps.lossInputs(forward), steps.lossOptions);
+  const loss = namingLogits(() => policyLoss(steps.lossInputs(forward), steps.lossOptions));
   const gradLogits = tokenLogProbsBackward(steps.logits, steps.tokens, steps.backwardOptions(forward, loss));
   return steps.result(forward, loss, gradLogits);
 }
@@ -78,7 +79,7 @@ export async function composedPolicyLossFromLogits<Logits, Gradient>(
 ): Promise<LogitsPolicyLossResult<Gradient>> {
   const steps = composition(inputs, options);
   const forward = await kernels.tokenLogProbs(steps.logits, steps.tokens, steps.forwardOptions);
-  const loss = await kernels.policyLoss(steps.lossInputs(forward), steps.lossOptions);
+  const loss = await namingLogitsAsync(() => kernels.policyLoss(steps.lossInputs(forward), steps.lossOptions));
   const gradLogits = await kernels.tokenLogProbsBackward(
     steps.logits,
     steps.tokens,
@@ -123,6 +124,43 @@ export function splitLogitsOptions(options: LogitsPolicyLossOptions) {
   return { temperature, lossOptions };
 }
 
+/** A sampled token of logit −Infinity has log-prob −Infinity, on which no loss is defined: named at the logits. */
+function requirePossibleTokens(forward: TokenLogProbs, tokens: MatrixInput): void {
+  const cols = forward.shape[1];
+  for (let i = 0; i < forward.logp.length; i++) {
+    if (forward.logp[i] === -Infinity) throw impossibleToken(i, cols, toMatrix(tokens, "tokens").data[i]!);
+  }
+}
+
+/**
+ * The loss step's errors about log-probs and entropies it was given are about the logits they came from: a
+ * policy term that overflows at `inputs.logp[b][t]` is reported at `logits[b][t]`, the caller's input.
+ */
+function renameLogProbIssues(error: unknown): unknown {
+  if (!(error instanceof ValidationError)) return error;
+  const renamed = error.issues.map((issue) => ({
+    ...issue,
+    path: issue.path.replace(/^inputs\.(logp|entropy)\[/, "logits["),
+  }));
+  return new ValidationError(renamed);
+}
+
+function namingLogits<T>(run: () => T): T {
+  try {
+    return run();
+  } catch (error) {
+    throw renameLogProbIssues(error);
+  }
+}
+
+async function namingLogitsAsync<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    throw renameLogProbIssues(error);
+  }
+}
+
 /**
  * How the three steps pass their results on: the mask and temperature to both logits passes, the forward's
  * log-probs (and entropy, when the loss has an entropy bonus) to the loss, the loss's gradients back, with the
@@ -138,11 +176,14 @@ function composition<Logits>(inputs: LogitsPolicyLossInputs<Logits>, options: Lo
     tokens,
     lossOptions,
     forwardOptions: { ...logProbOptions, entropy: withEntropy },
-    lossInputs: (forward: TokenLogProbs): PolicyLossInputs => ({
-      ...rest,
-      logp: { data: forward.logp, shape: forward.shape },
-      entropy: withEntropy ? { data: forward.entropy!, shape: forward.shape } : undefined,
-    }),
+    lossInputs: (forward: TokenLogProbs): PolicyLossInputs => {
+      requirePossibleTokens(forward, tokens);
+      return {
+        ...rest,
+        logp: { data: forward.logp, shape: forward.shape },
+        entropy: withEntropy ? { data: forward.entropy!, shape: forward.shape } : undefined,
+      };
+    },
     backwardOptions: (forward: TokenLogProbs, loss: PolicyLossResult): TokenLogProbsBackwardOptions => ({
       ...logProbOptions,
       gradLogp: { data: loss.grad, shape: forward.shape },

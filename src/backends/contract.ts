@@ -23,7 +23,8 @@ import type { PolicyLossOptionsInput } from "../loss/options.js";
 import { type PolicyLossResult, policyLoss } from "../loss/policy-loss.js";
 import type { MatrixInput } from "../tensor.js";
 
-export { GrpoRocError, invalid, parseOrThrow } from "../errors.js";
+export { GrpoRocError, invalid, parseOrThrow, ValidationError } from "../errors.js";
+export * from "./float32.js";
 export {
   type ComposableKernels,
   composedPolicyLossFromLogits,

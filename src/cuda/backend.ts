@@ -56,7 +56,7 @@ import {
   sampledTokenError,
   savedMismatch,
   savedShift,
-} from "../webgpu/float32.js";
+} from "../backends/contract.js";
 import { type CudaAddon, deviceDescription, deviceReason, loadAddon } from "./addon.js";
 import { assembleLoss, type LossOutputs, lossConfig } from "./loss.js";
 

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { invalid, parseOrThrow } from "../errors.js";
+import { invalid, parseOrThrow, type ValidationError } from "../errors.js";
 import { exp, readNumbers } from "../numeric.js";
 import { assertBinaryMask, toMatrix, type Matrix, type MatrixInput } from "../tensor.js";
 import { bfloat16ToFloat32, roundToBfloat16InPlace } from "./bfloat16.js";
@@ -49,7 +49,12 @@ export interface TokenLogProbsBackwardOptions extends TokenLogProbsOptions {
   readonly gradLogp: MatrixInput;
   /** ∂L/∂entropy, [B, T], when the loss has an entropy term. */
   readonly gradEntropy?: MatrixInput | undefined;
-  /** The forward result, to skip recomputing logsumexp (and entropy). */
+  /**
+   * The forward result, to skip recomputing logsumexp (and entropy). Precondition: it is tokenLogProbs's result on
+   * these same logits at this temperature; what can be checked is (shape, temperature, finiteness, positions the
+   * forward mask skipped), and float32 backends also refuse statistics under which a row's probabilities do not
+   * sum to 1. A logsumexp beyond 2^24 (logits near the float range) is recomputed, since z/τ − lse loses p there.
+   */
   readonly saved?: TokenLogProbs | undefined;
 }
 
@@ -379,6 +384,20 @@ function logitsOverflow(i: number, cols: number, max: number, inverseTemperature
   return invalid(
     `logits[${Math.floor(i / cols)}][${i % cols}]`,
     `the largest logit ${max} divided by the temperature (${1 / inverseTemperature}) overflows float64`,
+  );
+}
+
+/**
+ * A sampled token whose logit is −Infinity: it has probability 0 and log-prob −Infinity, which tokenLogProbs
+ * returns (documented), but on which no loss is defined. The loss from logits says so at the logits, the input the
+ * caller gave, rather than at a log-prob it never passed.
+ */
+export function impossibleToken(i: number, cols: number, token: number): ValidationError {
+  const at = `[${Math.floor(i / cols)}][${i % cols}]`;
+  return invalid(
+    `logits${at}`,
+    `the sampled token's logit (tokens${at} = ${token}) is −Infinity: the token has probability 0, so its ` +
+      "log-prob is −Infinity and the loss is undefined there; give it a finite logit, or mask the position out",
   );
 }
 

@@ -45,7 +45,7 @@ import { WebGpuDeviceError } from "./errors.js";
 import { planFused, runFused } from "./fused.js";
 import { BufferUsage, type GpuBuffer, type GpuDevice } from "./gpu.js";
 import { type DeviceLogits, readDeviceLogits } from "./logits.js";
-import { requireFloat32Logits, requireFloat32Temperature, requireFloat32Upstream } from "./float32.js";
+import { requireFloat32Logits, requireFloat32Temperature, requireFloat32Upstream } from "../backends/contract.js";
 import {
   clearUnlistedRows,
   deviceSource,

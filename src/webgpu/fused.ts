@@ -28,7 +28,12 @@ import {
   splitLogitsInputs,
 } from "../backends/contract.js";
 import type { Batch } from "./context.js";
-import { lossGradientOverflow, requireFloat32Logits, requireFloat32Temperature, sampledTokenError } from "./float32.js";
+import {
+  lossGradientOverflow,
+  requireFloat32Logits,
+  requireFloat32Temperature,
+  sampledTokenError,
+} from "../backends/contract.js";
 import { BufferUsage } from "./gpu.js";
 import type { DeviceLogits } from "./logits.js";
 import {

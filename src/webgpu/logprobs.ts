@@ -21,7 +21,7 @@ import {
   type DeviceLogits,
   type Layout,
 } from "./logits.js";
-import { float32InverseTemperature, savedMismatch, savedShift } from "./float32.js";
+import { float32InverseTemperature, savedMismatch, savedShift } from "../backends/contract.js";
 import { forwardBindings, forwardKernel, LOGITS_PARAM_WORDS, STATISTICS_FLAGS } from "./logprobs.wgsl.js";
 
 /**

@@ -1,12 +1,14 @@
 /**
- * What a backend that computes in float32 (this one; the cuda backend's kernels too) refuses beyond the
+ * What a backend that computes in float32 (WebGPU's and CUDA's kernels) refuses beyond the
  * reference's validation: inputs finite in float64 but not in float32, and inputs whose float32 computation would
  * overflow although the result is representable. Each is a ValidationError naming the field, the position and
  * float32 as the cause, in the words of the contract's requireFloat32Range; and the one error for a sampled token
  * whose log-prob is −Infinity, named at the logits (the caller's input) rather than at a log-prob it never passed.
  * Only positions the kernels read are checked, once, before anything reaches the device.
  */
-import { invalid, type Logits, type NumericArray, requireFloat32Range } from "../backends/contract.js";
+import { invalid } from "../errors.js";
+import { impossibleToken, type Logits } from "../logprobs/token-logprobs.js";
+import { type NumericArray, requireFloat32Range } from "../numeric.js";
 
 export const FLOAT32_MAX = 3.4028234663852886e38;
 const SMALLEST_NORMAL = 2 ** -126;
@@ -151,13 +153,7 @@ export function savedMismatch(i: number, cols: number, probabilitySum: number): 
  */
 export function sampledTokenError(i: number, cols: number, token: number, tokenLogit: number, logp?: number): Error {
   const at = `[${Math.floor(i / cols)}][${i % cols}]`;
-  if (tokenLogit === -Infinity || logp === undefined) {
-    return invalid(
-      `logits${at}`,
-      `the sampled token's logit (tokens${at} = ${token}) is −Infinity: the token has probability 0, so its ` +
-        `log-prob is −Infinity and the loss is undefined there; give it a finite logit, or mask the position out`,
-    );
-  }
+  if (tokenLogit === -Infinity || logp === undefined) return impossibleToken(i, cols, token);
   return invalid(
     `logits${at}`,
     `the sampled token's log-prob (tokens${at} = ${token}, logit ${tokenLogit}) is ${logp}, ${BEYOND}`,
