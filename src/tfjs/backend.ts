@@ -5,9 +5,11 @@ import {
   badLogits,
   composedPolicyLossFromLogits,
   type Kernels,
+  invalid,
   type Logits,
   type LogitsGradient,
   type LogitsInput,
+  type LossInputs,
   type MatrixInput,
   type PolicyLossInputs,
   type PolicyLossOptionsInput,
@@ -18,15 +20,20 @@ import {
   readLogits,
   readPolicyLossCall,
   readTokens,
+  referencePolicyLoss,
+  requireFloat32Logits,
+  requireFloat32Temperature,
+  requireFloat32Upstream,
   type TokenLogProbs,
   type TokenLogProbsBackwardOptions,
   type TokenLogProbsOptions,
   withRegisteredObjectives,
 } from "../backends/contract.js";
 import { maxBindingBytes } from "./device.js";
+import { requireFiniteLoss, requireFloat32LossInputs, requireFloat32Options } from "../webgpu/loss.js";
 import { readPolicyLossMetrics } from "./differentiable.js";
-import { tokenStatistics, tokenStatisticsBackward } from "./logprobs.js";
-import { type PolicyLossTensorResult, policyLossTensors } from "./loss.js";
+import { positionStatistics, tokenStatisticsBackward } from "./logprobs.js";
+import { type PolicyLossTensorResult, type PolicyLossTensors, computePolicyLossTensors } from "./loss.js";
 
 /** Logits are moved to the device in chunks of at most this many bytes (and below the device's binding limit). */
 const CHUNK_BYTES = 64 * 2 ** 20;
@@ -65,24 +72,14 @@ async function tfjsPolicyLoss(
   options: PolicyLossOptionsInput = {},
 ): Promise<PolicyLossResult> {
   const { options: o, inputs: t } = readPolicyLossCall(inputs, options);
-  const [rows, cols] = t.shape;
-  const tensor = (data: ArrayLike<number> | undefined) =>
-    data === undefined ? undefined : tf.tensor2d(f32(data), [rows, cols]);
+  requireFloat32Options(o);
+  requireFloat32LossInputs(t, o, { fromStatistics: false, hasOldLogp: true });
+  // An empty batch (RoC dropped every group) is the reference's no-op: loss 0, metrics 0. tfjs-wasm reduces empty
+  // tensors to uninitialised memory, so no op runs on one.
+  if (t.shape[0] * t.shape[1] === 0) return referencePolicyLoss(inputs, options);
   // tidy keeps the tensors returned (nested in the result object) and frees every intermediate.
   const result = tf.tidy(
-    () =>
-      policyLossTensors(
-        {
-          logp: tensor(t.logp)!,
-          oldLogp: tensor(t.oldLogp),
-          advantages: t.perTokenAdvantages ? tensor(t.advantages)! : tf.tensor1d(f32(t.advantages)),
-          mask: tensor(t.mask),
-          refLogp: tensor(t.refLogp),
-          importanceWeights: tensor(t.importanceWeights),
-          entropy: tensor(t.entropy),
-        },
-        o,
-      ) as unknown as tf.TensorContainer,
+    () => computePolicyLossTensors(lossTensors(t), o) as unknown as tf.TensorContainer,
   ) as unknown as PolicyLossTensorResult;
   const { counts, loss, ...perToken } = result;
   try {
@@ -94,18 +91,49 @@ async function tfjsPolicyLoss(
       read(perToken.perTokenKl),
     ]);
     const { metrics, extra } = await readPolicyLossMetrics(counts, [loss]);
-    return {
-      loss: extra[0]!,
-      grad: grad!,
-      gradEntropy,
-      perTokenLoss: perTokenLoss!,
-      perTokenKl,
-      shape: t.shape,
-      metrics,
-    };
+    const shape = t.shape;
+    const out = { loss: extra[0]!, grad: grad!, gradEntropy, perTokenLoss: perTokenLoss!, perTokenKl, shape, metrics };
+    requireFiniteLoss(out, t, t.logp, "inputs.logp");
+    requireFiniteMetrics(metrics);
+    return out;
   } finally {
     tf.dispose(perToken as unknown as tf.TensorContainer);
   }
+}
+
+/** The validated inputs as tensors, [B, T] (advantages [B] unless per token). Call inside tf.tidy. */
+function lossTensors(t: LossInputs): PolicyLossTensors {
+  const [rows, cols] = t.shape;
+  const tensor = (data: ArrayLike<number> | undefined) =>
+    data === undefined ? undefined : tf.tensor2d(f32(data), [rows, cols]);
+  return {
+    logp: tensor(t.logp)!,
+    oldLogp: t.oldLogp === t.logp ? undefined : tensor(t.oldLogp),
+    advantages: t.perTokenAdvantages ? tensor(t.advantages)! : tf.tensor1d(f32(t.advantages)),
+    mask: tensor(t.mask),
+    refLogp: tensor(t.refLogp),
+    importanceWeights: tensor(t.importanceWeights),
+    entropy: tensor(t.entropy),
+  };
+}
+
+/** The metrics that describe the ratio itself may be +Infinity where it overflows float32; nothing else may. */
+const RATIO_METRICS: ReadonlySet<string> = new Set(["ratioMin", "ratioMean", "ratioMax"]);
+
+/**
+ * After requireFiniteLoss (the per-token terms and the loss): the metrics, means of float32 sums over the tokens, are
+ * finite too, except those that describe the ratio itself, which are +Infinity where it overflows float32.
+ */
+function requireFiniteMetrics(metrics: PolicyLossResult["metrics"]): void {
+  const overflowing = Object.entries(metrics).find(
+    ([name, value]) => value !== undefined && !Number.isFinite(value) && !RATIO_METRICS.has(name),
+  );
+  if (overflowing === undefined) return;
+  throw invalid(
+    "inputs",
+    `the metric ${overflowing[0]}, a sum over the tokens, is ${overflowing[1]} in float32, which this backend ` +
+      "computes in: use a float64 backend",
+  );
 }
 
 async function tfjsTokenLogProbs(
@@ -113,33 +141,61 @@ async function tfjsTokenLogProbs(
   tokensInput: MatrixInput,
   options: TokenLogProbsOptions = {},
 ): Promise<TokenLogProbs> {
-  const { temperature } = readForwardOptions(options);
+  const { temperature, entropy: withEntropy } = readForwardOptions(options);
   const l = readLogits(logitsInput);
   const { ids, mask } = readTokens(tokensInput, options.mask, l);
   const skipped = (i: number) => mask !== undefined && mask[i] === 0;
+  requireFloat32Temperature(temperature);
+  requireFloat32Logits(l, (i) => !skipped(i));
   const positions = l.rows * l.cols;
   const logp = new Float64Array(positions);
   const logSumExp = new Float64Array(positions).fill(NaN);
-  const entropy = options.entropy ? new Float64Array(positions) : undefined;
+  const entropy = withEntropy ? new Float64Array(positions) : undefined;
   for (const [start, end] of chunks(positions, l.vocab)) {
-    const stats = tf.tidy(() =>
-      tokenStatistics(logitsChunk(l, start, end, skipped), tokensChunk(ids, skipped, start, end), temperature),
-    );
+    const stats = tf.tidy(() => chunkStatistics(logitsChunk(l, start, end, skipped), temperature, withEntropy));
     try {
-      const [lp, lse, h] = await Promise.all([stats.logp.data(), stats.logSumExp.data(), stats.entropy.data()]);
+      const [shift, logSum, h] = await Promise.all(stats.map((x) => x.data()));
       for (let k = 0; k < end - start; k++) {
         const i = start + k;
         if (skipped(i)) continue;
-        if (!Number.isFinite(lse[k])) throw badLogits(i, l.cols, lse[k]!);
-        logp[i] = lp[k]!;
-        logSumExp[i] = lse[k]!;
-        if (entropy !== undefined) entropy[i] = h[k]!;
+        const row = positionResult(l, i, ids[i]!, temperature, shift![k]!, logSum![k]!);
+        logp[i] = row.logp;
+        logSumExp[i] = row.logSumExp;
+        if (entropy !== undefined) entropy[i] = h![k]!;
       }
     } finally {
-      tf.dispose([stats.logp, stats.logSumExp, stats.entropy]);
+      tf.dispose(stats);
     }
   }
   return { logp, entropy, logSumExp, temperature, shape: [l.rows, l.cols] };
+}
+
+/** [shift, logSum] (and the entropy) of a chunk of positions: what the host needs to finish them. */
+function chunkStatistics(logits: tf.Tensor2D, temperature: number, withEntropy: boolean): tf.Tensor1D[] {
+  const { shift, logSum, entropy } = positionStatistics(logits, temperature, withEntropy);
+  return entropy === undefined ? [shift, logSum] : [shift, logSum, entropy];
+}
+
+/**
+ * Position i's logp and logsumexp from the device's shift and logSum, in float64 on the host: (z − shift)/τ − logSum
+ * and shift/τ + logSum, which keep their digits (and their range) where float32 would round or overflow them.
+ */
+function positionResult(l: Logits, i: number, token: number, temperature: number, shift: number, logSum: number) {
+  if (!Number.isFinite(logSum)) throw badLogits(i, l.cols, logSum);
+  const logSumExp = shift / temperature + logSum;
+  const at = `logits[${Math.floor(i / l.cols)}][${i % l.cols}]`;
+  if (!Number.isFinite(logSumExp)) {
+    throw invalid(at, `the largest logit ${shift} divided by the temperature (${temperature}) overflows float64`);
+  }
+  const tokenLogit = l.data[i * l.vocab + token]!;
+  const logp = (tokenLogit - shift) / temperature - logSum;
+  if (logp === -Infinity && tokenLogit !== -Infinity) {
+    throw invalid(
+      at,
+      `the sampled token's logit ${tokenLogit} is so far below the largest (${shift}) that its log-prob overflows float64`,
+    );
+  }
+  return { logp, logSumExp };
 }
 
 /** `saved` is validated like the reference's, but not used: the device recomputes the statistics per chunk. */
@@ -156,6 +212,9 @@ async function tfjsTokenLogProbsBackward(
     options,
   );
   const skipped = (i: number) => reads[i] === 0;
+  requireFloat32Temperature(temperature);
+  requireFloat32Logits(l, (i) => reads[i] === 1);
+  requireFloat32Upstream(gradLogp, gradEntropy, reads, temperature, l);
   const positions = l.rows * l.cols;
   const out =
     l.data instanceof Float64Array ? new Float64Array(positions * l.vocab) : new Float32Array(positions * l.vocab);
@@ -165,20 +224,19 @@ async function tfjsTokenLogProbsBackward(
     return tf.tensor1d(chunk);
   };
   for (const [start, end] of chunks(positions, l.vocab)) {
-    const [grad, logSumExp] = tf.tidy(() => {
+    const [grad, logSum] = tf.tidy(() => {
       const logits = logitsChunk(l, start, end, skipped);
       const tokens = tokensChunk(ids, skipped, start, end);
-      const stats = tokenStatistics(logits, tokens, temperature);
-      const h = gradEntropy === undefined ? undefined : upstream(gradEntropy, start, end);
-      return [
-        tokenStatisticsBackward(logits, tokens, temperature, stats, upstream(gradLogp, start, end), h),
-        stats.logSumExp,
-      ];
+      const withEntropy = gradEntropy !== undefined;
+      const { shift, logSum, entropy } = positionStatistics(logits, temperature, withEntropy);
+      const h = withEntropy ? upstream(gradEntropy, start, end) : undefined;
+      const saved = { shift, logSum, entropy: entropy ?? tf.zerosLike(logSum) };
+      return [tokenStatisticsBackward(logits, tokens, temperature, saved, upstream(gradLogp, start, end), h), logSum];
     });
     try {
-      const lse = await logSumExp.data();
+      const sums = await logSum.data();
       for (let k = 0; k < end - start; k++) {
-        if (!skipped(start + k) && !Number.isFinite(lse[k])) throw badLogits(start + k, l.cols, lse[k]!);
+        if (!skipped(start + k) && !Number.isFinite(sums[k])) throw badLogits(start + k, l.cols, sums[k]!);
       }
       out.set(await grad.data(), start * l.vocab);
       // Skipped positions get exactly 0, as in the reference (the device's −g·p would be −0 there).
@@ -186,7 +244,7 @@ async function tfjsTokenLogProbsBackward(
         if (skipped(start + k)) out.fill(0, (start + k) * l.vocab, (start + k + 1) * l.vocab);
       }
     } finally {
-      tf.dispose([grad, logSumExp]);
+      tf.dispose([grad, logSum]);
     }
   }
   return { data: out, shape: [l.rows, l.cols, l.vocab] };

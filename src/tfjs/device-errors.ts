@@ -3,7 +3,11 @@
  * own (uncaptured-error events, loss), and those the error scopes of grpo-roc's own kernels on that device caught
  * (./wgsl.ts), which arrive later, when the scopes' promises settle. setup.ts throws them all together as one
  * WebGpuDeviceError at the next read of a tensor (tensor.data(), dataSync) or assertNoDeviceErrors().
+ *
+ * Also the checks of input values that live on that device only (./checks.ts): a synchronous tfjs op cannot wait
+ * for them, so they are made at the next asynchronous read, and their ValidationError is thrown there.
  */
+import * as tf from "@tensorflow/tfjs";
 import { messageOf, WebGpuDeviceError } from "../webgpu/errors.js";
 
 const pending: string[] = [];
@@ -43,4 +47,63 @@ export function raisePendingDeviceErrors(): void {
 /** Forgets every recorded error (a new device). Checks still in flight record theirs when they settle. */
 export function clearDeviceErrors(): void {
   pending.length = 0;
+}
+
+// -------------------------------------------------------------------------------------------------------------
+
+/** Reads a tensor's values from the device, without the checks of setup.ts's read (which would wait for itself). */
+export type RawRead = (dataId: object) => Promise<unknown>;
+
+interface DeferredCheck {
+  /** Clones (sharing the data) that this module owns, so that the caller may dispose its tensors meanwhile. */
+  readonly tensors: readonly tf.Tensor[];
+  readonly check: (values: readonly ArrayLike<number>[]) => void;
+}
+
+const deferred: DeferredCheck[] = [];
+
+/** The backend objects whose reads run the deferred checks (setup.ts wraps them). */
+const watched = new WeakSet<object>();
+
+export function markWatched(backend: object): void {
+  watched.add(backend);
+}
+
+/** Whether the active tfjs backend runs deferred checks at its next read. */
+export function activeBackendIsWatched(): boolean {
+  return watched.has(tf.backend());
+}
+
+/** Runs `check` on the values of `tensors` at the next read (`runDeferredChecks`); it throws what is wrong. */
+export function deferCheck(tensors: readonly tf.Tensor[], check: DeferredCheck["check"]): void {
+  deferred.push({ tensors: tensors.map((t) => tf.keep(t.clone())), check });
+}
+
+/**
+ * Runs every deferred check, reading the values with `read`, and throws the first check's error. Every check is
+ * taken off the list (and its tensors freed) whether it ran or not: an error is reported once.
+ */
+export async function runDeferredChecks(read: RawRead): Promise<void> {
+  const due = deferred.splice(0);
+  let failure: unknown;
+  for (const { tensors, check } of due) {
+    try {
+      if (failure === undefined) check((await Promise.all(tensors.map((t) => read(t.dataId)))) as ArrayLike<number>[]);
+    } catch (error) {
+      failure = error;
+    } finally {
+      tf.dispose([...tensors]);
+    }
+  }
+  if (failure !== undefined) throw failure;
+}
+
+/** Forgets the deferred checks (their device is going away). */
+export function clearDeferredChecks(): void {
+  for (const { tensors } of deferred.splice(0)) tf.dispose([...tensors]);
+}
+
+/** How many deferred checks wait for the next read (for tests). */
+export function deferredCheckCount(): number {
+  return deferred.length;
 }

@@ -1,12 +1,19 @@
 import * as tf from "@tensorflow/tfjs";
+import { z } from "zod";
 import {
   lossMetrics,
   type MetricSums,
   type PolicyLossMetrics,
+  type PolicyLossOptions,
   type PolicyLossOptionsInput,
-  resolvePolicyLossOptions,
+  parseOrThrow,
 } from "../backends/contract.js";
-import { policyLossTensors, type PolicyLossTensorResult, type PolicyLossTensors } from "./loss.js";
+import {
+  computePolicyLossTensors,
+  type PolicyLossTensorResult,
+  type PolicyLossTensors,
+  validatePolicyLossTensors,
+} from "./loss.js";
 
 /** The metric sums of one policy-loss pass, as scalars on the device (see PolicyLossTensorResult.counts). */
 export type PolicyLossCounts = PolicyLossTensorResult["counts"];
@@ -37,20 +44,38 @@ export interface PolicyLossTfHooks {
  *
  * The forward pass and the gradient are computed together (the gradient is a few elementwise ops more); both are
  * freed with the tape. Called outside a gradient scope it returns the loss and keeps nothing.
+ *
+ * Validated as policyLossTensors validates (the typed-array kernels' paths and rules; `hooks` is strict too), before
+ * anything is recorded on a tape: values the device holds only are checked at the next read of any tensor. An
+ * empty batch (B·T = 0) gives loss 0 and zero gradients.
  */
 export function policyLossTf(
   inputs: PolicyLossTensors,
   options: PolicyLossOptionsInput = {},
   hooks: PolicyLossTfHooks = {},
 ): tf.Scalar {
-  // Options are validated here, once, so that a bad option throws before anything is recorded on a tape.
-  const resolved = resolvePolicyLossOptions(options);
+  parseOrThrow(hooksSchema, hooks, "hooks");
+  return policyLossOp(inputs, validatePolicyLossTensors(inputs, options), hooks);
+}
+
+const hooksSchema = z.strictObject({
+  onCounts: z
+    .custom<PolicyLossTfHooks["onCounts"]>((value) => typeof value === "function", { message: "expected a function" })
+    .optional(),
+});
+
+/** policyLossTf on inputs and options already validated (trainStep validates its batch on the host). */
+export function policyLossOp(
+  inputs: PolicyLossTensors,
+  resolved: PolicyLossOptions,
+  hooks: PolicyLossTfHooks,
+): tf.Scalar {
   const withEntropy = inputs.entropy !== undefined;
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
     const logp = args[0] as tf.Tensor2D;
     const entropy = withEntropy ? (args[1] as tf.Tensor2D) : undefined;
-    const result = policyLossTensors({ ...inputs, logp, entropy }, resolved);
+    const result = computePolicyLossTensors({ ...inputs, logp, entropy }, resolved);
     // The gradient is part of the forward result: save it (tfjs keeps a clone until the backward pass is done).
     save(result.gradEntropy === undefined ? [result.grad] : [result.grad, result.gradEntropy]);
     if (hooks.onCounts !== undefined) hooks.onCounts(keepCounts(result.counts));

@@ -7,11 +7,11 @@ export { maxBindingBytes, requireBindable } from "./device.js";
 export { policyLossTensors } from "./loss.js";
 export type { PolicyLossTensorResult, PolicyLossTensors } from "./loss.js";
 export { tokenLogProbsTf, tokenStatistics, tokenStatisticsBackward } from "./logprobs.js";
-export type { TokenLogProbsTensorOptions } from "./logprobs.js";
+export type { SavedStatistics, TokenLogProbsTensorOptions, TokenStatistics } from "./logprobs.js";
 export { policyLossTf, readPolicyLossMetrics } from "./differentiable.js";
 export type { PolicyLossCounts, PolicyLossTfHooks } from "./differentiable.js";
 export { packTrainBatch, trainStep, validateTrainBatch } from "./train.js";
-export type { TrainBatch, TrainRollout, TrainStepOptions, TrainStepResult } from "./train.js";
+export type { TrainBatch, TrainRollout, TrainStepOptions, TrainStepResult, TrainStepSkip } from "./train.js";
 export {
   assertNoDeviceErrors,
   releaseWebGpu,

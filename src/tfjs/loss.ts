@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import { z } from "zod";
 import {
   type Aggregation,
   type BuiltinObjective,
@@ -6,11 +7,16 @@ import {
   isBuiltinObjective,
   type KlOptions,
   type Normalizer,
+  type PolicyLossInputs,
   type PolicyLossOptions,
   type PolicyLossOptionsInput,
+  parseOrThrow,
+  readPolicyLossCall,
   referencePolicyLoss,
   resolvePolicyLossOptions,
 } from "../backends/contract.js";
+import { requireFloat32Options } from "../webgpu/loss.js";
+import { checkValues, tensorSchema } from "./checks.js";
 
 /** policyLoss's inputs as tfjs tensors; [B, T] float32 unless noted. */
 export interface PolicyLossTensors {
@@ -53,14 +59,25 @@ export interface PolicyLossTensorResult {
  * per-token objectives, aggregations, KL and entropy terms, and the same analytic gradient. Call it inside
  * tf.tidy. Values at masked positions are replaced by 0 first, so NaN there cannot leak. An objective registered
  * at run time has no tfjs ops: the reference computes it on the CPU (`registeredObjectiveTensors`).
+ *
+ * Validated as the typed-array kernels validate (same paths and rules): the options and the inputs object are
+ * strict (an unknown key is an error naming it), shapes agree, and the values — a mask of 0/1, finite log-probs and
+ * advantages where the mask selects — are read back and checked by the reference's validator: at once where tfjs
+ * can read them synchronously (cpu, wasm; webgpu while they are on the CPU), else at the next read of any tensor.
+ * An empty batch (B·T = 0) gives loss 0, empty gradients and every metric sum 0.
  */
 export function policyLossTensors(
   inputs: PolicyLossTensors,
   options: PolicyLossOptionsInput = {},
 ): PolicyLossTensorResult {
-  const o = resolvePolicyLossOptions(options);
-  requireTensorShapes(inputs, o);
-  if (!isBuiltinObjective(o.objective)) return registeredObjectiveTensors(inputs, options);
+  return computePolicyLossTensors(inputs, validatePolicyLossTensors(inputs, options));
+}
+
+/** policyLossTensors on inputs and options already validated (the typed-array kernel, trainStep). */
+export function computePolicyLossTensors(inputs: PolicyLossTensors, o: PolicyLossOptions): PolicyLossTensorResult {
+  if (!isBuiltinObjective(o.objective)) return registeredObjectiveTensors(inputs, o);
+  // No op runs on an empty batch: tfjs-wasm reduces empty tensors to uninitialised memory.
+  if (inputs.logp.size === 0) return emptyLossTensors(inputs, o);
   const t = cleanTensors(inputs, o);
   const ratios = ratioTensors(t, o);
   const policy = policyTermTensors(t, ratios, o, o.objective);
@@ -100,7 +117,81 @@ export function policyLossTensors(
   };
 }
 
+/** B·T = 0: loss 0, empty per-token tensors, every metric sum 0 (the ratio's extremes as the empty min and max). */
+function emptyLossTensors(inputs: PolicyLossTensors, o: PolicyLossOptions): PolicyLossTensorResult {
+  const empty = () => tf.zeros(inputs.logp.shape) as tf.Tensor2D;
+  const zero = () => tf.scalar(0);
+  return {
+    loss: zero(),
+    grad: empty(),
+    gradEntropy: inputs.entropy !== undefined && o.entropyCoef > 0 ? empty() : undefined,
+    perTokenLoss: empty(),
+    perTokenKl: o.kl === null ? undefined : empty(),
+    counts: {
+      tokens: zero(),
+      sequences: zero(),
+      clipped: zero(),
+      low: zero(),
+      high: zero(),
+      dual: zero(),
+      approxKl: zero(),
+      ratioMin: tf.scalar(Infinity),
+      ratioSum: zero(),
+      ratioMax: tf.scalar(-Infinity),
+      klSum: o.kl === null ? undefined : zero(),
+      entropySum: inputs.entropy === undefined ? undefined : zero(),
+    },
+  };
+}
+
+const tensorInputsSchema = z.strictObject({
+  logp: tensorSchema,
+  oldLogp: tensorSchema.optional(),
+  advantages: tensorSchema,
+  mask: tensorSchema.optional(),
+  refLogp: tensorSchema.optional(),
+  importanceWeights: tensorSchema.optional(),
+  entropy: tensorSchema.optional(),
+} satisfies Record<keyof PolicyLossTensors, z.ZodType>);
+
+/** The fields of PolicyLossTensors that are [B, T] matrices, in the reference's reading order. */
+const MATRIX_FIELDS = ["logp", "oldLogp", "mask", "refLogp", "importanceWeights", "entropy"] as const;
+
+/**
+ * Validates a policy-loss call on tensors as the typed-array kernels validate one, and returns the resolved options:
+ * options, keys and shapes at once; the values by the reference's own validator on a host copy (see
+ * policyLossTensors for when). Objectives registered at run time are validated by the reference when they run.
+ */
+export function validatePolicyLossTensors(
+  inputs: PolicyLossTensors,
+  options: PolicyLossOptionsInput,
+): PolicyLossOptions {
+  const o = resolvePolicyLossOptions(options);
+  requireFloat32Options(o);
+  parseOrThrow(tensorInputsSchema, inputs, "inputs");
+  requireTensorShapes(inputs, o);
+  if (!isBuiltinObjective(o.objective)) return o;
+  const fields = MATRIX_FIELDS.filter((name) => inputs[name] !== undefined);
+  const tensors = [...fields.map((name) => inputs[name]!), inputs.advantages];
+  const shape = [inputs.logp.shape[0]!, inputs.logp.shape[1]!] as const;
+  checkValues(tensors, (values) => {
+    const read = Object.fromEntries(fields.map((name, k) => [name, { data: values[k]!, shape }]));
+    const advantages = values[fields.length]!;
+    readPolicyLossCall(
+      {
+        ...read,
+        advantages: inputs.advantages.rank === 2 ? { data: advantages, shape } : advantages,
+      } as PolicyLossInputs,
+      options,
+    );
+  });
+  return o;
+}
+
 function requireTensorShapes(inputs: PolicyLossTensors, o: PolicyLossOptions): void {
+  if (inputs.logp.rank !== 2) {
+    throw invalid("inputs.logp", `expected a tf.Tensor [B, T], received shape [${inputs.logp.shape.join(", ")}]`);
+  }
   const [rows, cols] = inputs.logp.shape;
   const requireShape = (t: tf.Tensor | undefined, name: string) => {
     if (t !== undefined && (t.rank !== 2 || t.shape[0] !== rows || t.shape[1] !== cols)) {
@@ -114,6 +205,9 @@ function requireTensorShapes(inputs: PolicyLossTensors, o: PolicyLossOptions): v
   requireShape(inputs.entropy, "entropy");
   if (inputs.advantages.rank === 2) {
     requireShape(inputs.advantages, "advantages");
+  } else if (inputs.advantages.rank !== 1) {
+    const shape = inputs.advantages.shape.join(", ");
+    throw invalid("inputs.advantages", `expected a tf.Tensor [B] or [B, T], received shape [${shape}]`);
   } else if (inputs.advantages.shape[0] !== rows) {
     const entries = inputs.advantages.shape[0];
     throw invalid("inputs.advantages", `has ${entries} entries, one per rollout, but logp has ${rows} rows`);
@@ -192,12 +286,14 @@ function ratioTensors(t: CleanTensors, o: PolicyLossOptions): RatioTensors {
 /** Σ_b w_b Σ_t ℓ·iw and its gradient (through the row's ratio for "sequence" level). */
 function policyTermTensors(t: CleanTensors, ratios: RatioTensors, o: PolicyLossOptions, objective: BuiltinObjective) {
   const token = TFJS_OBJECTIVES[objective](o, { logp: t.logp, ratio: ratios.ratio, advantages: t.advantages });
+  // A token with a zero advantage or importance weight contributes exactly +0, as in the reference, even where its
+  // ratio overflowed float32 (0·∞ would be NaN) or the product would be −0.
+  let contributes = tf.logicalAnd(t.selected, tf.notEqual(t.advantages, 0));
+  if (t.importance !== undefined) contributes = tf.logicalAnd(contributes, tf.notEqual(t.importance, 0));
+  const only = (x: tf.Tensor) => tf.where(contributes, x, t.zeros);
   const weighted = (x: tf.Tensor) =>
-    t.importance === undefined ? tf.mul(t.weights, x) : tf.mul(tf.mul(t.weights, t.importance), x);
-  const perTokenLoss = tf.mul(
-    t.importance === undefined ? token.loss : tf.mul(token.loss, t.importance),
-    t.mask,
-  ) as tf.Tensor2D;
+    only(t.importance === undefined ? tf.mul(t.weights, x) : tf.mul(tf.mul(t.weights, t.importance), x));
+  const perTokenLoss = only(t.importance === undefined ? token.loss : tf.mul(token.loss, t.importance)) as tf.Tensor2D;
   const viaRatio = tf.where(ratios.inside, weighted(token.dLogRatio), t.zeros);
   const ratioGrad =
     o.ratioLevel === "sequence"

@@ -10,11 +10,16 @@ import * as tf from "@tensorflow/tfjs";
 import { messageOf, WebGpuDeviceError } from "../webgpu/errors.js";
 import type { GpuRoot } from "../webgpu/gpu.js";
 import { acquireDawn, releaseDawn } from "../webgpu/node.js";
+import { invalid } from "../backends/contract.js";
 import {
+  clearDeferredChecks,
   clearDeviceErrors,
   hasPendingDeviceErrors,
+  markWatched,
+  type RawRead,
   raisePendingDeviceErrors,
   recordDeviceErrors,
+  runDeferredChecks,
   settleDeviceChecks,
 } from "./device-errors.js";
 import { releaseWgslKernels } from "./wgsl.js";
@@ -74,16 +79,23 @@ type BackendFactory = NonNullable<ReturnType<typeof tf.findBackendFactory>>;
 
 let heldDawn = false;
 let device: DeviceLike | undefined;
+/** The watched backend's own read, for the deferred checks (./device-errors.ts), which must not wait for themselves. */
+let rawRead: RawRead | undefined;
 /** tfjs-backend-webgpu's factory, kept across releaseWebGpu() (which unregisters it) for the next useTfjsBackend. */
 let webgpuFactory: BackendFactory | undefined;
 let wasmPathsSet = false;
+
+const BACKEND_NAMES: readonly TfjsBackendName[] = ["cpu", "wasm", "webgpu"];
 
 /**
  * Makes tfjs's `name` backend the active one (`tf.setBackend`) and returns whether that worked, and why not. Never
  * throws for unavailability: a missing optional package, no WebGPU adapter (no Vulkan driver), a failed
  * initialisation all come back as `{ available: false, reason }`, with the previously active backend left active.
+ * A name other than "cpu", "wasm" or "webgpu" (a typo, an object) is a usage error, a ValidationError listing the
+ * three, not an unavailable backend.
  */
 export async function useTfjsBackend(name: TfjsBackendName): Promise<TfjsBackendStatus> {
+  requireBackendName(name);
   const previous = tf.getBackend();
   try {
     switch (name) {
@@ -93,13 +105,17 @@ export async function useTfjsBackend(name: TfjsBackendName): Promise<TfjsBackend
         return await useWasm();
       case "webgpu":
         return await useWebGpu();
-      default:
-        return { name, available: false, reason: `unknown tfjs backend "${String(name)}": cpu, wasm or webgpu` };
     }
   } catch (error) {
     if (previous !== undefined && tf.getBackend() !== previous) await tf.setBackend(previous).catch(() => false);
     return { name, available: false, reason: `${name}: ${messageOf(error)}` };
   }
+}
+
+function requireBackendName(name: unknown): asserts name is TfjsBackendName {
+  if (BACKEND_NAMES.includes(name as TfjsBackendName)) return;
+  const received = typeof name === "string" ? JSON.stringify(name) : name === null ? "null" : typeof name;
+  throw invalid("name", `expected "cpu", "wasm" or "webgpu", received ${received}`);
 }
 
 async function activate(name: TfjsBackendName, note: string): Promise<TfjsBackendStatus> {
@@ -234,6 +250,10 @@ function watchDevice(backend: WebGpuTfBackend): void {
   // now and the rest at the next, innocent, read.
   const read = backend.read.bind(backend);
   const readSync = backend.readSync.bind(backend);
+  rawRead = read;
+  markWatched(backend);
+  // The checks of input values that live on the device only (./checks.ts) run here too, after the read: their
+  // ValidationError is thrown instead of the values, which the invalid input made meaningless.
   backend.read = async (dataId) => {
     let values: unknown;
     let failure: unknown;
@@ -246,6 +266,7 @@ function watchDevice(backend: WebGpuTfBackend): void {
     if (hasPendingDeviceErrors() || failure !== undefined) await settle(watched);
     raisePendingDeviceErrors();
     if (failure !== undefined) throw failure;
+    await runDeferredChecks(read);
     return values;
   };
   backend.readSync = (dataId) => {
@@ -264,12 +285,14 @@ async function settle(watched: DeviceLike): Promise<void> {
 
 /**
  * Waits for the WebGPU device's submitted work and throws a WebGpuDeviceError if the device reported any error
- * since the last check (then clears them). Resolves at once when no WebGPU device is in use.
+ * since the last check (then clears them), or the ValidationError of a check of input values that waited for a
+ * read (./checks.ts). Resolves at once when no WebGPU device is in use.
  */
 export async function assertNoDeviceErrors(): Promise<void> {
   await settleDeviceChecks();
   if (device !== undefined) await settle(device);
   raisePendingDeviceErrors();
+  if (rawRead !== undefined) await runDeferredChecks(rawRead);
 }
 
 /**
@@ -280,8 +303,10 @@ export async function assertNoDeviceErrors(): Promise<void> {
  */
 export async function releaseWebGpu(): Promise<void> {
   if (tf.getBackend() === "webgpu") await tf.setBackend("cpu");
-  // grpo-roc's own buffers on the device (./wgsl.ts), before the device goes.
+  // grpo-roc's own buffers on the device (./wgsl.ts), and tensors kept for checks, before the device goes.
   releaseWgslKernels();
+  clearDeferredChecks();
+  rawRead = undefined;
   if (tf.findBackendFactory("webgpu") !== null) {
     webgpuFactory = tf.findBackendFactory("webgpu") ?? webgpuFactory;
     // Disposes the tfjs backend (its buffers) and unregisters it, so that tfjs does not pick it (priority 3) again.

@@ -3,15 +3,22 @@ import { z } from "zod";
 import {
   invalid,
   isArrayLike,
+  lossMetrics,
+  type MetricSums,
   type NumericArray,
   parseOrThrow,
   type PolicyLossMetrics,
   type PolicyLossOptions,
   type PolicyLossOptionsInput,
   policyLossOptionsSchema,
+  requireFloat32Range,
+  requireFloat32Temperature,
   resolvePolicyLossOptions,
+  ValidationError,
 } from "../backends/contract.js";
-import { policyLossTf, readPolicyLossMetrics, type PolicyLossCounts } from "./differentiable.js";
+import { requireFloat32Options } from "../webgpu/loss.js";
+import { checkValues, firstFlagged } from "./checks.js";
+import { type PolicyLossCounts, policyLossOp, readPolicyLossMetrics } from "./differentiable.js";
 import { tokenLogProbsTf } from "./logprobs.js";
 import type { TfjsKernels } from "./wgsl.js";
 
@@ -76,6 +83,9 @@ export interface TrainStepOptions {
   readonly kernels?: TfjsKernels | undefined;
 }
 
+/** Why trainStep applied no update. */
+export type TrainStepSkip = "empty batch" | "no trained tokens" | "gradient norm not finite";
+
 export interface TrainStepResult {
   /** The loss of this step's forward pass (before the update). */
   readonly loss: number;
@@ -85,14 +95,25 @@ export interface TrainStepResult {
   readonly metrics: PolicyLossMetrics;
   /** The global L2 norm of the gradient over `variables`, before clipping. */
   readonly gradNorm: number;
-  /** False when the gradient norm was not finite and the update was skipped (verl's rule). */
+  /** Whether the optimizer applied an update; when not, `skipped` says why. */
   readonly applied: boolean;
+  /**
+   * Why no update was applied; undefined when one was.
+   * - "empty batch" (B = 0: RoC dropped every group, or `packTrainBatch([], [])`) and "no trained tokens" (every
+   *   mask entry 0): nothing to learn from. The model is not run and the optimizer is not called at all, so its
+   *   state (Adam's moments and step count) and the variables stay bit for bit as they were — a zero gradient,
+   *   applied, would still move them through the momentum. `loss`, `gradNorm` and every metric are 0 (the KL and
+   *   entropy metrics 0 when computed, else undefined).
+   * - "gradient norm not finite": the update is skipped (verl's rule); loss, metrics and norm are the pass's.
+   */
+  readonly skipped: TrainStepSkip | undefined;
 }
 
-const shapeSchema = z.tuple([z.number().int().positive(), z.number().int().min(2)]);
+/** [B, L]: B may be 0 (an empty batch, a no-op); L ≥ 2, since the first token is never predicted. */
+const shapeSchema = z.tuple([z.number().int().nonnegative(), z.number().int().min(2)]);
 const arraySchema = z.custom<NumericArray>(isArrayLike, { message: "expected an array or a typed array of numbers" });
 
-const trainBatchSchema = z.object({
+const trainBatchSchema = z.strictObject({
   shape: shapeSchema,
   tokens: arraySchema,
   mask: arraySchema,
@@ -102,14 +123,18 @@ const trainBatchSchema = z.object({
   importanceWeights: arraySchema.optional(),
 });
 
-const trainStepOptionsSchema = z.object({
+const trainStepOptionsSchema = z.strictObject({
   model: z.custom<TrainStepOptions["model"]>((value) => typeof value === "function", {
     message: "expected a function (inputIds) => logits",
   }),
   batch: z.looseObject({}),
-  optimizer: z.custom<tf.Optimizer>((value) => value instanceof tf.Optimizer, {
-    message: "expected a tf.Optimizer (tf.train.adam(…), …)",
-  }),
+  // tf.Optimizer's instanceof reads `.minimize` of the value: check that it is an object first.
+  optimizer: z.custom<tf.Optimizer>(
+    (value) => typeof value === "object" && value !== null && value instanceof tf.Optimizer,
+    {
+      message: "expected a tf.Optimizer (tf.train.adam(…), …)",
+    },
+  ),
   loss: z.looseObject({}).optional(),
   temperature: z.number().positive().finite().optional(),
   variables: z
@@ -126,6 +151,8 @@ const trainStepOptionsSchema = z.object({
 interface ShiftedBatch {
   readonly rows: number;
   readonly length: number;
+  /** Tokens the loss trains on (mask 1): 0 makes trainStep a no-op. */
+  readonly trainedTokens: number;
   readonly inputIds: Int32Array;
   readonly targets: Int32Array;
   readonly mask: Float32Array;
@@ -140,69 +167,69 @@ interface ShiftedBatch {
 
 /**
  * Validates a TrainBatch against the loss options: every error is a ValidationError naming the field and the
- * [row][column] it is at. Values at masked positions (mask 0) are never read, so they may hold anything.
+ * [row][column] it is at. Values at masked positions (mask 0) are never read, so they may hold anything; values
+ * read are finite and within float32's range (tfjs computes in float32). The batch object is strict: an unknown key
+ * (a misspelt `oldLogp`) is an error. An empty batch (B = 0) is valid.
  */
 export function validateTrainBatch(batch: TrainBatch, loss: PolicyLossOptionsInput = {}, vocabSize?: number): void {
   readBatch(batch, resolvePolicyLossOptions(loss), vocabSize);
 }
 
+type ParsedBatch = z.output<typeof trainBatchSchema>;
+
 function readBatch(input: TrainBatch, o: PolicyLossOptions, vocabSize: number | undefined): ShiftedBatch {
   const batch = parseOrThrow(trainBatchSchema, input, "batch");
   const [rows, length] = batch.shape;
-  const size = rows * length;
-  const sized = (values: NumericArray | undefined, name: string): NumericArray | undefined => {
-    if (values !== undefined && values.length !== size) {
-      throw invalid(`batch.${name}`, `has ${values.length} entries but shape [${rows}, ${length}] needs ${size}`);
-    }
-    return values;
-  };
-  const tokens = sized(batch.tokens, "tokens")!;
-  const mask = sized(batch.mask, "mask")!;
-  const oldLogp = sized(batch.oldLogp, "oldLogp");
-  const refLogp = sized(batch.refLogp, "refLogp");
-  const importanceWeights = sized(batch.importanceWeights, "importanceWeights");
-  if (o.kl !== null && refLogp === undefined) {
+  const layout: BatchLayout = { rows, length, mask: requireBatchSizes(batch).mask };
+  if (o.kl !== null && batch.refLogp === undefined) {
     throw invalid("batch.refLogp", "options.kl is set: give the reference policy's log-probs");
   }
-  // L ≥ 2, so B·L ≠ B: the length alone says which.
-  const perTokenAdvantages = batch.advantages.length === size;
-  if (!perTokenAdvantages && batch.advantages.length !== rows) {
-    throw invalid(
-      "batch.advantages",
-      `has ${batch.advantages.length} entries: give one per rollout (${rows}) or one per token (${size})`,
-    );
-  }
-  const layout: BatchLayout = { rows, length, mask };
-  const { inputIds, maxToken } = readInputIds(tokens, layout, vocabSize);
+  // L ≥ 2, so B·L ≠ B unless B = 0: the length alone says which.
+  const perTokenAdvantages = batch.advantages.length === rows * length && rows > 0;
+  const { inputIds, maxToken } = readInputIds(batch.tokens, layout, vocabSize);
   const rowTokens = readTrainMask(layout);
-  requireFiniteWhereTrained(layout, oldLogp, "oldLogp");
-  requireFiniteWhereTrained(layout, refLogp, "refLogp");
-  requireFiniteWhereTrained(layout, importanceWeights, "importanceWeights");
-  if (perTokenAdvantages) {
-    requireFiniteWhereTrained(layout, batch.advantages, "advantages");
-  } else {
-    for (let b = 0; b < rows; b++) {
-      if (rowTokens[b]! > 0 && !Number.isFinite(batch.advantages[b])) {
-        throw invalid(`batch.advantages[${b}]`, `is ${batch.advantages[b]}; advantages must be finite`);
-      }
-    }
-  }
+  requireTrainedValues(layout, batch.oldLogp, "oldLogp");
+  requireTrainedValues(layout, batch.refLogp, "refLogp");
+  requireTrainedValues(layout, batch.importanceWeights, "importanceWeights");
+  if (perTokenAdvantages) requireTrainedValues(layout, batch.advantages, "advantages");
+  else requireRowAdvantages(batch.advantages, rowTokens);
   const shift = (values: NumericArray | undefined) => shiftToPredictions(layout, values);
   return {
     rows,
     length,
+    trainedTokens: rowTokens.reduce((sum, n) => sum + n, 0),
     inputIds,
     targets: shiftTargets(layout, inputIds),
-    mask: shift(mask)!,
-    oldLogp: shift(oldLogp),
+    mask: shift(batch.mask)!,
+    oldLogp: shift(batch.oldLogp),
     advantages: perTokenAdvantages
       ? shift(batch.advantages)!
       : Float32Array.from(batch.advantages, (a, b) => (rowTokens[b]! > 0 ? a : 0)),
     perTokenAdvantages,
-    refLogp: shift(refLogp),
-    importanceWeights: shift(importanceWeights),
+    refLogp: shift(batch.refLogp),
+    importanceWeights: shift(batch.importanceWeights),
     maxToken,
   };
+}
+
+/** Every per-token array has B·L entries; advantages have B (one per rollout) or B·L. */
+function requireBatchSizes(batch: ParsedBatch): ParsedBatch {
+  const [rows, length] = batch.shape;
+  const size = rows * length;
+  for (const name of ["tokens", "mask", "oldLogp", "refLogp", "importanceWeights"] as const) {
+    const values = batch[name];
+    if (values !== undefined && values.length !== size) {
+      throw invalid(`batch.${name}`, `has ${values.length} entries but shape [${rows}, ${length}] needs ${size}`);
+    }
+  }
+  const advantages = batch.advantages.length;
+  if (advantages !== rows && advantages !== size) {
+    throw invalid(
+      "batch.advantages",
+      `has ${advantages} entries: give one per rollout (${rows}) or one per token (${size})`,
+    );
+  }
+  return batch;
 }
 
 /** A batch's shape and mask, which every per-token check and the shift read. */
@@ -256,13 +283,25 @@ function readTrainMask(layout: BatchLayout): Int32Array {
   return rowTokens;
 }
 
-function requireFiniteWhereTrained(layout: BatchLayout, values: NumericArray | undefined, name: string): void {
+/** Values the loss reads (mask 1) are finite, and within float32's range, which tfjs computes in. */
+function requireTrainedValues(layout: BatchLayout, values: NumericArray | undefined, name: string): void {
   if (values === undefined) return;
   for (let i = 0; i < layout.rows * layout.length; i++) {
     if (layout.mask[i] === 1 && !Number.isFinite(values[i])) {
       throw invalid(trainPath(layout, name, i), `is ${values[i]} at a position the mask selects; it must be finite`);
     }
   }
+  requireFloat32Range(values, `batch.${name}`, layout.length, (i) => layout.mask[i] !== 1);
+}
+
+/** One advantage per rollout: finite and within float32's range for rows with a trained token. */
+function requireRowAdvantages(advantages: NumericArray, rowTokens: Int32Array): void {
+  for (let b = 0; b < rowTokens.length; b++) {
+    if (rowTokens[b]! > 0 && !Number.isFinite(advantages[b])) {
+      throw invalid(`batch.advantages[${b}]`, `is ${advantages[b]}; advantages must be finite`);
+    }
+  }
+  requireFloat32Range(advantages, "batch.advantages", undefined, (b) => rowTokens[b] === 0);
 }
 
 /**
@@ -292,64 +331,74 @@ function shiftTargets(layout: BatchLayout, inputIds: Int32Array): Int32Array {
   return targets;
 }
 
+const packOptionsSchema = z.strictObject({
+  padId: z.number().int().nonnegative().default(0),
+  length: z.number().int().min(2).optional(),
+});
+
+const rolloutSchema = z.strictObject({
+  tokens: arraySchema,
+  mask: arraySchema,
+  oldLogp: arraySchema.optional(),
+  refLogp: arraySchema.optional(),
+  importanceWeights: arraySchema.optional(),
+});
+
+/** The optional per-token fields of a rollout: each is given for every rollout or for none. */
+const ROLLOUT_FIELDS = ["oldLogp", "refLogp", "importanceWeights"] as const;
+type RolloutField = (typeof ROLLOUT_FIELDS)[number];
+
 /**
  * Packs rollouts of different lengths into a right-padded TrainBatch (rows in the order given, so that
  * `advantages` from rocPipeline stay aligned with them). Padding gets token `padId` (default 0) and mask 0.
+ * `options` is strict. No rollouts (RoC dropped every group) give the empty batch, shape [0, options.length ?? 2],
+ * which trainStep accepts as a no-op.
  */
 export function packTrainBatch(
   rollouts: readonly TrainRollout[],
   advantages: NumericArray,
-  options: { readonly padId?: number; readonly length?: number } = {},
+  options: { readonly padId?: number | undefined; readonly length?: number | undefined } = {},
 ): TrainBatch {
-  const { padId, length: fixed } = parseOrThrow(
-    z.object({ padId: z.number().int().nonnegative().default(0), length: z.number().int().min(2).optional() }),
-    options,
-    "options",
-  );
-  if (!Array.isArray(rollouts) || rollouts.length === 0)
-    throw invalid("rollouts", "expected a non-empty array of rollouts");
+  const { padId, length: fixed } = parseOrThrow(packOptionsSchema, options, "options");
+  if (!Array.isArray(rollouts)) throw invalid("rollouts", "expected an array of rollouts");
   if (!isArrayLike(advantages) || advantages.length !== rollouts.length) {
     throw invalid("advantages", `expected one advantage per rollout (${rollouts.length})`);
   }
-  const fields = ["oldLogp", "refLogp", "importanceWeights"] as const;
-  const present = fields.filter((field) => rollouts[0]![field] !== undefined);
-  let longest = 0;
-  rollouts.forEach((rollout, r) => {
-    const parsed = parseOrThrow(
-      z.object({
-        tokens: arraySchema,
-        mask: arraySchema,
-        oldLogp: arraySchema.optional(),
-        refLogp: arraySchema.optional(),
-        importanceWeights: arraySchema.optional(),
-      }),
-      rollout,
-      `rollouts[${r}]`,
-    );
-    const n = parsed.tokens.length;
-    if (parsed.mask.length !== n)
-      throw invalid(`rollouts[${r}].mask`, `has ${parsed.mask.length} entries but tokens has ${n}`);
-    for (const field of fields) {
-      const values = parsed[field];
-      if ((values !== undefined) !== present.includes(field)) {
-        throw invalid(
-          `rollouts[${r}].${field}`,
-          `is ${values === undefined ? "missing" : "given"}, unlike rollouts[0]: give it for every rollout or none`,
-        );
-      }
-      if (values !== undefined && values.length !== n)
-        throw invalid(`rollouts[${r}].${field}`, `has ${values.length} entries but tokens has ${n}`);
-    }
-    longest = Math.max(longest, n);
-  });
+  const present = ROLLOUT_FIELDS.filter((field) => rollouts[0]?.[field] !== undefined);
+  const longest = rollouts.reduce((most, rollout, r) => Math.max(most, readRollout(rollout, r, present)), 0);
   const length = fixed ?? Math.max(2, longest);
   if (longest > length)
     throw invalid("options.length", `is ${length}, shorter than the longest rollout (${longest} tokens)`);
+  return { ...packRows(rollouts, length, padId, present), advantages: Float64Array.from(advantages) };
+}
+
+/** Validates rollout r (its arrays agree in length; it has the optional fields rollout 0 has) and returns its length. */
+function readRollout(rollout: TrainRollout, r: number, present: readonly RolloutField[]): number {
+  const parsed = parseOrThrow(rolloutSchema, rollout, `rollouts[${r}]`);
+  const n = parsed.tokens.length;
+  if (parsed.mask.length !== n)
+    throw invalid(`rollouts[${r}].mask`, `has ${parsed.mask.length} entries but tokens has ${n}`);
+  for (const field of ROLLOUT_FIELDS) {
+    const values = parsed[field];
+    if ((values !== undefined) !== present.includes(field)) {
+      throw invalid(
+        `rollouts[${r}].${field}`,
+        `is ${values === undefined ? "missing" : "given"}, unlike rollouts[0]: give it for every rollout or none`,
+      );
+    }
+    if (values !== undefined && values.length !== n)
+      throw invalid(`rollouts[${r}].${field}`, `has ${values.length} entries but tokens has ${n}`);
+  }
+  return n;
+}
+
+/** The rollouts' arrays, right-padded to `length`: token ids and mask checked (typed arrays would truncate or wrap). */
+function packRows(rollouts: readonly TrainRollout[], length: number, padId: number, present: readonly RolloutField[]) {
   const rows = rollouts.length;
   const tokens = new Int32Array(rows * length).fill(padId);
   const mask = new Uint8Array(rows * length);
   const arrays = Object.fromEntries(present.map((field) => [field, new Float64Array(rows * length)])) as Partial<
-    Record<(typeof fields)[number], Float64Array>
+    Record<RolloutField, Float64Array>
   >;
   rollouts.forEach((rollout, r) => {
     const offset = r * length;
@@ -365,7 +414,7 @@ export function packTrainBatch(
     }
     for (const field of present) arrays[field]!.set(Float64Array.from(rollout[field]!), offset);
   });
-  return { shape: [rows, length], tokens, mask, advantages: Float64Array.from(advantages), ...arrays };
+  return { shape: [rows, length] as const, tokens, mask, ...arrays };
 }
 
 /**
@@ -376,91 +425,187 @@ export function packTrainBatch(
  *
  * The loss sees [B, L] positions, the last column and untrained tokens masked: aggregations with a fixed length
  * divisor (seq-mean-token-sum-norm, dr_grpo) divide by L − 1 unless `loss.normalizer.length` says otherwise.
+ * `options` (and `batch`, `loss`) are strict: an unknown key is an error naming it. A batch with nothing to train
+ * (B = 0, or no mask entry 1) applies no update at all: see TrainStepResult.skipped.
  */
 export async function trainStep(options: TrainStepOptions): Promise<TrainStepResult> {
-  const parsed = parseOrThrow(trainStepOptionsSchema, options, "options");
-  const o = parseOrThrow(policyLossOptionsSchema, options.loss ?? {}, "options.loss");
-  const batch = readBatch(options.batch, o, parsed.vocabSize);
-  const { rows, length } = batch;
-  const lossOptions: PolicyLossOptions = {
-    ...o,
-    normalizer: { ...o.normalizer, length: o.normalizer.length ?? length - 1 },
-  };
-  const withEntropy = o.entropyCoef > 0 || options.entropy === true;
-  const temperature = parsed.temperature ?? 1;
-  const shape: [number, number] = [rows, length];
-
-  const constants: tf.Tensor[] = [];
-  const constant = <T extends tf.Tensor>(tensor: T): T => {
-    constants.push(tensor);
-    return tensor;
-  };
-  let counts: PolicyLossCounts | undefined;
-  let value: tf.Scalar | undefined;
+  const step = readTrainStep(options);
+  if (step.batch.trainedTokens === 0)
+    return skippedStep(step, step.batch.rows === 0 ? "empty batch" : "no trained tokens");
+  const tensors: tf.Tensor[] = [];
   let grads: tf.NamedTensorMap = {};
   try {
-    const inputIds = constant(tf.tensor2d(batch.inputIds, shape, "int32"));
-    const targets = constant(tf.tensor2d(batch.targets, shape, "int32"));
-    const optional = (data: Float32Array | undefined) =>
-      data === undefined ? undefined : constant(tf.tensor2d(data, shape));
-    const lossInputs = {
-      oldLogp: optional(batch.oldLogp),
-      advantages: batch.perTokenAdvantages
-        ? constant(tf.tensor2d(batch.advantages, shape))
-        : constant(tf.tensor1d(batch.advantages)),
-      mask: constant(tf.tensor2d(batch.mask, shape)),
-      refLogp: optional(batch.refLogp),
-      importanceWeights: optional(batch.importanceWeights),
-    };
+    const pass = gradientPass(step, uploadBatch(step.batch, tensors));
+    grads = pass.grads;
+    // Reads the metric sums, the loss and the gradient norm in one transfer, and disposes them.
+    const read = await readPolicyLossMetrics(pass.counts, [pass.value, pass.norm]);
+    const [loss, norm] = read.extra as [number, number];
+    // verl's rule: a step whose gradient norm is not finite is skipped.
+    if (!Number.isFinite(norm)) {
+      return { loss, metrics: read.metrics, gradNorm: norm, applied: false, skipped: "gradient norm not finite" };
+    }
+    grads = applyUpdate(step, grads, norm);
+    return { loss, metrics: read.metrics, gradNorm: norm, applied: true, skipped: undefined };
+  } finally {
+    tf.dispose(grads);
+    tf.dispose(tensors);
+  }
+}
 
-    ({ value, grads } = gradientsOrCleanUp(() => {
-      const logits = options.model(inputIds);
-      checkLogits(logits, rows, length, parsed.vocabSize, batch.maxToken);
-      const out = tokenLogProbsTf(logits, targets, {
-        temperature,
+/** trainStep's options, parsed; the batch validated and shifted. */
+interface TrainStepCall {
+  readonly options: TrainStepOptions;
+  readonly parsed: z.output<typeof trainStepOptionsSchema>;
+  /** The loss options, with the normalizer's length defaulting to L − 1 (the predicted positions). */
+  readonly loss: PolicyLossOptions;
+  readonly batch: ShiftedBatch;
+  readonly withEntropy: boolean;
+}
+
+function readTrainStep(options: TrainStepOptions): TrainStepCall {
+  const parsed = parseOrThrow(trainStepOptionsSchema, options, "options");
+  const o = parseOrThrow(policyLossOptionsSchema, options.loss ?? {}, "options.loss");
+  requireFloat32LossOptions(o);
+  if (parsed.temperature !== undefined) requireFloat32Temperature(parsed.temperature);
+  const batch = readBatch(options.batch, o, parsed.vocabSize);
+  const loss: PolicyLossOptions = {
+    ...o,
+    normalizer: { ...o.normalizer, length: o.normalizer.length ?? batch.length - 1 },
+  };
+  return { options, parsed, loss, batch, withEntropy: o.entropyCoef > 0 || options.entropy === true };
+}
+
+/** The loss options' numbers as float32 holds them (requireFloat32Options), named where the caller wrote them. */
+function requireFloat32LossOptions(o: PolicyLossOptions): void {
+  try {
+    requireFloat32Options(o);
+  } catch (error) {
+    if (!(error instanceof ValidationError)) throw error;
+    throw new ValidationError(
+      error.issues.map((issue) => ({ ...issue, path: issue.path.replace(/^options\./, "options.loss.") })),
+    );
+  }
+}
+
+/** The result of a step with nothing to train: no model run, no optimizer call, every number 0. */
+function skippedStep(step: TrainStepCall, skipped: TrainStepSkip): TrainStepResult {
+  const zero: MetricSums = {
+    tokens: 0,
+    sequences: 0,
+    clipped: 0,
+    low: 0,
+    high: 0,
+    dual: 0,
+    approxKl: 0,
+    ratioMin: 0,
+    ratioSum: 0,
+    ratioMax: 0,
+    klSum: 0,
+    entropySum: 0,
+  };
+  const metrics = lossMetrics(zero, step.loss.kl !== null, step.withEntropy);
+  return { loss: 0, metrics, gradNorm: 0, applied: false, skipped };
+}
+
+/** The batch's tensors (collected in `tensors`, for the caller to dispose). */
+function uploadBatch(batch: ShiftedBatch, tensors: tf.Tensor[]) {
+  const shape: [number, number] = [batch.rows, batch.length];
+  const keep = <T extends tf.Tensor>(tensor: T): T => {
+    tensors.push(tensor);
+    return tensor;
+  };
+  const matrix = (data: Float32Array | undefined) => (data === undefined ? undefined : keep(tf.tensor2d(data, shape)));
+  return {
+    inputIds: keep(tf.tensor2d(batch.inputIds, shape, "int32")),
+    targets: keep(tf.tensor2d(batch.targets, shape, "int32")),
+    loss: {
+      oldLogp: matrix(batch.oldLogp),
+      advantages: batch.perTokenAdvantages ? matrix(batch.advantages)! : keep(tf.tensor1d(batch.advantages)),
+      mask: matrix(batch.mask)!,
+      refLogp: matrix(batch.refLogp),
+      importanceWeights: matrix(batch.importanceWeights),
+    },
+  };
+}
+
+type BatchTensors = ReturnType<typeof uploadBatch>;
+
+/** What a forward and backward pass leaves for the caller to read and dispose. */
+interface GradientPass {
+  readonly grads: tf.NamedTensorMap;
+  readonly value: tf.Scalar;
+  readonly counts: PolicyLossCounts;
+  /** The global L2 norm of `grads`. */
+  readonly norm: tf.Scalar;
+}
+
+/** The model, the log-probs and the loss forward, their gradient into the variables backward. */
+function gradientPass(step: TrainStepCall, inputs: BatchTensors): GradientPass {
+  const { parsed, batch, withEntropy } = step;
+  let counts: PolicyLossCounts | undefined;
+  try {
+    const { value, grads } = gradientsOrCleanUp(() => {
+      const logits = step.options.model(inputs.inputIds);
+      checkLogits(logits, batch.rows, batch.length, parsed.vocabSize, batch.maxToken);
+      const out = tokenLogProbsTf(logits, inputs.targets, {
+        temperature: parsed.temperature ?? 1,
         entropy: withEntropy,
-        ...(parsed.kernels !== undefined ? { kernels: parsed.kernels } : {}),
+        kernels: parsed.kernels,
       });
       const [logp, entropy] = withEntropy
         ? (tf.unstack(out) as [tf.Tensor2D, tf.Tensor2D])
         : [out as tf.Tensor2D, undefined];
-      return policyLossTf({ ...lossInputs, logp, entropy }, lossOptions, { onCounts: (c) => (counts = c) });
-    }, parsed.variables));
-
+      checkTrainedLogProbs(logp, inputs.loss.mask, batch.length);
+      return policyLossOp({ ...inputs.loss, logp, entropy }, step.loss, { onCounts: (c) => (counts = c) });
+    }, parsed.variables);
     // variableGrads lists non-trainable variables it was given with a null gradient: leave them out.
-    grads = Object.fromEntries(Object.entries(grads).filter(([, g]) => g != null));
-    const gradList = Object.values(grads);
-    const gradNorm = tf.tidy(
-      () =>
-        (gradList.length === 0
-          ? tf.scalar(0)
-          : tf.sqrt(tf.addN(gradList.map((g) => tf.sum(tf.square(g)))))) as tf.Scalar,
-    );
-    const read = await readPolicyLossMetrics(counts!, [value, gradNorm]);
-    counts = undefined;
-    value = undefined;
-    const [loss, norm] = read.extra as [number, number];
-    const applied = Number.isFinite(norm);
-    if (applied) {
-      const maxGradNorm = parsed.maxGradNorm;
-      if (maxGradNorm !== undefined && norm > maxGradNorm) {
-        // torch.nn.utils.clip_grad_norm_: scale by max / (norm + 1e-6).
-        const scale = maxGradNorm / (norm + 1e-6);
-        const clipped = tf.tidy(() =>
-          Object.fromEntries(Object.entries(grads).map(([name, g]) => [name, tf.mul(g, scale)])),
-        );
-        tf.dispose(grads);
-        grads = clipped as tf.NamedTensorMap;
-      }
-      options.optimizer.applyGradients(grads);
-    }
-    return { loss, metrics: read.metrics, gradNorm: norm, applied };
-  } finally {
-    tf.dispose(grads);
-    if (value !== undefined) value.dispose();
+    const nonNull = Object.fromEntries(Object.entries(grads).filter(([, g]) => g != null));
+    return { grads: nonNull, value, counts: counts!, norm: globalNorm(nonNull) };
+  } catch (error) {
+    // The metric sums are kept (tf.keep) as soon as the loss is computed: free them if the pass fails after.
     if (counts !== undefined) tf.dispose(Object.values(counts).filter((c): c is tf.Scalar => c !== undefined));
-    tf.dispose(constants);
+    throw error;
   }
+}
+
+/**
+ * A trained token whose logit is −Infinity (probability 0) has log-prob −Infinity, which the loss cannot take: the
+ * error names the token (the logits were checked already, so nothing else makes a trained log-prob non-finite).
+ */
+function checkTrainedLogProbs(logp: tf.Tensor2D, mask: tf.Tensor2D, length: number): void {
+  const [index] = firstFlagged(tf.logicalAnd(tf.equal(mask, 1), tf.logicalNot(tf.isFinite(logp))), []);
+  checkValues([index], ([at]) => {
+    const i = at![0]!;
+    if (i >= logp.size) return;
+    const [b, t] = [Math.floor(i / length), i % length];
+    throw invalid(
+      `batch.tokens[${b}][${t + 1}]`,
+      `the model gives this trained token probability 0 (its logit at logits[${b}][${t}] is −Infinity): its ` +
+        "log-prob is −Infinity, which the loss cannot take",
+    );
+  });
+}
+
+/** The global L2 norm of the gradients, a scalar on the device. */
+function globalNorm(grads: tf.NamedTensorMap): tf.Scalar {
+  const list = Object.values(grads);
+  return tf.tidy(() =>
+    list.length === 0 ? tf.scalar(0) : (tf.sqrt(tf.addN(list.map((g) => tf.sum(tf.square(g))))) as tf.Scalar),
+  );
+}
+
+/** Clips the gradients to maxGradNorm when asked and applies them; returns the gradients it leaves to dispose. */
+function applyUpdate(step: TrainStepCall, grads: tf.NamedTensorMap, norm: number): tf.NamedTensorMap {
+  const maxGradNorm = step.parsed.maxGradNorm;
+  let applied = grads;
+  if (maxGradNorm !== undefined && norm > maxGradNorm) {
+    // torch.nn.utils.clip_grad_norm_: scale by max / (norm + 1e-6).
+    const scale = maxGradNorm / (norm + 1e-6);
+    applied = tf.tidy(() => Object.fromEntries(Object.entries(grads).map(([name, g]) => [name, tf.mul(g, scale)])));
+    tf.dispose(grads);
+  }
+  step.options.optimizer.applyGradients(applied);
+  return applied;
 }
 
 function checkLogits(

@@ -193,14 +193,6 @@ function newTensor(backend: WebGpuTfInternals, shape: number[]): { tensor: tf.Te
 }
 
 /**
- * The values of a tensor that are still on the CPU (never uploaded, or read back already), without reading the device.
- */
-function hostValues(backend: WebGpuTfInternals, tensor: tf.Tensor): ArrayLike<number> | undefined {
-  const values = backend.tensorMap.get(tensor.dataId)?.values;
-  return ArrayBuffer.isView(values) ? (values as unknown as ArrayLike<number>) : undefined;
-}
-
-/**
  * Whether `logits` can be bound in place: float32, on a buffer (not a texture), and small enough that one
  * position's statistics fit a binding. Undefined when it can; else why not.
  */
@@ -254,43 +246,20 @@ export interface WgslForward {
   readonly stats: tf.Tensor2D;
   /** The token ids the kernel read, int32 [B, T]. */
   readonly tokens: tf.Tensor2D;
-  /** [B·T] bool: token ids inside [0, V); only when they could not be checked on the CPU (kept on the device). */
-  readonly valid: tf.Tensor1D | undefined;
 }
 
 /**
- * The forward kernel over `logits` [B, T, V] (bound in place) and `tokens` [B, T]. Token ids still on the CPU are
- * checked there (a ValidationError); ids that live on the device only are checked there: invalid ones read id 0,
- * and `valid` says which, for the caller to turn their results into NaN. Call inside a tfjs scope (tf.tidy,
- * tf.customGrad): the tensors it makes are tracked.
+ * The forward kernel over `logits` [B, T, V] (bound in place) and `ids` [B, T], int32 in [0, V): the caller checks
+ * them (tokenLogProbsTf), or clamps those it cannot check yet. Call inside a tfjs scope (tf.tidy, tf.customGrad):
+ * the tensors it makes are tracked.
  */
-export function wgslForward(logits: tf.Tensor3D, tokens: tf.Tensor2D, temperature: number): WgslForward {
+export function wgslForward(logits: tf.Tensor3D, ids: tf.Tensor2D, temperature: number): WgslForward {
   const found = internals();
   if (!found.ok) throw new GrpoRocError(`internal error: ${found.reason}`);
   const backend = found.backend;
   const { context } = stateFor(backend);
   const [rows, cols, vocab] = logits.shape;
   const n = rows * cols;
-
-  const host = hostValues(backend, tokens);
-  if (host !== undefined) {
-    for (let i = 0; i < n; i++) {
-      const id = host[i]!;
-      if (!(Number.isInteger(id) && id >= 0 && id < vocab)) {
-        throw invalid(
-          `tokens[${Math.floor(i / cols)}][${i % cols}]`,
-          `token id ${id} is not an integer in [0, ${vocab})`,
-        );
-      }
-    }
-  }
-  let ids: tf.Tensor2D = tokens.dtype === "int32" ? tokens : (tf.cast(tokens, "int32") as tf.Tensor2D);
-  let valid: tf.Tensor1D | undefined;
-  if (host === undefined) {
-    const inRange = tf.logicalAnd(tf.greaterEqual(ids, 0), tf.less(ids, vocab));
-    ids = tf.where(inRange, ids, tf.zerosLike(ids)) as tf.Tensor2D;
-    valid = tf.reshape(inRange, [n]) as tf.Tensor1D;
-  }
 
   const stats = newTensor(backend, [n, 4]);
   try {
@@ -314,7 +283,7 @@ export function wgslForward(logits: tf.Tensor3D, tokens: tf.Tensor2D, temperatur
     stats.tensor.dispose();
     throw error;
   }
-  return { stats: stats.tensor as tf.Tensor2D, tokens: ids, valid };
+  return { stats: stats.tensor as tf.Tensor2D, tokens: ids };
 }
 
 /**
@@ -336,10 +305,7 @@ export function wgslBackward(
   const n = rows * cols;
   const g = tf.cast(gradLogp, "float32");
   const zeros = tf.zerosLike(g);
-  let upstream = tf.stack([g, zeros, zeros, gradEntropy === undefined ? zeros : tf.cast(gradEntropy, "float32")], 1);
-  // Positions whose token id was invalid get NaN gradients, as their forward results were NaN.
-  if (forward.valid !== undefined)
-    upstream = tf.where(tf.reshape(forward.valid, [n, 1]), upstream, tf.fill([n, 4], NaN));
+  const upstream = tf.stack([g, zeros, zeros, gradEntropy === undefined ? zeros : tf.cast(gradEntropy, "float32")], 1);
   const grad = newTensor(backend, [rows, cols, vocab]);
   try {
     const buffers = {
