@@ -23,7 +23,7 @@ import type { PolicyLossOptionsInput } from "../loss/options.js";
 import { type PolicyLossResult, policyLoss } from "../loss/policy-loss.js";
 import type { MatrixInput } from "../tensor.js";
 
-export { GrpoRocError, invalid, parseOrThrow, ValidationError } from "../errors.js";
+export { closestKey, GrpoRocError, invalid, parseOrThrow, ValidationError } from "../errors.js";
 export * from "./float32.js";
 export {
   type ComposableKernels,
@@ -41,6 +41,8 @@ export {
   badLogits,
   isBfloat16Logits,
   type Logits,
+  logitsOverflow,
+  logProbOverflow,
   type LogitsInput,
   readBackwardInputsOf,
   readBackwardOptions,

@@ -372,7 +372,7 @@ function rowStatistics(
  * A finite logit so far below its position's largest that its log-prob is below −1.8e308: not a number float64
  * holds (a −Infinity logit's log-prob is −Infinity by definition, and allowed).
  */
-function logProbOverflow(i: number, cols: number, tokenLogit: number, max: number) {
+export function logProbOverflow(i: number, cols: number, tokenLogit: number, max: number) {
   return invalid(
     `logits[${Math.floor(i / cols)}][${i % cols}]`,
     `the sampled token's logit ${tokenLogit} is so far below the largest (${max}) that its log-prob overflows float64`,
@@ -380,7 +380,7 @@ function logProbOverflow(i: number, cols: number, tokenLogit: number, max: numbe
 }
 
 /** Logits whose largest divided by the temperature is beyond float64: their logsumexp cannot be represented. */
-function logitsOverflow(i: number, cols: number, max: number, inverseTemperature: number) {
+export function logitsOverflow(i: number, cols: number, max: number, inverseTemperature: number) {
   return invalid(
     `logits[${Math.floor(i / cols)}][${i % cols}]`,
     `the largest logit ${max} divided by the temperature (${1 / inverseTemperature}) overflows float64`,

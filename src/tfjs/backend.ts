@@ -3,6 +3,8 @@ import {
   type Backend,
   type BackendInfo,
   badLogits,
+  logitsOverflow,
+  logProbOverflow,
   composedPolicyLossFromLogits,
   type Kernels,
   invalid,
@@ -30,7 +32,7 @@ import {
   withRegisteredObjectives,
 } from "../backends/contract.js";
 import { maxBindingBytes } from "./device.js";
-import { requireFiniteLoss, requireFloat32LossInputs, requireFloat32Options } from "../webgpu/loss.js";
+import { requireFiniteLoss, requireFloat32LossInputs, requireFloat32Options } from "../backends/contract.js";
 import { readPolicyLossMetrics } from "./differentiable.js";
 import { positionStatistics, tokenStatisticsBackward } from "./logprobs.js";
 import { type PolicyLossTensorResult, type PolicyLossTensors, computePolicyLossTensors } from "./loss.js";
@@ -183,18 +185,10 @@ function chunkStatistics(logits: tf.Tensor2D, temperature: number, withEntropy: 
 function positionResult(l: Logits, i: number, token: number, temperature: number, shift: number, logSum: number) {
   if (!Number.isFinite(logSum)) throw badLogits(i, l.cols, logSum);
   const logSumExp = shift / temperature + logSum;
-  const at = `logits[${Math.floor(i / l.cols)}][${i % l.cols}]`;
-  if (!Number.isFinite(logSumExp)) {
-    throw invalid(at, `the largest logit ${shift} divided by the temperature (${temperature}) overflows float64`);
-  }
+  if (!Number.isFinite(logSumExp)) throw logitsOverflow(i, l.cols, shift, 1 / temperature);
   const tokenLogit = l.data[i * l.vocab + token]!;
   const logp = (tokenLogit - shift) / temperature - logSum;
-  if (logp === -Infinity && tokenLogit !== -Infinity) {
-    throw invalid(
-      at,
-      `the sampled token's logit ${tokenLogit} is so far below the largest (${shift}) that its log-prob overflows float64`,
-    );
-  }
+  if (logp === -Infinity && tokenLogit !== -Infinity) throw logProbOverflow(i, l.cols, tokenLogit, shift);
   return { logp, logSumExp };
 }
 

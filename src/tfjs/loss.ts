@@ -15,7 +15,7 @@ import {
   referencePolicyLoss,
   resolvePolicyLossOptions,
 } from "../backends/contract.js";
-import { requireFloat32Options } from "../webgpu/loss.js";
+import { requireFloat32Options } from "../backends/contract.js";
 import { checkValues, tensorSchema } from "./checks.js";
 
 /** policyLoss's inputs as tfjs tensors; [B, T] float32 unless noted. */

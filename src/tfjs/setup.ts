@@ -10,7 +10,7 @@ import * as tf from "@tensorflow/tfjs";
 import { messageOf, WebGpuDeviceError } from "../webgpu/errors.js";
 import type { GpuRoot } from "../webgpu/gpu.js";
 import { acquireDawn, releaseDawn } from "../webgpu/node.js";
-import { invalid } from "../backends/contract.js";
+import { invalid, closestKey } from "../backends/contract.js";
 import {
   clearDeferredChecks,
   clearDeviceErrors,
@@ -115,7 +115,9 @@ export async function useTfjsBackend(name: TfjsBackendName): Promise<TfjsBackend
 function requireBackendName(name: unknown): asserts name is TfjsBackendName {
   if (BACKEND_NAMES.includes(name as TfjsBackendName)) return;
   const received = typeof name === "string" ? JSON.stringify(name) : name === null ? "null" : typeof name;
-  throw invalid("name", `expected "cpu", "wasm" or "webgpu", received ${received}`);
+  const meant = typeof name === "string" ? closestKey(name, BACKEND_NAMES) : undefined;
+  const suggestion = meant === undefined ? "" : `; did you mean "${meant}"?`;
+  throw invalid("name", `expected "cpu", "wasm" or "webgpu", received ${received}${suggestion}`);
 }
 
 async function activate(name: TfjsBackendName, note: string): Promise<TfjsBackendStatus> {

@@ -14,9 +14,8 @@ import {
   requireFloat32Range,
   requireFloat32Temperature,
   resolvePolicyLossOptions,
-  ValidationError,
 } from "../backends/contract.js";
-import { requireFloat32Options } from "../webgpu/loss.js";
+import { requireFloat32Options } from "../backends/contract.js";
 import { checkValues, firstFlagged } from "./checks.js";
 import { type PolicyLossCounts, policyLossOp, readPolicyLossMetrics } from "./differentiable.js";
 import { tokenLogProbsTf } from "./logprobs.js";
@@ -465,7 +464,7 @@ interface TrainStepCall {
 function readTrainStep(options: TrainStepOptions): TrainStepCall {
   const parsed = parseOrThrow(trainStepOptionsSchema, options, "options");
   const o = parseOrThrow(policyLossOptionsSchema, options.loss ?? {}, "options.loss");
-  requireFloat32LossOptions(o);
+  requireFloat32Options(o, "options.loss");
   if (parsed.temperature !== undefined) requireFloat32Temperature(parsed.temperature);
   const batch = readBatch(options.batch, o, parsed.vocabSize);
   const loss: PolicyLossOptions = {
@@ -473,18 +472,6 @@ function readTrainStep(options: TrainStepOptions): TrainStepCall {
     normalizer: { ...o.normalizer, length: o.normalizer.length ?? batch.length - 1 },
   };
   return { options, parsed, loss, batch, withEntropy: o.entropyCoef > 0 || options.entropy === true };
-}
-
-/** The loss options' numbers as float32 holds them (requireFloat32Options), named where the caller wrote them. */
-function requireFloat32LossOptions(o: PolicyLossOptions): void {
-  try {
-    requireFloat32Options(o);
-  } catch (error) {
-    if (!(error instanceof ValidationError)) throw error;
-    throw new ValidationError(
-      error.issues.map((issue) => ({ ...issue, path: issue.path.replace(/^options\./, "options.loss.") })),
-    );
-  }
 }
 
 /** The result of a step with nothing to train: no model run, no optimizer call, every number 0. */

@@ -62,15 +62,8 @@ import {
   tokenIds,
   toTokenLogProbs,
 } from "./logprobs.js";
-import {
-  encodeLoss,
-  lossResult,
-  packLoss,
-  readLoss,
-  requireFiniteLoss,
-  requireFloat32LossInputs,
-  requireFloat32Options,
-} from "./loss.js";
+import { encodeLoss, lossResult, packLoss, readLoss } from "./loss.js";
+import { requireFiniteLoss, requireFloat32LossInputs, requireFloat32Options } from "../backends/contract.js";
 
 /** A gradient left on the device: float32 [B, T, V], row-major from byte 0. The caller owns it (destroy() it). */
 export interface DeviceGradient {

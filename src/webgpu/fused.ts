@@ -51,14 +51,8 @@ import {
   type GradientTarget,
   type LogitsSource,
 } from "./logprobs.js";
-import {
-  encodeLoss,
-  lossResult,
-  packLoss,
-  requireFiniteLoss,
-  requireFloat32LossInputs,
-  requireFloat32Options,
-} from "./loss.js";
+import { encodeLoss, lossResult, packLoss } from "./loss.js";
+import { requireFiniteLoss, requireFloat32LossInputs, requireFloat32Options } from "../backends/contract.js";
 
 export interface FusedPlan {
   readonly options: PolicyLossOptions;

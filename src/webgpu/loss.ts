@@ -5,13 +5,11 @@
  */
 import {
   type BuiltinObjective,
-  invalid,
   type LossInputs,
   lossMetrics,
   OBJECTIVE_CODE,
   type PolicyLossOptions,
   type PolicyLossResult,
-  requireFloat32Range,
   rowWeights,
 } from "../backends/contract.js";
 import { alignUp, type Batch } from "./context.js";
@@ -21,101 +19,6 @@ import { bindGroup } from "./logprobs.js";
 import { KL_CODES, LOSS_FLAGS, LOSS_PARAM_WORDS, lossBindings, lossKernel, RATIO_LEVEL_CODES } from "./loss.wgsl.js";
 
 const LOWEST = -3.4028234663852886e38;
-
-const SMALLEST_NORMAL = 2 ** -126;
-
-/**
- * The loss's inputs at the positions the kernel reads (the mask's; row advantages of rows with tokens) within
- * float32's range. With `fromStatistics`, logp and entropy come from the device and are not the caller's.
- */
-export function requireFloat32LossInputs(
-  t: LossInputs,
-  o: PolicyLossOptions,
-  { fromStatistics, hasOldLogp }: { fromStatistics: boolean; hasOldLogp: boolean },
-): void {
-  const [, cols] = t.shape;
-  const skip = (i: number) => t.mask[i] !== 1;
-  if (!fromStatistics) requireFloat32Range(t.logp, "inputs.logp", cols, skip);
-  if (!fromStatistics || hasOldLogp) requireFloat32Range(t.oldLogp, "inputs.oldLogp", cols, skip);
-  if (t.perTokenAdvantages) requireFloat32Range(t.advantages, "inputs.advantages", cols, skip);
-  else requireFloat32Range(t.advantages, "inputs.advantages", undefined, (b) => t.rowTokens[b] === 0);
-  if (o.kl !== null && t.refLogp !== undefined) requireFloat32Range(t.refLogp, "inputs.refLogp", cols, skip);
-  if (t.importanceWeights !== undefined)
-    requireFloat32Range(t.importanceWeights, "inputs.importanceWeights", cols, skip);
-  if (t.entropy !== undefined && !fromStatistics) requireFloat32Range(t.entropy, "inputs.entropy", cols, skip);
-}
-
-/**
- * The options' numbers as the kernel holds them: a float32 of the same size, not ±Infinity (beyond float32's range)
- * nor a subnormal or 0 (a coefficient of 1e-50 would silently drop its term). The log-ratio clamp's bounds need
- * no check: beyond float32 they bound nothing a float32 log-ratio can reach, as ±Infinity does.
- */
-export function requireFloat32Options(o: PolicyLossOptions): void {
-  const values: [string, number | null | undefined][] = [
-    ["options.clipLow", o.clipLow],
-    ["options.clipHigh", o.clipHigh],
-    ["options.delta", o.delta],
-    ["options.dualClip", o.dualClip],
-    ["options.entropyCoef", o.entropyCoef],
-    ["options.kl.coef", o.kl?.coef],
-    ["options.sapoTemperature.positive", o.sapoTemperature.positive],
-    ["options.sapoTemperature.negative", o.sapoTemperature.negative],
-  ];
-  for (const [path, value] of values) {
-    if (typeof value !== "number" || value === 0 || !Number.isFinite(value)) continue;
-    const magnitude = Math.abs(Math.fround(value));
-    if (magnitude === Infinity)
-      throw invalid(path, `is ${value}, beyond the range of float32 (±3.4028235e38), which this backend computes in`);
-    if (magnitude < SMALLEST_NORMAL) {
-      throw invalid(
-        path,
-        `is ${value}, below the smallest normal float32 (1.1754944e-38), which this backend computes in (it would ` +
-          "be 0 there)",
-      );
-    }
-  }
-}
-
-/**
- * The kernel's per-token results where the mask selects, and the loss, are finite: a term that overflows float32
- * (a log-ratio above ~88 makes e^x infinite; so does a KL estimate of log-probs far apart) is an error at its
- * position, never a NaN or ±Infinity in the result. `name` is where the log-probs came from: the caller's
- * inputs.logp, or the logits of the loss from logits; a KL term is named at inputs.refLogp, as the reference does.
- */
-export function requireFiniteLoss(
-  result: PolicyLossResult,
-  t: LossInputs,
-  logp: ArrayLike<number>,
-  name: string,
-): void {
-  const [, cols] = t.shape;
-  const { grad, perTokenLoss, perTokenKl, gradEntropy } = result;
-  for (let i = 0; i < t.mask.length; i++) {
-    if (t.mask[i] !== 1) continue;
-    const sum = grad[i]! + perTokenLoss[i]! + (perTokenKl?.[i] ?? 0) + (gradEntropy?.[i] ?? 0);
-    if (Number.isFinite(sum)) continue;
-    const at = `[${Math.floor(i / cols)}][${i % cols}]`;
-    if (perTokenKl !== undefined && !Number.isFinite(perTokenKl[i]) && t.refLogp !== undefined) {
-      throw invalid(
-        `inputs.refLogp${at}`,
-        `the KL estimate of logp − refLogp = ${logp[i]! - t.refLogp[i]!} overflows float32, which this backend ` +
-          "computes the loss in (verl's clamps, options.kl.clamp: true, bound k3), or use a float64 backend",
-      );
-    }
-    throw invalid(
-      `${name}${at}`,
-      `the loss's terms at this position overflow float32, which this backend computes the loss in (log-ratio ` +
-        `logp − oldLogp = ${logp[i]! - t.oldLogp[i]!}): clamp it with options.logRatioClamp (verl uses [-20, 20]), ` +
-        "or use a float64 backend",
-    );
-  }
-  if (!Number.isFinite(result.loss)) {
-    throw invalid(
-      name,
-      `the loss, a float32 sum of finite per-token terms, overflows (${result.loss}): scale the advantages down`,
-    );
-  }
-}
 
 export interface PackedLoss {
   readonly rows: number;

@@ -179,7 +179,7 @@ describe("class 8: identity", () => {
     const rollouts = (groupId: unknown) =>
       [1, 0, 1].map((reward) => ({ groupId, reward, toolCalls: [], answers: 1, turns: 1 })) as never;
     expectRefusedAt(
-      attempt(() => resampleOnCorrect(rollouts(18446744073709551615), { keepPerGroup: 2, seed: 1 })),
+      attempt(() => resampleOnCorrect(rollouts(JSON.parse("18446744073709551615")), { keepPerGroup: 2, seed: 1 })),
       "rollouts[0].groupId",
     );
     const kept = resampleOnCorrect(rollouts(18446744073709551615n), { keepPerGroup: 2, seed: 1 });
