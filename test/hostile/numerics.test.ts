@@ -13,7 +13,7 @@ import {
   tokenLogProbs,
   tokenLogProbsBackward,
 } from "../../src/index.js";
-import { attempt, expectAllFinite, expectRefusedAt, hostile } from "./shared.js";
+import { attempt, expectAllFinite, expectRefusedAt, hostile, returned } from "./shared.js";
 
 /** A log-ratio from ordinary to far beyond what exp can hold (709.78). */
 const logRatio = fc.oneof(
@@ -82,13 +82,13 @@ describe("class 2: the policy loss on log-ratios up to ±1000 without a clamp", 
 
   it("the reference preset's clamp keeps every log-ratio finite: never an error, always finite", () => {
     hostile(fc.array(fc.tuple(logRatio, advantage), { minLength: 1, maxLength: 6 }), (tokens) => {
-      const result = policyLoss(
-        {
-          logp: [tokens.map(([lr]) => lr - 1)],
-          oldLogp: [tokens.map(() => -1)],
-          advantages: [1],
-        },
-        lossPresets.reference,
+      const result = returned(
+        attempt(() =>
+          policyLoss(
+            { logp: [tokens.map(([lr]) => lr - 1)], oldLogp: [tokens.map(() => -1)], advantages: [1] },
+            lossPresets.reference,
+          ),
+        ),
       );
       expectAllFinite({ loss: result.loss, grad: result.grad, perTokenLoss: result.perTokenLoss });
     });
@@ -152,7 +152,7 @@ describe("class 2: advantages", () => {
       fc.tuple(fc.array(reward, { minLength: 2, maxLength: 8 }), fc.constantFrom(...presets), fc.constantFrom(1e-6, 0)),
       ([rewards, preset, epsilon]) => {
         const ids = rewards.map(() => "g");
-        const result = advantages(rewards, ids, { ...advantagePresets[preset], epsilon });
+        const result = returned(attempt(() => advantages(rewards, ids, { ...advantagePresets[preset], epsilon })));
         expectAllFinite(result);
         if (rewards.every((r) => r === rewards[0])) expect(Array.from(result)).toEqual(rewards.map(() => 0));
         // Order is kept: a larger reward never gets a smaller advantage within a group.

@@ -3,7 +3,7 @@
  * failure is replayed by setting it; fast-check prints the seed and the shrunk counterexample's path on failure.
  */
 import fc from "fast-check";
-import { expect } from "vitest";
+import { afterAll, expect } from "vitest";
 import { GrpoRocError, ValidationError } from "../../src/index.js";
 
 export const HOSTILE_SEED = Number(process.env.GRPO_ROC_HOSTILE_SEED ?? 20261207);
@@ -16,12 +16,43 @@ export function hostile<T>(arbitrary: fc.Arbitrary<T>, predicate: (value: T) => 
 /** What a call did: returned, or threw. */
 export type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: unknown };
 
+/**
+ * Every attempted call is counted under the class its test's describe names ("class 2: …"): how many cases the
+ * suite tried, how many were refused and how many returned (a finite result checked against an oracle, or a
+ * documented behaviour). Each file prints its table when it ends; the README's counts come from these tables.
+ */
+const tally = new Map<string, { cases: number; refused: number; returned: number }>();
+
+function classOfCurrentTest(): string {
+  const name = expect.getState().currentTestName ?? "";
+  return /class \d+/.exec(name)?.[0] ?? "other";
+}
+
+afterAll(() => {
+  if (tally.size === 0) return;
+  const rows = [...tally].sort(([a], [b]) => a.localeCompare(b));
+  const lines = rows.map(([name, t]) => `  ${name}: ${t.cases} cases, ${t.refused} refused, ${t.returned} returned`);
+  console.log(`hostile cases (seed ${HOSTILE_SEED}):\n${lines.join("\n")}`);
+});
+
 export function attempt<T>(run: () => T): Outcome<T> {
+  const counts = tally.get(classOfCurrentTest()) ?? { cases: 0, refused: 0, returned: 0 };
+  tally.set(classOfCurrentTest(), counts);
+  counts.cases++;
   try {
-    return { ok: true, value: run() };
+    const value = run();
+    counts.returned++;
+    return { ok: true, value };
   } catch (error) {
+    counts.refused++;
     return { ok: false, error };
   }
+}
+
+/** The value a call returned; its error, rethrown, when it was refused. */
+export function returned<T>(outcome: Outcome<T>): T {
+  if (!outcome.ok) throw outcome.error;
+  return outcome.value;
 }
 
 /** The call was refused with a ValidationError (a GrpoRocError) that has an issue at `path`. */
