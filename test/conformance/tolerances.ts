@@ -288,8 +288,8 @@ export function metricScale(
   return n === 0 ? 1 : 1 + sum / n;
 }
 
-/** Per position: 1 + |value|. (Callers that still pass a logsumexp first: it no longer enters the scale.) */
-export function logProbScale(first: ArrayLike<number>, values: ArrayLike<number> = first): Float64Array {
+/** Per position: 1 + |value|. */
+export function logProbScale(values: ArrayLike<number>): Float64Array {
   return Float64Array.from(values, (value) => 1 + (Number.isFinite(value) ? Math.abs(value) : 0));
 }
 
