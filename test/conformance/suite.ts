@@ -85,6 +85,7 @@ import {
   tolerance,
   type Tolerance,
 } from "./tolerances.js";
+import { rejection } from "../helpers/errors.js";
 
 const reference = referenceBackend;
 
@@ -1097,15 +1098,6 @@ export const BAD_INPUTS: readonly (readonly [string, (b: Backend) => Promise<unk
     "options.saved",
   ],
 ];
-
-async function rejection(run: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await run();
-  } catch (error) {
-    return error;
-  }
-  return undefined;
-}
 
 function badInput(t: Target): void {
   const b = t.backend;

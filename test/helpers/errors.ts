@@ -22,3 +22,26 @@ export function expectValidationError(run: () => unknown, path: string, message?
   if (message !== undefined) expect(validation.message).toMatch(message);
   return validation;
 }
+
+/** What an async call threw, or undefined when it resolved. */
+export async function rejection(run: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await run();
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+}
+
+/** An async call refused with a ValidationError that has an issue at `path` and a message matching `says`. */
+export async function expectRefused(run: () => Promise<unknown>, path: string, says: RegExp): Promise<ValidationError> {
+  const error = await rejection(run);
+  expect(error, `expected a ValidationError at ${path}`).toBeInstanceOf(ValidationError);
+  const validation = error as ValidationError;
+  expect(
+    validation.issues.map((issue) => issue.path),
+    validation.message,
+  ).toContain(path);
+  expect(validation.message).toMatch(says);
+  return validation;
+}

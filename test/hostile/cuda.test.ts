@@ -10,6 +10,7 @@ import { lossPresets, ValidationError } from "../../src/index.js";
 import { createCudaBackend, cudaBackend, loadCudaAddon } from "../../src/cuda/index.js";
 import { float32ToBfloat16 } from "../../src/logprobs/bfloat16.js";
 import { inCi } from "../conformance/targets.js";
+import { rejection } from "../helpers/errors.js";
 
 const addon = loadCudaAddon();
 const host = createCudaBackend({ exec: "host", chunkBytes: 4096 });
@@ -20,15 +21,6 @@ const backends = [
 ];
 
 type Shape3 = [number, number, number];
-
-async function rejection(run: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await run();
-  } catch (error) {
-    return error;
-  }
-  return undefined;
-}
 
 for (const { name, backend, available, reason } of backends) {
   describe.skipIf(!available && !(inCi && name === "cuda@host"))(

@@ -35,12 +35,29 @@ afterAll(() => {
   console.log(`hostile cases (seed ${HOSTILE_SEED}):\n${lines.join("\n")}`);
 });
 
-export function attempt<T>(run: () => T): Outcome<T> {
+function countsOfCurrentTest() {
   const counts = tally.get(classOfCurrentTest()) ?? { cases: 0, refused: 0, returned: 0 };
   tally.set(classOfCurrentTest(), counts);
   counts.cases++;
+  return counts;
+}
+
+export function attempt<T>(run: () => T): Outcome<T> {
+  const counts = countsOfCurrentTest();
   try {
     const value = run();
+    counts.returned++;
+    return { ok: true, value };
+  } catch (error) {
+    counts.refused++;
+    return { ok: false, error };
+  }
+}
+
+export async function attemptAsync<T>(run: () => Promise<T>): Promise<Outcome<T>> {
+  const counts = countsOfCurrentTest();
+  try {
+    const value = await run();
     counts.returned++;
     return { ok: true, value };
   } catch (error) {

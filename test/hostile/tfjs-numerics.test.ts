@@ -21,15 +21,7 @@ import {
   useTfjsBackend,
   validateTrainBatch,
 } from "../../src/tfjs/index.js";
-import { attempt, expectAllFinite, expectRefusedAt, HOSTILE_SEED, type Outcome } from "./shared.js";
-
-async function attemptAsync<T>(run: () => Promise<T>): Promise<Outcome<T>> {
-  try {
-    return { ok: true, value: await run() };
-  } catch (error) {
-    return { ok: false, error };
-  }
-}
+import { attempt, attemptAsync, expectAllFinite, expectRefusedAt, HOSTILE_SEED, type Outcome } from "./shared.js";
 
 const assertProperty = <T>(arbitrary: fc.Arbitrary<T>, predicate: (value: T) => Promise<void>, runs = 60) =>
   fc.assert(fc.asyncProperty(arbitrary, predicate), { seed: HOSTILE_SEED, numRuns: runs });

@@ -21,15 +21,7 @@ import {
   useTfjsBackend,
   validateTrainBatch,
 } from "../../src/tfjs/index.js";
-import { attempt, expectRefusedAt, HOSTILE_SEED, misspellings, type Outcome } from "./shared.js";
-
-async function attemptAsync<T>(run: () => Promise<T>): Promise<Outcome<T>> {
-  try {
-    return { ok: true, value: await run() };
-  } catch (error) {
-    return { ok: false, error };
-  }
-}
+import { attempt, attemptAsync, expectRefusedAt, HOSTILE_SEED, misspellings, type Outcome } from "./shared.js";
 
 /** Both calls refused alike: ValidationErrors with the same issues (paths and messages). */
 function expectSameRefusal(actual: Outcome<unknown>, expected: Outcome<unknown>, label: string): void {

@@ -25,6 +25,7 @@ import { releaseWebGpuBackend } from "../../src/webgpu/index.js";
 import { inCi, prepareTarget, type Target } from "../conformance/targets.js";
 import { rng } from "../helpers/rng.js";
 import { HOSTILE_SEED } from "./shared.js";
+import { rejection, expectRefused } from "../helpers/errors.js";
 
 const FLOAT32_MAX = 3.4028234663852886e38;
 
@@ -124,28 +125,6 @@ function expectGradientClose(
 
 const gradientScale = (g: number, h: number, o: Oracle, temperature: number) =>
   (Math.abs(g) + Math.abs(h) * (1 + Math.abs(o.entropy))) / temperature;
-
-async function rejection(run: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await run();
-  } catch (error) {
-    return error;
-  }
-  return undefined;
-}
-
-/** A ValidationError with an issue at `path` whose message matches `says`. */
-async function expectRefused(run: () => Promise<unknown>, path: string, says: RegExp): Promise<ValidationError> {
-  const error = await rejection(run);
-  expect(error, `expected a ValidationError at ${path}`).toBeInstanceOf(ValidationError);
-  const validation = error as ValidationError;
-  expect(
-    validation.issues.map((issue) => issue.path),
-    validation.message,
-  ).toContain(path);
-  expect(validation.message).toMatch(says);
-  return validation;
-}
 
 const one = (values: readonly number[]) => ({
   data: Float32Array.from(values),

@@ -8,6 +8,7 @@ import { lossPresets, type TokenLogProbs, ValidationError } from "../../src/inde
 import { BufferUsage, type GpuBuffer, type GpuDevice, MapMode } from "../../src/webgpu/gpu.js";
 import { createWebGpuBackend, releaseWebGpuBackend, webgpuBackend } from "../../src/webgpu/index.js";
 import { inCi } from "../conformance/targets.js";
+import { rejection, expectRefused } from "../helpers/errors.js";
 
 const info = await webgpuBackend.probe();
 const title = (text: string) => `webgpu: ${text}${info.available ? "" : ` — skipped: ${info.reason}`}`;
@@ -46,27 +47,6 @@ async function download(device: GpuDevice, source: GpuBuffer, bytes: number): Pr
 
 function gradientBuffer(device: GpuDevice): GpuBuffer {
   return device.createBuffer({ size: BYTES, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
-}
-
-async function rejection(run: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await run();
-  } catch (error) {
-    return error;
-  }
-  return undefined;
-}
-
-async function expectRefused(run: () => Promise<unknown>, path: string, says: RegExp): Promise<ValidationError> {
-  const error = await rejection(run);
-  expect(error, `expected a ValidationError at ${path}`).toBeInstanceOf(ValidationError);
-  const validation = error as ValidationError;
-  expect(
-    validation.issues.map((issue) => issue.path),
-    validation.message,
-  ).toContain(path);
-  expect(validation.message).toMatch(says);
-  return validation;
 }
 
 describe.skipIf(!info.available && !inCi)(title("calls left on the device that share a buffer"), () => {
