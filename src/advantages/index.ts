@@ -87,7 +87,8 @@ function requireEstimatorOutput(
     const length = isArrayLike(groupAdvantages) ? `${groupAdvantages.length} values` : describeValue(groupAdvantages);
     throw invalid(
       "options.estimator",
-      `"${options.estimator}" returned ${length} for the ${members.length} rollouts of ${group}; it must return one each`,
+      `"${options.estimator}" returned ${length} for the ${members.length} rollouts of ${group}; it must return one ` +
+        `each`,
     );
   }
   for (let k = 0; k < members.length; k++) {

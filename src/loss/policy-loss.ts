@@ -365,7 +365,8 @@ function klOverflow(t: LossInputs, i: number, kl: KlOptions, value: number, slop
   const fix = kl.kind === "k3" && !kl.clamp ? "; verl's clamps (options.kl.clamp: true) bound it" : "";
   return invalid(
     `inputs.refLogp[${Math.floor(i / cols)}][${i % cols}]`,
-    `the ${kl.kind} KL estimate of logp − refLogp = ${difference} overflows float64 (value ${value}, slope ${slope})${fix}`,
+    `the ${kl.kind} KL estimate of logp − refLogp = ${difference} overflows float64 (value ${value}, slope ` +
+      `${slope})${fix}`,
   );
 }
 

@@ -371,7 +371,9 @@ export function packTrainBatch(
   return { ...packRows(rollouts, length, padId, present), advantages: Float64Array.from(advantages) };
 }
 
-/** Validates rollout r (its arrays agree in length; it has the optional fields rollout 0 has) and returns its length. */
+/**
+ * Validates rollout r (its arrays agree in length; it has the optional fields rollout 0 has) and returns its length.
+ */
 function readRollout(rollout: TrainRollout, r: number, present: readonly RolloutField[]): number {
   const parsed = parseOrThrow(rolloutSchema, rollout, `rollouts[${r}]`);
   const n = parsed.tokens.length;
