@@ -1,5 +1,13 @@
-import { accessSync, constants, createReadStream, createWriteStream, rmSync, type Stats, statSync } from "node:fs";
-import { mkdtemp } from "node:fs/promises";
+import {
+  accessSync,
+  constants,
+  createReadStream,
+  createWriteStream,
+  rmSync,
+  type Stats,
+  statSync,
+  mkdtempSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
@@ -72,7 +80,8 @@ export async function spool(source: InputSource): Promise<InputSource> {
   if (source.rereadable) return source;
   let dir: string;
   try {
-    dir = await mkdtemp(join(tmpdir(), "grpo-roc-"));
+    // Synchronous, so that no signal handler can run between creating the folder and registering its removal.
+    dir = mkdtempSync(join(tmpdir(), "grpo-roc-"));
   } catch (error) {
     throw fileError(`cannot copy ${source.label} to a temporary folder in ${tmpdir()} (to read it twice)`, error);
   }
