@@ -27,6 +27,8 @@ export function advantageEstimatorNames(): string[] {
   return [...estimators.keys()];
 }
 
+const groupIdsSchema = z.custom<ArrayLike<GroupId>>(isArrayLike, { message: "expected an array" });
+
 export function resolveAdvantageOptions(options: AdvantageOptionsInput = {}): AdvantageOptions {
   return parseOrThrow(advantageOptionsSchema, options, "options");
 }
@@ -41,7 +43,7 @@ export function advantages(
   options: AdvantageOptionsInput = {},
 ): Float64Array {
   readNumbers(rewards, "rewards");
-  parseOrThrow(z.custom<ArrayLike<GroupId>>(isArrayLike, { message: "expected an array" }), groupIds, "groupIds");
+  parseOrThrow(groupIdsSchema, groupIds, "groupIds");
   const resolved = resolveAdvantageOptions(options);
   const estimator = estimators.get(resolved.estimator);
   if (estimator === undefined) {
@@ -82,12 +84,12 @@ function requireEstimatorOutput(
   id: GroupId,
   options: AdvantageOptions,
 ): void {
-  const group = `group ${showId(id)}`;
+  const group = () => `group ${showId(id)}`;
   if (!isArrayLike(groupAdvantages) || groupAdvantages.length !== members.length) {
     const length = isArrayLike(groupAdvantages) ? `${groupAdvantages.length} values` : describeValue(groupAdvantages);
     throw invalid(
       "options.estimator",
-      `"${options.estimator}" returned ${length} for the ${members.length} rollouts of ${group}; it must return one ` +
+      `"${options.estimator}" returned ${length} for the ${members.length} rollouts of ${group()}; it must return one ` +
         `each`,
     );
   }
@@ -101,7 +103,7 @@ function requireEstimatorOutput(
     }
     throw invalid(
       `rewards[${members[k]}]`,
-      `its advantage is ${String(value)} (estimator "${options.estimator}", ${group}): not a finite number` +
+      `its advantage is ${String(value)} (estimator "${options.estimator}", ${group()}): not a finite number` +
         (typeof value === "number" && !Number.isNaN(value) ? "; rewards this large cannot be centred in float64" : ""),
     );
   }

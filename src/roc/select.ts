@@ -8,6 +8,7 @@ export interface ClassCounts {
 }
 
 const count = z.number().int().nonnegative();
+const keepSchema = z.number().int().min(1);
 const classCountsSchema = z.strictObject({ positives: count, negatives: count });
 /** Read from any object that has them, such as resolved RoC options. */
 const minimumsSchema = z.looseObject({ minNegatives: count, minPositives: count });
@@ -15,7 +16,7 @@ const minimumsSchema = z.looseObject({ minNegatives: count, minPositives: count 
 /** The arguments both counts take: a group larger than G (RoC keeps smaller groups whole, or drops them). */
 function readCountsArguments(n: ClassCounts, keep: number): void {
   parseOrThrow(classCountsSchema, n, "counts");
-  parseOrThrow(z.number().int().min(1), keep, "keep");
+  parseOrThrow(keepSchema, keep, "keep");
   const size = n.positives + n.negatives;
   if (keep >= size)
     throw invalid("keep", `is ${keep}, but a group of ${size} is resampled only when it is larger than G`);

@@ -3,7 +3,9 @@
  * that key's path that suggests the key meant, never a default silently used in its place; a list that repeats an
  * entry is an error.
  */
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { z } from "zod";
 import {
   advantages,
   aggregate,
@@ -14,10 +16,13 @@ import {
   resampleOnCorrect,
   rocPipeline,
   rocPresets,
+  rolloutSchema,
+  TOOL_OUTCOMES,
   tokenLogProbs,
+  toolCallSchema,
   tokenLogProbsBackward,
 } from "../../src/index.js";
-import { attempt, expectRefusedAt, misspellings } from "./shared.js";
+import { attempt, expectRefusedAt, hostile, misspellings } from "./shared.js";
 
 const rollouts = [1, 0, 1, 0].map((reward, i) => ({
   groupId: "q",
@@ -238,5 +243,27 @@ describe("class 1: lists", () => {
   it("fields of the caller's own on a rollout are left alone", () => {
     const extra = rollouts.map((r) => ({ ...r, prompt: "2 + 2", sandboxLog: [] }));
     expect(resampleOnCorrect(extra, { keepPerGroup: 2, seed: 1 }).kept.length).toBe(2);
+  });
+});
+
+describe("class 1: tool calls", () => {
+  // Rollouts check valid tool calls in place rather than through toolCallSchema (for speed); this holds the two to
+  // one verdict: the same calls refused, at the same paths, with the same messages.
+  const call = fc.oneof(
+    fc.record({ outcome: fc.constantFrom(...TOOL_OUTCOMES) }),
+    fc.record({ outcome: fc.constantFrom(...TOOL_OUTCOMES), stdout: fc.string() }),
+    fc.record({ outcome: fc.anything() }, { requiredKeys: [] }),
+    fc.constantFrom("ok", null, undefined, 0, [], [{ outcome: "ok" }]),
+    fc.anything(),
+  );
+  it("a rollout's toolCalls are refused exactly where toolCallSchema refuses them", () => {
+    const issuesOf = (result: z.ZodSafeParseResult<unknown>) =>
+      (result.error?.issues ?? []).map(({ path, message }) => `${path.join(".")}: ${message}`);
+    hostile(fc.array(call, { maxLength: 6 }), (toolCalls) => {
+      const rollout = { groupId: "q", reward: 1, toolCalls, answers: 1, turns: 1 };
+      const outcome = attempt(() => rolloutSchema.parse(rollout));
+      const expected = issuesOf(z.array(toolCallSchema).safeParse(toolCalls)).map((issue) => `toolCalls.${issue}`);
+      expect(outcome.ok ? [] : issuesOf({ success: false, error: outcome.error as z.ZodError })).toEqual(expected);
+    });
   });
 });
