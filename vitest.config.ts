@@ -4,7 +4,12 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
-    // The JSON report lets .ci/run print the plain "N passed, N failed" closing line.
-    reporters: ["default", ["json", { outputFile: "out/vitest-report.json" }]],
+    reporters: [
+      "default",
+      // The JSON report lets .ci/run print the plain "N passed, N failed" closing line.
+      ["json", { outputFile: "out/vitest-report.json" }],
+      // Closes the run with the skipped tests grouped by reason and the command that installs what they need.
+      "./test/helpers/skip-summary.ts",
+    ],
   },
 });

@@ -1,68 +1,148 @@
 #!/usr/bin/env node
-// Builds the optional CUDA addon (native/build/Release/grpo_roc_cuda.node) with node-gyp and nvcc.
+// Builds the CUDA addon grpo_roc_cuda.node from native/src with node-gyp and nvcc. It downloads nothing: the CUDA
+// toolkit, Node's headers (--nodedir), node-gyp (npm's own), Python 3, make and a C++ compiler must be here, and
+// when one is not, it says which and exits 1. Nothing runs at `npm install`; this runs in two ways:
 //
-//   node native/build.mjs            the package's `install` script: builds when nvcc, the CUDA runtime, Node's
-//                                    headers and node-gyp are all here; otherwise prints one line saying why and
-//                                    exits 0. It never fails an install and never downloads anything.
-//   node native/build.mjs --force    `npm run build:cuda`: the same, but a failure exits 1, and it always rebuilds.
+//   node native/build.mjs [--archs "sm_80 sm_90 compute_90"] [--nodedir DIR] [--out DIR]
+//       A rebuild from source with the toolkit found here (`npx grpo-roc build-cuda`; `npm run build:cuda` in the
+//       repository), for another CUDA version (a driver too old for the prebuilt's runtime), other GPU
+//       architectures (--archs) or a platform no prebuilt is shipped for. It goes into this package's own
+//       native/build/Release/, which the cuda backend loads before the shipped prebuilt, and which goes away with
+//       the package (an upgrade cannot leave a rebuild of older sources behind); or, where the package's folder is
+//       not writable, into --out DIR, loaded with GRPO_ROC_CUDA_ADDON=DIR/grpo_roc_cuda.node.
 //
-// Either way it writes native/build/status.json ({ built, reason, fingerprint, ... }): the cuda backend's probe()
-// reads it to say why the addon is missing. Without --force, a build is skipped when status.json says the addon
-// was built with the same fingerprint (a hash of native/'s sources, binding.gyp and this script, `nvcc --version`,
-// the CUDA folders, and Node's ABI) and the addon file is there: `npm ci` in this repository runs the install
-// script twice (once for the package, once for its own `"grpo-roc": "file:."` dev dependency), and the second run
-// then costs a hash instead of a second nvcc build. Runs at the same time wait for each other (a lock in the OS's
-// temporary folder). Only Node built-ins are used: this runs before devDependencies exist.
+//   node native/build.mjs --prebuilt
+//       `npm run build:cuda:prebuilt`, run by `prepack`: the addon the package ships, for linux-x64, with the
+//       default architectures, into prebuilds/linux-x64/ (after emptying prebuilds/). When it cannot build, the
+//       pack fails: a package without its prebuilt addon is never packed by accident. To pack without CUDA on
+//       purpose, set GRPO_ROC_PACK_WITHOUT_CUDA=1: prebuilds/ is then emptied, the pack goes on with a warning,
+//       and the package's cuda backend reports "not built" until its user runs `npx grpo-roc build-cuda`.
+//
+// Either way the build runs in a fresh temporary folder (nothing of an earlier build is reused, and the package's
+// folder gets only the result), and the result replaces the old file by a rename, so that a process that has the
+// old addon loaded keeps a valid file. Beside the addon goes status.json ({ built: true, reason, ... }), which
+// the backend reports. The CUDA runtime is linked statically (only the NVIDIA driver is needed at run time), and
+// N-API 8 keeps the file loadable by every Node version the package supports. Quiet on success: one line (a
+// rebuild also prints the command it runs); on failure, the compiler's last lines and the full log's path.
+// Only Node built-ins: it runs from an installed package, where devDependencies do not exist.
 import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import {
+  accessSync,
+  constants,
+  copyFileSync,
+  cpSync,
   existsSync,
   mkdirSync,
-  readdirSync,
-  readFileSync,
+  mkdtempSync,
   realpathSync,
+  renameSync,
   rmSync,
-  statSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, dirname, join } from "node:path";
+import { delimiter, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const buildDir = join(here, "build");
-const force = process.argv.includes("--force");
+const here = dirname(realpathSync(fileURLToPath(import.meta.url)));
+const root = dirname(here);
 const started = Date.now();
+const ADDON = "grpo_roc_cuda.node";
+/** What the package ships: sm_80 (A100; runs on sm_86/sm_89 too), sm_90 (H100/H200), compute_90 PTX for newer. */
+const DEFAULT_ARCHS = "sm_80 sm_90 compute_90";
+/** The one platform a prebuilt addon is packed for. */
+const PREBUILT_PLATFORM = "linux-x64";
 
-/** The one line the install log shows, and the status the backend reads. */
-function finish(built, reason, details = {}) {
-  mkdirSync(buildDir, { recursive: true });
-  // A previous build's addon must not outlive a run that says "not built".
-  if (!built) rmSync(join(buildDir, "Release"), { recursive: true, force: true });
-  const status = {
-    built,
-    reason,
-    node: process.version,
-    napi: process.versions.napi,
-    date: new Date().toISOString(),
-    ...details,
-  };
-  writeFileSync(join(buildDir, "status.json"), `${JSON.stringify(status, null, 2)}\n`);
-  const seconds = ((Date.now() - started) / 1000).toFixed(1);
-  if (built) console.log(`grpo-roc: built the CUDA addon in ${seconds} s (${reason})`);
-  else
-    console.log(
-      `grpo-roc: CUDA addon not built: ${reason}. The cuda backend will report itself unavailable; everything else works.`,
-    );
-  process.exit(!built && force ? 1 : 0);
+const USAGE = `Usage: node native/build.mjs [--archs LIST] [--nodedir DIR] [--out DIR] | --prebuilt
+
+  --archs LIST    GPU code to build, space- or comma-separated: sm_XY for a GPU's machine code, compute_XY for PTX
+                  that the driver compiles for newer GPUs (default "${DEFAULT_ARCHS}"; also $GRPO_ROC_CUDA_ARCHS)
+  --nodedir DIR   Node's headers: a folder with include/node/node_api.h and include/node/common.gypi (default:
+                  $npm_config_nodedir, else the folder Node itself is installed in, such as /usr or /usr/local)
+  --out DIR       write grpo_roc_cuda.node there instead of the package's native/build/Release/ (then load it with
+                  GRPO_ROC_CUDA_ADDON=DIR/grpo_roc_cuda.node)
+  --prebuilt      build the addon the package ships (prebuilds/${PREBUILT_PLATFORM}/), as \`npm pack\` does
+`;
+
+let options;
+try {
+  options = parseArgs({
+    options: {
+      archs: { type: "string" },
+      nodedir: { type: "string" },
+      out: { type: "string" },
+      prebuilt: { type: "boolean" },
+      force: { type: "boolean" }, // Accepted for old scripts: every run builds.
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+  }).values;
+} catch (error) {
+  console.error(`grpo-roc: ${error.message}\n${USAGE}`);
+  process.exit(2);
+}
+if (options.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+const prebuilt = options.prebuilt === true;
+if (prebuilt && (options.archs !== undefined || options.out !== undefined)) {
+  console.error("grpo-roc: --prebuilt builds what the package ships: it takes no --archs and no --out");
+  process.exit(2);
 }
 
-if (/^(1|true|yes)$/i.test(process.env.GRPO_ROC_SKIP_CUDA ?? "")) finish(false, "skipped (GRPO_ROC_SKIP_CUDA is set)");
+/** Says why nothing was built, and exits 1 (a failed `npm pack` when packing). */
+function fail(reason) {
+  const what = prebuilt ? "the prebuilt CUDA addon for the package" : "the CUDA addon";
+  console.error(`grpo-roc: cannot build ${what}: ${reason}`);
+  if (prebuilt) {
+    console.error(
+      "grpo-roc: `npm pack` stops here so that the package is not packed without its CUDA addon; set " +
+        "GRPO_ROC_PACK_WITHOUT_CUDA=1 to pack it without one on purpose",
+    );
+  }
+  process.exit(1);
+}
 
-/** An executable named `name` on PATH. */
+const optOut = /^(1|true|yes)$/i.test(process.env.GRPO_ROC_PACK_WITHOUT_CUDA ?? "");
+if (prebuilt && optOut) {
+  rmSync(join(root, "prebuilds"), { recursive: true, force: true });
+  console.warn(
+    "grpo-roc: WARNING: GRPO_ROC_PACK_WITHOUT_CUDA is set: the package is packed without a prebuilt CUDA addon " +
+      "(its users must run `npx grpo-roc build-cuda`)",
+  );
+  process.exit(0);
+}
+
+/** The GPU code to build: the names, and nvcc's -gencode flags for them. */
+function architectures(list) {
+  const names = list
+    .split(/[\s,]+/)
+    .filter((a) => a !== "")
+    .filter((a, i, all) => all.indexOf(a) === i);
+  if (names.length === 0) fail("--archs is empty");
+  const bad = names.filter((a) => !/^(sm|compute)_\d{2,3}[a-z]?$/.test(a));
+  if (bad.length > 0)
+    fail(`--archs: ${bad.join(", ")} is not sm_XY or compute_XY (e.g. sm_89 for an L4/RTX 40, compute_90 for PTX)`);
+  const gencode = names.flatMap((a) => ["-gencode", `arch=compute_${a.replace(/^\w+?_/, "")},code=${a}`]);
+  return { names: names.join(" "), gencode: gencode.join(" ") };
+}
+const archs = architectures(
+  prebuilt ? DEFAULT_ARCHS : (options.archs ?? process.env.GRPO_ROC_CUDA_ARCHS ?? DEFAULT_ARCHS),
+);
+
+/** The executable `name`: a path, or a name looked up on PATH. */
 function onPath(name) {
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    if (dir !== "" && existsSync(join(dir, name))) return join(dir, name);
+  const candidates = name.includes("/")
+    ? [name]
+    : (process.env.PATH ?? "").split(delimiter).flatMap((dir) => (dir === "" ? [] : [join(dir, name)]));
+  for (const candidate of candidates) {
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // Not here.
+    }
   }
   return undefined;
 }
@@ -93,15 +173,17 @@ function findCuda() {
   return undefined;
 }
 
-/** Node's own headers (include/node/node_api.h and common.gypi), so node-gyp needs no download. */
+/** Node's own headers (include/node/node_api.h and common.gypi), so that node-gyp downloads nothing. */
 function findNodeDir() {
-  const candidates = [process.env.npm_config_nodedir, dirname(dirname(process.execPath))];
-  return candidates.find(
-    (d) =>
-      d &&
-      existsSync(join(d, "include", "node", "node_api.h")) &&
-      existsSync(join(d, "include", "node", "common.gypi")),
-  );
+  const given = options.nodedir ?? process.env.npm_config_nodedir;
+  const candidates = given !== undefined ? [resolve(given)] : [dirname(dirname(process.execPath))];
+  return {
+    tried: candidates[0],
+    dir: candidates.find(
+      (d) =>
+        existsSync(join(d, "include", "node", "node_api.h")) && existsSync(join(d, "include", "node", "common.gypi")),
+    ),
+  };
 }
 
 /** npm's bundled node-gyp: npm names it to lifecycle scripts; outside them it sits in npm's install folder. */
@@ -117,125 +199,98 @@ function findNodeGyp() {
   return candidates.find((c) => c && existsSync(c));
 }
 
+/** The folder the addon goes to, or why it cannot. */
+function destination() {
+  if (prebuilt) return join(root, "prebuilds", PREBUILT_PLATFORM);
+  return options.out !== undefined ? resolve(options.out) : join(here, "build", "Release");
+}
+
+/** Whether `dir` (or the nearest folder above it that exists) can be written. */
+function writable(dir) {
+  let d = dir;
+  while (!existsSync(d) && dirname(d) !== d) d = dirname(d);
+  try {
+    accessSync(d, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// Everything missing is named at once.
+const problems = [];
+const platform = `${process.platform}-${process.arch}`;
+if (process.platform !== "linux")
+  problems.push(`building the CUDA addon is supported on Linux only (this is ${platform})`);
+if (prebuilt && platform !== PREBUILT_PLATFORM)
+  problems.push(
+    `the package ships the ${PREBUILT_PLATFORM} addon: pack it on ${PREBUILT_PLATFORM} (this is ${platform})`,
+  );
 const cuda = findCuda();
 if (cuda === undefined) {
-  finish(false, "nvcc not found at install (no CUDA toolkit on PATH, in $CUDA_HOME or in /usr/local/cuda)", {
-    missing: "nvcc",
-  });
+  problems.push(
+    "nvcc not found: no CUDA toolkit (bin/nvcc, include/cuda_runtime.h and libcudart_static.a) on PATH, in " +
+      "$CUDA_HOME or in /usr/local/cuda; install the toolkit, or set CUDA_HOME to its folder",
+  );
 }
-const nodeDir = findNodeDir();
-if (nodeDir === undefined) {
-  finish(
-    false,
-    `Node's headers not found (no include/node/node_api.h under ${dirname(dirname(process.execPath))}; set npm_config_nodedir)`,
-    {
-      missing: "node-headers",
-    },
+const node = findNodeDir();
+if (node.dir === undefined) {
+  problems.push(
+    `Node's headers not found (no include/node/node_api.h and common.gypi under ${node.tried}); pass ` +
+      "--nodedir=DIR with a folder that has them, such as an unpacked node-vX.Y.Z-headers.tar.gz from nodejs.org " +
+      "(nothing is downloaded)",
   );
 }
 const nodeGyp = findNodeGyp();
-if (nodeGyp === undefined) finish(false, "node-gyp not found (it comes with npm)", { missing: "node-gyp" });
+if (nodeGyp === undefined) problems.push("node-gyp not found (it comes with npm)");
+if (process.env.PYTHON === undefined && onPath("python3") === undefined && onPath("python") === undefined)
+  problems.push("Python 3 not found (node-gyp runs gyp with it; or set $PYTHON)");
+if (onPath("make") === undefined) problems.push("make not found");
+const cxx = (process.env.CXX ?? "g++").trim().split(/\s+/)[0];
+if (onPath(cxx) === undefined) problems.push(`no C++ compiler: ${cxx} not found (nvcc needs one too; or set $CXX)`);
+const out = destination();
+if (!writable(out))
+  problems.push(
+    `${out} is not writable (a package installed by another user?): run as its owner, or pass --out DIR and load ` +
+      "the result with GRPO_ROC_CUDA_ADDON=DIR/grpo_roc_cuda.node",
+  );
+if (problems.length > 0) fail(problems.join("; "));
 
 const nvccVersion = spawnSync(cuda.nvcc, ["--version"], { encoding: "utf8" }).stdout ?? "";
 const version = /release (\d+\.\d+)/.exec(nvccVersion)?.[1] ?? "?";
 
-/** What the addon is built from: when this is unchanged, so is the addon. */
-function fingerprint() {
-  const hash = createHash("sha256");
-  const add = (label, value) => hash.update(`${label}\0${value}\0`);
-  const files = [join(here, "binding.gyp"), join(here, "build.mjs")];
-  const walk = (dir) => {
-    for (const entry of readdirSync(dir).sort()) {
-      const path = join(dir, entry);
-      if (statSync(path).isDirectory()) walk(path);
-      else files.push(path);
-    }
-  };
-  walk(join(here, "src"));
-  for (const file of files) {
-    add("file", file.slice(here.length));
-    hash.update(readFileSync(file));
-  }
-  add("nvcc", nvccVersion);
-  add("cuda", `${cuda.home}\0${cuda.lib}`);
-  add(
-    "node",
-    `${process.versions.modules}\0${process.versions.napi}\0${process.platform}\0${process.arch}\0${nodeDir}`,
-  );
-  return hash.digest("hex");
-}
+// A fresh copy of what binding.gyp reads, in a temporary folder, built there.
+const scratch = mkdtempSync(join(tmpdir(), "grpo-roc-cuda-"));
+process.on("exit", () => rmSync(scratch, { recursive: true, force: true }));
+copyFileSync(join(here, "binding.gyp"), join(scratch, "binding.gyp"));
+cpSync(join(here, "src"), join(scratch, "src"), { recursive: true });
 
-const addon = join(buildDir, "Release", "grpo_roc_cuda.node");
-
-/** The status file of the last build, if it is readable. */
-function lastStatus() {
-  try {
-    return JSON.parse(readFileSync(join(buildDir, "status.json"), "utf8"));
-  } catch {
-    return undefined;
-  }
-}
-
-/** One build at a time for this folder: a directory lock in the temporary folder (mkdir is atomic). */
-function lock() {
-  const path = join(
-    tmpdir(),
-    `grpo-roc-cuda-build-${createHash("sha256").update(here).digest("hex").slice(0, 16)}.lock`,
-  );
-  const deadline = Date.now() + 15 * 60_000;
-  const nap = new Int32Array(new SharedArrayBuffer(4));
-  for (;;) {
-    try {
-      mkdirSync(path);
-      process.on("exit", () => rmSync(path, { recursive: true, force: true }));
-      return;
-    } catch (error) {
-      if (error?.code !== "EEXIST") return; // No lock possible (read-only tmp): build unlocked, as before.
-      let age = 0;
-      try {
-        age = Date.now() - statSync(path).mtimeMs;
-      } catch {
-        continue; // Released in between: try again.
-      }
-      // A lock left by a killed build (a build takes ~10-60 s).
-      if (age > 15 * 60_000 || Date.now() > deadline) {
-        rmSync(path, { recursive: true, force: true });
-        continue;
-      }
-      Atomics.wait(nap, 0, 0, 500);
-    }
-  }
-}
-
-lock();
-const print = fingerprint();
-const previous = lastStatus();
-if (!force && previous?.built === true && previous.fingerprint === print && existsSync(addon)) {
+const command = [process.execPath, nodeGyp, "rebuild", `--nodedir=${node.dir}`];
+const env = {
+  ...process.env,
+  GRPO_ROC_CUDA_HOME: cuda.home,
+  GRPO_ROC_CUDA_LIB: cuda.lib,
+  GRPO_ROC_CUDA_ARCHS: archs.names,
+  GRPO_ROC_CUDA_GENCODE: archs.gencode,
+};
+if (!prebuilt) {
   console.log(
-    `grpo-roc: the CUDA addon is already built from these sources (nvcc ${version}, Node ABI ${process.versions.modules}; ` +
-      `native/build/status.json); not rebuilding (node native/build.mjs --force rebuilds)`,
+    `grpo-roc: building the CUDA addon with nvcc ${version} (${cuda.home}) for ${archs.names}, Node's headers from ` +
+      `${node.dir}:\n  ${command.join(" ")}   (in a temporary copy of ${here})`,
   );
-  process.exit(0);
 }
-
-const result = spawnSync(process.execPath, [nodeGyp, "rebuild", `--nodedir=${nodeDir}`], {
-  cwd: here,
+const result = spawnSync(command[0], command.slice(1), {
+  cwd: scratch,
   encoding: "utf8",
-  env: { ...process.env, GRPO_ROC_CUDA_HOME: cuda.home, GRPO_ROC_CUDA_LIB: cuda.lib },
+  env,
   maxBuffer: 64 * 2 ** 20,
 });
-const log = `${result.stdout ?? ""}${result.stderr ?? ""}${result.error ? String(result.error) : ""}`;
-mkdirSync(buildDir, { recursive: true });
-writeFileSync(join(buildDir, "build.log"), log);
-const details = {
-  nvcc: cuda.nvcc,
-  cudaVersion: version,
-  cudaHome: cuda.home,
-  nodeDir,
-  seconds: (Date.now() - started) / 1000,
-  fingerprint: print,
-};
-if (result.status !== 0 || !existsSync(addon)) {
+const log = `${command.join(" ")}\n${result.stdout ?? ""}${result.stderr ?? ""}${result.error ? String(result.error) : ""}`;
+const built = join(scratch, "build", "Release", ADDON);
+const logFile = prebuilt ? join(here, "build", "prebuilt.log") : join(out, "build.log");
+if (result.status !== 0 || !existsSync(built)) {
+  mkdirSync(dirname(logFile), { recursive: true });
+  writeFileSync(logFile, log);
   // The compiler's own words, so that a CI log shows what broke.
   const tail = log
     .split("\n")
@@ -243,11 +298,50 @@ if (result.status !== 0 || !existsSync(addon)) {
     .slice(-40)
     .join("\n");
   console.error(tail);
-  finish(false, `node-gyp failed (exit ${result.status ?? result.signal}); log: native/build/build.log`, details);
+  fail(`node-gyp failed (exit ${result.status ?? result.signal}); the whole log: ${logFile}`);
 }
-const warnings = readFileSync(join(buildDir, "build.log"), "utf8").match(/warning/gi)?.length ?? 0;
-finish(
-  true,
-  `nvcc ${version} from ${cuda.home}, sm_80 sm_90 + compute_90 PTX${warnings > 0 ? `, ${warnings} compiler warnings in native/build/build.log` : ""}`,
-  details,
+
+// The result into its place: a new file renamed over the old one.
+if (prebuilt) rmSync(join(root, "prebuilds"), { recursive: true, force: true });
+mkdirSync(out, { recursive: true });
+const temporary = join(out, `.${ADDON}.${process.pid}`);
+copyFileSync(built, temporary);
+renameSync(temporary, join(out, ADDON));
+const warnings = log.match(/warning/gi)?.length ?? 0;
+if (warnings > 0) {
+  mkdirSync(dirname(logFile), { recursive: true });
+  writeFileSync(logFile, log);
+} else rmSync(logFile, { force: true });
+// The status file of the build.mjs before this one (native/build/status.json) is not this addon's.
+if (!prebuilt && options.out === undefined) rmSync(join(here, "build", "status.json"), { force: true });
+
+const reason = `${prebuilt ? "prebuilt" : "built"} with nvcc ${version} for ${archs.names}, CUDA runtime linked statically`;
+// The prebuilt's status holds nothing of the machine that packed it (no paths, no date): the same sources and
+// toolkit give the same package.
+// The C library of the machine that built it: the oldest one the addon loads with (static libstdc++ and libgcc
+// reference its newest symbols), which the backend names when the addon does not load for that reason.
+const glibc = process.report?.getReport?.().header?.glibcVersionRuntime;
+const status = prebuilt
+  ? { built: true, reason, cudaVersion: version, architectures: archs.names, platform, napi: 8, glibc }
+  : {
+      built: true,
+      reason,
+      cudaVersion: version,
+      architectures: archs.names,
+      platform,
+      napi: 8,
+      glibc,
+      nvcc: cuda.nvcc,
+      cudaHome: cuda.home,
+      nodeDir: node.dir,
+      node: process.version,
+      date: new Date().toISOString(),
+      seconds: (Date.now() - started) / 1000,
+    };
+writeFileSync(join(out, "status.json"), `${JSON.stringify(status, null, 2)}\n`);
+const seconds = ((Date.now() - started) / 1000).toFixed(1);
+const where = relative(process.cwd(), join(out, ADDON)) || join(out, ADDON);
+console.log(
+  `grpo-roc: ${reason}: ${where.startsWith("..") ? join(out, ADDON) : where} in ${seconds} s` +
+    (warnings > 0 ? ` (${warnings} compiler warnings: ${logFile})` : ""),
 );

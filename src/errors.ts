@@ -1,19 +1,26 @@
-import type { z } from "zod";
+import { en } from "zod/locales";
+import * as z from "zod/mini";
 
 /** Every error grpo-roc throws on purpose is a GrpoRocError, so trainers can tell bad input from bugs. */
 export class GrpoRocError extends Error {
   override name = "GrpoRocError";
 }
 
+/** One problem with an input: where it is, and the rule it breaks. */
 export interface ValidationIssue {
   /** Where the problem is, written as the caller would index it: `rollouts[3].toolCalls[0].outcome`. */
   readonly path: string;
+  /** The rule broken, and what was received where that helps: `outcome must be one of ok, parse_error, …`. */
   readonly message: string;
 }
 
-/** Bad input at the public boundary: names the field, the index and the rule broken. */
+/**
+ * Bad input at the public boundary: names the field, the index and the rule broken. Its message lists the first
+ * five issues, one a line (`path: message`); `issues` has them all.
+ */
 export class ValidationError extends GrpoRocError {
   override name = "ValidationError";
+  /** Every problem found, in input order. */
   readonly issues: readonly ValidationIssue[];
 
   constructor(issues: readonly ValidationIssue[]) {
@@ -38,18 +45,31 @@ export function invalid(path: string, message: string): ValidationError {
  * Parses `value` with `schema`, throwing a ValidationError whose paths start at `root`. Objects are strict: an
  * unknown key is an issue at that key's own path, with the closest known key as a suggestion.
  */
-export function parseOrThrow<T extends z.ZodType>(schema: T, value: unknown, root: string): z.output<T> {
-  const result = schema.safeParse(value, { error: unknownKeysMessage });
+export function parseOrThrow<T extends z.core.$ZodType>(schema: T, value: unknown, root: string): z.output<T> {
+  const result = safeParse(schema, value);
   if (result.success) return result.data;
   throw new ValidationError(result.error.issues.flatMap((issue) => validationIssues(issue, root)));
 }
 
+/**
+ * zod's safeParse with grpo-roc's messages, for every parse in the library. The messages are passed to each parse,
+ * never set with z.config: the caller's zod configuration stays the caller's.
+ */
+export function safeParse<T extends z.core.$ZodType>(schema: T, value: unknown) {
+  return z.safeParse(schema, value, { error: message });
+}
+
+/** zod/mini ships no messages; English is the only locale bundled, and the one the library's messages are in. */
+const english = en().localeError;
+
+const message: z.core.$ZodErrorMap = (issue) => unknownKeysMessage(issue) ?? english(issue);
+
 /** Separates the per-key messages of one unrecognized_keys issue (zod gives one issue for all of an object's keys). */
 const KEY_SEPARATOR = "\u0000";
 
-/** zod's per-parse error map: for unknown keys, a message per key naming the closest known one. */
-function unknownKeysMessage(issue: { code?: string; keys?: readonly string[]; inst?: unknown }): string | undefined {
-  if (issue.code !== "unrecognized_keys" || issue.keys === undefined) return undefined;
+/** For unknown keys, a message per key naming the closest known one. */
+function unknownKeysMessage(issue: z.core.$ZodRawIssue): string | undefined {
+  if (issue.code !== "unrecognized_keys") return undefined;
   const shape = (issue.inst as { _zod?: { def?: { shape?: Record<string, unknown> } } } | undefined)?._zod?.def?.shape;
   const known = Object.keys(shape ?? {});
   return issue.keys.map((key) => unknownKey(key, known)).join(KEY_SEPARATOR);

@@ -24,6 +24,12 @@ export interface LogitsGradient {
   readonly shape: readonly [number, number, number];
 }
 
+/**
+ * The policy loss's inputs with the logits and sampled tokens in place of logp (and of entropy, which is computed
+ * when options.entropyCoef > 0).
+ *
+ * @typeParam Logits - Where the logits live: typed arrays here, a device buffer for grpo-roc/webgpu.
+ */
 export interface LogitsPolicyLossInputs<Logits = LogitsInput> extends Omit<PolicyLossInputs, "logp" | "entropy"> {
   /** The policy's logits [B, T, V], at the positions that predict each token. */
   readonly logits: Logits;
@@ -31,11 +37,17 @@ export interface LogitsPolicyLossInputs<Logits = LogitsInput> extends Omit<Polic
   readonly tokens: MatrixInput;
 }
 
+/** The policy loss's options, and the sampling temperature the log-probs are computed at. */
 export interface LogitsPolicyLossOptions extends PolicyLossOptionsInput {
   /** The logits are divided by it first (the sampling temperature). */
   readonly temperature?: number | undefined;
 }
 
+/**
+ * The policy loss's result, with the log-probs it was computed from and the gradient into the logits.
+ *
+ * @typeParam Gradient - Where the gradient lives: typed arrays here, a device buffer for grpo-roc/webgpu.
+ */
 export interface LogitsPolicyLossResult<Gradient = LogitsGradient> extends PolicyLossResult {
   /** log π(token) [B, T], 0 where the mask is 0. */
   readonly logp: Float64Array;
@@ -56,6 +68,9 @@ export interface ComposableKernels<Logits, Gradient> {
  * The policy loss of `options` over log π computed from `inputs.logits`, with ∂loss/∂logits. Positions where the
  * mask is 0 are never read (their tokens and logits may be anything); the result's `grad` is ∂loss/∂logp as in
  * policyLoss.
+ *
+ * @throws ValidationError as policyLoss and tokenLogProbs do; a problem with log-probs computed here is named at the
+ *   logits they came from (`logits[b][t]`).
  */
 export function policyLossFromLogits(
   inputs: LogitsPolicyLossInputs,

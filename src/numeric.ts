@@ -1,6 +1,10 @@
-import { z } from "zod";
+import * as z from "zod/mini";
 import { invalid } from "./errors.js";
 
+/**
+ * Numbers as inputs take them: a plain array or any typed array (Float32Array, Float64Array, Int32Array…), read
+ * without copying where the function allows.
+ */
 export type NumericArray = ArrayLike<number>;
 
 export function isArrayLike(value: unknown): value is ArrayLike<unknown> {

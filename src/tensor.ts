@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod/mini";
 import { invalid, parseOrThrow } from "./errors.js";
 import { describeValue, isArrayLike, type NumericArray, readNumbers } from "./numeric.js";
 
@@ -7,14 +7,17 @@ export type MatrixInput =
   | readonly NumericArray[]
   | { readonly data: NumericArray; readonly shape: readonly [number, number] };
 
+/** A row-major [rows, cols] matrix as the library returns it: flat data and its shape. */
 export interface Matrix<D extends NumericArray = NumericArray> {
+  /** rows · cols values, row after row: entry [r, c] is data[r · cols + c]. */
   readonly data: D;
+  /** [rows, cols]. */
   readonly shape: readonly [rows: number, cols: number];
 }
 
 const flatMatrixSchema = z.strictObject({
   data: z.unknown(),
-  shape: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
+  shape: z.tuple([z.int().check(z.nonnegative()), z.int().check(z.nonnegative())]),
 });
 
 /** Normalises a matrix input to flat row-major data; ragged rows and shape mismatches are errors. */

@@ -8,8 +8,9 @@
  * Chromium missing: skipped with the reason, except with CI set, where it fails. How WebGPU runs headless on a
  * machine without a GPU: test/helpers/browser.ts.
  */
-import { mkdirSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exampleBatch, T, V } from "../examples/browser/batch.js";
@@ -33,8 +34,6 @@ import {
   tolerance,
   TOLERANCES,
 } from "./conformance/tolerances.js";
-
-const outdir = fileURLToPath(new URL("../out/browser-example", import.meta.url));
 
 /** A loss result as it crosses from the page: typed arrays as plain arrays. */
 interface PageLoss {
@@ -185,8 +184,9 @@ describe.skipIf(!chromiumFound)(title, () => {
   let withWebGpu: PageOutcome & { pageErrors: string[] };
   let withoutWebGpu: PageOutcome & { pageErrors: string[] };
 
+  const outdir = mkdtempSync(join(tmpdir(), "grpo-roc-browser-example-"));
+
   beforeAll(async () => {
-    mkdirSync(outdir, { recursive: true });
     await buildExample(outdir);
     server = await serveExample(0, outdir);
     const visit = async (flags: readonly string[]) => {
@@ -203,6 +203,7 @@ describe.skipIf(!chromiumFound)(title, () => {
 
   afterAll(async () => {
     await server?.close();
+    rmSync(outdir, { recursive: true, force: true });
   });
 
   it("the page loads without errors and computes the reference loss exactly as Node does", () => {

@@ -1,13 +1,15 @@
 /**
- * Where the built grpo-roc/cuda looks for its addon (src/cuda/addon.ts, addonPath): in the package's own
- * native/build/Release, found from the module's own location, in the ESM and in the CommonJS build alike. The ESM
- * build once took a global `__dirname` for its own (`node -e 'import("grpo-roc/cuda")'` defines `__dirname = "."`)
- * and then looked in the current folder.
+ * Where the built grpo-roc/cuda looks for its addon (src/cuda/addon.ts, locateAddon): in the package's own folder,
+ * found from the module's own location, in the ESM and in the CommonJS build alike: the prebuilt the package ships
+ * (prebuilds/<platform>-<arch>/), and before it a rebuild (native/build/Release/, `npx grpo-roc build-cuda`). The
+ * ESM build once took a global `__dirname` for its own (`node -e 'import("grpo-roc/cuda")'` defines
+ * `__dirname = "."`) and then looked in the current folder.
  *
  * The module is built here the way the package builds it: tsup, ESM and CJS, target node20, with treeshake (the
  * package's tsup.config.ts; its rollup pass rewrites import.meta.url in CJS) and without (esbuild alone leaves
  * import.meta empty in CJS, so the CJS code must fall back on __dirname). Each build goes into a scratch package
- * named grpo-roc, and is loaded by a fresh `node` from an unrelated folder.
+ * named grpo-roc, with a (fake) prebuilt addon for this platform, and is loaded by a fresh `node` from an unrelated
+ * folder.
  */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
@@ -16,7 +18,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { build } from "tsup";
-import { addonPath, moduleDirFrom, packageRoot } from "../src/cuda/addon.js";
+import { addonPath, locateAddon, moduleDirFrom, packageRoot } from "../src/cuda/addon.js";
 
 const root = realpathSync(mkdtempSync(path.join(os.tmpdir(), "grpo-roc-addon-path-")));
 const elsewhere = realpathSync(mkdtempSync(path.join(os.tmpdir(), "grpo-roc-elsewhere-")));
@@ -29,11 +31,17 @@ function packageFor(treeshake: boolean): string {
   return path.join(root, treeshake ? "treeshake" : "plain");
 }
 
+const platform = `${process.platform}-${process.arch}`;
+const prebuiltOf = (pkg: string) => path.join(pkg, "prebuilds", platform, "grpo_roc_cuda.node");
+const rebuildOf = (pkg: string) => path.join(pkg, "native", "build", "Release", "grpo_roc_cuda.node");
+
 beforeAll(async () => {
   for (const v of variants) {
     const pkg = packageFor(v.treeshake);
     mkdirSync(pkg, { recursive: true });
     writeFileSync(path.join(pkg, "package.json"), JSON.stringify({ name: "grpo-roc", type: "module" }));
+    mkdirSync(path.dirname(prebuiltOf(pkg)), { recursive: true });
+    writeFileSync(prebuiltOf(pkg), "a prebuilt addon");
     await build({
       entry: { "cuda/index": "src/cuda/addon.ts" },
       format: ["esm", "cjs"],
@@ -65,7 +73,7 @@ function node(args: readonly string[]): string {
 
 describe.each(variants)("the built grpo-roc/cuda finds its addon: $name", ({ treeshake }) => {
   const pkg = () => packageFor(treeshake);
-  const expected = () => path.join(pkg(), "native", "build", "Release", "grpo_roc_cuda.node");
+  const expected = () => prebuiltOf(pkg());
 
   it("ESM, imported from `node -e` (a global __dirname of '.')", () => {
     const url = pathToFileURL(path.join(pkg(), "dist", "cuda", "index.js")).href;
@@ -90,6 +98,17 @@ describe.each(variants)("the built grpo-roc/cuda finds its addon: $name", ({ tre
     const file = path.join(pkg(), "dist", "cuda", "index.cjs");
     expect(node(["-e", `console.log(require(${JSON.stringify(file)}).addonPath())`])).toBe(expected());
   });
+
+  it("a rebuild in the package's native/build/Release comes before the prebuilt (ESM and CommonJS)", () => {
+    mkdirSync(path.dirname(rebuildOf(pkg())), { recursive: true });
+    writeFileSync(rebuildOf(pkg()), "a rebuilt addon");
+    const cjs = path.join(pkg(), "dist", "cuda", "index.cjs");
+    expect(node(["-e", `console.log(require(${JSON.stringify(cjs)}).addonPath())`])).toBe(rebuildOf(pkg()));
+    const esm = pathToFileURL(path.join(pkg(), "dist", "cuda", "index.js")).href;
+    expect(node(["-e", `import(${JSON.stringify(esm)}).then((m) => console.log(m.addonPath()))`])).toBe(
+      rebuildOf(pkg()),
+    );
+  });
 });
 
 describe("moduleDirFrom (src/cuda/addon.ts)", () => {
@@ -102,13 +121,18 @@ describe("moduleDirFrom (src/cuda/addon.ts)", () => {
     expect(moduleDirFrom("https://example.com/index.js", "/pkg/dist/cuda")).toBe("/pkg/dist/cuda");
   });
 
-  it("from the source tree, the package root is this repository and the addon is under native/build/Release", () => {
+  it("from the source tree, the package root is this repository, and the addon is looked for in it", () => {
     const repository = path.resolve(import.meta.dirname, "..");
     expect(packageRoot()).toBe(repository);
     const env = process.env.GRPO_ROC_CUDA_ADDON;
     delete process.env.GRPO_ROC_CUDA_ADDON;
     try {
-      expect(addonPath()).toBe(path.join(repository, "native", "build", "Release", "grpo_roc_cuda.node"));
+      const where = locateAddon();
+      expect(where.rebuild).toBe(rebuildOf(repository));
+      expect(where.prebuilt).toBe(prebuiltOf(repository));
+      // The first of them that is there; none: where `grpo-roc build-cuda` puts it.
+      expect(addonPath()).toBe(where.file ?? rebuildOf(repository));
+      expect([rebuildOf(repository), prebuiltOf(repository)]).toContain(addonPath());
     } finally {
       if (env !== undefined) process.env.GRPO_ROC_CUDA_ADDON = env;
     }

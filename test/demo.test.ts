@@ -5,6 +5,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
+import { parseConfig, parseSeeds, UsageError } from "../examples/demo/config.js";
+import { describeSeeds } from "../examples/demo/report.js";
+import { pairedComparison, signTest, tCritical } from "../examples/demo/stats.js";
 
 // `npm run demo -- --quick`, run the way the script runs it (tsx with the demo's tsconfig), into a temporary folder.
 // Only the outputs' presence and shape are checked: the numbers of a 4-step smoke run mean nothing.
@@ -61,9 +64,19 @@ const methodSummary = z.object({
   finalCallsCorrect: counts,
   seconds: spread,
 });
+const comparison = z.object({
+  perSeed: z.array(z.object({ seed: z.number().int(), a: z.number(), b: z.number(), difference: z.number() })),
+  mean: z.number(),
+  sd: z.number().min(0),
+  ci95: z.tuple([z.number(), z.number()]).nullable(),
+  higher: z.number().int().min(0),
+  lower: z.number().int().min(0),
+  ties: z.number().int().min(0),
+  signTestP: z.number().min(0).max(1),
+});
 const method = z.enum(["grpo", "roc"]);
 const metricsSchema = z.object({
-  schema: z.literal("grpo-roc-demo/1"),
+  schema: z.literal("grpo-roc-demo/2"),
   createdAt: z.string(),
   backend: z.literal("cpu"),
   seconds: z.number().positive(),
@@ -85,6 +98,13 @@ const metricsSchema = z.object({
     .loose(),
   warmStart: z.object({ loss: z.number(), seconds: z.number(), cached: z.boolean() }),
   summary: z.object({ grpo: methodSummary, roc: methodSummary }),
+  paired: z.object({
+    a: z.literal("grpo"),
+    b: z.literal("roc"),
+    accuracy: comparison,
+    toolErrorRatioCorrect: comparison,
+    trainedToolErrorRatioCorrect: comparison,
+  }),
   curves: z.array(
     z.object({
       method,
@@ -140,6 +160,12 @@ describe("npm run demo -- --quick", () => {
     expect(first.stdout).toMatch(/^GRPO-RoC {3,}\d\.\d{3} → \d\.\d{3}/m);
     expect(first.stdout).toContain("Tool calls at the final evaluation, by outcome");
     expect(first.stdout).toMatch(/^GRPO-RoC +correct +\d+ +\d+ +\d+ +\d+$/m);
+    expect(first.stdout).toMatch(/^GRPO vs GRPO-RoC: seed 1 × 4 RL steps/);
+    expect(first.stdout).toMatch(/^1(?: +[+-]?\d\.\d{3}){9}$/m);
+    // One seed has no spread, so no interval; a sign test over one seed cannot go below p = 1.
+    expect(first.stdout).toMatch(
+      /^held-out accuracy, final +[+-]?\d\.\d{3} \(one seed: no interval\) +\d \/ \d \/ \d +1\.000$/m,
+    );
   });
 
   it("reports progress on stderr as plain lines when stderr is not a terminal", () => {
@@ -175,6 +201,7 @@ describe("npm run demo -- --quick", () => {
     expect(svg.startsWith("<svg")).toBe(true);
     expect(svg).toContain('xmlns="http://www.w3.org/2000/svg"');
     expect(svg).toContain("GRPO-RoC");
+    expect(svg).toMatch(/font-weight="bold">[^<]*, seed 1 \(/);
     expect(svg.match(/<path/g)?.length ?? 0).toBeGreaterThan(4);
     const png = readFileSync(join(out, "figure.png"));
     expect(png.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
@@ -182,13 +209,29 @@ describe("npm run demo -- --quick", () => {
     expect(png.length).toBeGreaterThan(10_000);
   });
 
-  it("reuses the cached warm start on the next run", async () => {
+  it("reuses the cached warm start on the next run, and pairs the chosen seeds", async () => {
     expect(existsSync(join(out, "warm-start-40x32.json"))).toBe(true);
-    const again = await demo(["--quick", "--steps", "1", "--out", out]);
+    const again = await demo(["--quick", "--seeds", "5,2", "--steps", "1", "--out", out]);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).toContain("warm start loaded");
     const metrics = metricsSchema.parse(JSON.parse(readFileSync(join(out, "metrics.json"), "utf8")));
     expect(metrics.warmStart.cached).toBe(true);
+    expect(metrics.config.seeds).toEqual([2, 5]);
+    for (const comparison of Object.values(metrics.paired).filter((v) => typeof v === "object")) {
+      expect(comparison.perSeed.map((p) => p.seed)).toEqual([2, 5]);
+      expect(comparison.higher + comparison.lower + comparison.ties).toBe(2);
+      for (const p of comparison.perSeed) expect(p.difference).toBeCloseTo(p.b - p.a, 12);
+    }
+    const accuracy = (m: "grpo" | "roc", seed: number) =>
+      metrics.runs.find((r) => r.method === m && r.seed === seed)!.evals.at(-1)!.stats.accuracy;
+    expect(metrics.paired.accuracy.perSeed[1]).toMatchObject({
+      seed: 5,
+      a: accuracy("grpo", 5),
+      b: accuracy("roc", 5),
+    });
+    expect(again.stdout).toMatch(/^GRPO vs GRPO-RoC: seeds 2, 5 × 1 RL steps/);
+    expect(again.stdout).toMatch(/^held-out accuracy, final +[+-]?\d\.\d{3} \[[+-]?\d\.\d{3}, [+-]?\d\.\d{3}\]/m);
+    expect(readFileSync(join(out, "figure.svg"), "utf8")).toMatch(/font-weight="bold">[^<]*, seeds 2, 5 \(/);
   }, 60_000);
 
   it("rejects a bad flag with the usage text", async () => {
@@ -196,5 +239,97 @@ describe("npm run demo -- --quick", () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("--steps must be a positive integer");
     expect(bad.stderr).toContain("--quick");
+    const badSeeds = await demo(["--seeds", "1-x"]);
+    expect(badSeeds.code).toBe(2);
+    expect(badSeeds.stderr).toContain('received "1-x"');
   }, 30_000);
+});
+
+describe("the demo's command line", () => {
+  const seeds = (...argv: string[]) => parseConfig(argv)!.seeds;
+
+  it("runs seeds 1–10 by default and seed 1 with --quick", () => {
+    expect(seeds()).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(seeds("--quick")).toEqual([1]);
+  });
+
+  it("takes one seed, a range, a list, or lists of ranges, ascending", () => {
+    expect(seeds("--seeds", "7")).toEqual([7]);
+    expect(seeds("--seeds", "101-105")).toEqual([101, 102, 103, 104, 105]);
+    expect(seeds("--seeds", "9,3,5")).toEqual([3, 5, 9]);
+    expect(seeds("--seeds", "1-3, 7")).toEqual([1, 2, 3, 7]);
+    expect(seeds("--quick", "--seeds", "4")).toEqual([4]);
+    expect(parseSeeds("2-2")).toEqual([2]);
+  });
+
+  it("names the malformed value instead of falling back to a default", () => {
+    for (const text of ["", "x", "0", "-3", "1-", "3-1", "1,,2", "1.5", "1e3", "0x10", "2-4,3", "5,5", "1-100000"]) {
+      expect(() => parseSeeds(text), text).toThrow(UsageError);
+      expect(() => parseSeeds(text), text).toThrow(`"${text}"`);
+    }
+    expect(() => parseConfig(["--steps", "1e2"])).toThrow('--steps must be a positive integer, received "1e2"');
+    expect(() => parseConfig(["--eval-every", " 4"])).toThrow(UsageError);
+  });
+
+  it("writes --quick somewhere else than the full run", () => {
+    expect(parseConfig([])!.out).toBe("out/demo");
+    expect(parseConfig(["--quick"])!.out).toBe("out/demo-quick");
+    expect(parseConfig(["--quick", "--out", "x"])!.out).toBe("x");
+  });
+
+  it("says which seeds in words", () => {
+    expect(describeSeeds([7])).toBe("seed 7");
+    expect(describeSeeds([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])).toBe("seeds 1–10");
+    expect(describeSeeds([9, 1, 2, 3, 5])).toBe("seeds 1–3, 5, 9");
+  });
+});
+
+describe("the demo's paired statistics", () => {
+  it("gives Student's t critical values (scipy.stats.t.ppf)", () => {
+    const known: [number, number, number][] = [
+      [1, 0.95, 12.706204736174694],
+      [2, 0.95, 4.302652729749462],
+      [9, 0.95, 2.262157162798205],
+      [10, 0.95, 2.228138851986274],
+      [29, 0.95, 2.045229642132703],
+      [1000, 0.95, 1.9623390808264083],
+      [9, 0.99, 3.249835541592126],
+    ];
+    for (const [df, confidence, t] of known) expect(tCritical(df, confidence)).toBeCloseTo(t, 10);
+    expect(() => tCritical(0)).toThrow(RangeError);
+    expect(() => tCritical(2.5)).toThrow(RangeError);
+  });
+
+  it("gives the exact two-sided sign test", () => {
+    expect(signTest(9, 1)).toBe(22 / 1024); // 0.02148
+    expect(signTest(1, 9)).toBe(22 / 1024);
+    expect(signTest(10, 0)).toBe(2 / 1024);
+    expect(signTest(7, 3)).toBeCloseTo(0.34375, 15);
+    expect(signTest(5, 5)).toBe(1);
+    expect(signTest(0, 0)).toBe(1);
+  });
+
+  it("pairs by seed: mean difference, paired t interval, signs", () => {
+    const p = pairedComparison([
+      { seed: 1, a: 1, b: 2 },
+      { seed: 2, a: 1, b: 3 },
+      { seed: 3, a: 1, b: 4 },
+      { seed: 4, a: 1, b: 5 },
+      { seed: 5, a: 0, b: 1 },
+    ]);
+    // Differences 1, 2, 3, 4, 1: mean 2.2, sd √1.7, t(4) = 2.776445.
+    expect(p.perSeed.map((s) => s.difference)).toEqual([1, 2, 3, 4, 1]);
+    expect(p.mean).toBeCloseTo(2.2, 12);
+    expect(p.sd).toBeCloseTo(Math.sqrt(1.7), 12);
+    const half = (2.776445105197793 * Math.sqrt(1.7)) / Math.sqrt(5);
+    expect(p.ci95![0]).toBeCloseTo(2.2 - half, 10);
+    expect(p.ci95![1]).toBeCloseTo(2.2 + half, 10);
+    expect([p.higher, p.lower, p.ties, p.signTestP]).toEqual([5, 0, 0, 2 / 32]);
+    const tied = pairedComparison([
+      { seed: 1, a: 0.5, b: 0.5 },
+      { seed: 2, a: 0.5, b: 0.25 },
+    ]);
+    expect([tied.higher, tied.lower, tied.ties, tied.signTestP]).toEqual([0, 1, 1, 1]);
+    expect(pairedComparison([{ seed: 7, a: 0.5, b: 0.75 }]).ci95).toBeNull();
+  });
 });

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
@@ -37,13 +37,29 @@ describe("the package as users install it", () => {
     ["webgpu", "createWebGpuBackend"],
     ["cuda", "createCudaBackend"],
   ])("grpo-roc/%s loads from ESM and from CommonJS", (entry, name) => {
-    const check = `console.log(JSON.stringify([typeof pkg.${name}, Object.keys(pkg).length]))`;
+    const check = `console.log(JSON.stringify([typeof pkg.${name}, Object.keys(pkg).sort()]))`;
     const fromEsm = JSON.parse(
       run(["--input-type=module", "-e", `import * as pkg from "grpo-roc/${entry}"; ${check}`]),
     );
     const fromCjs = JSON.parse(run(["-e", `const pkg = require("grpo-roc/${entry}"); ${check}`]));
     expect(fromEsm[0]).not.toBe("undefined");
     expect(fromCjs).toEqual(fromEsm);
+  });
+
+  it("grpo-roc/tfjs's Node entry points export what its bundler entry point does, and name the tested tfjs range", () => {
+    // Node loads grpo-roc/tfjs through dist/tfjs/node.{js,cjs}, which load dist/tfjs/index.{js,cjs} dynamically.
+    const keys = (load: string) =>
+      `${load}; console.log(JSON.stringify([Object.keys(pkg).sort(), pkg.TFJS_PEER_RANGE]))`;
+    const bundlerEntry = JSON.parse(
+      run(["--input-type=module", "-e", keys(`const pkg = await import("./dist/tfjs/index.js")`)]),
+    );
+    const nodeEsm = JSON.parse(run(["--input-type=module", "-e", keys(`const pkg = await import("grpo-roc/tfjs")`)]));
+    const nodeCjs = JSON.parse(run(["-e", keys(`const pkg = require("grpo-roc/tfjs")`)]));
+    expect(nodeEsm).toEqual(bundlerEntry);
+    expect(nodeCjs).toEqual(bundlerEntry);
+    const manifest = JSON.parse(readFileSync(`${root}/package.json`, "utf8"));
+    expect(bundlerEntry[1]).toBe(manifest.peerDependencies["@tensorflow/tfjs"]);
+    expect(manifest.dependencies["@tensorflow/tfjs"]).toBeUndefined();
   });
 
   it("the entry points share one copy of each class, in CommonJS as in ESM: instanceof holds across them", () => {

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
@@ -23,7 +23,12 @@ describe("README", () => {
     const file = join(dir, "quickstart.mts");
     writeFileSync(file, codeBlockAfter("## Quick start"));
     const tsx = join(root, "node_modules", "tsx", "dist", "cli.mjs");
-    const lines = execFileSync(process.execPath, [tsx, file], { cwd: root, encoding: "utf8" }).trim().split("\n");
+    let lines: string[];
+    try {
+      lines = execFileSync(process.execPath, [tsx, file], { cwd: root, encoding: "utf8" }).trim().split("\n");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     const kept = JSON.parse(lines[0]!.replace(/\s/g, "")) as number[];
     expect([
       [0, 2],

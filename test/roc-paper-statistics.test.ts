@@ -429,7 +429,7 @@ describe("paper mode with per-rollout ids (each rollout draws from its own id-ke
 
 describe("paper mode, k_pos > 1: kept positives follow successive sampling without replacement ∝ 1/p_total", () => {
   // p_total from a custom penalty function, so the weights can be anything.
-  const penalty = (rollout: Rollout) => Number(rollout.p);
+  const penalty = (rollout: Rollout) => Number((rollout as Rollout & { p: number }).p);
   const pos = (p: number) => positive({ p } as Partial<Rollout>);
 
   it("2 of 4 positives (N = 10, G = 4): subset frequencies (df = 5) and per-item z-scores", () => {
@@ -543,7 +543,7 @@ describe("paper mode: positives with p_total = 0 are always taken first", () => 
   });
 
   it("3 clean positives and k_pos = 2: only clean ones are kept, uniformly among them", () => {
-    const penalty = (rollout: Rollout) => Number(rollout.p);
+    const penalty = (rollout: Rollout) => Number((rollout as Rollout & { p: number }).p);
     const pos = (p: number) => positive({ p } as Partial<Rollout>);
     // N = 8: 5 positives (3 with p = 0, and p = 0.01, 0.02 that would otherwise dominate), 3 negatives;
     // G = 3 → k_neg = ⌊3·3/8⌋ = 1, k_pos = 2.

@@ -68,8 +68,8 @@ function labels(kind: RewardKind, positive: boolean, level: number): Pick<Rollou
 
 interface GroupDraft {
   readonly size: number;
-  /** The rollouts of the group in their internal order. */
-  readonly members: readonly Rollout[];
+  /** The rollouts of the group in their internal order, without their group id (materialize adds it). */
+  readonly members: readonly Omit<Rollout, "groupId">[];
 }
 
 /** One group of N ∈ [1, 40] rollouts, with between 0 and N positives at random positions. */
@@ -86,9 +86,7 @@ const groupArb = (kind: RewardKind): fc.Arbitrary<GroupDraft> =>
         const rank = sortedPositions(order);
         const isPositive = new Array<boolean>(size).fill(false);
         rank.slice(0, positives).forEach((position) => (isPositive[position] = true));
-        const members = qualities.map(
-          (quality, j) => ({ ...labels(kind, isPositive[j]!, levels[j]!), ...quality }) as Rollout,
-        );
+        const members = qualities.map((quality, j) => ({ ...labels(kind, isPositive[j]!, levels[j]!), ...quality }));
         return { size, members };
       }),
   );

@@ -1,7 +1,9 @@
 import { allEqual, moments } from "../stats.js";
 import type { AdvantageOptions } from "./options.js";
 
+/** What an advantage estimator is told besides its group's rewards. */
 export interface EstimatorContext {
+  /** The call's options, defaults filled in: an estimator of yours may read any of them. */
   readonly options: AdvantageOptions;
   /** Std over the whole batch's rewards; NaN unless options.stdScope is "batch". */
   readonly batchStd: number;

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod/mini";
 import { GrpoRocError, invalid, parseOrThrow, requireRegistration } from "../errors.js";
 import { type GroupId, groupBy, showId } from "../groups.js";
 import { describeValue, finiteFloat64, isArrayLike, type NumericArray, readNumbers } from "../numeric.js";
@@ -23,12 +23,18 @@ export function registerAdvantageEstimator(name: string, estimator: AdvantageEst
   estimators.set(name, estimator);
 }
 
+/** The names `options.estimator` accepts: the built-in "grpo" and "rloo", then any you registered. */
 export function advantageEstimatorNames(): string[] {
   return [...estimators.keys()];
 }
 
 const groupIdsSchema = z.custom<ArrayLike<GroupId>>(isArrayLike, { message: "expected an array" });
 
+/**
+ * The options with every default filled in, as `advantages` reads them (to log the configuration a run used).
+ *
+ * @throws ValidationError at `options.<field>` for an unknown key or a value out of range.
+ */
 export function resolveAdvantageOptions(options: AdvantageOptionsInput = {}): AdvantageOptions {
   return parseOrThrow(advantageOptionsSchema, options, "options");
 }
@@ -36,6 +42,14 @@ export function resolveAdvantageOptions(options: AdvantageOptionsInput = {}): Ad
 /**
  * Group-relative advantages: one per rollout, computed within each group of `groupIds` (any order, any sizes).
  * Defaults reproduce verl's GRPO; see `advantagePresets` for TRL, Dr. GRPO and RLOO.
+ *
+ * @param rewards - One scalar reward per rollout.
+ * @param groupIds - The group (prompt) of each rollout, as long as `rewards`.
+ * @returns One advantage per rollout, in input order.
+ * @throws ValidationError naming the entry (`rewards[3]`) or option at fault; a registered estimator's bad output
+ *   is named with its group.
+ *
+ * @example advantages([1, 0, 0, 1], ["a", "a", "b", "b"]) // => ≈ [0.707, -0.707, -0.707, 0.707]
  */
 export function advantages(
   rewards: NumericArray,
@@ -89,8 +103,8 @@ function requireEstimatorOutput(
     const length = isArrayLike(groupAdvantages) ? `${groupAdvantages.length} values` : describeValue(groupAdvantages);
     throw invalid(
       "options.estimator",
-      `"${options.estimator}" returned ${length} for the ${members.length} rollouts of ${group()}; it must return one ` +
-        `each`,
+      `"${options.estimator}" returned ${length} for the ${members.length} rollouts of ${group()}; ` +
+        "it must return one each",
     );
   }
   for (let k = 0; k < members.length; k++) {

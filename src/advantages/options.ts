@@ -1,40 +1,47 @@
-import { z } from "zod";
+import * as z from "zod/mini";
 
 /** The choices of the options below, one list each (the schema, the types and the command line read them). */
 export const STD_SCOPES = ["group", "batch"] as const;
 export const SINGLETON_RULES = ["raw", "zero"] as const;
 export const MISSING_REWARD_RULES = ["error", "ignore"] as const;
 
-export const advantageOptionsSchema = z.strictObject({
+/** advantageOptionsSchema's fields: a const of its own, so that the published types keep each field's comment. */
+const advantageOptionsShape = {
   /** Registered estimator name: "grpo" (group mean/std) or "rloo" (leave-one-out baseline), or one you registered. */
-  estimator: z.string().default("grpo"),
+  estimator: z._default(z.string(), "grpo"),
   /**
    * GRPO: divide by std + epsilon. false gives Dr. GRPO (verl norm_adv_by_std_in_grpo=False, TRL scale_rewards="none").
    */
-  scaleByStd: z.boolean().default(true),
+  scaleByStd: z._default(z.boolean(), true),
   /** GRPO: the std of the group, or of the whole batch (TRL scale_rewards="batch"; the mean stays per group). */
-  stdScope: z.enum(STD_SCOPES).default("group"),
+  stdScope: z._default(z.enum(STD_SCOPES), "group"),
   /** Added to the std, not the variance: verl 1e-6, TRL 1e-4. */
-  epsilon: z.number().nonnegative().default(1e-6),
+  epsilon: z._default(z.number().check(z.nonnegative()), 1e-6),
   /** Bessel-corrected std (N−1), as both verl and TRL use. */
-  unbiasedStd: z.boolean().default(true),
+  unbiasedStd: z._default(z.boolean(), true),
   /**
    * A group of one: "raw" keeps its reward uncentred (verl GRPO: mean 0, std 1, so A = r/(1+ε); verl RLOO: A = r);
    * "zero" gives 0 (TRL; verl's vectorised RLOO).
    */
-  singleton: z.enum(SINGLETON_RULES).default("raw"),
+  singleton: z._default(z.enum(SINGLETON_RULES), "raw"),
   /**
    * NaN rewards: "error" rejects them; "ignore" leaves them out of the statistics and gives them A = 0 (TRL's None
    * rewards).
    */
-  missingRewards: z.enum(MISSING_REWARD_RULES).default("error"),
+  missingRewards: z._default(z.enum(MISSING_REWARD_RULES), "error"),
   /** Reproduce TRL bit for bit: its nanstd computes n/(n−1) in float32. */
-  besselFactorFloat32: z.boolean().default(false),
+  besselFactorFloat32: z._default(z.boolean(), false),
   /** Reproduce verl bit for bit: a singleton's unit std + ε is computed in float32 (1.0000009536743164). */
-  singletonScaleFloat32: z.boolean().default(true),
-});
+  singletonScaleFloat32: z._default(z.boolean(), true),
+};
 
+/** Checks and fills in the options of `advantages` (AdvantageOptionsInput). Unknown keys are errors. */
+export const advantageOptionsSchema: z.ZodMiniObject<typeof advantageOptionsShape, z.core.$strict> =
+  z.strictObject(advantageOptionsShape);
+
+/** The advantages' options with every default filled in (`resolveAdvantageOptions`), as an estimator sees them. */
 export type AdvantageOptions = z.output<typeof advantageOptionsSchema>;
+/** The options `advantages` takes: every field optional, defaults as verl's GRPO. */
 export type AdvantageOptionsInput = z.input<typeof advantageOptionsSchema>;
 
 const verl = {

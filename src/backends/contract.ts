@@ -77,11 +77,14 @@ export {
 export { isArrayLike, type NumericArray, requireFloat32Range } from "../numeric.js";
 export type { MatrixInput } from "../tensor.js";
 
+/** A precision a backend's kernels compute in. */
 export type Dtype = "float32" | "float64" | "bfloat16";
 
 /** What a backend can do on this machine, and why not when it cannot. */
 export interface BackendInfo {
+  /** The backend's registered name. */
   readonly name: string;
+  /** Whether its kernels can run here; when false, `reason` says why. */
   readonly available: boolean;
   /** Why it is unavailable (no adapter, no device, not built…), or a note on what it runs on. */
   readonly reason: string;
@@ -97,8 +100,11 @@ export interface BackendInfo {
  * suite at the tolerance of the backend's dtype.
  */
 export interface Kernels {
+  /** `policyLoss` on this backend. */
   policyLoss(inputs: PolicyLossInputs, options?: PolicyLossOptionsInput): Promise<PolicyLossResult>;
+  /** `tokenLogProbs` on this backend. */
   tokenLogProbs(logits: LogitsInput, tokens: MatrixInput, options?: TokenLogProbsOptions): Promise<TokenLogProbs>;
+  /** `tokenLogProbsBackward` on this backend, its gradient in the logits' precision. */
   tokenLogProbsBackward(
     logits: LogitsInput,
     tokens: MatrixInput,
@@ -114,7 +120,12 @@ export interface Kernels {
   ): Promise<LogitsPolicyLossResult>;
 }
 
+/**
+ * Somewhere the kernels run (the reference on the CPU, TensorFlow.js, WebGPU, CUDA), with the same inputs, outputs
+ * and errors as the core's functions; `registerBackend` adds one, `getBackend` returns one.
+ */
 export interface Backend extends Kernels {
+  /** The name it is registered and selected by. */
   readonly name: string;
   /** Checks this machine; never throws (an unavailable backend says why). */
   probe(): Promise<BackendInfo>;

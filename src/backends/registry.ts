@@ -17,6 +17,11 @@ export function registerBackend(backend: Backend): void {
   backends.set(backend.name, backend);
 }
 
+/**
+ * A registered backend by name; without one, the default (the reference, unless `setDefaultBackend` changed it).
+ *
+ * @throws ValidationError at `backend` for a name nobody registered, listing those registered.
+ */
 export function getBackend(name: string = defaultName): Backend {
   const backend = backends.get(name);
   if (backend === undefined)

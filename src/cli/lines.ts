@@ -1,4 +1,4 @@
-import { formatPath, GrpoRocError, ValidationError, type ValidationIssue } from "../errors.js";
+import { formatPath, GrpoRocError, safeParse, ValidationError, type ValidationIssue } from "../errors.js";
 import { rolloutSchema, type Rollout } from "../roc/schema.js";
 import { type LineId, readIds } from "./ids.js";
 
@@ -64,7 +64,7 @@ export function parseLine(text: string, line: number): ParsedLine {
     path: problem.field,
     message: problem.message,
   }));
-  const result = rolloutSchema.safeParse(value);
+  const result = safeParse(rolloutSchema, value);
   if (!result.success) issues.push(...result.error.issues.map((issue) => schemaIssue(issue, line)));
   if (issues.length > 0) return { ok: false, error: new InputError(issues), id, groupId };
   // A valid rollout's groupId is a string or a number, which readIds always reads.

@@ -10,6 +10,7 @@ import {
   type Values,
   wrap,
 } from "./args.js";
+import { BUILD_CUDA_SUMMARY, buildCuda, buildCudaHelp } from "./build-cuda.js";
 import { advantagesCommand } from "./commands/advantages.js";
 import { penaltiesCommand } from "./commands/penalties.js";
 import { pipelineCommand } from "./commands/pipeline.js";
@@ -26,8 +27,12 @@ import { writeMessage } from "./terminal.js";
 const COMMANDS: readonly CommandDefinition[] = [penaltiesCommand, resampleCommand, advantagesCommand, pipelineCommand];
 
 function mainHelp(): string {
-  const names = COMMANDS.map(
-    (c) => `  ${c.spec.name.padEnd(12)}${wrap(c.spec.summary, 86).replace(/\n/g, `\n${" ".repeat(14)}`)}`,
+  const commands: [string, string][] = [
+    ...COMMANDS.map((c): [string, string] => [c.spec.name, c.spec.summary]),
+    ["build-cuda", BUILD_CUDA_SUMMARY],
+  ];
+  const names = commands.map(
+    ([name, summary]) => `  ${name.padEnd(12)}${wrap(summary, 86).replace(/\n/g, `\n${" ".repeat(14)}`)}`,
   );
   return [
     "Usage: grpo-roc <command> [options] [FILE]",
@@ -61,6 +66,11 @@ export async function main(argv: readonly string[]): Promise<number> {
   // stderr closed early (`2>&1 | head`) must not turn a run into a crash; the exit code still tells.
   process.stderr.on("error", () => {});
   const [name, ...rest] = argv;
+  if (name === "build-cuda") return buildCuda(rest);
+  if (name === "help" && rest[0] === "build-cuda") {
+    process.stdout.write(buildCudaHelp());
+    return EXIT.ok;
+  }
   if (name === undefined || name === "-h" || name === "--help" || name === "help") {
     const topic = name === "help" && rest[0] !== undefined ? findCommand(rest[0]) : undefined;
     if (topic === null) return EXIT.usage;
@@ -135,10 +145,10 @@ function reportFailure(prefix: string, error: unknown): number {
 function findCommand(name: string): CommandDefinition | null {
   const definition = COMMANDS.find((c) => c.spec.name === name);
   if (definition !== undefined) return definition;
+  const names = [...COMMANDS.map((c) => c.spec.name), "build-cuda"];
   writeMessage(
     "grpo-roc",
-    `unknown command ${JSON.stringify(name)}; commands: ${COMMANDS.map((c) => c.spec.name).join(", ")}. ` +
-      "Run 'grpo-roc --help'.",
+    `unknown command ${JSON.stringify(name)}; commands: ${names.join(", ")}. Run 'grpo-roc --help'.`,
   );
   return null;
 }

@@ -60,6 +60,7 @@ import {
 import { type CudaAddon, deviceDescription, deviceReason, loadAddon } from "./addon.js";
 import { assembleLoss, type LossOutputs, lossConfig } from "./loss.js";
 
+/** createCudaBackend's options: where the kernels run, the chunk size, the registry name and the addon file. */
 export interface CudaBackendOptions {
   /**
    * "device" (default): the GPU. "host": the same kernels' code on the CPU, each block's threads emulated one by
@@ -70,7 +71,10 @@ export interface CudaBackendOptions {
   readonly chunkBytes?: number | undefined;
   /** The registry name; default "cuda" ("cuda@host" for exec "host"). */
   readonly name?: string | undefined;
-  /** The addon file; default $GRPO_ROC_CUDA_ADDON, else native/build/Release/grpo_roc_cuda.node in the package. */
+  /**
+   * The addon file; default $GRPO_ROC_CUDA_ADDON, else a rebuild (`npx grpo-roc build-cuda`) in the package's
+   * native/build/Release, else the prebuilt the package ships for this platform (prebuilds/linux-x64).
+   */
   readonly addonPath?: string | undefined;
 }
 

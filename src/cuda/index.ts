@@ -1,7 +1,8 @@
 /**
  * grpo-roc on CUDA: `import { cudaBackend } from "grpo-roc/cuda"`, then `registerBackend(cudaBackend)`. The
- * kernels live in an optional native addon that the package's install script builds when nvcc is present; without
- * it (or without a GPU) importing this entry point still works and `cudaBackend.probe()` says why it cannot run.
+ * kernels live in a native addon that the package ships prebuilt for linux-x64 (it needs only the NVIDIA driver)
+ * and that `npx grpo-roc build-cuda` rebuilds from source elsewhere; installing runs nothing. Without it (or
+ * without a GPU) importing this entry point still works and `cudaBackend.probe()` says why it cannot run.
  */
 export {
   cudaBackend,

@@ -10,8 +10,11 @@ import { createCudaBackend, CudaDeviceError, CudaUnavailableError, type CudaBack
 import { loadAddon } from "./addon.js";
 import { invalid } from "../backends/contract.js";
 
+/** One case of cudaSelfCheck: a kernel on one input, compared with its float64 result. */
 export interface SelfCheckCase {
+  /** What was checked, e.g. the kernel and the input's shape. */
   readonly name: string;
+  /** Whether every entry was within tolerance. */
   readonly ok: boolean;
   /** Entries compared. */
   readonly compared: number;
@@ -21,9 +24,13 @@ export interface SelfCheckCase {
   readonly detail: string;
 }
 
+/** cudaSelfCheck's result: every case, and whether all passed. */
 export interface SelfCheckReport {
+  /** Where the kernels ran: the GPU ("device") or the host executor. */
   readonly exec: "device" | "host";
+  /** true when every case passed. */
   readonly ok: boolean;
+  /** Each case's result, failed ones included. */
   readonly cases: readonly SelfCheckCase[];
 }
 

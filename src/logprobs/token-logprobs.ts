@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod/mini";
 import { invalid, parseOrThrow, type ValidationError } from "../errors.js";
 import { exp, readNumbers } from "../numeric.js";
 import { assertBinaryMask, toMatrix, type Matrix, type MatrixInput } from "../tensor.js";
@@ -9,8 +9,11 @@ import { bfloat16ToFloat32, roundToBfloat16InPlace } from "./bfloat16.js";
  * reads them as they are; the CPU backends widen them to float32 (exactly) and compute on that.
  */
 export interface Bfloat16Logits {
+  /** B·T·V bfloat16 bit patterns, row-major (`float32ToBfloat16` makes them from numbers). */
   readonly data: Uint16Array;
+  /** [B, T, V]. */
   readonly shape: readonly [number, number, number];
+  /** Marks `data` as bfloat16 bits, not integers. */
   readonly dtype: "bfloat16";
 }
 
@@ -23,6 +26,7 @@ export type LogitsInput =
   | Bfloat16Logits
   | readonly (readonly (readonly number[])[])[];
 
+/** How tokenLogProbs reads the logits, and what else it computes. */
 export interface TokenLogProbsOptions {
   /** The logits are divided by it first (sampling temperature). */
   readonly temperature?: number | undefined;
@@ -32,6 +36,7 @@ export interface TokenLogProbsOptions {
   readonly mask?: MatrixInput | undefined;
 }
 
+/** The sampled tokens' log-probabilities, and the statistics the backward pass reuses. */
 export interface TokenLogProbs {
   /** log softmax(logits / temperature)[token], [B, T]. */
   readonly logp: Float64Array;
@@ -41,9 +46,11 @@ export interface TokenLogProbs {
   readonly logSumExp: Float64Array;
   /** The temperature these were computed at, so the backward pass can refuse a mismatched `saved`. */
   readonly temperature: number;
+  /** [B, T] of the arrays above. */
   readonly shape: readonly [number, number];
 }
 
+/** What flows back into the logits: the gradients with respect to logp (and entropy), and the forward options. */
 export interface TokenLogProbsBackwardOptions extends TokenLogProbsOptions {
   /** ∂L/∂logp, [B, T]. */
   readonly gradLogp: MatrixInput;
@@ -63,16 +70,16 @@ const VOCAB_CHUNK = 4096;
 
 /** The forward pass's options; the mask is read with the tokens. */
 const forwardOptionsSchema = z.strictObject({
-  temperature: z.number().positive().default(1),
-  entropy: z.boolean().default(false),
-  mask: z.unknown().optional(),
+  temperature: z._default(z.number().check(z.positive()), 1),
+  entropy: z._default(z.boolean(), false),
+  mask: z.optional(z.unknown()),
 });
 
 /** The backward pass's options: the forward's, and what flows back (read with the logits' shape). */
-const backwardOptionsSchema = forwardOptionsSchema.extend({
+const backwardOptionsSchema = z.extend(forwardOptionsSchema, {
   gradLogp: z.unknown(),
-  gradEntropy: z.unknown().optional(),
-  saved: z.unknown().optional(),
+  gradEntropy: z.optional(z.unknown()),
+  saved: z.optional(z.unknown()),
 });
 
 export interface Logits {
@@ -208,13 +215,15 @@ export function readBackwardInputsOf(
   return { l, ids, mask, reads, gradLogp, gradEntropy, temperature, saved };
 }
 
+const float64ArraySchema = z.custom<Float64Array>((value) => value instanceof Float64Array, {
+  message: "expected a Float64Array",
+});
+
 /** A TokenLogProbs given as `saved`: the forward result of these logits, at this temperature. */
 const savedSchema = z.looseObject({
-  logp: z.custom<Float64Array>((value) => value instanceof Float64Array, { message: "expected a Float64Array" }),
-  logSumExp: z.custom<Float64Array>((value) => value instanceof Float64Array, { message: "expected a Float64Array" }),
-  entropy: z
-    .custom<Float64Array>((value) => value instanceof Float64Array, { message: "expected a Float64Array" })
-    .optional(),
+  logp: float64ArraySchema,
+  logSumExp: float64ArraySchema,
+  entropy: z.optional(float64ArraySchema),
   temperature: z.number(),
   shape: z.tuple([z.number(), z.number()]),
 });
@@ -452,14 +461,14 @@ export function readLogits(input: LogitsInput): Logits {
 
 /** [B, T, V]: B and T may be 0, the vocabulary may not. */
 const logitsShapeSchema = z.tuple([
-  z.number().int().nonnegative(),
-  z.number().int().nonnegative(),
-  z.number().int().positive(),
+  z.int().check(z.nonnegative()),
+  z.int().check(z.nonnegative()),
+  z.int().check(z.positive()),
 ]);
 
 const flatLogitsSchema = z.strictObject({
   /** float32 and float64 logits declare no dtype (the array says it); bfloat16 ones do. */
-  dtype: z.undefined().optional(),
+  dtype: z.optional(z.undefined()),
   data: z.custom<ArrayLike<number>>((d) => d instanceof Float32Array || d instanceof Float64Array || Array.isArray(d), {
     message: "expected a Float32Array, a Float64Array or an array",
   }),

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod/mini";
 import { invalid, parseOrThrow } from "../errors.js";
 import { assertBinaryMask, countRowTokens, toMatrix, type MatrixInput } from "../tensor.js";
 import { AGGREGATIONS, normalizerSchema, type Aggregation, type Normalizer, type NormalizerInput } from "./options.js";
@@ -110,8 +110,8 @@ export function batchNormalizer(maskInput: MatrixInput): {
 }
 
 const aggregateOptionsSchema = z.strictObject({
-  mask: z.unknown().optional(),
-  aggregation: z.enum(AGGREGATIONS).default("token-mean"),
+  mask: z.optional(z.unknown()),
+  aggregation: z._default(z.enum(AGGREGATIONS), "token-mean"),
   normalizer: normalizerSchema,
 });
 

@@ -8,6 +8,11 @@ import { isArrayLike, type NumericArray, readNumbers } from "../numeric.js";
 import { countRowTokens, type Matrix, type MatrixInput, toMatrix } from "../tensor.js";
 import type { PolicyLossOptions } from "./options.js";
 
+/**
+ * The policy loss's inputs for B rollouts padded to T tokens. Every [B, T] input is a MatrixInput (nested arrays,
+ * or flat data with its shape) of logp's shape; unknown keys are errors, so a misspelt `oldLogp` never means
+ * on-policy.
+ */
 export interface PolicyLossInputs {
   /** log π(token) under the policy being trained, [B, T]: the gradient is taken with respect to it. */
   readonly logp: MatrixInput;

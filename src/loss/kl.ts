@@ -1,8 +1,10 @@
-import { z } from "zod";
+import * as z from "zod/mini";
 import { invalid, parseOrThrow } from "../errors.js";
 import { KL_KINDS, type KlKind } from "./options.js";
 
+/** One token's KL estimate and its slope. */
 export interface KlValue {
+  /** The token's KL estimate (k1, |k1|, k2 or k3 of log π − log π_ref). */
   readonly value: number;
   /** ∂value/∂logp. */
   readonly dLogp: number;
@@ -80,7 +82,7 @@ export function klTimesRatio(kind: KlKind, clamp: boolean): KlTimesRatio {
   };
 }
 
-const klPenaltyArguments = z.tuple([z.enum(KL_KINDS), z.boolean(), z.number().finite(), z.number().finite()]);
+const klPenaltyArguments = z.tuple([z.enum(KL_KINDS), z.boolean(), z.number(), z.number()]);
 
 /**
  * One token's KL estimate of log π − log π_ref and its slope in logp, as the loss computes it (validated: the loss

@@ -1,21 +1,28 @@
+/** The policy loss's diagnostics for one call, named after verl's and TRL's logged metrics. */
 export interface PolicyLossMetrics {
-  /** Valid tokens and non-empty rows of this call. */
+  /** Valid tokens (mask 1) of this call. */
   readonly tokens: number;
+  /** Non-empty rows: rollouts with at least one valid token. */
   readonly sequences: number;
   /** Share of valid tokens where the clipped branch is the larger loss (verl's pg_clipfrac). */
   readonly clipFraction: number;
-  /** Share where ρ < 1 − ε_low with A < 0, and ρ > 1 + ε_high with A > 0 (TRL's clip_ratio/low_mean, high_mean). */
+  /** Share where ρ < 1 − ε_low with A < 0: the lower bound binds (TRL's clip_ratio/low_mean). */
   readonly clipFractionLow: number;
+  /** Share where ρ > 1 + ε_high with A > 0: the clip-higher bound binds (TRL's clip_ratio/high_mean). */
   readonly clipFractionHigh: number;
   /** Share where the dual clip binds (verl's pg_clipfrac_lower). */
   readonly dualClipFraction: number;
   /** Mean of log π_old − log π over valid tokens (verl's ppo_kl; clamped like the ratio at token level). */
   readonly approxKl: number;
+  /** Smallest importance ratio ρ over valid tokens (0 without any). */
   readonly ratioMin: number;
+  /** Mean ρ over valid tokens (0 without any). */
   readonly ratioMean: number;
+  /** Largest ρ over valid tokens (0 without any). */
   readonly ratioMax: number;
-  /** Mean KL estimate and mean entropy over valid tokens, when computed. */
+  /** Mean KL estimate over valid tokens, when options.kl is set; undefined otherwise. */
   readonly kl: number | undefined;
+  /** Mean entropy over valid tokens, when `entropy` was given; undefined otherwise. */
   readonly entropy: number | undefined;
 }
 

@@ -9,11 +9,13 @@ export interface TokenTerms {
   readonly logRatio: number;
   /** exp(logRatio). */
   readonly ratio: number;
+  /** The token's advantage A (its rollout's, or its own when advantages are per token). */
   readonly advantage: number;
 }
 
 /** What an objective gives for one token. */
 export interface TokenLoss {
+  /** The token's loss to minimise (−J for the token), before importance weights and aggregation. */
   readonly loss: number;
   /** ∂loss/∂logRatio: the driver chains it to logp (zero where the clamp binds). */
   readonly dLogRatio: number;
@@ -23,8 +25,9 @@ export interface TokenLoss {
   readonly clipped: boolean;
   /** verl's pg_clipfrac_lower event: the dual clip binds. */
   readonly dualClipped: boolean;
-  /** TRL's clip_ratio/low_mean and high_mean events. */
+  /** TRL's clip_ratio/low_mean event: ρ < 1 − ε_low with A < 0. */
   readonly lowClipped: boolean;
+  /** TRL's clip_ratio/high_mean event: ρ > 1 + ε_high with A > 0. */
   readonly highClipped: boolean;
 }
 
@@ -128,6 +131,7 @@ export const reinforceObjective: PolicyObjective =
  * which `satisfies Record<BuiltinObjective, …>`: the compiler then lists the backends that lack it.
  */
 export const BUILTIN_OBJECTIVES = ["clip", "cispo", "sapo", "reinforce"] as const;
+/** A built-in objective's name: "clip", "cispo", "sapo" or "reinforce". */
 export type BuiltinObjective = (typeof BUILTIN_OBJECTIVES)[number];
 export const OBJECTIVE_CODE = { clip: 0, cispo: 1, sapo: 2, reinforce: 3 } as const satisfies Record<
   BuiltinObjective,
@@ -157,6 +161,7 @@ export function registerPolicyObjective(name: string, objective: PolicyObjective
   objectives.set(name, objective);
 }
 
+/** The names `options.objective` accepts: the built-in ones, then any you registered. */
 export function policyObjectiveNames(): string[] {
   return [...objectives.keys()];
 }

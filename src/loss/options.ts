@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod/mini";
 
 /**
  * How per-token losses become one number (docs/spec.md §4). verl's modes: token-mean, seq-mean-token-sum,
@@ -14,109 +14,147 @@ export const AGGREGATIONS = [
   "dr_grpo",
   "dapo",
 ] as const;
+/** How per-token losses become one number: one of AGGREGATIONS (verl's modes and TRL's loss types). */
 export type Aggregation = (typeof AGGREGATIONS)[number];
 
+/**
+ * The KL estimators of log π − log π_ref: Schulman's k1 (verl "kl"), k2 (verl "mse") and k3 (verl "low_var_kl", TRL's
+ * only one), and |k1|. verl's names are accepted as aliases in `options.kl.kind`.
+ */
 export const KL_KINDS = ["k1", "abs", "k2", "k3"] as const;
+/** A KL estimator's name: "k1", "abs", "k2" or "k3". */
 export type KlKind = (typeof KL_KINDS)[number];
 const KL_ALIASES: Record<string, KlKind> = { kl: "k1", mse: "k2", low_var_kl: "k3" };
 
-const count = z.number().int().nonnegative();
+const count = z.int().check(z.nonnegative());
+
+/** normalizerSchema's fields: a const of its own, so that the published types keep each field's comment. */
+const normalizerShape = {
+  /** Valid tokens of the whole batch (token-mean, bnpo; dapo's num_items_in_batch). */
+  tokens: z.optional(count),
+  /** Non-empty rows of the whole batch, for verl's seq-mean-* modes (verl's global_batch_size). */
+  sequences: z.optional(count),
+  /** All rows of the whole batch, empty ones included, for TRL's grpo and dr_grpo. */
+  rows: z.optional(count),
+  /**
+   * Fixed length divisor: seq-mean-token-sum-norm's loss_scale_factor (default T), dr_grpo's max_completion_length
+   * (default T).
+   */
+  length: z.optional(z.number().check(z.positive())),
+  /** verl's dp_size: multiplies every mode but seq-mean-token-sum-norm. */
+  dpSize: z._default(z.int().check(z.positive()), 1),
+  /** TRL's gradient accumulation steps: divides grpo, bnpo and dr_grpo (not dapo, whose count already spans them). */
+  gradientAccumulationSteps: z._default(z.int().check(z.positive()), 1),
+};
 
 /**
  * The whole batch's counts, for gradient accumulation and data parallelism: pass the same normaliser to every
  * micro-batch and the summed losses and gradients equal those of the whole batch at once.
  */
-export const normalizerSchema = z
-  .strictObject({
-    /** Valid tokens of the whole batch (token-mean, bnpo; dapo's num_items_in_batch). */
-    tokens: count.optional(),
-    /** Non-empty rows of the whole batch, for verl's seq-mean-* modes (verl's global_batch_size). */
-    sequences: count.optional(),
-    /** All rows of the whole batch, empty ones included, for TRL's grpo and dr_grpo. */
-    rows: count.optional(),
-    /**
-     * Fixed length divisor: seq-mean-token-sum-norm's loss_scale_factor (default T), dr_grpo's max_completion_length
-     * (default T).
-     */
-    length: z.number().positive().finite().optional(),
-    /** verl's dp_size: multiplies every mode but seq-mean-token-sum-norm. */
-    dpSize: z.number().int().positive().default(1),
-    /** TRL's gradient accumulation steps: divides grpo, bnpo and dr_grpo (not dapo, whose count already spans them). */
-    gradientAccumulationSteps: z.number().int().positive().default(1),
-  })
-  .default({ dpSize: 1, gradientAccumulationSteps: 1 });
+export const normalizerSchema: z.ZodMiniDefault<z.ZodMiniObject<typeof normalizerShape, z.core.$strict>> = z._default(
+  z.strictObject(normalizerShape),
+  { dpSize: 1, gradientAccumulationSteps: 1 },
+);
+/** A normaliser with its defaults filled in (dpSize and gradientAccumulationSteps 1). */
 export type Normalizer = z.output<typeof normalizerSchema>;
+/**
+ * The whole batch's counts, as `options.normalizer` takes them: `batchNormalizer(mask)` of the whole batch, plus
+ * dpSize or gradientAccumulationSteps where they apply. Omitted counts are this call's own.
+ */
 export type NormalizerInput = z.input<typeof normalizerSchema>;
 
-const klSchema = z.strictObject({
-  kind: z.preprocess((kind) => (typeof kind === "string" ? (KL_ALIASES[kind] ?? kind) : kind), z.enum(KL_KINDS)),
+/** klSchema's fields: a const of its own, so that the published types keep each field's comment. */
+const klShape = {
+  /** The estimator: "k1", "abs", "k2", "k3", or verl's names "kl", "mse", "low_var_kl". */
+  kind: z.pipe(
+    z.transform((kind: unknown) => (typeof kind === "string" ? (KL_ALIASES[kind] ?? kind) : kind)),
+    z.enum(KL_KINDS),
+  ),
   /** verl kl_loss_coef, TRL beta. */
-  coef: z.number().nonnegative(),
+  coef: z.number().check(z.nonnegative()),
   /** verl's k3 clamps (x to ±20, value to ±10); TRL clamps nothing. */
-  clamp: z.boolean().default(true),
+  clamp: z._default(z.boolean(), true),
   /** TRL use_bias_correction_kl: multiply the KL by the importance ratio (not detached). */
-  importanceCorrected: z.boolean().default(false),
-});
+  importanceCorrected: z._default(z.boolean(), false),
+};
+
+/** options.kl: the estimator, its coefficient, and verl's and TRL's variants. */
+const klSchema: z.ZodMiniObject<typeof klShape, z.core.$strict> = z.strictObject(klShape);
 
 /** A bound that may be infinite (one-sided clamps), but not NaN. */
 const bound = z.custom<number>((value) => typeof value === "number" && !Number.isNaN(value), {
   message: "expected a number (±Infinity allowed)",
 });
 
+// Readonly, so that `as const` presets (readonly tuples) satisfy the input type.
 const logRatioClampSchema = z
-  .tuple([bound, bound])
-  // Readonly, so that `as const` presets (readonly tuples) satisfy the input type.
-  .readonly()
-  .refine(([low, high]) => low < high, { message: "clamp bounds must be [low, high] with low < high" });
+  .readonly(z.tuple([bound, bound]))
+  .check(z.refine(([low, high]) => low < high, { message: "clamp bounds must be [low, high] with low < high" }));
 
-export const policyLossOptionsSchema = z
-  .strictObject({
-    /** A registered per-token objective: "clip" (PPO/GRPO/DAPO/GSPO), "cispo", "sapo", "reinforce". */
-    objective: z.string().default("clip"),
-    /**
-     * "token" ratios; "sequence": one ratio per rollout, ρ_b = exp(mean log-ratio), differentiated as it stands
-     * (GSPO, TRL importance_sampling_level="sequence"); "sequence-token": GSPO-token, the same value with each
-     * token's gradient kept to itself (verl's gspo). The two agree when advantages and weights are constant per row.
-     */
-    ratioLevel: z.enum(["token", "sequence", "sequence-token"]).default("token"),
-    /** ε_low and ε_high: the ratio is clipped to [1 − clipLow, 1 + clipHigh]. */
-    clipLow: z.number().nonnegative().default(0.2),
-    clipHigh: z.number().nonnegative().default(0.28),
-    /** Dual-clip c for negative advantages (loss ≤ −A·c); null disables it. Must exceed 1. */
-    dualClip: z.number().gt(1).nullable().default(null),
-    /** TRL's delta: cap the unclipped ratio at δ (two-sided clipping); null disables it. */
-    delta: z.number().gt(1).nullable().default(null),
-    /** Clamp of the log-ratio before exp, [low, high]; gradient 0 outside. verl: [−20, 20]; verl GSPO: [−∞, 10]. */
-    logRatioClamp: logRatioClampSchema.nullable().default(null),
-    aggregation: z.enum(AGGREGATIONS).default("token-mean"),
-    normalizer: normalizerSchema,
-    kl: klSchema.nullable().default(null),
-    /** Entropy bonus coefficient (loss −= coef · aggregated entropy); needs `entropy` in the inputs. */
-    entropyCoef: z.number().nonnegative().default(0),
-    /** How the entropy is aggregated; defaults to `aggregation` (verl). TRL uses bnpo unless the loss is dapo. */
-    entropyAggregation: z.enum(AGGREGATIONS).optional(),
-    /** SAPO gate temperatures for positive and negative advantages. */
-    sapoTemperature: z
-      .strictObject({ positive: z.number().positive(), negative: z.number().positive() })
-      .default({ positive: 1, negative: 1.05 }),
-  })
-  .superRefine((options, ctx) => {
-    if (options.ratioLevel !== "token" && options.objective !== "clip") {
-      ctx.addIssue({
-        code: "custom",
-        path: ["ratioLevel"],
-        message: `sequence-level ratios need the "clip" objective, not "${options.objective}"`,
-      });
-    }
-    if (options.clipLow > 1)
-      ctx.addIssue({
-        code: "custom",
-        path: ["clipLow"],
-        message: "must be at most 1 (the lower bound 1 − clipLow is a ratio ≥ 0)",
-      });
-  });
+/** policyLossOptionsSchema's fields: a const of its own, so that the published types keep each field's comment. */
+const policyLossOptionsShape = {
+  /** A registered per-token objective: "clip" (PPO/GRPO/DAPO/GSPO), "cispo", "sapo", "reinforce". */
+  objective: z._default(z.string(), "clip"),
+  /**
+   * "token" ratios; "sequence": one ratio per rollout, ρ_b = exp(mean log-ratio), differentiated as it stands
+   * (GSPO, TRL importance_sampling_level="sequence"); "sequence-token": GSPO-token, the same value with each
+   * token's gradient kept to itself (verl's gspo). The two agree when advantages and weights are constant per row.
+   */
+  ratioLevel: z._default(z.enum(["token", "sequence", "sequence-token"]), "token"),
+  /** ε_low, default 0.2: the ratio is clipped to [1 − clipLow, 1 + clipHigh]. */
+  clipLow: z._default(z.number().check(z.nonnegative()), 0.2),
+  /** ε_high, default 0.28: clip-higher, wider than ε_low so that rare tokens can still gain probability. */
+  clipHigh: z._default(z.number().check(z.nonnegative()), 0.28),
+  /** Dual-clip c for negative advantages (loss ≤ −A·c); null disables it. Must exceed 1. */
+  dualClip: z._default(z.nullable(z.number().check(z.gt(1))), null),
+  /** TRL's delta: cap the unclipped ratio at δ (two-sided clipping); null disables it. */
+  delta: z._default(z.nullable(z.number().check(z.gt(1))), null),
+  /** Clamp of the log-ratio before exp, [low, high]; gradient 0 outside. verl: [−20, 20]; verl GSPO: [−∞, 10]. */
+  logRatioClamp: z._default(z.nullable(logRatioClampSchema), null),
+  /** How per-token losses become one number (default "token-mean"; see AGGREGATIONS). */
+  aggregation: z._default(z.enum(AGGREGATIONS), "token-mean"),
+  /** The whole batch's counts, for micro-batches; omitted: this call is the whole batch. */
+  normalizer: normalizerSchema,
+  /** A KL penalty to a reference policy, { kind, coef }; null (default) for none. Needs `refLogp` in the inputs. */
+  kl: z._default(z.nullable(klSchema), null),
+  /** Entropy bonus coefficient (loss −= coef · aggregated entropy); needs `entropy` in the inputs. */
+  entropyCoef: z._default(z.number().check(z.nonnegative()), 0),
+  /** How the entropy is aggregated; defaults to `aggregation` (verl). TRL uses bnpo unless the loss is dapo. */
+  entropyAggregation: z.optional(z.enum(AGGREGATIONS)),
+  /** SAPO gate temperatures for positive and negative advantages. */
+  sapoTemperature: z._default(
+    z.strictObject({ positive: z.number().check(z.positive()), negative: z.number().check(z.positive()) }),
+    { positive: 1, negative: 1.05 },
+  ),
+};
 
+/**
+ * Checks and fills in the policy loss's options (PolicyLossOptionsInput): each field's type and default (the paper's
+ * GRPO-RoC loss), and the rules across them. Unknown keys are errors that name the closest known one.
+ */
+export const policyLossOptionsSchema: z.ZodMiniObject<typeof policyLossOptionsShape, z.core.$strict> = z
+  .strictObject(policyLossOptionsShape)
+  .check(
+    z.superRefine((options, ctx) => {
+      if (options.ratioLevel !== "token" && options.objective !== "clip") {
+        ctx.addIssue({
+          code: "custom",
+          path: ["ratioLevel"],
+          message: `sequence-level ratios need the "clip" objective, not "${options.objective}"`,
+        });
+      }
+      if (options.clipLow > 1)
+        ctx.addIssue({
+          code: "custom",
+          path: ["clipLow"],
+          message: "must be at most 1 (the lower bound 1 − clipLow is a ratio ≥ 0)",
+        });
+    }),
+  );
+
+/** The policy loss's options with every default filled in, as an objective's kernel sees them. */
 export type PolicyLossOptions = z.output<typeof policyLossOptionsSchema>;
+/** The options `policyLoss` takes, every field optional (defaults: the paper's loss); see `lossPresets`. */
 export type PolicyLossOptionsInput = z.input<typeof policyLossOptionsSchema>;
 
 /** verl's ActorConfig defaults for compute_policy_loss_vanilla. */

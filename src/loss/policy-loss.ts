@@ -20,6 +20,7 @@ import {
   policyLossOptionsSchema,
 } from "./options.js";
 
+/** The policy loss, its gradient with respect to logp, and what to log. */
 export interface PolicyLossResult {
   /** The loss to minimise, −J. */
   readonly loss: number;
@@ -31,7 +32,9 @@ export interface PolicyLossResult {
   readonly perTokenLoss: Float64Array;
   /** The KL term per token (before its coefficient), when options.kl is set. */
   readonly perTokenKl: Float64Array | undefined;
+  /** [B, T] of the per-token arrays above. */
   readonly shape: readonly [number, number];
+  /** Clip fractions, ratio range, approximate KL and the rest, as verl and TRL log them. */
   readonly metrics: PolicyLossMetrics;
 }
 
@@ -41,12 +44,22 @@ export interface PolicyLossResult {
  * writes into warm memory instead of fresh pages. A buffer for an output the options do not produce is left alone.
  */
 export interface PolicyLossBuffers {
+  /** Receives the result's `grad`. */
   readonly grad?: Float64Array | undefined;
+  /** Receives the result's `perTokenLoss`. */
   readonly perTokenLoss?: Float64Array | undefined;
+  /** Receives the result's `perTokenKl`, when options.kl is set. */
   readonly perTokenKl?: Float64Array | undefined;
+  /** Receives the result's `gradEntropy`, when options.entropyCoef > 0. */
   readonly gradEntropy?: Float64Array | undefined;
 }
 
+/**
+ * The policy loss's options with every default filled in, as `policyLoss` reads them (to log the configuration a
+ * run used).
+ *
+ * @throws ValidationError at `options.<field>` for an unknown key, a value out of range, or options that conflict.
+ */
 export function resolvePolicyLossOptions(options: PolicyLossOptionsInput = {}): PolicyLossOptions {
   return parseOrThrow(policyLossOptionsSchema, options, "options");
 }
@@ -69,6 +82,12 @@ export function readPolicyLossCall(
  * The clipped policy loss and its gradient with respect to logp (docs/spec.md §4): per-token objective, optional KL
  * to a reference and entropy bonus, aggregated so that micro-batches given the whole batch's `normalizer` sum to the
  * whole batch's loss and gradient.
+ *
+ * @param inputs - logp, advantages and the optional [B, T] inputs (see PolicyLossInputs).
+ * @param options - Default: the paper's GRPO-RoC loss; see `lossPresets` for verl's and TRL's.
+ * @param into - Buffers of yours to write the per-token outputs into, instead of fresh arrays.
+ * @throws ValidationError naming the input, position and rule (`inputs.logp[2][5]: is NaN at a position the mask
+ *   selects…`), or the option.
  */
 export function policyLoss(
   inputs: PolicyLossInputs,

@@ -1,7 +1,7 @@
 export { resampleOnCorrect, resolveRocOptions } from "./resample.js";
 export type { DropReason, GroupReason, PenaltySummary, RocGroupReport, RocMetrics, RocResult } from "./resample.js";
 export { rocOptionsSchema, rocPresets, rolloutSchema, rolloutsSchema, toolCallSchema } from "./schema.js";
-export type { PenaltyFunction, RocOptions, RocOptionsInput, Rollout } from "./schema.js";
+export type { PenaltyFunction, RocOptions, RocOptionsInput, Rollout, ToolCall } from "./schema.js";
 export { DEFAULT_PENALTY_OPTIONS, penalties, TOOL_FAILURES, TOOL_OUTCOMES } from "./penalties.js";
 export type { Penalties, PenaltyOptions, Quality, ToolFailure, ToolOutcome, ToolOutcomeCounts } from "./penalties.js";
 export { parseTranscript } from "./transcript.js";

@@ -1,15 +1,20 @@
-import { z } from "zod";
+import * as z from "zod/mini";
 import { parseOrThrow } from "../errors.js";
 /** How one tool call ended. Every kind but "ok" is a failure, and by default each counts as a tool error. */
 export const TOOL_OUTCOMES = ["ok", "parse_error", "execution_error", "timeout"] as const;
+/** How one tool call ended: "ok", "parse_error", "execution_error" or "timeout". */
 export type ToolOutcome = (typeof TOOL_OUTCOMES)[number];
+/** The outcomes that are failures: the kinds `failureKinds` may count as tool errors. */
 export const TOOL_FAILURES = ["parse_error", "execution_error", "timeout"] as const;
+/** A failed tool call's kind: "parse_error", "execution_error" or "timeout". */
 export type ToolFailure = (typeof TOOL_FAILURES)[number];
 
+/** How many of a rollout's tool calls ended each way. */
 export type ToolOutcomeCounts = Record<ToolOutcome, number>;
 
 /** What RoC needs to know about a rollout's quality, however it was obtained (structured record or transcript). */
 export interface Quality {
+  /** Tool calls by how they ended (each an integer ≥ 0). */
   readonly toolOutcomes: ToolOutcomeCounts;
   /** Answers given (closed answer tags, or the trainer's own count). */
   readonly answers: number;
@@ -19,6 +24,7 @@ export interface Quality {
   readonly formatOk: boolean;
 }
 
+/** How the penalties are scored: which failures count, and how p_err and p_format weigh in p_total. */
 export interface PenaltyOptions {
   /** Which failure kinds count as tool errors in p_err. */
   readonly failureKinds: readonly ToolFailure[];
@@ -37,11 +43,17 @@ export const DEFAULT_PENALTY_OPTIONS: PenaltyOptions = {
   noToolCallPenalty: 0.5,
 };
 
+/** A rollout's penalties (docs/spec.md §3): lower is cleaner, and RoC keeps positives with low p_total. */
 export interface Penalties {
+  /** Tool-error penalty: failed calls / all calls, or `noToolCallPenalty` without a call. */
   readonly pErr: number;
+  /** Format penalty: 1 without an answer or with malformed markup, else min(1, (answers − 1)/turns). */
   readonly pFormat: number;
+  /** error·p_err + format·p_format, with the weights of `penaltyWeights`. */
   readonly pTotal: number;
+  /** Tool calls made. */
   readonly toolCalls: number;
+  /** Tool calls that failed in a kind `failureKinds` counts. */
   readonly failedToolCalls: number;
 }
 
@@ -49,8 +61,8 @@ export function emptyOutcomeCounts(): ToolOutcomeCounts {
   return { ok: 0, parse_error: 0, execution_error: 0, timeout: 0 };
 }
 
-const count = z.number().int().nonnegative();
-const weight = z.number().nonnegative().finite();
+const count = z.int().check(z.nonnegative());
+const weight = z.number().check(z.nonnegative());
 
 /** A rollout's quality: extra fields (a parsed transcript's counters) are allowed, the four read are required. */
 const qualitySchema = z.looseObject({
@@ -63,7 +75,7 @@ const qualitySchema = z.looseObject({
 /** The failure kinds that count, each once (a kind listed twice would count its failures twice). */
 export const failureKindsSchema = z
   .array(z.enum(TOOL_FAILURES))
-  .refine((kinds) => new Set(kinds).size === kinds.length, { message: "lists a failure kind twice" });
+  .check(z.refine((kinds) => new Set(kinds).size === kinds.length, { message: "lists a failure kind twice" }));
 
 const penaltyOptionsSchema = z.strictObject({
   failureKinds: failureKindsSchema,

@@ -15,31 +15,47 @@ import { readTranscript } from "./transcript.js";
 
 /** Why a group was not downsampled, or why a rollout was left out. */
 export type GroupReason = "equal-rewards" | "undersized" | "exact-size";
+/**
+ * Why a rollout was left out: its group's rewards were all equal, its group had fewer than G rollouts and
+ * `undersized` is "drop", or selection kept others of its group.
+ */
 export type DropReason = "equal-rewards" | "undersized" | "not-selected";
 
+/** What RoC did with one group. */
 export interface RocGroupReport {
+  /** The group's id, as its first rollout gives it. */
   readonly id: GroupId;
+  /** Rollouts in the group (N). */
   readonly size: number;
+  /** Its correct rollouts. */
   readonly positives: number;
+  /** Its wrong rollouts. */
   readonly negatives: number;
   /** "resampled": G of N chosen; "kept-whole": every rollout kept; "dropped": none kept. */
   readonly status: "resampled" | "kept-whole" | "dropped";
   /** Set unless the group was resampled. */
   readonly reason?: GroupReason | undefined;
+  /** Positives kept. */
   readonly keptPositives: number;
+  /** Negatives kept. */
   readonly keptNegatives: number;
 }
 
+/** Penalties over a set of correct rollouts, for logging. */
 export interface PenaltySummary {
+  /** Rollouts in the set, with built-in penalties or not. */
   readonly count: number;
   /** Means over the rollouts that have built-in penalties; null when there are none. */
   readonly meanPErr: number | null;
+  /** Mean p_format, likewise. */
   readonly meanPFormat: number | null;
   /** Failed tool calls / all tool calls over these rollouts; null when they made no call. */
   readonly toolErrorRatio: number | null;
 }
 
+/** One step of RoC in numbers, to log: groups and rollouts in and out, and the penalties of the positives. */
 export interface RocMetrics {
+  /** Groups seen, and what became of them: in = resampled + keptWhole + droppedEqualRewards + droppedUndersized. */
   readonly groups: {
     readonly in: number;
     readonly resampled: number;
@@ -47,10 +63,13 @@ export interface RocMetrics {
     readonly droppedEqualRewards: number;
     readonly droppedUndersized: number;
   };
+  /** Rollouts seen, kept and dropped. */
   readonly rollouts: { readonly in: number; readonly kept: number; readonly dropped: number };
-  /** Positives and negatives of the groups that reached selection (not dropped before it), and how many were kept. */
+  /** Positives of the groups that reached selection (not dropped before it), and how many were kept. */
   readonly positives: { readonly seen: number; readonly kept: number };
+  /** Negatives of the groups that reached selection, and how many were kept. */
   readonly negatives: { readonly seen: number; readonly kept: number };
+  /** The positives kept: the tool-error ratio in the correct rollouts you train on. */
   readonly keptPositives: PenaltySummary;
   /** Positives that selection left out: what RoC filtered away. */
   readonly droppedPositives: PenaltySummary;
@@ -60,22 +79,38 @@ export interface RocMetrics {
   readonly allPositives: PenaltySummary;
 }
 
+/** Which rollouts RoC keeps, why it dropped the others, and what it saw. */
 export interface RocResult {
   /** Indices into the input of the rollouts to train on, ascending. */
   readonly kept: Int32Array;
   /** Every other rollout with the reason, ascending by index. No rollout is in both lists; none is in neither. */
   readonly dropped: ReadonlyArray<{ readonly index: number; readonly reason: DropReason }>;
+  /** One report per group, in order of first appearance. */
   readonly groups: readonly RocGroupReport[];
   /** Per rollout; NaN where none was computed (no quality inputs, or p_total from your penalty function). */
   readonly penalties: { readonly pErr: Float64Array; readonly pFormat: Float64Array; readonly pTotal: Float64Array };
+  /** Counts and penalty summaries to log. */
   readonly metrics: RocMetrics;
 }
 
+/**
+ * RoC's options with every default filled in, as `resampleOnCorrect` reads them (to log the configuration a run
+ * used).
+ *
+ * @throws ValidationError at `options.<field>` for an unknown key, a value out of range, or paper mode without a seed.
+ */
 export function resolveRocOptions(options: RocOptionsInput): RocOptions {
   return parseOrThrow(rocOptionsSchema, options, "options");
 }
 
-/** Resample-on-Correct: per group keep G of N, all kinds of failures but only the cleanest successes. */
+/**
+ * Resample-on-Correct: per group keep G of N, all kinds of failures but only the cleanest successes.
+ *
+ * @param rollouts - The step's rollouts, any number of groups in any order (see Rollout).
+ * @param options - keepPerGroup (G), and a seed in paper mode (see `rocPresets`).
+ * @returns The indices to keep, and why every other rollout was dropped.
+ * @throws ValidationError naming the rollout, field and rule (`rollouts[3].toolCalls[0].outcome`), or the option.
+ */
 export function resampleOnCorrect(rollouts: readonly Rollout[], options: RocOptionsInput): RocResult {
   parseOrThrow(rolloutsSchema, rollouts, "rollouts");
   const resolved = resolveRocOptions(options);

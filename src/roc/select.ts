@@ -1,14 +1,17 @@
-import { z } from "zod";
+import * as z from "zod/mini";
 import { invalid, parseOrThrow } from "../errors.js";
 import { roundHalfEven } from "../numeric.js";
 
+/** A number of correct (positive) and wrong (negative) rollouts: a group's, or how many of each to keep. */
 export interface ClassCounts {
+  /** Correct rollouts. */
   readonly positives: number;
+  /** Wrong rollouts. */
   readonly negatives: number;
 }
 
-const count = z.number().int().nonnegative();
-const keepSchema = z.number().int().min(1);
+const count = z.int().check(z.nonnegative());
+const keepSchema = z.int().check(z.minimum(1));
 const classCountsSchema = z.strictObject({ positives: count, negatives: count });
 /** Read from any object that has them, such as resolved RoC options. */
 const minimumsSchema = z.looseObject({ minNegatives: count, minPositives: count });

@@ -9,8 +9,14 @@ import { emptyOutcomeCounts, type Quality, type ToolOutcome } from "./penalties.
  * failures count and a successful run that prints "error" does not; every assistant turn is counted.
  */
 export const TRANSCRIPT_DIALECTS = ["strict", "reference"] as const;
+/**
+ * How a transcript is read. "strict" reads the sandbox's own verdict, so timeouts and parse failures count and a
+ * successful run that prints "error" does not. "reference" is rStar2-Agent's released heuristic: a response that
+ * mentions "error" failed, and the first assistant turn is not counted.
+ */
 export type TranscriptDialect = (typeof TRANSCRIPT_DIALECTS)[number];
 
+/** A transcript's quality counts, and what could not be read as the dialect expects. */
 export interface ParsedTranscript extends Quality {
   /** Strict dialect: tool responses in no known shape, classified by the word "error" instead. */
   readonly unrecognizedResponses: number;
@@ -23,7 +29,12 @@ const TOOL_RESPONSE = ["<tool_response>", "</tool_response>"] as const;
 const ANSWER = ["<answer>", "</answer>"] as const;
 const ASSISTANT_TURN = ["<|im_start|>assistant", "<|im_end|>"] as const;
 
-/** Reads tool outcomes, answers and turns from a Hermes / rStar2-Agent style response transcript. */
+/**
+ * Reads tool outcomes, answers and turns from a Hermes / rStar2-Agent style response transcript (`<tool_call>`,
+ * `<tool_response>`, `<answer>`, `<|im_start|>assistant` tags), the counts RoC scores a `transcript` rollout by.
+ *
+ * @throws ValidationError when `text` is not a string or `dialect` is not a TranscriptDialect.
+ */
 export function parseTranscript(text: string, dialect: TranscriptDialect = "strict"): ParsedTranscript {
   if (typeof text !== "string") throw invalid("text", `expected a transcript string, received ${describeValue(text)}`);
   if (!(TRANSCRIPT_DIALECTS as readonly unknown[]).includes(dialect)) {

@@ -8,7 +8,7 @@
  * Typed-array inputs beyond float32 are refused by the contract's float32 checks, shared with the WebGPU backend.
  */
 import * as tf from "@tensorflow/tfjs";
-import { z } from "zod";
+import * as z from "zod/mini";
 import { invalid } from "../backends/contract.js";
 import { activeBackendIsWatched, deferCheck } from "./device-errors.js";
 

@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { z } from "zod";
+import * as z from "zod/mini";
 import {
   lossMetrics,
   type MetricSums,
@@ -18,6 +18,7 @@ import {
 /** The metric sums of one policy-loss pass, as scalars on the device (see PolicyLossTensorResult.counts). */
 export type PolicyLossCounts = PolicyLossTensorResult["counts"];
 
+/** Callbacks of policyLossTf, to get at what a scalar loss cannot carry. */
 export interface PolicyLossTfHooks {
   /**
    * Receives the metric sums of the forward pass. They are `tf.keep`-ed, so they outlive the tidy scopes of
@@ -59,9 +60,9 @@ export function policyLossTf(
 }
 
 const hooksSchema = z.strictObject({
-  onCounts: z
-    .custom<PolicyLossTfHooks["onCounts"]>((value) => typeof value === "function", { message: "expected a function" })
-    .optional(),
+  onCounts: z.optional(
+    z.custom<PolicyLossTfHooks["onCounts"]>((value) => typeof value === "function", { message: "expected a function" }),
+  ),
 });
 
 /** policyLossTf on inputs and options already validated (trainStep validates its batch on the host). */

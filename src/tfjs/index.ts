@@ -2,6 +2,7 @@
  * grpo-roc on TensorFlow.js: `import { tfjsBackend, policyLossTf, tokenLogProbsTf, trainStep } from "grpo-roc/tfjs"`.
  * A separate entry point, so that the core package never loads tfjs.
  */
+export { TFJS_PEER_RANGE } from "./peer.js";
 export { tfjsBackend } from "./backend.js";
 export { maxBindingBytes, requireBindable } from "./device.js";
 export { policyLossTensors } from "./loss.js";

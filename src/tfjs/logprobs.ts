@@ -1,11 +1,13 @@
 import * as tf from "@tensorflow/tfjs";
-import { z } from "zod";
+import * as z from "zod/mini";
 import { badLogits, invalid, parseOrThrow, requireFloat32Temperature } from "../backends/contract.js";
 import { checkValues, firstFlagged, requireTokenIds } from "./checks.js";
 import { requireBindable } from "./device.js";
 import { tfjsKernelPath, wgslBackward, wgslForward, wgslRefusal, type TfjsKernels, type WgslForward } from "./wgsl.js";
 
+/** tokenLogProbsTf's options. */
 export interface TokenLogProbsTensorOptions {
+  /** The logits are divided by it first (the sampling temperature, default 1). */
   readonly temperature?: number | undefined;
   /**
    * Which kernels run over the logits: "auto" (default, or $GRPO_ROC_TFJS_KERNELS): grpo-roc's WGSL kernels when
@@ -154,9 +156,9 @@ export function tokenStatisticsBackward(
 }
 
 const tensorOptionsSchema = z.strictObject({
-  temperature: z.number().positive().finite().optional(),
-  entropy: z.boolean().optional(),
-  kernels: z.enum(["auto", "wgsl", "tfjs"]).optional(),
+  temperature: z.optional(z.number().check(z.positive())),
+  entropy: z.optional(z.boolean()),
+  kernels: z.optional(z.enum(["auto", "wgsl", "tfjs"])),
 });
 
 /**

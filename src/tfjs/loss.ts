@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { z } from "zod";
+import * as z from "zod/mini";
 import {
   type Aggregation,
   type BuiltinObjective,
@@ -20,36 +20,59 @@ import { checkValues, tensorSchema } from "./checks.js";
 
 /** policyLoss's inputs as tfjs tensors; [B, T] float32 unless noted. */
 export interface PolicyLossTensors {
+  /** log π(token) under the policy being trained: the gradient is taken with respect to it. */
   readonly logp: tf.Tensor2D;
+  /** log π_old(token) under the policy that sampled; omitted: on-policy (ratio 1). */
   readonly oldLogp?: tf.Tensor2D | undefined;
   /** [B] or [B, T]. */
   readonly advantages: tf.Tensor1D | tf.Tensor2D;
+  /** 1 for tokens the model wrote, 0 for padding and tool output; omitted: every token counts. */
   readonly mask?: tf.Tensor2D | undefined;
+  /** log π_ref(token): needed when options.kl is set. */
   readonly refLogp?: tf.Tensor2D | undefined;
+  /** Per-token importance weights (e.g. rollout correction), multiplying the policy term. */
   readonly importanceWeights?: tf.Tensor2D | undefined;
+  /** Per-token entropy of the policy: needed when options.entropyCoef > 0. */
   readonly entropy?: tf.Tensor2D | undefined;
 }
 
+/** policyLoss's result as tfjs tensors, each [B, T] float32 unless noted; the caller disposes them (or tf.tidy). */
 export interface PolicyLossTensorResult {
+  /** The loss to minimise, −J. */
   readonly loss: tf.Scalar;
   /** ∂loss/∂logp, [B, T]. */
   readonly grad: tf.Tensor2D;
+  /** ∂loss/∂entropy when an entropy bonus is used. */
   readonly gradEntropy: tf.Tensor2D | undefined;
+  /** The policy term per token (after importance weights, before aggregation); 0 where the mask is 0. */
   readonly perTokenLoss: tf.Tensor2D;
+  /** The KL term per token (before its coefficient), when options.kl is set. */
   readonly perTokenKl: tf.Tensor2D | undefined;
   /** Sums over valid tokens, to divide by `tokens`: the metrics of the reference backend. */
   readonly counts: {
+    /** Valid tokens (mask 1). */
     readonly tokens: tf.Scalar;
+    /** Non-empty rows. */
     readonly sequences: tf.Scalar;
+    /** Tokens where the clipped branch is the larger loss (clipFraction's numerator). */
     readonly clipped: tf.Scalar;
+    /** Tokens where the lower clip bound binds (clipFractionLow's). */
     readonly low: tf.Scalar;
+    /** Tokens where the upper clip bound binds (clipFractionHigh's). */
     readonly high: tf.Scalar;
+    /** Tokens where the dual clip binds (dualClipFraction's). */
     readonly dual: tf.Scalar;
+    /** Sum of log π_old − log π (approxKl's). */
     readonly approxKl: tf.Scalar;
+    /** Smallest ratio (not a sum). */
     readonly ratioMin: tf.Scalar;
+    /** Sum of the ratios (ratioMean's). */
     readonly ratioSum: tf.Scalar;
+    /** Largest ratio (not a sum). */
     readonly ratioMax: tf.Scalar;
+    /** Sum of the KL estimates, when options.kl is set. */
     readonly klSum: tf.Scalar | undefined;
+    /** Sum of the entropies, when `entropy` was given. */
     readonly entropySum: tf.Scalar | undefined;
   };
 }
@@ -146,13 +169,13 @@ function emptyLossTensors(inputs: PolicyLossTensors, o: PolicyLossOptions): Poli
 
 const tensorInputsSchema = z.strictObject({
   logp: tensorSchema,
-  oldLogp: tensorSchema.optional(),
+  oldLogp: z.optional(tensorSchema),
   advantages: tensorSchema,
-  mask: tensorSchema.optional(),
-  refLogp: tensorSchema.optional(),
-  importanceWeights: tensorSchema.optional(),
-  entropy: tensorSchema.optional(),
-} satisfies Record<keyof PolicyLossTensors, z.ZodType>);
+  mask: z.optional(tensorSchema),
+  refLogp: z.optional(tensorSchema),
+  importanceWeights: z.optional(tensorSchema),
+  entropy: z.optional(tensorSchema),
+} satisfies Record<keyof PolicyLossTensors, z.ZodMiniType>);
 
 /** The fields of PolicyLossTensors that are [B, T] matrices, in the reference's reading order. */
 const MATRIX_FIELDS = ["logp", "oldLogp", "mask", "refLogp", "importanceWeights", "entropy"] as const;

@@ -27,9 +27,12 @@ import { releaseWgslKernels } from "./wgsl.js";
 /** One class for the whole package: grpo-roc/webgpu's. */
 export { WebGpuDeviceError };
 
+/** The tfjs backends grpo-roc/tfjs is tested on and useTfjsBackend can set up. */
 export type TfjsBackendName = "cpu" | "wasm" | "webgpu";
 
+/** What useTfjsBackend found: whether the backend is active now, and why not or on what. */
 export interface TfjsBackendStatus {
+  /** The backend asked for. */
   readonly name: TfjsBackendName;
   /** The backend is now tfjs's active backend. */
   readonly available: boolean;

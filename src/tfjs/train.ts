@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { z } from "zod";
+import * as z from "zod/mini";
 import {
   invalid,
   isArrayLike,
@@ -48,17 +48,25 @@ export interface TrainBatch {
 
 /** One rollout for packTrainBatch: prompt + response, with per-token arrays of the same length. */
 export interface TrainRollout {
+  /** Prompt + response token ids. */
   readonly tokens: NumericArray;
+  /** 0/1 per token: 1 for response tokens the policy wrote, 0 for the prompt and tool outputs. */
   readonly mask: NumericArray;
+  /** log π_old of each token (the sampling policy's); omitted: on-policy. */
   readonly oldLogp?: NumericArray | undefined;
+  /** log π_ref of each token, when the loss has a KL term. */
   readonly refLogp?: NumericArray | undefined;
+  /** Per-token importance weights (e.g. rollout correction). */
   readonly importanceWeights?: NumericArray | undefined;
 }
 
+/** One optimiser step of trainStep: the model, the batch, the optimiser and the loss's options. */
 export interface TrainStepOptions {
   /** Token ids [B, L] (int32) → next-token logits [B, L, V] (float32): logits[b, t] predict token t + 1. */
   readonly model: (inputIds: tf.Tensor2D) => tf.Tensor3D;
+  /** The rollouts to train on, packed (packTrainBatch) and aligned with rocPipeline's advantages. */
   readonly batch: TrainBatch;
+  /** The tfjs optimiser that applies the update (e.g. tf.train.adam); its state carries across steps. */
   readonly optimizer: tf.Optimizer;
   /** The policy-loss options (default: the library's defaults, which are the paper's clip 0.2/0.28, token-mean). */
   readonly loss?: PolicyLossOptionsInput | undefined;
@@ -85,6 +93,7 @@ export interface TrainStepOptions {
 /** Why trainStep applied no update. */
 export type TrainStepSkip = "empty batch" | "no trained tokens" | "gradient norm not finite";
 
+/** What one trainStep did: the loss and metrics of its forward pass, and whether it updated the model. */
 export interface TrainStepResult {
   /** The loss of this step's forward pass (before the update). */
   readonly loss: number;
@@ -109,17 +118,17 @@ export interface TrainStepResult {
 }
 
 /** [B, L]: B may be 0 (an empty batch, a no-op); L ≥ 2, since the first token is never predicted. */
-const shapeSchema = z.tuple([z.number().int().nonnegative(), z.number().int().min(2)]);
+const shapeSchema = z.tuple([z.int().check(z.nonnegative()), z.int().check(z.minimum(2))]);
 const arraySchema = z.custom<NumericArray>(isArrayLike, { message: "expected an array or a typed array of numbers" });
 
 const trainBatchSchema = z.strictObject({
   shape: shapeSchema,
   tokens: arraySchema,
   mask: arraySchema,
-  oldLogp: arraySchema.optional(),
+  oldLogp: z.optional(arraySchema),
   advantages: arraySchema,
-  refLogp: arraySchema.optional(),
-  importanceWeights: arraySchema.optional(),
+  refLogp: z.optional(arraySchema),
+  importanceWeights: z.optional(arraySchema),
 });
 
 const trainStepOptionsSchema = z.strictObject({
@@ -134,16 +143,17 @@ const trainStepOptionsSchema = z.strictObject({
       message: "expected a tf.Optimizer (tf.train.adam(…), …)",
     },
   ),
-  loss: z.looseObject({}).optional(),
-  temperature: z.number().positive().finite().optional(),
-  variables: z
-    .array(z.custom<tf.Variable>((value) => value instanceof tf.Variable, { message: "expected a tf.Variable" }))
-    .min(1)
-    .optional(),
-  maxGradNorm: z.number().positive().optional(),
-  vocabSize: z.number().int().positive().optional(),
-  entropy: z.boolean().optional(),
-  kernels: z.enum(["auto", "wgsl", "tfjs"]).optional(),
+  loss: z.optional(z.looseObject({})),
+  temperature: z.optional(z.number().check(z.positive())),
+  variables: z.optional(
+    z
+      .array(z.custom<tf.Variable>((value) => value instanceof tf.Variable, { message: "expected a tf.Variable" }))
+      .check(z.minLength(1)),
+  ),
+  maxGradNorm: z.optional(z.number().check(z.positive())),
+  vocabSize: z.optional(z.int().check(z.positive())),
+  entropy: z.optional(z.boolean()),
+  kernels: z.optional(z.enum(["auto", "wgsl", "tfjs"])),
 });
 
 /** A validated batch, shifted to the predicted positions: column t of each array is about token t + 1. */
@@ -331,16 +341,16 @@ function shiftTargets(layout: BatchLayout, inputIds: Int32Array): Int32Array {
 }
 
 const packOptionsSchema = z.strictObject({
-  padId: z.number().int().nonnegative().default(0),
-  length: z.number().int().min(2).optional(),
+  padId: z._default(z.int().check(z.nonnegative()), 0),
+  length: z.optional(z.int().check(z.minimum(2))),
 });
 
 const rolloutSchema = z.strictObject({
   tokens: arraySchema,
   mask: arraySchema,
-  oldLogp: arraySchema.optional(),
-  refLogp: arraySchema.optional(),
-  importanceWeights: arraySchema.optional(),
+  oldLogp: z.optional(arraySchema),
+  refLogp: z.optional(arraySchema),
+  importanceWeights: z.optional(arraySchema),
 });
 
 /** The optional per-token fields of a rollout: each is given for every rollout or for none. */

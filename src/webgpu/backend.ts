@@ -8,7 +8,7 @@
  * backend also takes logits that are already on its device (`…OnDevice`), binding them in place and leaving the
  * gradient there.
  */
-import { z } from "zod";
+import * as z from "zod/mini";
 import {
   type Backend,
   type BackendInfo,
@@ -67,11 +67,15 @@ import { requireFiniteLoss, requireFloat32LossInputs, requireFloat32Options } fr
 
 /** A gradient left on the device: float32 [B, T, V], row-major from byte 0. The caller owns it (destroy() it). */
 export interface DeviceGradient {
+  /** The buffer holding ∂loss/∂logits: yours, or a new one. */
   readonly buffer: GpuBuffer;
+  /** [B, T, V]. */
   readonly shape: readonly [number, number, number];
 }
 
+/** policyLossFromLogits's inputs with the logits on the device (`policyLossFromLogitsOnDevice`). */
 export type DeviceLogitsPolicyLossInputs = LogitsPolicyLossInputs<DeviceLogits>;
+/** policyLossFromLogits's result with the gradient into the logits left on the device. */
 export type DeviceLogitsPolicyLossResult = LogitsPolicyLossResult<DeviceGradient>;
 
 /**
@@ -93,17 +97,20 @@ export type DeviceLogitsPolicyLossResult = LogitsPolicyLossResult<DeviceGradient
  * logits changed since) are refused, the last at options.saved.
  */
 export interface DeviceKernels {
+  /** tokenLogProbs over logits on the device; the log-probs come back as typed arrays. */
   tokenLogProbsOnDevice(
     logits: DeviceLogits,
     tokens: MatrixInput,
     options?: TokenLogProbsOptions,
   ): Promise<TokenLogProbs>;
+  /** tokenLogProbsBackward over logits on the device, the gradient left there (in `into` when given). */
   tokenLogProbsBackwardOnDevice(
     logits: DeviceLogits,
     tokens: MatrixInput,
     options: TokenLogProbsBackwardOptions,
     into?: GpuBuffer,
   ): Promise<DeviceGradient>;
+  /** policyLossFromLogits over logits on the device, fused: the gradient into the logits stays there. */
   policyLossFromLogitsOnDevice(
     inputs: DeviceLogitsPolicyLossInputs,
     options?: LogitsPolicyLossOptions,
@@ -111,6 +118,10 @@ export interface DeviceKernels {
   ): Promise<DeviceLogitsPolicyLossResult>;
 }
 
+/**
+ * A Backend running grpo-roc's WGSL kernels on one WebGPU device, in float32, with kernels for logits already on
+ * that device.
+ */
 export interface WebGpuBackend extends Backend, DeviceKernels {
   /** The device the kernels run on (webgpuBackend acquires its own on first use). */
   getDevice(): Promise<GpuDevice>;
@@ -123,7 +134,9 @@ export interface WebGpuBackend extends Backend, DeviceKernels {
   bufferStats(): { readonly live: number; readonly pooled: number; readonly pooledBytes: number };
 }
 
+/** createWebGpuBackend's options: the device, and how the backend names itself and pools buffers. */
 export interface WebGpuBackendOptions extends ContextOptions {
+  /** The device to run on: a browser's GPUDevice, dawn.node's, or tfjs-backend-webgpu's `backend.device`. */
   readonly device: GpuDevice;
   /** The name it registers under (default "webgpu"). */
   readonly name?: string | undefined;
@@ -136,10 +149,11 @@ const optionsSchema = z.strictObject({
     (d) => typeof d === "object" && d !== null && typeof (d as GpuDevice).createBuffer === "function",
     { message: "expected a GPUDevice" },
   ),
-  name: z.string().min(1).optional(),
-  description: z.string().optional(),
-  maxPooledBytes: z.number().nonnegative().optional(),
-  maxBindingBytes: z.number().int().positive().optional(),
+  name: z.optional(z.string().check(z.minLength(1))),
+  description: z.optional(z.string()),
+  maxPooledBytes: z.optional(z.number().check(z.nonnegative())),
+  maxBindingBytes: z.optional(z.int().check(z.positive())),
+  watchUncaptured: z.optional(z.boolean()),
 });
 
 /** The WGSL kernels on `device`. One backend per device is enough (it caches pipelines and buffers). */
@@ -149,6 +163,7 @@ export function createWebGpuBackend(options: WebGpuBackendOptions): WebGpuBacken
   const context = new DeviceContext(device, {
     maxPooledBytes: parsed.maxPooledBytes,
     maxBindingBytes: parsed.maxBindingBytes,
+    watchUncaptured: parsed.watchUncaptured,
   });
   const name = parsed.name ?? "webgpu";
   const description = parsed.description ?? "grpo-roc's WGSL kernels on a WebGPU device";

@@ -24,6 +24,7 @@ import {
 } from "./gpu.js";
 import { whileWaiting } from "./node.js";
 
+/** How a WebGPU backend holds buffers between calls, and how large a binding it makes. */
 export interface ContextOptions {
   /** Bytes of idle buffers kept for reuse (default 1 GiB). 0 turns pooling off. */
   readonly maxPooledBytes?: number | undefined;

@@ -10,8 +10,11 @@
 // biome-ignore lint/suspicious/noExplicitAny: handles the library only passes back to WebGPU, never reads
 type Opaque = any;
 
+/** A WebGPU buffer (GPUBuffer), as grpo-roc uses it: where device logits and gradients live. */
 export interface GpuBuffer {
+  /** Its size in bytes. */
   readonly size: number;
+  /** Its GPUBufferUsage flags (STORAGE, COPY_SRC, …) as a number. */
   readonly usage: number;
   mapAsync(mode: number, offset?: number, size?: number): Promise<void>;
   getMappedRange(offset?: number, size?: number): ArrayBuffer;
@@ -25,10 +28,12 @@ export interface GpuBufferBinding {
   readonly size?: number;
 }
 
+/** A WebGPU compute pipeline (GPUComputePipeline), as grpo-roc uses it. */
 export interface GpuComputePipeline {
   getBindGroupLayout(index: number): unknown;
 }
 
+/** A WebGPU compute pass (GPUComputePassEncoder), as grpo-roc uses it. */
 export interface GpuComputePass {
   setPipeline(pipeline: GpuComputePipeline): void;
   setBindGroup(index: number, group: unknown): void;
@@ -36,6 +41,7 @@ export interface GpuComputePass {
   end(): void;
 }
 
+/** A WebGPU command encoder (GPUCommandEncoder), as grpo-roc uses it. */
 export interface GpuCommandEncoder {
   beginComputePass(descriptor?: object): GpuComputePass;
   copyBufferToBuffer(
@@ -49,6 +55,7 @@ export interface GpuCommandEncoder {
   finish(): unknown;
 }
 
+/** A WebGPU device's queue (GPUQueue), as grpo-roc uses it. */
 export interface GpuQueue {
   submit(commandBuffers: Iterable<Opaque>): void;
   writeBuffer(
@@ -61,6 +68,7 @@ export interface GpuQueue {
   onSubmittedWorkDone(): Promise<void>;
 }
 
+/** The device limits (GPUSupportedLimits) grpo-roc sizes its bindings and dispatches by. */
 export interface GpuLimits {
   readonly maxStorageBufferBindingSize: number;
   readonly maxBufferSize: number;
@@ -71,13 +79,18 @@ export interface GpuLimits {
   readonly maxStorageBuffersPerShaderStage: number;
 }
 
+/** A WebGPU error popped from an error scope (GPUError). */
 export interface GpuError {
   readonly message: string;
 }
 
+/** A WebGPU device (GPUDevice), as grpo-roc uses it: any real GPUDevice is assignable to it. */
 export interface GpuDevice {
+  /** The limits grpo-roc sizes its bindings and dispatches by. */
   readonly limits: GpuLimits;
+  /** The queue grpo-roc submits its work to and writes inputs through. */
   readonly queue: GpuQueue;
+  /** Settles when the device is lost; grpo-roc then refuses further work with a WebGpuDeviceError. */
   readonly lost: Promise<{ readonly reason?: string; readonly message?: string }>;
   createBuffer(descriptor: { size: number; usage: number; mappedAtCreation?: boolean; label?: string }): GpuBuffer;
   createShaderModule(descriptor: { code: string; label?: string }): unknown;

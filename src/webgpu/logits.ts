@@ -11,8 +11,11 @@ import { LOGITS_PARAM_WORDS } from "./logprobs.wgsl.js";
 
 /** Logits already on the device: float32, row-major [B, T, V], from `byteOffset` (a multiple of 4) on. */
 export interface DeviceLogits {
+  /** The buffer holding them; it needs STORAGE usage. */
   readonly buffer: GpuBuffer;
+  /** [B, T, V]. */
   readonly shape: readonly [number, number, number];
+  /** Where they start in `buffer`, in bytes (default 0). */
   readonly byteOffset?: number | undefined;
 }
 

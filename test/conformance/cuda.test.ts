@@ -98,8 +98,11 @@ describe("cuda: the probe's reasons", () => {
   });
 });
 
-describe.skipIf(!loadCudaAddon().loaded)(
-  "cuda: the addon checks token ids itself (a direct call cannot read outside a row)",
+const addonState = loadCudaAddon();
+describe.skipIf(!addonState.loaded)(
+  `cuda: the addon checks token ids itself (a direct call cannot read outside a row)${
+    addonState.loaded ? "" : ` — skipped: ${addonState.reason}`
+  }`,
   () => {
     const state = loadCudaAddon();
     const addon = state.loaded ? state.addon : undefined;

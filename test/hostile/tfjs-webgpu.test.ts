@@ -49,7 +49,9 @@ describe("tfjs@webgpu: the tensor API's availability", () => {
 });
 
 describe.skipIf(!status.available)(
-  "tfjs@webgpu: bad values in tensors are refused, at once or at the next read",
+  `tfjs@webgpu: bad values in tensors are refused, at once or at the next read${
+    status.available ? "" : ` — skipped: ${status.reason}`
+  }`,
   () => {
     beforeAll(async () => {
       await useTfjsBackend("webgpu");

@@ -221,6 +221,17 @@ describe.skipIf(!info.available && !inCi)(title("the binding limit: which bindin
     });
   }
 
+  it("every option its type declares is accepted (watchUncaptured too), and only those", async () => {
+    const device = await webgpuBackend.getDevice();
+    const quiet = createWebGpuBackend({ device, name: "webgpu@quiet", watchUncaptured: false });
+    const forward = await quiet.tokenLogProbs({ data: new Float32Array(4), shape: [1, 1, 4] }, [[0]]);
+    expect(forward.logp[0]).toBeCloseTo(-Math.log(4), 6);
+    expect(() => createWebGpuBackend({ device, watchUncaptured: "no" } as never)).toThrow(/options\.watchUncaptured/);
+    expect(() => createWebGpuBackend({ device, watchUncapturd: false } as never)).toThrow(
+      /did you mean "watchUncaptured"/,
+    );
+  });
+
   it("device logits whose row, with the offset alignment's slack, exceeds the option's 4096 bytes: the real cause", async () => {
     const backend = await limited();
     const device = await backend.getDevice();
