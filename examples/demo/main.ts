@@ -5,8 +5,9 @@
  * GRPO-RoC (2G sampled, G kept) at the same seed and number of updates, over several seeds, and reports the paper's
  * figure in miniature: held-out accuracy, and the tool-error ratio inside correct rollouts, over RL steps.
  *
- * Output: a progress bar on stderr, a summary table on stdout, and in --out (default out/demo) metrics.json (every
- * step of every run), figure.svg and figure.png. `npm run demo -- --help` lists the flags.
+ * Output: a progress bar on stderr, summary tables on stdout (per method, per seed, and the paired comparison), and
+ * in --out (default out/demo; out/demo-quick with --quick) metrics.json (every step of every run), figure.svg and
+ * figure.png. `npm run demo -- --help` lists the flags.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -14,13 +15,13 @@ import * as tf from "@tensorflow/tfjs";
 import { figureSvg, svgToPng } from "./chart.js";
 import { parseConfig, USAGE, UsageError, type DemoConfig } from "./config.js";
 import { Progress } from "./progress.js";
-import { curves, formatSummary, METHOD_LABEL, METHODS, summarize } from "./report.js";
+import { compare, curves, describeSeeds, formatSummary, METHOD_LABEL, METHODS, summarize } from "./report.js";
 import { reinforce, type RunResult } from "./rl.js";
 import { evaluationTasks } from "./tasks.js";
 import { warmStart } from "./warmstart.js";
 
 /** Bumped when metrics.json changes shape. */
-export const METRICS_SCHEMA = "grpo-roc-demo/1";
+export const METRICS_SCHEMA = "grpo-roc-demo/2";
 
 // Progress units, roughly proportional to time: an RL step samples, updates twice and now and then evaluates.
 const WARM_START_UNIT = 1;
@@ -75,6 +76,7 @@ async function run(config: DemoConfig): Promise<void> {
   progress.finish(`done in ${(seconds / 60).toFixed(1)} min`);
 
   const summary = summarize(runs);
+  const paired = compare(runs);
   const metrics = {
     schema: METRICS_SCHEMA,
     createdAt: new Date().toISOString(),
@@ -92,20 +94,22 @@ async function run(config: DemoConfig): Promise<void> {
     },
     warmStart: { loss: warm.loss, seconds: warm.seconds, cached: warm.cached },
     summary,
+    // a: GRPO, b: GRPO-RoC; each difference is b − a on one seed.
+    paired: { a: "grpo", b: "roc", ...paired },
     curves: curves(runs),
     runs,
   };
   const svg = figureSvg(
     metrics.curves,
-    `GRPO vs GRPO-RoC on a toy tool-use task (${config.seeds.length} seed${config.seeds.length === 1 ? "" : "s"}, tfjs cpu)`,
+    `GRPO vs GRPO-RoC on a toy tool-use task, ${describeSeeds(config.seeds)} (tfjs cpu)`,
   );
   writeFileSync(join(config.out, "metrics.json"), `${JSON.stringify(metrics, null, 1)}\n`);
   writeFileSync(join(config.out, "figure.svg"), svg);
   writeFileSync(join(config.out, "figure.png"), svgToPng(svg));
 
   process.stdout.write(
-    `${formatSummary(summary, {
-      seeds: config.seeds.length,
+    `${formatSummary(summary, paired, {
+      seeds: config.seeds,
       steps: config.rl.steps,
       evalRollouts: config.evalTasks * config.rl.evalSamples,
       seconds,
