@@ -22,11 +22,17 @@ import {
   DEFAULT_PENALTY_OPTIONS,
   type PipelineResult,
   type Rollout,
-  type ToolOutcome,
 } from "../src/index.js";
+import {
+  ANSWER_COUNT_WEIGHTS,
+  intBetween,
+  pick,
+  type Rng,
+  STRUCTURED,
+  structuredRollouts,
+  weighted,
+} from "./rollouts.js";
 
-/** The paper's step: 512 prompts, 32 rollouts each, 16 kept. */
-const STRUCTURED = { groups: 512, perGroup: 32, keep: 16 } as const;
 /** rStar2 responses run to 8K-12K tokens: the reasoning budget below plus ~2.4 KB of calls and responses is ~30 KB. */
 const TRANSCRIPTS = { count: 500, minReasoningBytes: 22_000, maxReasoningBytes: 34_000 } as const;
 const END_TO_END_GROUPS = 64;
@@ -40,61 +46,6 @@ const PEER_SCRIPT = fileURLToPath(new URL("./peer_roc.py", import.meta.url));
 const OUT_FILE = path.join(ROOT, "out", "bench-roc.json");
 
 // ── deterministic inputs ─────────────────────────────────────────────────────────────────────────────────────
-
-type Rng = () => number;
-
-function intBetween(rng: Rng, low: number, high: number): number {
-  return low + Math.floor(rng() * (high - low + 1));
-}
-
-function pick<T>(rng: Rng, items: readonly T[]): T {
-  return items[Math.floor(rng() * items.length)]!;
-}
-
-function weighted<T>(rng: Rng, table: readonly (readonly [T, number])[]): T {
-  let u = rng() * table.reduce((sum, [, weight]) => sum + weight, 0);
-  for (const [value, weight] of table) {
-    u -= weight;
-    if (u < 0) return value;
-  }
-  return table[table.length - 1]![0];
-}
-
-/** Roughly the mix a sandbox returns early in training: mostly clean runs, a fair share of each failure. */
-const OUTCOME_WEIGHTS: readonly (readonly [ToolOutcome, number])[] = [
-  ["ok", 0.7],
-  ["execution_error", 0.15],
-  ["parse_error", 0.08],
-  ["timeout", 0.07],
-];
-
-const ANSWER_COUNT_WEIGHTS: readonly (readonly [number, number])[] = [
-  [0, 0.1],
-  [1, 0.7],
-  [2, 0.12],
-  [3, 0.08],
-];
-
-function structuredRollouts(rng: Rng): Rollout[] {
-  const rollouts: Rollout[] = [];
-  for (let g = 0; g < STRUCTURED.groups; g++) {
-    // A spread of easy and hard prompts; a few groups come out all-correct or all-wrong and are dropped.
-    const successRate = rng();
-    for (let j = 0; j < STRUCTURED.perGroup; j++) {
-      const turns = intBetween(rng, 1, 10);
-      rollouts.push({
-        groupId: `prompt-${g}`,
-        reward: rng() < successRate ? 1 : 0,
-        toolCalls: Array.from({ length: intBetween(rng, 0, turns - 1) }, () => ({
-          outcome: weighted(rng, OUTCOME_WEIGHTS),
-        })),
-        answers: weighted(rng, ANSWER_COUNT_WEIGHTS),
-        turns,
-      });
-    }
-  }
-  return rollouts;
-}
 
 const WORDS = (
   "let us check whether the sum over all divisors d of n is prime so we compute $x^2 + y^2 = z^2$ then " +

@@ -155,8 +155,9 @@ export const gc = (() => {
   return vm.runInNewContext("gc") as () => void;
 })();
 
-export function statusKiB(field: "VmRSS" | "VmHWM"): number {
-  const line = readFileSync("/proc/self/status", "utf8")
+/** A field of /proc/<pid>/status in KiB: this process's by default. */
+export function statusKiB(field: "VmRSS" | "VmHWM", pid: number | "self" = "self"): number {
+  const line = readFileSync(`/proc/${pid}/status`, "utf8")
     .split("\n")
     .find((l) => l.startsWith(`${field}:`));
   return line === undefined ? 0 : Number.parseInt(line.split(/\s+/)[1]!, 10);

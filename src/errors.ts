@@ -88,12 +88,17 @@ export function unknownKey(key: string, known: readonly string[]): string {
   return known.length === 0 ? "unknown key" : `unknown key; known keys: ${known.join(", ")}`;
 }
 
+/** A key with case, "_" and "-" folded away: `tool_calls`, `toolCalls` and `ToolCalls` are one key spelt three ways. */
+export function foldKey(key: string): string {
+  return key.toLowerCase().replace(/[_-]/g, "");
+}
+
 /**
  * The known key a misspelt one most likely meant: the same letters ignoring case, "_" and "-" (`tool_calls` for
  * `toolCalls`), else the nearest by edit distance, at most 2 edits (and fewer than a third of the key).
  */
 export function closestKey(key: string, known: readonly string[]): string | undefined {
-  const fold = (text: string) => text.toLowerCase().replace(/[_-]/g, "");
+  const fold = foldKey;
   const folded = fold(key);
   const same = known.find((candidate) => fold(candidate) === folded);
   if (same !== undefined) return same;

@@ -9,7 +9,10 @@ import { tokenLogProbs, tokenLogProbsBackward } from "./logprobs/index.js";
 import { aggregate, batchNormalizer, lossPresets, policyLoss, registerPolicyObjective } from "./loss/index.js";
 import { policyLossFromLogits } from "./logits-loss.js";
 import { rocPipeline } from "./pipeline.js";
+import { createRocBatcher } from "./batcher/index.js";
+import { inspectMessages, qualityFromMessages } from "./messages/index.js";
 import {
+  isInfraFailed,
   paperCounts,
   parseTranscript,
   penalties,
@@ -27,6 +30,19 @@ export { composedPolicyLossFromLogits, policyLossFromLogits } from "./logits-los
 export type { LogitsPolicyLossInputs, LogitsPolicyLossOptions, LogitsPolicyLossResult } from "./logits-loss.js";
 export { rocPipeline } from "./pipeline.js";
 export type { PipelineOptions, PipelineResult } from "./pipeline.js";
+export { createRocBatcher } from "./batcher/index.js";
+export type {
+  GroupDropReason,
+  GroupSource,
+  RocBatch,
+  RocBatcher,
+  RocBatcherOptions,
+  RocBatcherStatus,
+  RocBatchGroup,
+  RocBatchStats,
+  RocDroppedGroup,
+} from "./batcher/index.js";
+export * from "./messages/index.js";
 export { GrpoRocError, ValidationError } from "./errors.js";
 export type { ValidationIssue } from "./errors.js";
 export type { GroupId } from "./groups.js";
@@ -44,9 +60,13 @@ export const grpoRoc = {
   rocPresets,
   penalties,
   parseTranscript,
+  qualityFromMessages,
+  inspectMessages,
+  isInfraFailed,
   paperCounts,
   referenceCounts,
   rocPipeline,
+  createRocBatcher,
   policyLoss,
   lossPresets,
   batchNormalizer,

@@ -26,7 +26,9 @@ export interface PipelineResult {
 const pipelineOptionsSchema = z.strictObject({ roc: z.looseObject({}), advantages: z.optional(z.looseObject({})) });
 
 /**
- * One training step's selection: RoC first, then advantages over the kept rollouts only (docs/spec.md §1).
+ * One training step's selection: RoC first, then advantages over the kept rollouts only (docs/spec.md §1). Rollouts
+ * the infrastructure failed are not kept (`roc.infraFailures: "drop"`, the default), so they are in no group's
+ * statistics: each group's advantages are those it would have without them.
  *
  * @throws ValidationError naming the rollout and field (`rollouts[3].toolCalls`) or the option at fault.
  */

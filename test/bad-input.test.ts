@@ -195,7 +195,7 @@ describe("structured quality inputs", () => {
           paper(2),
         ),
       "rollouts[1].toolCalls[1].outcome",
-      /outcome must be one of ok, parse_error, execution_error, timeout/,
+      /outcome must be one of ok, parse_error, execution_error, timeout, infra_error/,
     );
     expectValidationError(
       () => resampleOnCorrect(withRollout(1, { groupId: "g", reward: 1, ...clean, toolCalls: [{}] }), paper(2)),
@@ -614,7 +614,7 @@ describe("malformed transcripts: never throw, p_format 1 when the answer markup 
     const parsed = parseTranscript(
       '<tool_call>{"name": "python"}</tool_call><tool_response>Tool call failure\nreason: timeout',
     );
-    expect(parsed.toolOutcomes).toEqual({ ok: 0, parse_error: 0, execution_error: 0, timeout: 0 });
+    expect(parsed.toolOutcomes).toEqual({ ok: 0, parse_error: 0, execution_error: 0, timeout: 0, infra_error: 0 });
     expect(parsed.unansweredCalls).toBe(1);
     expect(score('<tool_call>{"name": ', "strict")).toMatchObject({ toolCalls: 0, pErr: 0.5 });
   });

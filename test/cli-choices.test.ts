@@ -1,6 +1,7 @@
 /**
- * The command line's choices come from the library: the schemas' lists (modes, undersized rules, dialects, std
- * scopes, singleton rules) and the estimator registry, which `--import` extends with a module of the user's.
+ * The command line's choices come from the library: the schemas' lists (modes, undersized and infrastructure-failure
+ * rules, dialects, std scopes, singleton rules) and the estimator registry, which `--import` extends with a module of
+ * the user's.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -9,7 +10,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { SINGLETON_RULES, STD_SCOPES } from "../src/advantages/options.js";
-import { ROC_MODES, UNDERSIZED_RULES } from "../src/roc/schema.js";
+import { INFRA_FAILURE_RULES, ROC_MODES, UNDERSIZED_RULES } from "../src/roc/schema.js";
 import { TRANSCRIPT_DIALECTS } from "../src/roc/transcript.js";
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "cli.js");
@@ -26,7 +27,14 @@ const GROUP = ['{"groupId":"a","reward":1}', '{"groupId":"a","reward":0}', '{"gr
 describe("choices on the command line", () => {
   it("--help lists each choice from the library's own lists", () => {
     const help = cli(["pipeline", "--help"]).stdout;
-    for (const list of [ROC_MODES, UNDERSIZED_RULES, TRANSCRIPT_DIALECTS, STD_SCOPES, SINGLETON_RULES]) {
+    for (const list of [
+      ROC_MODES,
+      UNDERSIZED_RULES,
+      INFRA_FAILURE_RULES,
+      TRANSCRIPT_DIALECTS,
+      STD_SCOPES,
+      SINGLETON_RULES,
+    ]) {
       expect(help).toContain(list.join("|"));
     }
   });

@@ -299,6 +299,7 @@ describe("penalties", () => {
         dropped: false,
         correct: true,
         reward: 1,
+        infraFailed: false,
         source: null,
         pErr: null,
         pFormat: null,
@@ -577,7 +578,8 @@ describe("bad input", () => {
         groupId: "prompt-0",
         dropped: true,
         reasonCode: "invalid",
-        reason: "invalid: toolCalls[2].outcome: outcome must be one of ok, parse_error, execution_error, timeout",
+        reason:
+          "invalid: toolCalls[2].outcome: outcome must be one of ok, parse_error, execution_error, timeout, infra_error",
       });
       expect(invalid[1]!.reason).toMatch(/^invalid: not JSON: /);
       expect(stderr).toContain(`grpo-roc ${command[0]}: skipped line 7: not JSON`);

@@ -3,25 +3,14 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
+import { CLI, findPython, GRPO_ROC_CLI } from "./helpers/python.js";
 
 // examples/python/trainer.py drives the built bin the way a Python trainer would. It runs here with /usr/bin/python3
 // (CI has it), else the first python3 on PATH; only when there is none is the test skipped.
 const root = fileURLToPath(new URL("..", import.meta.url));
-const CLI = join(root, "dist", "cli.js");
 const TRAINER = join(root, "examples", "python", "trainer.py");
 
-function findPython(): string | undefined {
-  for (const candidate of ["/usr/bin/python3", "python3"]) {
-    const probe = spawnSync(candidate, ["-c", "import sys; print(sys.version_info >= (3, 9))"], { encoding: "utf8" });
-    if (probe.status === 0 && probe.stdout.trim() === "True") return candidate;
-  }
-  return undefined;
-}
-
 const python = findPython();
-/** A command for GRPO_ROC_CLI, quoted for shlex.split: this node and the built bin, wherever the checkout lives. */
-const quote = (text: string) => `'${text.replace(/'/g, `'"'"'`)}'`;
-const GRPO_ROC_CLI = `${quote(process.execPath)} ${quote(CLI)}`;
 
 function trainer(args: readonly string[], cli: string | undefined = GRPO_ROC_CLI) {
   const env: NodeJS.ProcessEnv = { ...process.env };

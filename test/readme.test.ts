@@ -15,20 +15,24 @@ function codeBlockAfter(heading: string): string {
   return match[1]!;
 }
 
+/** Runs the first ```ts block after `heading` against the built package; its stdout lines. */
+function runBlock(heading: string, name: string): string[] {
+  // Written inside the repository so that "grpo-roc" resolves to this package by self-reference.
+  mkdirSync(join(root, "out"), { recursive: true });
+  const dir = mkdtempSync(join(root, "out", "readme-"));
+  const file = join(dir, name);
+  writeFileSync(file, codeBlockAfter(heading));
+  const tsx = join(root, "node_modules", "tsx", "dist", "cli.mjs");
+  try {
+    return execFileSync(process.execPath, [tsx, file], { cwd: root, encoding: "utf8" }).trim().split("\n");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe("README", () => {
   it("quick start runs against the built package and prints what its comments say", () => {
-    // Written inside the repository so that "grpo-roc" resolves to this package by self-reference.
-    mkdirSync(join(root, "out"), { recursive: true });
-    const dir = mkdtempSync(join(root, "out", "readme-"));
-    const file = join(dir, "quickstart.mts");
-    writeFileSync(file, codeBlockAfter("## Quick start"));
-    const tsx = join(root, "node_modules", "tsx", "dist", "cli.mjs");
-    let lines: string[];
-    try {
-      lines = execFileSync(process.execPath, [tsx, file], { cwd: root, encoding: "utf8" }).trim().split("\n");
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const lines = runBlock("## Quick start", "quickstart.mts");
     const kept = JSON.parse(lines[0]!.replace(/\s/g, "")) as number[];
     expect([
       [0, 2],
@@ -38,6 +42,15 @@ describe("README", () => {
     expect(advantages[0]).toBeCloseTo(Math.SQRT1_2, 4);
     expect(advantages[1]).toBeCloseTo(-Math.SQRT1_2, 4);
     expect(lines[2]).toBe("0");
+  });
+
+  it("the batcher's example prints what its comments say", () => {
+    const lines = runBlock("### Batches that do not shrink", "batcher.mts");
+    expect(lines).toEqual([
+      "4",
+      "0 false [ 'q1', 'q3' ] [ 'q2: equal-rewards' ] 4",
+      "1 true [] [ 'q4: equal-rewards' ] 4",
+    ]);
   });
 
   it("names the test command that CI runs", () => {

@@ -355,6 +355,7 @@ function checkAgainstModel(
     const keptMembers = members.filter((i) => keptSet.has(i));
     const keptPos = keptMembers.filter((i) => positive[i]);
     expect(report.size).toBe(members.length);
+    expect(report.infraFailed).toBe(0);
     expect(report.positives).toBe(pos.length);
     expect(report.negatives).toBe(neg.length);
     expect(report.status).toBe(plan.status);
@@ -398,6 +399,7 @@ function checkAgainstModel(
     in: groups.length,
     resampled: count("resampled"),
     keptWhole: count("kept-whole"),
+    droppedInfraFailure: 0,
     droppedEqualRewards: count("dropped", "equal-rewards"),
     droppedUndersized: count("dropped", "undersized"),
   });
@@ -407,7 +409,7 @@ function checkAgainstModel(
       metrics.groups.droppedEqualRewards +
       metrics.groups.droppedUndersized,
   ).toBe(groups.length);
-  expect(metrics.rollouts).toEqual({ in: n, kept: result.kept.length, dropped: result.dropped.length });
+  expect(metrics.rollouts).toEqual({ in: n, kept: result.kept.length, dropped: result.dropped.length, infraFailed: 0 });
   const keptPositives = [...result.kept].filter((i) => positive[i]);
   const notSelectedPositives = result.dropped
     .filter((d) => d.reason === "not-selected" && positive[d.index])

@@ -43,6 +43,7 @@ const ROLLOUT_FIELDS = [
   "turns",
   "formatOk",
   "transcript",
+  "infraFailed",
 ];
 
 const OPTIONS: ts.CompilerOptions = {

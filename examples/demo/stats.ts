@@ -26,7 +26,14 @@ export interface RolloutStats {
   readonly formatIssues: number;
 }
 
-export const emptyCounts = (): OutcomeCounts => ({ ok: 0, parse_error: 0, execution_error: 0, timeout: 0 });
+// The simulated sandbox never fails as infrastructure: infra_error stays 0, and is out of the totals as in p_err.
+export const emptyCounts = (): OutcomeCounts => ({
+  ok: 0,
+  parse_error: 0,
+  execution_error: 0,
+  timeout: 0,
+  infra_error: 0,
+});
 
 const failures = (counts: OutcomeCounts) => counts.parse_error + counts.execution_error + counts.timeout;
 const total = (counts: OutcomeCounts) => counts.ok + failures(counts);

@@ -26,6 +26,10 @@ export interface CommandSpec {
   readonly description: readonly string[];
   readonly sections: readonly OptionSection[];
   readonly examples: readonly string[];
+  /** What follows the command's name on the usage line; default "[options] [FILE]". */
+  readonly usage?: string | undefined;
+  /** The exit-code lines of its help; default EXIT_CODES_HELP. */
+  readonly exitCodes?: readonly string[] | undefined;
 }
 
 export type Values = Record<string, string | boolean | undefined>;
@@ -130,7 +134,7 @@ export const EXIT_CODES_HELP = [
 export const NUMBERS_HELP = "Numbers are decimal: integers in plain digits (16), other numbers also as 0.5 or 1e-6.";
 
 export function renderCommandHelp(spec: CommandSpec): string {
-  const out = [`Usage: grpo-roc ${spec.name} [options] [FILE]`, "", wrap(spec.summary, WIDTH), ""];
+  const out = [`Usage: grpo-roc ${spec.name} ${spec.usage ?? "[options] [FILE]"}`, "", wrap(spec.summary, WIDTH), ""];
   for (const paragraph of spec.description) out.push(wrap(paragraph, WIDTH), "");
   // One column for every section, so the help reads as one table.
   const column = Math.min(
@@ -151,7 +155,7 @@ export function renderCommandHelp(spec: CommandSpec): string {
     out.push("");
   }
   if (spec.examples.length > 0) out.push("Examples:", ...spec.examples.map((example) => `  ${example}`), "");
-  out.push(...EXIT_CODES_HELP, NUMBERS_HELP);
+  out.push(...(spec.exitCodes ?? EXIT_CODES_HELP), NUMBERS_HELP);
   return `${out.join("\n")}\n`;
 }
 

@@ -47,19 +47,25 @@ export interface LineIds {
   readonly problems: readonly IdProblem[];
 }
 
+/** Where each id field is in a line: under its own name, unless the line spells it another way (`group_id`). */
+export type IdKeys = Readonly<Record<IdField, string>>;
+
+const OWN_KEYS: IdKeys = { id: "id", groupId: "groupId" };
+
 /**
- * The ids of one parsed line (`object`, parsed from `text`). A number id is replaced in `object` by its exact value,
- * so that the library validates and groups what the line says; a field that is neither a string nor a number is
- * left to the library's schema to reject.
+ * The ids of one parsed line (`object`, parsed from `text`, its fields under their library names; `keys` says under
+ * which names `text` has them). A number id is replaced in `object` by its exact value, so that the library validates
+ * and groups what the line says; a field that is neither a string nor a number is left to the library's schema to
+ * reject.
  */
-export function readIds(object: Record<string, unknown>, text: string): LineIds {
+export function readIds(object: Record<string, unknown>, text: string, keys: IdKeys = OWN_KEYS): LineIds {
   const hasNumber = ID_FIELDS.some((field) => typeof object[field] === "number");
-  const raw = hasNumber ? topLevelValueTexts(text, ID_FIELDS) : new Map<string, string>();
+  const raw = hasNumber ? topLevelValueTexts(text, [keys.id, keys.groupId]) : new Map<string, string>();
   const problems: IdProblem[] = [];
   const read = (field: IdField): LineId | undefined => {
     const value = object[field];
     if (typeof value === "string") return new LineId(value);
-    const token = raw.get(field);
+    const token = raw.get(keys[field]);
     if (typeof value !== "number" || token === undefined) return undefined;
     const exact = exactNumber(token, value);
     if ("value" in exact) {
@@ -150,7 +156,8 @@ export function topLevelValueTexts(text: string, keys: readonly string[]): Map<s
   return found;
 }
 
-function skipWhitespace(text: string, i: number): number {
+/** The index of the first character at or after `i` that is not JSON whitespace. */
+export function skipWhitespace(text: string, i: number): number {
   while (i < text.length && (text[i] === " " || text[i] === "\t" || text[i] === "\n" || text[i] === "\r")) i++;
   return i;
 }
@@ -169,8 +176,12 @@ function decodeKey(quoted: string): string {
   return quoted.includes("\\") ? (JSON.parse(quoted) as string) : quoted.slice(1, -1);
 }
 
-/** The index after the value (string, object, array, number or literal) that starts at `start`. */
-function endOfValue(text: string, start: number): number {
+/**
+ * The index after the value (string, object, array, number or literal) that starts at `start`, in valid JSON. In
+ * other text it is some index at or after `start`: a caller that cannot trust the text parses the slice and checks
+ * what follows it.
+ */
+export function endOfValue(text: string, start: number): number {
   const first = text[start];
   if (first === '"') return endOfString(text, start);
   if (first === "{" || first === "[") return endOfContainer(text, start);

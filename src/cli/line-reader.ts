@@ -9,6 +9,15 @@ export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
 /** The longest string Node can hold: a longer line could not be parsed at all. */
 export const MAX_LINE_BYTES_LIMIT = 2 ** 29 - 24;
 
+/** What a line is, in the message of one over the limit: a line of rollouts, or a `serve` request. */
+export interface LineKind {
+  readonly noun: string;
+  /** The flag that sets the limit. */
+  readonly flag: string;
+}
+
+const ROLLOUT_LINE: LineKind = { noun: "line", flag: "--max-line-bytes" };
+
 const NEWLINE = 0x0a;
 const CARRIAGE_RETURN = 0x0d;
 const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
@@ -26,7 +35,10 @@ export class LineSplitter {
   private overflowBytes = -1;
   private atStart = true;
 
-  constructor(private readonly maxLineBytes: number) {}
+  constructor(
+    private readonly maxLineBytes: number,
+    private readonly kind: LineKind = ROLLOUT_LINE,
+  ) {}
 
   /** The lines that `chunk` completes. */
   push(chunk: Buffer): RawLine[] {
@@ -70,9 +82,10 @@ export class LineSplitter {
     const first = this.atStart;
     this.atStart = false;
     if (overflow >= 0) {
+      const { noun, flag } = this.kind;
       return {
         problem:
-          `${overflow} bytes, over the limit of ${this.maxLineBytes} bytes a line (--max-line-bytes); the line was ` +
+          `${overflow} bytes, over the limit of ${this.maxLineBytes} bytes a ${noun} (${flag}); the ${noun} was ` +
           "skipped without being read into memory",
       };
     }
@@ -88,8 +101,9 @@ export async function* readLines(
   stream: Readable,
   maxLineBytes: number,
   onBytes: (bytes: number) => void,
+  kind: LineKind = ROLLOUT_LINE,
 ): AsyncGenerator<RawLine> {
-  const splitter = new LineSplitter(maxLineBytes);
+  const splitter = new LineSplitter(maxLineBytes, kind);
   for await (const chunk of stream as AsyncIterable<Buffer | string>) {
     const buffer = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
     onBytes(buffer.length);

@@ -22,6 +22,7 @@ import { installInterruptHandlers } from "./interrupt.js";
 import { InputError } from "./lines.js";
 import { maxLineBytesFrom, repeatedGroupsFrom } from "./options.js";
 import { type RunSettings, run } from "./run.js";
+import { SERVE_SPEC, serve, serveSettings } from "./serve.js";
 import { writeMessage } from "./terminal.js";
 
 const COMMANDS: readonly CommandDefinition[] = [penaltiesCommand, resampleCommand, advantagesCommand, pipelineCommand];
@@ -29,6 +30,7 @@ const COMMANDS: readonly CommandDefinition[] = [penaltiesCommand, resampleComman
 function mainHelp(): string {
   const commands: [string, string][] = [
     ...COMMANDS.map((c): [string, string] => [c.spec.name, c.spec.summary]),
+    [SERVE_SPEC.name, SERVE_SPEC.summary],
     ["build-cuda", BUILD_CUDA_SUMMARY],
   ];
   const names = commands.map(
@@ -71,6 +73,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(buildCudaHelp());
     return EXIT.ok;
   }
+  if (name === "serve") return runServe(rest);
+  if (name === "help" && rest[0] === "serve") {
+    process.stdout.write(renderCommandHelp(SERVE_SPEC));
+    return EXIT.ok;
+  }
   if (name === undefined || name === "-h" || name === "--help" || name === "help") {
     const topic = name === "help" && rest[0] !== undefined ? findCommand(rest[0]) : undefined;
     if (topic === null) return EXIT.usage;
@@ -104,6 +111,23 @@ export async function main(argv: readonly string[]): Promise<number> {
     return EXIT.ok;
   } catch (error) {
     return reportFailure(prefix, error);
+  }
+}
+
+/** `grpo-roc serve`: no input file; requests on stdin until it ends. */
+async function runServe(argv: readonly string[]): Promise<number> {
+  if (asksForHelp(argv)) {
+    process.stdout.write(renderCommandHelp(SERVE_SPEC));
+    return EXIT.ok;
+  }
+  try {
+    const { values, input } = parseCommandLine(SERVE_SPEC, argv);
+    if (input !== undefined) throw new UsageError(`requests are read from stdin; received an argument: ${input}`);
+    const extension = stringOption(values, "import");
+    if (extension !== undefined) await loadExtension(extension);
+    return await serve(serveSettings(values), COMMANDS);
+  } catch (error) {
+    return reportFailure("grpo-roc serve", error);
   }
 }
 
@@ -145,7 +169,7 @@ function reportFailure(prefix: string, error: unknown): number {
 function findCommand(name: string): CommandDefinition | null {
   const definition = COMMANDS.find((c) => c.spec.name === name);
   if (definition !== undefined) return definition;
-  const names = [...COMMANDS.map((c) => c.spec.name), "build-cuda"];
+  const names = [...COMMANDS.map((c) => c.spec.name), SERVE_SPEC.name, "build-cuda"];
   writeMessage(
     "grpo-roc",
     `unknown command ${JSON.stringify(name)}; commands: ${names.join(", ")}. Run 'grpo-roc --help'.`,

@@ -9,7 +9,14 @@ import { SINGLETON_RULES, STD_SCOPES } from "../advantages/options.js";
 import { ValidationError } from "../errors.js";
 import { DEFAULT_PENALTY_OPTIONS, TOOL_FAILURES, type PenaltyOptions } from "../roc/penalties.js";
 import { resolveRocOptions } from "../roc/resample.js";
-import { ROC_MODES, type RocOptions, type RocOptionsInput, rocPresets, UNDERSIZED_RULES } from "../roc/schema.js";
+import {
+  INFRA_FAILURE_RULES,
+  ROC_MODES,
+  type RocOptions,
+  type RocOptionsInput,
+  rocPresets,
+  UNDERSIZED_RULES,
+} from "../roc/schema.js";
 import { TRANSCRIPT_DIALECTS, type TranscriptDialect } from "../roc/transcript.js";
 import { DEFAULT_MAX_LINE_BYTES, MAX_LINE_BYTES_LIMIT } from "./line-reader.js";
 import {
@@ -131,6 +138,26 @@ export const penaltySection: OptionSection = {
     },
   ],
 };
+
+export const infraSection: OptionSection = {
+  title: "Infrastructure failures",
+  options: [
+    {
+      name: "infra-failures",
+      type: "string",
+      arg: INFRA_FAILURE_RULES.join("|"),
+      help:
+        'rollouts the infrastructure failed (a tool call with outcome "infra_error", or infraFailed: true): "drop" ' +
+        '(default; reasonCode "infra-failure", before anything else is computed over their group) or "keep" (as ' +
+        "ordinary rollouts, their reward as given, their infra_error calls out of p_err)",
+    },
+  ],
+};
+
+/** --infra-failures, default "drop". */
+export function infraFailuresFrom(values: Values): (typeof INFRA_FAILURE_RULES)[number] {
+  return choiceOption(values, "infra-failures", INFRA_FAILURE_RULES) ?? "drop";
+}
 
 const modeOption = {
   name: "mode",
@@ -264,7 +291,12 @@ export function rocOptionsFrom(values: Values): RocOptions {
   const mode = choiceOption(values, "mode", ROC_MODES) ?? "paper";
   const keep = numberOption(values, "keep", { min: 1, integer: true });
   if (keep === undefined) throw new UsageError("--keep: required: how many rollouts to keep per group (G)");
-  const input: Record<string, unknown> = { ...rocPresets[mode], ...penaltyOptionsFrom(values), keepPerGroup: keep };
+  const input: Record<string, unknown> = {
+    ...rocPresets[mode],
+    ...penaltyOptionsFrom(values),
+    keepPerGroup: keep,
+    infraFailures: infraFailuresFrom(values),
+  };
   const seed = stringOption(values, "seed");
   // A numeric seed stays a number so the draws are those of `seed: step` in the library (the key is the same text).
   if (seed !== undefined) input.seed = /^-?\d{1,15}$/.test(seed) ? Number(seed) : seed;

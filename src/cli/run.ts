@@ -40,14 +40,9 @@ export async function run(command: Command, settings: RunSettings, inputPath: st
   const sinks = await openSinks(resolveTargets(settings, source));
   let input = source;
   try {
-    const twoPasses = command.kind === "group" && command.batch !== undefined;
-    if (command.kind === "group" && command.batch !== undefined) {
-      input = await spool(source);
-      const collected: number[] = [];
-      await new Pass(command, settings, input, " (pass 1 of 2: batch std)", undefined, collected).run();
-      command.batch.setRewards(Float64Array.from(collected));
-    }
-    const tally = await new Pass(command, settings, input, twoPasses ? " (pass 2 of 2)" : "", sinks.records).run();
+    // The batch std needs a first pass: stdin and pipes are copied so they can be read twice.
+    if (command.kind === "group" && command.batch !== undefined) input = await spool(source);
+    const tally = await runPasses(command, settings, input, sinks.records);
     await commit(sinks, tally);
     return tally;
   } catch (error) {
@@ -96,6 +91,31 @@ async function commit(sinks: Sinks, tally: Tally): Promise<void> {
   await commitAll([sinks.records, sinks.summary]);
 }
 
+/**
+ * Every line of `input` through `command`, the records written to `sink`. When an advantage needs the std of the
+ * whole batch, a first pass collects the rewards that enter it: `input` must then be readable twice.
+ */
+export async function runPasses(
+  command: Command,
+  settings: RunSettings,
+  input: PassInput,
+  sink: RecordSink,
+): Promise<Tally> {
+  if (command.kind === "group" && command.batch !== undefined) {
+    const collected: number[] = [];
+    await new Pass(command, settings, input, " (pass 1 of 2: batch std)", undefined, collected).run();
+    command.batch.setRewards(Float64Array.from(collected));
+    return new Pass(command, settings, input, " (pass 2 of 2)", sink).run();
+  }
+  return new Pass(command, settings, input, "", sink).run();
+}
+
+/** What a pass reads: an input to cut into lines, or lines already cut (the rollouts of a `serve` request). */
+export type PassInput = InputSource | { readonly size: undefined; lines(): Iterable<RawLine> };
+
+/** Where a pass writes its records, one JSON text at a time (resolving once it can take more). */
+export type RecordSink = Pick<Sink, "write">;
+
 type Item = { readonly member: Member } | { readonly invalid: OutputRecord };
 
 const NO_IDS: Identity = { id: undefined, groupId: undefined };
@@ -116,9 +136,9 @@ class Pass {
   constructor(
     private readonly command: Command,
     private readonly settings: RunSettings,
-    private readonly input: InputSource,
+    private readonly input: PassInput,
     label: string,
-    private readonly sink: Sink | undefined,
+    private readonly sink: RecordSink | undefined,
     private readonly collected: number[] = [],
   ) {
     this.tally = new Tally(settings.command);
@@ -128,7 +148,9 @@ class Pass {
 
   async run(): Promise<Tally> {
     const onBytes = (bytes: number) => this.progress.addBytes(bytes);
-    for await (const raw of readInput(this.input, this.settings.maxLineBytes, onBytes)) await this.take(raw);
+    const lines =
+      "lines" in this.input ? this.input.lines() : readInput(this.input, this.settings.maxLineBytes, onBytes);
+    for await (const raw of lines) await this.take(raw);
     const last = this.groups.finish();
     if (last !== undefined) await this.flush(last);
     this.progress.finish();
@@ -264,7 +286,7 @@ class Pass {
   }
 }
 
-function createProgress(settings: RunSettings, input: InputSource, label: string): Progress {
+function createProgress(settings: RunSettings, input: PassInput, label: string): Progress {
   const recordsToTerminal = (settings.output === undefined || settings.output === "-") && process.stdout.isTTY === true;
   return new Progress({
     mode: progressMode({

@@ -47,8 +47,17 @@ export class Tally {
   invalidGroupRollouts = 0;
   kept = 0;
   dropped = 0;
+  /** Infrastructure-failed rollouts: dropped, or kept as ordinary ones under --infra-failures keep. */
+  infraFailed = 0;
   records = 0;
-  readonly groups = { in: 0, resampled: 0, keptWhole: 0, droppedEqualRewards: 0, droppedUndersized: 0 };
+  readonly groups = {
+    in: 0,
+    resampled: 0,
+    keptWhole: 0,
+    droppedInfraFailure: 0,
+    droppedEqualRewards: 0,
+    droppedUndersized: 0,
+  };
   readonly positives = { seen: 0, kept: 0 };
   readonly negatives = { seen: 0, kept: 0 };
   readonly keptPositives = new PenaltyTally();
@@ -61,8 +70,10 @@ export class Tally {
 
   addRocGroup(report: RocGroupReport): void {
     this.groups.in++;
+    this.infraFailed += report.infraFailed;
     if (report.status === "resampled") this.groups.resampled++;
     else if (report.status === "kept-whole") this.groups.keptWhole++;
+    else if (report.reason === "infra-failure") this.groups.droppedInfraFailure++;
     else if (report.reason === "equal-rewards") this.groups.droppedEqualRewards++;
     else this.groups.droppedUndersized++;
     // As the library counts them: only groups that reached selection.
@@ -88,9 +99,10 @@ export class Tally {
       records: this.records,
     };
     if (this.command === "penalties") return { ...common, penalties: this.allRollouts.toJSON() };
-    if (this.command === "advantages") return { ...common, groups: this.groups.in };
+    if (this.command === "advantages") return { ...common, infraFailed: this.infraFailed, groups: this.groups.in };
     return {
       ...common,
+      infraFailed: this.infraFailed,
       groups: { ...this.groups, invalid: this.invalidGroups },
       positives: this.positives,
       negatives: this.negatives,
@@ -109,14 +121,17 @@ export class Tally {
       parts.push(`tool-error ratio ${p.toolErrorRatio === null ? "–" : p.toolErrorRatio.toFixed(4)}`);
     } else if (this.command === "advantages") {
       parts.push(`${this.groups.in} groups`);
+      if (this.infraFailed > 0) parts.push(`${this.infraFailed} rollouts infrastructure-failed`);
     } else {
       const g = this.groups;
-      const droppedGroups = g.droppedEqualRewards + g.droppedUndersized;
+      const droppedGroups = g.droppedInfraFailure + g.droppedEqualRewards + g.droppedUndersized;
+      const infraGroups = g.droppedInfraFailure > 0 ? `${g.droppedInfraFailure} infrastructure-failed, ` : "";
       parts.push(
         `${g.in} groups (${g.resampled} resampled, ${g.keptWhole} kept whole, ${droppedGroups} dropped: ` +
-          `${g.droppedEqualRewards} equal rewards, ${g.droppedUndersized} undersized)`,
+          `${infraGroups}${g.droppedEqualRewards} equal rewards, ${g.droppedUndersized} undersized)`,
         `kept ${this.kept}, dropped ${this.dropped}`,
       );
+      if (this.infraFailed > 0) parts.push(`${this.infraFailed} rollouts infrastructure-failed`);
       const ratio = this.keptPositives.toJSON().toolErrorRatio;
       if (ratio !== null) parts.push(`tool-error ratio of kept positives ${ratio.toFixed(4)}`);
     }

@@ -4,6 +4,7 @@ export { rocOptionsSchema, rocPresets, rolloutSchema, rolloutsSchema, toolCallSc
 export type { PenaltyFunction, RocOptions, RocOptionsInput, Rollout, ToolCall } from "./schema.js";
 export { DEFAULT_PENALTY_OPTIONS, penalties, TOOL_FAILURES, TOOL_OUTCOMES } from "./penalties.js";
 export type { Penalties, PenaltyOptions, Quality, ToolFailure, ToolOutcome, ToolOutcomeCounts } from "./penalties.js";
+export { isInfraFailed } from "./infra.js";
 export { parseTranscript } from "./transcript.js";
 export type { ParsedTranscript, TranscriptDialect } from "./transcript.js";
 export { paperCounts, referenceCounts } from "./select.js";

@@ -1,10 +1,14 @@
 import * as z from "zod/mini";
 import { parseOrThrow } from "../errors.js";
-/** How one tool call ended. Every kind but "ok" is a failure, and by default each counts as a tool error. */
-export const TOOL_OUTCOMES = ["ok", "parse_error", "execution_error", "timeout"] as const;
-/** How one tool call ended: "ok", "parse_error", "execution_error" or "timeout". */
+/**
+ * How one tool call ended. "parse_error", "execution_error" and "timeout" are the model's failures (TOOL_FAILURES),
+ * each a tool error by default; "infra_error" is the infrastructure's (the sandbox down, over quota or unreachable):
+ * it makes its rollout infrastructure-failed and is never a tool error of the model.
+ */
+export const TOOL_OUTCOMES = ["ok", "parse_error", "execution_error", "timeout", "infra_error"] as const;
+/** How one tool call ended: "ok", "parse_error", "execution_error", "timeout" or "infra_error". */
 export type ToolOutcome = (typeof TOOL_OUTCOMES)[number];
-/** The outcomes that are failures: the kinds `failureKinds` may count as tool errors. */
+/** The model's failures: the kinds `failureKinds` may count as tool errors ("infra_error" is not one). */
 export const TOOL_FAILURES = ["parse_error", "execution_error", "timeout"] as const;
 /** A failed tool call's kind: "parse_error", "execution_error" or "timeout". */
 export type ToolFailure = (typeof TOOL_FAILURES)[number];
@@ -32,7 +36,7 @@ export interface PenaltyOptions {
    * p_total = error·p_err + format·p_format. rStar2-Agent's roc_error_ratio / roc_answer_format switch each to 0 or 1.
    */
   readonly penaltyWeights: { readonly error: number; readonly format: number };
-  /** p_err of a rollout that made no tool call: 0.5, neither rewarded nor ideal. */
+  /** p_err of a rollout that made no tool call (or only infra_error calls): 0.5, neither rewarded nor ideal. */
   readonly noToolCallPenalty: number;
 }
 
@@ -45,20 +49,23 @@ export const DEFAULT_PENALTY_OPTIONS: PenaltyOptions = {
 
 /** A rollout's penalties (docs/spec.md §3): lower is cleaner, and RoC keeps positives with low p_total. */
 export interface Penalties {
-  /** Tool-error penalty: failed calls / all calls, or `noToolCallPenalty` without a call. */
+  /** Tool-error penalty: failed calls / `toolCalls`, or `noToolCallPenalty` when `toolCalls` is 0. */
   readonly pErr: number;
   /** Format penalty: 1 without an answer or with malformed markup, else min(1, (answers − 1)/turns). */
   readonly pFormat: number;
   /** error·p_err + format·p_format, with the weights of `penaltyWeights`. */
   readonly pTotal: number;
-  /** Tool calls made. */
+  /**
+   * Tool calls made, "infra_error" calls left out: the infrastructure failed them, so they say nothing of the model,
+   * neither as failures nor as successes.
+   */
   readonly toolCalls: number;
   /** Tool calls that failed in a kind `failureKinds` counts. */
   readonly failedToolCalls: number;
 }
 
 export function emptyOutcomeCounts(): ToolOutcomeCounts {
-  return { ok: 0, parse_error: 0, execution_error: 0, timeout: 0 };
+  return { ok: 0, parse_error: 0, execution_error: 0, timeout: 0, infra_error: 0 };
 }
 
 const count = z.int().check(z.nonnegative());
@@ -66,7 +73,13 @@ const weight = z.number().check(z.nonnegative());
 
 /** A rollout's quality: extra fields (a parsed transcript's counters) are allowed, the four read are required. */
 const qualitySchema = z.looseObject({
-  toolOutcomes: z.strictObject({ ok: count, parse_error: count, execution_error: count, timeout: count }),
+  toolOutcomes: z.strictObject({
+    ok: count,
+    parse_error: count,
+    execution_error: count,
+    timeout: count,
+    infra_error: count,
+  }),
   answers: count,
   turns: count,
   formatOk: z.boolean(),
@@ -84,11 +97,13 @@ const penaltyOptionsSchema = z.strictObject({
 });
 
 /**
- * p_err = failed calls / all calls (0.5 with none); p_format = 1 without an answer, else min(1, (answers − 1)/turns).
+ * p_err = failed calls / all calls but infra_error ones (0.5 with none); p_format = 1 without an answer, else
+ * min(1, (answers − 1)/turns).
  * Validates both arguments; RoC itself scores with `scorePenalties`, once its rollouts are validated.
  *
- * @example penalties({ toolOutcomes: { ok: 3, parse_error: 1, execution_error: 0, timeout: 0 }, answers: 1,
- *   turns: 2, formatOk: true }) // => { pErr: 0.25, pFormat: 0, pTotal: 0.25, toolCalls: 4, failedToolCalls: 1 }
+ * @example penalties({ toolOutcomes: { ok: 3, parse_error: 1, execution_error: 0, timeout: 0, infra_error: 0 },
+ *   answers: 1, turns: 2, formatOk: true })
+ *   // => { pErr: 0.25, pFormat: 0, pTotal: 0.25, toolCalls: 4, failedToolCalls: 1 }
  */
 export function penalties(quality: Quality, options: PenaltyOptions = DEFAULT_PENALTY_OPTIONS): Penalties {
   parseOrThrow(qualitySchema, quality, "quality");
@@ -99,6 +114,7 @@ export function penalties(quality: Quality, options: PenaltyOptions = DEFAULT_PE
 /** penalties() without its checks, for inputs already validated. */
 export function scorePenalties(quality: Quality, options: PenaltyOptions): Penalties {
   const counts = quality.toolOutcomes;
+  // infra_error calls are out of both terms: counted as successes they would lower p_err, as failures raise it.
   const toolCalls = counts.ok + counts.parse_error + counts.execution_error + counts.timeout;
   let failedToolCalls = 0;
   for (const kind of options.failureKinds) failedToolCalls += counts[kind];

@@ -1,6 +1,7 @@
 import seedrandom from "seedrandom";
 import { GrpoRocError, invalid, parseOrThrow } from "../errors.js";
 import { type GroupId, groupBy, groupKey, idKey, showId } from "../groups.js";
+import { infraFailureCause } from "./infra.js";
 import { emptyOutcomeCounts, scorePenalties, type Quality } from "./penalties.js";
 import {
   rewardOf,
@@ -13,23 +14,31 @@ import {
 import { type ClassCounts, lowestPenalties, paperClassCounts, referenceClassCounts, weightedSample } from "./select.js";
 import { readTranscript } from "./transcript.js";
 
-/** Why a group was not downsampled, or why a rollout was left out. */
-export type GroupReason = "equal-rewards" | "undersized" | "exact-size";
 /**
- * Why a rollout was left out: its group's rewards were all equal, its group had fewer than G rollouts and
- * `undersized` is "drop", or selection kept others of its group.
+ * Why a group was not downsampled: every rollout of it was infrastructure-failed (and dropped), its rewards were all
+ * equal, it had fewer than G rollouts, or exactly G.
  */
-export type DropReason = "equal-rewards" | "undersized" | "not-selected";
+export type GroupReason = "infra-failure" | "equal-rewards" | "undersized" | "exact-size";
+/**
+ * Why a rollout was left out: the infrastructure failed it (`infraFailures: "drop"`), its group's rewards were all
+ * equal, its group had fewer than G rollouts and `undersized` is "drop", or selection kept others of its group.
+ */
+export type DropReason = "infra-failure" | "equal-rewards" | "undersized" | "not-selected";
 
 /** What RoC did with one group. */
 export interface RocGroupReport {
   /** The group's id, as its first rollout gives it. */
   readonly id: GroupId;
-  /** Rollouts in the group (N). */
+  /** Rollouts in the group (N), infrastructure-failed ones included. */
   readonly size: number;
-  /** Its correct rollouts. */
+  /**
+   * Its infrastructure-failed rollouts: dropped before anything else under `infraFailures: "drop"` (the rest of the
+   * report is about the others), ordinary rollouts under "keep".
+   */
+  readonly infraFailed: number;
+  /** Its correct rollouts, those dropped as infrastructure-failed left out. */
   readonly positives: number;
-  /** Its wrong rollouts. */
+  /** Its wrong rollouts, those dropped as infrastructure-failed left out. */
   readonly negatives: number;
   /** "resampled": G of N chosen; "kept-whole": every rollout kept; "dropped": none kept. */
   readonly status: "resampled" | "kept-whole" | "dropped";
@@ -55,16 +64,28 @@ export interface PenaltySummary {
 
 /** One step of RoC in numbers, to log: groups and rollouts in and out, and the penalties of the positives. */
 export interface RocMetrics {
-  /** Groups seen, and what became of them: in = resampled + keptWhole + droppedEqualRewards + droppedUndersized. */
+  /**
+   * Groups seen, and what became of them: in = resampled + keptWhole + droppedInfraFailure + droppedEqualRewards +
+   * droppedUndersized (droppedInfraFailure: groups whose every rollout was infrastructure-failed).
+   */
   readonly groups: {
     readonly in: number;
     readonly resampled: number;
     readonly keptWhole: number;
+    readonly droppedInfraFailure: number;
     readonly droppedEqualRewards: number;
     readonly droppedUndersized: number;
   };
-  /** Rollouts seen, kept and dropped. */
-  readonly rollouts: { readonly in: number; readonly kept: number; readonly dropped: number };
+  /**
+   * Rollouts seen, kept and dropped, and how many of them were infrastructure-failed (dropped under
+   * `infraFailures: "drop"`, among the others under "keep").
+   */
+  readonly rollouts: {
+    readonly in: number;
+    readonly kept: number;
+    readonly dropped: number;
+    readonly infraFailed: number;
+  };
   /** Positives of the groups that reached selection (not dropped before it), and how many were kept. */
   readonly positives: { readonly seen: number; readonly kept: number };
   /** Negatives of the groups that reached selection, and how many were kept. */
@@ -74,7 +95,8 @@ export interface RocMetrics {
   /** Positives that selection left out: what RoC filtered away. */
   readonly droppedPositives: PenaltySummary;
   /**
-   * Every correct rollout of the input, dropped groups included: the paper's "tool errors inside correct trajectories".
+   * Every correct rollout of the input, dropped groups included, but not those dropped as infrastructure-failed: the
+   * paper's "tool errors inside correct trajectories".
    */
   readonly allPositives: PenaltySummary;
 }
@@ -104,7 +126,9 @@ export function resolveRocOptions(options: RocOptionsInput): RocOptions {
 }
 
 /**
- * Resample-on-Correct: per group keep G of N, all kinds of failures but only the cleanest successes.
+ * Resample-on-Correct: per group keep G of N, all kinds of failures but only the cleanest successes. Rollouts the
+ * infrastructure failed are first left out of their group (`infraFailures: "drop"`, the default): what remains is
+ * treated as if they had never been sampled, and a group left with fewer than G follows `undersized`.
  *
  * @param rollouts - The step's rollouts, any number of groups in any order (see Rollout).
  * @param options - keepPerGroup (G), and a seed in paper mode (see `rocPresets`).
@@ -118,6 +142,8 @@ export function resampleOnCorrect(rollouts: readonly Rollout[], options: RocOpti
 
   const rewards = rollouts.map(rewardOf);
   const positive = rollouts.map((rollout, i) => rollout.correct ?? rewards[i]! > 0);
+  const infraFailed = rollouts.map((rollout) => infraFailureCause(rollout) !== undefined);
+  const dropInfra = resolved.infraFailures === "drop";
   const scored = scoreRollouts(rollouts, positive, resolved);
 
   const keptMask = new Uint8Array(rollouts.length);
@@ -130,8 +156,13 @@ export function resampleOnCorrect(rollouts: readonly Rollout[], options: RocOpti
     rollouts.map((r) => r.groupId),
     "rollouts[].groupId",
   )) {
-    const members = Array.from(memberArray);
-    requireUniqueIds(members, rollouts);
+    const all = Array.from(memberArray);
+    requireUniqueIds(all, rollouts);
+    const infraCount = all.filter((i) => infraFailed[i]).length;
+    // Dropped infrastructure failures leave the group as if they had never been sampled: every rule below, the
+    // paper-mode draws included, sees only the others.
+    const members = dropInfra ? all.filter((i) => !infraFailed[i]) : all;
+    if (dropInfra) for (const i of all) if (infraFailed[i]) dropReasons[i] = "infra-failure";
     const positives = members.filter((i) => positive[i]);
     const negatives = members.filter((i) => !positive[i]);
     const report = (status: RocGroupReport["status"], chosen: readonly number[], reason?: GroupReason): void => {
@@ -141,7 +172,8 @@ export function resampleOnCorrect(rollouts: readonly Rollout[], options: RocOpti
       const keptPositives = chosen.filter((i) => positive[i]).length;
       reports.push({
         id,
-        size: members.length,
+        size: all.length,
+        infraFailed: infraCount,
         positives: positives.length,
         negatives: negatives.length,
         status,
@@ -152,13 +184,17 @@ export function resampleOnCorrect(rollouts: readonly Rollout[], options: RocOpti
     };
 
     const G = resolved.keepPerGroup;
-    if (resolved.filterEqualRewards && members.every((i) => rewards[i] === rewards[members[0]!])) {
+    if (members.length === 0) {
+      report("dropped", [], "infra-failure");
+    } else if (resolved.filterEqualRewards && members.every((i) => rewards[i] === rewards[members[0]!])) {
       report("dropped", [], "equal-rewards");
     } else if (members.length < G) {
       if (undersized === "error") {
+        const infraDropped = all.length - members.length;
+        const after = infraDropped === 0 ? "" : ` once ${infraDropped} infrastructure-failed are dropped`;
         throw invalid(
           `rollouts[${members[0]}].groupId`,
-          `group ${showId(id)} has ${members.length} rollouts, fewer than keepPerGroup = ${G}`,
+          `group ${showId(id)} has ${members.length} rollouts${after}, fewer than keepPerGroup = ${G}`,
         );
       }
       if (undersized === "keep") report("kept-whole", members, "undersized");
@@ -184,7 +220,7 @@ export function resampleOnCorrect(rollouts: readonly Rollout[], options: RocOpti
     dropped,
     groups: reports,
     penalties: { pErr: scored.pErr, pFormat: scored.pFormat, pTotal: scored.pTotal },
-    metrics: summarize(reports, dropReasons, positive, scored),
+    metrics: summarize(reports, dropReasons, positive, scored, infraFailed),
   };
 }
 
@@ -331,6 +367,7 @@ function summarize(
   dropReasons: readonly (DropReason | undefined)[],
   positive: readonly boolean[],
   scored: Scored,
+  infraFailed: readonly boolean[],
 ): RocMetrics {
   const total = positive.length;
   const countGroups = (status: RocGroupReport["status"], reason?: GroupReason) =>
@@ -348,15 +385,16 @@ function summarize(
       in: reports.length,
       resampled: countGroups("resampled"),
       keptWhole: countGroups("kept-whole"),
+      droppedInfraFailure: countGroups("dropped", "infra-failure"),
       droppedEqualRewards: countGroups("dropped", "equal-rewards"),
       droppedUndersized: countGroups("dropped", "undersized"),
     },
-    rollouts: { in: total, kept: total - dropped, dropped },
+    rollouts: { in: total, kept: total - dropped, dropped, infraFailed: infraFailed.filter(Boolean).length },
     positives: { seen: sum((g) => g.positives), kept: sum((g) => g.keptPositives) },
     negatives: { seen: sum((g) => g.negatives), kept: sum((g) => g.keptNegatives) },
     keptPositives: positivesWhere((reason) => reason === undefined),
     droppedPositives: positivesWhere((reason) => reason === "not-selected"),
-    allPositives: positivesWhere(() => true),
+    allPositives: positivesWhere((reason) => reason !== "infra-failure"),
   };
 }
 

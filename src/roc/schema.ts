@@ -10,7 +10,11 @@ import { TRANSCRIPT_DIALECTS } from "./transcript.js";
  * its output) passes as it is, but a literal written as a ToolCall has just this one.
  */
 export interface ToolCall {
-  /** How the call ended: "ok", or one of the failures `parse_error`, `execution_error`, `timeout`. */
+  /**
+   * How the call ended: "ok"; one of the model's failures `parse_error`, `execution_error`, `timeout`; or
+   * `infra_error`, the infrastructure's failure (sandbox down, over quota, unreachable), which makes the whole rollout
+   * infrastructure-failed (see `infraFailures` in RoC's options).
+   */
   readonly outcome: ToolOutcome;
 }
 
@@ -42,8 +46,11 @@ const toolCallsSchema = z
 const count = z.int().check(z.nonnegative());
 const weight = z.number().check(z.nonnegative());
 
-/** The fields rolloutSchema reads; a rollout may carry others of the caller's. */
-const ROLLOUT_FIELDS = [
+/**
+ * The fields rolloutSchema reads; a rollout may carry others of the caller's. The command line also reads each in
+ * snake_case (`tool_calls`), the spelling Python writes.
+ */
+export const ROLLOUT_FIELDS: readonly string[] = [
   "id",
   "groupId",
   "reward",
@@ -53,6 +60,7 @@ const ROLLOUT_FIELDS = [
   "turns",
   "formatOk",
   "transcript",
+  "infraFailed",
 ];
 
 const KNOWN_ROLLOUT_FIELDS = new Set(ROLLOUT_FIELDS);
@@ -100,6 +108,12 @@ export type Rollout = {
    * structured inputs.
    */
   readonly transcript?: string | undefined;
+  /**
+   * true when the infrastructure failed the whole rollout (the sandbox was down, over quota or unreachable), whatever
+   * its tool calls say: such a rollout says nothing about the policy, and RoC drops it by default (`infraFailures`).
+   * A rollout with a tool call whose outcome is "infra_error" is infrastructure-failed too; false does not undo that.
+   */
+  readonly infraFailed?: boolean | undefined;
 };
 
 /**
@@ -121,6 +135,8 @@ export const rolloutSchema = z
     turns: z.optional(count),
     formatOk: z.optional(z.boolean()),
     transcript: z.optional(z.string()),
+    /** true when the infrastructure failed the whole rollout (see Rollout). */
+    infraFailed: z.optional(z.boolean()),
   })
   .check(
     z.superRefine((rollout, ctx) => {
@@ -204,6 +220,11 @@ export type PenaltyFunction = (rollout: Rollout, index: number) => number;
 export const ROC_MODES = ["paper", "reference"] as const;
 /** What happens to a group with fewer than G rollouts. */
 export const UNDERSIZED_RULES = ["keep", "drop", "error"] as const;
+/**
+ * What happens to an infrastructure-failed rollout: "drop" leaves it out of its group before anything else; "keep"
+ * treats it as an ordinary rollout (its reward as given, its infra_error calls out of p_err).
+ */
+export const INFRA_FAILURE_RULES = ["drop", "keep"] as const;
 
 /** rocOptionsSchema's fields: a const of its own, so that the published types keep each field's comment. */
 const rocOptionsShape = {
@@ -213,6 +234,12 @@ const rocOptionsShape = {
   mode: z._default(z.enum(ROC_MODES), "paper"),
   /** Required in paper mode; pass the training step so each step draws afresh and reruns are identical. */
   seed: z.optional(z.union([z.string(), z.number()])),
+  /**
+   * Infrastructure-failed rollouts (an "infra_error" tool call, or `infraFailed: true`): "drop" (default) leaves them
+   * out of their group before the equal-reward filter, selection and advantages; "keep" treats them as ordinary
+   * rollouts.
+   */
+  infraFailures: z._default(z.enum(INFRA_FAILURE_RULES), "drop"),
   /** Drop groups whose rewards are all equal (they carry no signal) before RoC; reported per group. */
   filterEqualRewards: z._default(z.boolean(), true),
   /**
@@ -275,14 +302,19 @@ export type RocOptionsInput = z.input<typeof rocOptionsSchema>;
 
 /** The two readings of the algorithm as plain options (add keepPerGroup, and a seed in paper mode). */
 export const rocPresets = {
-  /** The paper: positives sampled ∝ 1/p_total, negatives uniformly, proportions kept with a floor. */
-  paper: { mode: "paper", filterEqualRewards: true, transcriptDialect: "strict" },
+  /**
+   * The paper: positives sampled ∝ 1/p_total, negatives uniformly, proportions kept with a floor; infrastructure
+   * failures dropped (the report does not discuss them; on inputs without any, the filter changes nothing).
+   */
+  paper: { mode: "paper", infraFailures: "drop", filterEqualRewards: true, transcriptDialect: "strict" },
   /**
    * rStar2-Agent's released code: top-k positives, first negatives, rounding and floors of 2, its transcript
-   * heuristics.
+   * heuristics. The code has no infrastructure filter, and none is needed to reproduce it: its inputs (transcripts
+   * read in its dialect) never carry an infrastructure failure, so "drop" leaves them as they are.
    */
   reference: {
     mode: "reference",
+    infraFailures: "drop",
     filterEqualRewards: true,
     transcriptDialect: "reference",
     minNegatives: 2,

@@ -32,6 +32,8 @@ const ASSISTANT_TURN = ["<|im_start|>assistant", "<|im_end|>"] as const;
 /**
  * Reads tool outcomes, answers and turns from a Hermes / rStar2-Agent style response transcript (`<tool_call>`,
  * `<tool_response>`, `<answer>`, `<|im_start|>assistant` tags), the counts RoC scores a `transcript` rollout by.
+ * It never counts an "infra_error": none of rStar2-Agent's sandbox verdicts (success, failure with a reason, an
+ * undecodable call, an execution error) names an infrastructure failure, so mark such a rollout `infraFailed: true`.
  *
  * @throws ValidationError when `text` is not a string or `dialect` is not a TranscriptDialect.
  */
@@ -60,8 +62,7 @@ export function readTranscript(text: string, dialect: TranscriptDialect): Parsed
   });
   const calls = countBlocks(text, TOOL_CALL);
 
-  const answers = countBlocks(text, ANSWER);
-  const tagsBalanced = countOccurrences(text, ANSWER[0]) === answers && countOccurrences(text, ANSWER[1]) === answers;
+  const { answers, tagsBalanced } = readAnswerTags(text);
   let turns: number;
   let formatOk: boolean;
   if (dialect === "reference") {
@@ -82,8 +83,18 @@ export function readTranscript(text: string, dialect: TranscriptDialect): Parsed
   };
 }
 
+/**
+ * Answers are closed `<answer>…</answer>` blocks; the tags are balanced when every opening and every closing tag
+ * belongs to one (docs/spec.md §3). qualityFromMessages counts a conversation's answers the same way.
+ */
+export function readAnswerTags(text: string): { answers: number; tagsBalanced: boolean } {
+  const answers = countBlocks(text, ANSWER);
+  const tagsBalanced = countOccurrences(text, ANSWER[0]) === answers && countOccurrences(text, ANSWER[1]) === answers;
+  return { answers, tagsBalanced };
+}
+
 /** The rStar2-Agent sandbox's own wording for each outcome; undefined when the text is in none of them. */
-function sandboxVerdict(body: string): ToolOutcome | undefined {
+export function sandboxVerdict(body: string): ToolOutcome | undefined {
   const text = body.trimStart();
   if (text.startsWith("Tool call success")) return "ok";
   if (text.startsWith("Tool call failure")) return /^reason:[^\n]*timeout/im.test(text) ? "timeout" : "execution_error";

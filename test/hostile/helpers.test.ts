@@ -31,7 +31,7 @@ const anything = fc.oneof(
 
 describe("class 5: exported helpers validate their arguments", () => {
   const quality = {
-    toolOutcomes: { ok: 1, parse_error: 0, execution_error: 0, timeout: 0 },
+    toolOutcomes: { ok: 1, parse_error: 0, execution_error: 0, timeout: 0, infra_error: 0 },
     answers: 1,
     turns: 1,
     formatOk: true,

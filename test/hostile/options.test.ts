@@ -36,7 +36,7 @@ const lossInputs = { logp: [[-1, -2]], oldLogp: [[-1.1, -2]], advantages: [1], m
 const logits = { data: new Float64Array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]), shape: [1, 2, 3] as const };
 const tokens = [[0, 2]];
 const quality = {
-  toolOutcomes: { ok: 1, parse_error: 0, execution_error: 1, timeout: 0 },
+  toolOutcomes: { ok: 1, parse_error: 0, execution_error: 1, timeout: 0, infra_error: 0 },
   answers: 1,
   turns: 2,
   formatOk: true,

@@ -1,3 +1,4 @@
+import { infraFailureCause } from "../../roc/infra.js";
 import { rewardOf } from "../../roc/schema.js";
 import type { CommandSpec } from "../args.js";
 import { ioSection, penaltyModeSection, penaltyOptionsFrom, penaltySection } from "../options.js";
@@ -10,10 +11,11 @@ const spec: CommandSpec = {
     "p_err, p_format and p_total of every rollout, with the tool-call outcomes and format figures they come from.",
   description: [
     "Line by line: no grouping, so groups may be in any order. Each record: line, id, groupId, dropped (false), " +
-      'correct, reward, source ("transcript", "structured", or null without quality inputs), toolCalls, ' +
-      "failedToolCalls, toolOutcomes { ok, parse_error, execution_error, timeout }, answers, turns, formatOk, for " +
-      "transcripts unrecognizedResponses and unansweredCalls, and pErr, pFormat, pTotal (null without quality " +
-      "inputs).",
+      "correct, reward, infraFailed (an infra_error call or infraFailed: true; nothing is dropped here, the other " +
+      'commands drop it), source ("transcript", "structured", or null without quality inputs), toolCalls ' +
+      "(infra_error calls left out), failedToolCalls, toolOutcomes { ok, parse_error, execution_error, timeout, " +
+      "infra_error }, answers, turns, formatOk, for transcripts unrecognizedResponses and unansweredCalls, and pErr, " +
+      "pFormat, pTotal (null without quality inputs).",
   ],
   sections: [penaltyModeSection, penaltySection, ioSection],
   examples: [
@@ -66,6 +68,7 @@ export const penaltiesCommand: CommandDefinition = {
             dropped: false,
             correct: isPositive(rollout),
             reward: rewardOf(rollout),
+            infraFailed: infraFailureCause(rollout) !== undefined,
             ...figures,
           },
         };

@@ -6,6 +6,7 @@ import {
   advantageOptionsFrom,
   advantageSection,
   groupingSection,
+  infraSection,
   ioSection,
   penaltySection,
   rocOptionsFrom,
@@ -27,7 +28,7 @@ const spec: CommandSpec = {
       "Each group gets the library's rocPipeline result for that group, which is what it gives inside the whole " +
       "input.",
   ],
-  sections: [rocSection, advantageSection, penaltySection, groupingSection, ioSection],
+  sections: [rocSection, infraSection, advantageSection, penaltySection, groupingSection, ioSection],
   examples: [
     "grpo-roc pipeline --keep 16 --seed $STEP --kept-only rollouts.jsonl > batch.jsonl",
     "grpo-roc pipeline --keep 16 --mode reference --preset verl --summary step.json -o batch.jsonl rollouts.jsonl",

@@ -1,12 +1,14 @@
+import { infraFailureCause } from "../../roc/infra.js";
 import type { DropReason, RocGroupReport, RocResult } from "../../roc/resample.js";
-import { rewardOf, type RocOptions } from "../../roc/schema.js";
+import { rewardOf, type RocOptions, type Rollout } from "../../roc/schema.js";
 import { isPositive, orNull, scoreRollout } from "../quality.js";
 import type { Tally } from "../summary.js";
 import { identity, type Member, type OutputRecord } from "./types.js";
 
 /**
  * One record per member of a group that resampleOnCorrect has processed: kept, or dropped with a reason a person
- * can read (`reason`) and one a program can match (`reasonCode`: equal-rewards, undersized, not-selected).
+ * can read (`reason`) and one a program can match (`reasonCode`: infra-failure, equal-rewards, undersized,
+ * not-selected).
  * `advantageOf(k)` adds the advantage of the k-th member when it is kept (the pipeline).
  */
 export function rocRecords(
@@ -40,7 +42,10 @@ export function rocRecords(
       return { dropped: false, record: { ...identity(member), dropped: false, ...figures, ...advantage } };
     }
     tally.dropped++;
-    const text = describeDrop(reason, positive, pTotal, reward, report, options);
+    const text =
+      reason === "infra-failure"
+        ? describeInfraFailure(rollout, "roc", "its group before RoC")
+        : describeDrop(reason, positive, pTotal, reward, report, options);
     return {
       dropped: true,
       record: { ...identity(member), dropped: true, reasonCode: reason, reason: text, ...figures },
@@ -63,9 +68,21 @@ function tallyPositive(
   const calls = scored?.penalties.toolCalls ?? 0;
   const failed = scored?.penalties.failedToolCalls ?? 0;
   const pFormat = result.penalties.pFormat[k]!;
-  tally.allPositives.add(pErr, pFormat, calls, failed);
+  // As the library counts them: a dropped infrastructure failure is no correct rollout of the model's.
+  if (reason !== "infra-failure") tally.allPositives.add(pErr, pFormat, calls, failed);
   if (reason === undefined) tally.keptPositives.add(pErr, pFormat, calls, failed);
   else if (reason === "not-selected") tally.droppedPositives.add(pErr, pFormat, calls, failed);
+}
+
+/**
+ * The readable reason of a rollout dropped as infrastructure-failed, naming what marked it; `step` ("roc",
+ * "advantages") starts it as the other reasons of that command start, `leftOutOf` says what it was kept out of.
+ */
+export function describeInfraFailure(rollout: Rollout, step: string, leftOutOf: string): string {
+  return (
+    `${step}: infrastructure failure (${infraFailureCause(rollout)}): not the model's failure, left out of ` +
+    `${leftOutOf} (--infra-failures keep keeps it)`
+  );
 }
 
 function describeDrop(
