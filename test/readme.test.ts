@@ -17,11 +17,16 @@ function codeBlockAfter(heading: string): string {
 
 /** Runs the first ```ts block after `heading` against the built package; its stdout lines. */
 function runBlock(heading: string, name: string): string[] {
+  return runSource(codeBlockAfter(heading), name);
+}
+
+/** Runs TypeScript source against the built package; its stdout lines. */
+function runSource(source: string, name: string): string[] {
   // Written inside the repository so that "grpo-roc" resolves to this package by self-reference.
   mkdirSync(join(root, "out"), { recursive: true });
   const dir = mkdtempSync(join(root, "out", "readme-"));
   const file = join(dir, name);
-  writeFileSync(file, codeBlockAfter(heading));
+  writeFileSync(file, source);
   const tsx = join(root, "node_modules", "tsx", "dist", "cli.mjs");
   try {
     return execFileSync(process.execPath, [tsx, file], { cwd: root, encoding: "utf8" }).trim().split("\n");
@@ -51,6 +56,17 @@ describe("README", () => {
       "0 false [ 'q1', 'q3' ] [ 'q2: equal-rewards' ] 4",
       "1 true [] [ 'q4: equal-rewards' ] 4",
     ]);
+  });
+
+  it('each example of "From agent frameworks" runs against the built package', () => {
+    const section = readme.slice(readme.indexOf("## From agent frameworks"), readme.indexOf("## The policy loss"));
+    const blocks = [...section.matchAll(/```ts\n([\s\S]*?)```/g)].map((match) => match[1]!);
+    expect(blocks).toHaveLength(5);
+    // The outputs are asserted value by value in test/messages.test.ts ("the README's examples"); here, that the
+    // README's own text still compiles and runs as written.
+    for (const [k, block] of blocks.entries()) {
+      expect(runSource(block, `frameworks-${k}.mts`).length, `block ${k}`).toBeGreaterThan(0);
+    }
   });
 
   it("names the test command that CI runs", () => {
