@@ -35,14 +35,22 @@ const pipelineOptionsSchema = z.strictObject({ roc: z.looseObject({}), advantage
 export function rocPipeline(rollouts: readonly Rollout[], options: PipelineOptions): PipelineResult {
   parseOrThrow(pipelineOptionsSchema, options, "options");
   const roc = resampleOnCorrect(rollouts, options.roc);
+  return { kept: roc.kept, advantages: keptAdvantages(rollouts, roc, options.advantages), roc };
+}
+
+/**
+ * The advantages of the rollouts RoC kept, computed over those only: rocPipeline's second step. Internal, not
+ * exported from the package: the command line runs RoC on rollouts it has already checked (resampleValidated).
+ */
+export function keptAdvantages(
+  rollouts: readonly Rollout[],
+  roc: RocResult,
+  options: AdvantageOptionsInput | undefined,
+): Float64Array {
   const keptRollouts = Array.from(roc.kept, (i) => rollouts[i]!);
-  return {
-    kept: roc.kept,
-    advantages: advantages(
-      keptRollouts.map(rewardOf),
-      keptRollouts.map((r) => r.groupId),
-      options.advantages,
-    ),
-    roc,
-  };
+  return advantages(
+    keptRollouts.map(rewardOf),
+    keptRollouts.map((r) => r.groupId),
+    options,
+  );
 }

@@ -137,7 +137,23 @@ export function resolveRocOptions(options: RocOptionsInput): RocOptions {
  */
 export function resampleOnCorrect(rollouts: readonly Rollout[], options: RocOptionsInput): RocResult {
   parseOrThrow(rolloutsSchema, rollouts, "rollouts");
-  const resolved = resolveRocOptions(options);
+  return resampleValidated(rollouts, resolveRocOptions(options)).result;
+}
+
+/** resampleValidated's result: RoC's, and each rollout's tool-call counts as p_err counted them (0 where none). */
+export interface ScoredRocResult {
+  readonly result: RocResult;
+  readonly toolCalls: Float64Array;
+  readonly failedToolCalls: Float64Array;
+}
+
+/**
+ * resampleOnCorrect without its checks, for rollouts each already checked with rolloutSchema and options that
+ * resolveRocOptions returned. Internal, not exported from the package: the command line checks every line as it
+ * reads it, and checking each group again was about a third of its time. It also returns the tool-call counts, so
+ * that the command line's summary does not score every positive a second time.
+ */
+export function resampleValidated(rollouts: readonly Rollout[], resolved: RocOptions): ScoredRocResult {
   if (rollouts.length === 0) throw invalid("rollouts", "is empty: nothing to resample");
 
   const rewards = rollouts.map(rewardOf);
@@ -215,13 +231,14 @@ export function resampleOnCorrect(rollouts: readonly Rollout[], options: RocOpti
     if (isKept) kept.push(index);
     else dropped.push({ index, reason: dropReasons[index]! });
   });
-  return {
+  const result: RocResult = {
     kept: Int32Array.from(kept),
     dropped,
     groups: reports,
     penalties: { pErr: scored.pErr, pFormat: scored.pFormat, pTotal: scored.pTotal },
     metrics: summarize(reports, dropReasons, positive, scored, infraFailed),
   };
+  return { result, toolCalls: scored.toolCalls, failedToolCalls: scored.failedToolCalls };
 }
 
 function select(

@@ -1,4 +1,4 @@
-import { resampleOnCorrect } from "../../roc/resample.js";
+import { resampleValidated } from "../../roc/resample.js";
 import type { CommandSpec } from "../args.js";
 import { groupingSection, infraSection, ioSection, penaltySection, rocOptionsFrom, rocSection } from "../options.js";
 import { rocRecords } from "./roc-records.js";
@@ -35,11 +35,12 @@ export const resampleCommand: CommandDefinition = {
     return {
       kind: "group",
       processGroup(members, tally) {
-        const result = resampleOnCorrect(
+        // Each line was checked with rolloutSchema as it was read, and rocOptionsFrom resolved the options.
+        const scored = resampleValidated(
           members.map((m) => m.rollout),
           options,
         );
-        return rocRecords(members, result, options, tally);
+        return rocRecords(members, scored, options, tally);
       },
     };
   },

@@ -1,9 +1,9 @@
 import { infraFailureCause } from "../../roc/infra.js";
-import type { DropReason, RocGroupReport, RocResult } from "../../roc/resample.js";
+import type { DropReason, RocGroupReport, ScoredRocResult } from "../../roc/resample.js";
 import { rewardOf, type RocOptions, type Rollout } from "../../roc/schema.js";
-import { isPositive, orNull, scoreRollout } from "../quality.js";
+import { isPositive, orNull } from "../quality.js";
 import type { Tally } from "../summary.js";
-import { identity, type Member, type OutputRecord } from "./types.js";
+import type { Member, OutputRecord } from "./types.js";
 
 /**
  * One record per member of a group that resampleOnCorrect has processed: kept, or dropped with a reason a person
@@ -13,61 +13,92 @@ import { identity, type Member, type OutputRecord } from "./types.js";
  */
 export function rocRecords(
   members: readonly Member[],
-  result: RocResult,
+  scored: ScoredRocResult,
   options: RocOptions,
   tally: Tally,
   advantageOf?: (k: number) => number,
 ): OutputRecord[] {
+  const { result } = scored;
   const report = result.groups[0]!;
-  const reasons = new Map<number, DropReason>(result.dropped.map(({ index, reason }) => [index, reason]));
+  const { pErr, pFormat, pTotal } = result.penalties;
+  const reasons: (DropReason | undefined)[] = new Array(members.length);
+  for (const { index, reason } of result.dropped) reasons[index] = reason;
   tally.addRocGroup(report);
-  return members.map((member, k) => {
+  const records: OutputRecord[] = new Array(members.length);
+  for (let k = 0; k < members.length; k++) {
+    const member = members[k]!;
     const { rollout } = member;
     const positive = isPositive(rollout);
     const reward = rewardOf(rollout);
-    const pTotal = result.penalties.pTotal[k]!;
-    const reason = reasons.get(k);
-    tallyPositive(tally, member, k, result, options, positive, reason);
+    const reason = reasons[k];
+    if (positive) tallyPositive(tally, scored, k, reason);
     tally.rollouts++;
-    const figures = {
-      correct: positive,
-      reward,
-      pErr: orNull(result.penalties.pErr[k]),
-      pFormat: orNull(result.penalties.pFormat[k]),
-      pTotal: orNull(pTotal),
-    };
+    // Each record is one object literal in its final key order (the order of the output line's fields): spreading
+    // intermediate objects into it was the larger part of building the records.
+    const id = member.id ?? null;
     if (reason === undefined) {
       tally.kept++;
-      const advantage = advantageOf === undefined ? {} : { advantage: advantageOf(k) };
-      return { dropped: false, record: { ...identity(member), dropped: false, ...figures, ...advantage } };
+      records[k] = {
+        dropped: false,
+        record:
+          advantageOf === undefined
+            ? {
+                line: member.line,
+                id,
+                groupId: member.groupId,
+                dropped: false,
+                correct: positive,
+                reward,
+                pErr: orNull(pErr[k]),
+                pFormat: orNull(pFormat[k]),
+                pTotal: orNull(pTotal[k]),
+              }
+            : {
+                line: member.line,
+                id,
+                groupId: member.groupId,
+                dropped: false,
+                correct: positive,
+                reward,
+                pErr: orNull(pErr[k]),
+                pFormat: orNull(pFormat[k]),
+                pTotal: orNull(pTotal[k]),
+                advantage: advantageOf(k),
+              },
+      };
+      continue;
     }
     tally.dropped++;
     const text =
       reason === "infra-failure"
         ? describeInfraFailure(rollout, "roc", "its group before RoC")
-        : describeDrop(reason, positive, pTotal, reward, report, options);
-    return {
+        : describeDrop(reason, positive, pTotal[k]!, reward, report, options);
+    records[k] = {
       dropped: true,
-      record: { ...identity(member), dropped: true, reasonCode: reason, reason: text, ...figures },
+      record: {
+        line: member.line,
+        id,
+        groupId: member.groupId,
+        dropped: true,
+        reasonCode: reason,
+        reason: text,
+        correct: positive,
+        reward,
+        pErr: orNull(pErr[k]),
+        pFormat: orNull(pFormat[k]),
+        pTotal: orNull(pTotal[k]),
+      },
     };
-  });
+  }
+  return records;
 }
 
-function tallyPositive(
-  tally: Tally,
-  member: Member,
-  k: number,
-  result: RocResult,
-  options: RocOptions,
-  positive: boolean,
-  reason: DropReason | undefined,
-): void {
-  if (!positive) return;
-  const pErr = result.penalties.pErr[k]!;
-  const scored = Number.isNaN(pErr) ? undefined : scoreRollout(member.rollout, options);
-  const calls = scored?.penalties.toolCalls ?? 0;
-  const failed = scored?.penalties.failedToolCalls ?? 0;
-  const pFormat = result.penalties.pFormat[k]!;
+/** A positive's penalties into the summary, with its tool calls as RoC counted them (0 and 0 without quality). */
+function tallyPositive(tally: Tally, scored: ScoredRocResult, k: number, reason: DropReason | undefined): void {
+  const pErr = scored.result.penalties.pErr[k]!;
+  const pFormat = scored.result.penalties.pFormat[k]!;
+  const calls = scored.toolCalls[k]!;
+  const failed = scored.failedToolCalls[k]!;
   // As the library counts them: a dropped infrastructure failure is no correct rollout of the model's.
   if (reason !== "infra-failure") tally.allPositives.add(pErr, pFormat, calls, failed);
   if (reason === undefined) tally.keptPositives.add(pErr, pFormat, calls, failed);
