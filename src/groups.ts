@@ -26,6 +26,11 @@ function idProblem(what: string, value: unknown): string | undefined {
   return problem === undefined ? undefined : `${what} ${problem}`;
 }
 
+/** Whether idSchema and groupIdSchema accept `value`, without zod (the command line's quick check of a line). */
+export function isValidId(value: unknown): boolean {
+  return idProblem("id", value) === undefined;
+}
+
 /** A string, a bigint, or a finite number that is not an unsafe integer (a group id or a rollout id). */
 function idSchemaFor(what: string) {
   return z.custom<GroupId>((value) => idProblem(what, value) === undefined, {

@@ -1,5 +1,5 @@
 import { formatPath, GrpoRocError, safeParse, ValidationError, type ValidationIssue } from "../errors.js";
-import { ROLLOUT_FIELDS, rolloutSchema, type Rollout } from "../roc/schema.js";
+import { passesRolloutSchemaQuickly, ROLLOUT_FIELDS, rolloutSchema, type Rollout } from "../roc/schema.js";
 import { type IdKeys, type LineId, readIds } from "./ids.js";
 
 export interface LineIssue {
@@ -132,8 +132,11 @@ export function parseLine(text: string, line: number): ParsedLine {
     path: lineKeys.get(problem.field) ?? problem.field,
     message: problem.message,
   }));
-  const result = safeParse(rolloutSchema, object);
-  if (!result.success) issues.push(...result.error.issues.map((issue) => schemaIssue(issue, line, lineKeys)));
+  // The quick check accepts only what the schema accepts; zod runs for the rest, and says what is wrong.
+  if (!passesRolloutSchemaQuickly(object)) {
+    const result = safeParse(rolloutSchema, object);
+    if (!result.success) issues.push(...result.error.issues.map((issue) => schemaIssue(issue, line, lineKeys)));
+  }
   if (issues.length > 0) return { ok: false, error: new InputError(issues), id, groupId };
   // A valid rollout's groupId is a string or a number, which readIds always reads.
   if (groupId === undefined) throw new Error(`line ${line}: groupId passed the schema but was not read`);
