@@ -15,8 +15,22 @@ export interface RecordFields {
  */
 export function serializeRecord(record: RecordFields, rollout: string | undefined): string {
   const { line, id, groupId, ...rest } = record;
-  const tail = JSON.stringify(rest);
-  const fields = tail === "{}" ? "" : `,${tail.slice(1, -1)}`;
+  return serializeFields(line, id, groupId, rest, rollout);
+}
+
+/**
+ * serializeRecord for a record given as its first three fields and an object of the others, in order: a command
+ * that writes a record per rollout builds that object directly, without a whole record to split again here.
+ */
+export function serializeFields(
+  line: number,
+  id: LineId | null,
+  groupId: LineId | null,
+  fields: object,
+  rollout: string | undefined,
+): string {
+  const tail = JSON.stringify(fields);
+  const rest = tail === "{}" ? "" : `,${tail.slice(1, -1)}`;
   const copy = rollout === undefined ? "" : `,"rollout":${rollout}`;
-  return `{"line":${line},"id":${id?.json ?? "null"},"groupId":${groupId?.json ?? "null"}${fields}${copy}}`;
+  return `{"line":${line},"id":${id?.json ?? "null"},"groupId":${groupId?.json ?? "null"}${rest}${copy}}`;
 }

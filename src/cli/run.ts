@@ -6,7 +6,7 @@ import { type RawLine, readLines } from "./line-reader.js";
 import { type Identity, InputError, locateGroupError, parseLine } from "./lines.js";
 import { commitAll, openSink, type Sink } from "./output.js";
 import { Progress, progressMode } from "./progress.js";
-import { serializeRecord } from "./record.js";
+import { serializeFields, serializeRecord } from "./record.js";
 import { Tally } from "./summary.js";
 import { checkDistinct, type Named, resolveTarget, type Target, targetName } from "./targets.js";
 import { writeMessage } from "./terminal.js";
@@ -271,10 +271,21 @@ class Pass {
 
   private async emit(records: readonly OutputRecord[]): Promise<void> {
     if (this.sink === undefined) return;
-    for (const { dropped, record, rollout } of records) {
-      if (this.settings.keptOnly && dropped) continue;
+    for (const output of records) {
+      if (this.settings.keptOnly && output.dropped) continue;
       this.tally.records++;
-      const waiting = this.sink.write(serializeRecord(record, rollout));
+      const { rollout } = output;
+      const text =
+        "record" in output
+          ? serializeRecord(output.record, rollout)
+          : serializeFields(
+              output.member.line,
+              output.member.id ?? null,
+              output.member.groupId,
+              output.fields,
+              rollout,
+            );
+      const waiting = this.sink.write(text);
       if (waiting !== undefined) await waiting;
     }
   }

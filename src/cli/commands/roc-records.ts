@@ -33,39 +33,30 @@ export function rocRecords(
     const reason = reasons[k];
     if (positive) tallyPositive(tally, scored, k, reason);
     tally.rollouts++;
-    // Each record is one object literal in its final key order (the order of the output line's fields): spreading
-    // intermediate objects into it was the larger part of building the records.
-    const id = member.id ?? null;
+    // The fields after line, id and groupId, as one object literal in their final order (the output line's):
+    // spreading intermediate objects into a record was the larger part of building the records.
     if (reason === undefined) {
       tally.kept++;
-      records[k] = {
-        dropped: false,
-        record:
-          advantageOf === undefined
-            ? {
-                line: member.line,
-                id,
-                groupId: member.groupId,
-                dropped: false,
-                correct: positive,
-                reward,
-                pErr: orNull(pErr[k]),
-                pFormat: orNull(pFormat[k]),
-                pTotal: orNull(pTotal[k]),
-              }
-            : {
-                line: member.line,
-                id,
-                groupId: member.groupId,
-                dropped: false,
-                correct: positive,
-                reward,
-                pErr: orNull(pErr[k]),
-                pFormat: orNull(pFormat[k]),
-                pTotal: orNull(pTotal[k]),
-                advantage: advantageOf(k),
-              },
-      };
+      const fields =
+        advantageOf === undefined
+          ? {
+              dropped: false,
+              correct: positive,
+              reward,
+              pErr: orNull(pErr[k]),
+              pFormat: orNull(pFormat[k]),
+              pTotal: orNull(pTotal[k]),
+            }
+          : {
+              dropped: false,
+              correct: positive,
+              reward,
+              pErr: orNull(pErr[k]),
+              pFormat: orNull(pFormat[k]),
+              pTotal: orNull(pTotal[k]),
+              advantage: advantageOf(k),
+            };
+      records[k] = { dropped: false, member, fields };
       continue;
     }
     tally.dropped++;
@@ -75,10 +66,8 @@ export function rocRecords(
         : describeDrop(reason, positive, pTotal[k]!, reward, report, options);
     records[k] = {
       dropped: true,
-      record: {
-        line: member.line,
-        id,
-        groupId: member.groupId,
+      member,
+      fields: {
         dropped: true,
         reasonCode: reason,
         reason: text,

@@ -14,12 +14,27 @@ export interface Member {
   readonly text: string | undefined;
 }
 
-/** One output line. `dropped` decides whether --kept-only writes it. */
-export interface OutputRecord {
+/**
+ * One output line: a whole record, or the member it is about and the fields after its line, id and groupId.
+ * `dropped` decides whether --kept-only writes it.
+ */
+export type OutputRecord = WholeRecord | MemberRecord;
+
+interface OutputLine {
   readonly dropped: boolean;
-  readonly record: RecordFields;
   /** Under --include-rollout: the input line's text, written into the record verbatim. */
   readonly rollout?: string;
+}
+
+export interface WholeRecord extends OutputLine {
+  readonly record: RecordFields;
+}
+
+/** A record per rollout, built without its member's line and ids, which serializeFields writes first. */
+export interface MemberRecord extends OutputLine {
+  readonly member: Member;
+  /** The record's fields after line, id and groupId, in order. */
+  readonly fields: object;
 }
 
 /** A command that needs nothing but the line itself. */
