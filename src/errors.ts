@@ -98,15 +98,14 @@ export function foldKey(key: string): string {
  * `toolCalls`), else the nearest by edit distance, at most 2 edits (and fewer than a third of the key).
  */
 export function closestKey(key: string, known: readonly string[]): string | undefined {
-  const fold = foldKey;
-  const folded = fold(key);
-  const same = known.find((candidate) => fold(candidate) === folded);
+  const folded = foldKey(key);
+  const same = known.find((candidate) => foldKey(candidate) === folded);
   if (same !== undefined) return same;
   let best: string | undefined;
   let bestDistance = Math.min(2, Math.ceil(folded.length / 3));
   for (const candidate of known) {
-    const distance = editDistance(folded, fold(candidate));
-    if (distance <= bestDistance && (best === undefined || distance < editDistance(folded, fold(best)))) {
+    const distance = editDistance(folded, foldKey(candidate));
+    if (distance <= bestDistance && (best === undefined || distance < editDistance(folded, foldKey(best)))) {
       best = candidate;
       bestDistance = distance;
     }

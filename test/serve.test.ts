@@ -482,7 +482,7 @@ describe("end of input, empty lines, the size limit", () => {
           path: "",
           message:
             `${big.length} bytes, over the limit of 1000 bytes a request (--max-request-bytes); the request was ` +
-            "skipped without being read into memory",
+            "skipped unparsed, holding no more than the limit in memory",
         },
       ],
     });

@@ -86,7 +86,7 @@ export class LineSplitter {
       return {
         problem:
           `${overflow} bytes, over the limit of ${this.maxLineBytes} bytes a ${noun} (${flag}); the ${noun} was ` +
-          "skipped without being read into memory",
+          "skipped unparsed, holding no more than the limit in memory",
       };
     }
     if (first && bytes.subarray(0, 3).equals(BOM)) bytes = bytes.subarray(3);

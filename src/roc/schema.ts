@@ -1,5 +1,5 @@
 import * as z from "zod/mini";
-import { closestKey, safeParse } from "../errors.js";
+import { closestKey, foldKey, safeParse } from "../errors.js";
 import { describeValue } from "../numeric.js";
 import { type GroupId, groupIdSchema, idSchema, isValidId } from "../groups.js";
 import { failureKindsSchema, TOOL_FAILURES, TOOL_OUTCOMES, type ToolOutcome } from "./penalties.js";
@@ -64,9 +64,6 @@ export const ROLLOUT_FIELDS: readonly string[] = [
 ];
 
 const KNOWN_ROLLOUT_FIELDS = new Set(ROLLOUT_FIELDS);
-
-/** A key with case, "_" and "-" folded away: `tool_calls` and `ToolCalls` fold to `toolCalls`'s `toolcalls`. */
-const fold = (key: string) => key.toLowerCase().replace(/[_-]/g, "");
 
 /**
  * One sampled response to a prompt, as RoC and the advantages read it. Its quality inputs are either structured
@@ -145,7 +142,7 @@ export const rolloutSchema = z
         if (KNOWN_ROLLOUT_FIELDS.has(key)) continue;
         // Extra fields are the caller's own data; one that spells a known field another way is a typo to report.
         const meant = closestKey(key, ROLLOUT_FIELDS);
-        if (meant !== undefined && fold(meant) === fold(key)) {
+        if (meant !== undefined && foldKey(meant) === foldKey(key)) {
           ctx.addIssue({ code: "custom", path: [key], message: `not a rollout field; did you mean "${meant}"?` });
         }
       }

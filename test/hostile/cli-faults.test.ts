@@ -661,7 +661,7 @@ describe("huge lines: an invalid line with its number, read in bounded memory", 
       [
         2,
         `invalid: 3000000 bytes, over the limit of ${LIMIT} bytes a line (--max-line-bytes); the line was skipped ` +
-          "without being read into memory",
+          "unparsed, holding no more than the limit in memory",
       ],
       [4, expect.stringContaining(`${LIMIT + 1} bytes, over the limit`)],
     ]);

@@ -344,7 +344,7 @@ describe("class 19: serve answers every malformed request line with one error, a
             error: {
               message:
                 `${cases[k]!.length} bytes, over the limit of 100000 bytes a request (--max-request-bytes); the ` +
-                "request was skipped without being read into memory",
+                "request was skipped unparsed, holding no more than the limit in memory",
               issues: [expect.objectContaining({ path: "" })],
             },
           },
