@@ -6,7 +6,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { passesRolloutSchemaQuickly, rolloutSchema } from "../src/roc/schema.js";
+import { passesRolloutSchemaQuickly, ROLLOUT_FIELDS, rolloutSchema } from "../src/roc/schema.js";
 
 const OUTCOMES = ["ok", "parse_error", "execution_error", "timeout", "infra_error"] as const;
 
@@ -20,19 +20,6 @@ const anyValue = fc.oneof(
     .array(fc.constantFrom<unknown>(...OUTCOMES, "bad", null, 1), { maxLength: 3 })
     .map((outcomes) => outcomes.map((outcome) => (typeof outcome === "string" ? { outcome } : outcome))),
 );
-
-const FIELDS = [
-  "id",
-  "groupId",
-  "reward",
-  "correct",
-  "toolCalls",
-  "answers",
-  "turns",
-  "formatOk",
-  "transcript",
-  "infraFailed",
-] as const;
 
 /** The shapes a trainer writes: structured inputs, a transcript, or neither. */
 const commonRollout = fc.record(
@@ -60,7 +47,7 @@ const structured = fc.record(
 
 /** Any subset of the rollout fields, each with any value, and sometimes a key of the caller's own or a misspelt one. */
 const looseRollout = fc
-  .record(Object.fromEntries(FIELDS.map((field) => [field, anyValue])), { requiredKeys: [] })
+  .record(Object.fromEntries(ROLLOUT_FIELDS.map((field) => [field, anyValue])), { requiredKeys: [] })
   .chain((rollout) =>
     fc
       .constantFrom(undefined, "prompt", "tool_calls", "__proto__")
@@ -79,7 +66,7 @@ const validRollout = fc
 const mutatedRollout = fc
   .tuple(
     validRollout,
-    fc.array(fc.tuple(fc.constantFrom(...FIELDS), fc.option(anyValue)), { minLength: 1, maxLength: 3 }),
+    fc.array(fc.tuple(fc.constantFrom(...ROLLOUT_FIELDS), fc.option(anyValue)), { minLength: 1, maxLength: 3 }),
   )
   .map(([rollout, changes]) => {
     const changed: Record<string, unknown> = { ...rollout };

@@ -11,6 +11,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";
 import { describe, expect, it } from "vitest";
+// The fields the schema reads at run time: the published type must declare and document exactly these.
+import { ROLLOUT_FIELDS } from "../src/roc/schema.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const at = (file: string) => join(root, file);
@@ -31,20 +33,6 @@ const FIELDS_LEFT_UNDOCUMENTED: Record<string, string> = {
   GpuDevice: "its methods are WebGPU's own GPUDevice methods",
   CudaAddon: "the native addon's entry points, documented in native/src/addon.cc",
 };
-
-/** The rollout fields RoC reads: each documented, and no other key in a literal. */
-const ROLLOUT_FIELDS = [
-  "id",
-  "groupId",
-  "reward",
-  "correct",
-  "toolCalls",
-  "answers",
-  "turns",
-  "formatOk",
-  "transcript",
-  "infraFailed",
-];
 
 const OPTIONS: ts.CompilerOptions = {
   strict: true,
