@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { writeCenteredEstimatorModule } from "./helpers/estimators.js";
 import { SINGLETON_RULES, STD_SCOPES } from "../src/advantages/options.js";
 import { INFRA_FAILURE_RULES, ROC_MODES, UNDERSIZED_RULES } from "../src/roc/schema.js";
 import { TRANSCRIPT_DIALECTS } from "../src/roc/transcript.js";
@@ -46,13 +47,7 @@ describe("choices on the command line", () => {
   });
 
   it("--import registers an estimator that --estimator then selects", () => {
-    const module = join(dir, "centered.mjs");
-    writeFileSync(
-      module,
-      "export default ({ registerAdvantageEstimator }) => registerAdvantageEstimator('centered', (rewards) => {\n" +
-        "  const mean = rewards.reduce((s, r) => s + r, 0) / rewards.length;\n" +
-        "  return rewards.map((r) => r - mean);\n});\n",
-    );
+    const module = writeCenteredEstimatorModule(dir);
     const result = cli(["advantages", "--import", module, "--estimator", "centered", "-q"], GROUP);
     expect(result.stderr).toBe("");
     expect(result.status).toBe(0);

@@ -19,6 +19,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { type CudaAddon, deviceReason, loadAddon, locateAddon } from "../src/cuda/addon.js";
 import { createCudaBackend } from "../src/cuda/index.js";
+import { insufficientDriverProbe } from "./helpers/cuda-probe.js";
 
 const repository = path.resolve(import.meta.dirname, "..");
 const inCi = (() => {
@@ -300,20 +301,7 @@ describe("where the addon is looked for (src/cuda/addon.ts)", () => {
 
   it("a driver older than the addon's runtime: both versions, and the two ways out", () => {
     const reason = deviceReason(
-      {
-        ok: false,
-        errorName: "cudaErrorInsufficientDriver",
-        errorString: "CUDA driver version is insufficient for CUDA runtime version",
-        failedCall: "cudaGetDeviceCount",
-        deviceCount: 0,
-        name: "",
-        major: 0,
-        minor: 0,
-        totalMemory: 0,
-        freeMemory: 0,
-        runtimeVersion: 13000,
-        driverVersion: 12080,
-      },
+      insufficientDriverProbe({ runtimeVersion: 13000, driverVersion: 12080 }),
       "sm_80 sm_90 compute_90",
     );
     expect(reason).toMatch(/^CUDA driver too old \(driver 12\.8, runtime 13\.0; update the NVIDIA driver\): /);

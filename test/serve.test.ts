@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeCenteredEstimatorModule } from "./helpers/estimators.js";
 import { advantageSection, groupingSection, ioSection, penaltySection, rocSection } from "../src/cli/options.js";
 import { optionKey, optionIssues, requestOptions, valuesFromOptions } from "../src/cli/serve-options.js";
 import { MAX_ID_CHARACTERS, parseRequest, RequestError } from "../src/cli/serve-request.js";
@@ -573,13 +574,7 @@ describe("the process: signals, a closed stdout, help, usage", () => {
   });
 
   it("--import registers an estimator that requests then select", async () => {
-    const module = join(dir, "centered.mjs");
-    writeFileSync(
-      module,
-      "export default ({ registerAdvantageEstimator }) => registerAdvantageEstimator('centered', (rewards) => {\n" +
-        "  const mean = rewards.reduce((s, r) => s + r, 0) / rewards.length;\n" +
-        "  return rewards.map((r) => r - mean);\n});\n",
-    );
+    const module = writeCenteredEstimatorModule(dir);
     const server = new Server(["--import", module]);
     const rollouts = ['{"groupId":"q","reward":1}', '{"groupId":"q","reward":0}', '{"groupId":"q","reward":0}'];
     const { records } = unwrap(await server.ask(request(1, "advantages", { estimator: "centered" }, rollouts)), 1);

@@ -13,6 +13,7 @@
 import { describe, expect, it } from "vitest";
 import { deviceReason, type DeviceProbe } from "../../src/cuda/addon.js";
 import { loadCudaAddon } from "../../src/cuda/index.js";
+import { insufficientDriverProbe } from "../helpers/cuda-probe.js";
 import { defineConformanceSuite } from "./suite.js";
 import { inCi, prepareTarget } from "./targets.js";
 
@@ -40,20 +41,7 @@ describe("cuda: the addon on this machine", () => {
 });
 
 describe("cuda: the probe's reasons", () => {
-  const failed: DeviceProbe = {
-    ok: false,
-    errorName: "cudaErrorInsufficientDriver",
-    errorString: "CUDA driver version is insufficient for CUDA runtime version",
-    failedCall: "cudaGetDeviceCount",
-    deviceCount: 0,
-    name: "",
-    major: 0,
-    minor: 0,
-    totalMemory: 0,
-    freeMemory: 0,
-    runtimeVersion: 13000,
-    driverVersion: 0,
-  };
+  const failed: DeviceProbe = insufficientDriverProbe({ runtimeVersion: 13000, driverVersion: 0 });
 
   it("cudaErrorInsufficientDriver without a driver (cudaDriverGetVersion 0) is 'no CUDA device'", () => {
     expect(deviceReason(failed, "sm_90")).toBe(
