@@ -6,7 +6,7 @@
  * size limit, which must get an error response, not an out-of-memory crash.
  *
  * Run with `npm run bench:serve` (after `npm run build`: it runs dist/cli.js). Options: --runs N (default 30),
- * --memory-requests N (default 1000), --memory-groups N (prompts per request in the memory section, default 64),
+ * --memory-requests N (default 1000; 0 skips that section), --memory-groups N (prompts per request in the memory section, default 64),
  * --skip-limit. It prints figures, writes them to out/bench-serve.json, and asserts nothing about timing.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
@@ -38,9 +38,16 @@ const { values: flags } = parseArgs({
     "skip-limit": { type: "boolean", default: false },
   },
 });
-const RUNS = Number(flags.runs);
-const MEMORY_REQUESTS = Number(flags["memory-requests"]);
-const MEMORY_GROUPS = Number(flags["memory-groups"]);
+/** A flag's value as a whole number of at least `min`; anything else stops the benchmark before it starts. */
+function count(name: "runs" | "memory-requests" | "memory-groups", min: number): number {
+  const value = Number(flags[name]);
+  if (!Number.isInteger(value) || value < min) throw new Error(`--${name} must be a whole number ≥ ${min}`);
+  return value;
+}
+const RUNS = count("runs", 1);
+/** 0 skips the memory section. */
+const MEMORY_REQUESTS = count("memory-requests", 0);
+const MEMORY_GROUPS = count("memory-groups", 1);
 
 interface Timings {
   readonly medianMs: number;
@@ -311,14 +318,16 @@ async function main(): Promise<void> {
     );
     console.log(`target: ≤ 150 ms per round trip`);
 
-    const memory = await memoryOverRequests(MEMORY_REQUESTS, MEMORY_GROUPS);
-    console.log(
-      `\nmemory over ${memory.requests} requests of ${memory.rolloutsPerRequest} rollouts ` +
-        `(${memory.seconds.toFixed(0)} s): ` +
-        `server RSS ${memory.samples[0]!.rssMiB.toFixed(0)} MiB after the first, ` +
-        `${memory.samples.at(-1)!.rssMiB.toFixed(0)} MiB after the last (peak ${memory.peakMiB.toFixed(0)} MiB); ` +
-        `samples: ${memory.samples.map((s) => `${s.request}: ${s.rssMiB.toFixed(0)}`).join(", ")}`,
-    );
+    const memory = MEMORY_REQUESTS === 0 ? undefined : await memoryOverRequests(MEMORY_REQUESTS, MEMORY_GROUPS);
+    if (memory !== undefined) {
+      console.log(
+        `\nmemory over ${memory.requests} requests of ${memory.rolloutsPerRequest} rollouts ` +
+          `(${memory.seconds.toFixed(0)} s): ` +
+          `server RSS ${memory.samples[0]!.rssMiB.toFixed(0)} MiB after the first, ` +
+          `${memory.samples.at(-1)!.rssMiB.toFixed(0)} MiB after the last (peak ${memory.peakMiB.toFixed(0)} MiB); ` +
+          `samples: ${memory.samples.map((s) => `${s.request}: ${s.rssMiB.toFixed(0)}`).join(", ")}`,
+      );
+    }
 
     const limit = flags["skip-limit"] ? undefined : await overTheLimit(jsonl);
     if (limit !== undefined) {

@@ -343,7 +343,7 @@ describe("resample", () => {
       (r) => r.reason,
     );
     expect(paper).toContainEqual(
-      expect.stringMatching(/^roc: downsampled positive, penalty [\d.]+ \(drew \d+ of \d+ ∝ 1\/penalty\)$/),
+      expect.stringMatching(/^roc: downsampled positive, penalty [\d.]+ \(drew \d+ of \d+, weighted by 1\/penalty\)$/),
     );
     expect(paper).toContainEqual(expect.stringMatching(/^roc: not drawn among negatives \(drew \d+ of \d+\)$/));
     expect(paper).toContainEqual(expect.stringMatching(/^roc: every reward of the group is 0: no signal$/));

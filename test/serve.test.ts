@@ -208,6 +208,23 @@ describe("responses: the records the commands write for the same rollouts", () =
     },
   );
 
+  it("ASCII rollouts get ASCII responses, reasons included: a client's JSON parser reads them a third faster", () => {
+    const ascii = /^[\t\n\r\x20-\x7e]*$/;
+    const requests = cases.flatMap((c) =>
+      [STRUCTURED, TRANSCRIPTS].map((file, k) => {
+        expect(readFileSync(file, "utf8")).toMatch(ascii);
+        return request(k, c.command, c.options, linesOf(file));
+      }),
+    );
+    const { stdout, code } = serveAll(`${requests.join("\n")}\n`);
+    expect(code).toBe(0);
+    // Every kind of reason is among them, the weighted draw of paper mode's positives included.
+    for (const reason of ["not-selected", "equal-rewards", "weighted by 1/penalty", "not drawn among negatives"]) {
+      expect(stdout).toContain(reason);
+    }
+    expect(stdout).toMatch(ascii);
+  });
+
   it("ids are kept to the last digit, written back as the rollout wrote them; the request's id as written", () => {
     const rollouts = [
       '{"id":18446744073709551615,"groupId":18446744073709551615,"reward":1}',

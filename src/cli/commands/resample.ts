@@ -11,7 +11,7 @@ const spec: CommandSpec = {
   description: [
     "Every rollout is in the output: kept (dropped: false), or dropped (dropped: true) with reasonCode " +
       '(infra-failure, equal-rewards, undersized, not-selected) and a reason, e.g. "roc: downsampled positive, ' +
-      'penalty 0.35 (drew 5 of 9 ∝ 1/penalty)" or "roc: not drawn among negatives (drew 11 of 23)". Each record: ' +
+      'penalty 0.35 (drew 5 of 9, weighted by 1/penalty)" or "roc: not drawn among negatives (drew 11 of 23)". Each record: ' +
       "line, id, groupId, " +
       "dropped, [reasonCode, reason], correct, reward, pErr, pFormat, pTotal (null where not computed). " +
       "--kept-only writes the kept ones only.",

@@ -123,7 +123,7 @@ function describeDrop(
   if (positive) {
     const how =
       options.mode === "paper"
-        ? `drew ${report.keptPositives} of ${report.positives} ∝ 1/penalty`
+        ? `drew ${report.keptPositives} of ${report.positives}, weighted by 1/penalty`
         : `kept the ${report.keptPositives} lowest of ${report.positives}`;
     return `roc: downsampled positive, penalty ${round(pTotal)} (${how})`;
   }
