@@ -5,6 +5,13 @@ import {
   broadcastToTokens,
   registerAdvantageEstimator,
 } from "./advantages/index.js";
+import {
+  gaeAdvantages,
+  optimalTokenBaselineAdvantages,
+  reinforcePlusPlusAdvantages,
+  remaxAdvantages,
+  tirOptimalTokenBaselineAdvantages,
+} from "./advantages/token/index.js";
 import { tokenLogProbs, tokenLogProbsBackward } from "./logprobs/index.js";
 import { aggregate, batchNormalizer, lossPresets, policyLoss, registerPolicyObjective } from "./loss/index.js";
 import { policyLossFromLogits } from "./logits-loss.js";
@@ -22,6 +29,7 @@ import {
 } from "./roc/index.js";
 
 export * from "./advantages/index.js";
+export * from "./advantages/token/index.js";
 export * from "./roc/index.js";
 export * from "./loss/index.js";
 export * from "./logprobs/index.js";
@@ -56,6 +64,11 @@ export const grpoRoc = {
   registerAdvantageEstimator,
   advantageEstimatorNames,
   broadcastToTokens,
+  reinforcePlusPlusAdvantages,
+  remaxAdvantages,
+  gaeAdvantages,
+  optimalTokenBaselineAdvantages,
+  tirOptimalTokenBaselineAdvantages,
   resampleOnCorrect,
   rocPresets,
   penalties,

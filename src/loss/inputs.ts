@@ -149,7 +149,8 @@ export function nonFiniteLogp(logps: NumericArray, oldLogps: NumericArray, i: nu
   );
 }
 
-function requireFiniteWhereSelected(values: NumericArray, mask: NumericArray, cols: number, name: string): void {
+/** Rejects a non-finite value at a position the mask selects, naming it as `name[row][column]`. */
+export function requireFiniteWhereSelected(values: NumericArray, mask: NumericArray, cols: number, name: string): void {
   for (let i = 0; i < values.length; i++) {
     if (mask[i] === 1 && !Number.isFinite(values[i])) {
       throw invalid(

@@ -1,0 +1,119 @@
+/**
+ * The token-level estimators' inputs at the boundary and their results: every [B, T] input has tokenRewards' shape,
+ * the mask is 0/1, every value the mask selects is finite, and values at mask 0 are never read (verl's golden inputs
+ * hold finite garbage there; a caller's may hold NaN). Every output is checked before it is returned.
+ */
+import { invalid, requireKnownKeys } from "../../errors.js";
+import { requireFiniteWhereSelected } from "../../loss/inputs.js";
+import type { NumericArray } from "../../numeric.js";
+import { countRowTokens, type Matrix, type MatrixInput, toMatrix } from "../../tensor.js";
+
+/** What every token-level estimator returns: two [B, T] matrices, 0 wherever the mask is 0. */
+export interface TokenAdvantages {
+  /** The advantage of each response token, [B, T]; 0 at mask-0 positions. */
+  readonly advantages: Matrix<Float64Array>;
+  /** The return (reward-to-go) the estimator computed for each response token, [B, T]; 0 at mask-0 positions. */
+  readonly returns: Matrix<Float64Array>;
+}
+
+/** The [B, T] fields every token-level estimator reads: the rewards and the response mask. */
+export interface TokenRewardInputs {
+  /**
+   * The reward of each response token, [B, T] (verl `token_level_rewards`): an outcome reward sits at the last
+   * response token; process rewards anywhere. Values at mask-0 positions are never read.
+   */
+  readonly tokenRewards: MatrixInput;
+  /** 1 for tokens the model wrote, 0 for padding and tool output, [B, T] (verl `response_mask`). */
+  readonly mask: MatrixInput;
+}
+
+/** Validated inputs: flat row-major [B·T] arrays of tokenRewards' shape. */
+export interface ReadTokenInputs {
+  readonly rows: number;
+  readonly cols: number;
+  readonly tokenRewards: NumericArray;
+  readonly mask: NumericArray;
+  /** Valid (mask 1) tokens of each row. */
+  readonly rowTokens: Int32Array;
+  /** Valid tokens of the whole batch. */
+  readonly totalTokens: number;
+  /** The other [B, T] fields that were asked for, by name (undefined when optional and absent). */
+  readonly matrices: Readonly<Record<string, NumericArray | undefined>>;
+}
+
+/**
+ * Reads `inputs`: an object whose keys are `known` (any other key is an error suggesting the closest), with
+ * tokenRewards, mask and the `matrices` named (required unless listed in `optional`) all of tokenRewards' shape and
+ * finite where the mask selects. Per-row fields (groupIds, rewardBaselines) are the caller's to read.
+ */
+export function readTokenInputs(
+  inputs: unknown,
+  known: readonly string[],
+  matrices: readonly string[] = [],
+  optional: readonly string[] = [],
+): ReadTokenInputs {
+  if (typeof inputs !== "object" || inputs === null || Array.isArray(inputs)) {
+    throw invalid("inputs", `expected an object with ${known.join(", ")}`);
+  }
+  requireKnownKeys(inputs, known, "inputs");
+  const fields = inputs as Record<string, unknown>;
+  const required = (name: string): MatrixInput => {
+    const value = fields[name];
+    if (value === undefined) throw invalid(`inputs.${name}`, "is required: a [B, T] matrix");
+    return value as MatrixInput;
+  };
+  const rewards = toMatrix(required("tokenRewards"), "inputs.tokenRewards");
+  const [rows, cols] = rewards.shape;
+  const sameShape = (name: string, value: MatrixInput): Matrix => {
+    const matrix = toMatrix(value, `inputs.${name}`);
+    if (matrix.shape[0] !== rows || matrix.shape[1] !== cols) {
+      throw invalid(`inputs.${name}`, `has shape [${matrix.shape.join(", ")}] but tokenRewards has [${rows}, ${cols}]`);
+    }
+    return matrix;
+  };
+  const mask = sameShape("mask", required("mask"));
+  const rowTokens = countRowTokens(mask, "inputs.mask");
+  requireFiniteWhereSelected(rewards.data, mask.data, cols, "inputs.tokenRewards");
+  const read: Record<string, NumericArray | undefined> = {};
+  for (const name of matrices) {
+    const value = fields[name];
+    if (value === undefined && optional.includes(name)) {
+      read[name] = undefined;
+      continue;
+    }
+    const matrix = sameShape(name, required(name));
+    requireFiniteWhereSelected(matrix.data, mask.data, cols, `inputs.${name}`);
+    read[name] = matrix.data;
+  }
+  let totalTokens = 0;
+  for (const count of rowTokens) totalTokens += count;
+  return { rows, cols, tokenRewards: rewards.data, mask: mask.data, rowTokens, totalTokens, matrices: read };
+}
+
+/**
+ * Refuses a result that is not finite where the mask selects: finite inputs can still overflow float64 on the way
+ * (rewards or values near ±1.8e308 summed along a row). Names the row of `blame` and the column where it happened.
+ */
+export function requireFiniteResult(
+  values: Float64Array,
+  mask: NumericArray,
+  cols: number,
+  what: string,
+  blame: string,
+): void {
+  for (let i = 0; i < values.length; i++) {
+    if (mask[i] === 1 && !Number.isFinite(values[i])) {
+      const row = Math.floor(i / cols);
+      throw invalid(
+        `${blame}[${row}]`,
+        `row ${row}'s ${what} at column ${i % cols} is ${values[i]}: it overflows float64; ` +
+          "inputs this large (near ±1.8e308) cannot be summed along a row",
+      );
+    }
+  }
+}
+
+/** A [rows, cols] result matrix. */
+export function matrixOf(data: Float64Array, rows: number, cols: number): Matrix<Float64Array> {
+  return { data, shape: [rows, cols] };
+}
