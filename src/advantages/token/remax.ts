@@ -1,4 +1,5 @@
-import { invalid } from "../../errors.js";
+import * as z from "zod/mini";
+import { invalid, parseOrThrow } from "../../errors.js";
 import { readNumbers, type NumericArray } from "../../numeric.js";
 import {
   matrixOf,
@@ -17,6 +18,9 @@ export interface RemaxInputs extends TokenRewardInputs {
   readonly rewardBaselines: NumericArray;
 }
 
+/** ReMax has no options: an object with any key (a `gamma`, say: ReMax never discounts) is refused. */
+const remaxOptionsSchema = z.strictObject({});
+
 const KNOWN_INPUTS = ["tokenRewards", "mask", "rewardBaselines"] as const satisfies readonly (keyof RemaxInputs)[];
 
 /**
@@ -27,16 +31,18 @@ const KNOWN_INPUTS = ["tokenRewards", "mask", "rewardBaselines"] as const satisf
  * unchanged at 1dda039).
  *
  * @param inputs - `tokenRewards` and `mask` [B, T], `rewardBaselines` [B].
+ * @param options - none: an empty object, or left out (any key is refused, so that a `gamma` is never ignored).
  * @returns advantages and returns, [B, T] each, 0 at mask-0 positions (verl keeps the reward-to-go at a mask-0
  *   position inside a multi-turn response).
  * @throws ValidationError naming the field and position: a non-finite value the mask selects, a non-finite baseline
  *   of a row with valid tokens, a mask entry other than 0/1, mismatched shapes or lengths, a sum that overflows
- *   float64.
+ *   float64, any option.
  *
  * @example remaxAdvantages({ tokenRewards: [[0, 1]], mask: [[1, 1]], rewardBaselines: [0.25] }).advantages.data
  * // => Float64Array [0.75, 0.75]
  */
-export function remaxAdvantages(inputs: RemaxInputs): TokenAdvantages {
+export function remaxAdvantages(inputs: RemaxInputs, options: Readonly<Record<string, never>> = {}): TokenAdvantages {
+  parseOrThrow(remaxOptionsSchema, options, "options");
   const { rows, cols, tokenRewards, mask, rowTokens } = readTokenInputs(inputs, KNOWN_INPUTS);
   const baselines = readNumbers(inputs.rewardBaselines, "inputs.rewardBaselines");
   if (baselines.length !== rows) {
