@@ -277,3 +277,39 @@ describe("invariances", () => {
     });
   });
 });
+
+describe("the TSDoc examples", () => {
+  it("hold as written", () => {
+    const rpp = reinforcePlusPlusAdvantages({
+      tokenRewards: [
+        [0, 1],
+        [0, 0],
+      ],
+      mask: [
+        [1, 1],
+        [1, 1],
+      ],
+    });
+    expect(Array.from(rpp.returns.data)).toEqual([1, 1, 0, 0]);
+    const remax = remaxAdvantages({ tokenRewards: [[0, 1]], mask: [[1, 1]], rewardBaselines: [0.25] });
+    expect(Array.from(remax.advantages.data)).toEqual([0.75, 0.75]);
+    const gae = gaeAdvantages({ tokenRewards: [[0, 1]], values: [[0.5, 0.5]], mask: [[1, 1]] });
+    expect(Array.from(gae.returns.data)).toEqual([1, 1]);
+    const otb = optimalTokenBaselineAdvantages({
+      tokenRewards: [[1]],
+      mask: [[1]],
+      groupIds: ["q"],
+      oldLogp: [[-1]],
+      sumPiSquared: [[0.5]],
+    });
+    expect(Array.from(otb.advantages.data)).toEqual([1]);
+    const tir = tirOptimalTokenBaselineAdvantages({
+      tokenRewards: [[0, 0, 1]],
+      mask: [[1, 0, 1]],
+      groupIds: [0],
+      oldLogp: [[-1, 0, -1]],
+      sumPiSquared: [[0.5, 0, 0.5]],
+    });
+    expect(Array.from(tir.advantages.data)).toEqual([1, 0, 1]);
+  });
+});

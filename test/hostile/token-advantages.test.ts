@@ -234,6 +234,40 @@ describe("class 2: finite inputs near the float64 range", () => {
     );
   });
 
+  it("optimal token baselines: huge log-probs, Σπ² or weights give a finite result or a refusal naming the row", () => {
+    const positive = fc.oneof(
+      fc.constantFrom(1e308, 1e200, 1e155, 0, 1),
+      fc.double({ min: 0, max: 1e308, noNaN: true }),
+    );
+    const grid = (arbitrary: fc.Arbitrary<number>) =>
+      fc.array(fc.array(arbitrary, { minLength: 3, maxLength: 3 }), { minLength: 2, maxLength: 2 });
+    hostile(
+      fc.record({
+        oldLogp: grid(fc.oneof(fc.double({ min: -800, max: 800, noNaN: true }), fc.constantFrom(-1e308, 710, 1e308))),
+        sumPiSquared: grid(positive),
+        rolloutIsWeights: grid(positive),
+        withWeights: fc.boolean(),
+      }),
+      ({ withWeights, ...extreme }) => {
+        for (const e of ESTIMATORS.slice(3)) {
+          const inputs = { ...inputsOf(e, { ...BATCH, ...extreme }) };
+          if (!withWeights) delete inputs.rolloutIsWeights;
+          const outcome = attempt(() => e.call(inputs, e.options));
+          if (!outcome.ok) {
+            expectRefusedAt(
+              outcome,
+              /^inputs\.(tokenRewards|sumPiSquared|rolloutIsWeights)\[\d\]$/,
+              /overflows float64/,
+            );
+            continue;
+          }
+          expectAllFinite(outcome.value);
+        }
+      },
+      150,
+    );
+  });
+
   it("two rewards of 1e308 in one row overflow the return: refused at that row", () => {
     const inputs = { tokenRewards: [[1e308, 1e308]], mask: [[1, 1]] };
     expectRefusedAt(

@@ -109,7 +109,15 @@ function pathTerms(inputs: OptimalTokenBaselineInputs): PathTerms {
     }
   }
   requireFiniteResult(returns, mask, cols, "reward-to-go", "inputs.tokenRewards");
-  requireFiniteResult(pathVariance, mask, cols, "cumulative path variance W", "inputs.sumPiSquared");
+  // w comes from sumPiSquared (≤ 1 from real logits), exp(oldLogp) (≤ 1 for a log-prob) and ρ̄²: the row is named
+  // under the field that can make it huge.
+  requireFiniteResult(
+    pathVariance,
+    mask,
+    cols,
+    "cumulative path variance W = Σ (1 − 2·exp(oldLogp) + sumPiSquared)·ρ̄²",
+    weights === undefined ? "inputs.sumPiSquared" : "inputs.rolloutIsWeights",
+  );
   return { read, groups, returns, pathVariance };
 }
 
@@ -143,7 +151,7 @@ function zeroTail(lengths: readonly number[]): { longest: number; secondLength: 
 
 function finish(terms: PathTerms, advantages: Float64Array): TokenAdvantages {
   const { rows, cols, mask } = terms.read;
-  requireFiniteResult(advantages, mask, cols, "advantage", "inputs.sumPiSquared");
+  requireFiniteResult(advantages, mask, cols, "advantage G − B (B from Σ G·W)", "inputs.tokenRewards");
   return { advantages: matrixOf(advantages, rows, cols), returns: matrixOf(terms.returns, rows, cols) };
 }
 
