@@ -113,6 +113,26 @@ export function requireFiniteResult(
   }
 }
 
+/**
+ * The reward-to-go of every valid token, G_t = Σ_{k ≥ t} r_k · mask_k, 0 at mask-0 positions: verl's
+ * `(token_level_rewards * response_mask).flip(-1).cumsum(-1).flip(-1)`, a sequential sum from the end in which a
+ * masked term adds 0 (ReMax, the optimal token baselines). Refused where it overflows float64.
+ */
+export function rewardToGo({ rows, cols, tokenRewards, mask }: ReadTokenInputs): Float64Array {
+  const returns = new Float64Array(rows * cols);
+  for (let b = 0; b < rows; b++) {
+    let sum = 0;
+    for (let t = cols - 1; t >= 0; t--) {
+      const i = b * cols + t;
+      if (mask[i] !== 1) continue;
+      sum += tokenRewards[i]!;
+      returns[i] = sum;
+    }
+  }
+  requireFiniteResult(returns, mask, cols, "reward-to-go", "inputs.tokenRewards");
+  return returns;
+}
+
 /** A [rows, cols] result matrix. */
 export function matrixOf(data: Float64Array, rows: number, cols: number): Matrix<Float64Array> {
   return { data, shape: [rows, cols] };

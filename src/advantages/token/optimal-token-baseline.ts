@@ -8,6 +8,7 @@ import {
   type ReadTokenInputs,
   readTokenInputs,
   requireFiniteResult,
+  rewardToGo,
   type TokenAdvantages,
   type TokenRewardInputs,
 } from "./inputs.js";
@@ -61,6 +62,7 @@ const KNOWN_INPUTS = [
 
 /** What both estimators compute before grouping: reward-to-go G and the cumulative path variance W, [B·T] each. */
 interface PathTerms {
+  readonly options: OptimalTokenBaselineOptions;
   readonly read: ReadTokenInputs;
   readonly groups: { readonly members: Int32Array }[];
   /** G_t = Σ_{k ≥ t} r_k · mask_k, 0 at mask-0 positions. */
@@ -69,14 +71,15 @@ interface PathTerms {
   readonly pathVariance: Float64Array;
 }
 
-function pathTerms(inputs: OptimalTokenBaselineInputs): PathTerms {
+function pathTerms(inputs: OptimalTokenBaselineInputs, optionsInput: OptimalTokenBaselineOptionsInput): PathTerms {
+  const options = parseOrThrow(optimalTokenBaselineOptionsSchema, optionsInput, "options");
   const read = readTokenInputs(
     inputs,
     KNOWN_INPUTS,
     ["oldLogp", "sumPiSquared", "rolloutIsWeights"],
     ["rolloutIsWeights"],
   );
-  const { rows, cols, tokenRewards, mask } = read;
+  const { rows, cols, mask } = read;
   const groupIds: unknown = inputs.groupIds;
   if (!isArrayLike(groupIds)) throw invalid("inputs.groupIds", "is required: one group id per row");
   if (groupIds.length !== rows) {
@@ -87,16 +90,9 @@ function pathTerms(inputs: OptimalTokenBaselineInputs): PathTerms {
   const sumPiSquared = read.matrices.sumPiSquared!;
   const weights: NumericArray | undefined = read.matrices.rolloutIsWeights;
   if (weights !== undefined) requireNonNegative(weights, mask, cols);
-  const returns = new Float64Array(rows * cols);
+  const returns = rewardToGo(read);
   const pathVariance = new Float64Array(rows * cols);
   for (let b = 0; b < rows; b++) {
-    let rewardToGo = 0;
-    for (let t = cols - 1; t >= 0; t--) {
-      const i = b * cols + t;
-      if (mask[i] !== 1) continue;
-      rewardToGo += tokenRewards[i]!;
-      returns[i] = rewardToGo;
-    }
     let cumulative = 0;
     for (let t = 0; t < cols; t++) {
       const i = b * cols + t;
@@ -108,7 +104,6 @@ function pathTerms(inputs: OptimalTokenBaselineInputs): PathTerms {
       pathVariance[i] = cumulative;
     }
   }
-  requireFiniteResult(returns, mask, cols, "reward-to-go", "inputs.tokenRewards");
   // w comes from sumPiSquared (≤ 1 from real logits), exp(oldLogp) (≤ 1 for a log-prob) and ρ̄²: the row is named
   // under the field that can make it huge.
   requireFiniteResult(
@@ -118,7 +113,7 @@ function pathTerms(inputs: OptimalTokenBaselineInputs): PathTerms {
     "cumulative path variance W = Σ (1 − 2·exp(oldLogp) + sumPiSquared)·ρ̄²",
     weights === undefined ? "inputs.sumPiSquared" : "inputs.rolloutIsWeights",
   );
-  return { read, groups, returns, pathVariance };
+  return { options, read, groups, returns, pathVariance };
 }
 
 /** An importance weight scales W by its square: a negative one is not a truncated IS weight. */
@@ -149,10 +144,53 @@ function zeroTail(lengths: readonly number[]): { longest: number; secondLength: 
   return ties === 1 ? { longest, secondLength } : undefined;
 }
 
-function finish(terms: PathTerms, advantages: Float64Array): TokenAdvantages {
-  const { rows, cols, mask } = terms.read;
+/**
+ * Both estimators: for each group (its rows without a valid token dropped when `dropEmptyRows`), A = G − B where
+ * `positionsOf(b)[k]` is the flat index of row b's position k (−1 where it has none). With more than one row,
+ * B_k = Σ G·W / (Σ W + ε) over the rows that have a position k, summed in row order as verl does; the zero tail sets
+ * B = 0 from position L₂ on for a strictly longest row (lengths in valid tokens).
+ */
+function estimate(
+  inputs: OptimalTokenBaselineInputs,
+  options: OptimalTokenBaselineOptionsInput,
+  dropEmptyRows: boolean,
+  positionsOf: (row: number, read: ReadTokenInputs) => Int32Array,
+): TokenAdvantages {
+  const terms = pathTerms(inputs, options);
+  const { read, returns, pathVariance } = terms;
+  const { rows, cols, mask, rowTokens } = read;
+  const { handleZeroTail, epsilon } = terms.options;
+  const advantages = new Float64Array(returns.length);
+  for (const group of terms.groups) {
+    const members = dropEmptyRows ? group.members.filter((b) => rowTokens[b]! > 0) : group.members;
+    const positions = Array.from(members, (b) => positionsOf(b, read));
+    let width = 0;
+    for (const at of positions) if (at.length > width) width = at.length;
+    const baseline = new Float64Array(width);
+    if (members.length > 1) {
+      for (let k = 0; k < width; k++) {
+        let numerator = 0;
+        let denominator = 0;
+        for (const at of positions) {
+          const i = k < at.length ? at[k]! : -1;
+          if (i < 0) continue;
+          numerator += returns[i]! * pathVariance[i]!;
+          denominator += pathVariance[i]!;
+        }
+        baseline[k] = numerator / (denominator + epsilon);
+      }
+    }
+    const tail = handleZeroTail && members.length > 1 ? zeroTail(Array.from(members, (b) => rowTokens[b]!)) : undefined;
+    positions.forEach((at, m) => {
+      const zeroFrom = tail !== undefined && tail.longest === m ? tail.secondLength : width;
+      for (let k = 0; k < at.length; k++) {
+        const i = at[k]!;
+        if (i >= 0) advantages[i] = returns[i]! - (k >= zeroFrom ? 0 : baseline[k]!);
+      }
+    });
+  }
   requireFiniteResult(advantages, mask, cols, "advantage G − B (B from Σ G·W)", "inputs.tokenRewards");
-  return { advantages: matrixOf(advantages, rows, cols), returns: matrixOf(terms.returns, rows, cols) };
+  return { advantages: matrixOf(advantages, rows, cols), returns: matrixOf(returns, rows, cols) };
 }
 
 /**
@@ -185,37 +223,10 @@ export function optimalTokenBaselineAdvantages(
   inputs: OptimalTokenBaselineInputs,
   options: OptimalTokenBaselineOptionsInput = {},
 ): TokenAdvantages {
-  const { handleZeroTail, epsilon } = parseOrThrow(optimalTokenBaselineOptionsSchema, options, "options");
-  const terms = pathTerms(inputs);
-  const { cols, mask, rowTokens } = terms.read;
-  const { returns, pathVariance } = terms;
-  const advantages = new Float64Array(returns.length);
-  for (const { members } of terms.groups) {
-    const baseline = new Float64Array(cols);
-    if (members.length > 1) {
-      for (let t = 0; t < cols; t++) {
-        let numerator = 0;
-        let denominator = 0;
-        for (const b of members) {
-          const i = b * cols + t;
-          if (mask[i] !== 1) continue;
-          numerator += returns[i]! * pathVariance[i]!;
-          denominator += pathVariance[i]!;
-        }
-        baseline[t] = numerator / (denominator + epsilon);
-      }
-    }
-    const tail = handleZeroTail && members.length > 1 ? zeroTail(Array.from(members, (b) => rowTokens[b]!)) : undefined;
-    for (let k = 0; k < members.length; k++) {
-      const b = members[k]!;
-      const zeroFrom = tail !== undefined && tail.longest === k ? tail.secondLength : cols;
-      for (let t = 0; t < cols; t++) {
-        const i = b * cols + t;
-        if (mask[i] === 1) advantages[i] = returns[i]! - (t >= zeroFrom ? 0 : baseline[t]!);
-      }
-    }
-  }
-  return finish(terms, advantages);
+  // Position k is column k; a row has none where its mask is 0. Empty rows stay in their group.
+  return estimate(inputs, options, false, (b, { cols, mask }) =>
+    Int32Array.from({ length: cols }, (_, t) => (mask[b * cols + t] === 1 ? b * cols + t : -1)),
+  );
 }
 
 /**
@@ -243,45 +254,10 @@ export function tirOptimalTokenBaselineAdvantages(
   inputs: OptimalTokenBaselineInputs,
   options: OptimalTokenBaselineOptionsInput = {},
 ): TokenAdvantages {
-  const { handleZeroTail, epsilon } = parseOrThrow(optimalTokenBaselineOptionsSchema, options, "options");
-  const terms = pathTerms(inputs);
-  const { cols, mask, rowTokens } = terms.read;
-  const { returns, pathVariance } = terms;
-  const advantages = new Float64Array(returns.length);
-  for (const group of terms.groups) {
-    const members = group.members.filter((b) => rowTokens[b]! > 0);
-    if (members.length === 0) continue;
-    // Each member's valid columns, in order: compressed position k is columns[k].
-    const columns = Array.from(members, (b) => {
-      const valid = new Int32Array(rowTokens[b]!);
-      for (let t = 0, k = 0; t < cols; t++) if (mask[b * cols + t] === 1) valid[k++] = t;
-      return valid;
-    });
-    const longestLength = Math.max(...Array.from(members, (b) => rowTokens[b]!));
-    const baseline = new Float64Array(longestLength);
-    if (members.length > 1) {
-      for (let k = 0; k < longestLength; k++) {
-        let numerator = 0;
-        let denominator = 0;
-        for (let m = 0; m < members.length; m++) {
-          const valid = columns[m]!;
-          if (k >= valid.length) continue;
-          const i = members[m]! * cols + valid[k]!;
-          numerator += returns[i]! * pathVariance[i]!;
-          denominator += pathVariance[i]!;
-        }
-        baseline[k] = numerator / (denominator + epsilon);
-      }
-    }
-    const tail = handleZeroTail && members.length > 1 ? zeroTail(Array.from(members, (b) => rowTokens[b]!)) : undefined;
-    for (let m = 0; m < members.length; m++) {
-      const valid = columns[m]!;
-      const zeroFrom = tail !== undefined && tail.longest === m ? tail.secondLength : valid.length;
-      for (let k = 0; k < valid.length; k++) {
-        const i = members[m]! * cols + valid[k]!;
-        advantages[i] = returns[i]! - (k >= zeroFrom ? 0 : baseline[k]!);
-      }
-    }
-  }
-  return finish(terms, advantages);
+  // Position k is a row's k-th valid token, wherever it sits. Empty rows leave their group.
+  return estimate(inputs, options, true, (b, { cols, mask, rowTokens }) => {
+    const valid = new Int32Array(rowTokens[b]!);
+    for (let t = 0, k = 0; t < cols; t++) if (mask[b * cols + t] === 1) valid[k++] = b * cols + t;
+    return valid;
+  });
 }

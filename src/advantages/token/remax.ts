@@ -5,6 +5,7 @@ import {
   matrixOf,
   readTokenInputs,
   requireFiniteResult,
+  rewardToGo,
   type TokenAdvantages,
   type TokenRewardInputs,
 } from "./inputs.js";
@@ -43,7 +44,8 @@ const KNOWN_INPUTS = ["tokenRewards", "mask", "rewardBaselines"] as const satisf
  */
 export function remaxAdvantages(inputs: RemaxInputs, options: Readonly<Record<string, never>> = {}): TokenAdvantages {
   parseOrThrow(remaxOptionsSchema, options, "options");
-  const { rows, cols, tokenRewards, mask, rowTokens } = readTokenInputs(inputs, KNOWN_INPUTS);
+  const read = readTokenInputs(inputs, KNOWN_INPUTS);
+  const { rows, cols, mask, rowTokens } = read;
   const baselines = readNumbers(inputs.rewardBaselines, "inputs.rewardBaselines");
   if (baselines.length !== rows) {
     throw invalid(
@@ -59,20 +61,11 @@ export function remaxAdvantages(inputs: RemaxInputs, options: Readonly<Record<st
       );
     }
   }
-  const returns = new Float64Array(rows * cols);
+  const returns = rewardToGo(read);
   const advantages = new Float64Array(rows * cols);
-  for (let b = 0; b < rows; b++) {
-    // verl: (r · mask).flip.cumsum.flip, a sequential sum from the end; a masked term adds 0.
-    let rewardToGo = 0;
-    for (let t = cols - 1; t >= 0; t--) {
-      const i = b * cols + t;
-      if (mask[i] !== 1) continue;
-      rewardToGo += tokenRewards[i]!;
-      returns[i] = rewardToGo;
-      advantages[i] = rewardToGo - baselines[b]!;
-    }
+  for (let i = 0; i < returns.length; i++) {
+    if (mask[i] === 1) advantages[i] = returns[i]! - baselines[Math.floor(i / cols)]!;
   }
-  requireFiniteResult(returns, mask, cols, "reward-to-go", "inputs.tokenRewards");
   requireFiniteResult(advantages, mask, cols, "advantage (reward-to-go − baseline)", "inputs.rewardBaselines");
   return { advantages: matrixOf(advantages, rows, cols), returns: matrixOf(returns, rows, cols) };
 }
