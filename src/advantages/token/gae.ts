@@ -79,7 +79,7 @@ export function gaeAdvantages(inputs: GaeInputs, options: GaeOptionsInput = {}):
       returns[i] = nextEstimate + values[i]!;
     }
   }
-  requireFiniteResult(estimates, mask, cols, "advantage estimate", "inputs.values");
+  requireFiniteResult(estimates, mask, cols, "advantage estimate", "inputs.tokenRewards");
   requireFiniteResult(returns, mask, cols, "return", "inputs.values");
   const advantages = verlMaskedWhiten(estimates, mask, totalTokens, "GAE");
   return { advantages: matrixOf(advantages, rows, cols), returns: matrixOf(returns, rows, cols) };
