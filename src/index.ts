@@ -24,6 +24,7 @@ import {
 export * from "./advantages/index.js";
 export * from "./roc/index.js";
 export * from "./loss/index.js";
+export * from "./correction/index.js";
 export * from "./logprobs/index.js";
 export * from "./backends/index.js";
 export { composedPolicyLossFromLogits, policyLossFromLogits } from "./logits-loss.js";
