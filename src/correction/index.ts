@@ -36,3 +36,27 @@ export {
   rolloutRejectionSchema,
   rolloutWeightsSchema,
 } from "./verl-options.js";
+export type {
+  EntropyMaskInputs,
+  EntropyMaskOptionsInput,
+  EntropyMaskResult,
+  OffPolicyMaskInputs,
+  OffPolicyMaskOptionsInput,
+  OffPolicyMaskResult,
+  VllmImportanceSamplingInputs,
+  VllmImportanceSamplingMode,
+  VllmImportanceSamplingOptions,
+  VllmImportanceSamplingOptionsInput,
+  VllmImportanceSamplingResult,
+} from "./trl.js";
+export {
+  entropyMask,
+  entropyMaskOptionsSchema,
+  multiplyWeights,
+  offPolicyMask,
+  offPolicyMaskOptionsSchema,
+  VLLM_IS_MODES,
+  vllmImportanceSampling,
+  vllmImportanceSamplingOptionsSchema,
+  vllmImportanceSamplingPresets,
+} from "./trl.js";
