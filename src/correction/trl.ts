@@ -143,7 +143,7 @@ export function vllmImportanceSampling(
   const high = o.clipMax ?? Infinity;
   const ratio = new Float64Array(sequence ? rows : rows * cols);
   const rejected = truncate ? undefined : new Uint8Array(ratio.length);
-  const apply = (index: number, logRatio: number, where: number) => {
+  const apply = (index: number, logRatio: number, where: string) => {
     let r = Math.exp(logRatio);
     if (truncate) r = r < low ? low : r > high ? high : r;
     else if (r < low || r > high) {
@@ -152,7 +152,7 @@ export function vllmImportanceSampling(
     }
     if (!Number.isFinite(r)) {
       throw invalid(
-        `inputs.oldLogp[${Math.floor(where / cols)}][${where % cols}]`,
+        `inputs.oldLogp${where}`,
         `the importance ratio exp(${logRatio}) overflows float64 (TRL clamps no log-ratio); set clipMax to bound it`,
       );
     }
@@ -163,7 +163,6 @@ export function vllmImportanceSampling(
   let deltaCount = 0;
   for (let b = 0; b < rows; b++) {
     let rowSum = 0;
-    let last = b * cols;
     for (let i = b * cols; i < (b + 1) * cols; i++) {
       const diff = selected[i] === 1 ? oldLogp[i]! - samplingLogp[i]! : 0;
       if (selected[i] === 1) {
@@ -171,12 +170,12 @@ export function vllmImportanceSampling(
         deltaSum += delta;
         if (delta > deltaMax) deltaMax = delta;
         deltaCount++;
-        last = i;
       }
       if (sequence) rowSum += diff;
-      else apply(i, diff, i);
+      else apply(i, diff, `[${b}][${i - b * cols}]`);
     }
-    if (sequence) apply(b, rowSum, last);
+    // At sequence level the row's sum overflowed: the path names the row.
+    if (sequence) apply(b, rowSum, `[${b}]`);
   }
 
   let ratioMin = Infinity;
