@@ -55,7 +55,9 @@ export interface RolloutWeightsResult {
    * verl's metrics, named as verl names them (no `rollout_corr/` prefix at this level): `rollout_is_mean`,
    * `_max`, `_min`, `_std`, `_eff_sample_size`, `_ratio_fraction_high/low`, `rollout_is_seq_mean/std/max/min`,
    * `_seq_max_deviation`, `_seq_fraction_high/low`; IcePop adds `rollout_is_oob_ratio`, batch normalisation
-   * `rollout_is_batch_norm_factor`. Computed before batch normalisation, as verl computes them.
+   * `rollout_is_batch_norm_factor`. Computed before batch normalisation, as verl computes them. One departure:
+   * when every weight is 0 (IcePop dropped every token) verl logs an effective sample size of inf; grpo-roc
+   * reports 0.
    */
   readonly metrics: CorrectionMetrics;
 }
@@ -168,7 +170,8 @@ function weightsOf(read: ReadMatrices, logRatio: NumericArray, o: RolloutWeights
     const w = (weights[i]! > upper ? upper : weights[i]!) / essScale;
     normalizedSquares += w * w;
   }
-  metrics.rollout_is_eff_sample_size = 1 / (normalizedSquares / tokens);
+  // Every weight 0 (IcePop dropped every token): verl's 1/mean(0) logs inf. There is no effective sample: 0.
+  metrics.rollout_is_eff_sample_size = normalizedSquares === 0 ? 0 : 1 / (normalizedSquares / tokens);
 
   // Per-row means of the weights (0 for an empty row), over all B rows.
   const rowMeans = rowMeansOf(weights, read);
@@ -224,7 +227,7 @@ function weightsOf(read: ReadMatrices, logRatio: NumericArray, o: RolloutWeights
   }
   requireFiniteMetrics(
     metrics,
-    "the smallest row's log-ratio sum exceeds ~709, so exp overflows (verl logs inf); check the log-probs",
+    "exp of the smallest row's log-ratio sum (verl's unclamped rollout_is_min) overflows beyond ~709 (verl logs inf)",
   );
   return { weights: matrixOf(weights, read.shape), metrics };
 }
