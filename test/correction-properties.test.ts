@@ -348,3 +348,45 @@ describe("the doc comments' examples", () => {
     expect(Array.from(multiplyWeights([[1, 0.5]], [[2, 2]]).data)).toEqual([2, 1]);
   });
 });
+
+describe("the README section's example (/tmp/issue16/correction.md)", () => {
+  it("runs and gives the values it shows", () => {
+    const mask = [
+      [1, 1, 1],
+      [1, 1, 0],
+    ];
+    const rolloutLogp = [
+      [-1.2, -0.7, -2.0],
+      [-0.3, -1.1, 0],
+    ];
+    const oldLogp = [
+      [-1.19, -0.71, -2.0],
+      [-0.3, -1.6, 0],
+    ];
+    const logp = [
+      [-1.1, -0.7, -1.9],
+      [-0.2, -1.5, 0],
+    ];
+    const advantages = [1, -1];
+    const correction = rolloutCorrection(
+      { oldLogp, rolloutLogp, mask },
+      rolloutCorrectionPresets.decoupledK3RsTokenTis,
+    );
+    expect(Array.from(correction.mask.data)).toEqual([1, 1, 1, 0, 0, 0]);
+    expect(correction.metrics["rollout_corr/rollout_rs_masked_fraction"]).toBe(0.4);
+    const verl = policyLoss(
+      { logp, oldLogp, advantages, mask: correction.mask, importanceWeights: correction.importanceWeights },
+      lossPresets.verl,
+    );
+    expect(verl.loss).toBeCloseTo(-1.0701139, 6);
+    const ratio = vllmImportanceSampling(
+      { oldLogp, samplingLogp: rolloutLogp, mask },
+      { mode: "token_truncate", clipMax: 3 },
+    );
+    const trl = policyLoss(
+      { logp, oldLogp, advantages, mask, importanceWeights: ratio.importanceWeights },
+      lossPresets.trl,
+    );
+    expect(trl.loss).toBeCloseTo(-0.2869702, 6);
+  });
+});
