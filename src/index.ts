@@ -8,6 +8,19 @@ import {
 import { tokenLogProbs, tokenLogProbsBackward } from "./logprobs/index.js";
 import { aggregate, batchNormalizer, lossPresets, policyLoss, registerPolicyObjective } from "./loss/index.js";
 import { policyLossFromLogits } from "./logits-loss.js";
+import {
+  bypassModePolicyLoss,
+  entropyMask,
+  multiplyWeights,
+  offPolicyMask,
+  rolloutCorrection,
+  rolloutCorrectionMetrics,
+  rolloutCorrectionPresets,
+  rolloutImportanceWeights,
+  rolloutRejectionMask,
+  vllmImportanceSampling,
+  vllmImportanceSamplingPresets,
+} from "./correction/index.js";
 import { rocPipeline } from "./pipeline.js";
 import { createRocBatcher } from "./batcher/index.js";
 import { inspectMessages, qualityFromMessages } from "./messages/index.js";
@@ -76,4 +89,15 @@ export const grpoRoc = {
   tokenLogProbs,
   tokenLogProbsBackward,
   policyLossFromLogits,
+  rolloutCorrection,
+  rolloutCorrectionPresets,
+  rolloutImportanceWeights,
+  rolloutRejectionMask,
+  rolloutCorrectionMetrics,
+  bypassModePolicyLoss,
+  vllmImportanceSampling,
+  vllmImportanceSamplingPresets,
+  entropyMask,
+  offPolicyMask,
+  multiplyWeights,
 } as const;
