@@ -6,7 +6,7 @@
  * Everything here is detached in the peer (computed under no_grad): weights and masks carry no gradient. Masked
  * positions are never read; weights and masks there are 0, as verl's are.
  */
-import { invalid, parseOrThrow } from "../errors.js";
+import { invalid, parseOrThrow, requireKnownKeys } from "../errors.js";
 import type { NumericArray } from "../numeric.js";
 import type { MatrixInput } from "../tensor.js";
 import { lossPresets, type PolicyLossOptionsInput } from "../loss/options.js";
@@ -662,6 +662,10 @@ export function bypassModePolicyLoss(inputs: BypassModeInputs, options: BypassMo
   if (typeof inputs !== "object" || inputs === null) {
     throw invalid("inputs", "expected an object with logp, rolloutLogp, advantages and an optional mask");
   }
+  if (typeof options !== "object" || options === null) {
+    throw invalid("options", "expected an object with an optional correction and loss");
+  }
+  requireKnownKeys(options, ["correction", "loss"], "options");
   const correctionOptions = parseOrThrow(
     rolloutCorrectionOptionsSchema,
     options.correction ?? {},

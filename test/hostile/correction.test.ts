@@ -66,6 +66,18 @@ const STRICT: readonly {
     call: (o) => offPolicyMask({ logp: [[-1]], advantages: [1] }, o as never),
   },
   {
+    label: "bypassModePolicyLoss options",
+    path: "options",
+    value: { correction: rolloutCorrectionPresets.bypassPgIs, loss: { aggregation: "token-mean" } },
+    call: (o) => bypassModePolicyLoss({ logp: [[-1, -2]], rolloutLogp: [[-1.1, -2]], advantages: [1] }, o),
+  },
+  {
+    label: "bypassModePolicyLoss inputs",
+    path: "inputs",
+    value: { logp: [[-1, -2]], rolloutLogp: [[-1.1, -2]], mask: [[1, 1]] },
+    call: (o) => bypassModePolicyLoss({ ...o, advantages: [1] } as never),
+  },
+  {
     label: "rolloutCorrection inputs",
     path: "inputs",
     value: { ...two },
