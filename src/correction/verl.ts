@@ -9,7 +9,7 @@
 import { invalid, parseOrThrow, requireKnownKeys } from "../errors.js";
 import type { NumericArray } from "../numeric.js";
 import type { MatrixInput } from "../tensor.js";
-import { lossPresets, type PolicyLossOptionsInput } from "../loss/options.js";
+import { lossPresets, type PolicyLossOptionsInput, policyLossOptionsSchema } from "../loss/options.js";
 import { policyLoss, type PolicyLossResult } from "../loss/policy-loss.js";
 import {
   type CorrectionMatrix,
@@ -671,8 +671,15 @@ export function bypassModePolicyLoss(inputs: BypassModeInputs, options: BypassMo
     options.correction ?? {},
     "options.correction",
   );
-  if (options.loss !== undefined && "objective" in options.loss) {
-    throw invalid("options.loss.objective", "is set by options.correction.lossType in bypass mode");
+  if (options.loss !== undefined) {
+    if (typeof options.loss !== "object" || options.loss === null) {
+      throw invalid("options.loss", "expected policyLoss's options object");
+    }
+    if ("objective" in options.loss) {
+      throw invalid("options.loss.objective", "is set by options.correction.lossType in bypass mode");
+    }
+    // Checked here first, so that a bad loss option is reported at its own path, options.loss.<key>.
+    parseOrThrow(policyLossOptionsSchema, options.loss, "options.loss");
   }
   const { advantages, ...logps } = inputs;
   const read = readMatrices(logps, ["logp", "rolloutLogp"]);

@@ -147,6 +147,16 @@ describe("class 1: strict options and inputs, the closest key suggested", () => 
       ),
       "options.loss.objective",
     );
+    const bypassInputs = { logp: two.oldLogp, rolloutLogp: two.rolloutLogp, advantages: [1] };
+    expectRefusedAt(
+      attempt(() => bypassModePolicyLoss(bypassInputs, { loss: { clipHihg: 0.3 } as never })),
+      "options.loss.clipHihg",
+      /clipHigh/,
+    );
+    expectRefusedAt(
+      attempt(() => bypassModePolicyLoss(bypassInputs, { loss: "verl" as never })),
+      "options.loss",
+    );
   });
 
   it("TRL's GRPOConfig rules: clipMin < clipMax, *_truncate needs a bound, quantile in (0, 1]", () => {
