@@ -15,6 +15,19 @@ import {
 import { tokenLogProbs, tokenLogProbsBackward } from "./logprobs/index.js";
 import { aggregate, batchNormalizer, lossPresets, policyLoss, registerPolicyObjective } from "./loss/index.js";
 import { policyLossFromLogits } from "./logits-loss.js";
+import {
+  bypassModePolicyLoss,
+  entropyMask,
+  multiplyWeights,
+  offPolicyMask,
+  rolloutCorrection,
+  rolloutCorrectionMetrics,
+  rolloutCorrectionPresets,
+  rolloutImportanceWeights,
+  rolloutRejectionMask,
+  vllmImportanceSampling,
+  vllmImportanceSamplingPresets,
+} from "./correction/index.js";
 import { rocPipeline } from "./pipeline.js";
 import { createRocBatcher } from "./batcher/index.js";
 import { inspectMessages, qualityFromMessages } from "./messages/index.js";
@@ -32,6 +45,7 @@ export * from "./advantages/index.js";
 export * from "./advantages/token/index.js";
 export * from "./roc/index.js";
 export * from "./loss/index.js";
+export * from "./correction/index.js";
 export * from "./logprobs/index.js";
 export * from "./backends/index.js";
 export { composedPolicyLossFromLogits, policyLossFromLogits } from "./logits-loss.js";
@@ -88,4 +102,15 @@ export const grpoRoc = {
   tokenLogProbs,
   tokenLogProbsBackward,
   policyLossFromLogits,
+  rolloutCorrection,
+  rolloutCorrectionPresets,
+  rolloutImportanceWeights,
+  rolloutRejectionMask,
+  rolloutCorrectionMetrics,
+  bypassModePolicyLoss,
+  vllmImportanceSampling,
+  vllmImportanceSamplingPresets,
+  entropyMask,
+  offPolicyMask,
+  multiplyWeights,
 } as const;
