@@ -10,6 +10,7 @@ import { aggregate, batchNormalizer, lossPresets, policyLoss, registerPolicyObje
 import { policyLossFromLogits } from "./logits-loss.js";
 import { rocPipeline } from "./pipeline.js";
 import { createRocBatcher } from "./batcher/index.js";
+import { fromTrlConfig, fromVerlConfig } from "./configs/index.js";
 import { inspectMessages, qualityFromMessages } from "./messages/index.js";
 import {
   isInfraFailed,
@@ -43,6 +44,7 @@ export type {
   RocDroppedGroup,
 } from "./batcher/index.js";
 export * from "./messages/index.js";
+export * from "./configs/index.js";
 export { GrpoRocError, ValidationError } from "./errors.js";
 export type { ValidationIssue } from "./errors.js";
 export type { GroupId } from "./groups.js";
@@ -75,4 +77,6 @@ export const grpoRoc = {
   tokenLogProbs,
   tokenLogProbsBackward,
   policyLossFromLogits,
+  fromTrlConfig,
+  fromVerlConfig,
 } as const;
