@@ -4,7 +4,7 @@
  * variant grpo-roc does not implement yet, which is an error that names it, never a silent default.
  */
 import * as z from "zod/mini";
-import { invalid, type ValidationError } from "../errors.js";
+import { invalid, safeParse, ValidationError } from "../errors.js";
 
 /** A finite number (zod 4's z.number() refuses NaN and ±Infinity). */
 export const finite = z.number();
@@ -57,4 +57,24 @@ export function lookup<T>(table: Table<T>, value: string, path: string): T {
 export function requireDefault(path: string, value: unknown, fallback: unknown, feature: string): void {
   if (value !== fallback)
     throw unsupported(path, `${JSON.stringify(value)} (${feature}; only ${JSON.stringify(fallback)} is translated)`);
+}
+
+/**
+ * The last check of a translation: grpo-roc's own schema over the options it produced. A rule the peer's value
+ * breaks there (a clip ε above 1, a temperature of 0) is reported at the peer's key that gave the option, `blame`'s
+ * answer for the option's path, with the option named in the message.
+ */
+export function checkTranslated(
+  schema: z.core.$ZodType,
+  options: unknown,
+  blame: (optionPath: readonly PropertyKey[]) => string,
+): void {
+  const result = safeParse(schema, options);
+  if (result.success) return;
+  throw new ValidationError(
+    result.error.issues.map((issue) => ({
+      path: blame(issue.path),
+      message: `${issue.message} (as grpo-roc's option ${issue.path.map(String).join(".")})`,
+    })),
+  );
 }

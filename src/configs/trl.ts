@@ -17,6 +17,7 @@ import { invalid, parseOrThrow } from "../errors.js";
 import { type Aggregation, policyLossOptionsSchema, type PolicyLossOptionsInput } from "../loss/options.js";
 import {
   acceptedUnused,
+  checkTranslated,
   finite,
   lookup,
   NOT_YET,
@@ -438,7 +439,7 @@ export function fromTrlConfig(config: TrlConfig): TrlTranslation {
     kl: c.beta === 0 ? null : { kind: "k3", coef: c.beta, clamp: false, importanceCorrected: c.use_bias_correction_kl },
     entropyCoef: c.entropy_coef,
   };
-  parseOrThrow(policyLossOptionsSchema, loss, "fromTrlConfig(config).loss");
+  checkTranslated(policyLossOptionsSchema, loss, (path) => `config.${trlKeyOf(path, c)}`);
 
   const advantages = lookup(TRL_SCALE_REWARDS, String(c.scale_rewards), "config.scale_rewards");
   lookup(TRL_MULTI_OBJECTIVE, c.multi_objective_aggregation, "config.multi_objective_aggregation");
@@ -449,6 +450,31 @@ export function fromTrlConfig(config: TrlConfig): TrlTranslation {
     rewardWeights: c.reward_weights ?? undefined,
     temperature: c.temperature,
   };
+}
+
+/** The GRPOConfig key that gave a loss option (for errors): the option's path → the key. */
+function trlKeyOf(path: readonly PropertyKey[], c: ResolvedTrlConfig): string {
+  const [option, sub] = path;
+  switch (option) {
+    case "clipLow":
+      return "epsilon";
+    case "clipHigh":
+      return c.epsilon_high === null ? "epsilon" : "epsilon_high";
+    case "delta":
+      return "delta";
+    case "sapoTemperature":
+      return sub === "negative" ? "sapo_temperature_neg" : "sapo_temperature_pos";
+    case "kl":
+      return "beta";
+    case "entropyCoef":
+      return "entropy_coef";
+    case "normalizer":
+      return sub === "length" ? "max_completion_length" : "gradient_accumulation_steps";
+    case "ratioLevel":
+      return "importance_sampling_level";
+    default:
+      return "loss_type";
+  }
 }
 
 /** The known keys whose non-default values select a TRL feature grpo-roc does not implement yet. */

@@ -23,6 +23,7 @@ import {
 } from "../loss/options.js";
 import {
   acceptedUnused,
+  checkTranslated,
   finite,
   lookup,
   NOT_YET,
@@ -374,9 +375,42 @@ function actorOptions(a: ResolvedVerlActor): PolicyLossOptionsInput {
     kl: kl === null ? null : { kind: kl, coef: a.kl_loss_coef, clamp: true },
     entropyCoef: a.entropy_coeff,
   };
-  parseOrThrow(policyLossOptionsSchema, loss, "fromVerlConfig(config).loss");
+  checkTranslated(policyLossOptionsSchema, loss, (path) => `config.actor.${verlActorKeyOf(path, a)}`);
   return loss;
 }
+
+/** The ActorConfig key that gave a loss option (for errors): the option's path → the key. */
+function verlActorKeyOf(path: readonly PropertyKey[], a: ResolvedVerlActor): string {
+  const [option, sub] = path;
+  switch (option) {
+    case "clipLow":
+      return a.clip_ratio_low === null ? "clip_ratio" : "clip_ratio_low";
+    case "clipHigh":
+      return a.clip_ratio_high === null ? "clip_ratio" : "clip_ratio_high";
+    case "dualClip":
+      return "clip_ratio_c";
+    case "sapoTemperature":
+      return sub === "negative" ? "tau_neg" : "tau_pos";
+    case "kl":
+      return sub === "coef" ? "kl_loss_coef" : "kl_loss_type";
+    case "entropyCoef":
+      return "entropy_coeff";
+    case "normalizer":
+      return sub === "length" && a.global_batch_info.loss_scale_factor == null
+        ? "loss_scale_factor"
+        : `global_batch_info.${GLOBAL_BATCH_INFO_KEY[String(sub)] ?? String(sub)}`;
+    default:
+      return "policy_loss.loss_mode";
+  }
+}
+
+/** The normaliser's fields → global_batch_info's keys. */
+const GLOBAL_BATCH_INFO_KEY: Record<string, string> = {
+  dpSize: "dp_size",
+  tokens: "batch_num_tokens",
+  sequences: "global_batch_size",
+  length: "loss_scale_factor",
+};
 
 /** global_batch_info and loss_scale_factor → the normaliser. */
 function normalizer(a: ResolvedVerlActor): NormalizerInput {
