@@ -1,4 +1,8 @@
-export { fromTrlConfig, trlConfigSchema, TRL_UNUSED_KEYS } from "./trl.js";
-export type { ResolvedTrlConfig, TrlConfig, TrlTranslation } from "./trl.js";
-export { fromVerlConfig, verlConfigSchema, VERL_ACTOR_UNUSED_KEYS, VERL_ALGORITHM_UNUSED_KEYS } from "./verl.js";
-export type { ResolvedVerlActor, ResolvedVerlAlgorithm, VerlConfig, VerlTranslation } from "./verl.js";
+/**
+ * The peers' configurations as their users write them, translated into grpo-roc's options: TRL's GRPOConfig
+ * (fromTrlConfig) and verl's actor and algorithm sections (fromVerlConfig).
+ */
+export { fromTrlConfig, TRL_UNUSED_KEYS, trlConfigSchema } from "./trl.js";
+export type { TrlConfig, TrlConfigFields, TrlTranslation, TrlUnusedFields, TrlUnusedKey } from "./trl.js";
+export { fromVerlConfig, VERL_ACTOR_UNUSED_KEYS, VERL_ALGORITHM_UNUSED_KEYS, verlConfigSchema } from "./verl.js";
+export type { VerlConfig, VerlTranslation } from "./verl.js";

@@ -205,8 +205,8 @@ export const TRL_UNUSED_KEYS = [
 
 const nullableFinite = z.nullable(finite);
 
-/** trlConfigSchema's fields: the GRPOConfig keys that change the math, with TRL's defaults. */
-const trlShape = {
+/** The GRPOConfig keys that change the math, with TRL's defaults. */
+const trlMathShape = {
   /** `loss_type`, default "dapo": the objective and the aggregation (TRL_LOSS_TYPES). */
   loss_type: z._default(z.string(), "dapo"),
   /** ε: the ratio is clipped to [1 − epsilon, 1 + epsilon_high]; default 0.2. */
@@ -277,16 +277,24 @@ const trlShape = {
   vllm_importance_sampling_clip_min: z._default(nullableFinite, null),
   /** The cap's older name (one bound, C); default None. */
   vllm_importance_sampling_cap: z._default(nullableFinite, null),
-  ...acceptedUnused(TRL_UNUSED_KEYS),
 };
+
+/** trlConfigSchema's fields: those that change the math, and those accepted and not read. */
+const trlShape = { ...trlMathShape, ...acceptedUnused(TRL_UNUSED_KEYS) };
 
 /** Checks a GRPOConfig written as TRL names its fields; unknown keys are errors naming the closest known one. */
 export const trlConfigSchema: z.ZodMiniObject<typeof trlShape, z.core.$strict> = z.strictObject(trlShape);
 
-/** A GRPOConfig as TRL names its fields, every field optional (TRL's defaults). */
-export type TrlConfig = z.input<typeof trlConfigSchema>;
+/** The GRPOConfig fields grpo-roc reads, as TRL names them, every one optional (TRL's defaults). */
+export type TrlConfigFields = z.input<z.ZodMiniObject<typeof trlMathShape, z.core.$strict>>;
+/** A key of TRL_UNUSED_KEYS: accepted, and read by nobody. */
+export type TrlUnusedKey = (typeof TRL_UNUSED_KEYS)[number];
+/** The GRPOConfig and TrainingArguments fields that change nothing grpo-roc computes (TRL_UNUSED_KEYS), any value. */
+export type TrlUnusedFields = { readonly [K in TrlUnusedKey]?: unknown };
+/** A GRPOConfig as TRL names its fields: those grpo-roc reads, and those it accepts and does not read. */
+export type TrlConfig = TrlConfigFields & TrlUnusedFields;
 /** A GRPOConfig with TRL's defaults filled in. */
-export type ResolvedTrlConfig = z.output<typeof trlConfigSchema>;
+type ResolvedTrlConfig = z.output<typeof trlConfigSchema>;
 
 /** What fromTrlConfig returns: grpo-roc's options for TRL's loss and advantages, and what the trainer must do. */
 export interface TrlTranslation {

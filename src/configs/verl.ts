@@ -215,9 +215,9 @@ export const verlConfigSchema: z.ZodMiniObject<typeof verlConfigShape, z.core.$s
 /** verl's actor (ActorConfig) and algorithm (AlgoConfig) sections, every field optional (verl's defaults). */
 export type VerlConfig = z.input<typeof verlConfigSchema>;
 /** verl's ActorConfig with its defaults filled in. */
-export type ResolvedVerlActor = NonNullable<z.output<typeof verlConfigSchema>["actor"]>;
+type ResolvedVerlActor = NonNullable<z.output<typeof verlConfigSchema>["actor"]>;
 /** verl's AlgoConfig with its defaults filled in. */
-export type ResolvedVerlAlgorithm = NonNullable<z.output<typeof verlConfigSchema>["algorithm"]>;
+type ResolvedVerlAlgorithm = NonNullable<z.output<typeof verlConfigSchema>["algorithm"]>;
 
 /** What fromVerlConfig returns: the options of the sections given, undefined for a section left out. */
 export interface VerlTranslation {
