@@ -8,6 +8,7 @@ import {
   advantagePresets,
   fromTrlConfig,
   fromVerlConfig,
+  grpoRoc,
   lossPresets,
   policyLoss,
   TRL_UNUSED_KEYS,
@@ -28,6 +29,11 @@ function refusal(run: () => unknown): ValidationError {
   }
   return expect.fail("expected a ValidationError");
 }
+
+it("both translators are in the grpoRoc namespace", () => {
+  expect(grpoRoc.fromTrlConfig).toBe(fromTrlConfig);
+  expect(grpoRoc.fromVerlConfig).toBe(fromVerlConfig);
+});
 
 describe("fromTrlConfig", () => {
   it("GRPOConfig's defaults: dapo, ε 0.2 both sides, no KL, no clamp, group-scaled advantages, G = 8", () => {
