@@ -290,6 +290,16 @@ describe("fromVerlConfig", () => {
     expect(error.message).toMatch(NOT_YET);
   });
 
+  it("seq-mean-token-sum-norm is b178a3c's; a config with 1dda039's policy_loss fields is refused with it", () => {
+    expect(fromVerlConfig({ actor: { loss_agg_mode: "seq-mean-token-sum-norm" } }).loss!.aggregation).toBe(
+      "seq-mean-token-sum-norm",
+    );
+    const later = { loss_agg_mode: "seq-mean-token-sum-norm", policy_loss: { dro_beta: null } };
+    const error = refusal(() => fromVerlConfig({ actor: later }));
+    expect(error.issues[0]!.path).toBe("config.actor.loss_agg_mode");
+    expect(error.message).toMatch(NOT_YET);
+  });
+
   it("a YAML-style rollout_correction with everything off is accepted", () => {
     const off = { rollout_is: null, rollout_rs: null, bypass_mode: false };
     expect(fromVerlConfig({ algorithm: { adv_estimator: "grpo", rollout_correction: off } }).advantages).toEqual(

@@ -255,7 +255,10 @@ const trlMathShape = {
   entropy_target: z._default(finite, 0.2),
   /** Logits are divided by it before the log-softmax (returned as `temperature`); default 1.0. */
   temperature: z._default(z.number().check(z.positive()), 1),
-  /** Completions per prompt: contiguous groups of this size; default 8. */
+  /**
+   * Completions per prompt: contiguous groups of this size; default 8. TRL's __post_init__ requires ≥ 2; 1 is
+   * translated as its advantage code computes it (A = 0).
+   */
   num_generations: z._default(positiveInt, 8),
   /** "group" (default) / True, "batch", "none" / False, "mean" (MaxRL). */
   scale_rewards: z._default(z.union([z.string(), z.boolean()]), "group"),
@@ -453,7 +456,7 @@ export function fromTrlConfig(config: TrlConfig): TrlTranslation {
   lookup(TRL_MULTI_OBJECTIVE, c.multi_objective_aggregation, "config.multi_objective_aggregation");
   return {
     loss,
-    advantages,
+    advantages: { ...advantages }, // a copy: the caller may change it, the preset stays as it is
     groupSize: c.num_generations,
     rewardWeights: c.reward_weights ?? undefined,
     temperature: c.temperature,

@@ -349,14 +349,29 @@ export const VERL_ESTIMATORS: Table<(algorithm: ResolvedVerlAlgorithm) => Advant
 export function fromVerlConfig(config: VerlConfig): VerlTranslation {
   const c = parseOrThrow(verlConfigSchema, config, "config");
   return {
-    loss: c.actor === undefined ? undefined : actorOptions(c.actor),
+    loss: c.actor === undefined ? undefined : actorOptions(c.actor, writtenForLaterVerl(config)),
     advantages: c.algorithm === undefined ? undefined : algorithmOptions(c.algorithm),
   };
 }
 
-function actorOptions(a: ResolvedVerlActor): PolicyLossOptionsInput {
+/**
+ * Whether the config was written for verl 1dda039 or later, as far as it shows: its PolicyLossConfig has fields that
+ * b178a3c's lacks (dro_beta, rollout_correction). A config that shows neither is read as b178a3c's.
+ */
+function writtenForLaterVerl(config: VerlConfig): boolean {
+  const policyLoss = config.actor?.policy_loss;
+  return typeof policyLoss === "object" && ("dro_beta" in policyLoss || "rollout_correction" in policyLoss);
+}
+
+function actorOptions(a: ResolvedVerlActor, laterVerl: boolean): PolicyLossOptionsInput {
   const mode = lookup(VERL_LOSS_MODES, a.policy_loss.loss_mode, "config.actor.policy_loss.loss_mode")(a);
   const aggregation = lookup(VERL_AGGREGATIONS, a.loss_agg_mode, "config.actor.loss_agg_mode");
+  // At 1dda039 seq-mean-token-sum-norm also divides by the batch's sequences (golden README, "Version traps" 1).
+  if (aggregation === "seq-mean-token-sum-norm" && laterVerl)
+    throw unsupported(
+      "config.actor.loss_agg_mode",
+      '"seq-mean-token-sum-norm" as verl 1dda039 and later compute it (this config has policy_loss fields of that version)',
+    );
   const kl = a.use_kl_loss ? lookup(VERL_KL_KINDS, a.kl_loss_type, "config.actor.kl_loss_type") : null;
   // dp_actor aggregates the KL loss with loss_agg_mode; grpo-roc aggregates it as the policy term.
   if (kl !== null && mode.aggregation !== undefined && mode.aggregation !== aggregation)
@@ -438,5 +453,6 @@ function algorithmOptions(g: ResolvedVerlAlgorithm): AdvantageOptionsInput {
   if (rc !== null && rc.rollout_rs !== null)
     throw unsupported("config.algorithm.rollout_correction.rollout_rs", `"${rc.rollout_rs}" (rejection sampling)`);
   if (rc?.bypass_mode) throw unsupported("config.algorithm.rollout_correction.bypass_mode", "true");
-  return lookup(VERL_ESTIMATORS, g.adv_estimator, "config.algorithm.adv_estimator")(g);
+  // A copy: the caller may change it, the preset stays as it is.
+  return { ...lookup(VERL_ESTIMATORS, g.adv_estimator, "config.algorithm.adv_estimator")(g) };
 }
