@@ -30,6 +30,7 @@ import {
 } from "./correction/index.js";
 import { rocPipeline } from "./pipeline.js";
 import { createRocBatcher } from "./batcher/index.js";
+import { fromTrlConfig, fromVerlConfig } from "./configs/index.js";
 import { inspectMessages, qualityFromMessages } from "./messages/index.js";
 import {
   isInfraFailed,
@@ -65,6 +66,7 @@ export type {
   RocDroppedGroup,
 } from "./batcher/index.js";
 export * from "./messages/index.js";
+export * from "./configs/index.js";
 export { GrpoRocError, ValidationError } from "./errors.js";
 export type { ValidationIssue } from "./errors.js";
 export type { GroupId } from "./groups.js";
@@ -113,4 +115,6 @@ export const grpoRoc = {
   entropyMask,
   offPolicyMask,
   multiplyWeights,
+  fromTrlConfig,
+  fromVerlConfig,
 } as const;

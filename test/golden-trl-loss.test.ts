@@ -1,8 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { policyLoss, tokenLogProbs, tokenLogProbsBackward, type PolicyLossResult } from "../src/index.js";
+import {
+  fromTrlConfig,
+  policyLoss,
+  tokenLogProbs,
+  tokenLogProbsBackward,
+  type PolicyLossResult,
+} from "../src/index.js";
 import { expectAllClose, FLOAT64_TOLERANCE, loadGolden, type Tolerance } from "./helpers/golden.js";
 import {
   isSupportedTrlCase as supported,
+  trlConfigOf,
   trlInputsFor as inputsFor,
   trlLossDefaults as lossDefaults,
   trlMappedMetrics,
@@ -31,6 +38,21 @@ describe("TRL GRPOTrainer._compute_loss (trl_policy_loss.json)", () => {
   const cases = file.cases.filter((c) => c.function === "GRPOTrainer._compute_loss" && supported(c));
   it("covers grpo, bnpo, dr_grpo, dapo (token and sequence level, delta, beta, bias-corrected KL, num_items, grad accumulation, on-policy), cispo, sapo, entropy bonus", () => {
     expect(cases.length).toBeGreaterThanOrEqual(55);
+  });
+
+  it("fromTrlConfig refuses only the variants grpo-roc does not implement yet (luspo, vespo, entropy and off-policy masks)", () => {
+    const refused = file.cases.filter((c) => c.function === "GRPOTrainer._compute_loss" && !supported(c));
+    expect(refused.length).toBeGreaterThan(0);
+    for (const c of refused) {
+      const h = c.hyperparameters as unknown as TrlHyper;
+      const lossType: string = h.loss_type;
+      const pending =
+        lossType === "luspo" ||
+        lossType === "vespo" ||
+        h.top_entropy_quantile !== 1 ||
+        h.off_policy_mask_threshold !== null;
+      expect(pending, c.id).toBe(true);
+    }
   });
 
   it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
@@ -71,10 +93,13 @@ describe("TRL end to end from logits: selective_log_softmax, entropy, loss with 
   it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
     const h = c.hyperparameters as unknown as TrlHyper;
     const { logits, labels } = c.inputs as { logits: number[][][]; labels: number[][] };
-    const forward = tokenLogProbs(logits, matrix(labels), { temperature: h.temperature!, entropy: true });
+    // GRPOConfig.temperature divides the logits (TRL's `logits / temperature`): the translation returns it.
+    const { temperature } = fromTrlConfig(trlConfigOf(c.hyperparameters));
+    expect(temperature).toBe(h.temperature);
+    const forward = tokenLogProbs(logits, matrix(labels), { temperature, entropy: true });
     const result = policyLoss(inputsFor(c, forward.logp, forward.entropy), optionsFor(h, undefined));
     const grad = tokenLogProbsBackward(logits, matrix(labels), {
-      temperature: h.temperature!,
+      temperature,
       gradLogp: { data: result.grad, shape: result.shape },
       gradEntropy: { data: result.gradEntropy!, shape: result.shape },
       saved: forward,

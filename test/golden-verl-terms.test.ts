@@ -1,26 +1,40 @@
 import { describe, expect, it } from "vitest";
-import { aggregate, klPenalty, tokenLogProbs, tokenLogProbsBackward, type KlKind } from "../src/index.js";
+import {
+  aggregate,
+  fromVerlConfig,
+  klPenalty,
+  type PolicyLossOptionsInput,
+  tokenLogProbs,
+  tokenLogProbsBackward,
+  type VerlConfig,
+} from "../src/index.js";
 import { expectAllClose, FLOAT64_TOLERANCE, loadGolden, type Tolerance } from "./helpers/golden.js";
 import { matrix } from "./helpers/matrices.js";
 
 const GRADIENT_TOLERANCE: Tolerance = { rtol: 1e-10, atol: 1e-12 };
-type Mode = "token-mean" | "seq-mean-token-sum" | "seq-mean-token-mean" | "seq-mean-token-sum-norm";
+
+/** The policy-loss options fromVerlConfig gives for an ActorConfig: every term below reads its part of them. */
+const actorOptions = (actor: NonNullable<VerlConfig["actor"]>): PolicyLossOptionsInput =>
+  fromVerlConfig({ actor }).loss!;
 
 describe("verl agg_loss (verl_agg_loss.json)", () => {
   const cases = loadGolden("verl_agg_loss.json").cases.filter((c) => c.function === "agg_loss");
-  const normalizerOf = (h: Record<string, unknown>) => ({
-    ...(h.batch_num_tokens !== undefined ? { tokens: h.batch_num_tokens as number } : {}),
-    ...(h.global_batch_size !== undefined ? { sequences: h.global_batch_size as number } : {}),
-    ...(h.loss_scale_factor !== undefined ? { length: h.loss_scale_factor as number } : {}),
-    ...(h.dp_size !== undefined ? { dpSize: h.dp_size as number } : {}),
-  });
+  /**
+   * agg_loss's kwargs are the actor's global_batch_info (dp_size, batch_num_tokens, global_batch_size,
+   * loss_scale_factor), which verl's engine fills in, and its loss_agg_mode.
+   */
+  const optionsOf = (h: Record<string, unknown>) => {
+    const { loss_agg_mode, ...globalBatchInfo } = h;
+    return actorOptions({ loss_agg_mode: loss_agg_mode as string, global_batch_info: globalBatchInfo });
+  };
 
   it.each(cases.filter((c) => !c.edge_case).map((c) => [c.id, c] as const))("%s", (_id, c) => {
     const inputs = c.inputs as { loss_mat: number[][]; loss_mask: number[][] };
+    const options = optionsOf(c.hyperparameters);
     const result = aggregate(matrix(inputs.loss_mat), {
       mask: matrix(inputs.loss_mask),
-      aggregation: c.hyperparameters.loss_agg_mode as Mode,
-      normalizer: normalizerOf(c.hyperparameters),
+      aggregation: options.aggregation!,
+      normalizer: options.normalizer!,
     });
     expectAllClose([result.value], [c.outputs.loss as number], FLOAT64_TOLERANCE, "loss");
     expectAllClose(result.grad, (c.outputs.grad_loss_mat as number[][]).flat(), GRADIENT_TOLERANCE, "grad_loss_mat");
@@ -78,25 +92,29 @@ describe("verl agg_loss (verl_agg_loss.json)", () => {
 });
 
 describe("verl kl_penalty and KL loss (verl_kl.json)", () => {
-  const aliases: Record<string, KlKind> = {
-    kl: "k1",
-    k1: "k1",
-    abs: "abs",
-    mse: "k2",
-    k2: "k2",
-    low_var_kl: "k3",
-    k3: "k3",
-  };
-  const cases = loadGolden("verl_kl.json").cases.filter((c) => c.function === "kl_penalty" && !("error" in c.outputs));
+  const all = loadGolden("verl_kl.json").cases.filter((c) => c.function === "kl_penalty");
+  const cases = all.filter((c) => !("error" in c.outputs));
+  /** actor.kl_loss_type is kl_penalty's kind: the translation's estimator and its clamps. */
+  const klOf = (kind: string) => actorOptions({ use_kl_loss: true, kl_loss_type: kind }).kl!;
   it("covers abs, mse/k2, low_var_kl/k3", () => expect(cases.length).toBeGreaterThanOrEqual(5));
+
+  it("fromVerlConfig refuses the + kinds (they raise at b178a3c; not implemented yet) by name", () => {
+    const plus = all.filter((c) => (c.hyperparameters.kl_penalty as string).endsWith("+"));
+    expect(plus.length).toBeGreaterThan(0);
+    for (const c of plus)
+      expect(() => klOf(c.hyperparameters.kl_penalty as string)).toThrow(
+        /config\.actor\.kl_loss_type: "[\w+]+" is not supported by grpo-roc yet/,
+      );
+  });
 
   it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
     const inputs = c.inputs as { logprob: number[][]; ref_logprob: number[][]; response_mask: number[][] };
-    const kind = aliases[c.hyperparameters.kl_penalty as string]!;
+    const kl = klOf(c.hyperparameters.kl_penalty as string);
+    const kind = kl.kind as "k1" | "abs" | "k2" | "k3";
     const kld: number[] = [];
     const slope: number[] = [];
     inputs.logprob.flat().forEach((lp, i) => {
-      const value = klPenalty(kind, true, lp, inputs.ref_logprob.flat()[i]!);
+      const value = klPenalty(kind, kl.clamp ?? true, lp, inputs.ref_logprob.flat()[i]!);
       kld.push(value.value);
       slope.push(value.dLogp);
     });
@@ -132,9 +150,11 @@ describe("verl entropy and log-probs from logits (verl_entropy.json)", () => {
     const inputs = c.inputs as { logits: number[][][]; response_mask: number[][] };
     const tokens = inputs.response_mask.map((row) => row.map(() => 0));
     const forward = tokenLogProbs(inputs.logits, tokens, { entropy: true });
+    // dp_actor aggregates the entropy with loss_agg_mode: the translation's entropyAggregation.
+    const options = actorOptions({ loss_agg_mode: c.hyperparameters.loss_agg_mode as string, entropy_coeff: 0.01 });
     const loss = aggregate(
       { data: forward.entropy!, shape: forward.shape },
-      { mask: matrix(inputs.response_mask), aggregation: c.hyperparameters.loss_agg_mode as Mode },
+      { mask: matrix(inputs.response_mask), aggregation: options.entropyAggregation! },
     );
     expectAllClose([loss.value], [c.outputs.entropy_loss as number], FLOAT64_TOLERANCE, "entropy_loss");
     const grad = tokenLogProbsBackward(inputs.logits, tokens, {

@@ -1,13 +1,17 @@
 /**
- * The golden policy-loss cases as grpo-roc calls: verl's and TRL's hyperparameters → PolicyLossOptionsInput, their
- * tensors → PolicyLossInputs, their metric names → ours. Shared by test/golden-{verl,trl}-loss.test.ts (the
+ * The golden policy-loss cases as grpo-roc calls: verl's and TRL's hyperparameters (a real ActorConfig, GRPOConfig
+ * fields) → PolicyLossOptionsInput through fromVerlConfig / fromTrlConfig, so that the translators run on every case;
+ * their tensors → PolicyLossInputs, their metric names → ours. Shared by test/golden-{verl,trl}-loss.test.ts (the
  * reference implementation against the peers) and test/conformance/ (every backend against the same cases).
  */
 import {
-  lossPresets,
+  fromTrlConfig,
+  fromVerlConfig,
   type PolicyLossInputs,
   type PolicyLossOptionsInput,
   type PolicyLossResult,
+  type TrlConfig,
+  type VerlConfig,
 } from "../../src/index.js";
 import type { GoldenCase } from "./golden.js";
 import { matrix } from "./matrices.js";
@@ -16,38 +20,47 @@ import { matrix } from "./matrices.js";
 // verl
 
 export type VerlHyper = Record<string, unknown> & { loss_agg_mode: PolicyLossOptionsInput["aggregation"] };
+type VerlActor = NonNullable<VerlConfig["actor"]>;
 
-/** verl's loss modes as grpo-roc options. */
-export const verlOptionsFor: Record<string, (h: VerlHyper) => PolicyLossOptionsInput> = {
-  compute_policy_loss_vanilla: (h) => ({
-    ...lossPresets.verl,
-    clipLow: h.clip_ratio_low as number,
-    clipHigh: h.clip_ratio_high as number,
-    dualClip: h.clip_ratio_c as number,
-    aggregation: h.loss_agg_mode,
-  }),
-  // verl's GSPO ignores loss_agg_mode: always seq-mean-token-mean.
-  compute_policy_loss_gspo: (h) => ({
-    ...lossPresets.verlGspo,
-    clipLow: h.clip_ratio_low as number,
-    clipHigh: h.clip_ratio_high as number,
-  }),
-  compute_policy_loss_sapo: (h) => ({
-    objective: "sapo",
-    logRatioClamp: [-20, 20],
-    aggregation: "seq-mean-token-mean",
-    sapoTemperature: { positive: h.tau_pos as number, negative: h.tau_neg as number },
-  }),
-  compute_policy_loss_cispo: (h) => ({
-    objective: "cispo",
-    clipLow: h.clip_ratio_low as number,
-    clipHigh: h.clip_ratio_high as number,
-    logRatioClamp: [-20, 20],
-    aggregation: h.loss_agg_mode,
-  }),
-  compute_policy_loss_gpg: (h) => ({ objective: "reinforce", aggregation: h.loss_agg_mode }),
-  compute_policy_loss_reinforce: (h) => ({ objective: "reinforce", aggregation: h.loss_agg_mode }),
+/** The actor section of a golden case: its hyperparameters are ActorConfig fields as they stand. */
+export function verlLossOptions(actor: Record<string, unknown>): PolicyLossOptionsInput {
+  return fromVerlConfig({ actor: actor as VerlActor }).loss!;
+}
+
+/**
+ * Which `policy_loss` runs each golden case's function. The first batch's ActorConfig (b178a3c) lists no loss_mode
+ * (the function was called directly); verl's REINFORCE is bypass mode's `loss_type: "reinforce"`, without rollout
+ * correction (the case's `rollout_is_weights` are an input of the loss, as grpo-roc's importanceWeights).
+ */
+export const VERL_POLICY_LOSS_OF: Record<string, Record<string, unknown>> = {
+  compute_policy_loss_vanilla: { loss_mode: "vanilla" },
+  compute_policy_loss_gspo: { loss_mode: "gspo" },
+  compute_policy_loss_sapo: { loss_mode: "sapo" },
+  compute_policy_loss_cispo: { loss_mode: "cispo" },
+  compute_policy_loss_gpg: { loss_mode: "gpg" },
+  compute_policy_loss_reinforce: {
+    loss_mode: "bypass_mode",
+    rollout_correction: { rollout_is: null, rollout_rs: null, bypass_mode: true, loss_type: "reinforce" },
+  },
 };
+
+/** The loss modes grpo-roc has not implemented yet, by golden function (the translator refuses them). */
+export const VERL_PENDING_POLICY_LOSS_OF: Record<string, Record<string, unknown>> = {
+  compute_policy_loss_geo_mean: { loss_mode: "geo_mean" },
+  compute_policy_loss_kl_cov: { loss_mode: "kl_cov" },
+  compute_policy_loss_clip_cov: { loss_mode: "clip_cov" },
+};
+
+/** A golden case's ActorConfig with the loss_mode of its function. */
+export function verlActorOf(h: Record<string, unknown>, fn: string): Record<string, unknown> {
+  const policyLoss = VERL_POLICY_LOSS_OF[fn] ?? VERL_PENDING_POLICY_LOSS_OF[fn];
+  return { ...h, policy_loss: { ...(h.policy_loss as object | undefined), ...policyLoss } };
+}
+
+/** verl's loss modes as grpo-roc options, by golden function: fromVerlConfig of the case's ActorConfig. */
+export const verlOptionsFor: Record<string, (h: VerlHyper) => PolicyLossOptionsInput> = Object.fromEntries(
+  Object.keys(VERL_POLICY_LOSS_OF).map((fn) => [fn, (h: VerlHyper) => verlLossOptions(verlActorOf(h, fn))]),
+);
 
 /** verl's policy-loss tensors as PolicyLossInputs. */
 export function verlInputsFor(c: GoldenCase): PolicyLossInputs {
@@ -75,15 +88,7 @@ export type VerlActorHyper = VerlHyper & { kl_loss_type: "k1"; kl_loss_coef: num
 
 /** The options of verl's actor step (dp_actor.update_policy): vanilla loss, KL loss, entropy bonus. */
 export function verlActorStepOptions(h: VerlActorHyper): PolicyLossOptionsInput {
-  return {
-    ...lossPresets.verl,
-    clipLow: h.clip_ratio_low as number,
-    clipHigh: h.clip_ratio_high as number,
-    dualClip: h.clip_ratio_c as number,
-    aggregation: h.loss_agg_mode,
-    kl: { kind: h.kl_loss_type, coef: h.kl_loss_coef, clamp: true },
-    entropyCoef: h.entropy_coeff,
-  };
+  return verlLossOptions(h);
 }
 
 /** The actor step's loss inputs, with the policy's log-probs and entropy computed from the case's logits. */
@@ -116,6 +121,7 @@ export interface TrlHyper {
   use_bias_correction_kl: boolean;
   entropy_coef: number;
   current_gradient_accumulation_steps: number;
+  num_processes?: number;
   sapo_temperature_pos: number;
   sapo_temperature_neg: number;
   top_entropy_quantile: number;
@@ -123,38 +129,22 @@ export interface TrlHyper {
   temperature?: number;
 }
 
+/**
+ * A golden case's hyperparameters as the GRPOConfig that produced them: the trainer's runtime
+ * `current_gradient_accumulation_steps` is TrainingArguments' `gradient_accumulation_steps`; `num_processes` (1) is
+ * the world size, not a config field.
+ */
+export function trlConfigOf(h: Record<string, unknown>): TrlConfig {
+  const { current_gradient_accumulation_steps: steps, num_processes: processes, ...config } = h;
+  if (processes !== undefined && processes !== 1) throw new Error(`num_processes ${String(processes)} is not 1`);
+  return { ...config, ...(steps !== undefined ? { gradient_accumulation_steps: steps } : {}) } as TrlConfig;
+}
+
 /** TRL's GRPOConfig as grpo-roc options (`numItems` is num_items_in_batch when the case passes one). */
 export function trlOptionsFor(h: TrlHyper, numItems: number | undefined): PolicyLossOptionsInput {
-  const tokenCount = h.loss_type === "dapo" || h.loss_type === "cispo";
-  const objective =
-    h.loss_type === "cispo"
-      ? // TRL's CISPO caps the ratio at epsilon_high itself, with no lower bound.
-        { objective: "cispo", clipLow: 1, clipHigh: h.epsilon_high - 1 }
-      : h.loss_type === "sapo"
-        ? // TRL builds its per-token temperatures as a float32 tensor: 1.05 is 1.0499999523 there.
-          {
-            objective: "sapo",
-            sapoTemperature: {
-              positive: Math.fround(h.sapo_temperature_pos),
-              negative: Math.fround(h.sapo_temperature_neg),
-            },
-          }
-        : { objective: "clip", clipLow: h.epsilon, clipHigh: h.epsilon_high, delta: h.delta };
-  return {
-    ...lossPresets.trl,
-    ...objective,
-    ratioLevel: h.importance_sampling_level,
-    aggregation:
-      h.loss_type === "dapo" || h.loss_type === "cispo" ? "dapo" : h.loss_type === "sapo" ? "grpo" : h.loss_type,
-    entropyAggregation: tokenCount ? "dapo" : "bnpo",
-    normalizer: {
-      ...(numItems !== undefined ? { tokens: numItems } : {}),
-      length: h.max_completion_length,
-      gradientAccumulationSteps: h.current_gradient_accumulation_steps,
-    },
-    kl: h.beta > 0 ? { kind: "k3", coef: h.beta, clamp: false, importanceCorrected: h.use_bias_correction_kl } : null,
-    entropyCoef: h.entropy_coef,
-  };
+  const { loss } = fromTrlConfig(trlConfigOf(h as unknown as Record<string, unknown>));
+  // num_items_in_batch is an input of the step (the generation batch's tokens), not a config field.
+  return numItems === undefined ? loss : { ...loss, normalizer: { ...loss.normalizer, tokens: numItems } };
 }
 
 /** TRL's tensors as PolicyLossInputs; `logp` and `entropy`, when given, replace the case's (computed from logits). */
@@ -203,14 +193,18 @@ export function trlMappedMetrics(
   };
 }
 
-/** The TRL cases grpo-roc implements (no entropy masking, no off-policy mask). */
+/**
+ * The TRL cases grpo-roc implements: those fromTrlConfig translates. It refuses the others (luspo, vespo, the entropy
+ * and off-policy masks) as "not supported by grpo-roc yet"; any other refusal is a bug in the translator, thrown.
+ */
 export function isSupportedTrlCase(c: GoldenCase): boolean {
-  const h = c.hyperparameters as unknown as TrlHyper;
-  return (
-    ["grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo"].includes(h.loss_type) &&
-    h.top_entropy_quantile === 1 &&
-    h.off_policy_mask_threshold === null
-  );
+  try {
+    fromTrlConfig(trlConfigOf(c.hyperparameters));
+    return true;
+  } catch (error) {
+    if (error instanceof Error && /not supported by grpo-roc yet/.test(error.message)) return false;
+    throw error;
+  }
 }
 
 /** trl_kl.json lists only the hyperparameters it sets; the rest are GRPOConfig's defaults. */

@@ -1,0 +1,506 @@
+/**
+ * TRL's GRPOConfig, as TRL users write it, translated into grpo-roc's options.
+ *
+ * Field names and defaults: `trl/trainer/grpo_config.py` (huggingface/trl) and the code that reads them,
+ * `GRPOTrainer._compute_loss` and the advantage block of `_generate_and_score_completions`
+ * (`trl/trainer/grpo_trainer.py`), at f2cd57710ae345ea6428ae95363267fcf38a3dc8, the commit of the golden files
+ * (test/golden/README.md). The stored grpo_config.py read for this file (006d32c) lacks the fields added since (vespo_*,
+ * entropy_coef, use_adaptive_entropy, vllm_importance_sampling_clip_min/_max); those come from the golden cases'
+ * hyperparameters, which are the trainer's effective configuration at f2cd577, and from TRL v1.10's published
+ * GRPOConfig signature. Two defaults changed between TRL versions (use_bias_correction_kl False → True,
+ * max_completion_length 256 → 512), so the translation asks for them explicitly where they matter.
+ */
+import * as z from "zod/mini";
+import { advantagePresets } from "../advantages/options.js";
+import type { AdvantageOptionsInput } from "../advantages/options.js";
+import { invalid, parseOrThrow } from "../errors.js";
+import { type Aggregation, policyLossOptionsSchema, type PolicyLossOptionsInput } from "../loss/options.js";
+import {
+  acceptedUnused,
+  checkTranslated,
+  finite,
+  lookup,
+  NOT_YET,
+  positiveInt,
+  requireDefault,
+  type Table,
+  unsupported,
+} from "./shared.js";
+
+/**
+ * GRPOConfig's keys that change nothing grpo-roc computes, accepted and not read: TrainingArguments' optimiser,
+ * schedule, precision, logging, saving, hub, data-loader and distributed settings; GRPOConfig's model loading,
+ * generation sampling (top_p, top_k, min_p, repetition_penalty: they shape which completions exist, not the loss of
+ * the given ones), vLLM server and colocation settings, reference-model syncing (TR-DPO changes π_ref's weights, whose
+ * log-probs the caller passes), tool-calling limits and completion logging. `num_iterations`, `steps_per_generation`
+ * and `generation_batch_size` decide how often old log-probs differ from the policy's and how many tokens
+ * `num_items_in_batch` counts: both are inputs of the loss (`oldLogp`, `normalizer.tokens`), not options.
+ */
+export const TRL_UNUSED_KEYS = [
+  // transformers.TrainingArguments
+  "output_dir",
+  "overwrite_output_dir",
+  "per_device_train_batch_size",
+  "per_device_eval_batch_size",
+  "num_train_epochs",
+  "max_steps",
+  "learning_rate",
+  "lr_scheduler_type",
+  "lr_scheduler_kwargs",
+  "warmup_steps",
+  "warmup_ratio",
+  "optim",
+  "optim_args",
+  "weight_decay",
+  "adam_beta1",
+  "adam_beta2",
+  "adam_epsilon",
+  "optim_target_modules",
+  "average_tokens_across_devices",
+  "max_grad_norm",
+  "label_smoothing_factor",
+  "bf16",
+  "fp16",
+  "bf16_full_eval",
+  "fp16_full_eval",
+  "tf32",
+  "gradient_checkpointing",
+  "gradient_checkpointing_kwargs",
+  "torch_compile",
+  "torch_compile_backend",
+  "torch_compile_mode",
+  "use_liger_kernel",
+  "liger_kernel_config",
+  "use_cache",
+  "neftune_noise_alpha",
+  "torch_empty_cache_steps",
+  "auto_find_batch_size",
+  "logging_dir",
+  "logging_strategy",
+  "logging_steps",
+  "logging_first_step",
+  "log_on_each_node",
+  "logging_nan_inf_filter",
+  "include_num_input_tokens_seen",
+  "log_level",
+  "log_level_replica",
+  "disable_tqdm",
+  "report_to",
+  "run_name",
+  "project",
+  "trackio_space_id",
+  "trackio_bucket_id",
+  "trackio_static_space_id",
+  "eval_strategy",
+  "eval_steps",
+  "eval_delay",
+  "prediction_loss_only",
+  "eval_on_start",
+  "eval_do_concat_batches",
+  "eval_use_gather_object",
+  "eval_accumulation_steps",
+  "include_for_metrics",
+  "batch_eval_metrics",
+  "save_only_model",
+  "save_strategy",
+  "save_steps",
+  "save_on_each_node",
+  "save_total_limit",
+  "enable_jit_checkpoint",
+  "push_to_hub",
+  "hub_token",
+  "hub_private_repo",
+  "hub_model_id",
+  "hub_strategy",
+  "hub_always_push",
+  "hub_revision",
+  "load_best_model_at_end",
+  "metric_for_best_model",
+  "greater_is_better",
+  "ignore_data_skip",
+  "restore_callback_states_from_checkpoint",
+  "full_determinism",
+  "seed",
+  "data_seed",
+  "use_cpu",
+  "accelerator_config",
+  "parallelism_config",
+  "dataloader_drop_last",
+  "dataloader_num_workers",
+  "dataloader_pin_memory",
+  "dataloader_persistent_workers",
+  "dataloader_prefetch_factor",
+  "dataloader_multiprocessing_context",
+  "dataloader_in_order",
+  "remove_unused_columns",
+  "label_names",
+  "train_sampling_strategy",
+  "length_column_name",
+  "ddp_find_unused_parameters",
+  "ddp_bucket_cap_mb",
+  "ddp_broadcast_buffers",
+  "ddp_static_graph",
+  "ddp_backend",
+  "ddp_timeout",
+  "fsdp",
+  "fsdp_config",
+  "deepspeed",
+  "debug",
+  "skip_memory_metrics",
+  "do_train",
+  "do_eval",
+  "do_predict",
+  "resume_from_checkpoint",
+  "local_rank",
+  // GRPOConfig: model and reference model, data
+  "model_init_kwargs",
+  "trust_remote_code",
+  "router_aux_loss_coef",
+  "disable_dropout",
+  "cast_lm_head_to_fp32",
+  "num_generations_eval",
+  "ds3_gather_for_generation",
+  "shuffle_dataset",
+  "pad_to_multiple_of",
+  "max_prompt_length",
+  // GRPOConfig: generation
+  "generation_batch_size",
+  "steps_per_generation",
+  "top_p",
+  "top_k",
+  "min_p",
+  "generation_kwargs",
+  "chat_template_kwargs",
+  "repetition_penalty",
+  "cache_implementation",
+  "use_transformers_paged",
+  "use_transformers_continuous_batching",
+  "transformers_continuous_batching_config",
+  "max_tool_calling_iterations",
+  // GRPOConfig: vLLM
+  "vllm_mode",
+  "vllm_model_impl",
+  "vllm_enable_sleep_mode",
+  "vllm_structured_outputs_regex",
+  "vllm_server_base_url",
+  "vllm_server_host",
+  "vllm_server_port",
+  "vllm_server_timeout",
+  "vllm_group_port",
+  "vllm_gpu_memory_utilization",
+  "vllm_max_model_length",
+  "vllm_tensor_parallel_size",
+  // GRPOConfig: training loop and reference model
+  "num_iterations",
+  "sync_ref_model",
+  "ref_model_mixup_alpha",
+  "ref_model_sync_steps",
+  // GRPOConfig: logging
+  "log_completions",
+  "log_multimodal",
+  "num_completions_to_print",
+  "log_unique_prompts",
+  "log_completions_hub_repo",
+] as const;
+
+const nullableFinite = z.nullable(finite);
+
+/** The GRPOConfig keys that change the math, with TRL's defaults. */
+const trlMathShape = {
+  /** `loss_type`, default "dapo": the objective and the aggregation (TRL_LOSS_TYPES). */
+  loss_type: z._default(z.string(), "dapo"),
+  /** ε: the ratio is clipped to [1 − epsilon, 1 + epsilon_high]; default 0.2. */
+  epsilon: z._default(finite, 0.2),
+  /** ε_high, default None (= epsilon); with loss_type "cispo", the ratio cap itself (ScaleRL: 5.0). */
+  epsilon_high: z._default(nullableFinite, null),
+  /** INTELLECT-2's two-sided clip: cap the unclipped ratio at delta; None (default) disables it. */
+  delta: z._default(nullableFinite, null),
+  /** The KL coefficient of the k3 estimator (unclamped); 0 (default) for none. */
+  beta: z._default(finite, 0),
+  /** "token" (default) or "sequence" (GSPO) importance ratios. */
+  importance_sampling_level: z._default(z.string(), "token"),
+  /** dr_grpo's divisor (with the number of rows); default 256 at f2cd577 (512 in TRL v1.10). */
+  max_completion_length: z._default(z.nullable(positiveInt), 256),
+  /** TrainingArguments' gradient_accumulation_steps: grpo, bnpo and dr_grpo divide by it; default 1. */
+  gradient_accumulation_steps: z._default(positiveInt, 1),
+  /** Keep only the top-q entropy tokens in the loss; 1.0 (default) keeps all. */
+  top_entropy_quantile: z._default(finite, 1),
+  /** DeepSeek-V3.2's off-policy sequence mask; None (default) disables it. */
+  off_policy_mask_threshold: z._default(nullableFinite, null),
+  /** Multiply the KL by the (not detached) importance ratio; default False at f2cd577 (True in TRL v1.10). */
+  use_bias_correction_kl: z._default(z.boolean(), false),
+  /** SAPO's gate temperature for positive advantages; default 1.0. */
+  sapo_temperature_pos: z._default(finite, 1),
+  /** SAPO's gate temperature for non-positive advantages; default 1.05. */
+  sapo_temperature_neg: z._default(finite, 1.05),
+  /** VESPO's k for A ≥ 0; default 2.0 (read by loss_type "vespo" only). */
+  vespo_k_pos: z._default(finite, 2),
+  /** VESPO's λ for A ≥ 0; default 3.0. */
+  vespo_lambda_pos: z._default(finite, 3),
+  /** VESPO's k for A < 0; default 3.0. */
+  vespo_k_neg: z._default(finite, 3),
+  /** VESPO's λ for A < 0; default 2.0. */
+  vespo_lambda_neg: z._default(finite, 2),
+  /** The entropy bonus's coefficient (loss −= coef · H); default 0. */
+  entropy_coef: z._default(finite, 0),
+  /** Skywork-OR1's adaptive entropy coefficient; default False. */
+  use_adaptive_entropy: z._default(z.boolean(), false),
+  /** Adaptive entropy: the coefficient's lower bound (read only when use_adaptive_entropy). */
+  entropy_coef_min: z._default(finite, 0),
+  /** Adaptive entropy: the coefficient's upper bound. */
+  entropy_coef_max: z._default(finite, 1),
+  /** Adaptive entropy: the step per optimiser step. */
+  entropy_coef_delta: z._default(finite, 0.005),
+  /** Adaptive entropy: the target entropy in nats. */
+  entropy_target: z._default(finite, 0.2),
+  /** Logits are divided by it before the log-softmax (returned as `temperature`); default 1.0. */
+  temperature: z._default(z.number().check(z.positive()), 1),
+  /**
+   * Completions per prompt: contiguous groups of this size; default 8. TRL's __post_init__ requires ≥ 2; 1 is
+   * translated as its advantage code computes it (A = 0).
+   */
+  num_generations: z._default(positiveInt, 8),
+  /** "group" (default) / True, "batch", "none" / False, "mean" (MaxRL). */
+  scale_rewards: z._default(z.union([z.string(), z.boolean()]), "group"),
+  /** "sum_then_normalize" (default) or "normalize_then_sum" (GDPO). */
+  multi_objective_aggregation: z._default(z.string(), "sum_then_normalize"),
+  /** One weight per reward function; None (default): all 1. */
+  reward_weights: z._default(z.nullable(z.array(finite)), null),
+  /** Drop truncated completions from the loss; default False. */
+  mask_truncated_completions: z._default(z.boolean(), false),
+  /** Generate with vLLM; default False. vLLM importance sampling is active only with it. */
+  use_vllm: z._default(z.boolean(), false),
+  /** Correct the vLLM/trainer log-prob mismatch by importance sampling; default True (needs use_vllm). */
+  vllm_importance_sampling_correction: z._default(z.boolean(), true),
+  /** token_truncate, token_mask, sequence_truncate or sequence_mask (default). */
+  vllm_importance_sampling_mode: z._default(z.string(), "sequence_mask"),
+  /** The ratio's upper bound; default 3.0. */
+  vllm_importance_sampling_clip_max: z._default(nullableFinite, 3),
+  /** The ratio's lower bound; default None. */
+  vllm_importance_sampling_clip_min: z._default(nullableFinite, null),
+  /** The cap's older name (one bound, C); default None. */
+  vllm_importance_sampling_cap: z._default(nullableFinite, null),
+};
+
+/** trlConfigSchema's fields: those that change the math, and those accepted and not read. */
+const trlShape = { ...trlMathShape, ...acceptedUnused(TRL_UNUSED_KEYS) };
+
+/** Checks a GRPOConfig written as TRL names its fields; unknown keys are errors naming the closest known one. */
+export const trlConfigSchema: z.ZodMiniObject<typeof trlShape, z.core.$strict> = z.strictObject(trlShape);
+
+/** The GRPOConfig fields grpo-roc reads, as TRL names them, every one optional (TRL's defaults). */
+export type TrlConfigFields = z.input<z.ZodMiniObject<typeof trlMathShape, z.core.$strict>>;
+/** A key of TRL_UNUSED_KEYS: accepted, and read by nobody. */
+export type TrlUnusedKey = (typeof TRL_UNUSED_KEYS)[number];
+/** The GRPOConfig and TrainingArguments fields that change nothing grpo-roc computes (TRL_UNUSED_KEYS), any value. */
+export type TrlUnusedFields = { readonly [K in TrlUnusedKey]?: unknown };
+/** A GRPOConfig as TRL names its fields: those grpo-roc reads, and those it accepts and does not read. */
+export type TrlConfig = TrlConfigFields & TrlUnusedFields;
+/** A GRPOConfig with TRL's defaults filled in. */
+type ResolvedTrlConfig = z.output<typeof trlConfigSchema>;
+
+/** What fromTrlConfig returns: grpo-roc's options for TRL's loss and advantages, and what the trainer must do. */
+export interface TrlTranslation {
+  /** `policyLoss`'s options. Add `normalizer.tokens` (TRL's num_items_in_batch) for dapo and cispo when accumulating. */
+  readonly loss: PolicyLossOptionsInput;
+  /** `advantages`' options. */
+  readonly advantages: AdvantageOptionsInput;
+  /** num_generations: TRL's groups are contiguous blocks of this many completions. */
+  readonly groupSize: number;
+  /**
+   * reward_weights, or undefined (all 1): TRL's reward is nansum_k(w_k · r_k), NaN where every function returned
+   * None; the caller combines the rewards, then calls `advantages`.
+   */
+  readonly rewardWeights: readonly number[] | undefined;
+  /** temperature: the logits are divided by it before log-probs and entropy (`tokenLogProbs`' `temperature`). */
+  readonly temperature: number;
+}
+
+/** One loss_type: its objective's options, and how the policy term and the entropy bonus are aggregated. */
+interface TrlLossType {
+  readonly objective: (config: ResolvedTrlConfig) => PolicyLossOptionsInput;
+  readonly aggregation: Aggregation;
+  readonly entropyAggregation: Aggregation;
+}
+
+const clipObjective = (c: ResolvedTrlConfig): PolicyLossOptionsInput => {
+  if (c.delta !== null && !(c.delta > 1))
+    throw unsupported("config.delta", `${c.delta} (a cap ≤ 1 on the unclipped ratio)`);
+  return { objective: "clip", clipLow: c.epsilon, clipHigh: c.epsilon_high ?? c.epsilon, delta: c.delta };
+};
+
+/**
+ * TRL's loss_type → grpo-roc's objective, aggregation and entropy aggregation (`_compute_loss`): the entropy bonus is
+ * divided by num_items_in_batch for dapo, cispo and vespo, by the local token count (bnpo) otherwise.
+ */
+export const TRL_LOSS_TYPES: Table<TrlLossType> = {
+  grpo: { objective: clipObjective, aggregation: "grpo", entropyAggregation: "bnpo" },
+  bnpo: { objective: clipObjective, aggregation: "bnpo", entropyAggregation: "bnpo" },
+  dr_grpo: { objective: clipObjective, aggregation: "dr_grpo", entropyAggregation: "bnpo" },
+  dapo: { objective: clipObjective, aggregation: "dapo", entropyAggregation: "dapo" },
+  // TRL: −clamp(ρ, max=epsilon_high).detach()·A·logp. epsilon_high is the cap itself and there is no lower bound:
+  // grpo-roc's clamp(ρ, 1 − clipLow, 1 + clipHigh) with clipLow 1 (a bound of 0, which ρ = e^x never crosses).
+  cispo: {
+    objective: (c) => {
+      const cap = c.epsilon_high ?? c.epsilon;
+      const clipHigh = cap - 1;
+      if (!(clipHigh >= 0) || 1 + clipHigh !== cap)
+        throw unsupported(
+          c.epsilon_high === null ? "config.epsilon" : "config.epsilon_high",
+          `a CISPO ratio cap of ${cap} (grpo-roc needs a cap ≥ 1, exact as 1 + (cap − 1); ScaleRL uses 5.0)`,
+        );
+      return { objective: "cispo", clipLow: 1, clipHigh };
+    },
+    aggregation: "dapo",
+    entropyAggregation: "dapo",
+  },
+  // TRL builds the per-token temperatures with torch.where(A > 0, pos, neg) from Python floats: a float32 tensor, so
+  // 1.05 is 1.0499999523162842 there (golden README, "float32 trap").
+  sapo: {
+    objective: (c) => ({
+      objective: "sapo",
+      sapoTemperature: {
+        positive: Math.fround(c.sapo_temperature_pos),
+        negative: Math.fround(c.sapo_temperature_neg),
+      },
+    }),
+    aggregation: "grpo",
+    entropyAggregation: "bnpo",
+  },
+  luspo: NOT_YET,
+  vespo: NOT_YET,
+};
+
+/** importance_sampling_level → ratioLevel. */
+export const TRL_IMPORTANCE_SAMPLING_LEVELS: Table<"token" | "sequence"> = { token: "token", sequence: "sequence" };
+
+/** scale_rewards → the advantage preset (TRL's __post_init__ maps True/False to "group"/"none"). */
+export const TRL_SCALE_REWARDS: Table<AdvantageOptionsInput> = {
+  group: advantagePresets.trl,
+  true: advantagePresets.trl,
+  batch: advantagePresets.trlBatch,
+  none: advantagePresets.trlNoStd,
+  false: advantagePresets.trlNoStd,
+  mean: NOT_YET,
+};
+
+/** multi_objective_aggregation → whether grpo-roc computes it (the caller sums the weighted rewards). */
+export const TRL_MULTI_OBJECTIVE: Table<true> = { sum_then_normalize: true, normalize_then_sum: NOT_YET };
+
+/** vllm_importance_sampling_mode: every mode is known, none is implemented yet. */
+export const TRL_IMPORTANCE_SAMPLING_MODES: Table<never> = {
+  token_truncate: NOT_YET,
+  token_mask: NOT_YET,
+  sequence_truncate: NOT_YET,
+  sequence_mask: NOT_YET,
+};
+
+/**
+ * grpo-roc's options for a TRL GRPOConfig written as TRL names its fields: the loss (objective, clip, aggregation
+ * and its normaliser's max_completion_length and gradient_accumulation_steps, KL, entropy bonus), the advantages
+ * (scale_rewards), the group size, reward weights and temperature.
+ *
+ * @param config - GRPOConfig's fields (snake_case, as in Python); omitted fields take TRL's defaults.
+ * @throws ValidationError at `config.<key>`: an unknown key (with the closest known one), a wrong type or a non-finite
+ *   number, or a known value grpo-roc does not implement yet (loss_type "luspo", vLLM importance sampling, …).
+ * @example fromTrlConfig({ loss_type: "cispo", epsilon_high: 5 }).loss
+ *   // => { objective: "cispo", clipLow: 1, clipHigh: 4, aggregation: "dapo", entropyAggregation: "dapo", … }
+ */
+export function fromTrlConfig(config: TrlConfig): TrlTranslation {
+  const c = parseOrThrow(trlConfigSchema, config, "config");
+  const given = (key: string) => typeof config === "object" && config !== null && Object.hasOwn(config, key);
+  checkUnsupportedFeatures(c);
+
+  const lossType = lookup(TRL_LOSS_TYPES, c.loss_type, "config.loss_type");
+  const ratioLevel = lookup(
+    TRL_IMPORTANCE_SAMPLING_LEVELS,
+    c.importance_sampling_level,
+    "config.importance_sampling_level",
+  );
+  if (ratioLevel !== "token" && (c.loss_type === "cispo" || c.loss_type === "sapo"))
+    throw unsupported("config.importance_sampling_level", `"sequence" with loss_type "${c.loss_type}"`);
+  if (!(c.epsilon >= 0 && c.epsilon <= 1) && c.loss_type !== "cispo" && c.loss_type !== "sapo")
+    throw invalid("config.epsilon", `is ${c.epsilon}; grpo-roc's lower clip 1 − epsilon needs 0 ≤ epsilon ≤ 1`);
+  if (c.loss_type === "dr_grpo" && (c.max_completion_length === null || !given("max_completion_length")))
+    throw invalid(
+      "config.max_completion_length",
+      "loss_type dr_grpo divides by it: give it explicitly (TRL's default changed from 256 to 512 between versions)",
+    );
+  if (c.beta < 0) throw unsupported("config.beta", `${c.beta} (a negative KL coefficient)`);
+  if (c.beta !== 0 && !given("use_bias_correction_kl"))
+    throw invalid(
+      "config.use_bias_correction_kl",
+      "with beta ≠ 0 it changes the KL term: give it explicitly (TRL's default changed from False to True)",
+    );
+  if (c.entropy_coef < 0)
+    throw unsupported("config.entropy_coef", `${c.entropy_coef} (a negative entropy coefficient)`);
+
+  const loss: PolicyLossOptionsInput = {
+    dualClip: null,
+    delta: null,
+    logRatioClamp: null, // TRL clamps no log-ratio
+    ...lossType.objective(c),
+    ratioLevel,
+    aggregation: lossType.aggregation,
+    entropyAggregation: lossType.entropyAggregation,
+    normalizer: {
+      ...(c.max_completion_length !== null ? { length: c.max_completion_length } : {}),
+      gradientAccumulationSteps: c.gradient_accumulation_steps,
+    },
+    kl: c.beta === 0 ? null : { kind: "k3", coef: c.beta, clamp: false, importanceCorrected: c.use_bias_correction_kl },
+    entropyCoef: c.entropy_coef,
+  };
+  checkTranslated(policyLossOptionsSchema, loss, (path) => `config.${trlKeyOf(path, c)}`);
+
+  const advantages = lookup(TRL_SCALE_REWARDS, String(c.scale_rewards), "config.scale_rewards");
+  lookup(TRL_MULTI_OBJECTIVE, c.multi_objective_aggregation, "config.multi_objective_aggregation");
+  return {
+    loss,
+    advantages: { ...advantages }, // a copy: the caller may change it, the preset stays as it is
+    groupSize: c.num_generations,
+    rewardWeights: c.reward_weights ?? undefined,
+    temperature: c.temperature,
+  };
+}
+
+/** The GRPOConfig key that gave a loss option (for errors): the option's path → the key. */
+function trlKeyOf(path: readonly PropertyKey[], c: ResolvedTrlConfig): string {
+  const [option, sub] = path;
+  switch (option) {
+    case "clipLow":
+      return "epsilon";
+    case "clipHigh":
+      return c.epsilon_high === null ? "epsilon" : "epsilon_high";
+    case "delta":
+      return "delta";
+    case "sapoTemperature":
+      return sub === "negative" ? "sapo_temperature_neg" : "sapo_temperature_pos";
+    case "kl":
+      return "beta";
+    case "entropyCoef":
+      return "entropy_coef";
+    case "normalizer":
+      return sub === "length" ? "max_completion_length" : "gradient_accumulation_steps";
+    case "ratioLevel":
+      return "importance_sampling_level";
+    default:
+      return "loss_type";
+  }
+}
+
+/** The known keys whose non-default values select a TRL feature grpo-roc does not implement yet. */
+function checkUnsupportedFeatures(c: ResolvedTrlConfig): void {
+  if (c.top_entropy_quantile < 0 || c.top_entropy_quantile > 1)
+    throw invalid("config.top_entropy_quantile", `is ${c.top_entropy_quantile}; TRL's range is [0, 1]`);
+  requireDefault("config.top_entropy_quantile", c.top_entropy_quantile, 1, "the high-entropy token mask");
+  requireDefault("config.off_policy_mask_threshold", c.off_policy_mask_threshold, null, "the off-policy sequence mask");
+  requireDefault("config.use_adaptive_entropy", c.use_adaptive_entropy, false, "the adaptive entropy coefficient");
+  requireDefault(
+    "config.mask_truncated_completions",
+    c.mask_truncated_completions,
+    false,
+    "masking truncated completions (zero their rows of the mask you pass instead)",
+  );
+  if (c.use_vllm && c.vllm_importance_sampling_correction)
+    lookup(TRL_IMPORTANCE_SAMPLING_MODES, c.vllm_importance_sampling_mode, "config.vllm_importance_sampling_mode");
+}
