@@ -6,8 +6,10 @@ import type {
   PreparedObjective,
   TokenKernel,
 } from "./objective-types.js";
-import type { PolicyLossOptions } from "./options.js";
+import { type PolicyLossOptions, REFERENCE_OBJECTIVES, type ReferenceObjective } from "./options.js";
 import { verlObjectives } from "./verl-objectives.js";
+
+export { REFERENCE_OBJECTIVES, type ReferenceObjective };
 
 export type {
   ObjectiveBatch,
@@ -120,15 +122,6 @@ const builtinObjectives = {
   sapo: sapoObjective,
   reinforce: reinforceObjective,
 } as const satisfies Record<BuiltinObjective, PolicyObjective>;
-
-/**
- * The objectives grpo-roc ships without a kernel in the fast backends (verl's DPPO-TV, DPPO-KL, DRO, GMPO, KL-Cov,
- * Clip-Cov: src/loss/verl-objectives.ts). Every backend runs them through the reference, as objectives registered
- * at run time (`withRegisteredObjectives`): the device computes the log-probs, the CPU the loss in float64.
- */
-export const REFERENCE_OBJECTIVES = ["dppo-tv", "dppo-kl", "dro", "gmpo", "kl-cov", "clip-cov"] as const;
-/** A shipped objective that every backend computes through the reference: one of REFERENCE_OBJECTIVES. */
-export type ReferenceObjective = (typeof REFERENCE_OBJECTIVES)[number];
 
 const objectives = new Map<string, PolicyObjective>([
   ...Object.entries(builtinObjectives),

@@ -26,6 +26,15 @@ export const KL_KINDS = ["k1", "abs", "k2", "k3"] as const;
 export type KlKind = (typeof KL_KINDS)[number];
 const KL_ALIASES: Record<string, KlKind> = { kl: "k1", mse: "k2", low_var_kl: "k3" };
 
+/**
+ * The objectives grpo-roc ships without a kernel in the fast backends (verl's DPPO-TV, DPPO-KL, DRO, GMPO, KL-Cov,
+ * Clip-Cov: src/loss/verl-objectives.ts). Every backend runs them through the reference, as objectives registered
+ * at run time (`withRegisteredObjectives`): the device computes the log-probs, the CPU the loss in float64.
+ */
+export const REFERENCE_OBJECTIVES = ["dppo-tv", "dppo-kl", "dro", "gmpo", "kl-cov", "clip-cov"] as const;
+/** A shipped objective that every backend computes through the reference: one of REFERENCE_OBJECTIVES. */
+export type ReferenceObjective = (typeof REFERENCE_OBJECTIVES)[number];
+
 const count = z.int().check(z.nonnegative());
 
 /** normalizerSchema's fields: a const of its own, so that the published types keep each field's comment. */
@@ -132,7 +141,10 @@ const logRatioClampSchema = z
 
 /** policyLossOptionsSchema's fields: a const of its own, so that the published types keep each field's comment. */
 const policyLossOptionsShape = {
-  /** A registered per-token objective: "clip" (PPO/GRPO/DAPO/GSPO), "cispo", "sapo", "reinforce". */
+  /**
+   * A registered objective: the built-ins "clip" (PPO/GRPO/DAPO/GSPO), "cispo", "sapo", "reinforce"; verl's
+   * "dppo-tv", "dppo-kl", "dro", "gmpo" (geo_mean), "kl-cov", "clip-cov" (REFERENCE_OBJECTIVES); or one of yours.
+   */
   objective: z._default(z.string(), "clip"),
   /**
    * "token" ratios; "sequence": one ratio per rollout, ρ_b = exp(mean log-ratio), differentiated as it stands
@@ -208,6 +220,21 @@ export const policyLossOptionsSchema: z.ZodMiniObject<typeof policyLossOptionsSh
           path: ["clipLow"],
           message: "must be at most 1 (the lower bound 1 − clipLow is a ratio ≥ 0)",
         });
+      if ((REFERENCE_OBJECTIVES as readonly string[]).includes(options.objective)) {
+        const dppo = options.objective.startsWith("dppo");
+        if (options.dualClip !== null)
+          ctx.addIssue({
+            code: "custom",
+            path: ["dualClip"],
+            message: `the "${options.objective}" objective has no dual clip; leave it null${dppo ? " (verl's clip_ratio_c is its ratioCap)" : ""}`,
+          });
+        if (options.delta !== null)
+          ctx.addIssue({
+            code: "custom",
+            path: ["delta"],
+            message: `the "${options.objective}" objective has no δ cap; leave it null`,
+          });
+      }
       for (const { field, objectives, required } of OBJECTIVE_OPTIONS) {
         const readBy = (objectives as readonly string[]).includes(options.objective);
         const names = objectives.map((name) => `"${name}"`).join(" and ");

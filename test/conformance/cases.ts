@@ -34,12 +34,17 @@ export const normal = (rng: Rng) => Math.sqrt(-2 * Math.log(1 - rng())) * Math.c
  * bounds, clamp, KL, entropy and aggregation): values that make the truncation, the penalty and the choice bind.
  */
 export const REFERENCE_OBJECTIVE_OPTIONS: Record<ReferenceObjective, PolicyLossOptionsInput> = {
-  "dppo-tv": { objective: "dppo-tv", ratioCap: 1.5 },
-  "dppo-kl": { objective: "dppo-kl", ratioCap: 1.5 },
-  dro: { objective: "dro", droBeta: 0.3 },
-  gmpo: { objective: "gmpo" },
-  "kl-cov": { objective: "kl-cov", klCov: { ratio: 0.3, coef: 0.2 } },
-  "clip-cov": { objective: "clip-cov", clipCov: { ratio: 0.5, lowerBound: -0.5, upperBound: 2, seed: 1 } },
+  "dppo-tv": { objective: "dppo-tv", ratioCap: 1.5, dualClip: null, delta: null },
+  "dppo-kl": { objective: "dppo-kl", ratioCap: 1.5, dualClip: null, delta: null },
+  dro: { objective: "dro", droBeta: 0.3, dualClip: null, delta: null },
+  gmpo: { objective: "gmpo", dualClip: null, delta: null },
+  "kl-cov": { objective: "kl-cov", klCov: { ratio: 0.3, coef: 0.2 }, dualClip: null, delta: null },
+  "clip-cov": {
+    objective: "clip-cov",
+    clipCov: { ratio: 0.5, lowerBound: -0.5, upperBound: 2, seed: 1 },
+    dualClip: null,
+    delta: null,
+  },
 };
 
 export type Objective = BuiltinObjective;

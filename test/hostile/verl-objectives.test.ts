@@ -54,6 +54,15 @@ describe("class 1: the objectives' options are strict", () => {
     );
   });
 
+  it.each(REFERENCE_OBJECTIVES)("%s has no dual clip and no δ: both are refused, never ignored", (name) => {
+    const dualClip = attempt(() => policyLoss(inputs, { ...PRESETS[name], dualClip: 3 }));
+    expectRefusedAt(dualClip, "options.dualClip", name.startsWith("dppo") ? /ratioCap/ : /no dual clip/);
+    expectRefusedAt(
+      attempt(() => policyLoss(inputs, { ...PRESETS[name], delta: 2 })),
+      "options.delta",
+    );
+  });
+
   it("lossPresets.verlDro alone is refused at options.droBeta: verl's dro_beta is None and raises", () => {
     expectRefusedAt(
       attempt(() => policyLoss(inputs, lossPresets.verlDro)),
