@@ -320,18 +320,18 @@ export const lossPresets = {
    */
   verlDro: { ...verl, objective: "dro", dualClip: null, logRatioClamp: null },
   /**
-   * verl's GMPO, loss_mode "geo_mean" (core_algos.py compute_policy_loss_geo_mean, verl b178a3c and 1dda039): the
+   * verl's GMPO, loss_mode "geo_mean" (core_algos.py compute_policy_loss_geo_mean, verl b178a3c): the
    * geometric mean of token ratios whose log is clipped to [−clipLow, clipHigh], no ±20 clamp, the mean over all rows
    * whatever loss_agg_mode says ("grpo" here: each row's loss once, empty rows counted).
    */
   verlGmpo: { ...verl, objective: "gmpo", dualClip: null, logRatioClamp: null, aggregation: "grpo" },
   /**
-   * verl's KL-Cov (core_algos.py compute_policy_loss_kl_cov, verl b178a3c and 1dda039): −A·ρ unclipped and unclamped,
+   * verl's KL-Cov (core_algos.py compute_policy_loss_kl_cov, verl b178a3c): −A·ρ unclipped and unclamped,
    * plus ppo_kl_coef·|log ρ| on the kl_cov_ratio share of tokens of largest covariance; ActorConfig's 0.0002 and 0.1.
    */
   verlKlCov: { ...verl, objective: "kl-cov", dualClip: null, logRatioClamp: null, klCov: { ratio: 0.0002, coef: 0.1 } },
   /**
-   * verl's Clip-Cov (core_algos.py compute_policy_loss_clip_cov, verl b178a3c and 1dda039): PPO's clip without dual
+   * verl's Clip-Cov (core_algos.py compute_policy_loss_clip_cov, verl b178a3c): PPO's clip without dual
    * clip or clamp, with a clip_cov_ratio share of the tokens whose covariance lies in (1, 5) detached (loss 0).
    */
   verlClipCov: {

@@ -1,8 +1,8 @@
 /**
  * verl's policy objectives that have no kernel in the fast backends: every backend computes them through the
- * reference (float64 on the CPU). Each cites its function in verl/trainer/ppo/core_algos.py; the commits are those
- * of the golden files (verl2_policy_loss.json: 1dda039 for DPPO and DRO; verl_policy_loss.json: b178a3c for GMPO,
- * KL-Cov and Clip-Cov, whose code 1dda039 keeps).
+ * reference (float64 on the CPU). Each cites its function and line in verl/trainer/ppo/core_algos.py at the commit
+ * of its golden file: 1dda039 for DPPO and DRO (verl2_policy_loss.json), b178a3c for GMPO, KL-Cov and Clip-Cov
+ * (verl_policy_loss.json; not among the changes to 1dda039 that the golden README lists).
  */
 import seedrandom from "seedrandom";
 import type { ObjectiveBatch, PolicyObjective, PreparedBatch, TokenKernel, TokenLoss } from "./objective-types.js";

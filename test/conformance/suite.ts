@@ -16,7 +16,8 @@
  *   (e) reject bad input exactly as the reference does: a ValidationError at the same issue paths;
  *   (f) compute the loss from logits (fused where the backend fuses) as the reference composes it, on random cases
  *       and on the golden cases that start from logits;
- *   (g) run an objective registered at run time with the reference's results, from log-probs and from logits;
+ *   (g) run an objective registered at run time, and the shipped ones without native kernels (verl's DPPO, DRO,
+ *       GMPO, KL-Cov, Clip-Cov, on random and golden inputs), with the reference's results, from log-probs and logits;
  *   (h) keep the bad-input contract on hostile inputs: generated non-numbers and malformed objects are refused at the
  *       reference's paths; the empty batch is a no-op; vocabularies of 152,064 and 2^20 and logits near the float
  *       range give the reference's log-probs within the dtype's tolerance (relative to their own size), or, on a
