@@ -133,7 +133,8 @@ export interface Backend extends Kernels {
 
 /**
  * Whether a backend's own kernels compute this objective: a built-in one. Anything else (an objective registered at
- * run time, or a name nobody registered) goes to the reference, which computes the first and rejects the second.
+ * run time, one of REFERENCE_OBJECTIVES, or a name nobody registered) goes to the reference, which computes the
+ * first two and rejects the last.
  * The option is read, not parsed: a malformed one is rejected by whichever kernel parses it, with the same error.
  */
 export function usesBackendObjective(options: PolicyLossOptionsInput | undefined): boolean {

@@ -5,12 +5,21 @@ export { klPenalty } from "./kl.js";
 export type { PolicyLossMetrics } from "./metrics.js";
 export type {
   BuiltinObjective,
+  ObjectiveBatch,
   PolicyObjective,
+  PreparedBatch,
+  PreparedObjective,
+  ReferenceObjective,
   TokenKernel,
   TokenLoss,
   TokenTerms,
 } from "./objectives.js";
-export { BUILTIN_OBJECTIVES, policyObjectiveNames, registerPolicyObjective } from "./objectives.js";
+export {
+  BUILTIN_OBJECTIVES,
+  policyObjectiveNames,
+  REFERENCE_OBJECTIVES,
+  registerPolicyObjective,
+} from "./objectives.js";
 export type {
   Aggregation,
   KlKind,

@@ -24,6 +24,11 @@ export interface PolicyLossMetrics {
   readonly kl: number | undefined;
   /** Mean entropy over valid tokens, when `entropy` was given; undefined otherwise. */
   readonly entropy: number | undefined;
+  /**
+   * Mean |log π − log π_old| over valid tokens, for objectives that report it ("kl-cov": verl's actor/ppo_kl for that
+   * loss); undefined for the others.
+   */
+  readonly meanAbsLogRatio: number | undefined;
 }
 
 /** What a backend sums over the valid tokens of a call, to report the metrics. */
@@ -43,7 +48,12 @@ export interface MetricSums {
 }
 
 /** The metrics from their sums, as every backend reports them (means over valid tokens; all 0 without any). */
-export function lossMetrics(sums: MetricSums, withKl: boolean, withEntropy: boolean): PolicyLossMetrics {
+export function lossMetrics(
+  sums: MetricSums,
+  withKl: boolean,
+  withEntropy: boolean,
+  meanAbsLogRatio?: number | undefined,
+): PolicyLossMetrics {
   const { tokens } = sums;
   const mean = (sum: number) => (tokens === 0 ? 0 : sum / tokens);
   return {
@@ -59,5 +69,6 @@ export function lossMetrics(sums: MetricSums, withKl: boolean, withEntropy: bool
     ratioMax: tokens === 0 ? 0 : sums.ratioMax,
     kl: withKl ? mean(sums.klSum) : undefined,
     entropy: withEntropy ? mean(sums.entropySum) : undefined,
+    meanAbsLogRatio,
   };
 }

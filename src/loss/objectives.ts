@@ -1,47 +1,25 @@
 import { GrpoRocError, invalid, requireRegistration } from "../errors.js";
-import type { PolicyLossOptions } from "./options.js";
+import type {
+  ObjectiveBatch,
+  PolicyObjective,
+  PreparedBatch,
+  PreparedObjective,
+  TokenKernel,
+} from "./objective-types.js";
+import { type PolicyLossOptions, REFERENCE_OBJECTIVES, type ReferenceObjective } from "./options.js";
+import { verlObjectives } from "./verl-objectives.js";
 
-/** One valid token, as every objective sees it. */
-export interface TokenTerms {
-  /** log π(token), the quantity the gradient is taken with respect to. */
-  readonly logp: number;
-  /** The (possibly clamped) log-ratio the objective uses: the token's own, or its sequence's (GSPO). */
-  readonly logRatio: number;
-  /** exp(logRatio). */
-  readonly ratio: number;
-  /** The token's advantage A (its rollout's, or its own when advantages are per token). */
-  readonly advantage: number;
-}
+export { REFERENCE_OBJECTIVES, type ReferenceObjective };
 
-/** What an objective gives for one token. */
-export interface TokenLoss {
-  /** The token's loss to minimise (−J for the token), before importance weights and aggregation. */
-  readonly loss: number;
-  /** ∂loss/∂logRatio: the driver chains it to logp (zero where the clamp binds). */
-  readonly dLogRatio: number;
-  /** ∂loss/∂logp through logp itself (CISPO, REINFORCE), not through the ratio. */
-  readonly dLogp: number;
-  /** verl's pg_clipfrac event: the clipped branch is the larger loss. */
-  readonly clipped: boolean;
-  /** verl's pg_clipfrac_lower event: the dual clip binds. */
-  readonly dualClipped: boolean;
-  /** TRL's clip_ratio/low_mean event: ρ < 1 − ε_low with A < 0. */
-  readonly lowClipped: boolean;
-  /** TRL's clip_ratio/high_mean event: ρ > 1 + ε_high with A > 0. */
-  readonly highClipped: boolean;
-}
-
-/**
- * A per-token kernel: the loss to minimise for one token and its local derivatives, as a pure function. The driver
- * calls it with a fresh object literal and reads the result at once, so V8 inlines it and never allocates either.
- */
-export type TokenKernel = (token: TokenTerms) => TokenLoss;
-
-/**
- * A policy objective builds its per-token kernel once per call from the options, so constants such as the clip
- * bounds are read from the options once, not once per token.
- */
-export type PolicyObjective = (options: PolicyLossOptions) => TokenKernel;
+export type {
+  ObjectiveBatch,
+  PolicyObjective,
+  PreparedBatch,
+  PreparedObjective,
+  TokenKernel,
+  TokenLoss,
+  TokenTerms,
+} from "./objective-types.js";
 
 /**
  * PPO / GRPO / DAPO / GSPO: max(−A·ρ, −A·clip(ρ, 1 − ε_low, 1 + ε_high)), with TRL's δ capping the unclipped ratio
@@ -145,7 +123,10 @@ const builtinObjectives = {
   reinforce: reinforceObjective,
 } as const satisfies Record<BuiltinObjective, PolicyObjective>;
 
-const objectives = new Map<string, PolicyObjective>(Object.entries(builtinObjectives));
+const objectives = new Map<string, PolicyObjective>([
+  ...Object.entries(builtinObjectives),
+  ...Object.entries(verlObjectives satisfies Record<ReferenceObjective, PolicyObjective>),
+]);
 
 export function isBuiltinObjective(name: string): name is BuiltinObjective {
   return Object.hasOwn(builtinObjectives, name);
@@ -172,22 +153,47 @@ export function policyObjectiveNames(): string[] {
  * call made the loss about twice as slow (and allocate per token). The normaliser is left out of the key: it only
  * sets the aggregation weights, and it changes with every micro-batch.
  */
-const kernels = new Map<string, TokenKernel>();
+const kernels = new Map<string, BuiltObjective>();
 const KERNEL_CACHE_SIZE = 64;
 
-export function objectiveKernel(options: PolicyLossOptions): TokenKernel {
+/** An objective built for one set of options: its kernel, and its batch step if it has one. */
+export interface BuiltObjective {
+  readonly kernel: TokenKernel;
+  readonly prepare: ((batch: ObjectiveBatch) => PreparedBatch) | undefined;
+}
+
+export function objectiveKernel(options: PolicyLossOptions): BuiltObjective {
   const { normalizer: _normalizer, ...rest } = options;
   const key = JSON.stringify(rest, (_name, value: unknown) =>
     typeof value === "number" && !Number.isFinite(value) ? String(value) : value,
   );
-  let kernel = kernels.get(key);
-  if (kernel === undefined) {
+  let built = kernels.get(key);
+  if (built === undefined) {
     requireKnownObjective(options.objective);
     if (kernels.size >= KERNEL_CACHE_SIZE) kernels.clear();
-    kernel = objectives.get(options.objective)!(options);
-    kernels.set(key, kernel);
+    const made = objectives.get(options.objective)!(options);
+    built =
+      typeof made === "function" ? { kernel: made, prepare: undefined } : requirePrepared(made, options.objective);
+    kernels.set(key, built);
   }
-  return kernel;
+  return built;
+}
+
+/** A registered objective's factory must give a kernel, or { prepare, kernel }: anything else is its author's bug. */
+function requirePrepared(made: unknown, name: string): BuiltObjective {
+  const candidate = made as Partial<PreparedObjective> | null;
+  if (
+    typeof candidate !== "object" ||
+    candidate === null ||
+    typeof candidate.kernel !== "function" ||
+    typeof candidate.prepare !== "function"
+  ) {
+    throw new GrpoRocError(
+      `policy objective "${name}" gave ${candidate === null ? "null" : typeof candidate}: an objective returns a ` +
+        "per-token kernel, or { prepare, kernel }",
+    );
+  }
+  return { kernel: candidate.kernel, prepare: candidate.prepare };
 }
 
 /** Throws the reference's error for an objective nobody registered. */

@@ -26,6 +26,15 @@ export const KL_KINDS = ["k1", "abs", "k2", "k3"] as const;
 export type KlKind = (typeof KL_KINDS)[number];
 const KL_ALIASES: Record<string, KlKind> = { kl: "k1", mse: "k2", low_var_kl: "k3" };
 
+/**
+ * The objectives grpo-roc ships without a kernel in the fast backends (verl's DPPO-TV, DPPO-KL, DRO, GMPO, KL-Cov,
+ * Clip-Cov: src/loss/verl-objectives.ts). Every backend runs them through the reference, as objectives registered
+ * at run time (`withRegisteredObjectives`): the device computes the log-probs, the CPU the loss in float64.
+ */
+export const REFERENCE_OBJECTIVES = ["dppo-tv", "dppo-kl", "dro", "gmpo", "kl-cov", "clip-cov"] as const;
+/** A shipped objective that every backend computes through the reference: one of REFERENCE_OBJECTIVES. */
+export type ReferenceObjective = (typeof REFERENCE_OBJECTIVES)[number];
+
 const count = z.int().check(z.nonnegative());
 
 /** normalizerSchema's fields: a const of its own, so that the published types keep each field's comment. */
@@ -81,6 +90,45 @@ const klShape = {
 /** options.kl: the estimator, its coefficient, and verl's and TRL's variants. */
 const klSchema: z.ZodMiniObject<typeof klShape, z.core.$strict> = z.strictObject(klShape);
 
+/** A share of the batch's valid tokens, in (0, 1]. */
+const tokenShare = z
+  .number()
+  .check(z.refine((share) => share > 0 && share <= 1, { message: "must be in (0, 1]: a share of the valid tokens" }));
+
+/** klCovSchema's fields: a const of its own, so that the published types keep each field's comment. */
+const klCovShape = {
+  /** Share k/N of valid tokens penalised: those with the largest (A − mean A)(log π − mean log π); verl 0.0002. */
+  ratio: z._default(tokenShare, 0.0002),
+  /** The penalty coef·|log π − log π_old| added to the chosen tokens' −A·ρ; verl's ppo_kl_coef, 0.1. */
+  coef: z._default(z.number().check(z.nonnegative()), 0.1),
+};
+
+/** options.klCov (verl compute_policy_loss_kl_cov). */
+const klCovSchema: z.ZodMiniObject<typeof klCovShape, z.core.$strict> = z.strictObject(klCovShape);
+
+/** clipCovSchema's fields: a const of its own, so that the published types keep each field's comment. */
+const clipCovShape = {
+  /** At most this share of valid tokens (at least one) is detached from the loss; verl 0.0002. */
+  ratio: z._default(tokenShare, 0.0002),
+  /** Candidates have lowerBound < (A − mean A)(log π − mean log π) < upperBound; verl clip_cov_lb, 1. */
+  lowerBound: z._default(z.number(), 1),
+  /** verl clip_cov_ub, 5. */
+  upperBound: z._default(z.number(), 5),
+  /**
+   * Seeds the uniform choice among more candidates than `ratio` allows (verl draws them with torch.randperm, so no
+   * seed reproduces verl's draw); with ratio 1 every candidate is taken and the seed is never used.
+   */
+  seed: z._default(z.int(), 0),
+};
+
+/** options.clipCov (verl compute_policy_loss_clip_cov). */
+const clipCovSchema: z.ZodMiniObject<typeof clipCovShape, z.core.$strict> = z.strictObject(clipCovShape).check(
+  z.refine((c) => c.lowerBound < c.upperBound, {
+    message: "lowerBound must be below upperBound",
+    path: ["upperBound"],
+  }),
+);
+
 /** A bound that may be infinite (one-sided clamps), but not NaN. */
 const bound = z.custom<number>((value) => typeof value === "number" && !Number.isNaN(value), {
   message: "expected a number (±Infinity allowed)",
@@ -93,7 +141,10 @@ const logRatioClampSchema = z
 
 /** policyLossOptionsSchema's fields: a const of its own, so that the published types keep each field's comment. */
 const policyLossOptionsShape = {
-  /** A registered per-token objective: "clip" (PPO/GRPO/DAPO/GSPO), "cispo", "sapo", "reinforce". */
+  /**
+   * A registered objective: the built-ins "clip" (PPO/GRPO/DAPO/GSPO), "cispo", "sapo", "reinforce"; verl's
+   * "dppo-tv", "dppo-kl", "dro", "gmpo" (geo_mean), "kl-cov", "clip-cov" (REFERENCE_OBJECTIVES); or one of yours.
+   */
   objective: z._default(z.string(), "clip"),
   /**
    * "token" ratios; "sequence": one ratio per rollout, ρ_b = exp(mean log-ratio), differentiated as it stands
@@ -126,7 +177,27 @@ const policyLossOptionsShape = {
     z.strictObject({ positive: z.number().check(z.positive()), negative: z.number().check(z.positive()) }),
     { positive: 1, negative: 1.05 },
   ),
+  /**
+   * DPPO's truncated importance weight sg(min(ρ, c)) ("dppo-tv", "dppo-kl" only): verl's clip_ratio_c there (the
+   * same config field as vanilla PPO's dual clip, but a cap on the detached weight, not a bound on the loss); null:
+   * ρ uncapped.
+   */
+  ratioCap: z._default(z.nullable(z.number().check(z.positive())), null),
+  /** DRO's β > 0 in −(A·log π − β/2·(log π − log π_old)²) ("dro" only, which needs it: verl has no default). */
+  droBeta: z._default(z.nullable(z.number().check(z.positive())), null),
+  /** KL-Cov's selection and penalty ("kl-cov" only, which needs it): verl's kl_cov_ratio and ppo_kl_coef. */
+  klCov: z._default(z.nullable(klCovSchema), null),
+  /** Clip-Cov's selection ("clip-cov" only, which needs it): verl's clip_cov_ratio, clip_cov_lb and clip_cov_ub. */
+  clipCov: z._default(z.nullable(clipCovSchema), null),
 };
+
+/** Options read by one objective alone, and whether that objective needs them. */
+const OBJECTIVE_OPTIONS = [
+  { field: "ratioCap", objectives: ["dppo-tv", "dppo-kl"], required: false },
+  { field: "droBeta", objectives: ["dro"], required: true },
+  { field: "klCov", objectives: ["kl-cov"], required: true },
+  { field: "clipCov", objectives: ["clip-cov"], required: true },
+] as const;
 
 /**
  * Checks and fills in the policy loss's options (PolicyLossOptionsInput): each field's type and default (the paper's
@@ -149,6 +220,38 @@ export const policyLossOptionsSchema: z.ZodMiniObject<typeof policyLossOptionsSh
           path: ["clipLow"],
           message: "must be at most 1 (the lower bound 1 − clipLow is a ratio ≥ 0)",
         });
+      if ((REFERENCE_OBJECTIVES as readonly string[]).includes(options.objective)) {
+        const dppo = options.objective.startsWith("dppo");
+        if (options.dualClip !== null)
+          ctx.addIssue({
+            code: "custom",
+            path: ["dualClip"],
+            message: `the "${options.objective}" objective has no dual clip; leave it null${dppo ? " (verl's clip_ratio_c is its ratioCap)" : ""}`,
+          });
+        if (options.delta !== null)
+          ctx.addIssue({
+            code: "custom",
+            path: ["delta"],
+            message: `the "${options.objective}" objective has no δ cap; leave it null`,
+          });
+      }
+      for (const { field, objectives, required } of OBJECTIVE_OPTIONS) {
+        const readBy = (objectives as readonly string[]).includes(options.objective);
+        const names = objectives.map((name) => `"${name}"`).join(" and ");
+        if (options[field] !== null && !readBy) {
+          ctx.addIssue({
+            code: "custom",
+            path: [field],
+            message: `is read only by the ${names} objective${objectives.length > 1 ? "s" : ""}, not "${options.objective}"; leave it null`,
+          });
+        } else if (options[field] === null && readBy && required) {
+          ctx.addIssue({
+            code: "custom",
+            path: [field],
+            message: `the ${names} objective needs it (verl has no usable default; see lossPresets)`,
+          });
+        }
+      }
     }),
   );
 
@@ -199,6 +302,44 @@ export const lossPresets = {
     dualClip: null,
     logRatioClamp: [-Infinity, 10],
     aggregation: "seq-mean-token-mean",
+  },
+  /**
+   * verl's DPPO-Binary-TV (verl/trainer/ppo/core_algos.py compute_policy_loss_dppo_tv, verl 1dda039): clipLow and
+   * clipHigh are the bounds on π − π_old, ratioCap is ActorConfig's clip_ratio_c (3), the log-ratio clamp ±20.
+   * verl's example (examples/dppo_trainer) uses 0.15 and a cap of 10000 with seq-mean-token-sum-norm.
+   */
+  verlDppoTv: { ...verl, objective: "dppo-tv", dualClip: null, ratioCap: 3 },
+  /**
+   * verl's DPPO-Binary-KL (core_algos.py compute_policy_loss_dppo_kl, verl 1dda039): clipLow and clipHigh bound the
+   * binary KL between (π_old, 1 − π_old) and (π, 1 − π); ratioCap 3 and the ±20 clamp as in verlDppoTv.
+   */
+  verlDppoKl: { ...verl, objective: "dppo-kl", dualClip: null, ratioCap: 3 },
+  /**
+   * verl's DRO (core_algos.py compute_policy_loss_dro, verl 1dda039): no ratio, no clamp. verl has no default β
+   * (PolicyLossConfig.dro_beta is None, and the loss raises): add one, `{ ...lossPresets.verlDro, droBeta: 0.1 }`.
+   */
+  verlDro: { ...verl, objective: "dro", dualClip: null, logRatioClamp: null },
+  /**
+   * verl's GMPO, loss_mode "geo_mean" (core_algos.py compute_policy_loss_geo_mean, verl b178a3c): the
+   * geometric mean of token ratios whose log is clipped to [−clipLow, clipHigh], no ±20 clamp, the mean over all rows
+   * whatever loss_agg_mode says ("grpo" here: each row's loss once, empty rows counted).
+   */
+  verlGmpo: { ...verl, objective: "gmpo", dualClip: null, logRatioClamp: null, aggregation: "grpo" },
+  /**
+   * verl's KL-Cov (core_algos.py compute_policy_loss_kl_cov, verl b178a3c): −A·ρ unclipped and unclamped,
+   * plus ppo_kl_coef·|log ρ| on the kl_cov_ratio share of tokens of largest covariance; ActorConfig's 0.0002 and 0.1.
+   */
+  verlKlCov: { ...verl, objective: "kl-cov", dualClip: null, logRatioClamp: null, klCov: { ratio: 0.0002, coef: 0.1 } },
+  /**
+   * verl's Clip-Cov (core_algos.py compute_policy_loss_clip_cov, verl b178a3c): PPO's clip without dual
+   * clip or clamp, with a clip_cov_ratio share of the tokens whose covariance lies in (1, 5) detached (loss 0).
+   */
+  verlClipCov: {
+    ...verl,
+    objective: "clip-cov",
+    dualClip: null,
+    logRatioClamp: null,
+    clipCov: { ratio: 0.0002, lowerBound: 1, upperBound: 5, seed: 0 },
   },
   /** TRL GRPOConfig defaults: loss_type "dapo", epsilon 0.2 both sides, beta 0, no clamp, no dual clip. */
   trl: {

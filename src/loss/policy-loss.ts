@@ -6,13 +6,13 @@
  * with ℓ the per-token objective (objectives.ts), iw the importance weights, w and w' the aggregation's row weights
  * (aggregation.ts), the KL estimators of kl.ts and the entropy bonus. Each term is one pass over the tokens.
  */
-import { invalid, parseOrThrow, requireKnownKeys } from "../errors.js";
+import { GrpoRocError, invalid, parseOrThrow, requireKnownKeys } from "../errors.js";
 import type { NumericArray } from "../numeric.js";
 import { rowWeights } from "./aggregation.js";
 import { type LossInputs, nonFiniteLogp, type PolicyLossInputs, readLossInputs, requireFiniteLogps } from "./inputs.js";
 import { klEstimator, klTimesRatio } from "./kl.js";
 import { lossMetrics, type PolicyLossMetrics } from "./metrics.js";
-import { objectiveKernel, type TokenKernel, type TokenLoss } from "./objectives.js";
+import { objectiveKernel, type PreparedBatch, type TokenKernel, type TokenLoss } from "./objectives.js";
 import {
   type KlOptions,
   type PolicyLossOptions,
@@ -95,18 +95,20 @@ export function policyLoss(
   into: PolicyLossBuffers = {},
 ): PolicyLossResult {
   const o = resolvePolicyLossOptions(options);
-  const kernel = objectiveKernel(o);
+  const { kernel, prepare } = objectiveKernel(o);
   const t = readLossInputs(inputs, o);
   const weights = rowWeights(t.rowTokens, t.shape[1], o.aggregation, o.normalizer);
   const outputs = outputBuffers(into, t, o);
   const ratios = ratioRule(t, o);
-  const policy = addPolicyTerm(t, ratios, kernel, weights, outputs);
+  const prepared = prepare === undefined ? undefined : prepareBatch(t, prepare, o.objective);
+  const policy = addPolicyTerm(t, ratios, kernel, weights, outputs, prepared);
   const kl = o.kl === null ? NO_TERM : addKlTerm(t, ratios, o.kl, weights, outputs);
   const entropy = addEntropyTerm(t, o, outputs);
   const metrics = lossMetrics(
     { ...validCounts(t), ...policy, klSum: kl.sum, entropySum: entropy.sum },
     o.kl !== null,
     t.entropy !== undefined,
+    prepared?.meanAbsLogRatio,
   );
   const { grad, perTokenLoss, perTokenKl, gradEntropy } = outputs;
   return {
@@ -161,6 +163,28 @@ function outputBuffers(into: PolicyLossBuffers, t: LossInputs, o: PolicyLossOpti
 function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
   const aEnd = a.byteOffset + a.byteLength;
   return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < aEnd;
+}
+
+/**
+ * An objective's batch step (KL-Cov's choice of tokens, GMPO's row losses), on inputs whose log-probs are checked
+ * finite first, as the token pass would check them; its result is checked to fit the call.
+ */
+function prepareBatch(t: LossInputs, prepare: (batch: LossInputs) => PreparedBatch, objective: string): PreparedBatch {
+  requireFiniteLogps(t);
+  const prepared = prepare(t);
+  const size = t.shape[0] * t.shape[1];
+  const weights = prepared.importanceWeights;
+  if (!(prepared.values instanceof Float64Array) || prepared.values.length !== size) {
+    throw new GrpoRocError(
+      `policy objective "${objective}": prepare must give values as a Float64Array of B·T = ${size}`,
+    );
+  }
+  if (weights !== undefined && weights.length !== size) {
+    throw new GrpoRocError(
+      `policy objective "${objective}": prepare's importanceWeights must have B·T = ${size} entries`,
+    );
+  }
+  return prepared;
 }
 
 /** Which log-ratio a token's ratio is made of, and the clamp on it. */
@@ -226,9 +250,12 @@ function addPolicyTerm(
   kernel: TokenKernel,
   weights: Float64Array,
   { grad, perTokenLoss }: Outputs,
+  prepared: PreparedBatch | undefined,
 ): PolicySums {
   const [rows, cols] = t.shape;
-  const { logp: logps, oldLogp: oldLogps, mask, advantages, perTokenAdvantages, importanceWeights } = t;
+  const { logp: logps, oldLogp: oldLogps, mask, advantages, perTokenAdvantages } = t;
+  const importanceWeights = prepared?.importanceWeights ?? t.importanceWeights;
+  const preparedValues = prepared?.values;
   const { rowLogRatios, throughRow, clampLow, clampHigh } = ratios;
   const sequenceLevel = rowLogRatios !== undefined;
   let loss = 0;
@@ -252,7 +279,8 @@ function addPolicyTerm(
     for (let i = rowStart; i < rowEnd; i++) {
       if (mask[i] !== 1) continue;
       const logp = logps[i]!;
-      const tokenLogRatio = logp - oldLogps[i]!;
+      const oldLogp = oldLogps[i]!;
+      const tokenLogRatio = logp - oldLogp;
       // x − x is 0 for every finite x and NaN otherwise: one test covers both inputs.
       if (tokenLogRatio - tokenLogRatio !== 0) throw nonFiniteLogp(logps, oldLogps, i, cols);
       const rawLogRatio = sequenceLevel ? sequenceLogRatio : tokenLogRatio;
@@ -260,7 +288,14 @@ function addPolicyTerm(
       const logRatio = inside ? rawLogRatio : rawLogRatio < clampLow ? clampLow : clampHigh;
       const ratio = Math.exp(logRatio);
       const advantage = advantages[perTokenAdvantages ? i : b]!;
-      const out = kernel({ logp, logRatio, ratio, advantage });
+      const out = kernel({
+        logp,
+        oldLogp,
+        logRatio,
+        ratio,
+        advantage,
+        prepared: preparedValues === undefined ? 0 : preparedValues[i]!,
+      });
       const importance = importanceWeights === undefined ? 1 : importanceWeights[i]!;
       let tokenLoss = out.loss * importance;
       let viaRatio = inside ? w * importance * out.dLogRatio : 0;

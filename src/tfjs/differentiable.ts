@@ -113,6 +113,7 @@ const COUNT_NAMES = [
   "ratioMax",
   "klSum",
   "entropySum",
+  "absLogRatioSum",
 ] as const;
 
 /**
@@ -132,7 +133,10 @@ export async function readPolicyLossMetrics(
       return index < 0 ? 0 : values[index]!;
     };
     const sums = Object.fromEntries(COUNT_NAMES.map((name) => [name, get(name)])) as unknown as MetricSums;
-    const metrics = lossMetrics(sums, counts.klSum !== undefined, counts.entropySum !== undefined);
+    const tokens = get("tokens");
+    const meanAbsLogRatio =
+      counts.absLogRatioSum === undefined ? undefined : tokens === 0 ? 0 : get("absLogRatioSum") / tokens;
+    const metrics = lossMetrics(sums, counts.klSum !== undefined, counts.entropySum !== undefined, meanAbsLogRatio);
     return { metrics, extra: Array.from(values.subarray(present.length)) };
   } finally {
     tf.dispose(scalars);

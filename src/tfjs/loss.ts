@@ -74,6 +74,8 @@ export interface PolicyLossTensorResult {
     readonly klSum: tf.Scalar | undefined;
     /** Sum of the entropies, when `entropy` was given. */
     readonly entropySum: tf.Scalar | undefined;
+    /** Sum of |log π − log π_old|, for objectives that report its mean (kl-cov: metrics.meanAbsLogRatio). */
+    readonly absLogRatioSum: tf.Scalar | undefined;
   };
 }
 
@@ -136,6 +138,7 @@ export function computePolicyLossTensors(inputs: PolicyLossTensors, o: PolicyLos
       ratioMax: tf.max(ratioOfValid(-Infinity)) as tf.Scalar,
       klSum: kl?.sum,
       entropySum: entropy?.sum,
+      absLogRatioSum: undefined,
     },
   };
 }
@@ -163,6 +166,7 @@ function emptyLossTensors(inputs: PolicyLossTensors, o: PolicyLossOptions): Poli
       ratioMax: tf.scalar(-Infinity),
       klSum: o.kl === null ? undefined : zero(),
       entropySum: inputs.entropy === undefined ? undefined : zero(),
+      absLogRatioSum: undefined,
     },
   };
 }
@@ -414,6 +418,7 @@ function registeredObjectiveTensors(
       ratioMax: tf.scalar(m.tokens === 0 ? -Infinity : m.ratioMax),
       klSum: m.kl === undefined ? undefined : sum(m.kl),
       entropySum: m.entropy === undefined ? undefined : sum(m.entropy),
+      absLogRatioSum: m.meanAbsLogRatio === undefined ? undefined : sum(m.meanAbsLogRatio),
     },
   };
 }

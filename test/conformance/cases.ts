@@ -15,6 +15,7 @@ import {
   lossPresets,
   type PolicyLossInputs,
   type PolicyLossOptionsInput,
+  type ReferenceObjective,
   tokenLogProbs,
 } from "../../src/index.js";
 import { KINK_MARGIN } from "./tolerances.js";
@@ -27,6 +28,24 @@ const integer = (rng: Rng, lo: number, hi: number) => lo + Math.floor(rng() * (h
 const pick = <T>(rng: Rng, values: readonly T[]): T => values[Math.floor(rng() * values.length)]!;
 /** Standard normal (Box–Muller). */
 export const normal = (rng: Rng) => Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
+
+/**
+ * The options each shipped objective without native kernels needs on top of a drawn case's (which keeps its clip
+ * bounds, clamp, KL, entropy and aggregation): values that make the truncation, the penalty and the choice bind.
+ */
+export const REFERENCE_OBJECTIVE_OPTIONS: Record<ReferenceObjective, PolicyLossOptionsInput> = {
+  "dppo-tv": { objective: "dppo-tv", ratioCap: 1.5, dualClip: null, delta: null },
+  "dppo-kl": { objective: "dppo-kl", ratioCap: 1.5, dualClip: null, delta: null },
+  dro: { objective: "dro", droBeta: 0.3, dualClip: null, delta: null },
+  gmpo: { objective: "gmpo", dualClip: null, delta: null },
+  "kl-cov": { objective: "kl-cov", klCov: { ratio: 0.3, coef: 0.2 }, dualClip: null, delta: null },
+  "clip-cov": {
+    objective: "clip-cov",
+    clipCov: { ratio: 0.5, lowerBound: -0.5, upperBound: 2, seed: 1 },
+    dualClip: null,
+    delta: null,
+  },
+};
 
 export type Objective = BuiltinObjective;
 export const OBJECTIVES: readonly Objective[] = BUILTIN_OBJECTIVES;

@@ -16,7 +16,8 @@
  *   (e) reject bad input exactly as the reference does: a ValidationError at the same issue paths;
  *   (f) compute the loss from logits (fused where the backend fuses) as the reference composes it, on random cases
  *       and on the golden cases that start from logits;
- *   (g) run an objective registered at run time with the reference's results, from log-probs and from logits;
+ *   (g) run an objective registered at run time, and the shipped ones without native kernels (verl's DPPO, DRO,
+ *       GMPO, KL-Cov, Clip-Cov, on random and golden inputs), with the reference's results, from log-probs and logits;
  *   (h) keep the bad-input contract on hostile inputs: generated non-numbers and malformed objects are refused at the
  *       reference's paths; the empty batch is a no-op; vocabularies of 152,064 and 2^20 and logits near the float
  *       range give the reference's log-probs within the dtype's tolerance (relative to their own size), or, on a
@@ -29,6 +30,7 @@ import {
   AGGREGATIONS,
   BUILTIN_OBJECTIVES,
   lossPresets,
+  REFERENCE_OBJECTIVES,
   type LogitsPolicyLossResult,
   policyObjectiveNames,
   registerPolicyObjective,
@@ -52,6 +54,7 @@ import {
   verlInputsFor,
   verlMetricFor,
   verlOptionsFor,
+  verlReferenceOptionsFor,
   type TrlHyper,
   type VerlActorHyper,
   type VerlHyper,
@@ -70,6 +73,7 @@ import {
   normal,
   rngFor,
   randomFromLogitsCase,
+  REFERENCE_OBJECTIVE_OPTIONS,
 } from "./cases.js";
 import { inCi, type Target } from "./targets.js";
 import {
@@ -106,6 +110,7 @@ export function defineConformanceSuite(target: Target): void {
     badInput(target);
     fromLogits(target);
     registeredObjective(target);
+    referenceObjectives(target);
     hostileInputs(target);
   });
 }
@@ -1316,6 +1321,52 @@ function registeredObjective(t: Target): void {
     it.each([0, 1, 2, 3].map((k) => [k] as const))("policyLossFromLogits #%i", async (k) => {
       const base = randomFromLogitsCase(k);
       const c = { ...base, options: { ...base.options, objective: REGISTERED_OBJECTIVE } };
+      const [actual, expected] = await Promise.all([
+        b.policyLossFromLogits(c.inputs, c.options),
+        reference.policyLossFromLogits(c.inputs, c.options),
+      ]);
+      await expectSameFromLogits(t, actual, expected, c);
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// (g) the shipped objectives without native kernels (verl's DPPO, DRO, GMPO, KL-Cov, Clip-Cov)
+
+function referenceObjectives(t: Target): void {
+  const b = t.backend;
+  describe("(g) shipped objectives without native kernels run through the reference with its results", () => {
+    const golden = [...loadGolden("verl2_policy_loss.json").cases, ...loadGolden("verl_policy_loss.json").cases].filter(
+      (c) => c.function in verlReferenceOptionsFor && !("error" in c.outputs),
+    );
+    it("has the golden cases", () => expect(golden.length).toBe(22));
+    it.each(golden.map((c) => [c.id, c] as const))("golden inputs: %s", async (_id, c) => {
+      const inputs = verlInputsFor(c);
+      const options = verlReferenceOptionsFor[c.function]!(c.hyperparameters as VerlHyper);
+      const known = (AGGREGATIONS as readonly string[]).includes(options.aggregation ?? "token-mean");
+      const call = known ? options : { ...options, aggregation: "token-mean" as const };
+      const [actual, expected] = await Promise.all([b.policyLoss(inputs, call), reference.policyLoss(inputs, call)]);
+      expectSameLoss(t, actual, expected, inputs, call);
+    });
+    it.each(REFERENCE_OBJECTIVES.flatMap((name, k) => [0, 1].map((j) => [name, 2 * k + j] as const)))(
+      "%s: policyLoss, random case #%i",
+      async (name, k) => {
+        const aggregation = AGGREGATIONS[k % AGGREGATIONS.length]!;
+        const c = drawLossCase(`reference-objective-${k}`, { objective: "clip", ratioLevel: "token", aggregation });
+        const options = { ...c.options, ...REFERENCE_OBJECTIVE_OPTIONS[name] };
+        const [actual, expected] = await Promise.all([
+          b.policyLoss(c.inputs, options),
+          reference.policyLoss(c.inputs, options),
+        ]);
+        expectSameLoss(t, actual, expected, c.inputs, options);
+      },
+    );
+    it.each(REFERENCE_OBJECTIVES.map((name, k) => [name, k] as const))("%s: policyLossFromLogits", async (name, k) => {
+      const base = randomFromLogitsCase(k);
+      const c = {
+        ...base,
+        options: { ...base.options, ratioLevel: "token" as const, ...REFERENCE_OBJECTIVE_OPTIONS[name] },
+      };
       const [actual, expected] = await Promise.all([
         b.policyLossFromLogits(c.inputs, c.options),
         reference.policyLossFromLogits(c.inputs, c.options),

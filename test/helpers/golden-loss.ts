@@ -61,6 +61,112 @@ export function verlActorOf(h: Record<string, unknown>, fn: string): Record<stri
 export const verlOptionsFor: Record<string, (h: VerlHyper) => PolicyLossOptionsInput> = Object.fromEntries(
   Object.keys(VERL_POLICY_LOSS_OF).map((fn) => [fn, (h: VerlHyper) => verlLossOptions(verlActorOf(h, fn))]),
 );
+/** verl's global_batch_info as a normaliser ({} on the legacy path: this call is the batch). */
+function verlNormalizer(h: VerlHyper): PolicyLossOptionsInput["normalizer"] {
+  const info = (h.global_batch_info ?? {}) as {
+    dp_size?: number;
+    batch_num_tokens?: number | null;
+    global_batch_size?: number | null;
+  };
+  return {
+    ...(info.dp_size !== undefined ? { dpSize: info.dp_size } : {}),
+    ...(info.batch_num_tokens != null ? { tokens: info.batch_num_tokens } : {}),
+    ...(info.global_batch_size != null ? { sequences: info.global_batch_size } : {}),
+  };
+}
+
+/** verl's ActorConfig.policy_loss fields these objectives read. */
+type VerlPolicyLossConfig = {
+  dro_beta: number | null;
+  kl_cov_ratio: number;
+  ppo_kl_coef: number;
+  clip_cov_ratio: number;
+  clip_cov_lb: number;
+  clip_cov_ub: number;
+};
+const policyLossConfig = (h: VerlHyper) => h.policy_loss as VerlPolicyLossConfig;
+
+/**
+ * verl's loss modes that grpo-roc ships without native kernels (src/loss/verl-objectives.ts; every backend runs
+ * them through the reference), as grpo-roc options. `loss_agg_mode` is passed through: the caller maps verl
+ * 1dda039's token-sum and changed seq-mean-token-sum-norm (`verlAggregationScale`).
+ */
+export const verlReferenceOptionsFor: Record<string, (h: VerlHyper) => PolicyLossOptionsInput> = {
+  compute_policy_loss_dppo_tv: (h) => ({
+    ...lossPresets.verlDppoTv,
+    clipLow: h.clip_ratio_low as number,
+    clipHigh: h.clip_ratio_high as number,
+    ratioCap: h.clip_ratio_c as number,
+    aggregation: h.loss_agg_mode,
+    normalizer: verlNormalizer(h),
+  }),
+  compute_policy_loss_dppo_kl: (h) => ({
+    ...lossPresets.verlDppoKl,
+    clipLow: h.clip_ratio_low as number,
+    clipHigh: h.clip_ratio_high as number,
+    ratioCap: h.clip_ratio_c as number,
+    aggregation: h.loss_agg_mode,
+    normalizer: verlNormalizer(h),
+  }),
+  compute_policy_loss_dro: (h) => ({
+    ...lossPresets.verlDro,
+    droBeta: policyLossConfig(h).dro_beta,
+    aggregation: h.loss_agg_mode,
+    normalizer: verlNormalizer(h),
+  }),
+  // verl's geo_mean ignores loss_agg_mode: the mean over all rows.
+  compute_policy_loss_geo_mean: (h) => ({
+    ...lossPresets.verlGmpo,
+    clipLow: h.clip_ratio_low as number,
+    clipHigh: h.clip_ratio_high as number,
+  }),
+  compute_policy_loss_kl_cov: (h) => ({
+    ...lossPresets.verlKlCov,
+    klCov: { ratio: policyLossConfig(h).kl_cov_ratio, coef: policyLossConfig(h).ppo_kl_coef },
+    aggregation: h.loss_agg_mode,
+  }),
+  compute_policy_loss_clip_cov: (h) => ({
+    ...lossPresets.verlClipCov,
+    clipLow: h.clip_ratio_low as number,
+    clipHigh: h.clip_ratio_high as number,
+    clipCov: {
+      ratio: policyLossConfig(h).clip_cov_ratio,
+      lowerBound: policyLossConfig(h).clip_cov_lb,
+      upperBound: policyLossConfig(h).clip_cov_ub,
+    },
+    aggregation: h.loss_agg_mode,
+  }),
+};
+
+/**
+ * verl 1dda039's aggregations that are another slice's work, as a mode grpo-roc has times a constant (every mode is
+ * linear in the per-token losses): token-sum = token-mean · N; the changed seq-mean-token-sum-norm =
+ * seq-mean-token-sum / (loss_scale_factor ?? T). The scale multiplies the loss and the gradient. A mode grpo-roc
+ * has under verl's name is used as it is.
+ */
+export function verlAggregationScale(
+  options: PolicyLossOptionsInput,
+  h: VerlHyper,
+  mask: readonly (readonly number[])[],
+  known: readonly string[],
+): { options: PolicyLossOptionsInput; scale: number } {
+  const mode = h.loss_agg_mode as string;
+  if (mode === "token-sum" && !known.includes(mode)) {
+    const tokens = mask.flat().filter((m) => m === 1).length;
+    return { options: { ...options, aggregation: "token-mean" }, scale: tokens };
+  }
+  if (mode === "seq-mean-token-sum-norm") {
+    const length = (h.loss_scale_factor as number | null) ?? mask[0]!.length;
+    return { options: { ...options, aggregation: "seq-mean-token-sum" }, scale: 1 / length };
+  }
+  return { options, scale: 1 };
+}
+
+/** verl's metric names for one loss mode: kl_cov logs mean |log ρ| as actor/ppo_kl. */
+export function verlMetricOf(fn: string, name: string): ((r: PolicyLossResult) => number) | undefined {
+  if (fn === "compute_policy_loss_kl_cov" && name === "actor/ppo_kl") return (r) => r.metrics.meanAbsLogRatio!;
+  return verlMetricFor[name];
+}
 
 /** verl's policy-loss tensors as PolicyLossInputs. */
 export function verlInputsFor(c: GoldenCase): PolicyLossInputs {
