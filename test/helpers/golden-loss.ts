@@ -7,6 +7,7 @@
 import {
   fromTrlConfig,
   fromVerlConfig,
+  lossPresets,
   type PolicyLossInputs,
   type PolicyLossOptionsInput,
   type PolicyLossResult,
