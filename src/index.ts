@@ -5,7 +5,7 @@ import {
   broadcastToTokens,
   registerAdvantageEstimator,
 } from "./advantages/index.js";
-import { tokenLogProbs, tokenLogProbsBackward } from "./logprobs/index.js";
+import { tokenEntropy, tokenEntropyBackward, tokenLogProbs, tokenLogProbsBackward } from "./logprobs/index.js";
 import { aggregate, batchNormalizer, lossPresets, policyLoss, registerPolicyObjective } from "./loss/index.js";
 import { policyLossFromLogits } from "./logits-loss.js";
 import { rocPipeline } from "./pipeline.js";
@@ -74,5 +74,7 @@ export const grpoRoc = {
   registerPolicyObjective,
   tokenLogProbs,
   tokenLogProbsBackward,
+  tokenEntropy,
+  tokenEntropyBackward,
   policyLossFromLogits,
 } as const;

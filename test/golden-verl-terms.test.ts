@@ -4,11 +4,14 @@ import { expectAllClose, FLOAT64_TOLERANCE, loadGolden, type Tolerance } from ".
 import { matrix } from "./helpers/matrices.js";
 
 const GRADIENT_TOLERANCE: Tolerance = { rtol: 1e-10, atol: 1e-12 };
+/** These files come from verl b178a3c, whose seq-mean-token-sum-norm is Σ / T (golden README, "Version traps" 1). */
+const AT_B178A3C = { verlVersion: "b178a3c" } as const;
 type Mode = "token-mean" | "seq-mean-token-sum" | "seq-mean-token-mean" | "seq-mean-token-sum-norm";
 
 describe("verl agg_loss (verl_agg_loss.json)", () => {
   const cases = loadGolden("verl_agg_loss.json").cases.filter((c) => c.function === "agg_loss");
   const normalizerOf = (h: Record<string, unknown>) => ({
+    ...AT_B178A3C,
     ...(h.batch_num_tokens !== undefined ? { tokens: h.batch_num_tokens as number } : {}),
     ...(h.global_batch_size !== undefined ? { sequences: h.global_batch_size as number } : {}),
     ...(h.loss_scale_factor !== undefined ? { length: h.loss_scale_factor as number } : {}),
@@ -47,6 +50,7 @@ describe("verl agg_loss (verl_agg_loss.json)", () => {
   it("a mask that selects nothing gives 0 and a zero gradient in every mode (verl: 0/0 = NaN)", () => {
     for (const mode of [
       "token-mean",
+      "token-sum",
       "seq-mean-token-sum",
       "seq-mean-token-mean",
       "seq-mean-token-sum-norm",
@@ -110,7 +114,7 @@ describe("verl kl_penalty and KL loss (verl_kl.json)", () => {
     ] as const) {
       const loss = aggregate(
         { data: Float64Array.from(kld), shape: [inputs.logprob.length, inputs.logprob[0]!.length] },
-        { mask: matrix(inputs.response_mask), aggregation: mode },
+        { mask: matrix(inputs.response_mask), aggregation: mode, normalizer: AT_B178A3C },
       );
       expectAllClose([loss.value], [c.outputs[`kl_loss[${mode}]`] as number], FLOAT64_TOLERANCE, `kl_loss[${mode}]`);
       const grad = loss.grad.map((w, i) => w * slope[i]!);
@@ -134,7 +138,11 @@ describe("verl entropy and log-probs from logits (verl_entropy.json)", () => {
     const forward = tokenLogProbs(inputs.logits, tokens, { entropy: true });
     const loss = aggregate(
       { data: forward.entropy!, shape: forward.shape },
-      { mask: matrix(inputs.response_mask), aggregation: c.hyperparameters.loss_agg_mode as Mode },
+      {
+        mask: matrix(inputs.response_mask),
+        aggregation: c.hyperparameters.loss_agg_mode as Mode,
+        normalizer: AT_B178A3C,
+      },
     );
     expectAllClose([loss.value], [c.outputs.entropy_loss as number], FLOAT64_TOLERANCE, "entropy_loss");
     const grad = tokenLogProbsBackward(inputs.logits, tokens, {

@@ -18,13 +18,24 @@
  * Fused after the statistics pass (`fromStatistics`), logp and entropy are read from its `stats` instead.
  */
 
-import { BUILTIN_OBJECTIVES, type BuiltinObjective, OBJECTIVE_CODE } from "../backends/contract.js";
+import { BUILTIN_OBJECTIVES, type BuiltinObjective, type KlKind, OBJECTIVE_CODE } from "../backends/contract.js";
 
 export const LOSS_WORKGROUP = 64;
 
 /** Ratio-level and KL codes of the uniform block (objectives use the contract's OBJECTIVE_CODE). */
 export const RATIO_LEVEL_CODES = { token: 0, sequence: 1, "sequence-token": 2 } as const;
-export const KL_CODES = { k1: 0, abs: 1, k2: 2, k3: 3 } as const;
+/** A "+" kind (straight-through) is its base kind's code + KL_STRAIGHT_THROUGH. */
+export const KL_STRAIGHT_THROUGH = 4;
+export const KL_CODES = {
+  k1: 0,
+  abs: 1,
+  k2: 2,
+  k3: 3,
+  "k1+": 4,
+  "abs+": 5,
+  "k2+": 6,
+  "k3+": 7,
+} as const satisfies Record<KlKind, number>;
 
 export const LOSS_FLAGS = {
   oldLogp: 1,
@@ -173,10 +184,19 @@ ${objectiveCases()}
   return o;
 }
 
-/** The KL estimator of logp − refLogp and its slope in logp (src/loss/kl.ts). */
+/**
+ * The KL estimator of logp − refLogp and its slope in logp (src/loss/kl.ts); a "+" kind keeps its base kind's
+ * value and takes the slope logp − refLogp (straight-through, verl 1dda039).
+ */
 fn kl(logp: f32, refLogp: f32) -> vec2f {
+  let base = klBase(p.klKind % ${KL_STRAIGHT_THROUGH}u, logp, refLogp);
+  return select(base, vec2f(base.x, logp - refLogp), p.klKind >= ${KL_STRAIGHT_THROUGH}u);
+}
+
+/** The base estimators: k1, |k1|, k2 and k3 (with verl's clamps when the flag is set). */
+fn klBase(kind: u32, logp: f32, refLogp: f32) -> vec2f {
   let diff = logp - refLogp;
-  switch p.klKind {
+  switch kind {
     case ${KL_CODES.k1}u: {
       return vec2f(diff, 1.0);
     }

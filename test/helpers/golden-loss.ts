@@ -17,6 +17,12 @@ import { matrix } from "./matrices.js";
 
 export type VerlHyper = Record<string, unknown> & { loss_agg_mode: PolicyLossOptionsInput["aggregation"] };
 
+/**
+ * verl_policy_loss.json comes from verl b178a3c, whose seq-mean-token-sum-norm divides by the length alone (verl
+ * 1dda039, grpo-roc's default, also divides by the sequences: golden README, "Version traps" 1).
+ */
+export const AT_B178A3C = { normalizer: { verlVersion: "b178a3c" } } as const satisfies PolicyLossOptionsInput;
+
 /** verl's loss modes as grpo-roc options. */
 export const verlOptionsFor: Record<string, (h: VerlHyper) => PolicyLossOptionsInput> = {
   compute_policy_loss_vanilla: (h) => ({
@@ -25,6 +31,7 @@ export const verlOptionsFor: Record<string, (h: VerlHyper) => PolicyLossOptionsI
     clipHigh: h.clip_ratio_high as number,
     dualClip: h.clip_ratio_c as number,
     aggregation: h.loss_agg_mode,
+    ...AT_B178A3C,
   }),
   // verl's GSPO ignores loss_agg_mode: always seq-mean-token-mean.
   compute_policy_loss_gspo: (h) => ({
@@ -44,9 +51,10 @@ export const verlOptionsFor: Record<string, (h: VerlHyper) => PolicyLossOptionsI
     clipHigh: h.clip_ratio_high as number,
     logRatioClamp: [-20, 20],
     aggregation: h.loss_agg_mode,
+    ...AT_B178A3C,
   }),
-  compute_policy_loss_gpg: (h) => ({ objective: "reinforce", aggregation: h.loss_agg_mode }),
-  compute_policy_loss_reinforce: (h) => ({ objective: "reinforce", aggregation: h.loss_agg_mode }),
+  compute_policy_loss_gpg: (h) => ({ objective: "reinforce", aggregation: h.loss_agg_mode, ...AT_B178A3C }),
+  compute_policy_loss_reinforce: (h) => ({ objective: "reinforce", aggregation: h.loss_agg_mode, ...AT_B178A3C }),
 };
 
 /** verl's policy-loss tensors as PolicyLossInputs. */
@@ -83,6 +91,7 @@ export function verlActorStepOptions(h: VerlActorHyper): PolicyLossOptionsInput 
     aggregation: h.loss_agg_mode,
     kl: { kind: h.kl_loss_type, coef: h.kl_loss_coef, clamp: true },
     entropyCoef: h.entropy_coeff,
+    ...AT_B178A3C,
   };
 }
 
