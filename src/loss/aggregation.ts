@@ -71,19 +71,10 @@ function tokenWeight(
 /**
  * The rules of verl's agg_loss on its options, for every backend (they read no data): from verl 1dda039, dp_size > 1
  * without the batch's count raises ValueError (token-mean needs `tokens`, the seq-mean-* modes `sequences`); at
- * b178a3c it scaled this call's own count, and token-sum did not exist.
+ * b178a3c it scaled this call's own count. (token-sum, new in 1dda039, is offered at either version: Σ · dpSize.)
  */
 export function requireVerlCounts(mode: Aggregation, normalizer: Normalizer): void {
-  if (normalizer.verlVersion === "b178a3c") {
-    if (mode === "token-sum") {
-      throw invalid(
-        "options.aggregation",
-        'is "token-sum", which verl b178a3c does not have (normalizer.verlVersion "b178a3c"): it is new in 1dda039',
-      );
-    }
-    return;
-  }
-  if (normalizer.dpSize === 1) return;
+  if (normalizer.verlVersion === "b178a3c" || normalizer.dpSize === 1) return;
   const field = mode === "token-mean" ? "tokens" : mode.startsWith("seq-mean-") ? "sequences" : undefined;
   if (field === undefined || normalizer[field] !== undefined) return;
   const peer = field === "tokens" ? "batch_num_tokens" : "global_batch_size";
