@@ -529,11 +529,13 @@ GR_HD void kl_penalty(int kind, int clamp, double logp, double ref, double& valu
  */
 GR_HD void kl_times_ratio(int kind, int clamp, double logp, double ref, double log_ratio, double& value, double& d_logp) {
   const double ratio = exp(log_ratio);
-  if (kind == kK3 && !clamp) {
+  if ((kind == kK3 || kind == kK3 + kKlStraightThrough) && !clamp) {
     const double x = ref - logp;
     const double e = exp(x + log_ratio);
     value = e - (x + 1.0) * ratio;
-    d_logp = ratio - e;
+    // k3+ keeps k3's value and takes the straight-through slope (logp - ref) rho.
+    const double diff = logp - ref;
+    d_logp = kind == kK3 ? ratio - e : diff == 0.0 ? 0.0 : diff * ratio;
     return;
   }
   kl_penalty(kind, clamp, logp, ref, value, d_logp);

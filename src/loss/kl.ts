@@ -93,8 +93,17 @@ const k3TimesRatio: KlTimesRatio = (logp, refLogp, logRatio) => {
   return { value: expXRatio - (x + 1) * ratio, dLogp: ratio - expXRatio };
 };
 
+/** k3+ without clamps: k3's value times ρ as k3TimesRatio keeps it finite, the straight-through slope times ρ. */
+const k3PlusTimesRatio: KlTimesRatio = (logp, refLogp, logRatio) => {
+  const { value } = k3TimesRatio(logp, refLogp, logRatio);
+  const slope = logp - refLogp;
+  return { value, dLogp: slope === 0 ? 0 : slope * Math.exp(logRatio) };
+};
+
+/** The estimator of `kind` times the importance ratio, each product kept finite where it is (see KlTimesRatio). */
 export function klTimesRatio(kind: KlKind, clamp: boolean): KlTimesRatio {
   if (kind === "k3" && !clamp) return k3TimesRatio;
+  if (kind === "k3+" && !clamp) return k3PlusTimesRatio;
   const estimate = klEstimator(kind, clamp);
   return (logp, refLogp, logRatio) => {
     const { value, dLogp } = estimate(logp, refLogp);

@@ -231,10 +231,14 @@ fn klBase(kind: u32, logp: f32, refLogp: f32) -> vec2f {
  * klTimesRatio): k3's e^x·ρ as e^(x + log ρ), and a zero estimate or slope times ρ is 0 whatever ρ.
  */
 fn klTimesRatio(logp: f32, refLogp: f32, logRatio: f32, ratio: f32) -> vec2f {
-  if (p.klKind == ${KL_CODES.k3}u && !has(${LOSS_FLAGS.klClamp}u)) {
+  let k3 = p.klKind == ${KL_CODES.k3}u || p.klKind == ${KL_CODES["k3+"]}u;
+  if (k3 && !has(${LOSS_FLAGS.klClamp}u)) {
     let x = refLogp - logp;
     let e = exp(x + logRatio);
-    return vec2f(e - (x + 1.0) * ratio, ratio - e);
+    // k3+ keeps k3's value and takes the straight-through slope (logp − refLogp)·ρ.
+    let diff = logp - refLogp;
+    let plusSlope = select(diff * ratio, 0.0, diff == 0.0);
+    return vec2f(e - (x + 1.0) * ratio, select(ratio - e, plusSlope, p.klKind == ${KL_CODES["k3+"]}u));
   }
   let k = kl(logp, refLogp);
   return vec2f(select(k.x * ratio, 0.0, k.x == 0.0), select(k.y * ratio, 0.0, k.y == 0.0));
