@@ -12,7 +12,7 @@ import {
   remaxAdvantages,
   tirOptimalTokenBaselineAdvantages,
 } from "./advantages/token/index.js";
-import { tokenLogProbs, tokenLogProbsBackward } from "./logprobs/index.js";
+import { tokenEntropy, tokenEntropyBackward, tokenLogProbs, tokenLogProbsBackward } from "./logprobs/index.js";
 import { aggregate, batchNormalizer, lossPresets, policyLoss, registerPolicyObjective } from "./loss/index.js";
 import { policyLossFromLogits } from "./logits-loss.js";
 import {
@@ -103,6 +103,8 @@ export const grpoRoc = {
   registerPolicyObjective,
   tokenLogProbs,
   tokenLogProbsBackward,
+  tokenEntropy,
+  tokenEntropyBackward,
   policyLossFromLogits,
   rolloutCorrection,
   rolloutCorrectionPresets,

@@ -10,12 +10,16 @@ import {
 } from "../src/index.js";
 import { expectAllClose, FLOAT64_TOLERANCE, loadGolden, type Tolerance } from "./helpers/golden.js";
 import { matrix } from "./helpers/matrices.js";
+import { atB178a3c } from "./helpers/golden-loss.js";
 
 const GRADIENT_TOLERANCE: Tolerance = { rtol: 1e-10, atol: 1e-12 };
 
-/** The policy-loss options fromVerlConfig gives for an ActorConfig: every term below reads its part of them. */
+/**
+ * The policy-loss options fromVerlConfig gives for an ActorConfig, as verl b178a3c computes them (these files come
+ * from it): every term below reads its part of them.
+ */
 const actorOptions = (actor: NonNullable<VerlConfig["actor"]>): PolicyLossOptionsInput =>
-  fromVerlConfig({ actor }).loss!;
+  atB178a3c(fromVerlConfig({ actor }).loss!);
 
 describe("verl agg_loss (verl_agg_loss.json)", () => {
   const cases = loadGolden("verl_agg_loss.json").cases.filter((c) => c.function === "agg_loss");
@@ -61,6 +65,7 @@ describe("verl agg_loss (verl_agg_loss.json)", () => {
   it("a mask that selects nothing gives 0 and a zero gradient in every mode (verl: 0/0 = NaN)", () => {
     for (const mode of [
       "token-mean",
+      "token-sum",
       "seq-mean-token-sum",
       "seq-mean-token-mean",
       "seq-mean-token-sum-norm",
@@ -128,7 +133,7 @@ describe("verl kl_penalty and KL loss (verl_kl.json)", () => {
     ] as const) {
       const loss = aggregate(
         { data: Float64Array.from(kld), shape: [inputs.logprob.length, inputs.logprob[0]!.length] },
-        { mask: matrix(inputs.response_mask), aggregation: mode },
+        { mask: matrix(inputs.response_mask), aggregation: mode, normalizer: { verlVersion: "b178a3c" } },
       );
       expectAllClose([loss.value], [c.outputs[`kl_loss[${mode}]`] as number], FLOAT64_TOLERANCE, `kl_loss[${mode}]`);
       const grad = loss.grad.map((w, i) => w * slope[i]!);
@@ -154,7 +159,7 @@ describe("verl entropy and log-probs from logits (verl_entropy.json)", () => {
     const options = actorOptions({ loss_agg_mode: c.hyperparameters.loss_agg_mode as string, entropy_coeff: 0.01 });
     const loss = aggregate(
       { data: forward.entropy!, shape: forward.shape },
-      { mask: matrix(inputs.response_mask), aggregation: options.entropyAggregation! },
+      { mask: matrix(inputs.response_mask), aggregation: options.entropyAggregation!, normalizer: options.normalizer },
     );
     expectAllClose([loss.value], [c.outputs.entropy_loss as number], FLOAT64_TOLERANCE, "entropy_loss");
     const grad = tokenLogProbsBackward(inputs.logits, tokens, {

@@ -317,7 +317,7 @@ std::shared_ptr<grpo::LossConfig> loss_config(const Args& a) {
   c->sapo_negative = a.number("sapoNegative", 1.05);
   if (c->objective < 0 || c->objective >= grpo::kObjectiveCount) throw ArgumentError("objective: unknown");
   if (c->ratio_level < 0 || c->ratio_level > 2) throw ArgumentError("ratioLevel: unknown");
-  if (c->kl_kind < -1 || c->kl_kind > 3) throw ArgumentError("klKind: unknown");
+  if (c->kl_kind < -1 || c->kl_kind >= grpo::kKlKindCount) throw ArgumentError("klKind: unknown");
   return c;
 }
 

@@ -360,7 +360,9 @@ GR_HD RowCheck thread_grad_scalar(const T* row, T* out, int64_t vocab, int64_t t
 // src/cuda/loss.ts (NATIVE_OBJECTIVES) names these; test/native-objectives.test.ts checks them against OBJECTIVE_CODE.
 enum Objective { kClip = 0, kCispo = 1, kSapo = 2, kReinforce = 3, kObjectiveCount };
 enum RatioLevel { kToken = 0, kSequence = 1, kSequenceToken = 2 };
-enum KlKind { kNoKl = -1, kK1 = 0, kAbs = 1, kK2 = 2, kK3 = 3 };
+// A "+" kind (straight-through, verl 1dda039) is its base kind + kKlStraightThrough: the base kind's value, the
+// slope logp - ref (src/loss/kl.ts).
+enum KlKind { kNoKl = -1, kK1 = 0, kAbs = 1, kK2 = 2, kK3 = 3, kKlStraightThrough = 4, kKlKindCount = 8 };
 enum Flags : uint8_t { kClipped = 1, kDualClipped = 2, kLowClipped = 4, kHighClipped = 8 };
 
 struct LossConfig {
@@ -478,7 +480,7 @@ GR_HD void token_objective(const LossConfig& c, double logp, double ratio, doubl
   }
 }
 
-GR_HD void kl_penalty(int kind, int clamp, double logp, double ref, double& value, double& d_logp) {
+GR_HD void kl_base(int kind, int clamp, double logp, double ref, double& value, double& d_logp) {
   const double diff = logp - ref;
   switch (kind) {
     case kK1:
@@ -514,6 +516,12 @@ GR_HD void kl_penalty(int kind, int clamp, double logp, double ref, double& valu
   }
 }
 
+GR_HD void kl_penalty(int kind, int clamp, double logp, double ref, double& value, double& d_logp) {
+  const bool straight_through = kind >= kKlStraightThrough;
+  kl_base(straight_through ? kind - kKlStraightThrough : kind, clamp, logp, ref, value, d_logp);
+  if (straight_through) d_logp = logp - ref;
+}
+
 /**
  * TRL's importance-corrected KL: the estimate and its slope in logp, each times rho = e^log_ratio, computed so that
  * a product that is finite stays finite (src/loss/kl.ts, klTimesRatio): k3's e^x rho is e^(x + log rho), and a zero
@@ -521,11 +529,13 @@ GR_HD void kl_penalty(int kind, int clamp, double logp, double ref, double& valu
  */
 GR_HD void kl_times_ratio(int kind, int clamp, double logp, double ref, double log_ratio, double& value, double& d_logp) {
   const double ratio = exp(log_ratio);
-  if (kind == kK3 && !clamp) {
+  if ((kind == kK3 || kind == kK3 + kKlStraightThrough) && !clamp) {
     const double x = ref - logp;
     const double e = exp(x + log_ratio);
     value = e - (x + 1.0) * ratio;
-    d_logp = ratio - e;
+    // k3+ keeps k3's value and takes the straight-through slope (logp - ref) rho.
+    const double diff = logp - ref;
+    d_logp = kind == kK3 ? ratio - e : diff == 0.0 ? 0.0 : diff * ratio;
     return;
   }
   kl_penalty(kind, clamp, logp, ref, value, d_logp);

@@ -54,7 +54,7 @@ export {
   type TokenLogProbsBackwardOptions,
   type TokenLogProbsOptions,
 } from "../logprobs/token-logprobs.js";
-export { rowWeights } from "../loss/aggregation.js";
+export { requireVerlCounts, rowWeights } from "../loss/aggregation.js";
 export { type LossInputs, type PolicyLossInputs, readLossInputs, requireFiniteLogps } from "../loss/inputs.js";
 export { type MetricSums, lossMetrics, type PolicyLossMetrics } from "../loss/metrics.js";
 export { BUILTIN_OBJECTIVES, type BuiltinObjective, isBuiltinObjective, OBJECTIVE_CODE } from "../loss/objectives.js";

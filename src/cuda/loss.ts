@@ -31,7 +31,17 @@ const RATIO_LEVEL_CODE = { token: 0, sequence: 1, "sequence-token": 2 } as const
   PolicyLossOptions["ratioLevel"],
   number
 >;
-const KL_KIND_CODE = { k1: 0, abs: 1, k2: 2, k3: 3 } as const satisfies Record<KlKind, number>;
+/** grpo_math.h's KlKind: a "+" kind (straight-through, verl 1dda039) is its base kind's code + 4. */
+const KL_KIND_CODE = {
+  k1: 0,
+  abs: 1,
+  k2: 2,
+  k3: 3,
+  "k1+": 4,
+  "abs+": 5,
+  "k2+": 6,
+  "k3+": 7,
+} as const satisfies Record<KlKind, number>;
 
 /** Bits of the per-token flags (grpo_math.h, Flags). */
 export const FLAGS = { clipped: 1, dual: 2, low: 4, high: 8 } as const;

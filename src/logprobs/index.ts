@@ -1,7 +1,10 @@
-export { tokenLogProbs, tokenLogProbsBackward } from "./token-logprobs.js";
+export { tokenEntropy, tokenEntropyBackward, tokenLogProbs, tokenLogProbsBackward } from "./token-logprobs.js";
 export type {
   Bfloat16Logits,
   LogitsInput,
+  TokenEntropy,
+  TokenEntropyBackwardOptions,
+  TokenEntropyOptions,
   TokenLogProbs,
   TokenLogProbsBackwardOptions,
   TokenLogProbsOptions,

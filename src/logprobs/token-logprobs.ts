@@ -546,3 +546,113 @@ function positionalMatrix(input: MatrixInput, name: string, l: Logits): Matrix {
 export function positional(input: MatrixInput, name: string, l: Logits): ArrayLike<number> {
   return positionalMatrix(input, name, l).data;
 }
+
+/** How tokenEntropy reads the logits. */
+export interface TokenEntropyOptions {
+  /** The logits are divided by it first (sampling temperature, default 1). */
+  readonly temperature?: number | undefined;
+  /** [B, T] 0/1: positions with 0 are skipped (entropy 0, gradient 0), so their logits are never read. */
+  readonly mask?: MatrixInput | undefined;
+}
+
+/** The entropy of each position's distribution softmax(logits / temperature). */
+export interface TokenEntropy {
+  /** H = −Σ_v p_v·log p_v per position, [B, T]; 0 where the mask skipped it. */
+  readonly entropy: Float64Array;
+  /** logsumexp(logits / temperature) per position, NaN where the mask skipped it. */
+  readonly logSumExp: Float64Array;
+  /** The temperature these were computed at. */
+  readonly temperature: number;
+  /** [B, T] of the arrays above. */
+  readonly shape: readonly [number, number];
+}
+
+/** What flows back into the logits from the entropy alone. */
+export interface TokenEntropyBackwardOptions extends TokenEntropyOptions {
+  /** ∂L/∂entropy, [B, T]; must be finite where the mask selects. */
+  readonly gradEntropy: MatrixInput;
+}
+
+const entropyOptionsSchema = z.strictObject({
+  temperature: z._default(z.number().check(z.positive()), 1),
+  mask: z.optional(z.unknown()),
+});
+
+const entropyBackwardOptionsSchema = z.extend(entropyOptionsSchema, { gradEntropy: z.unknown() });
+
+/** The mask of an entropy-only call, read against the logits' [B, T]. */
+function readPositionMask(maskInput: MatrixInput | undefined, l: Logits): ArrayLike<number> | undefined {
+  if (maskInput === undefined) return undefined;
+  const mask = positionalMatrix(maskInput, "options.mask", l);
+  assertBinaryMask(mask, "options.mask");
+  return mask.data;
+}
+
+/**
+ * The entropy of each position, H = logsumexp(z/τ) − Σ softmax(z/τ)·z/τ (verl's and TRL's entropy_from_logits), for
+ * logits [B, T, V] and no tokens: one streamed pass over the vocabulary per position in float64, as tokenLogProbs
+ * computes it. −Infinity logits (a masked vocabulary) count as probability 0 (verl and TRL give NaN there); NaN or
+ * +Infinity at a selected position, or a position whose logits are all −Infinity, is an error.
+ *
+ * @example tokenEntropy([[[0, 0]]]).entropy // => Float64Array [0.6931471805599453] (log 2)
+ */
+export function tokenEntropy(logits: LogitsInput, options: TokenEntropyOptions = {}): TokenEntropy {
+  const { temperature } = parseOrThrow(entropyOptionsSchema, options, "options");
+  const l = readLogits(logits);
+  const mask = readPositionMask(options.mask, l);
+  const positions = l.rows * l.cols;
+  const entropy = new Float64Array(positions);
+  const logSumExp = new Float64Array(positions).fill(NaN);
+  const inverseTemperature = 1 / temperature;
+  const stats = newRowStatistics();
+  for (let i = 0; i < positions; i++) {
+    if (mask !== undefined && mask[i] === 0) continue;
+    rowStatistics(l, i, inverseTemperature, true, stats);
+    logSumExp[i] = stats.logSumExp;
+    entropy[i] = stats.entropy;
+  }
+  return { entropy, logSumExp, temperature, shape: [l.rows, l.cols] };
+}
+
+/**
+ * ∂L/∂logits from ∂L/∂entropy alone: −h·p_v·(log p_v + H)/τ at each entry, with h = ∂L/∂entropy of the position
+ * (verl's compute_entropy_loss backward). Positions the mask skips or where h = 0 get exactly 0 and their logits are
+ * never read. The gradient has the logits' precision, as tokenLogProbsBackward's.
+ *
+ * @example tokenEntropyBackward([[[0, 0]]], { gradEntropy: [[1]] }).data // => Float64Array [0, 0] (a maximum)
+ */
+export function tokenEntropyBackward(
+  logits: LogitsInput,
+  options: TokenEntropyBackwardOptions,
+): { readonly data: Float32Array | Float64Array; readonly shape: readonly [number, number, number] } {
+  const { temperature } = parseOrThrow(entropyBackwardOptionsSchema, options, "options");
+  const l = readLogits(logits);
+  const mask = readPositionMask(options.mask, l);
+  const gradEntropy = positional(options.gradEntropy, "options.gradEntropy", l);
+  for (let i = 0; i < gradEntropy.length; i++) {
+    if ((mask === undefined || mask[i] === 1) && !Number.isFinite(gradEntropy[i])) {
+      throw invalid(
+        `options.gradEntropy[${Math.floor(i / l.cols)}][${i % l.cols}]`,
+        `is ${gradEntropy[i]}; must be finite where the mask selects`,
+      );
+    }
+  }
+  const size = l.rows * l.cols * l.vocab;
+  const out = l.data instanceof Float32Array ? new Float32Array(size) : new Float64Array(size);
+  const inverseTemperature = 1 / temperature;
+  const stats = newRowStatistics();
+  for (let i = 0; i < l.rows * l.cols; i++) {
+    const h = gradEntropy[i]!;
+    if ((mask !== undefined && mask[i] === 0) || h === 0) continue;
+    rowStatistics(l, i, inverseTemperature, true, stats);
+    const offset = i * l.vocab;
+    for (let v = 0; v < l.vocab; v++) {
+      const logProbability = (l.data[offset + v]! - stats.max) * inverseTemperature - stats.logSum;
+      const p = exp(logProbability);
+      // p = 0 for −Infinity logits, whose term would be 0·∞.
+      out[offset + v] = p === 0 ? 0 : -h * p * (logProbability + stats.entropy) * inverseTemperature;
+    }
+  }
+  if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
+  return { data: out, shape: [l.rows, l.cols, l.vocab] };
+}

@@ -39,12 +39,15 @@ function tokenWeight(
   normalizer: Normalizer,
   local: { tokens: number; nonEmpty: number; rows: number; length: number },
 ): (count: number) => number {
+  requireVerlCounts(mode, normalizer);
   const { dpSize, gradientAccumulationSteps: steps } = normalizer;
   const tokens = normalizer.tokens ?? local.tokens;
   const length = normalizer.length ?? local.length;
   switch (mode) {
     case "token-mean":
       return () => dpSize / tokens;
+    case "token-sum":
+      return () => dpSize;
     case "bnpo":
       return () => 1 / (Math.max(tokens, 1) * steps);
     case "dapo":
@@ -54,13 +57,33 @@ function tokenWeight(
     case "seq-mean-token-mean":
       return (count) => dpSize / (count * (normalizer.sequences ?? local.nonEmpty));
     case "seq-mean-token-sum-norm":
-      return () => 1 / length;
+      // verl 1dda039 shares seq-mean-token-sum's branch, then divides by the length; b178a3c divided by it alone.
+      if (normalizer.verlVersion === "b178a3c") return () => 1 / length;
+      return () => dpSize / (normalizer.sequences ?? local.nonEmpty) / length;
     case "grpo":
       // TRL counts empty rows in the mean over sequences.
       return (count) => 1 / (count * (normalizer.rows ?? local.rows) * steps);
     case "dr_grpo":
       return () => 1 / ((normalizer.rows ?? local.rows) * length * steps);
   }
+}
+
+/**
+ * The rules of verl's agg_loss on its options, for every backend (they read no data): from verl 1dda039, dp_size > 1
+ * without the batch's count raises ValueError (token-mean needs `tokens`, the seq-mean-* modes `sequences`); at
+ * b178a3c it scaled this call's own count. (token-sum, new in 1dda039, is offered at either version: Σ · dpSize.)
+ */
+export function requireVerlCounts(mode: Aggregation, normalizer: Normalizer): void {
+  if (normalizer.verlVersion === "b178a3c" || normalizer.dpSize === 1) return;
+  const field = mode === "token-mean" ? "tokens" : mode.startsWith("seq-mean-") ? "sequences" : undefined;
+  if (field === undefined || normalizer[field] !== undefined) return;
+  const peer = field === "tokens" ? "batch_num_tokens" : "global_batch_size";
+  throw invalid(
+    `options.normalizer.${field}`,
+    `is required with dpSize ${normalizer.dpSize} and aggregation "${mode}" (verl 1dda039 raises "${peer} is ` +
+      `required when dp_size > 1"): give the whole batch's count, or normalizer.verlVersion "b178a3c" to scale ` +
+      "this call's own count by dpSize",
+  );
 }
 
 /**

@@ -27,7 +27,17 @@ export type {
   NormalizerInput,
   PolicyLossOptions,
   PolicyLossOptionsInput,
+  VerlKlName,
+  VerlVersion,
 } from "./options.js";
-export { AGGREGATIONS, KL_KINDS, lossPresets, normalizerSchema, policyLossOptionsSchema } from "./options.js";
+export {
+  AGGREGATIONS,
+  KL_ALIASES,
+  KL_KINDS,
+  lossPresets,
+  normalizerSchema,
+  policyLossOptionsSchema,
+  VERL_VERSIONS,
+} from "./options.js";
 export type { PolicyLossBuffers, PolicyLossResult } from "./policy-loss.js";
 export { policyLoss, resolvePolicyLossOptions } from "./policy-loss.js";

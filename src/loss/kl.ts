@@ -1,6 +1,6 @@
 import * as z from "zod/mini";
 import { invalid, parseOrThrow } from "../errors.js";
-import { KL_KINDS, type KlKind } from "./options.js";
+import { KL_ALIASES, KL_KINDS, type KlKind, type VerlKlName } from "./options.js";
 
 /** One token's KL estimate and its slope. */
 export interface KlValue {
@@ -31,11 +31,13 @@ const k3Clamped: KlEstimator = (logp, refLogp) => {
   return { value, dLogp: xInside ? 1 - expX : 0 };
 };
 
+type BaseKlKind = "k1" | "abs" | "k2" | "k3";
+
 /**
  * Per-token KL estimators of log π − log π_ref (Schulman's k1, k2, k3, and |k1|), chosen once per call so that the
  * loss's loop calls one small function it can inline. The clamp is verl's, and only k3 has one.
  */
-const KL_ESTIMATORS = {
+const BASE_KL_ESTIMATORS = {
   k1: () => (logp, refLogp) => ({ value: logp - refLogp, dLogp: 1 }),
   abs: () => (logp, refLogp) => ({ value: Math.abs(logp - refLogp), dLogp: Math.sign(logp - refLogp) }),
   k2: () => (logp, refLogp) => {
@@ -43,10 +45,30 @@ const KL_ESTIMATORS = {
     return { value: 0.5 * diff * diff, dLogp: diff };
   },
   k3: (clamp) => (clamp ? k3Clamped : k3),
+} as const satisfies Record<BaseKlKind, (clamp: boolean) => KlEstimator>;
+
+/**
+ * verl 1dda039's "+" kinds: the base kind's value (its clamps included) with the k2 gradient logp − refLogp, i.e.
+ * verl's `kl.detach() + k2 − k2.detach()` (straight-through; at b178a3c these raised NotImplementedError).
+ */
+function straightThrough(base: BaseKlKind): (clamp: boolean) => KlEstimator {
+  return (clamp) => {
+    const estimate = BASE_KL_ESTIMATORS[base](clamp);
+    return (logp, refLogp) => ({ value: estimate(logp, refLogp).value, dLogp: logp - refLogp });
+  };
+}
+
+const KL_ESTIMATORS = {
+  ...BASE_KL_ESTIMATORS,
+  "k1+": straightThrough("k1"),
+  "abs+": straightThrough("abs"),
+  "k2+": straightThrough("k2"),
+  "k3+": straightThrough("k3"),
 } as const satisfies Record<KlKind, (clamp: boolean) => KlEstimator>;
 
 const estimators = new Map<string, KlEstimator>();
 
+/** The estimator of `kind` (with verl's k3 clamps when `clamp`), built once and cached. */
 export function klEstimator(kind: KlKind, clamp: boolean): KlEstimator {
   const key = `${kind}:${clamp}`;
   let estimator = estimators.get(key);
@@ -71,8 +93,17 @@ const k3TimesRatio: KlTimesRatio = (logp, refLogp, logRatio) => {
   return { value: expXRatio - (x + 1) * ratio, dLogp: ratio - expXRatio };
 };
 
+/** k3+ without clamps: k3's value times ρ as k3TimesRatio keeps it finite, the straight-through slope times ρ. */
+const k3PlusTimesRatio: KlTimesRatio = (logp, refLogp, logRatio) => {
+  const { value } = k3TimesRatio(logp, refLogp, logRatio);
+  const slope = logp - refLogp;
+  return { value, dLogp: slope === 0 ? 0 : slope * Math.exp(logRatio) };
+};
+
+/** The estimator of `kind` times the importance ratio, each product kept finite where it is (see KlTimesRatio). */
 export function klTimesRatio(kind: KlKind, clamp: boolean): KlTimesRatio {
   if (kind === "k3" && !clamp) return k3TimesRatio;
+  if (kind === "k3+" && !clamp) return k3PlusTimesRatio;
   const estimate = klEstimator(kind, clamp);
   return (logp, refLogp, logRatio) => {
     const { value, dLogp } = estimate(logp, refLogp);
@@ -82,17 +113,30 @@ export function klTimesRatio(kind: KlKind, clamp: boolean): KlTimesRatio {
   };
 }
 
-const klPenaltyArguments = z.tuple([z.enum(KL_KINDS), z.boolean(), z.number(), z.number()]);
+const klPenaltyArguments = z.tuple([
+  z.pipe(
+    z.transform((kind: unknown) =>
+      typeof kind === "string" && Object.hasOwn(KL_ALIASES, kind) ? KL_ALIASES[kind as VerlKlName] : kind,
+    ),
+    z.enum(KL_KINDS),
+  ),
+  z.boolean(),
+  z.number(),
+  z.number(),
+]);
 
 /**
  * One token's KL estimate of log π − log π_ref and its slope in logp, as the loss computes it (validated: the loss
  * itself calls the estimators directly, once its inputs are).
  *
+ * `kind` also takes verl's names ("low_var_kl", "k3+", "low_var_kl+", …).
+ *
  * @example klPenalty("k3", true, -1, -1.5) // => { value: e^-0.5 + 0.5 − 1 ≈ 0.1065, dLogp: 1 − e^-0.5 ≈ 0.3935 }
+ * @example klPenalty("k3+", true, -1, -1.5) // => { value: ≈ 0.1065, dLogp: 0.5 } (straight-through: logp − refLogp)
  */
-export function klPenalty(kind: KlKind, clamp: boolean, logp: number, refLogp: number): KlValue {
-  parseOrThrow(klPenaltyArguments, [kind, clamp, logp, refLogp], "arguments");
-  const result = klEstimator(kind, clamp)(logp, refLogp);
+export function klPenalty(kind: KlKind | VerlKlName, clamp: boolean, logp: number, refLogp: number): KlValue {
+  const [resolved] = parseOrThrow(klPenaltyArguments, [kind, clamp, logp, refLogp], "arguments");
+  const result = klEstimator(resolved, clamp)(logp, refLogp);
   if (!Number.isFinite(result.value) || !Number.isFinite(result.dLogp)) {
     throw invalid("arguments", `the ${kind} estimate of logp − refLogp = ${logp - refLogp} overflows float64`);
   }

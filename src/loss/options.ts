@@ -1,11 +1,13 @@
 import * as z from "zod/mini";
 
 /**
- * How per-token losses become one number (docs/spec.md §4). verl's modes: token-mean, seq-mean-token-sum,
- * seq-mean-token-mean, seq-mean-token-sum-norm. TRL's loss types: grpo, bnpo, dr_grpo, dapo.
+ * How per-token losses become one number (docs/spec.md §4). verl's modes: token-mean, token-sum (verl 1dda039),
+ * seq-mean-token-sum, seq-mean-token-mean, seq-mean-token-sum-norm (its meaning depends on `normalizer.verlVersion`).
+ * TRL's loss types: grpo, bnpo, dr_grpo, dapo.
  */
 export const AGGREGATIONS = [
   "token-mean",
+  "token-sum",
   "seq-mean-token-sum",
   "seq-mean-token-mean",
   "seq-mean-token-sum-norm",
@@ -19,12 +21,34 @@ export type Aggregation = (typeof AGGREGATIONS)[number];
 
 /**
  * The KL estimators of log π − log π_ref: Schulman's k1 (verl "kl"), k2 (verl "mse") and k3 (verl "low_var_kl", TRL's
- * only one), and |k1|. verl's names are accepted as aliases in `options.kl.kind`.
+ * only one), and |k1|. A "+" kind (verl 1dda039) is straight-through: the value of its base kind with the k2 gradient
+ * logp − refLogp (at verl b178a3c these raised NotImplementedError). verl's names ("kl", "mse", "low_var_kl", and
+ * the same with "+") are accepted as aliases in `options.kl.kind`.
  */
-export const KL_KINDS = ["k1", "abs", "k2", "k3"] as const;
-/** A KL estimator's name: "k1", "abs", "k2" or "k3". */
+export const KL_KINDS = ["k1", "abs", "k2", "k3", "k1+", "abs+", "k2+", "k3+"] as const;
+/** A KL estimator's name: "k1", "abs", "k2", "k3", or one of them with "+" (straight-through, k2 gradient). */
 export type KlKind = (typeof KL_KINDS)[number];
-const KL_ALIASES: Record<string, KlKind> = { kl: "k1", mse: "k2", low_var_kl: "k3" };
+/** verl's names for the KL kinds, as `options.kl.kind` and `klPenalty` accept them. */
+export const KL_ALIASES = {
+  kl: "k1",
+  mse: "k2",
+  low_var_kl: "k3",
+  "kl+": "k1+",
+  "mse+": "k2+",
+  "low_var_kl+": "k3+",
+} as const satisfies Record<string, KlKind>;
+/** One of verl's KL names: "kl", "mse", "low_var_kl", or one of them with "+". */
+export type VerlKlName = keyof typeof KL_ALIASES;
+
+/**
+ * The verl commits whose aggregation semantics `normalizer.verlVersion` selects (golden README, "Version traps" 1
+ * and 6). "1dda039" (default): seq-mean-token-sum-norm divides by the sequences (× dpSize) and then by the length,
+ * and dpSize > 1 needs the batch's count. "b178a3c": seq-mean-token-sum-norm is Σ / length, and dpSize > 1 without
+ * the count scales this call's own count.
+ */
+export const VERL_VERSIONS = ["1dda039", "b178a3c"] as const;
+/** A verl commit whose aggregation semantics to follow: one of VERL_VERSIONS. */
+export type VerlVersion = (typeof VERL_VERSIONS)[number];
 
 /**
  * The objectives grpo-roc ships without a kernel in the fast backends (verl's DPPO-TV, DPPO-KL, DRO, GMPO, KL-Cov,
@@ -41,7 +65,10 @@ const count = z.int().check(z.nonnegative());
 const normalizerShape = {
   /** Valid tokens of the whole batch (token-mean, bnpo; dapo's num_items_in_batch). */
   tokens: z.optional(count),
-  /** Non-empty rows of the whole batch, for verl's seq-mean-* modes (verl's global_batch_size). */
+  /**
+   * Rows of the whole batch for verl's seq-mean-* modes (verl's global_batch_size). `batchNormalizer` gives the
+   * non-empty ones (what verl counts without it); verl 1dda039's trainer passes all rows, empty ones included.
+   */
   sequences: z.optional(count),
   /** All rows of the whole batch, empty ones included, for TRL's grpo and dr_grpo. */
   rows: z.optional(count),
@@ -50,10 +77,15 @@ const normalizerShape = {
    * (default T).
    */
   length: z.optional(z.number().check(z.positive())),
-  /** verl's dp_size: multiplies every mode but seq-mean-token-sum-norm. */
+  /**
+   * verl's dp_size: multiplies verl's modes (seq-mean-token-sum-norm only from verl 1dda039). From 1dda039, more than
+   * 1 needs `tokens` (token-mean) or `sequences` (seq-mean-*), as verl raises without them.
+   */
   dpSize: z._default(z.int().check(z.positive()), 1),
   /** TRL's gradient accumulation steps: divides grpo, bnpo and dr_grpo (not dapo, whose count already spans them). */
   gradientAccumulationSteps: z._default(z.int().check(z.positive()), 1),
+  /** Which verl commit's agg_loss to follow (default "1dda039", the current one; see VERL_VERSIONS). */
+  verlVersion: z._default(z.enum(VERL_VERSIONS), "1dda039"),
 };
 
 /**
@@ -62,9 +94,9 @@ const normalizerShape = {
  */
 export const normalizerSchema: z.ZodMiniDefault<z.ZodMiniObject<typeof normalizerShape, z.core.$strict>> = z._default(
   z.strictObject(normalizerShape),
-  { dpSize: 1, gradientAccumulationSteps: 1 },
+  { dpSize: 1, gradientAccumulationSteps: 1, verlVersion: "1dda039" },
 );
-/** A normaliser with its defaults filled in (dpSize and gradientAccumulationSteps 1). */
+/** A normaliser with its defaults filled in (dpSize and gradientAccumulationSteps 1, verlVersion "1dda039"). */
 export type Normalizer = z.output<typeof normalizerSchema>;
 /**
  * The whole batch's counts, as `options.normalizer` takes them: `batchNormalizer(mask)` of the whole batch, plus
@@ -74,9 +106,14 @@ export type NormalizerInput = z.input<typeof normalizerSchema>;
 
 /** klSchema's fields: a const of its own, so that the published types keep each field's comment. */
 const klShape = {
-  /** The estimator: "k1", "abs", "k2", "k3", or verl's names "kl", "mse", "low_var_kl". */
+  /**
+   * The estimator: "k1", "abs", "k2", "k3", verl's names "kl", "mse", "low_var_kl", or any of them with "+"
+   * (straight-through: the base kind's value, the gradient logp − refLogp; verl 1dda039).
+   */
   kind: z.pipe(
-    z.transform((kind: unknown) => (typeof kind === "string" ? (KL_ALIASES[kind] ?? kind) : kind)),
+    z.transform((kind: unknown) =>
+      typeof kind === "string" && Object.hasOwn(KL_ALIASES, kind) ? KL_ALIASES[kind as VerlKlName] : kind,
+    ),
     z.enum(KL_KINDS),
   ),
   /** verl kl_loss_coef, TRL beta. */

@@ -416,7 +416,8 @@ function addKlTerm(t: LossInputs, ratios: RatioRule, kl: KlOptions, weights: Flo
 function klOverflow(t: LossInputs, i: number, kl: KlOptions, value: number, slope: number): Error {
   const cols = t.shape[1];
   const difference = t.logp[i]! - t.refLogp![i]!;
-  const fix = kl.kind === "k3" && !kl.clamp ? "; verl's clamps (options.kl.clamp: true) bound it" : "";
+  const fix =
+    (kl.kind === "k3" || kl.kind === "k3+") && !kl.clamp ? "; verl's clamps (options.kl.clamp: true) bound it" : "";
   return invalid(
     `inputs.refLogp[${Math.floor(i / cols)}][${i % cols}]`,
     `the ${kl.kind} KL estimate of logp − refLogp = ${difference} overflows float64 (value ${value}, slope ` +

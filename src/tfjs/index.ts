@@ -7,7 +7,7 @@ export { tfjsBackend } from "./backend.js";
 export { maxBindingBytes, requireBindable } from "./device.js";
 export { policyLossTensors } from "./loss.js";
 export type { PolicyLossTensorResult, PolicyLossTensors } from "./loss.js";
-export { tokenLogProbsTf, tokenStatistics, tokenStatisticsBackward } from "./logprobs.js";
+export { tokenEntropyTf, tokenLogProbsTf, tokenStatistics, tokenStatisticsBackward } from "./logprobs.js";
 export type { SavedStatistics, TokenLogProbsTensorOptions, TokenStatistics } from "./logprobs.js";
 export { policyLossTf, readPolicyLossMetrics } from "./differentiable.js";
 export type { PolicyLossCounts, PolicyLossTfHooks } from "./differentiable.js";

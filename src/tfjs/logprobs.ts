@@ -195,6 +195,23 @@ export function tokenLogProbsTf(
   return tokenLogProbsOps(logits, tokens, op);
 }
 
+/**
+ * Differentiable entropy for tfjs training, without tokens: logits [B, T, V] → H [B, T], its gradient into the
+ * logits the analytic −h·p·(log p + H)/τ. tokenLogProbsTf's entropy with its log-prob part left out (token 0 is
+ * read for it and gets no gradient), so it validates the logits and options alike.
+ */
+export function tokenEntropyTf(logits: tf.Tensor3D, options: TokenLogProbsTensorOptions = {}): tf.Tensor2D {
+  if (!(logits instanceof tf.Tensor) || logits.rank !== 3) {
+    throw invalid("logits", `expected a float32 tf.Tensor [B, T, V], received ${describeTensor(logits)}`);
+  }
+  if (typeof options === "object" && options !== null && "entropy" in options) {
+    throw invalid("options.entropy", "is not an option of tokenEntropyTf (it always computes the entropy)");
+  }
+  const [rows, cols] = logits.shape;
+  const stacked = tokenLogProbsTf(logits, tf.zeros([rows, cols], "int32"), { ...options, entropy: true });
+  return tf.reshape(tf.slice(stacked, [1, 0, 0], [1, rows, cols]), [rows, cols]) as tf.Tensor2D;
+}
+
 /** How tokenLogProbsTf's op runs: its options, and whether the token ids were checked (else clamp them first). */
 interface LogProbsOp {
   readonly temperature: number;

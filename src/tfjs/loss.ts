@@ -5,6 +5,7 @@ import {
   type BuiltinObjective,
   invalid,
   isBuiltinObjective,
+  type KlKind,
   type KlOptions,
   type Normalizer,
   type PolicyLossInputs,
@@ -13,6 +14,7 @@ import {
   parseOrThrow,
   readPolicyLossCall,
   referencePolicyLoss,
+  requireVerlCounts,
   resolvePolicyLossOptions,
 } from "../backends/contract.js";
 import { requireFloat32Options } from "../backends/contract.js";
@@ -524,13 +526,19 @@ const TFJS_OBJECTIVES = {
 
 /** src/loss/kl.ts elementwise: value and ∂value/∂logp. */
 function klTensors(
-  kind: "k1" | "abs" | "k2" | "k3",
+  kind: KlKind,
   clamp: boolean,
   logp: tf.Tensor,
   refLogp: tf.Tensor,
 ): { value: tf.Tensor; slope: tf.Tensor } {
   const diff = tf.sub(logp, refLogp);
   switch (kind) {
+    // Straight-through (verl 1dda039): the base kind's value, the k2 slope logp − refLogp.
+    case "k1+":
+    case "abs+":
+    case "k2+":
+    case "k3+":
+      return { value: klTensors(baseKlKind(kind), clamp, logp, refLogp).value, slope: diff };
     case "k1":
       return { value: diff, slope: tf.onesLike(diff) };
     case "abs":
@@ -562,6 +570,11 @@ function klTensors(
   }
 }
 
+/** The kind a straight-through "+" kind takes its value from. */
+function baseKlKind(kind: "k1+" | "abs+" | "k2+" | "k3+"): "k1" | "abs" | "k2" | "k3" {
+  return kind.slice(0, -1) as "k1" | "abs" | "k2" | "k3";
+}
+
 /**
  * src/loss/aggregation.ts's row weights as a [B, T] tensor (0 where the mask is 0, and where a normaliser of 0
  * would divide by zero), computed on the device so that no data has to come back first.
@@ -575,10 +588,14 @@ function tokenWeights(mask: tf.Tensor2D, rowTokens: tf.Tensor, mode: Aggregation
   const allRows = () => scalar(n.rows, () => tf.scalar(rows));
   const length = n.length ?? cols;
   const steps = n.gradientAccumulationSteps;
+  requireVerlCounts(mode, n);
   let perRow: tf.Tensor;
   switch (mode) {
     case "token-mean":
       perRow = tf.div(n.dpSize, tokens());
+      break;
+    case "token-sum":
+      perRow = tf.scalar(n.dpSize);
       break;
     case "bnpo":
       perRow = tf.div(1, tf.mul(tf.maximum(tokens(), 1), steps));
@@ -593,7 +610,8 @@ function tokenWeights(mask: tf.Tensor2D, rowTokens: tf.Tensor, mode: Aggregation
       perRow = tf.div(n.dpSize, tf.mul(rowTokens, nonEmpty()));
       break;
     case "seq-mean-token-sum-norm":
-      perRow = tf.scalar(1 / length);
+      // verl 1dda039 divides by the sequences (× dpSize) and then by the length; b178a3c by the length alone.
+      perRow = n.verlVersion === "b178a3c" ? tf.scalar(1 / length) : tf.div(tf.div(n.dpSize, nonEmpty()), length);
       break;
     case "grpo":
       perRow = tf.div(1, tf.mul(tf.mul(rowTokens, allRows()), steps));

@@ -18,13 +18,24 @@
  * Fused after the statistics pass (`fromStatistics`), logp and entropy are read from its `stats` instead.
  */
 
-import { BUILTIN_OBJECTIVES, type BuiltinObjective, OBJECTIVE_CODE } from "../backends/contract.js";
+import { BUILTIN_OBJECTIVES, type BuiltinObjective, type KlKind, OBJECTIVE_CODE } from "../backends/contract.js";
 
 export const LOSS_WORKGROUP = 64;
 
 /** Ratio-level and KL codes of the uniform block (objectives use the contract's OBJECTIVE_CODE). */
 export const RATIO_LEVEL_CODES = { token: 0, sequence: 1, "sequence-token": 2 } as const;
-export const KL_CODES = { k1: 0, abs: 1, k2: 2, k3: 3 } as const;
+/** A "+" kind (straight-through) is its base kind's code + KL_STRAIGHT_THROUGH. */
+export const KL_STRAIGHT_THROUGH = 4;
+export const KL_CODES = {
+  k1: 0,
+  abs: 1,
+  k2: 2,
+  k3: 3,
+  "k1+": 4,
+  "abs+": 5,
+  "k2+": 6,
+  "k3+": 7,
+} as const satisfies Record<KlKind, number>;
 
 export const LOSS_FLAGS = {
   oldLogp: 1,
@@ -173,10 +184,19 @@ ${objectiveCases()}
   return o;
 }
 
-/** The KL estimator of logp − refLogp and its slope in logp (src/loss/kl.ts). */
+/**
+ * The KL estimator of logp − refLogp and its slope in logp (src/loss/kl.ts); a "+" kind keeps its base kind's
+ * value and takes the slope logp − refLogp (straight-through, verl 1dda039).
+ */
 fn kl(logp: f32, refLogp: f32) -> vec2f {
+  let base = klBase(p.klKind % ${KL_STRAIGHT_THROUGH}u, logp, refLogp);
+  return select(base, vec2f(base.x, logp - refLogp), p.klKind >= ${KL_STRAIGHT_THROUGH}u);
+}
+
+/** The base estimators: k1, |k1|, k2 and k3 (with verl's clamps when the flag is set). */
+fn klBase(kind: u32, logp: f32, refLogp: f32) -> vec2f {
   let diff = logp - refLogp;
-  switch p.klKind {
+  switch kind {
     case ${KL_CODES.k1}u: {
       return vec2f(diff, 1.0);
     }
@@ -211,10 +231,14 @@ fn kl(logp: f32, refLogp: f32) -> vec2f {
  * klTimesRatio): k3's e^x·ρ as e^(x + log ρ), and a zero estimate or slope times ρ is 0 whatever ρ.
  */
 fn klTimesRatio(logp: f32, refLogp: f32, logRatio: f32, ratio: f32) -> vec2f {
-  if (p.klKind == ${KL_CODES.k3}u && !has(${LOSS_FLAGS.klClamp}u)) {
+  let k3 = p.klKind == ${KL_CODES.k3}u || p.klKind == ${KL_CODES["k3+"]}u;
+  if (k3 && !has(${LOSS_FLAGS.klClamp}u)) {
     let x = refLogp - logp;
     let e = exp(x + logRatio);
-    return vec2f(e - (x + 1.0) * ratio, ratio - e);
+    // k3+ keeps k3's value and takes the straight-through slope (logp − refLogp)·ρ.
+    let diff = logp - refLogp;
+    let plusSlope = select(diff * ratio, 0.0, diff == 0.0);
+    return vec2f(e - (x + 1.0) * ratio, select(ratio - e, plusSlope, p.klKind == ${KL_CODES["k3+"]}u));
   }
   let k = kl(logp, refLogp);
   return vec2f(select(k.x * ratio, 0.0, k.x == 0.0), select(k.y * ratio, 0.0, k.y == 0.0));

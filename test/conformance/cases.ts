@@ -183,6 +183,23 @@ function drawOptions(rng: Rng, s: LossShape): PolicyLossOptionsInput {
   };
 }
 
+/**
+ * dpSize 2 without the batch's counts is an error from verl 1dda039 on (its ValueError), so a case drawn with it
+ * follows verl b178a3c (local counts × dpSize) when its length is 8, and otherwise gives the counts of two ranks
+ * like this one: twice its tokens, and twice its rows as 1dda039's global_batch_size (empty rows included). No
+ * random number is drawn, so the other cases stay as they were.
+ */
+function withVerlCounts(options: PolicyLossOptionsInput, batch: LossBatch): PolicyLossOptionsInput {
+  const normalizer = options.normalizer;
+  if (normalizer?.dpSize === undefined || normalizer.dpSize === 1) return options;
+  if (normalizer.length === 8) return { ...options, normalizer: { ...normalizer, verlVersion: "b178a3c" } };
+  const tokens = batch.mask.reduce((sum, m) => sum + m, 0);
+  return {
+    ...options,
+    normalizer: { ...normalizer, tokens: normalizer.dpSize * tokens, sequences: normalizer.dpSize * batch.B },
+  };
+}
+
 /** Random case k: objectives, ratio levels and aggregations cycle with k, the rest is drawn. */
 export function randomLossCase(k: number): LossCase {
   const objective = OBJECTIVES[k % OBJECTIVES.length]!;
@@ -194,6 +211,40 @@ export function randomLossCase(k: number): LossCase {
   return drawLossCase(`loss-${k}`, { objective, ratioLevel, aggregation });
 }
 
+/**
+ * verl 1dda039's terms, each on every backend: the straight-through KL kinds (with and without verl's clamps and
+ * TRL's importance correction), token-sum, and seq-mean-token-sum-norm at both verl versions.
+ */
+export function verl2TermCases(): LossCase[] {
+  const plusKinds = KL_KINDS.filter((kind) => kind.endsWith("+"));
+  const kl = plusKinds.flatMap((kind, k) =>
+    [true, false].map((clamp) =>
+      drawLossCase(`verl2-${kind}-${clamp}`, {
+        objective: OBJECTIVES[k % OBJECTIVES.length]!,
+        ratioLevel: "token",
+        aggregation: pick(rngFor(`verl2 ${kind}`), ["token-mean", "token-sum", "seq-mean-token-sum-norm"] as const),
+        kl: { kind, clamp, importanceCorrected: !clamp && kind !== "k2+" },
+      }),
+    ),
+  );
+  const aggregations = (["token-sum", "seq-mean-token-sum-norm"] as const).flatMap((aggregation) =>
+    (["1dda039", "b178a3c"] as const)
+      .filter((version) => aggregation !== "token-sum" || version === "1dda039")
+      .flatMap((verlVersion) =>
+        (["token", "sequence"] as const).map((ratioLevel) => {
+          const c = drawLossCase(`verl2-${aggregation}-${verlVersion}-${ratioLevel}`, {
+            objective: "clip",
+            ratioLevel,
+            aggregation,
+          });
+          const options = { ...c.options, normalizer: { ...c.options.normalizer, verlVersion } };
+          return { ...c, title: `${c.title}, verl ${verlVersion}`, options };
+        }),
+      ),
+  );
+  return [...kl, ...aggregations];
+}
+
 export function drawLossCase(seed: string, shape: LossShape, size: { B?: number; T?: number } = {}): LossCase {
   const rng = rngFor(`grpo-roc conformance ${seed}`);
   for (let attempt = 0; attempt < 1000; attempt++) {
@@ -202,7 +253,7 @@ export function drawLossCase(seed: string, shape: LossShape, size: { B?: number;
       rowConstant: shape.rowConstant ?? false,
       ...(shape.onPolicy !== undefined ? { onPolicy: shape.onPolicy } : {}),
     });
-    const options = drawOptions(rng, shape);
+    const options = withVerlCounts(drawOptions(rng, shape), batch);
     if (!awayFromKinks(batch, options)) continue;
     const kl = options.kl ? `, KL ${options.kl.kind}${options.kl.importanceCorrected ? "·ρ" : ""}` : "";
     const title = `${shape.objective}, ${shape.ratioLevel} ratio, ${shape.aggregation}${kl}${options.entropyCoef ? ", entropy bonus" : ""}, [${batch.B}, ${batch.T}]`;

@@ -55,6 +55,7 @@ import {
   verlMetricFor,
   verlOptionsFor,
   verlReferenceOptionsFor,
+  verl2TermCase,
   type TrlHyper,
   type VerlActorHyper,
   type VerlHyper,
@@ -74,6 +75,7 @@ import {
   rngFor,
   randomFromLogitsCase,
   REFERENCE_OBJECTIVE_OPTIONS,
+  verl2TermCases,
 } from "./cases.js";
 import { inCi, type Target } from "./targets.js";
 import {
@@ -440,6 +442,19 @@ function goldenCases(t: Target): void {
       );
     });
   });
+
+  describe("(a) golden: verl 1dda039 agg_loss (token-sum) and kl_penalty + kinds (verl2_policy_loss.json)", () => {
+    const cases = loadGolden("verl2_policy_loss.json").cases.filter(
+      (c) => (c.function === "agg_loss" || c.function === "kl_penalty") && !c.edge_case && !("error" in c.outputs),
+    );
+    it("has the cases", () => expect(cases.length).toBeGreaterThanOrEqual(4));
+    it.each(cases.map((c) => [c.id, c] as const))("%s", async (_id, c: GoldenCase) => {
+      const { inputs, options, loss, grad } = verl2TermCase(c);
+      const [result, ref] = await Promise.all([b.policyLoss(inputs, options), reference.policyLoss(inputs, options)]);
+      expectClose(result.loss, loss, tolerance(d, "value", lossScale(ref, inputs, options)), "loss");
+      expectClose(result.grad, grad, tolerance(d, "grad", gradScale(ref, inputs, options)), "grad");
+    });
+  });
 }
 
 function compareTrlMetrics(
@@ -471,6 +486,16 @@ function randomCases(t: Target): void {
   describe("(b) random policy losses against the reference backend", () => {
     const cases = Array.from({ length: t.budget.randomLosses }, (_, k) => randomLossCase(k));
     it.each(cases.map((c, k) => [k, c.title, c] as const))("#%i %s", async (_k, _title, c: LossCase) => {
+      const [actual, expected] = await Promise.all([
+        b.policyLoss(c.inputs, c.options),
+        reference.policyLoss(c.inputs, c.options),
+      ]);
+      expectSameLoss(t, actual, expected, c.inputs, c.options);
+    });
+  });
+
+  describe("(b) verl 1dda039 terms against the reference backend: KL + kinds, token-sum, seq-mean-token-sum-norm", () => {
+    it.each(verl2TermCases().map((c, k) => [k, c.title, c] as const))("#%i %s", async (_k, _title, c: LossCase) => {
       const [actual, expected] = await Promise.all([
         b.policyLoss(c.inputs, c.options),
         reference.policyLoss(c.inputs, c.options),

@@ -23,9 +23,18 @@ import { matrix } from "./matrices.js";
 export type VerlHyper = Record<string, unknown> & { loss_agg_mode: PolicyLossOptionsInput["aggregation"] };
 type VerlActor = NonNullable<VerlConfig["actor"]>;
 
-/** The actor section of a golden case: its hyperparameters are ActorConfig fields as they stand. */
+/**
+ * The actor section of a golden case of verl_policy_loss.json: its hyperparameters are ActorConfig fields as they
+ * stand. That file comes from verl b178a3c, whose seq-mean-token-sum-norm divides by the length alone (golden
+ * README, "Version traps" 1).
+ */
 export function verlLossOptions(actor: Record<string, unknown>): PolicyLossOptionsInput {
-  return fromVerlConfig({ actor: actor as VerlActor }).loss!;
+  return atB178a3c(fromVerlConfig({ actor: actor as VerlActor }).loss!);
+}
+
+/** Options as verl b178a3c computes them (grpo-roc's default is verl 1dda039). */
+export function atB178a3c(options: PolicyLossOptionsInput): PolicyLossOptionsInput {
+  return { ...options, normalizer: { ...options.normalizer, verlVersion: "b178a3c" } };
 }
 
 /**
@@ -341,4 +350,61 @@ export interface VerlActorStepOutputs {
   grad_log_prob: number[][];
   grad_logits: number[][][];
   pg_metrics: Record<string, number>;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// verl 1dda039's agg_loss and kl_penalty cases (verl2_policy_loss.json) as policy losses, for every backend
+
+/**
+ * A verl2 `agg_loss` or `kl_penalty` case as a policyLoss call and the loss and gradient it must give. agg_loss:
+ * REINFORCE with advantage −1 has per-token loss logp, so logp = loss_mat and ∂loss/∂logp = grad_loss_mat. kl_penalty:
+ * zero advantages leave the KL term alone (coef 1), so the loss is kl_loss[mode] and its gradient grad_kl_loss[mode].
+ */
+export function verl2TermCase(c: GoldenCase): {
+  inputs: PolicyLossInputs;
+  options: PolicyLossOptionsInput;
+  loss: number;
+  grad: number[];
+} {
+  const h = c.hyperparameters;
+  if (c.function === "agg_loss") {
+    const i = c.inputs as { loss_mat: number[][]; loss_mask: number[][] };
+    return {
+      inputs: {
+        logp: matrix(i.loss_mat),
+        oldLogp: matrix(i.loss_mat),
+        advantages: i.loss_mat.map(() => -1),
+        mask: matrix(i.loss_mask),
+      },
+      options: {
+        objective: "reinforce",
+        aggregation: h.loss_agg_mode as PolicyLossOptionsInput["aggregation"],
+        normalizer: {
+          ...(h.batch_num_tokens != null ? { tokens: h.batch_num_tokens as number } : {}),
+          ...(h.global_batch_size != null ? { sequences: h.global_batch_size as number } : {}),
+          ...(h.loss_scale_factor != null ? { length: h.loss_scale_factor as number } : {}),
+          ...(h.dp_size != null ? { dpSize: h.dp_size as number } : {}),
+        },
+      },
+      loss: c.outputs.loss as number,
+      grad: (c.outputs.grad_loss_mat as number[][]).flat(),
+    };
+  }
+  const i = c.inputs as { logprob: number[][]; ref_logprob: number[][]; response_mask: number[][] };
+  const mode = h.kl_loss_agg_mode as NonNullable<PolicyLossOptionsInput["aggregation"]>;
+  return {
+    inputs: {
+      logp: matrix(i.logprob),
+      oldLogp: matrix(i.logprob),
+      refLogp: matrix(i.ref_logprob),
+      advantages: i.logprob.map(() => 0),
+      mask: matrix(i.response_mask),
+    },
+    options: {
+      aggregation: mode,
+      kl: { kind: h.kl_penalty as NonNullable<PolicyLossOptionsInput["kl"]>["kind"], coef: 1, clamp: true },
+    },
+    loss: (c.outputs.kl_loss as Record<string, number>)[mode]!,
+    grad: (c.outputs.grad_kl_loss as Record<string, number[][]>)[mode]!.flat(),
+  };
 }

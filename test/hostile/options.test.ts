@@ -18,6 +18,8 @@ import {
   rocPresets,
   rolloutSchema,
   TOOL_OUTCOMES,
+  tokenEntropy,
+  tokenEntropyBackward,
   tokenLogProbs,
   toolCallSchema,
   tokenLogProbsBackward,
@@ -100,7 +102,15 @@ const OBJECTS: readonly StrictObject[] = [
   {
     label: "policyLoss options.normalizer",
     path: "options.normalizer",
-    value: { tokens: 2, sequences: 1, rows: 1, length: 2, dpSize: 1, gradientAccumulationSteps: 1 },
+    value: {
+      tokens: 2,
+      sequences: 1,
+      rows: 1,
+      length: 2,
+      dpSize: 1,
+      gradientAccumulationSteps: 1,
+      verlVersion: "1dda039",
+    },
     call: (normalizer) => policyLoss(lossInputs, { normalizer }),
   },
   {
@@ -144,6 +154,18 @@ const OBJECTS: readonly StrictObject[] = [
     path: "options",
     value: { temperature: 1, mask: [[1, 1]], gradLogp: [[1, 1]], gradEntropy: [[0, 0]] },
     call: (options) => tokenLogProbsBackward(logits, tokens, options as never),
+  },
+  {
+    label: "tokenEntropy options",
+    path: "options",
+    value: { temperature: 1, mask: [[1, 1]] },
+    call: (options) => tokenEntropy(logits, options),
+  },
+  {
+    label: "tokenEntropyBackward options",
+    path: "options",
+    value: { temperature: 1, mask: [[1, 1]], gradEntropy: [[1, 1]] },
+    call: (options) => tokenEntropyBackward(logits, options as never),
   },
   {
     label: "policyLossFromLogits inputs",
