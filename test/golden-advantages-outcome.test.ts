@@ -12,6 +12,7 @@ import {
   broadcastToTokens,
   gdpoAdvantages,
   gdpoPresets,
+  gpgAdvantages,
   multiRewardAdvantages,
   multiRewardPresets,
   opoAdvantages,
@@ -41,7 +42,6 @@ const normalises = (c: GoldenCase) =>
 const registryPresets: Record<string, (c: GoldenCase) => AdvantageOptionsInput> = {
   compute_grpo_passk_outcome_advantage: (c) =>
     normalises(c) ? advantagePresets.verlPassK : advantagePresets.verlPassKNoStd,
-  compute_gpg_outcome_advantage: () => advantagePresets.verlGpg,
   compute_grpo_vectorized_outcome_advantage: (c) =>
     normalises(c) ? advantagePresets.verlGrpoVectorizedB178a3c : advantagePresets.verlGrpoVectorizedB178a3cNoStd,
 };
@@ -70,6 +70,13 @@ describe("verl b178a3c outcome estimators (verl_advantages.json)", () => {
     });
   }
 
+  const gpg = byFunction("compute_gpg_outcome_advantage");
+  it.each(gpg.map((c) => [c.id, c] as const))("%s", (_id, c) => {
+    const perRollout = gpgAdvantages(scoresOf(c), c.inputs.index as string[]);
+    const perToken = broadcastToTokens(perRollout, maskOf(c)).data;
+    expectAllClose(perToken, expectedAdvantages(c), FLOAT64_TOLERANCE, `${c.id} advantages`);
+  });
+
   const opo = byFunction("compute_opo_outcome_advantage");
   it.each(opo.map((c) => [c.id, c] as const))("%s", (_id, c) => {
     const lengths = maskOf(c).map((row) => row.reduce((a, b) => a + b, 0));
@@ -84,7 +91,8 @@ describe("verl b178a3c outcome estimators (verl_advantages.json)", () => {
     expectAllClose(actual.data, expectedAdvantages(c), FLOAT64_TOLERANCE, `${c.id} advantages`);
   });
 
-  it("covers OPO and REINFORCE++-baseline", () => {
+  it("covers GPG, OPO and REINFORCE++-baseline", () => {
+    expect(gpg.length).toBe(7);
     expect(opo.length).toBe(7);
     expect(baseline.length).toBe(8);
   });

@@ -1,6 +1,7 @@
 /**
- * verl's outcome estimators that need more than one group's scores: OPO (the response lengths) and
- * REINFORCE++-baseline (whitening over the batch's tokens). Source: verl/trainer/ppo/core_algos.py at b178a3cd
+ * verl's outcome estimators that need more than one group's scores: GPG (a batch-wide α), OPO (the response
+ * lengths) and REINFORCE++-baseline (whitening over the batch's tokens). None is an AdvantageEstimator: those see
+ * one group at a time, and the command line and the batcher compute groups one by one. Source: verl/trainer/ppo/core_algos.py at b178a3cd
  * (2026-01-29), unchanged at 1dda039b.
  */
 import * as z from "zod/mini";
@@ -32,6 +33,58 @@ export function readResponseMask(responseMask: MatrixInput, rollouts: number, na
     throw invalid(name, `has ${mask.shape[0]} rows but there are ${rollouts} rollouts (one row each)`);
   }
   return mask;
+}
+
+/** `gpgAdvantages`' fields (a const of its own, so that the published types keep each field's comment). */
+const gpgOptionsShape = {
+  /** verl's `f_norm`, the divisor of every advantage (1 in verl's trainer). */
+  fNorm: z._default(z.number().check(z.positive()), 1),
+};
+
+/** Checks and fills in the options of `gpgAdvantages`. Unknown keys are errors naming the closest key. */
+export const gpgOptionsSchema: z.ZodMiniObject<typeof gpgOptionsShape, z.core.$strict> =
+  z.strictObject(gpgOptionsShape);
+/** The options `gpgAdvantages` takes: every field optional, defaults as verl. */
+export type GpgOptionsInput = z.input<typeof gpgOptionsSchema>;
+
+/**
+ * verl GPG, `algorithm.adv_estimator=gpg` (verl/trainer/ppo/core_algos.py `compute_gpg_outcome_advantage`, b178a3c
+ * L658, unchanged at 1dda039): A_i = α·(r_i − group mean)/f_norm, with α = B / max(number of non-zero rewards in the
+ * batch, 1) computed in float32 as verl does (an int over an int64 tensor), B the batch size; no std. verl overwrites
+ * its own `alpha` argument with this α. A group of one is centred on 0 (A = α·r); a group of two or more whose rewards
+ * are all equal gets exactly 0. α depends on the whole batch: pass every rollout of the step in one call.
+ *
+ * @param rewards - One outcome score per rollout (verl: `token_level_rewards.sum(-1)`).
+ * @param groupIds - The group (verl `uid`) of each rollout, any order.
+ * @returns One advantage per rollout, in input order (`broadcastToTokens` gives verl's [B, T] tensor).
+ * @throws ValidationError naming the entry or option at fault.
+ *
+ * @example gpgAdvantages([1, 0, 0, 0], ["a", "a", "b", "b"]) // => [2, -2, 0, 0] (α = 4/1, group means 0.5 and 0)
+ */
+export function gpgAdvantages(
+  rewards: NumericArray,
+  groupIds: ArrayLike<GroupId>,
+  options: GpgOptionsInput = {},
+): Float64Array {
+  const { values, groups } = readScoredGroups(rewards, groupIds);
+  const { fNorm } = parseOrThrow(gpgOptionsSchema, options, "options");
+  let nonZero = 0;
+  for (let i = 0; i < values.length; i++) if (values[i] !== 0) nonZero++;
+  const alpha = Math.fround(values.length / (nonZero > 0 ? nonZero : 1));
+  const out = new Float64Array(values.length);
+  for (const { members } of groups) {
+    const groupRewards = Float64Array.from(members, (i) => values[i]!);
+    if (members.length > 1 && allEqual(groupRewards)) continue;
+    const mean =
+      members.length === 1 ? 0 : moments(groupRewards, { unbiasedStd: false, besselFactorFloat32: false }).mean;
+    for (const i of members) {
+      out[i] = (alpha * (values[i]! - mean)) / fNorm;
+      if (!Number.isFinite(out[i])) {
+        throw invalid(`rewards[${i}]`, `its advantage is ${out[i]}: rewards this large cannot be centred in float64`);
+      }
+    }
+  }
+  return out;
 }
 
 /** `opoAdvantages`' fields (a const of its own, so that the published types keep each field's comment). */

@@ -8,11 +8,6 @@ export interface EstimatorContext {
   readonly options: AdvantageOptions;
   /** Std over the whole batch's rewards; NaN unless options.stdScope is "batch". */
   readonly batchStd: number;
-  /**
-   * Every rollout's reward in input order, the whole call's batch (verl GPG's α counts its non-zero scores). Read
-   * it, never write it: later groups are read from it.
-   */
-  readonly batchRewards: Float64Array;
   /** The group's id, to name it in an error. */
   readonly groupId: GroupId;
   /** The input index of each of the group's rollouts, in the order of `rewards` (to name `rewards[i]` in an error). */

@@ -4,7 +4,7 @@ import { type GroupId, groupBy, showId } from "../groups.js";
 import { describeValue, finiteFloat64, isArrayLike, type NumericArray, readNumbers } from "../numeric.js";
 import { moments } from "../stats.js";
 import { grpo, rloo, type AdvantageEstimator } from "./estimators.js";
-import { gpg, grpoPassK, grpoVectorized, grpoVectorizedB178a3c } from "./verl-outcome.js";
+import { grpoPassK, grpoVectorized, grpoVectorizedB178a3c } from "./verl-outcome.js";
 import { advantageOptionsSchema, type AdvantageOptions, type AdvantageOptionsInput } from "./options.js";
 
 export { advantagePresets, advantageOptionsSchema } from "./options.js";
@@ -12,12 +12,14 @@ export type { AdvantageOptions, AdvantageOptionsInput } from "./options.js";
 export type { AdvantageEstimator, EstimatorContext } from "./estimators.js";
 export { broadcastToTokens } from "./broadcast.js";
 export {
+  gpgAdvantages,
+  gpgOptionsSchema,
   opoAdvantages,
   opoOptionsSchema,
   reinforcePlusPlusBaselineAdvantages,
   reinforcePlusPlusBaselineOptionsSchema,
 } from "./batch-outcome.js";
-export type { OpoOptionsInput, ReinforcePlusPlusBaselineOptionsInput } from "./batch-outcome.js";
+export type { GpgOptionsInput, OpoOptionsInput, ReinforcePlusPlusBaselineOptionsInput } from "./batch-outcome.js";
 export {
   gdpoAdvantages,
   gdpoOptionsSchema,
@@ -35,7 +37,6 @@ const estimators = new Map<string, AdvantageEstimator>([
   ["rloo", rloo],
   // verl's estimators under verl's names (algorithm.adv_estimator); see verl-outcome.ts.
   ["grpo_passk", grpoPassK],
-  ["gpg", gpg],
   ["grpo_vectorized", grpoVectorized],
   ["grpo_vectorized_b178a3c", grpoVectorizedB178a3c],
 ]);
@@ -48,7 +49,7 @@ export function registerAdvantageEstimator(name: string, estimator: AdvantageEst
 }
 
 /**
- * The names `options.estimator` accepts: the built-ins "grpo", "rloo", "grpo_passk", "gpg", "grpo_vectorized" and
+ * The names `options.estimator` accepts: the built-ins "grpo", "rloo", "grpo_passk", "grpo_vectorized" and
  * "grpo_vectorized_b178a3c", then any you registered.
  */
 export function advantageEstimatorNames(): string[] {
@@ -106,7 +107,6 @@ export function advantages(
     const groupAdvantages = estimator(groupRewards, {
       options: resolved,
       batchStd,
-      batchRewards: values,
       groupId: id,
       rollouts: members,
     });

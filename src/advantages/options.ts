@@ -9,7 +9,7 @@ export const MISSING_REWARD_RULES = ["error", "ignore"] as const;
 const advantageOptionsShape = {
   /**
    * Registered estimator name: "grpo" (group mean/std), "rloo" (leave-one-out baseline), verl's "grpo_passk" (only
-   * the best rollout learns), "gpg" (α-scaled group centring), "grpo_vectorized" (verl 1dda039's float32 statistics)
+   * the best rollout learns), "grpo_vectorized" (verl 1dda039's float32 statistics)
    * or "grpo_vectorized_b178a3c" (the same at verl b178a3c), or one you registered.
    */
   estimator: z._default(z.string(), "grpo"),
@@ -92,12 +92,6 @@ export const advantagePresets = {
   verlPassK: { ...verl, estimator: "grpo_passk" },
   /** verl pass@k with `norm_adv_by_std_in_grpo=False`: the best rollout gets r_max − r_second. */
   verlPassKNoStd: { ...verl, estimator: "grpo_passk", scaleByStd: false },
-  /**
-   * verl GPG, `algorithm.adv_estimator=gpg`: core_algos.py `compute_gpg_outcome_advantage` (b178a3c L658).
-   * A = α·(r − group mean), α = B / max(non-zero scores in the batch, 1) in float32; no std, so `scaleByStd` and
-   * `epsilon` are not read. α counts the rollouts of the whole `advantages` call: pass the whole batch at once.
-   */
-  verlGpg: { ...verl, estimator: "gpg" },
   /**
    * verl vectorised GRPO as of 1dda039 (the current verl), `algorithm.adv_estimator=grpo_vectorized`:
    * core_algos.py `compute_grpo_vectorized_outcome_advantage` (L335) with verl/utils/groupwise.py `group_mean_std`

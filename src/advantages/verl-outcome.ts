@@ -1,5 +1,5 @@
 /**
- * verl's outcome estimators that map one group's scores to one advantage each: pass@k, GPG and both versions of the
+ * verl's outcome estimators that map one group's scores to one advantage each: pass@k and both versions of the
  * vectorised GRPO. Each is an AdvantageEstimator, registered under verl's own name (`algorithm.adv_estimator`).
  * Sources: verl/trainer/ppo/core_algos.py and verl/utils/groupwise.py at b178a3cd (2026-01-29) and 1dda039b.
  */
@@ -48,37 +48,6 @@ export const grpoPassK: AdvantageEstimator = (rewards, context) => {
   const gap = rewards[best]! - second;
   out[best] = options.scaleByStd ? gap / (moments(rewards, options).std + options.epsilon) : gap;
   return out;
-};
-
-/** α of each batch, computed once per `advantages` call rather than once per group. */
-const gpgAlphas = new WeakMap<Float64Array, number>();
-
-/**
- * GPG's α = B / max(number of non-zero scores in the batch, 1), in float32 as verl computes it (an int divided by an
- * int64 tensor).
- */
-function gpgAlpha(batch: Float64Array): number {
-  let alpha = gpgAlphas.get(batch);
-  if (alpha === undefined) {
-    let nonZero = 0;
-    for (let i = 0; i < batch.length; i++) if (batch[i] !== 0) nonZero++;
-    alpha = f32(batch.length / (nonZero > 0 ? nonZero : 1));
-    gpgAlphas.set(batch, alpha);
-  }
-  return alpha;
-}
-
-/**
- * verl GPG (`compute_gpg_outcome_advantage`): A = α·(r − group mean)/f_norm with α = B / max(count_nonzero(scores), 1)
- * over the whole batch (float32) and f_norm = 1; no std. verl overwrites its `alpha` argument with this α. A group of
- * one is centred on 0 (A = α·r); a group of two or more whose rewards are all equal gets exactly 0.
- */
-export const gpg: AdvantageEstimator = (rewards, context) => {
-  requireScored(rewards, context);
-  const alpha = gpgAlpha(context.batchRewards);
-  if (rewards.length > 1 && allEqual(rewards)) return new Float64Array(rewards.length);
-  const mean = rewards.length === 1 ? 0 : moments(rewards, context.options).mean;
-  return rewards.map((r) => alpha * (r - mean));
 };
 
 /** A group's float32 statistics as verl's `group_mean_std` returns them (mean 0 and std 1 for a group of one). */
