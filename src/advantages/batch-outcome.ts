@@ -8,7 +8,7 @@ import * as z from "zod/mini";
 import { invalid, parseOrThrow } from "../errors.js";
 import { type GroupId, groupBy, showId } from "../groups.js";
 import { finiteFloat64, isArrayLike, type NumericArray, readNumbers } from "../numeric.js";
-import { allEqual, moments } from "../stats.js";
+import { allEqual, moments, powerOfTwoScale } from "../stats.js";
 import { countRowTokens, type Matrix, type MatrixInput, toMatrix } from "../tensor.js";
 import { SINGLETON_RULES } from "./options.js";
 import { maskedWhiten } from "./whiten.js";
@@ -138,10 +138,13 @@ export function opoAdvantages(
       out[i] = singleton === "raw" ? values[i]! : 0;
       continue;
     }
+    // Scaled by a power of two (exact, and 1 for ordinary rewards) so that Σ len·r of rewards near 1e308 does not
+    // overflow before the division.
+    const scale = powerOfTwoScale(Float64Array.from(members, (i) => values[i]!));
     let weighted = 0;
     let total = 0;
     for (const i of members) {
-      weighted += lengths[i]! * values[i]!;
+      weighted += lengths[i]! * (values[i]! * scale);
       total += lengths[i]!;
     }
     if (total === 0) {
@@ -151,7 +154,7 @@ export function opoAdvantages(
       );
     }
     if (allEqual(Float64Array.from(members, (i) => values[i]!))) continue;
-    const baseline = weighted / total;
+    const baseline = weighted / total / scale;
     for (const i of members) {
       out[i] = values[i]! - baseline;
       if (!Number.isFinite(out[i])) {

@@ -6,7 +6,7 @@
 import * as z from "zod/mini";
 import { GrpoRocError, invalid, parseOrThrow, ValidationError } from "../errors.js";
 import type { GroupId, groupBy } from "../groups.js";
-import { describeValue, requireFloat32Range } from "../numeric.js";
+import { describeValue } from "../numeric.js";
 import { allEqual, moments } from "../stats.js";
 import { type Matrix, type MatrixInput, toMatrix } from "../tensor.js";
 import { readResponseMask, readScoredGroups, whitenedTokens } from "./batch-outcome.js";
@@ -138,7 +138,16 @@ export function gdpoAdvantages(
   const [rows, keys] = matrix.shape;
   const resolved = parseOrThrow(gdpoOptionsSchema, options, "options");
   requireFiniteEntries(matrix, name, false);
-  if (resolved.precision === "float32") requireFloat32Range(matrix.data, name, keys);
+  if (resolved.precision === "float32") {
+    for (let i = 0; i < matrix.data.length; i++) {
+      if (Number.isFinite(f32(matrix.data[i]!))) continue;
+      throw invalid(
+        `${name}[${Math.floor(i / keys)}][${i % keys}]`,
+        `is ${matrix.data[i]}, beyond the range of float32 (±3.4028235e38), in which precision "float32" (verl's ` +
+          "multi-key GDPO) computes",
+      );
+    }
+  }
   const { groups } = readScoredGroups(new Float64Array(rows), groupIds);
   const mask = readResponseMask(responseMask, rows);
   const weights = readWeights(resolved.rewardWeights, keys);

@@ -5,7 +5,7 @@
  */
 import { invalid } from "../errors.js";
 import { showId } from "../groups.js";
-import { allEqual, moments } from "../stats.js";
+import { allEqual, moments, powerOfTwoScale } from "../stats.js";
 import type { AdvantageEstimator, EstimatorContext } from "./estimators.js";
 
 const f32 = Math.fround;
@@ -23,14 +23,42 @@ function requireScored(rewards: Float64Array, { options, rollouts }: EstimatorCo
   }
 }
 
+/** `group_mean_std` casts the scores to float32: one beyond its range would become ±Infinity there. */
+function requireFloat32(rewards: Float64Array, { options, rollouts }: EstimatorContext): void {
+  for (let k = 0; k < rewards.length; k++) {
+    if (!Number.isFinite(f32(rewards[k]!))) {
+      throw invalid(
+        `rewards[${rollouts[k]}]`,
+        `is ${rewards[k]}, beyond the range of float32 (±3.4028235e38), in which estimator "${options.estimator}" ` +
+          "computes its group statistics (verl group_mean_std)",
+      );
+    }
+  }
+}
+
+/**
+ * An option the estimator has no rule for is refused by name rather than ignored: these are verl's group statistics,
+ * always per group.
+ */
+function requireGroupStd({ options }: EstimatorContext, unbiasedOnly: boolean): void {
+  if (options.stdScope !== "group") {
+    throw invalid("options.stdScope", `estimator "${options.estimator}" has only verl's per-group std; use "group"`);
+  }
+  if (unbiasedOnly && !options.unbiasedStd) {
+    throw invalid("options.unbiasedStd", `estimator "${options.estimator}" uses verl's unbiased (N−1) std; use true`);
+  }
+}
+
 /**
  * verl pass@k (`compute_grpo_passk_outcome_advantage`): only the group's best rollout learns, with
  * A = (r_max − r_second) / (std + ε) (or r_max − r_second without std scaling); every other rollout gets 0. A tie for
  * the maximum gives 0 to all. A group of one is an error, as in verl ("Pass@k requires at least 2 samples per
  * group"). verl reads `norm_adv_by_std_in_grpo` from the config here, not from its keyword argument: `scaleByStd`.
+ * The std follows `unbiasedStd` and `besselFactorFloat32` (verl: torch.std, unbiased, float64).
  */
 export const grpoPassK: AdvantageEstimator = (rewards, context) => {
   requireScored(rewards, context);
+  requireGroupStd(context, false);
   const { options, groupId, rollouts } = context;
   if (rewards.length < 2) {
     throw invalid(
@@ -45,8 +73,15 @@ export const grpoPassK: AdvantageEstimator = (rewards, context) => {
   for (let k = 1; k < rewards.length; k++) if (rewards[k]! > rewards[best]!) best = k;
   let second = -Infinity;
   for (let k = 0; k < rewards.length; k++) if (k !== best && rewards[k]! > second) second = rewards[k]!;
-  const gap = rewards[best]! - second;
-  out[best] = options.scaleByStd ? gap / (moments(rewards, options).std + options.epsilon) : gap;
+  if (!options.scaleByStd) {
+    out[best] = rewards[best]! - second;
+    return out;
+  }
+  // In units of a power of two (exact; 1 for ordinary rewards): a gap beyond float64 between rewards near ±1e308
+  // still has a finite ratio to the std.
+  const scale = powerOfTwoScale(rewards);
+  const std = moments(rewards, options).std;
+  out[best] = (rewards[best]! * scale - second * scale) / (std * scale + options.epsilon * scale);
   return out;
 };
 
@@ -102,7 +137,11 @@ function groupMeanStdB178a3c(rewards: Float64Array, epsilon: number): GroupStats
 function vectorized(stats: (rewards: Float64Array, epsilon: number) => GroupStats32): AdvantageEstimator {
   return (rewards, context) => {
     requireScored(rewards, context);
+    requireGroupStd(context, true);
+    requireFloat32(rewards, context);
     const { options } = context;
+    // verl gives a group of one mean 0 and std 1; singleton "zero" (not verl) gives it 0.
+    if (rewards.length === 1 && options.singleton === "zero") return new Float64Array(1);
     const { mean, std } = stats(rewards, options.epsilon);
     if (!options.scaleByStd) return rewards.map((r) => r - mean);
     const scale = f32(std + options.epsilon);

@@ -1,4 +1,5 @@
 import { invalid } from "../errors.js";
+import { powerOfTwoScale } from "../stats.js";
 import type { Matrix } from "../tensor.js";
 
 const f32 = Math.fround;
@@ -22,19 +23,22 @@ export function maskedWhiten(
 ): Float64Array {
   const count = requireTwoTokens(mask, maskPath);
   const m = mask.data;
+  // Values near ±1e308 are scaled by a power of two first (exact; 1 for ordinary values, which then give verl's bits):
+  // whitening is scale-free but for ε, which is then scaled alike and is negligible against such a variance.
+  const scale = powerOfTwoScale(values);
   let sum = 0;
-  for (let i = 0; i < values.length; i++) if (m[i] === 1) sum += values[i]!;
+  for (let i = 0; i < values.length; i++) if (m[i] === 1) sum += values[i]! * scale;
   const mean = sum / count;
   let squares = 0;
   for (let i = 0; i < values.length; i++) {
-    if (m[i] === 1) squares += (values[i]! - mean) * (values[i]! - mean);
+    if (m[i] === 1) squares += (values[i]! * scale - mean) * (values[i]! * scale - mean);
   }
   const variance = (squares / count) * f32(count / (count - 1));
   if (!Number.isFinite(variance)) {
     throw invalid(rewardPath, "its spread is too large to whiten in float64 (the token variance overflows)");
   }
-  const inverseStd = 1 / Math.sqrt(variance + epsilon);
-  return values.map((v) => (v - mean) * inverseStd);
+  const inverseStd = 1 / Math.sqrt(variance + epsilon * scale * scale);
+  return values.map((v) => (v * scale - mean) * inverseStd);
 }
 
 /**
