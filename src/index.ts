@@ -3,7 +3,14 @@ import {
   advantagePresets,
   advantages,
   broadcastToTokens,
+  gdpoAdvantages,
+  gdpoPresets,
+  gpgAdvantages,
+  multiRewardAdvantages,
+  multiRewardPresets,
+  opoAdvantages,
   registerAdvantageEstimator,
+  reinforcePlusPlusBaselineAdvantages,
 } from "./advantages/index.js";
 import { tokenLogProbs, tokenLogProbsBackward } from "./logprobs/index.js";
 import { aggregate, batchNormalizer, lossPresets, policyLoss, registerPolicyObjective } from "./loss/index.js";
@@ -56,6 +63,13 @@ export const grpoRoc = {
   registerAdvantageEstimator,
   advantageEstimatorNames,
   broadcastToTokens,
+  gpgAdvantages,
+  opoAdvantages,
+  reinforcePlusPlusBaselineAdvantages,
+  gdpoAdvantages,
+  gdpoPresets,
+  multiRewardAdvantages,
+  multiRewardPresets,
   resampleOnCorrect,
   rocPresets,
   penalties,

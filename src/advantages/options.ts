@@ -77,6 +77,7 @@ const trl = {
  * code uses (verl's compute_grpo_outcome_advantage: unbiased std + 1e-6).
  */
 export const advantagePresets = {
+  /** verl compute_grpo_outcome_advantage (the default): unbiased std + 1e-6, a group of one A = r/(1 + 1e-6). */
   verl,
   /** verl with norm_adv_by_std_in_grpo=False: Dr. GRPO, A = r − mean. */
   verlNoStd: { ...verl, scaleByStd: false },
