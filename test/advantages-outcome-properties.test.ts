@@ -341,3 +341,23 @@ describe("what each estimator promises", () => {
     }
   });
 });
+
+describe("the doc comments' examples", () => {
+  it("give the values they show", () => {
+    expect(Array.from(gpgAdvantages([1, 0, 0, 0], ["a", "a", "b", "b"]))).toEqual([2, -2, 0, 0]);
+    expect(Array.from(opoAdvantages([1, 0], ["a", "a"], [1, 3]))).toEqual([0.75, -0.25]);
+    const whitened = reinforcePlusPlusBaselineAdvantages([1, 0], ["a", "a"], [[1], [1]]).data;
+    expect(whitened[0]).toBeCloseTo(Math.SQRT1_2, 6);
+    expect(whitened[1]).toBeCloseTo(-Math.SQRT1_2, 6);
+    const weighted = multiRewardAdvantages(
+      [
+        [1, 0],
+        [0, 1],
+      ],
+      ["a", "a"],
+      { rewardWeights: [1, 0.5] },
+    );
+    expect(weighted[0]).toBeCloseTo(Math.SQRT1_2, 3);
+    expect(weighted[1]).toBeCloseTo(-Math.SQRT1_2, 3);
+  });
+});

@@ -148,7 +148,7 @@ export function gdpoAdvantages(
       );
     }
   }
-  const { groups } = readScoredGroups(new Float64Array(rows), groupIds);
+  const { groups } = readScoredGroups(new Float64Array(rows), groupIds, name);
   const mask = readResponseMask(responseMask, rows);
   const weights = readWeights(resolved.rewardWeights, keys);
   if (resolved.precision === "float32") return gdpoFloat32(matrix, groups, mask, weights, resolved);
@@ -299,7 +299,7 @@ export function multiRewardAdvantages(
   const resolved = parseOrThrow(multiRewardOptionsSchema, options, "options");
   const ignore = resolved.missingRewards === "ignore";
   requireFiniteEntries(matrix, name, ignore);
-  const { groups } = readScoredGroups(new Float64Array(rows), groupIds);
+  const { groups } = readScoredGroups(new Float64Array(rows), groupIds, name);
   const weights = readWeights(resolved.rewardWeights, functions);
   if (resolved.aggregation === "sum_then_normalize") {
     const summed = weightedNanSum(matrix, weights, name, (b, k) => matrix.data[b * functions + k]!);
