@@ -40,7 +40,7 @@ function column(matrix: Matrix, k: number): Float64Array {
   return Float64Array.from({ length: rows }, (_, b) => matrix.data[b * cols + k]!);
 }
 
-/** Entry [b][k] of every finite entry check, NaN allowed only where `allowNaN`. */
+/** Every entry finite (or NaN, a missing reward, where `allowNaN`); otherwise an error naming the entry `[b][k]`. */
 function requireFiniteEntries(matrix: Matrix, name: string, allowNaN: boolean): void {
   const cols = matrix.shape[1];
   for (let i = 0; i < matrix.data.length; i++) {
