@@ -11,6 +11,7 @@ import {
   gdpoAdvantages,
   gdpoPresets,
   gpgAdvantages,
+  grpoRoc,
   multiRewardAdvantages,
   multiRewardPresets,
   opoAdvantages,
@@ -359,5 +360,20 @@ describe("the doc comments' examples", () => {
     );
     expect(weighted[0]).toBeCloseTo(Math.SQRT1_2, 3);
     expect(weighted[1]).toBeCloseTo(-Math.SQRT1_2, 3);
+  });
+});
+
+describe("the grpoRoc namespace", () => {
+  it("has every new function and preset object", () => {
+    expect(grpoRoc.gpgAdvantages).toBe(gpgAdvantages);
+    expect(grpoRoc.opoAdvantages).toBe(opoAdvantages);
+    expect(grpoRoc.reinforcePlusPlusBaselineAdvantages).toBe(reinforcePlusPlusBaselineAdvantages);
+    expect(grpoRoc.gdpoAdvantages).toBe(gdpoAdvantages);
+    expect(grpoRoc.gdpoPresets).toBe(gdpoPresets);
+    expect(grpoRoc.multiRewardAdvantages).toBe(multiRewardAdvantages);
+    expect(grpoRoc.multiRewardPresets).toBe(multiRewardPresets);
+    expect(grpoRoc.advantageEstimatorNames()).toEqual(
+      expect.arrayContaining(["grpo_passk", "grpo_vectorized", "grpo_vectorized_b178a3c"]),
+    );
   });
 });
