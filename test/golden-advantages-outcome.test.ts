@@ -38,7 +38,7 @@ function expectedAdvantages(c: GoldenCase): number[] {
 const normalises = (c: GoldenCase) =>
   (c.hyperparameters.norm_adv_by_std_in_grpo ?? c.hyperparameters["config.norm_adv_by_std_in_grpo"]) === true;
 
-/** The registry estimators: a preset each, then `advantages` and `broadcastToTokens`, as a verl user would call them. */
+/** The registry estimators: a preset each, then `advantages` and `broadcastToTokens`, as a verl user calls them. */
 const registryPresets: Record<string, (c: GoldenCase) => AdvantageOptionsInput> = {
   compute_grpo_passk_outcome_advantage: (c) =>
     normalises(c) ? advantagePresets.verlPassK : advantagePresets.verlPassKNoStd,

@@ -1,8 +1,8 @@
 /**
  * verl's outcome estimators that need more than one group's scores: GPG (a batch-wide α), OPO (the response
  * lengths) and REINFORCE++-baseline (whitening over the batch's tokens). None is an AdvantageEstimator: those see
- * one group at a time, and the command line and the batcher compute groups one by one. Source: verl/trainer/ppo/core_algos.py at b178a3cd
- * (2026-01-29), unchanged at 1dda039b.
+ * one group at a time, and the command line and the batcher compute groups one by one.
+ * Source: verl/trainer/ppo/core_algos.py at b178a3cd (2026-01-29), unchanged at 1dda039b.
  */
 import * as z from "zod/mini";
 import { invalid, parseOrThrow } from "../errors.js";
@@ -188,7 +188,8 @@ export type ReinforcePlusPlusBaselineOptionsInput = z.input<typeof reinforcePlus
  *
  * @param rewards - One outcome score per rollout (verl: `token_level_rewards.sum(-1)`).
  * @param groupIds - The group (verl `uid`) of each rollout, any order.
- * @param responseMask - [B, T], 1 for a response token; an empty row gets 0 but its reward still enters its group's mean.
+ * @param responseMask - [B, T], 1 for a response token; an empty row gets 0, but its reward still enters its
+ *   group's mean.
  * @returns The [B, T] advantages, 0 where the mask is 0.
  * @throws ValidationError naming the entry at fault; fewer than 2 valid tokens in the batch (verl raises) is one.
  *

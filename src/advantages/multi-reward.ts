@@ -16,7 +16,7 @@ import { maskedWhitenFloat32 } from "./whiten.js";
 
 const f32 = Math.fround;
 
-/** The reward matrix: [rollouts][functions], at least one function, every entry a number (finiteness is checked later). */
+/** The reward matrix, [rollouts][functions]: at least one function, every entry a number (finite: checked later). */
 function readRewardMatrix(input: MatrixInput, name: string): Matrix {
   const matrix = toMatrix(input, name);
   if (matrix.shape[0] > 0 && matrix.shape[1] === 0) {
@@ -90,7 +90,7 @@ const gdpoOptionsShape = {
 /** Checks and fills in the options of `gdpoAdvantages`. Unknown keys are errors naming the closest key. */
 export const gdpoOptionsSchema: z.ZodMiniObject<typeof gdpoOptionsShape, z.core.$strict> =
   z.strictObject(gdpoOptionsShape);
-/** The options `gdpoAdvantages` takes: every field optional (float64 by default; `gdpoPresets.verl` for verl's float32). */
+/** The options `gdpoAdvantages` takes: every field optional (float64 by default; see `gdpoPresets.verl`). */
 export type GdpoOptionsInput = z.input<typeof gdpoOptionsSchema>;
 /** `gdpoAdvantages`' options with every default filled in. */
 export type GdpoOptions = z.output<typeof gdpoOptionsSchema>;

@@ -96,9 +96,9 @@ export const advantagePresets = {
   /**
    * verl vectorised GRPO as of 1dda039b (the current verl), `algorithm.adv_estimator=grpo_vectorized`:
    * verl/trainer/ppo/core_algos.py `compute_grpo_vectorized_outcome_advantage` (L335) with verl/utils/groupwise.py
-   * `group_mean_std` (L164, eps 0, centred float32 variance). Bit for bit as verl, **including its one departure from the library's
-   * rule that an all-equal group gets 0**: four rollouts scored 0.1 get −0.001490116117595832 each
-   * ((0.1 − fround(0.1))/fround(1e-6)). Use `verl` for verl's loop GRPO, which gives them 0.
+   * `group_mean_std` (L164, eps 0, centred float32 variance). Bit for bit as verl, **including its one departure
+   * from the library's rule that an all-equal group gets 0**: four rollouts scored 0.1 get −0.001490116117595832
+   * each ((0.1 − fround(0.1))/fround(1e-6)). Use `verl` for verl's loop GRPO, which gives them 0.
    */
   verlGrpoVectorized: { ...verl, estimator: "grpo_vectorized" },
   /** `verlGrpoVectorized` with `norm_adv_by_std_in_grpo=False`: A = r − float32 group mean. */

@@ -111,8 +111,9 @@ function groupMeanStd1dda039(rewards: Float64Array): GroupStats32 {
 }
 
 /**
- * `group_mean_std` at b178a3c, called with eps = ε: float32 one-pass sums s1 = Σs and s2 = Σs², var = (s2 − s1²/n)/(n − 1)
- * floored at ε before the square root (with ε = 1e-6 the std is at least 1e-3); every step in float32.
+ * `group_mean_std` at b178a3c, called with eps = ε: float32 one-pass sums s1 = Σs and s2 = Σs²,
+ * var = (s2 − s1²/n)/(n − 1) floored at ε before the square root (with ε = 1e-6 the std is at least 1e-3); every step
+ * in float32.
  */
 function groupMeanStdB178a3c(rewards: Float64Array, epsilon: number): GroupStats32 {
   const n = rewards.length;

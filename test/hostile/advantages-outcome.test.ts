@@ -227,7 +227,7 @@ describe("class 2: NaN, ±Infinity and non-numbers are refused at their index", 
     });
   }
 
-  it("multiRewardAdvantages: NaN is a missing reward under TRL's rule (A = 0 for an unscored row), an error otherwise", () => {
+  it("multiRewardAdvantages: NaN is a missing reward by TRL's rule (an unscored row gets 0), else an error", () => {
     hostile(fc.nat(3), (at) => {
       const rows = [
         [1, 0.5],
@@ -384,7 +384,7 @@ describe("class 3: wrong lengths, shapes and types", () => {
     );
   });
 
-  it("verl's own errors: pass@k with a group of one, whitening with fewer than 2 tokens, OPO with only empty responses", () => {
+  it("verl's own errors: pass@k on a group of one, whitening under 2 tokens, OPO on only empty responses", () => {
     expectRefusedAt(
       attempt(() => advantages([1, 0, 1], ["a", "a", "b"], advantagePresets.verlPassK)),
       "groupIds[2]",
