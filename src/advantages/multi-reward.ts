@@ -110,9 +110,10 @@ export const gdpoPresets = {
 } as const satisfies Record<string, GdpoOptions>;
 
 /**
- * GDPO (verl `compute_gdpo_outcome_advantage`, `algorithm.adv_estimator=gdpo`): each reward key is normalised on its
- * own within its group by verl's GRPO, then the keys are summed with their weights and the sum is whitened over
- * **every valid token of the batch** (token-weighted: long responses weigh more):
+ * GDPO (verl/trainer/ppo/core_algos.py `compute_gdpo_outcome_advantage` at verl 1dda039b, L362;
+ * `algorithm.adv_estimator=gdpo`): each reward key is normalised on its own within its group by verl's GRPO, then
+ * the keys are summed with their weights and the sum is whitened over **every valid token of the batch**
+ * (token-weighted: long responses weigh more):
  *
  *   A_k = GRPO(r_k) per group (mean 0 and std 1 for a group of one), S = Σ_k w_k·A_k,
  *   A = masked_whiten(S, mask)·mask.
@@ -269,7 +270,9 @@ export const multiRewardPresets = {
 } as const satisfies Record<string, MultiRewardOptions>;
 
 /**
- * TRL's advantages from several reward functions (GRPOTrainer `reward_funcs` with `reward_weights`):
+ * TRL's advantages from several reward functions (GRPOTrainer `reward_funcs` with `reward_weights` and
+ * `multi_objective_aggregation`; trl/trainer/grpo_trainer.py, the advantage block of
+ * `GRPOTrainer._generate_and_score_completions`, TRL f2cd5771, L2679-2730):
  *
  * - "sum_then_normalize": r = Σ_k w_k·r_k (NaN entries skipped), then `advantages(r, groupIds)` with TRL's
  *   conventions (ε 1e-4, float32 Bessel factor, a group of one gets 0) and `scaleRewards`.

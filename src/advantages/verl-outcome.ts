@@ -50,7 +50,8 @@ function requireGroupStd({ options }: EstimatorContext, unbiasedOnly: boolean): 
 }
 
 /**
- * verl pass@k (`compute_grpo_passk_outcome_advantage`): only the group's best rollout learns, with
+ * verl pass@k (verl/trainer/ppo/core_algos.py `compute_grpo_passk_outcome_advantage`, b178a3cd L361, unchanged at
+ * 1dda039b): only the group's best rollout learns, with
  * A = (r_max − r_second) / (std + ε) (or r_max − r_second without std scaling); every other rollout gets 0. A tie for
  * the maximum gives 0 to all. A group of one is an error, as in verl ("Pass@k requires at least 2 samples per
  * group"). verl reads `norm_adv_by_std_in_grpo` from the config here, not from its keyword argument: `scaleByStd`.
