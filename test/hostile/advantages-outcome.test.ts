@@ -1,6 +1,6 @@
 /**
- * The bad-input contract for the outcome estimators of verl and TRL: the registry estimators "grpo_passk",
- * "grpo_vectorized" and "grpo_vectorized_b178a3c", and gpgAdvantages, opoAdvantages,
+ * The bad-input contract (classes 1 to 4) for the outcome estimators of verl and TRL: the registry estimators
+ * "grpo_passk", "grpo_vectorized" and "grpo_vectorized_b178a3c", and gpgAdvantages, opoAdvantages,
  * reinforcePlusPlusBaselineAdvantages, gdpoAdvantages and multiRewardAdvantages. Each property generates malformed or
  * extreme inputs (NaN, ±Infinity, ±1e308, wrong lengths, wrong types, unknown option keys) and checks that the call
  * either returns finite numbers or throws a ValidationError naming the field, the index and the rule.
@@ -192,7 +192,7 @@ describe("class 1: unknown option keys are errors naming the key meant", () => {
   });
 });
 
-describe("class 2: NaN, ±Infinity and non-numbers are refused at their index", () => {
+describe("class 3: NaN, ±Infinity and non-numbers are refused at their index, never coerced", () => {
   for (const { label, call, rewardPath } of PER_ROLLOUT) {
     it(`${label}: a non-finite reward is named`, () => {
       hostile(
@@ -266,7 +266,7 @@ describe("class 2: NaN, ±Infinity and non-numbers are refused at their index", 
   });
 });
 
-describe("class 3: wrong lengths, shapes and types", () => {
+describe("class 4: wrong lengths, shapes and types; inputs that contradict each other", () => {
   it("groupIds, responseLengths and responseMask of the wrong length are named", () => {
     hostile(fc.integer({ min: 1, max: 6 }), (n) => {
       const rewards = Array.from({ length: 4 }, (_, i) => i % 2);
@@ -406,7 +406,7 @@ describe("class 3: wrong lengths, shapes and types", () => {
   });
 });
 
-describe("class 4: extreme finite rewards give finite advantages or a named refusal", () => {
+describe("class 2: extreme finite rewards give finite advantages or a named refusal", () => {
   for (const { label, call } of PER_ROLLOUT) {
     it(`${label}: rewards up to ±1.8e308`, () => {
       hostile(
