@@ -6,7 +6,7 @@
  */
 import * as z from "zod/mini";
 import { invalid, parseOrThrow } from "../errors.js";
-import { type GroupId, groupBy, showId } from "../groups.js";
+import { type Group, type GroupId, groupBy, showId } from "../groups.js";
 import { finiteFloat64, isArrayLike, type NumericArray, readNumbers } from "../numeric.js";
 import { allEqual, moments, powerOfTwoScale } from "../stats.js";
 import { countRowTokens, type Matrix, type MatrixInput, toMatrix } from "../tensor.js";
@@ -71,20 +71,34 @@ export function gpgAdvantages(
   let nonZero = 0;
   for (let i = 0; i < values.length; i++) if (values[i] !== 0) nonZero++;
   const alpha = Math.fround(values.length / (nonZero > 0 ? nonZero : 1));
-  const out = new Float64Array(values.length);
+  const out = centredOnGroupMean(values, groups).map((x) => (alpha * x) / fNorm);
+  requireFiniteAdvantages(out);
+  return out;
+}
+
+/**
+ * x_i = r_i − the mean of i's group, as verl's loops compute it: a group of one has mean 0 (x = r), and a group of
+ * two or more whose rewards are all equal gets exactly 0 (r − mean can round to ±1e-17).
+ */
+function centredOnGroupMean(values: Float64Array, groups: readonly Group[]): Float64Array {
+  const centred = new Float64Array(values.length);
   for (const { members } of groups) {
     const groupRewards = Float64Array.from(members, (i) => values[i]!);
     if (members.length > 1 && allEqual(groupRewards)) continue;
     const mean =
       members.length === 1 ? 0 : moments(groupRewards, { unbiasedStd: false, besselFactorFloat32: false }).mean;
-    for (const i of members) {
-      out[i] = (alpha * (values[i]! - mean)) / fNorm;
-      if (!Number.isFinite(out[i])) {
-        throw invalid(`rewards[${i}]`, `its advantage is ${out[i]}: rewards this large cannot be centred in float64`);
-      }
+    for (const i of members) centred[i] = values[i]! - mean;
+  }
+  return centred;
+}
+
+/** An advantage beyond float64 (rewards near ±1.8e308 centred) is refused at its reward, never returned. */
+function requireFiniteAdvantages(out: Float64Array): void {
+  for (let i = 0; i < out.length; i++) {
+    if (!Number.isFinite(out[i])) {
+      throw invalid(`rewards[${i}]`, `its advantage is ${out[i]}: rewards this large cannot be centred in float64`);
     }
   }
-  return out;
 }
 
 /** `opoAdvantages`' fields (a const of its own, so that the published types keep each field's comment). */
@@ -155,13 +169,9 @@ export function opoAdvantages(
     }
     if (allEqual(Float64Array.from(members, (i) => values[i]!))) continue;
     const baseline = weighted / total / scale;
-    for (const i of members) {
-      out[i] = values[i]! - baseline;
-      if (!Number.isFinite(out[i])) {
-        throw invalid(`rewards[${i}]`, `its advantage is ${out[i]}: rewards this large cannot be centred in float64`);
-      }
-    }
+    for (const i of members) out[i] = values[i]! - baseline;
   }
+  requireFiniteAdvantages(out);
   return out;
 }
 
@@ -204,15 +214,7 @@ export function reinforcePlusPlusBaselineAdvantages(
   const { values, groups } = readScoredGroups(rewards, groupIds);
   const mask = readResponseMask(responseMask, values.length);
   const { whitenEpsilon } = parseOrThrow(reinforcePlusPlusBaselineOptionsSchema, options, "options");
-  const centred = new Float64Array(values.length);
-  for (const { members } of groups) {
-    const groupRewards = Float64Array.from(members, (i) => values[i]!);
-    if (members.length > 1 && allEqual(groupRewards)) continue;
-    const mean =
-      members.length === 1 ? 0 : moments(groupRewards, { unbiasedStd: false, besselFactorFloat32: false }).mean;
-    for (const i of members) centred[i] = values[i]! - mean;
-  }
-  return whitenedTokens(centred, mask, "rewards", whitenEpsilon);
+  return whitenedTokens(centredOnGroupMean(values, groups), mask, "rewards", whitenEpsilon);
 }
 
 /** x_b on every token of row b, whitened over the batch's valid tokens, then masked (verl: masked_whiten(x, m)·m). */
