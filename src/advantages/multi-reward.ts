@@ -4,14 +4,14 @@
  * each key of `gdpo_reward_keys`, as columns).
  */
 import * as z from "zod/mini";
-import { GrpoRocError, invalid, parseOrThrow, ValidationError } from "../errors.js";
-import type { GroupId, groupBy } from "../groups.js";
+import { GrpoRocError, invalid, parseOrThrow } from "../errors.js";
+import type { Group, GroupId } from "../groups.js";
 import { describeValue } from "../numeric.js";
 import { allEqual, moments } from "../stats.js";
 import { type Matrix, type MatrixInput, toMatrix } from "../tensor.js";
 import { readResponseMask, readScoredGroups, whitenedTokens } from "./batch-outcome.js";
-import { advantages } from "./index.js";
-import { advantagePresets } from "./options.js";
+import { grpo } from "./estimators.js";
+import { type AdvantageOptions, advantagePresets } from "./options.js";
 import { maskedWhitenFloat32 } from "./whiten.js";
 
 const f32 = Math.fround;
@@ -52,19 +52,31 @@ function requireFiniteEntries(matrix: Matrix, name: string, allowNaN: boolean): 
 }
 
 /**
- * Runs `advantages` on rewards derived from the caller's matrix, renaming an error at `rewards[i]` to the caller's
- * row (`rewardsPerKey[i][k]` for column k, `rewardsPerFunc[i]` for a row's sum).
+ * The library's GRPO (the `grpo` estimator, as `advantages` runs it) of one reward per rollout: per group, with the
+ * batch std where `options.stdScope` is "batch"; a NaN advantage (a missing reward) becomes 0 when missing rewards
+ * are ignored, as TRL's nan_to_num. Called on values already checked, so only an overflow is left to refuse, at
+ * `path(i)`. (Not `advantages` itself: it is exported by the module that exports this one.)
  */
-function renamingRewards<T>(run: () => T, name: string, k?: number): T {
-  try {
-    return run();
-  } catch (error) {
-    if (!(error instanceof ValidationError)) throw error;
-    const at = k === undefined ? `${name}[$1]` : `${name}[$1][${k}]`;
-    throw new ValidationError(
-      error.issues.map((issue) => ({ path: issue.path.replace(/^rewards\[(\d+)\]/, at), message: issue.message })),
-    );
+function groupwiseGrpo(
+  values: Float64Array,
+  groups: readonly Group[],
+  options: AdvantageOptions,
+  path: (i: number) => string,
+): Float64Array {
+  const batchStd = options.stdScope !== "batch" ? NaN : values.length > 1 ? moments(values, options).std : 0;
+  const out = new Float64Array(values.length);
+  for (const { id, members } of groups) {
+    const groupRewards = Float64Array.from(members, (i) => values[i]!);
+    const groupAdvantages = grpo(groupRewards, { options, batchStd, groupId: id, rollouts: members });
+    for (let k = 0; k < members.length; k++) out[members[k]!] = groupAdvantages[k]!;
   }
+  for (let i = 0; i < out.length; i++) {
+    if (Number.isNaN(out[i]) && options.missingRewards === "ignore") out[i] = 0;
+    else if (!Number.isFinite(out[i])) {
+      throw invalid(path(i), `its advantage is ${out[i]}: rewards this large cannot be centred in float64`);
+    }
+  }
+  return out;
 }
 
 const PRECISIONS = ["float64", "float32"] as const;
@@ -153,10 +165,14 @@ export function gdpoAdvantages(
   const mask = readResponseMask(responseMask, rows);
   const weights = readWeights(resolved.rewardWeights, keys);
   if (resolved.precision === "float32") return gdpoFloat32(matrix, groups, mask, weights, resolved);
-  const grpoOptions = { ...advantagePresets.verl, scaleByStd: resolved.scaleByStd, epsilon: resolved.epsilon };
+  const grpoOptions: AdvantageOptions = {
+    ...advantagePresets.verl,
+    scaleByStd: resolved.scaleByStd,
+    epsilon: resolved.epsilon,
+  };
   const summed = new Float64Array(rows);
   for (let k = 0; k < keys; k++) {
-    const perKey = renamingRewards(() => advantages(column(matrix, k), groupIds, grpoOptions), name, k);
+    const perKey = groupwiseGrpo(column(matrix, k), groups, grpoOptions, (b) => `${name}[${b}][${k}]`);
     for (let b = 0; b < rows; b++) summed[b] = summed[b]! + perKey[b]! * weights[k]!;
   }
   for (let b = 0; b < rows; b++) {
@@ -170,7 +186,7 @@ export function gdpoAdvantages(
 /** verl's multi-key GDPO in float32: GRPO per key (torch.mean/torch.std of float32 scores), weights, whitening. */
 function gdpoFloat32(
   matrix: Matrix,
-  groups: ReturnType<typeof groupBy>,
+  groups: readonly Group[],
   mask: Matrix,
   weights: Float64Array,
   options: GdpoOptions,
@@ -307,14 +323,14 @@ export function multiRewardAdvantages(
   if (resolved.aggregation === "sum_then_normalize") {
     const summed = weightedNanSum(matrix, weights, name, (b, k) => matrix.data[b * functions + k]!);
     const scale = resolved.scaleRewards;
-    const grpoOptions = {
+    const grpoOptions: AdvantageOptions = {
       ...advantagePresets.trl,
       scaleByStd: scale !== "none",
       stdScope: scale === "batch" ? "batch" : "group",
       epsilon: resolved.epsilon,
       missingRewards: resolved.missingRewards,
-    } as const;
-    return renamingRewards(() => advantages(summed, groupIds, grpoOptions), name);
+    };
+    return groupwiseGrpo(summed, groups, grpoOptions, (b) => `${name}[${b}]`);
   }
   const normalised = new Float64Array(rows * functions);
   const trlStd = { unbiasedStd: true, besselFactorFloat32: true };
