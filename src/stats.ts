@@ -25,7 +25,9 @@ export function powerOfTwoScale(values: ArrayLike<number>): number {
   }
   if (!(largest > 0) || !Number.isFinite(largest)) return 1;
   const exponent = Math.floor(Math.log2(largest));
-  return exponent > 500 || exponent < -500 ? 2 ** -exponent : 1;
+  // Subnormals (down to 2^-1074) are scaled by at most 2^1000: 2^1074 would be Infinity, and 0·Infinity NaN.
+  if (exponent < -500) return 2 ** Math.min(-exponent, 1000);
+  return exponent > 500 ? 2 ** -exponent : 1;
 }
 
 /** Mean and std over `values`, skipping NaN (callers reject NaN first unless missing rewards are allowed). */

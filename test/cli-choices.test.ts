@@ -43,7 +43,9 @@ describe("choices on the command line", () => {
   it("an estimator nobody registered is a usage error that lists the registered ones", () => {
     const result = cli(["advantages", "--estimator", "centered", "-q"], GROUP);
     expect(result.status).toBe(2);
-    expect(result.stderr).toContain('--estimator: expected one of grpo, rloo, received "centered"');
+    expect(result.stderr).toContain(
+      '--estimator: expected one of grpo, rloo, grpo_passk, grpo_vectorized, grpo_vectorized_b178a3c, received "centered"',
+    );
   });
 
   it("--import registers an estimator that --estimator then selects", () => {

@@ -1,3 +1,4 @@
+import type { GroupId } from "../groups.js";
 import { allEqual, moments } from "../stats.js";
 import type { AdvantageOptions } from "./options.js";
 
@@ -7,6 +8,10 @@ export interface EstimatorContext {
   readonly options: AdvantageOptions;
   /** Std over the whole batch's rewards; NaN unless options.stdScope is "batch". */
   readonly batchStd: number;
+  /** The group's id, to name it in an error. */
+  readonly groupId: GroupId;
+  /** The input index of each of the group's rollouts, in the order of `rewards` (to name `rewards[i]` in an error). */
+  readonly rollouts: Int32Array;
 }
 
 /** Maps the rewards of one group (in input order) to one advantage each. */

@@ -4,16 +4,41 @@ import { type GroupId, groupBy, showId } from "../groups.js";
 import { describeValue, finiteFloat64, isArrayLike, type NumericArray, readNumbers } from "../numeric.js";
 import { moments } from "../stats.js";
 import { grpo, rloo, type AdvantageEstimator } from "./estimators.js";
+import { grpoPassK, grpoVectorized, grpoVectorizedB178a3c } from "./verl-outcome.js";
 import { advantageOptionsSchema, type AdvantageOptions, type AdvantageOptionsInput } from "./options.js";
 
 export { advantagePresets, advantageOptionsSchema } from "./options.js";
 export type { AdvantageOptions, AdvantageOptionsInput } from "./options.js";
 export type { AdvantageEstimator, EstimatorContext } from "./estimators.js";
 export { broadcastToTokens } from "./broadcast.js";
+export {
+  gpgAdvantages,
+  gpgOptionsSchema,
+  opoAdvantages,
+  opoOptionsSchema,
+  reinforcePlusPlusBaselineAdvantages,
+  reinforcePlusPlusBaselineOptionsSchema,
+} from "./batch-outcome.js";
+export type { GpgOptionsInput, OpoOptionsInput, ReinforcePlusPlusBaselineOptionsInput } from "./batch-outcome.js";
+export {
+  gdpoAdvantages,
+  gdpoOptionsSchema,
+  gdpoPresets,
+  MULTI_OBJECTIVE_AGGREGATIONS,
+  multiRewardAdvantages,
+  multiRewardOptionsSchema,
+  multiRewardPresets,
+  SCALE_REWARDS,
+} from "./multi-reward.js";
+export type { GdpoOptions, GdpoOptionsInput, MultiRewardOptions, MultiRewardOptionsInput } from "./multi-reward.js";
 
 const estimators = new Map<string, AdvantageEstimator>([
   ["grpo", grpo],
   ["rloo", rloo],
+  // verl's estimators under verl's names (algorithm.adv_estimator); see verl-outcome.ts.
+  ["grpo_passk", grpoPassK],
+  ["grpo_vectorized", grpoVectorized],
+  ["grpo_vectorized_b178a3c", grpoVectorizedB178a3c],
 ]);
 
 /** Adds an advantage estimator, selectable by `options.estimator`. */
@@ -23,7 +48,10 @@ export function registerAdvantageEstimator(name: string, estimator: AdvantageEst
   estimators.set(name, estimator);
 }
 
-/** The names `options.estimator` accepts: the built-in "grpo" and "rloo", then any you registered. */
+/**
+ * The names `options.estimator` accepts: the built-ins "grpo", "rloo", "grpo_passk", "grpo_vectorized" and
+ * "grpo_vectorized_b178a3c", then any you registered.
+ */
 export function advantageEstimatorNames(): string[] {
   return [...estimators.keys()];
 }
@@ -76,7 +104,12 @@ export function advantages(
   for (const { id, members } of groupBy(groupIds)) {
     const groupRewards = new Float64Array(members.length);
     for (let k = 0; k < members.length; k++) groupRewards[k] = values[members[k]!]!;
-    const groupAdvantages = estimator(groupRewards, { options: resolved, batchStd });
+    const groupAdvantages = estimator(groupRewards, {
+      options: resolved,
+      batchStd,
+      groupId: id,
+      rollouts: members,
+    });
     requireEstimatorOutput(groupAdvantages, members, id, resolved);
     for (let k = 0; k < members.length; k++) out[members[k]!] = groupAdvantages[k]!;
   }
