@@ -27,6 +27,7 @@ export type {
   NormalizerInput,
   PolicyLossOptions,
   PolicyLossOptionsInput,
+  VespoOptions,
 } from "./options.js";
 export { AGGREGATIONS, KL_KINDS, lossPresets, normalizerSchema, policyLossOptionsSchema } from "./options.js";
 export type { PolicyLossBuffers, PolicyLossResult } from "./policy-loss.js";
