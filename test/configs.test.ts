@@ -151,8 +151,13 @@ describe("fromTrlConfig", () => {
   });
 
   it.each([
-    [{ loss_type: "luspo" }, "config.loss_type"],
-    [{ loss_type: "vespo" }, "config.loss_type"],
+    // TRL's luspo mean runs over padding whenever a [B, T] factor joins the loss (token ratios, β·KL).
+    [{ loss_type: "luspo" }, "config.importance_sampling_level"],
+    [
+      { loss_type: "luspo", importance_sampling_level: "sequence", beta: 0.04, use_bias_correction_kl: false },
+      "config.beta",
+    ],
+    [{ loss_type: "vespo", importance_sampling_level: "sequence" }, "config.importance_sampling_level"],
     [{ scale_rewards: "mean" }, "config.scale_rewards"],
     [{ multi_objective_aggregation: "normalize_then_sum" }, "config.multi_objective_aggregation"],
     [{ top_entropy_quantile: 0.2 }, "config.top_entropy_quantile"],

@@ -1,5 +1,6 @@
 /**
- * verl's objectives without native kernels (DPPO-TV, DPPO-KL, DRO, GMPO, KL-Cov, Clip-Cov): gradients against
+ * The objectives without native kernels (verl's DPPO-TV, DPPO-KL, DRO, GMPO, KL-Cov, Clip-Cov; TRL's LUSPO and
+ * VESPO): gradients against
  * central finite differences, and the properties that hold for each. Golden values: test/golden-verl-objectives.
  *
  * Finite differences use h = 1e-6 and |fd − g| ≤ 1e-7 + 1e-6·|g|, as test/loss-gradients.test.ts. Each objective's
@@ -100,6 +101,20 @@ const binaryKl = (p: number, pOld: number, logp: number, oldLogp: number) =>
   pOld * (oldLogp - logp) + (1 - pOld) * Math.log((1 - pOld + 1e-8) / (1 - p + 1e-8));
 
 const CASES: Record<ReferenceObjective, ObjectiveCase> = {
+  luspo: {
+    options: { ...lossPresets.trlLuspo, clipLow: 0.1, clipHigh: 0.15, delta: 1.6 },
+    movesOld: false,
+    awayFromKinks: (batch) => rowRatios(batch).every((s) => !near(s, 0.9) && !near(s, 1.15) && !near(s, 1.6)),
+  },
+  // φ is a stop-gradient (TRL computes it under no_grad): the difference moves oldLogp with logp, as for DPPO.
+  vespo: {
+    options: {
+      ...lossPresets.trlVespo,
+      vespo: { kPositive: 1.5, lambdaPositive: 2, kNegative: 2.5, lambdaNegative: 1.5, importanceWeights: "phi" },
+    },
+    movesOld: true,
+    awayFromKinks: () => true,
+  },
   "dppo-tv": {
     options: { ...lossPresets.verlDppoTv, clipLow: 0.1, clipHigh: 0.15, ratioCap: 2 },
     movesOld: true,
@@ -152,6 +167,21 @@ const CASES: Record<ReferenceObjective, ObjectiveCase> = {
   },
 };
 
+/** LUSPO's sequence ratio s_b = exp(mean of the row's log-ratios). */
+const rowRatios = (batch: Batch) =>
+  Array.from({ length: batch.B }, (_, b) => {
+    const valid = validPositions(batch).filter((i) => Math.floor(i / batch.T) === b);
+    return Math.exp(valid.reduce((s, i) => s + batch.logp[i]! - batch.oldLogp[i]!, 0) / Math.max(valid.length, 1));
+  });
+
+/** The batch an objective is tested on: LUSPO takes one importance weight per row (TRL's sequence-level ratio). */
+function batchFor(name: ReferenceObjective, seed: number): Batch {
+  const batch = drawBatch(seed);
+  if (name !== "luspo" || batch.importanceWeights === undefined) return batch;
+  const weights = batch.importanceWeights;
+  return { ...batch, importanceWeights: weights.map((_, i) => weights[Math.floor(i / batch.T) * batch.T]!) };
+}
+
 function optionsFor(name: ReferenceObjective, seed: number): PolicyLossOptionsInput {
   const aggregation = name === "gmpo" && seed % 2 === 0 ? "grpo" : AGGREGATIONS[seed % AGGREGATIONS.length]!;
   return { ...CASES[name].options, aggregation };
@@ -171,7 +201,7 @@ describe.each(REFERENCE_OBJECTIVES)("%s: ∂loss/∂logp against central finite 
   it("matches at every valid token, and is 0 at masked ones", () => {
     let checked = 0;
     for (let seed = 0; seed < 60 && checked < 25; seed++) {
-      const batch = drawBatch(seed);
+      const batch = batchFor(name, seed);
       if (!CASES[name].awayFromKinks(batch)) continue;
       checked++;
       const options = optionsFor(name, seed);
@@ -228,7 +258,7 @@ describe.each(REFERENCE_OBJECTIVES)("%s: properties", (name) => {
   it("the loss does not depend on the order of the rows; the gradient follows them", () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 10_000 }), fc.integer({ min: 0, max: 10_000 }), (seed, shuffle) => {
-        const batch = drawBatch(seed);
+        const batch = batchFor(name, seed);
         // Tied covariances at KL-Cov's k-th place (two valid tokens always tie) are broken by position.
         if (name === "kl-cov") fc.pre(CASES[name].awayFromKinks(batch));
         const random = seedrandom(`order ${shuffle}`);
@@ -252,7 +282,7 @@ describe.each(REFERENCE_OBJECTIVES)("%s: properties", (name) => {
     () => {
       fc.assert(
         fc.property(fc.integer({ min: 0, max: 10_000 }), (seed) => {
-          const batch = drawBatch(seed);
+          const batch = batchFor(name, seed);
           fc.pre(batch.B > 1);
           const cut = 1 + (seed % (batch.B - 1));
           const shape: [number, number] = [batch.B, batch.T];

@@ -1,7 +1,7 @@
 /**
- * verl's objectives without native kernels through TensorFlow.js's tensor API (policyLossTensors, policyLossTf):
- * the reference computes them on the CPU and hands back the loss, its analytic gradient and the metrics, KL-Cov's
- * meanAbsLogRatio included.
+ * verl's and TRL's objectives without native kernels through TensorFlow.js's tensor API (policyLossTensors,
+ * policyLossTf): the reference computes them on the CPU and hands back the loss, its analytic gradient and the
+ * metrics, KL-Cov's meanAbsLogRatio and VESPO's phiMean included.
  */
 import * as tf from "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -19,6 +19,8 @@ const OPTIONS: Record<(typeof REFERENCE_OBJECTIVES)[number], PolicyLossOptionsIn
   gmpo: lossPresets.verlGmpo,
   "kl-cov": { ...lossPresets.verlKlCov, klCov: { ratio: 0.4, coef: 0.3 } },
   "clip-cov": { ...lossPresets.verlClipCov, clipCov: { ratio: 1, lowerBound: -1, upperBound: 1 } },
+  luspo: { ...lossPresets.trlLuspo, clipLow: 0.1, clipHigh: 0.15 },
+  vespo: lossPresets.trlVespo,
 };
 
 const shape = [2, 3] as const;
@@ -66,6 +68,7 @@ describe.each(REFERENCE_OBJECTIVES)("%s through the tfjs tensor API", (name) => 
     const { counts, loss, ...rest } = result;
     const { metrics } = await readPolicyLossMetrics(counts, [loss]);
     expect(metrics.meanAbsLogRatio === undefined).toBe(name !== "kl-cov");
+    expect(metrics.phiMean === undefined).toBe(name !== "vespo");
     for (const [metric, value] of Object.entries(expected.metrics)) {
       if (value === undefined) expect(metrics[metric as keyof typeof metrics], metric).toBeUndefined();
       else expect(metrics[metric as keyof typeof metrics], metric).toBeCloseTo(value, 5);

@@ -301,7 +301,7 @@ type ResolvedTrlConfig = z.output<typeof trlConfigSchema>;
 
 /** What fromTrlConfig returns: grpo-roc's options for TRL's loss and advantages, and what the trainer must do. */
 export interface TrlTranslation {
-  /** `policyLoss`'s options. Add `normalizer.tokens` (TRL's num_items_in_batch) for dapo and cispo when accumulating. */
+  /** `policyLoss`'s options. Add `normalizer.tokens` (TRL's num_items_in_batch) for dapo, cispo and vespo when accumulating. */
   readonly loss: PolicyLossOptionsInput;
   /** `advantages`' options. */
   readonly advantages: AdvantageOptionsInput;
@@ -367,8 +367,29 @@ export const TRL_LOSS_TYPES: Table<TrlLossType> = {
     aggregation: "grpo",
     entropyAggregation: "bnpo",
   },
-  luspo: NOT_YET,
-  vespo: NOT_YET,
+  // TRL's luspo shares the clip branch (ε, ε_high, δ) and aggregates (ptl · L_b).mean() / gas: grpo-roc's "luspo"
+  // objective scales each row by its length and computes the sequence ratio itself, under the "grpo" aggregation.
+  luspo: {
+    objective: (c) => ({ ...clipObjective(c), objective: "luspo" }),
+    aggregation: "grpo",
+    entropyAggregation: "bnpo",
+  },
+  // get_gamma_weights builds k and λ with torch.where from Python floats (float32, as SAPO's temperatures) and
+  // clamps λ to ≥ 1e-4 in float32; with vLLM's correction on, the ratio enters φ instead of multiplying the loss.
+  vespo: {
+    objective: (c) => ({
+      objective: "vespo",
+      vespo: {
+        kPositive: Math.fround(c.vespo_k_pos),
+        lambdaPositive: Math.max(Math.fround(c.vespo_lambda_pos), Math.fround(1e-4)),
+        kNegative: Math.fround(c.vespo_k_neg),
+        lambdaNegative: Math.max(Math.fround(c.vespo_lambda_neg), Math.fround(1e-4)),
+        importanceWeights: c.use_vllm && c.vllm_importance_sampling_correction ? "phi" : "loss",
+      },
+    }),
+    aggregation: "dapo",
+    entropyAggregation: "dapo",
+  },
 };
 
 /** importance_sampling_level → ratioLevel. */
@@ -402,7 +423,8 @@ export const TRL_IMPORTANCE_SAMPLING_MODES: Table<never> = {
  *
  * @param config - GRPOConfig's fields (snake_case, as in Python); omitted fields take TRL's defaults.
  * @throws ValidationError at `config.<key>`: an unknown key (with the closest known one), a wrong type or a non-finite
- *   number, or a known value grpo-roc does not implement yet (loss_type "luspo", vLLM importance sampling, …).
+ *   number, or a known value grpo-roc does not implement yet (the off-policy mask, vLLM importance sampling, luspo with
+ *   a [B, T] term, …).
  * @example fromTrlConfig({ loss_type: "cispo", epsilon_high: 5 }).loss
  *   // => { objective: "cispo", clipLow: 1, clipHigh: 4, aggregation: "dapo", entropyAggregation: "dapo", … }
  */
@@ -417,8 +439,10 @@ export function fromTrlConfig(config: TrlConfig): TrlTranslation {
     c.importance_sampling_level,
     "config.importance_sampling_level",
   );
-  if (ratioLevel !== "token" && (c.loss_type === "cispo" || c.loss_type === "sapo"))
+  if (ratioLevel !== "token" && (c.loss_type === "cispo" || c.loss_type === "sapo" || c.loss_type === "vespo"))
     throw unsupported("config.importance_sampling_level", `"sequence" with loss_type "${c.loss_type}"`);
+  if (c.loss_type === "luspo") checkLuspo(c, ratioLevel);
+  if (c.loss_type === "vespo") checkVespo(c);
   if (!(c.epsilon >= 0 && c.epsilon <= 1) && c.loss_type !== "cispo" && c.loss_type !== "sapo")
     throw invalid("config.epsilon", `is ${c.epsilon}; grpo-roc's lower clip 1 − epsilon needs 0 ≤ epsilon ≤ 1`);
   if (c.loss_type === "dr_grpo" && (c.max_completion_length === null || !given("max_completion_length")))
@@ -440,7 +464,8 @@ export function fromTrlConfig(config: TrlConfig): TrlTranslation {
     delta: null,
     logRatioClamp: null, // TRL clamps no log-ratio
     ...lossType.objective(c),
-    ratioLevel,
+    // grpo-roc's "luspo" computes TRL's sequence ratio itself, over token-level inputs.
+    ratioLevel: c.loss_type === "luspo" ? "token" : ratioLevel,
     aggregation: lossType.aggregation,
     entropyAggregation: lossType.entropyAggregation,
     normalizer: {
@@ -483,9 +508,54 @@ function trlKeyOf(path: readonly PropertyKey[], c: ResolvedTrlConfig): string {
       return sub === "length" ? "max_completion_length" : "gradient_accumulation_steps";
     case "ratioLevel":
       return "importance_sampling_level";
+    case "vespo":
+      return `vespo_${String(sub).startsWith("k") ? "k" : "lambda"}_${String(sub).endsWith("Positive") ? "pos" : "neg"}`;
     default:
       return "loss_type";
   }
+}
+
+/**
+ * TRL's luspo mean `(per_token_loss · L_b).mean()` runs over every entry of per_token_loss: [B, 1] with a sequence
+ * ratio, but [B, T] as soon as a [B, T] factor joins it (token-level ratios, β·KL, a token-mode vLLM ratio, the
+ * entropy mask), and then over padding positions, whose log-probs are garbage. grpo-roc reads only valid positions:
+ * those combinations are refused, not approximated.
+ */
+function checkLuspo(c: ResolvedTrlConfig, ratioLevel: "token" | "sequence"): void {
+  const padding = "TRL's luspo mean then runs over the padding positions' values, which grpo-roc never reads";
+  if (ratioLevel !== "sequence")
+    throw unsupported("config.importance_sampling_level", `"token" with loss_type "luspo" (${padding})`);
+  if (c.beta !== 0) throw unsupported("config.beta", `${c.beta} with loss_type "luspo" (β·KL is [B, T]: ${padding})`);
+  if (c.top_entropy_quantile !== 1)
+    throw unsupported("config.top_entropy_quantile", `${c.top_entropy_quantile} with loss_type "luspo" (${padding})`);
+  if (c.use_vllm && c.vllm_importance_sampling_correction && c.vllm_importance_sampling_mode.startsWith("token"))
+    throw unsupported(
+      "config.vllm_importance_sampling_mode",
+      `"${c.vllm_importance_sampling_mode}" with loss_type "luspo" (a [B, T] ratio: ${padding})`,
+    );
+}
+
+/**
+ * TRL's vespo with the vLLM correction: its __init__ allows only token_* modes, and get_gamma_weights sums log ρ over
+ * all T positions, where padding holds clamp(exp(0), clip_min, clip_max): 1 (adding 0) unless the clip range
+ * excludes 1. grpo-roc sums over the valid tokens, so a range that excludes 1 is refused.
+ */
+function checkVespo(c: ResolvedTrlConfig): void {
+  if (!(c.use_vllm && c.vllm_importance_sampling_correction)) return;
+  const mode = c.vllm_importance_sampling_mode;
+  if (mode.startsWith("sequence"))
+    throw invalid(
+      "config.vllm_importance_sampling_mode",
+      `is "${mode}"; TRL's loss_type "vespo" takes only token_truncate or token_mask (its ratio enters φ per token)`,
+    );
+  const min = c.vllm_importance_sampling_clip_min;
+  const max = c.vllm_importance_sampling_clip_max ?? c.vllm_importance_sampling_cap;
+  if ((min !== null && min > 1) || (max !== null && max < 1))
+    throw unsupported(
+      min !== null && min > 1 ? "config.vllm_importance_sampling_clip_min" : "config.vllm_importance_sampling_clip_max",
+      `a clip range [${min}, ${max}] that excludes 1 with loss_type "vespo" (TRL's φ then counts the padding ` +
+        "positions' clipped ratio)",
+    );
 }
 
 /** The known keys whose non-default values select a TRL feature grpo-roc does not implement yet. */

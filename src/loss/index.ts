@@ -29,6 +29,7 @@ export type {
   PolicyLossOptionsInput,
   VerlKlName,
   VerlVersion,
+  VespoOptions,
 } from "./options.js";
 export {
   AGGREGATIONS,

@@ -29,6 +29,11 @@ export interface PolicyLossMetrics {
    * loss); undefined for the others.
    */
   readonly meanAbsLogRatio: number | undefined;
+  /**
+   * TRL's `vespo/phi_seq_mean` ("vespo" only): the mean of VESPO's weight φ over all rows (empty ones, φ = 1,
+   * included), or over the valid tokens when advantages are per token; undefined for the other objectives.
+   */
+  readonly phiMean: number | undefined;
 }
 
 /** What a backend sums over the valid tokens of a call, to report the metrics. */
@@ -53,6 +58,7 @@ export function lossMetrics(
   withKl: boolean,
   withEntropy: boolean,
   meanAbsLogRatio?: number | undefined,
+  phiMean?: number | undefined,
 ): PolicyLossMetrics {
   const { tokens } = sums;
   const mean = (sum: number) => (tokens === 0 ? 0 : sum / tokens);
@@ -70,5 +76,6 @@ export function lossMetrics(
     kl: withKl ? mean(sums.klSum) : undefined,
     entropy: withEntropy ? mean(sums.entropySum) : undefined,
     meanAbsLogRatio,
+    phiMean,
   };
 }

@@ -80,6 +80,13 @@ export interface PreparedBatch {
   readonly importanceWeights?: NumericArray | undefined;
   /** Mean |log π − log π_old| over valid tokens, for objectives that report it (`metrics.meanAbsLogRatio`). */
   readonly meanAbsLogRatio?: number | undefined;
+  /**
+   * ∂loss/∂logRatio per position, [B·T], used by the driver in place of the kernel's `dLogRatio` (LUSPO: tokens that
+   * share one sequence ratio get the row's summed slope over its length); undefined: the kernel's.
+   */
+  readonly logRatioGradients?: Float64Array | undefined;
+  /** VESPO's mean weight φ, as TRL logs it (`metrics.phiMean`); undefined for the other objectives. */
+  readonly phiMean?: number | undefined;
 }
 
 /**

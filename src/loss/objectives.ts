@@ -7,6 +7,7 @@ import type {
   TokenKernel,
 } from "./objective-types.js";
 import { type PolicyLossOptions, REFERENCE_OBJECTIVES, type ReferenceObjective } from "./options.js";
+import { trlObjectives } from "./trl-objectives.js";
 import { verlObjectives } from "./verl-objectives.js";
 
 export { REFERENCE_OBJECTIVES, type ReferenceObjective };
@@ -125,7 +126,7 @@ const builtinObjectives = {
 
 const objectives = new Map<string, PolicyObjective>([
   ...Object.entries(builtinObjectives),
-  ...Object.entries(verlObjectives satisfies Record<ReferenceObjective, PolicyObjective>),
+  ...Object.entries({ ...verlObjectives, ...trlObjectives } satisfies Record<ReferenceObjective, PolicyObjective>),
 ]);
 
 export function isBuiltinObjective(name: string): name is BuiltinObjective {

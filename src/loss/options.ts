@@ -52,10 +52,20 @@ export type VerlVersion = (typeof VERL_VERSIONS)[number];
 
 /**
  * The objectives grpo-roc ships without a kernel in the fast backends (verl's DPPO-TV, DPPO-KL, DRO, GMPO, KL-Cov,
- * Clip-Cov: src/loss/verl-objectives.ts). Every backend runs them through the reference, as objectives registered
- * at run time (`withRegisteredObjectives`): the device computes the log-probs, the CPU the loss in float64.
+ * Clip-Cov: src/loss/verl-objectives.ts; TRL's LUSPO and VESPO: src/loss/trl-objectives.ts). Every backend runs
+ * them through the reference, as objectives registered at run time (`withRegisteredObjectives`): the device
+ * computes the log-probs, the CPU the loss in float64.
  */
-export const REFERENCE_OBJECTIVES = ["dppo-tv", "dppo-kl", "dro", "gmpo", "kl-cov", "clip-cov"] as const;
+export const REFERENCE_OBJECTIVES = [
+  "dppo-tv",
+  "dppo-kl",
+  "dro",
+  "gmpo",
+  "kl-cov",
+  "clip-cov",
+  "luspo",
+  "vespo",
+] as const;
 /** A shipped objective that every backend computes through the reference: one of REFERENCE_OBJECTIVES. */
 export type ReferenceObjective = (typeof REFERENCE_OBJECTIVES)[number];
 
@@ -166,6 +176,30 @@ const clipCovSchema: z.ZodMiniObject<typeof clipCovShape, z.core.$strict> = z.st
   }),
 );
 
+/** vespoSchema's fields: a const of its own, so that the published types keep each field's comment. */
+const vespoShape = {
+  /** The shape k of φ for A ≥ 0; TRL vespo_k_pos, 2. */
+  kPositive: z._default(z.number(), 2),
+  /** The rate λ > 0 of φ for A ≥ 0; TRL vespo_lambda_pos, 3 (TRL clamps λ to ≥ 1e-4). */
+  lambdaPositive: z._default(z.number().check(z.positive()), 3),
+  /** The shape k of φ for A < 0; TRL vespo_k_neg, 3. */
+  kNegative: z._default(z.number(), 3),
+  /** The rate λ > 0 of φ for A < 0; TRL vespo_lambda_neg, 2. */
+  lambdaNegative: z._default(z.number().check(z.positive()), 2),
+  /**
+   * What the caller's importance weights are: "loss" (default) multiplies the loss by them, as for every objective
+   * (TRL's entropy and off-policy masks); "phi" adds Σ_t clamp(log w_t, log 1e-8, 20) to the row's log w inside φ and
+   * leaves the loss unweighted, as TRL does with its vLLM importance ratio (use_vllm with
+   * vllm_importance_sampling_correction).
+   */
+  importanceWeights: z._default(z.enum(["loss", "phi"]), "loss"),
+};
+
+/** options.vespo (TRL GRPOTrainer.get_gamma_weights's parameters). */
+const vespoSchema: z.ZodMiniObject<typeof vespoShape, z.core.$strict> = z.strictObject(vespoShape);
+/** VESPO's parameters with their defaults filled in. */
+export type VespoOptions = z.output<typeof vespoSchema>;
+
 /** A bound that may be infinite (one-sided clamps), but not NaN. */
 const bound = z.custom<number>((value) => typeof value === "number" && !Number.isNaN(value), {
   message: "expected a number (±Infinity allowed)",
@@ -180,7 +214,8 @@ const logRatioClampSchema = z
 const policyLossOptionsShape = {
   /**
    * A registered objective: the built-ins "clip" (PPO/GRPO/DAPO/GSPO), "cispo", "sapo", "reinforce"; verl's
-   * "dppo-tv", "dppo-kl", "dro", "gmpo" (geo_mean), "kl-cov", "clip-cov" (REFERENCE_OBJECTIVES); or one of yours.
+   * "dppo-tv", "dppo-kl", "dro", "gmpo" (geo_mean), "kl-cov", "clip-cov"; TRL's "luspo", "vespo"
+   * (REFERENCE_OBJECTIVES); or one of yours.
    */
   objective: z._default(z.string(), "clip"),
   /**
@@ -226,6 +261,11 @@ const policyLossOptionsShape = {
   klCov: z._default(z.nullable(klCovSchema), null),
   /** Clip-Cov's selection ("clip-cov" only, which needs it): verl's clip_cov_ratio, clip_cov_lb and clip_cov_ub. */
   clipCov: z._default(z.nullable(clipCovSchema), null),
+  /**
+   * VESPO's φ parameters and what the importance weights are ("vespo" only); null: TRL's defaults (k 2, λ 3 for
+   * A ≥ 0; k 3, λ 2 for A < 0; weights multiply the loss).
+   */
+  vespo: z._default(z.nullable(vespoSchema), null),
 };
 
 /** Options read by one objective alone, and whether that objective needs them. */
@@ -234,7 +274,13 @@ const OBJECTIVE_OPTIONS = [
   { field: "droBeta", objectives: ["dro"], required: true },
   { field: "klCov", objectives: ["kl-cov"], required: true },
   { field: "clipCov", objectives: ["clip-cov"], required: true },
+  { field: "vespo", objectives: ["vespo"], required: false },
 ] as const;
+
+/** The reference objectives that read TRL's δ: LUSPO shares the clip branch of TRL's _compute_loss. */
+const READS_DELTA: readonly string[] = ["luspo"];
+/** The reference objectives that compute their own log-ratios, as TRL does (no clamp, or VESPO's ±20 inside φ). */
+const OWN_LOG_RATIOS: readonly string[] = ["luspo", "vespo"];
 
 /**
  * Checks and fills in the policy loss's options (PolicyLossOptionsInput): each field's type and default (the paper's
@@ -265,11 +311,17 @@ export const policyLossOptionsSchema: z.ZodMiniObject<typeof policyLossOptionsSh
             path: ["dualClip"],
             message: `the "${options.objective}" objective has no dual clip; leave it null${dppo ? " (verl's clip_ratio_c is its ratioCap)" : ""}`,
           });
-        if (options.delta !== null)
+        if (options.delta !== null && !READS_DELTA.includes(options.objective))
           ctx.addIssue({
             code: "custom",
             path: ["delta"],
             message: `the "${options.objective}" objective has no δ cap; leave it null`,
+          });
+        if (options.logRatioClamp !== null && OWN_LOG_RATIOS.includes(options.objective))
+          ctx.addIssue({
+            code: "custom",
+            path: ["logRatioClamp"],
+            message: `the "${options.objective}" objective computes its own log-ratios as TRL does (no clamp${options.objective === "vespo" ? "; ±20 inside φ" : ""}); leave it null`,
           });
       }
       for (const { field, objectives, required } of OBJECTIVE_OPTIONS) {
@@ -391,6 +443,43 @@ export const lossPresets = {
     kl: null,
     entropyCoef: 0,
     entropyAggregation: "dapo",
+  },
+  /**
+   * TRL's LUSPO, `loss_type="luspo"` with `importance_sampling_level="sequence"` (trl/trainer/grpo_trainer.py
+   * GRPOTrainer._compute_loss, TRL f2cd577): GSPO's clipped sequence ratio, each row's loss times its length L_b,
+   * the mean over all rows (the "grpo" aggregation with the objective's L_b scaling), GRPOConfig's ε = 0.2 both
+   * sides. The entropy bonus is divided by the local token count (bnpo), as TRL's non-dapo loss types do.
+   */
+  trlLuspo: {
+    objective: "luspo",
+    ratioLevel: "token",
+    clipLow: 0.2,
+    clipHigh: 0.2,
+    dualClip: null,
+    delta: null,
+    logRatioClamp: null,
+    aggregation: "grpo",
+    kl: null,
+    entropyCoef: 0,
+    entropyAggregation: "bnpo",
+  },
+  /**
+   * TRL's VESPO, `loss_type="vespo"` (trl/trainer/grpo_trainer.py GRPOTrainer._compute_loss and
+   * get_gamma_weights, TRL f2cd577): −sg(φ(w_b))·A·log π with φ(w) = exp(λ + k·log w − λ·w), GRPOConfig's
+   * k/λ (2, 3 for A ≥ 0; 3, 2 for A < 0), aggregated as dapo (Σ / num_items_in_batch). With TRL's vLLM importance
+   * correction, pass its ratio as importanceWeights with `vespo.importanceWeights: "phi"`.
+   */
+  trlVespo: {
+    objective: "vespo",
+    ratioLevel: "token",
+    dualClip: null,
+    delta: null,
+    logRatioClamp: null,
+    aggregation: "dapo",
+    kl: null,
+    entropyCoef: 0,
+    entropyAggregation: "dapo",
+    vespo: { kPositive: 2, lambdaPositive: 3, kNegative: 3, lambdaNegative: 2, importanceWeights: "loss" },
   },
 } as const satisfies Record<string, PolicyLossOptionsInput>;
 

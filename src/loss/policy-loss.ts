@@ -109,6 +109,7 @@ export function policyLoss(
     o.kl !== null,
     t.entropy !== undefined,
     prepared?.meanAbsLogRatio,
+    prepared?.phiMean,
   );
   const { grad, perTokenLoss, perTokenKl, gradEntropy } = outputs;
   return {
@@ -174,6 +175,12 @@ function prepareBatch(t: LossInputs, prepare: (batch: LossInputs) => PreparedBat
   const prepared = prepare(t);
   const size = t.shape[0] * t.shape[1];
   const weights = prepared.importanceWeights;
+  const slopes = prepared.logRatioGradients;
+  if (slopes !== undefined && (!(slopes instanceof Float64Array) || slopes.length !== size)) {
+    throw new GrpoRocError(
+      `policy objective "${objective}": prepare's logRatioGradients must be a Float64Array of B·T = ${size}`,
+    );
+  }
   if (!(prepared.values instanceof Float64Array) || prepared.values.length !== size) {
     throw new GrpoRocError(
       `policy objective "${objective}": prepare must give values as a Float64Array of B·T = ${size}`,
@@ -256,6 +263,7 @@ function addPolicyTerm(
   const { logp: logps, oldLogp: oldLogps, mask, advantages, perTokenAdvantages } = t;
   const importanceWeights = prepared?.importanceWeights ?? t.importanceWeights;
   const preparedValues = prepared?.values;
+  const preparedSlopes = prepared?.logRatioGradients;
   const { rowLogRatios, throughRow, clampLow, clampHigh } = ratios;
   const sequenceLevel = rowLogRatios !== undefined;
   let loss = 0;
@@ -298,7 +306,8 @@ function addPolicyTerm(
       });
       const importance = importanceWeights === undefined ? 1 : importanceWeights[i]!;
       let tokenLoss = out.loss * importance;
-      let viaRatio = inside ? w * importance * out.dLogRatio : 0;
+      const dLogRatio = preparedSlopes === undefined ? out.dLogRatio : preparedSlopes[i]!;
+      let viaRatio = inside ? w * importance * dLogRatio : 0;
       let viaLogp = w * importance * out.dLogp;
       const terms = tokenLoss + viaRatio + viaLogp;
       if (terms - terms !== 0) {

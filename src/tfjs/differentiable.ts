@@ -114,6 +114,7 @@ const COUNT_NAMES = [
   "klSum",
   "entropySum",
   "absLogRatioSum",
+  "phiMean",
 ] as const;
 
 /**
@@ -136,7 +137,14 @@ export async function readPolicyLossMetrics(
     const tokens = get("tokens");
     const meanAbsLogRatio =
       counts.absLogRatioSum === undefined ? undefined : tokens === 0 ? 0 : get("absLogRatioSum") / tokens;
-    const metrics = lossMetrics(sums, counts.klSum !== undefined, counts.entropySum !== undefined, meanAbsLogRatio);
+    const phiMean = counts.phiMean === undefined ? undefined : get("phiMean");
+    const metrics = lossMetrics(
+      sums,
+      counts.klSum !== undefined,
+      counts.entropySum !== undefined,
+      meanAbsLogRatio,
+      phiMean,
+    );
     return { metrics, extra: Array.from(values.subarray(present.length)) };
   } finally {
     tf.dispose(scalars);

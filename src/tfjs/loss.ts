@@ -78,6 +78,8 @@ export interface PolicyLossTensorResult {
     readonly entropySum: tf.Scalar | undefined;
     /** Sum of |log π − log π_old|, for objectives that report its mean (kl-cov: metrics.meanAbsLogRatio). */
     readonly absLogRatioSum: tf.Scalar | undefined;
+    /** VESPO's mean weight φ (not a sum), for "vespo" (metrics.phiMean). */
+    readonly phiMean: tf.Scalar | undefined;
   };
 }
 
@@ -141,6 +143,7 @@ export function computePolicyLossTensors(inputs: PolicyLossTensors, o: PolicyLos
       klSum: kl?.sum,
       entropySum: entropy?.sum,
       absLogRatioSum: undefined,
+      phiMean: undefined,
     },
   };
 }
@@ -169,6 +172,7 @@ function emptyLossTensors(inputs: PolicyLossTensors, o: PolicyLossOptions): Poli
       klSum: o.kl === null ? undefined : zero(),
       entropySum: inputs.entropy === undefined ? undefined : zero(),
       absLogRatioSum: undefined,
+      phiMean: undefined,
     },
   };
 }
@@ -421,6 +425,7 @@ function registeredObjectiveTensors(
       klSum: m.kl === undefined ? undefined : sum(m.kl),
       entropySum: m.entropy === undefined ? undefined : sum(m.entropy),
       absLogRatioSum: m.meanAbsLogRatio === undefined ? undefined : sum(m.meanAbsLogRatio),
+      phiMean: m.phiMean === undefined ? undefined : tf.scalar(m.phiMean),
     },
   };
 }

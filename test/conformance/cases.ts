@@ -45,6 +45,15 @@ export const REFERENCE_OBJECTIVE_OPTIONS: Record<ReferenceObjective, PolicyLossO
     dualClip: null,
     delta: null,
   },
+  // TRL's objectives compute their own log-ratios (no clamp); LUSPO reads δ (TRL's grpo branch), VESPO k and λ.
+  luspo: { objective: "luspo", clipLow: 0.1, clipHigh: 0.15, dualClip: null, delta: 1.3, logRatioClamp: null },
+  vespo: {
+    objective: "vespo",
+    vespo: { kPositive: 1.5, lambdaPositive: 2, kNegative: 2.5, lambdaNegative: 1.5, importanceWeights: "phi" },
+    dualClip: null,
+    delta: null,
+    logRatioClamp: null,
+  },
 };
 
 export type Objective = BuiltinObjective;

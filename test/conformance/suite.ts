@@ -1356,7 +1356,18 @@ function registeredObjective(t: Target): void {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// (g) the shipped objectives without native kernels (verl's DPPO, DRO, GMPO, KL-Cov, Clip-Cov)
+// (g) the shipped objectives without native kernels (verl's DPPO, DRO, GMPO, KL-Cov, Clip-Cov; TRL's LUSPO, VESPO)
+
+/** TRL's vLLM ratio, [B, T] or [B, 1], as [B, T] importance weights (a row's ratio on each of its tokens). */
+function trlRatioWeights(ratio: number[][], c: GoldenCase): { data: Float64Array; shape: [number, number] } {
+  const mask = (c.inputs as { completion_mask: number[][] }).completion_mask;
+  const [rows, cols] = [mask.length, mask[0]!.length];
+  const data = Float64Array.from({ length: rows * cols }, (_, k) => {
+    const row = ratio[Math.floor(k / cols)]!;
+    return row.length === 1 ? row[0]! : row[k % cols]!;
+  });
+  return { data, shape: [rows, cols] };
+}
 
 function referenceObjectives(t: Target): void {
   const b = t.backend;
@@ -1373,11 +1384,44 @@ function referenceObjectives(t: Target): void {
       const [actual, expected] = await Promise.all([b.policyLoss(inputs, call), reference.policyLoss(inputs, call)]);
       expectSameLoss(t, actual, expected, inputs, call);
     });
+    // trl_policy_loss.json's luspo and vespo cases run in (a); these add TRL's vLLM ratio (in φ for vespo).
+    const trlGolden = loadGolden("trl2_is_correction.json").cases.filter(
+      (c) =>
+        c.function === "GRPOTrainer._compute_loss" &&
+        ["luspo", "vespo"].includes(c.hyperparameters.loss_type as string),
+    );
+    it("has TRL's luspo and vespo golden cases with the vLLM ratio", () => expect(trlGolden.length).toBe(2));
+    it.each(trlGolden.map((c) => [c.id, c] as const))("golden inputs: %s", async (_id, c) => {
+      const h = c.hyperparameters as unknown as TrlHyper;
+      const i = c.inputs as { importance_sampling_ratio?: number[][]; num_items_in_batch?: number };
+      // The vLLM ratio is an input (vllmImportanceSampling's); with vespo it enters φ.
+      const correction = i.importance_sampling_ratio !== undefined;
+      const translated = trlOptionsFor({ ...h, use_vllm: false } as TrlHyper, i.num_items_in_batch);
+      const options =
+        correction && h.loss_type === "vespo"
+          ? { ...translated, vespo: { ...translated.vespo, importanceWeights: "phi" as const } }
+          : translated;
+      const inputs = {
+        ...trlInputsFor(c),
+        ...(correction ? { importanceWeights: trlRatioWeights(i.importance_sampling_ratio!, c) } : {}),
+      };
+      const [actual, expected] = await Promise.all([
+        b.policyLoss(inputs, options),
+        reference.policyLoss(inputs, options),
+      ]);
+      expectSameLoss(t, actual, expected, inputs, options);
+    });
     it.each(REFERENCE_OBJECTIVES.flatMap((name, k) => [0, 1].map((j) => [name, 2 * k + j] as const)))(
       "%s: policyLoss, random case #%i",
       async (name, k) => {
         const aggregation = AGGREGATIONS[k % AGGREGATIONS.length]!;
-        const c = drawLossCase(`reference-objective-${k}`, { objective: "clip", ratioLevel: "token", aggregation });
+        // LUSPO's sequence ratio takes one importance weight per row (TRL's sequence-level ratio).
+        const c = drawLossCase(`reference-objective-${k}`, {
+          objective: "clip",
+          ratioLevel: "token",
+          aggregation,
+          rowConstant: name === "luspo",
+        });
         const options = { ...c.options, ...REFERENCE_OBJECTIVE_OPTIONS[name] };
         const [actual, expected] = await Promise.all([
           b.policyLoss(c.inputs, options),

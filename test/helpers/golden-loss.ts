@@ -227,7 +227,7 @@ export function verlActorStepInputs(
 // TRL
 
 export interface TrlHyper {
-  loss_type: "grpo" | "bnpo" | "dr_grpo" | "dapo" | "cispo" | "sapo";
+  loss_type: "grpo" | "bnpo" | "dr_grpo" | "dapo" | "cispo" | "sapo" | "luspo" | "vespo";
   epsilon: number;
   epsilon_high: number;
   beta: number;
@@ -297,7 +297,7 @@ export function trlMappedMetrics(
     kl: m.kl === undefined ? undefined : { value: m.kl, float32: false },
     entropy: { value: m.entropy ?? 0, float32: false },
     // Sequence level, TRL averages its clip flags over rows rather than tokens.
-    ...(tokenLevel && h.loss_type !== "cispo" && h.loss_type !== "sapo"
+    ...(tokenLevel && h.loss_type !== "cispo" && h.loss_type !== "sapo" && h.loss_type !== "vespo"
       ? {
           "clip_ratio/low_mean": { value: m.clipFractionLow, float32: true },
           "clip_ratio/high_mean": { value: m.clipFractionHigh, float32: true },
@@ -306,12 +306,13 @@ export function trlMappedMetrics(
       : {}),
     // TRL counts ρ > cap with A > 0.
     ...(h.loss_type === "cispo" ? { cispo_clip_ratio: { value: m.clipFractionHigh, float32: true } } : {}),
+    ...(h.loss_type === "vespo" ? { "vespo/phi_seq_mean": { value: m.phiMean!, float32: false } } : {}),
   };
 }
 
 /**
- * The TRL cases grpo-roc implements: those fromTrlConfig translates. It refuses the others (luspo, vespo, the entropy
- * and off-policy masks) as "not supported by grpo-roc yet"; any other refusal is a bug in the translator, thrown.
+ * The TRL cases grpo-roc implements: those fromTrlConfig translates. It refuses the others (the entropy and
+ * off-policy masks) as "not supported by grpo-roc yet"; any other refusal is a bug in the translator, thrown.
  */
 export function isSupportedTrlCase(c: GoldenCase): boolean {
   try {

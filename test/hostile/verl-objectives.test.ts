@@ -1,7 +1,8 @@
 /**
- * The bad-input contract for verl's objectives without native kernels ("dppo-tv", "dppo-kl", "dro", "gmpo",
- * "kl-cov", "clip-cov") and their options (ratioCap, droBeta, klCov, clipCov). Class 1: every option is strict (type,
- * range, objective it belongs to, misspelt keys); class 2: extreme but finite inputs give a finite result or a
+ * The bad-input contract for the objectives without native kernels (verl's "dppo-tv", "dppo-kl", "dro", "gmpo",
+ * "kl-cov", "clip-cov"; TRL's "luspo", "vespo", whose own options are in test/hostile/trl-objectives.test.ts) and
+ * their options (ratioCap, droBeta, klCov, clipCov). Class 1: every option is strict (type, range, objective it
+ * belongs to, misspelt keys); class 2: extreme but finite inputs give a finite result or a
  * ValidationError naming the position; class 8: empty and fully masked batches give loss 0 and every metric finite.
  */
 import fc from "fast-check";
@@ -19,6 +20,8 @@ const PRESETS: Record<(typeof REFERENCE_OBJECTIVES)[number], PolicyLossOptionsIn
   gmpo: lossPresets.verlGmpo,
   "kl-cov": lossPresets.verlKlCov,
   "clip-cov": lossPresets.verlClipCov,
+  luspo: lossPresets.trlLuspo,
+  vespo: lossPresets.trlVespo,
 };
 
 /** Values that are not a valid number for any of these options. */
@@ -54,14 +57,17 @@ describe("class 1: the objectives' options are strict", () => {
     );
   });
 
-  it.each(REFERENCE_OBJECTIVES)("%s has no dual clip and no δ: both are refused, never ignored", (name) => {
-    const dualClip = attempt(() => policyLoss(inputs, { ...PRESETS[name], dualClip: 3 }));
-    expectRefusedAt(dualClip, "options.dualClip", name.startsWith("dppo") ? /ratioCap/ : /no dual clip/);
-    expectRefusedAt(
-      attempt(() => policyLoss(inputs, { ...PRESETS[name], delta: 2 })),
-      "options.delta",
-    );
-  });
+  it.each(REFERENCE_OBJECTIVES)(
+    "%s has no dual clip (and no δ but luspo's): both are refused, never ignored",
+    (name) => {
+      const dualClip = attempt(() => policyLoss(inputs, { ...PRESETS[name], dualClip: 3 }));
+      expectRefusedAt(dualClip, "options.dualClip", name.startsWith("dppo") ? /ratioCap/ : /no dual clip/);
+      const delta = attempt(() => policyLoss(inputs, { ...PRESETS[name], delta: 2 }));
+      // LUSPO shares TRL's clip branch, δ included.
+      if (name === "luspo") returned(delta);
+      else expectRefusedAt(delta, "options.delta");
+    },
+  );
 
   it("lossPresets.verlDro alone is refused at options.droBeta: verl's dro_beta is None and raises", () => {
     expectRefusedAt(
@@ -140,6 +146,10 @@ describe("class 1: the objectives' options are strict", () => {
   });
 });
 
+/** LUSPO takes one importance weight per row (TRL's sequence ratio): a drawn [2, 2] is made constant along rows. */
+const weightsFor = (name: string, weights: number[] | null) =>
+  weights === null || name !== "luspo" ? weights : [weights[0]!, weights[0]!, weights[2]!, weights[2]!];
+
 describe("class 2: extreme finite inputs give finite results or a refusal at the position", () => {
   const logRatio = fc.oneof(
     fc.double({ min: -5, max: 5, noNaN: true }),
@@ -166,7 +176,9 @@ describe("class 2: extreme finite inputs give finite results or a refusal at the
               logp: { data: r.logp, shape },
               oldLogp: { data: oldLogp, shape },
               advantages: r.advantages,
-              ...(r.weights !== null ? { importanceWeights: { data: r.weights, shape } } : {}),
+              ...(weightsFor(name, r.weights) !== null
+                ? { importanceWeights: { data: weightsFor(name, r.weights)!, shape } }
+                : {}),
             },
             PRESETS[name],
           ),
@@ -176,7 +188,8 @@ describe("class 2: extreme finite inputs give finite results or a refusal at the
           const { ratioMean: _mean, ratioMax: _max, ...metrics } = outcome.value.metrics;
           const { loss, grad, perTokenLoss } = outcome.value;
           expectAllFinite({ loss, grad, perTokenLoss, metrics });
-        } else expectRefusedAt(outcome, /^inputs\.(logp|oldLogp)\[\d\]\[\d\]$/);
+          // LUSPO's sequence ratio and VESPO's φ belong to a row: their refusals name it.
+        } else expectRefusedAt(outcome, /^inputs\.(logp|oldLogp)\[\d\](\[\d\])?$/);
       },
       150,
     );
