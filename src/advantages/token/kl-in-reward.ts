@@ -12,7 +12,7 @@ import type { NumericArray } from "../../numeric.js";
 import { countRowTokens, type Matrix, type MatrixInput, toMatrix } from "../../tensor.js";
 import { matrixOf } from "./inputs.js";
 
-/** klPenaltyRewards' inputs: four [B, T] matrices of one shape, as verl's `apply_kl_penalty` reads them from its batch. */
+/** klPenaltyRewards' inputs: four [B, T] matrices of one shape, as verl's `apply_kl_penalty` reads them. */
 export interface KlPenaltyRewardsInputs {
   /**
    * The reward of each response token before the penalty, [B, T] (verl `token_level_scores`; an outcome score sits
@@ -97,8 +97,8 @@ const KNOWN_INPUTS = [
  * pass currentKl and B to fixedKlCoefficient or adaptiveKlCoefficient for the next step's β.
  *
  * Peer: verl `verl/trainer/ppo/ray_trainer.py`, `apply_kl_penalty` (volcengine/verl b178a3c, L70–109; the same body
- * in verl-project/verl's later ray_trainer.py, checked at 0094eb2: 1dda039 itself is not in the reference store),
- * with `core_algos.kl_penalty` (b178a3c L1841) and `torch_functional.masked_mean`.
+ * in verl-project/verl 0094eb2, L78–117), with `core_algos.kl_penalty` (b178a3c L1841) and
+ * `torch_functional.masked_mean`.
  *
  * @param inputs - `tokenScores`, `oldLogp`, `refLogp` and `mask`, [B, T] each, B ≥ 1.
  * @param options - `kind` (default "kl") and `beta` (default 0.001).
@@ -175,7 +175,9 @@ interface KlRewardInputs {
   readonly rowTokens: Int32Array;
 }
 
-/** Reads klPenaltyRewards' inputs: known keys, one shape, a 0/1 mask, log-probs finite where it selects, scores everywhere. */
+/**
+ * Reads klPenaltyRewards' inputs: known keys, one shape, a 0/1 mask; log-probs finite where it selects, scores everywhere.
+ */
 function readKlRewardInputs(inputs: unknown): KlRewardInputs {
   if (typeof inputs !== "object" || inputs === null || Array.isArray(inputs)) {
     throw invalid("inputs", `expected an object with ${KNOWN_INPUTS.join(", ")}`);
@@ -331,7 +333,7 @@ const klControllerStepSchema: z.ZodMiniObject<typeof klControllerStepShape, z.co
  * adaptiveKlCoefficient does, so that switching `algorithm.kl_ctrl.type` changes nothing else.
  *
  * Peer: verl `verl/trainer/ppo/core_algos.py`, `FixedKLController.update` (volcengine/verl b178a3c; the same in
- * verl-project/verl's later core_algos.py), built by `get_kl_controller` for `kl_ctrl.type == "fixed"`.
+ * verl-project/verl 018f23b), built by `get_kl_controller` for `kl_ctrl.type == "fixed"`.
  *
  * @param step - `klCoef`, `currentKl`, `nSteps`.
  * @returns klCoef.
@@ -351,7 +353,7 @@ const adaptiveKlShape = {
    * `current_kl / target` raises ZeroDivisionError).
    */
   targetKl: z._default(z.number().check(z.positive()), 0.1),
-  /** How many samples a full correction takes, > 0 (verl `algorithm.kl_ctrl.horizon`, default 10000; verl asserts > 0). */
+  /** Samples per full correction, > 0 (verl `algorithm.kl_ctrl.horizon`, default 10000; verl asserts > 0). */
   horizon: z._default(z.number().check(z.positive()), 10000),
 };
 
@@ -373,7 +375,7 @@ export type AdaptiveKlOptionsInput = z.input<typeof adaptiveKlOptionsSchema>;
  * the KL is far below target (1 + (−0.2)·nSteps/horizon < 0), which turns the penalty into a bonus: refused here.
  *
  * Peer: verl `verl/trainer/ppo/core_algos.py`, `AdaptiveKLController.update` (volcengine/verl b178a3c; the same
- * formula in verl-project/verl's later core_algos.py), built by `get_kl_controller` for `kl_ctrl.type ==
+ * formula in verl-project/verl 018f23b), built by `get_kl_controller` for `kl_ctrl.type ==
  * "adaptive"`; `apply_kl_penalty` calls it with `n_steps = batch_size`.
  *
  * @param step - `klCoef` (the β just used), `currentKl` (klPenaltyRewards' currentKl), `nSteps` (the batch size B).
