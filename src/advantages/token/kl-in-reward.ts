@@ -176,7 +176,8 @@ interface KlRewardInputs {
 }
 
 /**
- * Reads klPenaltyRewards' inputs: known keys, one shape, a 0/1 mask; log-probs finite where it selects, scores everywhere.
+ * Reads klPenaltyRewards' inputs: known keys, one shape, a 0/1 mask; the log-probs finite where it selects, the
+ * scores everywhere.
  */
 function readKlRewardInputs(inputs: unknown): KlRewardInputs {
   if (typeof inputs !== "object" || inputs === null || Array.isArray(inputs)) {
