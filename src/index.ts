@@ -13,7 +13,11 @@ import {
   reinforcePlusPlusBaselineAdvantages,
 } from "./advantages/index.js";
 import {
+  adaptiveKlCoefficient,
+  fixedKlCoefficient,
   gaeAdvantages,
+  klPenaltyRewards,
+  klRatioRewards,
   optimalTokenBaselineAdvantages,
   reinforcePlusPlusAdvantages,
   remaxAdvantages,
@@ -92,6 +96,10 @@ export const grpoRoc = {
   gaeAdvantages,
   optimalTokenBaselineAdvantages,
   tirOptimalTokenBaselineAdvantages,
+  klPenaltyRewards,
+  klRatioRewards,
+  fixedKlCoefficient,
+  adaptiveKlCoefficient,
   gpgAdvantages,
   opoAdvantages,
   reinforcePlusPlusBaselineAdvantages,

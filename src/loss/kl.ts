@@ -1,6 +1,6 @@
 import * as z from "zod/mini";
 import { invalid, parseOrThrow } from "../errors.js";
-import { KL_ALIASES, KL_KINDS, type KlKind, type VerlKlName } from "./options.js";
+import { type KlKind, klKindSchema, type VerlKlName } from "./options.js";
 
 /** One token's KL estimate and its slope. */
 export interface KlValue {
@@ -113,17 +113,7 @@ export function klTimesRatio(kind: KlKind, clamp: boolean): KlTimesRatio {
   };
 }
 
-const klPenaltyArguments = z.tuple([
-  z.pipe(
-    z.transform((kind: unknown) =>
-      typeof kind === "string" && Object.hasOwn(KL_ALIASES, kind) ? KL_ALIASES[kind as VerlKlName] : kind,
-    ),
-    z.enum(KL_KINDS),
-  ),
-  z.boolean(),
-  z.number(),
-  z.number(),
-]);
+const klPenaltyArguments = z.tuple([klKindSchema, z.boolean(), z.number(), z.number()]);
 
 /**
  * One token's KL estimate of log π − log π_ref and its slope in logp, as the loss computes it (validated: the loss

@@ -114,18 +114,21 @@ export type Normalizer = z.output<typeof normalizerSchema>;
  */
 export type NormalizerInput = z.input<typeof normalizerSchema>;
 
+/** A KL kind as the options take it: one of KL_KINDS, or one of verl's names (KL_ALIASES), resolved to its kind. */
+export const klKindSchema = z.pipe(
+  z.transform((kind: unknown) =>
+    typeof kind === "string" && Object.hasOwn(KL_ALIASES, kind) ? KL_ALIASES[kind as VerlKlName] : kind,
+  ),
+  z.enum(KL_KINDS),
+);
+
 /** klSchema's fields: a const of its own, so that the published types keep each field's comment. */
 const klShape = {
   /**
    * The estimator: "k1", "abs", "k2", "k3", verl's names "kl", "mse", "low_var_kl", or any of them with "+"
    * (straight-through: the base kind's value, the gradient logp − refLogp; verl 1dda039).
    */
-  kind: z.pipe(
-    z.transform((kind: unknown) =>
-      typeof kind === "string" && Object.hasOwn(KL_ALIASES, kind) ? KL_ALIASES[kind as VerlKlName] : kind,
-    ),
-    z.enum(KL_KINDS),
-  ),
+  kind: klKindSchema,
   /** verl kl_loss_coef, TRL beta. */
   coef: z.number().check(z.nonnegative()),
   /** verl's k3 clamps (x to ±20, value to ±10); TRL clamps nothing. */
