@@ -1,35 +1,32 @@
 /**
  * TRL's vLLM importance-sampling correction (trl2_is_correction.json: the ratio block and `_compute_loss` consuming
  * it) and TRL's token masks (trl_policy_loss.json: `get_high_entropy_mask` and `get_off_policy_mask`), each fed
- * to policyLoss as `importanceWeights` over the unchanged completion mask, as TRL multiplies them in.
+ * to policyLoss as `importanceWeights` over the unchanged completion mask, as TRL multiplies them in. Every option
+ * comes from fromTrlConfig of the case's GRPOConfig fields (`importanceSampling`, `entropyMask`, `offPolicyMask`).
  */
 import { describe, expect, it } from "vitest";
 import {
   entropyMask,
+  fromTrlConfig,
   multiplyWeights,
   offPolicyMask,
   policyLoss,
   type PolicyLossResult,
   vllmImportanceSampling,
-  type VllmImportanceSamplingMode,
 } from "../src/index.js";
 import { expectAllClose, FLOAT64_TOLERANCE, type GoldenCase, loadGolden, type Tolerance } from "./helpers/golden.js";
-import { type TrlHyper, trlInputsFor, trlMappedMetrics, trlOptionsFor } from "./helpers/golden-loss.js";
+import { trlConfigOf, type TrlHyper, trlInputsFor, trlMappedMetrics, trlOptionsFor } from "./helpers/golden-loss.js";
 import { matrix, selected } from "./helpers/matrices.js";
 
 const GRADIENT_TOLERANCE: Tolerance = { rtol: 1e-10, atol: 1e-12 };
 const FLOAT32_TOLERANCE: Tolerance = { rtol: 1e-6, atol: 1e-7 };
 
-interface IsHyper {
-  vllm_importance_sampling_mode: VllmImportanceSamplingMode;
-  vllm_importance_sampling_clip_min: number | null;
-  vllm_importance_sampling_clip_max: number | null;
+/** The case's GRPOConfig fields through fromTrlConfig (luspo and vespo, another slice's, for their ratio only). */
+function translationOf(c: GoldenCase) {
+  const { loss_type: lossType, ...rest } = trlConfigOf(c.hyperparameters) as Record<string, unknown>;
+  const pending = lossType === "luspo" || lossType === "vespo";
+  return fromTrlConfig((pending ? rest : { loss_type: lossType, ...rest }) as Parameters<typeof fromTrlConfig>[0]);
 }
-const isOptions = (h: IsHyper) => ({
-  mode: h.vllm_importance_sampling_mode,
-  clipMin: h.vllm_importance_sampling_clip_min,
-  clipMax: h.vllm_importance_sampling_clip_max,
-});
 
 function ratioOf(c: GoldenCase) {
   const i = c.inputs as Record<string, number[][]>;
@@ -40,7 +37,7 @@ function ratioOf(c: GoldenCase) {
       mask: matrix(i.completion_mask!),
       ...(i.tool_mask ? { toolMask: matrix(i.tool_mask) } : {}),
     },
-    isOptions(c.hyperparameters as unknown as IsHyper),
+    translationOf(c).importanceSampling!,
   );
 }
 
@@ -90,7 +87,7 @@ describe("TRL _compute_loss with the vLLM ratio: per_token_loss · ρ before + �
   });
 
   it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
-    const raw = c.hyperparameters as unknown as TrlHyper & IsHyper & { epsilon_high: number | null };
+    const raw = c.hyperparameters as unknown as TrlHyper & { epsilon_high: number | null };
     const inputs = c.inputs as Record<string, number[][]> & { num_items_in_batch: number };
     const ratio = ratioOf(c);
     // The case's ratio input is the ratio block's output for the same hyperparameters.
@@ -143,19 +140,22 @@ describe("TRL token masks (trl_policy_loss.json): top-entropy quantile and off-p
       off_policy_mask?: number[][];
     };
     const mask = matrix(inputs.completion_mask!);
+    const translation = fromTrlConfig(trlConfigOf(c.hyperparameters));
+    expect(translation.entropyMask !== undefined).toBe(h.top_entropy_quantile !== 1);
+    expect(translation.offPolicyMask !== undefined).toBe(h.off_policy_mask_threshold !== null);
     const weights = [];
-    if (h.top_entropy_quantile !== 1) {
-      const entropy = entropyMask({ entropy: matrix(inputs.entropies!), mask }, { quantile: h.top_entropy_quantile });
+    if (translation.entropyMask !== undefined) {
+      const entropy = entropyMask({ entropy: matrix(inputs.entropies!), mask }, translation.entropyMask);
       expect(Array.from(entropy.importanceWeights.data)).toEqual(out.entropy_mask!.flat().map(Number));
       weights.push(entropy.importanceWeights);
     }
-    if (h.off_policy_mask_threshold !== null) {
+    if (translation.offPolicyMask !== undefined) {
       const advantages = Array.isArray(inputs.advantages[0])
         ? matrix(inputs.advantages as number[][])
         : (inputs.advantages as number[]);
       const offPolicy = offPolicyMask(
         { logp: matrix(inputs.per_token_logps!), oldLogp: matrix(inputs.old_per_token_logps!), advantages, mask },
-        { threshold: h.off_policy_mask_threshold },
+        translation.offPolicyMask,
       );
       const rows = out.off_policy_mask!.map((row) => row[0]!);
       const cols = inputs.completion_mask![0]!.length;

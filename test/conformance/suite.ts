@@ -1368,10 +1368,11 @@ function referenceObjectives(t: Target): void {
     it.each(golden.map((c) => [c.id, c] as const))("golden inputs: %s", async (_id, c) => {
       const inputs = verlInputsFor(c);
       const options = verlReferenceOptionsFor[c.function]!(c.hyperparameters as VerlHyper);
-      const known = (AGGREGATIONS as readonly string[]).includes(options.aggregation ?? "token-mean");
-      const call = known ? options : { ...options, aggregation: "token-mean" as const };
-      const [actual, expected] = await Promise.all([b.policyLoss(inputs, call), reference.policyLoss(inputs, call)]);
-      expectSameLoss(t, actual, expected, inputs, call);
+      const [actual, expected] = await Promise.all([
+        b.policyLoss(inputs, options),
+        reference.policyLoss(inputs, options),
+      ]);
+      expectSameLoss(t, actual, expected, inputs, options);
     });
     it.each(REFERENCE_OBJECTIVES.flatMap((name, k) => [0, 1].map((j) => [name, 2 * k + j] as const)))(
       "%s: policyLoss, random case #%i",
