@@ -12,17 +12,26 @@
  * vectorised GRPO, REINFORCE++'s return at mask-0 positions and the optimal token baseline's zero tail.
  */
 import * as z from "zod/mini";
-import type {
-  GpgOptionsInput,
-  OpoOptionsInput,
-  ReinforcePlusPlusBaselineOptionsInput,
+import {
+  type GpgOptionsInput,
+  gpgOptionsSchema,
+  type OpoOptionsInput,
+  opoOptionsSchema,
+  type ReinforcePlusPlusBaselineOptionsInput,
+  reinforcePlusPlusBaselineOptionsSchema,
 } from "../advantages/batch-outcome.js";
-import { type GdpoOptionsInput, gdpoPresets } from "../advantages/multi-reward.js";
-import { advantagePresets } from "../advantages/options.js";
+import { type GdpoOptionsInput, gdpoOptionsSchema, gdpoPresets } from "../advantages/multi-reward.js";
+import { advantageOptionsSchema, advantagePresets } from "../advantages/options.js";
 import type { AdvantageOptionsInput } from "../advantages/options.js";
-import type { GaeOptionsInput } from "../advantages/token/gae.js";
-import type { OptimalTokenBaselineOptionsInput } from "../advantages/token/optimal-token-baseline.js";
-import type { ReinforcePlusPlusOptionsInput } from "../advantages/token/reinforce-plus-plus.js";
+import { type GaeOptionsInput, gaeOptionsSchema } from "../advantages/token/gae.js";
+import {
+  type OptimalTokenBaselineOptionsInput,
+  optimalTokenBaselineOptionsSchema,
+} from "../advantages/token/optimal-token-baseline.js";
+import {
+  type ReinforcePlusPlusOptionsInput,
+  reinforcePlusPlusOptionsSchema,
+} from "../advantages/token/reinforce-plus-plus.js";
 import type { BypassModeOptions } from "../correction/verl.js";
 import {
   type RolloutCorrectionOptionsInput,
@@ -694,9 +703,38 @@ function algorithmEstimator(g: ResolvedVerlAlgorithm, version: VerlVersion): Ver
     );
   requireInVersion("config.algorithm.adv_estimator", g.adv_estimator, version);
   const estimator = lookup(VERL_ESTIMATORS, g.adv_estimator, "config.algorithm.adv_estimator")(g, version);
+  // The function's own rules (γ and λ in [0, 1], one weight per key, …), reported at the AlgoConfig key.
+  const schema = ESTIMATOR_OPTION_SCHEMAS[estimator.function];
+  if (schema !== undefined)
+    checkTranslated(
+      schema,
+      estimator.options,
+      ([option]) => `config.algorithm.${ALGORITHM_KEY_OF[String(option)] ?? "adv_estimator"}`,
+    );
   // A copy: the caller may change it, the preset stays as it is.
   return { ...estimator, options: { ...estimator.options } } as VerlAdvantageEstimator;
 }
+
+/** The options schema of each function an estimator names (ReMax takes none). */
+const ESTIMATOR_OPTION_SCHEMAS: Partial<Record<VerlAdvantageEstimator["function"], z.core.$ZodType>> = {
+  advantages: advantageOptionsSchema,
+  gpgAdvantages: gpgOptionsSchema,
+  opoAdvantages: opoOptionsSchema,
+  reinforcePlusPlusBaselineAdvantages: reinforcePlusPlusBaselineOptionsSchema,
+  gdpoAdvantages: gdpoOptionsSchema,
+  reinforcePlusPlusAdvantages: reinforcePlusPlusOptionsSchema,
+  gaeAdvantages: gaeOptionsSchema,
+  optimalTokenBaselineAdvantages: optimalTokenBaselineOptionsSchema,
+  tirOptimalTokenBaselineAdvantages: optimalTokenBaselineOptionsSchema,
+};
+
+/** An estimator option → the AlgoConfig key that gave it (for errors). */
+const ALGORITHM_KEY_OF: Record<string, string> = {
+  gamma: "gamma",
+  lambda: "lam",
+  rewardWeights: "gdpo_reward_weights",
+  scaleByStd: "norm_adv_by_std_in_grpo",
+};
 
 // ---------------------------------------------------------------------------------------------------------------
 // RolloutCorrectionConfig → rolloutCorrection's options
