@@ -415,7 +415,9 @@ export const TRL_IMPORTANCE_SAMPLING_LEVELS: Table<"token" | "sequence"> = { tok
 
 /** One scale_rewards value: the advantage preset, and multiRewardAdvantages' scaleRewards. */
 interface TrlScaleRewards {
+  /** `advantages`' options for the summed reward (sum_then_normalize). */
   readonly advantages: AdvantageOptionsInput;
+  /** `multiRewardAdvantages`' scaleRewards. */
   readonly scaleRewards: "group" | "batch" | "none";
 }
 
