@@ -219,6 +219,10 @@ describe("fromTrlConfig", () => {
       }),
     );
     expect(unbounded.issues[0]!.path).toBe("config.vllm_importance_sampling_clip_max");
+    // An unknown mode is an error even with the correction off.
+    expect(refusal(() => fromTrlConfig({ vllm_importance_sampling_mode: "token" })).issues[0]!.path).toBe(
+      "config.vllm_importance_sampling_mode",
+    );
   });
 
   it("top_entropy_quantile → entropyMask's options, off_policy_mask_threshold → offPolicyMask's", () => {

@@ -536,12 +536,13 @@ function importanceSampling(
   c: ResolvedTrlConfig,
   given: (key: string) => boolean,
 ): VllmImportanceSamplingOptionsInput | undefined {
-  if (!(c.use_vllm && c.vllm_importance_sampling_correction)) return undefined;
+  // The mode is checked even when the correction is off: a misspelt mode is an error, not an ignored value.
   const mode = lookup(
     TRL_IMPORTANCE_SAMPLING_MODES,
     c.vllm_importance_sampling_mode,
     "config.vllm_importance_sampling_mode",
   );
+  if (!(c.use_vllm && c.vllm_importance_sampling_correction)) return undefined;
   const cap = c.vllm_importance_sampling_cap;
   if (cap !== null && given("vllm_importance_sampling_clip_max") && c.vllm_importance_sampling_clip_max !== cap)
     throw invalid(
