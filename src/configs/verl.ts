@@ -581,7 +581,8 @@ export function fromVerlConfig(config: VerlConfig, options: VerlTranslationOptio
   const rc = c.algorithm?.rollout_correction ?? null;
   return {
     loss,
-    advantages: estimator?.function === "advantages" ? estimator.options : undefined,
+    // Its own copy: changing one of the two fields leaves the other as it is.
+    advantages: estimator?.function === "advantages" ? { ...estimator.options } : undefined,
     advantageEstimator: estimator,
     rolloutCorrection: rc === null ? undefined : correctionOptions(rc, "config.algorithm.rollout_correction"),
     bypassMode:
