@@ -8,13 +8,18 @@ import {
   advantagePresets,
   fromTrlConfig,
   fromVerlConfig,
+  gdpoPresets,
   grpoRoc,
   lossPresets,
+  multiRewardPresets,
   policyLoss,
+  rolloutCorrectionPresets,
   TRL_UNUSED_KEYS,
   VERL_ACTOR_UNUSED_KEYS,
   VERL_ALGORITHM_UNUSED_KEYS,
   ValidationError,
+  type VerlConfig,
+  vllmImportanceSamplingPresets,
 } from "../src/index.js";
 
 const NOT_YET = /is not supported by grpo-roc yet/;
@@ -159,18 +164,81 @@ describe("fromTrlConfig", () => {
     ],
     [{ loss_type: "vespo", importance_sampling_level: "sequence" }, "config.importance_sampling_level"],
     [{ scale_rewards: "mean" }, "config.scale_rewards"],
-    [{ multi_objective_aggregation: "normalize_then_sum" }, "config.multi_objective_aggregation"],
-    [{ top_entropy_quantile: 0.2 }, "config.top_entropy_quantile"],
-    [{ off_policy_mask_threshold: 0.5 }, "config.off_policy_mask_threshold"],
     [{ use_adaptive_entropy: true }, "config.use_adaptive_entropy"],
     [{ mask_truncated_completions: true }, "config.mask_truncated_completions"],
-    [{ use_vllm: true }, "config.vllm_importance_sampling_mode"],
-    [{ use_vllm: true, vllm_importance_sampling_mode: "token_truncate" }, "config.vllm_importance_sampling_mode"],
     [{ loss_type: "sapo", importance_sampling_level: "sequence" }, "config.importance_sampling_level"],
+    // TRL's entropy bonus then averages over the kept tokens only: not policyLoss's entropy term.
+    [{ top_entropy_quantile: 0.5, entropy_coef: 0.01 }, "config.entropy_coef"],
   ] as const)("%j is refused as not supported yet, at %s", (config, path) => {
     const error = refusal(() => fromTrlConfig(config));
     expect(error.issues[0]!.path).toBe(path);
     expect(error.message).toMatch(NOT_YET);
+  });
+
+  it("multi_objective_aggregation, scale_rewards and reward_weights → multiRewardAdvantages' options", () => {
+    const plain = fromTrlConfig({});
+    expect(plain.multiReward).toEqual(multiRewardPresets.trl);
+    const weighted = fromTrlConfig({ scale_rewards: "batch", reward_weights: [1, 0.5] });
+    expect(weighted.multiReward).toEqual({ ...multiRewardPresets.trl, scaleRewards: "batch", rewardWeights: [1, 0.5] });
+    expect(weighted.advantages).toEqual(advantagePresets.trlBatch);
+    expect(fromTrlConfig({ scale_rewards: false }).multiReward.scaleRewards).toBe("none");
+    // normalize_then_sum (GDPO-style) only multiRewardAdvantages computes: no `advantages` options.
+    const gdpo = fromTrlConfig({ multi_objective_aggregation: "normalize_then_sum", reward_weights: [2, 1] });
+    expect(gdpo.advantages).toBeUndefined();
+    expect(gdpo.multiReward).toEqual({ ...multiRewardPresets.trlNormalizeThenSum, rewardWeights: [2, 1] });
+  });
+
+  it("vLLM importance sampling (use_vllm and vllm_importance_sampling_correction) → vllmImportanceSampling's options", () => {
+    expect(fromTrlConfig({}).importanceSampling).toBeUndefined();
+    expect(fromTrlConfig({ use_vllm: true }).importanceSampling).toEqual(vllmImportanceSamplingPresets.trl);
+    expect(
+      fromTrlConfig({
+        use_vllm: true,
+        vllm_importance_sampling_mode: "token_truncate",
+        vllm_importance_sampling_clip_min: 0.5,
+        vllm_importance_sampling_clip_max: 2,
+      }).importanceSampling,
+    ).toEqual({ mode: "token_truncate", clipMin: 0.5, clipMax: 2 });
+    // The older name of the upper bound.
+    expect(fromTrlConfig({ use_vllm: true, vllm_importance_sampling_cap: 4 }).importanceSampling).toMatchObject({
+      clipMax: 4,
+    });
+    const clash = refusal(() =>
+      fromTrlConfig({ use_vllm: true, vllm_importance_sampling_cap: 4, vllm_importance_sampling_clip_max: 2 }),
+    );
+    expect(clash.issues[0]!.path).toBe("config.vllm_importance_sampling_cap");
+    // TRL's __post_init__ rules, at the key that breaks them.
+    const order = refusal(() =>
+      fromTrlConfig({
+        use_vllm: true,
+        vllm_importance_sampling_clip_min: 3,
+        vllm_importance_sampling_clip_max: 2,
+      }),
+    );
+    expect(order.issues[0]!.path).toBe("config.vllm_importance_sampling_clip_min");
+    const unbounded = refusal(() =>
+      fromTrlConfig({
+        use_vllm: true,
+        vllm_importance_sampling_mode: "sequence_truncate",
+        vllm_importance_sampling_clip_max: null,
+      }),
+    );
+    expect(unbounded.issues[0]!.path).toBe("config.vllm_importance_sampling_clip_max");
+    // An unknown mode is an error even with the correction off.
+    expect(refusal(() => fromTrlConfig({ vllm_importance_sampling_mode: "token" })).issues[0]!.path).toBe(
+      "config.vllm_importance_sampling_mode",
+    );
+  });
+
+  it("top_entropy_quantile → entropyMask's options, off_policy_mask_threshold → offPolicyMask's", () => {
+    expect(fromTrlConfig({})).toMatchObject({ entropyMask: undefined, offPolicyMask: undefined });
+    expect(fromTrlConfig({ top_entropy_quantile: 0.2 }).entropyMask).toEqual({ quantile: 0.2 });
+    expect(fromTrlConfig({ off_policy_mask_threshold: 0.5 }).offPolicyMask).toEqual({ threshold: 0.5 });
+    expect(fromTrlConfig({ off_policy_mask_threshold: -1 }).offPolicyMask).toEqual({ threshold: -1 });
+    // q = 0 keeps only the batch's highest entropy in TRL; grpo-roc's quantile is in (0, 1].
+    expect(refusal(() => fromTrlConfig({ top_entropy_quantile: 0 })).issues[0]!.path).toBe(
+      "config.top_entropy_quantile",
+    );
   });
 
   it("vLLM without importance-sampling correction, and the VESPO fields outside vespo, change nothing", () => {
@@ -238,10 +306,93 @@ describe("fromVerlConfig", () => {
       logRatioClamp: null,
     });
     const bypass = { loss_mode: "bypass_mode", rollout_correction: { rollout_is: null, loss_type: "reinforce" } };
-    expect(fromVerlConfig({ actor: { policy_loss: bypass } }).loss).toMatchObject({ objective: "reinforce" });
-    // RolloutCorrectionConfig()'s dataclass default is rollout_is="sequence": not implemented yet.
-    const defaults = refusal(() => fromVerlConfig({ actor: { policy_loss: { loss_mode: "bypass_mode" } } }));
-    expect(defaults.issues[0]!.path).toBe("config.actor.policy_loss.rollout_correction.rollout_is");
+    const t = fromVerlConfig({ actor: { policy_loss: bypass } });
+    expect(t.loss).toMatchObject({ objective: "reinforce" });
+    expect(t.bypassMode).toEqual({
+      correction: { weights: null, rejection: [], lossType: "reinforce" },
+      loss: { ...t.loss, objective: undefined },
+    });
+    expect(t.bypassMode!.loss).not.toHaveProperty("objective");
+    // Without rollout_correction: RolloutCorrectionConfig()'s defaults (sequence TIS 2.0), bypass's ppo_clip.
+    const defaults = fromVerlConfig({ actor: { policy_loss: { loss_mode: "bypass_mode" } } });
+    expect(defaults.bypassMode!.correction).toEqual(rolloutCorrectionPresets.dataclassDefault);
+    expect(defaults.loss).toMatchObject({ objective: "clip", dualClip: 3 });
+    expect(fromVerlConfig({ actor: {} }).bypassMode).toBeUndefined();
+  });
+
+  it("bypass mode's rollout_correction: verl's bypass presets", () => {
+    const geoRs = {
+      rollout_is: "sequence",
+      rollout_is_threshold: 2,
+      rollout_rs: "seq_mean_k1",
+      rollout_rs_threshold: "0.999_1.001",
+      loss_type: "reinforce",
+    };
+    const t = fromVerlConfig({ actor: { policy_loss: { loss_mode: "bypass_mode", rollout_correction: geoRs } } });
+    expect(t.bypassMode!.correction).toEqual(rolloutCorrectionPresets.bypassPgGeoRsSeqTis);
+  });
+
+  it("geo_mean, kl_cov, clip_cov, dppo_tv, dppo_kl, dro → the objectives and their options", () => {
+    const actor = (loss_mode: string, rest: Record<string, unknown> = {}) =>
+      fromVerlConfig({
+        actor: { clip_ratio_low: 0.3, clip_ratio_high: 0.4, clip_ratio_c: 5, policy_loss: { loss_mode, ...rest } },
+      }).loss!;
+    // GMPO: the mean over all rows whatever loss_agg_mode says; the entropy keeps loss_agg_mode.
+    expect(actor("geo_mean")).toMatchObject({
+      objective: "gmpo",
+      clipLow: 0.3,
+      clipHigh: 0.4,
+      aggregation: "grpo",
+      entropyAggregation: "token-mean",
+    });
+    expect(actor("kl_cov", { kl_cov_ratio: 0.01, ppo_kl_coef: 0.2 })).toMatchObject({
+      objective: "kl-cov",
+      klCov: { ratio: 0.01, coef: 0.2 },
+      aggregation: "token-mean",
+    });
+    expect(actor("clip_cov", { clip_cov_ratio: 0.5, clip_cov_lb: 2, clip_cov_ub: 4 })).toMatchObject({
+      objective: "clip-cov",
+      clipLow: 0.3,
+      clipHigh: 0.4,
+      clipCov: { ratio: 0.5, lowerBound: 2, upperBound: 4, seed: 0 },
+    });
+    // DPPO: clip_ratio_c is the IS truncation (ratioCap), not a dual clip.
+    for (const [mode, objective] of [
+      ["dppo_tv", "dppo-tv"],
+      ["dppo_kl", "dppo-kl"],
+    ] as const)
+      expect(actor(mode)).toMatchObject({ objective, clipLow: 0.3, clipHigh: 0.4, ratioCap: 5, dualClip: null });
+    expect(actor("dro", { dro_beta: 0.1 })).toMatchObject({ objective: "dro", droBeta: 0.1 });
+    // verl raises on dro_beta None (the default) or ≤ 0.
+    for (const beta of [null, 0, -1])
+      expect(refusal(() => actor("dro", { dro_beta: beta })).issues[0]!.path).toBe("config.actor.policy_loss.dro_beta");
+    expect(refusal(() => actor("kl_cov", { kl_cov_ratio: 2 })).issues[0]!.path).toBe(
+      "config.actor.policy_loss.kl_cov_ratio",
+    );
+    expect(refusal(() => actor("clip_cov", { clip_cov_ratio: 0 })).issues[0]!.path).toBe(
+      "config.actor.policy_loss.clip_cov_ratio",
+    );
+  });
+
+  it("a KL loss with geo_mean is refused (its aggregation is never loss_agg_mode's)", () => {
+    const error = refusal(() =>
+      fromVerlConfig({ actor: { use_kl_loss: true, policy_loss: { loss_mode: "geo_mean" } } }),
+    );
+    expect(error.issues[0]!.path).toBe("config.actor.use_kl_loss");
+  });
+
+  it("token-sum and the straight-through + KL kinds (verl 1dda039)", () => {
+    expect(fromVerlConfig({ actor: { loss_agg_mode: "token-sum" } }).loss!.aggregation).toBe("token-sum");
+    for (const [name, kind] of [
+      ["kl+", "k1+"],
+      ["k1+", "k1+"],
+      ["abs+", "abs+"],
+      ["mse+", "k2+"],
+      ["k2+", "k2+"],
+      ["low_var_kl+", "k3+"],
+      ["k3+", "k3+"],
+    ] as const)
+      expect(fromVerlConfig({ actor: { use_kl_loss: true, kl_loss_type: name } }).loss!.kl!.kind).toBe(kind);
   });
 
   it("use_kl_loss → kl { kind, coef, clamp: true }, verl's names for the kinds", () => {
@@ -258,7 +409,7 @@ describe("fromVerlConfig", () => {
         global_batch_info: { dp_size: 4, batch_num_tokens: 91, global_batch_size: 20, loss_scale_factor: 64 },
       },
     });
-    expect(loss!.normalizer).toEqual({ dpSize: 4, tokens: 91, sequences: 20, length: 64 });
+    expect(loss!.normalizer).toEqual({ dpSize: 4, tokens: 91, sequences: 20, length: 64, verlVersion: "1dda039" });
     const clash = refusal(() =>
       fromVerlConfig({ actor: { loss_scale_factor: 64, global_batch_info: { loss_scale_factor: 32 } } }),
     );
@@ -276,38 +427,174 @@ describe("fromVerlConfig", () => {
     );
   });
 
+  it("every other adv_estimator → the function that computes it and its options", () => {
+    const estimator = (algorithm: Record<string, unknown>, verlVersion?: "1dda039" | "b178a3c") => {
+      const t = fromVerlConfig({ algorithm }, verlVersion === undefined ? {} : { verlVersion });
+      return { ...t.advantageEstimator, advantages: t.advantages } as {
+        function?: string;
+        options?: unknown;
+        rewardKeys?: readonly string[];
+        advantages: unknown;
+      };
+    };
+    // AlgoConfig's default estimator is GAE, with gamma and lam.
+    expect(estimator({})).toEqual({
+      function: "gaeAdvantages",
+      options: { gamma: 1, lambda: 1 },
+      advantages: undefined,
+    });
+    expect(estimator({ adv_estimator: "gae", gamma: 0.99, lam: 0.95 }).options).toEqual({ gamma: 0.99, lambda: 0.95 });
+    expect(estimator({ adv_estimator: "grpo_passk" })).toMatchObject({
+      function: "advantages",
+      options: advantagePresets.verlPassK,
+      advantages: advantagePresets.verlPassK,
+    });
+    expect(estimator({ adv_estimator: "grpo_passk", norm_adv_by_std_in_grpo: false }).options).toEqual(
+      advantagePresets.verlPassKNoStd,
+    );
+    expect(estimator({ adv_estimator: "grpo_vectorized" }).options).toEqual(advantagePresets.verlGrpoVectorized);
+    expect(estimator({ adv_estimator: "grpo_vectorized", norm_adv_by_std_in_grpo: false }).options).toEqual(
+      advantagePresets.verlGrpoVectorizedNoStd,
+    );
+    expect(estimator({ adv_estimator: "grpo_vectorized" }, "b178a3c").options).toEqual(
+      advantagePresets.verlGrpoVectorizedB178a3c,
+    );
+    for (const [name, fn] of [
+      ["gpg", "gpgAdvantages"],
+      ["opo", "opoAdvantages"],
+      ["reinforce_plus_plus_baseline", "reinforcePlusPlusBaselineAdvantages"],
+      ["remax", "remaxAdvantages"],
+    ] as const)
+      expect(estimator({ adv_estimator: name })).toEqual({ function: fn, options: {}, advantages: undefined });
+    expect(estimator({ adv_estimator: "reinforce_plus_plus", gamma: 0.9 }).options).toEqual({
+      gamma: 0.9,
+      verlVersion: "1dda039",
+    });
+    expect(estimator({ adv_estimator: "reinforce_plus_plus" }, "b178a3c").options).toEqual({
+      gamma: 1,
+      verlVersion: "b178a3c",
+    });
+    for (const [name, fn] of [
+      ["optimal_token_baseline", "optimalTokenBaselineAdvantages"],
+      ["tir_optimal_token_baseline", "tirOptimalTokenBaselineAdvantages"],
+    ] as const) {
+      expect(estimator({ adv_estimator: name })).toMatchObject({ function: fn, options: { handleZeroTail: true } });
+      expect(estimator({ adv_estimator: name }, "b178a3c").options).toEqual({ handleZeroTail: false });
+    }
+    expect(
+      estimator({ adv_estimator: "gdpo", gdpo_reward_keys: ["acc", "fmt"], gdpo_reward_weights: [1, 0.5] }),
+    ).toEqual({
+      function: "gdpoAdvantages",
+      options: { ...gdpoPresets.verl, rewardWeights: [1, 0.5] },
+      rewardKeys: ["acc", "fmt"],
+      advantages: undefined,
+    });
+    expect(estimator({ adv_estimator: "gdpo", gdpo_reward_keys: ["acc"], norm_adv_by_std_in_grpo: false })).toEqual({
+      function: "gdpoAdvantages",
+      options: { ...gdpoPresets.verl, scaleByStd: false },
+      rewardKeys: ["acc"],
+      advantages: undefined,
+    });
+    // verl asserts on GDPO without keys; a weight count other than the key count is a contradiction.
+    expect(refusal(() => estimator({ adv_estimator: "gdpo" })).issues[0]!.path).toBe(
+      "config.algorithm.gdpo_reward_keys",
+    );
+    expect(
+      refusal(() => estimator({ adv_estimator: "gdpo", gdpo_reward_keys: ["a"], gdpo_reward_weights: [1, 2] }))
+        .issues[0]!.path,
+    ).toBe("config.algorithm.gdpo_reward_weights");
+  });
+
   it.each([
-    [{ algorithm: {} }, "config.algorithm.adv_estimator"], // AlgoConfig's default is "gae"
-    [{ algorithm: { adv_estimator: "grpo_passk" } }, "config.algorithm.adv_estimator"],
     [{ algorithm: { adv_estimator: "grpo", use_kl_in_reward: true } }, "config.algorithm.use_kl_in_reward"],
     [{ algorithm: { adv_estimator: "grpo", use_pf_ppo: true } }, "config.algorithm.use_pf_ppo"],
     [
-      { algorithm: { adv_estimator: "grpo", rollout_correction: {} } },
-      "config.algorithm.rollout_correction.rollout_is",
+      { algorithm: { adv_estimator: "grpo", rollout_correction: { bypass_mode: true } } },
+      "config.algorithm.rollout_correction.bypass_mode",
     ],
-    [{ actor: { loss_agg_mode: "token-sum" } }, "config.actor.loss_agg_mode"],
-    [{ actor: { policy_loss: { loss_mode: "geo_mean" } } }, "config.actor.policy_loss.loss_mode"],
-    [{ actor: { policy_loss: { loss_mode: "dppo_tv" } } }, "config.actor.policy_loss.loss_mode"],
-    [{ actor: { use_kl_loss: true, kl_loss_type: "k3+" } }, "config.actor.kl_loss_type"],
+    [{ actor: { use_kl_loss: true, kl_loss_type: "full" } }, "config.actor.kl_loss_type"],
   ] as const)("%j is refused as not supported yet, at %s", (config, path) => {
     const error = refusal(() => fromVerlConfig(config));
     expect(error.issues[0]!.path).toBe(path);
     expect(error.message).toMatch(NOT_YET);
   });
 
-  it("seq-mean-token-sum-norm is b178a3c's; a config with 1dda039's policy_loss fields is refused with it", () => {
-    expect(fromVerlConfig({ actor: { loss_agg_mode: "seq-mean-token-sum-norm" } }).loss!.aggregation).toBe(
-      "seq-mean-token-sum-norm",
+  it("verlVersion: 1dda039 by default, b178a3c's semantics by name; b178a3c refuses what it did not have", () => {
+    const norm = { loss_agg_mode: "seq-mean-token-sum-norm", policy_loss: { dro_beta: null } };
+    const current = fromVerlConfig({ actor: norm });
+    expect(current.verlVersion).toBe("1dda039");
+    expect(current.loss!.normalizer).toEqual({ verlVersion: "1dda039" });
+    const old = fromVerlConfig({ actor: norm }, { verlVersion: "b178a3c" });
+    expect(old.verlVersion).toBe("b178a3c");
+    expect(old.loss!.normalizer).toEqual({ verlVersion: "b178a3c" });
+    // The same per-token losses: 1dda039 divides by the sequences too.
+    const inputs = {
+      logp: [
+        [-1, -2],
+        [-0.5, -0.5],
+      ],
+      oldLogp: [
+        [-1, -2],
+        [-0.5, -0.5],
+      ],
+      advantages: [1, -1],
+    };
+    expect(policyLoss(inputs, current.loss!).loss).toBeCloseTo(policyLoss(inputs, old.loss!).loss / 2, 14);
+    for (const [config, path] of [
+      [{ actor: { policy_loss: { loss_mode: "dppo_tv" } } }, "config.actor.policy_loss.loss_mode"],
+      [{ actor: { policy_loss: { loss_mode: "dro", dro_beta: 0.1 } } }, "config.actor.policy_loss.loss_mode"],
+      [{ actor: { loss_agg_mode: "token-sum" } }, "config.actor.loss_agg_mode"],
+      [{ actor: { use_kl_loss: true, kl_loss_type: "k3+" } }, "config.actor.kl_loss_type"],
+      [{ algorithm: { adv_estimator: "gdpo", gdpo_reward_keys: ["a"] } }, "config.algorithm.adv_estimator"],
+    ] satisfies [VerlConfig, string][]) {
+      const error = refusal(() => fromVerlConfig(config, { verlVersion: "b178a3c" }));
+      expect(error.issues[0]!.path).toBe(path);
+      expect(error.message).toMatch(/does not exist at verl b178a3c/);
+      expect(() => fromVerlConfig(config)).not.toThrow();
+    }
+    expect(refusal(() => fromVerlConfig({}, { verlVersion: "main" } as never)).issues[0]!.path).toBe(
+      "options.verlVersion",
     );
-    const later = { loss_agg_mode: "seq-mean-token-sum-norm", policy_loss: { dro_beta: null } };
-    const error = refusal(() => fromVerlConfig({ actor: later }));
-    expect(error.issues[0]!.path).toBe("config.actor.loss_agg_mode");
-    expect(error.message).toMatch(NOT_YET);
   });
 
-  it("a YAML-style rollout_correction with everything off is accepted", () => {
-    const off = { rollout_is: null, rollout_rs: null, bypass_mode: false };
-    expect(fromVerlConfig({ algorithm: { adv_estimator: "grpo", rollout_correction: off } }).advantages).toEqual(
+  it("algorithm.rollout_correction (decoupled) → rolloutCorrection's options: verl's presets", () => {
+    const rc = (rollout_correction: Record<string, unknown> | null) =>
+      fromVerlConfig({ algorithm: { adv_estimator: "grpo", rollout_correction } }).rolloutCorrection;
+    expect(rc(null)).toBeUndefined();
+    expect(fromVerlConfig({ algorithm: { adv_estimator: "grpo" } }).rolloutCorrection).toBeUndefined();
+    // RolloutCorrectionConfig() (the dataclass) is sequence TIS 2.0; the YAML's is off.
+    expect(rc({})).toEqual(rolloutCorrectionPresets.dataclassDefault);
+    expect(rc({ rollout_is: null, rollout_rs: null, bypass_mode: false })).toEqual(rolloutCorrectionPresets.disabled);
+    expect(rc({ rollout_is: "token", rollout_is_threshold: "2.0" })).toEqual(rolloutCorrectionPresets.decoupledTokenIs);
+    expect(rc({ rollout_is: "token", rollout_is_threshold: "0.5_5.0" })).toEqual(
+      rolloutCorrectionPresets.decoupledTokenIcepop,
+    );
+    expect(rc({ rollout_is: null, rollout_rs: "seq_mean_k3", rollout_rs_threshold: 0.01 })).toEqual(
+      rolloutCorrectionPresets.decoupledK3Rs,
+    );
+    expect(
+      rc({
+        rollout_is: null,
+        rollout_is_threshold: null,
+        rollout_rs: "seq_mean_k1",
+        rollout_rs_threshold: "0.999_1.001",
+      }),
+    ).toEqual(rolloutCorrectionPresets.decoupledGeoRs);
+    // A comma list of options, one threshold for all or one each.
+    expect(
+      rc({ rollout_is: null, rollout_rs: "seq_max_k2, seq_mean_k2", rollout_rs_threshold: "0.5" })!.rejection,
+    ).toEqual([
+      { statistic: "seq_max_k2", upper: 0.5 },
+      { statistic: "seq_mean_k2", upper: 0.5 },
+    ]);
+    expect(
+      rc({ rollout_is: null, rollout_rs: "token_k1,seq_sum_k3", rollout_rs_threshold: "0.5_2.0,0.5" })!.rejection,
+    ).toEqual([
+      { statistic: "token_k1", lower: 0.5, upper: 2 },
+      { statistic: "seq_sum_k3", upper: 0.5 },
+    ]);
+    // The rollout correction leaves the estimator alone.
+    expect(fromVerlConfig({ algorithm: { adv_estimator: "grpo", rollout_correction: {} } }).advantages).toEqual(
       advantagePresets.verl,
     );
   });

@@ -4,19 +4,22 @@
  * verl 1dda039 (verl2_advantages.json), and TRL's reward weights and normalize_then_sum (trl_advantages.json,
  * trl2_advantages.json). Every value is compared at 1e-12, float32 cases included: the library copies the peers'
  * float32 steps. The one exception is GDPO's float32 path, at its case's own tolerance (torch's float32 reductions).
+ * Every case's options come from fromVerlConfig / fromTrlConfig of its hyperparameters, at its file's verl commit.
  */
 import { describe, expect, it } from "vitest";
 import {
   advantagePresets,
   advantages,
   broadcastToTokens,
+  fromTrlConfig,
+  fromVerlConfig,
   gdpoAdvantages,
   gdpoPresets,
   gpgAdvantages,
   multiRewardAdvantages,
-  multiRewardPresets,
   opoAdvantages,
   reinforcePlusPlusBaselineAdvantages,
+  type TrlConfig,
   ValidationError,
   type AdvantageOptionsInput,
 } from "../src/index.js";
@@ -38,13 +41,21 @@ function expectedAdvantages(c: GoldenCase): number[] {
 const normalises = (c: GoldenCase) =>
   (c.hyperparameters.norm_adv_by_std_in_grpo ?? c.hyperparameters["config.norm_adv_by_std_in_grpo"]) === true;
 
-/** The registry estimators: a preset each, then `advantages` and `broadcastToTokens`, as a verl user calls them. */
-const registryPresets: Record<string, (c: GoldenCase) => AdvantageOptionsInput> = {
-  compute_grpo_passk_outcome_advantage: (c) =>
-    normalises(c) ? advantagePresets.verlPassK : advantagePresets.verlPassKNoStd,
-  compute_grpo_vectorized_outcome_advantage: (c) =>
-    normalises(c) ? advantagePresets.verlGrpoVectorizedB178a3c : advantagePresets.verlGrpoVectorizedB178a3cNoStd,
+/** The case's AlgoConfig: its estimator, and norm_adv_by_std_in_grpo (a kwarg, or config.* for pass@k). */
+function algorithmOf(c: GoldenCase, adv_estimator: string) {
+  return { adv_estimator, norm_adv_by_std_in_grpo: normalises(c) };
+}
+
+/** The registry estimators: fromVerlConfig's `advantages` at the file's verl commit, then `broadcastToTokens`. */
+const registryEstimators: Record<string, string> = {
+  compute_grpo_passk_outcome_advantage: "grpo_passk",
+  compute_grpo_vectorized_outcome_advantage: "grpo_vectorized",
 };
+
+/** fromVerlConfig's translation of the case's AlgoConfig at a verl commit. */
+function translate(c: GoldenCase, adv_estimator: string, verlVersion: "b178a3c" | "1dda039") {
+  return fromVerlConfig({ algorithm: algorithmOf(c, adv_estimator) }, { verlVersion });
+}
 
 function runRegistry(c: GoldenCase, options: AdvantageOptionsInput): number[] {
   const perRollout = advantages(scoresOf(c), c.inputs.index as string[], options);
@@ -55,8 +66,9 @@ describe("verl b178a3c outcome estimators (verl_advantages.json)", () => {
   const all = loadGolden("verl_advantages.json").cases;
   const byFunction = (name: string) => all.filter((c) => c.function === name);
 
-  for (const [fn, presetOf] of Object.entries(registryPresets)) {
+  for (const [fn, estimator] of Object.entries(registryEstimators)) {
     const cases = byFunction(fn);
+    const presetOf = (c: GoldenCase) => translate(c, estimator, "b178a3c").advantages!;
     it(`${fn}: has cases`, () => expect(cases.length).toBeGreaterThan(0));
     it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
       if ("error" in c.outputs) {
@@ -72,7 +84,10 @@ describe("verl b178a3c outcome estimators (verl_advantages.json)", () => {
 
   const gpg = byFunction("compute_gpg_outcome_advantage");
   it.each(gpg.map((c) => [c.id, c] as const))("%s", (_id, c) => {
-    const perRollout = gpgAdvantages(scoresOf(c), c.inputs.index as string[]);
+    const estimator = translate(c, "gpg", "b178a3c").advantageEstimator!;
+    if (estimator.function !== "gpgAdvantages") throw new Error(estimator.function);
+    expect(c.hyperparameters.f_norm).toBe(1); // verl's trainer passes no f_norm: 1
+    const perRollout = gpgAdvantages(scoresOf(c), c.inputs.index as string[], estimator.options);
     const perToken = broadcastToTokens(perRollout, maskOf(c)).data;
     expectAllClose(perToken, expectedAdvantages(c), FLOAT64_TOLERANCE, `${c.id} advantages`);
   });
@@ -80,14 +95,23 @@ describe("verl b178a3c outcome estimators (verl_advantages.json)", () => {
   const opo = byFunction("compute_opo_outcome_advantage");
   it.each(opo.map((c) => [c.id, c] as const))("%s", (_id, c) => {
     const lengths = maskOf(c).map((row) => row.reduce((a, b) => a + b, 0));
-    const perRollout = opoAdvantages(scoresOf(c), c.inputs.index as string[], lengths);
+    const estimator = translate(c, "opo", "b178a3c").advantageEstimator!;
+    if (estimator.function !== "opoAdvantages") throw new Error(estimator.function);
+    const perRollout = opoAdvantages(scoresOf(c), c.inputs.index as string[], lengths, estimator.options);
     const perToken = broadcastToTokens(perRollout, maskOf(c)).data;
     expectAllClose(perToken, expectedAdvantages(c), FLOAT64_TOLERANCE, `${c.id} advantages`);
   });
 
   const baseline = byFunction("compute_reinforce_plus_plus_baseline_outcome_advantage");
   it.each(baseline.map((c) => [c.id, c] as const))("%s", (_id, c) => {
-    const actual = reinforcePlusPlusBaselineAdvantages(scoresOf(c), c.inputs.index as string[], maskOf(c));
+    const estimator = translate(c, "reinforce_plus_plus_baseline", "b178a3c").advantageEstimator!;
+    if (estimator.function !== "reinforcePlusPlusBaselineAdvantages") throw new Error(estimator.function);
+    const actual = reinforcePlusPlusBaselineAdvantages(
+      scoresOf(c),
+      c.inputs.index as string[],
+      maskOf(c),
+      estimator.options,
+    );
     expectAllClose(actual.data, expectedAdvantages(c), FLOAT64_TOLERANCE, `${c.id} advantages`);
   });
 
@@ -103,7 +127,8 @@ describe("verl 1dda039 (verl2_advantages.json)", () => {
 
   const vectorized = all.filter((c) => c.function === "compute_grpo_vectorized_outcome_advantage");
   it.each(vectorized.map((c) => [c.id, c] as const))("%s", (_id, c) => {
-    const options = normalises(c) ? advantagePresets.verlGrpoVectorized : advantagePresets.verlGrpoVectorizedNoStd;
+    const options = translate(c, "grpo_vectorized", "1dda039").advantages!;
+    expect(options.estimator).toBe("grpo_vectorized");
     expectAllClose(runRegistry(c, options), expectedAdvantages(c), FLOAT64_TOLERANCE, `${c.id} advantages`);
   });
 
@@ -125,7 +150,8 @@ describe("verl 1dda039 (verl2_advantages.json)", () => {
       gdpo_reward_weights: number[] | null;
     } | null;
     if (config === null) {
-      // verl's fallback: the float64 token-level scores as the one reward dimension.
+      // verl's fallback when the function gets no config (its trainer always passes one, so no config reaches it):
+      // the float64 token-level scores as the one reward dimension.
       const actual = gdpoAdvantages(
         scoresOf(c).map((s) => [s]),
         ids,
@@ -135,21 +161,27 @@ describe("verl 1dda039 (verl2_advantages.json)", () => {
       expectAllClose(actual.data, expectedAdvantages(c), c.tolerance ?? FLOAT64_TOLERANCE, `${c.id} advantages`);
       return;
     }
-    const keys = config.gdpo_reward_keys ?? [];
-    const byKey = c.inputs.non_tensor_batch as Record<string, number[]>;
-    const rows = ids.map((_, b) => keys.map((key) => byKey[key]![b]!));
-    const run = () =>
-      gdpoAdvantages(rows, ids, maskOf(c), {
-        ...gdpoPresets.verl,
-        scaleByStd: normalises(c),
-        ...(config.gdpo_reward_weights === null ? {} : { rewardWeights: config.gdpo_reward_weights }),
-      });
+    // The multi-key path: the case's AlgoConfig (gdpo_reward_keys, gdpo_reward_weights) through fromVerlConfig.
+    const translate = () =>
+      fromVerlConfig({
+        algorithm: {
+          adv_estimator: "gdpo",
+          norm_adv_by_std_in_grpo: normalises(c),
+          gdpo_reward_keys: config.gdpo_reward_keys,
+          gdpo_reward_weights: config.gdpo_reward_weights,
+        },
+      }).advantageEstimator!;
     if ("error" in c.outputs) {
-      // verl: AssertionError, GDPO requires algorithm.gdpo_reward_keys.
-      expect(run).toThrow(ValidationError);
-      expect(run).toThrow(/rewardsPerKey: has no reward function/);
+      // verl: AssertionError, GDPO requires algorithm.gdpo_reward_keys; the translation refuses it there.
+      expect(translate).toThrow(ValidationError);
+      expect(translate).toThrow(/config\.algorithm\.gdpo_reward_keys/);
       return;
     }
+    const estimator = translate();
+    if (estimator.function !== "gdpoAdvantages") throw new Error(estimator.function);
+    const byKey = c.inputs.non_tensor_batch as Record<string, number[]>;
+    const rows = ids.map((_, b) => estimator.rewardKeys.map((key) => byKey[key]![b]!));
+    const run = () => gdpoAdvantages(rows, ids, maskOf(c), estimator.options);
     expect(c.tolerance).toBeDefined();
     expectAllClose(run().data, expectedAdvantages(c), c.tolerance!, `${c.id} advantages`);
   });
@@ -160,31 +192,15 @@ describe("verl 1dda039 (verl2_advantages.json)", () => {
   });
 });
 
-/** TRL's rewards_per_func: NaN stands for None. */
-function trlCase(c: GoldenCase) {
-  const G = c.hyperparameters.num_generations as number;
-  const perFunc = c.inputs.rewards_per_func as number[][];
-  const scale = c.hyperparameters.scale_rewards;
-  return {
-    perFunc,
-    groupIds: perFunc.map((_, i) => Math.floor(i / G)),
-    options: {
-      aggregation: c.hyperparameters.multi_objective_aggregation as "sum_then_normalize" | "normalize_then_sum",
-      rewardWeights: c.hyperparameters.reward_weights as number[],
-      // TRL's legacy booleans: True = "group", False = "none".
-      scaleRewards: (scale === true ? "group" : scale === false ? "none" : scale) as "group" | "batch" | "none",
-    },
-  };
-}
-
 describe("TRL multiple reward functions (trl_advantages.json, trl2_advantages.json)", () => {
   const cases = [...loadGolden("trl_advantages.json").cases, ...loadGolden("trl2_advantages.json").cases];
 
   it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
-    const { perFunc, groupIds, options } = trlCase(c);
-    const preset =
-      options.aggregation === "normalize_then_sum" ? multiRewardPresets.trlNormalizeThenSum : multiRewardPresets.trl;
-    const actual = multiRewardAdvantages(perFunc, groupIds, { ...preset, ...options });
+    // TRL's rewards_per_func (NaN stands for None), and the GRPOConfig fields through fromTrlConfig.
+    const perFunc = c.inputs.rewards_per_func as number[][];
+    const translation = fromTrlConfig(c.hyperparameters as TrlConfig);
+    const groupIds = perFunc.map((_, i) => Math.floor(i / translation.groupSize));
+    const actual = multiRewardAdvantages(perFunc, groupIds, translation.multiReward);
     expectAllClose(actual, c.outputs.advantages as number[], c.tolerance ?? FLOAT64_TOLERANCE, `${c.id} advantages`);
   });
 

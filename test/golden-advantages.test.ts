@@ -8,16 +8,25 @@ const ESTIMATOR_OF: Record<string, string> = {
   compute_rloo_outcome_advantage: "rloo",
   compute_rloo_vectorized_outcome_advantage: "rloo_vectorized",
 };
-/** The estimators grpo-roc does not implement yet, by golden function: fromVerlConfig refuses them. */
-const PENDING_ESTIMATOR_OF: Record<string, string> = {
-  compute_grpo_vectorized_outcome_advantage: "grpo_vectorized",
-  compute_grpo_passk_outcome_advantage: "grpo_passk",
-  compute_opo_outcome_advantage: "opo",
-  compute_reinforce_plus_plus_baseline_outcome_advantage: "reinforce_plus_plus_baseline",
-  compute_gpg_outcome_advantage: "gpg",
-  compute_reinforce_plus_plus_outcome_advantage: "reinforce_plus_plus",
-  compute_gae_advantage_return: "gae",
-  compute_remax_outcome_advantage: "remax",
+/**
+ * The file's other estimators, by golden function, and the grpo-roc function fromVerlConfig names for each (their
+ * values are matched in golden-advantages-outcome.test.ts and golden-token-advantages.test.ts).
+ */
+const OTHER_ESTIMATOR_OF: Record<string, { adv_estimator: string; function: string }> = {
+  compute_grpo_vectorized_outcome_advantage: { adv_estimator: "grpo_vectorized", function: "advantages" },
+  compute_grpo_passk_outcome_advantage: { adv_estimator: "grpo_passk", function: "advantages" },
+  compute_opo_outcome_advantage: { adv_estimator: "opo", function: "opoAdvantages" },
+  compute_reinforce_plus_plus_baseline_outcome_advantage: {
+    adv_estimator: "reinforce_plus_plus_baseline",
+    function: "reinforcePlusPlusBaselineAdvantages",
+  },
+  compute_gpg_outcome_advantage: { adv_estimator: "gpg", function: "gpgAdvantages" },
+  compute_reinforce_plus_plus_outcome_advantage: {
+    adv_estimator: "reinforce_plus_plus",
+    function: "reinforcePlusPlusAdvantages",
+  },
+  compute_gae_advantage_return: { adv_estimator: "gae", function: "gaeAdvantages" },
+  compute_remax_outcome_advantage: { adv_estimator: "remax", function: "remaxAdvantages" },
 };
 
 /**
@@ -42,13 +51,19 @@ describe("verl advantages (verl_advantages.json)", () => {
     expect(cases.length).toBeGreaterThanOrEqual(28);
   });
 
-  it("fromVerlConfig refuses the estimators grpo-roc does not implement yet, by name", () => {
-    const pending = file.cases.filter((c) => c.function in PENDING_ESTIMATOR_OF);
-    expect(pending.length).toBeGreaterThan(0);
-    for (const c of pending)
-      expect(() => fromVerlConfig({ algorithm: algorithmOf(c, PENDING_ESTIMATOR_OF) }), c.id).toThrow(
-        /config\.algorithm\.adv_estimator: "\w+" is not supported by grpo-roc yet/,
+  it("fromVerlConfig names the function of every other estimator of the file", () => {
+    const others = file.cases.filter((c) => c.function in OTHER_ESTIMATOR_OF);
+    expect(others.length).toBeGreaterThan(0);
+    const estimators = Object.fromEntries(
+      Object.entries(OTHER_ESTIMATOR_OF).map(([fn, { adv_estimator }]) => [fn, adv_estimator]),
+    );
+    for (const c of others) {
+      const translation = fromVerlConfig({ algorithm: algorithmOf(c, estimators) }, { verlVersion: "b178a3c" });
+      expect(translation.advantageEstimator?.function, c.id).toBe(OTHER_ESTIMATOR_OF[c.function]!.function);
+      expect(translation.advantages !== undefined, c.id).toBe(
+        translation.advantageEstimator?.function === "advantages",
       );
+    }
   });
 
   it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
@@ -72,17 +87,16 @@ describe("TRL advantages (trl_advantages.json)", () => {
     expect(cases.length).toBeGreaterThanOrEqual(21);
   });
 
-  it("fromTrlConfig refuses normalize_then_sum (not implemented yet) by name", () => {
-    // This file's copy holds no normalize_then_sum case (trl2_advantages.json has them): the config of one, too.
-    const pending = file.cases.filter((c) => c.hyperparameters.multi_objective_aggregation === "normalize_then_sum");
-    const configs = [
-      { num_generations: 4, scale_rewards: "group", multi_objective_aggregation: "normalize_then_sum" },
-      ...pending.map((c) => c.hyperparameters),
-    ];
-    for (const config of configs)
-      expect(() => fromTrlConfig(config as TrlConfig)).toThrow(
-        /config\.multi_objective_aggregation: "normalize_then_sum" is not supported by grpo-roc yet/,
-      );
+  it("normalize_then_sum has no advantages options: only multiRewardAdvantages computes it", () => {
+    // This file's copy holds no normalize_then_sum case (trl2_advantages.json has them, matched through
+    // fromTrlConfig's multiReward in golden-advantages-outcome.test.ts).
+    const translation = fromTrlConfig({
+      num_generations: 4,
+      scale_rewards: "group",
+      multi_objective_aggregation: "normalize_then_sum",
+    });
+    expect(translation.advantages).toBeUndefined();
+    expect(translation.multiReward.aggregation).toBe("normalize_then_sum");
   });
 
   it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
@@ -96,7 +110,7 @@ describe("TRL advantages (trl_advantages.json)", () => {
       row.every(Number.isNaN) ? NaN : row.reduce((acc, r, k) => (Number.isNaN(r) ? acc : acc + r * weights[k]!), 0),
     );
     const groupIds = rewards.map((_, i) => Math.floor(i / G));
-    const actual = advantages(rewards, groupIds, translation.advantages);
+    const actual = advantages(rewards, groupIds, translation.advantages!);
     expectAllClose(actual, c.outputs.advantages as number[], c.tolerance ?? FLOAT64_TOLERANCE, `${c.id} advantages`);
   });
 });

@@ -6,22 +6,19 @@
 import { describe, expect, it } from "vitest";
 import {
   bypassModePolicyLoss,
+  fromVerlConfig,
+  type RolloutCorrectionOptionsInput,
   rolloutCorrection,
   rolloutCorrectionMetrics,
   rolloutCorrectionPresets,
   rolloutImportanceWeights,
   rolloutRejectionMask,
   ValidationError,
+  type VerlConfig,
 } from "../src/index.js";
 import { expectAllClose, FLOAT64_TOLERANCE, loadGolden, type GoldenCase, type Tolerance } from "./helpers/golden.js";
 import { verlMetricFor } from "./helpers/golden-loss.js";
 import { matrix } from "./helpers/matrices.js";
-import {
-  type VerlRolloutCorrectionConfig,
-  verlCorrectionOptions,
-  verlRejection,
-  verlWeights,
-} from "./helpers/verl-correction.js";
 
 const GRADIENT_TOLERANCE: Tolerance = { rtol: 1e-10, atol: 1e-12 };
 const file = loadGolden("verl2_rollout_correction.json");
@@ -33,6 +30,12 @@ function expectMetrics(actual: Record<string, number>, expected: Record<string, 
   for (const [name, value] of Object.entries(expected)) expectAllClose([actual[name]!], [value], tol, name);
 }
 
+/** A RolloutCorrectionConfig (verl's threshold strings and all) as fromVerlConfig translates it. */
+type VerlRolloutCorrectionConfig = NonNullable<NonNullable<VerlConfig["algorithm"]>["rollout_correction"]>;
+function correctionOf(rc: VerlRolloutCorrectionConfig): RolloutCorrectionOptionsInput {
+  return fromVerlConfig({ algorithm: { adv_estimator: "grpo", rollout_correction: rc } }).rolloutCorrection!;
+}
+
 const outputs = (c: GoldenCase) => c.outputs as Record<string, unknown> & { metrics: Record<string, number> };
 const inputsOf = (c: GoldenCase) => c.inputs as Record<string, number[][]>;
 
@@ -41,12 +44,7 @@ describe("compute_rollout_correction_weights: TIS, IcePop, sequence level, batch
   it("has the cases", () => expect(cases.length).toBe(6));
 
   it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
-    const h = c.hyperparameters as { rollout_is: "token" | "sequence"; rollout_is_threshold: string | number };
-    const options = verlWeights(
-      h.rollout_is,
-      h.rollout_is_threshold,
-      c.hyperparameters.rollout_is_batch_normalize as boolean,
-    );
+    const options = correctionOf(c.hyperparameters as VerlRolloutCorrectionConfig).weights!;
     const inputs = { logRatio: matrix(inputsOf(c).log_ratio!), mask: matrix(inputsOf(c).response_mask!) };
     const out = outputs(c);
     if (out.error !== undefined) {
@@ -66,17 +64,18 @@ describe("compute_rollout_rejection_mask: every statistic, chained criteria, the
   it("has the cases", () => expect(cases.length).toBe(11));
 
   it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
-    const h = c.hyperparameters as { rollout_rs: string; rollout_rs_threshold: string | number };
+    // rollout_rs and rollout_rs_threshold alone: no importance weights.
+    const config = { rollout_is: null, ...c.hyperparameters } as VerlRolloutCorrectionConfig;
     const inputs = { logRatio: matrix(inputsOf(c).log_ratio!), mask: matrix(inputsOf(c).response_mask!) };
     const out = outputs(c);
     if (out.error !== undefined) {
-      // verl raises ValueError: a "lower_upper" threshold for k2, and seq_max_k1 (which does not exist).
-      expect(() => rolloutRejectionMask(inputs, verlRejection(h.rollout_rs, h.rollout_rs_threshold))).toThrow(
-        ValidationError,
-      );
+      // verl raises ValueError: a "lower_upper" threshold for k2, and seq_max_k1 (which does not exist); the
+      // translation refuses both at the config key.
+      expect(() => correctionOf(config)).toThrow(ValidationError);
+      expect(() => correctionOf(config)).toThrow(/config\.algorithm\.rollout_correction\.rollout_rs/);
       return;
     }
-    const result = rolloutRejectionMask(inputs, verlRejection(h.rollout_rs, h.rollout_rs_threshold));
+    const result = rolloutRejectionMask(inputs, correctionOf(config).rejection!);
     const tol = c.tolerance ?? FLOAT64_TOLERANCE;
     expectAllClose(result.mask.data, (out.modified_response_mask as number[][]).flat(), tol, "modified_response_mask");
     expectMetrics(result.metrics, out.metrics, tol);
@@ -114,7 +113,7 @@ describe("compute_rollout_correction_and_add_to_batch: decoupled mode with verl'
     const h = c.hyperparameters as { preset: string; rollout_correction: VerlRolloutCorrectionConfig };
     // The named preset is the peer's config: check that the grpo-roc preset of that name says the same.
     const preset = rolloutCorrectionPresets[presetOf[h.preset]!];
-    expect(preset).toEqual(verlCorrectionOptions(h.rollout_correction));
+    expect(preset).toEqual(correctionOf(h.rollout_correction));
     const i = inputsOf(c);
     const result = rolloutCorrection(
       { oldLogp: matrix(i.old_log_probs!), rolloutLogp: matrix(i.rollout_log_probs!), mask: matrix(i.response_mask!) },
@@ -151,19 +150,16 @@ describe("compute_policy_loss_bypass_mode (verl2_policy_loss.json): bypass prese
   it("has the cases", () => expect(cases.length).toBe(6));
 
   it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
-    const h = c.hyperparameters as Record<string, unknown> & {
-      loss_agg_mode: "token-mean" | "seq-mean-token-mean";
-      clip_ratio_low: number;
-      clip_ratio_high: number;
-      clip_ratio_c: number;
-      policy_loss: { rollout_correction: VerlRolloutCorrectionConfig };
-    };
+    const h = c.hyperparameters as Record<string, unknown> & { policy_loss: Record<string, unknown> };
     const set = (c as GoldenCase & { hyperparameters_set: { preset: string } }).hyperparameters_set;
-    const correction = verlCorrectionOptions(h.policy_loss.rollout_correction);
+    // The case's ActorConfig (loss_mode bypass_mode) → bypassModePolicyLoss's options, correction and loss.
+    const actor = { ...h, policy_loss: { ...h.policy_loss, loss_mode: "bypass_mode" } };
+    const translation = fromVerlConfig({ actor: actor as NonNullable<VerlConfig["actor"]> });
+    const bypass = translation.bypassMode!;
+    const correction = bypass.correction!;
     const named = presetOf[set.preset];
     if (named !== undefined) expect(rolloutCorrectionPresets[named]).toEqual(correction);
     const i = inputsOf(c);
-    const reinforce = correction.lossType === "reinforce";
     const { policyLoss: result, correction: applied } = bypassModePolicyLoss(
       {
         logp: matrix(i.log_prob!),
@@ -171,17 +167,7 @@ describe("compute_policy_loss_bypass_mode (verl2_policy_loss.json): bypass prese
         advantages: matrix(i.advantages!),
         mask: matrix(i.response_mask!),
       },
-      {
-        correction,
-        loss: reinforce
-          ? { aggregation: h.loss_agg_mode }
-          : {
-              clipLow: h.clip_ratio_low,
-              clipHigh: h.clip_ratio_high,
-              dualClip: h.clip_ratio_c,
-              aggregation: h.loss_agg_mode,
-            },
-      },
+      bypass,
     );
     const out = c.outputs as {
       pg_loss: number;

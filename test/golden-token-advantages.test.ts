@@ -6,43 +6,72 @@
  */
 import { describe, expect, it } from "vitest";
 import {
+  fromVerlConfig,
   gaeAdvantages,
   optimalTokenBaselineAdvantages,
   reinforcePlusPlusAdvantages,
   remaxAdvantages,
   type TokenAdvantages,
   tirOptimalTokenBaselineAdvantages,
+  type VerlAdvantageEstimator,
 } from "../src/index.js";
 import { expectAllClose, flatten, FLOAT64_TOLERANCE, type GoldenCase, loadGolden } from "./helpers/golden.js";
 
 type Matrix = number[][];
 
 /** Runs a golden case through the library's function for it. */
-const RUNNERS: Record<string, (c: GoldenCase, commit: "b178a3c" | "1dda039") => TokenAdvantages> = {
-  compute_reinforce_plus_plus_outcome_advantage: (c, commit) =>
-    reinforcePlusPlusAdvantages(
-      { tokenRewards: c.inputs.token_level_rewards as Matrix, mask: c.inputs.response_mask as Matrix },
-      { gamma: c.hyperparameters["config.gamma"] as number, verlVersion: commit },
-    ),
-  compute_remax_outcome_advantage: (c) =>
-    remaxAdvantages({
-      tokenRewards: c.inputs.token_level_rewards as Matrix,
-      mask: c.inputs.response_mask as Matrix,
-      rewardBaselines: c.inputs.reward_baselines as number[],
-    }),
-  compute_gae_advantage_return: (c) =>
-    gaeAdvantages(
-      {
-        tokenRewards: c.inputs.token_level_rewards as Matrix,
-        values: c.inputs.values as Matrix,
-        mask: c.inputs.response_mask as Matrix,
-      },
-      { gamma: c.hyperparameters.gamma as number, lambda: c.hyperparameters.lam as number },
-    ),
-  compute_optimal_token_baseline_advantage: (c) => optimalTokenBaselineAdvantages(otbInputs(c), otbOptions(c)),
-  compute_multi_turn_optimal_token_baseline_advantage: (c) =>
-    tirOptimalTokenBaselineAdvantages(otbInputs(c), otbOptions(c)),
+/** The adv_estimator whose function each golden case ran. */
+const ESTIMATOR_OF: Record<string, string> = {
+  compute_reinforce_plus_plus_outcome_advantage: "reinforce_plus_plus",
+  compute_remax_outcome_advantage: "remax",
+  compute_gae_advantage_return: "gae",
+  compute_optimal_token_baseline_advantage: "optimal_token_baseline",
+  compute_multi_turn_optimal_token_baseline_advantage: "tir_optimal_token_baseline",
 };
+
+/**
+ * The case's AlgoConfig (adv_estimator, gamma, lam) through fromVerlConfig at the file's verl commit: the function
+ * to call and its options.
+ */
+function estimatorOf(c: GoldenCase, commit: "b178a3c" | "1dda039"): VerlAdvantageEstimator {
+  const h = c.hyperparameters;
+  const gamma = h.gamma ?? h["config.gamma"];
+  const algorithm = {
+    adv_estimator: ESTIMATOR_OF[c.function]!,
+    ...(gamma !== undefined ? { gamma: gamma as number } : {}),
+    ...(h.lam !== undefined ? { lam: h.lam as number } : {}),
+  };
+  return fromVerlConfig({ algorithm }, { verlVersion: commit }).advantageEstimator!;
+}
+
+function run(c: GoldenCase, commit: "b178a3c" | "1dda039"): TokenAdvantages {
+  const estimator = estimatorOf(c, commit);
+  const tokenRewards = c.inputs.token_level_rewards as Matrix;
+  const mask = c.inputs.response_mask as Matrix;
+  switch (estimator.function) {
+    case "reinforcePlusPlusAdvantages":
+      return reinforcePlusPlusAdvantages({ tokenRewards, mask }, estimator.options);
+    case "remaxAdvantages":
+      return remaxAdvantages(
+        { tokenRewards, mask, rewardBaselines: c.inputs.reward_baselines as number[] },
+        estimator.options,
+      );
+    case "gaeAdvantages":
+      return gaeAdvantages({ tokenRewards, values: c.inputs.values as Matrix, mask }, estimator.options);
+    case "optimalTokenBaselineAdvantages":
+    case "tirOptimalTokenBaselineAdvantages": {
+      const run =
+        estimator.function === "optimalTokenBaselineAdvantages"
+          ? optimalTokenBaselineAdvantages
+          : tirOptimalTokenBaselineAdvantages;
+      // handle_zero_tail and epsilon are keyword arguments verl's trainer never passes (no config field): the cases
+      // that set them otherwise than verl's defaults (which the translation gives) override them here.
+      return run(otbInputs(c), { ...estimator.options, ...otbOptions(c) });
+    }
+    default:
+      throw new Error(`unexpected estimator ${estimator.function}`);
+  }
+}
 
 function otbInputs(c: GoldenCase) {
   return {
@@ -62,7 +91,6 @@ function otbOptions(c: GoldenCase) {
   };
 }
 
-/** Compares where mask == 1; checks the library's 0 where mask == 0. */
 function expectMatches(actual: ArrayLike<number>, expected: Matrix, mask: Matrix, label: string): void {
   const flatMask = flatten(mask);
   const expectedFlat = flatten(expected);
@@ -76,7 +104,7 @@ function expectMatches(actual: ArrayLike<number>, expected: Matrix, mask: Matrix
 }
 
 function goldenSuite(file: string, commit: "b178a3c" | "1dda039", expected: Record<string, number>): void {
-  const cases = loadGolden(file).cases.filter((c) => c.function in RUNNERS);
+  const cases = loadGolden(file).cases.filter((c) => c.function in ESTIMATOR_OF);
   it(`holds the expected cases per function (${file})`, () => {
     const counts: Record<string, number> = {};
     for (const c of cases) counts[c.function] = (counts[c.function] ?? 0) + 1;
@@ -84,7 +112,7 @@ function goldenSuite(file: string, commit: "b178a3c" | "1dda039", expected: Reco
   });
   it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
     const mask = c.inputs.response_mask as Matrix;
-    const result = RUNNERS[c.function]!(c, commit);
+    const result = run(c, commit);
     const rows = mask.length;
     const cols = mask[0]!.length;
     expect(result.advantages.shape).toEqual([rows, cols]);
@@ -131,5 +159,12 @@ describe("verl 1dda039 token-level estimators (verl2_advantages.json)", () => {
       zeroTail.inputs.response_mask as Matrix,
       "default options",
     );
+    // The translation alone (no keyword arguments, as verl's trainer calls it) gives the same, at 1dda039.
+    const translated = estimatorOf(zeroTail, "1dda039");
+    expect(translated).toEqual({ function: "optimalTokenBaselineAdvantages", options: { handleZeroTail: true } });
+    expect(estimatorOf(zeroTail, "b178a3c").options).toEqual({ handleZeroTail: false });
+    if (translated.function !== "optimalTokenBaselineAdvantages") throw new Error("not the OTB");
+    const viaConfig = optimalTokenBaselineAdvantages(otbInputs(zeroTail), translated.options);
+    expect(viaConfig.advantages.data).toEqual(defaults.advantages.data);
   });
 });

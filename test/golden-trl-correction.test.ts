@@ -1,36 +1,30 @@
 /**
  * TRL's vLLM importance-sampling correction (trl2_is_correction.json: the ratio block and `_compute_loss` consuming
  * it) and TRL's token masks (trl_policy_loss.json: `get_high_entropy_mask` and `get_off_policy_mask`), each fed
- * to policyLoss as `importanceWeights` over the unchanged completion mask, as TRL multiplies them in.
+ * to policyLoss as `importanceWeights` over the unchanged completion mask, as TRL multiplies them in. Every option
+ * comes from fromTrlConfig of the case's GRPOConfig fields (`importanceSampling`, `entropyMask`, `offPolicyMask`).
  */
 import { describe, expect, it } from "vitest";
 import {
   entropyMask,
+  fromTrlConfig,
   multiplyWeights,
   offPolicyMask,
   policyLoss,
-  type PolicyLossOptionsInput,
   type PolicyLossResult,
   vllmImportanceSampling,
-  type VllmImportanceSamplingMode,
 } from "../src/index.js";
 import { expectAllClose, FLOAT64_TOLERANCE, type GoldenCase, loadGolden, type Tolerance } from "./helpers/golden.js";
-import { type TrlHyper, trlInputsFor, trlMappedMetrics, trlOptionsFor } from "./helpers/golden-loss.js";
+import { trlConfigOf, type TrlHyper, trlInputsFor, trlMappedMetrics, trlOptionsFor } from "./helpers/golden-loss.js";
 import { matrix, selected } from "./helpers/matrices.js";
 
 const GRADIENT_TOLERANCE: Tolerance = { rtol: 1e-10, atol: 1e-12 };
 const FLOAT32_TOLERANCE: Tolerance = { rtol: 1e-6, atol: 1e-7 };
 
-interface IsHyper {
-  vllm_importance_sampling_mode: VllmImportanceSamplingMode;
-  vllm_importance_sampling_clip_min: number | null;
-  vllm_importance_sampling_clip_max: number | null;
+/** The case's GRPOConfig fields through fromTrlConfig. */
+function translationOf(c: GoldenCase) {
+  return fromTrlConfig(trlConfigOf(c.hyperparameters) as Parameters<typeof fromTrlConfig>[0]);
 }
-const isOptions = (h: IsHyper) => ({
-  mode: h.vllm_importance_sampling_mode,
-  clipMin: h.vllm_importance_sampling_clip_min,
-  clipMax: h.vllm_importance_sampling_clip_max,
-});
 
 function ratioOf(c: GoldenCase) {
   const i = c.inputs as Record<string, number[][]>;
@@ -41,27 +35,8 @@ function ratioOf(c: GoldenCase) {
       mask: matrix(i.completion_mask!),
       ...(i.tool_mask ? { toolMask: matrix(i.tool_mask) } : {}),
     },
-    isOptions(c.hyperparameters as unknown as IsHyper),
+    translationOf(c).importanceSampling!,
   );
-}
-
-/**
- * fromTrlConfig's loss options for a case with vLLM's correction on. While fromTrlConfig still refuses the
- * vllm_importance_sampling_mode key itself (its translation is another change's; the ratio is an input here, from
- * vllmImportanceSampling), the loss is translated without use_vllm, and the one loss option use_vllm changes is set
- * as the translation sets it: vespo's ratio enters φ.
- */
-function isLossOptionsFor(h: TrlHyper, numItems: number): PolicyLossOptionsInput {
-  try {
-    return trlOptionsFor(h, numItems);
-  } catch (error) {
-    if (
-      !(error instanceof Error && /vllm_importance_sampling_mode: .*not supported by grpo-roc yet/.test(error.message))
-    )
-      throw error;
-  }
-  const loss = trlOptionsFor({ ...h, use_vllm: false } as TrlHyper, numItems);
-  return h.loss_type === "vespo" ? { ...loss, vespo: { ...loss.vespo, importanceWeights: "phi" } } : loss;
 }
 
 function compareLossMetrics(result: PolicyLossResult, metrics: Record<string, number>, h: TrlHyper): void {
@@ -111,7 +86,7 @@ describe("TRL _compute_loss with the vLLM ratio: per_token_loss · ρ before + �
   });
 
   it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
-    const raw = c.hyperparameters as unknown as TrlHyper & IsHyper & { epsilon_high: number | null };
+    const raw = c.hyperparameters as unknown as TrlHyper & { epsilon_high: number | null };
     const inputs = c.inputs as Record<string, number[][]> & { num_items_in_batch: number };
     const ratio = ratioOf(c);
     // The case's ratio input is the ratio block's output for the same hyperparameters.
@@ -123,7 +98,7 @@ describe("TRL _compute_loss with the vLLM ratio: per_token_loss · ρ before + �
     );
     if (!supported(c)) return;
     const h: TrlHyper = { ...raw, epsilon_high: raw.epsilon_high ?? raw.epsilon };
-    const options = isLossOptionsFor(h, inputs.num_items_in_batch);
+    const options = trlOptionsFor(h, inputs.num_items_in_batch);
     // vespo: TRL's ratio enters φ, and the translation says so.
     if (h.loss_type === "vespo") expect(options.vespo).toMatchObject({ importanceWeights: "phi" });
     const result = policyLoss({ ...trlInputsFor(c), importanceWeights: ratio.importanceWeights }, options);
@@ -166,19 +141,22 @@ describe("TRL token masks (trl_policy_loss.json): top-entropy quantile and off-p
       off_policy_mask?: number[][];
     };
     const mask = matrix(inputs.completion_mask!);
+    const translation = fromTrlConfig(trlConfigOf(c.hyperparameters));
+    expect(translation.entropyMask !== undefined).toBe(h.top_entropy_quantile !== 1);
+    expect(translation.offPolicyMask !== undefined).toBe(h.off_policy_mask_threshold !== null);
     const weights = [];
-    if (h.top_entropy_quantile !== 1) {
-      const entropy = entropyMask({ entropy: matrix(inputs.entropies!), mask }, { quantile: h.top_entropy_quantile });
+    if (translation.entropyMask !== undefined) {
+      const entropy = entropyMask({ entropy: matrix(inputs.entropies!), mask }, translation.entropyMask);
       expect(Array.from(entropy.importanceWeights.data)).toEqual(out.entropy_mask!.flat().map(Number));
       weights.push(entropy.importanceWeights);
     }
-    if (h.off_policy_mask_threshold !== null) {
+    if (translation.offPolicyMask !== undefined) {
       const advantages = Array.isArray(inputs.advantages[0])
         ? matrix(inputs.advantages as number[][])
         : (inputs.advantages as number[]);
       const offPolicy = offPolicyMask(
         { logp: matrix(inputs.per_token_logps!), oldLogp: matrix(inputs.old_per_token_logps!), advantages, mask },
-        { threshold: h.off_policy_mask_threshold },
+        translation.offPolicyMask,
       );
       const rows = out.off_policy_mask!.map((row) => row[0]!);
       const cols = inputs.completion_mask![0]!.length;

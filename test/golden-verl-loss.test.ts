@@ -2,10 +2,7 @@ import { describe, expect, it } from "vitest";
 import { policyLoss, tokenLogProbs, tokenLogProbsBackward } from "../src/index.js";
 import { expectAllClose, FLOAT64_TOLERANCE, loadGolden, type GoldenCase, type Tolerance } from "./helpers/golden.js";
 import {
-  VERL_PENDING_POLICY_LOSS_OF,
-  verlActorOf,
   verlActorStepInputs,
-  verlLossOptions,
   verlActorStepOptions,
   verlInputsFor,
   verlMetricFor as metricFor,
@@ -50,16 +47,6 @@ describe("verl policy losses (verl_policy_loss.json)", () => {
       expect(metricFor[name], `metric ${name} is mapped`).toBeDefined();
       expectAllClose([metricFor[name]!(result)], [value], tolerance, name);
     }
-  });
-});
-
-describe("verl loss modes grpo-roc does not implement yet: fromVerlConfig refuses them by name", () => {
-  const cases = file.cases.filter((c) => c.function in VERL_PENDING_POLICY_LOSS_OF);
-  it("covers geo_mean, kl_cov, clip_cov", () => expect(cases.length).toBeGreaterThanOrEqual(3));
-  it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
-    expect(() => verlLossOptions(verlActorOf(c.hyperparameters, c.function))).toThrow(
-      /config\.actor\.policy_loss\.loss_mode: "\w+" is not supported by grpo-roc yet/,
-    );
   });
 });
 

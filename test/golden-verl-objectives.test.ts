@@ -1,18 +1,14 @@
 /**
  * verl's objectives without native kernels (src/loss/verl-objectives.ts) against the golden files: DPPO-TV,
  * DPPO-KL and DRO (verl2_policy_loss.json, verl 1dda039), GMPO, KL-Cov and Clip-Cov (verl_policy_loss.json, verl
- * b178a3c). Values at 1e-12, gradients at 1e-10, verl's float32 clip fractions through Math.fround.
+ * b178a3c). Every case's options are fromVerlConfig's for its ActorConfig at its file's commit (token-sum and
+ * 1dda039's seq-mean-token-sum-norm included). Values at 1e-12, gradients at 1e-10, verl's float32 clip fractions
+ * through Math.fround.
  */
 import { describe, expect, it } from "vitest";
-import { AGGREGATIONS, policyLoss, ValidationError } from "../src/index.js";
+import { policyLoss, ValidationError } from "../src/index.js";
 import { expectAllClose, FLOAT64_TOLERANCE, loadGolden, type GoldenCase, type Tolerance } from "./helpers/golden.js";
-import {
-  verlAggregationScale,
-  verlInputsFor,
-  verlMetricOf,
-  verlReferenceOptionsFor,
-  type VerlHyper,
-} from "./helpers/golden-loss.js";
+import { verlInputsFor, verlMetricOf, verlReferenceOptionsFor, type VerlHyper } from "./helpers/golden-loss.js";
 import { selected } from "./helpers/matrices.js";
 
 const GRADIENT_TOLERANCE: Tolerance = { rtol: 1e-10, atol: 1e-12 };
@@ -29,17 +25,11 @@ interface LossOutputs {
 function expectCase(c: GoldenCase): void {
   const h = c.hyperparameters as VerlHyper;
   const mask = (c.inputs as { response_mask: number[][] }).response_mask;
-  const { options, scale } = verlAggregationScale(verlReferenceOptionsFor[c.function]!(h), h, mask, AGGREGATIONS);
-  const result = policyLoss(verlInputsFor(c), options);
+  const result = policyLoss(verlInputsFor(c), verlReferenceOptionsFor[c.function]!(h));
   const out = c.outputs as unknown as LossOutputs;
   const tolerance = c.tolerance ?? FLOAT64_TOLERANCE;
-  expectAllClose([result.loss * scale], [out.pg_loss], tolerance, "pg_loss");
-  expectAllClose(
-    result.grad.map((g) => g * scale),
-    out.grad_log_prob.flat(),
-    c.tolerance ?? GRADIENT_TOLERANCE,
-    "grad_log_prob",
-  );
+  expectAllClose([result.loss], [out.pg_loss], tolerance, "pg_loss");
+  expectAllClose(result.grad, out.grad_log_prob.flat(), c.tolerance ?? GRADIENT_TOLERANCE, "grad_log_prob");
   if (Array.isArray(out.per_token_loss[0])) {
     expectAllClose(
       selected(result.perTokenLoss, mask),
@@ -81,13 +71,13 @@ describe.each([
   it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => expectCase(c));
 });
 
-describe("DRO without a positive β: verl raises, grpo-roc refuses at options.droBeta", () => {
+describe("DRO without a positive β: verl raises, fromVerlConfig refuses at policy_loss.dro_beta", () => {
   const cases = verl2.cases.filter((c) => c.function === "compute_policy_loss_dro" && "error" in c.outputs);
   it("has the cases", () => expect(cases.length).toBe(2));
   it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {
     expect((c.outputs as { error: string }).error).toMatch(/dro_beta must be a positive value/);
-    const options = verlReferenceOptionsFor[c.function]!(c.hyperparameters as VerlHyper);
-    expect(() => policyLoss(verlInputsFor(c), options)).toThrow(ValidationError);
-    expect(() => policyLoss(verlInputsFor(c), options)).toThrow(/options\.droBeta/);
+    const translate = () => verlReferenceOptionsFor[c.function]!(c.hyperparameters as VerlHyper);
+    expect(translate).toThrow(ValidationError);
+    expect(translate).toThrow(/config\.actor\.policy_loss\.dro_beta/);
   });
 });

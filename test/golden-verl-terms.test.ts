@@ -2,15 +2,15 @@ import { describe, expect, it } from "vitest";
 import {
   aggregate,
   fromVerlConfig,
+  type KlKind,
   klPenalty,
   type PolicyLossOptionsInput,
   tokenLogProbs,
   tokenLogProbsBackward,
   type VerlConfig,
 } from "../src/index.js";
-import { expectAllClose, FLOAT64_TOLERANCE, loadGolden, type Tolerance } from "./helpers/golden.js";
+import { expectAllClose, FLOAT64_TOLERANCE, type GoldenCase, loadGolden, type Tolerance } from "./helpers/golden.js";
 import { matrix } from "./helpers/matrices.js";
-import { atB178a3c } from "./helpers/golden-loss.js";
 
 const GRADIENT_TOLERANCE: Tolerance = { rtol: 1e-10, atol: 1e-12 };
 
@@ -19,7 +19,7 @@ const GRADIENT_TOLERANCE: Tolerance = { rtol: 1e-10, atol: 1e-12 };
  * from it): every term below reads its part of them.
  */
 const actorOptions = (actor: NonNullable<VerlConfig["actor"]>): PolicyLossOptionsInput =>
-  atB178a3c(fromVerlConfig({ actor }).loss!);
+  fromVerlConfig({ actor }, { verlVersion: "b178a3c" }).loss!;
 
 describe("verl agg_loss (verl_agg_loss.json)", () => {
   const cases = loadGolden("verl_agg_loss.json").cases.filter((c) => c.function === "agg_loss");
@@ -103,13 +103,34 @@ describe("verl kl_penalty and KL loss (verl_kl.json)", () => {
   const klOf = (kind: string) => actorOptions({ use_kl_loss: true, kl_loss_type: kind }).kl!;
   it("covers abs, mse/k2, low_var_kl/k3", () => expect(cases.length).toBeGreaterThanOrEqual(5));
 
-  it("fromVerlConfig refuses the + kinds (they raise at b178a3c; not implemented yet) by name", () => {
-    const plus = all.filter((c) => (c.hyperparameters.kl_penalty as string).endsWith("+"));
-    expect(plus.length).toBeGreaterThan(0);
-    for (const c of plus)
-      expect(() => klOf(c.hyperparameters.kl_penalty as string)).toThrow(
-        /config\.actor\.kl_loss_type: "[\w+]+" is not supported by grpo-roc yet/,
-      );
+  // verl b178a3c raised NotImplementedError for the "+" kinds (this file's `outputs.error`): the translation at
+  // b178a3c refuses them as verl does. At 1dda039 they are the straight-through kinds, whose values the file records
+  // as `outputs_patched` (b178a3c's own formula with kind.rstrip('+'), which is what 1dda039 computes).
+  const plus = all.filter((c) => (c.hyperparameters.kl_penalty as string).endsWith("+"));
+  it("has the + kinds (k1+, mse+)", () => expect(plus.length).toBeGreaterThanOrEqual(2));
+  it.each(plus.map((c) => [c.id, c] as const))("%s: refused at b178a3c, verl 1dda039's values otherwise", (_id, c) => {
+    const name = c.hyperparameters.kl_penalty as string;
+    expect(c.outputs.error).toMatch(/NotImplementedError/);
+    expect(() => klOf(name)).toThrow(/config\.actor\.kl_loss_type: "[\w+]+" does not exist at verl b178a3c/);
+    const kl = fromVerlConfig({ actor: { use_kl_loss: true, kl_loss_type: name } }).loss!.kl!;
+    expect(kl.kind).toMatch(/\+$/);
+    const inputs = c.inputs as { logprob: number[][]; ref_logprob: number[][] };
+    const ref = inputs.ref_logprob.flat();
+    const values = inputs.logprob.flat().map((lp, i) => klPenalty(kl.kind as KlKind, kl.clamp ?? true, lp, ref[i]!));
+    const patched = (c as GoldenCase & { outputs_patched: { kld: number[][]; grad_logprob: number[][] } })
+      .outputs_patched;
+    expectAllClose(
+      values.map((v) => v.value),
+      patched.kld.flat(),
+      FLOAT64_TOLERANCE,
+      "kld",
+    );
+    expectAllClose(
+      values.map((v) => v.dLogp),
+      patched.grad_logprob.flat(),
+      GRADIENT_TOLERANCE,
+      "grad_logprob",
+    );
   });
 
   it.each(cases.map((c) => [c.id, c] as const))("%s", (_id, c) => {

@@ -7,7 +7,6 @@ import { describe, expect, it } from "vitest";
 import {
   aggregate,
   type Aggregation,
-  KL_ALIASES,
   type KlKind,
   klPenalty,
   policyLoss,
@@ -17,18 +16,20 @@ import {
   type VerlKlName,
 } from "../src/index.js";
 import { expectAllClose, FLOAT64_TOLERANCE, type GoldenCase, loadGolden, type Tolerance } from "./helpers/golden.js";
+import { verl2TermCase, verlActorLoss } from "./helpers/golden-loss.js";
 import { matrix } from "./helpers/matrices.js";
 
 const GRADIENT_TOLERANCE: Tolerance = { rtol: 1e-10, atol: 1e-12 };
 
-/** verl's global_batch_info as grpo-roc's normaliser (verl 1dda039, the default verlVersion). */
-function normalizerOf(h: Record<string, unknown>) {
-  return {
-    ...(h.batch_num_tokens != null ? { tokens: h.batch_num_tokens as number } : {}),
-    ...(h.global_batch_size != null ? { sequences: h.global_batch_size as number } : {}),
-    ...(h.loss_scale_factor != null ? { length: h.loss_scale_factor as number } : {}),
-    ...(h.dp_size != null ? { dpSize: h.dp_size as number } : {}),
-  };
+/**
+ * agg_loss's kwargs (loss_agg_mode, and dp_size, batch_num_tokens, global_batch_size, loss_scale_factor: the actor's
+ * global_batch_info, which verl's engine fills in) as the aggregation and normaliser fromVerlConfig gives at verl
+ * 1dda039 (the default verlVersion).
+ */
+function aggregationOf(h: Record<string, unknown>, mode = h.loss_agg_mode as string) {
+  const { loss_agg_mode: _mode, ...globalBatchInfo } = h;
+  const options = verlActorLoss({ loss_agg_mode: mode, global_batch_info: globalBatchInfo });
+  return { aggregation: options.aggregation!, normalizer: options.normalizer! };
 }
 
 const verl2 = loadGolden("verl2_policy_loss.json").cases;
@@ -47,8 +48,7 @@ describe("verl 1dda039 agg_loss (verl2_policy_loss.json, verl.pl.agg_loss.*)", (
     const inputs = c.inputs as { loss_mat: number[][]; loss_mask: number[][] };
     const result = aggregate(matrix(inputs.loss_mat), {
       mask: matrix(inputs.loss_mask),
-      aggregation: c.hyperparameters.loss_agg_mode as Aggregation,
-      normalizer: normalizerOf(c.hyperparameters),
+      ...aggregationOf(c.hyperparameters),
     });
     expectAllClose([result.value], [c.outputs.loss as number], FLOAT64_TOLERANCE, "loss");
     expectAllClose(result.grad, (c.outputs.grad_loss_mat as number[][]).flat(), GRADIENT_TOLERANCE, "grad_loss_mat");
@@ -61,8 +61,7 @@ describe("verl 1dda039 agg_loss (verl2_policy_loss.json, verl.pl.agg_loss.*)", (
       const call = () =>
         aggregate(matrix(inputs.loss_mat), {
           mask: matrix(inputs.loss_mask),
-          aggregation: c.hyperparameters.loss_agg_mode as Aggregation,
-          normalizer: normalizerOf(c.hyperparameters),
+          ...aggregationOf(c.hyperparameters),
         });
       expect(c.outputs.error).toMatch(/global_batch_size is required when dp_size > 1/);
       expect(call).toThrow(ValidationError);
@@ -79,9 +78,10 @@ describe("seq-mean-token-sum-norm at 1dda039 = seq-mean-token-sum / (loss_scale_
   );
   it.each(sums.map((c) => [c.id, c] as const))("%s", (_id, c) => {
     const inputs = c.inputs as { loss_mat: number[][]; loss_mask: number[][] };
-    const normalizer = normalizerOf(c.hyperparameters);
+    const { aggregation, normalizer } = aggregationOf(c.hyperparameters, "seq-mean-token-sum-norm");
+    expect(aggregation).toBe("seq-mean-token-sum-norm");
     const length = normalizer.length ?? inputs.loss_mat[0]!.length;
-    const options = { mask: matrix(inputs.loss_mask), aggregation: "seq-mean-token-sum-norm", normalizer } as const;
+    const options = { mask: matrix(inputs.loss_mask), aggregation, normalizer } as const;
     const dpOnly = normalizer.dpSize !== undefined && normalizer.sequences === undefined;
     if (dpOnly) {
       // dp_size > 1 without global_batch_size: 1dda039 raises; b178a3c scaled the local count.
@@ -130,8 +130,8 @@ describe("seq-mean-token-sum-norm at 1dda039 = seq-mean-token-sum / (loss_scale_
 });
 
 describe('verl 1dda039 kl_penalty "+" kinds (straight-through)', () => {
-  const kindOf = (name: string): KlKind =>
-    Object.hasOwn(KL_ALIASES, name) ? KL_ALIASES[name as VerlKlName] : (name as KlKind);
+  /** actor.kl_loss_type as fromVerlConfig translates it. */
+  const kindOf = (name: string): KlKind => verlActorLoss({ use_kl_loss: true, kl_loss_type: name }).kl!.kind as KlKind;
 
   const cases = verl2.filter((c) => c.function === "kl_penalty");
   it("covers k1+, kl+ and k2+", () => expect(cases.length).toBeGreaterThanOrEqual(3));
@@ -158,6 +158,10 @@ describe('verl 1dda039 kl_penalty "+" kinds (straight-through)', () => {
     // The KL loss through policyLoss: zero advantages leave the KL term alone.
     const shape = [inputs.logprob.length, inputs.logprob[0]!.length] as const;
     const mode = c.hyperparameters.kl_loss_agg_mode as Aggregation;
+    // The KL loss as verl's actor runs it (use_kl_loss, kl_loss_type, kl_loss_coef 1, loss_agg_mode): fromVerlConfig.
+    const { inputs: klInputs, options } = verl2TermCase(c);
+    expect(options.kl).toEqual({ kind: kindOf(name), coef: 1, clamp: true });
+    const translated = policyLoss(klInputs, options);
     const result = policyLoss(
       {
         logp: matrix(inputs.logprob),
@@ -172,6 +176,8 @@ describe('verl 1dda039 kl_penalty "+" kinds (straight-through)', () => {
     const gradKlLoss = c.outputs.grad_kl_loss as Record<string, number[][]>;
     expectAllClose([result.loss], [klLoss[mode]!], FLOAT64_TOLERANCE, `kl_loss[${mode}]`);
     expectAllClose(result.grad, gradKlLoss[mode]!.flat(), GRADIENT_TOLERANCE, `grad_kl_loss[${mode}]`);
+    expectAllClose([translated.loss], [klLoss[mode]!], FLOAT64_TOLERANCE, `kl_loss[${mode}] (translated)`);
+    expectAllClose(translated.grad, gradKlLoss[mode]!.flat(), GRADIENT_TOLERANCE, `grad_kl_loss (translated)`);
   });
 
   // verl b178a3c raised NotImplementedError for these; the file records the values of its own patched formula

@@ -4,5 +4,11 @@
  */
 export { fromTrlConfig, TRL_UNUSED_KEYS, trlConfigSchema } from "./trl.js";
 export type { TrlConfig, TrlConfigFields, TrlTranslation, TrlUnusedFields, TrlUnusedKey } from "./trl.js";
-export { fromVerlConfig, VERL_ACTOR_UNUSED_KEYS, VERL_ALGORITHM_UNUSED_KEYS, verlConfigSchema } from "./verl.js";
-export type { VerlConfig, VerlTranslation } from "./verl.js";
+export {
+  fromVerlConfig,
+  VERL_ACTOR_UNUSED_KEYS,
+  VERL_ALGORITHM_UNUSED_KEYS,
+  verlConfigSchema,
+  verlTranslationOptionsSchema,
+} from "./verl.js";
+export type { VerlAdvantageEstimator, VerlConfig, VerlTranslation, VerlTranslationOptions } from "./verl.js";

@@ -11,8 +11,17 @@
  * max_completion_length 256 → 512), so the translation asks for them explicitly where they matter.
  */
 import * as z from "zod/mini";
+import { type MultiRewardOptionsInput, multiRewardPresets } from "../advantages/multi-reward.js";
 import { advantagePresets } from "../advantages/options.js";
 import type { AdvantageOptionsInput } from "../advantages/options.js";
+import {
+  type EntropyMaskOptionsInput,
+  entropyMaskOptionsSchema,
+  type OffPolicyMaskOptionsInput,
+  type VllmImportanceSamplingMode,
+  type VllmImportanceSamplingOptionsInput,
+  vllmImportanceSamplingOptionsSchema,
+} from "../correction/trl.js";
 import { invalid, parseOrThrow } from "../errors.js";
 import { type Aggregation, policyLossOptionsSchema, type PolicyLossOptionsInput } from "../loss/options.js";
 import {
@@ -301,19 +310,49 @@ type ResolvedTrlConfig = z.output<typeof trlConfigSchema>;
 
 /** What fromTrlConfig returns: grpo-roc's options for TRL's loss and advantages, and what the trainer must do. */
 export interface TrlTranslation {
-  /** `policyLoss`'s options. Add `normalizer.tokens` (TRL's num_items_in_batch) for dapo, cispo and vespo when accumulating. */
+  /**
+   * `policyLoss`'s options. Add `normalizer.tokens` (TRL's num_items_in_batch) for dapo, cispo and vespo when
+   * accumulating. With `importanceSampling`, `entropyMask` or `offPolicyMask`, pass their weights as `policyLoss`'s
+   * `importanceWeights` (`multiplyWeights` of the ones present) over the unchanged completion mask, as TRL multiplies
+   * them into the per-token loss.
+   */
   readonly loss: PolicyLossOptionsInput;
-  /** `advantages`' options. */
-  readonly advantages: AdvantageOptionsInput;
+  /**
+   * `advantages`' options for the combined reward (multi_objective_aggregation "sum_then_normalize": the caller sums
+   * the weighted rewards); undefined for "normalize_then_sum", which only `multiRewardAdvantages` computes.
+   */
+  readonly advantages: AdvantageOptionsInput | undefined;
+  /**
+   * `multiRewardAdvantages(rewardsPerFunc, groupIds, multiReward)`'s options: TRL's whole advantage block from the
+   * rewards of every reward function (NaN for None), reward_weights, scale_rewards and multi_objective_aggregation.
+   */
+  readonly multiReward: MultiRewardOptionsInput;
   /** num_generations: TRL's groups are contiguous blocks of this many completions. */
   readonly groupSize: number;
   /**
    * reward_weights, or undefined (all 1): TRL's reward is nansum_k(w_k · r_k), NaN where every function returned
-   * None; the caller combines the rewards, then calls `advantages`.
+   * None; the caller combines the rewards, then calls `advantages` (or lets `multiRewardAdvantages` do both).
    */
   readonly rewardWeights: readonly number[] | undefined;
   /** temperature: the logits are divided by it before log-probs and entropy (`tokenLogProbs`' `temperature`). */
   readonly temperature: number;
+  /**
+   * `vllmImportanceSampling({ oldLogp, samplingLogp, mask }, importanceSampling)`'s options when TRL corrects the
+   * vLLM/trainer mismatch (use_vllm and vllm_importance_sampling_correction); undefined otherwise. Its
+   * `importanceWeights` multiply the policy term (not β·KL), with the completion mask unchanged.
+   */
+  readonly importanceSampling: VllmImportanceSamplingOptionsInput | undefined;
+  /**
+   * `entropyMask({ entropy, mask }, entropyMask)`'s options when top_entropy_quantile < 1 (TRL's
+   * get_high_entropy_mask); undefined for 1 (no mask).
+   */
+  readonly entropyMask: EntropyMaskOptionsInput | undefined;
+  /**
+   * `offPolicyMask({ logp, oldLogp, advantages, mask }, offPolicyMask)`'s options when off_policy_mask_threshold is
+   * set (TRL's get_off_policy_mask; `oldLogp` = vLLM's sampling log-probs when TRL has them, else π_old); undefined
+   * for None.
+   */
+  readonly offPolicyMask: OffPolicyMaskOptionsInput | undefined;
 }
 
 /** One loss_type: its objective's options, and how the policy term and the entropy bonus are aggregated. */
@@ -395,25 +434,39 @@ export const TRL_LOSS_TYPES: Table<TrlLossType> = {
 /** importance_sampling_level → ratioLevel. */
 export const TRL_IMPORTANCE_SAMPLING_LEVELS: Table<"token" | "sequence"> = { token: "token", sequence: "sequence" };
 
+/** One scale_rewards value: the advantage preset, and multiRewardAdvantages' scaleRewards. */
+interface TrlScaleRewards {
+  /** `advantages`' options for the summed reward (sum_then_normalize). */
+  readonly advantages: AdvantageOptionsInput;
+  /** `multiRewardAdvantages`' scaleRewards. */
+  readonly scaleRewards: "group" | "batch" | "none";
+}
+
 /** scale_rewards → the advantage preset (TRL's __post_init__ maps True/False to "group"/"none"). */
-export const TRL_SCALE_REWARDS: Table<AdvantageOptionsInput> = {
-  group: advantagePresets.trl,
-  true: advantagePresets.trl,
-  batch: advantagePresets.trlBatch,
-  none: advantagePresets.trlNoStd,
-  false: advantagePresets.trlNoStd,
+export const TRL_SCALE_REWARDS: Table<TrlScaleRewards> = {
+  group: { advantages: advantagePresets.trl, scaleRewards: "group" },
+  true: { advantages: advantagePresets.trl, scaleRewards: "group" },
+  batch: { advantages: advantagePresets.trlBatch, scaleRewards: "batch" },
+  none: { advantages: advantagePresets.trlNoStd, scaleRewards: "none" },
+  false: { advantages: advantagePresets.trlNoStd, scaleRewards: "none" },
   mean: NOT_YET,
 };
 
-/** multi_objective_aggregation → whether grpo-roc computes it (the caller sums the weighted rewards). */
-export const TRL_MULTI_OBJECTIVE: Table<true> = { sum_then_normalize: true, normalize_then_sum: NOT_YET };
+/**
+ * multi_objective_aggregation → multiRewardAdvantages' preset; sum_then_normalize is also `advantages` of the summed
+ * rewards, normalize_then_sum (GDPO-style, scale_rewards ignored) only multiRewardAdvantages.
+ */
+export const TRL_MULTI_OBJECTIVE: Table<MultiRewardOptionsInput> = {
+  sum_then_normalize: multiRewardPresets.trl,
+  normalize_then_sum: multiRewardPresets.trlNormalizeThenSum,
+};
 
-/** vllm_importance_sampling_mode: every mode is known, none is implemented yet. */
-export const TRL_IMPORTANCE_SAMPLING_MODES: Table<never> = {
-  token_truncate: NOT_YET,
-  token_mask: NOT_YET,
-  sequence_truncate: NOT_YET,
-  sequence_mask: NOT_YET,
+/** vllm_importance_sampling_mode → vllmImportanceSampling's mode (TRL f2cd577's four). */
+export const TRL_IMPORTANCE_SAMPLING_MODES: Table<VllmImportanceSamplingMode> = {
+  token_truncate: "token_truncate",
+  token_mask: "token_mask",
+  sequence_truncate: "sequence_truncate",
+  sequence_mask: "sequence_mask",
 };
 
 /**
@@ -423,8 +476,8 @@ export const TRL_IMPORTANCE_SAMPLING_MODES: Table<never> = {
  *
  * @param config - GRPOConfig's fields (snake_case, as in Python); omitted fields take TRL's defaults.
  * @throws ValidationError at `config.<key>`: an unknown key (with the closest known one), a wrong type or a non-finite
- *   number, or a known value grpo-roc does not implement yet (the off-policy mask, vLLM importance sampling, luspo with
- *   a [B, T] term, …).
+ *   number, a value grpo-roc's options refuse (reported at the TRL key that gave it), or a known value grpo-roc does
+ *   not implement yet (scale_rewards "mean", use_adaptive_entropy, …).
  * @example fromTrlConfig({ loss_type: "cispo", epsilon_high: 5 }).loss
  *   // => { objective: "cispo", clipLow: 1, clipHigh: 4, aggregation: "dapo", entropyAggregation: "dapo", … }
  */
@@ -477,15 +530,72 @@ export function fromTrlConfig(config: TrlConfig): TrlTranslation {
   };
   checkTranslated(policyLossOptionsSchema, loss, (path) => `config.${trlKeyOf(path, c)}`);
 
-  const advantages = lookup(TRL_SCALE_REWARDS, String(c.scale_rewards), "config.scale_rewards");
-  lookup(TRL_MULTI_OBJECTIVE, c.multi_objective_aggregation, "config.multi_objective_aggregation");
+  const scale = lookup(TRL_SCALE_REWARDS, String(c.scale_rewards), "config.scale_rewards");
+  const aggregation = lookup(TRL_MULTI_OBJECTIVE, c.multi_objective_aggregation, "config.multi_objective_aggregation");
+  const multiReward: MultiRewardOptionsInput = {
+    ...aggregation,
+    scaleRewards: scale.scaleRewards,
+    ...(c.reward_weights !== null ? { rewardWeights: c.reward_weights } : {}),
+  };
   return {
     loss,
-    advantages: { ...advantages }, // a copy: the caller may change it, the preset stays as it is
+    // A copy: the caller may change it, the preset stays as it is.
+    advantages: aggregation.aggregation === "normalize_then_sum" ? undefined : { ...scale.advantages },
+    multiReward,
     groupSize: c.num_generations,
     rewardWeights: c.reward_weights ?? undefined,
     temperature: c.temperature,
+    importanceSampling: importanceSampling(c, given),
+    entropyMask: entropyMaskOptions(c),
+    offPolicyMask: c.off_policy_mask_threshold === null ? undefined : { threshold: c.off_policy_mask_threshold },
   };
+}
+
+/**
+ * vllmImportanceSampling's options: active with use_vllm and vllm_importance_sampling_correction (TRL's condition).
+ * vllm_importance_sampling_cap, the older name of the upper bound, is clipMax when set (it contradicts a different
+ * clip_max given with it).
+ */
+function importanceSampling(
+  c: ResolvedTrlConfig,
+  given: (key: string) => boolean,
+): VllmImportanceSamplingOptionsInput | undefined {
+  // The mode is checked even when the correction is off: a misspelt mode is an error, not an ignored value.
+  const mode = lookup(
+    TRL_IMPORTANCE_SAMPLING_MODES,
+    c.vllm_importance_sampling_mode,
+    "config.vllm_importance_sampling_mode",
+  );
+  if (!(c.use_vllm && c.vllm_importance_sampling_correction)) return undefined;
+  const cap = c.vllm_importance_sampling_cap;
+  if (cap !== null && given("vllm_importance_sampling_clip_max") && c.vllm_importance_sampling_clip_max !== cap)
+    throw invalid(
+      "config.vllm_importance_sampling_cap",
+      `is ${cap} but vllm_importance_sampling_clip_max is ${c.vllm_importance_sampling_clip_max}; the cap is the clip_max's older name: give one`,
+    );
+  const options: VllmImportanceSamplingOptionsInput = {
+    mode,
+    clipMin: c.vllm_importance_sampling_clip_min,
+    clipMax: cap ?? c.vllm_importance_sampling_clip_max,
+  };
+  checkTranslated(vllmImportanceSamplingOptionsSchema, options, ([field]) =>
+    field === "clipMin"
+      ? "config.vllm_importance_sampling_clip_min"
+      : field === "clipMax"
+        ? cap !== null
+          ? "config.vllm_importance_sampling_cap"
+          : "config.vllm_importance_sampling_clip_max"
+        : "config.vllm_importance_sampling_mode",
+  );
+  return options;
+}
+
+/** entropyMask's options for top_entropy_quantile < 1 (1 keeps every token: no mask). */
+function entropyMaskOptions(c: ResolvedTrlConfig): EntropyMaskOptionsInput | undefined {
+  if (c.top_entropy_quantile === 1) return undefined;
+  const options: EntropyMaskOptionsInput = { quantile: c.top_entropy_quantile };
+  checkTranslated(entropyMaskOptionsSchema, options, () => "config.top_entropy_quantile");
+  return options;
 }
 
 /** The GRPOConfig key that gave a loss option (for errors): the option's path → the key. */
@@ -562,8 +672,12 @@ function checkVespo(c: ResolvedTrlConfig): void {
 function checkUnsupportedFeatures(c: ResolvedTrlConfig): void {
   if (c.top_entropy_quantile < 0 || c.top_entropy_quantile > 1)
     throw invalid("config.top_entropy_quantile", `is ${c.top_entropy_quantile}; TRL's range is [0, 1]`);
-  requireDefault("config.top_entropy_quantile", c.top_entropy_quantile, 1, "the high-entropy token mask");
-  requireDefault("config.off_policy_mask_threshold", c.off_policy_mask_threshold, null, "the off-policy sequence mask");
+  // TRL's entropy bonus then averages over the kept tokens only, which policyLoss's entropy term (over the mask) is not.
+  if (c.top_entropy_quantile !== 1 && c.entropy_coef !== 0)
+    throw unsupported(
+      "config.entropy_coef",
+      `${c.entropy_coef} with top_entropy_quantile ${c.top_entropy_quantile} (TRL's entropy bonus over the kept tokens only)`,
+    );
   requireDefault("config.use_adaptive_entropy", c.use_adaptive_entropy, false, "the adaptive entropy coefficient");
   requireDefault(
     "config.mask_truncated_completions",
@@ -571,6 +685,4 @@ function checkUnsupportedFeatures(c: ResolvedTrlConfig): void {
     false,
     "masking truncated completions (zero their rows of the mask you pass instead)",
   );
-  if (c.use_vllm && c.vllm_importance_sampling_correction)
-    lookup(TRL_IMPORTANCE_SAMPLING_MODES, c.vllm_importance_sampling_mode, "config.vllm_importance_sampling_mode");
 }

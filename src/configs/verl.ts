@@ -6,12 +6,39 @@
  * `RolloutCorrectionConfig` (`verl/trainer/config/algorithm.py`), `verl/trainer/config/actor/actor.yaml`, and the code
  * that reads them (`verl/trainer/ppo/core_algos.py`: the policy losses, `agg_loss`, `kl_penalty`, the advantage
  * estimators; `dp_actor.update_policy`'s loss assembly), at the golden commits b178a3cd (volcengine/verl) and 1dda039b
- * (verl-project/verl), whose cases carry a real ActorConfig (test/golden/README.md). The aggregation follows b178a3c:
- * at 1dda039 `seq-mean-token-sum-norm` also divides by the batch's sequences (golden README, "Version traps" 1).
+ * (verl-project/verl), whose cases carry a real ActorConfig (test/golden/README.md). Where verl moved between the
+ * two commits, `fromVerlConfig(config, { verlVersion })` picks which one to follow (default "1dda039", the current one;
+ * "b178a3c" keeps the earlier semantics reachable): `seq-mean-token-sum-norm` (golden README, "Version traps" 1), the
+ * vectorised GRPO, REINFORCE++'s return at mask-0 positions and the optimal token baseline's zero tail.
  */
 import * as z from "zod/mini";
-import { advantagePresets } from "../advantages/options.js";
+import {
+  type GpgOptionsInput,
+  gpgOptionsSchema,
+  type OpoOptionsInput,
+  opoOptionsSchema,
+  type ReinforcePlusPlusBaselineOptionsInput,
+  reinforcePlusPlusBaselineOptionsSchema,
+} from "../advantages/batch-outcome.js";
+import { type GdpoOptionsInput, gdpoOptionsSchema, gdpoPresets } from "../advantages/multi-reward.js";
+import { advantageOptionsSchema, advantagePresets } from "../advantages/options.js";
 import type { AdvantageOptionsInput } from "../advantages/options.js";
+import { type GaeOptionsInput, gaeOptionsSchema } from "../advantages/token/gae.js";
+import {
+  type OptimalTokenBaselineOptionsInput,
+  optimalTokenBaselineOptionsSchema,
+} from "../advantages/token/optimal-token-baseline.js";
+import {
+  type ReinforcePlusPlusOptionsInput,
+  reinforcePlusPlusOptionsSchema,
+} from "../advantages/token/reinforce-plus-plus.js";
+import type { BypassModeOptions } from "../correction/verl.js";
+import {
+  type RolloutCorrectionOptionsInput,
+  rolloutCorrectionOptionsSchema,
+  type RolloutRejectionCriterionInput,
+  type RolloutWeightsOptionsInput,
+} from "../correction/verl-options.js";
 import { invalid, parseOrThrow } from "../errors.js";
 import {
   type Aggregation,
@@ -20,6 +47,8 @@ import {
   type NormalizerInput,
   policyLossOptionsSchema,
   type PolicyLossOptionsInput,
+  VERL_VERSIONS,
+  type VerlVersion,
 } from "../loss/options.js";
 import {
   acceptedUnused,
@@ -219,12 +248,113 @@ type ResolvedVerlActor = NonNullable<z.output<typeof verlConfigSchema>["actor"]>
 /** verl's AlgoConfig with its defaults filled in. */
 type ResolvedVerlAlgorithm = NonNullable<z.output<typeof verlConfigSchema>["algorithm"]>;
 
+/** fromVerlConfig's second argument: which verl commit to follow where verl moved. */
+const verlTranslationOptionsShape = {
+  /**
+   * The verl commit whose semantics to follow where they differ (`VERL_VERSIONS`): "1dda039" (default, the current
+   * verl) or "b178a3c" (the earlier one: seq-mean-token-sum-norm as Σ / length, the vectorised GRPO with its 1e-3 std
+   * floor, REINFORCE++ resetting its return at mask-0 positions, the optimal token baseline without its zero tail).
+   */
+  verlVersion: z._default(z.enum(VERL_VERSIONS), "1dda039"),
+};
+/** Checks fromVerlConfig's second argument. */
+export const verlTranslationOptionsSchema: z.ZodMiniObject<typeof verlTranslationOptionsShape, z.core.$strict> =
+  z.strictObject(verlTranslationOptionsShape);
+/** fromVerlConfig's second argument: `{ verlVersion? }`. */
+export type VerlTranslationOptions = z.input<typeof verlTranslationOptionsSchema>;
+
+/**
+ * verl's `algorithm.adv_estimator` as the grpo-roc function that computes it and that function's options. verl's
+ * registry estimators (grpo, rloo, rloo_vectorized, grpo_passk, grpo_vectorized) are `advantages(rewards, groupIds,
+ * options)`; the others need more than one reward per rollout or the whole batch, so each has its own function.
+ */
+export type VerlAdvantageEstimator =
+  | {
+      /** `advantages(rewards, groupIds, options)`, then `broadcastToTokens` (grpo, rloo, rloo_vectorized, grpo_passk, grpo_vectorized). */
+      readonly function: "advantages";
+      /** Its options (also in `VerlTranslation.advantages`). */
+      readonly options: AdvantageOptionsInput;
+    }
+  | {
+      /** `gpgAdvantages(rewards, groupIds, options)`: GPG, α over the whole batch (pass every rollout of the step). */
+      readonly function: "gpgAdvantages";
+      /** Its options (verl passes none: f_norm 1). */
+      readonly options: GpgOptionsInput;
+    }
+  | {
+      /** `opoAdvantages(rewards, groupIds, responseLengths, options)`: OPO's length-weighted baseline. */
+      readonly function: "opoAdvantages";
+      /** Its options (verl's defaults). */
+      readonly options: OpoOptionsInput;
+    }
+  | {
+      /** `reinforcePlusPlusBaselineAdvantages(rewards, groupIds, responseMask, options)` → [B, T]. */
+      readonly function: "reinforcePlusPlusBaselineAdvantages";
+      /** Its options (verl's whitening ε 1e-8). */
+      readonly options: ReinforcePlusPlusBaselineOptionsInput;
+    }
+  | {
+      /** `gdpoAdvantages(rewardsPerKey, groupIds, responseMask, options)` → [B, T]: one reward column per key. */
+      readonly function: "gdpoAdvantages";
+      /** `gdpoPresets.verl` (float32) with `norm_adv_by_std_in_grpo` and `gdpo_reward_weights`. */
+      readonly options: GdpoOptionsInput;
+      /** `gdpo_reward_keys`: the order of `rewardsPerKey`'s columns (verl reads `non_tensor_batch[key]`). */
+      readonly rewardKeys: readonly string[];
+    }
+  | {
+      /** `reinforcePlusPlusAdvantages({ tokenRewards, mask }, options)` → { advantages, returns }. */
+      readonly function: "reinforcePlusPlusAdvantages";
+      /** `gamma` (algorithm.gamma) and `verlVersion`. */
+      readonly options: ReinforcePlusPlusOptionsInput;
+    }
+  | {
+      /** `remaxAdvantages({ tokenRewards, mask, rewardBaselines })`: the greedy responses' rewards as baselines. */
+      readonly function: "remaxAdvantages";
+      /** ReMax takes no options: `{}`. */
+      readonly options: Readonly<Record<string, never>>;
+    }
+  | {
+      /** `gaeAdvantages({ tokenRewards, values, mask }, options)`: GAE with a critic's values. */
+      readonly function: "gaeAdvantages";
+      /** `gamma` (algorithm.gamma) and `lambda` (algorithm.lam). */
+      readonly options: GaeOptionsInput;
+    }
+  | {
+      /** `optimalTokenBaselineAdvantages(inputs, options)` (optimal_token_baseline) or its multi-turn variant. */
+      readonly function: "optimalTokenBaselineAdvantages" | "tirOptimalTokenBaselineAdvantages";
+      /** `handleZeroTail`: verl's default at the commit followed (true at 1dda039, false at b178a3c). */
+      readonly options: OptimalTokenBaselineOptionsInput;
+    };
+
 /** What fromVerlConfig returns: the options of the sections given, undefined for a section left out. */
 export interface VerlTranslation {
-  /** `policyLoss`'s options, from `actor`; undefined without it. */
+  /**
+   * `policyLoss`'s options, from `actor`; undefined without it. With loss_mode "bypass_mode", call
+   * `bypassModePolicyLoss(inputs, bypassMode)` instead: `loss` is what it computes when the correction neither weighs
+   * nor rejects.
+   */
   readonly loss: PolicyLossOptionsInput | undefined;
-  /** `advantages`' options, from `algorithm`; undefined without it. */
+  /**
+   * `advantages`' options, from `algorithm`, when adv_estimator is one of verl's registry estimators (grpo, rloo,
+   * rloo_vectorized, grpo_passk, grpo_vectorized); undefined otherwise (see `advantageEstimator`) or without `algorithm`.
+   */
   readonly advantages: AdvantageOptionsInput | undefined;
+  /** adv_estimator as the grpo-roc function to call and its options; undefined without `algorithm`. */
+  readonly advantageEstimator: VerlAdvantageEstimator | undefined;
+  /**
+   * `algorithm.rollout_correction` (decoupled mode) as `rolloutCorrection`'s options: call
+   * `rolloutCorrection({ oldLogp, rolloutLogp, mask }, rolloutCorrection)` and pass its `importanceWeights` and `mask`
+   * to `policyLoss`. Undefined when rollout_correction is null (verl's YAML default) or without `algorithm`.
+   */
+  readonly rolloutCorrection: RolloutCorrectionOptionsInput | undefined;
+  /**
+   * With `actor.policy_loss.loss_mode` "bypass_mode": `bypassModePolicyLoss`'s options (`correction` from
+   * `policy_loss.rollout_correction`, `loss` = `loss` without its objective, which `correction.lossType` sets).
+   * Undefined for every other loss mode.
+   */
+  readonly bypassMode: BypassModeOptions | undefined;
+  /** The verl commit the translation follows (fromVerlConfig's `verlVersion`; also in `loss.normalizer.verlVersion`). */
+  readonly verlVersion: VerlVersion;
 }
 
 /** ε_low and ε_high: clip_ratio_low/high, or clip_ratio where they are None. */
@@ -253,6 +383,23 @@ export const VERL_BYPASS_LOSS_TYPES: Table<VerlLossMode> = {
   reinforce: () => ({ ...verlBase, objective: "reinforce", dualClip: null, logRatioClamp: null }),
 };
 
+/** The rollout_correction of bypass mode: PolicyLossConfig's, or RolloutCorrectionConfig()'s defaults without one. */
+function bypassCorrection(a: ResolvedVerlActor) {
+  const path = "config.actor.policy_loss.rollout_correction";
+  return parseOrThrow(rolloutCorrectionSchema, a.policy_loss.rollout_correction ?? {}, path);
+}
+
+/** A preset without its aggregation: the loss mode takes loss_agg_mode. */
+function withoutAggregation(preset: PolicyLossOptionsInput): PolicyLossOptionsInput {
+  const { aggregation: _aggregation, ...rest } = preset;
+  return rest;
+}
+
+/** DPPO-TV / DPPO-KL: clip_ratio_low/high bound the TV / binary KL; clip_ratio_c is the IS truncation, not dual clip. */
+const dppo =
+  (preset: PolicyLossOptionsInput): VerlLossMode =>
+  (a) => ({ ...withoutAggregation(preset), ...clipRange(a), ratioCap: a.clip_ratio_c });
+
 /** policy_loss.loss_mode → grpo-roc's objective (core_algos.py's POLICY_LOSS_REGISTRY). */
 export const VERL_LOSS_MODES: Table<VerlLossMode> = {
   vanilla,
@@ -273,28 +420,42 @@ export const VERL_LOSS_MODES: Table<VerlLossMode> = {
   cispo: (a) => ({ ...verlBase, objective: "cispo", ...clipRange(a), dualClip: null }),
   // GPG: −logp·A, no ratio.
   gpg: () => ({ ...verlBase, objective: "reinforce", dualClip: null, logRatioClamp: null }),
-  bypass_mode: (a) => {
-    const path = "config.actor.policy_loss.rollout_correction";
-    const rc = parseOrThrow(rolloutCorrectionSchema, a.policy_loss.rollout_correction ?? {}, path);
-    if (rc.rollout_is !== null) throw unsupported(`${path}.rollout_is`, `"${rc.rollout_is}" (rollout correction)`);
-    if (rc.rollout_rs !== null) throw unsupported(`${path}.rollout_rs`, `"${rc.rollout_rs}" (rejection sampling)`);
-    return lookup(VERL_BYPASS_LOSS_TYPES, rc.loss_type, `${path}.loss_type`)(a);
-  },
-  geo_mean: NOT_YET,
-  kl_cov: NOT_YET,
-  clip_cov: NOT_YET,
-  dppo_tv: NOT_YET,
-  dppo_kl: NOT_YET,
-  dro: NOT_YET,
+  // The loss bypassModePolicyLoss runs; the correction itself is VerlTranslation.bypassMode.
+  bypass_mode: (a) =>
+    lookup(
+      VERL_BYPASS_LOSS_TYPES,
+      bypassCorrection(a).loss_type,
+      "config.actor.policy_loss.rollout_correction.loss_type",
+    )(a),
+  // GMPO: the log-ratio clipped to [−clipLow, clipHigh], the mean over all rows whatever loss_agg_mode says.
+  geo_mean: (a) => ({ ...lossPresets.verlGmpo, ...clipRange(a) }),
+  kl_cov: (a) => ({
+    ...withoutAggregation(lossPresets.verlKlCov),
+    klCov: { ratio: a.policy_loss.kl_cov_ratio, coef: a.policy_loss.ppo_kl_coef },
+  }),
+  clip_cov: (a) => ({
+    ...withoutAggregation(lossPresets.verlClipCov),
+    ...clipRange(a),
+    clipCov: {
+      ratio: a.policy_loss.clip_cov_ratio,
+      lowerBound: a.policy_loss.clip_cov_lb,
+      upperBound: a.policy_loss.clip_cov_ub,
+      seed: 0,
+    },
+  }),
+  dppo_tv: dppo(lossPresets.verlDppoTv),
+  dppo_kl: dppo(lossPresets.verlDppoKl),
+  // dro_beta None (PolicyLossConfig's default) or ≤ 0 raises in verl: grpo-roc's droBeta rule refuses it there.
+  dro: (a) => ({ ...withoutAggregation(lossPresets.verlDro), droBeta: a.policy_loss.dro_beta }),
 };
 
-/** loss_agg_mode → aggregation (agg_loss at b178a3c). */
+/** loss_agg_mode → aggregation (agg_loss; seq-mean-token-sum-norm's meaning follows `normalizer.verlVersion`). */
 export const VERL_AGGREGATIONS: Table<Aggregation> = {
   "token-mean": "token-mean",
   "seq-mean-token-sum": "seq-mean-token-sum",
   "seq-mean-token-mean": "seq-mean-token-mean",
   "seq-mean-token-sum-norm": "seq-mean-token-sum-norm",
-  "token-sum": NOT_YET,
+  "token-sum": "token-sum",
 };
 
 /** kl_loss_type → the KL estimator (kl_penalty). "full" raises in verl itself; the "+" kinds work from 1dda039 on. */
@@ -306,72 +467,147 @@ export const VERL_KL_KINDS: Table<KlKind> = {
   k2: "k2",
   low_var_kl: "k3",
   k3: "k3",
-  "kl+": NOT_YET,
-  "k1+": NOT_YET,
-  "abs+": NOT_YET,
-  "mse+": NOT_YET,
-  "k2+": NOT_YET,
-  "low_var_kl+": NOT_YET,
-  "k3+": NOT_YET,
+  "kl+": "k1+",
+  "k1+": "k1+",
+  "abs+": "abs+",
+  "mse+": "k2+",
+  "k2+": "k2+",
+  "low_var_kl+": "k3+",
+  "k3+": "k3+",
   full: NOT_YET,
 };
 
-/** adv_estimator → the advantage options (core_algos.py's AdvantageEstimator). */
-export const VERL_ESTIMATORS: Table<(algorithm: ResolvedVerlAlgorithm) => AdvantageOptionsInput> = {
-  grpo: (g) => (g.norm_adv_by_std_in_grpo ? advantagePresets.verl : advantagePresets.verlNoStd),
-  rloo: () => advantagePresets.verlRloo,
-  rloo_vectorized: () => advantagePresets.verlRlooVectorized,
-  gae: NOT_YET,
-  reinforce_plus_plus: NOT_YET,
-  reinforce_plus_plus_baseline: NOT_YET,
-  remax: NOT_YET,
-  opo: NOT_YET,
-  grpo_passk: NOT_YET,
-  gpg: NOT_YET,
-  grpo_vectorized: NOT_YET,
-  optimal_token_baseline: NOT_YET,
-  tir_optimal_token_baseline: NOT_YET,
-  gdpo: NOT_YET,
+/**
+ * The values verl b178a3c does not have (it raises on them: an unknown loss mode or estimator, agg_loss's "invalid
+ * loss_agg_mode", kl_penalty's NotImplementedError for the "+" kinds), refused with `verlVersion: "b178a3c"`.
+ */
+const LATER_THAN_B178A3C = {
+  "config.actor.policy_loss.loss_mode": ["dppo_tv", "dppo_kl", "dro"],
+  "config.actor.loss_agg_mode": ["token-sum"],
+  "config.actor.kl_loss_type": ["kl+", "k1+", "abs+", "mse+", "k2+", "low_var_kl+", "k3+"],
+  "config.algorithm.adv_estimator": ["gdpo"],
+} as const satisfies Record<string, readonly string[]>;
+
+function requireInVersion(path: keyof typeof LATER_THAN_B178A3C, value: string, version: VerlVersion): void {
+  if (version === "b178a3c" && (LATER_THAN_B178A3C[path] as readonly string[]).includes(value))
+    throw invalid(path, `"${value}" does not exist at verl b178a3c (verl raises there); it is verl 1dda039's`);
+}
+
+/** One adv_estimator: the function and options, from AlgoConfig and the verl version followed. */
+type VerlEstimator = (algorithm: ResolvedVerlAlgorithm, version: VerlVersion) => VerlAdvantageEstimator;
+
+/** A registry estimator: `advantages` with these options. */
+const registry = (options: AdvantageOptionsInput): VerlAdvantageEstimator => ({ function: "advantages", options });
+
+/** adv_estimator → the grpo-roc function and its options (core_algos.py's AdvantageEstimator). */
+export const VERL_ESTIMATORS: Table<VerlEstimator> = {
+  grpo: (g) => registry(g.norm_adv_by_std_in_grpo ? advantagePresets.verl : advantagePresets.verlNoStd),
+  rloo: () => registry(advantagePresets.verlRloo),
+  rloo_vectorized: () => registry(advantagePresets.verlRlooVectorized),
+  // pass@k reads config.norm_adv_by_std_in_grpo (its keyword argument is ignored).
+  grpo_passk: (g) => registry(g.norm_adv_by_std_in_grpo ? advantagePresets.verlPassK : advantagePresets.verlPassKNoStd),
+  // float32 group_mean_std, which changed between the commits (b178a3c: one-pass variance floored at ε).
+  grpo_vectorized: (g, v) =>
+    registry(
+      v === "b178a3c"
+        ? g.norm_adv_by_std_in_grpo
+          ? advantagePresets.verlGrpoVectorizedB178a3c
+          : advantagePresets.verlGrpoVectorizedB178a3cNoStd
+        : g.norm_adv_by_std_in_grpo
+          ? advantagePresets.verlGrpoVectorized
+          : advantagePresets.verlGrpoVectorizedNoStd,
+    ),
+  gpg: () => ({ function: "gpgAdvantages", options: {} }),
+  opo: () => ({ function: "opoAdvantages", options: {} }),
+  reinforce_plus_plus_baseline: () => ({ function: "reinforcePlusPlusBaselineAdvantages", options: {} }),
+  gdpo: (g) => {
+    const keys = g.gdpo_reward_keys ?? [];
+    // verl: AssertionError "GDPO requires 'algorithm.gdpo_reward_keys'".
+    if (keys.length === 0)
+      throw invalid("config.algorithm.gdpo_reward_keys", "adv_estimator gdpo needs its reward keys (verl asserts)");
+    const weights = g.gdpo_reward_weights;
+    if (weights != null && weights.length !== keys.length)
+      throw invalid(
+        "config.algorithm.gdpo_reward_weights",
+        `has ${weights.length} weights for ${keys.length} gdpo_reward_keys`,
+      );
+    return {
+      function: "gdpoAdvantages",
+      options: {
+        ...gdpoPresets.verl,
+        scaleByStd: g.norm_adv_by_std_in_grpo,
+        ...(weights != null ? { rewardWeights: weights } : {}),
+      },
+      rewardKeys: keys,
+    };
+  },
+  reinforce_plus_plus: (g, v) => ({
+    function: "reinforcePlusPlusAdvantages",
+    options: { gamma: g.gamma, verlVersion: v },
+  }),
+  remax: () => ({ function: "remaxAdvantages", options: {} }),
+  gae: (g) => ({ function: "gaeAdvantages", options: { gamma: g.gamma, lambda: g.lam } }),
+  // handle_zero_tail is not a config field: verl's trainer never passes it, so its default at the commit applies.
+  optimal_token_baseline: (_g, v) => ({
+    function: "optimalTokenBaselineAdvantages",
+    options: { handleZeroTail: v === "1dda039" },
+  }),
+  tir_optimal_token_baseline: (_g, v) => ({
+    function: "tirOptimalTokenBaselineAdvantages",
+    options: { handleZeroTail: v === "1dda039" },
+  }),
 };
 
 /**
  * grpo-roc's options for verl's actor and algorithm configuration written as verl names its fields: the policy loss
  * (loss_mode, clip ratios, dual clip, loss_agg_mode and global_batch_info, KL loss, entropy bonus) from `actor`, the
- * advantages (adv_estimator, norm_adv_by_std_in_grpo) from `algorithm`.
+ * advantage estimator (adv_estimator, norm_adv_by_std_in_grpo, gamma, lam, gdpo_reward_*) and the decoupled rollout
+ * correction from `algorithm`, bypass mode's correction from `actor.policy_loss`.
  *
  * @param config - `{ actor, algorithm }`, each optional; omitted fields take verl's defaults.
+ * @param options - `{ verlVersion }`: "1dda039" (default) or "b178a3c", the verl commit to follow where they differ.
  * @throws ValidationError at `config.actor.<key>` or `config.algorithm.<key>`: an unknown key (with the closest known
- *   one), a wrong type or a non-finite number, or a known value grpo-roc does not implement yet (loss_mode
- *   "geo_mean", adv_estimator "gae", …).
+ *   one), a wrong type or a non-finite number, a value grpo-roc's options refuse (reported at the verl key that gave
+ *   it), or a known value grpo-roc does not implement yet (kl_loss_type "full", use_kl_in_reward, …); at `options`
+ *   for an unknown verlVersion.
  * @example fromVerlConfig({ actor: { clip_ratio_high: 0.28 } }).loss
  *   // => { objective: "clip", clipLow: 0.2, clipHigh: 0.28, dualClip: 3, logRatioClamp: [-20, 20], … }
  */
-export function fromVerlConfig(config: VerlConfig): VerlTranslation {
+export function fromVerlConfig(config: VerlConfig, options: VerlTranslationOptions = {}): VerlTranslation {
+  const { verlVersion } = parseOrThrow(verlTranslationOptionsSchema, options, "options");
   const c = parseOrThrow(verlConfigSchema, config, "config");
+  const loss = c.actor === undefined ? undefined : actorOptions(c.actor, verlVersion);
+  const estimator = c.algorithm === undefined ? undefined : algorithmEstimator(c.algorithm, verlVersion);
+  const rc = c.algorithm?.rollout_correction ?? null;
   return {
-    loss: c.actor === undefined ? undefined : actorOptions(c.actor, writtenForLaterVerl(config)),
-    advantages: c.algorithm === undefined ? undefined : algorithmOptions(c.algorithm),
+    loss,
+    // Its own copy: changing one of the two fields leaves the other as it is.
+    advantages: estimator?.function === "advantages" ? { ...estimator.options } : undefined,
+    advantageEstimator: estimator,
+    rolloutCorrection: rc === null ? undefined : correctionOptions(rc, "config.algorithm.rollout_correction"),
+    bypassMode:
+      c.actor !== undefined && loss !== undefined && c.actor.policy_loss.loss_mode === "bypass_mode"
+        ? bypassModeOptions(c.actor, loss)
+        : undefined,
+    verlVersion,
   };
 }
 
-/**
- * Whether the config was written for verl 1dda039 or later, as far as it shows: its PolicyLossConfig has fields that
- * b178a3c's lacks (dro_beta, rollout_correction). A config that shows neither is read as b178a3c's.
- */
-function writtenForLaterVerl(config: VerlConfig): boolean {
-  const policyLoss = config.actor?.policy_loss;
-  return typeof policyLoss === "object" && ("dro_beta" in policyLoss || "rollout_correction" in policyLoss);
+/** bypassModePolicyLoss's options: the correction of policy_loss.rollout_correction and the loss without objective. */
+function bypassModeOptions(a: ResolvedVerlActor, loss: PolicyLossOptionsInput): BypassModeOptions {
+  const { objective: _objective, ...rest } = loss;
+  return {
+    correction: correctionOptions(bypassCorrection(a), "config.actor.policy_loss.rollout_correction"),
+    loss: rest,
+  };
 }
 
-function actorOptions(a: ResolvedVerlActor, laterVerl: boolean): PolicyLossOptionsInput {
+function actorOptions(a: ResolvedVerlActor, version: VerlVersion): PolicyLossOptionsInput {
+  requireInVersion("config.actor.policy_loss.loss_mode", a.policy_loss.loss_mode, version);
   const mode = lookup(VERL_LOSS_MODES, a.policy_loss.loss_mode, "config.actor.policy_loss.loss_mode")(a);
+  requireInVersion("config.actor.loss_agg_mode", a.loss_agg_mode, version);
   const aggregation = lookup(VERL_AGGREGATIONS, a.loss_agg_mode, "config.actor.loss_agg_mode");
-  // At 1dda039 seq-mean-token-sum-norm also divides by the batch's sequences (golden README, "Version traps" 1).
-  if (aggregation === "seq-mean-token-sum-norm" && laterVerl)
-    throw unsupported(
-      "config.actor.loss_agg_mode",
-      '"seq-mean-token-sum-norm" as verl 1dda039 and later compute it (this config has policy_loss fields of that version)',
-    );
+  if (a.use_kl_loss) requireInVersion("config.actor.kl_loss_type", a.kl_loss_type, version);
   const kl = a.use_kl_loss ? lookup(VERL_KL_KINDS, a.kl_loss_type, "config.actor.kl_loss_type") : null;
   // dp_actor aggregates the KL loss with loss_agg_mode; grpo-roc aggregates it as the policy term.
   if (kl !== null && mode.aggregation !== undefined && mode.aggregation !== aggregation)
@@ -386,13 +622,20 @@ function actorOptions(a: ResolvedVerlActor, laterVerl: boolean): PolicyLossOptio
     aggregation: mode.aggregation ?? aggregation,
     // dp_actor aggregates the entropy with loss_agg_mode, whatever the loss mode does.
     entropyAggregation: aggregation,
-    normalizer: normalizer(a),
+    normalizer: { ...normalizer(a), verlVersion: version },
     kl: kl === null ? null : { kind: kl, coef: a.kl_loss_coef, clamp: true },
     entropyCoef: a.entropy_coeff,
   };
   checkTranslated(policyLossOptionsSchema, loss, (path) => `config.actor.${verlActorKeyOf(path, a)}`);
   return loss;
 }
+
+/** clipCov's fields → PolicyLossConfig's keys. */
+const CLIP_COV_KEY: Record<string, string> = {
+  ratio: "clip_cov_ratio",
+  lowerBound: "clip_cov_lb",
+  upperBound: "clip_cov_ub",
+};
 
 /** The ActorConfig key that gave a loss option (for errors): the option's path → the key. */
 function verlActorKeyOf(path: readonly PropertyKey[], a: ResolvedVerlActor): string {
@@ -403,6 +646,7 @@ function verlActorKeyOf(path: readonly PropertyKey[], a: ResolvedVerlActor): str
     case "clipHigh":
       return a.clip_ratio_high === null ? "clip_ratio" : "clip_ratio_high";
     case "dualClip":
+    case "ratioCap":
       return "clip_ratio_c";
     case "sapoTemperature":
       return sub === "negative" ? "tau_neg" : "tau_pos";
@@ -410,6 +654,12 @@ function verlActorKeyOf(path: readonly PropertyKey[], a: ResolvedVerlActor): str
       return sub === "coef" ? "kl_loss_coef" : "kl_loss_type";
     case "entropyCoef":
       return "entropy_coeff";
+    case "droBeta":
+      return "policy_loss.dro_beta";
+    case "klCov":
+      return sub === "coef" ? "policy_loss.ppo_kl_coef" : "policy_loss.kl_cov_ratio";
+    case "clipCov":
+      return `policy_loss.${CLIP_COV_KEY[String(sub)] ?? "clip_cov_ratio"}`;
     case "normalizer":
       return sub === "length" && a.global_batch_info.loss_scale_factor == null
         ? "loss_scale_factor"
@@ -444,15 +694,126 @@ function normalizer(a: ResolvedVerlActor): NormalizerInput {
   };
 }
 
-function algorithmOptions(g: ResolvedVerlAlgorithm): AdvantageOptionsInput {
+function algorithmEstimator(g: ResolvedVerlAlgorithm, version: VerlVersion): VerlAdvantageEstimator {
   if (g.use_kl_in_reward) throw unsupported("config.algorithm.use_kl_in_reward", "true (a KL penalty in the rewards)");
   if (g.use_pf_ppo) throw unsupported("config.algorithm.use_pf_ppo", "true (preference-feedback PPO)");
-  const rc = g.rollout_correction;
-  if (rc !== null && rc.rollout_is !== null)
-    throw unsupported("config.algorithm.rollout_correction.rollout_is", `"${rc.rollout_is}" (rollout correction)`);
-  if (rc !== null && rc.rollout_rs !== null)
-    throw unsupported("config.algorithm.rollout_correction.rollout_rs", `"${rc.rollout_rs}" (rejection sampling)`);
-  if (rc?.bypass_mode) throw unsupported("config.algorithm.rollout_correction.bypass_mode", "true");
+  if (g.rollout_correction?.bypass_mode)
+    throw unsupported(
+      "config.algorithm.rollout_correction.bypass_mode",
+      'true (the trainer\'s switch; give actor.policy_loss.loss_mode "bypass_mode" with policy_loss.rollout_correction)',
+    );
+  requireInVersion("config.algorithm.adv_estimator", g.adv_estimator, version);
+  const estimator = lookup(VERL_ESTIMATORS, g.adv_estimator, "config.algorithm.adv_estimator")(g, version);
+  // The function's own rules (γ and λ in [0, 1], one weight per key, …), reported at the AlgoConfig key.
+  const schema = ESTIMATOR_OPTION_SCHEMAS[estimator.function];
+  if (schema !== undefined)
+    checkTranslated(
+      schema,
+      estimator.options,
+      ([option]) => `config.algorithm.${ALGORITHM_KEY_OF[String(option)] ?? "adv_estimator"}`,
+    );
   // A copy: the caller may change it, the preset stays as it is.
-  return { ...lookup(VERL_ESTIMATORS, g.adv_estimator, "config.algorithm.adv_estimator")(g) };
+  return { ...estimator, options: { ...estimator.options } } as VerlAdvantageEstimator;
+}
+
+/** The options schema of each function an estimator names (ReMax takes none). */
+const ESTIMATOR_OPTION_SCHEMAS: Partial<Record<VerlAdvantageEstimator["function"], z.core.$ZodType>> = {
+  advantages: advantageOptionsSchema,
+  gpgAdvantages: gpgOptionsSchema,
+  opoAdvantages: opoOptionsSchema,
+  reinforcePlusPlusBaselineAdvantages: reinforcePlusPlusBaselineOptionsSchema,
+  gdpoAdvantages: gdpoOptionsSchema,
+  reinforcePlusPlusAdvantages: reinforcePlusPlusOptionsSchema,
+  gaeAdvantages: gaeOptionsSchema,
+  optimalTokenBaselineAdvantages: optimalTokenBaselineOptionsSchema,
+  tirOptimalTokenBaselineAdvantages: optimalTokenBaselineOptionsSchema,
+};
+
+/** An estimator option → the AlgoConfig key that gave it (for errors). */
+const ALGORITHM_KEY_OF: Record<string, string> = {
+  gamma: "gamma",
+  lambda: "lam",
+  rewardWeights: "gdpo_reward_weights",
+  scaleByStd: "norm_adv_by_std_in_grpo",
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// RolloutCorrectionConfig → rolloutCorrection's options
+
+/** A decimal number as Python's float() reads it in verl's threshold strings. */
+const DECIMAL = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+
+function parseNumber(text: string, path: string, whole: string): number {
+  const value = DECIMAL.test(text) ? Number(text) : NaN;
+  if (!Number.isFinite(value)) throw invalid(path, `"${whole}" is not a number or "lower_upper" pair of numbers`);
+  return value;
+}
+
+/** One threshold spec: x → { upper: x }; "lo_up" → { lower: lo, upper: up } (verl's IcePop / k1 bounds). */
+function thresholdOf(spec: string | number, path: string): { lower?: number; upper: number } {
+  if (typeof spec === "number") return { upper: spec };
+  const text = spec.trim();
+  if (!text.includes("_")) return { upper: parseNumber(text, path, spec) };
+  const parts = text.split("_");
+  if (parts.length !== 2) throw invalid(path, `"${spec}" is not a number or "lower_upper" pair of numbers`);
+  return { lower: parseNumber(parts[0]!.trim(), path, spec), upper: parseNumber(parts[1]!.trim(), path, spec) };
+}
+
+/** rollout_is → the weights' level. */
+export const VERL_ROLLOUT_IS_LEVELS: Table<"token" | "sequence"> = { token: "token", sequence: "sequence" };
+
+/** RolloutCorrectionConfig's fields, with their defaults filled in. */
+type ResolvedRolloutCorrection = z.output<typeof rolloutCorrectionSchema>;
+
+/**
+ * RolloutCorrectionConfig (verl 1dda039, `rollout_corr_helper.py`'s reading of it) → rolloutCorrection's options:
+ * rollout_is and rollout_is_threshold ("x" or "lo_up" for IcePop) → `weights`; rollout_rs (a comma list) and
+ * rollout_rs_threshold (one spec per option, or one for all) → `rejection`; loss_type → `lossType`.
+ */
+function correctionOptions(rc: ResolvedRolloutCorrection, path: string): RolloutCorrectionOptionsInput {
+  let weights: RolloutWeightsOptionsInput | null = null;
+  if (rc.rollout_is !== null && rc.rollout_is_threshold !== null) {
+    const level = lookup(VERL_ROLLOUT_IS_LEVELS, rc.rollout_is, `${path}.rollout_is`);
+    const bounds = thresholdOf(rc.rollout_is_threshold, `${path}.rollout_is_threshold`);
+    weights = { level, ...bounds, batchNormalize: rc.rollout_is_batch_normalize };
+  }
+  const rejection: RolloutRejectionCriterionInput[] = [];
+  if (rc.rollout_rs !== null) {
+    const names = rc.rollout_rs
+      .split(",")
+      .map((o) => o.trim())
+      .filter((o) => o.length > 0);
+    if (names.length === 0) throw invalid(`${path}.rollout_rs`, `"${rc.rollout_rs}" names no rejection option`);
+    if (rc.rollout_rs_threshold === null)
+      throw invalid(`${path}.rollout_rs_threshold`, `is null; rollout_rs "${rc.rollout_rs}" needs its thresholds`);
+    const specs =
+      typeof rc.rollout_rs_threshold === "number"
+        ? [rc.rollout_rs_threshold]
+        : rc.rollout_rs_threshold
+            .split(",")
+            .map((s) => s.trim())
+            .filter((s) => s.length > 0);
+    if (specs.length !== 1 && specs.length !== names.length)
+      throw invalid(
+        `${path}.rollout_rs_threshold`,
+        `has ${specs.length} thresholds for ${names.length} rollout_rs options (give one for all, or one each)`,
+      );
+    names.forEach((statistic, k) => {
+      const spec = specs.length === 1 ? specs[0]! : specs[k]!;
+      rejection.push({
+        statistic,
+        ...thresholdOf(spec, `${path}.rollout_rs_threshold`),
+      } as RolloutRejectionCriterionInput);
+    });
+  }
+  const lossType = lookup({ ppo_clip: "ppo_clip", reinforce: "reinforce" } as const, rc.loss_type, `${path}.loss_type`);
+  const options: RolloutCorrectionOptionsInput = { weights, rejection, lossType };
+  checkTranslated(rolloutCorrectionOptionsSchema, options, (p) => {
+    const [field, index, sub] = p;
+    if (field === "weights")
+      return `${path}.${sub === "level" || index === "level" ? "rollout_is" : "rollout_is_threshold"}`;
+    if (field === "rejection") return `${path}.${sub === "statistic" ? "rollout_rs" : "rollout_rs_threshold"}`;
+    return `${path}.loss_type`;
+  });
+  return options;
 }

@@ -1379,10 +1379,11 @@ function referenceObjectives(t: Target): void {
     it.each(golden.map((c) => [c.id, c] as const))("golden inputs: %s", async (_id, c) => {
       const inputs = verlInputsFor(c);
       const options = verlReferenceOptionsFor[c.function]!(c.hyperparameters as VerlHyper);
-      const known = (AGGREGATIONS as readonly string[]).includes(options.aggregation ?? "token-mean");
-      const call = known ? options : { ...options, aggregation: "token-mean" as const };
-      const [actual, expected] = await Promise.all([b.policyLoss(inputs, call), reference.policyLoss(inputs, call)]);
-      expectSameLoss(t, actual, expected, inputs, call);
+      const [actual, expected] = await Promise.all([
+        b.policyLoss(inputs, options),
+        reference.policyLoss(inputs, options),
+      ]);
+      expectSameLoss(t, actual, expected, inputs, options);
     });
     // trl_policy_loss.json's luspo and vespo cases run in (a); these add TRL's vLLM ratio (in φ for vespo).
     const trlGolden = loadGolden("trl2_is_correction.json").cases.filter(

@@ -7,12 +7,12 @@
 import {
   fromTrlConfig,
   fromVerlConfig,
-  lossPresets,
   type PolicyLossInputs,
   type PolicyLossOptionsInput,
   type PolicyLossResult,
   type TrlConfig,
   type VerlConfig,
+  type VerlVersion,
 } from "../../src/index.js";
 import type { GoldenCase } from "./golden.js";
 import { matrix } from "./matrices.js";
@@ -26,15 +26,10 @@ type VerlActor = NonNullable<VerlConfig["actor"]>;
 /**
  * The actor section of a golden case of verl_policy_loss.json: its hyperparameters are ActorConfig fields as they
  * stand. That file comes from verl b178a3c, whose seq-mean-token-sum-norm divides by the length alone (golden
- * README, "Version traps" 1).
+ * README, "Version traps" 1): the translation follows that commit.
  */
 export function verlLossOptions(actor: Record<string, unknown>): PolicyLossOptionsInput {
-  return atB178a3c(fromVerlConfig({ actor: actor as VerlActor }).loss!);
-}
-
-/** Options as verl b178a3c computes them (grpo-roc's default is verl 1dda039). */
-export function atB178a3c(options: PolicyLossOptionsInput): PolicyLossOptionsInput {
-  return { ...options, normalizer: { ...options.normalizer, verlVersion: "b178a3c" } };
+  return fromVerlConfig({ actor: actor as VerlActor }, { verlVersion: "b178a3c" }).loss!;
 }
 
 /**
@@ -54,16 +49,24 @@ export const VERL_POLICY_LOSS_OF: Record<string, Record<string, unknown>> = {
   },
 };
 
-/** The loss modes grpo-roc has not implemented yet, by golden function (the translator refuses them). */
-export const VERL_PENDING_POLICY_LOSS_OF: Record<string, Record<string, unknown>> = {
-  compute_policy_loss_geo_mean: { loss_mode: "geo_mean" },
-  compute_policy_loss_kl_cov: { loss_mode: "kl_cov" },
-  compute_policy_loss_clip_cov: { loss_mode: "clip_cov" },
-};
+/**
+ * The loss modes grpo-roc ships without native kernels (src/loss/verl-objectives.ts), by golden function, and the
+ * verl commit of the file that holds their cases: geo_mean, kl_cov and clip_cov come from verl_policy_loss.json
+ * (b178a3c), dppo_tv, dppo_kl and dro from verl2_policy_loss.json (1dda039, whose ActorConfigs name them already).
+ */
+export const VERL_OBJECTIVE_LOSS_OF: Record<string, { policyLoss: Record<string, unknown>; verlVersion: VerlVersion }> =
+  {
+    compute_policy_loss_geo_mean: { policyLoss: { loss_mode: "geo_mean" }, verlVersion: "b178a3c" },
+    compute_policy_loss_kl_cov: { policyLoss: { loss_mode: "kl_cov" }, verlVersion: "b178a3c" },
+    compute_policy_loss_clip_cov: { policyLoss: { loss_mode: "clip_cov" }, verlVersion: "b178a3c" },
+    compute_policy_loss_dppo_tv: { policyLoss: { loss_mode: "dppo_tv" }, verlVersion: "1dda039" },
+    compute_policy_loss_dppo_kl: { policyLoss: { loss_mode: "dppo_kl" }, verlVersion: "1dda039" },
+    compute_policy_loss_dro: { policyLoss: { loss_mode: "dro" }, verlVersion: "1dda039" },
+  };
 
 /** A golden case's ActorConfig with the loss_mode of its function. */
 export function verlActorOf(h: Record<string, unknown>, fn: string): Record<string, unknown> {
-  const policyLoss = VERL_POLICY_LOSS_OF[fn] ?? VERL_PENDING_POLICY_LOSS_OF[fn];
+  const policyLoss = VERL_POLICY_LOSS_OF[fn] ?? VERL_OBJECTIVE_LOSS_OF[fn]?.policyLoss;
   return { ...h, policy_loss: { ...(h.policy_loss as object | undefined), ...policyLoss } };
 }
 
@@ -71,106 +74,18 @@ export function verlActorOf(h: Record<string, unknown>, fn: string): Record<stri
 export const verlOptionsFor: Record<string, (h: VerlHyper) => PolicyLossOptionsInput> = Object.fromEntries(
   Object.keys(VERL_POLICY_LOSS_OF).map((fn) => [fn, (h: VerlHyper) => verlLossOptions(verlActorOf(h, fn))]),
 );
-/** verl's global_batch_info as a normaliser ({} on the legacy path: this call is the batch). */
-function verlNormalizer(h: VerlHyper): PolicyLossOptionsInput["normalizer"] {
-  const info = (h.global_batch_info ?? {}) as {
-    dp_size?: number;
-    batch_num_tokens?: number | null;
-    global_batch_size?: number | null;
-  };
-  return {
-    ...(info.dp_size !== undefined ? { dpSize: info.dp_size } : {}),
-    ...(info.batch_num_tokens != null ? { tokens: info.batch_num_tokens } : {}),
-    ...(info.global_batch_size != null ? { sequences: info.global_batch_size } : {}),
-  };
-}
-
-/** verl's ActorConfig.policy_loss fields these objectives read. */
-type VerlPolicyLossConfig = {
-  dro_beta: number | null;
-  kl_cov_ratio: number;
-  ppo_kl_coef: number;
-  clip_cov_ratio: number;
-  clip_cov_lb: number;
-  clip_cov_ub: number;
-};
-const policyLossConfig = (h: VerlHyper) => h.policy_loss as VerlPolicyLossConfig;
 
 /**
- * verl's loss modes that grpo-roc ships without native kernels (src/loss/verl-objectives.ts; every backend runs
- * them through the reference), as grpo-roc options. `loss_agg_mode` is passed through: the caller maps verl
- * 1dda039's token-sum and changed seq-mean-token-sum-norm (`verlAggregationScale`).
+ * verl's loss modes that grpo-roc ships without native kernels (every backend runs them through the reference), as
+ * grpo-roc options: fromVerlConfig of the case's ActorConfig at its file's verl commit (token-sum and 1dda039's
+ * seq-mean-token-sum-norm as they are).
  */
-export const verlReferenceOptionsFor: Record<string, (h: VerlHyper) => PolicyLossOptionsInput> = {
-  compute_policy_loss_dppo_tv: (h) => ({
-    ...lossPresets.verlDppoTv,
-    clipLow: h.clip_ratio_low as number,
-    clipHigh: h.clip_ratio_high as number,
-    ratioCap: h.clip_ratio_c as number,
-    aggregation: h.loss_agg_mode,
-    normalizer: verlNormalizer(h),
-  }),
-  compute_policy_loss_dppo_kl: (h) => ({
-    ...lossPresets.verlDppoKl,
-    clipLow: h.clip_ratio_low as number,
-    clipHigh: h.clip_ratio_high as number,
-    ratioCap: h.clip_ratio_c as number,
-    aggregation: h.loss_agg_mode,
-    normalizer: verlNormalizer(h),
-  }),
-  compute_policy_loss_dro: (h) => ({
-    ...lossPresets.verlDro,
-    droBeta: policyLossConfig(h).dro_beta,
-    aggregation: h.loss_agg_mode,
-    normalizer: verlNormalizer(h),
-  }),
-  // verl's geo_mean ignores loss_agg_mode: the mean over all rows.
-  compute_policy_loss_geo_mean: (h) => ({
-    ...lossPresets.verlGmpo,
-    clipLow: h.clip_ratio_low as number,
-    clipHigh: h.clip_ratio_high as number,
-  }),
-  compute_policy_loss_kl_cov: (h) => ({
-    ...lossPresets.verlKlCov,
-    klCov: { ratio: policyLossConfig(h).kl_cov_ratio, coef: policyLossConfig(h).ppo_kl_coef },
-    aggregation: h.loss_agg_mode,
-  }),
-  compute_policy_loss_clip_cov: (h) => ({
-    ...lossPresets.verlClipCov,
-    clipLow: h.clip_ratio_low as number,
-    clipHigh: h.clip_ratio_high as number,
-    clipCov: {
-      ratio: policyLossConfig(h).clip_cov_ratio,
-      lowerBound: policyLossConfig(h).clip_cov_lb,
-      upperBound: policyLossConfig(h).clip_cov_ub,
-    },
-    aggregation: h.loss_agg_mode,
-  }),
-};
-
-/**
- * verl 1dda039's aggregations that are another slice's work, as a mode grpo-roc has times a constant (every mode is
- * linear in the per-token losses): token-sum = token-mean · N; the changed seq-mean-token-sum-norm =
- * seq-mean-token-sum / (loss_scale_factor ?? T). The scale multiplies the loss and the gradient. A mode grpo-roc
- * has under verl's name is used as it is.
- */
-export function verlAggregationScale(
-  options: PolicyLossOptionsInput,
-  h: VerlHyper,
-  mask: readonly (readonly number[])[],
-  known: readonly string[],
-): { options: PolicyLossOptionsInput; scale: number } {
-  const mode = h.loss_agg_mode as string;
-  if (mode === "token-sum" && !known.includes(mode)) {
-    const tokens = mask.flat().filter((m) => m === 1).length;
-    return { options: { ...options, aggregation: "token-mean" }, scale: tokens };
-  }
-  if (mode === "seq-mean-token-sum-norm") {
-    const length = (h.loss_scale_factor as number | null) ?? mask[0]!.length;
-    return { options: { ...options, aggregation: "seq-mean-token-sum" }, scale: 1 / length };
-  }
-  return { options, scale: 1 };
-}
+export const verlReferenceOptionsFor: Record<string, (h: VerlHyper) => PolicyLossOptionsInput> = Object.fromEntries(
+  Object.entries(VERL_OBJECTIVE_LOSS_OF).map(([fn, { verlVersion }]) => [
+    fn,
+    (h: VerlHyper) => fromVerlConfig({ actor: verlActorOf(h, fn) as VerlActor }, { verlVersion }).loss!,
+  ]),
+);
 
 /** verl's metric names for one loss mode: kl_cov logs mean |log ρ| as actor/ppo_kl. */
 export function verlMetricOf(fn: string, name: string): ((r: PolicyLossResult) => number) | undefined {
@@ -311,13 +226,15 @@ export function trlMappedMetrics(
 }
 
 /**
- * The TRL cases grpo-roc implements: those fromTrlConfig translates. It refuses the others (the entropy and
- * off-policy masks) as "not supported by grpo-roc yet"; any other refusal is a bug in the translator, thrown.
+ * The TRL cases that are one policyLoss call with fromTrlConfig's `loss` alone: those it translates without a token
+ * mask or vLLM ratio (the entropy- and off-policy-mask cases are test/golden-trl-correction.test.ts's, with
+ * `entropyMask` / `offPolicyMask` as importance weights). A refusal other than "not supported by grpo-roc yet" is a
+ * bug in the translator, thrown.
  */
 export function isSupportedTrlCase(c: GoldenCase): boolean {
   try {
-    fromTrlConfig(trlConfigOf(c.hyperparameters));
-    return true;
+    const t = fromTrlConfig(trlConfigOf(c.hyperparameters));
+    return t.entropyMask === undefined && t.offPolicyMask === undefined && t.importanceSampling === undefined;
   } catch (error) {
     if (error instanceof Error && /not supported by grpo-roc yet/.test(error.message)) return false;
     throw error;
@@ -357,9 +274,11 @@ export interface VerlActorStepOutputs {
 // verl 1dda039's agg_loss and kl_penalty cases (verl2_policy_loss.json) as policy losses, for every backend
 
 /**
- * A verl2 `agg_loss` or `kl_penalty` case as a policyLoss call and the loss and gradient it must give. agg_loss:
- * REINFORCE with advantage −1 has per-token loss logp, so logp = loss_mat and ∂loss/∂logp = grad_loss_mat. kl_penalty:
- * zero advantages leave the KL term alone (coef 1), so the loss is kl_loss[mode] and its gradient grad_kl_loss[mode].
+ * A verl2 `agg_loss` or `kl_penalty` case as a policyLoss call and the loss and gradient it must give, with the
+ * options fromVerlConfig gives for the ActorConfig that runs it (verl 1dda039). agg_loss: GPG's REINFORCE with
+ * advantage −1 has per-token loss logp, so logp = loss_mat and ∂loss/∂logp = grad_loss_mat; its kwargs are the
+ * actor's loss_agg_mode and global_batch_info. kl_penalty: zero advantages leave the KL term alone (kl_loss_coef 1),
+ * so the loss is kl_loss[mode] and its gradient grad_kl_loss[mode].
  */
 export function verl2TermCase(c: GoldenCase): {
   inputs: PolicyLossInputs;
@@ -370,6 +289,7 @@ export function verl2TermCase(c: GoldenCase): {
   const h = c.hyperparameters;
   if (c.function === "agg_loss") {
     const i = c.inputs as { loss_mat: number[][]; loss_mask: number[][] };
+    const { loss_agg_mode, ...globalBatchInfo } = h;
     return {
       inputs: {
         logp: matrix(i.loss_mat),
@@ -377,22 +297,17 @@ export function verl2TermCase(c: GoldenCase): {
         advantages: i.loss_mat.map(() => -1),
         mask: matrix(i.loss_mask),
       },
-      options: {
-        objective: "reinforce",
-        aggregation: h.loss_agg_mode as PolicyLossOptionsInput["aggregation"],
-        normalizer: {
-          ...(h.batch_num_tokens != null ? { tokens: h.batch_num_tokens as number } : {}),
-          ...(h.global_batch_size != null ? { sequences: h.global_batch_size as number } : {}),
-          ...(h.loss_scale_factor != null ? { length: h.loss_scale_factor as number } : {}),
-          ...(h.dp_size != null ? { dpSize: h.dp_size as number } : {}),
-        },
-      },
+      options: verlActorLoss({
+        loss_agg_mode: loss_agg_mode as string,
+        global_batch_info: globalBatchInfo,
+        policy_loss: { loss_mode: "gpg" },
+      }),
       loss: c.outputs.loss as number,
       grad: (c.outputs.grad_loss_mat as number[][]).flat(),
     };
   }
   const i = c.inputs as { logprob: number[][]; ref_logprob: number[][]; response_mask: number[][] };
-  const mode = h.kl_loss_agg_mode as NonNullable<PolicyLossOptionsInput["aggregation"]>;
+  const mode = h.kl_loss_agg_mode as string;
   return {
     inputs: {
       logp: matrix(i.logprob),
@@ -401,11 +316,18 @@ export function verl2TermCase(c: GoldenCase): {
       advantages: i.logprob.map(() => 0),
       mask: matrix(i.response_mask),
     },
-    options: {
-      aggregation: mode,
-      kl: { kind: h.kl_penalty as NonNullable<PolicyLossOptionsInput["kl"]>["kind"], coef: 1, clamp: true },
-    },
+    options: verlActorLoss({
+      loss_agg_mode: mode,
+      use_kl_loss: true,
+      kl_loss_type: h.kl_penalty as string,
+      kl_loss_coef: 1,
+    }),
     loss: (c.outputs.kl_loss as Record<string, number>)[mode]!,
     grad: (c.outputs.grad_kl_loss as Record<string, number[][]>)[mode]!.flat(),
   };
+}
+
+/** fromVerlConfig's loss options for an ActorConfig, at verl 1dda039 (the default). */
+export function verlActorLoss(actor: VerlActor): PolicyLossOptionsInput {
+  return fromVerlConfig({ actor }).loss!;
 }

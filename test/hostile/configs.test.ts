@@ -8,14 +8,26 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   advantageOptionsSchema,
+  entropyMaskOptionsSchema,
   fromTrlConfig,
   fromVerlConfig,
+  gaeOptionsSchema,
+  gdpoOptionsSchema,
+  gpgOptionsSchema,
   GrpoRocError,
+  multiRewardOptionsSchema,
+  offPolicyMaskOptionsSchema,
+  opoOptionsSchema,
+  optimalTokenBaselineOptionsSchema,
   policyLossOptionsSchema,
+  reinforcePlusPlusBaselineOptionsSchema,
+  reinforcePlusPlusOptionsSchema,
+  rolloutCorrectionOptionsSchema,
   trlConfigSchema,
   TRL_UNUSED_KEYS,
   ValidationError,
   verlConfigSchema,
+  vllmImportanceSamplingOptionsSchema,
 } from "../../src/index.js";
 import { attempt, expectAllFinite, expectRefusedAt, hostile, misspellings, type Outcome } from "./shared.js";
 
@@ -59,10 +71,86 @@ const VERL_SECTIONS = [
     keys: keysOf(ROLLOUT_CORRECTION),
     wrap: (o: object) => ({ algorithm: { adv_estimator: "grpo", rollout_correction: o } }),
   },
+  {
+    path: "config.actor.policy_loss.rollout_correction",
+    keys: keysOf(ROLLOUT_CORRECTION),
+    wrap: (o: object) => ({ actor: { policy_loss: { loss_mode: "bypass_mode", rollout_correction: o } } }),
+  },
 ] as const;
 
-/** A returned translation is one grpo-roc's schemas accept, with finite numbers (clamp bounds may be ±Infinity). */
-function expectUsable(translation: { loss?: unknown; advantages?: unknown }): void {
+/** verl's estimators and loss modes: every one of them meets the hostile values. */
+const VERL_ESTIMATORS = [
+  "grpo",
+  "rloo",
+  "rloo_vectorized",
+  "grpo_passk",
+  "grpo_vectorized",
+  "gpg",
+  "opo",
+  "reinforce_plus_plus_baseline",
+  "gdpo",
+  "reinforce_plus_plus",
+  "remax",
+  "gae",
+  "optimal_token_baseline",
+  "tir_optimal_token_baseline",
+] as const;
+const VERL_LOSS_MODES = [
+  "vanilla",
+  "gspo",
+  "sapo",
+  "cispo",
+  "gpg",
+  "bypass_mode",
+  "geo_mean",
+  "kl_cov",
+  "clip_cov",
+  "dppo_tv",
+  "dppo_kl",
+  "dro",
+] as const;
+
+/** A zod schema, as far as these checks need it. */
+type Schema = { safeParse(value: unknown): { success: boolean } };
+
+/** The schema of each function an estimator translation names (remax takes no options: `{}`). */
+const ESTIMATOR_SCHEMAS: Record<string, Schema> = {
+  advantages: advantageOptionsSchema,
+  gpgAdvantages: gpgOptionsSchema,
+  opoAdvantages: opoOptionsSchema,
+  reinforcePlusPlusBaselineAdvantages: reinforcePlusPlusBaselineOptionsSchema,
+  gdpoAdvantages: gdpoOptionsSchema,
+  reinforcePlusPlusAdvantages: reinforcePlusPlusOptionsSchema,
+  gaeAdvantages: gaeOptionsSchema,
+  optimalTokenBaselineAdvantages: optimalTokenBaselineOptionsSchema,
+  tirOptimalTokenBaselineAdvantages: optimalTokenBaselineOptionsSchema,
+  remaxAdvantages: { safeParse: (value) => ({ success: Object.keys(value as object).length === 0 }) },
+};
+
+/** Options the function they are for accepts, with finite numbers. */
+function expectAccepted(schema: Schema, options: unknown, label: string): void {
+  expect(schema.safeParse(options).success, `${label}: ${JSON.stringify(options)}`).toBe(true);
+  expectAllFinite(options, label);
+}
+
+/** What a translation may return: every field optional, as in TrlTranslation and VerlTranslation. */
+interface AnyTranslation {
+  loss?: unknown;
+  advantages?: unknown;
+  advantageEstimator?: { function: string; options: unknown; rewardKeys?: readonly string[] } | undefined;
+  rolloutCorrection?: unknown;
+  bypassMode?: { correction?: unknown; loss?: unknown } | undefined;
+  multiReward?: unknown;
+  importanceSampling?: unknown;
+  entropyMask?: unknown;
+  offPolicyMask?: unknown;
+}
+
+/**
+ * A returned translation is one grpo-roc's schemas accept, with finite numbers (clamp bounds may be ±Infinity):
+ * the loss, the advantage options, the estimator function's options, the corrections and the masks.
+ */
+function expectUsable(translation: AnyTranslation): void {
   if (translation.loss !== undefined) {
     const parsed = policyLossOptionsSchema.safeParse(translation.loss);
     expect(parsed.success, JSON.stringify(translation.loss)).toBe(true);
@@ -71,10 +159,31 @@ function expectUsable(translation: { loss?: unknown; advantages?: unknown }): vo
   }
   if (translation.advantages !== undefined)
     expect(advantageOptionsSchema.safeParse(translation.advantages).success).toBe(true);
+  const estimator = translation.advantageEstimator;
+  if (estimator !== undefined) {
+    const schema = ESTIMATOR_SCHEMAS[estimator.function];
+    expect(schema, estimator.function).toBeDefined();
+    expectAccepted(schema!, estimator.options, estimator.function);
+    if (estimator.rewardKeys !== undefined) expect(estimator.rewardKeys.length).toBeGreaterThan(0);
+  }
+  if (translation.rolloutCorrection !== undefined)
+    expectAccepted(rolloutCorrectionOptionsSchema, translation.rolloutCorrection, "rolloutCorrection");
+  if (translation.bypassMode !== undefined) {
+    expectAccepted(rolloutCorrectionOptionsSchema, translation.bypassMode.correction, "bypassMode.correction");
+    expect(policyLossOptionsSchema.safeParse(translation.bypassMode.loss).success).toBe(true);
+  }
+  if (translation.multiReward !== undefined)
+    expectAccepted(multiRewardOptionsSchema, translation.multiReward, "multiReward");
+  if (translation.importanceSampling !== undefined)
+    expectAccepted(vllmImportanceSamplingOptionsSchema, translation.importanceSampling, "importanceSampling");
+  if (translation.entropyMask !== undefined)
+    expectAccepted(entropyMaskOptionsSchema, translation.entropyMask, "entropyMask");
+  if (translation.offPolicyMask !== undefined)
+    expectAccepted(offPolicyMaskOptionsSchema, translation.offPolicyMask, "offPolicyMask");
 }
 
 /** Refused with a ValidationError at a path under `config`, or returned usable options. */
-function expectRefusedOrUsable(outcome: Outcome<{ loss?: unknown; advantages?: unknown }>): void {
+function expectRefusedOrUsable(outcome: Outcome<AnyTranslation>): void {
   if (outcome.ok) {
     expectUsable(outcome.value);
     return;
@@ -121,6 +230,25 @@ describe("class 1: every key is known or refused at its own path, with the close
     }
   });
 
+  it("fromVerlConfig's options: verlVersion only, a misspelling named", () => {
+    const error = expectRefusedAt(
+      attempt(() => fromVerlConfig({}, { verlVerison: "b178a3c" } as never)),
+      "options.verlVerison",
+      /unknown key/,
+    );
+    expect(error.message).toMatch(/did you mean "verlVersion"\?/);
+    for (const version of ["main", "", null, 3, "B178A3C", "1dda039b"])
+      expectRefusedAt(
+        attempt(() => fromVerlConfig({}, { verlVersion: version } as never)),
+        "options.verlVersion",
+      );
+    for (const options of [null, 3, "b178a3c", []])
+      expectRefusedAt(
+        attempt(() => fromVerlConfig({}, options as never)),
+        "options",
+      );
+  });
+
   it("a misspelt key names the key meant", () => {
     const error = expectRefusedAt(
       attempt(() => fromVerlConfig({ actor: { clip_ratio_hgih: 0.28 } } as never)),
@@ -139,6 +267,9 @@ describe("class 1: every key is known or refused at its own path, with the close
     });
   });
 });
+
+/** TRL's four vLLM importance-sampling modes. */
+const VLLM_MODES = ["token_truncate", "token_mask", "sequence_truncate", "sequence_mask"] as const;
 
 /** Values of every kind a config file or a careless caller may hold. */
 const hostileValue = fc.oneof(
@@ -190,6 +321,118 @@ describe("class 2: wrong types, NaN/±Infinity and out-of-range numbers are refu
     );
   });
 
+  it("one hostile value at a key of the vLLM ratio, the masks or the rewards, with vLLM on", () => {
+    const keys = [
+      "vllm_importance_sampling_mode",
+      "vllm_importance_sampling_clip_min",
+      "vllm_importance_sampling_clip_max",
+      "vllm_importance_sampling_cap",
+      "top_entropy_quantile",
+      "off_policy_mask_threshold",
+      "multi_objective_aggregation",
+      "scale_rewards",
+      "reward_weights",
+      "entropy_coef",
+    ];
+    hostile(
+      fc.tuple(fc.constantFrom(...keys), hostileValue, fc.constantFrom(...VLLM_MODES)),
+      ([key, value, mode]) => {
+        const config = { use_vllm: true, vllm_importance_sampling_mode: mode, [key]: value };
+        expectRefusedOrUsable(attempt(() => fromTrlConfig(config as never)));
+      },
+      2000,
+    );
+  });
+
+  it("one hostile value at an AlgoConfig key, for every adv_estimator", () => {
+    const keys = ["gamma", "lam", "norm_adv_by_std_in_grpo", "gdpo_reward_keys", "gdpo_reward_weights"];
+    hostile(
+      fc.tuple(fc.constantFrom(...VERL_ESTIMATORS), fc.constantFrom(...keys), hostileValue, fc.boolean()),
+      ([estimator, key, value, b178a3c]) => {
+        const algorithm = { adv_estimator: estimator, gdpo_reward_keys: ["a", "b"], [key]: value };
+        const options = b178a3c ? { verlVersion: "b178a3c" as const } : {};
+        expectRefusedOrUsable(attempt(() => fromVerlConfig({ algorithm } as never, options)));
+      },
+      2000,
+    );
+  });
+
+  it("one hostile value at an ActorConfig or PolicyLossConfig key, for every loss_mode", () => {
+    const actorKeys = ["clip_ratio_low", "clip_ratio_high", "clip_ratio_c", "loss_agg_mode", "kl_loss_type"];
+    const policyKeys = ["dro_beta", "kl_cov_ratio", "ppo_kl_coef", "clip_cov_ratio", "clip_cov_lb", "clip_cov_ub"];
+    hostile(
+      fc.tuple(
+        fc.constantFrom(...VERL_LOSS_MODES),
+        fc.constantFrom(...actorKeys, ...policyKeys),
+        hostileValue,
+        fc.boolean(),
+      ),
+      ([mode, key, value, withKl]) => {
+        const policyLoss = { loss_mode: mode, dro_beta: 0.1, ...(policyKeys.includes(key) ? { [key]: value } : {}) };
+        const actor = {
+          policy_loss: policyLoss,
+          use_kl_loss: withKl,
+          ...(actorKeys.includes(key) ? { [key]: value } : {}),
+        };
+        expectRefusedOrUsable(attempt(() => fromVerlConfig({ actor } as never)));
+      },
+      2000,
+    );
+  });
+
+  it("hostile threshold strings and option lists in rollout_correction (decoupled and bypass)", () => {
+    const spec = fc.oneof(
+      fc.constantFrom("2.0", "0.5_5.0", "", " ", "_", "0.5_", "_2", "a_b", "1_2_3", "NaN", "Infinity", "-1", "0"),
+      fc.constantFrom("1e400", "0x10", "2,", ",", "0.5_2.0,0.5", "0.5 _ 2.0", "5_0.5", "1e-3", "+2", ".5"),
+      fc.double(),
+      fc.constant(null),
+      fc.string({ maxLength: 6 }),
+    );
+    const options = fc.oneof(
+      fc.constantFrom("token_k1", "seq_mean_k3", "seq_max_k1", "token_k2", "k3", "", ",", "token_k1,token_k1"),
+      fc.constantFrom("seq_max_k2, seq_mean_k2", "token_k1,seq_sum_k3", " seq_sum_k2 ", null),
+      fc.string({ maxLength: 8 }),
+    );
+    hostile(
+      fc.record({
+        rollout_is: fc.constantFrom("token", "sequence", null, "tok", ""),
+        rollout_is_threshold: spec,
+        rollout_is_batch_normalize: fc.boolean(),
+        rollout_rs: options,
+        rollout_rs_threshold: spec,
+        loss_type: fc.constantFrom("ppo_clip", "reinforce", "ppo"),
+        bypass: fc.boolean(),
+      }),
+      ({ bypass, ...rc }) => {
+        const config = bypass
+          ? { actor: { policy_loss: { loss_mode: "bypass_mode", rollout_correction: rc } } }
+          : { algorithm: { adv_estimator: "grpo", rollout_correction: rc } };
+        expectRefusedOrUsable(attempt(() => fromVerlConfig(config as never)));
+      },
+      2000,
+    );
+  });
+
+  it.each([
+    [{ use_vllm: true, vllm_importance_sampling_clip_max: Number.NaN }, "config.vllm_importance_sampling_clip_max"],
+    [{ use_vllm: true, vllm_importance_sampling_clip_min: -1 }, "config.vllm_importance_sampling_clip_min"],
+    [{ use_vllm: true, vllm_importance_sampling_clip_max: 0 }, "config.vllm_importance_sampling_clip_max"],
+    [{ use_vllm: true, vllm_importance_sampling_cap: Number.POSITIVE_INFINITY }, "config.vllm_importance_sampling_cap"],
+    [{ use_vllm: true, vllm_importance_sampling_mode: "token" }, "config.vllm_importance_sampling_mode"],
+    [{ use_vllm: true, vllm_importance_sampling_mode: null }, "config.vllm_importance_sampling_mode"],
+    [{ off_policy_mask_threshold: Number.NaN }, "config.off_policy_mask_threshold"],
+    [{ off_policy_mask_threshold: "0.5" }, "config.off_policy_mask_threshold"],
+    [{ top_entropy_quantile: -0.1 }, "config.top_entropy_quantile"],
+    [{ top_entropy_quantile: 0 }, "config.top_entropy_quantile"],
+    [{ multi_objective_aggregation: "sum" }, "config.multi_objective_aggregation"],
+    [{ reward_weights: [Number.POSITIVE_INFINITY] }, "config.reward_weights[0]"],
+  ] as const)("TRL %j → %s", (config, path) => {
+    expectRefusedAt(
+      attempt(() => fromTrlConfig(config as never)),
+      path,
+    );
+  });
+
   it.each([
     [{ epsilon: Number.NaN }, "config.epsilon"],
     [{ epsilon: Number.POSITIVE_INFINITY }, "config.epsilon"],
@@ -227,6 +470,76 @@ describe("class 2: wrong types, NaN/±Infinity and out-of-range numbers are refu
       "config.algorithm.norm_adv_by_std_in_grpo",
     ],
     [{ algorithm: { adv_estimator: "ppo" } }, "config.algorithm.adv_estimator"],
+    [{ algorithm: { adv_estimator: "gae", gamma: 2 } }, "config.algorithm.gamma"],
+    [{ algorithm: { adv_estimator: "gae", lam: -0.5 } }, "config.algorithm.lam"],
+    [{ algorithm: { adv_estimator: "reinforce_plus_plus", gamma: 1.5 } }, "config.algorithm.gamma"],
+    [{ algorithm: { adv_estimator: "gae", lam: Number.POSITIVE_INFINITY } }, "config.algorithm.lam"],
+    [{ algorithm: { adv_estimator: "gdpo", gdpo_reward_keys: [] } }, "config.algorithm.gdpo_reward_keys"],
+    [{ algorithm: { adv_estimator: "gdpo", gdpo_reward_keys: [1] } }, "config.algorithm.gdpo_reward_keys[0]"],
+    [
+      { algorithm: { adv_estimator: "gdpo", gdpo_reward_keys: ["a"], gdpo_reward_weights: [Number.NaN] } },
+      "config.algorithm.gdpo_reward_weights[0]",
+    ],
+    [{ actor: { policy_loss: { loss_mode: "dro", dro_beta: Number.NaN } } }, "config.actor.policy_loss.dro_beta"],
+    [{ actor: { policy_loss: { loss_mode: "dro", dro_beta: 0 } } }, "config.actor.policy_loss.dro_beta"],
+    [{ actor: { policy_loss: { loss_mode: "dro" } } }, "config.actor.policy_loss.dro_beta"],
+    [{ actor: { policy_loss: { loss_mode: "kl_cov", kl_cov_ratio: 0 } } }, "config.actor.policy_loss.kl_cov_ratio"],
+    [{ actor: { policy_loss: { loss_mode: "kl_cov", ppo_kl_coef: -1 } } }, "config.actor.policy_loss.ppo_kl_coef"],
+    [
+      { actor: { policy_loss: { loss_mode: "clip_cov", clip_cov_lb: 5, clip_cov_ub: 1 } } },
+      "config.actor.policy_loss.clip_cov_ub",
+    ],
+    [{ actor: { clip_ratio_c: 0, policy_loss: { loss_mode: "dppo_tv" } } }, "config.actor.clip_ratio_c"],
+    [{ actor: { loss_agg_mode: "token_sum" } }, "config.actor.loss_agg_mode"],
+    [{ actor: { use_kl_loss: true, kl_loss_type: "k4+" } }, "config.actor.kl_loss_type"],
+    [
+      { algorithm: { adv_estimator: "grpo", rollout_correction: { rollout_is_threshold: "abc" } } },
+      "config.algorithm.rollout_correction.rollout_is_threshold",
+    ],
+    [
+      { algorithm: { adv_estimator: "grpo", rollout_correction: { rollout_is_threshold: "5.0_0.5" } } },
+      "config.algorithm.rollout_correction.rollout_is_threshold",
+    ],
+    [
+      { algorithm: { adv_estimator: "grpo", rollout_correction: { rollout_is_threshold: Number.NaN } } },
+      "config.algorithm.rollout_correction.rollout_is_threshold",
+    ],
+    [
+      { algorithm: { adv_estimator: "grpo", rollout_correction: { rollout_is: "both" } } },
+      "config.algorithm.rollout_correction.rollout_is",
+    ],
+    [
+      { algorithm: { adv_estimator: "grpo", rollout_correction: { rollout_rs: "token_k3" } } },
+      "config.algorithm.rollout_correction.rollout_rs_threshold",
+    ],
+    [
+      {
+        algorithm: {
+          adv_estimator: "grpo",
+          rollout_correction: { rollout_rs: "token_k3,seq_mean_k3", rollout_rs_threshold: "1,2,3" },
+        },
+      },
+      "config.algorithm.rollout_correction.rollout_rs_threshold",
+    ],
+    [
+      {
+        algorithm: { adv_estimator: "grpo", rollout_correction: { rollout_rs: "seq_max_k1", rollout_rs_threshold: 2 } },
+      },
+      "config.algorithm.rollout_correction.rollout_rs",
+    ],
+    [
+      {
+        algorithm: {
+          adv_estimator: "grpo",
+          rollout_correction: { rollout_rs: "token_k3,token_k3", rollout_rs_threshold: 2 },
+        },
+      },
+      "config.algorithm.rollout_correction.rollout_rs",
+    ],
+    [
+      { actor: { policy_loss: { loss_mode: "bypass_mode", rollout_correction: { loss_type: "ppo" } } } },
+      "config.actor.policy_loss.rollout_correction.loss_type",
+    ],
   ] as const)("verl %j → %s", (config, path) => {
     expectRefusedAt(
       attempt(() => fromVerlConfig(config as never)),
