@@ -214,22 +214,13 @@ export function reinforcePlusPlusBaselineAdvantages(
   const { values, groups } = readScoredGroups(rewards, groupIds);
   const mask = readResponseMask(responseMask, values.length);
   const { whitenEpsilon } = parseOrThrow(reinforcePlusPlusBaselineOptionsSchema, options, "options");
-  return whitenedTokens(centredOnGroupMean(values, groups), mask, "rewards", whitenEpsilon);
+  return whitenedTokens(centredOnGroupMean(values, groups), mask, whitenEpsilon);
 }
 
 /** x_b on every token of row b, whitened over the batch's valid tokens, then masked (verl: masked_whiten(x, m)·m). */
-export function whitenedTokens(
-  perRollout: Float64Array,
-  mask: Matrix,
-  rewardPath: string,
-  epsilon: number,
-): Matrix<Float64Array> {
+export function whitenedTokens(perRollout: Float64Array, mask: Matrix, epsilon: number): Matrix<Float64Array> {
   const [rows, cols] = mask.shape;
   const tokens = new Float64Array(rows * cols);
-  for (let b = 0; b < rows; b++) {
-    for (let t = 0; t < cols; t++) tokens[b * cols + t] = perRollout[b]! * mask.data[b * cols + t]!;
-  }
-  const whitened = maskedWhiten(tokens, mask, "responseMask", rewardPath, epsilon);
-  for (let i = 0; i < whitened.length; i++) whitened[i] = whitened[i]! * mask.data[i]!;
-  return { data: whitened, shape: [rows, cols] };
+  for (let i = 0; i < tokens.length; i++) tokens[i] = perRollout[Math.floor(i / cols)]!;
+  return { data: maskedWhiten(tokens, mask.data, epsilon, "responseMask"), shape: [rows, cols] };
 }

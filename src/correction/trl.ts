@@ -13,7 +13,8 @@ import { invalid, parseOrThrow } from "../errors.js";
 import { isArrayLike, type NumericArray } from "../numeric.js";
 import type { MatrixInput } from "../tensor.js";
 import { toMatrix } from "../tensor.js";
-import { type CorrectionMatrix, type CorrectionMetrics, matrixOf, readMatrices } from "./shared.js";
+import { readMatrices } from "../masked-inputs.js";
+import { type CorrectionMatrix, type CorrectionMetrics, matrixOf } from "./shared.js";
 
 /** TRL's `vllm_importance_sampling_mode` values. */
 export const VLLM_IS_MODES = ["token_truncate", "token_mask", "sequence_truncate", "sequence_mask"] as const;
@@ -119,7 +120,7 @@ export function vllmImportanceSampling(
   options: VllmImportanceSamplingOptionsInput = {},
 ): VllmImportanceSamplingResult {
   const o = parseOrThrow(vllmImportanceSamplingOptionsSchema, options, "options");
-  const read = readMatrices(inputs, ["oldLogp", "samplingLogp"], ["toolMask"]);
+  const read = readMatrices(inputs, ["oldLogp", "samplingLogp"], { optional: ["toolMask"] });
   const [rows, cols] = read.shape;
   const oldLogp = read.values.oldLogp!;
   const samplingLogp = read.values.samplingLogp!;
@@ -324,7 +325,7 @@ export function offPolicyMask(inputs: OffPolicyMaskInputs, options: OffPolicyMas
     throw invalid("inputs", "expected an object with logp, advantages, an optional oldLogp and mask");
   }
   const { advantages: advantageInput, ...logps } = inputs;
-  const read = readMatrices(logps, ["logp"], ["oldLogp"]);
+  const read = readMatrices(logps, ["logp"], { optional: ["oldLogp"] });
   const [rows, cols] = read.shape;
   const { mask, rowTokens } = read;
   const logp = read.values.logp!;

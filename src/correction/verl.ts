@@ -9,6 +9,7 @@
 import { invalid, parseOrThrow, requireKnownKeys } from "../errors.js";
 import type { NumericArray } from "../numeric.js";
 import type { MatrixInput } from "../tensor.js";
+import { type ReadMatrices, readMatrices } from "../masked-inputs.js";
 import { lossPresets, type PolicyLossOptionsInput, policyLossOptionsSchema } from "../loss/options.js";
 import { policyLoss, type PolicyLossResult } from "../loss/policy-loss.js";
 import {
@@ -16,8 +17,6 @@ import {
   type CorrectionMetrics,
   float32Share,
   matrixOf,
-  type ReadMatrices,
-  readMatrices,
   requireFiniteMetrics,
   requireValidToken,
   sampleStd,

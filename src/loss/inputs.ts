@@ -4,6 +4,7 @@
  * input at the same path.
  */
 import { invalid, requireKnownKeys } from "../errors.js";
+import { requireFiniteWhereSelected } from "../masked-inputs.js";
 import { isArrayLike, type NumericArray, readNumbers } from "../numeric.js";
 import { countRowTokens, type Matrix, type MatrixInput, toMatrix } from "../tensor.js";
 import type { PolicyLossOptions } from "./options.js";
@@ -147,18 +148,6 @@ export function nonFiniteLogp(logps: NumericArray, oldLogps: NumericArray, i: nu
     `inputs.${name}[${Math.floor(i / cols)}][${i % cols}]`,
     `is ${value} at a position the mask selects; only masked positions may hold non-finite values`,
   );
-}
-
-/** Rejects a non-finite value at a position the mask selects, naming it as `name[row][column]`. */
-export function requireFiniteWhereSelected(values: NumericArray, mask: NumericArray, cols: number, name: string): void {
-  for (let i = 0; i < values.length; i++) {
-    if (mask[i] === 1 && !Number.isFinite(values[i])) {
-      throw invalid(
-        `${name}[${Math.floor(i / cols)}][${i % cols}]`,
-        `is ${values[i]} at a position the mask selects; only masked positions may hold non-finite values`,
-      );
-    }
-  }
 }
 
 /** An importance weight scales a token's policy term: a negative one would flip its gradient. */
