@@ -10,10 +10,10 @@
  */
 import * as z from "zod/mini";
 import { invalid, parseOrThrow } from "../errors.js";
-import { isArrayLike, type NumericArray } from "../numeric.js";
-import type { MatrixInput } from "../tensor.js";
-import { toMatrix } from "../tensor.js";
+import { readAdvantages } from "../loss/inputs.js";
 import { readMatrices } from "../masked-inputs.js";
+import type { NumericArray } from "../numeric.js";
+import { type MatrixInput, toMatrix } from "../tensor.js";
 import { type CorrectionMatrix, type CorrectionMetrics, matrixOf } from "./shared.js";
 
 /** TRL's `vllm_importance_sampling_mode` values. */
@@ -330,24 +330,7 @@ export function offPolicyMask(inputs: OffPolicyMaskInputs, options: OffPolicyMas
   const { mask, rowTokens } = read;
   const logp = read.values.logp!;
   const oldLogp = read.values.oldLogp ?? logp;
-  const perToken = isMatrix(advantageInput);
-  let advantages: NumericArray;
-  if (perToken) {
-    const matrix = toMatrix(advantageInput as MatrixInput, "inputs.advantages");
-    if (matrix.shape[0] !== rows || matrix.shape[1] !== cols) {
-      throw invalid("inputs.advantages", `has shape [${matrix.shape.join(", ")}] but logp has [${rows}, ${cols}]`);
-    }
-    advantages = matrix.data;
-  } else {
-    if (!isArrayLike(advantageInput)) throw invalid("inputs.advantages", "expected one advantage per row, or [B, T]");
-    advantages = advantageInput as NumericArray;
-    if (advantages.length !== rows) {
-      throw invalid(
-        "inputs.advantages",
-        `has ${advantages.length} entries, one per rollout, but logp has ${rows} rows`,
-      );
-    }
-  }
+  const { advantages, perTokenAdvantages } = readAdvantages(advantageInput, mask, rowTokens, read.shape);
   const sequenceKl = new Float64Array(rows);
   const weights = new Float64Array(rows * cols);
   for (let b = 0; b < rows; b++) {
@@ -356,20 +339,10 @@ export function offPolicyMask(inputs: OffPolicyMaskInputs, options: OffPolicyMas
     const kl = sum / Math.max(rowTokens[b]!, 1);
     sequenceKl[b] = kl;
     for (let i = b * cols; i < (b + 1) * cols; i++) {
-      const advantage = advantages[perToken ? i : b]!;
-      if (mask[i] === 1 && !Number.isFinite(advantage)) {
-        const at = perToken ? `[${b}][${i - b * cols}]` : `[${b}]`;
-        throw invalid(`inputs.advantages${at}`, `is ${advantage}; advantages must be finite`);
-      }
-      weights[i] = advantage >= 0 || kl <= threshold ? 1 : 0;
+      weights[i] = advantages[perTokenAdvantages ? i : b]! >= 0 || kl <= threshold ? 1 : 0;
     }
   }
   return { importanceWeights: matrixOf(weights, read.shape), sequenceKl };
-}
-
-function isMatrix(value: unknown): boolean {
-  if (typeof value === "object" && value !== null && "shape" in value) return true;
-  return Array.isArray(value) && value.length > 0 && isArrayLike(value[0]);
 }
 
 /**
