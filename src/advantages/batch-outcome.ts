@@ -9,7 +9,7 @@ import { invalid, parseOrThrow } from "../errors.js";
 import { type Group, type GroupId, groupBy, showId } from "../groups.js";
 import { finiteFloat64, isArrayLike, type NumericArray, readNumbers } from "../numeric.js";
 import { allEqual, moments, powerOfTwoScale } from "../stats.js";
-import { countRowTokens, type Matrix, type MatrixInput, toMatrix } from "../tensor.js";
+import { countRowTokens, type Matrix, type MatrixInput, matrixOf, toMatrix } from "../tensor.js";
 import { SINGLETON_RULES } from "./options.js";
 import { maskedWhiten } from "./whiten.js";
 
@@ -222,5 +222,5 @@ export function whitenedTokens(perRollout: Float64Array, mask: Matrix, epsilon: 
   const [rows, cols] = mask.shape;
   const tokens = new Float64Array(rows * cols);
   for (let i = 0; i < tokens.length; i++) tokens[i] = perRollout[Math.floor(i / cols)]!;
-  return { data: maskedWhiten(tokens, mask.data, epsilon, "responseMask"), shape: [rows, cols] };
+  return matrixOf(maskedWhiten(tokens, mask.data, epsilon, "responseMask"), mask.shape);
 }

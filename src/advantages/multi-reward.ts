@@ -8,7 +8,7 @@ import { GrpoRocError, invalid, parseOrThrow } from "../errors.js";
 import type { Group, GroupId } from "../groups.js";
 import { describeValue } from "../numeric.js";
 import { allEqual, moments } from "../stats.js";
-import { type Matrix, type MatrixInput, toMatrix } from "../tensor.js";
+import { type Matrix, type MatrixInput, matrixOf, toMatrix } from "../tensor.js";
 import { readResponseMask, readScoredGroups, whitenedTokens } from "./batch-outcome.js";
 import { grpo } from "./estimators.js";
 import { type AdvantageOptions, advantagePresets } from "./options.js";
@@ -225,7 +225,7 @@ function gdpoFloat32(
       );
     }
   }
-  return { data: maskedWhitenFloat32(tokens, mask.data, options.whitenEpsilon, "responseMask"), shape: [rows, cols] };
+  return matrixOf(maskedWhitenFloat32(tokens, mask.data, options.whitenEpsilon, "responseMask"), mask.shape);
 }
 
 /** TRL's `multi_objective_aggregation` choices. */

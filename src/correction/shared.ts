@@ -47,8 +47,3 @@ export function requireFiniteMetrics(metrics: Record<string, number>, cause: str
     if (!Number.isFinite(value)) throw invalid(`metrics["${name}"]`, `is ${value}: ${cause}`);
   }
 }
-
-/** A [B, T] matrix of the given data. */
-export function matrixOf(data: Float64Array, shape: readonly [number, number]): CorrectionMatrix {
-  return { data, shape: [shape[0], shape[1]] };
-}

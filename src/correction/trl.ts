@@ -13,8 +13,8 @@ import { invalid, parseOrThrow } from "../errors.js";
 import { readAdvantages } from "../loss/inputs.js";
 import { readMatrices } from "../masked-inputs.js";
 import type { NumericArray } from "../numeric.js";
-import { type MatrixInput, toMatrix } from "../tensor.js";
-import { type CorrectionMatrix, type CorrectionMetrics, matrixOf } from "./shared.js";
+import { type MatrixInput, matrixOf, toMatrix } from "../tensor.js";
+import type { CorrectionMatrix, CorrectionMetrics } from "./shared.js";
 
 /** TRL's `vllm_importance_sampling_mode` values. */
 export const VLLM_IS_MODES = ["token_truncate", "token_mask", "sequence_truncate", "sequence_mask"] as const;

@@ -8,7 +8,7 @@
  */
 import { invalid, parseOrThrow, requireKnownKeys } from "../errors.js";
 import type { NumericArray } from "../numeric.js";
-import type { MatrixInput } from "../tensor.js";
+import { type MatrixInput, matrixOf } from "../tensor.js";
 import { type ReadMatrices, readMatrices } from "../masked-inputs.js";
 import { lossPresets, type PolicyLossOptionsInput, policyLossOptionsSchema } from "../loss/options.js";
 import { policyLoss, type PolicyLossResult } from "../loss/policy-loss.js";
@@ -16,7 +16,6 @@ import {
   type CorrectionMatrix,
   type CorrectionMetrics,
   float32Share,
-  matrixOf,
   requireFiniteMetrics,
   requireValidToken,
   sampleStd,

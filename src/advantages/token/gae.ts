@@ -2,10 +2,10 @@ import * as z from "zod/mini";
 import { parseOrThrow } from "../../errors.js";
 import type { MatrixInput } from "../../tensor.js";
 import {
-  matrixOf,
   readTokenInputs,
   requireFiniteResult,
   type TokenAdvantages,
+  tokenAdvantagesOf,
   type TokenRewardInputs,
 } from "./inputs.js";
 import { maskedWhiten, VERL_WHITEN_EPSILON } from "../whiten.js";
@@ -82,5 +82,5 @@ export function gaeAdvantages(inputs: GaeInputs, options: GaeOptionsInput = {}):
   requireFiniteResult(estimates, mask, cols, "advantage estimate", "inputs.tokenRewards");
   requireFiniteResult(returns, mask, cols, "return", "inputs.values");
   const advantages = maskedWhiten(estimates, mask, VERL_WHITEN_EPSILON, "inputs.mask");
-  return { advantages: matrixOf(advantages, rows, cols), returns: matrixOf(returns, rows, cols) };
+  return tokenAdvantagesOf(advantages, returns, { rows, cols });
 }

@@ -6,7 +6,7 @@
 import { invalid } from "../../errors.js";
 import { readMatrices } from "../../masked-inputs.js";
 import type { NumericArray } from "../../numeric.js";
-import type { Matrix, MatrixInput } from "../../tensor.js";
+import { type Matrix, type MatrixInput, matrixOf } from "../../tensor.js";
 
 /** What every token-level estimator returns: two [B, T] matrices, 0 wherever the mask is 0. */
 export interface TokenAdvantages {
@@ -100,7 +100,11 @@ export function rewardToGo({ rows, cols, tokenRewards, mask }: ReadTokenInputs):
   return returns;
 }
 
-/** A [rows, cols] result matrix. */
-export function matrixOf(data: Float64Array, rows: number, cols: number): Matrix<Float64Array> {
-  return { data, shape: [rows, cols] };
+/** An estimator's result: its [B, T] advantages and returns, of the inputs' shape. */
+export function tokenAdvantagesOf(
+  advantages: Float64Array,
+  returns: Float64Array,
+  { rows, cols }: Pick<ReadTokenInputs, "rows" | "cols">,
+): TokenAdvantages {
+  return { advantages: matrixOf(advantages, [rows, cols]), returns: matrixOf(returns, [rows, cols]) };
 }

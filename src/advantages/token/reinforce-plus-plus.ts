@@ -1,10 +1,10 @@
 import * as z from "zod/mini";
 import { parseOrThrow } from "../../errors.js";
 import {
-  matrixOf,
   readTokenInputs,
   requireFiniteResult,
   type TokenAdvantages,
+  tokenAdvantagesOf,
   type TokenRewardInputs,
 } from "./inputs.js";
 import { maskedWhiten, VERL_WHITEN_EPSILON } from "../whiten.js";
@@ -83,5 +83,5 @@ export function reinforcePlusPlusAdvantages(
   }
   requireFiniteResult(returns, mask, cols, "discounted return", "inputs.tokenRewards");
   const advantages = maskedWhiten(returns, mask, VERL_WHITEN_EPSILON, "inputs.mask");
-  return { advantages: matrixOf(advantages, rows, cols), returns: matrixOf(returns, rows, cols) };
+  return tokenAdvantagesOf(advantages, returns, { rows, cols });
 }
