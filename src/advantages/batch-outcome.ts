@@ -8,7 +8,7 @@ import * as z from "zod/mini";
 import { invalid, parseOrThrow } from "../errors.js";
 import { type Group, type GroupId, groupBy, showId } from "../groups.js";
 import { finiteFloat64, isArrayLike, type NumericArray, readNumbers } from "../numeric.js";
-import { allEqual, moments, powerOfTwoScale } from "../stats.js";
+import { allEqual, float32Quotient, moments, powerOfTwoScale } from "../stats.js";
 import { countRowTokens, type Matrix, type MatrixInput, matrixOf, toMatrix } from "../tensor.js";
 import { SINGLETON_RULES } from "./options.js";
 import { maskedWhiten } from "./whiten.js";
@@ -70,7 +70,7 @@ export function gpgAdvantages(
   const { fNorm } = parseOrThrow(gpgOptionsSchema, options, "options");
   let nonZero = 0;
   for (let i = 0; i < values.length; i++) if (values[i] !== 0) nonZero++;
-  const alpha = Math.fround(values.length / (nonZero > 0 ? nonZero : 1));
+  const alpha = float32Quotient(values.length, nonZero > 0 ? nonZero : 1);
   const out = centredOnGroupMean(values, groups).map((x) => (alpha * x) / fNorm);
   requireFiniteAdvantages(out);
   return out;

@@ -5,6 +5,7 @@
  */
 import { invalid } from "../errors.js";
 import type { NumericArray } from "../numeric.js";
+import { float32Quotient } from "../stats.js";
 
 const f32 = Math.fround;
 
@@ -101,5 +102,5 @@ function verlTokenCount(mask: NumericArray, maskPath: string): { divisor: number
         "(verl masked_whiten) needs at least 2, as verl's masked_var raises",
     );
   }
-  return { divisor: f32(count), bessel: f32(f32(count) / f32(count - 1)) };
+  return { divisor: f32(count), bessel: float32Quotient(count, count - 1) };
 }

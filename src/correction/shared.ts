@@ -1,6 +1,7 @@
 /**
- * What the correction functions share besides reading their [B, T] inputs (src/masked-inputs.ts): the float32
- * rounding of the peers' `bool.float().mean()` metrics, and the refusal of a metric that overflowed.
+ * What the correction functions share besides reading their [B, T] inputs (src/masked-inputs.ts) and rounding the
+ * peers' float32 shares (`float32Quotient`, src/stats.ts): their result types, and the refusals of a metric with no
+ * valid token or one that overflowed.
  */
 import { invalid } from "../errors.js";
 import type { Matrix } from "../tensor.js";
@@ -16,14 +17,6 @@ export function requireValidToken(tokens: number, name: string, peer: string): v
   if (tokens === 0) {
     throw invalid(name, `selects no token; ${peer} needs at least one valid token (it raises ValueError)`);
   }
-}
-
-/**
- * A share the peer computes in float32 (`(x > t).float().mean()`, or a masked mean of a float32 0/1 tensor):
- * count/n rounded to float32, as the peer logs it.
- */
-export function float32Share(count: number, n: number): number {
-  return Math.fround(Math.fround(count) / Math.fround(n));
 }
 
 /** Unbiased (n − 1) standard deviation, as torch's `Tensor.std()`; 0 for fewer than two values (verl's guard). */
