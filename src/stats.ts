@@ -30,6 +30,16 @@ export function powerOfTwoScale(values: ArrayLike<number>): number {
   return exponent > 500 ? 2 ** -exponent : 1;
 }
 
+/**
+ * a/b of two counts as torch divides them in float32 (an int by an int64 tensor, a share `(x > t).float().mean()`,
+ * the Bessel factor n/(n − 1) of a float32 variance): each count and the quotient rounded to float32.
+ *
+ * @example float32Quotient(1, 3) // => 0.3333333432674408
+ */
+export function float32Quotient(a: number, b: number): number {
+  return Math.fround(Math.fround(a) / Math.fround(b));
+}
+
 /** Mean and std over `values`, skipping NaN (callers reject NaN first unless missing rewards are allowed). */
 export function moments(values: ArrayLike<number>, convention: StdConvention): Moments {
   const scale = powerOfTwoScale(values);

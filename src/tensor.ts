@@ -15,6 +15,11 @@ export interface Matrix<D extends NumericArray = NumericArray> {
   readonly shape: readonly [rows: number, cols: number];
 }
 
+/** A result matrix of `data` and a copy of `shape` (so that no caller's shape tuple is shared). */
+export function matrixOf<D extends NumericArray>(data: D, shape: readonly [number, number]): Matrix<D> {
+  return { data, shape: [shape[0], shape[1]] };
+}
+
 const flatMatrixSchema = z.strictObject({
   data: z.unknown(),
   shape: z.tuple([z.int().check(z.nonnegative()), z.int().check(z.nonnegative())]),

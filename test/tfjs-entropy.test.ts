@@ -3,21 +3,14 @@
  * gradient, against the reference's tokenEntropy / tokenEntropyBackward (float64) at float32 precision, on tfjs cpu.
  */
 import * as tf from "@tensorflow/tfjs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { tokenEntropy, tokenEntropyBackward, ValidationError } from "../src/index.js";
 import { tokenEntropyTf } from "../src/tfjs/index.js";
 import { loadGolden } from "./helpers/golden.js";
 import { rng } from "./helpers/rng.js";
+import { onTfjsCpu } from "./helpers/tfjs-reference.js";
 
-let previousBackend: string | undefined;
-beforeAll(async () => {
-  previousBackend = tf.getBackend();
-  await tf.setBackend("cpu");
-  await tf.ready();
-});
-afterAll(async () => {
-  if (previousBackend !== undefined && previousBackend !== "cpu") await tf.setBackend(previousBackend);
-});
+onTfjsCpu();
 
 const close = (actual: ArrayLike<number>, expected: ArrayLike<number>, scale: number) => {
   expect(actual.length).toBe(expected.length);

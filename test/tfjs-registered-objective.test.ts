@@ -4,8 +4,9 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { policyLoss, policyObjectiveNames, registerPolicyObjective } from "../src/index.js";
-import { policyLossTensors, policyLossTf, readPolicyLossMetrics, useTfjsBackend } from "../src/tfjs/index.js";
+import { policyObjectiveNames, registerPolicyObjective } from "../src/index.js";
+import { policyLossTf, useTfjsBackend } from "../src/tfjs/index.js";
+import { expectTfLossAndGradient, referenceLoss, type SmallBatch, tfLossAndMetrics } from "./helpers/tfjs-reference.js";
 
 const NAME = "tfjs-registered-square";
 
@@ -25,73 +26,38 @@ beforeAll(async () => {
   }
 });
 
-const shape = [2, 3] as const;
-const logp = [-1.2, -0.4, -2.5, -0.9, -3.1, -0.2];
-const oldLogp = [-1.0, -0.5, -2.4, -1.1, -3.0, -0.3];
-const mask = [1, 1, 0, 1, 1, 1];
-const advantages = [0.8, -1.3];
+const batch: SmallBatch = {
+  shape: [2, 3],
+  logp: [-1.2, -0.4, -2.5, -0.9, -3.1, -0.2],
+  oldLogp: [-1.0, -0.5, -2.4, -1.1, -3.0, -0.3],
+  mask: [1, 1, 0, 1, 1, 1],
+  advantages: [0.8, -1.3],
+};
 
 describe("a registered objective through the tfjs tensor API", () => {
   it("policyLossTf gives the reference's loss and, under tf.grad, its gradient", () => {
-    const options = { objective: NAME, aggregation: "seq-mean-token-mean" as const };
-    const expected = policyLoss(
-      { logp: { data: logp, shape }, oldLogp: { data: oldLogp, shape }, mask: { data: mask, shape }, advantages },
-      options,
-    );
-    const constants = {
-      oldLogp: tf.tensor2d(oldLogp, [...shape]),
-      mask: tf.tensor2d(mask, [...shape]),
-      advantages: tf.tensor1d(advantages),
-    };
-    const logpTensor = tf.tensor2d(logp, [...shape]);
-    const lossOf = (x: tf.Tensor) => policyLossTf({ ...constants, logp: x as tf.Tensor2D }, options);
-    const loss = lossOf(logpTensor);
-    expect(loss.dataSync()[0]).toBeCloseTo(expected.loss, 6);
-    const grad = tf.grad(lossOf)(logpTensor);
-    const got = grad.dataSync();
-    expected.grad.forEach((g, i) => expect(got[i]).toBeCloseTo(g, 6));
-    tf.dispose([loss, grad, logpTensor, ...Object.values(constants)]);
+    expectTfLossAndGradient(batch, { objective: NAME, aggregation: "seq-mean-token-mean" }, 6);
   });
 
   it("policyLossTensors reports the reference's metrics", async () => {
     const options = { objective: NAME, kl: { kind: "k3" as const, coef: 0.1 } };
-    const inputs = {
-      logp: { data: logp, shape },
-      oldLogp: { data: oldLogp, shape },
-      refLogp: { data: oldLogp, shape },
-      mask: { data: mask, shape },
-      advantages,
-    };
-    const expected = policyLoss(inputs, options);
-    const result = tf.tidy(
-      () =>
-        policyLossTensors(
-          {
-            logp: tf.tensor2d(logp, [...shape]),
-            oldLogp: tf.tensor2d(oldLogp, [...shape]),
-            refLogp: tf.tensor2d(oldLogp, [...shape]),
-            mask: tf.tensor2d(mask, [...shape]),
-            advantages: tf.tensor1d(advantages),
-          },
-          options,
-        ) as unknown as tf.TensorContainer,
-    ) as unknown as ReturnType<typeof policyLossTensors>;
-    const { counts, loss, ...rest } = result;
-    const { metrics, extra } = await readPolicyLossMetrics(counts, [loss]);
-    expect(extra[0]).toBeCloseTo(expected.loss, 6);
+    const withKl = { ...batch, refLogp: batch.oldLogp };
+    const expected = referenceLoss(withKl, options);
+    const { loss, metrics } = await tfLossAndMetrics(withKl, options);
+    expect(loss).toBeCloseTo(expected.loss, 6);
     expect(metrics.entropy).toBeUndefined();
     expect(expected.metrics.entropy).toBeUndefined();
     for (const [name, value] of Object.entries(expected.metrics)) {
       if (value !== undefined) expect(metrics[name as keyof typeof metrics], name).toBeCloseTo(value, 5);
     }
-    tf.dispose(rest as unknown as tf.TensorContainer);
   });
 
   it("an objective nobody registered is the reference's error", () => {
-    const x = tf.tensor2d(logp, [...shape]);
-    expect(() => policyLossTf({ logp: x, advantages: tf.tensor1d(advantages) }, { objective: "nobody" })).toThrow(
+    const x = tf.tensor2d(batch.logp as number[], [...batch.shape]);
+    const advantages = tf.tensor1d(batch.advantages as number[]);
+    expect(() => policyLossTf({ logp: x, advantages }, { objective: "nobody" })).toThrow(
       /options\.objective: unknown objective "nobody"/,
     );
-    x.dispose();
+    tf.dispose([x, advantages]);
   });
 });

@@ -37,16 +37,9 @@ import {
   type PolicyLossCounts,
   type TrainBatch,
 } from "../src/tfjs/index.js";
+import { onTfjsCpu } from "./helpers/tfjs-reference.js";
 
-let previousBackend: string | undefined;
-beforeAll(async () => {
-  previousBackend = tf.getBackend();
-  await tf.setBackend("cpu");
-  await tf.ready();
-});
-afterAll(async () => {
-  if (previousBackend !== undefined && previousBackend !== "cpu") await tf.setBackend(previousBackend);
-});
+onTfjsCpu();
 
 // ── helpers ──────────────────────────────────────────────────────────────────────────────────────────────────
 

@@ -8,8 +8,8 @@ import * as z from "zod/mini";
 import { invalid, parseOrThrow } from "../errors.js";
 import { type Group, type GroupId, groupBy, showId } from "../groups.js";
 import { finiteFloat64, isArrayLike, type NumericArray, readNumbers } from "../numeric.js";
-import { allEqual, moments, powerOfTwoScale } from "../stats.js";
-import { countRowTokens, type Matrix, type MatrixInput, toMatrix } from "../tensor.js";
+import { allEqual, float32Quotient, moments, powerOfTwoScale } from "../stats.js";
+import { countRowTokens, type Matrix, type MatrixInput, matrixOf, toMatrix } from "../tensor.js";
 import { SINGLETON_RULES } from "./options.js";
 import { maskedWhiten } from "./whiten.js";
 
@@ -70,7 +70,7 @@ export function gpgAdvantages(
   const { fNorm } = parseOrThrow(gpgOptionsSchema, options, "options");
   let nonZero = 0;
   for (let i = 0; i < values.length; i++) if (values[i] !== 0) nonZero++;
-  const alpha = Math.fround(values.length / (nonZero > 0 ? nonZero : 1));
+  const alpha = float32Quotient(values.length, nonZero > 0 ? nonZero : 1);
   const out = centredOnGroupMean(values, groups).map((x) => (alpha * x) / fNorm);
   requireFiniteAdvantages(out);
   return out;
@@ -214,22 +214,13 @@ export function reinforcePlusPlusBaselineAdvantages(
   const { values, groups } = readScoredGroups(rewards, groupIds);
   const mask = readResponseMask(responseMask, values.length);
   const { whitenEpsilon } = parseOrThrow(reinforcePlusPlusBaselineOptionsSchema, options, "options");
-  return whitenedTokens(centredOnGroupMean(values, groups), mask, "rewards", whitenEpsilon);
+  return whitenedTokens(centredOnGroupMean(values, groups), mask, whitenEpsilon);
 }
 
 /** x_b on every token of row b, whitened over the batch's valid tokens, then masked (verl: masked_whiten(x, m)·m). */
-export function whitenedTokens(
-  perRollout: Float64Array,
-  mask: Matrix,
-  rewardPath: string,
-  epsilon: number,
-): Matrix<Float64Array> {
+export function whitenedTokens(perRollout: Float64Array, mask: Matrix, epsilon: number): Matrix<Float64Array> {
   const [rows, cols] = mask.shape;
   const tokens = new Float64Array(rows * cols);
-  for (let b = 0; b < rows; b++) {
-    for (let t = 0; t < cols; t++) tokens[b * cols + t] = perRollout[b]! * mask.data[b * cols + t]!;
-  }
-  const whitened = maskedWhiten(tokens, mask, "responseMask", rewardPath, epsilon);
-  for (let i = 0; i < whitened.length; i++) whitened[i] = whitened[i]! * mask.data[i]!;
-  return { data: whitened, shape: [rows, cols] };
+  for (let i = 0; i < tokens.length; i++) tokens[i] = perRollout[Math.floor(i / cols)]!;
+  return matrixOf(maskedWhiten(tokens, mask.data, epsilon, "responseMask"), mask.shape);
 }

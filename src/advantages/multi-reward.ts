@@ -8,7 +8,7 @@ import { GrpoRocError, invalid, parseOrThrow } from "../errors.js";
 import type { Group, GroupId } from "../groups.js";
 import { describeValue } from "../numeric.js";
 import { allEqual, moments } from "../stats.js";
-import { type Matrix, type MatrixInput, toMatrix } from "../tensor.js";
+import { type Matrix, type MatrixInput, matrixOf, toMatrix } from "../tensor.js";
 import { readResponseMask, readScoredGroups, whitenedTokens } from "./batch-outcome.js";
 import { grpo } from "./estimators.js";
 import { type AdvantageOptions, advantagePresets } from "./options.js";
@@ -180,7 +180,7 @@ export function gdpoAdvantages(
       throw invalid(`${name}[${b}]`, "its weighted sum of normalised rewards overflows float64: use smaller weights");
     }
   }
-  return whitenedTokens(summed, mask, name, resolved.whitenEpsilon);
+  return whitenedTokens(summed, mask, resolved.whitenEpsilon);
 }
 
 /** verl's multi-key GDPO in float32: GRPO per key (torch.mean/torch.std of float32 scores), weights, whitening. */
@@ -225,10 +225,7 @@ function gdpoFloat32(
       );
     }
   }
-  const whitened = maskedWhitenFloat32(tokens, mask, "responseMask", options.whitenEpsilon);
-  const out = new Float64Array(whitened.length);
-  for (let i = 0; i < out.length; i++) out[i] = whitened[i]! * mask.data[i]!;
-  return { data: out, shape: [rows, cols] };
+  return matrixOf(maskedWhitenFloat32(tokens, mask.data, options.whitenEpsilon, "responseMask"), mask.shape);
 }
 
 /** TRL's `multi_objective_aggregation` choices. */

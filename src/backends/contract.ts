@@ -56,6 +56,7 @@ export {
 } from "../logprobs/token-logprobs.js";
 export { requireVerlCounts, rowWeights } from "../loss/aggregation.js";
 export { type LossInputs, type PolicyLossInputs, readLossInputs, requireFiniteLogps } from "../loss/inputs.js";
+export { KL_KIND_CODE, KL_STRAIGHT_THROUGH, RATIO_LEVEL_CODE } from "../loss/kernel-codes.js";
 export { type MetricSums, lossMetrics, type PolicyLossMetrics } from "../loss/metrics.js";
 export { BUILTIN_OBJECTIVES, type BuiltinObjective, isBuiltinObjective, OBJECTIVE_CODE } from "../loss/objectives.js";
 export {

@@ -2,7 +2,9 @@ import { GrpoRocError, invalid } from "../errors.js";
 import { referenceBackend } from "./reference.js";
 import type { Backend, BackendInfo } from "./contract.js";
 
-const backends = new Map<string, Backend>([[referenceBackend.name, referenceBackend]]);
+// Keyed by a literal, not `referenceBackend.name`: a property read at load time would keep the reference backend, and all
+// it refers to, in every browser bundle that never asks for a backend.
+const backends = new Map<string, Backend>([["reference", referenceBackend]]);
 let defaultName = "reference";
 
 /** Adds a backend (replacing none: names are unique). */

@@ -10,10 +10,11 @@
  */
 import * as z from "zod/mini";
 import { invalid, parseOrThrow } from "../errors.js";
-import { isArrayLike, type NumericArray } from "../numeric.js";
-import type { MatrixInput } from "../tensor.js";
-import { toMatrix } from "../tensor.js";
-import { type CorrectionMatrix, type CorrectionMetrics, matrixOf, readMatrices } from "./shared.js";
+import { readAdvantages } from "../loss/inputs.js";
+import { readMatrices } from "../masked-inputs.js";
+import type { NumericArray } from "../numeric.js";
+import { type MatrixInput, matrixOf, toMatrix } from "../tensor.js";
+import type { CorrectionMatrix, CorrectionMetrics } from "./shared.js";
 
 /** TRL's `vllm_importance_sampling_mode` values. */
 export const VLLM_IS_MODES = ["token_truncate", "token_mask", "sequence_truncate", "sequence_mask"] as const;
@@ -119,7 +120,7 @@ export function vllmImportanceSampling(
   options: VllmImportanceSamplingOptionsInput = {},
 ): VllmImportanceSamplingResult {
   const o = parseOrThrow(vllmImportanceSamplingOptionsSchema, options, "options");
-  const read = readMatrices(inputs, ["oldLogp", "samplingLogp"], ["toolMask"]);
+  const read = readMatrices(inputs, ["oldLogp", "samplingLogp"], { optional: ["toolMask"] });
   const [rows, cols] = read.shape;
   const oldLogp = read.values.oldLogp!;
   const samplingLogp = read.values.samplingLogp!;
@@ -324,29 +325,12 @@ export function offPolicyMask(inputs: OffPolicyMaskInputs, options: OffPolicyMas
     throw invalid("inputs", "expected an object with logp, advantages, an optional oldLogp and mask");
   }
   const { advantages: advantageInput, ...logps } = inputs;
-  const read = readMatrices(logps, ["logp"], ["oldLogp"]);
+  const read = readMatrices(logps, ["logp"], { optional: ["oldLogp"] });
   const [rows, cols] = read.shape;
   const { mask, rowTokens } = read;
   const logp = read.values.logp!;
   const oldLogp = read.values.oldLogp ?? logp;
-  const perToken = isMatrix(advantageInput);
-  let advantages: NumericArray;
-  if (perToken) {
-    const matrix = toMatrix(advantageInput as MatrixInput, "inputs.advantages");
-    if (matrix.shape[0] !== rows || matrix.shape[1] !== cols) {
-      throw invalid("inputs.advantages", `has shape [${matrix.shape.join(", ")}] but logp has [${rows}, ${cols}]`);
-    }
-    advantages = matrix.data;
-  } else {
-    if (!isArrayLike(advantageInput)) throw invalid("inputs.advantages", "expected one advantage per row, or [B, T]");
-    advantages = advantageInput as NumericArray;
-    if (advantages.length !== rows) {
-      throw invalid(
-        "inputs.advantages",
-        `has ${advantages.length} entries, one per rollout, but logp has ${rows} rows`,
-      );
-    }
-  }
+  const { advantages, perTokenAdvantages } = readAdvantages(advantageInput, mask, rowTokens, read.shape);
   const sequenceKl = new Float64Array(rows);
   const weights = new Float64Array(rows * cols);
   for (let b = 0; b < rows; b++) {
@@ -355,20 +339,10 @@ export function offPolicyMask(inputs: OffPolicyMaskInputs, options: OffPolicyMas
     const kl = sum / Math.max(rowTokens[b]!, 1);
     sequenceKl[b] = kl;
     for (let i = b * cols; i < (b + 1) * cols; i++) {
-      const advantage = advantages[perToken ? i : b]!;
-      if (mask[i] === 1 && !Number.isFinite(advantage)) {
-        const at = perToken ? `[${b}][${i - b * cols}]` : `[${b}]`;
-        throw invalid(`inputs.advantages${at}`, `is ${advantage}; advantages must be finite`);
-      }
-      weights[i] = advantage >= 0 || kl <= threshold ? 1 : 0;
+      weights[i] = advantages[perTokenAdvantages ? i : b]! >= 0 || kl <= threshold ? 1 : 0;
     }
   }
   return { importanceWeights: matrixOf(weights, read.shape), sequenceKl };
-}
-
-function isMatrix(value: unknown): boolean {
-  if (typeof value === "object" && value !== null && "shape" in value) return true;
-  return Array.isArray(value) && value.length > 0 && isArrayLike(value[0]);
 }
 
 /**

@@ -8,16 +8,14 @@
  */
 import { invalid, parseOrThrow, requireKnownKeys } from "../errors.js";
 import type { NumericArray } from "../numeric.js";
-import type { MatrixInput } from "../tensor.js";
+import { float32Quotient } from "../stats.js";
+import { type MatrixInput, matrixOf } from "../tensor.js";
+import { type ReadMatrices, readMatrices } from "../masked-inputs.js";
 import { lossPresets, type PolicyLossOptionsInput, policyLossOptionsSchema } from "../loss/options.js";
 import { policyLoss, type PolicyLossResult } from "../loss/policy-loss.js";
 import {
   type CorrectionMatrix,
   type CorrectionMetrics,
-  float32Share,
-  matrixOf,
-  type ReadMatrices,
-  readMatrices,
   requireFiniteMetrics,
   requireValidToken,
   sampleStd,
@@ -132,8 +130,8 @@ function weightsOf(read: ReadMatrices, logRatio: NumericArray, o: RolloutWeights
     metrics.rollout_is_max = Math.exp(Math.min(logMax, SAFETY_BOUND));
     metrics.rollout_is_min = Math.exp(logMin);
     metrics.rollout_is_mean = weightSum / tokens;
-    metrics.rollout_is_ratio_fraction_high = float32Share(high, rows);
-    metrics.rollout_is_ratio_fraction_low = float32Share(low, rows);
+    metrics.rollout_is_ratio_fraction_high = float32Quotient(high, rows);
+    metrics.rollout_is_ratio_fraction_low = float32Quotient(low, rows);
   } else {
     let high = 0;
     let low = 0;
@@ -147,8 +145,8 @@ function weightsOf(read: ReadMatrices, logRatio: NumericArray, o: RolloutWeights
       if (weights[i]! < min) min = weights[i]!;
     }
     metrics.rollout_is_mean = weightSum / tokens;
-    metrics.rollout_is_ratio_fraction_high = float32Share(high, tokens);
-    metrics.rollout_is_ratio_fraction_low = float32Share(low, tokens);
+    metrics.rollout_is_ratio_fraction_high = float32Quotient(high, tokens);
+    metrics.rollout_is_ratio_fraction_low = float32Quotient(low, tokens);
     metrics.rollout_is_max = max;
     metrics.rollout_is_min = min;
   }
@@ -196,12 +194,12 @@ function weightsOf(read: ReadMatrices, logRatio: NumericArray, o: RolloutWeights
   metrics.rollout_is_seq_max = rowMax;
   metrics.rollout_is_seq_min = rowMin;
   metrics.rollout_is_seq_max_deviation = deviation;
-  metrics.rollout_is_seq_fraction_high = float32Share(rowsHigh, rows);
-  metrics.rollout_is_seq_fraction_low = float32Share(rowsLow, rows);
+  metrics.rollout_is_seq_fraction_high = float32Quotient(rowsHigh, rows);
+  metrics.rollout_is_seq_fraction_low = float32Quotient(rowsLow, rows);
   if (icepop) {
     let outside = 0;
     for (let i = 0; i < raw.length; i++) if (mask[i] === 1 && (raw[i]! < lower || raw[i]! > upper)) outside++;
-    metrics.rollout_is_oob_ratio = float32Share(outside, tokens);
+    metrics.rollout_is_oob_ratio = float32Quotient(outside, tokens);
   }
 
   if (o.batchNormalize) {
@@ -390,13 +388,13 @@ function rejectionOf(
     metrics[`${prefix}_max`] = tokenLevel ? tokenMax : rowMax;
     metrics[`${prefix}_min`] = tokenLevel ? tokenMin : rowMin;
     metrics[`${prefix}_fraction_high`] = tokenLevel
-      ? float32Share(tokensHigh, tokens)
-      : float32Share(rowsHigh, validRows.length);
+      ? float32Quotient(tokensHigh, tokens)
+      : float32Quotient(rowsHigh, validRows.length);
     metrics[`${prefix}_fraction_low`] = !k1
       ? 0
       : tokenLevel
-        ? float32Share(tokensLow, tokens)
-        : float32Share(rowsLow, validRows.length);
+        ? float32Quotient(tokensLow, tokens)
+        : float32Quotient(rowsLow, validRows.length);
     const clampedMean = clampedSum / tokens;
     metrics[`${prefix}_std`] =
       tokens > 1 ? Math.sqrt(Math.max(clampedSquares / tokens - clampedMean * clampedMean, 0)) : 0;
@@ -405,8 +403,8 @@ function rejectionOf(
     metrics[`${prefix}_seq_max`] = rowMax;
     metrics[`${prefix}_seq_min`] = rowMin;
     metrics[`${prefix}_seq_max_deviation`] = rowDeviation;
-    metrics[`${prefix}_seq_fraction_high`] = float32Share(rowsHigh, validRows.length);
-    if (k1) metrics[`${prefix}_seq_fraction_low`] = float32Share(rowsLow, validRows.length);
+    metrics[`${prefix}_seq_fraction_high`] = float32Quotient(rowsHigh, validRows.length);
+    if (k1) metrics[`${prefix}_seq_fraction_low`] = float32Quotient(rowsLow, validRows.length);
     metrics[`${prefix}_masked_fraction`] = rejected / tokens;
     metrics[`${prefix}_seq_masked_fraction`] = rowsRejected / nonEmpty;
   }
@@ -427,7 +425,7 @@ function rejectionOf(
     if (rowLost) rowsRejected++;
   }
   metrics.rollout_rs_masked_fraction = rejected / tokens;
-  metrics.rollout_rs_seq_masked_fraction = float32Share(rowsRejected, rows);
+  metrics.rollout_rs_seq_masked_fraction = float32Quotient(rowsRejected, rows);
   return { mask: matrixOf(out, read.shape), metrics };
 }
 

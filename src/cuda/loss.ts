@@ -6,12 +6,13 @@
  */
 import {
   type BuiltinObjective,
-  type KlKind,
+  KL_KIND_CODE,
   type LossInputs,
   lossMetrics,
   OBJECTIVE_CODE,
   type PolicyLossOptions,
   type PolicyLossResult,
+  RATIO_LEVEL_CODE,
   validCounts,
 } from "../backends/contract.js";
 
@@ -26,22 +27,6 @@ export const NATIVE_OBJECTIVES = {
   sapo: "kSapo",
   reinforce: "kReinforce",
 } as const satisfies Record<BuiltinObjective, string>;
-
-const RATIO_LEVEL_CODE = { token: 0, sequence: 1, "sequence-token": 2 } as const satisfies Record<
-  PolicyLossOptions["ratioLevel"],
-  number
->;
-/** grpo_math.h's KlKind: a "+" kind (straight-through, verl 1dda039) is its base kind's code + 4. */
-const KL_KIND_CODE = {
-  k1: 0,
-  abs: 1,
-  k2: 2,
-  k3: 3,
-  "k1+": 4,
-  "abs+": 5,
-  "k2+": 6,
-  "k3+": 7,
-} as const satisfies Record<KlKind, number>;
 
 /** Bits of the per-token flags (grpo_math.h, Flags). */
 export const FLAGS = { clipped: 1, dual: 2, low: 4, high: 8 } as const;

@@ -4,6 +4,7 @@
  * input at the same path.
  */
 import { invalid, requireKnownKeys } from "../errors.js";
+import { requireFiniteWhereSelected } from "../masked-inputs.js";
 import { isArrayLike, type NumericArray, readNumbers } from "../numeric.js";
 import { countRowTokens, type Matrix, type MatrixInput, toMatrix } from "../tensor.js";
 import type { PolicyLossOptions } from "./options.js";
@@ -89,14 +90,6 @@ export function readLossInputs(inputs: PolicyLossInputs, options: PolicyLossOpti
     throw invalid("inputs.entropy", "options.entropyCoef > 0: give the policy's per-token entropy");
   }
 
-  const perTokenAdvantages = isMatrixInput(inputs.advantages);
-  const advantages = perTokenAdvantages
-    ? sameShape(inputs.advantages as MatrixInput, "advantages")!.data
-    : readNumbers(inputs.advantages, "inputs.advantages");
-  if (!perTokenAdvantages && advantages.length !== rows) {
-    throw invalid("inputs.advantages", `has ${advantages.length} entries, one per rollout, but logp has ${rows} rows`);
-  }
-
   const rowTokens = countRowTokens(mask, "inputs.mask");
   const optional: [string, Matrix | undefined][] = [
     ["refLogp", refLogp],
@@ -107,15 +100,7 @@ export function readLossInputs(inputs: PolicyLossInputs, options: PolicyLossOpti
     if (matrix !== undefined) requireFiniteWhereSelected(matrix.data, mask.data, cols, `inputs.${name}`);
   }
   if (importanceWeights !== undefined) requireNonNegativeWeights(importanceWeights.data, mask.data, cols);
-  if (perTokenAdvantages) {
-    requireFiniteWhereSelected(advantages, mask.data, cols, "inputs.advantages");
-  } else {
-    for (let b = 0; b < rows; b++) {
-      if (rowTokens[b]! > 0 && !Number.isFinite(advantages[b])) {
-        throw invalid(`inputs.advantages[${b}]`, `is ${advantages[b]}; advantages must be finite`);
-      }
-    }
-  }
+  const { advantages, perTokenAdvantages } = readAdvantages(inputs.advantages, mask.data, rowTokens, shape);
   return {
     shape,
     logp: logp.data,
@@ -128,6 +113,36 @@ export function readLossInputs(inputs: PolicyLossInputs, options: PolicyLossOpti
     importanceWeights: importanceWeights?.data,
     entropy: entropy?.data,
   };
+}
+
+/**
+ * The advantages as the loss reads them: one per rollout [B], or one per token [B, T] of logp's shape; finite wherever
+ * the mask selects (a row's advantage, wherever its row has a valid token).
+ */
+export function readAdvantages(
+  input: unknown,
+  mask: NumericArray,
+  rowTokens: Int32Array,
+  [rows, cols]: readonly [number, number],
+): { advantages: NumericArray; perTokenAdvantages: boolean } {
+  if (isMatrixInput(input)) {
+    const matrix = toMatrix(input, "inputs.advantages");
+    if (matrix.shape[0] !== rows || matrix.shape[1] !== cols) {
+      throw invalid("inputs.advantages", `has shape [${matrix.shape.join(", ")}] but logp has [${rows}, ${cols}]`);
+    }
+    requireFiniteWhereSelected(matrix.data, mask, cols, "inputs.advantages");
+    return { advantages: matrix.data, perTokenAdvantages: true };
+  }
+  const advantages = readNumbers(input, "inputs.advantages");
+  if (advantages.length !== rows) {
+    throw invalid("inputs.advantages", `has ${advantages.length} entries, one per rollout, but logp has ${rows} rows`);
+  }
+  for (let b = 0; b < rows; b++) {
+    if (rowTokens[b]! > 0 && !Number.isFinite(advantages[b])) {
+      throw invalid(`inputs.advantages[${b}]`, `is ${advantages[b]}; advantages must be finite`);
+    }
+  }
+  return { advantages, perTokenAdvantages: false };
 }
 
 /** The check policyLoss makes in its loop, as a pass of its own for backends that compute elsewhere. */
@@ -147,18 +162,6 @@ export function nonFiniteLogp(logps: NumericArray, oldLogps: NumericArray, i: nu
     `inputs.${name}[${Math.floor(i / cols)}][${i % cols}]`,
     `is ${value} at a position the mask selects; only masked positions may hold non-finite values`,
   );
-}
-
-/** Rejects a non-finite value at a position the mask selects, naming it as `name[row][column]`. */
-export function requireFiniteWhereSelected(values: NumericArray, mask: NumericArray, cols: number, name: string): void {
-  for (let i = 0; i < values.length; i++) {
-    if (mask[i] === 1 && !Number.isFinite(values[i])) {
-      throw invalid(
-        `${name}[${Math.floor(i / cols)}][${i % cols}]`,
-        `is ${values[i]} at a position the mask selects; only masked positions may hold non-finite values`,
-      );
-    }
-  }
 }
 
 /** An importance weight scales a token's policy term: a negative one would flip its gradient. */

@@ -24,6 +24,7 @@ export const {
   TFJS_PEER_RANGE,
   tfjsBackend,
   tfjsKernelPath,
+  tokenEntropyTf,
   tokenLogProbsTf,
   tokenStatistics,
   tokenStatisticsBackward,

@@ -5,18 +5,20 @@
  */
 import {
   type BuiltinObjective,
+  KL_KIND_CODE,
   type LossInputs,
   lossMetrics,
   OBJECTIVE_CODE,
   type PolicyLossOptions,
   type PolicyLossResult,
+  RATIO_LEVEL_CODE,
   rowWeights,
 } from "../backends/contract.js";
 import { alignUp, type Batch } from "./context.js";
 import { BufferUsage, type GpuBuffer } from "./gpu.js";
 import { grid, ParamSlots } from "./logits.js";
 import { bindGroup } from "./logprobs.js";
-import { KL_CODES, LOSS_FLAGS, LOSS_PARAM_WORDS, lossBindings, lossKernel, RATIO_LEVEL_CODES } from "./loss.wgsl.js";
+import { LOSS_FLAGS, LOSS_PARAM_WORDS, lossBindings, lossKernel } from "./loss.wgsl.js";
 
 const LOWEST = -3.4028234663852886e38;
 
@@ -102,9 +104,9 @@ function lossParams(
   const words = new Uint32Array(LOSS_PARAM_WORDS);
   words.set([chunk.rows, chunk.rowStart, packed.cols, chunk.groupsX, chunk.tokenShift, chunk.statShift]);
   words[6] = OBJECTIVE_CODE[o.objective as BuiltinObjective];
-  words[7] = RATIO_LEVEL_CODES[o.ratioLevel];
+  words[7] = RATIO_LEVEL_CODE[o.ratioLevel];
   words[8] = packed.flags;
-  words[9] = o.kl === null ? 0 : KL_CODES[o.kl.kind];
+  words[9] = o.kl === null ? 0 : KL_KIND_CODE[o.kl.kind];
   const f = new Float32Array(words.buffer, 16 * 4);
   // ±Infinity clamp bounds become the largest finite floats: every finite log-ratio is inside either way.
   const [low, high] = o.logRatioClamp ?? [-Infinity, Infinity];

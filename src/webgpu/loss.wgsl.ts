@@ -18,24 +18,17 @@
  * Fused after the statistics pass (`fromStatistics`), logp and entropy are read from its `stats` instead.
  */
 
-import { BUILTIN_OBJECTIVES, type BuiltinObjective, type KlKind, OBJECTIVE_CODE } from "../backends/contract.js";
+// The uniform block's codes are the contract's, shared with the CUDA kernels.
+import {
+  BUILTIN_OBJECTIVES,
+  type BuiltinObjective,
+  KL_KIND_CODE,
+  KL_STRAIGHT_THROUGH,
+  OBJECTIVE_CODE,
+  RATIO_LEVEL_CODE,
+} from "../backends/contract.js";
 
 export const LOSS_WORKGROUP = 64;
-
-/** Ratio-level and KL codes of the uniform block (objectives use the contract's OBJECTIVE_CODE). */
-export const RATIO_LEVEL_CODES = { token: 0, sequence: 1, "sequence-token": 2 } as const;
-/** A "+" kind (straight-through) is its base kind's code + KL_STRAIGHT_THROUGH. */
-export const KL_STRAIGHT_THROUGH = 4;
-export const KL_CODES = {
-  k1: 0,
-  abs: 1,
-  k2: 2,
-  k3: 3,
-  "k1+": 4,
-  "abs+": 5,
-  "k2+": 6,
-  "k3+": 7,
-} as const satisfies Record<KlKind, number>;
 
 export const LOSS_FLAGS = {
   oldLogp: 1,
@@ -197,13 +190,13 @@ fn kl(logp: f32, refLogp: f32) -> vec2f {
 fn klBase(kind: u32, logp: f32, refLogp: f32) -> vec2f {
   let diff = logp - refLogp;
   switch kind {
-    case ${KL_CODES.k1}u: {
+    case ${KL_KIND_CODE.k1}u: {
       return vec2f(diff, 1.0);
     }
-    case ${KL_CODES.abs}u: {
+    case ${KL_KIND_CODE.abs}u: {
       return vec2f(abs(diff), sign(diff));
     }
-    case ${KL_CODES.k2}u: {
+    case ${KL_KIND_CODE.k2}u: {
       return vec2f(0.5 * diff * diff, diff);
     }
     default: {
@@ -231,14 +224,14 @@ fn klBase(kind: u32, logp: f32, refLogp: f32) -> vec2f {
  * klTimesRatio): k3's e^x·ρ as e^(x + log ρ), and a zero estimate or slope times ρ is 0 whatever ρ.
  */
 fn klTimesRatio(logp: f32, refLogp: f32, logRatio: f32, ratio: f32) -> vec2f {
-  let k3 = p.klKind == ${KL_CODES.k3}u || p.klKind == ${KL_CODES["k3+"]}u;
+  let k3 = p.klKind == ${KL_KIND_CODE.k3}u || p.klKind == ${KL_KIND_CODE["k3+"]}u;
   if (k3 && !has(${LOSS_FLAGS.klClamp}u)) {
     let x = refLogp - logp;
     let e = exp(x + logRatio);
     // k3+ keeps k3's value and takes the straight-through slope (logp − refLogp)·ρ.
     let diff = logp - refLogp;
     let plusSlope = select(diff * ratio, 0.0, diff == 0.0);
-    return vec2f(e - (x + 1.0) * ratio, select(ratio - e, plusSlope, p.klKind == ${KL_CODES["k3+"]}u));
+    return vec2f(e - (x + 1.0) * ratio, select(ratio - e, plusSlope, p.klKind == ${KL_KIND_CODE["k3+"]}u));
   }
   let k = kl(logp, refLogp);
   return vec2f(select(k.x * ratio, 0.0, k.x == 0.0), select(k.y * ratio, 0.0, k.y == 0.0));
@@ -254,10 +247,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let count = row.w;
   let w = row.y;
   let first = p.tokenShift + r * p.cols;
-  let sequenceLevel = p.ratioLevel != ${RATIO_LEVEL_CODES.token}u;
+  let sequenceLevel = p.ratioLevel != ${RATIO_LEVEL_CODE.token}u;
   // "sequence": the ratio's gradient reaches every token of the row through ρ_b (GSPO, TRL); "sequence-token":
   // each token keeps its own (verl).
-  let throughRow = p.ratioLevel == ${RATIO_LEVEL_CODES.sequence}u;
+  let throughRow = p.ratioLevel == ${RATIO_LEVEL_CODE.sequence}u;
   let hasOld = has(${LOSS_FLAGS.oldLogp}u);
   let hasExtra = has(${LOSS_FLAGS.kl | LOSS_FLAGS.importanceWeights | LOSS_FLAGS.entropy}u);
 

@@ -2,13 +2,13 @@ import * as z from "zod/mini";
 import { parseOrThrow } from "../../errors.js";
 import type { MatrixInput } from "../../tensor.js";
 import {
-  matrixOf,
   readTokenInputs,
   requireFiniteResult,
   type TokenAdvantages,
+  tokenAdvantagesOf,
   type TokenRewardInputs,
 } from "./inputs.js";
-import { verlMaskedWhiten } from "./whiten.js";
+import { maskedWhiten, VERL_WHITEN_EPSILON } from "../whiten.js";
 
 /** GAE's inputs: the token rewards and mask, and the critic's value of each token. */
 export interface GaeInputs extends TokenRewardInputs {
@@ -61,7 +61,7 @@ const KNOWN_INPUTS = ["tokenRewards", "mask", "values"] as const satisfies reado
 export function gaeAdvantages(inputs: GaeInputs, options: GaeOptionsInput = {}): TokenAdvantages {
   const { gamma, lambda } = parseOrThrow(gaeOptionsSchema, options, "options");
   const read = readTokenInputs(inputs, KNOWN_INPUTS, ["values"]);
-  const { rows, cols, tokenRewards, mask, totalTokens } = read;
+  const { rows, cols, tokenRewards, mask } = read;
   const values = read.matrices.values!;
   const gammaLambda = gamma * lambda;
   const estimates = new Float64Array(rows * cols);
@@ -81,6 +81,6 @@ export function gaeAdvantages(inputs: GaeInputs, options: GaeOptionsInput = {}):
   }
   requireFiniteResult(estimates, mask, cols, "advantage estimate", "inputs.tokenRewards");
   requireFiniteResult(returns, mask, cols, "return", "inputs.values");
-  const advantages = verlMaskedWhiten(estimates, mask, totalTokens, "GAE");
-  return { advantages: matrixOf(advantages, rows, cols), returns: matrixOf(returns, rows, cols) };
+  const advantages = maskedWhiten(estimates, mask, VERL_WHITEN_EPSILON, "inputs.mask");
+  return tokenAdvantagesOf(advantages, returns, { rows, cols });
 }

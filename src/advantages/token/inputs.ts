@@ -3,10 +3,10 @@
  * the mask is 0/1, every value the mask selects is finite, and values at mask 0 are never read (verl's golden inputs
  * hold finite garbage there; a caller's may hold NaN). Every output is checked before it is returned.
  */
-import { invalid, requireKnownKeys } from "../../errors.js";
-import { requireFiniteWhereSelected } from "../../loss/inputs.js";
+import { invalid } from "../../errors.js";
+import { readMatrices } from "../../masked-inputs.js";
 import type { NumericArray } from "../../numeric.js";
-import { countRowTokens, type Matrix, type MatrixInput, toMatrix } from "../../tensor.js";
+import { type Matrix, type MatrixInput, matrixOf } from "../../tensor.js";
 
 /** What every token-level estimator returns: two [B, T] matrices, 0 wherever the mask is 0. */
 export interface TokenAdvantages {
@@ -35,8 +35,6 @@ export interface ReadTokenInputs {
   readonly mask: NumericArray;
   /** Valid (mask 1) tokens of each row. */
   readonly rowTokens: Int32Array;
-  /** Valid tokens of the whole batch. */
-  readonly totalTokens: number;
   /** The other [B, T] fields that were asked for, by name (undefined when optional and absent). */
   readonly matrices: Readonly<Record<string, NumericArray | undefined>>;
 }
@@ -52,42 +50,11 @@ export function readTokenInputs(
   matrices: readonly string[] = [],
   optional: readonly string[] = [],
 ): ReadTokenInputs {
-  if (typeof inputs !== "object" || inputs === null || Array.isArray(inputs)) {
-    throw invalid("inputs", `expected an object with ${known.join(", ")}`);
-  }
-  requireKnownKeys(inputs, known, "inputs");
-  const fields = inputs as Record<string, unknown>;
-  const required = (name: string): MatrixInput => {
-    const value = fields[name];
-    if (value === undefined) throw invalid(`inputs.${name}`, "is required: a [B, T] matrix");
-    return value as MatrixInput;
-  };
-  const rewards = toMatrix(required("tokenRewards"), "inputs.tokenRewards");
-  const [rows, cols] = rewards.shape;
-  const sameShape = (name: string, value: MatrixInput): Matrix => {
-    const matrix = toMatrix(value, `inputs.${name}`);
-    if (matrix.shape[0] !== rows || matrix.shape[1] !== cols) {
-      throw invalid(`inputs.${name}`, `has shape [${matrix.shape.join(", ")}] but tokenRewards has [${rows}, ${cols}]`);
-    }
-    return matrix;
-  };
-  const mask = sameShape("mask", required("mask"));
-  const rowTokens = countRowTokens(mask, "inputs.mask");
-  requireFiniteWhereSelected(rewards.data, mask.data, cols, "inputs.tokenRewards");
-  const read: Record<string, NumericArray | undefined> = {};
-  for (const name of matrices) {
-    const value = fields[name];
-    if (value === undefined && optional.includes(name)) {
-      read[name] = undefined;
-      continue;
-    }
-    const matrix = sameShape(name, required(name));
-    requireFiniteWhereSelected(matrix.data, mask.data, cols, `inputs.${name}`);
-    read[name] = matrix.data;
-  }
-  let totalTokens = 0;
-  for (const count of rowTokens) totalTokens += count;
-  return { rows, cols, tokenRewards: rewards.data, mask: mask.data, rowTokens, totalTokens, matrices: read };
+  const required = ["tokenRewards", ...matrices.filter((name) => !optional.includes(name))];
+  const read = readMatrices(inputs, required, { optional, maskRequired: true, otherKeys: known });
+  const [rows, cols] = read.shape;
+  const { values, mask, rowTokens } = read;
+  return { rows, cols, tokenRewards: values.tokenRewards!, mask, rowTokens, matrices: values };
 }
 
 /**
@@ -133,7 +100,11 @@ export function rewardToGo({ rows, cols, tokenRewards, mask }: ReadTokenInputs):
   return returns;
 }
 
-/** A [rows, cols] result matrix. */
-export function matrixOf(data: Float64Array, rows: number, cols: number): Matrix<Float64Array> {
-  return { data, shape: [rows, cols] };
+/** An estimator's result: its [B, T] advantages and returns, of the inputs' shape. */
+export function tokenAdvantagesOf(
+  advantages: Float64Array,
+  returns: Float64Array,
+  { rows, cols }: Pick<ReadTokenInputs, "rows" | "cols">,
+): TokenAdvantages {
+  return { advantages: matrixOf(advantages, [rows, cols]), returns: matrixOf(returns, [rows, cols]) };
 }

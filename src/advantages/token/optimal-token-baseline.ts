@@ -4,12 +4,12 @@ import { type GroupId, groupBy } from "../../groups.js";
 import { isArrayLike, type NumericArray } from "../../numeric.js";
 import type { MatrixInput } from "../../tensor.js";
 import {
-  matrixOf,
   type ReadTokenInputs,
   readTokenInputs,
   requireFiniteResult,
   rewardToGo,
   type TokenAdvantages,
+  tokenAdvantagesOf,
   type TokenRewardInputs,
 } from "./inputs.js";
 
@@ -190,7 +190,7 @@ function estimate(
     });
   }
   requireFiniteResult(advantages, mask, cols, "advantage G − B (B from Σ G·W)", "inputs.tokenRewards");
-  return { advantages: matrixOf(advantages, rows, cols), returns: matrixOf(returns, rows, cols) };
+  return tokenAdvantagesOf(advantages, returns, { rows, cols });
 }
 
 /**

@@ -1,13 +1,13 @@
 import * as z from "zod/mini";
 import { parseOrThrow } from "../../errors.js";
 import {
-  matrixOf,
   readTokenInputs,
   requireFiniteResult,
   type TokenAdvantages,
+  tokenAdvantagesOf,
   type TokenRewardInputs,
 } from "./inputs.js";
-import { verlMaskedWhiten } from "./whiten.js";
+import { maskedWhiten, VERL_WHITEN_EPSILON } from "../whiten.js";
 
 /** The verl commits whose REINFORCE++ differs, newest first: the first is the default. */
 export const REINFORCE_PLUS_PLUS_VERL_VERSIONS = ["1dda039", "b178a3c"] as const;
@@ -66,7 +66,7 @@ export function reinforcePlusPlusAdvantages(
   options: ReinforcePlusPlusOptionsInput = {},
 ): TokenAdvantages {
   const { gamma, verlVersion } = parseOrThrow(reinforcePlusPlusOptionsSchema, options, "options");
-  const { rows, cols, tokenRewards, mask, totalTokens } = readTokenInputs(inputs, KNOWN_INPUTS);
+  const { rows, cols, tokenRewards, mask } = readTokenInputs(inputs, KNOWN_INPUTS);
   const returns = new Float64Array(rows * cols);
   const carryThroughMasked = verlVersion === "1dda039";
   for (let b = 0; b < rows; b++) {
@@ -82,6 +82,6 @@ export function reinforcePlusPlusAdvantages(
     }
   }
   requireFiniteResult(returns, mask, cols, "discounted return", "inputs.tokenRewards");
-  const advantages = verlMaskedWhiten(returns, mask, totalTokens, "REINFORCE++");
-  return { advantages: matrixOf(advantages, rows, cols), returns: matrixOf(returns, rows, cols) };
+  const advantages = maskedWhiten(returns, mask, VERL_WHITEN_EPSILON, "inputs.mask");
+  return tokenAdvantagesOf(advantages, returns, { rows, cols });
 }

@@ -2,11 +2,11 @@ import * as z from "zod/mini";
 import { invalid, parseOrThrow } from "../../errors.js";
 import { readNumbers, type NumericArray } from "../../numeric.js";
 import {
-  matrixOf,
   readTokenInputs,
   requireFiniteResult,
   rewardToGo,
   type TokenAdvantages,
+  tokenAdvantagesOf,
   type TokenRewardInputs,
 } from "./inputs.js";
 
@@ -67,5 +67,5 @@ export function remaxAdvantages(inputs: RemaxInputs, options: Readonly<Record<st
     if (mask[i] === 1) advantages[i] = returns[i]! - baselines[Math.floor(i / cols)]!;
   }
   requireFiniteResult(advantages, mask, cols, "advantage (reward-to-go − baseline)", "inputs.rewardBaselines");
-  return { advantages: matrixOf(advantages, rows, cols), returns: matrixOf(returns, rows, cols) };
+  return tokenAdvantagesOf(advantages, returns, { rows, cols });
 }
