@@ -5,12 +5,11 @@
  */
 import * as z from "zod/mini";
 import { invalid, parseOrThrow, requireKnownKeys } from "../../errors.js";
-import { requireFiniteWhereSelected } from "../../loss/inputs.js";
+import { requireFiniteWhereSelected } from "../../masked-inputs.js";
 import { klEstimator } from "../../loss/kl.js";
 import { klKindSchema } from "../../loss/options.js";
 import type { NumericArray } from "../../numeric.js";
-import { countRowTokens, type Matrix, type MatrixInput, toMatrix } from "../../tensor.js";
-import { matrixOf } from "./inputs.js";
+import { countRowTokens, type Matrix, type MatrixInput, matrixOf, toMatrix } from "../../tensor.js";
 
 /** klPenaltyRewards' inputs: four [B, T] matrices of one shape, as verl's `apply_kl_penalty` reads them. */
 export interface KlPenaltyRewardsInputs {
