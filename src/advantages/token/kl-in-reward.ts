@@ -157,8 +157,8 @@ export function klPenaltyRewards(
   }
   const currentKl = rowMeanSum / rows;
   return {
-    tokenRewards: matrixOf(tokenRewards, rows, cols),
-    kl: matrixOf(kl, rows, cols),
+    tokenRewards: matrixOf(tokenRewards, [rows, cols]),
+    kl: matrixOf(kl, [rows, cols]),
     currentKl,
     metrics: { "actor/reward_kl_penalty": currentKl, "actor/reward_kl_penalty_coeff": beta },
   };
@@ -302,7 +302,7 @@ export function klRatioRewards(inputs: KlRatioRewardsInputs, options: KlRatioRew
       );
     }
   }
-  return matrixOf(rewards, rows, cols);
+  return matrixOf(rewards, [rows, cols]);
 }
 
 /** The controller's state after a step: the β it used and what that step measured. */
