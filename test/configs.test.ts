@@ -505,8 +505,102 @@ describe("fromVerlConfig", () => {
     ).toBe("config.algorithm.gdpo_reward_weights");
   });
 
+  it("use_kl_in_reward → klInReward: klPenaltyRewards' options (kl_penalty, kl_ctrl.kl_coef) and the controller", () => {
+    const kl = (algorithm: Record<string, unknown>, version?: "b178a3c") =>
+      fromVerlConfig(
+        { algorithm: { adv_estimator: "grpo", ...algorithm } },
+        version === undefined ? {} : { verlVersion: version },
+      ).klInReward;
+    // Off by default (AlgoConfig.use_kl_in_reward = False): kl_penalty and kl_ctrl are not read.
+    expect(kl({})).toBeUndefined();
+    expect(kl({ kl_penalty: "full", kl_ctrl: { type: "pid", horizon: 0 } })).toBeUndefined();
+    expect(fromVerlConfig({ actor: {} }).klInReward).toBeUndefined();
+    // KLControlConfig's defaults: fixed, kl_coef 0.001; kl_penalty "kl" (k1).
+    expect(kl({ use_kl_in_reward: true })).toEqual({
+      options: { kind: "k1", beta: 0.001 },
+      controller: { type: "fixed" },
+    });
+    expect(kl({ use_kl_in_reward: true, kl_ctrl: { type: "adaptive" } })).toEqual({
+      options: { kind: "k1", beta: 0.001 },
+      controller: { type: "adaptive", options: { targetKl: 0.1, horizon: 10000 } },
+    });
+    expect(
+      kl({
+        use_kl_in_reward: true,
+        kl_penalty: "low_var_kl",
+        kl_ctrl: {
+          _target_: "verl.trainer.config.KLControlConfig",
+          type: "adaptive",
+          kl_coef: 0.05,
+          target_kl: 6,
+          horizon: 500,
+        },
+      }),
+    ).toEqual({
+      options: { kind: "k3", beta: 0.05 },
+      controller: { type: "adaptive", options: { targetKl: 6, horizon: 500 } },
+    });
+    // verl's names for the kinds, as for kl_loss_type; the "+" kinds from 1dda039 on.
+    for (const [name, kind] of [
+      ["kl", "k1"],
+      ["k1", "k1"],
+      ["abs", "abs"],
+      ["mse", "k2"],
+      ["k2", "k2"],
+      ["low_var_kl", "k3"],
+      ["k3", "k3"],
+      ["low_var_kl+", "k3+"],
+      ["kl+", "k1+"],
+    ] as const)
+      expect(kl({ use_kl_in_reward: true, kl_penalty: name })!.options.kind).toBe(kind);
+    expect(refusal(() => kl({ use_kl_in_reward: true, kl_penalty: "k3+" }, "b178a3c")).issues[0]!.path).toBe(
+      "config.algorithm.kl_penalty",
+    );
+    expect(kl({ use_kl_in_reward: true, kl_penalty: "k3" }, "b178a3c")!.options.kind).toBe("k3");
+    // A fixed controller does not read target_kl or horizon (verl's get_kl_controller).
+    expect(kl({ use_kl_in_reward: true, kl_ctrl: { type: "fixed", target_kl: 0, horizon: 0 } })!.controller).toEqual({
+      type: "fixed",
+    });
+    // The estimator and the actor's KL loss are unchanged by it.
+    const both = fromVerlConfig({
+      actor: { use_kl_loss: true },
+      algorithm: { adv_estimator: "grpo", use_kl_in_reward: true },
+    });
+    expect(both.advantages).toEqual(advantagePresets.verl);
+    expect(both.loss!.kl).toEqual({ kind: "k3", coef: 0.001, clamp: true });
+  });
+
+  it("use_kl_in_reward: verl's errors, and the values grpo-roc refuses, at the AlgoConfig key", () => {
+    const at = (algorithm: Record<string, unknown>) =>
+      refusal(() =>
+        fromVerlConfig({ algorithm: { adv_estimator: "grpo", use_kl_in_reward: true, ...algorithm } } as never),
+      ).issues[0]!;
+    // verl: kl_penalty raises NotImplementedError on "full"; get_kl_controller on another type; asserts horizon > 0.
+    expect(at({ kl_penalty: "full" }).path).toBe("config.algorithm.kl_penalty");
+    expect(at({ kl_penalty: "full" }).message).toMatch(NOT_YET);
+    expect(at({ kl_penalty: "k4" }).path).toBe("config.algorithm.kl_penalty");
+    expect(at({ kl_ctrl: { type: "pid" } })).toMatchObject({
+      path: "config.algorithm.kl_ctrl.type",
+      message: expect.stringMatching(/fixed, adaptive/),
+    });
+    expect(at({ kl_ctrl: { type: "adaptive", horizon: 0 } }).path).toBe("config.algorithm.kl_ctrl.horizon");
+    // verl's ZeroDivisionError at target 0; a negative target would steer β the wrong way; a negative β is a bonus.
+    expect(at({ kl_ctrl: { type: "adaptive", target_kl: 0 } }).path).toBe("config.algorithm.kl_ctrl.target_kl");
+    expect(at({ kl_ctrl: { type: "adaptive", target_kl: -0.1 } }).path).toBe("config.algorithm.kl_ctrl.target_kl");
+    expect(at({ kl_ctrl: { kl_coef: -0.001 } }).path).toBe("config.algorithm.kl_ctrl.kl_coef");
+    // KLControlConfig is strict: a misspelt key is named, whether or not use_kl_in_reward reads it.
+    expect(at({ kl_ctrl: { targetKl: 0.1 } })).toEqual({
+      path: "config.algorithm.kl_ctrl.targetKl",
+      message: 'unknown key; did you mean "target_kl"?',
+    });
+    expect(refusal(() => fromVerlConfig({ algorithm: { kl_ctrl: { kl_coeff: 0.1 } } } as never)).issues[0]!.path).toBe(
+      "config.algorithm.kl_ctrl.kl_coeff",
+    );
+    // horizon is an int in KLControlConfig.
+    expect(at({ kl_ctrl: { type: "adaptive", horizon: 100.5 } }).path).toBe("config.algorithm.kl_ctrl.horizon");
+  });
+
   it.each([
-    [{ algorithm: { adv_estimator: "grpo", use_kl_in_reward: true } }, "config.algorithm.use_kl_in_reward"],
     [{ algorithm: { adv_estimator: "grpo", use_pf_ppo: true } }, "config.algorithm.use_pf_ppo"],
     [
       { algorithm: { adv_estimator: "grpo", rollout_correction: { bypass_mode: true } } },

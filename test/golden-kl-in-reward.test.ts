@@ -1,18 +1,46 @@
 /**
  * verl's KL penalty in the rewards against the golden file: the 5 `ray_trainer.apply_kl_penalty` cases of
  * verl_kl.json (b178a3c; kinds kl, abs, mse, low_var_kl; β 0.001 and 0.1; a full row, a partly masked row, an empty
- * row, finite garbage at mask 0) at 1e-12: token_level_rewards at every position (verl copies the score at mask 0),
- * kld·mask and current_kl. Then the KL controllers and compute_rewards against verl's formulas written out, and the
+ * row, finite garbage at mask 0) at 1e-12, their options translated from the AlgoConfig a verl user writes
+ * (`use_kl_in_reward`, `kl_penalty`, `kl_ctrl.kl_coef`) by fromVerlConfig: token_level_rewards at every position (verl
+ * copies the score at mask 0), kld·mask and current_kl. Then the KL controllers and compute_rewards against verl's formulas written out, and the
  * properties: β = 0 gives the scores, masked positions are never read, a row permutation permutes the rows.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { adaptiveKlCoefficient, fixedKlCoefficient, KL_KINDS, klPenaltyRewards, klRatioRewards } from "../src/index.js";
+import {
+  adaptiveKlCoefficient,
+  fixedKlCoefficient,
+  fromVerlConfig,
+  KL_KINDS,
+  klPenaltyRewards,
+  klRatioRewards,
+} from "../src/index.js";
 import { expectAllClose, flatten, FLOAT64_TOLERANCE, loadGolden } from "./helpers/golden.js";
 
 type Matrix = number[][];
 
 const cases = loadGolden("verl_kl.json").cases.filter((c) => c.function === "ray_trainer.apply_kl_penalty");
+
+/**
+ * A case's options as fromVerlConfig translates them from verl's AlgoConfig at the golden commit: the case's β is
+ * `kl_ctrl.value`, which is `kl_ctrl.kl_coef` at the first step (apply_kl_penalty's β before any update).
+ */
+function klOptionsOf(hyperparameters: Record<string, unknown>) {
+  const translation = fromVerlConfig(
+    {
+      algorithm: {
+        adv_estimator: "grpo",
+        use_kl_in_reward: true,
+        kl_penalty: hyperparameters.kl_penalty as string,
+        kl_ctrl: { type: "fixed", kl_coef: hyperparameters.beta as number },
+      },
+    },
+    { verlVersion: "b178a3c" },
+  );
+  expect(translation.klInReward!.controller).toEqual({ type: "fixed" });
+  return translation.klInReward!.options;
+}
 
 describe("verl b178a3c apply_kl_penalty (verl_kl.json)", () => {
   it("holds the 5 cases, and no compute_rewards case", () => {
@@ -34,7 +62,7 @@ describe("verl b178a3c apply_kl_penalty (verl_kl.json)", () => {
         refLogp: c.inputs.ref_log_prob as Matrix,
         mask: c.inputs.response_mask as Matrix,
       },
-      { kind: c.hyperparameters.kl_penalty as "kl", beta: c.hyperparameters.beta as number },
+      klOptionsOf(c.hyperparameters),
     );
     const rows = (c.inputs.response_mask as Matrix).length;
     const cols = (c.inputs.response_mask as Matrix)[0]!.length;
@@ -63,6 +91,9 @@ describe("verl b178a3c apply_kl_penalty (verl_kl.json)", () => {
       mask: c.inputs.response_mask as Matrix,
     };
     expect(klPenaltyRewards(inputs)).toEqual(klPenaltyRewards(inputs, { kind: "kl", beta: 0.001 }));
+    // AlgoConfig's defaults translate to the same options (kl_penalty "kl", KLControlConfig.kl_coef 0.001).
+    const defaults = fromVerlConfig({ algorithm: { use_kl_in_reward: true } }).klInReward!;
+    expect(klPenaltyRewards(inputs, defaults.options)).toEqual(klPenaltyRewards(inputs));
   });
 });
 

@@ -69,6 +69,20 @@ describe("README", () => {
     }
   });
 
+  it('the examples of "From a TRL or verl config" print what their comments say', () => {
+    const section = readme.slice(
+      readme.indexOf("## From a TRL or verl config"),
+      readme.indexOf("## Training/inference"),
+    );
+    const blocks = [...section.matchAll(/```ts\n([\s\S]*?)```/g)].map((match) => match[1]!);
+    expect(blocks.map((block, k) => runSource(block, `config-${k}.mts`))).toEqual([
+      ["dapo 0.28 k3 4", "-0.123612"],
+      ["0.28 3 [ -20, 20 ]", "-0.131876"],
+      ["dppo-tv 3 token-sum advantages", "2.385618"],
+      ['{"kind":"k3","beta":0.001} adaptive', "0.999976 -0.000075 0.018557 0.00099996"],
+    ]);
+  });
+
   it("names the test command that CI runs", () => {
     const ci = readFileSync(join(root, ".ci", "run"), "utf8");
     expect(readme).toContain("npm test");

@@ -11,4 +11,11 @@ export {
   verlConfigSchema,
   verlTranslationOptionsSchema,
 } from "./verl.js";
-export type { VerlAdvantageEstimator, VerlConfig, VerlTranslation, VerlTranslationOptions } from "./verl.js";
+export type {
+  VerlAdvantageEstimator,
+  VerlConfig,
+  VerlKlController,
+  VerlKlInReward,
+  VerlTranslation,
+  VerlTranslationOptions,
+} from "./verl.js";

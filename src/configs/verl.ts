@@ -3,9 +3,10 @@
  * `algorithm` sections), translated into grpo-roc's options.
  *
  * Field names and defaults: `ActorConfig` and `PolicyLossConfig` (`verl/workers/config/actor.py`), `AlgoConfig` and
- * `RolloutCorrectionConfig` (`verl/trainer/config/algorithm.py`), `verl/trainer/config/actor/actor.yaml`, and the code
- * that reads them (`verl/trainer/ppo/core_algos.py`: the policy losses, `agg_loss`, `kl_penalty`, the advantage
- * estimators; `dp_actor.update_policy`'s loss assembly), at the golden commits b178a3cd (volcengine/verl) and 1dda039b
+ * `RolloutCorrectionConfig`, `KLControlConfig` (`verl/trainer/config/algorithm.py`), `verl/trainer/config/actor/actor.yaml`
+ * and `ppo_trainer.yaml`, and the code that reads them (`verl/trainer/ppo/core_algos.py`: the policy losses,
+ * `agg_loss`, `kl_penalty`, the advantage estimators, `get_kl_controller`; `dp_actor.update_policy`'s loss assembly;
+ * `ray_trainer.apply_kl_penalty`), at the golden commits b178a3cd (volcengine/verl) and 1dda039b
  * (verl-project/verl), whose cases carry a real ActorConfig (test/golden/README.md). Where verl moved between the
  * two commits, `fromVerlConfig(config, { verlVersion })` picks which one to follow (default "1dda039", the current one;
  * "b178a3c" keeps the earlier semantics reachable): `seq-mean-token-sum-norm` (golden README, "Version traps" 1), the
@@ -28,6 +29,12 @@ import {
   type OptimalTokenBaselineOptionsInput,
   optimalTokenBaselineOptionsSchema,
 } from "../advantages/token/optimal-token-baseline.js";
+import {
+  type AdaptiveKlOptionsInput,
+  adaptiveKlOptionsSchema,
+  type KlPenaltyRewardsOptionsInput,
+  klPenaltyRewardsOptionsSchema,
+} from "../advantages/token/kl-in-reward.js";
 import {
   type ReinforcePlusPlusOptionsInput,
   reinforcePlusPlusOptionsSchema,
@@ -109,12 +116,12 @@ export const VERL_ACTOR_UNUSED_KEYS = [
 ] as const;
 
 /**
- * AlgoConfig's keys that change nothing grpo-roc computes: Hydra's `_target_`, the in-reward KL controller (read
- * only with use_kl_in_reward, which is refused), preference-feedback PPO's settings (read only with use_pf_ppo, which
- * is refused), and DAPO's group filter (`filter_groups` / `dynamic_filter`: which groups make up a batch, the
- * trainer's business; grpo-roc's pipeline has its own, reported, drop of all-equal groups).
+ * AlgoConfig's keys that change nothing grpo-roc computes: Hydra's `_target_`, preference-feedback PPO's settings
+ * (read only with use_pf_ppo, which is refused), and DAPO's group filter (`filter_groups` / `dynamic_filter`: which
+ * groups make up a batch, the trainer's business; grpo-roc's pipeline has its own, reported, drop of all-equal
+ * groups).
  */
-export const VERL_ALGORITHM_UNUSED_KEYS = ["_target_", "kl_ctrl", "pf_ppo", "filter_groups", "dynamic_filter"] as const;
+export const VERL_ALGORITHM_UNUSED_KEYS = ["_target_", "pf_ppo", "filter_groups", "dynamic_filter"] as const;
 
 const nullableFinite = z.nullable(finite);
 const threshold = z.nullable(z.union([finite, z.string()]));
@@ -205,6 +212,26 @@ const actorShape = {
   ...acceptedUnused(VERL_ACTOR_UNUSED_KEYS),
 };
 
+/**
+ * KLControlConfig's fields (`algorithm.kl_ctrl`), with verl's defaults: `verl/trainer/config/algorithm.py`
+ * `KLControlConfig` (`type: str = "fixed"`, `kl_coef: float = 0.001`, `horizon: int = 10000`, `target_kl: float =
+ * 0.1`; the same in volcengine/verl and verl-project/verl) and `ppo_trainer.yaml`'s `algorithm.kl_ctrl` (the same
+ * four values, with `_target_: verl.trainer.config.KLControlConfig`). verl reads them only with use_kl_in_reward:
+ * `get_kl_controller` (`core_algos.py`) builds FixedKLController(kl_coef) or, asserting horizon > 0,
+ * AdaptiveKLController(kl_coef, target_kl, horizon), and raises NotImplementedError on any other type.
+ */
+const klControlShape = {
+  _target_: z.optional(z.unknown()),
+  /** "fixed" (β constant) or "adaptive" (Ziegler et al.'s controller); default "fixed". */
+  type: z._default(z.string(), "fixed"),
+  /** The first step's β; default 0.001. */
+  kl_coef: z._default(finite, 0.001),
+  /** The adaptive controller's horizon (an int in verl); default 10000. */
+  horizon: z._default(z.int(), 10000),
+  /** The adaptive controller's target KL; default 0.1. */
+  target_kl: z._default(finite, 0.1),
+};
+
 /** AlgoConfig's fields that change the math, with verl's defaults. */
 const algorithmShape = {
   /** The advantage estimator; default "gae". */
@@ -217,8 +244,10 @@ const algorithmShape = {
   lam: z._default(finite, 1),
   /** Subtract a KL penalty from the rewards; default False. */
   use_kl_in_reward: z._default(z.boolean(), false),
-  /** The in-reward KL estimator; default "kl". */
+  /** The in-reward KL estimator: "kl", "abs", "mse", "low_var_kl", the "+" kinds, "full"; default "kl". */
   kl_penalty: z._default(z.string(), "kl"),
+  /** KLControlConfig: the in-reward KL's β and its controller; default KLControlConfig(). */
+  kl_ctrl: z.prefault(z.strictObject(klControlShape), {}),
   /** Preference-feedback PPO (reweights the batch); default False. */
   use_pf_ppo: z._default(z.boolean(), false),
   /** Decoupled rollout correction (importance weights and rejection); YAML default null. */
@@ -326,6 +355,35 @@ export type VerlAdvantageEstimator =
       readonly options: OptimalTokenBaselineOptionsInput;
     };
 
+/**
+ * verl's in-reward KL controller (`algorithm.kl_ctrl.type`): which function gives the next step's β after each
+ * klPenaltyRewards step, `fixedKlCoefficient(step)` or `adaptiveKlCoefficient(step, options)`, with `step = { klCoef:
+ * the β just used, currentKl: klPenaltyRewards' currentKl, nSteps: the batch size B }`.
+ */
+export type VerlKlController =
+  | {
+      /** kl_ctrl.type "fixed": `fixedKlCoefficient`, β never changes. */
+      readonly type: "fixed";
+    }
+  | {
+      /** kl_ctrl.type "adaptive": `adaptiveKlCoefficient`. */
+      readonly type: "adaptive";
+      /** `targetKl` (kl_ctrl.target_kl) and `horizon` (kl_ctrl.horizon). */
+      readonly options: AdaptiveKlOptionsInput;
+    };
+
+/**
+ * verl's KL penalty in the rewards (`algorithm.use_kl_in_reward: true`): call `klPenaltyRewards({ tokenScores,
+ * oldLogp, refLogp, mask }, options)` on the token scores before the advantage estimator, give the estimator its
+ * `tokenRewards` (the outcome estimators: each row's sum), then take the next β from `controller`.
+ */
+export interface VerlKlInReward {
+  /** klPenaltyRewards' options: `kind` (algorithm.kl_penalty) and `beta` (kl_ctrl.kl_coef, the first step's β). */
+  readonly options: KlPenaltyRewardsOptionsInput;
+  /** The KL controller (kl_ctrl.type, target_kl, horizon) that sets the β of the steps after the first. */
+  readonly controller: VerlKlController;
+}
+
 /** What fromVerlConfig returns: the options of the sections given, undefined for a section left out. */
 export interface VerlTranslation {
   /**
@@ -353,6 +411,12 @@ export interface VerlTranslation {
    * Undefined for every other loss mode.
    */
   readonly bypassMode: BypassModeOptions | undefined;
+  /**
+   * With `algorithm.use_kl_in_reward: true`: klPenaltyRewards' options and the KL controller (`kl_penalty`,
+   * `kl_ctrl`). Undefined when use_kl_in_reward is false (verl's default; kl_penalty and kl_ctrl are then not read)
+   * or without `algorithm`.
+   */
+  readonly klInReward: VerlKlInReward | undefined;
   /** The verl commit the translation follows (fromVerlConfig's `verlVersion`; also in `loss.normalizer.verlVersion`). */
   readonly verlVersion: VerlVersion;
 }
@@ -458,7 +522,7 @@ export const VERL_AGGREGATIONS: Table<Aggregation> = {
   "token-sum": "token-sum",
 };
 
-/** kl_loss_type → the KL estimator (kl_penalty). "full" raises in verl itself; the "+" kinds work from 1dda039 on. */
+/** kl_loss_type and algorithm.kl_penalty → the KL estimator (kl_penalty). "full" raises in verl itself; the "+" kinds work from 1dda039 on. */
 export const VERL_KL_KINDS: Table<KlKind> = {
   kl: "k1",
   k1: "k1",
@@ -485,6 +549,7 @@ const LATER_THAN_B178A3C = {
   "config.actor.policy_loss.loss_mode": ["dppo_tv", "dppo_kl", "dro"],
   "config.actor.loss_agg_mode": ["token-sum"],
   "config.actor.kl_loss_type": ["kl+", "k1+", "abs+", "mse+", "k2+", "low_var_kl+", "k3+"],
+  "config.algorithm.kl_penalty": ["kl+", "k1+", "abs+", "mse+", "k2+", "low_var_kl+", "k3+"],
   "config.algorithm.adv_estimator": ["gdpo"],
 } as const satisfies Record<string, readonly string[]>;
 
@@ -561,14 +626,15 @@ export const VERL_ESTIMATORS: Table<VerlEstimator> = {
 /**
  * grpo-roc's options for verl's actor and algorithm configuration written as verl names its fields: the policy loss
  * (loss_mode, clip ratios, dual clip, loss_agg_mode and global_batch_info, KL loss, entropy bonus) from `actor`, the
- * advantage estimator (adv_estimator, norm_adv_by_std_in_grpo, gamma, lam, gdpo_reward_*) and the decoupled rollout
- * correction from `algorithm`, bypass mode's correction from `actor.policy_loss`.
+ * advantage estimator (adv_estimator, norm_adv_by_std_in_grpo, gamma, lam, gdpo_reward_*), the decoupled rollout
+ * correction and the KL penalty in the rewards (use_kl_in_reward, kl_penalty, kl_ctrl) from `algorithm`, bypass mode's
+ * correction from `actor.policy_loss`.
  *
  * @param config - `{ actor, algorithm }`, each optional; omitted fields take verl's defaults.
  * @param options - `{ verlVersion }`: "1dda039" (default) or "b178a3c", the verl commit to follow where they differ.
  * @throws ValidationError at `config.actor.<key>` or `config.algorithm.<key>`: an unknown key (with the closest known
  *   one), a wrong type or a non-finite number, a value grpo-roc's options refuse (reported at the verl key that gave
- *   it), or a known value grpo-roc does not implement yet (kl_loss_type "full", use_kl_in_reward, …); at `options`
+ *   it), or a known value grpo-roc does not implement yet (kl_loss_type or kl_penalty "full", use_pf_ppo, …); at `options`
  *   for an unknown verlVersion.
  * @example fromVerlConfig({ actor: { clip_ratio_high: 0.28 } }).loss
  *   // => { objective: "clip", clipLow: 0.2, clipHigh: 0.28, dualClip: 3, logRatioClamp: [-20, 20], … }
@@ -589,8 +655,34 @@ export function fromVerlConfig(config: VerlConfig, options: VerlTranslationOptio
       c.actor !== undefined && loss !== undefined && c.actor.policy_loss.loss_mode === "bypass_mode"
         ? bypassModeOptions(c.actor, loss)
         : undefined,
+    klInReward: c.algorithm?.use_kl_in_reward ? klInRewardOptions(c.algorithm, verlVersion) : undefined,
     verlVersion,
   };
+}
+
+/** kl_ctrl.type → the controller (get_kl_controller). */
+const VERL_KL_CONTROLLERS: Table<"fixed" | "adaptive"> = { fixed: "fixed", adaptive: "adaptive" };
+
+/**
+ * use_kl_in_reward's klPenaltyRewards options and controller: kl_penalty → kind (as kl_loss_type; "full" and, at
+ * b178a3c, the "+" kinds raise in verl), kl_ctrl.kl_coef → β, kl_ctrl.type / target_kl / horizon → the controller.
+ * verl checks none of the numbers but horizon (asserted > 0); grpo-roc's schemas refuse a negative β, a target ≤ 0
+ * (a ZeroDivisionError at 0, a controller that steers the wrong way below it), reported at the kl_ctrl key.
+ */
+function klInRewardOptions(g: ResolvedVerlAlgorithm, version: VerlVersion): VerlKlInReward {
+  requireInVersion("config.algorithm.kl_penalty", g.kl_penalty, version);
+  const kind = lookup(VERL_KL_KINDS, g.kl_penalty, "config.algorithm.kl_penalty");
+  const options: KlPenaltyRewardsOptionsInput = { kind, beta: g.kl_ctrl.kl_coef };
+  checkTranslated(klPenaltyRewardsOptionsSchema, options, ([option]) =>
+    option === "beta" ? "config.algorithm.kl_ctrl.kl_coef" : "config.algorithm.kl_penalty",
+  );
+  const type = lookup(VERL_KL_CONTROLLERS, g.kl_ctrl.type, "config.algorithm.kl_ctrl.type");
+  if (type === "fixed") return { options, controller: { type } };
+  const adaptive: AdaptiveKlOptionsInput = { targetKl: g.kl_ctrl.target_kl, horizon: g.kl_ctrl.horizon };
+  checkTranslated(adaptiveKlOptionsSchema, adaptive, ([option]) =>
+    option === "horizon" ? "config.algorithm.kl_ctrl.horizon" : "config.algorithm.kl_ctrl.target_kl",
+  );
+  return { options, controller: { type, options: adaptive } };
 }
 
 /** bypassModePolicyLoss's options: the correction of policy_loss.rollout_correction and the loss without objective. */
@@ -695,7 +787,6 @@ function normalizer(a: ResolvedVerlActor): NormalizerInput {
 }
 
 function algorithmEstimator(g: ResolvedVerlAlgorithm, version: VerlVersion): VerlAdvantageEstimator {
-  if (g.use_kl_in_reward) throw unsupported("config.algorithm.use_kl_in_reward", "true (a KL penalty in the rewards)");
   if (g.use_pf_ppo) throw unsupported("config.algorithm.use_pf_ppo", "true (preference-feedback PPO)");
   if (g.rollout_correction?.bypass_mode)
     throw unsupported(

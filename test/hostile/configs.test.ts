@@ -7,6 +7,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  adaptiveKlOptionsSchema,
   advantageOptionsSchema,
   entropyMaskOptionsSchema,
   fromTrlConfig,
@@ -15,6 +16,7 @@ import {
   gdpoOptionsSchema,
   gpgOptionsSchema,
   GrpoRocError,
+  klPenaltyRewardsOptionsSchema,
   multiRewardOptionsSchema,
   offPolicyMaskOptionsSchema,
   opoOptionsSchema,
@@ -51,6 +53,7 @@ const ALGORITHM = field(verlConfigSchema, "algorithm");
 const POLICY_LOSS = field(ACTOR, "policy_loss");
 const GLOBAL_BATCH_INFO = field(ACTOR, "global_batch_info");
 const ROLLOUT_CORRECTION = field(ALGORITHM, "rollout_correction");
+const KL_CTRL = field(ALGORITHM, "kl_ctrl");
 
 /** Where a verl section sits, and a config with `object` there. */
 const VERL_SECTIONS = [
@@ -75,6 +78,11 @@ const VERL_SECTIONS = [
     path: "config.actor.policy_loss.rollout_correction",
     keys: keysOf(ROLLOUT_CORRECTION),
     wrap: (o: object) => ({ actor: { policy_loss: { loss_mode: "bypass_mode", rollout_correction: o } } }),
+  },
+  {
+    path: "config.algorithm.kl_ctrl",
+    keys: keysOf(KL_CTRL),
+    wrap: (o: object) => ({ algorithm: { adv_estimator: "grpo", use_kl_in_reward: true, kl_ctrl: o } }),
   },
 ] as const;
 
@@ -144,6 +152,7 @@ interface AnyTranslation {
   importanceSampling?: unknown;
   entropyMask?: unknown;
   offPolicyMask?: unknown;
+  klInReward?: { options: unknown; controller: { type: string; options?: unknown } } | undefined;
 }
 
 /**
@@ -180,6 +189,14 @@ function expectUsable(translation: AnyTranslation): void {
     expectAccepted(entropyMaskOptionsSchema, translation.entropyMask, "entropyMask");
   if (translation.offPolicyMask !== undefined)
     expectAccepted(offPolicyMaskOptionsSchema, translation.offPolicyMask, "offPolicyMask");
+  if (translation.klInReward !== undefined) {
+    expectAccepted(klPenaltyRewardsOptionsSchema, translation.klInReward.options, "klInReward.options");
+    const { controller } = translation.klInReward;
+    expect(["fixed", "adaptive"]).toContain(controller.type);
+    if (controller.type === "adaptive")
+      expectAccepted(adaptiveKlOptionsSchema, controller.options, "klInReward.controller.options");
+    else expect(controller).toEqual({ type: "fixed" });
+  }
 }
 
 /** Refused with a ValidationError at a path under `config`, or returned usable options. */
@@ -352,6 +369,34 @@ describe("class 2: wrong types, NaN/±Infinity and out-of-range numbers are refu
         const algorithm = { adv_estimator: estimator, gdpo_reward_keys: ["a", "b"], [key]: value };
         const options = b178a3c ? { verlVersion: "b178a3c" as const } : {};
         expectRefusedOrUsable(attempt(() => fromVerlConfig({ algorithm } as never, options)));
+      },
+      2000,
+    );
+  });
+
+  it("one hostile value at use_kl_in_reward, kl_penalty or a kl_ctrl key, for both controllers and both versions", () => {
+    const klCtrlKeys = ["type", "kl_coef", "target_kl", "horizon"];
+    hostile(
+      fc.tuple(
+        fc.constantFrom("use_kl_in_reward", "kl_penalty", ...klCtrlKeys),
+        hostileValue,
+        fc.constantFrom("fixed", "adaptive"),
+        fc.constantFrom("kl", "low_var_kl", "abs+", "full"),
+        fc.boolean(),
+      ),
+      ([key, value, type, kind, b178a3c]) => {
+        const klCtrl = { type, ...(klCtrlKeys.includes(key) ? { [key]: value } : {}) };
+        const algorithm = {
+          adv_estimator: "grpo",
+          use_kl_in_reward: true,
+          kl_penalty: kind,
+          kl_ctrl: klCtrl,
+          ...(klCtrlKeys.includes(key) ? {} : { [key]: value }),
+        };
+        const options = b178a3c ? { verlVersion: "b178a3c" as const } : {};
+        const outcome = attempt(() => fromVerlConfig({ algorithm } as never, options));
+        expectRefusedOrUsable(outcome);
+        if (!outcome.ok) expect((outcome.error as ValidationError).issues[0]!.path).toMatch(/^config\.algorithm\./);
       },
       2000,
     );
@@ -540,6 +585,34 @@ describe("class 2: wrong types, NaN/±Infinity and out-of-range numbers are refu
       { actor: { policy_loss: { loss_mode: "bypass_mode", rollout_correction: { loss_type: "ppo" } } } },
       "config.actor.policy_loss.rollout_correction.loss_type",
     ],
+    [{ algorithm: { use_kl_in_reward: "true" } }, "config.algorithm.use_kl_in_reward"],
+    [{ algorithm: { use_kl_in_reward: true, kl_penalty: null } }, "config.algorithm.kl_penalty"],
+    [{ algorithm: { use_kl_in_reward: true, kl_penalty: "KL" } }, "config.algorithm.kl_penalty"],
+    [{ algorithm: { use_kl_in_reward: true, kl_ctrl: { kl_coef: Number.NaN } } }, "config.algorithm.kl_ctrl.kl_coef"],
+    [
+      { algorithm: { use_kl_in_reward: true, kl_ctrl: { kl_coef: Number.POSITIVE_INFINITY } } },
+      "config.algorithm.kl_ctrl.kl_coef",
+    ],
+    [{ algorithm: { use_kl_in_reward: true, kl_ctrl: { kl_coef: -1e-3 } } }, "config.algorithm.kl_ctrl.kl_coef"],
+    [{ algorithm: { use_kl_in_reward: true, kl_ctrl: { kl_coef: "0.001" } } }, "config.algorithm.kl_ctrl.kl_coef"],
+    [{ algorithm: { use_kl_in_reward: true, kl_ctrl: { type: "Adaptive" } } }, "config.algorithm.kl_ctrl.type"],
+    [{ algorithm: { use_kl_in_reward: true, kl_ctrl: { type: null } } }, "config.algorithm.kl_ctrl.type"],
+    [
+      { algorithm: { use_kl_in_reward: true, kl_ctrl: { type: "adaptive", horizon: -10 } } },
+      "config.algorithm.kl_ctrl.horizon",
+    ],
+    [
+      { algorithm: { use_kl_in_reward: true, kl_ctrl: { type: "adaptive", horizon: Number.POSITIVE_INFINITY } } },
+      "config.algorithm.kl_ctrl.horizon",
+    ],
+    [
+      { algorithm: { use_kl_in_reward: true, kl_ctrl: { type: "adaptive", target_kl: Number.NaN } } },
+      "config.algorithm.kl_ctrl.target_kl",
+    ],
+    [
+      { algorithm: { use_kl_in_reward: true, kl_ctrl: { type: "adaptive", target_kl: 0 } } },
+      "config.algorithm.kl_ctrl.target_kl",
+    ],
   ] as const)("verl %j → %s", (config, path) => {
     expectRefusedAt(
       attempt(() => fromVerlConfig(config as never)),
@@ -570,6 +643,9 @@ describe("class 3: nulls and non-objects where an object belongs", () => {
     [{ actor: { global_batch_info: null } }, "config.actor.global_batch_info"],
     [{ actor: { policy_loss: { loss_mode: null } } }, "config.actor.policy_loss.loss_mode"],
     [{ actor: [] }, "config.actor"],
+    [{ algorithm: { kl_ctrl: null } }, "config.algorithm.kl_ctrl"],
+    [{ algorithm: { use_kl_in_reward: true, kl_ctrl: [] } }, "config.algorithm.kl_ctrl"],
+    [{ algorithm: { use_kl_in_reward: true, kl_ctrl: 0.001 } }, "config.algorithm.kl_ctrl"],
   ] as const)("verl %j → %s", (config, path) => {
     expectRefusedAt(
       attempt(() => fromVerlConfig(config as never)),
