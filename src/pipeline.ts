@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { pure } from "./pure.js";
 import { advantages, type AdvantageOptionsInput } from "./advantages/index.js";
 import { parseOrThrow } from "./errors.js";
 import { resampleOnCorrect, type RocResult } from "./roc/resample.js";
@@ -23,7 +24,9 @@ export interface PipelineResult {
 }
 
 /** Each part is validated where it is used; here only that both parts are where they belong. */
-const pipelineOptionsSchema = z.strictObject({ roc: z.looseObject({}), advantages: z.optional(z.looseObject({})) });
+const pipelineOptionsSchema = /* @__PURE__ */ pure(() =>
+  z.strictObject({ roc: z.looseObject({}), advantages: z.optional(z.looseObject({})) }),
+);
 
 /**
  * One training step's selection: RoC first, then advantages over the kept rollouts only (docs/spec.md §1). Rollouts

@@ -5,6 +5,7 @@
  * Source: verl/trainer/ppo/core_algos.py at b178a3cd (2026-01-29), unchanged at 1dda039b.
  */
 import * as z from "zod/mini";
+import { pure } from "../pure.js";
 import { invalid, parseOrThrow } from "../errors.js";
 import { type Group, type GroupId, groupBy, showId } from "../groups.js";
 import { finiteFloat64, isArrayLike, type NumericArray, readNumbers } from "../numeric.js";
@@ -13,7 +14,7 @@ import { countRowTokens, type Matrix, type MatrixInput, matrixOf, toMatrix } fro
 import { SINGLETON_RULES } from "./options.js";
 import { maskedWhiten } from "./whiten.js";
 
-const groupIdsSchema = z.custom<ArrayLike<GroupId>>(isArrayLike, { message: "expected an array" });
+const groupIdsSchema = /* @__PURE__ */ z.custom<ArrayLike<GroupId>>(isArrayLike, { message: "expected an array" });
 
 /** The rewards as finite float64 and the groups, checked as `advantages` checks them. */
 export function readScoredGroups(rewards: NumericArray, groupIds: ArrayLike<GroupId>, rewardsPath = "rewards") {
@@ -36,14 +37,15 @@ export function readResponseMask(responseMask: MatrixInput, rollouts: number, na
 }
 
 /** `gpgAdvantages`' fields (a const of its own, so that the published types keep each field's comment). */
-const gpgOptionsShape = {
+const gpgOptionsShape = /* @__PURE__ */ pure(() => ({
   /** verl's `f_norm`, the divisor of every advantage (1 in verl's trainer). */
   fNorm: z._default(z.number().check(z.positive()), 1),
-};
+}));
 
 /** Checks and fills in the options of `gpgAdvantages`. Unknown keys are errors naming the closest key. */
-export const gpgOptionsSchema: z.ZodMiniObject<typeof gpgOptionsShape, z.core.$strict> =
-  z.strictObject(gpgOptionsShape);
+export const gpgOptionsSchema: z.ZodMiniObject<typeof gpgOptionsShape, z.core.$strict> = /* @__PURE__ */ z.strictObject(
+  gpgOptionsShape,
+);
 /** The options `gpgAdvantages` takes: every field optional, defaults as verl. */
 export type GpgOptionsInput = z.input<typeof gpgOptionsSchema>;
 
@@ -102,14 +104,15 @@ function requireFiniteAdvantages(out: Float64Array): void {
 }
 
 /** `opoAdvantages`' fields (a const of its own, so that the published types keep each field's comment). */
-const opoOptionsShape = {
+const opoOptionsShape = /* @__PURE__ */ pure(() => ({
   /** A group of one: "raw" keeps its reward (verl: baseline 0, A = r); "zero" gives 0. */
   singleton: z._default(z.enum(SINGLETON_RULES), "raw"),
-};
+}));
 
 /** Checks and fills in the options of `opoAdvantages`. Unknown keys are errors naming the closest key. */
-export const opoOptionsSchema: z.ZodMiniObject<typeof opoOptionsShape, z.core.$strict> =
-  z.strictObject(opoOptionsShape);
+export const opoOptionsSchema: z.ZodMiniObject<typeof opoOptionsShape, z.core.$strict> = /* @__PURE__ */ z.strictObject(
+  opoOptionsShape,
+);
 /** The options `opoAdvantages` takes: every field optional, defaults as verl. */
 export type OpoOptionsInput = z.input<typeof opoOptionsSchema>;
 
@@ -176,16 +179,16 @@ export function opoAdvantages(
 }
 
 /** `reinforcePlusPlusBaselineAdvantages`' fields. */
-const reinforcePlusPlusBaselineOptionsShape = {
+const reinforcePlusPlusBaselineOptionsShape = /* @__PURE__ */ pure(() => ({
   /** Added to the token variance before the square root (verl masked_whiten: 1e-8). */
   whitenEpsilon: z._default(z.number().check(z.nonnegative()), 1e-8),
-};
+}));
 
 /** Checks and fills in the options of `reinforcePlusPlusBaselineAdvantages`. Unknown keys are errors. */
 export const reinforcePlusPlusBaselineOptionsSchema: z.ZodMiniObject<
   typeof reinforcePlusPlusBaselineOptionsShape,
   z.core.$strict
-> = z.strictObject(reinforcePlusPlusBaselineOptionsShape);
+> = /* @__PURE__ */ z.strictObject(reinforcePlusPlusBaselineOptionsShape);
 /** The options `reinforcePlusPlusBaselineAdvantages` takes: every field optional, defaults as verl. */
 export type ReinforcePlusPlusBaselineOptionsInput = z.input<typeof reinforcePlusPlusBaselineOptionsSchema>;
 

@@ -4,6 +4,7 @@
  * each key of `gdpo_reward_keys`, as columns).
  */
 import * as z from "zod/mini";
+import { pure } from "../pure.js";
 import { GrpoRocError, invalid, parseOrThrow } from "../errors.js";
 import type { Group, GroupId } from "../groups.js";
 import { describeValue } from "../numeric.js";
@@ -82,7 +83,7 @@ function groupwiseGrpo(
 const PRECISIONS = ["float64", "float32"] as const;
 
 /** `gdpoAdvantages`' fields (a const of its own, so that the published types keep each field's comment). */
-const gdpoOptionsShape = {
+const gdpoOptionsShape = /* @__PURE__ */ pure(() => ({
   /** One weight per reward key (verl `gdpo_reward_weights`); absent: 1 each. */
   rewardWeights: z.optional(z.array(z.number())),
   /** Divide each key's centred reward by its group std + ε (verl `norm_adv_by_std_in_grpo`); false: Dr. GRPO. */
@@ -97,11 +98,11 @@ const gdpoOptionsShape = {
   precision: z._default(z.enum(PRECISIONS), "float64"),
   /** Added to the token variance in the final whitening (verl masked_whiten: 1e-8). */
   whitenEpsilon: z._default(z.number().check(z.nonnegative()), 1e-8),
-};
+}));
 
 /** Checks and fills in the options of `gdpoAdvantages`. Unknown keys are errors naming the closest key. */
 export const gdpoOptionsSchema: z.ZodMiniObject<typeof gdpoOptionsShape, z.core.$strict> =
-  z.strictObject(gdpoOptionsShape);
+  /* @__PURE__ */ z.strictObject(gdpoOptionsShape);
 /** The options `gdpoAdvantages` takes: every field optional (float64 by default; see `gdpoPresets.verl`). */
 export type GdpoOptionsInput = z.input<typeof gdpoOptionsSchema>;
 /** `gdpoAdvantages`' options with every default filled in. */
@@ -234,7 +235,7 @@ export const MULTI_OBJECTIVE_AGGREGATIONS = ["sum_then_normalize", "normalize_th
 export const SCALE_REWARDS = ["group", "batch", "none"] as const;
 
 /** `multiRewardAdvantages`' fields. */
-const multiRewardOptionsShape = {
+const multiRewardOptionsShape = /* @__PURE__ */ pure(() => ({
   /**
    * TRL `multi_objective_aggregation`: "sum_then_normalize" (the default) sums the weighted rewards, then takes the
    * GRPO advantage of the sum; "normalize_then_sum" (GDPO-style) normalises each function within its group, sums
@@ -256,11 +257,11 @@ const multiRewardOptionsShape = {
    * them.
    */
   missingRewards: z._default(z.enum(["error", "ignore"] as const), "ignore"),
-};
+}));
 
 /** Checks and fills in the options of `multiRewardAdvantages`. Unknown keys are errors naming the closest key. */
 export const multiRewardOptionsSchema: z.ZodMiniObject<typeof multiRewardOptionsShape, z.core.$strict> =
-  z.strictObject(multiRewardOptionsShape);
+  /* @__PURE__ */ z.strictObject(multiRewardOptionsShape);
 /** The options `multiRewardAdvantages` takes: every field optional, defaults as TRL's GRPOTrainer. */
 export type MultiRewardOptionsInput = z.input<typeof multiRewardOptionsSchema>;
 /** `multiRewardAdvantages`' options with every default filled in. */

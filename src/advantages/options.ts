@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { pure } from "../pure.js";
 
 /** The choices of the options below, one list each (the schema, the types and the command line read them). */
 export const STD_SCOPES = ["group", "batch"] as const;
@@ -76,46 +77,49 @@ const trl = {
  * Plain option objects that reproduce each peer. The default is `verl`, which is also what rStar2-Agent's released
  * code uses (verl's compute_grpo_outcome_advantage: unbiased std + 1e-6).
  */
-export const advantagePresets = {
-  /** verl compute_grpo_outcome_advantage (the default): unbiased std + 1e-6, a group of one A = r/(1 + 1e-6). */
-  verl,
-  /** verl with norm_adv_by_std_in_grpo=False: Dr. GRPO, A = r − mean. */
-  verlNoStd: { ...verl, scaleByStd: false },
-  /** verl compute_rloo_outcome_advantage: a singleton keeps its raw score. */
-  verlRloo: { ...verl, estimator: "rloo" },
-  /** verl compute_rloo_vectorized_outcome_advantage: a singleton gets 0. */
-  verlRlooVectorized: { ...verl, estimator: "rloo", singleton: "zero" },
-  /**
-   * verl pass@k, `algorithm.adv_estimator=grpo_passk`: verl/trainer/ppo/core_algos.py
-   * `compute_grpo_passk_outcome_advantage` (b178a3c L361, unchanged at 1dda039). Only each group's best rollout gets
-   * (r_max − r_second)/(std + 1e-6); a group of one is an error.
-   */
-  verlPassK: { ...verl, estimator: "grpo_passk" },
-  /** verl pass@k with `norm_adv_by_std_in_grpo=False`: the best rollout gets r_max − r_second. */
-  verlPassKNoStd: { ...verl, estimator: "grpo_passk", scaleByStd: false },
-  /**
-   * verl vectorised GRPO as of 1dda039b (the current verl), `algorithm.adv_estimator=grpo_vectorized`:
-   * verl/trainer/ppo/core_algos.py `compute_grpo_vectorized_outcome_advantage` (L335) with verl/utils/groupwise.py
-   * `group_mean_std` (L164, eps 0, centred float32 variance). Bit for bit as verl, **including its one departure
-   * from the library's rule that an all-equal group gets 0**: four rollouts scored 0.1 get −0.001490116117595832
-   * each ((0.1 − fround(0.1))/fround(1e-6)). Use `verl` for verl's loop GRPO, which gives them 0.
-   */
-  verlGrpoVectorized: { ...verl, estimator: "grpo_vectorized" },
-  /** `verlGrpoVectorized` with `norm_adv_by_std_in_grpo=False`: A = r − float32 group mean. */
-  verlGrpoVectorizedNoStd: { ...verl, estimator: "grpo_vectorized", scaleByStd: false },
-  /**
-   * verl vectorised GRPO as of b178a3cd (2026-01-29): verl/trainer/ppo/core_algos.py
-   * `compute_grpo_vectorized_outcome_advantage` (L334) with verl/utils/groupwise.py `group_mean_std`, which floored
-   * the float32 one-pass variance at ε (std ≥ 1e-3); the advantage then divides by std + ε. An all-equal group of
-   * inexact scores gets advantages of order 1e-6.
-   */
-  verlGrpoVectorizedB178a3c: { ...verl, estimator: "grpo_vectorized_b178a3c" },
-  /** `verlGrpoVectorizedB178a3c` with `norm_adv_by_std_in_grpo=False`: A = r − float32 group mean. */
-  verlGrpoVectorizedB178a3cNoStd: { ...verl, estimator: "grpo_vectorized_b178a3c", scaleByStd: false },
-  /** TRL GRPOTrainer, scale_rewards="group" (the default). */
-  trl,
-  /** TRL scale_rewards="batch": group mean, batch std. */
-  trlBatch: { ...trl, stdScope: "batch" },
-  /** TRL scale_rewards="none": Dr. GRPO. */
-  trlNoStd: { ...trl, scaleByStd: false },
-} as const satisfies Record<string, AdvantageOptions>;
+export const advantagePresets = /* @__PURE__ */ pure(
+  () =>
+    ({
+      /** verl compute_grpo_outcome_advantage (the default): unbiased std + 1e-6, a group of one A = r/(1 + 1e-6). */
+      verl,
+      /** verl with norm_adv_by_std_in_grpo=False: Dr. GRPO, A = r − mean. */
+      verlNoStd: { ...verl, scaleByStd: false },
+      /** verl compute_rloo_outcome_advantage: a singleton keeps its raw score. */
+      verlRloo: { ...verl, estimator: "rloo" },
+      /** verl compute_rloo_vectorized_outcome_advantage: a singleton gets 0. */
+      verlRlooVectorized: { ...verl, estimator: "rloo", singleton: "zero" },
+      /**
+       * verl pass@k, `algorithm.adv_estimator=grpo_passk`: verl/trainer/ppo/core_algos.py
+       * `compute_grpo_passk_outcome_advantage` (b178a3c L361, unchanged at 1dda039). Only each group's best rollout gets
+       * (r_max − r_second)/(std + 1e-6); a group of one is an error.
+       */
+      verlPassK: { ...verl, estimator: "grpo_passk" },
+      /** verl pass@k with `norm_adv_by_std_in_grpo=False`: the best rollout gets r_max − r_second. */
+      verlPassKNoStd: { ...verl, estimator: "grpo_passk", scaleByStd: false },
+      /**
+       * verl vectorised GRPO as of 1dda039b (the current verl), `algorithm.adv_estimator=grpo_vectorized`:
+       * verl/trainer/ppo/core_algos.py `compute_grpo_vectorized_outcome_advantage` (L335) with verl/utils/groupwise.py
+       * `group_mean_std` (L164, eps 0, centred float32 variance). Bit for bit as verl, **including its one departure
+       * from the library's rule that an all-equal group gets 0**: four rollouts scored 0.1 get −0.001490116117595832
+       * each ((0.1 − fround(0.1))/fround(1e-6)). Use `verl` for verl's loop GRPO, which gives them 0.
+       */
+      verlGrpoVectorized: { ...verl, estimator: "grpo_vectorized" },
+      /** `verlGrpoVectorized` with `norm_adv_by_std_in_grpo=False`: A = r − float32 group mean. */
+      verlGrpoVectorizedNoStd: { ...verl, estimator: "grpo_vectorized", scaleByStd: false },
+      /**
+       * verl vectorised GRPO as of b178a3cd (2026-01-29): verl/trainer/ppo/core_algos.py
+       * `compute_grpo_vectorized_outcome_advantage` (L334) with verl/utils/groupwise.py `group_mean_std`, which floored
+       * the float32 one-pass variance at ε (std ≥ 1e-3); the advantage then divides by std + ε. An all-equal group of
+       * inexact scores gets advantages of order 1e-6.
+       */
+      verlGrpoVectorizedB178a3c: { ...verl, estimator: "grpo_vectorized_b178a3c" },
+      /** `verlGrpoVectorizedB178a3c` with `norm_adv_by_std_in_grpo=False`: A = r − float32 group mean. */
+      verlGrpoVectorizedB178a3cNoStd: { ...verl, estimator: "grpo_vectorized_b178a3c", scaleByStd: false },
+      /** TRL GRPOTrainer, scale_rewards="group" (the default). */
+      trl,
+      /** TRL scale_rewards="batch": group mean, batch std. */
+      trlBatch: { ...trl, stdScope: "batch" },
+      /** TRL scale_rewards="none": Dr. GRPO. */
+      trlNoStd: { ...trl, scaleByStd: false },
+    }) as const satisfies Record<string, AdvantageOptions>,
+);

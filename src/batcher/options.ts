@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { pure } from "../pure.js";
 import { advantageEstimatorNames, advantageOptionsSchema } from "../advantages/index.js";
 import { invalid, parseOrThrow } from "../errors.js";
 import { rocOptionsSchema } from "../roc/schema.js";
@@ -8,10 +9,10 @@ const SURPLUS_RULES = ["carry", "drop"] as const;
 /** What `flush` does with the informative groups of a batch it cannot fill. */
 const LAST_BATCH_RULES = ["emit", "drop"] as const;
 
-const fraction = z.number().check(z.minimum(0), z.maximum(1));
+const fraction = /* @__PURE__ */ pure(() => z.number().check(z.minimum(0), z.maximum(1)));
 
 /** The fields of `estimate`: a const of its own, so that the published types keep each field's comment. */
-const estimateShape = {
+const estimateShape = /* @__PURE__ */ pure(() => ({
   /** The informative fraction assumed before any group is seen (default 0.5: the first request is twice the need). */
   prior: z._default(fraction, 0.5),
   /** How many groups the prior weighs as, beside the groups seen (default 1: it fades after the first few). */
@@ -23,13 +24,15 @@ const estimateShape = {
   window: z._default(z.int().check(z.minimum(1)), 4),
   /** The least fraction the estimate divides by (default 0.05: never more than 20 prompts per group needed). */
   minFraction: z._default(z.number().check(z.gt(0), z.maximum(1)), 0.05),
-};
+}));
 
-const estimateSchema: z.ZodMiniObject<typeof estimateShape, z.core.$strict> = z.strictObject(estimateShape);
+const estimateSchema: z.ZodMiniObject<typeof estimateShape, z.core.$strict> = /* @__PURE__ */ z.strictObject(
+  estimateShape,
+);
 const ESTIMATE_DEFAULTS = { prior: 0.5, priorWeight: 1, window: 4, minFraction: 0.05 };
 
 /** createRocBatcher's options: a const of its own, so that the published types keep each field's comment. */
-const rocBatcherOptionsShape = {
+const rocBatcherOptionsShape = /* @__PURE__ */ pure(() => ({
   /** Informative groups per batch, an integer ≥ 1: every batch but the last (from `flush`) holds exactly this many. */
   groupsPerBatch: z.int().check(z.minimum(1)),
   /**
@@ -48,10 +51,10 @@ const rocBatcherOptionsShape = {
   lastBatch: z._default(z.enum(LAST_BATCH_RULES), "emit"),
   /** How `promptsToRequest` is estimated: ⌈needed / max(fraction, minFraction)⌉ over a window of recent batches. */
   estimate: z._default(estimateSchema, ESTIMATE_DEFAULTS),
-};
+}));
 
 const rocBatcherOptionsSchema: z.ZodMiniObject<typeof rocBatcherOptionsShape, z.core.$strict> =
-  z.strictObject(rocBatcherOptionsShape);
+  /* @__PURE__ */ z.strictObject(rocBatcherOptionsShape);
 
 /** The options `createRocBatcher` takes: groupsPerBatch and roc (with a seed in paper mode), the rest optional. */
 export type RocBatcherOptions = z.input<typeof rocBatcherOptionsSchema>;

@@ -4,14 +4,15 @@
  * variant grpo-roc does not implement yet, which is an error that names it, never a silent default.
  */
 import * as z from "zod/mini";
+import { pure } from "../pure.js";
 import { invalid, safeParse, ValidationError } from "../errors.js";
 
 /** A finite number (zod 4's z.number() refuses NaN and ±Infinity). */
-export const finite = z.number();
+export const finite = /* @__PURE__ */ z.number();
 /** A finite number ≥ 0. */
-export const nonnegative = z.number().check(z.nonnegative());
+export const nonnegative = /* @__PURE__ */ pure(() => z.number().check(z.nonnegative()));
 /** An integer ≥ 1. */
-export const positiveInt = z.int().check(z.positive());
+export const positiveInt = /* @__PURE__ */ pure(() => z.int().check(z.positive()));
 
 /**
  * The fields of keys a peer config may carry that change nothing grpo-roc computes (learning rate, logging, vLLM

@@ -11,6 +11,7 @@
  * max_completion_length 256 → 512), so the translation asks for them explicitly where they matter.
  */
 import * as z from "zod/mini";
+import { pure } from "../pure.js";
 import { type MultiRewardOptionsInput, multiRewardPresets } from "../advantages/multi-reward.js";
 import { advantagePresets } from "../advantages/options.js";
 import type { AdvantageOptionsInput } from "../advantages/options.js";
@@ -212,10 +213,10 @@ export const TRL_UNUSED_KEYS = [
   "log_completions_hub_repo",
 ] as const;
 
-const nullableFinite = z.nullable(finite);
+const nullableFinite = /* @__PURE__ */ z.nullable(finite);
 
 /** The GRPOConfig keys that change the math, with TRL's defaults. */
-const trlMathShape = {
+const trlMathShape = /* @__PURE__ */ pure(() => ({
   /** `loss_type`, default "dapo": the objective and the aggregation (TRL_LOSS_TYPES). */
   loss_type: z._default(z.string(), "dapo"),
   /** ε: the ratio is clipped to [1 − epsilon, 1 + epsilon_high]; default 0.2. */
@@ -289,13 +290,15 @@ const trlMathShape = {
   vllm_importance_sampling_clip_min: z._default(nullableFinite, null),
   /** The cap's older name (one bound, C); default None. */
   vllm_importance_sampling_cap: z._default(nullableFinite, null),
-};
+}));
 
 /** trlConfigSchema's fields: those that change the math, and those accepted and not read. */
-const trlShape = { ...trlMathShape, ...acceptedUnused(TRL_UNUSED_KEYS) };
+const trlShape = /* @__PURE__ */ pure(() => ({ ...trlMathShape, ...acceptedUnused(TRL_UNUSED_KEYS) }));
 
 /** Checks a GRPOConfig written as TRL names its fields; unknown keys are errors naming the closest known one. */
-export const trlConfigSchema: z.ZodMiniObject<typeof trlShape, z.core.$strict> = z.strictObject(trlShape);
+export const trlConfigSchema: z.ZodMiniObject<typeof trlShape, z.core.$strict> = /* @__PURE__ */ z.strictObject(
+  trlShape,
+);
 
 /** The GRPOConfig fields grpo-roc reads, as TRL names them, every one optional (TRL's defaults). */
 export type TrlConfigFields = z.input<z.ZodMiniObject<typeof trlMathShape, z.core.$strict>>;
@@ -443,23 +446,23 @@ interface TrlScaleRewards {
 }
 
 /** scale_rewards → the advantage preset (TRL's __post_init__ maps True/False to "group"/"none"). */
-export const TRL_SCALE_REWARDS: Table<TrlScaleRewards> = {
+export const TRL_SCALE_REWARDS: Table<TrlScaleRewards> = /* @__PURE__ */ pure(() => ({
   group: { advantages: advantagePresets.trl, scaleRewards: "group" },
   true: { advantages: advantagePresets.trl, scaleRewards: "group" },
   batch: { advantages: advantagePresets.trlBatch, scaleRewards: "batch" },
   none: { advantages: advantagePresets.trlNoStd, scaleRewards: "none" },
   false: { advantages: advantagePresets.trlNoStd, scaleRewards: "none" },
   mean: NOT_YET,
-};
+}));
 
 /**
  * multi_objective_aggregation → multiRewardAdvantages' preset; sum_then_normalize is also `advantages` of the summed
  * rewards, normalize_then_sum (GDPO-style, scale_rewards ignored) only multiRewardAdvantages.
  */
-export const TRL_MULTI_OBJECTIVE: Table<MultiRewardOptionsInput> = {
+export const TRL_MULTI_OBJECTIVE: Table<MultiRewardOptionsInput> = /* @__PURE__ */ pure(() => ({
   sum_then_normalize: multiRewardPresets.trl,
   normalize_then_sum: multiRewardPresets.trlNormalizeThenSum,
-};
+}));
 
 /** vllm_importance_sampling_mode → vllmImportanceSampling's mode (TRL f2cd577's four). */
 export const TRL_IMPORTANCE_SAMPLING_MODES: Table<VllmImportanceSamplingMode> = {

@@ -13,6 +13,7 @@
  * vectorised GRPO, REINFORCE++'s return at mask-0 positions and the optimal token baseline's zero tail.
  */
 import * as z from "zod/mini";
+import { pure } from "../pure.js";
 import {
   type GpgOptionsInput,
   gpgOptionsSchema,
@@ -123,11 +124,11 @@ export const VERL_ACTOR_UNUSED_KEYS = [
  */
 export const VERL_ALGORITHM_UNUSED_KEYS = ["_target_", "pf_ppo", "filter_groups", "dynamic_filter"] as const;
 
-const nullableFinite = z.nullable(finite);
-const threshold = z.nullable(z.union([finite, z.string()]));
+const nullableFinite = /* @__PURE__ */ z.nullable(finite);
+const threshold = /* @__PURE__ */ pure(() => z.nullable(z.union([finite, z.string()])));
 
 /** RolloutCorrectionConfig's fields (1dda039), with the dataclass defaults (the YAML's rollout_is is null). */
-const rolloutCorrectionShape = {
+const rolloutCorrectionShape = /* @__PURE__ */ pure(() => ({
   _target_: z.optional(z.unknown()),
   /** "token", "sequence" or null: importance weights π_train/π_rollout. */
   rollout_is: z._default(z.nullable(z.string()), "sequence"),
@@ -143,11 +144,11 @@ const rolloutCorrectionShape = {
   bypass_mode: z._default(z.boolean(), false),
   /** Bypass mode's loss: "ppo_clip" or "reinforce". */
   loss_type: z._default(z.string(), "ppo_clip"),
-};
-const rolloutCorrectionSchema = z.strictObject(rolloutCorrectionShape);
+}));
+const rolloutCorrectionSchema = /* @__PURE__ */ z.strictObject(rolloutCorrectionShape);
 
 /** PolicyLossConfig's fields, with verl's defaults. */
-const policyLossShape = {
+const policyLossShape = /* @__PURE__ */ pure(() => ({
   _target_: z.optional(z.unknown()),
   /** The registered policy loss: "vanilla" (default), "gspo", "sapo", "cispo", "gpg", "bypass_mode", … */
   loss_mode: z._default(z.string(), "vanilla"),
@@ -165,10 +166,10 @@ const policyLossShape = {
   dro_beta: z._default(nullableFinite, null),
   /** The rollout correction of bypass mode (read by loss_mode "bypass_mode" only). */
   rollout_correction: z.optional(z.nullable(rolloutCorrectionSchema)),
-};
+}));
 
 /** global_batch_info: the whole batch's counts, which verl's engine fills in (a single rank: `{}`). */
-const globalBatchInfoShape = {
+const globalBatchInfoShape = /* @__PURE__ */ pure(() => ({
   /** Data-parallel ranks: multiplies the loss. */
   dp_size: z.optional(z.nullable(positiveInt)),
   /** Valid tokens of the global batch (token-mean's divisor). */
@@ -177,10 +178,10 @@ const globalBatchInfoShape = {
   global_batch_size: z.optional(z.nullable(z.int().check(z.nonnegative()))),
   /** seq-mean-token-sum-norm's divisor (actor.loss_scale_factor). */
   loss_scale_factor: z.optional(z.nullable(z.number().check(z.positive()))),
-};
+}));
 
 /** ActorConfig's fields that change the math, with verl's defaults. */
-const actorShape = {
+const actorShape = /* @__PURE__ */ pure(() => ({
   /** The symmetric clip ε, the fallback of clip_ratio_low/high; default 0.2. */
   clip_ratio: z._default(nonnegative, 0.2),
   /** ε_low; default 0.2 (None: clip_ratio). */
@@ -210,7 +211,7 @@ const actorShape = {
   /** The whole batch's counts (dp_size, batch_num_tokens, global_batch_size, loss_scale_factor); default {}. */
   global_batch_info: z.prefault(z.strictObject(globalBatchInfoShape), {}),
   ...acceptedUnused(VERL_ACTOR_UNUSED_KEYS),
-};
+}));
 
 /**
  * KLControlConfig's fields (`algorithm.kl_ctrl`), with verl's defaults: `verl/trainer/config/algorithm.py`
@@ -233,7 +234,7 @@ const klControlShape = {
 };
 
 /** AlgoConfig's fields that change the math, with verl's defaults. */
-const algorithmShape = {
+const algorithmShape = /* @__PURE__ */ pure(() => ({
   /** The advantage estimator; default "gae". */
   adv_estimator: z._default(z.string(), "gae"),
   /** GRPO: divide by std + ε (False: Dr. GRPO); default True. */
@@ -257,18 +258,19 @@ const algorithmShape = {
   /** GDPO's reward weights. */
   gdpo_reward_weights: z.optional(z.nullable(z.array(finite))),
   ...acceptedUnused(VERL_ALGORITHM_UNUSED_KEYS),
-};
+}));
 
-const verlConfigShape = {
+const verlConfigShape = /* @__PURE__ */ pure(() => ({
   /** `actor_rollout_ref.actor`: ActorConfig. */
   actor: z.optional(z.strictObject(actorShape)),
   /** `algorithm`: AlgoConfig. */
   algorithm: z.optional(z.strictObject(algorithmShape)),
-};
+}));
 
 /** Checks a verl configuration's actor and algorithm sections as verl names their fields. */
-export const verlConfigSchema: z.ZodMiniObject<typeof verlConfigShape, z.core.$strict> =
-  z.strictObject(verlConfigShape);
+export const verlConfigSchema: z.ZodMiniObject<typeof verlConfigShape, z.core.$strict> = /* @__PURE__ */ z.strictObject(
+  verlConfigShape,
+);
 
 /** verl's actor (ActorConfig) and algorithm (AlgoConfig) sections, every field optional (verl's defaults). */
 export type VerlConfig = z.input<typeof verlConfigSchema>;
@@ -278,17 +280,17 @@ type ResolvedVerlActor = NonNullable<z.output<typeof verlConfigSchema>["actor"]>
 type ResolvedVerlAlgorithm = NonNullable<z.output<typeof verlConfigSchema>["algorithm"]>;
 
 /** fromVerlConfig's second argument: which verl commit to follow where verl moved. */
-const verlTranslationOptionsShape = {
+const verlTranslationOptionsShape = /* @__PURE__ */ pure(() => ({
   /**
    * The verl commit whose semantics to follow where they differ (`VERL_VERSIONS`): "1dda039" (default, the current
    * verl) or "b178a3c" (the earlier one: seq-mean-token-sum-norm as Σ / length, the vectorised GRPO with its 1e-3 std
    * floor, REINFORCE++ resetting its return at mask-0 positions, the optimal token baseline without its zero tail).
    */
   verlVersion: z._default(z.enum(VERL_VERSIONS), "1dda039"),
-};
+}));
 /** Checks fromVerlConfig's second argument. */
 export const verlTranslationOptionsSchema: z.ZodMiniObject<typeof verlTranslationOptionsShape, z.core.$strict> =
-  z.strictObject(verlTranslationOptionsShape);
+  /* @__PURE__ */ z.strictObject(verlTranslationOptionsShape);
 /** fromVerlConfig's second argument: `{ verlVersion? }`. */
 export type VerlTranslationOptions = z.input<typeof verlTranslationOptionsSchema>;
 
@@ -427,7 +429,7 @@ function clipRange(a: ResolvedVerlActor): { clipLow: number; clipHigh: number } 
 }
 
 /** lossPresets.verl without its aggregation: the modes below take loss_agg_mode, or say which one they force. */
-const { aggregation: _verlAggregation, ...verlBase } = lossPresets.verl;
+const verlBase = /* @__PURE__ */ pure(() => withoutAggregation(lossPresets.verl));
 
 /** compute_policy_loss_vanilla: log-ratio clamped to ±20, dual clip c for A < 0, loss_agg_mode. */
 function vanilla(a: ResolvedVerlActor): PolicyLossOptionsInput {
@@ -460,9 +462,11 @@ function withoutAggregation(preset: PolicyLossOptionsInput): PolicyLossOptionsIn
 }
 
 /** DPPO-TV / DPPO-KL: clip_ratio_low/high bound the TV / binary KL; clip_ratio_c is the IS truncation, not dual clip. */
-const dppo =
-  (preset: PolicyLossOptionsInput): VerlLossMode =>
-  (a) => ({ ...withoutAggregation(preset), ...clipRange(a), ratioCap: a.clip_ratio_c });
+const dppo = (preset: PolicyLossOptionsInput, a: ResolvedVerlActor): PolicyLossOptionsInput => ({
+  ...withoutAggregation(preset),
+  ...clipRange(a),
+  ratioCap: a.clip_ratio_c,
+});
 
 /** policy_loss.loss_mode → grpo-roc's objective (core_algos.py's POLICY_LOSS_REGISTRY). */
 export const VERL_LOSS_MODES: Table<VerlLossMode> = {
@@ -507,8 +511,8 @@ export const VERL_LOSS_MODES: Table<VerlLossMode> = {
       seed: 0,
     },
   }),
-  dppo_tv: dppo(lossPresets.verlDppoTv),
-  dppo_kl: dppo(lossPresets.verlDppoKl),
+  dppo_tv: (a) => dppo(lossPresets.verlDppoTv, a),
+  dppo_kl: (a) => dppo(lossPresets.verlDppoKl, a),
   // dro_beta None (PolicyLossConfig's default) or ≤ 0 raises in verl: grpo-roc's droBeta rule refuses it there.
   dro: (a) => ({ ...withoutAggregation(lossPresets.verlDro), droBeta: a.policy_loss.dro_beta }),
 };

@@ -9,6 +9,7 @@
  * removed, to reproduce TRL. `multiplyWeights` combines several.
  */
 import * as z from "zod/mini";
+import { pure } from "../pure.js";
 import { invalid, parseOrThrow } from "../errors.js";
 import { readAdvantages } from "../loss/inputs.js";
 import { readMatrices } from "../masked-inputs.js";
@@ -22,7 +23,7 @@ export const VLLM_IS_MODES = ["token_truncate", "token_mask", "sequence_truncate
 export type VllmImportanceSamplingMode = (typeof VLLM_IS_MODES)[number];
 
 /** vllmImportanceSamplingOptionsSchema's fields: a const of its own, so that the published types keep each comment. */
-const vllmImportanceSamplingShape = {
+const vllmImportanceSamplingShape = /* @__PURE__ */ pure(() => ({
   /**
    * TRL `vllm_importance_sampling_mode` (GRPOConfig default "sequence_mask"): token_* ratios per token, sequence_*
    * one ratio per row, the **product** of its token ratios; *_truncate clamps to [clipMin, clipMax], *_mask sets
@@ -33,27 +34,29 @@ const vllmImportanceSamplingShape = {
   clipMin: z._default(z.nullable(z.number().check(z.nonnegative())), null),
   /** TRL `vllm_importance_sampling_clip_max` (default 3.0; older TRL's `vllm_importance_sampling_cap`). */
   clipMax: z._default(z.nullable(z.number().check(z.positive())), 3),
-};
+}));
 
 /** TRL's vLLM importance-sampling correction options; the rules of GRPOConfig.__post_init__ are checked too. */
 export const vllmImportanceSamplingOptionsSchema: z.ZodMiniObject<typeof vllmImportanceSamplingShape, z.core.$strict> =
-  z.strictObject(vllmImportanceSamplingShape).check(
-    z.superRefine((o, ctx) => {
-      if (o.clipMin !== null && o.clipMax !== null && !(o.clipMin < o.clipMax)) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["clipMin"],
-          message: "must be below clipMax (TRL's __post_init__ rule)",
-        });
-      }
-      if (o.mode.endsWith("truncate") && o.clipMin === null && o.clipMax === null) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["clipMax"],
-          message: `${o.mode} needs clipMin or clipMax (TRL's __post_init__ rule); both are null`,
-        });
-      }
-    }),
+  /* @__PURE__ */ pure(() =>
+    z.strictObject(vllmImportanceSamplingShape).check(
+      z.superRefine((o, ctx) => {
+        if (o.clipMin !== null && o.clipMax !== null && !(o.clipMin < o.clipMax)) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["clipMin"],
+            message: "must be below clipMax (TRL's __post_init__ rule)",
+          });
+        }
+        if (o.mode.endsWith("truncate") && o.clipMin === null && o.clipMax === null) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["clipMax"],
+            message: `${o.mode} needs clipMin or clipMax (TRL's __post_init__ rule); both are null`,
+          });
+        }
+      }),
+    ),
   );
 /** The options vllmImportanceSampling takes. */
 export type VllmImportanceSamplingOptionsInput = z.input<typeof vllmImportanceSamplingOptionsSchema>;
@@ -209,13 +212,13 @@ export function vllmImportanceSampling(
 }
 
 /** entropyMaskOptionsSchema's fields. */
-const entropyMaskShape = {
+const entropyMaskShape = /* @__PURE__ */ pure(() => ({
   /** TRL `top_entropy_quantile` q ∈ (0, 1]: keep the tokens whose entropy is in the top q of the batch's. */
   quantile: z.number().check(z.positive(), z.lte(1)),
-};
+}));
 /** The top-entropy mask's options. */
 export const entropyMaskOptionsSchema: z.ZodMiniObject<typeof entropyMaskShape, z.core.$strict> =
-  z.strictObject(entropyMaskShape);
+  /* @__PURE__ */ z.strictObject(entropyMaskShape);
 /** The options entropyMask takes. */
 export type EntropyMaskOptionsInput = z.input<typeof entropyMaskOptionsSchema>;
 
@@ -277,13 +280,13 @@ function float32Quantile(values: number[], q: number): number {
 }
 
 /** offPolicyMaskOptionsSchema's fields. */
-const offPolicyMaskShape = {
+const offPolicyMaskShape = /* @__PURE__ */ pure(() => ({
   /** TRL `off_policy_mask_threshold` δ: a row with A < 0 is dropped when its mean (old − logp) exceeds δ. */
   threshold: z.number(),
-};
+}));
 /** The off-policy mask's options. */
 export const offPolicyMaskOptionsSchema: z.ZodMiniObject<typeof offPolicyMaskShape, z.core.$strict> =
-  z.strictObject(offPolicyMaskShape);
+  /* @__PURE__ */ z.strictObject(offPolicyMaskShape);
 /** The options offPolicyMask takes. */
 export type OffPolicyMaskOptionsInput = z.input<typeof offPolicyMaskOptionsSchema>;
 

@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { pure } from "../pure.js";
 import { invalid, parseOrThrow, type ValidationError } from "../errors.js";
 import { exp, readNumbers } from "../numeric.js";
 import { assertBinaryMask, toMatrix, type Matrix, type MatrixInput } from "../tensor.js";
@@ -69,18 +70,22 @@ export interface TokenLogProbsBackwardOptions extends TokenLogProbsOptions {
 const VOCAB_CHUNK = 4096;
 
 /** The forward pass's options; the mask is read with the tokens. */
-const forwardOptionsSchema = z.strictObject({
-  temperature: z._default(z.number().check(z.positive()), 1),
-  entropy: z._default(z.boolean(), false),
-  mask: z.optional(z.unknown()),
-});
+const forwardOptionsSchema = /* @__PURE__ */ pure(() =>
+  z.strictObject({
+    temperature: z._default(z.number().check(z.positive()), 1),
+    entropy: z._default(z.boolean(), false),
+    mask: z.optional(z.unknown()),
+  }),
+);
 
 /** The backward pass's options: the forward's, and what flows back (read with the logits' shape). */
-const backwardOptionsSchema = z.extend(forwardOptionsSchema, {
-  gradLogp: z.unknown(),
-  gradEntropy: z.optional(z.unknown()),
-  saved: z.optional(z.unknown()),
-});
+const backwardOptionsSchema = /* @__PURE__ */ pure(() =>
+  z.extend(forwardOptionsSchema, {
+    gradLogp: z.unknown(),
+    gradEntropy: z.optional(z.unknown()),
+    saved: z.optional(z.unknown()),
+  }),
+);
 
 export interface Logits {
   readonly data: ArrayLike<number>;
@@ -215,18 +220,20 @@ export function readBackwardInputsOf(
   return { l, ids, mask, reads, gradLogp, gradEntropy, temperature, saved };
 }
 
-const float64ArraySchema = z.custom<Float64Array>((value) => value instanceof Float64Array, {
+const float64ArraySchema = /* @__PURE__ */ z.custom<Float64Array>((value) => value instanceof Float64Array, {
   message: "expected a Float64Array",
 });
 
 /** A TokenLogProbs given as `saved`: the forward result of these logits, at this temperature. */
-const savedSchema = z.looseObject({
-  logp: float64ArraySchema,
-  logSumExp: float64ArraySchema,
-  entropy: z.optional(float64ArraySchema),
-  temperature: z.number(),
-  shape: z.tuple([z.number(), z.number()]),
-});
+const savedSchema = /* @__PURE__ */ pure(() =>
+  z.looseObject({
+    logp: float64ArraySchema,
+    logSumExp: float64ArraySchema,
+    entropy: z.optional(float64ArraySchema),
+    temperature: z.number(),
+    shape: z.tuple([z.number(), z.number()]),
+  }),
+);
 
 /** `saved` checked against this pass: the forward result of tokenLogProbs on the same logits and temperature. */
 function readSaved(input: TokenLogProbs, l: Logits, temperature: number): TokenLogProbs {
@@ -460,30 +467,35 @@ export function readLogits(input: LogitsInput): Logits {
 }
 
 /** [B, T, V]: B and T may be 0, the vocabulary may not. */
-const logitsShapeSchema = z.tuple([
-  z.int().check(z.nonnegative()),
-  z.int().check(z.nonnegative()),
-  z.int().check(z.positive()),
-]);
+const logitsShapeSchema = /* @__PURE__ */ pure(() =>
+  z.tuple([z.int().check(z.nonnegative()), z.int().check(z.nonnegative()), z.int().check(z.positive())]),
+);
 
-const flatLogitsSchema = z.strictObject({
-  /** float32 and float64 logits declare no dtype (the array says it); bfloat16 ones do. */
-  dtype: z.optional(z.undefined()),
-  data: z.custom<ArrayLike<number>>((d) => d instanceof Float32Array || d instanceof Float64Array || Array.isArray(d), {
-    message: "expected a Float32Array, a Float64Array or an array",
+const flatLogitsSchema = /* @__PURE__ */ pure(() =>
+  z.strictObject({
+    /** float32 and float64 logits declare no dtype (the array says it); bfloat16 ones do. */
+    dtype: z.optional(z.undefined()),
+    data: z.custom<ArrayLike<number>>(
+      (d) => d instanceof Float32Array || d instanceof Float64Array || Array.isArray(d),
+      {
+        message: "expected a Float32Array, a Float64Array or an array",
+      },
+    ),
+    shape: logitsShapeSchema,
   }),
-  shape: logitsShapeSchema,
-});
+);
 
-const bfloat16LogitsSchema = z.strictObject({
-  dtype: z.literal("bfloat16", {
-    message: 'the only dtype logits may declare is "bfloat16" (leave it out for float32 / float64 data)',
+const bfloat16LogitsSchema = /* @__PURE__ */ pure(() =>
+  z.strictObject({
+    dtype: z.literal("bfloat16", {
+      message: 'the only dtype logits may declare is "bfloat16" (leave it out for float32 / float64 data)',
+    }),
+    data: z.custom<Uint16Array>((d) => d instanceof Uint16Array, {
+      message: "bfloat16 logits are their bits in a Uint16Array",
+    }),
+    shape: logitsShapeSchema,
   }),
-  data: z.custom<Uint16Array>((d) => d instanceof Uint16Array, {
-    message: "bfloat16 logits are their bits in a Uint16Array",
-  }),
-  shape: logitsShapeSchema,
-});
+);
 
 /** The shape's dimensions, once the data is known to hold B·T·V entries. */
 function logitsShape(data: ArrayLike<unknown>, shape: readonly [number, number, number]) {
@@ -573,12 +585,16 @@ export interface TokenEntropyBackwardOptions extends TokenEntropyOptions {
   readonly gradEntropy: MatrixInput;
 }
 
-const entropyOptionsSchema = z.strictObject({
-  temperature: z._default(z.number().check(z.positive()), 1),
-  mask: z.optional(z.unknown()),
-});
+const entropyOptionsSchema = /* @__PURE__ */ pure(() =>
+  z.strictObject({
+    temperature: z._default(z.number().check(z.positive()), 1),
+    mask: z.optional(z.unknown()),
+  }),
+);
 
-const entropyBackwardOptionsSchema = z.extend(entropyOptionsSchema, { gradEntropy: z.unknown() });
+const entropyBackwardOptionsSchema = /* @__PURE__ */ pure(() =>
+  z.extend(entropyOptionsSchema, { gradEntropy: z.unknown() }),
+);
 
 /** The mask of an entropy-only call, read against the logits' [B, T]. */
 function readPositionMask(maskInput: MatrixInput | undefined, l: Logits): ArrayLike<number> | undefined {

@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { pure } from "../pure.js";
 import { invalid, parseOrThrow } from "../errors.js";
 import { assertBinaryMask, countRowTokens, toMatrix, type MatrixInput } from "../tensor.js";
 import { AGGREGATIONS, normalizerSchema, type Aggregation, type Normalizer, type NormalizerInput } from "./options.js";
@@ -132,11 +133,13 @@ export function batchNormalizer(maskInput: MatrixInput): {
   return { tokens, sequences, rows, length: cols > 0 ? cols : undefined };
 }
 
-const aggregateOptionsSchema = z.strictObject({
-  mask: z.optional(z.unknown()),
-  aggregation: z._default(z.enum(AGGREGATIONS), "token-mean"),
-  normalizer: normalizerSchema,
-});
+const aggregateOptionsSchema = /* @__PURE__ */ pure(() =>
+  z.strictObject({
+    mask: z.optional(z.unknown()),
+    aggregation: z._default(z.enum(AGGREGATIONS), "token-mean"),
+    normalizer: normalizerSchema,
+  }),
+);
 
 /**
  * Aggregates any per-token quantity [B, T] the way the loss does (to log entropy, or add a term of your own):

@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { pure } from "../pure.js";
 
 /**
  * How per-token losses become one number (docs/spec.md §4). verl's modes: token-mean, token-sum (verl 1dda039),
@@ -370,120 +371,129 @@ const verl = {
  * Plain option objects, side by side in the README. `paper` is the GRPO-RoC objective of the spec; `reference` is
  * what rStar2-Agent's released code runs (verl's vanilla loss with clip-higher).
  */
-export const lossPresets = {
-  paper: {
-    objective: "clip",
-    ratioLevel: "token",
-    clipLow: 0.2,
-    clipHigh: 0.28,
-    dualClip: null,
-    delta: null,
-    logRatioClamp: null,
-    aggregation: "token-mean",
-    kl: null,
-    entropyCoef: 0,
-  },
-  reference: { ...verl, clipHigh: 0.28 },
-  verl,
-  /**
-   * verl's GSPO loss mode: sequence ratio, no ±20 clamp but log-ratio ≤ 10, no dual clip, seq-mean-token-mean always.
-   */
-  verlGspo: {
-    ...verl,
-    ratioLevel: "sequence-token",
-    dualClip: null,
-    logRatioClamp: [-Infinity, 10],
-    aggregation: "seq-mean-token-mean",
-  },
-  /**
-   * verl's DPPO-Binary-TV (verl/trainer/ppo/core_algos.py compute_policy_loss_dppo_tv, verl 1dda039): clipLow and
-   * clipHigh are the bounds on π − π_old, ratioCap is ActorConfig's clip_ratio_c (3), the log-ratio clamp ±20.
-   * verl's example (examples/dppo_trainer) uses 0.15 and a cap of 10000 with seq-mean-token-sum-norm.
-   */
-  verlDppoTv: { ...verl, objective: "dppo-tv", dualClip: null, ratioCap: 3 },
-  /**
-   * verl's DPPO-Binary-KL (core_algos.py compute_policy_loss_dppo_kl, verl 1dda039): clipLow and clipHigh bound the
-   * binary KL between (π_old, 1 − π_old) and (π, 1 − π); ratioCap 3 and the ±20 clamp as in verlDppoTv.
-   */
-  verlDppoKl: { ...verl, objective: "dppo-kl", dualClip: null, ratioCap: 3 },
-  /**
-   * verl's DRO (core_algos.py compute_policy_loss_dro, verl 1dda039): no ratio, no clamp. verl has no default β
-   * (PolicyLossConfig.dro_beta is None, and the loss raises): add one, `{ ...lossPresets.verlDro, droBeta: 0.1 }`.
-   */
-  verlDro: { ...verl, objective: "dro", dualClip: null, logRatioClamp: null },
-  /**
-   * verl's GMPO, loss_mode "geo_mean" (core_algos.py compute_policy_loss_geo_mean, verl b178a3c): the
-   * geometric mean of token ratios whose log is clipped to [−clipLow, clipHigh], no ±20 clamp, the mean over all rows
-   * whatever loss_agg_mode says ("grpo" here: each row's loss once, empty rows counted).
-   */
-  verlGmpo: { ...verl, objective: "gmpo", dualClip: null, logRatioClamp: null, aggregation: "grpo" },
-  /**
-   * verl's KL-Cov (core_algos.py compute_policy_loss_kl_cov, verl b178a3c): −A·ρ unclipped and unclamped,
-   * plus ppo_kl_coef·|log ρ| on the kl_cov_ratio share of tokens of largest covariance; ActorConfig's 0.0002 and 0.1.
-   */
-  verlKlCov: { ...verl, objective: "kl-cov", dualClip: null, logRatioClamp: null, klCov: { ratio: 0.0002, coef: 0.1 } },
-  /**
-   * verl's Clip-Cov (core_algos.py compute_policy_loss_clip_cov, verl b178a3c): PPO's clip without dual
-   * clip or clamp, with a clip_cov_ratio share of the tokens whose covariance lies in (1, 5) detached (loss 0).
-   */
-  verlClipCov: {
-    ...verl,
-    objective: "clip-cov",
-    dualClip: null,
-    logRatioClamp: null,
-    clipCov: { ratio: 0.0002, lowerBound: 1, upperBound: 5, seed: 0 },
-  },
-  /** TRL GRPOConfig defaults: loss_type "dapo", epsilon 0.2 both sides, beta 0, no clamp, no dual clip. */
-  trl: {
-    objective: "clip",
-    ratioLevel: "token",
-    clipLow: 0.2,
-    clipHigh: 0.2,
-    dualClip: null,
-    delta: null,
-    logRatioClamp: null,
-    aggregation: "dapo",
-    kl: null,
-    entropyCoef: 0,
-    entropyAggregation: "dapo",
-  },
-  /**
-   * TRL's LUSPO, `loss_type="luspo"` with `importance_sampling_level="sequence"` (trl/trainer/grpo_trainer.py
-   * GRPOTrainer._compute_loss, TRL f2cd577): GSPO's clipped sequence ratio, each row's loss times its length L_b,
-   * the mean over all rows (the "grpo" aggregation with the objective's L_b scaling), GRPOConfig's ε = 0.2 both
-   * sides. The entropy bonus is divided by the local token count (bnpo), as TRL's non-dapo loss types do.
-   */
-  trlLuspo: {
-    objective: "luspo",
-    ratioLevel: "token",
-    clipLow: 0.2,
-    clipHigh: 0.2,
-    dualClip: null,
-    delta: null,
-    logRatioClamp: null,
-    aggregation: "grpo",
-    kl: null,
-    entropyCoef: 0,
-    entropyAggregation: "bnpo",
-  },
-  /**
-   * TRL's VESPO, `loss_type="vespo"` (trl/trainer/grpo_trainer.py GRPOTrainer._compute_loss and
-   * get_gamma_weights, TRL f2cd577): −sg(φ(w_b))·A·log π with φ(w) = exp(λ + k·log w − λ·w), GRPOConfig's
-   * k/λ (2, 3 for A ≥ 0; 3, 2 for A < 0), aggregated as dapo (Σ / num_items_in_batch). With TRL's vLLM importance
-   * correction, pass its ratio as importanceWeights with `vespo.importanceWeights: "phi"`.
-   */
-  trlVespo: {
-    objective: "vespo",
-    ratioLevel: "token",
-    dualClip: null,
-    delta: null,
-    logRatioClamp: null,
-    aggregation: "dapo",
-    kl: null,
-    entropyCoef: 0,
-    entropyAggregation: "dapo",
-    vespo: { kPositive: 2, lambdaPositive: 3, kNegative: 3, lambdaNegative: 2, importanceWeights: "loss" },
-  },
-} as const satisfies Record<string, PolicyLossOptionsInput>;
+export const lossPresets = /* @__PURE__ */ pure(
+  () =>
+    ({
+      paper: {
+        objective: "clip",
+        ratioLevel: "token",
+        clipLow: 0.2,
+        clipHigh: 0.28,
+        dualClip: null,
+        delta: null,
+        logRatioClamp: null,
+        aggregation: "token-mean",
+        kl: null,
+        entropyCoef: 0,
+      },
+      reference: { ...verl, clipHigh: 0.28 },
+      verl,
+      /**
+       * verl's GSPO loss mode: sequence ratio, no ±20 clamp but log-ratio ≤ 10, no dual clip, seq-mean-token-mean always.
+       */
+      verlGspo: {
+        ...verl,
+        ratioLevel: "sequence-token",
+        dualClip: null,
+        logRatioClamp: [-Infinity, 10],
+        aggregation: "seq-mean-token-mean",
+      },
+      /**
+       * verl's DPPO-Binary-TV (verl/trainer/ppo/core_algos.py compute_policy_loss_dppo_tv, verl 1dda039): clipLow and
+       * clipHigh are the bounds on π − π_old, ratioCap is ActorConfig's clip_ratio_c (3), the log-ratio clamp ±20.
+       * verl's example (examples/dppo_trainer) uses 0.15 and a cap of 10000 with seq-mean-token-sum-norm.
+       */
+      verlDppoTv: { ...verl, objective: "dppo-tv", dualClip: null, ratioCap: 3 },
+      /**
+       * verl's DPPO-Binary-KL (core_algos.py compute_policy_loss_dppo_kl, verl 1dda039): clipLow and clipHigh bound the
+       * binary KL between (π_old, 1 − π_old) and (π, 1 − π); ratioCap 3 and the ±20 clamp as in verlDppoTv.
+       */
+      verlDppoKl: { ...verl, objective: "dppo-kl", dualClip: null, ratioCap: 3 },
+      /**
+       * verl's DRO (core_algos.py compute_policy_loss_dro, verl 1dda039): no ratio, no clamp. verl has no default β
+       * (PolicyLossConfig.dro_beta is None, and the loss raises): add one, `{ ...lossPresets.verlDro, droBeta: 0.1 }`.
+       */
+      verlDro: { ...verl, objective: "dro", dualClip: null, logRatioClamp: null },
+      /**
+       * verl's GMPO, loss_mode "geo_mean" (core_algos.py compute_policy_loss_geo_mean, verl b178a3c): the
+       * geometric mean of token ratios whose log is clipped to [−clipLow, clipHigh], no ±20 clamp, the mean over all rows
+       * whatever loss_agg_mode says ("grpo" here: each row's loss once, empty rows counted).
+       */
+      verlGmpo: { ...verl, objective: "gmpo", dualClip: null, logRatioClamp: null, aggregation: "grpo" },
+      /**
+       * verl's KL-Cov (core_algos.py compute_policy_loss_kl_cov, verl b178a3c): −A·ρ unclipped and unclamped,
+       * plus ppo_kl_coef·|log ρ| on the kl_cov_ratio share of tokens of largest covariance; ActorConfig's 0.0002 and 0.1.
+       */
+      verlKlCov: {
+        ...verl,
+        objective: "kl-cov",
+        dualClip: null,
+        logRatioClamp: null,
+        klCov: { ratio: 0.0002, coef: 0.1 },
+      },
+      /**
+       * verl's Clip-Cov (core_algos.py compute_policy_loss_clip_cov, verl b178a3c): PPO's clip without dual
+       * clip or clamp, with a clip_cov_ratio share of the tokens whose covariance lies in (1, 5) detached (loss 0).
+       */
+      verlClipCov: {
+        ...verl,
+        objective: "clip-cov",
+        dualClip: null,
+        logRatioClamp: null,
+        clipCov: { ratio: 0.0002, lowerBound: 1, upperBound: 5, seed: 0 },
+      },
+      /** TRL GRPOConfig defaults: loss_type "dapo", epsilon 0.2 both sides, beta 0, no clamp, no dual clip. */
+      trl: {
+        objective: "clip",
+        ratioLevel: "token",
+        clipLow: 0.2,
+        clipHigh: 0.2,
+        dualClip: null,
+        delta: null,
+        logRatioClamp: null,
+        aggregation: "dapo",
+        kl: null,
+        entropyCoef: 0,
+        entropyAggregation: "dapo",
+      },
+      /**
+       * TRL's LUSPO, `loss_type="luspo"` with `importance_sampling_level="sequence"` (trl/trainer/grpo_trainer.py
+       * GRPOTrainer._compute_loss, TRL f2cd577): GSPO's clipped sequence ratio, each row's loss times its length L_b,
+       * the mean over all rows (the "grpo" aggregation with the objective's L_b scaling), GRPOConfig's ε = 0.2 both
+       * sides. The entropy bonus is divided by the local token count (bnpo), as TRL's non-dapo loss types do.
+       */
+      trlLuspo: {
+        objective: "luspo",
+        ratioLevel: "token",
+        clipLow: 0.2,
+        clipHigh: 0.2,
+        dualClip: null,
+        delta: null,
+        logRatioClamp: null,
+        aggregation: "grpo",
+        kl: null,
+        entropyCoef: 0,
+        entropyAggregation: "bnpo",
+      },
+      /**
+       * TRL's VESPO, `loss_type="vespo"` (trl/trainer/grpo_trainer.py GRPOTrainer._compute_loss and
+       * get_gamma_weights, TRL f2cd577): −sg(φ(w_b))·A·log π with φ(w) = exp(λ + k·log w − λ·w), GRPOConfig's
+       * k/λ (2, 3 for A ≥ 0; 3, 2 for A < 0), aggregated as dapo (Σ / num_items_in_batch). With TRL's vLLM importance
+       * correction, pass its ratio as importanceWeights with `vespo.importanceWeights: "phi"`.
+       */
+      trlVespo: {
+        objective: "vespo",
+        ratioLevel: "token",
+        dualClip: null,
+        delta: null,
+        logRatioClamp: null,
+        aggregation: "dapo",
+        kl: null,
+        entropyCoef: 0,
+        entropyAggregation: "dapo",
+        vespo: { kPositive: 2, lambdaPositive: 3, kNegative: 3, lambdaNegative: 2, importanceWeights: "loss" },
+      },
+    }) as const satisfies Record<string, PolicyLossOptionsInput>,
+);
 
 export type KlOptions = NonNullable<PolicyLossOptions["kl"]>;

@@ -63,7 +63,7 @@ export interface ClassifyContext {
   readonly unanswered: ToolOutcome | "omit";
 }
 
-const OUTCOMES: ReadonlySet<unknown> = new Set(TOOL_OUTCOMES);
+const OUTCOMES: ReadonlySet<unknown> = /* @__PURE__ */ new Set(TOOL_OUTCOMES);
 
 export function classifyCall({ call, result }: PairedCall, context: ClassifyContext): Classification {
   const parsed = parseArguments(call);

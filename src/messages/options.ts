@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { pure } from "../pure.js";
 import { TOOL_OUTCOMES, type ToolOutcome } from "../roc/penalties.js";
 import { ANSWER_MARKUPS, type AnswerExtractor } from "./answers.js";
 
@@ -69,7 +70,7 @@ export type ToolDefinition = object;
 const isFunction = (value: unknown) => typeof value === "function";
 
 /** messagesOptionsSchema's fields: a const of its own, so that the published types keep each field's comment. */
-const messagesOptionsShape = {
+const messagesOptionsShape = /* @__PURE__ */ pure(() => ({
   /** The record's format; default: told by its shape (an error when the record mixes formats). */
   format: z.optional(z.enum(MESSAGE_FORMATS)),
   /**
@@ -97,11 +98,11 @@ const messagesOptionsShape = {
    * "execution_error"; "omit" leaves it out of `toolCalls` (as a transcript's unanswered calls are).
    */
   unanswered: z._default(z.enum([...TOOL_OUTCOMES, "omit"] as const), "execution_error"),
-};
+}));
 
 /** Checks and fills in the options of qualityFromMessages (MessagesOptions). Unknown keys are errors. */
 export const messagesOptionsSchema: z.ZodMiniObject<typeof messagesOptionsShape, z.core.$strict> =
-  z.strictObject(messagesOptionsShape);
+  /* @__PURE__ */ z.strictObject(messagesOptionsShape);
 
 /** The options of qualityFromMessages and inspectMessages, every field optional. */
 export type MessagesOptions = z.input<typeof messagesOptionsSchema>;

@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { pure } from "../../pure.js";
 import { parseOrThrow } from "../../errors.js";
 import type { MatrixInput } from "../../tensor.js";
 import {
@@ -17,16 +18,17 @@ export interface GaeInputs extends TokenRewardInputs {
 }
 
 /** gaeOptionsSchema's fields: a const of its own, so that the published types keep each comment. */
-const gaeOptionsShape = {
+const gaeOptionsShape = /* @__PURE__ */ pure(() => ({
   /** The discount γ in [0, 1] (verl `algorithm.gamma`, default 1.0). */
   gamma: z._default(z.number().check(z.gte(0), z.lte(1)), 1),
   /** GAE's λ in [0, 1] (verl `algorithm.lam`, default 1.0): 0 is the one-step TD error, 1 the Monte Carlo return. */
   lambda: z._default(z.number().check(z.gte(0), z.lte(1)), 1),
-};
+}));
 
 /** Checks and fills in gaeAdvantages' options. Unknown keys are errors naming the closest key. */
-export const gaeOptionsSchema: z.ZodMiniObject<typeof gaeOptionsShape, z.core.$strict> =
-  z.strictObject(gaeOptionsShape);
+export const gaeOptionsSchema: z.ZodMiniObject<typeof gaeOptionsShape, z.core.$strict> = /* @__PURE__ */ z.strictObject(
+  gaeOptionsShape,
+);
 
 /** gaeAdvantages' options with every default filled in. */
 export type GaeOptions = z.output<typeof gaeOptionsSchema>;

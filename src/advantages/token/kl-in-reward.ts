@@ -4,6 +4,7 @@
  * β. Pure functions over [B, T] matrices, in the token-level estimators' style (see docs/api.md).
  */
 import * as z from "zod/mini";
+import { pure } from "../../pure.js";
 import { invalid, parseOrThrow, requireKnownKeys } from "../../errors.js";
 import { requireFiniteWhereSelected } from "../../masked-inputs.js";
 import { klEstimator } from "../../loss/kl.js";
@@ -28,7 +29,7 @@ export interface KlPenaltyRewardsInputs {
 }
 
 /** klPenaltyRewardsOptionsSchema's fields: a const of its own, so that the published types keep each comment. */
-const klPenaltyRewardsShape = {
+const klPenaltyRewardsShape = /* @__PURE__ */ pure(() => ({
   /**
    * The KL estimator (verl `algorithm.kl_penalty`, default "kl" = k1): "k1", "abs", "k2", "k3" or verl's names "kl",
    * "mse", "low_var_kl", with verl's k3 clamps (verl `core_algos.kl_penalty`, b178a3c L1841). A "+" kind
@@ -41,11 +42,11 @@ const klPenaltyRewardsShape = {
    * 0.001, at the first step; then what fixedKlCoefficient or adaptiveKlCoefficient returns).
    */
   beta: z._default(z.number().check(z.nonnegative()), 0.001),
-};
+}));
 
 /** Checks and fills in klPenaltyRewards' options. Unknown keys are errors naming the closest key. */
 export const klPenaltyRewardsOptionsSchema: z.ZodMiniObject<typeof klPenaltyRewardsShape, z.core.$strict> =
-  z.strictObject(klPenaltyRewardsShape);
+  /* @__PURE__ */ z.strictObject(klPenaltyRewardsShape);
 
 /** klPenaltyRewards' options with every default filled in (kind resolved to one of KL_KINDS). */
 export type KlPenaltyRewardsOptions = z.output<typeof klPenaltyRewardsOptionsSchema>;
@@ -236,14 +237,14 @@ export interface KlRatioRewardsInputs {
 }
 
 /** klRatioRewardsOptionsSchema's fields: a const of its own, so that the published types keep each comment. */
-const klRatioRewardsShape = {
+const klRatioRewardsShape = /* @__PURE__ */ pure(() => ({
   /** The coefficient ≥ 0 of the k1 penalty (verl `compute_rewards`'s `kl_ratio`; it has no default there). */
   klRatio: z.number().check(z.nonnegative()),
-};
+}));
 
 /** Checks klRatioRewards' options. Unknown keys are errors naming the closest key. */
 export const klRatioRewardsOptionsSchema: z.ZodMiniObject<typeof klRatioRewardsShape, z.core.$strict> =
-  z.strictObject(klRatioRewardsShape);
+  /* @__PURE__ */ z.strictObject(klRatioRewardsShape);
 
 /** The options klRatioRewards takes: `klRatio`, required. */
 export type KlRatioRewardsOptions = z.input<typeof klRatioRewardsOptionsSchema>;
@@ -316,17 +317,17 @@ export interface KlControllerStep {
 }
 
 /** klControllerStepSchema's fields: a const of its own, so that the published types keep each comment. */
-const klControllerStepShape = {
+const klControllerStepShape = /* @__PURE__ */ pure(() => ({
   /** β ≥ 0 (verl `kl_ctrl.value`). */
   klCoef: z.number().check(z.nonnegative()),
   /** verl `current_kl`: finite. */
   currentKl: z.number(),
   /** verl `n_steps`, the batch size: an integer ≥ 0. */
   nSteps: z.int().check(z.nonnegative()),
-};
+}));
 
 const klControllerStepSchema: z.ZodMiniObject<typeof klControllerStepShape, z.core.$strict> =
-  z.strictObject(klControllerStepShape);
+  /* @__PURE__ */ z.strictObject(klControllerStepShape);
 
 /**
  * verl's FixedKLController: β never changes (`update` is a no-op), so the next β is `klCoef`. Validates the step as
@@ -347,7 +348,7 @@ export function fixedKlCoefficient(step: KlControllerStep): number {
 }
 
 /** adaptiveKlOptionsSchema's fields: a const of its own, so that the published types keep each comment. */
-const adaptiveKlShape = {
+const adaptiveKlShape = /* @__PURE__ */ pure(() => ({
   /**
    * The KL the controller steers toward, > 0 (verl `algorithm.kl_ctrl.target_kl`, default 0.1; at 0 verl's
    * `current_kl / target` raises ZeroDivisionError).
@@ -355,11 +356,11 @@ const adaptiveKlShape = {
   targetKl: z._default(z.number().check(z.positive()), 0.1),
   /** Samples per full correction, > 0 (verl `algorithm.kl_ctrl.horizon`, default 10000; verl asserts > 0). */
   horizon: z._default(z.number().check(z.positive()), 10000),
-};
+}));
 
 /** Checks and fills in adaptiveKlCoefficient's options. Unknown keys are errors naming the closest key. */
 export const adaptiveKlOptionsSchema: z.ZodMiniObject<typeof adaptiveKlShape, z.core.$strict> =
-  z.strictObject(adaptiveKlShape);
+  /* @__PURE__ */ z.strictObject(adaptiveKlShape);
 
 /** adaptiveKlCoefficient's options with every default filled in. */
 export type AdaptiveKlOptions = z.output<typeof adaptiveKlOptionsSchema>;

@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { pure } from "../../pure.js";
 import { invalid, parseOrThrow } from "../../errors.js";
 import { type GroupId, groupBy } from "../../groups.js";
 import { isArrayLike, type NumericArray } from "../../numeric.js";
@@ -29,7 +30,7 @@ export interface OptimalTokenBaselineInputs extends TokenRewardInputs {
 }
 
 /** optimalTokenBaselineOptionsSchema's fields: a const of its own, so that the published types keep each comment. */
-const optimalTokenBaselineOptionsShape = {
+const optimalTokenBaselineOptionsShape = /* @__PURE__ */ pure(() => ({
   /**
    * Zero the baseline of a group's longest row beyond the second-longest row's length, when one row is strictly the
    * longest (verl `handle_zero_tail`). Default true, as at verl 1dda039; it was false at b178a3c for the non-TIR
@@ -38,13 +39,13 @@ const optimalTokenBaselineOptionsShape = {
   handleZeroTail: z._default(z.boolean(), true),
   /** Added to the baseline's denominator Σ W (verl `epsilon`, default 1e-8); must be > 0. */
   epsilon: z._default(z.number().check(z.positive()), 1e-8),
-};
+}));
 
 /** Checks and fills in the optimal-token-baseline options. Unknown keys are errors naming the closest key. */
 export const optimalTokenBaselineOptionsSchema: z.ZodMiniObject<
   typeof optimalTokenBaselineOptionsShape,
   z.core.$strict
-> = z.strictObject(optimalTokenBaselineOptionsShape);
+> = /* @__PURE__ */ z.strictObject(optimalTokenBaselineOptionsShape);
 
 /** The optimal-token-baseline options with every default filled in. */
 export type OptimalTokenBaselineOptions = z.output<typeof optimalTokenBaselineOptionsSchema>;

@@ -1,4 +1,5 @@
 import * as z from "zod/mini";
+import { pure } from "../../pure.js";
 import { parseOrThrow } from "../../errors.js";
 import {
   readTokenInputs,
@@ -13,7 +14,7 @@ import { maskedWhiten, VERL_WHITEN_EPSILON } from "../whiten.js";
 export const REINFORCE_PLUS_PLUS_VERL_VERSIONS = ["1dda039", "b178a3c"] as const;
 
 /** reinforcePlusPlusOptionsSchema's fields: a const of its own, so that the published types keep each comment. */
-const reinforcePlusPlusOptionsShape = {
+const reinforcePlusPlusOptionsShape = /* @__PURE__ */ pure(() => ({
   /** The discount γ in [0, 1] (verl `algorithm.gamma`, default 1.0). */
   gamma: z._default(z.number().check(z.gte(0), z.lte(1)), 1),
   /**
@@ -23,11 +24,11 @@ const reinforcePlusPlusOptionsShape = {
    * output never sees the rewards after it. On right-padded masks both give the same values.
    */
   verlVersion: z._default(z.enum(REINFORCE_PLUS_PLUS_VERL_VERSIONS), "1dda039"),
-};
+}));
 
 /** Checks and fills in reinforcePlusPlusAdvantages' options. Unknown keys are errors naming the closest key. */
 export const reinforcePlusPlusOptionsSchema: z.ZodMiniObject<typeof reinforcePlusPlusOptionsShape, z.core.$strict> =
-  z.strictObject(reinforcePlusPlusOptionsShape);
+  /* @__PURE__ */ z.strictObject(reinforcePlusPlusOptionsShape);
 
 /** reinforcePlusPlusAdvantages' options with every default filled in. */
 export type ReinforcePlusPlusOptions = z.output<typeof reinforcePlusPlusOptionsSchema>;

@@ -20,7 +20,7 @@ export interface RemaxInputs extends TokenRewardInputs {
 }
 
 /** ReMax has no options: an object with any key (a `gamma`, say: ReMax never discounts) is refused. */
-const remaxOptionsSchema = z.strictObject({});
+const remaxOptionsSchema = /* @__PURE__ */ z.strictObject({});
 
 const KNOWN_INPUTS = ["tokenRewards", "mask", "rewardBaselines"] as const satisfies readonly (keyof RemaxInputs)[];
 
