@@ -7,6 +7,7 @@ import { invalid, requireKnownKeys } from "../errors.js";
 import { requireFiniteWhereSelected } from "../masked-inputs.js";
 import { isArrayLike, type NumericArray, readNumbers } from "../numeric.js";
 import { countRowTokens, type Matrix, type MatrixInput, toMatrix } from "../tensor.js";
+import type { ObjectiveBatch } from "./objective-types.js";
 import type { PolicyLossOptions } from "./options.js";
 
 /**
@@ -42,19 +43,12 @@ export const POLICY_LOSS_INPUTS = [
   "entropy",
 ] as const satisfies readonly (keyof PolicyLossInputs)[];
 
-/** Validated policy-loss inputs as flat row-major arrays [B·T] (advantages [B] unless per token). */
-export interface LossInputs {
-  readonly shape: readonly [number, number];
-  readonly logp: NumericArray;
-  /** logp itself when the caller gave none (on-policy). */
-  readonly oldLogp: NumericArray;
-  readonly mask: NumericArray;
-  /** Valid (mask 1) tokens of each row. */
-  readonly rowTokens: Int32Array;
-  readonly advantages: NumericArray;
-  readonly perTokenAdvantages: boolean;
+/**
+ * Validated policy-loss inputs as flat row-major arrays [B·T] (advantages [B] unless per token): what an objective's
+ * `prepare` step reads (ObjectiveBatch), and the reference log-probs and entropy the KL and entropy terms read.
+ */
+export interface LossInputs extends ObjectiveBatch {
   readonly refLogp: NumericArray | undefined;
-  readonly importanceWeights: NumericArray | undefined;
   readonly entropy: NumericArray | undefined;
 }
 

@@ -6,6 +6,7 @@ import type {
   PreparedObjective,
   TokenKernel,
 } from "./objective-types.js";
+import { clippedRatioLoss } from "./clip-term.js";
 import { type PolicyLossOptions, REFERENCE_OBJECTIVES, type ReferenceObjective } from "./options.js";
 import { trlObjectives } from "./trl-objectives.js";
 import { verlObjectives } from "./verl-objectives.js";
@@ -24,39 +25,11 @@ export type {
 
 /**
  * PPO / GRPO / DAPO / GSPO: max(−A·ρ, −A·clip(ρ, 1 − ε_low, 1 + ε_high)), with TRL's δ capping the unclipped ratio
- * and verl's dual clip bounding the loss at −A·c for negative advantages.
+ * and verl's dual clip bounding the loss at −A·c for negative advantages (clippedRatioLoss, shared with LUSPO).
  */
 export const clipObjective: PolicyObjective = (options) => {
-  const low = 1 - options.clipLow;
-  const high = 1 + options.clipHigh;
-  const delta = options.delta ?? Infinity;
-  const dualClip = options.dualClip ?? Infinity;
-  return ({ advantage: a, ratio }) => {
-    const clippedRatio = ratio < low ? low : ratio > high ? high : ratio;
-    const capped = ratio > delta;
-    const unclippedRatio = capped ? delta : ratio;
-    const unclipped = -a * unclippedRatio;
-    const clipped = -a * clippedRatio;
-    // At a tie the two branches have equal value and, inside the clip range, equal slope: either branch is exact.
-    const clippedBranch = clipped > unclipped;
-    let loss = clippedBranch ? clipped : unclipped;
-    let dLogRatio = (clippedBranch ? clippedRatio === ratio : !capped) ? -a * ratio : 0;
-    // The dual clip bounds the loss of a negative advantage at −A·c (c = ∞ without it).
-    const dualClipped = a < 0 && loss > -a * dualClip;
-    if (dualClipped) {
-      loss = -a * dualClip;
-      dLogRatio = 0;
-    }
-    return {
-      loss,
-      dLogRatio,
-      dLogp: 0,
-      clipped: clippedBranch,
-      dualClipped,
-      lowClipped: unclippedRatio < low && a < 0,
-      highClipped: unclippedRatio > high && a > 0,
-    };
-  };
+  const lossAt = clippedRatioLoss(options);
+  return ({ advantage, ratio }) => lossAt(ratio, advantage);
 };
 
 /** CISPO: −sg(clip(ρ)) · A · log π. The clipped ratio only weighs the REINFORCE gradient. */

@@ -367,6 +367,21 @@ const verl = {
   entropyCoef: 0,
 } as const satisfies PolicyLossOptionsInput;
 
+/** TRL's GRPOConfig defaults for the loss (lossPresets.trl, which trlLuspo spreads). */
+const trl = {
+  objective: "clip",
+  ratioLevel: "token",
+  clipLow: 0.2,
+  clipHigh: 0.2,
+  dualClip: null,
+  delta: null,
+  logRatioClamp: null,
+  aggregation: "dapo",
+  kl: null,
+  entropyCoef: 0,
+  entropyAggregation: "dapo",
+} as const satisfies PolicyLossOptionsInput;
+
 /**
  * Plain option objects, side by side in the README. `paper` is the GRPO-RoC objective of the spec; `reference` is
  * what rStar2-Agent's released code runs (verl's vanilla loss with clip-higher).
@@ -443,38 +458,14 @@ export const lossPresets = /* @__PURE__ */ pure(
         clipCov: { ratio: 0.0002, lowerBound: 1, upperBound: 5, seed: 0 },
       },
       /** TRL GRPOConfig defaults: loss_type "dapo", epsilon 0.2 both sides, beta 0, no clamp, no dual clip. */
-      trl: {
-        objective: "clip",
-        ratioLevel: "token",
-        clipLow: 0.2,
-        clipHigh: 0.2,
-        dualClip: null,
-        delta: null,
-        logRatioClamp: null,
-        aggregation: "dapo",
-        kl: null,
-        entropyCoef: 0,
-        entropyAggregation: "dapo",
-      },
+      trl,
       /**
        * TRL's LUSPO, `loss_type="luspo"` with `importance_sampling_level="sequence"` (trl/trainer/grpo_trainer.py
        * GRPOTrainer._compute_loss, TRL f2cd577): GSPO's clipped sequence ratio, each row's loss times its length L_b,
        * the mean over all rows (the "grpo" aggregation with the objective's L_b scaling), GRPOConfig's ε = 0.2 both
        * sides. The entropy bonus is divided by the local token count (bnpo), as TRL's non-dapo loss types do.
        */
-      trlLuspo: {
-        objective: "luspo",
-        ratioLevel: "token",
-        clipLow: 0.2,
-        clipHigh: 0.2,
-        dualClip: null,
-        delta: null,
-        logRatioClamp: null,
-        aggregation: "grpo",
-        kl: null,
-        entropyCoef: 0,
-        entropyAggregation: "bnpo",
-      },
+      trlLuspo: { ...trl, objective: "luspo", aggregation: "grpo", entropyAggregation: "bnpo" },
       /**
        * TRL's VESPO, `loss_type="vespo"` (trl/trainer/grpo_trainer.py GRPOTrainer._compute_loss and
        * get_gamma_weights, TRL f2cd577): −sg(φ(w_b))·A·log π with φ(w) = exp(λ + k·log w − λ·w), GRPOConfig's

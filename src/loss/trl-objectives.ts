@@ -5,7 +5,8 @@
  * (test/golden/trl_policy_loss.json, trl2_is_correction.json; `_compute_loss` spans L2991–3260 there).
  */
 import { invalid } from "../errors.js";
-import type { ObjectiveBatch, PolicyObjective, PreparedBatch, TokenKernel, TokenLoss } from "./objective-types.js";
+import { clippedRatioLoss } from "./clip-term.js";
+import type { ObjectiveBatch, PolicyObjective, PreparedBatch, TokenKernel } from "./objective-types.js";
 import type { PolicyLossOptions, VespoOptions } from "./options.js";
 
 const advantageOf = (batch: ObjectiveBatch, i: number, row: number) =>
@@ -30,7 +31,8 @@ const advantageOf = (batch: ObjectiveBatch, i: number, row: number) =>
  * TRL's loss to [B, T], whose mean then counts padding (golden README, "shape trap"); it is refused.
  */
 export const luspoObjective: PolicyObjective = (options) => {
-  const clip = sequenceClip(options);
+  // TRL's clipped term at the sequence ratio s: "clip"'s, without the dual clip (TRL has none).
+  const clip = clippedRatioLoss({ ...options, dualClip: null });
   const prepare = (batch: ObjectiveBatch): PreparedBatch => {
     const [rows, cols] = batch.shape;
     const values = new Float64Array(rows * cols);
@@ -57,7 +59,8 @@ export const luspoObjective: PolicyObjective = (options) => {
         }
       }
       const logS = sum / count;
-      if (Math.exp(logS) === Infinity) {
+      const ratio = Math.exp(logS);
+      if (ratio === Infinity) {
         throw invalid(
           `inputs.logp[${b}]`,
           `the row's sequence ratio exp(${logS}) overflows float64 (TRL clamps no log-ratio)`,
@@ -68,7 +71,7 @@ export const luspoObjective: PolicyObjective = (options) => {
       let slopeSum = 0;
       for (let i = rowStart; i < rowEnd; i++) {
         if (batch.mask[i] !== 1) continue;
-        slopeSum += clip(logS, advantageOf(batch, i, b)).dLogRatio;
+        slopeSum += clip(ratio, advantageOf(batch, i, b)).dLogRatio;
       }
       for (let i = rowStart; i < rowEnd; i++) {
         if (batch.mask[i] !== 1) continue;
@@ -79,38 +82,9 @@ export const luspoObjective: PolicyObjective = (options) => {
     }
     return { values, importanceWeights: weights, logRatioGradients: gradients };
   };
-  const kernel: TokenKernel = ({ advantage, prepared: logS }) => clip(logS, advantage);
+  const kernel: TokenKernel = ({ advantage, prepared: logS }) => clip(Math.exp(logS), advantage);
   return { prepare, kernel };
 };
-
-/**
- * TRL's clipped term at the sequence ratio s = exp(log s): coef_2 = clamp(s, 1 − ε_low, 1 + ε_high), then
- * coef_1 = min(s, δ), loss −min(coef_1·A, coef_2·A); dLogRatio is ∂/∂log s. It is "clip"'s kernel (objectives.ts)
- * without the dual clip, written here so that this module does not import the registry that imports it.
- */
-function sequenceClip(options: PolicyLossOptions): (logS: number, a: number) => TokenLoss {
-  const low = 1 - options.clipLow;
-  const high = 1 + options.clipHigh;
-  const delta = options.delta ?? Infinity;
-  return (logS, a) => {
-    const ratio = Math.exp(logS);
-    const clippedRatio = ratio < low ? low : ratio > high ? high : ratio;
-    const capped = ratio > delta;
-    const unclippedRatio = capped ? delta : ratio;
-    const unclipped = -a * unclippedRatio;
-    const clipped = -a * clippedRatio;
-    const clippedBranch = clipped > unclipped;
-    return {
-      loss: clippedBranch ? clipped : unclipped,
-      dLogRatio: (clippedBranch ? clippedRatio === ratio : !capped) ? -a * ratio : 0,
-      dLogp: 0,
-      clipped: clippedBranch,
-      dualClipped: false,
-      lowClipped: unclippedRatio < low && a < 0,
-      highClipped: unclippedRatio > high && a > 0,
-    };
-  };
-}
 
 /** TRL's GRPOConfig defaults for VESPO (vespo_k_pos, vespo_lambda_pos, vespo_k_neg, vespo_lambda_neg). */
 export const VESPO_DEFAULTS = {
