@@ -15,8 +15,8 @@ import {
   ValidationError,
   type VerlKlName,
 } from "../src/index.js";
-import { expectAllClose, FLOAT64_TOLERANCE, type GoldenCase, loadGolden, type Tolerance } from "./helpers/golden.js";
-import { verl2TermCase, verlActorLoss } from "./helpers/golden-loss.js";
+import { expectAllClose, FLOAT64_TOLERANCE, loadGolden, type Tolerance } from "./helpers/golden.js";
+import { expectPatchedKlPenalty, verl2TermCase, verlActorLoss } from "./helpers/golden-loss.js";
 import { matrix } from "./helpers/matrices.js";
 
 const GRADIENT_TOLERANCE: Tolerance = { rtol: 1e-10, atol: 1e-12 };
@@ -184,26 +184,7 @@ describe('verl 1dda039 kl_penalty "+" kinds (straight-through)', () => {
   // (kind.rstrip('+')), which is what 1dda039 computes.
   const patched = loadGolden("verl_kl.json").cases.filter((c) => c.function === "kl_penalty" && "error" in c.outputs);
   it.each(patched.map((c) => [c.id, c] as const))("%s (verl_kl.json outputs_patched)", (_id, c) => {
-    const outputs = (c as GoldenCase & { outputs_patched: { kld: number[][]; grad_logprob: number[][] } })
-      .outputs_patched;
-    expect(c.outputs.error).toMatch(/NotImplementedError/);
-    const inputs = c.inputs as { logprob: number[][]; ref_logprob: number[][] };
-    const ref = inputs.ref_logprob.flat();
-    const values = inputs.logprob
-      .flat()
-      .map((lp, i) => klPenalty(c.hyperparameters.kl_penalty as VerlKlName, true, lp, ref[i]!));
-    expectAllClose(
-      values.map((v) => v.value),
-      outputs.kld.flat(),
-      FLOAT64_TOLERANCE,
-      "kld",
-    );
-    expectAllClose(
-      values.map((v) => v.dLogp),
-      outputs.grad_logprob.flat(),
-      GRADIENT_TOLERANCE,
-      "grad_logprob",
-    );
+    expectPatchedKlPenalty(c, c.hyperparameters.kl_penalty as VerlKlName, true, GRADIENT_TOLERANCE);
   });
 
   it("every + kind has its base kind's value (clamps included) and the slope logp − refLogp", () => {

@@ -4,17 +4,21 @@
  * their tensors → PolicyLossInputs, their metric names → ours. Shared by test/golden-{verl,trl}-loss.test.ts (the
  * reference implementation against the peers) and test/conformance/ (every backend against the same cases).
  */
+import { expect } from "vitest";
 import {
   fromTrlConfig,
   fromVerlConfig,
+  type KlKind,
+  klPenalty,
   type PolicyLossInputs,
   type PolicyLossOptionsInput,
   type PolicyLossResult,
   type TrlConfig,
   type VerlConfig,
+  type VerlKlName,
   type VerlVersion,
 } from "../../src/index.js";
-import type { GoldenCase } from "./golden.js";
+import { expectAllClose, FLOAT64_TOLERANCE, type GoldenCase, type Tolerance } from "./golden.js";
 import { matrix } from "./matrices.js";
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -330,4 +334,34 @@ export function verl2TermCase(c: GoldenCase): {
 /** fromVerlConfig's loss options for an ActorConfig, at verl 1dda039 (the default). */
 export function verlActorLoss(actor: VerlActor): PolicyLossOptionsInput {
   return fromVerlConfig({ actor }).loss!;
+}
+
+/**
+ * A kl_penalty case of verl_kl.json that verl b178a3c refuses (NotImplementedError): klPenalty over its log-probs
+ * matches `outputs_patched`, verl 1dda039's values (kld at float64 precision, grad_logprob at `gradientTolerance`).
+ */
+export function expectPatchedKlPenalty(
+  c: GoldenCase,
+  kind: KlKind | VerlKlName,
+  clamp: boolean,
+  gradientTolerance: Tolerance,
+): void {
+  expect(c.outputs.error).toMatch(/NotImplementedError/);
+  const inputs = c.inputs as { logprob: number[][]; ref_logprob: number[][] };
+  const ref = inputs.ref_logprob.flat();
+  const values = inputs.logprob.flat().map((lp, i) => klPenalty(kind, clamp, lp, ref[i]!));
+  const patched = (c as GoldenCase & { outputs_patched: { kld: number[][]; grad_logprob: number[][] } })
+    .outputs_patched;
+  expectAllClose(
+    values.map((v) => v.value),
+    patched.kld.flat(),
+    FLOAT64_TOLERANCE,
+    "kld",
+  );
+  expectAllClose(
+    values.map((v) => v.dLogp),
+    patched.grad_logprob.flat(),
+    gradientTolerance,
+    "grad_logprob",
+  );
 }

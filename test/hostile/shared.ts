@@ -4,7 +4,7 @@
  */
 import fc from "fast-check";
 import { afterAll, expect } from "vitest";
-import { GrpoRocError, ValidationError } from "../../src/index.js";
+import { GrpoRocError, type PolicyLossOptionsInput, policyLoss, ValidationError } from "../../src/index.js";
 
 export const HOSTILE_SEED = Number(process.env.GRPO_ROC_HOSTILE_SEED ?? 20261207);
 
@@ -120,4 +120,84 @@ export function misspellings(key: string): string[] {
   out.add(key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`));
   out.delete(key);
   return [...out].filter((k) => k.length > 0);
+}
+
+/** Every misspelling of every option key is refused at the misspelt key, as an unknown key. */
+export function expectMisspelledOptionsRefused(
+  options: Record<string, unknown>,
+  call: (options: Record<string, unknown>) => unknown,
+): void {
+  const known = Object.keys(options);
+  for (const key of known) {
+    for (const typo of misspellings(key).filter((k) => !known.includes(k))) {
+      const { [key]: value, ...rest } = options;
+      const error = expectRefusedAt(
+        attempt(() => call({ ...rest, [typo]: value })),
+        `options.${typo}`,
+      );
+      expect(error.issues.find((i) => i.path === `options.${typo}`)!.message).toMatch(/^unknown key/);
+    }
+  }
+}
+
+/** An option set to one of its bad values (`badValues[key]`, fast-check draws the pair) is refused at the option. */
+export function expectBadOptionValuesRefused(
+  options: Record<string, unknown>,
+  badValues: Record<string, readonly unknown[]>,
+  call: (options: Record<string, unknown>) => unknown,
+  runs = 60,
+): void {
+  hostile(
+    fc
+      .constantFrom(...Object.keys(options))
+      .chain((key) => fc.tuple(fc.constant(key), fc.constantFrom(...badValues[key]!))),
+    ([key, bad]) => {
+      expectRefusedAt(
+        attempt(() => call({ ...options, [key]: bad })),
+        `options.${key}`,
+      );
+    },
+    runs,
+  );
+}
+
+/** Extreme finite policy-loss terms: log-ratios around exp's overflow (709.78) and underflow (−745), π near 0 and 1. */
+export const extremeLossTerms = {
+  logRatio: fc.oneof(
+    fc.double({ min: -5, max: 5, noNaN: true }),
+    fc.double({ min: -1000, max: 1000, noNaN: true }),
+    fc.constantFrom(709, 710, -745, 800),
+  ),
+  logp: fc.oneof(fc.double({ min: -50, max: 0, noNaN: true }), fc.constantFrom(0, -1e-12, -700, -1000)),
+  advantage: fc.oneof(fc.constant(0), fc.double({ min: -3, max: 3, noNaN: true })),
+};
+
+/**
+ * policyLoss on a [2, 2] batch (oldLogp = logp − logRatio, the importance weights if any) gives finite numbers, or is
+ * refused at a log-prob: at the token, or at the row for an objective whose term belongs to a row (LUSPO's sequence
+ * ratio, VESPO's φ). A metric of the ratio itself may be +Infinity (documented, as for the built-in objectives).
+ */
+export function expectFiniteLossOrRefusedAtLogp(
+  terms: { readonly logp: number[]; readonly logRatio: number[]; readonly advantages: number[] },
+  importanceWeights: number[] | null,
+  options: PolicyLossOptionsInput,
+): void {
+  const shape: [number, number] = [2, 2];
+  const oldLogp = terms.logp.map((v, i) => v - terms.logRatio[i]!);
+  const outcome = attempt(() =>
+    policyLoss(
+      {
+        logp: { data: terms.logp, shape },
+        oldLogp: { data: oldLogp, shape },
+        advantages: terms.advantages,
+        ...(importanceWeights !== null ? { importanceWeights: { data: importanceWeights, shape } } : {}),
+      },
+      options,
+    ),
+  );
+  if (outcome.ok) {
+    const { ratioMean: _mean, ratioMax: _max, ...metrics } = outcome.value.metrics;
+    const { loss, grad, perTokenLoss } = outcome.value;
+    expectAllFinite({ loss, grad, perTokenLoss, metrics });
+  } else expectRefusedAt(outcome, /^inputs\.(logp|oldLogp)\[\d\](\[\d\])?$/);
 }

@@ -8,7 +8,16 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { fromTrlConfig, lossPresets, type PolicyLossOptionsInput, policyLoss } from "../../src/index.js";
-import { attempt, expectAllFinite, expectRefusedAt, hostile, misspellings, returned } from "./shared.js";
+import {
+  attempt,
+  expectAllFinite,
+  expectFiniteLossOrRefusedAtLogp,
+  expectRefusedAt,
+  extremeLossTerms,
+  hostile,
+  misspellings,
+  returned,
+} from "./shared.js";
 
 const inputs = { logp: [[-1, -2, -0.5]], oldLogp: [[-1.1, -2, -0.4]], advantages: [1], mask: [[1, 1, 1]] };
 const vespo = lossPresets.trlVespo;
@@ -99,13 +108,7 @@ describe("class 1: options.vespo is strict", () => {
 });
 
 describe("class 2: extreme finite inputs give finite results or a refusal naming the row", () => {
-  const logRatio = fc.oneof(
-    fc.double({ min: -5, max: 5, noNaN: true }),
-    fc.double({ min: -1000, max: 1000, noNaN: true }),
-    fc.constantFrom(709, 710, -745, 800),
-  );
-  const logp = fc.oneof(fc.double({ min: -50, max: 0, noNaN: true }), fc.constantFrom(0, -1e-12, -700, -1000));
-  const advantage = fc.oneof(fc.constant(0), fc.double({ min: -3, max: 3, noNaN: true }));
+  const { logRatio, logp, advantage } = extremeLossTerms;
   const vespoParameters = fc.record({
     kPositive: fc.double({ min: -50, max: 50, noNaN: true }),
     lambdaPositive: fc.double({ min: 1e-4, max: 50, noNaN: true }),
@@ -124,26 +127,9 @@ describe("class 2: extreme finite inputs give finite results or a refusal naming
         parameters: vespoParameters,
       }),
       (r) => {
-        const shape: [number, number] = [2, 2];
-        const oldLogp = r.logp.map((v, i) => v - r.logRatio[i]!);
         const weights = r.rowWeights === null ? null : [0, 1, 2, 3].map((i) => r.rowWeights![Math.floor(i / 2)]!);
         const options = name === "luspo" ? luspo : { ...vespo, vespo: r.parameters };
-        const outcome = attempt(() =>
-          policyLoss(
-            {
-              logp: { data: r.logp, shape },
-              oldLogp: { data: oldLogp, shape },
-              advantages: r.advantages,
-              ...(weights !== null ? { importanceWeights: { data: weights, shape } } : {}),
-            },
-            options,
-          ),
-        );
-        if (outcome.ok) {
-          const { ratioMean: _mean, ratioMax: _max, ...metrics } = outcome.value.metrics;
-          const { loss, grad, perTokenLoss } = outcome.value;
-          expectAllFinite({ loss, grad, perTokenLoss, metrics });
-        } else expectRefusedAt(outcome, /^inputs\.(logp|oldLogp)\[\d\](\[\d\])?$/);
+        expectFiniteLossOrRefusedAtLogp(r, weights, options);
       },
       150,
     );

@@ -8,7 +8,16 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { lossPresets, type PolicyLossOptionsInput, policyLoss, REFERENCE_OBJECTIVES } from "../../src/index.js";
-import { attempt, expectAllFinite, expectRefusedAt, hostile, misspellings, returned } from "./shared.js";
+import {
+  attempt,
+  expectAllFinite,
+  expectFiniteLossOrRefusedAtLogp,
+  expectRefusedAt,
+  extremeLossTerms,
+  hostile,
+  misspellings,
+  returned,
+} from "./shared.js";
 
 const inputs = { logp: [[-1, -2, -0.5]], oldLogp: [[-1.1, -2, -0.4]], advantages: [1], mask: [[1, 1, 1]] };
 
@@ -151,13 +160,7 @@ const weightsFor = (name: string, weights: number[] | null) =>
   weights === null || name !== "luspo" ? weights : [weights[0]!, weights[0]!, weights[2]!, weights[2]!];
 
 describe("class 2: extreme finite inputs give finite results or a refusal at the position", () => {
-  const logRatio = fc.oneof(
-    fc.double({ min: -5, max: 5, noNaN: true }),
-    fc.double({ min: -1000, max: 1000, noNaN: true }),
-    fc.constantFrom(709, 710, -745, 800),
-  );
-  const logp = fc.oneof(fc.double({ min: -50, max: 0, noNaN: true }), fc.constantFrom(0, -1e-12, -700, -1000));
-  const advantage = fc.oneof(fc.constant(0), fc.double({ min: -3, max: 3, noNaN: true }));
+  const { logRatio, logp, advantage } = extremeLossTerms;
 
   it.each(REFERENCE_OBJECTIVES)("%s", (name) => {
     hostile(
@@ -167,30 +170,7 @@ describe("class 2: extreme finite inputs give finite results or a refusal at the
         advantages: fc.array(advantage, { minLength: 2, maxLength: 2 }),
         weights: fc.option(fc.array(fc.double({ min: 0, max: 1e6, noNaN: true }), { minLength: 4, maxLength: 4 })),
       }),
-      (r) => {
-        const shape: [number, number] = [2, 2];
-        const oldLogp = r.logp.map((v, i) => v - r.logRatio[i]!);
-        const outcome = attempt(() =>
-          policyLoss(
-            {
-              logp: { data: r.logp, shape },
-              oldLogp: { data: oldLogp, shape },
-              advantages: r.advantages,
-              ...(weightsFor(name, r.weights) !== null
-                ? { importanceWeights: { data: weightsFor(name, r.weights)!, shape } }
-                : {}),
-            },
-            PRESETS[name],
-          ),
-        );
-        if (outcome.ok) {
-          // A metric of the ratio itself may be +Infinity (documented, as for the built-in objectives).
-          const { ratioMean: _mean, ratioMax: _max, ...metrics } = outcome.value.metrics;
-          const { loss, grad, perTokenLoss } = outcome.value;
-          expectAllFinite({ loss, grad, perTokenLoss, metrics });
-          // LUSPO's sequence ratio and VESPO's φ belong to a row: their refusals name it.
-        } else expectRefusedAt(outcome, /^inputs\.(logp|oldLogp)\[\d\](\[\d\])?$/);
-      },
+      (r) => expectFiniteLossOrRefusedAtLogp(r, weightsFor(name, r.weights), PRESETS[name]),
       150,
     );
   });
