@@ -24,7 +24,15 @@ import {
   tirOptimalTokenBaselineAdvantages,
 } from "./advantages/token/index.js";
 import { tokenEntropy, tokenEntropyBackward, tokenLogProbs, tokenLogProbsBackward } from "./logprobs/index.js";
-import { aggregate, batchNormalizer, lossPresets, policyLoss, registerPolicyObjective } from "./loss/index.js";
+import {
+  adaptiveEntropyCoefficient,
+  aggregate,
+  appliedEntropyCoefficient,
+  batchNormalizer,
+  lossPresets,
+  policyLoss,
+  registerPolicyObjective,
+} from "./loss/index.js";
 import { policyLossFromLogits } from "./logits-loss.js";
 import {
   bypassModePolicyLoss,
@@ -123,6 +131,8 @@ export const grpoRoc = {
   batchNormalizer,
   aggregate,
   registerPolicyObjective,
+  appliedEntropyCoefficient,
+  adaptiveEntropyCoefficient,
   tokenLogProbs,
   tokenLogProbsBackward,
   tokenEntropy,

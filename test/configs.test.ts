@@ -164,7 +164,8 @@ describe("fromTrlConfig", () => {
     ],
     [{ loss_type: "vespo", importance_sampling_level: "sequence" }, "config.importance_sampling_level"],
     [{ scale_rewards: "mean" }, "config.scale_rewards"],
-    [{ use_adaptive_entropy: true }, "config.use_adaptive_entropy"],
+    // TRL's entropy bonus and the controller's window then count the kept tokens only.
+    [{ use_adaptive_entropy: true, top_entropy_quantile: 0.5 }, "config.use_adaptive_entropy"],
     [{ mask_truncated_completions: true }, "config.mask_truncated_completions"],
     [{ loss_type: "sapo", importance_sampling_level: "sequence" }, "config.importance_sampling_level"],
     // TRL's entropy bonus then averages over the kept tokens only: not policyLoss's entropy term.
@@ -173,6 +174,48 @@ describe("fromTrlConfig", () => {
     const error = refusal(() => fromTrlConfig(config));
     expect(error.issues[0]!.path).toBe(path);
     expect(error.message).toMatch(NOT_YET);
+  });
+
+  it('scale_rewards "mean" (MaxRL) says why it is refused: TRL\'s code for it was not available', () => {
+    const error = refusal(() => fromTrlConfig({ scale_rewards: "mean" }));
+    expect(error.message).toMatch(/GRPOTrainer code that does it/);
+    expect(error.message).toMatch(/not in the sources read/);
+  });
+
+  it("use_adaptive_entropy → the controller's options from entropy_coef_min/max/delta and entropy_target", () => {
+    expect(fromTrlConfig({}).adaptiveEntropy).toBeUndefined();
+    // TRL reads the controller's keys only with use_adaptive_entropy: without it they change nothing.
+    expect(fromTrlConfig({ entropy_coef_min: 5, entropy_coef_max: 1 }).adaptiveEntropy).toBeUndefined();
+    const defaults = fromTrlConfig({ use_adaptive_entropy: true });
+    expect(defaults.adaptiveEntropy).toEqual({ coefMin: 0, coefMax: 1, delta: 0.005, targetEntropy: 0.2 });
+    // The controller starts from entropy_coef: the loss's coefficient before the first update.
+    expect(defaults.loss.entropyCoef).toBe(0);
+    const t = fromTrlConfig({
+      use_adaptive_entropy: true,
+      entropy_coef: 0.01,
+      entropy_coef_min: 0.001,
+      entropy_coef_max: 0.05,
+      entropy_coef_delta: 0.002,
+      entropy_target: 0.6,
+      loss_type: "grpo",
+    });
+    expect(t.adaptiveEntropy).toEqual({ coefMin: 0.001, coefMax: 0.05, delta: 0.002, targetEntropy: 0.6 });
+    expect(t.loss).toMatchObject({ entropyCoef: 0.01, entropyAggregation: "bnpo" });
+    // One step of TRL's controller from these options: 0.5 ≤ 0.6, so min(0.01 + 0.002, 0.05).
+    const next = grpoRoc.adaptiveEntropyCoefficient({ coef: 0.01, entropySum: 5, tokens: 10 }, t.adaptiveEntropy);
+    expect(next).toEqual({ coef: 0.01 + 0.002, entropy: 5 / 10 });
+    expect(grpoRoc.appliedEntropyCoefficient({ coef: next.coef, lastEntropy: next.entropy }, t.adaptiveEntropy)).toBe(
+      next.coef,
+    );
+  });
+
+  it("the controller's bounds are checked at the TRL key that gave them", () => {
+    const at = (config: Parameters<typeof fromTrlConfig>[0]) => refusal(() => fromTrlConfig(config)).issues[0]!.path;
+    expect(at({ use_adaptive_entropy: true, entropy_coef_min: 0.2, entropy_coef_max: 0.1 })).toBe(
+      "config.entropy_coef_max",
+    );
+    expect(at({ use_adaptive_entropy: true, entropy_coef_min: -1 })).toBe("config.entropy_coef_min");
+    expect(at({ use_adaptive_entropy: true, entropy_coef_delta: -0.1 })).toBe("config.entropy_coef_delta");
   });
 
   it("multi_objective_aggregation, scale_rewards and reward_weights → multiRewardAdvantages' options", () => {

@@ -24,6 +24,7 @@ import {
   vllmImportanceSamplingOptionsSchema,
 } from "../correction/trl.js";
 import { invalid, parseOrThrow } from "../errors.js";
+import { type AdaptiveEntropyOptionsInput, adaptiveEntropyOptionsSchema } from "../loss/adaptive-entropy.js";
 import { type Aggregation, policyLossOptionsSchema, type PolicyLossOptionsInput } from "../loss/options.js";
 import {
   acceptedUnused,
@@ -253,7 +254,7 @@ const trlMathShape = /* @__PURE__ */ pure(() => ({
   vespo_lambda_neg: z._default(finite, 2),
   /** The entropy bonus's coefficient (loss −= coef · H); default 0. */
   entropy_coef: z._default(finite, 0),
-  /** Skywork-OR1's adaptive entropy coefficient; default False. */
+  /** The adaptive entropy coefficient (`adaptiveEntropyCoefficient`); default False. */
   use_adaptive_entropy: z._default(z.boolean(), false),
   /** Adaptive entropy: the coefficient's lower bound (read only when use_adaptive_entropy). */
   entropy_coef_min: z._default(finite, 0),
@@ -270,7 +271,7 @@ const trlMathShape = /* @__PURE__ */ pure(() => ({
    * translated as its advantage code computes it (A = 0).
    */
   num_generations: z._default(positiveInt, 8),
-  /** "group" (default) / True, "batch", "none" / False, "mean" (MaxRL). */
+  /** "group" (default) / True, "batch", "none" / False; "mean" (MaxRL) is refused (TRL_SCALE_REWARDS). */
   scale_rewards: z._default(z.union([z.string(), z.boolean()]), "group"),
   /** "sum_then_normalize" (default) or "normalize_then_sum" (GDPO). */
   multi_objective_aggregation: z._default(z.string(), "sum_then_normalize"),
@@ -356,6 +357,16 @@ export interface TrlTranslation {
    * for None.
    */
   readonly offPolicyMask: OffPolicyMaskOptionsInput | undefined;
+  /**
+   * With use_adaptive_entropy, the controller's options (entropy_coef_min, entropy_coef_max, entropy_coef_delta,
+   * entropy_target) for `appliedEntropyCoefficient` and `adaptiveEntropyCoefficient`; undefined without it. The
+   * controller starts from entropy_coef (`loss.entropyCoef`); before each optimizer step set `loss.entropyCoef` to
+   * `appliedEntropyCoefficient({ coef, lastEntropy }, adaptiveEntropy)`, and after it update `{ coef, lastEntropy }`
+   * with `adaptiveEntropyCoefficient({ coef, entropySum, tokens }, adaptiveEntropy)` over the step's entropies (every
+   * micro-batch and process). TRL's starting `lastEntropy` is set in `GRPOTrainer.__init__`, which was not read:
+   * the first step's gate is the caller's (appliedEntropyCoefficient).
+   */
+  readonly adaptiveEntropy: AdaptiveEntropyOptionsInput | undefined;
 }
 
 /** One loss_type: its objective's options, and how the policy term and the entropy bonus are aggregated. */
@@ -445,7 +456,13 @@ interface TrlScaleRewards {
   readonly scaleRewards: "group" | "batch" | "none";
 }
 
-/** scale_rewards → the advantage preset (TRL's __post_init__ maps True/False to "group"/"none"). */
+/**
+ * scale_rewards → the advantage preset (TRL's __post_init__ maps True/False to "group"/"none"). "mean" (MaxRL,
+ * Tajwar et al. 2026: (r − mean)/mean by the group) is refused: the GRPOTrainer code that computes it was not in the
+ * sources read for grpo-roc (only TRL's `examples/scripts/maxrl.py`, which sets it, and an experimental MaxRLConfig's
+ * docstring, `(reward − mean_reward)/(mean_reward + epsilon)`, without the ε or the handling of a zero or None
+ * mean), so it is not guessed.
+ */
 export const TRL_SCALE_REWARDS: Table<TrlScaleRewards> = /* @__PURE__ */ pure(() => ({
   group: { advantages: advantagePresets.trl, scaleRewards: "group" },
   true: { advantages: advantagePresets.trl, scaleRewards: "group" },
@@ -454,6 +471,11 @@ export const TRL_SCALE_REWARDS: Table<TrlScaleRewards> = /* @__PURE__ */ pure(()
   false: { advantages: advantagePresets.trlNoStd, scaleRewards: "none" },
   mean: NOT_YET,
 }));
+
+/** Why scale_rewards "mean" is refused (TRL_SCALE_REWARDS). */
+const SCALE_REWARDS_MEAN =
+  '"mean" (MaxRL: TRL divides by the group mean reward, but the GRPOTrainer code that does it, its ε and its ' +
+  "handling of a zero mean, was not in the sources read for grpo-roc; scale it yourself from `trlNoStd`'s r − mean)";
 
 /**
  * multi_objective_aggregation → multiRewardAdvantages' preset; sum_then_normalize is also `advantages` of the summed
@@ -480,7 +502,7 @@ export const TRL_IMPORTANCE_SAMPLING_MODES: Table<VllmImportanceSamplingMode> = 
  * @param config - GRPOConfig's fields (snake_case, as in Python); omitted fields take TRL's defaults.
  * @throws ValidationError at `config.<key>`: an unknown key (with the closest known one), a wrong type or a non-finite
  *   number, a value grpo-roc's options refuse (reported at the TRL key that gave it), or a known value grpo-roc does
- *   not implement yet (scale_rewards "mean", use_adaptive_entropy, …).
+ *   not implement yet (scale_rewards "mean", mask_truncated_completions, …).
  * @example fromTrlConfig({ loss_type: "cispo", epsilon_high: 5 }).loss
  *   // => { objective: "cispo", clipLow: 1, clipHigh: 4, aggregation: "dapo", entropyAggregation: "dapo", … }
  */
@@ -533,6 +555,7 @@ export function fromTrlConfig(config: TrlConfig): TrlTranslation {
   };
   checkTranslated(policyLossOptionsSchema, loss, (path) => `config.${trlKeyOf(path, c)}`);
 
+  if (c.scale_rewards === "mean") throw unsupported("config.scale_rewards", SCALE_REWARDS_MEAN);
   const scale = lookup(TRL_SCALE_REWARDS, String(c.scale_rewards), "config.scale_rewards");
   const aggregation = lookup(TRL_MULTI_OBJECTIVE, c.multi_objective_aggregation, "config.multi_objective_aggregation");
   const multiReward: MultiRewardOptionsInput = {
@@ -551,7 +574,34 @@ export function fromTrlConfig(config: TrlConfig): TrlTranslation {
     importanceSampling: importanceSampling(c, given),
     entropyMask: entropyMaskOptions(c),
     offPolicyMask: c.off_policy_mask_threshold === null ? undefined : { threshold: c.off_policy_mask_threshold },
+    adaptiveEntropy: adaptiveEntropyOptions(c),
   };
+}
+
+/**
+ * The adaptive entropy controller's options with use_adaptive_entropy (TRL then applies the bonus even when
+ * entropy_coef is 0: the controller may raise it); undefined without it, when TRL reads none of these keys.
+ */
+function adaptiveEntropyOptions(c: ResolvedTrlConfig): AdaptiveEntropyOptionsInput | undefined {
+  if (!c.use_adaptive_entropy) return undefined;
+  const options: AdaptiveEntropyOptionsInput = {
+    coefMin: c.entropy_coef_min,
+    coefMax: c.entropy_coef_max,
+    delta: c.entropy_coef_delta,
+    targetEntropy: c.entropy_target,
+  };
+  checkTranslated(adaptiveEntropyOptionsSchema, options, ([field]) =>
+    field === "coefMin"
+      ? "config.entropy_coef_min"
+      : field === "coefMax"
+        ? "config.entropy_coef_max"
+        : field === "delta"
+          ? "config.entropy_coef_delta"
+          : "config.entropy_target",
+  );
+  if (c.entropy_coef_min > c.entropy_coef_max)
+    throw invalid("config.entropy_coef_max", `is ${c.entropy_coef_max}, below entropy_coef_min ${c.entropy_coef_min}`);
+  return options;
 }
 
 /**
@@ -681,7 +731,12 @@ function checkUnsupportedFeatures(c: ResolvedTrlConfig): void {
       "config.entropy_coef",
       `${c.entropy_coef} with top_entropy_quantile ${c.top_entropy_quantile} (TRL's entropy bonus over the kept tokens only)`,
     );
-  requireDefault("config.use_adaptive_entropy", c.use_adaptive_entropy, false, "the adaptive entropy coefficient");
+  // The controller's window then counts the kept tokens only, and the bonus averages over them (as above).
+  if (c.use_adaptive_entropy && c.top_entropy_quantile !== 1)
+    throw unsupported(
+      "config.use_adaptive_entropy",
+      `true with top_entropy_quantile ${c.top_entropy_quantile} (TRL's entropy bonus and controller over the kept tokens only)`,
+    );
   requireDefault(
     "config.mask_truncated_completions",
     c.mask_truncated_completions,

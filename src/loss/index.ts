@@ -1,3 +1,15 @@
+export type {
+  AdaptiveEntropyOptions,
+  AdaptiveEntropyOptionsInput,
+  AdaptiveEntropyState,
+  AdaptiveEntropyStep,
+  AdaptiveEntropyUpdate,
+} from "./adaptive-entropy.js";
+export {
+  adaptiveEntropyCoefficient,
+  adaptiveEntropyOptionsSchema,
+  appliedEntropyCoefficient,
+} from "./adaptive-entropy.js";
 export { aggregate, batchNormalizer } from "./aggregation.js";
 export type { PolicyLossInputs } from "./inputs.js";
 export type { KlValue } from "./kl.js";
