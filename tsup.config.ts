@@ -1,12 +1,13 @@
 import { defineConfig, type Options } from "tsup";
 
-// The core, grpo-roc/tfjs, grpo-roc/webgpu and grpo-roc/cuda: the core never loads TensorFlow.js, Dawn nor the
-// native addon.
+// The core, grpo-roc/tfjs, grpo-roc/webgpu, grpo-roc/cuda and grpo-roc/wasm: the core never loads TensorFlow.js,
+// Dawn, the native addon nor the WebAssembly kernel.
 const entry = {
   index: "src/index.ts",
   "tfjs/index": "src/tfjs/index.ts",
   "webgpu/index": "src/webgpu/index.ts",
   "cuda/index": "src/cuda/index.ts",
+  "wasm/index": "src/wasm/index.ts",
 };
 
 const library: Options = {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests need on Debian (12 "bookworm" and later) or a derivative with apt: a Vulkan
-# driver for WebGPU (Mesa's lavapipe), Chromium for the browser example, Jupyter's client packages for the notebooks
+# driver for WebGPU (Mesa's lavapipe), Chromium for the browser example, clang 14 and wasm-ld 14 to
+# rebuild the wasm kernel, Jupyter's client packages for the notebooks
 # (they bring python3, which the Python example needs) and a font for the demo's chart. `npm test` skips what needs a
 # missing one, and its closing summary names this script; .ci/run runs it before `npm ci` and `npm test`.
 #
@@ -95,6 +96,18 @@ install_jupyter_and_fonts() {
   echo "jupyter: installed python3-nbclient $(dpkg-query -W -f='${Version}' python3-nbclient 2>/dev/null || echo '?')"
 }
 
+# The wasm backend's kernel is committed built; test/wasm-build.test.ts rebuilds it from native/wasm/logprobs.c with
+# Debian's clang 14 and wasm-ld 14 (scripts/build-wasm.sh) and checks that the bytes are the same.
+install_wasm_toolchain() {
+  if command -v clang-14 >/dev/null 2>&1 && command -v wasm-ld-14 >/dev/null 2>&1; then
+    echo "wasm toolchain: clang-14 and wasm-ld-14 already installed"
+    return 0
+  fi
+  apt_install "wasm toolchain" --no-install-recommends -- clang-14 lld-14
+  echo "wasm toolchain: installed clang-14 $(dpkg-query -W -f='${Version}' clang-14 2>/dev/null || echo '?')"
+}
+
 install_vulkan_driver
 install_chromium
+install_wasm_toolchain
 install_jupyter_and_fonts

@@ -36,6 +36,7 @@ describe("the package as users install it", () => {
     ["tfjs", "tfjsBackend"],
     ["webgpu", "createWebGpuBackend"],
     ["cuda", "createCudaBackend"],
+    ["wasm", "createWasmBackend"],
   ])("grpo-roc/%s loads from ESM and from CommonJS", (entry, name) => {
     const check = `console.log(JSON.stringify([typeof pkg.${name}, Object.keys(pkg).sort()]))`;
     const fromEsm = JSON.parse(

@@ -7,7 +7,7 @@
  * Only positions the kernels read are checked, once, before anything reaches the device.
  */
 import { invalid } from "../errors.js";
-import { impossibleToken, type Logits } from "../logprobs/token-logprobs.js";
+import { impossibleToken, type Logits, type TokenLogProbs } from "../logprobs/token-logprobs.js";
 import type { LossInputs } from "../loss/inputs.js";
 import type { PolicyLossOptions } from "../loss/options.js";
 import type { PolicyLossResult } from "../loss/policy-loss.js";
@@ -138,6 +138,15 @@ export function savedShift(
   if (!Number.isFinite(entropy)) return undefined;
   const shift = Math.fround(logSumExp / inverse);
   return { shift, logSum: logSumExp - shift * inverse };
+}
+
+/** Every read position's saved logsumexp gives float32 kernels their statistics exactly (savedShift). */
+export function savedIsExact(saved: TokenLogProbs, reads: ArrayLike<number>): boolean {
+  for (let i = 0; i < reads.length; i++) {
+    if (reads[i] === 1 && savedShift(saved.logSumExp[i]!, saved.entropy?.[i] ?? 0, saved.temperature) === undefined)
+      return false;
+  }
+  return true;
 }
 
 /** The error for saved statistics under which a row's probabilities do not sum to 1: the logits changed since. */

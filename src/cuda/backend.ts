@@ -54,8 +54,8 @@ import {
   requireFloat32Temperature,
   requireFloat32Upstream,
   sampledTokenError,
+  savedIsExact,
   savedMismatch,
-  savedShift,
 } from "../backends/contract.js";
 import { type CudaAddon, deviceDescription, deviceReason, loadAddon } from "./addon.js";
 import { assembleLoss, type LossOutputs, lossConfig } from "./loss.js";
@@ -324,15 +324,6 @@ async function cudaTokenLogProbsBackward(
   if (saved === undefined) requireFiniteStatistics(logSumExp, reads, logits.l.cols);
   requireRowChecks(checks, checkSums, logits.l.cols);
   return { data: gradientInLogitsPrecision(logits, grad), shape: [logits.l.rows, logits.l.cols, logits.l.vocab] };
-}
-
-/** Every read position's saved logsumexp gives the kernels their statistics exactly (float32.ts, savedShift). */
-function savedIsExact(saved: TokenLogProbs, reads: ArrayLike<number>): boolean {
-  for (let i = 0; i < reads.length; i++) {
-    if (reads[i] === 1 && savedShift(saved.logSumExp[i]!, saved.entropy?.[i] ?? 0, saved.temperature) === undefined)
-      return false;
-  }
-  return true;
 }
 
 /**

@@ -1,0 +1,214 @@
+/*
+ * grpo-roc's token log-prob kernels for WebAssembly with 128-bit SIMD (the `wasm` backend, src/wasm/). Freestanding:
+ * no libc, no allocation, no stack arrays; every pointer is an offset into the one linear memory, laid out by the
+ * caller (src/wasm/kernel.ts). Built by scripts/build-wasm.sh.
+ *
+ * The kernels compute in float32 and sum in float64; the logarithms, the checks and the errors are the caller's
+ * (JavaScript, float64), so that what a position's log-prob is made of matches the reference:
+ *
+ *   forward, per active position (docs/spec.md, tokenLogProbs):
+ *     m = max_v z_v                      (exact; NaN wins, so that a NaN row is reported)
+ *     d_v = (z_v − m)·(1/τ)              (float32; shifting before scaling keeps z/τ from overflowing)
+ *     s = Σ_v e^d_v,  w = Σ_v e^d_v·d_v  (float64; w only for the entropy, and only where e^d_v > 0)
+ *   then the caller forms log Σ = log s, logp = (z_token − m)/τ − log Σ, H = log Σ − w/s.
+ *
+ *   backward, per read position: with log p_v = (z_v − shift)·(1/τ) − logNorm (float32),
+ *     ∂L/∂z_v = (−g·p_v − h·p_v·(log p_v + H))/τ,  plus g/τ at the sampled token,
+ *   and the row's max and Σ p_v (float64) for the caller's checks of saved statistics.
+ *
+ * Sums: each lane adds SUM_BLOCK/4 float32 terms (each ≤ 1 in the forward pass), then the block's lanes are added
+ * into float64 accumulators: the float32 part's relative error is ≤ 16·2^-24 ≈ 1e-6 of the block, far inside the
+ * float32 tolerance (1e-5), and the float64 part does not grow with the vocabulary (2^20 entries included).
+ */
+#include <wasm_simd128.h>
+
+typedef unsigned char u8;
+
+#define SUM_BLOCK 64 /* floats per float32 partial sum: 16 vectors of 4 lanes */
+
+/*
+ * e^x for float32 x, four lanes at once, within 1 ulp over the normal results (test/wasm-exp.test.ts measures it
+ * against Math.exp over the float32 range), a few ulp of the smallest subnormal below e^-87.3:
+ *   n = round(x·log2 e), r = x − n·ln2_hi − n·ln2_lo  (Cody–Waite: ln2_hi has 8 bits zero at the end, so n·ln2_hi is
+ *   exact for |n| ≤ 2^8·… here |n| ≤ 150), |r| ≤ ln2/2;
+ *   e^r = 1 + r + r²·P(r), P Cephes's degree-5 minimax polynomial for expf;
+ *   e^x = e^r·2^n1·2^n2 with n1 = n >> 1, n2 = n − n1, each a normal power of two, so that results down to the
+ *   subnormals (n ≥ −150) are rounded once, by the last product.
+ * x > 88.7228 gives +Infinity, x < −103.98 (e^x below half the smallest subnormal) and −Infinity give 0, NaN gives
+ * NaN.
+ */
+static inline v128_t exp4(v128_t x) {
+  const v128_t hi = wasm_f32x4_splat(88.72284f);
+  const v128_t lo = wasm_f32x4_splat(-103.97208f);
+  v128_t clamped = wasm_f32x4_pmin(wasm_f32x4_pmax(x, lo), hi);
+  v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(clamped, wasm_f32x4_splat(1.44269504088896341f)));
+  v128_t r = wasm_f32x4_sub(clamped, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
+  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
+  v128_t p = wasm_f32x4_splat(1.9875691500e-4f);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.3981999507e-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(8.3334519073e-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(4.1665795894e-2f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.6666665459e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(5.0000001201e-1f));
+  v128_t r2 = wasm_f32x4_mul(r, r);
+  v128_t y = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(p, r2), r), wasm_f32x4_splat(1.0f));
+  v128_t ni = wasm_i32x4_trunc_sat_f32x4(n);
+  v128_t n1 = wasm_i32x4_shr(ni, 1);
+  v128_t n2 = wasm_i32x4_sub(ni, n1);
+  v128_t bias = wasm_i32x4_splat(127);
+  v128_t scale1 = wasm_i32x4_shl(wasm_i32x4_add(n1, bias), 23);
+  v128_t scale2 = wasm_i32x4_shl(wasm_i32x4_add(n2, bias), 23);
+  y = wasm_f32x4_mul(wasm_f32x4_mul(y, scale1), scale2);
+  /* Beyond the clamps: 0 below, +Infinity above; NaN stays NaN (it fails both comparisons and pmin/pmax keep it). */
+  y = wasm_v128_bitselect(wasm_f32x4_splat(0.0f), y, wasm_f32x4_lt(x, lo));
+  y = wasm_v128_bitselect(wasm_f32x4_splat(__builtin_inff()), y, wasm_f32x4_gt(x, hi));
+  return wasm_v128_bitselect(x, y, wasm_f32x4_ne(x, x));
+}
+
+/* Loads entries [v, v + 4) of a row, the lanes at or beyond `end` set to `fill`. */
+static inline v128_t load_tail(const float *row, int v, int end, float fill) {
+  float a = v < end ? row[v] : fill;
+  float b = v + 1 < end ? row[v + 1] : fill;
+  float c = v + 2 < end ? row[v + 2] : fill;
+  float d = v + 3 < end ? row[v + 3] : fill;
+  return wasm_f32x4_make(a, b, c, d);
+}
+
+static inline double lanes_sum_f64(v128_t x) {
+  v128_t low = wasm_f64x2_promote_low_f32x4(x);
+  v128_t high = wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(x, x, 2, 3, 0, 1));
+  v128_t sum = wasm_f64x2_add(low, high);
+  return wasm_f64x2_extract_lane(sum, 0) + wasm_f64x2_extract_lane(sum, 1);
+}
+
+/* The largest entry of a row; NaN if any entry is NaN (f32x4.max propagates it). */
+static float row_max(const float *row, int vocab) {
+  v128_t m = wasm_f32x4_splat(-__builtin_inff());
+  int v = 0;
+  for (; v + 4 <= vocab; v += 4) m = wasm_f32x4_max(m, wasm_v128_load(row + v));
+  if (v < vocab) m = wasm_f32x4_max(m, load_tail(row, v, vocab, -__builtin_inff()));
+  m = wasm_f32x4_max(m, wasm_i32x4_shuffle(m, m, 2, 3, 0, 1));
+  m = wasm_f32x4_max(m, wasm_i32x4_shuffle(m, m, 1, 0, 3, 2));
+  return wasm_f32x4_extract_lane(m, 0);
+}
+
+/*
+ * e^d and e^d·d of one vector into the block's partial sums; e^d·d counts only where e^d > 0 (d = −Infinity would
+ * give 0·∞).
+ */
+#define ACCUMULATE(z)                                                                                     \
+  do {                                                                                                    \
+    v128_t d = wasm_f32x4_mul(wasm_f32x4_sub((z), shift), inv_t);                                        \
+    v128_t e = exp4(d);                                                                                   \
+    block_sum = wasm_f32x4_add(block_sum, e);                                                             \
+    if (with_entropy)                                                                                     \
+      block_weighted = wasm_f32x4_add(                                                                    \
+          block_weighted, wasm_v128_and(wasm_f32x4_mul(e, d), wasm_f32x4_gt(e, wasm_f32x4_splat(0.0f)))); \
+  } while (0)
+
+/*
+ * The forward statistics of `positions` rows of `vocab` float32 logits: for each position with active[i] = 1,
+ * out_max[i] = m, out_sum[i] = s and (with_entropy) out_weighted[i] = w, as defined at the top. A row whose max is
+ * not finite (NaN, +Infinity, or every entry −Infinity) gets its max and s = w = 0: the caller reports it.
+ */
+__attribute__((export_name("forward_stats"))) void forward_stats(const float *logits, int positions, int vocab,
+                                                                  float inverse_temperature, int with_entropy,
+                                                                  const u8 *active, float *out_max, double *out_sum,
+                                                                  double *out_weighted) {
+  const v128_t inv_t = wasm_f32x4_splat(inverse_temperature);
+  for (int i = 0; i < positions; i++) {
+    if (!active[i]) continue;
+    const float *row = logits + (long)i * vocab;
+    float m = row_max(row, vocab);
+    out_max[i] = m;
+    out_sum[i] = 0;
+    out_weighted[i] = 0;
+    if (!(m - m == 0.0f)) continue; /* m − m is 0 for every finite m, NaN otherwise */
+    const v128_t shift = wasm_f32x4_splat(m);
+    double sum = 0, weighted = 0;
+    int v = 0;
+    while (v < vocab) {
+      int end = v + SUM_BLOCK <= vocab ? v + SUM_BLOCK : vocab;
+      v128_t block_sum = wasm_f32x4_splat(0.0f), block_weighted = wasm_f32x4_splat(0.0f);
+      for (; v + 4 <= end; v += 4) ACCUMULATE(wasm_v128_load(row + v));
+      if (v < end) {
+        ACCUMULATE(load_tail(row, v, end, -__builtin_inff()));
+        v = end;
+      }
+      sum += lanes_sum_f64(block_sum);
+      if (with_entropy) weighted += lanes_sum_f64(block_weighted);
+    }
+    out_sum[i] = sum;
+    out_weighted[i] = weighted;
+  }
+}
+
+/* One vector of the gradient: (−g·p − h·p·(log p + H))/τ, the entropy term 0 where p = 0 (or h = 0). */
+static inline v128_t gradient4(v128_t z, v128_t shift, v128_t inv_t, v128_t log_norm, v128_t g, v128_t h,
+                               v128_t entropy, v128_t *p_out) {
+  v128_t log_p = wasm_f32x4_sub(wasm_f32x4_mul(wasm_f32x4_sub(z, shift), inv_t), log_norm);
+  v128_t p = exp4(log_p);
+  v128_t entropy_term = wasm_f32x4_mul(wasm_f32x4_mul(h, p), wasm_f32x4_add(log_p, entropy));
+  entropy_term = wasm_v128_and(entropy_term, wasm_f32x4_gt(p, wasm_f32x4_splat(0.0f)));
+  *p_out = p;
+  return wasm_f32x4_mul(wasm_f32x4_neg(wasm_f32x4_add(wasm_f32x4_mul(g, p), entropy_term)), inv_t);
+}
+
+/*
+ * The gradient into `positions` rows of logits: for each position with reads[i] = 1, the row of `grad` from
+ * shift[i], log_norm[i], grad_logp[i], grad_entropy[i] and entropy[i] (see the top), g/τ added at tokens[i]; every
+ * other row is zeroed. Also out_max[i] (the row's max, NaN-propagating) and out_probability_sum[i] = Σ p_v in
+ * float64, which the caller checks when the statistics were saved rather than computed. grad may not alias logits.
+ */
+__attribute__((export_name("backward"))) void backward(const float *logits, float *grad, int positions, int vocab,
+                                                        float inverse_temperature, const u8 *reads,
+                                                        const float *shift, const float *log_norm,
+                                                        const float *grad_logp, const float *grad_entropy,
+                                                        const float *entropy, const int *tokens, float *out_max,
+                                                        double *out_probability_sum) {
+  const v128_t inv_t = wasm_f32x4_splat(inverse_temperature);
+  for (int i = 0; i < positions; i++) {
+    const float *row = logits + (long)i * vocab;
+    float *out = grad + (long)i * vocab;
+    if (!reads[i]) {
+      __builtin_memset(out, 0, (unsigned long)vocab * sizeof(float));
+      continue;
+    }
+    const v128_t s = wasm_f32x4_splat(shift[i]), ln = wasm_f32x4_splat(log_norm[i]);
+    const v128_t g = wasm_f32x4_splat(grad_logp[i]), h = wasm_f32x4_splat(grad_entropy[i]);
+    const v128_t H = wasm_f32x4_splat(entropy[i]);
+    v128_t m = wasm_f32x4_splat(-__builtin_inff());
+    double probability_sum = 0;
+    int v = 0;
+    while (v < vocab) {
+      int end = v + SUM_BLOCK <= vocab ? v + SUM_BLOCK : vocab;
+      v128_t block = wasm_f32x4_splat(0.0f), p;
+      for (; v + 4 <= end; v += 4) {
+        v128_t z = wasm_v128_load(row + v);
+        m = wasm_f32x4_max(m, z);
+        wasm_v128_store(out + v, gradient4(z, s, inv_t, ln, g, h, H, &p));
+        block = wasm_f32x4_add(block, p);
+      }
+      for (; v < end; v++) {
+        v128_t z = wasm_f32x4_splat(row[v]);
+        m = wasm_f32x4_max(m, z);
+        v128_t one = gradient4(z, s, inv_t, ln, g, h, H, &p);
+        out[v] = wasm_f32x4_extract_lane(one, 0);
+        block = wasm_f32x4_add(block, wasm_v128_and(p, wasm_i32x4_make(-1, 0, 0, 0)));
+      }
+      probability_sum += lanes_sum_f64(block);
+    }
+    m = wasm_f32x4_max(m, wasm_i32x4_shuffle(m, m, 2, 3, 0, 1));
+    m = wasm_f32x4_max(m, wasm_i32x4_shuffle(m, m, 1, 0, 3, 2));
+    out_max[i] = wasm_f32x4_extract_lane(m, 0);
+    out_probability_sum[i] = probability_sum;
+    out[tokens[i]] += grad_logp[i] * inverse_temperature;
+  }
+}
+
+/* e^x of n float32 values (exp4, four at a time): for the tests of its accuracy. */
+__attribute__((export_name("exp_f32"))) void exp_f32(const float *in, float *out, int n) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4) wasm_v128_store(out + i, exp4(wasm_v128_load(in + i)));
+  for (; i < n; i++) out[i] = wasm_f32x4_extract_lane(exp4(wasm_f32x4_splat(in[i])), 0);
+}

@@ -1,0 +1,182 @@
+/**
+ * The kernel module (native/wasm/logprobs.c, built by scripts/build-wasm.sh) instantiated over one
+ * WebAssembly.Memory that this side creates, sizes and grows. Two builds of the same source ship, in base64
+ * (./module.generated.ts): one importing a shared memory (what worker threads need: every thread's instance gets
+ * the same memory), one importing an ordinary memory (for a browser page without cross-origin isolation, where a
+ * shared memory cannot be created). Both need 128-bit SIMD; an engine without it fails WebAssembly.validate, and the
+ * backend is then unavailable, saying so.
+ */
+import { GrpoRocError } from "../backends/contract.js";
+import { SHARED_MODULE_BASE64, SINGLE_MODULE_BASE64 } from "./module.generated.js";
+
+/** The kernel's exports; pointers are byte offsets into the memory (native/wasm/logprobs.c documents each). */
+export interface KernelExports {
+  forward_stats(
+    logits: number,
+    positions: number,
+    vocab: number,
+    inverseTemperature: number,
+    withEntropy: number,
+    active: number,
+    outMax: number,
+    outSum: number,
+    outWeighted: number,
+  ): void;
+  backward(
+    logits: number,
+    grad: number,
+    positions: number,
+    vocab: number,
+    inverseTemperature: number,
+    reads: number,
+    shift: number,
+    logNorm: number,
+    gradLogp: number,
+    gradEntropy: number,
+    entropy: number,
+    tokens: number,
+    outMax: number,
+    outProbabilitySum: number,
+  ): void;
+  exp_f32(input: number, output: number, count: number): void;
+  readonly __heap_base: WasmGlobal;
+}
+
+/**
+ * The part of the WebAssembly API used here, typed locally: the package compiles without the DOM library, and
+ * Node's types declare the namespace only in part.
+ */
+interface WasmMemory {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmGlobal {
+  readonly value: unknown;
+}
+interface WasmApi {
+  validate(bytes: Uint8Array): boolean;
+  Memory: new (descriptor: { initial: number; maximum: number; shared?: boolean }) => WasmMemory;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { readonly exports: object };
+}
+
+/** The engine's WebAssembly, or undefined where it has none. */
+function webAssembly(): WasmApi | undefined {
+  return (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+}
+
+/** 64 KiB, WebAssembly's page. */
+const PAGE = 65536;
+/** wasm32 addresses 4 GiB: 65536 pages (the modules declare it as their maximum). */
+const MAX_PAGES = 65536;
+
+/** A memory too small for a chunk, and unable to grow (the 4 GiB of wasm32, or the engine's own limit). */
+export class WasmMemoryError extends GrpoRocError {
+  override name = "WasmMemoryError";
+}
+
+/** One instance of the kernel and its memory; `reserve` hands out the memory above the module's own data. */
+export class WasmKernel {
+  private constructor(
+    readonly exports: KernelExports,
+    readonly memory: WasmMemory,
+    /** Whether the memory is shared (the build worker threads use). */
+    readonly shared: boolean,
+    private readonly heapBase: number,
+  ) {}
+
+  /** Instantiates the shared build where shared memory can be created, else the single-thread build. */
+  static create(): WasmKernel {
+    const api = webAssembly()!;
+    const shared = sharedMemory(api);
+    const memory = shared ?? new api.Memory({ initial: 2, maximum: MAX_PAGES });
+    const module = new api.Module(moduleBytes(shared !== undefined ? "shared" : "single"));
+    const instance = new api.Instance(module, { env: { memory } });
+    const exports = instance.exports as unknown as KernelExports;
+    return new WasmKernel(exports, memory, shared !== undefined, exports.__heap_base.value as number);
+  }
+
+  /**
+   * Byte offsets of regions of these sizes, each 16-byte aligned, above the module's data (the previous call's
+   * regions are reused: one call at a time uses the memory), the memory grown to hold them.
+   */
+  reserve(sizes: readonly number[]): number[] {
+    let end = align(this.heapBase);
+    const offsets = sizes.map((size) => {
+      const offset = end;
+      end = align(end + size);
+      return offset;
+    });
+    const pages = Math.ceil(end / PAGE);
+    const current = this.memory.buffer.byteLength / PAGE;
+    if (pages > current) {
+      if (pages > MAX_PAGES) {
+        throw new WasmMemoryError(
+          `the wasm backend needs ${end} bytes of WebAssembly memory for one chunk, beyond wasm32's 4 GiB: use a ` +
+            "smaller chunkBytes (a chunk holds at least one position's logits and gradient)",
+        );
+      }
+      try {
+        this.memory.grow(pages - current);
+      } catch (error) {
+        throw new WasmMemoryError(
+          `the wasm backend could not grow its WebAssembly memory to ${end} bytes (${(error as Error).message}): ` +
+            "use a smaller chunkBytes",
+        );
+      }
+    }
+    return offsets;
+  }
+
+  f32(offset: number, length: number): Float32Array {
+    return new Float32Array(this.memory.buffer, offset, length);
+  }
+  f64(offset: number, length: number): Float64Array {
+    return new Float64Array(this.memory.buffer, offset, length);
+  }
+  u8(offset: number, length: number): Uint8Array {
+    return new Uint8Array(this.memory.buffer, offset, length);
+  }
+  i32(offset: number, length: number): Int32Array {
+    return new Int32Array(this.memory.buffer, offset, length);
+  }
+}
+
+function align(offset: number): number {
+  return Math.ceil(offset / 16) * 16;
+}
+
+/** A shared memory of the kernel's maximum, or undefined where this engine (or page) cannot create one. */
+function sharedMemory(api: WasmApi): WasmMemory | undefined {
+  if (!api.validate(moduleBytes("shared"))) return undefined;
+  try {
+    return new api.Memory({ initial: 2, maximum: MAX_PAGES, shared: true });
+  } catch {
+    return undefined;
+  }
+}
+
+const decoded: { shared?: Uint8Array; single?: Uint8Array } = {};
+
+export function moduleBytes(build: "shared" | "single"): Uint8Array {
+  const cached = decoded[build];
+  if (cached !== undefined) return cached;
+  const text = atob(build === "shared" ? SHARED_MODULE_BASE64 : SINGLE_MODULE_BASE64);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  decoded[build] = bytes;
+  return bytes;
+}
+
+/** Undefined where the kernel can run here; otherwise why not (no WebAssembly, or no 128-bit SIMD). */
+export function unsupportedReason(): string | undefined {
+  const api = webAssembly();
+  if (typeof api !== "object" || typeof api.validate !== "function") return "this JavaScript engine has no WebAssembly";
+  if (!api.validate(moduleBytes("single"))) {
+    return (
+      "this engine's WebAssembly lacks 128-bit SIMD (WebAssembly.validate rejects the kernel, built with " +
+      "-msimd128): Node 16.4+, Chrome 91+, Firefox 89+ and Safari 16.4+ have it"
+    );
+  }
+  return undefined;
+}
