@@ -15,7 +15,9 @@ export type TargetName =
   | "webgpu"
   | "webgpu@chunked"
   | "cuda"
-  | "cuda@host";
+  | "cuda@host"
+  | "wasm"
+  | "wasm@chunked";
 
 /**
  * How many random cases each part runs. The cases are small, so every backend runs all of them (on lavapipe, a CPU
@@ -101,6 +103,14 @@ export async function prepareTarget(name: TargetName): Promise<Target> {
     const { cudaBackend, createCudaBackend } = await import("../../src/cuda/index.js");
     // The host executor with small chunks, so that chunk boundaries fall inside the suite's logits.
     const backend = name === "cuda" ? cudaBackend : createCudaBackend({ exec: "host", chunkBytes: 4096 });
+    const info = await backend.probe();
+    return { name, backend, dtype: "float32", available: info.available, reason: info.reason, budget: FULL };
+  }
+  if (name === "wasm" || name === "wasm@chunked") {
+    const { createWasmBackend, wasmBackend } = await import("../../src/wasm/index.js");
+    // wasm@chunked: 4 KiB of logits per chunk, so that chunk boundaries fall inside the suite's logits (a row larger
+    // than that is a chunk of its own).
+    const backend = name === "wasm" ? wasmBackend : createWasmBackend({ name, chunkBytes: 4096 });
     const info = await backend.probe();
     return { name, backend, dtype: "float32", available: info.available, reason: info.reason, budget: FULL };
   }
