@@ -1,6 +1,6 @@
 /**
- * The backend contract holds in the source: a backend (src/tfjs, src/webgpu, src/cuda) takes nothing from the core
- * but src/backends/contract.ts; the core imports no backend; no module imports itself through a cycle; and the
+ * The backend contract holds in the source: a backend (src/tfjs, src/webgpu, src/cuda, src/wasm) takes nothing from
+ * the core but src/backends/contract.ts; the core imports no backend; no module imports itself through a cycle; and the
  * native kernels name every built-in objective with the code the TypeScript side sends.
  */
 import { readdirSync, readFileSync } from "node:fs";
@@ -12,7 +12,7 @@ import { BUILTIN_OBJECTIVES, OBJECTIVE_CODE } from "../src/loss/objectives.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const src = join(root, "src");
-const BACKENDS = ["tfjs", "webgpu", "cuda"];
+const BACKENDS = ["tfjs", "webgpu", "cuda", "wasm"];
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {

@@ -27,6 +27,7 @@ import {
   type LogitsPolicyLossResult,
   logitsOverflow,
   logProbOverflow,
+  lossGradientOverflow,
   type MatrixInput,
   type PolicyLossInputs,
   type PolicyLossOptionsInput,
@@ -110,13 +111,51 @@ export function createWasmBackend(options: WasmBackendOptions = {}): Backend {
     policyLossFromLogits: (
       inputs: LogitsPolicyLossInputs,
       lossOptions?: LogitsPolicyLossOptions,
-    ): Promise<LogitsPolicyLossResult> => composedPolicyLossFromLogits(logProbKernels, inputs, lossOptions),
+    ): Promise<LogitsPolicyLossResult> =>
+      composedPolicyLossFromLogits(
+        { ...logProbKernels, tokenLogProbsBackward: backwardFromLoss(logProbKernels.tokenLogProbsBackward) },
+        inputs,
+        lossOptions,
+      ),
   });
   return { name, probe, ...kernels };
 }
 
 /** The wasm backend: `registerBackend(wasmBackend)`; its probe() says why when it cannot run. */
 export const wasmBackend: Backend = /* @__PURE__ */ createWasmBackend();
+
+/**
+ * The composition's backward step (after the reference's float64 loss): a loss gradient whose gradient into the
+ * logits float32 cannot hold is refused at the logits' position, naming the fix (lossGradientOverflow, as the fused
+ * kernels of the cuda and webgpu backends do), not at an options.gradLogp the caller never passed.
+ */
+function backwardFromLoss(
+  backward: (
+    logits: LogitsInput,
+    tokens: MatrixInput,
+    options: TokenLogProbsBackwardOptions,
+  ) => Promise<LogitsGradient>,
+) {
+  return (logits: LogitsInput, tokens: MatrixInput, options: TokenLogProbsBackwardOptions) => {
+    // composedPolicyLossFromLogits passes the loss's gradients as { data, shape } and the forward result as `saved`.
+    const saved = options.saved!;
+    const gradLogp = (options.gradLogp as { data: ArrayLike<number> }).data;
+    const gradEntropy = (options.gradEntropy as { data: ArrayLike<number> } | undefined)?.data;
+    const [rows, cols] = saved.shape;
+    const l: Logits = { data: [], rows, cols, vocab: vocabOf(logits) };
+    for (let i = 0; i < gradLogp.length; i++) {
+      const overflow = lossGradientOverflow(i, l, gradLogp[i]!, gradEntropy?.[i] ?? 0, saved.temperature);
+      if (overflow !== undefined) throw overflow;
+    }
+    return backward(logits, tokens, options);
+  };
+}
+
+/** The vocabulary of logits the forward pass has already read (and validated). */
+function vocabOf(logits: LogitsInput): number {
+  if ("shape" in logits) return logits.shape[2];
+  return (logits as readonly (readonly (readonly number[])[])[])[0]?.[0]?.length ?? 0;
+}
 
 function probeWasm(name: string): { info: BackendInfo; kernel: WasmKernel | undefined } {
   const unsupported = unsupportedReason();

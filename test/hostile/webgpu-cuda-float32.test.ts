@@ -1,7 +1,8 @@
 /**
  * The bad-input contract on the backends whose kernels grpo-roc writes and which compute in float32: webgpu (WGSL;
- * lavapipe here), webgpu@chunked (the same with a 4 KiB binding limit) and cuda@host (the CUDA kernels' own code on
- * the CPU). Class 7 of the hostile suite (backends that disagree with the reference on edge cases) and class 2's
+ * lavapipe here), webgpu@chunked (the same with a 4 KiB binding limit), cuda@host (the CUDA kernels' own code on
+ * the CPU), and wasm and wasm@chunked (the WebAssembly SIMD kernels, 4 KiB chunks for the second). Class 7 of the
+ * hostile suite (backends that disagree with the reference on edge cases) and class 2's
  * log-prob numerics as they apply to these kernels:
  *
  *   - logits near the float32 range (3e38, ±1e30 beside ordinary ones, at temperatures 0.5 to 2) give the float64
@@ -30,7 +31,7 @@ import { rejection, expectRefused } from "../helpers/errors.js";
 const FLOAT32_MAX = 3.4028234663852886e38;
 
 const targets = await Promise.all(
-  (["webgpu", "webgpu@chunked", "cuda@host"] as const).map((name) => prepareTarget(name)),
+  (["webgpu", "webgpu@chunked", "cuda@host", "wasm", "wasm@chunked"] as const).map((name) => prepareTarget(name)),
 );
 
 // dawn.node keeps the process alive while its root object and device live.
