@@ -203,16 +203,33 @@ function stage(l: Logits, chunk: Chunk, into: Float32Array): void {
   else for (let k = from; k < to; k++) into[k - from] = data[k]!;
 }
 
-/** The forward statistics' buffers for a chunk of `positions` rows. */
+/** The forward statistics' buffers for a chunk of `positions` rows (byte offsets into the kernel's memory). */
 function forwardLayout(kernel: WasmKernel, positions: number, vocab: number) {
-  const [logits, active, max, sum, weighted] = kernel.reserve([
-    positions * vocab * 4,
-    positions,
-    positions * 4,
-    positions * 8,
-    positions * 8,
-  ]) as [number, number, number, number, number];
+  const [logits, active, max, sum, weighted] = kernel.reserve(forwardSizes(positions, vocab)) as Offsets<5>;
   return { logits, active, max, sum, weighted };
+}
+
+function forwardSizes(positions: number, vocab: number): number[] {
+  return [positions * vocab * 4, positions, positions * 4, positions * 8, positions * 8];
+}
+
+type Offsets<N extends number, T extends number[] = []> = T["length"] extends N ? T : Offsets<N, [...T, number]>;
+
+/**
+ * The backward pass's buffers: the forward statistics' (the same offsets: the statistics are recomputed there when
+ * nothing was saved), then the gradient and each position's inputs to it.
+ */
+function backwardLayout(kernel: WasmKernel, positions: number, vocab: number) {
+  const float32s = positions * 4;
+  const offsets = kernel.reserve([
+    ...forwardSizes(positions, vocab),
+    positions * vocab * 4,
+    ...[float32s, float32s, float32s, float32s, float32s, float32s, float32s],
+    positions * 8,
+  ]) as Offsets<14>;
+  const [logits, active, max, sum, weighted, grad, shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum] =
+    offsets;
+  return { logits, active, max, sum, weighted, grad, shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum };
 }
 
 /** One position's statistics from the kernel's: log Σ, logsumexp and entropy, in float64, or the reference's error. */
@@ -309,25 +326,10 @@ async function wasmTokenLogProbsBackward(
     l.data instanceof Float32Array ? new Float32Array(positions * l.vocab) : new Float64Array(positions * l.vocab);
   const inverseTemperature = 1 / temperature;
   const inverse32 = float32InverseTemperature(temperature);
-  // Half the chunk for the logits, half for their gradient.
   for (const chunk of chunksOf(l, chunkBytes)) {
     const count = chunk.end - chunk.start;
-    const at = forwardLayout(kernel, count, l.vocab);
-    const [grad, shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum] = kernel
-      .reserve([
-        // The forward layout's regions come first, at the same offsets: reserve them again, then these.
-        ...[count * l.vocab * 4, count, count * 4, count * 8, count * 8],
-        count * l.vocab * 4,
-        count * 4,
-        count * 4,
-        count * 4,
-        count * 4,
-        count * 4,
-        count * 4,
-        count * 4,
-        count * 8,
-      ])
-      .slice(5) as [number, number, number, number, number, number, number, number, number];
+    const at = backwardLayout(kernel, count, l.vocab);
+    const { grad, shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum } = at;
     stage(l, chunk, kernel.f32(at.logits, count * l.vocab));
     const active = kernel.u8(at.active, count);
     for (let k = 0; k < count; k++) active[k] = reads[chunk.start + k]!;
