@@ -7,7 +7,7 @@
  * (JavaScript, float64), so that what a position's log-prob is made of matches the reference:
  *
  *   forward, per active position (docs/spec.md, tokenLogProbs):
- *     m = max_v z_v                      (exact; NaN wins, so that a NaN row is reported)
+ *     m = max_v z_v                      (exact; NaN if any z_v is, so that a NaN row is reported)
  *     d_v = (z_v − m)·(1/τ)              (float32; shifting before scaling keeps z/τ from overflowing)
  *     s = Σ_v e^d_v,  w = Σ_v e^d_v·d_v  (float64; w only for the entropy, and only where e^d_v > 0)
  *   then the caller forms log Σ = log s, logp = (z_token − m)/τ − log Σ, H = log Σ − w/s.
@@ -27,21 +27,24 @@ typedef unsigned char u8;
 #define SUM_BLOCK 64 /* floats per float32 partial sum: 16 vectors of 4 lanes */
 
 /*
- * e^x for float32 x, four lanes at once, within 1 ulp over the normal results (test/wasm-exp.test.ts measures it
- * against Math.exp over the float32 range), a few ulp of the smallest subnormal below e^-87.3:
- *   n = round(x·log2 e), r = x − n·ln2_hi − n·ln2_lo  (Cody–Waite: ln2_hi has 8 bits zero at the end, so n·ln2_hi is
- *   exact for |n| ≤ 2^8·… here |n| ≤ 150), |r| ≤ ln2/2;
+ * e^x for float32 x, four lanes at once, within 1 ulp over the normal results (test/wasm-kernel.test.ts measures it
+ * against Math.exp over the float32 range), within one unit of the smallest subnormal (2^-149) below e^-87.3:
+ *   x is clamped to [−110, 89], beyond which e^x is 0 or +Infinity in float32 anyway (see the last step);
+ *   n = round(x·log2 e), by adding 1.5·2^23: the float32 sum's low mantissa bits are then n (rounded to nearest),
+ *   and n's float value is that sum less 1.5·2^23, exactly (cheaper than f32x4.nearest and a saturating conversion);
+ *   r = x − n·ln2_hi − n·ln2_lo (Cody–Waite: ln2_hi = 0.693359375 has 9 significant bits, so n·ln2_hi is exact for
+ *   |n| ≤ 2^15), |r| ≤ ln2/2 plus an ulp of x·log2 e;
  *   e^r = 1 + r + r²·P(r), P Cephes's degree-5 minimax polynomial for expf;
- *   e^x = e^r·2^n1·2^n2 with n1 = n >> 1, n2 = n − n1, each a normal power of two, so that results down to the
- *   subnormals (n ≥ −150) are rounded once, by the last product.
- * x > 88.7228 gives +Infinity, x < −103.98 (e^x below half the smallest subnormal) and −Infinity give 0, NaN gives
- * NaN.
+ *   e^x = e^r·2^n1·2^n2 with n1 = n >> 1 and n2 = n − n1, each within float32's normal exponents for n in
+ *   [−159, 129], so that subnormal results are rounded once (by the last product), results below 2^-150 come out 0
+ *   and results above the largest float32 +Infinity, both by that product's own rounding: −Infinity gives 0,
+ *   +Infinity gives +Infinity, and NaN stays NaN (pmin/pmax keep their first operand when the comparison fails).
  */
 static inline v128_t exp4(v128_t x) {
-  const v128_t hi = wasm_f32x4_splat(88.72284f);
-  const v128_t lo = wasm_f32x4_splat(-103.97208f);
-  v128_t clamped = wasm_f32x4_pmin(wasm_f32x4_pmax(x, lo), hi);
-  v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(clamped, wasm_f32x4_splat(1.44269504088896341f)));
+  const v128_t magic = wasm_f32x4_splat(12582912.0f); /* 1.5·2^23 */
+  v128_t clamped = wasm_f32x4_pmin(wasm_f32x4_pmax(x, wasm_f32x4_splat(-110.0f)), wasm_f32x4_splat(89.0f));
+  v128_t shifted = wasm_f32x4_add(wasm_f32x4_mul(clamped, wasm_f32x4_splat(1.44269504088896341f)), magic);
+  v128_t n = wasm_f32x4_sub(shifted, magic);
   v128_t r = wasm_f32x4_sub(clamped, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
   r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
   v128_t p = wasm_f32x4_splat(1.9875691500e-4f);
@@ -52,17 +55,13 @@ static inline v128_t exp4(v128_t x) {
   p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(5.0000001201e-1f));
   v128_t r2 = wasm_f32x4_mul(r, r);
   v128_t y = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(p, r2), r), wasm_f32x4_splat(1.0f));
-  v128_t ni = wasm_i32x4_trunc_sat_f32x4(n);
+  v128_t ni = wasm_i32x4_sub(shifted, magic); /* the bit patterns' difference: n as an integer */
   v128_t n1 = wasm_i32x4_shr(ni, 1);
   v128_t n2 = wasm_i32x4_sub(ni, n1);
   v128_t bias = wasm_i32x4_splat(127);
   v128_t scale1 = wasm_i32x4_shl(wasm_i32x4_add(n1, bias), 23);
   v128_t scale2 = wasm_i32x4_shl(wasm_i32x4_add(n2, bias), 23);
-  y = wasm_f32x4_mul(wasm_f32x4_mul(y, scale1), scale2);
-  /* Beyond the clamps: 0 below, +Infinity above; NaN stays NaN (it fails both comparisons and pmin/pmax keep it). */
-  y = wasm_v128_bitselect(wasm_f32x4_splat(0.0f), y, wasm_f32x4_lt(x, lo));
-  y = wasm_v128_bitselect(wasm_f32x4_splat(__builtin_inff()), y, wasm_f32x4_gt(x, hi));
-  return wasm_v128_bitselect(x, y, wasm_f32x4_ne(x, x));
+  return wasm_f32x4_mul(wasm_f32x4_mul(y, scale1), scale2);
 }
 
 /* Loads entries [v, v + 4) of a row, the lanes at or beyond `end` set to `fill`. */
@@ -81,15 +80,31 @@ static inline double lanes_sum_f64(v128_t x) {
   return wasm_f64x2_extract_lane(sum, 0) + wasm_f64x2_extract_lane(sum, 1);
 }
 
-/* The largest entry of a row; NaN if any entry is NaN (f32x4.max propagates it). */
+/*
+ * The largest of four lanes, NaN if `nan` (a lane mask of NaN entries seen) has any lane set. f32x4.pmax (a < b ? b :
+ * a) is one instruction where f32x4.max, which propagates NaN itself, is several; the NaN mask costs one compare.
+ */
+static inline float lanes_max(v128_t m, v128_t nan) {
+  m = wasm_f32x4_pmax(m, wasm_i32x4_shuffle(m, m, 2, 3, 0, 1));
+  m = wasm_f32x4_pmax(m, wasm_i32x4_shuffle(m, m, 1, 0, 3, 2));
+  return wasm_v128_any_true(nan) ? __builtin_nanf("") : wasm_f32x4_extract_lane(m, 0);
+}
+
+/* The largest entry of a row; NaN if any entry is NaN. */
 static float row_max(const float *row, int vocab) {
-  v128_t m = wasm_f32x4_splat(-__builtin_inff());
+  v128_t m = wasm_f32x4_splat(-__builtin_inff()), nan = wasm_i32x4_splat(0);
   int v = 0;
-  for (; v + 4 <= vocab; v += 4) m = wasm_f32x4_max(m, wasm_v128_load(row + v));
-  if (v < vocab) m = wasm_f32x4_max(m, load_tail(row, v, vocab, -__builtin_inff()));
-  m = wasm_f32x4_max(m, wasm_i32x4_shuffle(m, m, 2, 3, 0, 1));
-  m = wasm_f32x4_max(m, wasm_i32x4_shuffle(m, m, 1, 0, 3, 2));
-  return wasm_f32x4_extract_lane(m, 0);
+  for (; v + 4 <= vocab; v += 4) {
+    v128_t z = wasm_v128_load(row + v);
+    m = wasm_f32x4_pmax(m, z);
+    nan = wasm_v128_or(nan, wasm_f32x4_ne(z, z));
+  }
+  if (v < vocab) {
+    v128_t z = load_tail(row, v, vocab, -__builtin_inff());
+    m = wasm_f32x4_pmax(m, z);
+    nan = wasm_v128_or(nan, wasm_f32x4_ne(z, z));
+  }
+  return lanes_max(m, nan);
 }
 
 /*
@@ -177,7 +192,7 @@ __attribute__((export_name("backward"))) void backward(const float *logits, floa
     const v128_t s = wasm_f32x4_splat(shift[i]), ln = wasm_f32x4_splat(log_norm[i]);
     const v128_t g = wasm_f32x4_splat(grad_logp[i]), h = wasm_f32x4_splat(grad_entropy[i]);
     const v128_t H = wasm_f32x4_splat(entropy[i]);
-    v128_t m = wasm_f32x4_splat(-__builtin_inff());
+    v128_t m = wasm_f32x4_splat(-__builtin_inff()), nan = wasm_i32x4_splat(0);
     double probability_sum = 0;
     int v = 0;
     while (v < vocab) {
@@ -185,22 +200,22 @@ __attribute__((export_name("backward"))) void backward(const float *logits, floa
       v128_t block = wasm_f32x4_splat(0.0f), p;
       for (; v + 4 <= end; v += 4) {
         v128_t z = wasm_v128_load(row + v);
-        m = wasm_f32x4_max(m, z);
+        m = wasm_f32x4_pmax(m, z);
+        nan = wasm_v128_or(nan, wasm_f32x4_ne(z, z));
         wasm_v128_store(out + v, gradient4(z, s, inv_t, ln, g, h, H, &p));
         block = wasm_f32x4_add(block, p);
       }
       for (; v < end; v++) {
         v128_t z = wasm_f32x4_splat(row[v]);
-        m = wasm_f32x4_max(m, z);
+        m = wasm_f32x4_pmax(m, z);
+        nan = wasm_v128_or(nan, wasm_f32x4_ne(z, z));
         v128_t one = gradient4(z, s, inv_t, ln, g, h, H, &p);
         out[v] = wasm_f32x4_extract_lane(one, 0);
         block = wasm_f32x4_add(block, wasm_v128_and(p, wasm_i32x4_make(-1, 0, 0, 0)));
       }
       probability_sum += lanes_sum_f64(block);
     }
-    m = wasm_f32x4_max(m, wasm_i32x4_shuffle(m, m, 2, 3, 0, 1));
-    m = wasm_f32x4_max(m, wasm_i32x4_shuffle(m, m, 1, 0, 3, 2));
-    out_max[i] = wasm_f32x4_extract_lane(m, 0);
+    out_max[i] = lanes_max(m, nan);
     out_probability_sum[i] = probability_sum;
     out[tokens[i]] += grad_logp[i] * inverse_temperature;
   }
