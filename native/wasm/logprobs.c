@@ -158,15 +158,51 @@ __attribute__((export_name("forward_stats"))) void forward_stats(const float *lo
   }
 }
 
-/* One vector of the gradient: (−g·p − h·p·(log p + H))/τ, the entropy term 0 where p = 0 (or h = 0). */
+/*
+ * One vector of the gradient: (−g·p − h·p·(log p + H))/τ, the entropy term 0 where p = 0; `with_entropy` is a
+ * constant at each call, so the rows without an entropy gradient (h = 0) skip its four operations.
+ */
 static inline v128_t gradient4(v128_t z, v128_t shift, v128_t inv_t, v128_t log_norm, v128_t g, v128_t h,
-                               v128_t entropy, v128_t *p_out) {
+                               v128_t entropy, v128_t *p_out, int with_entropy) {
   v128_t log_p = wasm_f32x4_sub(wasm_f32x4_mul(wasm_f32x4_sub(z, shift), inv_t), log_norm);
   v128_t p = exp4(log_p);
-  v128_t entropy_term = wasm_f32x4_mul(wasm_f32x4_mul(h, p), wasm_f32x4_add(log_p, entropy));
-  entropy_term = wasm_v128_and(entropy_term, wasm_f32x4_gt(p, wasm_f32x4_splat(0.0f)));
   *p_out = p;
-  return wasm_f32x4_mul(wasm_f32x4_neg(wasm_f32x4_add(wasm_f32x4_mul(g, p), entropy_term)), inv_t);
+  v128_t upstream = wasm_f32x4_mul(g, p);
+  if (with_entropy) {
+    v128_t entropy_term = wasm_f32x4_mul(wasm_f32x4_mul(h, p), wasm_f32x4_add(log_p, entropy));
+    upstream = wasm_f32x4_add(upstream, wasm_v128_and(entropy_term, wasm_f32x4_gt(p, wasm_f32x4_splat(0.0f))));
+  }
+  return wasm_f32x4_mul(wasm_f32x4_neg(upstream), inv_t);
+}
+
+/* One row of the gradient; see backward. Returns Σ p_v and sets *row_max. */
+static inline double gradient_row(const float *row, float *out, int vocab, v128_t s, v128_t inv_t, v128_t ln, v128_t g,
+                                  v128_t h, v128_t H, int with_entropy, float *row_max) {
+  v128_t m = wasm_f32x4_splat(-__builtin_inff()), nan = wasm_i32x4_splat(0);
+  double probability_sum = 0;
+  int v = 0;
+  while (v < vocab) {
+    int end = v + SUM_BLOCK <= vocab ? v + SUM_BLOCK : vocab;
+    v128_t block = wasm_f32x4_splat(0.0f), p;
+    for (; v + 4 <= end; v += 4) {
+      v128_t z = wasm_v128_load(row + v);
+      m = wasm_f32x4_pmax(m, z);
+      nan = wasm_v128_or(nan, wasm_f32x4_ne(z, z));
+      wasm_v128_store(out + v, gradient4(z, s, inv_t, ln, g, h, H, &p, with_entropy));
+      block = wasm_f32x4_add(block, p);
+    }
+    for (; v < end; v++) {
+      v128_t z = wasm_f32x4_splat(row[v]);
+      m = wasm_f32x4_pmax(m, z);
+      nan = wasm_v128_or(nan, wasm_f32x4_ne(z, z));
+      v128_t one = gradient4(z, s, inv_t, ln, g, h, H, &p, with_entropy);
+      out[v] = wasm_f32x4_extract_lane(one, 0);
+      block = wasm_f32x4_add(block, wasm_v128_and(p, wasm_i32x4_make(-1, 0, 0, 0)));
+    }
+    probability_sum += lanes_sum_f64(block);
+  }
+  *row_max = lanes_max(m, nan);
+  return probability_sum;
 }
 
 /*
@@ -192,30 +228,10 @@ __attribute__((export_name("backward"))) void backward(const float *logits, floa
     const v128_t s = wasm_f32x4_splat(shift[i]), ln = wasm_f32x4_splat(log_norm[i]);
     const v128_t g = wasm_f32x4_splat(grad_logp[i]), h = wasm_f32x4_splat(grad_entropy[i]);
     const v128_t H = wasm_f32x4_splat(entropy[i]);
-    v128_t m = wasm_f32x4_splat(-__builtin_inff()), nan = wasm_i32x4_splat(0);
-    double probability_sum = 0;
-    int v = 0;
-    while (v < vocab) {
-      int end = v + SUM_BLOCK <= vocab ? v + SUM_BLOCK : vocab;
-      v128_t block = wasm_f32x4_splat(0.0f), p;
-      for (; v + 4 <= end; v += 4) {
-        v128_t z = wasm_v128_load(row + v);
-        m = wasm_f32x4_pmax(m, z);
-        nan = wasm_v128_or(nan, wasm_f32x4_ne(z, z));
-        wasm_v128_store(out + v, gradient4(z, s, inv_t, ln, g, h, H, &p));
-        block = wasm_f32x4_add(block, p);
-      }
-      for (; v < end; v++) {
-        v128_t z = wasm_f32x4_splat(row[v]);
-        m = wasm_f32x4_pmax(m, z);
-        nan = wasm_v128_or(nan, wasm_f32x4_ne(z, z));
-        v128_t one = gradient4(z, s, inv_t, ln, g, h, H, &p);
-        out[v] = wasm_f32x4_extract_lane(one, 0);
-        block = wasm_f32x4_add(block, wasm_v128_and(p, wasm_i32x4_make(-1, 0, 0, 0)));
-      }
-      probability_sum += lanes_sum_f64(block);
-    }
-    out_max[i] = lanes_max(m, nan);
+    /* Two copies of the row loop, with and without the entropy term, each inlined with its constant. */
+    double probability_sum =
+        grad_entropy[i] != 0.0f ? gradient_row(row, out, vocab, s, inv_t, ln, g, h, H, 1, &out_max[i])
+                                : gradient_row(row, out, vocab, s, inv_t, ln, g, h, H, 0, &out_max[i]);
     out_probability_sum[i] = probability_sum;
     out[tokens[i]] += grad_logp[i] * inverse_temperature;
   }
