@@ -13,7 +13,7 @@
 # in base64, so that the package loads them in Node and in browsers alike (no file read, no fetch).
 #
 # The output is reproducible: no debug information, names or producers section (--strip-all), so the same clang
-# gives the same bytes; test/wasm-build.test.ts rebuilds with --check and compares them with the committed files.
+# gives the same bytes; test/wasm-kernel.test.ts rebuilds with --check and compares them with the committed files.
 #
 #   bash scripts/build-wasm.sh          build and write the files
 #   bash scripts/build-wasm.sh --check  build into a temporary folder; exit 1 if any byte differs from the committed
