@@ -65,6 +65,9 @@ function groupwiseGrpo(
   path: (i: number) => string,
 ): Float64Array {
   const batchStd = options.stdScope !== "batch" ? NaN : values.length > 1 ? moments(values, options).std : 0;
+  if (options.scaleByStd && batchStd === Number.POSITIVE_INFINITY) {
+    throw invalid(path(0), `the batch std of the rewards is ${batchStd}: beyond float64; use smaller rewards`);
+  }
   const out = new Float64Array(values.length);
   for (const { id, members } of groups) {
     const groupRewards = Float64Array.from(members, (i) => values[i]!);
@@ -336,11 +339,14 @@ export function multiRewardAdvantages(
     for (const { members } of groups) {
       const groupRewards = Float64Array.from(members, (i) => matrix.data[i * functions + k]!);
       const stats = moments(groupRewards, trlStd);
-      const std = members.length > 1 ? stats.std : 0;
+      // In the units of the statistics (a power of two, 1 for ordinary rewards: the same bits), so that a std
+      // beyond float64 (rewards near ±1.3e308) does not turn every advantage into 0.
+      const units = stats.scale;
+      const divisor = (members.length > 1 ? stats.scaledStd : 0) + resolved.epsilon * units;
       const equal = allEqual(groupRewards);
       for (const i of members) {
         const r = matrix.data[i * functions + k]!;
-        normalised[i * functions + k] = equal && !Number.isNaN(r) ? 0 : (r - stats.mean) / (std + resolved.epsilon);
+        normalised[i * functions + k] = equal && !Number.isNaN(r) ? 0 : (r * units - stats.scaledMean) / divisor;
       }
     }
   }
@@ -383,10 +389,11 @@ function weightedNanSum(
 /** TRL's final step of normalize_then_sum: (x − nanmean)/(nanstd + ε) over all rows (std 0 for one row); NaN → 0. */
 function batchNormalised(summed: Float64Array, epsilon: number): Float64Array {
   const stats = moments(summed, { unbiasedStd: true, besselFactorFloat32: true });
-  const std = summed.length > 1 ? stats.std : 0;
+  const units = stats.scale;
+  const divisor = (summed.length > 1 ? stats.scaledStd : 0) + epsilon * units;
   const equal = allEqual(summed);
   return summed.map((x) => {
-    const a = equal ? 0 : (x - stats.mean) / (std + epsilon);
+    const a = equal ? 0 : (x * units - stats.scaledMean) / divisor;
     if (Number.isNaN(a)) return 0;
     if (!Number.isFinite(a)) throw new GrpoRocError(`a batch-normalised advantage overflowed float64 (${a})`);
     return a;

@@ -5,7 +5,7 @@
  */
 import { invalid } from "../errors.js";
 import { showId } from "../groups.js";
-import { allEqual, moments, powerOfTwoScale } from "../stats.js";
+import { allEqual, moments } from "../stats.js";
 import type { AdvantageEstimator, EstimatorContext } from "./estimators.js";
 
 const f32 = Math.fround;
@@ -80,9 +80,8 @@ export const grpoPassK: AdvantageEstimator = (rewards, context) => {
   }
   // In units of a power of two (exact; 1 for ordinary rewards): a gap beyond float64 between rewards near ±1e308
   // still has a finite ratio to the std.
-  const scale = powerOfTwoScale(rewards);
-  const std = moments(rewards, options).std;
-  out[best] = (rewards[best]! * scale - second * scale) / (std * scale + options.epsilon * scale);
+  const { scale, scaledStd } = moments(rewards, options);
+  out[best] = (rewards[best]! * scale - second * scale) / (scaledStd + options.epsilon * scale);
   return out;
 };
 
