@@ -421,6 +421,23 @@ describe("class 2: extreme finite rewards give finite advantages or a named refu
       );
     });
   }
+
+  it("whitening with whitenEpsilon 0: a zero variance gives exactly 0 in float32 as in float64 (not NaN)", () => {
+    const options = { precision: "float32", whitenEpsilon: 0 } as const;
+    expect(Array.from(gdpoAdvantages([[1], [1]], ["a", "b"], [[1], [1]], options).data)).toEqual([0, 0]);
+    expect(Array.from(gdpoAdvantages([[1], [1]], ["a", "b"], [[1], [1]], { whitenEpsilon: 0 }).data)).toEqual([0, 0]);
+  });
+
+  it("whitening with whitenEpsilon 0: tiny rewards (1e-170, subnormal) whiten to ±1/√2, not a silent 0", () => {
+    for (const tiny of [1e-170, 5e-324]) {
+      const result = reinforcePlusPlusBaselineAdvantages([tiny, 0], ["a", "a"], [[1], [1]], { whitenEpsilon: 0 });
+      expect(result.data[0]).toBeCloseTo(Math.SQRT1_2, 12);
+      expect(result.data[1]).toBeCloseTo(-Math.SQRT1_2, 12);
+    }
+    // With ε > 0 the variance of such rewards is negligible next to ε: (r − mean)/√ε, still not 0.
+    const withEpsilon = reinforcePlusPlusBaselineAdvantages([1e-170, 0], ["a", "a"], [[1], [1]]);
+    expect(withEpsilon.data[0]! / 5e-167).toBeCloseTo(1, 12);
+  });
 });
 
 function returned<T>(outcome: { ok: true; value: T } | { ok: false; error: unknown }): T {
