@@ -230,6 +230,19 @@ describe("class 2: finite inputs near the float64 range", () => {
     );
   });
 
+  it("row means whose sum overflows (the batch's currentKl): refused at the row, not returned as ±Infinity", () => {
+    expectRefusedAt(
+      attempt(() =>
+        penalty(
+          { tokenScores: [[0], [0]], oldLogp: [[0], [0]], refLogp: [[-1e308], [-1e308]], mask: [[1], [1]] },
+          { beta: 0 },
+        ),
+      ),
+      "inputs.oldLogp[1]",
+      /overflows/,
+    );
+  });
+
   it("klRatioRewards and adaptiveKlCoefficient: an overflow is refused, never returned", () => {
     expectRefusedAt(
       attempt(() => ratio({ tokenScores: [[1e308]], oldLogp: [[1e308]], refLogp: [[-1e308]] }, { klRatio: 1 })),

@@ -155,6 +155,13 @@ export function klPenaltyRewards(
     }
     // torch: int64 count + 1e-8 is float32, fround(count) for counts ≥ 1; an empty row's 0 / 1e-8 is 0.
     if (rowTokens[b]! > 0) rowMeanSum += rowSum / Math.fround(rowTokens[b]!);
+    if (!Number.isFinite(rowMeanSum)) {
+      throw invalid(
+        `inputs.oldLogp[${b}]`,
+        `the rows' mean KL estimates up to row ${b} sum past float64's range: the batch's mean KL (currentKl) ` +
+          "overflows; use log-probs whose differences are smaller",
+      );
+    }
   }
   const currentKl = rowMeanSum / rows;
   return {
