@@ -96,7 +96,10 @@ const gdpoOptionsShape = /* @__PURE__ */ pure(() => ({
   /**
    * "float64" computes every step in float64. "float32" reproduces verl's multi-key path, which builds each key's
    * scores as float32 (`rm_scores` zeros) and so runs GRPO, the weighting and the whitening in float32 (agreement
-   * with verl about 1e-6 relative: torch's float32 reductions sum in their own order).
+   * with verl about 1e-6 relative: torch's float32 reductions sum in their own order). The group mean and std are
+   * computed in float64 and then rounded to float32, so scores beyond about ±1.8e19, whose squares overflow a
+   * float32 accumulator, still get a finite std here; a std beyond float32 itself is refused at the group's first
+   * score.
    */
   precision: z._default(z.enum(PRECISIONS), "float64"),
   /** Added to the token variance in the final whitening (verl masked_whiten: 1e-8). */
@@ -210,6 +213,13 @@ function gdpoFloat32(
         const stats = moments(groupScores, { unbiasedStd: true, besselFactorFloat32: false });
         mean = f32(stats.mean);
         scale = f32(f32(stats.std) + options.epsilon);
+        if (options.scaleByStd && !Number.isFinite(scale)) {
+          throw invalid(
+            `rewardsPerKey[${members[0]}][${k}]`,
+            `key ${k}'s group std is ${stats.std}, beyond float32 (±3.4028235e38), in which precision "float32" ` +
+              "(verl's multi-key GDPO) divides; every advantage of the group would be a silent 0: use smaller scores",
+          );
+        }
       }
       for (const i of members) {
         const centred = f32(scores[i]! - mean);

@@ -422,6 +422,21 @@ describe("class 2: extreme finite rewards give finite advantages or a named refu
     });
   }
 
+  it("float32 group statistics that overflow: refused at the group's first reward, not a silent 0", () => {
+    for (const preset of ["verlGrpoVectorized", "verlGrpoVectorizedB178a3c"] as const) {
+      expectRefusedAt(
+        attempt(() => advantages([1e20, -1e20], ["a", "a"], advantagePresets[preset])),
+        "rewards[0]",
+        /group_mean_std.*overflow float32/,
+      );
+    }
+    expectRefusedAt(
+      attempt(() => gdpoAdvantages([[3e38], [-3e38]], ["a", "a"], [[1], [1]], { precision: "float32" })),
+      "rewardsPerKey[0][0]",
+      /beyond float32/,
+    );
+  });
+
   it("whitening with whitenEpsilon 0: a zero variance gives exactly 0 in float32 as in float64 (not NaN)", () => {
     const options = { precision: "float32", whitenEpsilon: 0 } as const;
     expect(Array.from(gdpoAdvantages([[1], [1]], ["a", "b"], [[1], [1]], options).data)).toEqual([0, 0]);
