@@ -422,6 +422,20 @@ describe("class 2: extreme finite rewards give finite advantages or a named refu
     });
   }
 
+  it("an overflow is blamed on what caused it: fNorm, or a division by a zero scale, not 'rewards this large'", () => {
+    expectRefusedAt(
+      attempt(() => gpgAdvantages([1, 0], ["a", "a"], { fNorm: 5e-324 })),
+      "options.fNorm",
+      /larger fNorm/,
+    );
+    const zeroScale = expectRefusedAt(
+      attempt(() => advantages([0.1, 0.1], ["a", "a"], { ...advantagePresets.verlGrpoVectorized, epsilon: 0 })),
+      /^rewards\[\d\]$/,
+      /divided by a scale of 0/,
+    );
+    expect(zeroScale.message).not.toMatch(/this large/);
+  });
+
   it("float32 group statistics that overflow: refused at the group's first reward, not a silent 0", () => {
     for (const preset of ["verlGrpoVectorized", "verlGrpoVectorizedB178a3c"] as const) {
       expectRefusedAt(

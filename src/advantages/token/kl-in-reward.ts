@@ -302,7 +302,14 @@ export function klRatioRewards(inputs: KlRatioRewardsInputs, options: KlRatioRew
   const rewards = new Float64Array(rows * cols);
   for (let i = 0; i < rewards.length; i++) {
     const kl = oldLogp.data[i]! - refLogp.data[i]!;
-    rewards[i] = scores.data[i]! - kl * klRatio;
+    // A difference beyond float64 (log-probs 1e308 apart) still has a finite penalty when klRatio is small: 0 for
+    // klRatio 0 (not 0·∞ = NaN), else computed on halves (exact) and doubled. Ordinary values keep kl·klRatio's bits.
+    const penalty = Number.isFinite(kl)
+      ? kl * klRatio
+      : klRatio === 0
+        ? 0
+        : (oldLogp.data[i]! * 0.5 - refLogp.data[i]! * 0.5) * klRatio * 2;
+    rewards[i] = scores.data[i]! - penalty;
     if (!Number.isFinite(rewards[i])) {
       throw invalid(
         `inputs.oldLogp[${Math.floor(i / cols)}][${i % cols}]`,
