@@ -6,6 +6,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  lossPresets,
   policyLoss,
   tokenLogProbs,
   tokenLogProbsBackward,
@@ -233,6 +234,35 @@ describe("policyLoss: non-finite values", () => {
       ),
       { numRuns: 60 },
     );
+  });
+});
+
+describe("policyLoss: the ratio metrics may be +Infinity (README's one documented exception)", () => {
+  it("an overflowing ratio under a loss that stays finite: ratioMean/ratioMax +Infinity, everything else finite", () => {
+    const inputs = { logp: [[-0.01, -2]], oldLogp: [[-900, -2]], advantages: [1] };
+    for (const options of [
+      { ...lossPresets.verlDro, droBeta: 0.3 },
+      lossPresets.verlGmpo,
+      lossPresets.verlClipCov,
+      lossPresets.trlLuspo,
+      lossPresets.trlVespo,
+      lossPresets.paper,
+      lossPresets.trl,
+    ]) {
+      const result = policyLoss(inputs, options);
+      expect(Number.isFinite(result.loss)).toBe(true);
+      expect(Array.from(result.grad).every(Number.isFinite)).toBe(true);
+      expect(Array.from(result.perTokenLoss).every(Number.isFinite)).toBe(true);
+      expect(result.metrics.ratioMean).toBe(Infinity);
+      expect(result.metrics.ratioMax).toBe(Infinity);
+      for (const [name, value] of Object.entries(result.metrics)) {
+        if (name !== "ratioMean" && name !== "ratioMax" && typeof value === "number") {
+          expect(Number.isFinite(value), name).toBe(true);
+        }
+      }
+    }
+    const clamped = policyLoss(inputs, { ...lossPresets.paper, logRatioClamp: [-20, 20] });
+    expect(clamped.metrics.ratioMax).toBe(Math.exp(20));
   });
 });
 
