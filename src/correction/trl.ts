@@ -357,7 +357,7 @@ export function offPolicyMask(inputs: OffPolicyMaskInputs, options: OffPolicyMas
  * policyLoss's `importanceWeights`.
  *
  * @example multiplyWeights([[1, 0.5]], [[2, 2]]).data // => [2, 1]
- * @throws ValidationError when shapes differ or a weight is negative or not finite.
+ * @throws ValidationError when shapes differ, a weight is negative or not finite, or a product overflows float64.
  */
 export function multiplyWeights(...weights: readonly MatrixInput[]): CorrectionMatrix {
   if (weights.length === 0) throw invalid("weights", "give at least one [B, T] matrix");
@@ -377,7 +377,16 @@ export function multiplyWeights(...weights: readonly MatrixInput[]): CorrectionM
       if (!(w >= 0) || w === Infinity) {
         throw invalid(`weights[${k}][${Math.floor(i / cols)}][${i % cols}]`, `is ${w}; weights must be finite and ≥ 0`);
       }
-      if (k > 0) out[i] = out[i]! * w;
+      if (k > 0) {
+        const product = out[i]! * w;
+        if (product === Infinity) {
+          throw invalid(
+            `weights[${k}][${Math.floor(i / cols)}][${i % cols}]`,
+            `times the product of the weights before it (${out[i]}) overflows float64; weights must multiply to a finite value`,
+          );
+        }
+        out[i] = product;
+      }
     }
   });
   return matrixOf(out, first.shape);

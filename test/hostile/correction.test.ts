@@ -233,6 +233,16 @@ describe("class 2: non-finite values refused where the mask selects, never read 
       attempt(() => multiplyWeights([[1, 1]], [[1, Number.NaN]])),
       "weights[1][0][1]",
     );
+    // Finite weights whose product overflows float64: refused at the factor that overflows, never Infinity.
+    expectRefusedAt(
+      attempt(() => multiplyWeights([[1, 1e200]], [[1, 1e200]])),
+      "weights[1][0][1]",
+    );
+    expectRefusedAt(
+      attempt(() => multiplyWeights([[1e200]], [[1e100]], [[1e10]])),
+      "weights[2][0][0]",
+    );
+    expect(Array.from(multiplyWeights([[1e200]], [[1e100]], [[1e-10]]).data)).toEqual([1e200 * 1e100 * 1e-10]);
   });
 });
 
