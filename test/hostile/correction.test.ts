@@ -147,6 +147,16 @@ describe("class 1: strict options and inputs, the closest key suggested", () => 
       ),
       "options.loss.objective",
     );
+    // reinforce takes no clamp: a caller's logRatioClamp was silently replaced by null.
+    expectRefusedAt(
+      attempt(() =>
+        bypassModePolicyLoss(
+          { logp: two.oldLogp, rolloutLogp: two.rolloutLogp, advantages: [1] },
+          { correction: { lossType: "reinforce" }, loss: { logRatioClamp: [-3, 3] } },
+        ),
+      ),
+      "options.loss.logRatioClamp",
+    );
     const bypassInputs = { logp: two.oldLogp, rolloutLogp: two.rolloutLogp, advantages: [1] };
     expectRefusedAt(
       attempt(() => bypassModePolicyLoss(bypassInputs, { loss: { clipHihg: 0.3 } as never })),
