@@ -167,7 +167,9 @@ const clipCovShape = {
   upperBound: z._default(z.number(), 5),
   /**
    * Seeds the uniform choice among more candidates than `ratio` allows (verl draws them with torch.randperm, so no
-   * seed reproduces verl's draw); with ratio 1 every candidate is taken and the seed is never used.
+   * seed reproduces verl's draw); with ratio 1 every candidate is taken and the seed is never used. Each call
+   * reseeds from it, so equal candidate counts pick the same positions at every step, where verl draws afresh:
+   * vary it per step (pass the training step) to draw as verl does. fromVerlConfig sets 0.
    */
   seed: z._default(z.int(), 0),
 };

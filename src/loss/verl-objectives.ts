@@ -229,7 +229,8 @@ export const klCovObjective: PolicyObjective = (options) => {
  * Clip-Cov (compute_policy_loss_clip_cov, L1451 at b178a3c): PPO's max(−A·ρ, −A·clip(ρ, 1 − ε_low, 1 + ε_high)),
  * no dual clip and no clamp, times 0 on up to max(1, ⌊N·ratio⌋) tokens drawn from the candidates: valid, not
  * clipped already, and lowerBound < (A − mean A)(log π − mean log π) < upperBound. verl draws them with
- * torch.randperm; with more candidates than that, grpo-roc draws them uniformly from `clipCov.seed`. `clipped`
+ * torch.randperm; with more candidates than that, grpo-roc draws them uniformly from `clipCov.seed`, reseeded at
+ * every call (so vary the seed per step, as verl's unseeded draw varies). `clipped`
  * marks the detached tokens (verl's pg_clipfrac for this loss).
  */
 export const clipCovObjective: PolicyObjective = (options) => {
