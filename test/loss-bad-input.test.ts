@@ -347,6 +347,16 @@ describe("policyLoss: options and the inputs they need", () => {
     expectValidationError(() => policyLoss(base(), { clipHigh: -0.1 }), "options.clipHigh");
   });
 
+  it("clipLow > 1 is refused only where 1 − clipLow is a ratio: DPPO (π − π_old, binary KL) and GMPO (log-ratio) take it", () => {
+    const b = { logp: [[-1, -2]], oldLogp: [[-1.1, -1.9]], advantages: [1] };
+    for (const options of [lossPresets.verlDppoTv, lossPresets.verlDppoKl, lossPresets.verlGmpo]) {
+      expect(Number.isFinite(policyLoss(b, { ...options, clipLow: 1.5 }).loss)).toBe(true);
+    }
+    for (const options of [lossPresets.paper, lossPresets.verlClipCov, lossPresets.trlLuspo, { objective: "cispo" }]) {
+      expectValidationError(() => policyLoss(b, { ...options, clipLow: 1.5 }), "options.clipLow", /at most 1/);
+    }
+  });
+
   it("dualClip ≤ 1 is rejected at options.dualClip", () => {
     for (const dualClip of [1, 0.5, 0, -3])
       expectValidationError(() => policyLoss(base(), { dualClip }), "options.dualClip");
