@@ -5,7 +5,14 @@
  * (verl_policy_loss.json; not among the changes to 1dda039 that the golden README lists).
  */
 import seedrandom from "seedrandom";
-import type { ObjectiveBatch, PolicyObjective, PreparedBatch, TokenKernel, TokenLoss } from "./objective-types.js";
+import {
+  advantageOf,
+  type ObjectiveBatch,
+  type PolicyObjective,
+  type PreparedBatch,
+  type TokenKernel,
+  type TokenLoss,
+} from "./objective-types.js";
 import type { PolicyLossOptions } from "./options.js";
 
 const NO_FLAGS = { clipped: false, dualClipped: false, lowClipped: false, highClipped: false } as const;
@@ -88,9 +95,6 @@ function logRatioReader(options: PolicyLossOptions): (batch: ObjectiveBatch, i: 
     return logRatio < low ? low : logRatio > high ? high : logRatio;
   };
 }
-
-const advantageOf = (batch: ObjectiveBatch, i: number, row: number) =>
-  batch.advantages[batch.perTokenAdvantages ? i : row]!;
 
 /**
  * GMPO, verl's "geo_mean" (compute_policy_loss_geo_mean, L1636 at b178a3c): per row b with L_b valid tokens,
