@@ -2,6 +2,7 @@
 """Execute the TypeScript notebooks headlessly and fail on any error.
 
     /usr/bin/python3 scripts/run-notebooks.py [PATH ...] [--cell-timeout S] [--notebook-timeout S] [--out DIR]
+        [--startup-timeout S] [--kernel-starts N]
 
 PATH: notebooks or folders of notebooks (default: examples/notebooks). Needs Debian's Jupyter client packages
 (python3-nbclient python3-nbformat python3-jupyter-client python3-ipykernel), `npm ci` (tslab is a devDependency)
@@ -22,6 +23,8 @@ A notebook fails when
     naming the cell that was running when it surfaced, or the last one that had finished. When a cell fails, the
     errors recorded before it are printed too (an earlier swallowed error is often the real cause);
   - a cell or the whole notebook runs past its timeout, or the kernel dies.
+A kernel that never answers after its start is replaced by a new one, up to --kernel-starts times; the failure to
+answer is printed either way. Nothing is retried once the kernel has answered.
 So notebooks should await every promise at top level (tslab supports top-level await): then an error belongs to
 the cell that caused it. The runner's two hidden cells are never written into the notebooks.
 
@@ -157,7 +160,7 @@ class Runner:
         self.client = NotebookClient(
             self.nb,
             timeout=args.cell_timeout,
-            startup_timeout=60,
+            startup_timeout=args.startup_timeout,
             kernel_name=KERNEL_NAME,
             allow_errors=False,
             force_raise_errors=True,  # a "raises-exception" tag must not hide an error here
@@ -166,6 +169,8 @@ class Runner:
         # (cell index, wall-clock start, end) of every code cell run, to place asynchronous errors.
         self.windows: list[tuple[int, float, float]] = []
         self.code_cells = 0
+        # Set once the kernel answers: a failure before that is the kernel's start, which the caller may retry.
+        self.kernel_ready = False
 
     def log(self, message: str) -> None:
         if self.args.verbose:
@@ -218,6 +223,7 @@ class Runner:
         started = time.monotonic()
         deadline = started + self.args.notebook_timeout
         with self.client.setup_kernel():
+            self.kernel_ready = True
             self.log(f"kernel started: {time.monotonic() - started:.2f} s")
             self.hidden(PROLOGUE)
             for index, cell in enumerate(list(self.nb.cells)):
@@ -300,6 +306,22 @@ def shown(path: Path) -> str:
         return str(path)
 
 
+def run_with_kernel_retries(path: Path, args: argparse.Namespace) -> Runner:
+    """Runs one notebook, starting a fresh kernel again when one never answered. Seen under load in CI: tslab's
+    zeromq sockets failed to bind ("Socket is blocked by a bind or unbind operation") and the kernel stayed silent
+    until the start-up timeout. Only the start is retried: once the kernel has answered, any failure is final."""
+    for attempt in range(1, args.kernel_starts + 1):
+        runner = Runner(path, args)
+        try:
+            runner.run()
+            return runner
+        except Exception as error:
+            if runner.kernel_ready or attempt == args.kernel_starts:
+                raise
+            print(f"     kernel start {attempt} of {args.kernel_starts} failed ({type(error).__name__}: {error}); starting a new one", flush=True)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", help="notebooks or folders (default: examples/notebooks)")
@@ -307,8 +329,13 @@ def main() -> int:
     parser.add_argument("--notebook-timeout", type=int, default=180, help="seconds per notebook, checked between cells (default 180)")
     parser.add_argument("--settle-ms", type=int, default=200, help="after the last cell, wait this long for late asynchronous errors (default 200)")
     parser.add_argument("--out", default=str(ROOT / "out" / "notebooks"), help="folder for the executed copies ('' for none)")
+    parser.add_argument("--kernel-starts", type=int, default=3, help="tries to start a kernel that answers, per notebook (default 3)")
+    parser.add_argument("--startup-timeout", type=int, default=60, help="seconds a kernel has to answer once started (default 60)")
     parser.add_argument("--verbose", action="store_true", help="print the kernel's start-up time and each cell's")
     args = parser.parse_args()
+    for flag in ("kernel_starts", "startup_timeout", "cell_timeout", "notebook_timeout"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
 
     notebooks = collect(args.paths)
     if not notebooks:
@@ -334,8 +361,7 @@ def main() -> int:
         t0 = time.monotonic()
         runner = None
         try:
-            runner = Runner(path, args)
-            runner.run()
+            runner = run_with_kernel_retries(path, args)
         except NotebookFailure as failure:
             failures += 1
             print(f"FAIL {shown(path)} ({time.monotonic() - t0:.1f} s): {failure.summary}", flush=True)

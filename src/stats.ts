@@ -4,6 +4,14 @@ export interface Moments {
   readonly mean: number;
   /** Standard deviation; NaN when it is undefined (unbiased with one value). */
   readonly std: number;
+  /**
+   * The power of two the statistics were computed in (`powerOfTwoScale`; 1 for ordinary values), with the mean and
+   * std in those units: dividing (r·scale − scaledMean) by (scaledStd + ε·scale) gives (r − mean)/(std + ε) even
+   * where the std itself overflows float64 (|r| ≳ 1.3e308) or the squares underflow, and the same bits otherwise.
+   */
+  readonly scale: number;
+  readonly scaledMean: number;
+  readonly scaledStd: number;
 }
 
 export interface StdConvention {
@@ -62,7 +70,8 @@ export function moments(values: ArrayLike<number>, convention: StdConvention): M
     const bessel = count / (count - 1);
     variance *= convention.besselFactorFloat32 ? Math.fround(bessel) : bessel;
   }
-  return { count, mean: mean / scale, std: Math.sqrt(variance) / scale };
+  const scaledStd = Math.sqrt(variance);
+  return { count, mean: mean / scale, std: scaledStd / scale, scale, scaledMean: mean, scaledStd };
 }
 
 /** Whether every value that is not NaN is the same (true for none or one). */

@@ -443,6 +443,10 @@ describe("fromVerlConfig", () => {
     expect(loss!.kl).toEqual({ kind: "k3", coef: 0.05, clamp: true });
     expect(fromVerlConfig({ actor: { use_kl_loss: true, kl_loss_type: "mse" } }).loss!.kl!.kind).toBe("k2");
     expect(fromVerlConfig({ actor: { kl_loss_type: "k3+" } }).loss!.kl).toBeNull();
+    // A misspelt kl_loss_type is an error even while use_kl_loss is off.
+    expect(() => fromVerlConfig({ actor: { use_kl_loss: false, kl_loss_type: "foo" } })).toThrow(
+      /config\.actor\.kl_loss_type.*"foo" is not one of/,
+    );
   });
 
   it("global_batch_info and loss_scale_factor → the normaliser", () => {
@@ -554,9 +558,12 @@ describe("fromVerlConfig", () => {
         { algorithm: { adv_estimator: "grpo", ...algorithm } },
         version === undefined ? {} : { verlVersion: version },
       ).klInReward;
-    // Off by default (AlgoConfig.use_kl_in_reward = False): kl_penalty and kl_ctrl are not read.
+    // Off by default (AlgoConfig.use_kl_in_reward = False): known kl_penalty and kl_ctrl values are not used.
     expect(kl({})).toBeUndefined();
-    expect(kl({ kl_penalty: "full", kl_ctrl: { type: "pid", horizon: 0 } })).toBeUndefined();
+    expect(kl({ kl_penalty: "full", kl_ctrl: { type: "adaptive", horizon: 0 } })).toBeUndefined();
+    // A misspelt value is an error at its key even while off.
+    expect(() => kl({ kl_penalty: "foo" })).toThrow(/config\.algorithm\.kl_penalty.*"foo" is not one of/);
+    expect(() => kl({ kl_ctrl: { type: "adaptve" } })).toThrow(/config\.algorithm\.kl_ctrl\.type.*"adaptve"/);
     expect(fromVerlConfig({ actor: {} }).klInReward).toBeUndefined();
     // KLControlConfig's defaults: fixed, kl_coef 0.001; kl_penalty "kl" (k1).
     expect(kl({ use_kl_in_reward: true })).toEqual({

@@ -17,6 +17,7 @@ import {
   rolloutCorrectionPresets,
   rolloutImportanceWeights,
   rolloutRejectionMask,
+  tokenEntropy,
   vllmImportanceSampling,
 } from "../src/index.js";
 
@@ -272,6 +273,27 @@ describe("TRL's token masks (no golden values beyond trl_policy_loss.json: prope
     const result = entropyMask({ entropy: [[0.1, 0.1]] }, { quantile: 1 });
     expect(result.threshold).toBe(Math.fround(0.1));
     expect(Array.from(result.importanceWeights.data)).toEqual([0, 0]);
+  });
+
+  it("entropy mask: float64 entropies rounded with Math.fround (a model's float32) keep ties and keep all at q = 1", () => {
+    const h = tokenEntropy([
+      [
+        [0, 1, 2],
+        [0, 0.3, -1],
+        [1, 1, 0.2],
+        [0.1, 0.2, 3],
+      ],
+    ]);
+    const entropy = { data: h.entropy, shape: h.shape };
+    // As given (float64), TRL's float64 comparison drops the token whose float32 value is the threshold.
+    expect(Array.from(entropyMask({ entropy }, { quantile: 1 }).importanceWeights.data)).toEqual([1, 1, 1, 0]);
+    const float32 = { data: Float32Array.from(h.entropy), shape: h.shape };
+    expect(Array.from(entropyMask({ entropy: float32 }, { quantile: 1 }).importanceWeights.data)).toEqual([1, 1, 1, 1]);
+    expect(
+      Array.from(
+        entropyMask({ entropy: [[0.1, 0.1, 0.1].map(Math.fround)] }, { quantile: 0.5 }).importanceWeights.data,
+      ),
+    ).toEqual([1, 1, 1]);
   });
 
   it("off-policy mask: rows with A ≥ 0 or mean(old − logp) ≤ δ are kept; by hand", () => {

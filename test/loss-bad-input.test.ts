@@ -6,6 +6,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  lossPresets,
   policyLoss,
   tokenLogProbs,
   tokenLogProbsBackward,
@@ -236,6 +237,35 @@ describe("policyLoss: non-finite values", () => {
   });
 });
 
+describe("policyLoss: the ratio metrics may be +Infinity (README's one documented exception)", () => {
+  it("an overflowing ratio under a loss that stays finite: ratioMean/ratioMax +Infinity, everything else finite", () => {
+    const inputs = { logp: [[-0.01, -2]], oldLogp: [[-900, -2]], advantages: [1] };
+    for (const options of [
+      { ...lossPresets.verlDro, droBeta: 0.3 },
+      lossPresets.verlGmpo,
+      lossPresets.verlClipCov,
+      lossPresets.trlLuspo,
+      lossPresets.trlVespo,
+      lossPresets.paper,
+      lossPresets.trl,
+    ]) {
+      const result = policyLoss(inputs, options);
+      expect(Number.isFinite(result.loss)).toBe(true);
+      expect(Array.from(result.grad).every(Number.isFinite)).toBe(true);
+      expect(Array.from(result.perTokenLoss).every(Number.isFinite)).toBe(true);
+      expect(result.metrics.ratioMean).toBe(Infinity);
+      expect(result.metrics.ratioMax).toBe(Infinity);
+      for (const [name, value] of Object.entries(result.metrics)) {
+        if (name !== "ratioMean" && name !== "ratioMax" && typeof value === "number") {
+          expect(Number.isFinite(value), name).toBe(true);
+        }
+      }
+    }
+    const clamped = policyLoss(inputs, { ...lossPresets.paper, logRatioClamp: [-20, 20] });
+    expect(clamped.metrics.ratioMax).toBe(Math.exp(20));
+  });
+});
+
 describe("policyLoss: a mask that selects nothing (documented: loss 0, gradient 0, every metric 0)", () => {
   it.each([
     "token-mean",
@@ -315,6 +345,16 @@ describe("policyLoss: options and the inputs they need", () => {
     expect(() => policyLoss(base(), { clipLow: 1 })).not.toThrow();
     expectValidationError(() => policyLoss(base(), { clipLow: -0.1 }), "options.clipLow");
     expectValidationError(() => policyLoss(base(), { clipHigh: -0.1 }), "options.clipHigh");
+  });
+
+  it("clipLow > 1 is refused only where 1 − clipLow is a ratio: DPPO (π − π_old, binary KL) and GMPO (log-ratio) take it", () => {
+    const b = { logp: [[-1, -2]], oldLogp: [[-1.1, -1.9]], advantages: [1] };
+    for (const options of [lossPresets.verlDppoTv, lossPresets.verlDppoKl, lossPresets.verlGmpo]) {
+      expect(Number.isFinite(policyLoss(b, { ...options, clipLow: 1.5 }).loss)).toBe(true);
+    }
+    for (const options of [lossPresets.paper, lossPresets.verlClipCov, lossPresets.trlLuspo, { objective: "cispo" }]) {
+      expectValidationError(() => policyLoss(b, { ...options, clipLow: 1.5 }), "options.clipLow", /at most 1/);
+    }
   });
 
   it("dualClip ≤ 1 is rejected at options.dualClip", () => {

@@ -308,6 +308,26 @@ describe.each(REFERENCE_OBJECTIVES)("%s: properties", (name) => {
     });
 });
 
+describe("clip-cov's seed (documented: each call reseeds from clipCov.seed; vary it per step)", () => {
+  it("the same seed picks the same tokens at every call; another seed (the next step) picks others", () => {
+    const random = seedrandom("clip-cov seed per step");
+    const logp = Array.from({ length: 4 }, () => Array.from({ length: 10 }, () => -0.5 - random()));
+    const oldLogp = logp.map((row) => row.map((v) => v - 0.01));
+    const inputs = { logp, oldLogp, advantages: [1, -1, 0.5, -0.5] };
+    const at = (seed: number) =>
+      Array.from(
+        policyLoss(inputs, {
+          ...lossPresets.verlClipCov,
+          clipCov: { ratio: 0.1, lowerBound: -1e9, upperBound: 1e9, seed },
+        }).grad,
+        (g) => g === 0,
+      );
+    expect(at(0)).toEqual(at(0));
+    expect(at(0).filter(Boolean)).toHaveLength(4);
+    expect([1, 2, 3].some((step) => at(step).join() !== at(0).join())).toBe(true);
+  });
+});
+
 describe("an objective with a batch step, registered at run time", () => {
   const NAME = "test-row-share";
   it("reads what its prepare step gave each token", () => {

@@ -85,10 +85,10 @@ describe("executing the notebooks (scripts/run-notebooks.py)", () => {
   }
 
   it("runs every notebook in examples/notebooks without an error", () => {
-    const { status, output } = run([], 300);
+    const { status, output } = run([], 420);
     expect(status, output).toBe(0);
     for (const { name } of notebooks) expect(output).toContain(`ok   examples/notebooks/${name}`);
-  }, 320_000);
+  }, 440_000);
 
   describe("fails, naming the cell and its error", () => {
     mkdirSync(join(root, "out"), { recursive: true });

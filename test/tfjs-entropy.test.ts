@@ -68,6 +68,25 @@ describe("tokenEntropyTf", () => {
     expect(() => tokenEntropyTf(tf.tensor3d([[[0, 1]]]), { temprature: 1 } as never)).toThrow(/options\.temprature/);
   });
 
+  it("leaks no tensor: each call adds only its result, also when it refuses the logits", () => {
+    const logits = tf.tensor3d([
+      [
+        [0, 1, 2],
+        [0.5, -1, 3],
+      ],
+    ]);
+    const nan = tf.tensor3d([[[0, Number.NaN]]]);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) {
+      const entropy = tokenEntropyTf(logits);
+      expect(tf.memory().numTensors).toBe(before + 1);
+      entropy.dispose();
+      expect(() => tokenEntropyTf(nan)).toThrow(ValidationError);
+      expect(tf.memory().numTensors).toBe(before);
+    }
+    tf.dispose([logits, nan]);
+  });
+
   it("an empty batch gives [B, T] zeros, and leaks no tensor", () => {
     const logits = tf.zeros([0, 3, 4]) as tf.Tensor3D;
     const before = tf.memory().numTensors;

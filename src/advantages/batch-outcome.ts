@@ -73,8 +73,24 @@ export function gpgAdvantages(
   let nonZero = 0;
   for (let i = 0; i < values.length; i++) if (values[i] !== 0) nonZero++;
   const alpha = float32Quotient(values.length, nonZero > 0 ? nonZero : 1);
-  const out = centredOnGroupMean(values, groups).map((x) => (alpha * x) / fNorm);
-  requireFiniteAdvantages(out);
+  const centred = centredOnGroupMean(values, groups);
+  requireFiniteAdvantages(centred);
+  const out = centred.map((x) => (alpha * x) / fNorm);
+  for (let i = 0; i < out.length; i++) {
+    if (Number.isFinite(out[i])) continue;
+    const scaled = alpha * centred[i]!;
+    if (!Number.isFinite(scaled)) {
+      throw invalid(
+        `rewards[${i}]`,
+        `its centred reward ${centred[i]} times α = ${alpha} is ${scaled}: beyond float64; use smaller rewards`,
+      );
+    }
+    throw invalid(
+      "options.fNorm",
+      `is ${fNorm}: rewards[${i}]'s α·(r − mean) = ${scaled} divided by it is ${out[i]}, beyond float64; use a ` +
+        "larger fNorm",
+    );
+  }
   return out;
 }
 

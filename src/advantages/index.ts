@@ -110,7 +110,7 @@ export function advantages(
       groupId: id,
       rollouts: members,
     });
-    requireEstimatorOutput(groupAdvantages, members, id, resolved);
+    requireEstimatorOutput(groupAdvantages, members, id, resolved, groupRewards);
     for (let k = 0; k < members.length; k++) out[members[k]!] = groupAdvantages[k]!;
   }
   if (resolved.missingRewards === "ignore") {
@@ -130,6 +130,7 @@ function requireEstimatorOutput(
   members: Int32Array,
   id: GroupId,
   options: AdvantageOptions,
+  groupRewards: Float64Array,
 ): void {
   const group = () => `group ${showId(id)}`;
   if (!isArrayLike(groupAdvantages) || groupAdvantages.length !== members.length) {
@@ -151,7 +152,21 @@ function requireEstimatorOutput(
     throw invalid(
       `rewards[${members[k]}]`,
       `its advantage is ${String(value)} (estimator "${options.estimator}", ${group()}): not a finite number` +
-        (typeof value === "number" && !Number.isNaN(value) ? "; rewards this large cannot be centred in float64" : ""),
+        (typeof value === "number" && !Number.isNaN(value) ? overflowReason(groupRewards, options) : ""),
     );
   }
+}
+
+/** Why an estimator's advantage came out ±Infinity: rewards too large to centre, or a division by a zero scale. */
+function overflowReason(groupRewards: Float64Array, options: AdvantageOptions): string {
+  let largest = 0;
+  for (let i = 0; i < groupRewards.length; i++) {
+    const v = Math.abs(groupRewards[i]!);
+    if (v > largest) largest = v;
+  }
+  if (largest > 2 ** 1000) return "; rewards this large cannot be centred in float64";
+  return (
+    `; the rewards are finite and moderate, so the estimator divided by a scale of 0 or one that underflowed ` +
+    `(epsilon is ${options.epsilon}: with a std of 0, epsilon 0 leaves nothing to divide by)`
+  );
 }

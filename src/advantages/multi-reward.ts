@@ -65,6 +65,9 @@ function groupwiseGrpo(
   path: (i: number) => string,
 ): Float64Array {
   const batchStd = options.stdScope !== "batch" ? NaN : values.length > 1 ? moments(values, options).std : 0;
+  if (options.scaleByStd && batchStd === Number.POSITIVE_INFINITY) {
+    throw invalid(path(0), `the batch std of the rewards is ${batchStd}: beyond float64; use smaller rewards`);
+  }
   const out = new Float64Array(values.length);
   for (const { id, members } of groups) {
     const groupRewards = Float64Array.from(members, (i) => values[i]!);
@@ -93,7 +96,10 @@ const gdpoOptionsShape = /* @__PURE__ */ pure(() => ({
   /**
    * "float64" computes every step in float64. "float32" reproduces verl's multi-key path, which builds each key's
    * scores as float32 (`rm_scores` zeros) and so runs GRPO, the weighting and the whitening in float32 (agreement
-   * with verl about 1e-6 relative: torch's float32 reductions sum in their own order).
+   * with verl about 1e-6 relative: torch's float32 reductions sum in their own order). The group mean and std are
+   * computed in float64 and then rounded to float32, so scores beyond about ±1.8e19, whose squares overflow a
+   * float32 accumulator, still get a finite std here; a std beyond float32 itself is refused at the group's first
+   * score.
    */
   precision: z._default(z.enum(PRECISIONS), "float64"),
   /** Added to the token variance in the final whitening (verl masked_whiten: 1e-8). */
@@ -207,6 +213,13 @@ function gdpoFloat32(
         const stats = moments(groupScores, { unbiasedStd: true, besselFactorFloat32: false });
         mean = f32(stats.mean);
         scale = f32(f32(stats.std) + options.epsilon);
+        if (options.scaleByStd && !Number.isFinite(scale)) {
+          throw invalid(
+            `rewardsPerKey[${members[0]}][${k}]`,
+            `key ${k}'s group std is ${stats.std}, beyond float32 (±3.4028235e38), in which precision "float32" ` +
+              "(verl's multi-key GDPO) divides; every advantage of the group would be a silent 0: use smaller scores",
+          );
+        }
       }
       for (const i of members) {
         const centred = f32(scores[i]! - mean);
@@ -336,11 +349,14 @@ export function multiRewardAdvantages(
     for (const { members } of groups) {
       const groupRewards = Float64Array.from(members, (i) => matrix.data[i * functions + k]!);
       const stats = moments(groupRewards, trlStd);
-      const std = members.length > 1 ? stats.std : 0;
+      // In the units of the statistics (a power of two, 1 for ordinary rewards: the same bits), so that a std
+      // beyond float64 (rewards near ±1.3e308) does not turn every advantage into 0.
+      const units = stats.scale;
+      const divisor = (members.length > 1 ? stats.scaledStd : 0) + resolved.epsilon * units;
       const equal = allEqual(groupRewards);
       for (const i of members) {
         const r = matrix.data[i * functions + k]!;
-        normalised[i * functions + k] = equal && !Number.isNaN(r) ? 0 : (r - stats.mean) / (std + resolved.epsilon);
+        normalised[i * functions + k] = equal && !Number.isNaN(r) ? 0 : (r * units - stats.scaledMean) / divisor;
       }
     }
   }
@@ -383,10 +399,11 @@ function weightedNanSum(
 /** TRL's final step of normalize_then_sum: (x − nanmean)/(nanstd + ε) over all rows (std 0 for one row); NaN → 0. */
 function batchNormalised(summed: Float64Array, epsilon: number): Float64Array {
   const stats = moments(summed, { unbiasedStd: true, besselFactorFloat32: true });
-  const std = summed.length > 1 ? stats.std : 0;
+  const units = stats.scale;
+  const divisor = (summed.length > 1 ? stats.scaledStd : 0) + epsilon * units;
   const equal = allEqual(summed);
   return summed.map((x) => {
-    const a = equal ? 0 : (x - stats.mean) / (std + epsilon);
+    const a = equal ? 0 : (x * units - stats.scaledMean) / divisor;
     if (Number.isNaN(a)) return 0;
     if (!Number.isFinite(a)) throw new GrpoRocError(`a batch-normalised advantage overflowed float64 (${a})`);
     return a;

@@ -5,7 +5,7 @@
  */
 import { invalid } from "../errors.js";
 import { showId } from "../groups.js";
-import { allEqual, moments, powerOfTwoScale } from "../stats.js";
+import { allEqual, moments } from "../stats.js";
 import type { AdvantageEstimator, EstimatorContext } from "./estimators.js";
 
 const f32 = Math.fround;
@@ -80,9 +80,8 @@ export const grpoPassK: AdvantageEstimator = (rewards, context) => {
   }
   // In units of a power of two (exact; 1 for ordinary rewards): a gap beyond float64 between rewards near ±1e308
   // still has a finite ratio to the std.
-  const scale = powerOfTwoScale(rewards);
-  const std = moments(rewards, options).std;
-  out[best] = (rewards[best]! * scale - second * scale) / (std * scale + options.epsilon * scale);
+  const { scale, scaledStd } = moments(rewards, options);
+  out[best] = (rewards[best]! * scale - second * scale) / (scaledStd + options.epsilon * scale);
   return out;
 };
 
@@ -129,7 +128,9 @@ function groupMeanStdB178a3c(rewards: Float64Array, epsilon: number): GroupStats
   const mean = f32(s1 / n);
   const variance = f32(f32(s2 - f32(f32(s1 * s1) / n)) / (n - 1));
   const floor = f32(epsilon);
-  return { mean, std: f32(Math.sqrt(variance > floor ? variance : floor)) };
+  // torch.clamp keeps a NaN variance (s2 and s1² both overflowed float32) NaN rather than flooring it.
+  const floored = Number.isNaN(variance) ? variance : variance > floor ? variance : floor;
+  return { mean, std: f32(Math.sqrt(floored)) };
 }
 
 /**
@@ -147,6 +148,15 @@ function vectorized(stats: (rewards: Float64Array, epsilon: number) => GroupStat
     const { mean, std } = stats(rewards, options.epsilon);
     if (!options.scaleByStd) return rewards.map((r) => r - mean);
     const scale = f32(std + options.epsilon);
+    if (!Number.isFinite(scale)) {
+      // (r − mean)/∞ would be a silent 0: verl's float32 statistics have no finite std for this group.
+      throw invalid(
+        `rewards[${context.rollouts[0]}]`,
+        `group ${showId(context.groupId)}: the float32 std of verl's group_mean_std is ${std} (estimator ` +
+          `"${options.estimator}"): the squares of these rewards (or their deviations) overflow float32 ` +
+          '(beyond ±1.8e19), so verl has no finite std here; use smaller rewards or the float64 estimator "grpo"',
+      );
+    }
     return rewards.map((r) => (r - mean) / scale);
   };
 }

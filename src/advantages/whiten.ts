@@ -14,14 +14,29 @@ export const VERL_WHITEN_EPSILON = 1e-8;
 
 /** Above this |value| the sum of squared deviations could overflow; the values are then scaled by a power of two. */
 const LARGE = 2 ** 256;
+/** Below this |value| the squared deviations could underflow; the values are then scaled up by a power of two. */
+const SMALL = 2 ** -256;
+
+/**
+ * The power of two `maskedWhiten` computes in: 1 for a largest |value| in [2^-256, 2^256] (ordinary values keep
+ * their bits), down for larger values, up for smaller ones, subnormals included (at most 2^1000, and with ε > 0 no
+ * more than keeps ε·scale² finite).
+ */
+function whitenScale(largest: number, epsilon: number): number {
+  if (largest > LARGE) return 2 ** -Math.floor(Math.log2(largest));
+  if (!(largest > 0) || largest >= SMALL) return 1;
+  let exponent = Math.min(-Math.floor(Math.log2(largest)), 1000);
+  if (epsilon > 0) exponent = Math.min(exponent, Math.floor((1000 - Math.log2(epsilon)) / 2));
+  return 2 ** Math.max(exponent, 0);
+}
 
 /**
  * verl's masked_whiten in float64, as the peer computes it with an int64 mask: the count that divides
  * (`mask.sum() + 1e-8`) is float32 (the 1e-8 vanishes) and so is the Bessel factor n/(n − 1).
  *
- * Values above 2^256 in magnitude are scaled by a power of two first, ε with them (exact): the same bits as the formula
- * wherever it does not overflow, and the right value where it would. Tiny values are not scaled up: against ε their
- * variance is negligible, as in the formula.
+ * Values above 2^256 or all below 2^-256 in magnitude are scaled by a power of two first, ε with them (exact): the
+ * same bits as the formula for ordinary values, and the right value where the squared deviations would overflow, or
+ * underflow to 0 (with ε = 0, [1e-170, 0] would otherwise whiten to [0, 0] instead of ±1/√2).
  *
  * @param values - Row-major [B·T] values; positions the mask does not select are never read.
  * @param mask - 0/1 of the same length.
@@ -40,7 +55,7 @@ export function maskedWhiten(
   for (let i = 0; i < values.length; i++) {
     if (mask[i] === 1 && Math.abs(values[i]!) > largest) largest = Math.abs(values[i]!);
   }
-  const scale = largest > LARGE ? 2 ** -Math.floor(Math.log2(largest)) : 1;
+  const scale = whitenScale(largest, epsilon);
   let sum = 0;
   for (let i = 0; i < values.length; i++) if (mask[i] === 1) sum += values[i]! * scale;
   const mean = sum / divisor;
@@ -84,6 +99,8 @@ export function maskedWhitenFloat32(
   const variance = f32(f32(squares / divisor) * bessel);
   const inverseStd = f32(1 / Math.sqrt(f32(variance + epsilon)));
   const out = new Float64Array(values.length);
+  // As in float64: an infinite inverseStd (ε of 0 and a variance of 0) means every deviation is 0, not 0·∞ = NaN.
+  if (!Number.isFinite(inverseStd)) return out;
   for (let i = 0; i < values.length; i++) if (mask[i] === 1) out[i] = f32(f32(values[i]! - mean) * inverseStd);
   return out;
 }

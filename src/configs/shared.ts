@@ -54,6 +54,15 @@ export function lookup<T>(table: Table<T>, value: string, path: string): T {
   return entry;
 }
 
+/**
+ * An error at `path` for a value absent from the table (a misspelling), checked even where the feature is off: a known
+ * value, NOT_YET included, is accepted and simply unused there.
+ */
+export function requireKnown(table: Table<unknown>, value: string, path: string): void {
+  if (!Object.hasOwn(table, value))
+    throw invalid(path, `"${value}" is not one of the peer's values: ${Object.keys(table).join(", ")}`);
+}
+
 /** An error for a known key whose value here selects a feature grpo-roc does not implement yet. */
 export function requireDefault(path: string, value: unknown, fallback: unknown, feature: string): void {
   if (value !== fallback)

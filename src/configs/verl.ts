@@ -66,6 +66,7 @@ import {
   NOT_YET,
   nonnegative,
   positiveInt,
+  requireKnown,
   type Table,
   unsupported,
 } from "./shared.js";
@@ -646,6 +647,11 @@ export const VERL_ESTIMATORS: Table<VerlEstimator> = {
 export function fromVerlConfig(config: VerlConfig, options: VerlTranslationOptions = {}): VerlTranslation {
   const { verlVersion } = parseOrThrow(verlTranslationOptionsSchema, options, "options");
   const c = parseOrThrow(verlConfigSchema, config, "config");
+  if (c.algorithm !== undefined) {
+    // Misspellings are errors even while use_kl_in_reward is off (as fromTrlConfig checks its values).
+    requireKnown(VERL_KL_KINDS, c.algorithm.kl_penalty, "config.algorithm.kl_penalty");
+    requireKnown(VERL_KL_CONTROLLERS, c.algorithm.kl_ctrl.type, "config.algorithm.kl_ctrl.type");
+  }
   const loss = c.actor === undefined ? undefined : actorOptions(c.actor, verlVersion);
   const estimator = c.algorithm === undefined ? undefined : algorithmEstimator(c.algorithm, verlVersion);
   const rc = c.algorithm?.rollout_correction ?? null;
@@ -703,6 +709,8 @@ function actorOptions(a: ResolvedVerlActor, version: VerlVersion): PolicyLossOpt
   const mode = lookup(VERL_LOSS_MODES, a.policy_loss.loss_mode, "config.actor.policy_loss.loss_mode")(a);
   requireInVersion("config.actor.loss_agg_mode", a.loss_agg_mode, version);
   const aggregation = lookup(VERL_AGGREGATIONS, a.loss_agg_mode, "config.actor.loss_agg_mode");
+  // A misspelt kl_loss_type is an error even while use_kl_loss is off; a known one is then unused.
+  requireKnown(VERL_KL_KINDS, a.kl_loss_type, "config.actor.kl_loss_type");
   if (a.use_kl_loss) requireInVersion("config.actor.kl_loss_type", a.kl_loss_type, version);
   const kl = a.use_kl_loss ? lookup(VERL_KL_KINDS, a.kl_loss_type, "config.actor.kl_loss_type") : null;
   // dp_actor aggregates the KL loss with loss_agg_mode; grpo-roc aggregates it as the policy term.

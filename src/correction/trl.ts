@@ -242,8 +242,12 @@ export interface EntropyMaskResult {
  * TRL's top-entropy mask (`grpo_trainer.py: GRPOTrainer.get_high_entropy_mask`, TRL f2cd577, called from
  * `_compute_loss` with threshold 1 − top_entropy_quantile): the (1 − q)-quantile of the valid tokens' entropies,
  * computed as TRL computes it (entropies cast to float32, torch.quantile's linear interpolation in float32), and
- * keep = (entropy · mask ≥ threshold) & mask. Ties at the threshold are kept. Without any valid token, nothing is
- * kept. TRL multiplies the per-token loss by it and leaves the loss's denominators as they are.
+ * keep = (entropy · mask ≥ threshold) & mask, each entropy compared as given, as TRL compares its tensor. With
+ * float32 entropies (a model's, as TRL has them; Float32Array or Math.fround values) ties at the threshold are kept
+ * and q = 1 keeps every valid token. With float64 entropies (tokenEntropy's, say) the float32 threshold can exceed
+ * an entropy equal to it in float32, which is then dropped, even at q = 1, as TRL drops it given a float64 tensor
+ * (trl_policy_loss.json's ragged top_entropy0.5 case): round them with Math.fround first. Without any valid token,
+ * nothing is kept. TRL multiplies the per-token loss by it and leaves the loss's denominators as they are.
  *
  * @example entropyMask({ entropy: [[0.1, 0.9, 0.5, 0.3]] }, { quantile: 0.5 }).importanceWeights.data // => [0, 1, 1, 0]
  * @throws ValidationError for a non-finite entropy where the mask selects, or a quantile outside (0, 1].
@@ -353,7 +357,7 @@ export function offPolicyMask(inputs: OffPolicyMaskInputs, options: OffPolicyMas
  * policyLoss's `importanceWeights`.
  *
  * @example multiplyWeights([[1, 0.5]], [[2, 2]]).data // => [2, 1]
- * @throws ValidationError when shapes differ or a weight is negative or not finite.
+ * @throws ValidationError when shapes differ, a weight is negative or not finite, or a product overflows float64.
  */
 export function multiplyWeights(...weights: readonly MatrixInput[]): CorrectionMatrix {
   if (weights.length === 0) throw invalid("weights", "give at least one [B, T] matrix");
@@ -373,7 +377,16 @@ export function multiplyWeights(...weights: readonly MatrixInput[]): CorrectionM
       if (!(w >= 0) || w === Infinity) {
         throw invalid(`weights[${k}][${Math.floor(i / cols)}][${i % cols}]`, `is ${w}; weights must be finite and ≥ 0`);
       }
-      if (k > 0) out[i] = out[i]! * w;
+      if (k > 0) {
+        const product = out[i]! * w;
+        if (product === Infinity) {
+          throw invalid(
+            `weights[${k}][${Math.floor(i / cols)}][${i % cols}]`,
+            `times the product of the weights before it (${out[i]}) overflows float64; weights must multiply to a finite value`,
+          );
+        }
+        out[i] = product;
+      }
     }
   });
   return matrixOf(out, first.shape);

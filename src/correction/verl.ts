@@ -629,7 +629,8 @@ export interface BypassModeOptions {
   readonly correction?: RolloutCorrectionOptionsInput | undefined;
   /**
    * The loss's options. Default for "ppo_clip": `lossPresets.verl` (verl's vanilla loss); for "reinforce": token-mean
-   * REINFORCE. `objective` is set from `correction.lossType` and may not be given here.
+   * REINFORCE. `objective` is set from `correction.lossType` and may not be given here; nor may a `logRatioClamp`
+   * other than null with "reinforce" (unclamped, as verl).
    */
   readonly loss?: PolicyLossOptionsInput | undefined;
 }
@@ -653,8 +654,8 @@ export interface BypassModeResult {
  *
  * Rejection shrinks the aggregation's denominators, as in verl. The result's `policyLoss.grad` is ∂loss/∂logp.
  *
- * @throws ValidationError for bad inputs (as policyLoss and rolloutCorrection), a mask without any valid token, or
- *   `loss.objective` given.
+ * @throws ValidationError for bad inputs (as policyLoss and rolloutCorrection), a mask without any valid token,
+ *   `loss.objective` given, or `loss.logRatioClamp` given with lossType "reinforce".
  */
 export function bypassModePolicyLoss(inputs: BypassModeInputs, options: BypassModeOptions = {}): BypassModeResult {
   if (typeof inputs !== "object" || inputs === null) {
@@ -678,6 +679,18 @@ export function bypassModePolicyLoss(inputs: BypassModeInputs, options: BypassMo
     }
     // Checked here first, so that a bad loss option is reported at its own path, options.loss.<key>.
     parseOrThrow(policyLossOptionsSchema, options.loss, "options.loss");
+  }
+  if (
+    correctionOptions.lossType === "reinforce" &&
+    options.loss !== undefined &&
+    options.loss.logRatioClamp !== undefined &&
+    options.loss.logRatioClamp !== null
+  ) {
+    // The reinforce loss takes log π itself, unclamped (verl): a clamp given here would be silently overwritten.
+    throw invalid(
+      "options.loss.logRatioClamp",
+      'is not used with options.correction.lossType "reinforce" (verl\'s REINFORCE loss is unclamped); leave it out',
+    );
   }
   const { advantages, ...logps } = inputs;
   const read = readMatrices(logps, ["logp", "rolloutLogp"]);

@@ -107,3 +107,7 @@ export interface PreparedObjective {
  * Clip-Cov, GMPO) returns a PreparedObjective instead.
  */
 export type PolicyObjective = (options: PolicyLossOptions) => TokenKernel | PreparedObjective;
+
+/** Token i's advantage (row `row`'s with one advantage per rollout): shared by the verl and TRL objectives. */
+export const advantageOf = (batch: ObjectiveBatch, i: number, row: number): number =>
+  batch.advantages[batch.perTokenAdvantages ? i : row]!;

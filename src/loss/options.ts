@@ -67,6 +67,13 @@ export const REFERENCE_OBJECTIVES = [
   "luspo",
   "vespo",
 ] as const;
+/**
+ * The shipped objectives whose lower ratio bound is 1 − clipLow (so clipLow ≤ 1): PPO's clip, CISPO, Clip-Cov and
+ * LUSPO. The others read clipLow as another bound (DPPO-TV: π − π_old; DPPO-KL: a binary KL; GMPO: the log-ratio)
+ * or not at all; an objective registered at run time reads it as its author says.
+ */
+const CLIP_LOW_RATIO_OBJECTIVES = ["clip", "cispo", "clip-cov", "luspo"] as const;
+
 /** A shipped objective that every backend computes through the reference: one of REFERENCE_OBJECTIVES. */
 export type ReferenceObjective = (typeof REFERENCE_OBJECTIVES)[number];
 
@@ -167,7 +174,9 @@ const clipCovShape = {
   upperBound: z._default(z.number(), 5),
   /**
    * Seeds the uniform choice among more candidates than `ratio` allows (verl draws them with torch.randperm, so no
-   * seed reproduces verl's draw); with ratio 1 every candidate is taken and the seed is never used.
+   * seed reproduces verl's draw); with ratio 1 every candidate is taken and the seed is never used. Each call
+   * reseeds from it, so equal candidate counts pick the same positions at every step, where verl draws afresh:
+   * vary it per step (pass the training step) to draw as verl does. fromVerlConfig sets 0.
    */
   seed: z._default(z.int(), 0),
 };
@@ -228,7 +237,10 @@ const policyLossOptionsShape = {
    * token's gradient kept to itself (verl's gspo). The two agree when advantages and weights are constant per row.
    */
   ratioLevel: z._default(z.enum(["token", "sequence", "sequence-token"]), "token"),
-  /** ε_low, default 0.2: the ratio is clipped to [1 − clipLow, 1 + clipHigh]. */
+  /**
+   * ε_low, default 0.2: the ratio is clipped to [1 − clipLow, 1 + clipHigh] (at most 1 for clip, CISPO, Clip-Cov and
+   * LUSPO; DPPO, GMPO read it as their own bound, see docs/api.md).
+   */
   clipLow: z._default(z.number().check(z.nonnegative()), 0.2),
   /** ε_high, default 0.28: clip-higher, wider than ε_low so that rare tokens can still gain probability. */
   clipHigh: z._default(z.number().check(z.nonnegative()), 0.28),
@@ -301,11 +313,12 @@ export const policyLossOptionsSchema: z.ZodMiniObject<typeof policyLossOptionsSh
           message: `sequence-level ratios need the "clip" objective, not "${options.objective}"`,
         });
       }
-      if (options.clipLow > 1)
+      // Only where 1 − clipLow bounds the ratio: DPPO's clipLow bounds π − π_old or a binary KL, GMPO's the log-ratio.
+      if (options.clipLow > 1 && (CLIP_LOW_RATIO_OBJECTIVES as readonly string[]).includes(options.objective))
         ctx.addIssue({
           code: "custom",
           path: ["clipLow"],
-          message: "must be at most 1 (the lower bound 1 − clipLow is a ratio ≥ 0)",
+          message: `must be at most 1 for the "${options.objective}" objective (the lower bound 1 − clipLow is a ratio ≥ 0)`,
         });
       if ((REFERENCE_OBJECTIVES as readonly string[]).includes(options.objective)) {
         const dppo = options.objective.startsWith("dppo");

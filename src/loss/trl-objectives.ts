@@ -6,11 +6,14 @@
  */
 import { invalid } from "../errors.js";
 import { clippedRatioLoss } from "./clip-term.js";
-import type { ObjectiveBatch, PolicyObjective, PreparedBatch, TokenKernel } from "./objective-types.js";
+import {
+  advantageOf,
+  type ObjectiveBatch,
+  type PolicyObjective,
+  type PreparedBatch,
+  type TokenKernel,
+} from "./objective-types.js";
 import type { PolicyLossOptions, VespoOptions } from "./options.js";
-
-const advantageOf = (batch: ObjectiveBatch, i: number, row: number) =>
-  batch.advantages[batch.perTokenAdvantages ? i : row]!;
 
 /**
  * LUSPO, TRL `loss_type="luspo"` (`_compute_loss`: the objective shares the grpo/bnpo/dr_grpo/dapo branch, the

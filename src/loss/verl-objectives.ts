@@ -5,7 +5,14 @@
  * (verl_policy_loss.json; not among the changes to 1dda039 that the golden README lists).
  */
 import seedrandom from "seedrandom";
-import type { ObjectiveBatch, PolicyObjective, PreparedBatch, TokenKernel, TokenLoss } from "./objective-types.js";
+import {
+  advantageOf,
+  type ObjectiveBatch,
+  type PolicyObjective,
+  type PreparedBatch,
+  type TokenKernel,
+  type TokenLoss,
+} from "./objective-types.js";
 import type { PolicyLossOptions } from "./options.js";
 
 const NO_FLAGS = { clipped: false, dualClipped: false, lowClipped: false, highClipped: false } as const;
@@ -88,9 +95,6 @@ function logRatioReader(options: PolicyLossOptions): (batch: ObjectiveBatch, i: 
     return logRatio < low ? low : logRatio > high ? high : logRatio;
   };
 }
-
-const advantageOf = (batch: ObjectiveBatch, i: number, row: number) =>
-  batch.advantages[batch.perTokenAdvantages ? i : row]!;
 
 /**
  * GMPO, verl's "geo_mean" (compute_policy_loss_geo_mean, L1636 at b178a3c): per row b with L_b valid tokens,
@@ -229,7 +233,8 @@ export const klCovObjective: PolicyObjective = (options) => {
  * Clip-Cov (compute_policy_loss_clip_cov, L1451 at b178a3c): PPO's max(−A·ρ, −A·clip(ρ, 1 − ε_low, 1 + ε_high)),
  * no dual clip and no clamp, times 0 on up to max(1, ⌊N·ratio⌋) tokens drawn from the candidates: valid, not
  * clipped already, and lowerBound < (A − mean A)(log π − mean log π) < upperBound. verl draws them with
- * torch.randperm; with more candidates than that, grpo-roc draws them uniformly from `clipCov.seed`. `clipped`
+ * torch.randperm; with more candidates than that, grpo-roc draws them uniformly from `clipCov.seed`, reseeded at
+ * every call (so vary the seed per step, as verl's unseeded draw varies). `clipped`
  * marks the detached tokens (verl's pg_clipfrac for this loss).
  */
 export const clipCovObjective: PolicyObjective = (options) => {

@@ -208,8 +208,11 @@ export function tokenEntropyTf(logits: tf.Tensor3D, options: TokenLogProbsTensor
     throw invalid("options.entropy", "is not an option of tokenEntropyTf (it always computes the entropy)");
   }
   const [rows, cols] = logits.shape;
-  const stacked = tokenLogProbsTf(logits, tf.zeros([rows, cols], "int32"), { ...options, entropy: true });
-  return tf.reshape(tf.slice(stacked, [1, 0, 0], [1, rows, cols]), [rows, cols]) as tf.Tensor2D;
+  // tidy: the token ids, the stacked [2, B, T] result and the slice are intermediates (also when a check throws).
+  return tf.tidy(() => {
+    const stacked = tokenLogProbsTf(logits, tf.zeros([rows, cols], "int32"), { ...options, entropy: true });
+    return tf.reshape(tf.slice(stacked, [1, 0, 0], [1, rows, cols]), [rows, cols]) as tf.Tensor2D;
+  });
 }
 
 /** How tokenLogProbsTf's op runs: its options, and whether the token ids were checked (else clamp them first). */

@@ -421,6 +421,52 @@ describe("class 2: extreme finite rewards give finite advantages or a named refu
       );
     });
   }
+
+  it("an overflow is blamed on what caused it: fNorm, or a division by a zero scale, not 'rewards this large'", () => {
+    expectRefusedAt(
+      attempt(() => gpgAdvantages([1, 0], ["a", "a"], { fNorm: 5e-324 })),
+      "options.fNorm",
+      /larger fNorm/,
+    );
+    const zeroScale = expectRefusedAt(
+      attempt(() => advantages([0.1, 0.1], ["a", "a"], { ...advantagePresets.verlGrpoVectorized, epsilon: 0 })),
+      /^rewards\[\d\]$/,
+      /divided by a scale of 0/,
+    );
+    expect(zeroScale.message).not.toMatch(/this large/);
+  });
+
+  it("float32 group statistics that overflow: refused at the group's first reward, not a silent 0", () => {
+    for (const preset of ["verlGrpoVectorized", "verlGrpoVectorizedB178a3c"] as const) {
+      expectRefusedAt(
+        attempt(() => advantages([1e20, -1e20], ["a", "a"], advantagePresets[preset])),
+        "rewards[0]",
+        /group_mean_std.*overflow float32/,
+      );
+    }
+    expectRefusedAt(
+      attempt(() => gdpoAdvantages([[3e38], [-3e38]], ["a", "a"], [[1], [1]], { precision: "float32" })),
+      "rewardsPerKey[0][0]",
+      /beyond float32/,
+    );
+  });
+
+  it("whitening with whitenEpsilon 0: a zero variance gives exactly 0 in float32 as in float64 (not NaN)", () => {
+    const options = { precision: "float32", whitenEpsilon: 0 } as const;
+    expect(Array.from(gdpoAdvantages([[1], [1]], ["a", "b"], [[1], [1]], options).data)).toEqual([0, 0]);
+    expect(Array.from(gdpoAdvantages([[1], [1]], ["a", "b"], [[1], [1]], { whitenEpsilon: 0 }).data)).toEqual([0, 0]);
+  });
+
+  it("whitening with whitenEpsilon 0: tiny rewards (1e-170, subnormal) whiten to ±1/√2, not a silent 0", () => {
+    for (const tiny of [1e-170, 5e-324]) {
+      const result = reinforcePlusPlusBaselineAdvantages([tiny, 0], ["a", "a"], [[1], [1]], { whitenEpsilon: 0 });
+      expect(result.data[0]).toBeCloseTo(Math.SQRT1_2, 12);
+      expect(result.data[1]).toBeCloseTo(-Math.SQRT1_2, 12);
+    }
+    // With ε > 0 the variance of such rewards is negligible next to ε: (r − mean)/√ε, still not 0.
+    const withEpsilon = reinforcePlusPlusBaselineAdvantages([1e-170, 0], ["a", "a"], [[1], [1]]);
+    expect(withEpsilon.data[0]! / 5e-167).toBeCloseTo(1, 12);
+  });
 });
 
 function returned<T>(outcome: { ok: true; value: T } | { ok: false; error: unknown }): T {

@@ -147,6 +147,16 @@ describe("class 1: strict options and inputs, the closest key suggested", () => 
       ),
       "options.loss.objective",
     );
+    // reinforce takes no clamp: a caller's logRatioClamp was silently replaced by null.
+    expectRefusedAt(
+      attempt(() =>
+        bypassModePolicyLoss(
+          { logp: two.oldLogp, rolloutLogp: two.rolloutLogp, advantages: [1] },
+          { correction: { lossType: "reinforce" }, loss: { logRatioClamp: [-3, 3] } },
+        ),
+      ),
+      "options.loss.logRatioClamp",
+    );
     const bypassInputs = { logp: two.oldLogp, rolloutLogp: two.rolloutLogp, advantages: [1] };
     expectRefusedAt(
       attempt(() => bypassModePolicyLoss(bypassInputs, { loss: { clipHihg: 0.3 } as never })),
@@ -233,6 +243,16 @@ describe("class 2: non-finite values refused where the mask selects, never read 
       attempt(() => multiplyWeights([[1, 1]], [[1, Number.NaN]])),
       "weights[1][0][1]",
     );
+    // Finite weights whose product overflows float64: refused at the factor that overflows, never Infinity.
+    expectRefusedAt(
+      attempt(() => multiplyWeights([[1, 1e200]], [[1, 1e200]])),
+      "weights[1][0][1]",
+    );
+    expectRefusedAt(
+      attempt(() => multiplyWeights([[1e200]], [[1e100]], [[1e10]])),
+      "weights[2][0][0]",
+    );
+    expect(Array.from(multiplyWeights([[1e200]], [[1e100]], [[1e-10]]).data)).toEqual([1e200 * 1e100 * 1e-10]);
   });
 });
 

@@ -230,6 +230,25 @@ describe("class 2: finite inputs near the float64 range", () => {
     );
   });
 
+  it("klRatioRewards: log-probs 1e308 apart with klRatio 0 (or small) give a finite reward, not 'overflows'", () => {
+    const far = { tokenScores: [[1]], oldLogp: [[1e308]], refLogp: [[-1e308]] };
+    expect(Array.from(ratio(far, { klRatio: 0 }).data)).toEqual([1]);
+    expect(ratio(far, { klRatio: 0.1 }).data[0]! / -2e307).toBeCloseTo(1, 12);
+  });
+
+  it("row means whose sum overflows (the batch's currentKl): refused at the row, not returned as ±Infinity", () => {
+    expectRefusedAt(
+      attempt(() =>
+        penalty(
+          { tokenScores: [[0], [0]], oldLogp: [[0], [0]], refLogp: [[-1e308], [-1e308]], mask: [[1], [1]] },
+          { beta: 0 },
+        ),
+      ),
+      "inputs.oldLogp[1]",
+      /overflows/,
+    );
+  });
+
   it("klRatioRewards and adaptiveKlCoefficient: an overflow is refused, never returned", () => {
     expectRefusedAt(
       attempt(() => ratio({ tokenScores: [[1e308]], oldLogp: [[1e308]], refLogp: [[-1e308]] }, { klRatio: 1 })),

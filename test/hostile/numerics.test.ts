@@ -8,7 +8,9 @@ import { describe, expect, it } from "vitest";
 import {
   advantagePresets,
   advantages,
+  gdpoAdvantages,
   lossPresets,
+  multiRewardAdvantages,
   policyLoss,
   tokenLogProbs,
   tokenLogProbsBackward,
@@ -171,6 +173,24 @@ describe("class 2: advantages", () => {
     expect(big[0]).toBeCloseTo(Math.SQRT1_2, 15);
     expect(Array.from(advantages([0.1, 0.1, 0.1], [1, 1, 1]))).toEqual([0, 0, 0]);
     expect(Array.from(advantages([0.1, 0.1, 0.1], [1, 1, 1], { epsilon: 0 }))).toEqual([0, 0, 0]);
+  });
+
+  it("a group std beyond float64 (|r| ≳ 1.3e308) still gives ±1/√2, not a silent 0 (GRPO, GDPO, normalize_then_sum)", () => {
+    const half = (values: ArrayLike<number>, digits = 6) => {
+      expect(values[0]).toBeCloseTo(Math.SQRT1_2, digits);
+      expect(values[1]).toBeCloseTo(-Math.SQRT1_2, digits);
+    };
+    half(advantages([1.3e308, -1.3e308], ["a", "a"], advantagePresets.trl));
+    half(advantages([1.7e308, -1.7e308], ["a", "a"], advantagePresets.verl));
+    half(gdpoAdvantages([[1.7e308], [-1.7e308]], ["a", "a"], [[1], [1]]).data);
+    half(multiRewardAdvantages([[1.7e308], [-1.7e308]], ["a", "a"], { aggregation: "normalize_then_sum" }), 3);
+    expect(advantages([1.7e308, -1.7e308, 0], ["a", "a", "a"], advantagePresets.verlPassK)[0]).toBeCloseTo(1, 6);
+    // A batch std beyond float64 cannot be used: refused, naming a reward.
+    expectRefusedAt(
+      attempt(() => advantages([1.3e308, -1.3e308], ["a", "b"], advantagePresets.trlBatch)),
+      /^rewards\[\d\]$/,
+      /batch std/,
+    );
   });
 
   it("rewards whose differences overflow float64 are an error naming the reward, not ±Infinity", () => {

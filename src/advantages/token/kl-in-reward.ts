@@ -6,11 +6,11 @@
 import * as z from "zod/mini";
 import { pure } from "../../pure.js";
 import { invalid, parseOrThrow, requireKnownKeys } from "../../errors.js";
-import { requireFiniteWhereSelected } from "../../masked-inputs.js";
+import { readMatrices, requireFiniteWhereSelected } from "../../masked-inputs.js";
 import { klEstimator } from "../../loss/kl.js";
 import { klKindSchema } from "../../loss/options.js";
 import type { NumericArray } from "../../numeric.js";
-import { countRowTokens, type Matrix, type MatrixInput, matrixOf, toMatrix } from "../../tensor.js";
+import { type Matrix, type MatrixInput, matrixOf, toMatrix } from "../../tensor.js";
 
 /** klPenaltyRewards' inputs: four [B, T] matrices of one shape, as verl's `apply_kl_penalty` reads them. */
 export interface KlPenaltyRewardsInputs {
@@ -79,12 +79,8 @@ export interface KlPenaltyRewardsResult {
   readonly metrics: KlPenaltyRewardsMetrics;
 }
 
-const KNOWN_INPUTS = [
-  "tokenScores",
-  "oldLogp",
-  "refLogp",
-  "mask",
-] as const satisfies readonly (keyof KlPenaltyRewardsInputs)[];
+/** klPenaltyRewards' [B, T] inputs besides the mask (required too). */
+const KL_MATRICES = ["tokenScores", "oldLogp", "refLogp"] as const satisfies readonly (keyof KlPenaltyRewardsInputs)[];
 
 /**
  * verl's KL penalty in the rewards (`algorithm.use_kl_in_reward=True`), per token and per row:
@@ -155,6 +151,13 @@ export function klPenaltyRewards(
     }
     // torch: int64 count + 1e-8 is float32, fround(count) for counts ≥ 1; an empty row's 0 / 1e-8 is 0.
     if (rowTokens[b]! > 0) rowMeanSum += rowSum / Math.fround(rowTokens[b]!);
+    if (!Number.isFinite(rowMeanSum)) {
+      throw invalid(
+        `inputs.oldLogp[${b}]`,
+        `the rows' mean KL estimates up to row ${b} sum past float64's range: the batch's mean KL (currentKl) ` +
+          "overflows; use log-probs whose differences are smaller",
+      );
+    }
   }
   const currentKl = rowMeanSum / rows;
   return {
@@ -180,32 +183,11 @@ interface KlRewardInputs {
  * scores everywhere.
  */
 function readKlRewardInputs(inputs: unknown): KlRewardInputs {
-  if (typeof inputs !== "object" || inputs === null || Array.isArray(inputs)) {
-    throw invalid("inputs", `expected an object with ${KNOWN_INPUTS.join(", ")}`);
-  }
-  requireKnownKeys(inputs, KNOWN_INPUTS, "inputs");
-  const fields = inputs as Record<string, unknown>;
-  const required = (name: string): MatrixInput => {
-    const value = fields[name];
-    if (value === undefined) throw invalid(`inputs.${name}`, "is required: a [B, T] matrix");
-    return value as MatrixInput;
-  };
-  const scores = toMatrix(required("tokenScores"), "inputs.tokenScores");
-  const [rows, cols] = scores.shape;
-  const sameShape = (name: string): Matrix => {
-    const matrix = toMatrix(required(name), `inputs.${name}`);
-    if (matrix.shape[0] !== rows || matrix.shape[1] !== cols) {
-      throw invalid(`inputs.${name}`, `has shape [${matrix.shape.join(", ")}] but tokenScores has [${rows}, ${cols}]`);
-    }
-    return matrix;
-  };
-  const oldLogp = sameShape("oldLogp");
-  const refLogp = sameShape("refLogp");
-  const mask = sameShape("mask");
-  const rowTokens = countRowTokens(mask, "inputs.mask");
-  requireFiniteWhereSelected(oldLogp.data, mask.data, cols, "inputs.oldLogp");
-  requireFiniteWhereSelected(refLogp.data, mask.data, cols, "inputs.refLogp");
-  requireFiniteWhereSelected(scores.data, mask.data, cols, "inputs.tokenScores");
+  const { shape, values, mask, rowTokens } = readMatrices(inputs, KL_MATRICES, {
+    maskRequired: true,
+  });
+  const [rows, cols] = shape;
+  const scores = { data: values.tokenScores! };
   for (let i = 0; i < scores.data.length; i++) {
     if (!Number.isFinite(scores.data[i])) {
       throw invalid(
@@ -219,9 +201,9 @@ function readKlRewardInputs(inputs: unknown): KlRewardInputs {
     rows,
     cols,
     tokenScores: scores.data,
-    oldLogp: oldLogp.data,
-    refLogp: refLogp.data,
-    mask: mask.data,
+    oldLogp: values.oldLogp!,
+    refLogp: values.refLogp!,
+    mask,
     rowTokens,
   };
 }
@@ -295,7 +277,14 @@ export function klRatioRewards(inputs: KlRatioRewardsInputs, options: KlRatioRew
   const rewards = new Float64Array(rows * cols);
   for (let i = 0; i < rewards.length; i++) {
     const kl = oldLogp.data[i]! - refLogp.data[i]!;
-    rewards[i] = scores.data[i]! - kl * klRatio;
+    // A difference beyond float64 (log-probs 1e308 apart) still has a finite penalty when klRatio is small: 0 for
+    // klRatio 0 (not 0·∞ = NaN), else computed on halves (exact) and doubled. Ordinary values keep kl·klRatio's bits.
+    const penalty = Number.isFinite(kl)
+      ? kl * klRatio
+      : klRatio === 0
+        ? 0
+        : (oldLogp.data[i]! * 0.5 - refLogp.data[i]! * 0.5) * klRatio * 2;
+    rewards[i] = scores.data[i]! - penalty;
     if (!Number.isFinite(rewards[i])) {
       throw invalid(
         `inputs.oldLogp[${Math.floor(i / cols)}][${i % cols}]`,
