@@ -9,7 +9,12 @@
  * What runs where: tokenLogProbs and tokenLogProbsBackward in wasm (the statistics and the gradient; the
  * logarithms, checks and errors here, in float64); policyLoss on the reference (the [B, T] loss is small next to the
  * logits); policyLossFromLogits composes the two wasm kernels around the reference's loss
- * (composedPolicyLossFromLogits). One thread for now.
+ * (composedPolicyLossFromLogits): the logits are read twice (statistics, then gradient under the saved statistics)
+ * and the gradient written once.
+ *
+ * Threads (./pool.ts): each kernel call's positions are split among `threads` threads over one shared memory.
+ * Logits can also live in the kernel's memory from the start (allocateLogits): no staging copy, and the gradient
+ * is written there too.
  */
 import {
   type Backend,
@@ -50,20 +55,66 @@ import {
   type TokenLogProbsOptions,
   withRegisteredObjectives,
 } from "../backends/contract.js";
-import { unsupportedReason, WasmKernel } from "./kernel.js";
+import * as z from "zod/mini";
+import { parseOrThrow } from "../errors.js";
+import { pure } from "../pure.js";
+import { type Allocation, unsupportedReason, WasmKernel } from "./kernel.js";
+import { type KernelCall, readNodeCores, ThreadPool, threadsAvailable } from "./pool.js";
 
 /** createWasmBackend's options. */
 export interface WasmBackendOptions {
   /**
    * Bytes of logits one chunk stages in the kernel's memory (its gradient takes as many again); default 64 MiB. A
-   * chunk holds at least one position, whatever this says.
+   * chunk holds at least one position, whatever this says. Logits from allocateLogits are not staged.
    */
   readonly chunkBytes?: number | undefined;
   /** The registry name; default "wasm". */
   readonly name?: string | undefined;
+  /**
+   * Threads in all, the calling one included (1 to 256); default: the cores available (Node's
+   * os.availableParallelism(), a browser's navigator.hardwareConcurrency). Where shared memory or workers are not
+   * available (a browser page without cross-origin isolation), one, whatever this says: probe() tells.
+   */
+  readonly threads?: number | undefined;
+}
+
+/**
+ * Logits that live in the wasm backend's memory (allocateLogits): write them into `logits.data` and pass `logits`
+ * as the logits of this backend's calls: nothing is copied in, and the gradient of tokenLogProbsBackward and
+ * policyLossFromLogits is written into `gradient` and returned as it (overwritten by the next such call on these
+ * logits). Read `logits.data` and `gradient` afresh after each call: where the memory is not shared (one thread),
+ * growing it for another call replaces the views. Other backends take `logits` too (it is plain float32 data).
+ */
+export interface WasmLogitsBuffer {
+  /** [B, T, V] float32 logits in the backend's memory, zeroed at first. */
+  readonly logits: { readonly data: Float32Array; readonly shape: readonly [number, number, number] };
+  /** ∂loss/∂logits, [B, T, V] float32, written by the backward calls given `logits`. */
+  readonly gradient: Float32Array;
+  /** Gives the memory back; the buffer may not be used after. */
+  release(): void;
+}
+
+/** The wasm backend: a Backend, with logits that live in its memory and its worker threads' release. */
+export interface WasmBackend extends Backend {
+  /** Room for [B, T, V] float32 logits and their gradient in the backend's memory (see WasmLogitsBuffer). */
+  allocateLogits(shape: readonly [number, number, number]): Promise<WasmLogitsBuffer>;
+  /**
+   * Ends the worker threads (a later call starts new ones). Not needed for a Node process to exit: between calls
+   * the workers keep nothing alive.
+   */
+  release(): Promise<void>;
 }
 
 const DEFAULT_CHUNK_BYTES = 64 * 2 ** 20;
+const MAX_THREADS = 256;
+
+const optionsSchema = /* @__PURE__ */ pure(() =>
+  z.strictObject({
+    chunkBytes: z.optional(z.number().check(z.positive(), z.refine(Number.isFinite, "expected a finite number"))),
+    name: z.optional(z.string().check(z.minLength(1))),
+    threads: z.optional(z.int().check(z.gte(1), z.lte(MAX_THREADS))),
+  }),
+);
 
 /** How far a row's probabilities may sum from 1 under saved statistics before they are taken for another row's. */
 const MISMATCH_TOLERANCE = 1e-3;
@@ -79,32 +130,49 @@ export class WasmUnavailableError extends GrpoRocError {
   }
 }
 
-/** Resolves to the kernel, or rejects with WasmUnavailableError; called after the inputs are validated. */
-type KernelSource = () => Promise<WasmKernel>;
+/** The kernel, its threads, and the queue that runs one call at a time over its memory. */
+interface Engine {
+  readonly kernel: WasmKernel;
+  readonly pool: ThreadPool;
+  readonly chunkBytes: number;
+  /** Logits that live in the kernel's memory, by the views handed out (WasmLogitsBuffer). */
+  readonly resident: WeakMap<Float32Array, Resident>;
+}
+
+/**
+ * Runs `work` once the calls before it are done (they share the scratch memory), with the engine, or rejects with
+ * WasmUnavailableError; called after the inputs are validated.
+ */
+type Exclusive = <T>(work: (engine: Engine) => Promise<T>) => Promise<T>;
 
 /** A wasm backend (see WasmBackendOptions); `wasmBackend` is the default one. */
-export function createWasmBackend(options: WasmBackendOptions = {}): Backend {
-  const name = options.name ?? "wasm";
-  const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
-  if (!(Number.isFinite(chunkBytes) && chunkBytes > 0))
-    throw invalid("options.chunkBytes", `is ${chunkBytes}; expected a positive number of bytes`);
-  let probed: { readonly info: BackendInfo; readonly kernel: WasmKernel | undefined } | undefined;
-  const probe = async () => {
-    probed ??= probeWasm(name);
-    return probed.info;
+export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend {
+  const parsed = parseOrThrow(optionsSchema, options, "options");
+  const name = parsed.name ?? "wasm";
+  const chunkBytes = parsed.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  let probed: Promise<{ readonly info: BackendInfo; readonly engine: Engine | undefined }> | undefined;
+  const probe = () => {
+    probed ??= probeWasm(name, parsed.threads, chunkBytes);
+    return probed;
   };
-  const kernel: KernelSource = async () => {
-    const info = await probe();
-    if (probed?.kernel === undefined) throw new WasmUnavailableError(name, info.reason);
-    return probed.kernel;
+  let queue: Promise<unknown> = Promise.resolve();
+  const exclusive: Exclusive = (work) => {
+    const run = async () => {
+      const { info, engine } = await probe();
+      if (engine === undefined) throw new WasmUnavailableError(name, info.reason);
+      return work(engine);
+    };
+    const result = queue.then(run, run);
+    queue = result.catch(() => undefined);
+    return result;
   };
   const logProbKernels = {
     policyLoss: async (inputs: PolicyLossInputs, lossOptions?: PolicyLossOptionsInput): Promise<PolicyLossResult> =>
       referencePolicyLoss(inputs, lossOptions),
     tokenLogProbs: (logits: LogitsInput, tokens: MatrixInput, forwardOptions?: TokenLogProbsOptions) =>
-      wasmTokenLogProbs(kernel, chunkBytes, logits, tokens, forwardOptions),
+      wasmTokenLogProbs(exclusive, logits, tokens, forwardOptions),
     tokenLogProbsBackward: (logits: LogitsInput, tokens: MatrixInput, backwardOptions: TokenLogProbsBackwardOptions) =>
-      wasmTokenLogProbsBackward(kernel, chunkBytes, logits, tokens, backwardOptions),
+      wasmTokenLogProbsBackward(exclusive, logits, tokens, backwardOptions),
   };
   const kernels = withRegisteredObjectives({
     ...logProbKernels,
@@ -118,11 +186,27 @@ export function createWasmBackend(options: WasmBackendOptions = {}): Backend {
         lossOptions,
       ),
   });
-  return { name, probe, ...kernels };
+  return {
+    name,
+    probe: async () => (await probe()).info,
+    ...kernels,
+    allocateLogits: (shape) => {
+      const dims = parseOrThrow(shapeSchema, shape, "shape");
+      return exclusive(async (engine) => allocateLogits(engine, dims));
+    },
+    release: async () => {
+      const engine = probed === undefined ? undefined : (await probed).engine;
+      await engine?.pool.release();
+    },
+  };
 }
 
 /** The wasm backend: `registerBackend(wasmBackend)`; its probe() says why when it cannot run. */
-export const wasmBackend: Backend = /* @__PURE__ */ createWasmBackend();
+export const wasmBackend: WasmBackend = /* @__PURE__ */ createWasmBackend();
+
+const shapeSchema = /* @__PURE__ */ pure(() =>
+  z.tuple([z.int().check(z.nonnegative()), z.int().check(z.nonnegative()), z.int().check(z.positive())]),
+);
 
 /**
  * The composition's backward step (after the reference's float64 loss): a loss gradient whose gradient into the
@@ -157,28 +241,94 @@ function vocabOf(logits: LogitsInput): number {
   return (logits as readonly (readonly (readonly number[])[])[])[0]?.[0]?.length ?? 0;
 }
 
-function probeWasm(name: string): { info: BackendInfo; kernel: WasmKernel | undefined } {
+async function probeWasm(
+  name: string,
+  requestedThreads: number | undefined,
+  chunkBytes: number,
+): Promise<{ info: BackendInfo; engine: Engine | undefined }> {
   const unsupported = unsupportedReason();
   if (unsupported !== undefined) {
-    return { info: { name, available: false, reason: unsupported, dtypes: [], maxBindingBytes: 0 }, kernel: undefined };
+    return { info: { name, available: false, reason: unsupported, dtypes: [], maxBindingBytes: 0 }, engine: undefined };
   }
   try {
+    await readNodeCores();
     const kernel = WasmKernel.create();
-    const memory = kernel.shared
-      ? "a shared memory (worker threads can join it)"
-      : "an ordinary memory (shared memory is not allowed here: a browser page needs cross-origin isolation)";
+    const { threads, why } = threadsAvailable(kernel, requestedThreads);
+    const how =
+      threads === 1
+        ? `one thread (${why})`
+        : `${threads} threads (${why}), workers over one shared memory, started at the first call`;
     const reason =
-      `WebAssembly with 128-bit SIMD, one thread, over ${memory}: float32 logits (float64 and bfloat16 are ` +
-      "read as float32), float64 sums";
-    return { info: { name, available: true, reason, dtypes: ["float32"], maxBindingBytes: Infinity }, kernel };
+      `WebAssembly with 128-bit SIMD, ${how}: float32 logits (float64 and bfloat16 are read as float32), ` +
+      "float64 sums";
+    const engine = { kernel, pool: new ThreadPool(kernel, threads), chunkBytes, resident: new WeakMap() };
+    return { info: { name, available: true, reason, dtypes: ["float32"], maxBindingBytes: Infinity }, engine };
   } catch (error) {
     const reason = `the kernel did not instantiate: ${(error as Error).message}`;
-    return { info: { name, available: false, reason, dtypes: [], maxBindingBytes: 0 }, kernel: undefined };
+    return { info: { name, available: false, reason, dtypes: [], maxBindingBytes: 0 }, engine: undefined };
   }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Chunks of positions through the kernel's memory
+// Logits in the kernel's memory
+
+/** A WasmLogitsBuffer's regions: its logits, then their gradient. */
+interface Resident {
+  readonly allocation: Allocation;
+  readonly gradientOffset: number;
+  released: boolean;
+}
+
+function allocateLogits(engine: Engine, shape: readonly [number, number, number]): WasmLogitsBuffer {
+  const [rows, cols, vocab] = shape;
+  const count = rows * cols * vocab;
+  const { kernel } = engine;
+  const allocation = kernel.allocate(count * 8);
+  const resident: Resident = { allocation, gradientOffset: allocation.offset + count * 4, released: false };
+  kernel.f32(allocation.offset, count * 2).fill(0);
+  // Views of the current memory buffer, made again when growth (not shared: one thread) has replaced it.
+  let views: { buffer: unknown; data: Float32Array; gradient: Float32Array } | undefined;
+  const current = () => {
+    if (resident.released) throw invalid("buffer", "was released: allocate another");
+    if (views?.buffer !== kernel.memory.buffer) {
+      views = {
+        buffer: kernel.memory.buffer,
+        data: kernel.f32(allocation.offset, count),
+        gradient: kernel.f32(resident.gradientOffset, count),
+      };
+      engine.resident.set(views.data, resident);
+    }
+    return views;
+  };
+  const frozenShape = Object.freeze([rows, cols, vocab] as const);
+  return {
+    logits: {
+      get data() {
+        return current().data;
+      },
+      shape: frozenShape,
+    },
+    get gradient() {
+      return current().gradient;
+    },
+    release() {
+      if (resident.released) return;
+      resident.released = true;
+      kernel.free(allocation);
+    },
+  };
+}
+
+/** The resident logits these are (the same view), or undefined for logits in JavaScript memory. */
+function residentOf(engine: Engine, l: Logits): Resident | undefined {
+  if (!(l.data instanceof Float32Array)) return undefined;
+  const resident = engine.resident.get(l.data);
+  if (resident?.released) throw invalid("logits.data", "is a released WasmLogitsBuffer's: allocate another");
+  return resident;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Chunks of positions through the kernel's memory, split among threads
 
 /** Positions [start, end) of the logits, one chunk. */
 interface Chunk {
@@ -186,9 +336,9 @@ interface Chunk {
   readonly end: number;
 }
 
-function chunksOf(l: Logits, chunkBytes: number): Chunk[] {
+function chunksOf(l: Logits, chunkBytes: number, resident: Resident | undefined): Chunk[] {
   const positions = l.rows * l.cols;
-  const per = Math.max(1, Math.floor(chunkBytes / (l.vocab * 4)));
+  const per = resident !== undefined ? positions : Math.max(1, Math.floor(chunkBytes / (l.vocab * 4)));
   const chunks: Chunk[] = [];
   for (let start = 0; start < positions; start += per) chunks.push({ start, end: Math.min(positions, start + per) });
   return chunks;
@@ -203,33 +353,82 @@ function stage(l: Logits, chunk: Chunk, into: Float32Array): void {
   else for (let k = from; k < to; k++) into[k - from] = data[k]!;
 }
 
+/**
+ * The chunk's logits in the kernel's memory: where they live (resident), else staged into `staging`, a region of
+ * the scratch.
+ */
+function chunkLogits(engine: Engine, l: Logits, chunk: Chunk, resident: Resident | undefined, staging: number) {
+  if (resident !== undefined) return resident.allocation.offset + chunk.start * l.vocab * 4;
+  stage(l, chunk, engine.kernel.f32(staging, (chunk.end - chunk.start) * l.vocab));
+  return staging;
+}
+
+/**
+ * One kernel over `count` positions, split into contiguous ranges among the pool's threads. `args(first, n)` gives
+ * the arguments for positions [first, first + n) of the chunk.
+ */
+function split(engine: Engine, fn: KernelCall["fn"], count: number, args: (first: number, n: number) => number[]) {
+  const threads = Math.min(engine.pool.size, count);
+  const calls: KernelCall[] = [];
+  for (let k = 0; k < threads; k++) {
+    const first = Math.floor((count * k) / threads);
+    const next = Math.floor((count * (k + 1)) / threads);
+    calls.push({ fn, args: args(first, next - first) });
+  }
+  return engine.pool.run(calls);
+}
+
 /** The forward statistics' buffers for a chunk of `positions` rows (byte offsets into the kernel's memory). */
-function forwardLayout(kernel: WasmKernel, positions: number, vocab: number) {
-  const [logits, active, max, sum, weighted] = kernel.reserve(forwardSizes(positions, vocab)) as Offsets<5>;
+function forwardLayout(kernel: WasmKernel, positions: number, vocab: number, staged: boolean) {
+  const [logits, active, max, sum, weighted] = kernel.reserve(forwardSizes(positions, vocab, staged)) as Offsets<5>;
   return { logits, active, max, sum, weighted };
 }
 
-function forwardSizes(positions: number, vocab: number): number[] {
-  return [positions * vocab * 4, positions, positions * 4, positions * 8, positions * 8];
+function forwardSizes(positions: number, vocab: number, staged: boolean): number[] {
+  return [staged ? positions * vocab * 4 : 0, positions, positions * 4, positions * 8, positions * 8];
 }
 
 type Offsets<N extends number, T extends number[] = []> = T["length"] extends N ? T : Offsets<N, [...T, number]>;
 
 /**
  * The backward pass's buffers: the forward statistics' (the same offsets: the statistics are recomputed there when
- * nothing was saved), then the gradient and each position's inputs to it.
+ * nothing was saved), then the gradient (none for resident logits: theirs is beside them) and each position's
+ * inputs to it.
  */
-function backwardLayout(kernel: WasmKernel, positions: number, vocab: number) {
+function backwardLayout(kernel: WasmKernel, positions: number, vocab: number, staged: boolean) {
   const float32s = positions * 4;
   const offsets = kernel.reserve([
-    ...forwardSizes(positions, vocab),
-    positions * vocab * 4,
+    ...forwardSizes(positions, vocab, staged),
+    staged ? positions * vocab * 4 : 0,
     ...[float32s, float32s, float32s, float32s, float32s, float32s, float32s],
     positions * 8,
   ]) as Offsets<14>;
   const [logits, active, max, sum, weighted, grad, shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum] =
     offsets;
   return { logits, active, max, sum, weighted, grad, shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum };
+}
+
+/** forward_stats over a chunk whose logits are at `logits`, its buffers at `at`, split among the threads. */
+function forwardStats(
+  engine: Engine,
+  logits: number,
+  count: number,
+  vocab: number,
+  inverseTemperature: number,
+  withEntropy: boolean,
+  at: { active: number; max: number; sum: number; weighted: number },
+) {
+  return split(engine, "forward_stats", count, (first, n) => [
+    logits + first * vocab * 4,
+    n,
+    vocab,
+    inverseTemperature,
+    withEntropy ? 1 : 0,
+    at.active + first,
+    at.max + first * 4,
+    at.sum + first * 8,
+    at.weighted + first * 8,
+  ]);
 }
 
 /** One position's statistics from the kernel's: log Σ, logsumexp and entropy, in float64, or the reference's error. */
@@ -251,8 +450,7 @@ function positionStatistics(
 }
 
 async function wasmTokenLogProbs(
-  source: KernelSource,
-  chunkBytes: number,
+  exclusive: Exclusive,
   logitsInput: LogitsInput,
   tokensInput: MatrixInput,
   options: TokenLogProbsOptions = {},
@@ -262,51 +460,43 @@ async function wasmTokenLogProbs(
   const { ids, mask } = readTokens(tokensInput, options.mask, l);
   requireFloat32Temperature(temperature);
   requireFloat32Logits(l, (i) => mask === undefined || mask[i] === 1);
-  const kernel = await source();
-  const positions = l.rows * l.cols;
-  const logp = new Float64Array(positions);
-  const logSumExp = new Float64Array(positions).fill(NaN);
-  const entropy = withEntropy ? new Float64Array(positions) : undefined;
-  const inverseTemperature = 1 / temperature;
-  for (const chunk of chunksOf(l, chunkBytes)) {
-    const count = chunk.end - chunk.start;
-    const at = forwardLayout(kernel, count, l.vocab);
-    const staged = kernel.f32(at.logits, count * l.vocab);
-    stage(l, chunk, staged);
-    const active = kernel.u8(at.active, count);
-    for (let k = 0; k < count; k++) active[k] = mask === undefined || mask[chunk.start + k] === 1 ? 1 : 0;
-    kernel.exports.forward_stats(
-      at.logits,
-      count,
-      l.vocab,
-      float32InverseTemperature(temperature),
-      withEntropy ? 1 : 0,
-      at.active,
-      at.max,
-      at.sum,
-      at.weighted,
-    );
-    const max = kernel.f32(at.max, count);
-    const sum = kernel.f64(at.sum, count);
-    const weighted = kernel.f64(at.weighted, count);
-    for (let k = 0; k < count; k++) {
-      if (active[k] === 0) continue;
-      const i = chunk.start + k;
-      const stats = positionStatistics(i, l.cols, max[k]!, sum[k]!, weighted[k]!, inverseTemperature);
-      logSumExp[i] = stats.logSumExp;
-      // (z − max)/τ − log Σ: exact where z/τ − logsumexp would cancel two huge numbers (as the reference).
-      const tokenLogit = staged[k * l.vocab + ids[i]!]!;
-      logp[i] = (tokenLogit - max[k]!) * inverseTemperature - stats.logSum;
-      if (logp[i] === -Infinity && tokenLogit !== -Infinity) throw logProbOverflow(i, l.cols, tokenLogit, max[k]!);
-      if (entropy !== undefined) entropy[i] = stats.entropy;
+  return exclusive(async (engine) => {
+    const { kernel } = engine;
+    const resident = residentOf(engine, l);
+    const positions = l.rows * l.cols;
+    const logp = new Float64Array(positions);
+    const logSumExp = new Float64Array(positions).fill(NaN);
+    const entropy = withEntropy ? new Float64Array(positions) : undefined;
+    const inverseTemperature = 1 / temperature;
+    for (const chunk of chunksOf(l, engine.chunkBytes, resident)) {
+      const count = chunk.end - chunk.start;
+      const at = forwardLayout(kernel, count, l.vocab, resident === undefined);
+      const logits = chunkLogits(engine, l, chunk, resident, at.logits);
+      const active = kernel.u8(at.active, count);
+      for (let k = 0; k < count; k++) active[k] = mask === undefined || mask[chunk.start + k] === 1 ? 1 : 0;
+      await forwardStats(engine, logits, count, l.vocab, float32InverseTemperature(temperature), withEntropy, at);
+      const staged = kernel.f32(logits, count * l.vocab);
+      const max = kernel.f32(at.max, count);
+      const sum = kernel.f64(at.sum, count);
+      const weighted = kernel.f64(at.weighted, count);
+      for (let k = 0; k < count; k++) {
+        if (active[k] === 0) continue;
+        const i = chunk.start + k;
+        const stats = positionStatistics(i, l.cols, max[k]!, sum[k]!, weighted[k]!, inverseTemperature);
+        logSumExp[i] = stats.logSumExp;
+        // (z − max)/τ − log Σ: exact where z/τ − logsumexp would cancel two huge numbers (as the reference).
+        const tokenLogit = staged[k * l.vocab + ids[i]!]!;
+        logp[i] = (tokenLogit - max[k]!) * inverseTemperature - stats.logSum;
+        if (logp[i] === -Infinity && tokenLogit !== -Infinity) throw logProbOverflow(i, l.cols, tokenLogit, max[k]!);
+        if (entropy !== undefined) entropy[i] = stats.entropy;
+      }
     }
-  }
-  return { logp, entropy, logSumExp, temperature, shape: [l.rows, l.cols] };
+    return { logp, entropy, logSumExp, temperature, shape: [l.rows, l.cols] };
+  });
 }
 
 async function wasmTokenLogProbsBackward(
-  source: KernelSource,
-  chunkBytes: number,
+  exclusive: Exclusive,
   logitsInput: LogitsInput,
   tokensInput: MatrixInput,
   options: TokenLogProbsBackwardOptions,
@@ -320,86 +510,93 @@ async function wasmTokenLogProbsBackward(
   requireFloat32Upstream(gradLogp, gradEntropy, reads, temperature, l);
   // Saved statistics that float32 kernels cannot use exactly (huge logits) are recomputed, for every row.
   const saved = backward.saved !== undefined && savedIsExact(backward.saved, reads) ? backward.saved : undefined;
-  const kernel = await source();
-  const positions = l.rows * l.cols;
-  const out =
-    l.data instanceof Float32Array ? new Float32Array(positions * l.vocab) : new Float64Array(positions * l.vocab);
-  const inverseTemperature = 1 / temperature;
-  const inverse32 = float32InverseTemperature(temperature);
-  for (const chunk of chunksOf(l, chunkBytes)) {
-    const count = chunk.end - chunk.start;
-    const at = backwardLayout(kernel, count, l.vocab);
-    const { grad, shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum } = at;
-    stage(l, chunk, kernel.f32(at.logits, count * l.vocab));
-    const active = kernel.u8(at.active, count);
-    for (let k = 0; k < count; k++) active[k] = reads[chunk.start + k]!;
-    const shifts = kernel.f32(shift, count);
-    const logNorms = kernel.f32(logNorm, count);
-    const entropies = kernel.f32(entropy, count);
-    if (saved === undefined) {
-      kernel.exports.forward_stats(
-        at.logits,
-        count,
+  return exclusive(async (engine) => {
+    const { kernel } = engine;
+    const resident = residentOf(engine, l);
+    const positions = l.rows * l.cols;
+    const out =
+      resident !== undefined
+        ? undefined
+        : l.data instanceof Float32Array
+          ? new Float32Array(positions * l.vocab)
+          : new Float64Array(positions * l.vocab);
+    const inverseTemperature = 1 / temperature;
+    const inverse32 = float32InverseTemperature(temperature);
+    for (const chunk of chunksOf(l, engine.chunkBytes, resident)) {
+      const count = chunk.end - chunk.start;
+      const at = backwardLayout(kernel, count, l.vocab, resident === undefined);
+      const { shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum } = at;
+      const logits = chunkLogits(engine, l, chunk, resident, at.logits);
+      const grad = resident === undefined ? at.grad : resident.gradientOffset + chunk.start * l.vocab * 4;
+      const active = kernel.u8(at.active, count);
+      for (let k = 0; k < count; k++) active[k] = reads[chunk.start + k]!;
+      if (saved === undefined) {
+        await forwardStats(engine, logits, count, l.vocab, inverse32, gradEntropy !== undefined, at);
+        const max = kernel.f32(at.max, count);
+        const sum = kernel.f64(at.sum, count);
+        const weighted = kernel.f64(at.weighted, count);
+        const [shifts, logNorms, entropies] = [
+          kernel.f32(shift, count),
+          kernel.f32(logNorm, count),
+          kernel.f32(entropy, count),
+        ];
+        for (let k = 0; k < count; k++) {
+          if (active[k] === 0) continue;
+          const stats = positionStatistics(chunk.start + k, l.cols, max[k]!, sum[k]!, weighted[k]!, inverseTemperature);
+          shifts[k] = max[k]!;
+          logNorms[k] = stats.logSum;
+          entropies[k] = gradEntropy === undefined ? 0 : stats.entropy;
+        }
+      } else {
+        const [shifts, logNorms, entropies] = [
+          kernel.f32(shift, count),
+          kernel.f32(logNorm, count),
+          kernel.f32(entropy, count),
+        ];
+        for (let k = 0; k < count; k++) {
+          if (active[k] === 0) continue;
+          const i = chunk.start + k;
+          const H = saved.entropy?.[i] ?? 0;
+          const exact = savedShift(saved.logSumExp[i]!, H, temperature)!;
+          shifts[k] = exact.shift;
+          logNorms[k] = exact.logSum;
+          entropies[k] = H;
+        }
+      }
+      const gs = kernel.f32(g, count);
+      const hs = kernel.f32(h, count);
+      const ts = kernel.i32(tokens, count);
+      for (let k = 0; k < count; k++) {
+        const i = chunk.start + k;
+        const read = active[k] === 1;
+        gs[k] = read ? gradLogp[i]! : 0;
+        hs[k] = read && gradEntropy !== undefined ? gradEntropy[i]! : 0;
+        ts[k] = read ? ids[i]! : 0;
+      }
+      await split(engine, "backward", count, (first, n) => [
+        logits + first * l.vocab * 4,
+        grad + first * l.vocab * 4,
+        n,
         l.vocab,
         inverse32,
-        gradEntropy === undefined ? 0 : 1,
-        at.active,
-        at.max,
-        at.sum,
-        at.weighted,
-      );
-      const max = kernel.f32(at.max, count);
-      const sum = kernel.f64(at.sum, count);
-      const weighted = kernel.f64(at.weighted, count);
-      for (let k = 0; k < count; k++) {
-        if (active[k] === 0) continue;
-        const stats = positionStatistics(chunk.start + k, l.cols, max[k]!, sum[k]!, weighted[k]!, inverseTemperature);
-        shifts[k] = max[k]!;
-        logNorms[k] = stats.logSum;
-        entropies[k] = gradEntropy === undefined ? 0 : stats.entropy;
-      }
-    } else {
-      for (let k = 0; k < count; k++) {
-        if (active[k] === 0) continue;
-        const i = chunk.start + k;
-        const H = saved.entropy?.[i] ?? 0;
-        const exact = savedShift(saved.logSumExp[i]!, H, temperature)!;
-        shifts[k] = exact.shift;
-        logNorms[k] = exact.logSum;
-        entropies[k] = H;
-      }
+        at.active + first,
+        shift + first * 4,
+        logNorm + first * 4,
+        g + first * 4,
+        h + first * 4,
+        entropy + first * 4,
+        tokens + first * 4,
+        rowMax + first * 4,
+        probabilitySum + first * 8,
+      ]);
+      if (saved !== undefined) requireSavedRows(kernel, chunk, active, rowMax, probabilitySum, l.cols);
+      out?.set(kernel.f32(grad, count * l.vocab), chunk.start * l.vocab);
     }
-    const gs = kernel.f32(g, count);
-    const hs = kernel.f32(h, count);
-    const ts = kernel.i32(tokens, count);
-    for (let k = 0; k < count; k++) {
-      const i = chunk.start + k;
-      const read = active[k] === 1;
-      gs[k] = read ? gradLogp[i]! : 0;
-      hs[k] = read && gradEntropy !== undefined ? gradEntropy[i]! : 0;
-      ts[k] = read ? ids[i]! : 0;
-    }
-    kernel.exports.backward(
-      at.logits,
-      grad,
-      count,
-      l.vocab,
-      inverse32,
-      at.active,
-      shift,
-      logNorm,
-      g,
-      h,
-      entropy,
-      tokens,
-      rowMax,
-      probabilitySum,
-    );
-    if (saved !== undefined) requireSavedRows(kernel, chunk, active, rowMax, probabilitySum, l.cols);
-    out.set(kernel.f32(grad, count * l.vocab), chunk.start * l.vocab);
-  }
-  if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
-  return { data: out, shape: [l.rows, l.cols, l.vocab] };
+    if (out === undefined)
+      return { data: kernel.f32(resident!.gradientOffset, positions * l.vocab), shape: [l.rows, l.cols, l.vocab] };
+    if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
+    return { data: out, shape: [l.rows, l.cols, l.vocab] };
+  });
 }
 
 /**

@@ -3,5 +3,12 @@
  * `registerBackend(wasmBackend)`. The kernel ships inside the package (no install script, no download, no toolchain)
  * and loads in Node and in browsers; where the engine lacks SIMD, `wasmBackend.probe()` says so.
  */
-export { createWasmBackend, type WasmBackendOptions, WasmUnavailableError, wasmBackend } from "./backend.js";
+export {
+  createWasmBackend,
+  type WasmBackend,
+  type WasmBackendOptions,
+  type WasmLogitsBuffer,
+  WasmUnavailableError,
+  wasmBackend,
+} from "./backend.js";
 export { WasmMemoryError } from "./kernel.js";

@@ -75,10 +75,23 @@ export class WasmMemoryError extends GrpoRocError {
   override name = "WasmMemoryError";
 }
 
-/** One instance of the kernel and its memory; `reserve` hands out the memory above the module's own data. */
+/** A region of the memory held across calls (a caller's logits and their gradient). */
+export interface Allocation {
+  readonly offset: number;
+  readonly size: number;
+}
+
+/**
+ * One instance of the kernel and its memory. The memory holds, above the module's own data, the allocations callers
+ * hold across calls (`allocate`), then the scratch of the call running now (`reserve`).
+ */
 export class WasmKernel {
+  private readonly allocations: Allocation[] = [];
+
   private constructor(
     readonly exports: KernelExports,
+    /** The compiled module, which worker threads instantiate over the same memory. */
+    readonly module: object,
     readonly memory: WasmMemory,
     /** Whether the memory is shared (the build worker threads use). */
     readonly shared: boolean,
@@ -93,39 +106,70 @@ export class WasmKernel {
     const module = new api.Module(moduleBytes(shared !== undefined ? "shared" : "single"));
     const instance = new api.Instance(module, { env: { memory } });
     const exports = instance.exports as unknown as KernelExports;
-    return new WasmKernel(exports, memory, shared !== undefined, exports.__heap_base.value as number);
+    return new WasmKernel(exports, module, memory, shared !== undefined, exports.__heap_base.value as number);
   }
 
   /**
-   * Byte offsets of regions of these sizes, each 16-byte aligned, above the module's data (the previous call's
+   * Byte offsets of regions of these sizes, each 16-byte aligned, above the allocations (the previous call's
    * regions are reused: one call at a time uses the memory), the memory grown to hold them.
    */
   reserve(sizes: readonly number[]): number[] {
-    let end = align(this.heapBase);
+    let end = this.allocationsEnd();
     const offsets = sizes.map((size) => {
       const offset = end;
       end = align(end + size);
       return offset;
     });
+    this.growTo(
+      end,
+      "one chunk",
+      "use a smaller chunkBytes (a chunk holds at least one position's logits and gradient)",
+    );
+    return offsets;
+  }
+
+  /** A region of `size` bytes held until `free`: the first gap between allocations it fits, else above them. */
+  allocate(size: number): Allocation {
+    let start = align(this.heapBase);
+    let index = 0;
+    for (; index < this.allocations.length; index++) {
+      const next = this.allocations[index]!;
+      if (next.offset - start >= size) break;
+      start = align(next.offset + next.size);
+    }
+    this.growTo(align(start + size), "these logits", "allocate fewer positions, or pass the logits as typed arrays");
+    const allocation = { offset: start, size };
+    this.allocations.splice(index, 0, allocation);
+    return allocation;
+  }
+
+  free(allocation: Allocation): void {
+    const index = this.allocations.indexOf(allocation);
+    if (index >= 0) this.allocations.splice(index, 1);
+  }
+
+  private allocationsEnd(): number {
+    const last = this.allocations.at(-1);
+    return align(last === undefined ? this.heapBase : last.offset + last.size);
+  }
+
+  private growTo(end: number, what: string, fix: string): void {
     const pages = Math.ceil(end / PAGE);
     const current = this.memory.buffer.byteLength / PAGE;
-    if (pages > current) {
-      if (pages > MAX_PAGES) {
-        throw new WasmMemoryError(
-          `the wasm backend needs ${end} bytes of WebAssembly memory for one chunk, beyond wasm32's 4 GiB: use a ` +
-            "smaller chunkBytes (a chunk holds at least one position's logits and gradient)",
-        );
-      }
-      try {
-        this.memory.grow(pages - current);
-      } catch (error) {
-        throw new WasmMemoryError(
-          `the wasm backend could not grow its WebAssembly memory to ${end} bytes (${(error as Error).message}): ` +
-            "use a smaller chunkBytes",
-        );
-      }
+    if (pages <= current) return;
+    if (pages > MAX_PAGES) {
+      throw new WasmMemoryError(
+        `the wasm backend needs ${end} bytes of WebAssembly memory for ${what}, beyond wasm32's 4 GiB: ${fix}`,
+      );
     }
-    return offsets;
+    try {
+      this.memory.grow(pages - current);
+    } catch (error) {
+      throw new WasmMemoryError(
+        `the wasm backend could not grow its WebAssembly memory to ${end} bytes for ${what} ` +
+          `(${(error as Error).message}): ${fix}`,
+      );
+    }
   }
 
   f32(offset: number, length: number): Float32Array {

@@ -5,6 +5,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { referenceBackend, type Backend } from "../../src/backends/index.js";
 import { tfjsBackend, useTfjsBackend, type TfjsBackendName } from "../../src/tfjs/index.js";
+import type { LogitsGradient, LogitsInput } from "../../src/backends/contract.js";
+import type { WasmBackend } from "../../src/wasm/index.js";
 import type { Dtype } from "./tolerances.js";
 
 export type TargetName =
@@ -17,7 +19,9 @@ export type TargetName =
   | "cuda"
   | "cuda@host"
   | "wasm"
-  | "wasm@chunked";
+  | "wasm@1thread"
+  | "wasm@chunked"
+  | "wasm@resident";
 
 /**
  * How many random cases each part runs. The cases are small, so every backend runs all of them (on lavapipe, a CPU
@@ -106,11 +110,20 @@ export async function prepareTarget(name: TargetName): Promise<Target> {
     const info = await backend.probe();
     return { name, backend, dtype: "float32", available: info.available, reason: info.reason, budget: FULL };
   }
-  if (name === "wasm" || name === "wasm@chunked") {
+  if (name.startsWith("wasm")) {
     const { createWasmBackend, wasmBackend } = await import("../../src/wasm/index.js");
-    // wasm@chunked: 4 KiB of logits per chunk, so that chunk boundaries fall inside the suite's logits (a row larger
-    // than that is a chunk of its own).
-    const backend = name === "wasm" ? wasmBackend : createWasmBackend({ name, chunkBytes: 4096 });
+    // wasm: the default backend (a thread per core). wasm@1thread: no workers. wasm@chunked: 4 KiB of logits per
+    // chunk, so that chunk boundaries fall inside the suite's logits (a row larger than that is a chunk of its own),
+    // over 3 threads, so that a chunk's positions split unevenly. wasm@resident: every float32 logits copied into
+    // the backend's memory first (allocateLogits), the gradient written there.
+    const backend =
+      name === "wasm"
+        ? wasmBackend
+        : name === "wasm@1thread"
+          ? createWasmBackend({ name, threads: 1 })
+          : name === "wasm@chunked"
+            ? createWasmBackend({ name, chunkBytes: 4096, threads: 3 })
+            : residentLogits(createWasmBackend({ name }));
     const info = await backend.probe();
     return { name, backend, dtype: "float32", available: info.available, reason: info.reason, budget: FULL };
   }
@@ -142,3 +155,43 @@ export const inCi = (() => {
   const ci = process.env.CI;
   return ci !== undefined && ci !== "" && ci !== "0" && ci.toLowerCase() !== "false";
 })();
+
+/**
+ * The wasm backend given its float32 `{ data, shape }` logits in its own memory: each call copies them into a
+ * WasmLogitsBuffer, passes the buffer's logits, copies a gradient out (it lives in the buffer) and releases the
+ * buffer. Other logits (nested arrays, float64, bfloat16, malformed shapes) go through as they are.
+ */
+function residentLogits(backend: WasmBackend): Backend {
+  const withResident = async <R>(logits: LogitsInput, call: (logits: LogitsInput) => Promise<R>): Promise<R> => {
+    const input = logits as { data?: unknown; shape?: unknown; dtype?: unknown };
+    const shape = input.shape as [number, number, number] | undefined;
+    const fits =
+      input.data instanceof Float32Array &&
+      input.dtype === undefined &&
+      Array.isArray(shape) &&
+      shape.length === 3 &&
+      shape.every((d) => Number.isInteger(d) && d >= 0) &&
+      shape[2] > 0 &&
+      shape[0] * shape[1] * shape[2] === input.data.length;
+    if (!fits) return call(logits);
+    const buffer = await backend.allocateLogits(shape);
+    try {
+      buffer.logits.data.set(input.data as Float32Array);
+      return await call(buffer.logits);
+    } finally {
+      buffer.release();
+    }
+  };
+  const copied = (gradient: LogitsGradient): LogitsGradient => ({ ...gradient, data: gradient.data.slice() });
+  return {
+    ...backend,
+    tokenLogProbs: (logits, tokens, options) => withResident(logits, (l) => backend.tokenLogProbs(l, tokens, options)),
+    tokenLogProbsBackward: (logits, tokens, options) =>
+      withResident(logits, async (l) => copied(await backend.tokenLogProbsBackward(l, tokens, options))),
+    policyLossFromLogits: (inputs, options) =>
+      withResident(inputs.logits, async (l) => {
+        const result = await backend.policyLossFromLogits({ ...inputs, logits: l }, options);
+        return { ...result, gradLogits: copied(result.gradLogits) };
+      }),
+  };
+}

@@ -1,0 +1,226 @@
+/**
+ * The wasm backend's threads: workers that each instantiate the kernel over the one shared WebAssembly.Memory, so
+ * that a call's positions are split among them and the calling thread, every thread reading and writing the same
+ * memory. worker_threads in Node, Web Workers in browsers (where a shared memory needs cross-origin isolation).
+ *
+ * The pool starts on the first call that can use it, and stays: a worker takes tens of milliseconds to start.
+ * Between calls its workers are unreferenced, so a Node process whose work is done exits without release(); release()
+ * ends them (a later call starts new ones).
+ */
+import type { WasmKernel } from "./kernel.js";
+
+/** One kernel call over a range of positions: an export's name and its arguments (byte offsets and counts). */
+export interface KernelCall {
+  readonly fn: "forward_stats" | "backward";
+  readonly args: readonly number[];
+}
+
+/** What a worker thread is, to the pool, in Node and in browsers alike. */
+interface Thread {
+  post(message: unknown): void;
+  /** Keeps (true) or stops keeping (false) a Node process alive; nothing in browsers. */
+  hold(keep: boolean): void;
+  terminate(): void;
+}
+
+/** Runs in each worker: instantiates the kernel over the shared memory, then runs the calls it is sent. */
+const WORKER_SOURCE = `"use strict";
+const port = typeof require === "function" ? require("node:worker_threads").parentPort : self;
+let kernel;
+function receive(message) {
+  if (message.module !== undefined) {
+    kernel = new WebAssembly.Instance(message.module, { env: { memory: message.memory } }).exports;
+    return;
+  }
+  try {
+    kernel[message.fn](...message.args);
+    port.postMessage({ id: message.id });
+  } catch (error) {
+    port.postMessage({ id: message.id, error: String((error && error.stack) || error) });
+  }
+}
+if (typeof require === "function") port.on("message", receive);
+else self.onmessage = (event) => receive(event.data);
+`;
+
+/** A worker's answer to one call. */
+interface Reply {
+  readonly id: number;
+  readonly error?: string;
+}
+
+/** The threads a call may use: the calling thread's kernel and, where memory is shared, the workers'. */
+export class ThreadPool {
+  private threads: Thread[] | undefined;
+  private starting: Promise<Thread[]> | undefined;
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+
+  constructor(
+    private readonly kernel: WasmKernel,
+    /** Threads in all, the calling one included. */
+    readonly size: number,
+  ) {}
+
+  /**
+   * Runs the calls, at most `size` of them, at once: the first on the calling thread, the others on workers; resolves
+   * when all are done, or rejects with the first worker's error.
+   */
+  async run(calls: readonly KernelCall[]): Promise<void> {
+    if (calls.length === 0) return;
+    if (calls.length > this.size) throw new Error(`${calls.length} calls for a pool of ${this.size} threads`);
+    const workers = calls.length > 1 ? await this.workers() : [];
+    const done = calls.slice(1).map((call, k) => this.send(workers[k]!, call));
+    for (const worker of workers) worker.hold(true);
+    try {
+      const [first] = calls as [KernelCall];
+      (this.kernel.exports[first.fn] as (...args: number[]) => void)(...first.args);
+      await Promise.all(done);
+    } finally {
+      for (const worker of workers) worker.hold(false);
+    }
+  }
+
+  /** Ends the workers; a later call starts new ones. */
+  async release(): Promise<void> {
+    const threads = this.threads ?? (await this.starting?.catch(() => undefined));
+    this.threads = undefined;
+    this.starting = undefined;
+    for (const thread of threads ?? []) thread.terminate();
+    for (const { reject } of this.pending.values()) reject(new Error("the wasm backend was released during a call"));
+    this.pending.clear();
+  }
+
+  private send(thread: Thread, call: KernelCall): Promise<void> {
+    const id = this.nextId++;
+    return new Promise<void>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      thread.post({ id, fn: call.fn, args: call.args });
+    });
+  }
+
+  private receive(reply: Reply): void {
+    const waiting = this.pending.get(reply.id);
+    if (waiting === undefined) return;
+    this.pending.delete(reply.id);
+    if (reply.error === undefined) waiting.resolve();
+    else waiting.reject(new Error(`a wasm worker failed: ${reply.error}`));
+  }
+
+  /** A worker that died (it cannot be trusted with the memory again): every call waiting fails, and all end. */
+  private fail(error: Error): void {
+    const threads = this.threads;
+    this.threads = undefined;
+    this.starting = undefined;
+    for (const thread of threads ?? []) thread.terminate();
+    for (const { reject } of this.pending.values()) reject(new Error(`a wasm worker thread failed: ${error.message}`));
+    this.pending.clear();
+  }
+
+  private workers(): Promise<Thread[]> {
+    if (this.threads !== undefined) return Promise.resolve(this.threads);
+    const listener = { reply: (reply: Reply) => this.receive(reply), fail: (error: Error) => this.fail(error) };
+    this.starting ??= startThreads(this.size - 1, listener, this.kernel).then((threads) => {
+      this.threads = threads;
+      return threads;
+    });
+    return this.starting;
+  }
+}
+
+/** `count` workers, each with the kernel instantiated over the kernel's shared memory. */
+async function startThreads(count: number, listener: Listener, kernel: WasmKernel): Promise<Thread[]> {
+  const start = inNode() ? await nodeThreadFactory() : browserThreadFactory();
+  const threads = Array.from({ length: count }, () => start(listener));
+  for (const thread of threads) thread.post({ module: kernel.module, memory: kernel.memory });
+  return threads;
+}
+
+/** Where a worker's replies, and its death, go. */
+interface Listener {
+  reply(reply: Reply): void;
+  fail(error: Error): void;
+}
+
+type ThreadFactory = (listener: Listener) => Thread;
+
+function inNode(): boolean {
+  const process = (globalThis as { process?: { versions?: { node?: string } } }).process;
+  return typeof process?.versions?.node === "string";
+}
+
+async function nodeThreadFactory(): Promise<ThreadFactory> {
+  const { Worker } = await import("node:worker_threads");
+  return (listener) => {
+    const worker = new Worker(WORKER_SOURCE, { eval: true });
+    worker.on("message", (reply: Reply) => listener.reply(reply));
+    worker.on("error", (error) => listener.fail(error));
+    worker.unref();
+    return {
+      post: (message) => worker.postMessage(message),
+      hold: (keep) => (keep ? worker.ref() : worker.unref()),
+      terminate: () => void worker.terminate(),
+    };
+  };
+}
+
+interface BrowserWorker {
+  postMessage(message: unknown): void;
+  terminate(): void;
+  onmessage: ((event: { data: Reply }) => void) | null;
+  onerror: ((event: { message?: string }) => void) | null;
+}
+
+function browserThreadFactory(): ThreadFactory {
+  const scope = globalThis as unknown as {
+    Worker: new (url: string) => BrowserWorker;
+    Blob: new (parts: string[], options: { type: string }) => object;
+    URL: { createObjectURL(blob: object): string };
+  };
+  const url = scope.URL.createObjectURL(new scope.Blob([WORKER_SOURCE], { type: "text/javascript" }));
+  return (listener) => {
+    const worker = new scope.Worker(url);
+    worker.onmessage = (event) => listener.reply(event.data);
+    worker.onerror = (event) => listener.fail(new Error(event.message ?? "a Web Worker failed"));
+    return { post: (message) => worker.postMessage(message), hold: () => {}, terminate: () => worker.terminate() };
+  };
+}
+
+/**
+ * How many threads this engine can give the backend, and why no more: workers need a shared memory (the kernel's
+ * shared build) and a Worker API; `requested` (the option) or else the cores available.
+ */
+export function threadsAvailable(
+  kernel: WasmKernel,
+  requested: number | undefined,
+): { readonly threads: number; readonly why: string } {
+  if (!kernel.shared) {
+    return {
+      threads: 1,
+      why: "shared WebAssembly memory is not allowed here (a browser page needs cross-origin isolation: COOP and COEP headers)",
+    };
+  }
+  if (!inNode() && typeof (globalThis as { Worker?: unknown }).Worker !== "function")
+    return { threads: 1, why: "this engine has no Worker API" };
+  if (requested !== undefined)
+    return { threads: requested, why: requested === 1 ? "options.threads is 1" : "options.threads" };
+  const cores = coresAvailable();
+  return { threads: cores, why: cores === 1 ? "one core is available" : "the cores available" };
+}
+
+function coresAvailable(): number {
+  const scope = globalThis as {
+    navigator?: { hardwareConcurrency?: number };
+  };
+  const fromNavigator = scope.navigator?.hardwareConcurrency;
+  if (typeof fromNavigator === "number" && fromNavigator >= 1) return fromNavigator;
+  return nodeCores ?? 1;
+}
+
+/** Node's os.availableParallelism(), read once at load where Node is (the browser build never imports node:os). */
+let nodeCores: number | undefined;
+export async function readNodeCores(): Promise<void> {
+  if (!inNode() || nodeCores !== undefined) return;
+  const os = await import("node:os");
+  nodeCores = typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length;
+}
