@@ -1,9 +1,9 @@
 /**
  * The browser example (examples/browser/) in headless Chromium: the page computes the policy loss of a fixed batch
- * with the WebGPU backend and with the reference backend; here its WebGPU results are checked against the
- * reference computed in Node on the same batch, at the float32 tolerances of the conformance suite
- * (test/conformance/tolerances.ts). Without --enable-unsafe-webgpu the page must say why it has no WebGPU and
- * still show the reference.
+ * with the WebGPU backend, or without WebGPU with the wasm backend, and with the reference backend; here its
+ * float32 results are checked against the reference computed in Node on the same batch, at the float32 tolerances
+ * of the conformance suite (test/conformance/tolerances.ts). Without --enable-unsafe-webgpu the page must say why
+ * it has no WebGPU and run the wasm backend instead, cross-origin isolated (the server's COOP and COEP headers).
  *
  * Chromium missing: skipped with the reason, except with CI set, where it fails. How WebGPU runs headless on a
  * machine without a GPU: test/helpers/browser.ts.
@@ -46,9 +46,12 @@ interface PageLoss {
 }
 
 interface PageOutcome {
+  backend: "webgpu" | "wasm" | "reference";
   ok: boolean;
   webgpu: boolean;
   reason: string;
+  wasm?: { available: boolean; reason: string } | undefined;
+  crossOriginIsolated: boolean;
   adapter?: { vendor: string; architecture: string; description: string; isFallbackAdapter: boolean } | undefined;
   error?: string | undefined;
   status: string;
@@ -57,6 +60,8 @@ interface PageOutcome {
   referencePolicyLoss?: PageLoss | undefined;
   webgpuLogits?: PageLoss | undefined;
   webgpuPolicyLoss?: PageLoss | undefined;
+  wasmLogits?: PageLoss | undefined;
+  wasmPolicyLoss?: PageLoss | undefined;
 }
 
 /** Loads the page, waits for window.__grpoRoc and reads it. */
@@ -111,9 +116,12 @@ async function outcomeOf(browser: Browser, url: string): Promise<PageOutcome & {
       };
       const text = (selector: string) => document.querySelector(selector)?.textContent ?? "";
       return {
+        backend: o.backend as PageOutcome["backend"],
         ok: o.ok as boolean,
         webgpu: o.webgpu as boolean,
         reason: o.reason as string,
+        wasm: o.wasm as PageOutcome["wasm"],
+        crossOriginIsolated: o.crossOriginIsolated as boolean,
         adapter: o.adapter as PageOutcome["adapter"],
         error: o.error as string | undefined,
         status: text("#status"),
@@ -122,6 +130,8 @@ async function outcomeOf(browser: Browser, url: string): Promise<PageOutcome & {
         referencePolicyLoss: plain(o.results.referencePolicyLoss),
         webgpuLogits: plain(o.results.webgpu),
         webgpuPolicyLoss: plain(o.results.webgpuPolicyLoss),
+        wasmLogits: plain(o.results.wasm),
+        wasmPolicyLoss: plain(o.results.wasmPolicyLoss),
       };
     });
     return { ...outcome, pageErrors };
@@ -170,6 +180,14 @@ function expectFloat32Loss(actual: PageLoss, expected: PolicyLossResult, label: 
   }
 }
 
+/** policyLossFromLogits from the page against the Node reference: expectFloat32Loss, the log-probs, ∂loss/∂logits. */
+function expectFloat32LogitsLoss(actual: PageLoss): void {
+  expectFloat32Loss(actual, reference, "policyLossFromLogits");
+  expectClose(actual.logp!, reference.logp, tolerance("float32", "value", logProbScale(forward.logp)), "logp");
+  const scale = logitGradScale(logits.data, V, reference.gradLogits.data, forward, reference.grad, undefined, 1);
+  expectClose(actual.gradLogits!, reference.gradLogits.data, tolerance("float32", "grad", scale), "∂loss/∂logits");
+}
+
 describe("browser example: availability", () => {
   it.skipIf(!inCi)("Chromium is installed (required when CI is set)", () => {
     expect(chromiumFound, `${chromiumPath} not found: apt-get install chromium (or set CHROMIUM_PATH)`).toBe(true);
@@ -206,9 +224,11 @@ describe.skipIf(!chromiumFound)(title, () => {
     rmSync(outdir, { recursive: true, force: true });
   });
 
-  it("the page loads without errors and computes the reference loss exactly as Node does", () => {
+  it("the page loads without errors, cross-origin isolated, and computes the reference loss exactly as Node does", () => {
     for (const outcome of [withWebGpu, withoutWebGpu]) {
       expect(outcome.pageErrors).toEqual([]);
+      // The server's COOP and COEP headers: what shared memory, and so the wasm backend's threads, need.
+      expect(outcome.crossOriginIsolated).toBe(true);
       const r = outcome.reference!;
       // The same float64 code on the same engine's arithmetic: equal to the last bits.
       expectClose(r.loss, reference.loss, TOLERANCES.float64.value, "page reference loss");
@@ -227,11 +247,8 @@ describe.skipIf(!chromiumFound)(title, () => {
 
   it("policyLossFromLogits on WebGPU agrees with the reference: loss, ∂loss/∂logp, log-probs, ∂loss/∂logits, metrics", (context) => {
     if (!withWebGpu.webgpu) context.skip(`no WebGPU: ${withWebGpu.reason}`);
-    const actual = withWebGpu.webgpuLogits!;
-    expectFloat32Loss(actual, reference, "policyLossFromLogits");
-    expectClose(actual.logp!, reference.logp, tolerance("float32", "value", logProbScale(forward.logp)), "logp");
-    const scale = logitGradScale(logits.data, V, reference.gradLogits.data, forward, reference.grad, undefined, 1);
-    expectClose(actual.gradLogits!, reference.gradLogits.data, tolerance("float32", "grad", scale), "∂loss/∂logits");
+    expect(withWebGpu.backend).toBe("webgpu");
+    expectFloat32LogitsLoss(withWebGpu.webgpuLogits!);
     expect(withWebGpu.ok, withWebGpu.status).toBe(true);
     expect(withWebGpu.status).toMatch(/^WebGPU agrees with the reference/);
   });
@@ -241,11 +258,24 @@ describe.skipIf(!chromiumFound)(title, () => {
     expectFloat32Loss(withWebGpu.webgpuPolicyLoss!, referencePolicyLoss, "policyLoss");
   });
 
-  it("without --enable-unsafe-webgpu the page says why there is no WebGPU and still shows the reference", () => {
+  it("without --enable-unsafe-webgpu the page says why there is no WebGPU and runs the wasm backend instead", () => {
     expect(withoutWebGpu.webgpu).toBe(false);
-    expect(withoutWebGpu.ok).toBe(false);
-    expect(withoutWebGpu.status).toContain("No WebGPU: ");
     expect(withoutWebGpu.reason).toMatch(/requestAdapter\(\) gave null|navigator\.gpu is missing/);
     expect(withoutWebGpu.webgpuLogits).toBeUndefined();
+    expect(withoutWebGpu.wasm?.available, withoutWebGpu.wasm?.reason).toBe(true);
+    expect(withoutWebGpu.backend).toBe("wasm");
+    expect(withoutWebGpu.error, withoutWebGpu.error).toBeUndefined();
+    expect(withoutWebGpu.ok, withoutWebGpu.status).toBe(true);
+    expect(withoutWebGpu.status).toBe(
+      `No WebGPU: ${withoutWebGpu.reason}. WebAssembly backend: ${withoutWebGpu.wasm!.reason}. It agrees with the reference.`,
+    );
+  });
+
+  it("policyLossFromLogits on the wasm backend agrees with the reference: loss, ∂loss/∂logp, log-probs, ∂loss/∂logits, metrics", () => {
+    expectFloat32LogitsLoss(withoutWebGpu.wasmLogits!);
+  });
+
+  it("policyLoss on the wasm backend agrees with the reference: loss, ∂loss/∂logp, metrics", () => {
+    expectFloat32Loss(withoutWebGpu.wasmPolicyLoss!, referencePolicyLoss, "policyLoss");
   });
 });

@@ -1,7 +1,8 @@
 /**
  * Builds the browser example (esbuild: main.ts and the library's source into one ES module) and serves it on
- * localhost (a secure context, which WebGPU needs). `npm run example:browser` runs this file; test/browser.test.ts
- * imports buildExample and serveExample.
+ * localhost (a secure context, which WebGPU needs), cross-origin isolated (COOP and COEP on every response): only
+ * such a page may create a SharedArrayBuffer or a shared WebAssembly memory, which the wasm backend's threads need.
+ * `npm run example:browser` runs this file; test/browser.test.ts imports buildExample and serveExample.
  */
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
@@ -13,7 +14,7 @@ import { build } from "esbuild";
 const here = fileURLToPath(new URL(".", import.meta.url));
 export const defaultOutdir = join(here, "dist");
 
-/** Bundles main.ts into `outdir`/main.js; "grpo-roc" and "grpo-roc/webgpu" resolve to src/ through tsconfig paths. */
+/** Bundles main.ts into `outdir`/main.js; "grpo-roc" and its subpaths resolve to src/ through tsconfig paths. */
 export async function buildExample(outdir = defaultOutdir): Promise<void> {
   await build({
     entryPoints: [join(here, "main.ts")],
@@ -33,6 +34,12 @@ export async function buildExample(outdir = defaultOutdir): Promise<void> {
 
 const types: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".map": "application/json" };
 
+/** Sent with every response, the 404s too: a page is cross-origin isolated only if all it loads says so. */
+const isolation = {
+  "cross-origin-opener-policy": "same-origin",
+  "cross-origin-embedder-policy": "require-corp",
+} as const;
+
 /** Serves index.html at / and the bundle under /dist/; `port` 0 picks a free one. */
 export async function serveExample(
   port = 0,
@@ -51,12 +58,13 @@ export async function serveExample(
         throw new Error("not found");
       const body = await readFile(file);
       response.writeHead(200, {
+        ...isolation,
         "content-type": types[extname(file)] ?? "application/octet-stream",
         "cache-control": "no-store",
       });
       response.end(body);
     } catch {
-      response.writeHead(404, { "content-type": "text/plain" }).end("not found");
+      response.writeHead(404, { ...isolation, "content-type": "text/plain" }).end("not found");
     }
   });
   await new Promise<void>((resolve, reject) => server.once("error", reject).listen(port, "127.0.0.1", resolve));
@@ -68,7 +76,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   await buildExample();
   const { url } = await serveExample(Number(process.env.PORT ?? 8080));
   console.log(
-    `grpo-roc browser example: open ${url} in a browser with WebGPU (Chrome or Edge 113+; recent Firefox and Safari).`,
+    `grpo-roc browser example: open ${url} in a browser with WebGPU (Chrome or Edge 113+; recent Firefox and Safari), or without it for the WebAssembly backend.`,
   );
   console.log(
     "Headless Chromium: chromium --headless --enable-unsafe-webgpu (CPU-only machines get SwiftShader). Ctrl-C stops.",
