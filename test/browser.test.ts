@@ -264,6 +264,10 @@ describe.skipIf(!chromiumFound)(title, () => {
     expect(withoutWebGpu.webgpuLogits).toBeUndefined();
     expect(withoutWebGpu.wasm?.available, withoutWebGpu.wasm?.reason).toBe(true);
     expect(withoutWebGpu.backend).toBe("wasm");
+    // Cross-origin isolated, the page may share memory with Web Workers: a thread per core (one on a 1-core machine).
+    expect(withoutWebGpu.wasm!.reason).toMatch(
+      /\d+ threads \(the cores available\)|one thread \(one core is available\)/,
+    );
     expect(withoutWebGpu.error, withoutWebGpu.error).toBeUndefined();
     expect(withoutWebGpu.ok, withoutWebGpu.status).toBe(true);
     expect(withoutWebGpu.status).toBe(

@@ -190,7 +190,7 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     name,
     probe: async () => (await probe()).info,
     ...kernels,
-    allocateLogits: (shape) => {
+    allocateLogits: async (shape) => {
       const dims = parseOrThrow(shapeSchema, shape, "shape");
       return exclusive(async (engine) => allocateLogits(engine, dims));
     },
@@ -272,11 +272,13 @@ async function probeWasm(
 // ---------------------------------------------------------------------------------------------------------------
 // Logits in the kernel's memory
 
-/** A WasmLogitsBuffer's regions: its logits, then their gradient. */
+/** A WasmLogitsBuffer's regions: its logits, then their gradient, and views of them. */
 interface Resident {
   readonly allocation: Allocation;
   readonly gradientOffset: number;
   released: boolean;
+  /** The views of the current memory buffer, made again when growth (not shared: one thread) has replaced it. */
+  views(): { readonly data: Float32Array; readonly gradient: Float32Array };
 }
 
 function allocateLogits(engine: Engine, shape: readonly [number, number, number]): WasmLogitsBuffer {
@@ -284,32 +286,35 @@ function allocateLogits(engine: Engine, shape: readonly [number, number, number]
   const count = rows * cols * vocab;
   const { kernel } = engine;
   const allocation = kernel.allocate(count * 8);
-  const resident: Resident = { allocation, gradientOffset: allocation.offset + count * 4, released: false };
   kernel.f32(allocation.offset, count * 2).fill(0);
-  // Views of the current memory buffer, made again when growth (not shared: one thread) has replaced it.
   let views: { buffer: unknown; data: Float32Array; gradient: Float32Array } | undefined;
-  const current = () => {
-    if (resident.released) throw invalid("buffer", "was released: allocate another");
-    if (views?.buffer !== kernel.memory.buffer) {
-      views = {
-        buffer: kernel.memory.buffer,
-        data: kernel.f32(allocation.offset, count),
-        gradient: kernel.f32(resident.gradientOffset, count),
-      };
-      engine.resident.set(views.data, resident);
-    }
-    return views;
+  const resident: Resident = {
+    allocation,
+    gradientOffset: allocation.offset + count * 4,
+    released: false,
+    views: () => {
+      if (resident.released) throw invalid("logits.data", "belongs to a released WasmLogitsBuffer: allocate another");
+      if (views?.buffer !== kernel.memory.buffer) {
+        views = {
+          buffer: kernel.memory.buffer,
+          data: kernel.f32(allocation.offset, count),
+          gradient: kernel.f32(resident.gradientOffset, count),
+        };
+        engine.resident.set(views.data, resident);
+      }
+      return views;
+    },
   };
   const frozenShape = Object.freeze([rows, cols, vocab] as const);
   return {
     logits: {
       get data() {
-        return current().data;
+        return resident.views().data;
       },
       shape: frozenShape,
     },
     get gradient() {
-      return current().gradient;
+      return resident.views().gradient;
     },
     release() {
       if (resident.released) return;
@@ -323,7 +328,7 @@ function allocateLogits(engine: Engine, shape: readonly [number, number, number]
 function residentOf(engine: Engine, l: Logits): Resident | undefined {
   if (!(l.data instanceof Float32Array)) return undefined;
   const resident = engine.resident.get(l.data);
-  if (resident?.released) throw invalid("logits.data", "is a released WasmLogitsBuffer's: allocate another");
+  if (resident?.released) throw invalid("logits.data", "belongs to a released WasmLogitsBuffer: allocate another");
   return resident;
 }
 
@@ -592,8 +597,7 @@ async function wasmTokenLogProbsBackward(
       if (saved !== undefined) requireSavedRows(kernel, chunk, active, rowMax, probabilitySum, l.cols);
       out?.set(kernel.f32(grad, count * l.vocab), chunk.start * l.vocab);
     }
-    if (out === undefined)
-      return { data: kernel.f32(resident!.gradientOffset, positions * l.vocab), shape: [l.rows, l.cols, l.vocab] };
+    if (out === undefined) return { data: resident!.views().gradient, shape: [l.rows, l.cols, l.vocab] };
     if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
     return { data: out, shape: [l.rows, l.cols, l.vocab] };
   });

@@ -24,9 +24,7 @@ interface Thread {
 }
 
 /** Runs in each worker: instantiates the kernel over the shared memory, then runs the calls it is sent. */
-const WORKER_SOURCE = `"use strict";
-const port = typeof require === "function" ? require("node:worker_threads").parentPort : self;
-let kernel;
+const RECEIVE = `let kernel;
 function receive(message) {
   if (message.module !== undefined) {
     kernel = new WebAssembly.Instance(message.module, { env: { memory: message.memory } }).exports;
@@ -38,10 +36,18 @@ function receive(message) {
   } catch (error) {
     port.postMessage({ id: message.id, error: String((error && error.stack) || error) });
   }
-}
-if (typeof require === "function") port.on("message", receive);
-else self.onmessage = (event) => receive(event.data);
-`;
+}`;
+
+/** Node: an ES module from a data: URL, whatever module type the parent's flags select for eval'd code. */
+const NODE_WORKER = `import { parentPort as port } from "node:worker_threads";
+${RECEIVE}
+port.on("message", receive);`;
+
+/** Browsers: a classic worker script. */
+const BROWSER_WORKER = `"use strict";
+const port = self;
+${RECEIVE}
+self.onmessage = (event) => receive(event.data);`;
 
 /** A worker's answer to one call. */
 interface Reply {
@@ -152,7 +158,7 @@ function inNode(): boolean {
 async function nodeThreadFactory(): Promise<ThreadFactory> {
   const { Worker } = await import("node:worker_threads");
   return (listener) => {
-    const worker = new Worker(WORKER_SOURCE, { eval: true });
+    const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(NODE_WORKER)}`));
     worker.on("message", (reply: Reply) => listener.reply(reply));
     worker.on("error", (error) => listener.fail(error));
     worker.unref();
@@ -177,7 +183,7 @@ function browserThreadFactory(): ThreadFactory {
     Blob: new (parts: string[], options: { type: string }) => object;
     URL: { createObjectURL(blob: object): string };
   };
-  const url = scope.URL.createObjectURL(new scope.Blob([WORKER_SOURCE], { type: "text/javascript" }));
+  const url = scope.URL.createObjectURL(new scope.Blob([BROWSER_WORKER], { type: "text/javascript" }));
   return (listener) => {
     const worker = new scope.Worker(url);
     worker.onmessage = (event) => listener.reply(event.data);

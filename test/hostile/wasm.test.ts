@@ -1,0 +1,197 @@
+/**
+ * The wasm backend's own surface, beyond the conformance suite's kernels: its options (strict, checked at
+ * creation), its threads (what probe() says, release(), a Node process that exits without release, calls made
+ * without awaiting), and logits in its memory (allocateLogits: the buffer's life, and what is refused).
+ */
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import fc from "fast-check";
+import { afterAll, describe, expect, it } from "vitest";
+import { GrpoRocError, referenceBackend } from "../../src/index.js";
+import { createWasmBackend, WasmMemoryError } from "../../src/wasm/index.js";
+import { moduleBytes } from "../../src/wasm/kernel.js";
+import { hostile } from "./shared.js";
+
+const repository = path.resolve(import.meta.dirname, "../..");
+
+/** Logits drawn from a seed, [B, T, V], and tokens for them. */
+function batch(rows: number, cols: number, vocab: number, seed = 1) {
+  let state = seed;
+  const next = () => {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    return state / 2 ** 31;
+  };
+  const data = Float32Array.from({ length: rows * cols * vocab }, () => (next() - 0.5) * 8);
+  const tokens = { data: Array.from({ length: rows * cols }, (_, i) => (i * 7) % vocab), shape: [rows, cols] as const };
+  const gradLogp = { data: Array.from({ length: rows * cols }, (_, i) => 0.1 * ((i % 5) - 2)), shape: [rows, cols] as const };
+  return { logits: { data, shape: [rows, cols, vocab] as [number, number, number] }, tokens, gradLogp };
+}
+
+const backends: { release(): Promise<void> }[] = [];
+function tracked(options: Parameters<typeof createWasmBackend>[0]) {
+  const backend = createWasmBackend(options);
+  backends.push(backend);
+  return backend;
+}
+afterAll(async () => {
+  for (const backend of backends) await backend.release();
+});
+
+describe("class 1: createWasmBackend's options are strict", () => {
+  it("a malformed or unknown option is a GrpoRocError naming it; valid ones are taken", () => {
+    const option = fc.oneof(
+      fc.record({ threads: fc.oneof(fc.integer({ min: -4, max: 0 }), fc.integer({ min: 257, max: 10_000 })) }),
+      fc.record({ threads: fc.oneof(fc.double({ noInteger: true }), fc.constant(Number.NaN), fc.string()) }),
+      fc.record({ chunkBytes: fc.oneof(fc.double({ max: 0 }), fc.constant(Infinity), fc.constant(Number.NaN)) }),
+      fc.record({ name: fc.oneof(fc.constant(""), fc.integer()) }),
+      fc.record({ thread: fc.integer({ min: 1, max: 4 }) }),
+      fc.record({ chunkbytes: fc.integer({ min: 1 }) }),
+    );
+    hostile(option, (options) => {
+      const [key] = Object.keys(options);
+      expect(() => createWasmBackend(options as never)).toThrow(GrpoRocError);
+      expect(() => createWasmBackend(options as never)).toThrow(new RegExp(`options\\.${key}`));
+    });
+    hostile(fc.integer({ min: 1, max: 256 }), (threads) => {
+      expect(createWasmBackend({ threads }).name).toBe("wasm");
+    });
+  });
+});
+
+describe("class 2: threads", () => {
+  it("probe() says how many threads and why", async () => {
+    expect((await tracked({ threads: 3 }).probe()).reason).toMatch(/, 3 threads \(options\.threads\), workers/);
+    expect((await tracked({ threads: 1 }).probe()).reason).toMatch(/, one thread \(options\.threads is 1\)/);
+    expect((await tracked({}).probe()).reason).toMatch(/, (\d+ threads \(the cores available\)|one thread \(one core)/);
+  });
+
+  it("1, 2 and 5 threads give the same bits; release() ends the workers and a later call starts new ones", async () => {
+    const { logits, tokens, gradLogp } = batch(3, 7, 1000);
+    const results = [];
+    for (const threads of [1, 2, 5]) {
+      const backend = tracked({ threads });
+      const forward = await backend.tokenLogProbs(logits, tokens, { entropy: true });
+      const backward = await backend.tokenLogProbsBackward(logits, tokens, { gradLogp, gradEntropy: gradLogp });
+      await backend.release();
+      const again = await backend.tokenLogProbsBackward(logits, tokens, { gradLogp, gradEntropy: gradLogp });
+      expect(again.data).toEqual(backward.data);
+      results.push({ forward, backward });
+    }
+    for (const { forward, backward } of results.slice(1)) {
+      expect(forward).toEqual(results[0]!.forward);
+      expect(backward.data).toEqual(results[0]!.backward.data);
+    }
+    const expected = await referenceBackend.tokenLogProbs(logits, tokens, { entropy: true });
+    for (let i = 0; i < expected.logp.length; i++)
+      expect(results[0]!.forward.logp[i]).toBeCloseTo(expected.logp[i]!, 5);
+  });
+
+  it("calls made without awaiting each other run one at a time, each with its own result", async () => {
+    const backend = tracked({ threads: 2, chunkBytes: 8192 });
+    const cases = [batch(2, 5, 700, 1), batch(1, 9, 333, 2), batch(4, 3, 1000, 3)];
+    const calls = cases.flatMap(({ logits, tokens, gradLogp }) => [
+      backend.tokenLogProbs(logits, tokens),
+      backend.tokenLogProbsBackward(logits, tokens, { gradLogp }),
+    ]);
+    const settled = await Promise.all(calls);
+    for (const [k, { logits, tokens, gradLogp }] of cases.entries()) {
+      expect(settled[2 * k]).toEqual(await backend.tokenLogProbs(logits, tokens));
+      expect(settled[2 * k + 1]).toEqual(await backend.tokenLogProbsBackward(logits, tokens, { gradLogp }));
+    }
+  });
+
+  it.each([
+    ["without release()", ""],
+    ["after release()", "await backend.release();"],
+  ])("a Node process that used 2 threads exits on its own %s", (_title, release) => {
+    const script = `
+      import { createWasmBackend } from "./src/wasm/index.ts";
+      const backend = createWasmBackend({ threads: 2 });
+      const logits = { data: new Float32Array(4 * 64).fill(0.5), shape: [2, 2, 64] };
+      const result = await backend.tokenLogProbs(logits, [[1, 2], [3, 4]]);
+      ${release}
+      console.log("logp", result.logp[0]);`;
+    const run = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      cwd: repository,
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(run.stderr).toBe("");
+    expect(run.status, "the process did not exit by itself within 30 s").toBe(0);
+    expect(run.stdout.trim()).toBe(`logp ${-Math.log(64)}`);
+  });
+});
+
+describe("class 3: logits in the backend's memory (allocateLogits)", () => {
+  it("the buffer's logits give the results of the same logits in JavaScript memory; the gradient is written into it", async () => {
+    const backend = tracked({ threads: 2 });
+    const { logits, tokens, gradLogp } = batch(2, 3, 500);
+    const buffer = await backend.allocateLogits([2, 3, 500]);
+    expect(buffer.logits.data.every((x) => x === 0)).toBe(true);
+    buffer.logits.data.set(logits.data);
+    expect(await backend.tokenLogProbs(buffer.logits, tokens)).toEqual(await backend.tokenLogProbs(logits, tokens));
+    const gradient = await backend.tokenLogProbsBackward(buffer.logits, tokens, { gradLogp });
+    expect(gradient.data).toBe(buffer.gradient);
+    expect(gradient.data).toEqual(
+      new Float32Array((await backend.tokenLogProbsBackward(logits, tokens, { gradLogp })).data),
+    );
+    const fromLogits = await backend.policyLossFromLogits({ logits: buffer.logits, tokens, advantages: [1, -1] });
+    expect(fromLogits.gradLogits.data).toBe(buffer.gradient);
+    buffer.release();
+  });
+
+  it("two buffers live side by side; a released one is refused, and its memory reused", async () => {
+    const backend = tracked({ threads: 1 });
+    const first = await backend.allocateLogits([1, 2, 100]);
+    const second = await backend.allocateLogits([1, 2, 100]);
+    first.logits.data.fill(1);
+    second.logits.data.fill(2);
+    expect(first.logits.data.every((x) => x === 1)).toBe(true);
+    const kept = first.logits;
+    first.release();
+    first.release();
+    await expect(backend.tokenLogProbs(kept, [[0, 1]])).rejects.toThrow(/logits\.data.*released/);
+    expect(() => first.logits.data).toThrow(/released/);
+    expect(() => first.gradient).toThrow(/released/);
+    const third = await backend.allocateLogits([1, 1, 100]);
+    expect(third.logits.data.every((x) => x === 0)).toBe(true);
+    expect(second.logits.data.every((x) => x === 2)).toBe(true);
+    second.release();
+    third.release();
+  });
+
+  it("a malformed shape, or one beyond wasm32's 4 GiB, is refused", async () => {
+    const backend = tracked({ threads: 1 });
+    const shape = fc.oneof(
+      fc.tuple(fc.integer({ min: -3, max: -1 }), fc.nat(4), fc.integer({ min: 1, max: 9 })),
+      fc.tuple(fc.nat(4), fc.nat(4), fc.constant(0)),
+      fc.tuple(fc.double({ noInteger: true, min: 0.1, max: 9 }), fc.nat(4), fc.integer({ min: 1, max: 9 })),
+      fc.array(fc.nat(4), { maxLength: 5 }).filter((a) => a.length !== 3),
+    );
+    await fc.assert(
+      fc.asyncProperty(shape, async (dims) => {
+        await expect(backend.allocateLogits(dims as never)).rejects.toThrow(/^shape/);
+      }),
+      { numRuns: 100 },
+    );
+    await expect(backend.allocateLogits([8, 512, 152_064])).rejects.toThrow(WasmMemoryError);
+    await expect(backend.allocateLogits([8, 512, 152_064])).rejects.toThrow(/beyond wasm32's 4 GiB/);
+    const small = await backend.allocateLogits([1, 1, 8]);
+    expect(small.logits.shape).toEqual([1, 1, 8]);
+    small.release();
+  });
+});
+
+describe("class 4: the kernel can be run by several threads at once", () => {
+  it("its code never touches the stack pointer (every thread's instance starts its stack at the same address)", () => {
+    // global.get 0 / global.set 0 (0x23 0x00, 0x24 0x00) read or move __stack_pointer, wasm-ld's global 0. The bytes
+    // could also occur inside an immediate: a false alarm fails this test, it never hides a use.
+    for (const build of ["shared", "single"] as const) {
+      const bytes = moduleBytes(build);
+      const uses: number[] = [];
+      for (let k = 0; k + 1 < bytes.length; k++)
+        if ((bytes[k] === 0x23 || bytes[k] === 0x24) && bytes[k + 1] === 0x00) uses.push(k);
+      expect(uses, `${build} build`).toEqual([]);
+    }
+  });
+});
