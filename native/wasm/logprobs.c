@@ -237,6 +237,170 @@ __attribute__((export_name("backward"))) void backward(const float *logits, floa
   }
 }
 
+/*
+ * Scalar float64 e^x and log x, once per position (the predicted loss gradient below), where libm is not at hand:
+ *   e^x = 2^n·e^r, n = round(x/ln 2), r = x − n·ln2 (Cody–Waite, ln2_hi with 32 significant bits), e^r by its Taylor
+ *     series to r^13/13! (|r| ≤ 0.35: the next term is below 2^-60 of the sum); 0 below −745, +Infinity above 709.78;
+ *   log x = k·ln 2 + 2·atanh(u), x = 2^k·f with f in [√½, √2), u = (f − 1)/(f + 1), |u| ≤ 0.172, atanh(u) by its
+ *     series to u^23 (the next term is below 2^-58 of the sum); for normal, finite x > 0 only (the caller's sums ≥ 1).
+ * Both are within a few ulps of float64: what they decide (a clip branch) is checked against the reference's.
+ */
+static double exp_f64(double x) {
+  if (!(x > -745.0)) return x != x ? x : 0.0;
+  if (x > 709.78) return __builtin_inf();
+  double n = __builtin_nearbyint(x * 1.4426950408889634);
+  double r = (x - n * 0.6931471803691238) - n * 1.9082149292705877e-10;
+  double term = 1.0, sum = 1.0;
+  for (int k = 1; k <= 13; k++) {
+    term *= r / k;
+    sum += term;
+  }
+  long long e = (long long)n;
+  /* 2^n as two factors, each a normal float64, for n in [−1075, 1024]. */
+  long long e1 = e / 2, e2 = e - e1;
+  union { unsigned long long bits; double value; } s1 = {(unsigned long long)(e1 + 1023) << 52},
+                                                   s2 = {(unsigned long long)(e2 + 1023) << 52};
+  return sum * s1.value * s2.value;
+}
+
+static double log_f64(double x) {
+  union { double value; unsigned long long bits; } v = {x};
+  long long k = (long long)((v.bits >> 52) & 0x7ff) - 1023;
+  v.bits = (v.bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL; /* f in [1, 2) */
+  double f = v.value;
+  if (f > 1.4142135623730951) {
+    f *= 0.5;
+    k += 1;
+  }
+  double u = (f - 1.0) / (f + 1.0), u2 = u * u, term = u, sum = u;
+  for (int j = 3; j <= 23; j += 2) {
+    term *= u2;
+    sum += term / j;
+  }
+  return k * 0.6931471805599453 + 2.0 * sum;
+}
+
+/*
+ * The loss gradient at one position predicted from its own values, for the clip objective at the token level
+ * (src/loss/clip-term.ts and src/loss/policy-loss.ts, in float64): log ρ = clamp(logp − old, lo, hi), ρ = e^log ρ,
+ * ∂loss/∂logp = w·∂ℓ/∂log ρ inside the clamp (0 outside), ℓ = max(−Aρ, −A·clip(ρ, 1 − ε_low, 1 + ε_high)) with ρ
+ * capped at δ in the unclipped branch and the loss of A < 0 bounded at −A·c (dual clip). params: 1 − ε_low,
+ * 1 + ε_high, δ, c, lo, hi (±Infinity where an option is off), then 1 where there are no old log-probs (ρ = 1).
+ */
+static double clip_gradient(double logp, double old, double a, double w, const double *params) {
+  double raw = params[7] != 0.0 ? 0.0 : logp - old;
+  if (!(raw >= params[4] && raw <= params[5])) return 0.0;
+  double ratio = exp_f64(raw);
+  double low = params[0], high = params[1];
+  double clipped_ratio = ratio < low ? low : ratio > high ? high : ratio;
+  int capped = ratio > params[2];
+  double unclipped = -a * (capped ? params[2] : ratio);
+  double clipped = -a * clipped_ratio;
+  int clipped_branch = clipped > unclipped;
+  double loss = clipped_branch ? clipped : unclipped;
+  double d_log_ratio = (clipped_branch ? clipped_ratio == ratio : !capped) ? -a * ratio : 0.0;
+  if (a < 0 && loss > -a * params[3]) d_log_ratio = 0.0;
+  return w * d_log_ratio;
+}
+
+/*
+ * The forward statistics (as forward_stats) and, in the same visit of each row, its gradient under a loss gradient
+ * predicted from the position's own values (clip_gradient, at the log-prob these statistics give), so that the
+ * logits are read from memory once: the row's e^d are kept in its gradient row between the two. h[i] is the
+ * predicted ∂loss/∂entropy (the entropy bonus's, a constant per position). out_g[i] is the gradient predicted,
+ * which the caller compares with the reference's loss gradient before it keeps the rows. Rows with active[i] = 0,
+ * or a predicted gradient of 0 (g = h = 0), are zeroed; a row whose max is not finite gets s = w = 0 (reported by
+ * the caller). params: clip_gradient's six, 1/τ in float64, then clip_gradient's last.
+ */
+__attribute__((export_name("forward_backward"))) void forward_backward(
+    const float *logits, float *grad, int positions, int vocab, float inverse_temperature, int with_entropy,
+    const u8 *active, const int *tokens, const float *old_logp, const float *advantage, const float *weight,
+    const float *grad_entropy, const double *params, float *out_max, double *out_sum, double *out_weighted,
+    float *out_g) {
+  const v128_t inv_t = wasm_f32x4_splat(inverse_temperature);
+  for (int i = 0; i < positions; i++) {
+    const float *row = logits + (long)i * vocab;
+    float *out = grad + (long)i * vocab;
+    out_g[i] = 0;
+    if (!active[i]) {
+      __builtin_memset(out, 0, (unsigned long)vocab * sizeof(float));
+      continue;
+    }
+    float m = row_max(row, vocab);
+    out_max[i] = m;
+    out_sum[i] = 0;
+    out_weighted[i] = 0;
+    if (!(m - m == 0.0f)) continue;
+    const v128_t shift = wasm_f32x4_splat(m);
+    double sum = 0, weighted = 0;
+    int v = 0;
+    while (v < vocab) {
+      int end = v + SUM_BLOCK <= vocab ? v + SUM_BLOCK : vocab;
+      v128_t block_sum = wasm_f32x4_splat(0.0f), block_weighted = wasm_f32x4_splat(0.0f);
+      for (; v + 4 <= end; v += 4) {
+        v128_t d = wasm_f32x4_mul(wasm_f32x4_sub(wasm_v128_load(row + v), shift), inv_t);
+        v128_t e = exp4(d);
+        wasm_v128_store(out + v, e);
+        block_sum = wasm_f32x4_add(block_sum, e);
+        if (with_entropy)
+          block_weighted = wasm_f32x4_add(
+              block_weighted, wasm_v128_and(wasm_f32x4_mul(e, d), wasm_f32x4_gt(e, wasm_f32x4_splat(0.0f))));
+      }
+      for (; v < end; v++) {
+        v128_t d = wasm_f32x4_mul(wasm_f32x4_sub(wasm_f32x4_splat(row[v]), shift), inv_t);
+        v128_t e = wasm_v128_and(exp4(d), wasm_i32x4_make(-1, 0, 0, 0));
+        out[v] = wasm_f32x4_extract_lane(e, 0);
+        block_sum = wasm_f32x4_add(block_sum, e);
+        if (with_entropy)
+          block_weighted = wasm_f32x4_add(
+              block_weighted, wasm_v128_and(wasm_f32x4_mul(e, d), wasm_f32x4_gt(e, wasm_f32x4_splat(0.0f))));
+      }
+      sum += lanes_sum_f64(block_sum);
+      if (with_entropy) weighted += lanes_sum_f64(block_weighted);
+    }
+    out_sum[i] = sum;
+    out_weighted[i] = weighted;
+    double log_sum = log_f64(sum);
+    double logp = ((double)row[tokens[i]] - (double)m) * params[6] - log_sum;
+    float g = (float)clip_gradient(logp, old_logp[i], advantage[i], weight[i], params);
+    float h = grad_entropy[i];
+    out_g[i] = g;
+    if (g == 0.0f && h == 0.0f) {
+      __builtin_memset(out, 0, (unsigned long)vocab * sizeof(float));
+      continue;
+    }
+    float inverse_sum = (float)(1.0 / sum);
+    if (h == 0.0f) {
+      /* −g·p/τ, p = e^d/s: one product per entry. */
+      const v128_t scale = wasm_f32x4_splat(-g * inverse_temperature * inverse_sum);
+      v = 0;
+      for (; v + 4 <= vocab; v += 4) wasm_v128_store(out + v, wasm_f32x4_mul(wasm_v128_load(out + v), scale));
+      for (; v < vocab; v++) out[v] *= -g * inverse_temperature * inverse_sum;
+    } else {
+      /* (−g·p − h·p·(log p + H))/τ, log p = d − log s, the entropy term 0 where p = 0. */
+      const float entropy = (float)(log_sum - weighted / sum);
+      const v128_t ln = wasm_f32x4_splat((float)log_sum), is = wasm_f32x4_splat(inverse_sum);
+      const v128_t gv = wasm_f32x4_splat(g), hv = wasm_f32x4_splat(h), H = wasm_f32x4_splat(entropy);
+      v = 0;
+      for (; v + 4 <= vocab; v += 4) {
+        v128_t p = wasm_f32x4_mul(wasm_v128_load(out + v), is);
+        v128_t log_p = wasm_f32x4_sub(wasm_f32x4_mul(wasm_f32x4_sub(wasm_v128_load(row + v), shift), inv_t), ln);
+        v128_t upstream = wasm_f32x4_mul(gv, p);
+        v128_t entropy_term = wasm_f32x4_mul(wasm_f32x4_mul(hv, p), wasm_f32x4_add(log_p, H));
+        upstream = wasm_f32x4_add(upstream, wasm_v128_and(entropy_term, wasm_f32x4_gt(p, wasm_f32x4_splat(0.0f))));
+        wasm_v128_store(out + v, wasm_f32x4_mul(wasm_f32x4_neg(upstream), inv_t));
+      }
+      for (; v < vocab; v++) {
+        float p = out[v] * inverse_sum;
+        float log_p = (row[v] - m) * inverse_temperature - (float)log_sum;
+        float upstream = g * p + (p > 0.0f ? h * p * (log_p + entropy) : 0.0f);
+        out[v] = -upstream * inverse_temperature;
+      }
+    }
+    out[tokens[i]] += g * inverse_temperature;
+  }
+}
+
 /* e^x of n float32 values (exp4, four at a time): for the tests of its accuracy. */
 __attribute__((export_name("exp_f32"))) void exp_f32(const float *in, float *out, int n) {
   int i = 0;

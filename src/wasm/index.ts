@@ -7,8 +7,8 @@ export {
   createWasmBackend,
   type WasmBackend,
   type WasmBackendOptions,
-  type WasmLogitsBuffer,
   WasmUnavailableError,
   wasmBackend,
 } from "./backend.js";
+export type { WasmLogitsBuffer } from "./engine.js";
 export { WasmMemoryError } from "./kernel.js";

@@ -1,0 +1,178 @@
+/**
+ * The wasm backend's engine: the kernel, its threads and the logits that live in its memory, and how a call's
+ * positions go through that memory: in chunks staged from JavaScript memory (or in place, for resident logits),
+ * each chunk's positions split among the threads.
+ */
+import { badLogits, invalid, type Logits, logitsOverflow } from "../backends/contract.js";
+import type { Allocation, WasmKernel } from "./kernel.js";
+import type { KernelCall, ThreadPool } from "./pool.js";
+
+/** The kernel, its threads, and the queue that runs one call at a time over its memory. */
+export interface Engine {
+  readonly kernel: WasmKernel;
+  readonly pool: ThreadPool;
+  readonly chunkBytes: number;
+  /** Logits that live in the kernel's memory, by the views handed out (WasmLogitsBuffer). */
+  readonly resident: WeakMap<Float32Array, Resident>;
+}
+
+/**
+ * Runs `work` once the calls before it are done (they share the scratch memory), with the engine, or rejects with
+ * WasmUnavailableError; called after the inputs are validated.
+ */
+export type Exclusive = <T>(work: (engine: Engine) => Promise<T>) => Promise<T>;
+
+/**
+ * Logits that live in the wasm backend's memory (allocateLogits): write them into `logits.data` and pass `logits`
+ * as the logits of this backend's calls: nothing is copied in, and the gradient of tokenLogProbsBackward and
+ * policyLossFromLogits is written into `gradient` and returned as it (overwritten by the next such call on these
+ * logits). Read `logits.data` and `gradient` afresh after each call: where the memory is not shared (one thread),
+ * growing it for another call replaces the views. Other backends take `logits` too (it is plain float32 data).
+ */
+export interface WasmLogitsBuffer {
+  /** [B, T, V] float32 logits in the backend's memory, zeroed at first. */
+  readonly logits: { readonly data: Float32Array; readonly shape: readonly [number, number, number] };
+  /** ∂loss/∂logits, [B, T, V] float32, written by the backward calls given `logits`. */
+  readonly gradient: Float32Array;
+  /** Gives the memory back; the buffer may not be used after. */
+  release(): void;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Logits in the kernel's memory
+
+/** A WasmLogitsBuffer's regions: its logits, then their gradient, and views of them. */
+export interface Resident {
+  readonly allocation: Allocation;
+  readonly gradientOffset: number;
+  released: boolean;
+  /** The views of the current memory buffer, made again when growth (not shared: one thread) has replaced it. */
+  views(): { readonly data: Float32Array; readonly gradient: Float32Array };
+}
+
+export function allocateLogits(engine: Engine, shape: readonly [number, number, number]): WasmLogitsBuffer {
+  const [rows, cols, vocab] = shape;
+  const count = rows * cols * vocab;
+  const { kernel } = engine;
+  const allocation = kernel.allocate(count * 8);
+  kernel.f32(allocation.offset, count * 2).fill(0);
+  let views: { buffer: unknown; data: Float32Array; gradient: Float32Array } | undefined;
+  const resident: Resident = {
+    allocation,
+    gradientOffset: allocation.offset + count * 4,
+    released: false,
+    views: () => {
+      if (resident.released) throw invalid("logits.data", "belongs to a released WasmLogitsBuffer: allocate another");
+      if (views?.buffer !== kernel.memory.buffer) {
+        views = {
+          buffer: kernel.memory.buffer,
+          data: kernel.f32(allocation.offset, count),
+          gradient: kernel.f32(resident.gradientOffset, count),
+        };
+        engine.resident.set(views.data, resident);
+      }
+      return views;
+    },
+  };
+  const frozenShape = Object.freeze([rows, cols, vocab] as const);
+  return {
+    logits: {
+      get data() {
+        return resident.views().data;
+      },
+      shape: frozenShape,
+    },
+    get gradient() {
+      return resident.views().gradient;
+    },
+    release() {
+      if (resident.released) return;
+      resident.released = true;
+      kernel.free(allocation);
+    },
+  };
+}
+
+/** The resident logits these are (the same view), or undefined for logits in JavaScript memory. */
+export function residentOf(engine: Engine, l: Logits): Resident | undefined {
+  if (!(l.data instanceof Float32Array)) return undefined;
+  const resident = engine.resident.get(l.data);
+  if (resident?.released) throw invalid("logits.data", "belongs to a released WasmLogitsBuffer: allocate another");
+  return resident;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Chunks of positions through the kernel's memory, split among threads
+
+/** Positions [start, end) of the logits, one chunk. */
+export interface Chunk {
+  readonly start: number;
+  readonly end: number;
+}
+
+export function chunksOf(l: Logits, chunkBytes: number, resident: Resident | undefined): Chunk[] {
+  const positions = l.rows * l.cols;
+  const per = resident !== undefined ? positions : Math.max(1, Math.floor(chunkBytes / (l.vocab * 4)));
+  const chunks: Chunk[] = [];
+  for (let start = 0; start < positions; start += per) chunks.push({ start, end: Math.min(positions, start + per) });
+  return chunks;
+}
+
+/** Copies the chunk's logits into the staging buffer, rounded to float32 (float64 input was checked to fit). */
+function stage(l: Logits, chunk: Chunk, into: Float32Array): void {
+  const from = chunk.start * l.vocab;
+  const to = chunk.end * l.vocab;
+  const data = l.data;
+  if (data instanceof Float32Array || data instanceof Float64Array) into.set(data.subarray(from, to));
+  else for (let k = from; k < to; k++) into[k - from] = data[k]!;
+}
+
+/**
+ * The chunk's logits in the kernel's memory: where they live (resident), else staged into `staging`, a region of
+ * the scratch.
+ */
+export function chunkLogits(engine: Engine, l: Logits, chunk: Chunk, resident: Resident | undefined, staging: number) {
+  if (resident !== undefined) return resident.allocation.offset + chunk.start * l.vocab * 4;
+  stage(l, chunk, engine.kernel.f32(staging, (chunk.end - chunk.start) * l.vocab));
+  return staging;
+}
+
+/**
+ * One kernel over `count` positions, split into contiguous ranges among the pool's threads. `args(first, n)` gives
+ * the arguments for positions [first, first + n) of the chunk.
+ */
+export function split(
+  engine: Engine,
+  fn: KernelCall["fn"],
+  count: number,
+  args: (first: number, n: number) => number[],
+) {
+  const threads = Math.min(engine.pool.size, count);
+  const calls: KernelCall[] = [];
+  for (let k = 0; k < threads; k++) {
+    const first = Math.floor((count * k) / threads);
+    const next = Math.floor((count * (k + 1)) / threads);
+    calls.push({ fn, args: args(first, next - first) });
+  }
+  return engine.pool.run(calls);
+}
+
+export type Offsets<N extends number, T extends number[] = []> = T["length"] extends N ? T : Offsets<N, [...T, number]>;
+
+/** One position's statistics from the kernel's: log Σ, logsumexp and entropy, in float64, or the reference's error. */
+export function positionStatistics(
+  i: number,
+  cols: number,
+  max: number,
+  sum: number,
+  weighted: number,
+  inverseTemperature: number,
+) {
+  // biome-ignore lint/suspicious/noSelfCompare: max !== max is the NaN test
+  if (max === Infinity || max === -Infinity || max !== max)
+    throw badLogits(i, cols, max === -Infinity ? -Infinity : NaN);
+  const logSum = Math.log(sum);
+  const logSumExp = max * inverseTemperature + logSum;
+  if (!Number.isFinite(logSumExp)) throw logitsOverflow(i, cols, max, inverseTemperature);
+  return { logSum, logSumExp, entropy: logSum - weighted / sum };
+}

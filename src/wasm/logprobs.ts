@@ -1,0 +1,269 @@
+/**
+ * tokenLogProbs and tokenLogProbsBackward on the wasm kernel: inputs validated as the reference validates them (and
+ * where float32 cannot hold them), the statistics and the gradient in wasm, the logarithms, checks and errors here
+ * in float64.
+ */
+import {
+  float32InverseTemperature,
+  type LogitsGradient,
+  type LogitsInput,
+  logProbOverflow,
+  type MatrixInput,
+  readBackwardInputsOf,
+  readBackwardOptions,
+  readForwardOptions,
+  readLogits,
+  readTokens,
+  requireFloat32Logits,
+  requireFloat32Temperature,
+  requireFloat32Upstream,
+  roundToBfloat16InPlace,
+  savedIsExact,
+  savedMismatch,
+  savedShift,
+  badLogits,
+  type TokenLogProbs,
+  type TokenLogProbsBackwardOptions,
+  type TokenLogProbsOptions,
+} from "../backends/contract.js";
+import {
+  type Chunk,
+  chunkLogits,
+  chunksOf,
+  type Engine,
+  type Exclusive,
+  type Offsets,
+  positionStatistics,
+  residentOf,
+  split,
+} from "./engine.js";
+import type { WasmKernel } from "./kernel.js";
+
+/** How far a row's probabilities may sum from 1 under saved statistics before they are taken for another row's. */
+const MISMATCH_TOLERANCE = 1e-3;
+
+/** The forward statistics' buffers for a chunk of `positions` rows (byte offsets into the kernel's memory). */
+export function forwardLayout(kernel: WasmKernel, positions: number, vocab: number, staged: boolean) {
+  const [logits, active, max, sum, weighted] = kernel.reserve(forwardSizes(positions, vocab, staged)) as Offsets<5>;
+  return { logits, active, max, sum, weighted };
+}
+
+export function forwardSizes(positions: number, vocab: number, staged: boolean): number[] {
+  return [staged ? positions * vocab * 4 : 0, positions, positions * 4, positions * 8, positions * 8];
+}
+
+/**
+ * The backward pass's buffers: the forward statistics' (the same offsets: the statistics are recomputed there when
+ * nothing was saved), then the gradient (none for resident logits: theirs is beside them) and each position's
+ * inputs to it.
+ */
+function backwardLayout(kernel: WasmKernel, positions: number, vocab: number, staged: boolean) {
+  const float32s = positions * 4;
+  const offsets = kernel.reserve([
+    ...forwardSizes(positions, vocab, staged),
+    staged ? positions * vocab * 4 : 0,
+    ...[float32s, float32s, float32s, float32s, float32s, float32s, float32s],
+    positions * 8,
+  ]) as Offsets<14>;
+  const [logits, active, max, sum, weighted, grad, shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum] =
+    offsets;
+  return { logits, active, max, sum, weighted, grad, shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum };
+}
+
+/** forward_stats over a chunk whose logits are at `logits`, its buffers at `at`, split among the threads. */
+export function forwardStats(
+  engine: Engine,
+  logits: number,
+  count: number,
+  vocab: number,
+  inverseTemperature: number,
+  withEntropy: boolean,
+  at: { active: number; max: number; sum: number; weighted: number },
+) {
+  return split(engine, "forward_stats", count, (first, n) => [
+    logits + first * vocab * 4,
+    n,
+    vocab,
+    inverseTemperature,
+    withEntropy ? 1 : 0,
+    at.active + first,
+    at.max + first * 4,
+    at.sum + first * 8,
+    at.weighted + first * 8,
+  ]);
+}
+
+export async function wasmTokenLogProbs(
+  exclusive: Exclusive,
+  logitsInput: LogitsInput,
+  tokensInput: MatrixInput,
+  options: TokenLogProbsOptions = {},
+): Promise<TokenLogProbs> {
+  const { temperature, entropy: withEntropy } = readForwardOptions(options);
+  const l = readLogits(logitsInput);
+  const { ids, mask } = readTokens(tokensInput, options.mask, l);
+  requireFloat32Temperature(temperature);
+  requireFloat32Logits(l, (i) => mask === undefined || mask[i] === 1);
+  return exclusive(async (engine) => {
+    const { kernel } = engine;
+    const resident = residentOf(engine, l);
+    const positions = l.rows * l.cols;
+    const logp = new Float64Array(positions);
+    const logSumExp = new Float64Array(positions).fill(NaN);
+    const entropy = withEntropy ? new Float64Array(positions) : undefined;
+    const inverseTemperature = 1 / temperature;
+    for (const chunk of chunksOf(l, engine.chunkBytes, resident)) {
+      const count = chunk.end - chunk.start;
+      const at = forwardLayout(kernel, count, l.vocab, resident === undefined);
+      const logits = chunkLogits(engine, l, chunk, resident, at.logits);
+      const active = kernel.u8(at.active, count);
+      for (let k = 0; k < count; k++) active[k] = mask === undefined || mask[chunk.start + k] === 1 ? 1 : 0;
+      await forwardStats(engine, logits, count, l.vocab, float32InverseTemperature(temperature), withEntropy, at);
+      const staged = kernel.f32(logits, count * l.vocab);
+      const max = kernel.f32(at.max, count);
+      const sum = kernel.f64(at.sum, count);
+      const weighted = kernel.f64(at.weighted, count);
+      for (let k = 0; k < count; k++) {
+        if (active[k] === 0) continue;
+        const i = chunk.start + k;
+        const stats = positionStatistics(i, l.cols, max[k]!, sum[k]!, weighted[k]!, inverseTemperature);
+        logSumExp[i] = stats.logSumExp;
+        // (z − max)/τ − log Σ: exact where z/τ − logsumexp would cancel two huge numbers (as the reference).
+        const tokenLogit = staged[k * l.vocab + ids[i]!]!;
+        logp[i] = (tokenLogit - max[k]!) * inverseTemperature - stats.logSum;
+        if (logp[i] === -Infinity && tokenLogit !== -Infinity) throw logProbOverflow(i, l.cols, tokenLogit, max[k]!);
+        if (entropy !== undefined) entropy[i] = stats.entropy;
+      }
+    }
+    return { logp, entropy, logSumExp, temperature, shape: [l.rows, l.cols] };
+  });
+}
+
+export async function wasmTokenLogProbsBackward(
+  exclusive: Exclusive,
+  logitsInput: LogitsInput,
+  tokensInput: MatrixInput,
+  options: TokenLogProbsBackwardOptions,
+): Promise<LogitsGradient> {
+  const { temperature } = readBackwardOptions(options);
+  const l = readLogits(logitsInput);
+  const backward = readBackwardInputsOf(l, temperature, tokensInput, options);
+  const { ids, reads, gradLogp, gradEntropy } = backward;
+  requireFloat32Temperature(temperature);
+  requireFloat32Logits(l, (i) => reads[i] === 1);
+  requireFloat32Upstream(gradLogp, gradEntropy, reads, temperature, l);
+  // Saved statistics that float32 kernels cannot use exactly (huge logits) are recomputed, for every row.
+  const saved = backward.saved !== undefined && savedIsExact(backward.saved, reads) ? backward.saved : undefined;
+  return exclusive(async (engine) => {
+    const { kernel } = engine;
+    const resident = residentOf(engine, l);
+    const positions = l.rows * l.cols;
+    const out =
+      resident !== undefined
+        ? undefined
+        : l.data instanceof Float32Array
+          ? new Float32Array(positions * l.vocab)
+          : new Float64Array(positions * l.vocab);
+    const inverseTemperature = 1 / temperature;
+    const inverse32 = float32InverseTemperature(temperature);
+    for (const chunk of chunksOf(l, engine.chunkBytes, resident)) {
+      const count = chunk.end - chunk.start;
+      const at = backwardLayout(kernel, count, l.vocab, resident === undefined);
+      const { shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum } = at;
+      const logits = chunkLogits(engine, l, chunk, resident, at.logits);
+      const grad = resident === undefined ? at.grad : resident.gradientOffset + chunk.start * l.vocab * 4;
+      const active = kernel.u8(at.active, count);
+      for (let k = 0; k < count; k++) active[k] = reads[chunk.start + k]!;
+      if (saved === undefined) {
+        await forwardStats(engine, logits, count, l.vocab, inverse32, gradEntropy !== undefined, at);
+        const max = kernel.f32(at.max, count);
+        const sum = kernel.f64(at.sum, count);
+        const weighted = kernel.f64(at.weighted, count);
+        const [shifts, logNorms, entropies] = [
+          kernel.f32(shift, count),
+          kernel.f32(logNorm, count),
+          kernel.f32(entropy, count),
+        ];
+        for (let k = 0; k < count; k++) {
+          if (active[k] === 0) continue;
+          const stats = positionStatistics(chunk.start + k, l.cols, max[k]!, sum[k]!, weighted[k]!, inverseTemperature);
+          shifts[k] = max[k]!;
+          logNorms[k] = stats.logSum;
+          entropies[k] = gradEntropy === undefined ? 0 : stats.entropy;
+        }
+      } else {
+        const [shifts, logNorms, entropies] = [
+          kernel.f32(shift, count),
+          kernel.f32(logNorm, count),
+          kernel.f32(entropy, count),
+        ];
+        for (let k = 0; k < count; k++) {
+          if (active[k] === 0) continue;
+          const i = chunk.start + k;
+          const H = saved.entropy?.[i] ?? 0;
+          const exact = savedShift(saved.logSumExp[i]!, H, temperature)!;
+          shifts[k] = exact.shift;
+          logNorms[k] = exact.logSum;
+          entropies[k] = H;
+        }
+      }
+      const gs = kernel.f32(g, count);
+      const hs = kernel.f32(h, count);
+      const ts = kernel.i32(tokens, count);
+      for (let k = 0; k < count; k++) {
+        const i = chunk.start + k;
+        const read = active[k] === 1;
+        gs[k] = read ? gradLogp[i]! : 0;
+        hs[k] = read && gradEntropy !== undefined ? gradEntropy[i]! : 0;
+        ts[k] = read ? ids[i]! : 0;
+      }
+      await split(engine, "backward", count, (first, n) => [
+        logits + first * l.vocab * 4,
+        grad + first * l.vocab * 4,
+        n,
+        l.vocab,
+        inverse32,
+        at.active + first,
+        shift + first * 4,
+        logNorm + first * 4,
+        g + first * 4,
+        h + first * 4,
+        entropy + first * 4,
+        tokens + first * 4,
+        rowMax + first * 4,
+        probabilitySum + first * 8,
+      ]);
+      if (saved !== undefined) requireSavedRows(kernel, chunk, active, rowMax, probabilitySum, l.cols);
+      out?.set(kernel.f32(grad, count * l.vocab), chunk.start * l.vocab);
+    }
+    if (out === undefined) return { data: resident!.views().gradient, shape: [l.rows, l.cols, l.vocab] };
+    if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
+    return { data: out, shape: [l.rows, l.cols, l.vocab] };
+  });
+}
+
+/**
+ * Rows read under saved statistics, which the kernel did not compute: a NaN or +Infinity logit, or only −Infinity,
+ * is the reference's error; probabilities that do not sum to 1 mean the statistics are not these logits'.
+ */
+function requireSavedRows(
+  kernel: WasmKernel,
+  chunk: Chunk,
+  active: Uint8Array,
+  rowMax: number,
+  probabilitySum: number,
+  cols: number,
+): void {
+  const count = chunk.end - chunk.start;
+  const max = kernel.f32(rowMax, count);
+  const sums = kernel.f64(probabilitySum, count);
+  for (let k = 0; k < count; k++) {
+    if (active[k] === 0) continue;
+    const i = chunk.start + k;
+    const m = max[k]!;
+    // biome-ignore lint/suspicious/noSelfCompare: m !== m is the NaN test
+    if (m === Infinity || m !== m) throw badLogits(i, cols, NaN);
+    if (m === -Infinity) throw badLogits(i, cols, -Infinity);
+    if (!(Math.abs(sums[k]! - 1) <= MISMATCH_TOLERANCE)) throw savedMismatch(i, cols, sums[k]!);
+  }
+}
