@@ -307,16 +307,17 @@ static double clip_gradient(double logp, double old, double a, double w, const d
  * The forward statistics (as forward_stats) and, in the same visit of each row, its gradient under a loss gradient
  * predicted from the position's own values (clip_gradient, at the log-prob these statistics give), so that the
  * logits are read from memory once: the row's e^d are kept in its gradient row between the two. h[i] is the
- * predicted ∂loss/∂entropy (the entropy bonus's, a constant per position). out_g[i] is the gradient predicted,
- * which the caller compares with the reference's loss gradient before it keeps the rows. Rows with active[i] = 0,
+ * predicted ∂loss/∂entropy (the entropy bonus's, a constant per position). out_g[i] is the gradient predicted (in
+ * float64; the row uses it rounded to float32), which the caller compares with the reference's loss gradient before
+ * it keeps the rows. Rows with active[i] = 0,
  * or a predicted gradient of 0 (g = h = 0), are zeroed; a row whose max is not finite gets s = w = 0 (reported by
  * the caller). params: clip_gradient's six, 1/τ in float64, then clip_gradient's last.
  */
 __attribute__((export_name("forward_backward"))) void forward_backward(
     const float *logits, float *grad, int positions, int vocab, float inverse_temperature, int with_entropy,
-    const u8 *active, const int *tokens, const float *old_logp, const float *advantage, const float *weight,
+    const u8 *active, const int *tokens, const double *old_logp, const double *advantage, const double *weight,
     const float *grad_entropy, const double *params, float *out_max, double *out_sum, double *out_weighted,
-    float *out_g) {
+    double *out_g) {
   const v128_t inv_t = wasm_f32x4_splat(inverse_temperature);
   for (int i = 0; i < positions; i++) {
     const float *row = logits + (long)i * vocab;
@@ -362,9 +363,9 @@ __attribute__((export_name("forward_backward"))) void forward_backward(
     out_weighted[i] = weighted;
     double log_sum = log_f64(sum);
     double logp = ((double)row[tokens[i]] - (double)m) * params[6] - log_sum;
-    float g = (float)clip_gradient(logp, old_logp[i], advantage[i], weight[i], params);
-    float h = grad_entropy[i];
-    out_g[i] = g;
+    double predicted = clip_gradient(logp, old_logp[i], advantage[i], weight[i], params);
+    float g = (float)predicted, h = grad_entropy[i];
+    out_g[i] = predicted;
     if (g == 0.0f && h == 0.0f) {
       __builtin_memset(out, 0, (unsigned long)vocab * sizeof(float));
       continue;

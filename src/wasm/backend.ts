@@ -20,7 +20,6 @@ import * as z from "zod/mini";
 import {
   type Backend,
   type BackendInfo,
-  composedPolicyLossFromLogits,
   GrpoRocError,
   type Logits,
   type LogitsGradient,
@@ -41,6 +40,7 @@ import {
 import { parseOrThrow } from "../errors.js";
 import { pure } from "../pure.js";
 import { allocateLogits, type Engine, type Exclusive, type WasmLogitsBuffer } from "./engine.js";
+import { fusedPolicyLossFromLogits } from "./fused.js";
 import { unsupportedReason, WasmKernel } from "./kernel.js";
 import { wasmTokenLogProbs, wasmTokenLogProbsBackward } from "./logprobs.js";
 import { readNodeCores, ThreadPool, threadsAvailable } from "./pool.js";
@@ -130,8 +130,11 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
       inputs: LogitsPolicyLossInputs,
       lossOptions?: LogitsPolicyLossOptions,
     ): Promise<LogitsPolicyLossResult> =>
-      composedPolicyLossFromLogits(
-        { ...logProbKernels, tokenLogProbsBackward: backwardFromLoss(logProbKernels.tokenLogProbsBackward) },
+      fusedPolicyLossFromLogits(
+        logProbKernels,
+        backwardFromLoss,
+        (logits, tokens, forwardOptions, prediction) =>
+          wasmTokenLogProbs(exclusive, logits, tokens, forwardOptions, prediction),
         inputs,
         lossOptions,
       ),

@@ -38,6 +38,25 @@ export interface KernelExports {
     outMax: number,
     outProbabilitySum: number,
   ): void;
+  forward_backward(
+    logits: number,
+    grad: number,
+    positions: number,
+    vocab: number,
+    inverseTemperature: number,
+    withEntropy: number,
+    active: number,
+    tokens: number,
+    oldLogp: number,
+    advantage: number,
+    weight: number,
+    gradEntropy: number,
+    params: number,
+    outMax: number,
+    outSum: number,
+    outWeighted: number,
+    outPredicted: number,
+  ): void;
   exp_f32(input: number, output: number, count: number): void;
   readonly __heap_base: WasmGlobal;
 }

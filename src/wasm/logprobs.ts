@@ -5,6 +5,7 @@
  */
 import {
   float32InverseTemperature,
+  type Logits,
   type LogitsGradient,
   type LogitsInput,
   logProbOverflow,
@@ -37,7 +38,11 @@ import {
   residentOf,
   split,
 } from "./engine.js";
+import type { Prediction } from "./fused.js";
 import type { WasmKernel } from "./kernel.js";
+
+/** forward_backward's params: the clip objective's six, 1/τ in float64, and whether the policy is its own old one. */
+const PREDICTION_PARAMS = 8;
 
 /** How far a row's probabilities may sum from 1 under saved statistics before they are taken for another row's. */
 const MISMATCH_TOLERANCE = 1e-3;
@@ -93,11 +98,16 @@ export function forwardStats(
   ]);
 }
 
+/**
+ * tokenLogProbs; with `prediction` (fused.ts), also the gradient into the logits under the loss gradient the kernel
+ * predicts at each position, in the same visit of each row, left in `prediction.outcome` for the backward step.
+ */
 export async function wasmTokenLogProbs(
   exclusive: Exclusive,
   logitsInput: LogitsInput,
   tokensInput: MatrixInput,
   options: TokenLogProbsOptions = {},
+  prediction?: Prediction,
 ): Promise<TokenLogProbs> {
   const { temperature, entropy: withEntropy } = readForwardOptions(options);
   const l = readLogits(logitsInput);
@@ -112,14 +122,32 @@ export async function wasmTokenLogProbs(
     const logSumExp = new Float64Array(positions).fill(NaN);
     const entropy = withEntropy ? new Float64Array(positions) : undefined;
     const inverseTemperature = 1 / temperature;
+    const inverse32 = float32InverseTemperature(temperature);
+    const predicted = prediction === undefined ? undefined : new Float64Array(positions);
+    const gradient = prediction === undefined || resident !== undefined ? undefined : newGradient(l);
     for (const chunk of chunksOf(l, engine.chunkBytes, resident)) {
       const count = chunk.end - chunk.start;
-      const at = forwardLayout(kernel, count, l.vocab, resident === undefined);
+      const staged = resident === undefined;
+      const at =
+        prediction === undefined
+          ? forwardLayout(kernel, count, l.vocab, staged)
+          : predictingLayout(kernel, count, l.vocab, staged);
       const logits = chunkLogits(engine, l, chunk, resident, at.logits);
       const active = kernel.u8(at.active, count);
       for (let k = 0; k < count; k++) active[k] = mask === undefined || mask[chunk.start + k] === 1 ? 1 : 0;
-      await forwardStats(engine, logits, count, l.vocab, float32InverseTemperature(temperature), withEntropy, at);
-      const staged = kernel.f32(logits, count * l.vocab);
+      if (prediction === undefined) {
+        await forwardStats(engine, logits, count, l.vocab, inverse32, withEntropy, at);
+      } else {
+        const fused = at as ReturnType<typeof predictingLayout>;
+        const grad = staged ? fused.grad : resident!.gradientOffset + chunk.start * l.vocab * 4;
+        await forwardBackward(engine, chunk, l.vocab, ids, prediction, { ...fused, logits, grad }, inverse32, {
+          withEntropy,
+          inverseTemperature,
+        });
+        predicted!.set(kernel.f64(fused.predicted, count), chunk.start);
+        gradient?.set(kernel.f32(grad, count * l.vocab), chunk.start * l.vocab);
+      }
+      const values = kernel.f32(logits, count * l.vocab);
       const max = kernel.f32(at.max, count);
       const sum = kernel.f64(at.sum, count);
       const weighted = kernel.f64(at.weighted, count);
@@ -129,14 +157,84 @@ export async function wasmTokenLogProbs(
         const stats = positionStatistics(i, l.cols, max[k]!, sum[k]!, weighted[k]!, inverseTemperature);
         logSumExp[i] = stats.logSumExp;
         // (z − max)/τ − log Σ: exact where z/τ − logsumexp would cancel two huge numbers (as the reference).
-        const tokenLogit = staged[k * l.vocab + ids[i]!]!;
+        const tokenLogit = values[k * l.vocab + ids[i]!]!;
         logp[i] = (tokenLogit - max[k]!) * inverseTemperature - stats.logSum;
         if (logp[i] === -Infinity && tokenLogit !== -Infinity) throw logProbOverflow(i, l.cols, tokenLogit, max[k]!);
         if (entropy !== undefined) entropy[i] = stats.entropy;
       }
     }
+    if (prediction !== undefined) {
+      if (gradient !== undefined && l.bfloat16 !== undefined) roundToBfloat16InPlace(gradient as Float32Array);
+      const data = gradient ?? resident!.views().gradient;
+      prediction.outcome = { gradient: { data, shape: [l.rows, l.cols, l.vocab] }, predicted: predicted! };
+    }
     return { logp, entropy, logSumExp, temperature, shape: [l.rows, l.cols] };
   });
+}
+
+/** A gradient in the logits' own precision (float32 for float32 and bfloat16 logits). */
+function newGradient(l: Logits): Float32Array | Float64Array {
+  const size = l.rows * l.cols * l.vocab;
+  return l.data instanceof Float64Array ? new Float64Array(size) : new Float32Array(size);
+}
+
+/** forward_backward's buffers for a chunk: forward_stats's, the gradient, and each position's loss inputs. */
+function predictingLayout(kernel: WasmKernel, positions: number, vocab: number, staged: boolean) {
+  const doubles = positions * 8;
+  const offsets = kernel.reserve([
+    ...forwardSizes(positions, vocab, staged),
+    staged ? positions * vocab * 4 : 0,
+    positions * 4,
+    ...[doubles, doubles, doubles],
+    positions * 4,
+    PREDICTION_PARAMS * 8,
+    doubles,
+  ]) as Offsets<13>;
+  const [logits, active, max, sum, weighted, grad, tokens, old, advantage, weight, gradEntropy, params, predicted] =
+    offsets;
+  return { logits, active, max, sum, weighted, grad, tokens, old, advantage, weight, gradEntropy, params, predicted };
+}
+
+/** forward_backward over a chunk: its inputs copied in, its positions split among the threads. */
+function forwardBackward(
+  engine: Engine,
+  chunk: Chunk,
+  vocab: number,
+  ids: ArrayLike<number>,
+  prediction: Prediction,
+  at: ReturnType<typeof predictingLayout>,
+  inverse32: number,
+  { withEntropy, inverseTemperature }: { withEntropy: boolean; inverseTemperature: number },
+) {
+  const { kernel } = engine;
+  const count = chunk.end - chunk.start;
+  const range = (array: Float64Array | Float32Array) => array.subarray(chunk.start, chunk.end);
+  const tokens = kernel.i32(at.tokens, count);
+  for (let k = 0; k < count; k++) tokens[k] = ids[chunk.start + k]!;
+  kernel.f64(at.old, count).set(range(prediction.old));
+  kernel.f64(at.advantage, count).set(range(prediction.advantage));
+  kernel.f64(at.weight, count).set(range(prediction.weight));
+  kernel.f32(at.gradEntropy, count).set(range(prediction.gradEntropy));
+  kernel.f64(at.params, PREDICTION_PARAMS).set([...prediction.params, inverseTemperature, prediction.onPolicy ? 1 : 0]);
+  return split(engine, "forward_backward", count, (first, n) => [
+    at.logits + first * vocab * 4,
+    at.grad + first * vocab * 4,
+    n,
+    vocab,
+    inverse32,
+    withEntropy ? 1 : 0,
+    at.active + first,
+    at.tokens + first * 4,
+    at.old + first * 8,
+    at.advantage + first * 8,
+    at.weight + first * 8,
+    at.gradEntropy + first * 4,
+    at.params,
+    at.max + first * 4,
+    at.sum + first * 8,
+    at.weighted + first * 8,
+    at.predicted + first * 8,
+  ]);
 }
 
 export async function wasmTokenLogProbsBackward(

@@ -11,7 +11,7 @@ import type { WasmKernel } from "./kernel.js";
 
 /** One kernel call over a range of positions: an export's name and its arguments (byte offsets and counts). */
 export interface KernelCall {
-  readonly fn: "forward_stats" | "backward";
+  readonly fn: "forward_stats" | "backward" | "forward_backward";
   readonly args: readonly number[];
 }
 

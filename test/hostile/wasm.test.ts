@@ -7,9 +7,11 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
-import { GrpoRocError, referenceBackend } from "../../src/index.js";
+import { GrpoRocError, lossPresets, referenceBackend } from "../../src/index.js";
+import { fusedCounts, keptGradient, type Prediction } from "../../src/wasm/fused.js";
 import { createWasmBackend, WasmMemoryError } from "../../src/wasm/index.js";
 import { moduleBytes } from "../../src/wasm/kernel.js";
+import { expectClose, logitGradScale, tolerance } from "../conformance/tolerances.js";
 import { hostile } from "./shared.js";
 
 const repository = path.resolve(import.meta.dirname, "../..");
@@ -23,7 +25,10 @@ function batch(rows: number, cols: number, vocab: number, seed = 1) {
   };
   const data = Float32Array.from({ length: rows * cols * vocab }, () => (next() - 0.5) * 8);
   const tokens = { data: Array.from({ length: rows * cols }, (_, i) => (i * 7) % vocab), shape: [rows, cols] as const };
-  const gradLogp = { data: Array.from({ length: rows * cols }, (_, i) => 0.1 * ((i % 5) - 2)), shape: [rows, cols] as const };
+  const gradLogp = {
+    data: Array.from({ length: rows * cols }, (_, i) => 0.1 * ((i % 5) - 2)),
+    shape: [rows, cols] as const,
+  };
   return { logits: { data, shape: [rows, cols, vocab] as [number, number, number] }, tokens, gradLogp };
 }
 
@@ -193,5 +198,136 @@ describe("class 4: the kernel can be run by several threads at once", () => {
         if ((bytes[k] === 0x23 || bytes[k] === 0x24) && bytes[k + 1] === 0x00) uses.push(k);
       expect(uses, `${build} build`).toEqual([]);
     }
+  });
+});
+
+describe("class 5: the loss from logits, fused (the loss gradient predicted in the kernel)", () => {
+  const presets = { paper: lossPresets.paper, reference: lossPresets.reference, verl: lossPresets.verl };
+  const counted = async <T>(run: () => Promise<T>) => {
+    const before = { ...fusedCounts };
+    const value = await run();
+    return { value, kept: fusedCounts.kept - before.kept, recomputed: fusedCounts.recomputed - before.recomputed };
+  };
+
+  it("clip presets, with and without old log-probs, masks, an entropy bonus, temperatures: the gradient is kept, and is the reference's", async () => {
+    const backend = tracked({ threads: 2 });
+    const arbitrary = fc.record({
+      preset: fc.constantFrom(...(Object.keys(presets) as (keyof typeof presets)[])),
+      rows: fc.integer({ min: 1, max: 4 }),
+      cols: fc.integer({ min: 1, max: 5 }),
+      vocab: fc.integer({ min: 1, max: 300 }),
+      seed: fc.integer({ min: 1, max: 1e6 }),
+      old: fc.boolean(),
+      masked: fc.boolean(),
+      entropyCoef: fc.constantFrom(0, 0.01),
+      temperature: fc.constantFrom(1, 0.7),
+    });
+    await fc.assert(
+      fc.asyncProperty(arbitrary, async (c) => {
+        const { logits, tokens } = batch(c.rows, c.cols, c.vocab, c.seed);
+        const forward = await referenceBackend.tokenLogProbs(logits, tokens, { temperature: c.temperature });
+        const inputs = {
+          logits,
+          tokens,
+          advantages: Array.from({ length: c.rows }, (_, b) => (b % 2 === 0 ? 1 : -0.5)),
+          ...(c.old
+            ? { oldLogp: { data: forward.logp.map((x, i) => x + 0.4 * Math.sin(i)), shape: forward.shape } }
+            : {}),
+          ...(c.masked
+            ? { mask: { data: forward.logp.map((_, i) => (i % 3 === 2 ? 0 : 1)), shape: forward.shape } }
+            : {}),
+        };
+        const options = { ...presets[c.preset], entropyCoef: c.entropyCoef, temperature: c.temperature };
+        const { value, kept, recomputed } = await counted(() => backend.policyLossFromLogits(inputs, options));
+        expect([kept, recomputed]).toEqual([1, 0]);
+        const expected = await referenceBackend.policyLossFromLogits(inputs, options);
+        expectClose(value.loss, expected.loss, tolerance("float32", "value", 1), "loss");
+        const statistics = await referenceBackend.tokenLogProbs(logits, tokens, {
+          temperature: c.temperature,
+          entropy: true,
+        });
+        const scale = logitGradScale(
+          logits.data,
+          c.vocab,
+          expected.gradLogits.data,
+          statistics,
+          expected.grad,
+          expected.gradEntropy,
+          c.temperature,
+        );
+        expectClose(value.gradLogits.data, expected.gradLogits.data, tolerance("float32", "grad", scale), "∂/∂logits");
+      }),
+      { numRuns: 60, seed: 20261207 },
+    );
+  });
+
+  it("a loss gradient the kernel does not predict (a zero advantage where the ratio overflows: the reference's 0, the kernel's NaN): recomputed, the reference's", async () => {
+    const backend = tracked({ threads: 2 });
+    const { logits, tokens } = batch(2, 3, 50);
+    const inputs = {
+      logits,
+      tokens,
+      advantages: [0, 1],
+      oldLogp: [
+        [-800, -1, -1],
+        [-4, -4, -4],
+      ],
+    };
+    const { value, kept, recomputed } = await counted(() => backend.policyLossFromLogits(inputs, lossPresets.paper));
+    expect([kept, recomputed]).toEqual([0, 1]);
+    const expected = await referenceBackend.policyLossFromLogits(inputs, lossPresets.paper);
+    expect(value.loss).toBeCloseTo(expected.loss, 6);
+    for (let i = 0; i < expected.gradLogits.data.length; i++)
+      expect(value.gradLogits.data[i]).toBeCloseTo(expected.gradLogits.data[i]!, 6);
+  });
+
+  it("objectives whose loss gradient is not per position (cispo, a sequence ratio, a KL term): composed, no prediction", async () => {
+    const backend = tracked({ threads: 2 });
+    const { logits, tokens } = batch(2, 3, 40);
+    const inputs = {
+      logits,
+      tokens,
+      advantages: [1, -1],
+      refLogp: [
+        [-3, -3, -3],
+        [-3, -3, -3],
+      ],
+    };
+    for (const options of [
+      { ...lossPresets.paper, objective: "cispo" as const },
+      lossPresets.verlGspo,
+      { ...lossPresets.paper, kl: { kind: "k3" as const, coef: 0.1 } },
+    ]) {
+      const { value, kept, recomputed } = await counted(() => backend.policyLossFromLogits(inputs, options));
+      expect([kept, recomputed]).toEqual([0, 0]);
+      expect(value.loss).toBeCloseTo((await referenceBackend.policyLossFromLogits(inputs, options)).loss, 6);
+    }
+  });
+
+  it("keeps a gradient only when every position's predicted loss gradient is the reference's (2^-30) and its entropy gradient exactly", () => {
+    const gradient = { data: new Float32Array(4), shape: [1, 2, 2] as const };
+    const prediction = (predicted: number[], gradEntropy: number[]): Prediction => ({
+      old: new Float64Array(2),
+      onPolicy: true,
+      advantage: new Float64Array(2),
+      weight: new Float64Array(2),
+      gradEntropy: Float32Array.from(gradEntropy),
+      params: [],
+      outcome: { gradient, predicted: Float64Array.from(predicted) },
+    });
+    const options = (gradLogp: number[], gradEntropy?: number[]) => ({
+      gradLogp: { data: gradLogp, shape: [1, 2] as const },
+      ...(gradEntropy === undefined ? {} : { gradEntropy: { data: gradEntropy, shape: [1, 2] as const } }),
+    });
+    expect(keptGradient(prediction([0.5, -0.25], [0, 0]), options([0.5, -0.25]))).toBe(gradient);
+    expect(keptGradient(prediction([0.5, 0], [0, 0]), options([0.5 * (1 + 2 ** -31), 0]))).toBe(gradient);
+    expect(keptGradient(prediction([0.5, 0], [0, 0]), options([0.5 * (1 + 2 ** -29), 0]))).toBeUndefined();
+    expect(keptGradient(prediction([0, 0], [0, 0]), options([1e-300, 0]))).toBeUndefined();
+    expect(keptGradient(prediction([Number.NaN, 0], [0, 0]), options([0, 0]))).toBeUndefined();
+    expect(keptGradient(prediction([0, 0], [-0.1, 0]), options([0, 0], [-0.1, 0]))).toBe(gradient);
+    expect(keptGradient(prediction([0, 0], [-0.1, 0]), options([0, 0], [-0.1000001, 0]))).toBeUndefined();
+    expect(keptGradient(prediction([0, 0], [-0.1, 0]), options([0, 0]))).toBeUndefined();
+    const { outcome: _, ...withoutOutcome } = prediction([0, 0], [0, 0]);
+    expect(keptGradient(withoutOutcome, options([0, 0]))).toBeUndefined();
   });
 });
