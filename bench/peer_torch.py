@@ -6,7 +6,11 @@ tokenLogProbs / tokenLogProbsBackward, the way verl computes them, on CPU.
   with agg_loss "token-mean", then .backward() for the gradient with respect to log_prob. Inputs come from the
   bench (binary files), so both sides see the same values; advantages are expanded to [B, T] as verl holds them.
 - Token log-probs: log_softmax(logits, -1).gather(-1, tokens) forward (under no_grad, as for old/ref log-probs)
-  and forward + backward (grad enabled, .backward(grad_logp)); the config can leave forward + backward out. The 524 MB logits come from torch's own RNG
+  and forward + backward (grad enabled, .backward(grad_logp)); the config can leave forward + backward out. With
+  "reused" (bench:wasm), the same again into preallocated buffers every call: torch._log_softmax(..., out=) and
+  torch.gather(..., out=) forward, and the backward written into a reused gradient buffer as
+  grad = onehot·g − g·softmax (torch.exp(log_softmax, out=), mul_, scatter_add_): the cost without allocation.
+  The 524 MB logits come from torch's own RNG
   (randn * 3, seed 0), not the bench's generator: timing does not depend on the values. Tokens and grad_logp
   follow the same closed formulas as the bench, so those are identical.
 
@@ -210,11 +214,45 @@ def token_logp(logits, tokens):
     return torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
+class Reused:
+    """log_softmax + gather and its backward into buffers allocated once (the "reused" sections)."""
+
+    def __init__(self, logits, tokens):
+        self.logits = logits
+        self.index = tokens.unsqueeze(-1)
+        self.log_softmax = torch.empty_like(logits)
+        self.logp = torch.empty(self.index.shape, dtype=logits.dtype)
+        self.grad = torch.empty_like(logits)
+
+    def forward(self):
+        with torch.no_grad():
+            torch._log_softmax(self.logits, -1, False, out=self.log_softmax)
+            torch.gather(self.log_softmax, -1, self.index, out=self.logp)
+        return self.logp
+
+    def forward_backward(self, grad_logp):
+        """∂/∂logits of Σ g·logp[token] = onehot·g − g·softmax, written into self.grad."""
+        self.forward()
+        g = grad_logp.unsqueeze(-1)
+        with torch.no_grad():
+            torch.exp(self.log_softmax, out=self.grad)
+            self.grad.mul_(-g)
+            self.grad.scatter_add_(-1, self.index, g)
+        return self.grad
+
+
 def logprob_agreement(check, out_dir):
     rows, cols, vocab = check["shape"]
     logits = torch.from_numpy(np.fromfile(check["file"], dtype=np.float32).reshape(rows, cols, vocab).copy())
     tokens = formula_tokens(rows, cols, vocab)
     grad_logp = formula_grad_logp(rows, cols).to(torch.float32)
+    reused = Reused(logits, tokens)
+    reused_logp = reused.forward().squeeze(-1).clone()
+    reused_grad = reused.forward_backward(grad_logp).clone()
+    # Autograd's own backward kernel into a preallocated buffer, as a second check of the formulation above.
+    grad_output = torch.zeros_like(logits).scatter_(-1, tokens.unsqueeze(-1), grad_logp.unsqueeze(-1))
+    kernel_grad = torch.empty_like(logits)
+    torch._log_softmax_backward_data(grad_output, reused.log_softmax, -1, logits.dtype, out=kernel_grad)
     logits.requires_grad_(True)
     logp = token_logp(logits, tokens)
     logp.backward(grad_logp)
@@ -222,7 +260,15 @@ def logprob_agreement(check, out_dir):
     grad_file = os.path.join(out_dir, "small_grad.f64")
     logp.detach().to(torch.float64).numpy().tofile(logp_file)
     logits.grad.to(torch.float64).numpy().tofile(grad_file)
-    return {"logp_file": logp_file, "grad_file": grad_file}
+    return {
+        "logp_file": logp_file,
+        "grad_file": grad_file,
+        "reused_vs_autograd": {
+            "logp": float((reused_logp - logp.detach()).abs().max()),
+            "grad": float((reused_grad - logits.grad).abs().max()),
+            "log_softmax_backward_data_grad": float((kernel_grad - logits.grad).abs().max()),
+        },
+    }
 
 
 def logprob_sections(spec, sampler):
@@ -248,6 +294,15 @@ def logprob_sections(spec, sampler):
         "logits_mb": logits_mb,
         "forward": {"timing": fwd_timing, "memory": fwd_section.figures},
     }
+    if spec.get("reused", False):
+        reused = Reused(logits, tokens)
+        with Section(sampler) as section:
+            timing, _ = timed(reused.forward, spec["warmup"], spec["runs"])
+        result["forward_reused"] = {"timing": timing, "memory": section.figures}
+        with Section(sampler) as section:
+            timing, _ = timed(lambda: reused.forward_backward(grad_logp), spec["warmup"], spec["runs"])
+        result["forward_backward_reused"] = {"timing": timing, "memory": section.figures}
+        del reused
     if not spec.get("forwardBackward", True):
         return result
     logits.requires_grad_(True)
@@ -281,10 +336,12 @@ def main():
         "threads": torch.get_num_threads(),
         "loss": {},
     }
-    for case in config["loss"]["cases"]:
-        for dtype_name in config["loss"]["dtypes"]:
-            report["loss"][f"{case['name']}_{dtype_name}"] = loss_section(case, dtype_name, config["loss"]["options"], sampler, config["outDir"])
-    report["logprobAgreement"] = logprob_agreement(config["logprobs"]["agreement"], config["outDir"])
+    loss = config.get("loss")  # bench:wasm leaves the loss out
+    for case in loss["cases"] if loss is not None else []:
+        for dtype_name in loss["dtypes"]:
+            report["loss"][f"{case['name']}_{dtype_name}"] = loss_section(case, dtype_name, loss["options"], sampler, config["outDir"])
+    if "agreement" in config["logprobs"]:
+        report["logprobAgreement"] = logprob_agreement(config["logprobs"]["agreement"], config["outDir"])
     report["logprobs"] = logprob_sections(config["logprobs"], sampler)
     sampler.stop()
     report["ru_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,5 +1,5 @@
 /**
- * Helpers shared by the benchmarks (bench/loss.bench.ts, bench/backends.bench.ts): deterministic inputs, the
+ * Helpers shared by the benchmarks (bench/loss.bench.ts, bench/backends.bench.ts, bench/wasm.bench.ts): deterministic inputs, the
  * memory probe and timing, and the PyTorch peer (bench/peer_torch.py) with its report types.
  */
 import { spawnSync } from "node:child_process";
@@ -360,7 +360,12 @@ export interface PeerReport {
     string,
     PeerSection & { readonly loss: number; readonly metrics: Record<string, number>; readonly grad_file: string }
   >;
-  readonly logprobAgreement: { readonly logp_file: string; readonly grad_file: string };
+  readonly logprobAgreement: {
+    readonly logp_file: string;
+    readonly grad_file: string;
+    /** Max |diff| of the reused-buffer formulation (and of torch's own backward kernel) against autograd. */
+    readonly reused_vs_autograd?: Record<string, number>;
+  };
   readonly logprobs: {
     readonly generate_s: number;
     readonly logits_mb: number;
@@ -368,6 +373,9 @@ export interface PeerReport {
     readonly forward: PeerSection;
     /** Absent when the config leaves it out. */
     readonly forward_backward?: PeerSection;
+    /** With `reused` (bench:wasm): the same into buffers allocated once (out=). */
+    readonly forward_reused?: PeerSection;
+    readonly forward_backward_reused?: PeerSection;
   };
 }
 
