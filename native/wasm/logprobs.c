@@ -64,6 +64,33 @@ static inline v128_t exp4(v128_t x) {
   return wasm_f32x4_mul(wasm_f32x4_mul(y, scale1), scale2);
 }
 
+/*
+ * e^x for x ≤ 0 (the statistics' e^d, d = (z − max)/τ), cheaper than exp4: e^x is at least 2^-126 (a normal float32)
+ * over [−87.33, 0], so one scaling by 2^n does, and the results below, subnormal in float32, are flushed to 0 (to
+ * a sum of terms ≥ e^0 = 1 they add less than 2^-126 each). Within 1 ulp of e^x over [−87.33, 0], as exp4, from the
+ * same reduction and polynomial; exactly 0 below −87.33, at −Infinity and for NaN (the callers skip rows holding
+ * NaN before they get here).
+ */
+static inline v128_t exp4_nonpositive(v128_t x) {
+  const v128_t magic = wasm_f32x4_splat(12582912.0f); /* 1.5·2^23 */
+  const v128_t lowest = wasm_f32x4_splat(-87.33f);
+  v128_t normal = wasm_f32x4_ge(x, lowest);
+  v128_t clamped = wasm_f32x4_pmax(x, lowest);
+  v128_t shifted = wasm_f32x4_add(wasm_f32x4_mul(clamped, wasm_f32x4_splat(1.44269504088896341f)), magic);
+  v128_t n = wasm_f32x4_sub(shifted, magic);
+  v128_t r = wasm_f32x4_sub(clamped, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
+  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
+  v128_t p = wasm_f32x4_splat(1.9875691500e-4f);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.3981999507e-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(8.3334519073e-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(4.1665795894e-2f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.6666665459e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(5.0000001201e-1f));
+  v128_t y = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(p, wasm_f32x4_mul(r, r)), r), wasm_f32x4_splat(1.0f));
+  v128_t scale = wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_sub(shifted, magic), wasm_i32x4_splat(127)), 23);
+  return wasm_v128_and(wasm_f32x4_mul(y, scale), normal);
+}
+
 /* Loads entries [v, v + 4) of a row, the lanes at or beyond `end` set to `fill`. */
 static inline v128_t load_tail(const float *row, int v, int end, float fill) {
   float a = v < end ? row[v] : fill;
@@ -114,7 +141,7 @@ static float row_max(const float *row, int vocab) {
 #define ACCUMULATE(z)                                                                                     \
   do {                                                                                                    \
     v128_t d = wasm_f32x4_mul(wasm_f32x4_sub((z), shift), inv_t);                                        \
-    v128_t e = exp4(d);                                                                                   \
+    v128_t e = exp4_nonpositive(d);                                                                       \
     block_sum = wasm_f32x4_add(block_sum, e);                                                             \
     if (with_entropy)                                                                                     \
       block_weighted = wasm_f32x4_add(                                                                    \
@@ -340,7 +367,7 @@ __attribute__((export_name("forward_backward"))) void forward_backward(
       v128_t block_sum = wasm_f32x4_splat(0.0f), block_weighted = wasm_f32x4_splat(0.0f);
       for (; v + 4 <= end; v += 4) {
         v128_t d = wasm_f32x4_mul(wasm_f32x4_sub(wasm_v128_load(row + v), shift), inv_t);
-        v128_t e = exp4(d);
+        v128_t e = exp4_nonpositive(d);
         wasm_v128_store(out + v, e);
         block_sum = wasm_f32x4_add(block_sum, e);
         if (with_entropy)
@@ -349,7 +376,7 @@ __attribute__((export_name("forward_backward"))) void forward_backward(
       }
       for (; v < end; v++) {
         v128_t d = wasm_f32x4_mul(wasm_f32x4_sub(wasm_f32x4_splat(row[v]), shift), inv_t);
-        v128_t e = wasm_v128_and(exp4(d), wasm_i32x4_make(-1, 0, 0, 0));
+        v128_t e = wasm_v128_and(exp4_nonpositive(d), wasm_i32x4_make(-1, 0, 0, 0));
         out[v] = wasm_f32x4_extract_lane(e, 0);
         block_sum = wasm_f32x4_add(block_sum, e);
         if (with_entropy)
@@ -400,6 +427,13 @@ __attribute__((export_name("forward_backward"))) void forward_backward(
     }
     out[tokens[i]] += g * inverse_temperature;
   }
+}
+
+/* e^x of n float32 values x ≤ 0 (exp4_nonpositive), for the tests of its accuracy. */
+__attribute__((export_name("exp_nonpositive_f32"))) void exp_nonpositive_f32(const float *in, float *out, int n) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4) wasm_v128_store(out + i, exp4_nonpositive(wasm_v128_load(in + i)));
+  for (; i < n; i++) out[i] = wasm_f32x4_extract_lane(exp4_nonpositive(wasm_f32x4_splat(in[i])), 0);
 }
 
 /* e^x of n float32 values (exp4, four at a time): for the tests of its accuracy. */

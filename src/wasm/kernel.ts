@@ -58,6 +58,7 @@ export interface KernelExports {
     outPredicted: number,
   ): void;
   exp_f32(input: number, output: number, count: number): void;
+  exp_nonpositive_f32(input: number, output: number, count: number): void;
   readonly __heap_base: WasmGlobal;
 }
 
