@@ -65,11 +65,12 @@ static inline v128_t exp4(v128_t x) {
 }
 
 /*
- * e^x for x ≤ 0 (the statistics' e^d, d = (z − max)/τ), cheaper than exp4: e^x is at least 2^-126 (a normal float32)
- * over [−87.33, 0], so one scaling by 2^n does, and the results below, subnormal in float32, are flushed to 0 (to
- * a sum of terms ≥ e^0 = 1 they add less than 2^-126 each). Within 1 ulp of e^x over [−87.33, 0], as exp4, from the
- * same reduction and polynomial; exactly 0 below −87.33, at −Infinity and for NaN (the callers skip rows holding
- * NaN before they get here).
+ * e^x for x ≤ 0 (the statistics' e^d, d = (z − max)/τ, and the gradient's p = e^(log p)), cheaper than exp4: e^x is
+ * at least 2^-126 (a normal float32) over [−87.33, 0], so one scaling by 2^n does, and the results below, subnormal
+ * in float32, are flushed to 0 (to a sum of terms ≥ e^0 = 1 they add less than 2^-126 each). Within 1 ulp of e^x
+ * over [−87.33, 0], as exp4, from the same reduction and polynomial (and up to x = 88, which a log-prob under
+ * statistics that are not its row's may reach: the caller then refuses the row); exactly 0 below −87.33, at
+ * −Infinity and for NaN (the callers skip rows holding NaN before they get here).
  */
 static inline v128_t exp4_nonpositive(v128_t x) {
   const v128_t magic = wasm_f32x4_splat(12582912.0f); /* 1.5·2^23 */
@@ -192,7 +193,7 @@ __attribute__((export_name("forward_stats"))) void forward_stats(const float *lo
 static inline v128_t gradient4(v128_t z, v128_t shift, v128_t inv_t, v128_t log_norm, v128_t g, v128_t h,
                                v128_t entropy, v128_t *p_out, int with_entropy) {
   v128_t log_p = wasm_f32x4_sub(wasm_f32x4_mul(wasm_f32x4_sub(z, shift), inv_t), log_norm);
-  v128_t p = exp4(log_p);
+  v128_t p = exp4_nonpositive(log_p);
   *p_out = p;
   v128_t upstream = wasm_f32x4_mul(g, p);
   if (with_entropy) {
