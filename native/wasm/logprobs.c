@@ -339,7 +339,8 @@ static double clip_gradient(double logp, double old, double a, double w, const d
  * float64; the row uses it rounded to float32), which the caller compares with the reference's loss gradient before
  * it keeps the rows. Rows with active[i] = 0,
  * or a predicted gradient of 0 (g = h = 0), are zeroed; a row whose max is not finite gets s = w = 0 (reported by
- * the caller). params: clip_gradient's six, 1/τ in float64, then clip_gradient's last.
+ * the caller). params: clip_gradient's six, 1/τ in float64, clip_gradient's last, then 1 where the loss gradient
+ * is given rather than predicted: g = weight[i] (tokenLogProbsBackward without saved statistics).
  */
 __attribute__((export_name("forward_backward"))) void forward_backward(
     const float *logits, float *grad, int positions, int vocab, float inverse_temperature, int with_entropy,
@@ -391,7 +392,7 @@ __attribute__((export_name("forward_backward"))) void forward_backward(
     out_weighted[i] = weighted;
     double log_sum = log_f64(sum);
     double logp = ((double)row[tokens[i]] - (double)m) * params[6] - log_sum;
-    double predicted = clip_gradient(logp, old_logp[i], advantage[i], weight[i], params);
+    double predicted = params[8] != 0.0 ? weight[i] : clip_gradient(logp, old_logp[i], advantage[i], weight[i], params);
     float g = (float)predicted, h = grad_entropy[i];
     out_g[i] = predicted;
     if (g == 0.0f && h == 0.0f) {

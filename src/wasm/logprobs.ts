@@ -41,8 +41,11 @@ import {
 import type { Prediction } from "./fused.js";
 import type { WasmKernel } from "./kernel.js";
 
-/** forward_backward's params: the clip objective's six, 1/τ in float64, and whether the policy is its own old one. */
-const PREDICTION_PARAMS = 8;
+/**
+ * forward_backward's params: the clip objective's six, 1/τ in float64, whether the policy is its own old one, and
+ * whether the loss gradient is given (weight) rather than predicted.
+ */
+const PREDICTION_PARAMS = 9;
 
 /** How far a row's probabilities may sum from 1 under saved statistics before they are taken for another row's. */
 const MISMATCH_TOLERANCE = 1e-3;
@@ -58,21 +61,21 @@ export function forwardSizes(positions: number, vocab: number, staged: boolean):
 }
 
 /**
- * The backward pass's buffers: the forward statistics' (the same offsets: the statistics are recomputed there when
- * nothing was saved), then the gradient (none for resident logits: theirs is beside them) and each position's
- * inputs to it.
+ * The backward pass's buffers under saved statistics: the staged logits, the rows it reads, the gradient (none for
+ * resident logits: theirs is beside them), each position's inputs to it, and the row checks it returns.
  */
 function backwardLayout(kernel: WasmKernel, positions: number, vocab: number, staged: boolean) {
   const float32s = positions * 4;
+  const block = staged ? positions * vocab * 4 : 0;
   const offsets = kernel.reserve([
-    ...forwardSizes(positions, vocab, staged),
-    staged ? positions * vocab * 4 : 0,
+    block,
+    positions,
+    block,
     ...[float32s, float32s, float32s, float32s, float32s, float32s, float32s],
     positions * 8,
-  ]) as Offsets<14>;
-  const [logits, active, max, sum, weighted, grad, shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum] =
-    offsets;
-  return { logits, active, max, sum, weighted, grad, shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum };
+  ]) as Offsets<11>;
+  const [logits, active, grad, shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum] = offsets;
+  return { logits, active, grad, shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum };
 }
 
 /** forward_stats over a chunk whose logits are at `logits`, its buffers at `at`, split among the threads. */
@@ -140,10 +143,19 @@ export async function wasmTokenLogProbs(
       } else {
         const fused = at as ReturnType<typeof predictingLayout>;
         const grad = staged ? fused.grad : resident!.gradientOffset + chunk.start * l.vocab * 4;
-        await forwardBackward(engine, chunk, l.vocab, ids, prediction, { ...fused, logits, grad }, inverse32, {
-          withEntropy,
-          inverseTemperature,
-        });
+        await forwardBackward(
+          engine,
+          chunk,
+          l.vocab,
+          ids,
+          { predicted: prediction },
+          { ...fused, logits, grad },
+          inverse32,
+          {
+            withEntropy,
+            inverseTemperature,
+          },
+        );
         predicted!.set(kernel.f64(fused.predicted, count), chunk.start);
         gradient?.set(kernel.f32(grad, count * l.vocab), chunk.start * l.vocab);
       }
@@ -195,27 +207,57 @@ function predictingLayout(kernel: WasmKernel, positions: number, vocab: number, 
   return { logits, active, max, sum, weighted, grad, tokens, old, advantage, weight, gradEntropy, params, predicted };
 }
 
+/**
+ * The loss gradient forward_backward uses at each position: predicted from the clip objective's inputs (fused.ts),
+ * or given (tokenLogProbsBackward's gradLogp and gradEntropy, at the positions it reads).
+ */
+type Upstream =
+  | { readonly predicted: Prediction }
+  | {
+      readonly given: {
+        readonly reads: ArrayLike<number>;
+        readonly gradLogp: ArrayLike<number>;
+        readonly gradEntropy: ArrayLike<number> | undefined;
+      };
+    };
+
 /** forward_backward over a chunk: its inputs copied in, its positions split among the threads. */
 function forwardBackward(
   engine: Engine,
   chunk: Chunk,
   vocab: number,
   ids: ArrayLike<number>,
-  prediction: Prediction,
+  upstream: Upstream,
   at: ReturnType<typeof predictingLayout>,
   inverse32: number,
   { withEntropy, inverseTemperature }: { withEntropy: boolean; inverseTemperature: number },
 ) {
   const { kernel } = engine;
   const count = chunk.end - chunk.start;
-  const range = (array: Float64Array | Float32Array) => array.subarray(chunk.start, chunk.end);
   const tokens = kernel.i32(at.tokens, count);
   for (let k = 0; k < count; k++) tokens[k] = ids[chunk.start + k]!;
-  kernel.f64(at.old, count).set(range(prediction.old));
-  kernel.f64(at.advantage, count).set(range(prediction.advantage));
-  kernel.f64(at.weight, count).set(range(prediction.weight));
-  kernel.f32(at.gradEntropy, count).set(range(prediction.gradEntropy));
-  kernel.f64(at.params, PREDICTION_PARAMS).set([...prediction.params, inverseTemperature, prediction.onPolicy ? 1 : 0]);
+  const params = kernel.f64(at.params, PREDICTION_PARAMS);
+  if ("predicted" in upstream) {
+    const prediction = upstream.predicted;
+    const range = (array: Float64Array | Float32Array) => array.subarray(chunk.start, chunk.end);
+    kernel.f64(at.old, count).set(range(prediction.old));
+    kernel.f64(at.advantage, count).set(range(prediction.advantage));
+    kernel.f64(at.weight, count).set(range(prediction.weight));
+    kernel.f32(at.gradEntropy, count).set(range(prediction.gradEntropy));
+    params.set([...prediction.params, inverseTemperature, prediction.onPolicy ? 1 : 0, 0]);
+  } else {
+    const { reads, gradLogp, gradEntropy } = upstream.given;
+    const weight = kernel.f64(at.weight, count);
+    const h = kernel.f32(at.gradEntropy, count);
+    for (let k = 0; k < count; k++) {
+      const i = chunk.start + k;
+      weight[k] = reads[i] === 1 ? gradLogp[i]! : 0;
+      h[k] = reads[i] === 1 && gradEntropy !== undefined ? gradEntropy[i]! : 0;
+    }
+    params.fill(0);
+    params[6] = inverseTemperature;
+    params[8] = 1;
+  }
   return split(engine, "forward_backward", count, (first, n) => [
     at.logits + first * vocab * 4,
     at.grad + first * vocab * 4,
@@ -253,16 +295,10 @@ export async function wasmTokenLogProbsBackward(
   // Saved statistics that float32 kernels cannot use exactly (huge logits) are recomputed, for every row.
   const saved = backward.saved !== undefined && savedIsExact(backward.saved, reads) ? backward.saved : undefined;
   return exclusive(async (engine) => {
+    if (saved === undefined) return gradientInOnePass(engine, l, ids, { reads, gradLogp, gradEntropy }, temperature);
     const { kernel } = engine;
     const resident = residentOf(engine, l);
-    const positions = l.rows * l.cols;
-    const out =
-      resident !== undefined
-        ? undefined
-        : l.data instanceof Float32Array
-          ? new Float32Array(positions * l.vocab)
-          : new Float64Array(positions * l.vocab);
-    const inverseTemperature = 1 / temperature;
+    const out = resident !== undefined ? undefined : newGradient(l);
     const inverse32 = float32InverseTemperature(temperature);
     for (const chunk of chunksOf(l, engine.chunkBytes, resident)) {
       const count = chunk.end - chunk.start;
@@ -272,38 +308,19 @@ export async function wasmTokenLogProbsBackward(
       const grad = resident === undefined ? at.grad : resident.gradientOffset + chunk.start * l.vocab * 4;
       const active = kernel.u8(at.active, count);
       for (let k = 0; k < count; k++) active[k] = reads[chunk.start + k]!;
-      if (saved === undefined) {
-        await forwardStats(engine, logits, count, l.vocab, inverse32, gradEntropy !== undefined, at);
-        const max = kernel.f32(at.max, count);
-        const sum = kernel.f64(at.sum, count);
-        const weighted = kernel.f64(at.weighted, count);
-        const [shifts, logNorms, entropies] = [
-          kernel.f32(shift, count),
-          kernel.f32(logNorm, count),
-          kernel.f32(entropy, count),
-        ];
-        for (let k = 0; k < count; k++) {
-          if (active[k] === 0) continue;
-          const stats = positionStatistics(chunk.start + k, l.cols, max[k]!, sum[k]!, weighted[k]!, inverseTemperature);
-          shifts[k] = max[k]!;
-          logNorms[k] = stats.logSum;
-          entropies[k] = gradEntropy === undefined ? 0 : stats.entropy;
-        }
-      } else {
-        const [shifts, logNorms, entropies] = [
-          kernel.f32(shift, count),
-          kernel.f32(logNorm, count),
-          kernel.f32(entropy, count),
-        ];
-        for (let k = 0; k < count; k++) {
-          if (active[k] === 0) continue;
-          const i = chunk.start + k;
-          const H = saved.entropy?.[i] ?? 0;
-          const exact = savedShift(saved.logSumExp[i]!, H, temperature)!;
-          shifts[k] = exact.shift;
-          logNorms[k] = exact.logSum;
-          entropies[k] = H;
-        }
+      const [shifts, logNorms, entropies] = [
+        kernel.f32(shift, count),
+        kernel.f32(logNorm, count),
+        kernel.f32(entropy, count),
+      ];
+      for (let k = 0; k < count; k++) {
+        if (active[k] === 0) continue;
+        const i = chunk.start + k;
+        const H = saved.entropy?.[i] ?? 0;
+        const exact = savedShift(saved.logSumExp[i]!, H, temperature)!;
+        shifts[k] = exact.shift;
+        logNorms[k] = exact.logSum;
+        entropies[k] = H;
       }
       const gs = kernel.f32(g, count);
       const hs = kernel.f32(h, count);
@@ -338,6 +355,56 @@ export async function wasmTokenLogProbsBackward(
     if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
     return { data: out, shape: [l.rows, l.cols, l.vocab] };
   });
+}
+
+/**
+ * tokenLogProbsBackward without saved statistics: each row's statistics and its gradient in one visit
+ * (forward_backward with the loss gradient given), the statistics' errors (the reference's, in the order of the
+ * rows) raised after each chunk.
+ */
+async function gradientInOnePass(
+  engine: Engine,
+  l: Logits,
+  ids: ArrayLike<number>,
+  given: { reads: ArrayLike<number>; gradLogp: ArrayLike<number>; gradEntropy: ArrayLike<number> | undefined },
+  temperature: number,
+): Promise<LogitsGradient> {
+  const { kernel } = engine;
+  const resident = residentOf(engine, l);
+  const out = resident !== undefined ? undefined : newGradient(l);
+  const inverseTemperature = 1 / temperature;
+  const withEntropy = given.gradEntropy !== undefined;
+  for (const chunk of chunksOf(l, engine.chunkBytes, resident)) {
+    const count = chunk.end - chunk.start;
+    const at = predictingLayout(kernel, count, l.vocab, resident === undefined);
+    const logits = chunkLogits(engine, l, chunk, resident, at.logits);
+    const grad = resident === undefined ? at.grad : resident.gradientOffset + chunk.start * l.vocab * 4;
+    const active = kernel.u8(at.active, count);
+    for (let k = 0; k < count; k++) active[k] = given.reads[chunk.start + k]!;
+    await forwardBackward(
+      engine,
+      chunk,
+      l.vocab,
+      ids,
+      { given },
+      { ...at, logits, grad },
+      float32InverseTemperature(temperature),
+      {
+        withEntropy,
+        inverseTemperature,
+      },
+    );
+    const max = kernel.f32(at.max, count);
+    const sum = kernel.f64(at.sum, count);
+    const weighted = kernel.f64(at.weighted, count);
+    for (let k = 0; k < count; k++)
+      if (active[k] === 1)
+        positionStatistics(chunk.start + k, l.cols, max[k]!, sum[k]!, weighted[k]!, inverseTemperature);
+    out?.set(kernel.f32(grad, count * l.vocab), chunk.start * l.vocab);
+  }
+  if (out === undefined) return { data: resident!.views().gradient, shape: [l.rows, l.cols, l.vocab] };
+  if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
+  return { data: out, shape: [l.rows, l.cols, l.vocab] };
 }
 
 /**
