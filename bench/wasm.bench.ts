@@ -511,10 +511,19 @@ async function main(): Promise<void> {
             rss(row),
           ]);
         }
-        for (const [variant, target] of [
-          ["wasm 2t staged", pass === "fwd" ? TARGETS.forward : TARGETS.forwardBackward],
-          ["wasm 2t resident", pass === "fwd" ? TARGETS.forward : TARGETS.forwardBackward],
-        ] as const) {
+        const target = pass === "fwd" ? TARGETS.forward : TARGETS.forwardBackward;
+        // Forward + backward two ways: tokenLogProbs then tokenLogProbsBackward (two calls, the logits read twice),
+        // and the one call that gives log-probs, loss and gradient (policyLossFromLogits, fused: read once).
+        const variants =
+          pass === "fwd"
+            ? ["wasm 2t staged", "wasm 2t resident"]
+            : [
+                "wasm 2t staged",
+                "wasm 2t resident",
+                "wasm 2t staged policyLossFromLogits",
+                "wasm 2t resident policyLossFromLogits",
+              ];
+        for (const variant of variants) {
           const row = rows.find((r) => r.pass === pass && r.variant === variant);
           targets.push({
             what: `[${B},${T},${V}] ${PASS_NAMES[pass]} ${variant} vs torch ${pass === "fwd" ? "as users call it" : "autograd"}`,
