@@ -16,6 +16,8 @@
  *   rounding on a sweep of bit patterns: every upper half with several lower halves (ties, just below and above
  *   them), so NaN (with payloads, both signs), ±Infinity, overflow to Infinity, subnormals and ±0 are all in it.
  *
+ * - wasm@chunked (the wasm backend, 3 threads, 4 KiB chunks): the same checks as cuda@host.
+ *
  * Skipped, with the probe's reason, when the addon is not built (CI has nvcc, and `npm ci` builds it). On a machine
  * with a CUDA device the same checks also run on the GPU (`cudaBackend`); without one that part is skipped.
  */
@@ -23,6 +25,7 @@ import { describe, expect, it } from "vitest";
 import { lossPresets, type PolicyLossInputs, type PolicyLossOptionsInput } from "../src/index.js";
 import { referenceBackend } from "../src/backends/index.js";
 import { createCudaBackend, cudaBackend, loadCudaAddon } from "../src/cuda/index.js";
+import { createWasmBackend } from "../src/wasm/index.js";
 import {
   bfloat16ToFloat32,
   float32ToBfloat16,
@@ -49,6 +52,8 @@ const targets = await Promise.all(
     [
       ["cuda@host", createCudaBackend({ exec: "host", chunkBytes: 4096 })],
       ["cuda (GPU)", cudaBackend],
+      // The wasm backend stages bfloat16 bits chunk by chunk (widened to float32 as they are copied in).
+      ["wasm@chunked", createWasmBackend({ name: "wasm@chunked", chunkBytes: 4096, threads: 3 })],
     ] as const
   ).map(async ([name, backend]) => ({ name, backend, info: await backend.probe() }) as const),
 );
@@ -252,7 +257,7 @@ describe("bfloat16 logits on the reference backend", () => {
 });
 
 // ---------------------------------------------------------------------------------------------------------------
-// cuda@host, and the GPU when there is one
+// cuda@host, the GPU when there is one, and wasm
 
 for (const { name, backend: host, info } of targets) {
   const skip = !info.available;

@@ -118,12 +118,19 @@ export function chunksOf(l: Logits, chunkBytes: number, resident: Resident | und
   return chunks;
 }
 
-/** Copies the chunk's logits into the staging buffer, rounded to float32 (float64 input was checked to fit). */
+/**
+ * Copies the chunk's logits into the staging buffer, rounded to float32 (float64 input was checked to fit), or
+ * widened from bfloat16 bits.
+ */
 function stage(l: Logits, chunk: Chunk, into: Float32Array): void {
   const from = chunk.start * l.vocab;
   const to = chunk.end * l.vocab;
   const data = l.data;
-  if (data instanceof Float32Array || data instanceof Float64Array) into.set(data.subarray(from, to));
+  if (l.bfloat16 !== undefined) {
+    const bits = l.bfloat16;
+    const out = new Uint32Array(into.buffer, into.byteOffset, to - from);
+    for (let k = from; k < to; k++) out[k - from] = bits[k]! << 16;
+  } else if (data instanceof Float32Array || data instanceof Float64Array) into.set(data.subarray(from, to));
   else for (let k = from; k < to; k++) into[k - from] = data[k]!;
 }
 

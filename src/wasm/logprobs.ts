@@ -13,6 +13,8 @@ import {
   readBackwardInputsOf,
   readBackwardOptions,
   readForwardOptions,
+  isBfloat16Logits,
+  readBfloat16Logits,
   readLogits,
   readTokens,
   requireFloat32Logits,
@@ -113,7 +115,7 @@ export async function wasmTokenLogProbs(
   prediction?: Prediction,
 ): Promise<TokenLogProbs> {
   const { temperature, entropy: withEntropy } = readForwardOptions(options);
-  const l = readLogits(logitsInput);
+  const l = readWasmLogits(logitsInput);
   const { ids, mask } = readTokens(tokensInput, options.mask, l);
   requireFloat32Temperature(temperature);
   requireFloat32Logits(l, (i) => mask === undefined || mask[i] === 1);
@@ -182,6 +184,14 @@ export async function wasmTokenLogProbs(
     }
     return { logp, entropy, logSumExp, temperature, shape: [l.rows, l.cols] };
   });
+}
+
+/**
+ * The logits as the reference reads them, but bfloat16 ones left as their bits (no float32 copy of the whole batch:
+ * each chunk is widened as it is staged).
+ */
+function readWasmLogits(input: LogitsInput): Logits {
+  return isBfloat16Logits(input) ? readBfloat16Logits(input) : readLogits(input);
 }
 
 /** A gradient in the logits' own precision (float32 for float32 and bfloat16 logits). */
@@ -286,7 +296,7 @@ export async function wasmTokenLogProbsBackward(
   options: TokenLogProbsBackwardOptions,
 ): Promise<LogitsGradient> {
   const { temperature } = readBackwardOptions(options);
-  const l = readLogits(logitsInput);
+  const l = readWasmLogits(logitsInput);
   const backward = readBackwardInputsOf(l, temperature, tokensInput, options);
   const { ids, reads, gradLogp, gradEntropy } = backward;
   requireFloat32Temperature(temperature);
