@@ -214,7 +214,13 @@ async function probeWasm(
     const reason =
       `WebAssembly with 128-bit SIMD, ${how}: float32 logits (float64 and bfloat16 are read as float32), ` +
       "float64 sums";
-    const engine = { kernel, pool: new ThreadPool(kernel, threads), chunkBytes, resident: new WeakMap() };
+    const engine = {
+      kernel,
+      pool: new ThreadPool(kernel, threads),
+      chunkBytes,
+      resident: new WeakMap(),
+      balance: { own: 1 / threads },
+    };
     return { info: { name, available: true, reason, dtypes: ["float32"], maxBindingBytes: Infinity }, engine };
   } catch (error) {
     const reason = `the kernel did not instantiate: ${(error as Error).message}`;

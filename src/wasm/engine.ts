@@ -14,6 +14,8 @@ export interface Engine {
   readonly chunkBytes: number;
   /** Logits that live in the kernel's memory, by the views handed out (WasmLogitsBuffer). */
   readonly resident: WeakMap<Float32Array, Resident>;
+  /** The calling thread's share of a chunk's positions while it stages the next chunk (split). */
+  readonly balance: { own: number };
 }
 
 /**
@@ -110,7 +112,7 @@ export interface Chunk {
   readonly end: number;
 }
 
-export function chunksOf(l: Logits, chunkBytes: number, resident: Resident | undefined): Chunk[] {
+function chunksOf(l: Logits, chunkBytes: number, resident: Resident | undefined): Chunk[] {
   const positions = l.rows * l.cols;
   const per = resident !== undefined ? positions : Math.max(1, Math.floor(chunkBytes / (l.vocab * 4)));
   const chunks: Chunk[] = [];
@@ -134,34 +136,101 @@ function stage(l: Logits, chunk: Chunk, into: Float32Array): void {
   else for (let k = from; k < to; k++) into[k - from] = data[k]!;
 }
 
+/** A chunk with its logits in the kernel's memory, and its scratch regions. */
+export interface Placed<A> {
+  readonly chunk: Chunk;
+  readonly at: A;
+  /** Byte offset of the chunk's logits. */
+  readonly logits: number;
+  /** Stages the next chunk, for split to run while the workers compute this one; undefined when none is due. */
+  readonly meanwhile: (() => void) | undefined;
+}
+
 /**
- * The chunk's logits in the kernel's memory: where they live (resident), else staged into `staging`, a region of
- * the scratch.
+ * The chunks of `l`, each with its logits in the kernel's memory: resident logits where they are, logits in
+ * JavaScript memory staged into `layout`'s region. With worker threads and more than one chunk, two regions take
+ * turns: the calling thread stages the next chunk while the workers compute this one (Placed.meanwhile), and takes
+ * fewer of this chunk's positions for it (split). Each chunk's work must be done before the next is asked for.
  */
-export function chunkLogits(engine: Engine, l: Logits, chunk: Chunk, resident: Resident | undefined, staging: number) {
-  if (resident !== undefined) return resident.allocation.offset + chunk.start * l.vocab * 4;
-  stage(l, chunk, engine.kernel.f32(staging, (chunk.end - chunk.start) * l.vocab));
-  return staging;
+export function* placedChunks<A extends { readonly logits: number }>(
+  engine: Engine,
+  l: Logits,
+  resident: Resident | undefined,
+  layout: (count: number, from?: number) => A,
+): Generator<Placed<A>> {
+  const { kernel } = engine;
+  const chunks = chunksOf(l, engine.chunkBytes, resident);
+  const stageAt = (chunk: Chunk, at: A) => stage(l, chunk, kernel.f32(at.logits, (chunk.end - chunk.start) * l.vocab));
+  if (resident !== undefined || chunks.length < 2 || engine.pool.size < 2) {
+    for (const chunk of chunks) {
+      const at = layout(chunk.end - chunk.start);
+      if (resident === undefined) stageAt(chunk, at);
+      const logits = resident === undefined ? at.logits : resident.allocation.offset + chunk.start * l.vocab * 4;
+      yield { chunk, at, logits, meanwhile: undefined };
+    }
+    return;
+  }
+  const per = chunks[0]!.end - chunks[0]!.start;
+  const even = layout(per);
+  const odd = layout(per, kernel.reservedEnd);
+  const slot = (k: number) => (k % 2 === 0 ? even : odd);
+  let staged = 0;
+  stageAt(chunks[0]!, even);
+  for (let k = 0; k < chunks.length; k++) {
+    if (staged < k) stageAt(chunks[k]!, slot(k));
+    const next = chunks[k + 1];
+    const meanwhile =
+      next === undefined
+        ? undefined
+        : () => {
+            stageAt(next, slot(k + 1));
+            staged = k + 1;
+          };
+    yield { chunk: chunks[k]!, at: slot(k), logits: slot(k).logits, meanwhile };
+  }
 }
 
 /**
  * One kernel over `count` positions, split into contiguous ranges among the pool's threads. `args(first, n)` gives
  * the arguments for positions [first, first + n) of the chunk.
  */
-export function split(
+export async function split(
   engine: Engine,
   fn: KernelCall["fn"],
   count: number,
   args: (first: number, n: number) => number[],
-) {
+  meanwhile?: () => void,
+): Promise<void> {
   const threads = Math.min(engine.pool.size, count);
-  const calls: KernelCall[] = [];
-  for (let k = 0; k < threads; k++) {
-    const first = Math.floor((count * k) / threads);
-    const next = Math.floor((count * (k + 1)) / threads);
+  // With staging to do meanwhile, the calling thread takes fewer positions (engine.balance), else an equal share.
+  const own =
+    meanwhile === undefined || threads < 2 ? count / threads : count * Math.min(engine.balance.own, 1 / threads);
+  const firstOwn = Math.round(own);
+  const calls: KernelCall[] = [{ fn, args: args(0, firstOwn) }];
+  for (let k = 1; k < threads; k++) {
+    const first = firstOwn + Math.floor(((count - firstOwn) * (k - 1)) / (threads - 1));
+    const next = firstOwn + Math.floor(((count - firstOwn) * k) / (threads - 1));
     calls.push({ fn, args: args(first, next - first) });
   }
-  return engine.pool.run(calls);
+  const took = await engine.pool.run(calls, meanwhile);
+  if (meanwhile !== undefined && threads > 1) rebalance(engine.balance, took, firstOwn, count, threads);
+}
+
+/**
+ * The calling thread's share of a chunk's positions when it also stages the next chunk: s + f·C = (1 − f)·C/(N − 1)
+ * (its staging plus its share of the work C, against each of N − 1 workers' share) gives
+ * f = (C − s·(N − 1))/(C·N), from the last chunk's staging time and the calling thread's time per position.
+ */
+function rebalance(
+  balance: { own: number },
+  took: { meanwhile: number; own: number },
+  own: number,
+  count: number,
+  threads: number,
+): void {
+  if (own === 0 || took.own <= 0) return;
+  const work = (took.own / own) * count;
+  balance.own = Math.max(0, Math.min(1 / threads, (work - took.meanwhile * (threads - 1)) / (work * threads)));
 }
 
 export type Offsets<N extends number, T extends number[] = []> = T["length"] extends N ? T : Offsets<N, [...T, number]>;

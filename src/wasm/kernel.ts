@@ -129,12 +129,15 @@ export class WasmKernel {
     return new WasmKernel(exports, module, memory, shared !== undefined, exports.__heap_base.value as number);
   }
 
+  /** Where the regions of the last `reserve` end. */
+  reservedEnd = 0;
+
   /**
-   * Byte offsets of regions of these sizes, each 16-byte aligned, above the allocations (the previous call's
-   * regions are reused: one call at a time uses the memory), the memory grown to hold them.
+   * Byte offsets of regions of these sizes, each 16-byte aligned, from `from` (default: above the allocations; the
+   * previous call's regions are reused: one call at a time uses the memory), the memory grown to hold them.
    */
-  reserve(sizes: readonly number[]): number[] {
-    let end = this.allocationsEnd();
+  reserve(sizes: readonly number[], from = this.allocationsEnd()): number[] {
+    let end = align(from);
     const offsets = sizes.map((size) => {
       const offset = end;
       end = align(end + size);
@@ -145,6 +148,7 @@ export class WasmKernel {
       "one chunk",
       "use a smaller chunkBytes (a chunk holds at least one position's logits and gradient)",
     );
+    this.reservedEnd = end;
     return offsets;
   }
 

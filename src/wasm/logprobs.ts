@@ -31,8 +31,7 @@ import {
 } from "../backends/contract.js";
 import {
   type Chunk,
-  chunkLogits,
-  chunksOf,
+  placedChunks,
   type Engine,
   type Exclusive,
   type Offsets,
@@ -53,8 +52,11 @@ const PREDICTION_PARAMS = 9;
 const MISMATCH_TOLERANCE = 1e-3;
 
 /** The forward statistics' buffers for a chunk of `positions` rows (byte offsets into the kernel's memory). */
-export function forwardLayout(kernel: WasmKernel, positions: number, vocab: number, staged: boolean) {
-  const [logits, active, max, sum, weighted] = kernel.reserve(forwardSizes(positions, vocab, staged)) as Offsets<5>;
+export function forwardLayout(kernel: WasmKernel, positions: number, vocab: number, staged: boolean, from?: number) {
+  const [logits, active, max, sum, weighted] = kernel.reserve(
+    forwardSizes(positions, vocab, staged),
+    from,
+  ) as Offsets<5>;
   return { logits, active, max, sum, weighted };
 }
 
@@ -66,16 +68,13 @@ export function forwardSizes(positions: number, vocab: number, staged: boolean):
  * The backward pass's buffers under saved statistics: the staged logits, the rows it reads, the gradient (none for
  * resident logits: theirs is beside them), each position's inputs to it, and the row checks it returns.
  */
-function backwardLayout(kernel: WasmKernel, positions: number, vocab: number, staged: boolean) {
+function backwardLayout(kernel: WasmKernel, positions: number, vocab: number, staged: boolean, from?: number) {
   const float32s = positions * 4;
   const block = staged ? positions * vocab * 4 : 0;
-  const offsets = kernel.reserve([
-    block,
-    positions,
-    block,
-    ...[float32s, float32s, float32s, float32s, float32s, float32s, float32s],
-    positions * 8,
-  ]) as Offsets<11>;
+  const offsets = kernel.reserve(
+    [block, positions, block, ...[float32s, float32s, float32s, float32s, float32s, float32s, float32s], positions * 8],
+    from,
+  ) as Offsets<11>;
   const [logits, active, grad, shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum] = offsets;
   return { logits, active, grad, shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum };
 }
@@ -89,18 +88,25 @@ export function forwardStats(
   inverseTemperature: number,
   withEntropy: boolean,
   at: { active: number; max: number; sum: number; weighted: number },
+  meanwhile?: () => void,
 ) {
-  return split(engine, "forward_stats", count, (first, n) => [
-    logits + first * vocab * 4,
-    n,
-    vocab,
-    inverseTemperature,
-    withEntropy ? 1 : 0,
-    at.active + first,
-    at.max + first * 4,
-    at.sum + first * 8,
-    at.weighted + first * 8,
-  ]);
+  return split(
+    engine,
+    "forward_stats",
+    count,
+    (first, n) => [
+      logits + first * vocab * 4,
+      n,
+      vocab,
+      inverseTemperature,
+      withEntropy ? 1 : 0,
+      at.active + first,
+      at.max + first * 4,
+      at.sum + first * 8,
+      at.weighted + first * 8,
+    ],
+    meanwhile,
+  );
 }
 
 /**
@@ -130,18 +136,17 @@ export async function wasmTokenLogProbs(
     const inverse32 = float32InverseTemperature(temperature);
     const predicted = prediction === undefined ? undefined : new Float64Array(positions);
     const gradient = prediction === undefined || resident !== undefined ? undefined : newGradient(l);
-    for (const chunk of chunksOf(l, engine.chunkBytes, resident)) {
+    const staged = resident === undefined;
+    const layout = (count: number, from?: number) =>
+      prediction === undefined
+        ? forwardLayout(kernel, count, l.vocab, staged, from)
+        : predictingLayout(kernel, count, l.vocab, staged, from);
+    for (const { chunk, at, logits, meanwhile } of placedChunks(engine, l, resident, layout)) {
       const count = chunk.end - chunk.start;
-      const staged = resident === undefined;
-      const at =
-        prediction === undefined
-          ? forwardLayout(kernel, count, l.vocab, staged)
-          : predictingLayout(kernel, count, l.vocab, staged);
-      const logits = chunkLogits(engine, l, chunk, resident, at.logits);
       const active = kernel.u8(at.active, count);
       for (let k = 0; k < count; k++) active[k] = mask === undefined || mask[chunk.start + k] === 1 ? 1 : 0;
       if (prediction === undefined) {
-        await forwardStats(engine, logits, count, l.vocab, inverse32, withEntropy, at);
+        await forwardStats(engine, logits, count, l.vocab, inverse32, withEntropy, at, meanwhile);
       } else {
         const fused = at as ReturnType<typeof predictingLayout>;
         const grad = staged ? fused.grad : resident!.gradientOffset + chunk.start * l.vocab * 4;
@@ -153,10 +158,8 @@ export async function wasmTokenLogProbs(
           { predicted: prediction },
           { ...fused, logits, grad },
           inverse32,
-          {
-            withEntropy,
-            inverseTemperature,
-          },
+          { withEntropy, inverseTemperature },
+          meanwhile,
         );
         predicted!.set(kernel.f64(fused.predicted, count), chunk.start);
         gradient?.set(kernel.f32(grad, count * l.vocab), chunk.start * l.vocab);
@@ -201,17 +204,20 @@ function newGradient(l: Logits): Float32Array | Float64Array {
 }
 
 /** forward_backward's buffers for a chunk: forward_stats's, the gradient, and each position's loss inputs. */
-function predictingLayout(kernel: WasmKernel, positions: number, vocab: number, staged: boolean) {
+function predictingLayout(kernel: WasmKernel, positions: number, vocab: number, staged: boolean, from?: number) {
   const doubles = positions * 8;
-  const offsets = kernel.reserve([
-    ...forwardSizes(positions, vocab, staged),
-    staged ? positions * vocab * 4 : 0,
-    positions * 4,
-    ...[doubles, doubles, doubles],
-    positions * 4,
-    PREDICTION_PARAMS * 8,
-    doubles,
-  ]) as Offsets<13>;
+  const offsets = kernel.reserve(
+    [
+      ...forwardSizes(positions, vocab, staged),
+      staged ? positions * vocab * 4 : 0,
+      positions * 4,
+      ...[doubles, doubles, doubles],
+      positions * 4,
+      PREDICTION_PARAMS * 8,
+      doubles,
+    ],
+    from,
+  ) as Offsets<13>;
   const [logits, active, max, sum, weighted, grad, tokens, old, advantage, weight, gradEntropy, params, predicted] =
     offsets;
   return { logits, active, max, sum, weighted, grad, tokens, old, advantage, weight, gradEntropy, params, predicted };
@@ -241,6 +247,7 @@ function forwardBackward(
   at: ReturnType<typeof predictingLayout>,
   inverse32: number,
   { withEntropy, inverseTemperature }: { withEntropy: boolean; inverseTemperature: number },
+  meanwhile?: () => void,
 ) {
   const { kernel } = engine;
   const count = chunk.end - chunk.start;
@@ -268,25 +275,31 @@ function forwardBackward(
     params[6] = inverseTemperature;
     params[8] = 1;
   }
-  return split(engine, "forward_backward", count, (first, n) => [
-    at.logits + first * vocab * 4,
-    at.grad + first * vocab * 4,
-    n,
-    vocab,
-    inverse32,
-    withEntropy ? 1 : 0,
-    at.active + first,
-    at.tokens + first * 4,
-    at.old + first * 8,
-    at.advantage + first * 8,
-    at.weight + first * 8,
-    at.gradEntropy + first * 4,
-    at.params,
-    at.max + first * 4,
-    at.sum + first * 8,
-    at.weighted + first * 8,
-    at.predicted + first * 8,
-  ]);
+  return split(
+    engine,
+    "forward_backward",
+    count,
+    (first, n) => [
+      at.logits + first * vocab * 4,
+      at.grad + first * vocab * 4,
+      n,
+      vocab,
+      inverse32,
+      withEntropy ? 1 : 0,
+      at.active + first,
+      at.tokens + first * 4,
+      at.old + first * 8,
+      at.advantage + first * 8,
+      at.weight + first * 8,
+      at.gradEntropy + first * 4,
+      at.params,
+      at.max + first * 4,
+      at.sum + first * 8,
+      at.weighted + first * 8,
+      at.predicted + first * 8,
+    ],
+    meanwhile,
+  );
 }
 
 export async function wasmTokenLogProbsBackward(
@@ -310,11 +323,11 @@ export async function wasmTokenLogProbsBackward(
     const resident = residentOf(engine, l);
     const out = resident !== undefined ? undefined : newGradient(l);
     const inverse32 = float32InverseTemperature(temperature);
-    for (const chunk of chunksOf(l, engine.chunkBytes, resident)) {
+    const layout = (count: number, from?: number) =>
+      backwardLayout(kernel, count, l.vocab, resident === undefined, from);
+    for (const { chunk, at, logits, meanwhile } of placedChunks(engine, l, resident, layout)) {
       const count = chunk.end - chunk.start;
-      const at = backwardLayout(kernel, count, l.vocab, resident === undefined);
       const { shift, logNorm, g, h, entropy, tokens, rowMax, probabilitySum } = at;
-      const logits = chunkLogits(engine, l, chunk, resident, at.logits);
       const grad = resident === undefined ? at.grad : resident.gradientOffset + chunk.start * l.vocab * 4;
       const active = kernel.u8(at.active, count);
       for (let k = 0; k < count; k++) active[k] = reads[chunk.start + k]!;
@@ -342,22 +355,28 @@ export async function wasmTokenLogProbsBackward(
         hs[k] = read && gradEntropy !== undefined ? gradEntropy[i]! : 0;
         ts[k] = read ? ids[i]! : 0;
       }
-      await split(engine, "backward", count, (first, n) => [
-        logits + first * l.vocab * 4,
-        grad + first * l.vocab * 4,
-        n,
-        l.vocab,
-        inverse32,
-        at.active + first,
-        shift + first * 4,
-        logNorm + first * 4,
-        g + first * 4,
-        h + first * 4,
-        entropy + first * 4,
-        tokens + first * 4,
-        rowMax + first * 4,
-        probabilitySum + first * 8,
-      ]);
+      await split(
+        engine,
+        "backward",
+        count,
+        (first, n) => [
+          logits + first * l.vocab * 4,
+          grad + first * l.vocab * 4,
+          n,
+          l.vocab,
+          inverse32,
+          at.active + first,
+          shift + first * 4,
+          logNorm + first * 4,
+          g + first * 4,
+          h + first * 4,
+          entropy + first * 4,
+          tokens + first * 4,
+          rowMax + first * 4,
+          probabilitySum + first * 8,
+        ],
+        meanwhile,
+      );
       if (saved !== undefined) requireSavedRows(kernel, chunk, active, rowMax, probabilitySum, l.cols);
       out?.set(kernel.f32(grad, count * l.vocab), chunk.start * l.vocab);
     }
@@ -384,10 +403,10 @@ async function gradientInOnePass(
   const out = resident !== undefined ? undefined : newGradient(l);
   const inverseTemperature = 1 / temperature;
   const withEntropy = given.gradEntropy !== undefined;
-  for (const chunk of chunksOf(l, engine.chunkBytes, resident)) {
+  const layout = (count: number, from?: number) =>
+    predictingLayout(kernel, count, l.vocab, resident === undefined, from);
+  for (const { chunk, at, logits, meanwhile } of placedChunks(engine, l, resident, layout)) {
     const count = chunk.end - chunk.start;
-    const at = predictingLayout(kernel, count, l.vocab, resident === undefined);
-    const logits = chunkLogits(engine, l, chunk, resident, at.logits);
     const grad = resident === undefined ? at.grad : resident.gradientOffset + chunk.start * l.vocab * 4;
     const active = kernel.u8(at.active, count);
     for (let k = 0; k < count; k++) active[k] = given.reads[chunk.start + k]!;
@@ -399,10 +418,8 @@ async function gradientInOnePass(
       { given },
       { ...at, logits, grad },
       float32InverseTemperature(temperature),
-      {
-        withEntropy,
-        inverseTemperature,
-      },
+      { withEntropy, inverseTemperature },
+      meanwhile,
     );
     const max = kernel.f32(at.max, count);
     const sum = kernel.f64(at.sum, count);

@@ -70,18 +70,24 @@ export class ThreadPool {
 
   /**
    * Runs the calls, at most `size` of them, at once: the first on the calling thread, the others on workers; resolves
-   * when all are done, or rejects with the first worker's error.
+   * when all are done, or rejects with the first worker's error. `meanwhile` runs on the calling thread after the
+   * workers have their calls and before its own (staging the next chunk). Resolves to how long `meanwhile` and the
+   * calling thread's own call took, in milliseconds.
    */
-  async run(calls: readonly KernelCall[]): Promise<void> {
-    if (calls.length === 0) return;
+  async run(calls: readonly KernelCall[], meanwhile?: () => void): Promise<{ meanwhile: number; own: number }> {
     if (calls.length > this.size) throw new Error(`${calls.length} calls for a pool of ${this.size} threads`);
     const workers = calls.length > 1 ? await this.workers() : [];
     const done = calls.slice(1).map((call, k) => this.send(workers[k]!, call));
     for (const worker of workers) worker.hold(true);
     try {
-      const [first] = calls as [KernelCall];
-      (this.kernel.exports[first.fn] as (...args: number[]) => void)(...first.args);
+      const start = performance.now();
+      meanwhile?.();
+      const own = performance.now();
+      const first = calls[0];
+      if (first !== undefined) (this.kernel.exports[first.fn] as (...args: number[]) => void)(...first.args);
+      const end = performance.now();
       await Promise.all(done);
+      return { meanwhile: own - start, own: end - own };
     } finally {
       for (const worker of workers) worker.hold(false);
     }
