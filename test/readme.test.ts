@@ -83,6 +83,11 @@ describe("README", () => {
     ]);
   });
 
+  it("the wasm backend's example prints what its comments say", () => {
+    const lines = runBlock("### WebAssembly kernels", "wasm.mts");
+    expect(lines).toEqual(["true", "-0.250000 true"]);
+  });
+
   it("names the test command that CI runs", () => {
     const ci = readFileSync(join(root, ".ci", "run"), "utf8");
     expect(readme).toContain("npm test");
