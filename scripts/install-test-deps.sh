@@ -96,7 +96,7 @@ install_jupyter_and_fonts() {
   echo "jupyter: installed python3-nbclient $(dpkg-query -W -f='${Version}' python3-nbclient 2>/dev/null || echo '?')"
 }
 
-# The wasm backend's kernel is committed built; test/wasm-build.test.ts rebuilds it from native/wasm/logprobs.c with
+# The wasm backend's kernel is committed built; test/wasm-kernel.test.ts rebuilds it from native/wasm/logprobs.c with
 # Debian's clang 14 and wasm-ld 14 (scripts/build-wasm.sh) and checks that the bytes are the same.
 install_wasm_toolchain() {
   if command -v clang-14 >/dev/null 2>&1 && command -v wasm-ld-14 >/dev/null 2>&1; then

@@ -243,7 +243,7 @@ export function unsupportedReason(): string | undefined {
   if (!api.validate(moduleBytes("single"))) {
     return (
       "this engine's WebAssembly lacks 128-bit SIMD (WebAssembly.validate rejects the kernel, built with " +
-      "-msimd128): Node 16.4+, Chrome 91+, Firefox 89+ and Safari 16.4+ have it"
+      "-msimd128): Node 20 (what the package needs), Chrome 91+, Firefox 89+ and Safari 16.4+ have it"
     );
   }
   return undefined;
