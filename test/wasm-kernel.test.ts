@@ -142,9 +142,16 @@ describe("the kernel's exponential against Math.exp", () => {
       expect(worst).toBeLessThanOrEqual(1);
     });
 
-    it("0 below −87.33 (where e^x is subnormal), at −Infinity and for NaN (rows holding NaN never get here); 1 at 0; the tail as the vector path", () => {
+    it("0 below −87.33 (where e^x is subnormal), at −Infinity and for NaN (rows holding NaN never get here); 1 at 0; within 1 ulp up to 88.37 and +Infinity above; the tail as the vector path", () => {
       const input = Float32Array.of(-87.34, -100, -1e30, Number.NEGATIVE_INFINITY, 0, -0);
       expect([...nonpositiveExpOf(input)]).toEqual([0, 0, 0, 0, 1, 1]);
+      // Above 0 (a log-prob under saved statistics that are not its row's): e^x up to 88.37, +Infinity beyond.
+      const above = Float32Array.from({ length: 4096 }, (_, k) => (88.37 * k) / 4095);
+      const values = nonpositiveExpOf(above);
+      for (let k = 0; k < above.length; k++)
+        expect(error(above[k]!, values[k]!), `e^${above[k]}`).toBeLessThanOrEqual(1);
+      const beyond = Float32Array.of(88.38, 88.72, 89, 100, 1e5, 1e10, 3e38, Number.POSITIVE_INFINITY);
+      expect([...nonpositiveExpOf(beyond)]).toEqual(Array(beyond.length).fill(Number.POSITIVE_INFINITY));
       expect(nonpositiveExpOf(Float32Array.of(Number.NaN))[0]).toBe(0);
       const ramp = Float32Array.from({ length: 11 }, (_, k) => -k * 7.9);
       const whole = nonpositiveExpOf(ramp);

@@ -68,15 +68,17 @@ static inline v128_t exp4(v128_t x) {
  * e^x for x ≤ 0 (the statistics' e^d, d = (z − max)/τ, and the gradient's p = e^(log p)), cheaper than exp4: e^x is
  * at least 2^-126 (a normal float32) over [−87.33, 0], so one scaling by 2^n does, and the results below, subnormal
  * in float32, are flushed to 0 (to a sum of terms ≥ e^0 = 1 they add less than 2^-126 each). Within 1 ulp of e^x
- * over [−87.33, 0], as exp4, from the same reduction and polynomial (and up to x = 88, which a log-prob under
- * statistics that are not its row's may reach: the caller then refuses the row); exactly 0 below −87.33, at
- * −Infinity and for NaN (the callers skip rows holding NaN before they get here).
+ * over [−87.33, 88.37], as exp4, from the same reduction and polynomial; exactly 0 below −87.33, at −Infinity and for
+ * NaN (the callers skip rows holding NaN before they get here); +Infinity above 88.37 (where the one scaling would
+ * need 2^128), so that a log-prob far above 0, under saved statistics that are not its row's, makes the row's
+ * probabilities sum to +Infinity, which the caller refuses.
  */
 static inline v128_t exp4_nonpositive(v128_t x) {
   const v128_t magic = wasm_f32x4_splat(12582912.0f); /* 1.5·2^23 */
   const v128_t lowest = wasm_f32x4_splat(-87.33f);
   v128_t normal = wasm_f32x4_ge(x, lowest);
-  v128_t clamped = wasm_f32x4_pmax(x, lowest);
+  /* Above 88.37, n = 128: the scale's exponent field is 255, +Infinity. */
+  v128_t clamped = wasm_f32x4_pmin(wasm_f32x4_pmax(x, lowest), wasm_f32x4_splat(88.5f));
   v128_t shifted = wasm_f32x4_add(wasm_f32x4_mul(clamped, wasm_f32x4_splat(1.44269504088896341f)), magic);
   v128_t n = wasm_f32x4_sub(shifted, magic);
   v128_t r = wasm_f32x4_sub(clamped, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
@@ -161,7 +163,7 @@ __attribute__((export_name("forward_stats"))) void forward_stats(const float *lo
   const v128_t inv_t = wasm_f32x4_splat(inverse_temperature);
   for (int i = 0; i < positions; i++) {
     if (!active[i]) continue;
-    const float *row = logits + (long)i * vocab;
+    const float *row = logits + (unsigned)i * (unsigned)vocab;
     float m = row_max(row, vocab);
     out_max[i] = m;
     out_sum[i] = 0;
@@ -247,8 +249,8 @@ __attribute__((export_name("backward"))) void backward(const float *logits, floa
                                                         double *out_probability_sum) {
   const v128_t inv_t = wasm_f32x4_splat(inverse_temperature);
   for (int i = 0; i < positions; i++) {
-    const float *row = logits + (long)i * vocab;
-    float *out = grad + (long)i * vocab;
+    const float *row = logits + (unsigned)i * (unsigned)vocab;
+    float *out = grad + (unsigned)i * (unsigned)vocab;
     if (!reads[i]) {
       __builtin_memset(out, 0, (unsigned long)vocab * sizeof(float));
       continue;
@@ -261,7 +263,8 @@ __attribute__((export_name("backward"))) void backward(const float *logits, floa
         grad_entropy[i] != 0.0f ? gradient_row(row, out, vocab, s, inv_t, ln, g, h, H, 1, &out_max[i])
                                 : gradient_row(row, out, vocab, s, inv_t, ln, g, h, H, 0, &out_max[i]);
     out_probability_sum[i] = probability_sum;
-    out[tokens[i]] += grad_logp[i] * inverse_temperature;
+    /* The caller checked the ids; the guard keeps a bad one from writing outside the row all the same. */
+    if ((unsigned)tokens[i] < (unsigned)vocab) out[tokens[i]] += grad_logp[i] * inverse_temperature;
   }
 }
 
@@ -349,8 +352,8 @@ __attribute__((export_name("forward_backward"))) void forward_backward(
     double *out_g) {
   const v128_t inv_t = wasm_f32x4_splat(inverse_temperature);
   for (int i = 0; i < positions; i++) {
-    const float *row = logits + (long)i * vocab;
-    float *out = grad + (long)i * vocab;
+    const float *row = logits + (unsigned)i * (unsigned)vocab;
+    float *out = grad + (unsigned)i * (unsigned)vocab;
     out_g[i] = 0;
     if (!active[i]) {
       __builtin_memset(out, 0, (unsigned long)vocab * sizeof(float));
@@ -391,7 +394,8 @@ __attribute__((export_name("forward_backward"))) void forward_backward(
     out_sum[i] = sum;
     out_weighted[i] = weighted;
     double log_sum = log_f64(sum);
-    double logp = ((double)row[tokens[i]] - (double)m) * params[6] - log_sum;
+    unsigned token = (unsigned)tokens[i] < (unsigned)vocab ? (unsigned)tokens[i] : 0; /* the caller checked the ids */
+    double logp = ((double)row[token] - (double)m) * params[6] - log_sum;
     double predicted = params[8] != 0.0 ? weight[i] : clip_gradient(logp, old_logp[i], advantage[i], weight[i], params);
     float g = (float)predicted, h = grad_entropy[i];
     out_g[i] = predicted;
@@ -427,7 +431,7 @@ __attribute__((export_name("forward_backward"))) void forward_backward(
         out[v] = -upstream * inverse_temperature;
       }
     }
-    out[tokens[i]] += g * inverse_temperature;
+    out[token] += g * inverse_temperature;
   }
 }
 

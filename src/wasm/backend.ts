@@ -2,19 +2,18 @@
  * The `wasm` backend: the log-prob kernels compiled to WebAssembly with 128-bit SIMD (native/wasm/logprobs.c), for
  * machines without a GPU (Node on a laptop or a CI box, a browser without WebGPU). Inputs are validated exactly as
  * the reference validates them, with the contract's validators, and also where float32 cannot hold them (the
- * kernels compute in float32 and sum in float64), before anything runs. The logits live in JavaScript memory and
- * are streamed through a staging buffer in the kernel's memory, `chunkBytes` of them at a time, so that a batch
- * larger than wasm32's 4 GiB still runs; the gradient comes back the same way.
+ * kernels compute in float32 and sum in float64), before anything runs. Logits in JavaScript memory are streamed
+ * through staging regions in the kernel's memory, `chunkBytes` of them at a time, so that a batch larger than
+ * wasm32's 4 GiB still runs, and the gradient comes back the same way; logits from allocateLogits live in the
+ * kernel's memory already, and their gradient is written beside them.
  *
  * What runs where: tokenLogProbs and tokenLogProbsBackward in wasm (the statistics and the gradient; the
- * logarithms, checks and errors here, in float64); policyLoss on the reference (the [B, T] loss is small next to the
- * logits); policyLossFromLogits composes the two wasm kernels around the reference's loss
- * (composedPolicyLossFromLogits): the logits are read twice (statistics, then gradient under the saved statistics)
- * and the gradient written once.
+ * logarithms, checks and errors here, in float64; without saved statistics, the backward visits each row once);
+ * policyLoss on the reference (the [B, T] loss is small next to the logits); policyLossFromLogits around the
+ * reference's loss, fused for the clip objective at the token level (./fused.ts: the logits read once), else
+ * composed (the logits read twice: statistics, then gradient under the saved statistics).
  *
  * Threads (./pool.ts): each kernel call's positions are split among `threads` threads over one shared memory.
- * Logits can also live in the kernel's memory from the start (allocateLogits): no staging copy, and the gradient
- * is written there too.
  */
 import * as z from "zod/mini";
 import {
@@ -35,7 +34,6 @@ import {
   referencePolicyLoss,
   type TokenLogProbsBackwardOptions,
   type TokenLogProbsOptions,
-  withRegisteredObjectives,
 } from "../backends/contract.js";
 import { parseOrThrow } from "../errors.js";
 import { pure } from "../pure.js";
@@ -124,7 +122,10 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     tokenLogProbsBackward: (logits: LogitsInput, tokens: MatrixInput, backwardOptions: TokenLogProbsBackwardOptions) =>
       wasmTokenLogProbsBackward(exclusive, logits, tokens, backwardOptions),
   };
-  const kernels = withRegisteredObjectives({
+  // The loss is the reference's for every objective, registered ones included: policyLossFromLogits composes around
+  // it for all of them (with its checks of the loss gradient), where withRegisteredObjectives would compose with
+  // the unchecked backward step.
+  const kernels = {
     ...logProbKernels,
     policyLossFromLogits: (
       inputs: LogitsPolicyLossInputs,
@@ -133,12 +134,13 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
       fusedPolicyLossFromLogits(
         logProbKernels,
         backwardFromLoss,
+        (work) => exclusive(async () => work()),
         (logits, tokens, forwardOptions, prediction) =>
           wasmTokenLogProbs(exclusive, logits, tokens, forwardOptions, prediction),
         inputs,
         lossOptions,
       ),
-  });
+  };
   return {
     name,
     probe: async () => (await probe()).info,

@@ -48,8 +48,10 @@ export interface Resident {
   readonly allocation: Allocation;
   readonly gradientOffset: number;
   released: boolean;
+  /** Counts the calls that wrote the gradient: a gradient kept for later is still its call's while this is unchanged. */
+  writes: number;
   /** The views of the current memory buffer, made again when growth (not shared: one thread) has replaced it. */
-  views(): { readonly data: Float32Array; readonly gradient: Float32Array };
+  views(field?: string): { readonly data: Float32Array; readonly gradient: Float32Array };
 }
 
 export function allocateLogits(engine: Engine, shape: readonly [number, number, number]): WasmLogitsBuffer {
@@ -63,8 +65,9 @@ export function allocateLogits(engine: Engine, shape: readonly [number, number, 
     allocation,
     gradientOffset: allocation.offset + count * 4,
     released: false,
-    views: () => {
-      if (resident.released) throw invalid("logits.data", "belongs to a released WasmLogitsBuffer: allocate another");
+    writes: 0,
+    views: (field = "logits.data") => {
+      if (resident.released) throw invalid(field, "belongs to a released WasmLogitsBuffer: allocate another");
       if (views?.buffer !== kernel.memory.buffer) {
         views = {
           buffer: kernel.memory.buffer,
@@ -85,7 +88,7 @@ export function allocateLogits(engine: Engine, shape: readonly [number, number, 
       shape: frozenShape,
     },
     get gradient() {
-      return resident.views().gradient;
+      return resident.views("gradient").gradient;
     },
     release() {
       if (resident.released) return;
@@ -230,7 +233,9 @@ function rebalance(
 ): void {
   if (own === 0 || took.own <= 0) return;
   const work = (took.own / own) * count;
-  balance.own = Math.max(0, Math.min(1 / threads, (work - took.meanwhile * (threads - 1)) / (work * threads)));
+  // At least a quarter of an equal share, so that the calling thread's time per position stays measured.
+  const least = 1 / (4 * threads);
+  balance.own = Math.max(least, Math.min(1 / threads, (work - took.meanwhile * (threads - 1)) / (work * threads)));
 }
 
 export type Offsets<N extends number, T extends number[] = []> = T["length"] extends N ? T : Offsets<N, [...T, number]>;

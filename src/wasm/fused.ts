@@ -48,8 +48,11 @@ export interface Prediction {
   readonly gradEntropy: Float32Array;
   /** 1 − ε_low, 1 + ε_high, δ, the dual clip's c, the log-ratio clamp's bounds (±Infinity where off). */
   readonly params: readonly number[];
-  /** Set by the forward step: the gradient it wrote and the loss gradient it predicted per position. */
-  outcome?: { readonly gradient: LogitsGradient; readonly predicted: Float64Array };
+  /**
+   * Set by the forward step: the gradient it wrote (undefined once another call has written over it) and the loss
+   * gradient it predicted per position.
+   */
+  outcome?: { readonly gradient: () => LogitsGradient | undefined; readonly predicted: Float64Array };
 }
 
 /** How far (relative) the predicted loss gradient may be from the reference's for a position's row to be kept. */
@@ -74,11 +77,13 @@ type Backward = LogProbKernels["tokenLogProbsBackward"];
 
 /**
  * policyLossFromLogits: fused where the loss allows it (see above), composed otherwise. `forward` runs the forward
- * step with a prediction; `guard` wraps the backward step, kept gradient or not, in the checks of the loss gradient.
+ * step with a prediction; `guard` wraps the backward step, kept gradient or not, in the checks of the loss gradient;
+ * `inQueue` runs work in the backend's queue of calls.
  */
 export async function fusedPolicyLossFromLogits(
   kernels: LogProbKernels,
   guard: (backward: Backward) => Backward,
+  inQueue: <T>(work: () => T) => Promise<T>,
   forward: (
     logits: LogitsInput,
     tokens: MatrixInput,
@@ -97,7 +102,7 @@ export async function fusedPolicyLossFromLogits(
       policyLoss: kernels.policyLoss,
       tokenLogProbs: (logits, tokens, forwardOptions) => forward(logits, tokens, forwardOptions, prediction),
       tokenLogProbsBackward: guard(async (logits, tokens, backwardOptions) => {
-        const kept = keptGradient(prediction, backwardOptions);
+        const kept = await inQueue(() => keptGradient(prediction, backwardOptions));
         if (kept !== undefined) {
           fusedCounts.kept++;
           return kept;
@@ -163,7 +168,10 @@ function predictionOf(inputs: LogitsPolicyLossInputs, options: LogitsPolicyLossO
   }
 }
 
-/** The forward step's gradient, when its predicted loss gradient is the reference loss's at every position. */
+/**
+ * The forward step's gradient, when its predicted loss gradient is the reference loss's at every position and no
+ * other call has written over it since; called in the backend's queue, so that none can until it is returned.
+ */
 export function keptGradient(
   prediction: Prediction,
   options: TokenLogProbsBackwardOptions,
@@ -179,5 +187,5 @@ export function keptGradient(
     if (!(Math.abs(predicted[i]! - expected) <= AGREEMENT * Math.abs(expected))) return undefined;
     if (prediction.gradEntropy[i] !== Math.fround(gradEntropy?.[i] ?? 0)) return undefined;
   }
-  return outcome.gradient;
+  return outcome.gradient();
 }

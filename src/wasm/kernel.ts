@@ -167,6 +167,7 @@ export class WasmKernel {
     return allocation;
   }
 
+  /** Gives an allocation's region back (a later allocate may reuse it). */
   free(allocation: Allocation): void {
     const index = this.allocations.indexOf(allocation);
     if (index >= 0) this.allocations.splice(index, 1);
@@ -226,6 +227,7 @@ function sharedMemory(api: WasmApi): WasmMemory | undefined {
 
 const decoded: { shared?: Uint8Array; single?: Uint8Array } = {};
 
+/** The kernel's bytes: the shared-memory build or the single-thread one, decoded from base64 once. */
 export function moduleBytes(build: "shared" | "single"): Uint8Array {
   const cached = decoded[build];
   if (cached !== undefined) return cached;

@@ -122,7 +122,10 @@ export async function wasmTokenLogProbs(
 ): Promise<TokenLogProbs> {
   const { temperature, entropy: withEntropy } = readForwardOptions(options);
   const l = readWasmLogits(logitsInput);
-  const { ids, mask } = readTokens(tokensInput, options.mask, l);
+  const tokens = readTokens(tokensInput, options.mask, l);
+  // Copies: the call runs when the calls queued before it are done, and the caller may refill its arrays meanwhile.
+  const ids = Int32Array.from(tokens.ids);
+  const mask = tokens.mask === undefined ? undefined : Uint8Array.from(tokens.mask);
   requireFloat32Temperature(temperature);
   requireFloat32Logits(l, (i) => mask === undefined || mask[i] === 1);
   return exclusive(async (engine) => {
@@ -182,8 +185,17 @@ export async function wasmTokenLogProbs(
     }
     if (prediction !== undefined) {
       if (gradient !== undefined && l.bfloat16 !== undefined) roundToBfloat16InPlace(gradient as Float32Array);
-      const data = gradient ?? resident!.views().gradient;
-      prediction.outcome = { gradient: { data, shape: [l.rows, l.cols, l.vocab] }, predicted: predicted! };
+      const shape = [l.rows, l.cols, l.vocab] as const;
+      if (resident === undefined) {
+        const data = gradient!;
+        prediction.outcome = { gradient: () => ({ data, shape }), predicted: predicted! };
+      } else {
+        // Another call may write these logits' gradient before the loss's gradient is compared with the prediction.
+        const written = ++resident.writes;
+        const current = () =>
+          resident.released || resident.writes !== written ? undefined : { data: resident.views().gradient, shape };
+        prediction.outcome = { gradient: current, predicted: predicted! };
+      }
     }
     return { logp, entropy, logSumExp, temperature, shape: [l.rows, l.cols] };
   });
@@ -302,6 +314,10 @@ function forwardBackward(
   );
 }
 
+/**
+ * tokenLogProbsBackward: under saved statistics, the backward kernel (which also checks that each row's
+ * probabilities sum to 1 under them); without, each row's statistics and gradient in one visit (gradientInOnePass).
+ */
 export async function wasmTokenLogProbsBackward(
   exclusive: Exclusive,
   logitsInput: LogitsInput,
@@ -311,12 +327,23 @@ export async function wasmTokenLogProbsBackward(
   const { temperature } = readBackwardOptions(options);
   const l = readWasmLogits(logitsInput);
   const backward = readBackwardInputsOf(l, temperature, tokensInput, options);
-  const { ids, reads, gradLogp, gradEntropy } = backward;
+  // Copies: the call runs when the calls queued before it are done, and the caller may refill its arrays meanwhile.
+  const ids = Int32Array.from(backward.ids);
+  const reads = Uint8Array.from(backward.reads);
+  const gradLogp = Float64Array.from(backward.gradLogp);
+  const gradEntropy = backward.gradEntropy === undefined ? undefined : Float64Array.from(backward.gradEntropy);
   requireFloat32Temperature(temperature);
   requireFloat32Logits(l, (i) => reads[i] === 1);
   requireFloat32Upstream(gradLogp, gradEntropy, reads, temperature, l);
   // Saved statistics that float32 kernels cannot use exactly (huge logits) are recomputed, for every row.
-  const saved = backward.saved !== undefined && savedIsExact(backward.saved, reads) ? backward.saved : undefined;
+  const exact = backward.saved !== undefined && savedIsExact(backward.saved, reads) ? backward.saved : undefined;
+  const saved =
+    exact === undefined
+      ? undefined
+      : {
+          logSumExp: Float64Array.from(exact.logSumExp),
+          entropy: exact.entropy === undefined ? undefined : Float64Array.from(exact.entropy),
+        };
   return exclusive(async (engine) => {
     if (saved === undefined) return gradientInOnePass(engine, l, ids, { reads, gradLogp, gradEntropy }, temperature);
     const { kernel } = engine;
@@ -380,7 +407,10 @@ export async function wasmTokenLogProbsBackward(
       if (saved !== undefined) requireSavedRows(kernel, chunk, active, rowMax, probabilitySum, l.cols);
       out?.set(kernel.f32(grad, count * l.vocab), chunk.start * l.vocab);
     }
-    if (out === undefined) return { data: resident!.views().gradient, shape: [l.rows, l.cols, l.vocab] };
+    if (out === undefined) {
+      resident!.writes++;
+      return { data: resident!.views().gradient, shape: [l.rows, l.cols, l.vocab] };
+    }
     if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
     return { data: out, shape: [l.rows, l.cols, l.vocab] };
   });
@@ -429,7 +459,10 @@ async function gradientInOnePass(
         positionStatistics(chunk.start + k, l.cols, max[k]!, sum[k]!, weighted[k]!, inverseTemperature);
     out?.set(kernel.f32(grad, count * l.vocab), chunk.start * l.vocab);
   }
-  if (out === undefined) return { data: resident!.views().gradient, shape: [l.rows, l.cols, l.vocab] };
+  if (out === undefined) {
+    resident!.writes++;
+    return { data: resident!.views().gradient, shape: [l.rows, l.cols, l.vocab] };
+  }
   if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
   return { data: out, shape: [l.rows, l.cols, l.vocab] };
 }

@@ -79,18 +79,25 @@ export class ThreadPool {
     const workers = calls.length > 1 ? await this.workers() : [];
     const done = calls.slice(1).map((call, k) => this.send(workers[k]!, call));
     for (const worker of workers) worker.hold(true);
+    let took: { meanwhile: number; own: number } | undefined;
+    let ownError: unknown;
     try {
       const start = performance.now();
       meanwhile?.();
       const own = performance.now();
       const first = calls[0];
       if (first !== undefined) (this.kernel.exports[first.fn] as (...args: number[]) => void)(...first.args);
-      const end = performance.now();
-      await Promise.all(done);
-      return { meanwhile: own - start, own: end - own };
-    } finally {
-      for (const worker of workers) worker.hold(false);
+      took = { meanwhile: own - start, own: performance.now() - own };
+    } catch (error) {
+      ownError = error;
     }
+    // Every worker is done with the memory before the call ends, whatever failed: the next call reuses it.
+    const settled = await Promise.allSettled(done);
+    for (const worker of workers) worker.hold(false);
+    if (took === undefined) throw ownError;
+    const failed = settled.find((outcome) => outcome.status === "rejected");
+    if (failed !== undefined) throw failed.reason;
+    return took;
   }
 
   /** Ends the workers; a later call starts new ones. */
@@ -132,10 +139,17 @@ export class ThreadPool {
   private workers(): Promise<Thread[]> {
     if (this.threads !== undefined) return Promise.resolve(this.threads);
     const listener = { reply: (reply: Reply) => this.receive(reply), fail: (error: Error) => this.fail(error) };
-    this.starting ??= startThreads(this.size - 1, listener, this.kernel).then((threads) => {
-      this.threads = threads;
-      return threads;
-    });
+    this.starting ??= startThreads(this.size - 1, listener, this.kernel).then(
+      (threads) => {
+        this.threads = threads;
+        return threads;
+      },
+      (error: unknown) => {
+        // Not cached: the next call tries again.
+        this.starting = undefined;
+        throw new Error(`the wasm backend could not start its worker threads: ${String(error)}`);
+      },
+    );
     return this.starting;
   }
 }
@@ -167,11 +181,20 @@ async function nodeThreadFactory(): Promise<ThreadFactory> {
     const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(NODE_WORKER)}`));
     worker.on("message", (reply: Reply) => listener.reply(reply));
     worker.on("error", (error) => listener.fail(error));
+    worker.on("messageerror", (error) => listener.fail(error));
+    // terminate() (release) ends a worker with code 1 after its "exit" listeners are told; any other exit is a death.
+    let ending = false;
+    worker.on("exit", (code) => {
+      if (!ending) listener.fail(new Error(`a worker thread exited (code ${code})`));
+    });
     worker.unref();
     return {
       post: (message) => worker.postMessage(message),
       hold: (keep) => (keep ? worker.ref() : worker.unref()),
-      terminate: () => void worker.terminate(),
+      terminate: () => {
+        ending = true;
+        void worker.terminate();
+      },
     };
   };
 }
@@ -181,6 +204,7 @@ interface BrowserWorker {
   terminate(): void;
   onmessage: ((event: { data: Reply }) => void) | null;
   onerror: ((event: { message?: string }) => void) | null;
+  onmessageerror: (() => void) | null;
 }
 
 function browserThreadFactory(): ThreadFactory {
@@ -194,6 +218,7 @@ function browserThreadFactory(): ThreadFactory {
     const worker = new scope.Worker(url);
     worker.onmessage = (event) => listener.reply(event.data);
     worker.onerror = (event) => listener.fail(new Error(event.message ?? "a Web Worker failed"));
+    worker.onmessageerror = () => listener.fail(new Error("a Web Worker could not read a message"));
     return { post: (message) => worker.postMessage(message), hold: () => {}, terminate: () => worker.terminate() };
   };
 }

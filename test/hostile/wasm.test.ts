@@ -313,7 +313,7 @@ describe("class 5: the loss from logits, fused (the loss gradient predicted in t
       weight: new Float64Array(2),
       gradEntropy: Float32Array.from(gradEntropy),
       params: [],
-      outcome: { gradient, predicted: Float64Array.from(predicted) },
+      outcome: { gradient: () => gradient, predicted: Float64Array.from(predicted) },
     });
     const options = (gradLogp: number[], gradEntropy?: number[]) => ({
       gradLogp: { data: gradLogp, shape: [1, 2] as const },
@@ -329,5 +329,78 @@ describe("class 5: the loss from logits, fused (the loss gradient predicted in t
     expect(keptGradient(prediction([0, 0], [-0.1, 0]), options([0, 0]))).toBeUndefined();
     const { outcome: _, ...withoutOutcome } = prediction([0, 0], [0, 0]);
     expect(keptGradient(withoutOutcome, options([0, 0]))).toBeUndefined();
+  });
+});
+
+describe("class 6: calls queued behind others, and saved statistics that are not the logits'", () => {
+  it("arrays refilled after a call was made, before it ran: the call uses what it was given", async () => {
+    const backend = tracked({ threads: 2 });
+    const { logits, gradLogp } = batch(1, 2, 8);
+    const given = () => ({ data: Int32Array.from([1, 2]), shape: [1, 2] as const });
+    const expected = {
+      forward: await backend.tokenLogProbs(logits, given()),
+      backward: await backend.tokenLogProbsBackward(logits, given(), { gradLogp }),
+    };
+    const blocker = backend.tokenLogProbs(batch(4, 64, 2000).logits, batch(4, 64, 2000).tokens);
+    const [forwardTokens, backwardTokens] = [given(), given()];
+    const upstream = { data: Float64Array.from(gradLogp.data), shape: gradLogp.shape };
+    const forward = backend.tokenLogProbs(logits, forwardTokens);
+    const backward = backend.tokenLogProbsBackward(logits, backwardTokens, { gradLogp: upstream });
+    forwardTokens.data[0] = 1000;
+    backwardTokens.data[1] = -1;
+    upstream.data.fill(100);
+    await blocker;
+    expect(await forward).toEqual(expected.forward);
+    expect((await backward).data).toEqual(expected.backward.data);
+  });
+
+  it("the fused loss on logits in the backend's memory resolves with its own gradient, though a later call wrote over it", async () => {
+    for (const threads of [1, 2]) {
+      const backend = tracked({ threads });
+      const buffer = await backend.allocateLogits([1, 2, 8]);
+      const values = [1, 2, 3, 4, 5, 6, 7, 8, 8, 7, 6, 5, 4, 3, 2, 1];
+      buffer.logits.data.set(values);
+      const inputs = { logits: buffer.logits, tokens: [[1, 2]], advantages: [1] };
+      const before = { ...fusedCounts };
+      const fused = backend.policyLossFromLogits(inputs, lossPresets.paper);
+      const later = backend.tokenLogProbsBackward(buffer.logits, [[1, 2]], { gradLogp: [[100, 100]] });
+      const result = await fused;
+      const resolved = Float32Array.from(result.gradLogits.data);
+      expect(fusedCounts.recomputed - before.recomputed).toBe(1);
+      const expected = await referenceBackend.policyLossFromLogits(
+        { ...inputs, logits: { data: Float32Array.from(values), shape: [1, 2, 8] } },
+        lossPresets.paper,
+      );
+      expectClose(resolved, expected.gradLogits.data, tolerance("float32", "grad", 1), "∂/∂logits");
+      await later;
+      buffer.release();
+    }
+  });
+
+  it("saved statistics under which a logit is far above the logsumexp (logits changed since): refused, however far", async () => {
+    for (const threads of [1, 2]) {
+      const backend = tracked({ threads });
+      const data = Float32Array.from([-20, 0, 0.5, 1, 1.5, 2, 2.5, 3]);
+      const logits = { data, shape: [1, 1, 8] as [number, number, number] };
+      const saved = await backend.tokenLogProbs(logits, [[1]]);
+      for (const changed of [50, 89, 100, 1000, 1e5, 3e38]) {
+        data[0] = changed;
+        await expect(
+          backend.tokenLogProbsBackward(logits, [[1]], { gradLogp: [[1]], saved }),
+          `logit ${changed}`,
+        ).rejects.toThrow(/options\.saved/);
+      }
+    }
+  });
+
+  it("an objective of the reference's (dppo-tv) names an overflowing loss gradient at the logits, as clip and cispo do", async () => {
+    const backend = tracked({ threads: 1 });
+    const logits = { data: Float32Array.from([0, 1, 2, 3]), shape: [1, 1, 4] as [number, number, number] };
+    for (const objective of ["clip", "cispo", "dppo-tv"] as const) {
+      await expect(
+        backend.policyLossFromLogits({ logits, tokens: [[1]], advantages: [3e37] }, { objective, temperature: 0.01 }),
+        objective,
+      ).rejects.toThrow(/^logits\[0\]\[0\]/);
+    }
   });
 });
