@@ -76,7 +76,7 @@ export {
   validCounts,
 } from "../loss/policy-loss.js";
 export { isArrayLike, type NumericArray, requireFloat32Range } from "../numeric.js";
-export type { MatrixInput } from "../tensor.js";
+export { type MatrixInput, toMatrix } from "../tensor.js";
 
 /** A precision a backend's kernels compute in. */
 export type Dtype = "float32" | "float64" | "bfloat16";

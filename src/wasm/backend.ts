@@ -28,6 +28,7 @@ import {
   type LogitsPolicyLossResult,
   lossGradientOverflow,
   type MatrixInput,
+  parseOrThrow,
   type PolicyLossInputs,
   type PolicyLossOptionsInput,
   type PolicyLossResult,
@@ -35,8 +36,6 @@ import {
   type TokenLogProbsBackwardOptions,
   type TokenLogProbsOptions,
 } from "../backends/contract.js";
-import { parseOrThrow } from "../errors.js";
-import { pure } from "../pure.js";
 import { allocateLogits, type Engine, type Exclusive, type WasmLogitsBuffer } from "./engine.js";
 import { fusedPolicyLossFromLogits } from "./fused.js";
 import { unsupportedReason, WasmKernel } from "./kernel.js";
@@ -74,13 +73,11 @@ export interface WasmBackend extends Backend {
 const DEFAULT_CHUNK_BYTES = 64 * 2 ** 20;
 const MAX_THREADS = 256;
 
-const optionsSchema = /* @__PURE__ */ pure(() =>
-  z.strictObject({
-    chunkBytes: z.optional(z.number().check(z.positive(), z.refine(Number.isFinite, "expected a finite number"))),
-    name: z.optional(z.string().check(z.minLength(1))),
-    threads: z.optional(z.int().check(z.gte(1), z.lte(MAX_THREADS))),
-  }),
-);
+const optionsSchema = z.strictObject({
+  chunkBytes: z.optional(z.number().check(z.positive(), z.refine(Number.isFinite, "expected a finite number"))),
+  name: z.optional(z.string().check(z.minLength(1))),
+  threads: z.optional(z.int().check(z.gte(1), z.lte(MAX_THREADS))),
+});
 
 /** The backend cannot run here; `reason` is what probe() says. */
 export class WasmUnavailableError extends GrpoRocError {
@@ -159,9 +156,11 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
 /** The wasm backend: `registerBackend(wasmBackend)`; its probe() says why when it cannot run. */
 export const wasmBackend: WasmBackend = /* @__PURE__ */ createWasmBackend();
 
-const shapeSchema = /* @__PURE__ */ pure(() =>
-  z.tuple([z.int().check(z.nonnegative()), z.int().check(z.nonnegative()), z.int().check(z.positive())]),
-);
+const shapeSchema = z.tuple([
+  z.int().check(z.nonnegative()),
+  z.int().check(z.nonnegative()),
+  z.int().check(z.positive()),
+]);
 
 /**
  * The composition's backward step (after the reference's float64 loss): a loss gradient whose gradient into the

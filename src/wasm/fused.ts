@@ -29,11 +29,11 @@ import {
   rowWeights,
   splitLogitsInputs,
   splitLogitsOptions,
+  toMatrix,
   type TokenLogProbs,
   type TokenLogProbsBackwardOptions,
   type TokenLogProbsOptions,
 } from "../backends/contract.js";
-import { toMatrix } from "../tensor.js";
 
 /** The loss inputs the kernel predicts each position's loss gradient from, and what it predicted. */
 export interface Prediction {
