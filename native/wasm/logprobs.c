@@ -27,6 +27,26 @@ typedef unsigned char u8;
 #define SUM_BLOCK 64 /* floats per float32 partial sum: 16 vectors of 4 lanes */
 
 /*
+ * The reduction and polynomial exp4 and exp4_nonpositive share: for x in their range, e^r (r = x − n·ln 2) and n as
+ * an integer in *n_out.
+ */
+static inline v128_t exp_reduced(v128_t x, v128_t *n_out) {
+  const v128_t magic = wasm_f32x4_splat(12582912.0f); /* 1.5·2^23 */
+  v128_t shifted = wasm_f32x4_add(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)), magic);
+  v128_t n = wasm_f32x4_sub(shifted, magic);
+  v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
+  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
+  v128_t p = wasm_f32x4_splat(1.9875691500e-4f);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.3981999507e-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(8.3334519073e-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(4.1665795894e-2f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.6666665459e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(5.0000001201e-1f));
+  *n_out = wasm_i32x4_sub(shifted, magic); /* the bit patterns' difference: n as an integer */
+  return wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(p, wasm_f32x4_mul(r, r)), r), wasm_f32x4_splat(1.0f));
+}
+
+/*
  * e^x for float32 x, four lanes at once, within 1 ulp over the normal results (test/wasm-kernel.test.ts measures it
  * against Math.exp over the float32 range), within one unit of the smallest subnormal (2^-149) below e^-87.3:
  *   x is clamped to [−110, 89], beyond which e^x is 0 or +Infinity in float32 anyway (see the last step);
@@ -41,21 +61,9 @@ typedef unsigned char u8;
  *   +Infinity gives +Infinity, and NaN stays NaN (pmin/pmax keep their first operand when the comparison fails).
  */
 static inline v128_t exp4(v128_t x) {
-  const v128_t magic = wasm_f32x4_splat(12582912.0f); /* 1.5·2^23 */
   v128_t clamped = wasm_f32x4_pmin(wasm_f32x4_pmax(x, wasm_f32x4_splat(-110.0f)), wasm_f32x4_splat(89.0f));
-  v128_t shifted = wasm_f32x4_add(wasm_f32x4_mul(clamped, wasm_f32x4_splat(1.44269504088896341f)), magic);
-  v128_t n = wasm_f32x4_sub(shifted, magic);
-  v128_t r = wasm_f32x4_sub(clamped, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
-  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
-  v128_t p = wasm_f32x4_splat(1.9875691500e-4f);
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.3981999507e-3f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(8.3334519073e-3f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(4.1665795894e-2f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.6666665459e-1f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(5.0000001201e-1f));
-  v128_t r2 = wasm_f32x4_mul(r, r);
-  v128_t y = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(p, r2), r), wasm_f32x4_splat(1.0f));
-  v128_t ni = wasm_i32x4_sub(shifted, magic); /* the bit patterns' difference: n as an integer */
+  v128_t ni;
+  v128_t y = exp_reduced(clamped, &ni);
   v128_t n1 = wasm_i32x4_shr(ni, 1);
   v128_t n2 = wasm_i32x4_sub(ni, n1);
   v128_t bias = wasm_i32x4_splat(127);
@@ -74,23 +82,13 @@ static inline v128_t exp4(v128_t x) {
  * probabilities sum to +Infinity, which the caller refuses.
  */
 static inline v128_t exp4_nonpositive(v128_t x) {
-  const v128_t magic = wasm_f32x4_splat(12582912.0f); /* 1.5·2^23 */
   const v128_t lowest = wasm_f32x4_splat(-87.33f);
   v128_t normal = wasm_f32x4_ge(x, lowest);
   /* Above 88.37, n = 128: the scale's exponent field is 255, +Infinity. */
   v128_t clamped = wasm_f32x4_pmin(wasm_f32x4_pmax(x, lowest), wasm_f32x4_splat(88.5f));
-  v128_t shifted = wasm_f32x4_add(wasm_f32x4_mul(clamped, wasm_f32x4_splat(1.44269504088896341f)), magic);
-  v128_t n = wasm_f32x4_sub(shifted, magic);
-  v128_t r = wasm_f32x4_sub(clamped, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
-  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
-  v128_t p = wasm_f32x4_splat(1.9875691500e-4f);
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.3981999507e-3f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(8.3334519073e-3f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(4.1665795894e-2f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.6666665459e-1f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(5.0000001201e-1f));
-  v128_t y = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(p, wasm_f32x4_mul(r, r)), r), wasm_f32x4_splat(1.0f));
-  v128_t scale = wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_sub(shifted, magic), wasm_i32x4_splat(127)), 23);
+  v128_t n;
+  v128_t y = exp_reduced(clamped, &n);
+  v128_t scale = wasm_i32x4_shl(wasm_i32x4_add(n, wasm_i32x4_splat(127)), 23);
   return wasm_v128_and(wasm_f32x4_mul(y, scale), normal);
 }
 
@@ -138,18 +136,50 @@ static float row_max(const float *row, int vocab) {
 }
 
 /*
- * e^d and e^d·d of one vector into the block's partial sums; e^d·d counts only where e^d > 0 (d = −Infinity would
- * give 0·∞).
+ * s = Σ_v e^d_v and (with_entropy) w = Σ_v e^d_v·d_v over one row, d_v = (z_v − m)/τ, in blocks of SUM_BLOCK (see the
+ * top); e^d·d counts only where e^d > 0 (d = −Infinity would give 0·∞). Where `keep` is not NULL, e^d_v is also
+ * written to keep[v] (forward_backward's gradient row). Inlined with constant with_entropy and keep, once each way.
  */
-#define ACCUMULATE(z)                                                                                     \
-  do {                                                                                                    \
-    v128_t d = wasm_f32x4_mul(wasm_f32x4_sub((z), shift), inv_t);                                        \
-    v128_t e = exp4_nonpositive(d);                                                                       \
-    block_sum = wasm_f32x4_add(block_sum, e);                                                             \
-    if (with_entropy)                                                                                     \
-      block_weighted = wasm_f32x4_add(                                                                    \
-          block_weighted, wasm_v128_and(wasm_f32x4_mul(e, d), wasm_f32x4_gt(e, wasm_f32x4_splat(0.0f)))); \
-  } while (0)
+/* One vector's e^d into the block's sums (and e^d·d, where e^d > 0); returns e^d. */
+static inline v128_t sum_step(v128_t z, v128_t shift, v128_t inv_t, int with_entropy, v128_t *block_sum,
+                              v128_t *block_weighted) {
+  v128_t d = wasm_f32x4_mul(wasm_f32x4_sub(z, shift), inv_t);
+  v128_t e = exp4_nonpositive(d);
+  *block_sum = wasm_f32x4_add(*block_sum, e);
+  if (with_entropy)
+    *block_weighted = wasm_f32x4_add(
+        *block_weighted, wasm_v128_and(wasm_f32x4_mul(e, d), wasm_f32x4_gt(e, wasm_f32x4_splat(0.0f))));
+  return e;
+}
+
+static inline void row_sums(const float *row, int vocab, v128_t shift, v128_t inv_t, int with_entropy, float *keep,
+                            double *sum_out, double *weighted_out) {
+  double sum = 0, weighted = 0;
+  int v = 0;
+  while (v < vocab) {
+    int end = v + SUM_BLOCK <= vocab ? v + SUM_BLOCK : vocab;
+    v128_t block_sum = wasm_f32x4_splat(0.0f), block_weighted = wasm_f32x4_splat(0.0f);
+    for (; v + 4 <= end; v += 4) {
+      v128_t e = sum_step(wasm_v128_load(row + v), shift, inv_t, with_entropy, &block_sum, &block_weighted);
+      if (keep) wasm_v128_store(keep + v, e);
+    }
+    if (v < end) {
+      /* A tail of 1 to 3 entries reads −Infinity beyond the row: e^d = 0 there. */
+      v128_t z = load_tail(row, v, end, -__builtin_inff());
+      v128_t e = sum_step(z, shift, inv_t, with_entropy, &block_sum, &block_weighted);
+      if (keep) { /* lane by lane: a local array would live on the stack, which the threads share */
+        keep[v] = wasm_f32x4_extract_lane(e, 0);
+        if (v + 1 < end) keep[v + 1] = wasm_f32x4_extract_lane(e, 1);
+        if (v + 2 < end) keep[v + 2] = wasm_f32x4_extract_lane(e, 2);
+      }
+    }
+    v = end;
+    sum += lanes_sum_f64(block_sum);
+    if (with_entropy) weighted += lanes_sum_f64(block_weighted);
+  }
+  *sum_out = sum;
+  *weighted_out = weighted;
+}
 
 /*
  * The forward statistics of `positions` rows of `vocab` float32 logits: for each position with active[i] = 1,
@@ -169,22 +199,11 @@ __attribute__((export_name("forward_stats"))) void forward_stats(const float *lo
     out_sum[i] = 0;
     out_weighted[i] = 0;
     if (!(m - m == 0.0f)) continue; /* m − m is 0 for every finite m, NaN otherwise */
-    const v128_t shift = wasm_f32x4_splat(m);
-    double sum = 0, weighted = 0;
-    int v = 0;
-    while (v < vocab) {
-      int end = v + SUM_BLOCK <= vocab ? v + SUM_BLOCK : vocab;
-      v128_t block_sum = wasm_f32x4_splat(0.0f), block_weighted = wasm_f32x4_splat(0.0f);
-      for (; v + 4 <= end; v += 4) ACCUMULATE(wasm_v128_load(row + v));
-      if (v < end) {
-        ACCUMULATE(load_tail(row, v, end, -__builtin_inff()));
-        v = end;
-      }
-      sum += lanes_sum_f64(block_sum);
-      if (with_entropy) weighted += lanes_sum_f64(block_weighted);
-    }
-    out_sum[i] = sum;
-    out_weighted[i] = weighted;
+    /* Two copies, with and without the entropy's sum, each inlined with its constant. */
+    if (with_entropy)
+      row_sums(row, vocab, wasm_f32x4_splat(m), inv_t, 1, 0, &out_sum[i], &out_weighted[i]);
+    else
+      row_sums(row, vocab, wasm_f32x4_splat(m), inv_t, 0, 0, &out_sum[i], &out_weighted[i]);
   }
 }
 
@@ -365,34 +384,12 @@ __attribute__((export_name("forward_backward"))) void forward_backward(
     out_weighted[i] = 0;
     if (!(m - m == 0.0f)) continue;
     const v128_t shift = wasm_f32x4_splat(m);
-    double sum = 0, weighted = 0;
-    int v = 0;
-    while (v < vocab) {
-      int end = v + SUM_BLOCK <= vocab ? v + SUM_BLOCK : vocab;
-      v128_t block_sum = wasm_f32x4_splat(0.0f), block_weighted = wasm_f32x4_splat(0.0f);
-      for (; v + 4 <= end; v += 4) {
-        v128_t d = wasm_f32x4_mul(wasm_f32x4_sub(wasm_v128_load(row + v), shift), inv_t);
-        v128_t e = exp4_nonpositive(d);
-        wasm_v128_store(out + v, e);
-        block_sum = wasm_f32x4_add(block_sum, e);
-        if (with_entropy)
-          block_weighted = wasm_f32x4_add(
-              block_weighted, wasm_v128_and(wasm_f32x4_mul(e, d), wasm_f32x4_gt(e, wasm_f32x4_splat(0.0f))));
-      }
-      for (; v < end; v++) {
-        v128_t d = wasm_f32x4_mul(wasm_f32x4_sub(wasm_f32x4_splat(row[v]), shift), inv_t);
-        v128_t e = wasm_v128_and(exp4_nonpositive(d), wasm_i32x4_make(-1, 0, 0, 0));
-        out[v] = wasm_f32x4_extract_lane(e, 0);
-        block_sum = wasm_f32x4_add(block_sum, e);
-        if (with_entropy)
-          block_weighted = wasm_f32x4_add(
-              block_weighted, wasm_v128_and(wasm_f32x4_mul(e, d), wasm_f32x4_gt(e, wasm_f32x4_splat(0.0f))));
-      }
-      sum += lanes_sum_f64(block_sum);
-      if (with_entropy) weighted += lanes_sum_f64(block_weighted);
-    }
-    out_sum[i] = sum;
-    out_weighted[i] = weighted;
+    /* Into out_sum and out_weighted: the address of a local would put it on the stack, which the threads share. */
+    if (with_entropy)
+      row_sums(row, vocab, shift, inv_t, 1, out, &out_sum[i], &out_weighted[i]);
+    else
+      row_sums(row, vocab, shift, inv_t, 0, out, &out_sum[i], &out_weighted[i]);
+    double sum = out_sum[i], weighted = out_weighted[i];
     double log_sum = log_f64(sum);
     unsigned token = (unsigned)tokens[i] < (unsigned)vocab ? (unsigned)tokens[i] : 0; /* the caller checked the ids */
     double logp = ((double)row[token] - (double)m) * params[6] - log_sum;
@@ -404,10 +401,10 @@ __attribute__((export_name("forward_backward"))) void forward_backward(
       continue;
     }
     float inverse_sum = (float)(1.0 / sum);
+    int v = 0;
     if (h == 0.0f) {
       /* −g·p/τ, p = e^d/s: one product per entry. */
       const v128_t scale = wasm_f32x4_splat(-g * inverse_temperature * inverse_sum);
-      v = 0;
       for (; v + 4 <= vocab; v += 4) wasm_v128_store(out + v, wasm_f32x4_mul(wasm_v128_load(out + v), scale));
       for (; v < vocab; v++) out[v] *= -g * inverse_temperature * inverse_sum;
     } else {
@@ -415,7 +412,6 @@ __attribute__((export_name("forward_backward"))) void forward_backward(
       const float entropy = (float)(log_sum - weighted / sum);
       const v128_t ln = wasm_f32x4_splat((float)log_sum), is = wasm_f32x4_splat(inverse_sum);
       const v128_t gv = wasm_f32x4_splat(g), hv = wasm_f32x4_splat(h), H = wasm_f32x4_splat(entropy);
-      v = 0;
       for (; v + 4 <= vocab; v += 4) {
         v128_t p = wasm_f32x4_mul(wasm_v128_load(out + v), is);
         v128_t log_p = wasm_f32x4_sub(wasm_f32x4_mul(wasm_f32x4_sub(wasm_v128_load(row + v), shift), inv_t), ln);

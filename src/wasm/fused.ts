@@ -15,15 +15,13 @@
  */
 import {
   composedPolicyLossFromLogits,
+  type Kernels,
   type LogitsGradient,
   type LogitsInput,
   type LogitsPolicyLossInputs,
   type LogitsPolicyLossOptions,
   type LogitsPolicyLossResult,
   type MatrixInput,
-  type PolicyLossInputs,
-  type PolicyLossOptionsInput,
-  type PolicyLossResult,
   readLossInputs,
   resolvePolicyLossOptions,
   rowWeights,
@@ -62,15 +60,7 @@ const AGREEMENT = 2 ** -30;
 export const fusedCounts = { kept: 0, recomputed: 0 };
 
 /** The kernels policyLossFromLogits composes: this backend's (and the reference's loss). */
-export interface LogProbKernels {
-  tokenLogProbs(logits: LogitsInput, tokens: MatrixInput, options?: TokenLogProbsOptions): Promise<TokenLogProbs>;
-  tokenLogProbsBackward(
-    logits: LogitsInput,
-    tokens: MatrixInput,
-    options: TokenLogProbsBackwardOptions,
-  ): Promise<LogitsGradient>;
-  policyLoss(inputs: PolicyLossInputs, options?: PolicyLossOptionsInput): Promise<PolicyLossResult>;
-}
+export type LogProbKernels = Pick<Kernels, "tokenLogProbs" | "tokenLogProbsBackward" | "policyLoss">;
 
 /** A backward step, and the same step wrapped in the checks it needs before it runs (or keeps a gradient). */
 type Backward = LogProbKernels["tokenLogProbsBackward"];
