@@ -179,6 +179,27 @@ describe("the packed tarball installed into an empty project", () => {
     if (!probe.available) expect(probe.reason).toMatch(/^(no CUDA device|CUDA driver too old)/);
   });
 
+  it("ships the wasm backend: its kernel loads from the package in ESM and CommonJS, runs on 2 threads, and the process exits", () => {
+    const script = (load: string) =>
+      `${load}; const backend = createWasmBackend({ threads: 2 }); ` +
+      "const logits = { data: new Float32Array(4 * 64).fill(0.5), shape: [2, 2, 64] }; " +
+      "Promise.all([backend.probe(), backend.tokenLogProbs(logits, [[1, 2], [3, 4]])])" +
+      ".then(([info, r]) => console.log(JSON.stringify({ available: info.available, reason: info.reason, logp: r.logp[3] })));";
+    for (const [load, type] of [
+      ['import { createWasmBackend } from "grpo-roc/wasm"', "module"],
+      ['const { createWasmBackend } = require("grpo-roc/wasm")', "commonjs"],
+    ] as const) {
+      const args = type === "module" ? ["--input-type=module", "-e", script(load)] : ["-e", script(load)];
+      // A time limit: a process kept alive by its worker threads would not exit at all.
+      const run = spawnSync(process.execPath, args, { cwd: project, encoding: "utf8", timeout: 60_000 });
+      expect(run.status, `${run.stderr} (exit ${run.status}, signal ${run.signal})`).toBe(0);
+      const result = JSON.parse(run.stdout) as { available: boolean; reason: string; logp: number };
+      expect(result.available, result.reason).toBe(true);
+      expect(result.reason).toMatch(/2 threads/);
+      expect(result.logp).toBeCloseTo(-Math.log(64), 6);
+    }
+  });
+
   it("ships every file the README links to", () => {
     const readme = readFileSync(join(project, "node_modules", "grpo-roc", "README.md"), "utf8");
     const links = [...readme.matchAll(/\]\((?!https?:|#)([^)\s]+)\)/g)].map((match) => match[1]!.split("#")[0]!);

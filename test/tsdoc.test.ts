@@ -23,6 +23,7 @@ const ENTRY_POINTS = {
   "grpo-roc/tfjs": "dist/tfjs/index.d.ts",
   "grpo-roc/webgpu": "dist/webgpu/index.d.ts",
   "grpo-roc/cuda": "dist/cuda/index.d.ts",
+  "grpo-roc/wasm": "dist/wasm/index.d.ts",
 } as const;
 
 /** Exported types whose fields go without comments of their own, and why. */
