@@ -108,7 +108,11 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
       return work(engine);
     };
     const result = queue.then(run, run);
-    queue = result.catch(() => undefined);
+    // The queue holds no result: a returned gradient is freed when its caller drops it.
+    queue = result.then(
+      () => undefined,
+      () => undefined,
+    );
     return result;
   };
   const logProbKernels = {
