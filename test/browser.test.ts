@@ -201,23 +201,30 @@ describe.skipIf(!chromiumFound)(title, () => {
   let server: Awaited<ReturnType<typeof serveExample>> | undefined;
   let withWebGpu: PageOutcome & { pageErrors: string[] };
   let withoutWebGpu: PageOutcome & { pageErrors: string[] };
+  let notIsolated: PageOutcome & { pageErrors: string[] };
 
   const outdir = mkdtempSync(join(tmpdir(), "grpo-roc-browser-example-"));
 
   beforeAll(async () => {
     await buildExample(outdir);
     server = await serveExample(0, outdir);
-    const visit = async (flags: readonly string[]) => {
+    const visit = async (flags: readonly string[], url = server!.url) => {
       const browser = await launchChromium(flags);
       try {
-        return await outcomeOf(browser, server!.url);
+        return await outcomeOf(browser, url);
       } finally {
         await browser.close();
       }
     };
     withWebGpu = await visit(WEBGPU_FLAGS);
     withoutWebGpu = await visit([]);
-  }, 120_000);
+    const plain = await serveExample(0, outdir, { isolated: false });
+    try {
+      notIsolated = await visit([], plain.url);
+    } finally {
+      await plain.close();
+    }
+  }, 180_000);
 
   afterAll(async () => {
     await server?.close();
@@ -273,6 +280,16 @@ describe.skipIf(!chromiumFound)(title, () => {
     expect(withoutWebGpu.status).toBe(
       `No WebGPU: ${withoutWebGpu.reason}. WebAssembly backend: ${withoutWebGpu.wasm!.reason}. It agrees with the reference.`,
     );
+  });
+
+  it("a page served without COOP and COEP has no shared memory: the wasm backend runs on one thread, and agrees", () => {
+    expect(notIsolated.pageErrors).toEqual([]);
+    expect(notIsolated.crossOriginIsolated).toBe(false);
+    expect(notIsolated.backend).toBe("wasm");
+    expect(notIsolated.wasm!.reason).toMatch(/one thread \(shared WebAssembly memory is not allowed here/);
+    expect(notIsolated.error, notIsolated.error).toBeUndefined();
+    expect(notIsolated.ok, notIsolated.status).toBe(true);
+    expectFloat32LogitsLoss(notIsolated.wasmLogits!);
   });
 
   it("policyLossFromLogits on the wasm backend agrees with the reference: loss, ∂loss/∂logp, log-probs, ∂loss/∂logits, metrics", () => {

@@ -40,11 +40,16 @@ const isolation = {
   "cross-origin-embedder-policy": "require-corp",
 } as const;
 
-/** Serves index.html at / and the bundle under /dist/; `port` 0 picks a free one. */
+/**
+ * Serves index.html at / and the bundle under /dist/; `port` 0 picks a free one. `isolated: false` leaves out the
+ * COOP and COEP headers (the page then has no shared memory: the wasm backend runs on one thread).
+ */
 export async function serveExample(
   port = 0,
   outdir = defaultOutdir,
+  { isolated = true }: { isolated?: boolean } = {},
 ): Promise<{ url: string; close: () => Promise<void> }> {
+  const headers = isolated ? isolation : {};
   const server = createServer(async (request, response) => {
     const path = new URL(request.url ?? "/", "http://localhost").pathname;
     const file =
@@ -58,13 +63,13 @@ export async function serveExample(
         throw new Error("not found");
       const body = await readFile(file);
       response.writeHead(200, {
-        ...isolation,
+        ...headers,
         "content-type": types[extname(file)] ?? "application/octet-stream",
         "cache-control": "no-store",
       });
       response.end(body);
     } catch {
-      response.writeHead(404, { ...isolation, "content-type": "text/plain" }).end("not found");
+      response.writeHead(404, { ...headers, "content-type": "text/plain" }).end("not found");
     }
   });
   await new Promise<void>((resolve, reject) => server.once("error", reject).listen(port, "127.0.0.1", resolve));

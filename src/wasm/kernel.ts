@@ -217,6 +217,8 @@ function align(offset: number): number {
 
 /** A shared memory of the kernel's maximum, or undefined where this engine (or page) cannot create one. */
 function sharedMemory(api: WasmApi): WasmMemory | undefined {
+  // A browser page that is not cross-origin isolated may not share memory with workers, even where it can create it.
+  if ((globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === false) return undefined;
   if (!api.validate(moduleBytes("shared"))) return undefined;
   try {
     return new api.Memory({ initial: 2, maximum: MAX_PAGES, shared: true });
