@@ -207,13 +207,17 @@ interface BrowserWorker {
   onmessageerror: (() => void) | null;
 }
 
+let browserWorkerUrl: string | undefined;
+
 function browserThreadFactory(): ThreadFactory {
   const scope = globalThis as unknown as {
     Worker: new (url: string) => BrowserWorker;
     Blob: new (parts: string[], options: { type: string }) => object;
     URL: { createObjectURL(blob: object): string };
   };
-  const url = scope.URL.createObjectURL(new scope.Blob([BROWSER_WORKER], { type: "text/javascript" }));
+  // One URL for the page's lifetime, whatever the number of pools and restarts: it is never revoked, so never leaks.
+  browserWorkerUrl ??= scope.URL.createObjectURL(new scope.Blob([BROWSER_WORKER], { type: "text/javascript" }));
+  const url = browserWorkerUrl;
   return (listener) => {
     const worker = new scope.Worker(url);
     worker.onmessage = (event) => listener.reply(event.data);
