@@ -215,7 +215,7 @@ function browserThreadFactory(): ThreadFactory {
     Blob: new (parts: string[], options: { type: string }) => object;
     URL: { createObjectURL(blob: object): string };
   };
-  // One URL for the page's lifetime, whatever the number of pools and restarts: it is never revoked, so never leaks.
+  // One Blob URL for the page, kept: every pool and restart reuses it, so there is one, whatever their number.
   browserWorkerUrl ??= scope.URL.createObjectURL(new scope.Blob([BROWSER_WORKER], { type: "text/javascript" }));
   const url = browserWorkerUrl;
   return (listener) => {
