@@ -135,9 +135,10 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
       fusedPolicyLossFromLogits(
         logProbKernels,
         backwardFromLoss,
-        (work) => exclusive(async () => work()),
         (logits, tokens, forwardOptions, prediction) =>
           wasmTokenLogProbs(exclusive, logits, tokens, forwardOptions, prediction),
+        (logits, tokens, backwardOptions, kept) =>
+          wasmTokenLogProbsBackward(exclusive, logits, tokens, backwardOptions, kept),
         inputs,
         lossOptions,
       ),

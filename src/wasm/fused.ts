@@ -65,41 +65,46 @@ export type LogProbKernels = Pick<Kernels, "tokenLogProbs" | "tokenLogProbsBackw
 /** A backward step, and the same step wrapped in the checks it needs before it runs (or keeps a gradient). */
 type Backward = LogProbKernels["tokenLogProbsBackward"];
 
+/** The backward step, given a gradient it may keep instead: asked in the call's own turn of the backend's queue. */
+type BackwardUnlessKept = (
+  ...args: [...Parameters<Backward>, kept: () => LogitsGradient | undefined]
+) => ReturnType<Backward>;
+
 /**
  * policyLossFromLogits: fused where the loss allows it (see above), composed otherwise. `forward` runs the forward
- * step with a prediction; `guard` wraps the backward step, kept gradient or not, in the checks of the loss gradient;
- * `inQueue` runs work in the backend's queue of calls.
+ * step with a prediction; `backward` the backward step, unless the forward's gradient is kept; `guard` wraps the
+ * backward step, kept gradient or not, in the checks of the loss gradient.
  */
 export async function fusedPolicyLossFromLogits(
   kernels: LogProbKernels,
   guard: (backward: Backward) => Backward,
-  inQueue: <T>(work: () => T) => Promise<T>,
   forward: (
     logits: LogitsInput,
     tokens: MatrixInput,
     options: TokenLogProbsOptions,
     prediction: Prediction,
   ) => Promise<TokenLogProbs>,
+  backward: BackwardUnlessKept,
   inputs: LogitsPolicyLossInputs,
   options: LogitsPolicyLossOptions = {},
 ): Promise<LogitsPolicyLossResult> {
   const prediction = predictionOf(inputs, options);
-  const backward = kernels.tokenLogProbsBackward;
-  if (prediction === undefined)
-    return composedPolicyLossFromLogits({ ...kernels, tokenLogProbsBackward: guard(backward) }, inputs, options);
+  if (prediction === undefined) {
+    const composed = { ...kernels, tokenLogProbsBackward: guard(kernels.tokenLogProbsBackward) };
+    return composedPolicyLossFromLogits(composed, inputs, options);
+  }
   return composedPolicyLossFromLogits(
     {
       policyLoss: kernels.policyLoss,
       tokenLogProbs: (logits, tokens, forwardOptions) => forward(logits, tokens, forwardOptions, prediction),
-      tokenLogProbsBackward: guard(async (logits, tokens, backwardOptions) => {
-        const kept = await inQueue(() => keptGradient(prediction, backwardOptions));
-        if (kept !== undefined) {
-          fusedCounts.kept++;
+      tokenLogProbsBackward: guard((logits, tokens, backwardOptions) =>
+        backward(logits, tokens, backwardOptions, () => {
+          const kept = keptGradient(prediction, backwardOptions);
+          if (kept !== undefined) fusedCounts.kept++;
+          else fusedCounts.recomputed++;
           return kept;
-        }
-        fusedCounts.recomputed++;
-        return backward(logits, tokens, backwardOptions);
-      }),
+        }),
+      ),
     },
     inputs,
     options,

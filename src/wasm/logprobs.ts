@@ -138,6 +138,8 @@ export async function wasmTokenLogProbs(
     const inverseTemperature = 1 / temperature;
     const inverse32 = float32InverseTemperature(temperature);
     const predicted = prediction === undefined ? undefined : new Float64Array(positions);
+    // Counted before the kernels write, so that a call failing halfway still invalidates a gradient kept for later.
+    const written = prediction !== undefined && resident !== undefined ? ++resident.writes : undefined;
     const gradient = prediction === undefined || resident !== undefined ? undefined : newGradient(l);
     const staged = resident === undefined;
     const layout = (count: number, from?: number) =>
@@ -191,7 +193,6 @@ export async function wasmTokenLogProbs(
         prediction.outcome = { gradient: () => ({ data, shape }), predicted: predicted! };
       } else {
         // Another call may write these logits' gradient before the loss's gradient is compared with the prediction.
-        const written = ++resident.writes;
         const current = () =>
           resident.released || resident.writes !== written ? undefined : { data: resident.views().gradient, shape };
         prediction.outcome = { gradient: current, predicted: predicted! };
@@ -317,12 +318,15 @@ function forwardBackward(
 /**
  * tokenLogProbsBackward: under saved statistics, the backward kernel (which also checks that each row's
  * probabilities sum to 1 under them); without, each row's statistics and gradient in one visit (gradientInOnePass).
+ * `kept`, asked once the inputs are checked and the call's turn has come, may give a gradient already computed
+ * (the fused policyLossFromLogits's), which is then returned instead.
  */
 export async function wasmTokenLogProbsBackward(
   exclusive: Exclusive,
   logitsInput: LogitsInput,
   tokensInput: MatrixInput,
   options: TokenLogProbsBackwardOptions,
+  kept?: () => LogitsGradient | undefined,
 ): Promise<LogitsGradient> {
   const { temperature } = readBackwardOptions(options);
   const l = readWasmLogits(logitsInput);
@@ -345,9 +349,13 @@ export async function wasmTokenLogProbsBackward(
           entropy: exact.entropy === undefined ? undefined : Float64Array.from(exact.entropy),
         };
   return exclusive(async (engine) => {
+    // In the same turn of the queue as the pass it spares: no call can write the kept gradient in between.
+    const gradient = kept?.();
+    if (gradient !== undefined) return gradient;
     if (saved === undefined) return gradientInOnePass(engine, l, ids, { reads, gradLogp, gradEntropy }, temperature);
     const { kernel } = engine;
     const resident = residentOf(engine, l);
+    if (resident !== undefined) resident.writes++;
     const out = resident !== undefined ? undefined : newGradient(l);
     const inverse32 = float32InverseTemperature(temperature);
     const layout = (count: number, from?: number) =>
@@ -407,10 +415,7 @@ export async function wasmTokenLogProbsBackward(
       if (saved !== undefined) requireSavedRows(kernel, chunk, active, rowMax, probabilitySum, l.cols);
       out?.set(kernel.f32(grad, count * l.vocab), chunk.start * l.vocab);
     }
-    if (out === undefined) {
-      resident!.writes++;
-      return { data: resident!.views().gradient, shape: [l.rows, l.cols, l.vocab] };
-    }
+    if (out === undefined) return { data: resident!.views().gradient, shape: [l.rows, l.cols, l.vocab] };
     if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
     return { data: out, shape: [l.rows, l.cols, l.vocab] };
   });
@@ -430,6 +435,7 @@ async function gradientInOnePass(
 ): Promise<LogitsGradient> {
   const { kernel } = engine;
   const resident = residentOf(engine, l);
+  if (resident !== undefined) resident.writes++;
   const out = resident !== undefined ? undefined : newGradient(l);
   const inverseTemperature = 1 / temperature;
   const withEntropy = given.gradEntropy !== undefined;
@@ -459,10 +465,7 @@ async function gradientInOnePass(
         positionStatistics(chunk.start + k, l.cols, max[k]!, sum[k]!, weighted[k]!, inverseTemperature);
     out?.set(kernel.f32(grad, count * l.vocab), chunk.start * l.vocab);
   }
-  if (out === undefined) {
-    resident!.writes++;
-    return { data: resident!.views().gradient, shape: [l.rows, l.cols, l.vocab] };
-  }
+  if (out === undefined) return { data: resident!.views().gradient, shape: [l.rows, l.cols, l.vocab] };
   if (l.bfloat16 !== undefined) roundToBfloat16InPlace(out as Float32Array);
   return { data: out, shape: [l.rows, l.cols, l.vocab] };
 }

@@ -20,7 +20,8 @@ interface Thread {
   post(message: unknown): void;
   /** Keeps (true) or stops keeping (false) a Node process alive; nothing in browsers. */
   hold(keep: boolean): void;
-  terminate(): void;
+  /** Resolves once the worker has stopped. */
+  terminate(): Promise<unknown>;
 }
 
 /** Runs in each worker: instantiates the kernel over the shared memory, then runs the calls it is sent. */
@@ -59,6 +60,8 @@ interface Reply {
 export class ThreadPool {
   private threads: Thread[] | undefined;
   private starting: Promise<Thread[]> | undefined;
+  /** Resolves once the workers last ended (release, or a death) have stopped running: they share the memory. */
+  private stopping: Promise<unknown> = Promise.resolve();
   private nextId = 0;
   private readonly pending = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
 
@@ -76,7 +79,10 @@ export class ThreadPool {
    */
   async run(calls: readonly KernelCall[], meanwhile?: () => void): Promise<{ meanwhile: number; own: number }> {
     if (calls.length > this.size) throw new Error(`${calls.length} calls for a pool of ${this.size} threads`);
+    await this.stopping;
     const workers = calls.length > 1 ? await this.workers() : [];
+    // release(), or a worker's death, while the workers were being fetched: they are ending.
+    if (calls.length > 1 && this.threads !== workers) throw new Error("the wasm backend was released during a call");
     const done = calls.slice(1).map((call, k) => this.send(workers[k]!, call));
     for (const worker of workers) worker.hold(true);
     let took: { meanwhile: number; own: number } | undefined;
@@ -103,10 +109,16 @@ export class ThreadPool {
   /** Ends the workers; a later call starts new ones. */
   async release(): Promise<void> {
     const threads = this.threads ?? (await this.starting?.catch(() => undefined));
+    this.end(threads, new Error("the wasm backend was released during a call"));
+    await this.stopping;
+  }
+
+  /** Ends these workers, failing the calls that wait on them; `stopping` resolves when they have stopped. */
+  private end(threads: Thread[] | undefined, error: Error): void {
     this.threads = undefined;
     this.starting = undefined;
-    for (const thread of threads ?? []) thread.terminate();
-    for (const { reject } of this.pending.values()) reject(new Error("the wasm backend was released during a call"));
+    this.stopping = Promise.all([this.stopping, ...(threads ?? []).map((thread) => thread.terminate())]);
+    for (const { reject } of this.pending.values()) reject(error);
     this.pending.clear();
   }
 
@@ -128,12 +140,7 @@ export class ThreadPool {
 
   /** A worker that died (it cannot be trusted with the memory again): every call waiting fails, and all end. */
   private fail(error: Error): void {
-    const threads = this.threads;
-    this.threads = undefined;
-    this.starting = undefined;
-    for (const thread of threads ?? []) thread.terminate();
-    for (const { reject } of this.pending.values()) reject(new Error(`a wasm worker thread failed: ${error.message}`));
-    this.pending.clear();
+    this.end(this.threads, new Error(`a wasm worker thread failed: ${error.message}`));
   }
 
   private workers(): Promise<Thread[]> {
@@ -157,8 +164,15 @@ export class ThreadPool {
 /** `count` workers, each with the kernel instantiated over the kernel's shared memory. */
 async function startThreads(count: number, listener: Listener, kernel: WasmKernel): Promise<Thread[]> {
   const start = inNode() ? await nodeThreadFactory() : browserThreadFactory();
-  const threads = Array.from({ length: count }, () => start(listener));
-  for (const thread of threads) thread.post({ module: kernel.module, memory: kernel.memory });
+  const threads: Thread[] = [];
+  try {
+    for (let k = 0; k < count; k++) threads.push(start(listener));
+    for (const thread of threads) thread.post({ module: kernel.module, memory: kernel.memory });
+  } catch (error) {
+    // The ones that started are ended: none is left holding the listener.
+    await Promise.all(threads.map((thread) => thread.terminate()));
+    throw error;
+  }
   return threads;
 }
 
@@ -193,7 +207,7 @@ async function nodeThreadFactory(): Promise<ThreadFactory> {
       hold: (keep) => (keep ? worker.ref() : worker.unref()),
       terminate: () => {
         ending = true;
-        void worker.terminate();
+        return worker.terminate();
       },
     };
   };
@@ -223,7 +237,8 @@ function browserThreadFactory(): ThreadFactory {
     worker.onmessage = (event) => listener.reply(event.data);
     worker.onerror = (event) => listener.fail(new Error(event.message ?? "a Web Worker failed"));
     worker.onmessageerror = () => listener.fail(new Error("a Web Worker could not read a message"));
-    return { post: (message) => worker.postMessage(message), hold: () => {}, terminate: () => worker.terminate() };
+    const terminate = async () => worker.terminate();
+    return { post: (message) => worker.postMessage(message), hold: () => {}, terminate };
   };
 }
 

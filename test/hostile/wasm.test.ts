@@ -371,6 +371,62 @@ describe("class 6: calls queued behind others, and saved statistics that are not
     }
   });
 
+  it("fused calls on one buffer, not awaited, and a call between them that fails: the last resolves with its own gradient, and the buffer ends with it", async () => {
+    for (const threads of [1, 2]) {
+      const backend = tracked({ threads });
+      const shape = [2, 3, 37] as [number, number, number];
+      const buffer = await backend.allocateLogits(shape);
+      const values = Float32Array.from({ length: 2 * 3 * 37 }, (_, i) => Math.sin(i * 1.3) * 4);
+      buffer.logits.data.set(values);
+      const tokens = [
+        [1, 5, 36],
+        [0, 20, 3],
+      ];
+      const other = await backend.tokenLogProbs({ data: values.map((v) => 3 * v), shape }, tokens);
+      const calls = [1, 2, 3, 4].map((n) =>
+        backend.policyLossFromLogits({ logits: buffer.logits, tokens, advantages: [n, -n] }, lossPresets.paper),
+      );
+      // Statistics of other logits: refused, after its kernel has written the buffer's gradient.
+      const failing = backend.tokenLogProbsBackward(buffer.logits, tokens, { gradLogp: tokens, saved: other });
+      const last = backend.policyLossFromLogits(
+        { logits: buffer.logits, tokens, advantages: [5, -5] },
+        lossPresets.paper,
+      );
+      await expect(failing).rejects.toThrow(/options\.saved/);
+      await Promise.all(calls);
+      const resolved = Float32Array.from((await last).gradLogits.data);
+      const expected = await referenceBackend.policyLossFromLogits(
+        { logits: { data: values, shape }, tokens, advantages: [5, -5] },
+        lossPresets.paper,
+      );
+      expectClose(resolved, expected.gradLogits.data, tolerance("float32", "grad", 1), "the last call's ∂/∂logits");
+      expectClose(buffer.gradient, expected.gradLogits.data, tolerance("float32", "grad", 1), "the buffer's");
+      buffer.release();
+    }
+  });
+
+  it("release() while a call is fetching its workers: the call settles, and the next one runs", async () => {
+    const backend = tracked({ threads: 2 });
+    const { logits, tokens } = batch(1, 8, 64);
+    const expected = await backend.tokenLogProbs(logits, tokens);
+    const settles = (promise: Promise<unknown>) =>
+      Promise.race([
+        promise.then(
+          () => "settled",
+          () => "settled",
+        ),
+        new Promise((resolve) => setTimeout(() => resolve("still pending after 5 s"), 5000)),
+      ]);
+    for (let ticks = 0; ticks < 6; ticks++) {
+      const call = backend.tokenLogProbs(logits, tokens);
+      for (let k = 0; k < ticks; k++) await Promise.resolve();
+      const released = backend.release();
+      expect(await settles(call), `release after ${ticks} microtasks`).toBe("settled");
+      await released;
+      expect(await backend.tokenLogProbs(logits, tokens)).toEqual(expected);
+    }
+  });
+
   it("saved statistics under which a logit is far above the logsumexp (logits changed since): refused, however far", async () => {
     for (const threads of [1, 2]) {
       const backend = tracked({ threads });
