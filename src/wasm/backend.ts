@@ -105,6 +105,8 @@ export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend
     const run = async () => {
       const { info, engine } = await probe();
       if (engine === undefined) throw new WasmUnavailableError(name, info.reason);
+      // Workers ended by release() (or a death) may still be running: none may write over this call's inputs.
+      await engine.pool.stopped();
       return work(engine);
     };
     const result = queue.then(run, run);

@@ -106,6 +106,11 @@ export class ThreadPool {
     return took;
   }
 
+  /** Resolves once the workers last ended have stopped: a call waits for it before it writes the memory. */
+  stopped(): Promise<unknown> {
+    return this.stopping;
+  }
+
   /** Ends the workers; a later call starts new ones. */
   async release(): Promise<void> {
     const threads = this.threads ?? (await this.starting?.catch(() => undefined));
@@ -117,7 +122,8 @@ export class ThreadPool {
   private end(threads: Thread[] | undefined, error: Error): void {
     this.threads = undefined;
     this.starting = undefined;
-    this.stopping = Promise.all([this.stopping, ...(threads ?? []).map((thread) => thread.terminate())]);
+    const stopped = (threads ?? []).map((thread) => thread.terminate().catch(() => undefined));
+    this.stopping = Promise.all([this.stopping, ...stopped]);
     for (const { reject } of this.pending.values()) reject(error);
     this.pending.clear();
   }
@@ -170,7 +176,7 @@ async function startThreads(count: number, listener: Listener, kernel: WasmKerne
     for (const thread of threads) thread.post({ module: kernel.module, memory: kernel.memory });
   } catch (error) {
     // The ones that started are ended: none is left holding the listener.
-    await Promise.all(threads.map((thread) => thread.terminate()));
+    await Promise.allSettled(threads.map((thread) => thread.terminate()));
     throw error;
   }
   return threads;
@@ -194,19 +200,24 @@ async function nodeThreadFactory(): Promise<ThreadFactory> {
   return (listener) => {
     const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(NODE_WORKER)}`));
     worker.on("message", (reply: Reply) => listener.reply(reply));
-    worker.on("error", (error) => listener.fail(error));
-    worker.on("messageerror", (error) => listener.fail(error));
-    // terminate() (release) ends a worker with code 1 after its "exit" listeners are told; any other exit is a death.
+    // An ended worker's events are its own: they fail none of the workers that replaced it.
     let ending = false;
-    worker.on("exit", (code) => {
-      if (!ending) listener.fail(new Error(`a worker thread exited (code ${code})`));
-    });
+    worker.on("error", (error) => ending || listener.fail(error));
+    worker.on("messageerror", (error) => ending || listener.fail(error));
+    // terminate() ends a worker with code 1 after its "exit" listeners are told; any other exit is a death.
+    worker.on("exit", (code) => ending || listener.fail(new Error(`a worker thread exited (code ${code})`)));
     worker.unref();
     return {
       post: (message) => worker.postMessage(message),
-      hold: (keep) => (keep ? worker.ref() : worker.unref()),
+      hold: (keep) => {
+        if (ending) return;
+        if (keep) worker.ref();
+        else worker.unref();
+      },
       terminate: () => {
         ending = true;
+        // Referenced until it has stopped: whoever awaits its end keeps Node alive until then.
+        worker.ref();
         return worker.terminate();
       },
     };

@@ -427,6 +427,33 @@ describe("class 6: calls queued behind others, and saved statistics that are not
     }
   });
 
+  it("release() while a worker is busy, in a Node process with nothing else to do: the next call still completes", () => {
+    // The calling thread's half of the backward is masked out (its rows have no gradient), so the worker is the one
+    // still running when release() ends it; the queued forward must wait for it to stop, and Node must wait too.
+    const script = `
+      import { createWasmBackend } from "./src/wasm/index.ts";
+      const backend = createWasmBackend({ threads: 2 });
+      const [P, V] = [64, 32768];
+      const logits = { data: Float32Array.from({ length: P * V }, (_, i) => Math.sin(i * 0.01) * 5), shape: [1, P, V] };
+      const tokens = [Array.from({ length: P }, (_, t) => t)];
+      const gradLogp = [Array.from({ length: P }, (_, t) => (t < P / 2 ? 0 : 1))];
+      const expected = await backend.tokenLogProbs(logits, tokens);
+      const busy = backend.tokenLogProbsBackward(logits, tokens, { gradLogp });
+      const next = backend.tokenLogProbs(logits, tokens);
+      setTimeout(() => void backend.release(), 0);
+      await busy.catch(() => undefined);
+      const result = await next;
+      console.log(result.logp.every((x, i) => x === expected.logp[i]) ? "next: same" : "next: different");`;
+    const run = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      cwd: repository,
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    expect(run.stderr).toBe("");
+    expect(run.status, `exit ${run.status}, signal ${run.signal}`).toBe(0);
+    expect(run.stdout.trim()).toBe("next: same");
+  });
+
   it("saved statistics under which a logit is far above the logsumexp (logits changed since): refused, however far", async () => {
     for (const threads of [1, 2]) {
       const backend = tracked({ threads });
